@@ -1,0 +1,345 @@
+"""The engine: recording an op (`apply`), ordering the graph (`toposort`), and the backward pass.
+
+Everything that walks a graph goes through `toposort`, and every gradient is reduced to its
+input's shape in one place, `unbroadcast`. The derivative rules themselves live in `ops.py`;
+this module knows nothing about any particular op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ops import Op
+    from .tensor import Tensor
+
+# `tensor.py` binds the Tensor class here once it is defined: the engine creates Tensors, and
+# Tensor methods call the engine, so one of the two imports must be late.
+Tensor: Any = None
+
+
+class _State(threading.local):
+    """Per-thread switches: two threads may train with and without gradients at once."""
+
+    grad_enabled = True
+    anomaly = False
+    scope: tuple | None = None
+
+
+state = _State()
+
+# A global clock for in-place modification. Each graph node remembers the clock at its creation;
+# an in-place write stamps the tensor with a later tick. At backward time a parent stamped after
+# its child was created has changed under the child's feet, and its saved value is stale.
+_clock = [0]
+
+
+def tick() -> int:
+    _clock[0] += 1
+    return _clock[0]
+
+
+def is_grad_enabled() -> bool:
+    return state.grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._saved: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._saved.append(state.grad_enabled)
+        state.grad_enabled = self.enabled
+
+    def __exit__(self, *exc: object) -> None:
+        state.grad_enabled = self._saved.pop()
+
+
+def no_grad() -> _GradMode:
+    """Context manager and decorator: ops inside record no graph (per thread)."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    return _GradMode(True)
+
+
+def set_grad_enabled(mode: bool) -> _GradMode:
+    return _GradMode(bool(mode))
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Record where each node is created and stop at the first NaN or infinity.
+
+    Inside this block every op's output and every gradient computed by backward is checked;
+    the error names the op, the shapes, and the line of user code that created the node.
+    It is slow (a stack capture per op), so it is for debugging only. Per thread.
+    """
+    saved = state.anomaly
+    state.anomaly = True
+    try:
+        yield
+    finally:
+        state.anomaly = saved
+
+
+@contextlib.contextmanager
+def module_scope(module: object) -> Iterator[None]:
+    """Tag every tensor created inside with the active module stack, for drawings by module."""
+    saved = state.scope
+    state.scope = (module,) if saved is None else saved + (module,)
+    try:
+        yield
+    finally:
+        state.scope = saved
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording an op
+
+
+def _shapes(values: Sequence[Any]) -> str:
+    return ", ".join(str(tuple(np.shape(v))) for v in values)
+
+
+def op_error(op_name: str, parents: Sequence[Tensor], exc: Exception) -> Exception:
+    """Rewrite a numpy failure so that it names our op and the shapes, not numpy's internals."""
+    shapes = _shapes([p.data for p in parents])
+    message = str(exc)
+    if "broadcast" in message:
+        message = f"shapes {shapes} do not broadcast together"
+    elif op_name in ("matmul", "linear") and ("mismatch" in message or "aligned" in message):
+        message = f"inner sizes do not match for shapes {shapes}"
+    else:
+        message = f"{message} (input shapes {shapes})"
+    kind = type(exc) if isinstance(exc, (ValueError, TypeError, IndexError)) else ValueError
+    if isinstance(exc, np.exceptions.AxisError):
+        kind = ValueError
+    return kind(f"{op_name}: {message}")
+
+
+def _user_frame() -> str:
+    """The innermost stack frame outside this package: the user's line that made a node."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if "/autodiff/" not in frame.filename and "/nn/" not in frame.filename:
+            return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}: {frame.line}'
+    return "<unknown>"
+
+
+def _check_finite(value: Any, what: str, origin: str | None) -> None:
+    arr = np.asarray(value)
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        bad = "NaN" if np.isnan(arr).any() else "infinity"
+        where = f"\n  created at {origin}" if origin else ""
+        raise FloatingPointError(f"detect_anomaly: {what} produced {bad}{where}")
+
+
+def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
+    """Run `op` forward on the parents' data and, when gradients are wanted, record the node."""
+    try:
+        data = op.forward(*[p.data for p in parents], **params)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise op_error(op.name, parents, exc) from None
+    out = Tensor.__new__(Tensor)
+    out.data = data
+    out.grad = None
+    out.name = None
+    st = state
+    out._scope = st.scope
+    out._modified = 0
+    if st.grad_enabled and any(p.requires_grad for p in parents):
+        out.requires_grad = True
+        out._op = op
+        out._parents = parents
+        out._params = params
+        out._clock = _clock[0]
+    else:
+        out.requires_grad = False
+        out._op = None
+        out._parents = ()
+        out._params = params
+        out._clock = 0
+    if st.anomaly:
+        out._origin = _user_frame()
+        inputs_finite = all(
+            np.all(np.isfinite(p.data)) for p in parents if np.asarray(p.data).dtype.kind == "f"
+        )
+        if inputs_finite:
+            _check_finite(
+                data, f"{op.name} forward (input shapes {_shapes([p.data for p in parents])})",
+                out._origin,
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Walking the graph
+
+
+def toposort(root: Tensor) -> list[Tensor]:
+    """Tensors that require grad reachable from `root`, parents before children.
+
+    Iterative depth-first search (a 1,000,000-node chain must not hit the recursion limit).
+    Visited nodes are keyed by `id`, so Tensor can overload `==` without breaking this.
+    """
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._parents:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """Reduce a gradient to an input's shape: the one place broadcasting is undone.
+
+    A broadcast input was used in several output positions, so its gradient is the sum over
+    them: sum the leading axes it lacked, then the axes where it had size 1. Also casts to the
+    input's dtype, so a float32 input gets a float32 gradient even when mixed with float64.
+    """
+    if grad.shape != shape:
+        extra = grad.ndim - len(shape)
+        axes = tuple(range(extra)) + tuple(
+            extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
+        )
+        if axes:
+            grad = grad.sum(axis=axes, keepdims=True)
+        grad = grad.reshape(shape)
+    if grad.dtype != dtype:
+        grad = grad.astype(dtype)
+    return grad
+
+
+StepHook = Callable[[Any, Any, list], None]
+
+
+def backward(
+    roots: Sequence[Tensor],
+    seeds: Sequence[Any],
+    *,
+    create_graph: bool = False,
+    accumulate: bool = True,
+    inputs: Sequence[Tensor] | None = None,
+    on_step: StepHook | None = None,
+) -> list[Any] | None:
+    """Reverse-mode accumulation from `roots` (each with its upstream gradient `seeds`).
+
+    accumulate=True (Tensor.backward): leaf gradients are added into `.grad`; every other node
+    reached gets this pass's gradient in `.grad` (overwritten, so nothing stale survives).
+    accumulate=False (autodiff.grad): nothing is written; the gradients of `inputs` are returned.
+    create_graph=True runs the rules on Tensors, so the backward pass is itself a graph.
+    on_step(node, upstream, [(index, parent, contribution), ...]) is called per node, in order.
+    """
+    if len(roots) == 1:
+        order = toposort(roots[0])
+    else:  # several outputs: sort under a virtual root that has them all as parents
+        hub = Tensor.__new__(Tensor)
+        hub._parents = tuple(roots)
+        hub.requires_grad = True
+        order = toposort(hub)[:-1]
+    pending: dict[int, Any] = {}
+    for root, seed in zip(roots, seeds, strict=True):
+        key = id(root)
+        pending[key] = seed if key not in pending else pending[key] + seed
+    wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
+    found: list[Any] = [None] * len(inputs) if inputs is not None else []
+    anomaly = state.anomaly
+    context = enable_grad() if create_graph else no_grad()
+    with context:
+        for node in reversed(order):
+            grad = pending.pop(id(node), None)
+            if grad is None:
+                continue
+            if wanted is not None and id(node) in wanted:
+                found[wanted[id(node)]] = grad
+            if accumulate:
+                _store_grad(node, grad, create_graph)
+            op = node._op
+            if op is None:
+                continue
+            parents = node._parents
+            for parent in parents:
+                if parent._modified > node._clock or node._modified > node._clock:
+                    raise RuntimeError(
+                        f"{op.name}: a tensor this op saved for backward was modified in place "
+                        f"after the op ran (shapes {_shapes([p.data for p in parents])}); "
+                        "compute a new tensor instead of writing into it, or run backward first"
+                    )
+            if create_graph:
+                args: tuple = parents
+                out: Any = node
+            else:
+                args = tuple(p.data for p in parents)
+                out = node.data
+            params = node._params
+            contributions = [] if on_step is not None else None
+            for index, parent in enumerate(parents):
+                if not parent.requires_grad:
+                    continue
+                if op.variadic:
+                    contrib = op.vjps[0](index, grad, out, *args, **params)
+                else:
+                    contrib = op.vjps[index](grad, out, *args, **params)
+                contrib = unbroadcast(contrib, parent.shape, parent.dtype)
+                if anomaly:
+                    _check_finite(
+                        contrib,
+                        f"{op.name} backward, gradient for input {index} "
+                        f"(shapes {_shapes([p.data for p in parents])})",
+                        getattr(node, "_origin", None),
+                    )
+                if contributions is not None:
+                    contributions.append((index, parent, contrib))
+                key = id(parent)
+                previous = pending.get(key)
+                # Out of place on purpose: a rule may hand the same array to several parents.
+                pending[key] = contrib if previous is None else previous + contrib
+            if on_step is not None:
+                on_step(node, grad, contributions)
+    if inputs is None:
+        return None
+    return found
+
+
+def _store_grad(node: Tensor, grad: Any, create_graph: bool) -> None:
+    if create_graph:
+        value = grad if node._op is None else grad.detach()
+        if node._op is None and node.grad is not None:
+            value = node.grad + grad
+        node.grad = value
+        return
+    data = grad.data if isinstance(grad, Tensor) else grad
+    if node._op is None and node.grad is not None:
+        data = node.grad.data + data  # leaves accumulate, as documented in Tensor.backward
+    elif not (isinstance(data, np.ndarray) and data.flags.writeable):
+        data = np.array(data)  # never hand out a read-only broadcast view as a gradient
+    g = Tensor.__new__(Tensor)
+    g.data = data
+    g.grad = None
+    g.requires_grad = False
+    g.name = None
+    g._op = None
+    g._parents = ()
+    g._params = {}
+    g._scope = None
+    g._clock = 0
+    g._modified = 0
+    node.grad = g

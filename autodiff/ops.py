@@ -1,0 +1,336 @@
+"""THE table of derivative rules: every primitive's forward and its vector-Jacobian products.
+
+A rule receives the upstream gradient `g`, the op's output `out` and its inputs, and returns
+the gradient for one input. Rules are written as if no broadcasting happened: the engine sums
+each result back to its input's shape (`engine.unbroadcast`).
+
+The same rule runs on numpy arrays (an ordinary, fast backward pass) and on Tensors (when
+`create_graph=True`, so that the backward pass is recorded and can be differentiated again).
+That is why rules use only operators both understand (`*`, `@`, `.T`, `.sum`, `.reshape`,
+indexing) and the small helpers below for anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import engine
+
+_ARRAY = (np.ndarray, np.generic)
+
+
+class Op:
+    """A primitive: its name (shown in drawings and errors), forward, and one rule per input.
+
+    A variadic op (concatenate) has a single rule that also receives the input's index.
+    """
+
+    __slots__ = ("name", "forward", "vjps", "variadic")
+
+    def __init__(self, name: str, forward: Callable, *vjps: Callable, variadic: bool = False):
+        self.name = name
+        self.forward = forward
+        self.vjps = vjps
+        self.variadic = variadic
+
+    def __repr__(self) -> str:
+        return f"Op({self.name})"
+
+
+OPS: dict[str, Op] = {}
+
+
+def defop(name: str, forward: Callable, *vjps: Callable, variadic: bool = False) -> Op:
+    OPS[name] = op = Op(name, forward, *vjps, variadic=variadic)
+    return op
+
+
+# --- helpers that work on arrays and on Tensors ---------------------------------------------
+
+
+def _value(x: Any) -> Any:
+    """The raw numbers, for masks and other values that carry no gradient."""
+    return x if isinstance(x, _ARRAY) else x.data
+
+
+def _exp(x: Any) -> Any:
+    return np.exp(x) if isinstance(x, _ARRAY) else x.exp()
+
+
+def _log(x: Any) -> Any:
+    return np.log(x) if isinstance(x, _ARRAY) else x.log()
+
+
+def _where(cond: np.ndarray, a: Any, b: Any) -> Any:
+    if isinstance(a, _ARRAY | int | float) and isinstance(b, _ARRAY | int | float):
+        return np.where(cond, a, b)
+    return engine.apply(where, (_lift(a), _lift(b)), cond=cond)
+
+
+def _lift(x: Any) -> Any:
+    return x if isinstance(x, engine.Tensor) else engine.Tensor(x)
+
+
+def _keepdims(g: Any, shape: tuple[int, ...], axis: tuple[int, ...] | None, keepdims: bool):
+    """Give a reduction's gradient back the reduced axes (as size 1) so it broadcasts."""
+    if keepdims:
+        return g
+    kept = tuple(1 if (axis is None or i in axis) else n for i, n in enumerate(shape))
+    return g.reshape(kept)
+
+
+def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:
+    if isinstance(g, _ARRAY):
+        return np.broadcast_to(g, shape)
+    return engine.apply(broadcast_to, (g,), shape=shape)
+
+
+def _getitem(g: Any, index: Any) -> Any:
+    return g[index] if isinstance(g, _ARRAY) else engine.apply(getitem, (g,), index=index)
+
+
+def _scatter(g: Any, shape: tuple[int, ...], index: Any) -> Any:
+    if isinstance(g, _ARRAY):
+        return _scatter_forward(g, shape=shape, index=index)
+    return engine.apply(scatter_add, (g,), shape=shape, index=index)
+
+
+def _is_basic_index(index: Any) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, int | slice) for p in parts)
+
+
+def _scatter_forward(g: Any, *, shape: tuple[int, ...], index: Any) -> np.ndarray:
+    result = np.zeros(shape, dtype=np.result_type(g))
+    if _is_basic_index(index):
+        result[index] = g  # a basic index never repeats an element: plain assignment is exact
+    else:
+        np.add.at(result, index, g)  # repeated integer indices must add up, not overwrite
+    return result
+
+
+def _softmax(x: Any, axis: int = -1) -> Any:
+    if isinstance(x, _ARRAY):
+        z = x - x.max(axis=axis, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=axis, keepdims=True)
+    return x.softmax(axis=axis)
+
+
+def _swap(x: Any) -> Any:
+    return x.swapaxes(-1, -2)
+
+
+# --- elementwise ---------------------------------------------------------------------------
+
+add = defop("add", np.add, lambda g, out, a, b: g, lambda g, out, a, b: g)
+# sub and div could be composites (a + -b, a * b**-1) but each would then cost two nodes on the
+# hottest path of every training loop and two boxes in every drawing.
+sub = defop("sub", np.subtract, lambda g, out, a, b: g, lambda g, out, a, b: -g)
+mul = defop("mul", np.multiply, lambda g, out, a, b: g * b, lambda g, out, a, b: g * a)
+div = defop(
+    "div", np.divide, lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b
+)
+neg = defop("neg", np.negative, lambda g, out, x: -g)
+# x ** c for a constant c: the common case gets a rule without log(x), defined for x <= 0.
+pow_const = defop(
+    "pow",
+    lambda x, *, exponent: np.power(x, exponent),
+    lambda g, out, x, *, exponent: g * exponent * x ** (exponent - 1),
+)
+
+
+def _log_base(a: Any) -> Any:
+    # d(a**b)/db = a**b * log(a). Where a <= 0 the power is either undefined or constant in b
+    # (0**b), so we use 0 there instead of producing a NaN from log.
+    positive = _value(a) > 0
+    return _where(positive, _log(_where(positive, a, 1.0)), 0.0)
+
+
+pow_tensor = defop(
+    "pow_tensor",
+    np.power,
+    lambda g, out, a, b: g * b * a ** (b - 1),
+    lambda g, out, a, b: g * out * _log_base(a),
+)
+exp = defop("exp", np.exp, lambda g, out, x: g * out)
+log = defop("log", np.log, lambda g, out, x: g / x)
+tanh = defop("tanh", np.tanh, lambda g, out, x: g * (1 - out * out))
+
+
+def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
+    # exp(-log(1 + exp(-x))): logaddexp never overflows, so this is finite and accurate in
+    # both tails, unlike 1 / (1 + exp(-x)) which overflows for x < -88 in float32.
+    return np.exp(-np.logaddexp(0, -x))
+
+
+sigmoid = defop("sigmoid", _sigmoid_forward, lambda g, out, x: g * out * (1 - out))
+# relu'(0) is taken as 0 (as PyTorch does): a unit sitting exactly at 0 gets no update, and the
+# gradient check avoids the kink, where no derivative exists.
+relu = defop("relu", lambda x: np.maximum(x, 0), lambda g, out, x: g * (_value(x) > 0))
+abs_ = defop("abs", np.abs, lambda g, out, x: g * np.sign(_value(x)))
+where = defop(
+    "where",
+    lambda a, b, *, cond: np.where(cond, a, b),
+    lambda g, out, a, b, *, cond: _where(cond, g, 0),
+    lambda g, out, a, b, *, cond: _where(cond, 0, g),
+)
+
+# A dtype conversion: the gradient is converted back by the engine's unbroadcast.
+cast = defop("cast", lambda x, *, dtype: x.astype(dtype), lambda g, out, x, *, dtype: g)
+
+# --- reductions ----------------------------------------------------------------------------
+
+sum_ = defop(
+    "sum",
+    lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+    lambda g, out, x, *, axis, keepdims: _broadcast_to(
+        _keepdims(g, x.shape, axis, keepdims), x.shape
+    ),
+)
+
+
+def _extremum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
+    # Ties share the gradient equally, so the rule is symmetric and the total is preserved.
+    hit = _value(x) == _keepdims(_value(out), x.shape, axis, keepdims)
+    share = hit / hit.sum(axis=axis, keepdims=True)
+    return _keepdims(g, x.shape, axis, keepdims) * share.astype(np.result_type(_value(x)))
+
+
+max_ = defop(
+    "max", lambda x, *, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), _extremum_vjp
+)
+min_ = defop(
+    "min", lambda x, *, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims), _extremum_vjp
+)
+
+
+def _logsumexp_forward(x: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarray:
+    # Shift by the max so exp never overflows; a row of -inf keeps its shift at 0.
+    shift = np.max(x, axis=axis, keepdims=True)
+    shift = np.where(np.isfinite(shift), shift, 0)
+    total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
+    return total if keepdims else np.squeeze(total, axis=axis)
+
+
+# Primitive rather than composite for numerical stability (the shift above) and because its
+# gradient is simply softmax.
+logsumexp = defop(
+    "logsumexp",
+    _logsumexp_forward,
+    lambda g, out, x, *, axis, keepdims: _keepdims(g, x.shape, axis, keepdims)
+    * _exp(x - _keepdims(out, x.shape, axis, keepdims)),
+)
+
+# --- shape ---------------------------------------------------------------------------------
+
+reshape = defop(
+    "reshape",
+    lambda x, *, shape: np.reshape(x, shape),
+    lambda g, out, x, *, shape: g.reshape(x.shape),
+)
+transpose = defop(
+    "transpose",
+    lambda x, *, axes: np.transpose(x, axes),
+    lambda g, out, x, *, axes: g.transpose(tuple(np.argsort(axes))),
+)
+# The engine's unbroadcast turns g back into x's shape, so this rule is the identity.
+broadcast_to = defop(
+    "broadcast_to",
+    lambda x, *, shape: np.broadcast_to(x, shape),
+    lambda g, out, x, *, shape: g,
+)
+getitem = defop(
+    "getitem",
+    lambda x, *, index: x[index],
+    lambda g, out, x, *, index: _scatter(g, x.shape, index),
+)
+# The adjoint of indexing (used by getitem's rule, so second derivatives through indexing work).
+scatter_add = defop(
+    "scatter_add",
+    _scatter_forward,
+    lambda g, out, x, *, shape, index: _getitem(g, index),
+)
+
+
+def _concatenate_vjp(i: int, g: Any, out: Any, *xs: Any, axis: int) -> Any:
+    start = sum(x.shape[axis] for x in xs[:i])
+    window = (slice(None),) * axis + (slice(start, start + xs[i].shape[axis]),)
+    return g[window]
+
+
+concatenate = defop(
+    "concatenate",
+    lambda *xs, axis: np.concatenate(xs, axis=axis),
+    _concatenate_vjp,
+    variadic=True,
+)
+
+# --- linear algebra ------------------------------------------------------------------------
+
+
+def _matmul_vjp_a(g: Any, out: Any, a: Any, b: Any) -> Any:
+    if a.ndim == 1 and b.ndim == 1:
+        return g * b
+    if b.ndim == 1:  # (..., n, k) @ (k,) -> (..., n)
+        return g[..., None] * b
+    if a.ndim == 1:  # (k,) @ (..., k, m) -> (..., m)
+        return (g[..., None, :] @ _swap(b))[..., 0, :]
+    return g @ _swap(b)
+
+
+def _matmul_vjp_b(g: Any, out: Any, a: Any, b: Any) -> Any:
+    if a.ndim == 1 and b.ndim == 1:
+        return g * a
+    if b.ndim == 1:
+        return (_swap(a) @ g[..., None])[..., 0]
+    if a.ndim == 1:
+        return a[:, None] * g[..., None, :]
+    return _swap(a) @ g
+
+
+matmul = defop("matmul", np.matmul, _matmul_vjp_a, _matmul_vjp_b)
+
+
+def _linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
+    y = x @ weight.T
+    if bias is not None:
+        y += bias  # y is a fresh array here, so adding in place is safe and saves a copy
+    return y
+
+
+def _rows(a: Any) -> Any:
+    return a.reshape(-1, a.shape[-1])
+
+
+# Fused x @ W.T + b, W stored (out, in) as in PyTorch: one node instead of three (transpose,
+# matmul, add) in every layer, which is both faster and easier to read in a drawing.
+linear = defop(
+    "linear",
+    _linear_forward,
+    lambda g, out, x, w, b=None: g @ w,
+    lambda g, out, x, w, b=None: _rows(g).T @ _rows(x),
+    lambda g, out, x, w, b=None: _rows(g).sum(axis=0),
+)
+
+
+def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray) -> np.ndarray:
+    lse = _logsumexp_forward(logits, axis=(1,), keepdims=False)
+    picked = logits[np.arange(len(labels)), labels]
+    return np.mean(lse - picked)
+
+
+def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray) -> Any:
+    onehot = np.zeros(logits.shape, dtype=np.result_type(_value(logits)))
+    onehot[np.arange(len(labels)), labels] = 1
+    return (_softmax(logits, axis=1) - onehot) * (g / len(labels))
+
+
+# Fused log-softmax + negative log-likelihood (mean over the batch, integer labels): its
+# gradient (softmax - onehot) / N is exact and stable, and it saves four nodes per step.
+softmax_cross_entropy = defop(
+    "softmax_cross_entropy", _cross_entropy_forward, _cross_entropy_vjp
+)

@@ -1,0 +1,742 @@
+"""The Tensor: a numpy array that remembers how it was computed.
+
+Primitives come from the table in `ops.py`; everything else here (mean, softmax, maximum, ...)
+is composed from them, so it is differentiable, to any order, for free.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import engine, ops
+from .engine import apply
+
+ArrayLike = Any
+Axis = int | Sequence[int] | None
+
+_FLOAT_KINDS = "f"
+
+
+def _as_array(data: Any, dtype: Any, who: str) -> np.ndarray:
+    """Turn user data into an ndarray under the dtype policy (see Tensor's docstring)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, (str, bytes)):
+        raise TypeError(f"{who}: expected numbers, got a string {data!r}")
+    if isinstance(data, np.ndarray | np.generic):
+        array = np.asarray(data, dtype=dtype)
+    else:
+        try:
+            array = np.asarray(data, dtype=dtype)
+        except ValueError as exc:
+            if "inhomogeneous" in str(exc) or "sequence" in str(exc):
+                raise ValueError(
+                    f"{who}: nested lists must be rectangular (ragged data: {exc})"
+                ) from None
+            raise ValueError(f"{who}: cannot convert data to numbers ({exc})") from None
+        except TypeError as exc:
+            raise TypeError(f"{who}: cannot convert {type(data).__name__} to numbers") from exc
+        if dtype is None and array.dtype.kind in "iu":
+            # Python numbers and lists are teaching arithmetic: exact float64 by default.
+            array = array.astype(np.float64)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{who}: unsupported data type {array.dtype} (numbers only)")
+    return array
+
+
+class Tensor:
+    """An n-dimensional array that records the operations computing it, for backpropagation.
+
+    A 0-d Tensor is a scalar and works like micrograd's Value::
+
+        a = Tensor(2.0, requires_grad=True)
+        b = a * -3 + a ** 2
+        b.backward()
+        a.grad          # Tensor(1.0): d/da (-3a + a^2) = -3 + 2a
+
+    dtype policy: Python numbers and lists become float64 (exact arithmetic for teaching and
+    gradient checks); numpy arrays keep their dtype, so float32 data stays float32 through
+    every op and its gradient; mixing float32 and float64 promotes as numpy does. Integer and
+    boolean tensors take part as constants but cannot require gradients.
+
+    `.data` is the numpy array. For speed, the result of an op on 0-d tensors may hold a numpy
+    scalar (np.float64 and friends), which behaves as a read-only 0-d array.
+    """
+
+    __slots__ = (
+        "data", "grad", "requires_grad", "name",
+        "_op", "_parents", "_params", "_scope", "_clock", "_modified", "_origin",
+        "__weakref__",
+    )
+    # numpy must hand binary operators back to us (np.ones(3) + t is a Tensor, not an array).
+    __array_ufunc__ = None
+
+    def __init__(
+        self,
+        data: ArrayLike,
+        requires_grad: bool = False,
+        dtype: Any = None,
+        name: str | None = None,
+    ) -> None:
+        self.data = _as_array(data, dtype, "Tensor")
+        self.grad: Tensor | None = None
+        self.name = name
+        self._op = None
+        self._parents: tuple[Tensor, ...] = ()
+        self._params: dict = {}
+        self._scope = None
+        self._clock = 0
+        self._modified = 0
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # --- basic attributes --------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._op is None
+
+    @property
+    def op(self) -> str | None:
+        """The name of the op that produced this tensor (None for a leaf)."""
+        return None if self._op is None else self._op.name
+
+    @property
+    def parents(self) -> tuple[Tensor, ...]:
+        return self._parents
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose()
+
+    def item(self) -> float | int | bool:
+        if self.data.size != 1:
+            raise ValueError(f"item: only a tensor with one element has an item, not {self.shape}")
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self.data)
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        array = np.asarray(self.data, dtype=dtype)
+        return array.copy() if copy else array
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor (a scalar)")
+        return self.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor (a scalar)")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor of shape {self.shape} is ambiguous; "
+                "use .any() or .all()"
+            )
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    __hash__ = object.__hash__  # identity: == is elementwise, as in numpy
+
+    def __repr__(self) -> str:
+        body = np.array2string(np.asarray(self.data), separator=", ", precision=4,
+                               prefix="Tensor(")
+        extras = []
+        if self.dtype not in (np.float64, np.bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self.name:
+            extras.append(f"name={self.name!r}")
+        if self._op is not None:
+            extras.append(f"op={self._op.name}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"Tensor({body}{''.join(', ' + e for e in extras)})"
+
+    # --- gradient bookkeeping ------------------------------------------------------------
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(
+                f"requires_grad: only floating-point tensors can require gradients, "
+                f"not {self.dtype} (convert with .astype(np.float64))"
+            )
+        if not requires_grad and self._op is not None:
+            raise ValueError(
+                "requires_grad_: cannot stop tracking a computed tensor; use .detach()"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self) -> Tensor:
+        """The same numbers, cut from the graph (shares memory with this tensor)."""
+        return Tensor(self.data)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def _bump_version(self) -> None:
+        """Mark this tensor as modified in place (see engine._clock)."""
+        self._modified = engine.tick()
+
+    def backward(self, grad: ArrayLike | None = None, create_graph: bool = False) -> None:
+        """Backpropagate from this tensor, filling `.grad` of every tensor it depends on.
+
+        Leaf tensors (the ones you created) *accumulate*: each call adds into `.grad`, as in
+        PyTorch, so reset with `zero_grad()` (or an optimizer's) between steps. Every other
+        tensor reached gets this pass's gradient, replacing any older one. The graph is kept,
+        so calling backward twice adds the same gradients twice. With `create_graph=True`
+        the gradients are themselves differentiable (prefer `autodiff.grad` for that: a leaf
+        holding a gradient that depends on itself is a reference cycle).
+        """
+        seed = self._seed(grad, "backward", create_graph)
+        engine.backward([self], [seed], create_graph=create_graph)
+
+    def _seed(self, grad: ArrayLike | None, who: str, create_graph: bool) -> Any:
+        if not self.requires_grad:
+            raise RuntimeError(
+                f"{who}: this tensor does not require grad: nothing that requires grad "
+                "was used to compute it (create inputs with requires_grad=True)"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"{who}: a tensor of shape {self.shape} is not a scalar; pass grad= "
+                    "(the upstream gradient, of the same shape)"
+                )
+            seed: Any = np.ones(self.shape, dtype=self.dtype)
+        else:
+            seed = grad.data if isinstance(grad, Tensor) else _as_array(grad, None, who)
+            if seed.shape != self.shape:
+                raise ValueError(
+                    f"{who}: grad has shape {seed.shape} but the tensor has shape {self.shape}"
+                )
+            seed = np.array(seed, dtype=self.dtype)  # a private copy in our dtype
+        return Tensor(seed) if create_graph else seed
+
+    # --- in place ------------------------------------------------------------------------
+
+    def __setitem__(self, index: Any, value: ArrayLike) -> None:
+        if self.requires_grad and engine.is_grad_enabled():
+            raise RuntimeError(
+                f"setitem: cannot write into a tensor that requires grad (shape {self.shape}): "
+                "the graph would not see the change. Build a new tensor (autodiff.where, "
+                "concatenate) or write under no_grad()."
+            )
+        if not (isinstance(self.data, np.ndarray) and self.data.flags.writeable):
+            self.data = np.array(self.data)
+        value = value.data if isinstance(value, Tensor) else value
+        try:
+            self.data[_index(index)] = value
+        except (ValueError, IndexError, TypeError) as exc:
+            raise engine.op_error("setitem", [self], exc) from None
+        self._bump_version()
+
+    # --- operators -----------------------------------------------------------------------
+
+    def __add__(self, other: ArrayLike) -> Tensor:
+        return apply(ops.add, (self, _operand(other, self)))
+
+    def __radd__(self, other: ArrayLike) -> Tensor:
+        return apply(ops.add, (_operand(other, self), self))
+
+    def __sub__(self, other: ArrayLike) -> Tensor:
+        return apply(ops.sub, (self, _operand(other, self)))
+
+    def __rsub__(self, other: ArrayLike) -> Tensor:
+        return apply(ops.sub, (_operand(other, self), self))
+
+    def __mul__(self, other: ArrayLike) -> Tensor:
+        return apply(ops.mul, (self, _operand(other, self)))
+
+    def __rmul__(self, other: ArrayLike) -> Tensor:
+        return apply(ops.mul, (_operand(other, self), self))
+
+    def __truediv__(self, other: ArrayLike) -> Tensor:
+        return apply(ops.div, (self, _operand(other, self)))
+
+    def __rtruediv__(self, other: ArrayLike) -> Tensor:
+        return apply(ops.div, (_operand(other, self), self))
+
+    def __neg__(self) -> Tensor:
+        return apply(ops.neg, (self,))
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __pow__(self, exponent: ArrayLike) -> Tensor:
+        if isinstance(exponent, numbers.Real) and not isinstance(exponent, bool):
+            return apply(ops.pow_const, (self,), exponent=exponent)
+        return apply(ops.pow_tensor, (self, _operand(exponent, self)))
+
+    def __rpow__(self, base: ArrayLike) -> Tensor:
+        return apply(ops.pow_tensor, (_operand(base, self), self))
+
+    def __matmul__(self, other: ArrayLike) -> Tensor:
+        return matmul(self, other)
+
+    def __rmatmul__(self, other: ArrayLike) -> Tensor:
+        return matmul(other, self)
+
+    def _compare(self, other: ArrayLike, ufunc: np.ufunc) -> Tensor:
+        other_data = other.data if isinstance(other, Tensor) else other
+        try:
+            return Tensor(ufunc(self.data, other_data))
+        except (ValueError, TypeError) as exc:
+            raise engine.op_error(ufunc.__name__, [self, Tensor(other_data)], exc) from None
+
+    def __lt__(self, other: ArrayLike) -> Tensor:
+        return self._compare(other, np.less)
+
+    def __le__(self, other: ArrayLike) -> Tensor:
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other: ArrayLike) -> Tensor:
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other: ArrayLike) -> Tensor:
+        return self._compare(other, np.greater_equal)
+
+    def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.not_equal)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return apply(ops.getitem, (self,), index=_index(index))
+
+    # --- elementwise methods ---------------------------------------------------------------
+
+    def exp(self) -> Tensor:
+        return apply(ops.exp, (self,))
+
+    def log(self) -> Tensor:
+        return apply(ops.log, (self,))
+
+    def sqrt(self) -> Tensor:
+        return apply(ops.pow_const, (self,), exponent=0.5)
+
+    def tanh(self) -> Tensor:
+        return apply(ops.tanh, (self,))
+
+    def sigmoid(self) -> Tensor:
+        return apply(ops.sigmoid, (self,))
+
+    def relu(self) -> Tensor:
+        return apply(ops.relu, (self,))
+
+    def abs(self) -> Tensor:
+        return apply(ops.abs_, (self,))
+
+    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+        """Values limited to [min, max]; the gradient is 1 inside and 0 where clipped."""
+        data = np.clip(self.data, min, max)
+        inside = data == self.data
+        return where(inside, self, Tensor(data.astype(self.dtype, copy=False)))
+
+    def astype(self, dtype: Any) -> Tensor:
+        """A copy in another dtype; gradients flow back and are cast to this tensor's dtype."""
+        if np.dtype(dtype) == self.dtype:
+            return self
+        return apply(ops.cast, (self,), dtype=np.dtype(dtype))
+
+    # --- reductions ----------------------------------------------------------------------
+
+    def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        return apply(ops.sum_, (self,), axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
+
+    def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        axes = _axes(axis, self.ndim, "mean")
+        count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        if count == 0:
+            raise ValueError(f"mean: no elements to average in shape {self.shape}")
+        return apply(ops.sum_, (self,), axis=axes, keepdims=keepdims) * (1.0 / count)
+
+    def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        return self._extremum(ops.max_, axis, keepdims)
+
+    def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        return self._extremum(ops.min_, axis, keepdims)
+
+    def _extremum(self, op: ops.Op, axis: Axis, keepdims: bool) -> Tensor:
+        axes = _axes(axis, self.ndim, op.name)
+        if self.size == 0:
+            raise ValueError(f"{op.name}: empty tensor of shape {self.shape} has no {op.name}")
+        return apply(op, (self,), axis=axes, keepdims=keepdims)
+
+    def var(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        centered = self - self.mean(axis=axis, keepdims=True)
+        return (centered * centered).mean(axis=axis, keepdims=keepdims)
+
+    def std(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        return self.var(axis=axis, keepdims=keepdims).sqrt()
+
+    def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        axes = _axes(axis, self.ndim, "logsumexp")
+        return apply(ops.logsumexp, (self,), axis=axes, keepdims=keepdims)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        # Composite but stable: logsumexp shifts by the max, so nothing overflows.
+        return self - self.logsumexp(axis=axis, keepdims=True)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return self.log_softmax(axis=axis).exp()
+
+    # --- shape ---------------------------------------------------------------------------
+
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        try:
+            shape = tuple(int(n) for n in shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"reshape: shape must be integers, got {shape}") from None
+        return apply(ops.reshape, (self,), shape=shape)
+
+    def flatten(self) -> Tensor:
+        return self.reshape(-1)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if not axes:
+            axes = tuple(reversed(range(self.ndim)))
+        elif sorted(_axis(a, self.ndim, "transpose") for a in axes) != list(range(self.ndim)):
+            raise ValueError(
+                f"transpose: axes {axes} are not a permutation of the {self.ndim} axes of a "
+                f"tensor of shape {self.shape}"
+            )
+        axes = tuple(_axis(a, self.ndim, "transpose") for a in axes)
+        return apply(ops.transpose, (self,), axes=axes)
+
+    def swapaxes(self, axis1: int, axis2: int) -> Tensor:
+        axes = list(range(self.ndim))
+        a, b = _axis(axis1, self.ndim, "swapaxes"), _axis(axis2, self.ndim, "swapaxes")
+        axes[a], axes[b] = axes[b], axes[a]
+        return apply(ops.transpose, (self,), axes=tuple(axes))
+
+    def broadcast_to(self, shape: Sequence[int]) -> Tensor:
+        return apply(ops.broadcast_to, (self,), shape=tuple(shape))
+
+
+engine.Tensor = Tensor
+
+
+# --- argument normalization --------------------------------------------------------------
+
+
+def _operand(value: Any, like: Tensor) -> Tensor:
+    """Wrap the other side of a binary operator as a constant Tensor.
+
+    A Python number takes the dtype numpy would give it next to `like` (float32 stays
+    float32 when multiplied by 0.5), matching numpy 2's rules for Python scalars.
+    """
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (bool, int, float)):
+        dtype = np.result_type(like.data, value)
+        return Tensor(np.asarray(value, dtype=dtype))
+    if isinstance(value, np.ndarray | np.generic | list | tuple | numbers.Number):
+        return Tensor(value)
+    raise TypeError(
+        f"unsupported operand type {type(value).__name__} for a Tensor of shape {like.shape}"
+    )
+
+
+def _axis(axis: Any, ndim: int, who: str) -> int:
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{who}: axis must be an int, got {type(axis).__name__}")
+    if not -ndim <= axis < max(ndim, 1) or (ndim == 0 and axis not in (0, -1)):
+        raise ValueError(f"{who}: axis {axis} is out of range for a tensor with {ndim} axes")
+    return int(axis) % ndim if ndim else 0
+
+
+def _axes(axis: Axis, ndim: int, who: str) -> tuple[int, ...] | None:
+    if axis is None:
+        return None
+    if ndim == 0:
+        raise ValueError(f"{who}: axis {axis} is out of range for a 0-d tensor")
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    normalized = tuple(_axis(a, ndim, who) for a in axes)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"{who}: repeated axis in {axis}")
+    return normalized
+
+
+def _index(index: Any) -> Any:
+    """Replace Tensors (and lists) inside an index by arrays, so numpy sees plain indices."""
+    if isinstance(index, tuple):
+        return tuple(_index(part) for part in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+# --- functions ---------------------------------------------------------------------------
+
+
+def tensor(data: ArrayLike, **kwargs: Any) -> Tensor:
+    return data if isinstance(data, Tensor) and not kwargs else Tensor(data, **kwargs)
+
+
+def _lift(x: ArrayLike) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def exp(x: ArrayLike) -> Tensor:
+    return _lift(x).exp()
+
+
+def log(x: ArrayLike) -> Tensor:
+    return _lift(x).log()
+
+
+def sqrt(x: ArrayLike) -> Tensor:
+    return _lift(x).sqrt()
+
+
+def tanh(x: ArrayLike) -> Tensor:
+    return _lift(x).tanh()
+
+
+def sigmoid(x: ArrayLike) -> Tensor:
+    return _lift(x).sigmoid()
+
+
+def relu(x: ArrayLike) -> Tensor:
+    return _lift(x).relu()
+
+
+def abs(x: ArrayLike) -> Tensor:  # noqa: A001
+    return _lift(x).abs()
+
+
+def softmax(x: ArrayLike, axis: int = -1) -> Tensor:
+    return _lift(x).softmax(axis=axis)
+
+
+def log_softmax(x: ArrayLike, axis: int = -1) -> Tensor:
+    return _lift(x).log_softmax(axis=axis)
+
+
+def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    return _lift(x).logsumexp(axis=axis, keepdims=keepdims)
+
+
+def matmul(a: ArrayLike, b: ArrayLike) -> Tensor:
+    a, b = _lift(a), _lift(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 axis, got {a.shape} @ {b.shape}")
+    inner_a = a.shape[-1]
+    inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if inner_a != inner_b:
+        raise ValueError(
+            f"matmul: inner sizes do not match: {a.shape} @ {b.shape} ({inner_a} != {inner_b})"
+        )
+    return apply(ops.matmul, (a, b))
+
+
+def linear(x: ArrayLike, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias in one node (weight has shape (out_features, in_features))."""
+    x = _lift(x)
+    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {x.shape} does not fit a weight of shape {weight.shape} "
+            f"(expected last axis {weight.shape[-1] if weight.ndim else '?'})"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias shape {bias.shape} != ({weight.shape[0]},)")
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return apply(ops.linear, parents)
+
+
+def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
+    """Mean cross-entropy of integer class labels under softmax(logits), fused and stable."""
+    logits = _lift(logits)
+    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if logits.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy: logits must be (N, C), got {logits.shape}")
+    if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"softmax_cross_entropy: labels must be integers of shape ({logits.shape[0]},), "
+            f"got {labels.dtype} {labels.shape}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(
+            f"softmax_cross_entropy: labels must lie in [0, {logits.shape[1]}), "
+            f"got values from {labels.min()} to {labels.max()}"
+        )
+    return apply(ops.softmax_cross_entropy, (logits,), labels=labels)
+
+
+def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:
+    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    a_t = a if isinstance(a, Tensor) else None
+    b_t = b if isinstance(b, Tensor) else None
+    like = a_t if a_t is not None else b_t if b_t is not None else Tensor(np.asarray(a))
+    return apply(ops.where, (_operand(a, like), _operand(b, like)), cond=cond)
+
+
+def maximum(a: ArrayLike, b: ArrayLike) -> Tensor:
+    """Elementwise max; on ties the gradient goes to `a` (a subgradient, as in numpy order)."""
+    a, b = _lift(a), _lift(b)
+    return where(a.data >= b.data, a, b)
+
+
+def minimum(a: ArrayLike, b: ArrayLike) -> Tensor:
+    a, b = _lift(a), _lift(b)
+    return where(a.data <= b.data, a, b)
+
+
+def concatenate(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
+    parts = tuple(_lift(t) for t in tensors)
+    if not parts:
+        raise ValueError("concatenate: needs at least one tensor")
+    ndim = parts[0].ndim
+    if ndim == 0:
+        raise ValueError("concatenate: 0-d tensors cannot be concatenated; use stack")
+    return apply(ops.concatenate, parts, axis=_axis(axis, ndim, "concatenate"))
+
+
+def stack(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
+    parts = [_lift(t) for t in tensors]
+    if not parts:
+        raise ValueError("stack: needs at least one tensor")
+    shapes = {p.shape for p in parts}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
+    ax = _axis(axis, parts[0].ndim + 1, "stack")
+    expanded = [p.reshape(p.shape[:ax] + (1,) + p.shape[ax:]) for p in parts]
+    return concatenate(expanded, axis=ax)
+
+
+# --- constructors --------------------------------------------------------------------------
+
+
+def _rng(rng: Any) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be None, an int seed or a numpy Generator, not {type(rng).__name__}")
+
+
+def _shape(shape: tuple) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(n) for n in shape)
+
+
+def zeros(*shape: Any, dtype: Any = np.float64, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = np.float64, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+
+
+def full(shape: Any, fill_value: float, dtype: Any = np.float64,
+         requires_grad: bool = False) -> Tensor:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return Tensor(np.full(shape, fill_value, dtype=dtype), requires_grad=requires_grad)
+
+
+def arange(*args: float, dtype: Any = np.float64, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.arange(*args, dtype=dtype), requires_grad=requires_grad)
+
+
+def rand(*shape: Any, rng: Any = None, dtype: Any = np.float64,
+         requires_grad: bool = False) -> Tensor:
+    """Uniform on [0, 1); `rng` is a seed or a numpy Generator, for reproducible runs."""
+    data = _rng(rng).random(_shape(shape)).astype(dtype, copy=False)
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def randn(*shape: Any, rng: Any = None, dtype: Any = np.float64,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal; `rng` is a seed or a numpy Generator, for reproducible runs."""
+    data = _rng(rng).standard_normal(_shape(shape)).astype(dtype, copy=False)
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros_like(t.data), requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones_like(t.data), requires_grad=requires_grad)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Sequence[Tensor] | Tensor,
+    grad_outputs: Any = None,
+    create_graph: bool = False,
+) -> list[Tensor]:
+    """Gradients of `outputs` with respect to each of `inputs`, without touching any `.grad`.
+
+    `grad_outputs` gives the upstream gradient for each output (needed for non-scalars).
+    With `create_graph=True` the results are differentiable again (Hessian-vector products,
+    higher derivatives). An input the outputs do not depend on gets a gradient of zeros.
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if not outs or not ins:
+        raise ValueError("grad: needs at least one output and one input")
+    for t in outs + ins:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: outputs and inputs must be Tensors, got {type(t).__name__}")
+    for i, t in enumerate(ins):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
+    if grad_outputs is None or isinstance(grad_outputs, Tensor | np.ndarray):
+        grad_outputs = [grad_outputs] * len(outs) if len(outs) == 1 or grad_outputs is None \
+            else grad_outputs
+    if len(grad_outputs) != len(outs):
+        raise ValueError(f"grad: {len(outs)} outputs but {len(grad_outputs)} grad_outputs")
+    seeds = [out._seed(g, "grad", create_graph) for out, g in zip(outs, grad_outputs, strict=True)]
+    found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False, inputs=ins)
+    results = []
+    for t, g in zip(ins, found, strict=True):
+        if g is None:
+            results.append(zeros_like(t))
+        elif isinstance(g, Tensor):
+            results.append(g)
+        else:
+            results.append(Tensor(np.array(g) if not g.flags.writeable else g))
+    return results
