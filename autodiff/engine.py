@@ -8,6 +8,7 @@ this module knows nothing about any particular op.
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -148,24 +149,29 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         data = op.forward(*[p.data for p in parents], **params)
     except (ValueError, TypeError, IndexError) as exc:
         raise op_error(op.name, parents, exc) from None
+    st = state
+    tracked = False
+    if st.grad_enabled:
+        for p in parents:
+            if p.requires_grad:
+                tracked = True
+                break
     out = Tensor.__new__(Tensor)
     out.data = data
     out.grad = None
     out.name = None
-    st = state
     out._scope = st.scope
     out._modified = 0
-    if st.grad_enabled and any(p.requires_grad for p in parents):
+    out._params = params
+    if tracked:
         out.requires_grad = True
         out._op = op
         out._parents = parents
-        out._params = params
         out._clock = _clock[0]
-    else:
+    else:  # nothing to differentiate: keep no references, so the inputs can be freed
         out.requires_grad = False
         out._op = None
         out._parents = ()
-        out._params = params
         out._clock = 0
     if st.anomaly:
         out._origin = _user_frame()
@@ -263,60 +269,79 @@ def backward(
     found: list[Any] = [None] * len(inputs) if inputs is not None else []
     anomaly = state.anomaly
     context = enable_grad() if create_graph else no_grad()
-    with context:
-        for node in reversed(order):
-            grad = pending.pop(id(node), None)
-            if grad is None:
-                continue
-            if wanted is not None and id(node) in wanted:
-                found[wanted[id(node)]] = grad
-            if accumulate:
-                _store_grad(node, grad, create_graph)
-            op = node._op
-            if op is None:
-                continue
-            parents = node._parents
-            for parent in parents:
-                if parent._modified > node._clock or node._modified > node._clock:
-                    raise RuntimeError(
-                        f"{op.name}: a tensor this op saved for backward was modified in place "
-                        f"after the op ran (shapes {_shapes([p.data for p in parents])}); "
-                        "compute a new tensor instead of writing into it, or run backward first"
-                    )
-            if create_graph:
-                args: tuple = parents
-                out: Any = node
-            else:
-                args = tuple(p.data for p in parents)
-                out = node.data
-            params = node._params
-            contributions = [] if on_step is not None else None
-            for index, parent in enumerate(parents):
-                if not parent.requires_grad:
+    # The engine makes no reference cycles, so the cycle collector has nothing to find here;
+    # pausing it saves it from scanning the whole graph while backward allocates gradients.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with context:
+            for node in reversed(order):
+                grad = pending.pop(id(node), None)
+                if grad is None:
                     continue
-                if op.variadic:
-                    contrib = op.vjps[0](index, grad, out, *args, **params)
-                else:
-                    contrib = op.vjps[index](grad, out, *args, **params)
-                contrib = unbroadcast(contrib, parent.shape, parent.dtype)
-                if anomaly:
-                    _check_finite(
-                        contrib,
-                        f"{op.name} backward, gradient for input {index} "
-                        f"(shapes {_shapes([p.data for p in parents])})",
-                        getattr(node, "_origin", None),
-                    )
-                if contributions is not None:
-                    contributions.append((index, parent, contrib))
-                key = id(parent)
-                previous = pending.get(key)
-                # Out of place on purpose: a rule may hand the same array to several parents.
-                pending[key] = contrib if previous is None else previous + contrib
-            if on_step is not None:
-                on_step(node, grad, contributions)
+                if wanted is not None and id(node) in wanted:
+                    found[wanted[id(node)]] = grad
+                if accumulate:
+                    _store_grad(node, grad, create_graph)
+                op = node._op
+                if op is None:
+                    continue
+                _propagate(node, op, grad, pending, create_graph, anomaly, on_step)
+    finally:
+        if collecting:
+            gc.enable()
     if inputs is None:
         return None
     return found
+
+
+def _propagate(node: Tensor, op: Op, grad: Any, pending: dict[int, Any], create_graph: bool,
+               anomaly: bool, on_step: StepHook | None) -> None:
+    """Apply one node's rules: add its contribution into each parent's pending gradient."""
+    parents = node._parents
+    clock = node._clock
+    stale = node._modified > clock
+    for parent in parents:
+        stale = stale or parent._modified > clock
+    if stale:
+        raise RuntimeError(
+            f"{op.name}: a tensor this op saved for backward was modified in place "
+            f"after the op ran (shapes {_shapes([p.data for p in parents])}); "
+            "compute a new tensor instead of writing into it, or run backward first"
+        )
+    if create_graph:
+        args: tuple = parents
+        out: Any = node
+    else:
+        args = tuple([p.data for p in parents])
+        out = node.data
+    params = node._params
+    contributions = [] if on_step is not None else None
+    for index, parent in enumerate(parents):
+        if not parent.requires_grad:
+            continue
+        if op.variadic:
+            contrib = op.vjps[0](index, grad, out, *args, **params)
+        else:
+            contrib = op.vjps[index](grad, out, *args, **params)
+        data = parent.data
+        if contrib.shape != data.shape or contrib.dtype != data.dtype:
+            contrib = unbroadcast(contrib, data.shape, data.dtype)
+        if anomaly:
+            _check_finite(
+                contrib,
+                f"{op.name} backward, gradient for input {index} "
+                f"(shapes {_shapes([p.data for p in parents])})",
+                getattr(node, "_origin", None),
+            )
+        if contributions is not None:
+            contributions.append((index, parent, contrib))
+        key = id(parent)
+        previous = pending.get(key)
+        # Out of place on purpose: a rule may hand the same array to several parents.
+        pending[key] = contrib if previous is None else previous + contrib
+    if on_step is not None:
+        on_step(node, grad, contributions)
 
 
 def _store_grad(node: Tensor, grad: Any, create_graph: bool) -> None:
@@ -329,17 +354,22 @@ def _store_grad(node: Tensor, grad: Any, create_graph: bool) -> None:
     data = grad.data if isinstance(grad, Tensor) else grad
     if node._op is None and node.grad is not None:
         data = node.grad.data + data  # leaves accumulate, as documented in Tensor.backward
-    elif not (isinstance(data, np.ndarray) and data.flags.writeable):
+    elif isinstance(data, np.ndarray) and not data.flags.writeable:
         data = np.array(data)  # never hand out a read-only broadcast view as a gradient
-    g = Tensor.__new__(Tensor)
-    g.data = data
-    g.grad = None
-    g.requires_grad = False
-    g.name = None
-    g._op = None
-    g._parents = ()
-    g._params = {}
-    g._scope = None
-    g._clock = 0
-    g._modified = 0
-    node.grad = g
+    node.grad = constant(data)
+
+
+def constant(data: Any) -> Tensor:
+    """Wrap an array the engine made as a Tensor outside any graph (no copy, no checks)."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = False
+    t.name = None
+    t._op = None
+    t._parents = ()
+    t._params = {}
+    t._scope = None
+    t._clock = 0
+    t._modified = 0
+    return t

@@ -466,9 +466,12 @@ def _operand(value: Any, like: Tensor) -> Tensor:
     """
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, (bool, int, float)):
-        dtype = np.result_type(like.data, value)
-        return Tensor(np.asarray(value, dtype=dtype))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        dtype = like.data.dtype
+        if dtype.kind != "f":
+            dtype = np.result_type(dtype, value)
+        # A numpy scalar, not a 0-d array: creating one is several times cheaper.
+        return engine.constant(dtype.type(value))
     if isinstance(value, np.ndarray | np.generic | list | tuple | numbers.Number):
         return Tensor(value)
     raise TypeError(
