@@ -1,0 +1,407 @@
+"""The engine's semantics: reuse, accumulation, deep graphs, grad modes, higher orders."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+import autodiff as ad
+from autodiff import Tensor, grad, no_grad
+
+
+def test_micrograd_style_scalar_expression():
+    a = Tensor(2.0, requires_grad=True)
+    b = a * -3 + a**2
+    b.backward()
+    assert b.item() == -2.0
+    assert a.grad.item() == -3 + 2 * 2.0
+
+
+def test_micrograd_readme_expression_matches_closed_form():
+    # The expression from micrograd's README; the reference values are PyTorch's (float64).
+    a = Tensor(-4.0, requires_grad=True)
+    b = Tensor(2.0, requires_grad=True)
+    c = a + b
+    d = a * b + b**3
+    c = c + c + 1
+    c = c + 1 + c + (-a)
+    d = d + d * 2 + (b + a).relu()
+    d = d + 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g = g + 10.0 / f
+    g.backward()
+    assert g.item() == pytest.approx(24.70408163265306, abs=1e-12)
+    assert a.grad.item() == pytest.approx(138.83381924198252, abs=1e-10)
+    assert b.grad.item() == pytest.approx(645.5772594752186, abs=1e-10)
+
+
+def test_value_used_twice_sums_both_paths():
+    x = Tensor(3.0, requires_grad=True)
+    (x * x).backward()
+    assert x.grad.item() == 6.0
+
+
+def test_diamond_graph():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    a = x.exp()
+    b = x * 2
+    y = (a * b).sum()  # d/dx (2x e^x) = 2e^x + 2x e^x
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, 2 * np.exp(x.data) * (1 + x.data))
+
+
+def test_leaf_gradients_accumulate_across_calls_and_zero_grad_resets():
+    x = Tensor(2.0, requires_grad=True)
+    (x * 3).backward()
+    (x * 3).backward()
+    assert x.grad.item() == 6.0
+    x.zero_grad()
+    assert x.grad is None
+    (x * 3).backward()
+    assert x.grad.item() == 3.0
+
+
+def test_backward_twice_on_same_graph_accumulates_the_same_amount():
+    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    first = x.grad.data.copy()
+    y.backward()
+    np.testing.assert_array_equal(x.grad.data, 2 * first)
+
+
+def test_intermediate_gradients_are_never_stale():
+    x = Tensor(1.0, requires_grad=True)
+    h = x * 2
+    (h * 5).backward()
+    assert h.grad.item() == 5.0
+    (h * 7).backward()  # a new graph over the same intermediate: its grad is replaced
+    assert h.grad.item() == 7.0
+    assert x.grad.item() == 2 * 5 + 2 * 7
+
+
+def test_gradient_of_x_does_not_alias_gradient_of_y():
+    x = Tensor(np.ones(2), requires_grad=True)
+    y = Tensor(np.ones(2), requires_grad=True)
+    (x + y).sum().backward()
+    (x * 1).sum().backward()  # accumulates into x only
+    np.testing.assert_array_equal(x.grad.data, [2, 2])
+    np.testing.assert_array_equal(y.grad.data, [1, 1])
+
+
+def test_user_seed_is_copied_not_aliased():
+    x = Tensor(np.ones(3), requires_grad=True)
+    seed = np.array([1.0, 2.0, 3.0])
+    (x * 1).backward(seed)
+    seed[:] = 0
+    np.testing.assert_array_equal(x.grad.data, [1, 2, 3])
+
+
+def test_million_op_chain_differentiates_without_recursion_and_is_freed():
+    x = Tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(1_000_000):
+        y = y + 1e-6
+    y.backward()
+    assert x.grad.item() == 1.0
+    assert y.item() == pytest.approx(2.0)
+    middle = weakref.ref(y._parents[0]._parents[0])
+    del y
+    gc.collect()
+    assert middle() is None
+
+
+def test_graph_memory_is_released_without_the_cycle_collector():
+    gc.disable()
+    try:
+        x = Tensor(np.ones(1000), requires_grad=True)
+        y = (x * 2).exp().sum()
+        y.backward()
+        inner = weakref.ref(y._parents[0])
+        del y
+        assert inner() is None  # reference counting alone frees it: no cycles
+    finally:
+        gc.enable()
+
+
+def test_no_grad_context_and_decorator():
+    x = Tensor(1.0, requires_grad=True)
+    with no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.is_leaf
+
+    @no_grad()
+    def double(t):
+        return t * 2
+
+    assert not double(x).requires_grad
+    assert (x * 2).requires_grad
+    assert ad.is_grad_enabled()
+
+
+def test_no_grad_is_per_thread():
+    x = Tensor(1.0, requires_grad=True)
+    seen = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other():
+        with no_grad():
+            inside.set()
+            release.wait(5)
+            seen["other"] = (x * 2).requires_grad
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    inside.wait(5)
+    seen["main"] = (x * 2).requires_grad
+    release.set()
+    thread.join()
+    assert seen == {"main": True, "other": False}
+
+
+def test_detach_and_requires_grad_():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    d = (x * 2).detach()
+    assert not d.requires_grad and d.is_leaf
+    np.testing.assert_array_equal(d.data, [2, 4])
+    z = Tensor(np.ones(2)).requires_grad_()
+    assert z.requires_grad
+    with pytest.raises(TypeError, match="floating-point"):
+        Tensor(np.array([1, 2])).requires_grad_()
+
+
+def test_grad_function_does_not_touch_dot_grad():
+    x = Tensor(2.0, requires_grad=True)
+    y = Tensor(5.0, requires_grad=True)
+    gx, gy = grad(x * y + x, [x, y])
+    assert gx.item() == 6.0 and gy.item() == 2.0
+    assert x.grad is None and y.grad is None
+
+
+def test_grad_of_unused_input_is_zero():
+    x = Tensor(np.ones(3), requires_grad=True)
+    y = Tensor(np.ones(2), requires_grad=True)
+    gx, gy = grad((x * 2).sum(), [x, y])
+    np.testing.assert_array_equal(gx.data, [2, 2, 2])
+    np.testing.assert_array_equal(gy.data, [0, 0])
+
+
+def test_grad_with_several_outputs_and_grad_outputs():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (g,) = grad([x * 2, x * x], [x], grad_outputs=[np.ones(2), np.array([1.0, 10.0])])
+    np.testing.assert_allclose(g.data, [2 + 2 * 1, 2 + 10 * 2 * 2])
+
+
+def test_second_and_third_derivatives_closed_form():
+    x = Tensor(0.7, requires_grad=True)
+    y = (x * 2).sin() if hasattr(Tensor, "sin") else (x * 2).tanh()
+    (d1,) = grad(y, [x], create_graph=True)
+    (d2,) = grad(d1, [x], create_graph=True)
+    (d3,) = grad(d2, [x])
+    t = np.tanh(1.4)
+    assert d1.item() == pytest.approx(2 * (1 - t**2))
+    assert d2.item() == pytest.approx(-8 * t * (1 - t**2))
+    assert d3.item() == pytest.approx(-16 * (1 - t**2) * (1 - 3 * t**2))
+
+
+def test_hessian_vector_product():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3))
+    a = a + a.T
+    x = Tensor(rng.normal(size=3), requires_grad=True)
+    v = rng.normal(size=3)
+    f = 0.5 * (x @ (Tensor(a) @ x)) + (x**3).sum()
+    (g,) = grad(f, [x], create_graph=True)
+    (hv,) = grad((g * v).sum(), [x])
+    hessian = a + np.diag(6 * x.data)
+    np.testing.assert_allclose(hv.data, hessian @ v, rtol=1e-10)
+
+
+def test_backward_with_create_graph_gives_differentiable_leaf_grad():
+    x = Tensor(3.0, requires_grad=True)
+    (x**3).backward(create_graph=True)
+    assert x.grad.item() == 27.0 and x.grad.requires_grad
+    (g2,) = grad(x.grad, [x])
+    assert g2.item() == 18.0
+
+
+def test_float32_stays_float32_end_to_end():
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.normal(size=(4, 3)).astype(np.float32))
+    w = Tensor(rng.normal(size=(2, 3)).astype(np.float32), requires_grad=True)
+    b = Tensor(np.zeros(2, np.float32), requires_grad=True)
+    loss = ad.softmax_cross_entropy(ad.linear(x, w, b).relu() * 0.5 + 1, np.array([0, 1, 1, 0]))
+    loss.backward()
+    assert loss.dtype == np.float32
+    assert w.grad.dtype == np.float32 and b.grad.dtype == np.float32
+
+
+def test_mixed_precision_promotes_like_numpy_and_grads_keep_input_dtype():
+    a = Tensor(np.ones(2, np.float32), requires_grad=True)
+    b = Tensor(np.ones(2, np.float64), requires_grad=True)
+    c = (a * b).sum()
+    assert c.dtype == np.float64
+    c.backward()
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+
+
+def test_python_numbers_and_lists_are_float64_integers_stay_constants():
+    assert Tensor(3).dtype == np.float64
+    assert Tensor([1, 2]).dtype == np.float64
+    assert Tensor(np.array([1, 2])).dtype == np.int64
+    assert Tensor([True, False]).dtype == np.bool_
+    idx = Tensor(np.array([1, 2]))
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x * idx).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [1, 2])
+
+
+def test_numpy_array_on_the_left_gives_a_tensor():
+    t = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    for result in (np.ones(3) + t, np.ones(3) * t, np.ones(3) - t, np.ones(3) / t,
+                   np.ones((2, 3)) @ t):
+        assert isinstance(result, Tensor)
+        assert result.requires_grad
+
+
+def test_comparisons_return_boolean_tensors_without_grad():
+    t = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    for result in (t > 2, t >= 2, t < 2, t <= 2, t == 2, t != 2):
+        assert isinstance(result, Tensor)
+        assert result.dtype == np.bool_ and not result.requires_grad
+    np.testing.assert_array_equal((t > 1.5).data, [False, True, True])
+    assert {t: 1}[t] == 1  # still hashable by identity
+
+
+def test_tensor_exponent_and_reflected_power():
+    a = Tensor(2.0, requires_grad=True)
+    b = Tensor(3.0, requires_grad=True)
+    (a**b).backward()
+    assert a.grad.item() == pytest.approx(12.0)
+    assert b.grad.item() == pytest.approx(8 * np.log(2))
+    c = Tensor(2.0, requires_grad=True)
+    (3.0**c).backward()
+    assert c.grad.item() == pytest.approx(9 * np.log(3))
+
+
+def test_attributes_and_repr():
+    t = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True, name="w")
+    assert t.shape == (2, 2) and t.ndim == 2 and t.size == 4 and t.dtype == np.float64
+    assert t.is_leaf and len(t) == 2
+    np.testing.assert_array_equal(t.T.data, [[1, 3], [2, 4]])
+    np.testing.assert_array_equal(np.asarray(t), t.data)
+    assert t.numpy() is t.data
+    assert Tensor(5.0).item() == 5.0
+    assert "requires_grad=True" in repr(t) and "name='w'" in repr(t)
+    assert "op=mul" in repr(t * 2)
+    t.sum().backward()
+    np.testing.assert_array_equal(np.asarray(t.grad), np.ones((2, 2)))
+
+
+def test_reshape_transpose_flatten_forms():
+    t = Tensor(np.arange(6.0))
+    assert t.reshape(2, -1).shape == (2, 3)
+    assert t.reshape((2, -1)).shape == (2, 3)
+    m = Tensor(np.zeros((2, 3, 4)))
+    assert m.transpose(1, 0, 2).shape == (3, 2, 4)
+    assert m.transpose((2, 0, 1)).shape == (4, 2, 3)
+    assert m.T.shape == (4, 3, 2)
+    assert m.flatten().shape == (24,)
+
+
+def test_indexing_with_repeated_indices_accumulates():
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    x[np.array([0, 0, 2, 0])].sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [3, 0, 1])
+
+
+def test_constructors_are_reproducible_with_seed_or_generator():
+    np.testing.assert_array_equal(ad.randn(3, rng=1).data, ad.randn(3, rng=1).data)
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    np.testing.assert_array_equal(ad.rand(2, 2, rng=g1).data, ad.rand((2, 2), rng=g2).data)
+    assert ad.zeros(2, 3).shape == (2, 3) and ad.ones(4).data.sum() == 4
+    assert ad.full((2,), 7.0).data.tolist() == [7.0, 7.0]
+    assert ad.arange(3).data.tolist() == [0.0, 1.0, 2.0]
+    assert ad.randn(2, dtype=np.float32).dtype == np.float32
+    assert ad.zeros(2, requires_grad=True).requires_grad
+
+
+def test_stable_functions_at_large_magnitude_without_warnings():
+    for dtype in (np.float32, np.float64):
+        x = Tensor(np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dtype=dtype),
+                   requires_grad=True)
+        with np.errstate(over="raise", divide="raise", invalid="raise"):
+            for fn in (lambda t: t.sigmoid(), lambda t: t.softmax(), lambda t: t.log_softmax(),
+                       lambda t: t.logsumexp(axis=1)):
+                x.zero_grad()
+                out = fn(x)
+                weights = np.arange(out.size, dtype=dtype).reshape(out.shape)
+                (out * weights).sum().backward()
+                assert np.all(np.isfinite(out.data)), out
+                assert np.all(np.isfinite(x.grad.data))
+                assert out.dtype == dtype and x.grad.dtype == dtype
+    np.testing.assert_allclose(Tensor(np.array([1e4, 0.0, -1e4])).softmax().data, [1, 0, 0])
+    assert Tensor(np.array([1e4, 1e4])).logsumexp().item() == pytest.approx(1e4 + np.log(2))
+
+
+def test_in_place_write_after_use_is_detected_at_backward():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    c = Tensor(np.array([3.0, 4.0]))
+    y = (x * c).sum()
+    c[0] = 10.0  # mul saved c: its gradient for x would now be wrong
+    with pytest.raises(RuntimeError, match="mul: a tensor this op saved"):
+        y.backward()
+
+
+def test_optimizer_style_update_after_forward_is_detected():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    loss = (w * w).sum()
+    with no_grad():
+        w.data -= 0.1
+        w._bump_version()
+    with pytest.raises(RuntimeError, match="modified in place"):
+        loss.backward()
+
+
+def test_setitem_on_a_tensor_in_a_graph_is_refused():
+    x = Tensor(np.zeros(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="setitem"):
+        x[0] = 1.0
+    with no_grad():
+        x[0] = 1.0
+    assert x.data[0] == 1.0
+
+
+def test_detect_anomaly_names_op_and_line():
+    x = Tensor(np.array([0.0, 1.0]), requires_grad=True)
+    with ad.detect_anomaly(), pytest.raises(FloatingPointError) as info, \
+            np.errstate(divide="ignore"):
+        x.log()
+    message = str(info.value)
+    assert "log forward" in message and "(2,)" in message and "x.log()" in message
+
+
+def test_detect_anomaly_catches_nan_in_backward():
+    x = Tensor(np.array([0.0, 4.0]), requires_grad=True)
+    with ad.detect_anomaly():
+        y = x.sqrt().sum()  # finite forward, infinite derivative at 0
+        with pytest.raises(FloatingPointError, match="pow backward"), \
+                np.errstate(divide="ignore", invalid="ignore"):
+            y.backward()
+
+
+def test_clip_where_maximum_minimum_values():
+    x = Tensor(np.array([-2.0, 0.5, 3.0]), requires_grad=True)
+    y = x.clip(-1, 1)
+    np.testing.assert_array_equal(y.data, [-1, 0.5, 1])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0, 1, 0])
+    np.testing.assert_array_equal(ad.maximum(x, 0.0).data, [0, 0.5, 3])
+    np.testing.assert_array_equal(ad.minimum(x, 0.0).data, [-2, 0, 0])
