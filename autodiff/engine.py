@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
+import itertools
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -35,15 +37,16 @@ class _State(threading.local):
 
 state = _State()
 
-# A global clock for in-place modification. Each graph node remembers the clock at its creation;
-# an in-place write stamps the tensor with a later tick. At backward time a parent stamped after
-# its child was created has changed under the child's feet, and its saved value is stale.
-_clock = [0]
+# One logical clock orders everything. Each recorded node takes the next tick at creation, so
+# a child always has a later tick than its parents: processing nodes from the latest tick down
+# is a valid backward order, with no separate topological sort. An in-place write also takes
+# a tick and stamps the tensor (`_modified`), so a parent stamped later than its child was
+# created changed under the child's feet: its saved value is stale.
+_ticks = itertools.count(1)
 
 
 def tick() -> int:
-    _clock[0] += 1
-    return _clock[0]
+    return next(_ticks)  # atomic in CPython, so threads never share a tick
 
 
 def is_grad_enabled() -> bool:
@@ -158,7 +161,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
                 break
     out = Tensor.__new__(Tensor)
     out.data = data
-    out.grad = None
+    out._grad = None
     out.name = None
     out._scope = st.scope
     out._modified = 0
@@ -167,7 +170,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         out.requires_grad = True
         out._op = op
         out._parents = parents
-        out._clock = _clock[0]
+        out._clock = next(_ticks)
     else:  # nothing to differentiate: keep no references, so the inputs can be freed
         out.requires_grad = False
         out._op = None
@@ -193,25 +196,22 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
 def toposort(root: Tensor) -> list[Tensor]:
     """Tensors that require grad reachable from `root`, parents before children.
 
-    Iterative depth-first search (a 1,000,000-node chain must not hit the recursion limit).
-    Visited nodes are keyed by `id`, so Tensor can overload `==` without breaking this.
+    Iterative (a 1,000,000-node chain must not hit the recursion limit); visited nodes are
+    keyed by `id`, so Tensor can overload `==`. The order is the creation clock's, the same
+    order `backward` runs in (leaves, which have no tick, come first).
     """
-    order: list[Tensor] = []
-    visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    seen = {id(root): root}
+    stack = [root]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in visited:
-                stack.append((parent, False))
-    return order
+        for parent in stack.pop()._parents:
+            if parent.requires_grad and id(parent) not in seen:
+                seen[id(parent)] = parent
+                stack.append(parent)
+    return sorted(seen.values(), key=_tick_of)
+
+
+def _tick_of(t: Tensor) -> int:
+    return t._clock
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
@@ -254,40 +254,87 @@ def backward(
     create_graph=True runs the rules on Tensors, so the backward pass is itself a graph.
     on_step(node, upstream, [(index, parent, contribution), ...]) is called per node, in order.
     """
-    if len(roots) == 1:
-        order = toposort(roots[0])
-    else:  # several outputs: sort under a virtual root that has them all as parents
-        hub = Tensor.__new__(Tensor)
-        hub._parents = tuple(roots)
-        hub.requires_grad = True
-        order = toposort(hub)[:-1]
     pending: dict[int, Any] = {}
+    # Nodes waiting for their turn, latest tick first (heapq is a min-heap, hence the minus).
+    # A node enters when its first gradient contribution arrives; by the time it is popped,
+    # every node created after it has been processed, so its gradient is complete.
+    queue: list[tuple[int, Tensor]] = []
     for root, seed in zip(roots, seeds, strict=True):
         key = id(root)
-        pending[key] = seed if key not in pending else pending[key] + seed
+        if key in pending:
+            pending[key] = pending[key] + seed
+        else:
+            pending[key] = seed
+            heapq.heappush(queue, (-root._clock, key, root))
     wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
     found: list[Any] = [None] * len(inputs) if inputs is not None else []
-    anomaly = state.anomaly
-    context = enable_grad() if create_graph else no_grad()
+    st = state
+    anomaly = st.anomaly
+    grad_was_enabled = st.grad_enabled
+    st.grad_enabled = create_graph  # record the rules' own ops only when asked to
     # The engine makes no reference cycles, so the cycle collector has nothing to find here;
     # pausing it saves it from scanning the whole graph while backward allocates gradients.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        with context:
-            for node in reversed(order):
-                grad = pending.pop(id(node), None)
-                if grad is None:
+        while queue:
+            node = heapq.heappop(queue)[2]
+            key = id(node)
+            grad = pending.pop(key)
+            if wanted is not None and key in wanted:
+                found[wanted[key]] = grad
+            if accumulate:
+                _store_grad(node, grad, create_graph)
+            op = node._op
+            if op is None:
+                continue
+            parents = node._parents
+            clock = node._clock
+            stale = node._modified > clock
+            for parent in parents:
+                stale = stale or parent._modified > clock
+            if stale:
+                raise _stale_error(op, parents)
+            if create_graph:
+                args: Any = parents
+                out: Any = node
+            else:
+                args = [p.data for p in parents]
+                out = node.data
+            params = node._params
+            contributions = [] if on_step is not None else None
+            variadic = op.variadic
+            for index, parent in enumerate(parents):
+                if not parent.requires_grad:
                     continue
-                if wanted is not None and id(node) in wanted:
-                    found[wanted[id(node)]] = grad
-                if accumulate:
-                    _store_grad(node, grad, create_graph)
-                op = node._op
-                if op is None:
-                    continue
-                _propagate(node, op, grad, pending, create_graph, anomaly, on_step)
+                if variadic:
+                    contrib = op.vjps[0](index, grad, out, *args, **params)
+                else:
+                    contrib = op.vjps[index](grad, out, *args, **params)
+                data = parent.data
+                if contrib.shape != data.shape or contrib.dtype != data.dtype:
+                    contrib = unbroadcast(contrib, data.shape, data.dtype)
+                if anomaly:
+                    _check_finite(
+                        contrib,
+                        f"{op.name} backward, gradient for input {index} "
+                        f"(shapes {_shapes([p.data for p in parents])})",
+                        getattr(node, "_origin", None),
+                    )
+                if contributions is not None:
+                    contributions.append((index, parent, contrib))
+                pkey = id(parent)
+                previous = pending.get(pkey)
+                if previous is None:
+                    pending[pkey] = contrib
+                    heapq.heappush(queue, (-parent._clock, pkey, parent))
+                else:
+                    # Out of place on purpose: a rule may give one array to two parents.
+                    pending[pkey] = previous + contrib
+            if on_step is not None:
+                on_step(node, grad, contributions)
     finally:
+        st.grad_enabled = grad_was_enabled
         if collecting:
             gc.enable()
     if inputs is None:
@@ -295,75 +342,40 @@ def backward(
     return found
 
 
-def _propagate(node: Tensor, op: Op, grad: Any, pending: dict[int, Any], create_graph: bool,
-               anomaly: bool, on_step: StepHook | None) -> None:
-    """Apply one node's rules: add its contribution into each parent's pending gradient."""
-    parents = node._parents
-    clock = node._clock
-    stale = node._modified > clock
-    for parent in parents:
-        stale = stale or parent._modified > clock
-    if stale:
-        raise RuntimeError(
-            f"{op.name}: a tensor this op saved for backward was modified in place "
-            f"after the op ran (shapes {_shapes([p.data for p in parents])}); "
-            "compute a new tensor instead of writing into it, or run backward first"
-        )
-    if create_graph:
-        args: tuple = parents
-        out: Any = node
-    else:
-        args = tuple([p.data for p in parents])
-        out = node.data
-    params = node._params
-    contributions = [] if on_step is not None else None
-    for index, parent in enumerate(parents):
-        if not parent.requires_grad:
-            continue
-        if op.variadic:
-            contrib = op.vjps[0](index, grad, out, *args, **params)
-        else:
-            contrib = op.vjps[index](grad, out, *args, **params)
-        data = parent.data
-        if contrib.shape != data.shape or contrib.dtype != data.dtype:
-            contrib = unbroadcast(contrib, data.shape, data.dtype)
-        if anomaly:
-            _check_finite(
-                contrib,
-                f"{op.name} backward, gradient for input {index} "
-                f"(shapes {_shapes([p.data for p in parents])})",
-                getattr(node, "_origin", None),
-            )
-        if contributions is not None:
-            contributions.append((index, parent, contrib))
-        key = id(parent)
-        previous = pending.get(key)
-        # Out of place on purpose: a rule may hand the same array to several parents.
-        pending[key] = contrib if previous is None else previous + contrib
-    if on_step is not None:
-        on_step(node, grad, contributions)
+def _stale_error(op: Op, parents: Sequence[Tensor]) -> RuntimeError:
+    return RuntimeError(
+        f"{op.name}: a tensor this op saved for backward was modified in place after the op "
+        f"ran (shapes {_shapes([p.data for p in parents])}); compute a new tensor instead of "
+        "writing into it, or run backward first"
+    )
 
 
 def _store_grad(node: Tensor, grad: Any, create_graph: bool) -> None:
+    """Leaves add into `.grad`; other nodes get this pass's gradient (see Tensor.backward).
+
+    A plain backward stores the raw array; `Tensor.grad` wraps it in a Tensor when read,
+    so intermediate gradients nobody looks at cost no Tensor objects.
+    """
+    previous = node._grad if node._op is None else None
     if create_graph:
-        value = grad if node._op is None else grad.detach()
-        if node._op is None and node.grad is not None:
-            value = node.grad + grad
-        node.grad = value
+        if node._op is not None:
+            grad = grad.detach()  # a graph-carrying grad on a non-leaf would be a cycle
+        elif previous is not None:
+            grad = grad + previous
+        node._grad = grad
         return
-    data = grad.data if isinstance(grad, Tensor) else grad
-    if node._op is None and node.grad is not None:
-        data = node.grad.data + data  # leaves accumulate, as documented in Tensor.backward
-    elif isinstance(data, np.ndarray) and not data.flags.writeable:
-        data = np.array(data)  # never hand out a read-only broadcast view as a gradient
-    node.grad = constant(data)
+    if previous is not None:
+        grad = grad + (previous.data if isinstance(previous, Tensor) else previous)
+    elif isinstance(grad, np.ndarray) and not grad.flags.writeable:
+        grad = np.array(grad)  # never hand out a read-only broadcast view as a gradient
+    node._grad = grad
 
 
 def constant(data: Any) -> Tensor:
     """Wrap an array the engine made as a Tensor outside any graph (no copy, no checks)."""
     t = Tensor.__new__(Tensor)
     t.data = data
-    t.grad = None
+    t._grad = None
     t.requires_grad = False
     t.name = None
     t._op = None

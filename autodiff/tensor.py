@@ -68,7 +68,7 @@ class Tensor:
     """
 
     __slots__ = (
-        "data", "grad", "requires_grad", "name",
+        "data", "_grad", "requires_grad", "name",
         "_op", "_parents", "_params", "_scope", "_clock", "_modified", "_origin",
         "__weakref__",
     )
@@ -83,7 +83,7 @@ class Tensor:
         name: str | None = None,
     ) -> None:
         self.data = _as_array(data, dtype, "Tensor")
-        self.grad: Tensor | None = None
+        self._grad: Any = None
         self.name = name
         self._op = None
         self._parents: tuple[Tensor, ...] = ()
@@ -96,6 +96,24 @@ class Tensor:
             self.requires_grad_(True)
 
     # --- basic attributes --------------------------------------------------------------
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient from the last backward pass (None before one reaches this tensor)."""
+        g = self._grad
+        if g is None or isinstance(g, Tensor):
+            return g
+        g = engine.constant(g)  # the engine stores raw arrays; wrap once, on first read
+        self._grad = g
+        return g
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None and not isinstance(value, Tensor):
+            value = Tensor(value)
+        if value is not None and value.shape != self.shape:
+            raise ValueError(f"grad: shape {value.shape} does not match tensor shape {self.shape}")
+        self._grad = value
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -205,7 +223,7 @@ class Tensor:
         return Tensor(self.data)
 
     def zero_grad(self) -> None:
-        self.grad = None
+        self._grad = None
 
     def _bump_version(self) -> None:
         """Mark this tensor as modified in place (see engine._clock)."""
