@@ -80,7 +80,7 @@ def gradcheck(
     analytic = grad(total, tensors) if total.requires_grad else [
         Tensor(np.zeros_like(t.data)) for t in tensors
     ]
-    arrays = [t.data.copy() for t in tensors]
+    arrays = [np.array(t.data, dtype=np.float64) for t in tensors]
 
     def value(current: list[np.ndarray]) -> float:
         out = fn(*[Tensor(a, requires_grad=True) for a in current])
