@@ -1,0 +1,35 @@
+"""nn: modules, layers, losses, optimizers, data and training on top of autodiff."""
+
+from . import data, functional, init, optim
+from . import functional as F
+from .layers import (
+    MLP,
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from .module import Module, Parameter
+from .serialization import load, save
+from .training import History, evaluate, fit, predict
+
+__all__ = [
+    "MLP", "Dropout", "F", "Flatten", "History", "Identity", "LeakyReLU", "Linear", "Module",
+    "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
+    "functional", "init", "load", "optim", "predict", "save", "viz",
+]
+
+
+def __getattr__(name: str):
+    # nn.viz pulls in matplotlib: import it only when asked for.
+    if name == "viz":
+        import importlib
+
+        return importlib.import_module(".viz", __name__)
+    raise AttributeError(f"module 'nn' has no attribute {name!r}")

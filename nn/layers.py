@@ -1,0 +1,197 @@
+"""Layers: Linear, activations, Dropout, Flatten, Sequential and a ready-made MLP."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+import autodiff as ad
+from autodiff import Tensor
+
+from . import functional as F
+from . import init
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """y = x @ W.T + b, with W of shape (out_features, in_features) as in PyTorch.
+
+    Weights and bias start uniform in ±1/sqrt(in_features) (PyTorch's default), float32
+    unless `dtype` says otherwise; `rng` (seed or Generator) makes them reproducible.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: Any = np.float32, rng: Any = None) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"Linear: {name} must be a positive int, got {value!r}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        generator = init._generator(rng)
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = Parameter(np.zeros((out_features, in_features)), dtype=dtype)
+        init.uniform_(self.weight, -bound, bound, generator)
+        self.bias = None
+        if bias:
+            self.bias = Parameter(np.zeros(out_features), dtype=dtype)
+            init.uniform_(self.bias, -bound, bound, generator)
+
+    def forward(self, x: Any) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self.label()}: expected input with last axis {self.in_features}, "
+                f"got shape {x.shape}"
+            )
+        return ad.linear(x, self.weight, self.bias)
+
+    def label(self) -> str:
+        return f"Linear({self.in_features} -> {self.out_features})"
+
+    def extra_repr(self) -> str:
+        suffix = "" if self.bias is not None else ", no bias"
+        return f"{self.in_features} -> {self.out_features}{suffix}"
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.tanh(x)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Softmax(Module):
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softmax(x, axis=self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+class Identity(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Flatten(Module):
+    """Flattens all axes from `start_axis` on: (N, 28, 28) -> (N, 784)."""
+
+    def __init__(self, start_axis: int = 1) -> None:
+        super().__init__()
+        self.start_axis = start_axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+        return x.reshape(x.shape[: self.start_axis] + (-1,))
+
+
+class Dropout(Module):
+    """Zeroes each value with probability p while training and scales the rest by 1/(1-p),
+    so nothing needs rescaling at evaluation time, where it does nothing."""
+
+    def __init__(self, p: float = 0.5, rng: Any = None) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self._rng = init._generator(rng)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = self._rng.random(x.shape) >= self.p
+        scale = np.asarray(keep / (1.0 - self.p), dtype=x.dtype)
+        return x * scale
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Runs its modules in order; indexable and iterable."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
+        self.layers = list(modules)
+
+    def forward(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, index: int) -> Module:
+        return self.layers[index]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+
+_ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "leaky_relu": LeakyReLU}
+
+
+class MLP(Sequential):
+    """A multi-layer perceptron: Linear layers with an activation between them.
+
+    `MLP(784, [128], 10)` is the classic tutorial network; `activation` is "relu", "sigmoid",
+    "tanh", "leaky_relu" or None; `output_activation` likewise (e.g. "sigmoid" for the
+    squared-error variant). `rng` (seed or Generator) makes the initial weights reproducible.
+    """
+
+    def __init__(self, in_features: int, hidden_sizes: Sequence[int], out_features: int,
+                 activation: str | None = "relu", output_activation: str | None = None,
+                 dtype: Any = np.float32, rng: Any = None) -> None:
+        for name, value in (("activation", activation), ("output_activation", output_activation)):
+            if value is not None and value not in _ACTIVATIONS:
+                raise ValueError(
+                    f"MLP: unknown {name} {value!r}; choose from {sorted(_ACTIVATIONS)} or None"
+                )
+        if isinstance(hidden_sizes, int):
+            hidden_sizes = [hidden_sizes]
+        generator = init._generator(rng)
+        sizes = [in_features, *hidden_sizes, out_features]
+        layers: list[Module] = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(Linear(n_in, n_out, dtype=dtype, rng=generator))
+            last = i == len(sizes) - 2
+            act = output_activation if last else activation
+            if act is not None:
+                layers.append(_ACTIVATIONS[act]())
+        super().__init__(*layers)
+        self.sizes = sizes
+
+    def extra_repr(self) -> str:
+        return " -> ".join(str(s) for s in self.sizes)
