@@ -142,7 +142,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     recorder = None
     callbacks = []
     if not args.no_plots and not regression:
-        recorder = _WeightSnapshots(model)
+        from .viz import WeightRecorder
+
+        recorder = WeightRecorder(model)
         callbacks.append(recorder)
 
     started = time.perf_counter()
@@ -173,18 +175,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                         n_classes, loss_fn, out_dir)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-class _WeightSnapshots:
-    """Callback: a copy of each 2-D weight after every epoch, for the heatmap GIF."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.snapshots: list[dict[str, np.ndarray]] = []
-
-    def __call__(self, epoch: int, history: Any) -> None:
-        self.snapshots.append({name: np.array(p.data) for name, p in
-                               self.model.named_parameters() if p.ndim == 2})
 
 
 def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
