@@ -77,6 +77,23 @@ def render(digraph: Any, path: str | os.PathLike, format: str = "svg") -> Path: 
 # --- drawing ---------------------------------------------------------------------------------
 
 
+def _digraph_class() -> type:
+    import graphviz
+
+    class Drawing(graphviz.Digraph):
+        """A graphviz.Digraph that renders through whichever `dot` we found (the system one
+        or graphviz-pure), so it displays inline in Jupyter after `pip install` alone."""
+
+        def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
+                              **kwargs: Any) -> dict[str, str]:
+            try:
+                return {"image/svg+xml": _run_dot(self.source, "svg").decode()}
+            except (GraphvizNotFound, RuntimeError) as exc:
+                return {"text/plain": f"{exc}\n\n{self.source}"}
+
+    return Drawing
+
+
 def _record_text(text: str) -> str:
     # Characters with a meaning inside graphviz record labels must be escaped.
     for ch in "\\{}|<>\"":
@@ -123,8 +140,6 @@ def draw_graph(
     `max_nodes` nodes is collapsed by default, with a note saying so. `highlight` and `grads`
     (ids of tensors -> gradient) are used by `animate_backward`.
     """
-    import graphviz
-
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"draw_graph: rankdir must be 'LR' or 'TB', got {rankdir!r}")
     if group_by_module not in (False, True, "cluster", "collapse"):
@@ -138,7 +153,7 @@ def draw_graph(
     if group_by_module is True:
         group_by_module = "cluster"
     highlight = set(highlight)
-    dot = graphviz.Digraph("autodiff", graph_attr={"rankdir": rankdir, "fontsize": "10",
+    dot = _digraph_class()("autodiff", graph_attr={"rankdir": rankdir, "fontsize": "10",
                                                    "fontname": "Helvetica"},
                            node_attr={"fontname": "Helvetica", "fontsize": "10"},
                            edge_attr={"arrowsize": "0.7"})
