@@ -203,9 +203,8 @@ def _pictures(args, model, history, recorder, xt, yt, x, targets, n_classes, los
     if recorder is not None and recorder.snapshots and args.dataset not in ("mnist",):
         written.append(str(viz.weight_heatmaps(recorder.snapshots, out_dir / "weights.gif")))
     try:
-        from autodiff.viz import draw_graph, render
-
         from autodiff import Tensor
+        from autodiff.viz import draw_graph, render
 
         loss = loss_fn(model(Tensor(x[:4])), targets[:4])
         model.zero_grad()
