@@ -11,6 +11,7 @@ import contextlib
 import gc
 import heapq
 import itertools
+import operator
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,9 @@ state = _State()
 # a tick and stamps the tensor (`_modified`), so a parent stamped later than its child was
 # created changed under the child's feet: its saved value is stale.
 _ticks = itertools.count(1)
+
+
+_data_of = operator.attrgetter("data")  # map(_data_of, ...) is cheaper than a comprehension
 
 
 def tick() -> int:
@@ -149,7 +153,7 @@ def _check_finite(value: Any, what: str, origin: str | None) -> None:
 def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     """Run `op` forward on the parents' data and, when gradients are wanted, record the node."""
     try:
-        data = op.forward(*[p.data for p in parents], **params)
+        data = op.forward(*map(_data_of, parents), **params)
     except (ValueError, TypeError, IndexError) as exc:
         raise op_error(op.name, parents, exc) from None
     st = state
@@ -283,9 +287,12 @@ def backward(
             grad = pending.pop(key)
             if wanted is not None and key in wanted:
                 found[wanted[key]] = grad
-            if accumulate:
-                _store_grad(node, grad, create_graph)
             op = node._op
+            if accumulate:
+                if op is None or create_graph:
+                    _store_grad(node, grad, create_graph)
+                else:
+                    node._grad = grad  # an intermediate: this pass's gradient, not a sum
             if op is None:
                 continue
             parents = node._parents
@@ -299,7 +306,7 @@ def backward(
                 args: Any = parents
                 out: Any = node
             else:
-                args = [p.data for p in parents]
+                args = [*map(_data_of, parents)]
                 out = node.data
             params = node._params
             contributions = [] if on_step is not None else None
@@ -312,7 +319,10 @@ def backward(
                 else:
                     contrib = op.vjps[index](grad, out, *args, **params)
                 data = parent.data
-                if contrib.shape != data.shape or contrib.dtype != data.dtype:
+                # Same numpy scalar type on both sides means same shape and dtype: skip the
+                # shape comparison that dominates tiny scalar graphs.
+                if (type(contrib) is not type(data) or type(data) is np.ndarray) and (
+                        contrib.shape != data.shape or contrib.dtype != data.dtype):
                     contrib = unbroadcast(contrib, data.shape, data.dtype)
                 if anomaly:
                     _check_finite(

@@ -105,6 +105,8 @@ class Tensor:
         g = self._grad
         if g is None or isinstance(g, Tensor):
             return g
+        if isinstance(g, np.ndarray) and not g.flags.writeable:
+            g = np.array(g)  # a broadcast view from a rule: hand out an array of its own
         g = engine.constant(g)  # the engine stores raw arrays; wrap once, on first read
         self._grad = g
         return g

@@ -124,9 +124,13 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     n, classes = logits.shape
     target_data = np.asarray(target.data if isinstance(target, Tensor) else target)
     if target_data.dtype.kind in "iu":
+        if reduction == "mean" and target_data.shape == (n,):
+            try:  # the fused node checks the labels itself: validating twice costs a step
+                return ad.softmax_cross_entropy(logits, target_data)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace("softmax_cross_entropy", "cross_entropy")) \
+                    from None
         labels = _class_labels(target_data, n, classes, "cross_entropy")
-        if reduction == "mean":
-            return ad.softmax_cross_entropy(logits, labels)
         return nll_loss(logits.log_softmax(axis=1), labels, reduction)
     if target_data.shape != logits.shape:
         raise ValueError(

@@ -1,0 +1,232 @@
+"""Run the benchmark suite and write bench/RESULTS.md.
+
+    python -m bench                 # everything (about 10-15 minutes on 2 cores)
+    python -m bench --quick         # a small version of every workload (about 1-2 minutes)
+    python -m bench --workloads mnist,ops --repeats 5 --threads 1
+
+Thread counts are fixed before numpy is imported: on a 2-core machine, BLAS with 2 threads
+beside any other busy process can be many times slower than with 1, so every engine runs with
+the same, recorded number of threads (default 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+WORKLOADS = ("mnist", "ops", "micrograd", "chain", "memory")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    unknown = set(args.workloads.split(",")) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS}")
+    return args
+
+
+def load_data(data_dir: str):
+    import nn
+
+    if Path(data_dir).exists():
+        (x, y), (xt, yt) = nn.data.load_mnist(data_dir, download=False)
+    else:  # no MNIST here: the shipped subset keeps the suite runnable (the table says so)
+        (x, y), (xt, yt) = nn.data.load_mini_mnist()
+    return x, y, xt, yt
+
+
+def _available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+PEER_MODULES = {"PyTorch eager": "torch", "MyGrad": "mygrad", "HIPS autograd": "autograd",
+                "micrograd (scalar graph)": "micrograd"}
+
+
+def _engines(table: dict) -> dict:
+    return {name: fn for name, fn in table.items()
+            if name not in PEER_MODULES or _available(PEER_MODULES[name])}
+
+
+def run_mnist(args, lines: list[str], ratios: dict) -> None:
+    from bench import mnist
+    from bench.runner import interleaved
+
+    x, y, xt, yt = load_data(args.data_dir)
+    max_batches = 60 if args.quick else None
+    lines.append("## 1. MNIST MLP 784-128-10, one epoch, SGD lr 0.1\n")
+    lines.append(f"Training set: {len(x)} images"
+                 + (f", first {max_batches} batches only (--quick)" if max_batches else "")
+                 + ". Seconds per epoch: median (min-max); test accuracy after the epoch.\n")
+    lines.append("| engine | batch | dtype | seconds | x numpy floor | test accuracy |")
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    import numpy as np
+
+    for batch, dtype in ((128, np.float32), (64, np.float32), (128, np.float64)):
+        problem = mnist.make_problem(x, y, xt, yt, batch, max_batches).cast(dtype)
+        accuracy: dict[str, float] = {}
+
+        def runner(fn, problem=problem, accuracy=accuracy):
+            def run():
+                seconds, acc = fn(problem)
+                accuracy[fn.__name__] = acc
+                return seconds
+            return run
+
+        engines = _engines(mnist.ENGINES)
+        timings = interleaved({n: runner(f) for n, f in engines.items()}, args.repeats)
+        floor = timings["numpy floor (by hand)"].median
+        for name, timing in timings.items():
+            ratio = timing.median / floor
+            acc = accuracy.get(engines[name].__name__, float("nan"))
+            lines.append(f"| {name} | {batch} | {np.dtype(dtype).name} | {timing.cell()} | "
+                         f"{ratio:.2f} | {'' if acc != acc else f'{acc:.4f}'} |")
+            ratios[f"mnist/{batch}/{np.dtype(dtype).name}/{name}"] = ratio
+    lines.append("")
+
+
+def run_ops(args, lines: list[str], ratios: dict) -> None:
+    from bench import small_ops
+    from bench.runner import interleaved
+
+    iterations = 500 if args.quick else 5000
+    timings = interleaved({n: (lambda f=f: f(iterations))
+                           for n, f in _engines(small_ops.ENGINES).items()}, args.repeats)
+    floor = timings["numpy floor (by hand)"].median
+    lines.append("## 2. Per-op overhead: 4x4 tensors, five ops + backward\n")
+    lines.append("| engine | us per iteration | x numpy floor |")
+    lines.append("| --- | --- | --- |")
+    for name, timing in timings.items():
+        ratio = timing.median / floor
+        lines.append(f"| {name} | {timing.cell(1e6)} | {ratio:.1f} |")
+        ratios[f"ops/{name}"] = ratio
+    lines.append("")
+
+
+def run_micrograd(args, lines: list[str], ratios: dict) -> None:
+    from bench import micrograd_demo
+    from bench.runner import interleaved
+
+    steps = 1 if args.quick else 3
+    timings = interleaved({n: (lambda f=f: f(steps))
+                           for n, f in _engines(micrograd_demo.ENGINES).items()}, args.repeats)
+    lines.append("## 3. micrograd's demo: MLP(2, [16, 16], 1), 100 points, hinge loss\n")
+    lines.append("Default garbage-collector settings.\n")
+    lines.append("| engine | ms per step | speed-up over micrograd |")
+    lines.append("| --- | --- | --- |")
+    reference = timings.get("micrograd (scalar graph)")
+    for name, timing in timings.items():
+        speedup = reference.median / timing.median if reference and reference.samples else \
+            float("nan")
+        lines.append(f"| {name} | {timing.cell(1e3)} | {speedup:.1f} |")
+        ratios[f"micrograd/{name}"] = speedup
+    batched = timings["autodiff (ours), batched"].median
+    ratios["micrograd/batched_vs_numpy"] = batched / timings["numpy floor, batched"].median
+    lines.append("")
+
+
+def run_chain(args, lines: list[str], ratios: dict) -> None:
+    from bench import chain
+
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    lines.append("## 4. Deep chains of scalar ops (forward + backward)\n")
+    lines.append("| ops | ours: us per op | ours: peak MB | ours: MB left after | "
+                 "micrograd |")
+    lines.append("| --- | --- | --- | --- | --- |")
+    for n in sizes:
+        result = chain.ours(n // 2)  # each loop iteration is two ops
+        if _available("micrograd"):
+            try:
+                mg = f"{chain.micrograd(n // 2)['us_per_op']:.2f} us per op"
+            except RecursionError:
+                mg = "fails: RecursionError"
+        else:
+            mg = "not installed"
+        lines.append(f"| {n:,} | {result['us_per_op']:.2f} | {result['peak_mb']:.1f} | "
+                     f"{result['left_mb']:.2f} | {mg} |")
+        ratios[f"chain/{n}"] = result["us_per_op"]
+    lines.append("")
+
+
+def run_memory(args, lines: list[str], ratios: dict) -> None:
+    from bench import memory
+
+    max_batches = 60 if args.quick else None
+    lines.append("## 5. Memory\n")
+    lines.append("Peak RSS of one MNIST epoch (batch 128, float32), each engine in a fresh "
+                 "process; the data set itself is part of every figure.\n")
+    lines.append("| engine | peak RSS MB | above the loaded data, MB | x numpy floor |")
+    lines.append("| --- | --- | --- | --- |")
+    import tempfile
+
+    import numpy as np
+
+    from bench import mnist
+
+    x, y, xt, yt = load_data(args.data_dir)
+    peaks, above = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = str(Path(tmp) / "mnist.npz")
+        np.savez(arrays, x=x, y=y, xt=xt, yt=yt)
+        del x, y, xt, yt
+        for name in _engines(mnist.ENGINES):
+            result = memory.epoch_peak(name, arrays, max_batches, args.threads)
+            peaks[name] = result.get("peak_mb", float("nan"))
+            above[name] = result.get("above_data_mb", float("nan"))
+    floor = peaks["numpy floor (by hand)"]
+    for name, peak in peaks.items():
+        lines.append(f"| {name} | {peak:.0f} | {above[name]:.0f} | {peak / floor:.2f} |")
+        ratios[f"memory/{name}"] = peak / floor
+    steps = 2_000 if args.quick else 10_000
+    marks = memory.steady_state(steps, args.threads)
+    lines.append("")
+    lines.append(f"Our RSS while training (batch 128): {', '.join(f'{v:.1f} MB after {k} steps' for k, v in marks.items())}.\n")  # noqa: E501
+    keys = sorted(marks, key=int)
+    ratios["memory/growth_mb"] = marks[keys[-1]] - marks[keys[1]] if len(keys) > 2 else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)  # before numpy (or torch) is first imported
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 5
+    sys.path.insert(0, str(ROOT))
+    if _available("torch"):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from bench.runner import machine_facts
+
+    lines = ["# Benchmark results", ""]
+    facts = machine_facts(args.threads)
+    lines += [f"- {k}: {v}" for k, v in facts.items()]
+    lines += [f"- mode: {'quick' if args.quick else 'full'}, {args.repeats} interleaved "
+              "repeats per engine", ""]
+    ratios: dict[str, float] = {}
+    steps = {"mnist": run_mnist, "ops": run_ops, "micrograd": run_micrograd,
+             "chain": run_chain, "memory": run_memory}
+    for name in args.workloads.split(","):
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        steps[name](args, lines, ratios)
+    text = "\n".join(lines) + "\n"
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Workload 5: memory. Peak RSS of one MNIST epoch per engine (each in a fresh process, so
+they do not pollute each other), and our RSS after 1,000 and 10,000 training steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_EPOCH = """
+import json, resource, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from bench import mnist
+arrays = np.load({arrays!r})
+x, y, xt, yt = (arrays[k] for k in ("x", "y", "xt", "yt"))
+problem = mnist.make_problem(x, y, xt, yt, 128, {max_batches!r}).cast(np.float32)
+del arrays
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+mnist.ENGINES[{engine!r}](problem)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"peak_mb": peak / 1024, "above_data_mb": (peak - base) / 1024}}))
+"""
+
+_STEPS = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+import nn
+from autodiff import Tensor
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+rng = np.random.default_rng(0)
+x = rng.random((128, 784), dtype=np.float32)
+y = rng.integers(0, 10, 128)
+model = nn.MLP(784, [128], 10, rng=0)
+opt = nn.optim.SGD(model.parameters(), lr=0.01)
+marks = {{}}
+for step in range(1, {steps} + 1):
+    loss = nn.F.cross_entropy(model(Tensor(x)), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if step in (100, 1000, {steps}):
+        marks[step] = rss_mb()
+print(json.dumps(marks))
+"""
+
+
+def _run(code: str, threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=1800)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1][:80]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def epoch_peak(engine: str, arrays: str, max_batches: int | None, threads: int) -> dict:
+    """`arrays` is an .npz of x, y, xt, yt written once by the caller, so that every child
+    starts from the same few hundred MB instead of re-decoding the gzipped files."""
+    return _run(_EPOCH.format(root=str(ROOT), arrays=arrays, max_batches=max_batches,
+                              engine=engine), threads)
+
+
+def steady_state(steps: int, threads: int) -> dict:
+    return _run(_STEPS.format(root=str(ROOT), steps=steps), threads)

@@ -1,0 +1,58 @@
+"""The benchmark suite runs and produces its table; engines agree on what they computed.
+
+No timing is asserted here: speed is judged by ratios in bench/RESULTS.md, not by tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from bench import chain, micrograd_demo, mnist, small_ops
+from bench.__main__ import main
+
+
+def test_quick_suite_writes_every_section(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    assert main(["--quick", "--workloads", "ops,chain", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## 2. Per-op overhead" in text and "## 4. Deep chains" in text
+    assert "| autodiff (ours) |" in text and "threads: 1" in text
+
+
+def test_mnist_engines_compute_the_same_model():
+    rng = np.random.default_rng(0)
+    x = rng.random((600, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 600)
+    problem = mnist.make_problem(x, y, x[:100], y[:100], 64, None).cast(np.float32)
+    _, floor_accuracy = mnist.numpy_floor(problem)
+    engines = {"ours": mnist.ours}
+    if importlib.util.find_spec("torch"):
+        engines["torch"] = mnist.torch_eager
+    for name, engine in engines.items():
+        _, accuracy = engine(problem)
+        assert accuracy == pytest.approx(floor_accuracy, abs=0.02), name
+
+
+def test_small_ops_engines_all_run():
+    for name, fn in small_ops.ENGINES.items():
+        if name in ("PyTorch eager",) and not importlib.util.find_spec("torch"):
+            continue
+        if name == "MyGrad" and not importlib.util.find_spec("mygrad"):
+            continue
+        if name == "HIPS autograd" and not importlib.util.find_spec("autograd"):
+            continue
+        assert fn(3) > 0
+
+
+def test_scalar_and_batched_demo_steps_run():
+    assert micrograd_demo.ours_scalar_step(1) > 0
+    assert micrograd_demo.ours_batched_step(2) > 0
+    assert micrograd_demo.numpy_batched_step(2) > 0
+
+
+def test_chain_frees_its_memory():
+    result = chain.ours(5_000)
+    assert result["left_mb"] < 0.05 and result["peak_mb"] > 0.5
