@@ -139,3 +139,33 @@ def test_detach_cuts_the_graph():
     y = (x * 3).detach() * x
     y.backward()
     assert x.grad.item() == 6.0  # only the non-detached path
+
+
+def test_augmented_assignment_is_out_of_place_and_differentiable():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x * 3
+    before = y
+    y += x  # rebinds y to a new node; the old one is untouched
+    y *= 2
+    assert before.data.tolist() == [3.0, 6.0]
+    y.sum().backward()
+    assert x.grad.data.tolist() == [8.0, 8.0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_load_state_dict_fuzzed_dicts_fail_cleanly_and_leave_model_intact(seed):
+    rng = np.random.default_rng(seed)
+    model = nn.MLP(3, [4], 2, rng=0)
+    before = model.state_dict()
+    names = list(before) + ["bogus", "layers.9.weight"]
+    state = {}
+    for name in rng.choice(names, size=rng.integers(0, len(names)), replace=False):
+        shape = tuple(rng.integers(0, 5, size=rng.integers(0, 3)))
+        dtype = rng.choice([np.float32, np.float64, np.int64])
+        state[str(name)] = np.zeros(shape, dtype=dtype)
+    try:
+        model.load_state_dict(state, strict=bool(rng.integers(0, 2)))
+    except (KeyError, ValueError) as exc:
+        assert "load_state_dict" in str(exc)
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(value, before[name])  # nothing half-loaded

@@ -1,0 +1,44 @@
+"""Make the pictures shown in README.md (docs/*.png), with the project's own code.
+
+    python examples/readme_figures.py
+"""
+
+from pathlib import Path
+
+import nn
+from autodiff import Tensor
+from autodiff.viz import draw_graph, render
+
+out = Path(__file__).resolve().parents[1] / "docs"
+out.mkdir(exist_ok=True)
+
+# A micrograd-style expression, after backward.
+a = Tensor(2.0, requires_grad=True, name="a")
+b = Tensor(-3.0, requires_grad=True, name="b")
+c = a * b
+c.name = "c"
+d = (c + a).tanh()
+d.name = "d"
+d.backward()
+render(draw_graph(d), out / "graph_scalar", format="png")
+
+# One training step of the MNIST network, collapsed by module.
+(x, y), (xt, yt) = nn.data.load_mini_mnist()
+model = nn.MLP(784, [128], 10, rng=0)
+loss = nn.F.cross_entropy(model(Tensor(x[:4])), y[:4])
+loss.backward()
+render(draw_graph(loss, model=model, group_by_module="collapse"), out / "graph_mlp",
+       format="png")
+
+# Training curves on mini-MNIST.
+model.zero_grad()
+history = nn.fit(model, nn.F.cross_entropy, nn.optim.SGD(model.parameters(), lr=0.1),
+                 nn.data.DataLoader(x, y, batch_size=64, shuffle=True, seed=0), epochs=10,
+                 val_data=(xt, yt), progress=False)
+from nn import viz  # noqa: E402
+
+viz.plot_history(history, out / "loss_curve.png")
+predicted = nn.predict(model, xt[:16]).argmax(axis=1)
+viz.prediction_gallery(xt[:16], predicted, yt[:16], out / "predictions.png", n=16)
+print("wrote", sorted(p.name for p in out.glob("*.png")))
+print("final test accuracy", round(history["val_accuracy"][-1], 4))
