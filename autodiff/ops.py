@@ -12,6 +12,7 @@ indexing) and the small helpers below for anything else.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -86,7 +87,13 @@ def _keepdims(g: Any, shape: tuple[int, ...], axis: tuple[int, ...] | None, keep
 
 def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:
     if isinstance(g, _ARRAY):
-        return np.broadcast_to(g, shape)
+        if math.prod(shape) > 1 << 16:
+            return np.broadcast_to(g, shape)  # a view: no memory for big reductions
+        # np.broadcast_to costs ~10 us (it builds an nditer); a filled copy of a small array
+        # costs ~1 us, and small reductions are the common case (losses, biases).
+        out = np.empty(shape, dtype=np.result_type(g))
+        out[...] = g
+        return out
     return engine.apply(broadcast_to, (g,), shape=shape)
 
 

@@ -480,6 +480,9 @@ engine.Tensor = Tensor
 # --- argument normalization --------------------------------------------------------------
 
 
+_CONSTANTS: dict[tuple[int, float], Tensor] = {}
+
+
 def _operand(value: Any, like: Tensor) -> Tensor:
     """Wrap the other side of a binary operator as a constant Tensor.
 
@@ -492,8 +495,18 @@ def _operand(value: Any, like: Tensor) -> Tensor:
         dtype = like.data.dtype
         if dtype.kind != "f":
             dtype = np.result_type(dtype, value)
+        key = (dtype.num, value)
+        cached = _CONSTANTS.get(key)
+        if cached is not None:
+            return cached
         # A numpy scalar, not a 0-d array: creating one is several times cheaper.
-        return engine.constant(dtype.type(value))
+        constant = engine.constant(dtype.type(value))
+        # Reuse constants like `2.0` or `1e-9` instead of making a node per use (half of the
+        # nodes of a scalar chain). 0 is not cached (-0.0 == 0.0 but differs in sign), nor
+        # NaN (never equal to itself); nothing can write into a cached constant.
+        if value and value == value and len(_CONSTANTS) < 4096:
+            _CONSTANTS[key] = constant
+        return constant
     if isinstance(value, np.ndarray | np.generic | list | tuple | numbers.Number):
         return Tensor(value)
     raise TypeError(

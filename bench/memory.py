@@ -11,8 +11,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_EPOCH = """
-import json, resource, sys
+# Peak RSS from VmHWM: unlike getrusage's ru_maxrss, which Linux carries over from the parent
+# through fork and exec, the high-water mark belongs to the child's own address space.
+_HWM = """
+def hwm_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+"""
+
+_EPOCH = _HWM + """
+import json, sys
 import numpy as np
 sys.path.insert(0, {root!r})
 from bench import mnist
@@ -20,10 +30,10 @@ arrays = np.load({arrays!r})
 x, y, xt, yt = (arrays[k] for k in ("x", "y", "xt", "yt"))
 problem = mnist.make_problem(x, y, xt, yt, 128, {max_batches!r}).cast(np.float32)
 del arrays
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_mb()
 mnist.ENGINES[{engine!r}](problem)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"peak_mb": peak / 1024, "above_data_mb": (peak - base) / 1024}}))
+peak = hwm_mb()
+print(json.dumps({{"peak_mb": peak, "above_data_mb": peak - base}}))
 """
 
 _STEPS = """
