@@ -686,7 +686,8 @@ def stack(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
 # --- constructors --------------------------------------------------------------------------
 
 
-def _rng(rng: Any) -> np.random.Generator:
+def as_generator(rng: Any) -> np.random.Generator:
+    """None (fresh entropy), an int seed, or a numpy Generator -> a Generator."""
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or isinstance(rng, (int, np.integer)):
@@ -721,14 +722,14 @@ def arange(*args: float, dtype: Any = np.float64, requires_grad: bool = False) -
 def rand(*shape: Any, rng: Any = None, dtype: Any = np.float64,
          requires_grad: bool = False) -> Tensor:
     """Uniform on [0, 1); `rng` is a seed or a numpy Generator, for reproducible runs."""
-    data = _rng(rng).random(_shape(shape)).astype(dtype, copy=False)
+    data = as_generator(rng).random(_shape(shape)).astype(dtype, copy=False)
     return Tensor(data, requires_grad=requires_grad)
 
 
 def randn(*shape: Any, rng: Any = None, dtype: Any = np.float64,
           requires_grad: bool = False) -> Tensor:
     """Standard normal; `rng` is a seed or a numpy Generator, for reproducible runs."""
-    data = _rng(rng).standard_normal(_shape(shape)).astype(dtype, copy=False)
+    data = as_generator(rng).standard_normal(_shape(shape)).astype(dtype, copy=False)
     return Tensor(data, requires_grad=requires_grad)
 
 

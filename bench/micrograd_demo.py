@@ -25,17 +25,17 @@ def initial_weights():
             for n_in, n_out in zip(SIZES[:-1], SIZES[1:], strict=True)]
 
 
-def micrograd_step(steps: int) -> float:
-    from micrograd.engine import Value
-
+def _scalar_graph_steps(steps: int, param, constant, reset, update) -> float:
+    """micrograd's own training loop, with the engine's value type plugged in, so both
+    engines build exactly the same scalar graph."""
     x, y = data()
-    layers = [([[Value(w) for w in row] for row in W], [Value(v) for v in b])
+    layers = [([[param(w) for w in row] for row in W], [param(v) for v in b])
               for W, b in initial_weights()]
     params = [v for W, b in layers for row in W for v in row] + [v for _, b in layers
                                                                   for v in b]
 
     def forward(row):
-        act = [Value(v) for v in row]
+        act = [constant(v) for v in row]
         for i, (W, b) in enumerate(layers):
             outs = [sum((wi * ai for wi, ai in zip(w_row, act, strict=True)), bias)
                     for w_row, bias in zip(W, b, strict=True)]
@@ -48,41 +48,30 @@ def micrograd_step(steps: int) -> float:
         losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores, strict=True)]
         total = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(p * p for p in params)
         for p in params:
-            p.grad = 0
+            reset(p)
         total.backward()
         for p in params:
-            p.data -= 0.01 * p.grad
+            update(p)
     return (time.perf_counter() - start) / steps
+
+
+def micrograd_step(steps: int) -> float:
+    from micrograd.engine import Value
+
+    def update(p):
+        p.data -= 0.01 * p.grad
+
+    return _scalar_graph_steps(steps, Value, Value, lambda p: setattr(p, "grad", 0), update)
 
 
 def ours_scalar_step(steps: int) -> float:
     from autodiff import Tensor
 
-    x, y = data()
-    layers = [([[Tensor(w, requires_grad=True) for w in row] for row in W],
-               [Tensor(v, requires_grad=True) for v in b]) for W, b in initial_weights()]
-    params = [v for W, b in layers for row in W for v in row] + [v for _, b in layers
-                                                                  for v in b]
+    def update(p):
+        p.data = p.data - 0.01 * p.grad.data
 
-    def forward(row):
-        act = [Tensor(v) for v in row]
-        for i, (W, b) in enumerate(layers):
-            outs = [sum((wi * ai for wi, ai in zip(w_row, act, strict=True)), bias)
-                    for w_row, bias in zip(W, b, strict=True)]
-            act = [o.relu() for o in outs] if i < len(layers) - 1 else outs
-        return act[0]
-
-    start = time.perf_counter()
-    for _ in range(steps):
-        scores = [forward(row) for row in x]
-        losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores, strict=True)]
-        total = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(p * p for p in params)
-        for p in params:
-            p.zero_grad()
-        total.backward()
-        for p in params:
-            p.data = p.data - 0.01 * p.grad.data
-    return (time.perf_counter() - start) / steps
+    return _scalar_graph_steps(steps, lambda v: Tensor(v, requires_grad=True), Tensor,
+                               Tensor.zero_grad, update)
 
 
 def ours_batched_step(steps: int) -> float:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from autodiff import Tensor
+from autodiff.tensor import as_generator
 
 _GAINS = {
     "linear": 1.0,
@@ -21,12 +22,7 @@ _GAINS = {
 }
 
 
-def _generator(rng: Any) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"init: rng must be None, an int seed or a numpy Generator, not {rng!r}")
+_generator = as_generator  # one place turns a seed or a Generator into a Generator
 
 
 def gain(nonlinearity: str = "linear", negative_slope: float = 0.01) -> float:
