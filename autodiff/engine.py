@@ -156,6 +156,8 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         data = op.forward(*map(_data_of, parents), **params)
     except (ValueError, TypeError, IndexError) as exc:
         raise op_error(op.name, parents, exc) from None
+    if op.saves:
+        data, params["saved"] = data
     st = state
     tracked = False
     if st.grad_enabled:

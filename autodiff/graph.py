@@ -68,7 +68,7 @@ def _format_params(params: dict[str, Any]) -> str:
             shown = str(value)
         else:
             shown = repr(value)
-        if value is None or (key == "keepdims" and value is False):
+        if value is None or key == "saved" or (key == "keepdims" and value is False):
             continue
         parts.append(f"{key}={shown}")
     return ", ".join(parts)

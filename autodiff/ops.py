@@ -29,15 +29,19 @@ class Op:
     """A primitive: its name (shown in drawings and errors), forward, and one rule per input.
 
     A variadic op (concatenate) has a single rule that also receives the input's index.
+    An op that `saves` returns (output, saved) from forward; its rules then receive `saved=`,
+    an intermediate of the forward pass they would otherwise compute again.
     """
 
-    __slots__ = ("name", "forward", "vjps", "variadic")
+    __slots__ = ("name", "forward", "vjps", "variadic", "saves")
 
-    def __init__(self, name: str, forward: Callable, *vjps: Callable, variadic: bool = False):
+    def __init__(self, name: str, forward: Callable, *vjps: Callable, variadic: bool = False,
+                 saves: bool = False):
         self.name = name
         self.forward = forward
         self.vjps = vjps
         self.variadic = variadic
+        self.saves = saves
 
     def __repr__(self) -> str:
         return f"Op({self.name})"
@@ -46,8 +50,9 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
-def defop(name: str, forward: Callable, *vjps: Callable, variadic: bool = False) -> Op:
-    OPS[name] = op = Op(name, forward, *vjps, variadic=variadic)
+def defop(name: str, forward: Callable, *vjps: Callable, variadic: bool = False,
+          saves: bool = False) -> Op:
+    OPS[name] = op = Op(name, forward, *vjps, variadic=variadic, saves=saves)
     return op
 
 
@@ -328,20 +333,28 @@ linear = defop(
 )
 
 
-def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray) -> np.ndarray:
-    lse = _logsumexp_forward(logits, axis=(1,), keepdims=False)
-    picked = logits[np.arange(len(labels)), labels]
-    return np.mean(lse - picked)
+def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
+    # Written out rather than through _logsumexp_forward: the rule reuses the probabilities.
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    rows = np.arange(len(labels))
+    loss = np.mean(np.log(total[:, 0]) - shifted[rows, labels])
+    return loss, exp / total
 
 
-def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray) -> Any:
+def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray,
+                       saved: np.ndarray) -> Any:
+    # On arrays the forward's softmax is reused; on Tensors (create_graph) it is recomputed
+    # as a differentiable expression, so second derivatives flow through it.
+    probs = saved if isinstance(logits, _ARRAY) else _softmax(logits, axis=1)
     onehot = np.zeros(logits.shape, dtype=np.result_type(_value(logits)))
     onehot[np.arange(len(labels)), labels] = 1
-    return (_softmax(logits, axis=1) - onehot) * (g / len(labels))
+    return (probs - onehot) * (g / len(labels))
 
 
 # Fused log-softmax + negative log-likelihood (mean over the batch, integer labels): its
 # gradient (softmax - onehot) / N is exact and stable, and it saves four nodes per step.
 softmax_cross_entropy = defop(
-    "softmax_cross_entropy", _cross_entropy_forward, _cross_entropy_vjp
+    "softmax_cross_entropy", _cross_entropy_forward, _cross_entropy_vjp, saves=True
 )
