@@ -163,15 +163,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # engine.module_scope, inlined: a generator-based context manager costs a few
-        # microseconds per call, and a forward pass calls every module.
-        state = engine.state
-        saved = state.scope
-        state.scope = (self,) if saved is None else saved + (self,)
-        try:
+        with engine.module_scope(self):
             return self.forward(*args, **kwargs)
-        finally:
-            state.scope = saved
 
     # --- attributes -------------------------------------------------------------------------
 
