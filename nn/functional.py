@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 
 import autodiff as ad
-from autodiff import Tensor
+
+# The activations are the engine's own functions, under the names PyTorch users look for.
+from autodiff import Tensor, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -34,29 +36,9 @@ def _same_shape(a: Tensor, b: Tensor, who: str) -> None:
 # --- activations ---------------------------------------------------------------------------
 
 
-def relu(x: Tensor) -> Tensor:
-    return _tensor(x).relu()
-
-
-def sigmoid(x: Tensor) -> Tensor:
-    return _tensor(x).sigmoid()
-
-
-def tanh(x: Tensor) -> Tensor:
-    return _tensor(x).tanh()
-
-
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     x = _tensor(x)
     return ad.where(x.data > 0, x, x * negative_slope)
-
-
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return _tensor(x).softmax(axis=axis)
-
-
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return _tensor(x).log_softmax(axis=axis)
 
 
 # --- losses --------------------------------------------------------------------------------
