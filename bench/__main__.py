@@ -95,6 +95,9 @@ def run_mnist(args, lines: list[str], ratios: dict) -> None:
             lines.append(f"| {name} | {batch} | {np.dtype(dtype).name} | {timing.cell()} | "
                          f"{ratio:.2f} | {'' if acc != acc else f'{acc:.4f}'} |")
             ratios[f"mnist/{batch}/{np.dtype(dtype).name}/{name}"] = ratio
+        if "PyTorch eager" in timings:
+            ratios[f"mnist/{batch}/{np.dtype(dtype).name}/ours_vs_torch"] = (
+                timings["autodiff (ours)"].median / timings["PyTorch eager"].median)
     lines.append("")
 
 
@@ -125,29 +128,33 @@ def run_micrograd(args, lines: list[str], ratios: dict) -> None:
                            for n, f in _engines(micrograd_demo.ENGINES).items()}, args.repeats)
     lines.append("## 3. micrograd's demo: MLP(2, [16, 16], 1), 100 points, hinge loss\n")
     lines.append("Default garbage-collector settings.\n")
-    lines.append("| engine | ms per step | speed-up over micrograd |")
-    lines.append("| --- | --- | --- |")
+    lines.append("| engine | ms per step | speed-up over micrograd | x numpy floor, batched |")
+    lines.append("| --- | --- | --- | --- |")
     reference = timings.get("micrograd (scalar graph)")
+    floor = timings["numpy floor, batched"].median
     for name, timing in timings.items():
         speedup = reference.median / timing.median if reference and reference.samples else \
             float("nan")
-        lines.append(f"| {name} | {timing.cell(1e3)} | {speedup:.1f} |")
+        vs_floor = f"{timing.median / floor:.2f}" if "batched" in name else ""
+        lines.append(f"| {name} | {timing.cell(1e3)} | {speedup:.1f} | {vs_floor} |")
         ratios[f"micrograd/{name}"] = speedup
-    batched = timings["autodiff (ours), batched"].median
-    ratios["micrograd/batched_vs_numpy"] = batched / timings["numpy floor, batched"].median
+    ratios["micrograd/batched_vs_numpy"] = timings["autodiff (ours), batched"].median / floor
     lines.append("")
 
 
 def run_chain(args, lines: list[str], ratios: dict) -> None:
     from bench import chain
 
-    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    sizes = [1_000, 10_000, 100_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
     lines.append("## 4. Deep chains of scalar ops (forward + backward)\n")
-    lines.append("| ops | ours: us per op | ours: peak MB | ours: MB left after | "
+    lines.append("`y = y * 1.0000001 + 1e-9`, repeated: two ops per step, default collector "
+                 "settings. Microseconds per op: median (min-max) of the repeats; peak and "
+                 "left-over memory from tracemalloc in one more run.\n")
+    lines.append("| ops | ours: us per op | forward | backward | peak MB | MB left after | "
                  "micrograd |")
-    lines.append("| --- | --- | --- | --- | --- |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     for n in sizes:
-        result = chain.ours(n // 2)  # each loop iteration is two ops
+        result = chain.ours(n // 2, args.repeats)  # each loop iteration is two ops
         if _available("micrograd"):
             try:
                 mg = f"{chain.micrograd(n // 2)['us_per_op']:.2f} us per op"
@@ -155,9 +162,12 @@ def run_chain(args, lines: list[str], ratios: dict) -> None:
                 mg = "fails: RecursionError"
         else:
             mg = "not installed"
-        lines.append(f"| {n:,} | {result['us_per_op']:.2f} | {result['peak_mb']:.1f} | "
+        lines.append(f"| {n:,} | {result['total'].cell(1e6)} | "
+                     f"{result['forward'].median * 1e6:.2f} | "
+                     f"{result['backward'].median * 1e6:.2f} | {result['peak_mb']:.1f} | "
                      f"{result['left_mb']:.2f} | {mg} |")
-        ratios[f"chain/{n}"] = result["us_per_op"]
+        ratios[f"chain/{n}"] = ratios["chain/us_per_op"] = result["total"].median * 1e6
+        ratios["chain/left_mb"] = result["left_mb"]
     lines.append("")
 
 
@@ -198,10 +208,48 @@ def run_memory(args, lines: list[str], ratios: dict) -> None:
     ratios["memory/growth_mb"] = marks[keys[-1]] - marks[keys[1]] if len(keys) > 2 else 0.0
 
 
+# The issue's targets, each a ratio from the same run: (label, key in `ratios`, test, wanted).
+TARGETS = [
+    ("MNIST epoch, float32, batch 128", "mnist/128/float32/autodiff (ours)",
+     lambda r: r <= 1.10, "<= 1.10x numpy floor"),
+    ("MNIST epoch, float32, batch 64", "mnist/64/float32/autodiff (ours)",
+     lambda r: r <= 1.10, "<= 1.10x numpy floor"),
+    ("MNIST epoch vs PyTorch, batch 128", "mnist/128/float32/ours_vs_torch",
+     lambda r: r < 1.0, "< 1.00x PyTorch eager"),
+    ("MNIST epoch vs PyTorch, batch 64", "mnist/64/float32/ours_vs_torch",
+     lambda r: r < 1.0, "< 1.00x PyTorch eager"),
+    ("per-op overhead", "ops/autodiff (ours)", lambda r: r <= 5.0, "<= 5x numpy floor"),
+    ("micrograd demo, scalar graph", "micrograd/autodiff (ours), scalar graph",
+     lambda r: r >= 3.0, ">= 3x faster than micrograd"),
+    ("micrograd demo, batched", "micrograd/batched_vs_numpy", lambda r: r <= 2.0,
+     "<= 2x numpy floor"),
+    ("longest chain, us per op", "chain/us_per_op", lambda r: r <= 5.0, "<= 5 us per op"),
+    ("longest chain, MB left after", "chain/left_mb", lambda r: r < 1.0, "< 1 MB"),
+    ("peak RSS of an epoch", "memory/autodiff (ours)", lambda r: r <= 1.3,
+     "<= 1.3x numpy floor"),
+    ("RSS growth, 1,000 to last step, MB", "memory/growth_mb", lambda r: r < 1.0, "< 1 MB"),
+]
+
+
+def summarize(ratios: dict[str, float]) -> list[str]:
+    """One table of every target measured in this run, met or missed, with its ratio."""
+    lines = ["## Targets (ratios from this run)\n", "| target | wanted | measured | |",
+             "| --- | --- | --- | --- |"]
+    for label, key, ok, wanted in TARGETS:
+        if key in ratios:
+            value = ratios[key]
+            verdict = "met" if ok(value) else "MISSED"
+            lines.append(f"| {label} | {wanted} | {value:.2f} | {verdict} |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # Thread counts only take effect if set before numpy (or torch) is first imported; when
+    # something imported numpy earlier (a test, say), the table says so.
+    numpy_was_loaded = "numpy" in sys.modules
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)  # before numpy (or torch) is first imported
+        os.environ[var] = str(args.threads)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 5
     sys.path.insert(0, str(ROOT))
@@ -209,19 +257,25 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from bench.runner import machine_facts
+    from bench.runner import load_average, machine_facts
 
-    lines = ["# Benchmark results", ""]
     facts = machine_facts(args.threads)
-    lines += [f"- {k}: {v}" for k, v in facts.items()]
-    lines += [f"- mode: {'quick' if args.quick else 'full'}, {args.repeats} interleaved "
-              "repeats per engine", ""]
+    if numpy_was_loaded:
+        facts["threads"] += "; numpy was imported first, so BLAS keeps its default threads"
+    facts["load average before"] = load_average()
+    sections: list[str] = []
     ratios: dict[str, float] = {}
     steps = {"mnist": run_mnist, "ops": run_ops, "micrograd": run_micrograd,
              "chain": run_chain, "memory": run_memory}
     for name in args.workloads.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        steps[name](args, lines, ratios)
+        steps[name](args, sections, ratios)
+    facts["load average after"] = load_average()
+    lines = ["# Benchmark results", ""]
+    lines += [f"- {k}: {v}" for k, v in facts.items()]
+    lines += [f"- mode: {'quick' if args.quick else 'full'}, {args.repeats} interleaved "
+              "repeats per engine", ""]
+    lines += summarize(ratios) + sections
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
     print(text)

@@ -6,33 +6,44 @@ import gc
 import time
 import tracemalloc
 
+from bench.runner import Timing
 
-def _chain(n: int):
+
+def _chain(n: int) -> tuple[float, float]:
+    """Seconds of the forward and of the backward pass of a chain of 2n scalar ops."""
     from autodiff import Tensor
 
     x = Tensor(1.0, requires_grad=True)
+    start = time.perf_counter()
     y = x
     for _ in range(n):
         y = y * 1.0000001 + 1e-9
+    middle = time.perf_counter()
     y.backward()
-    return y
+    return middle - start, time.perf_counter() - middle
 
 
-def ours(n: int) -> dict[str, float]:
-    """Time without tracing (tracemalloc slows every allocation), then memory with it."""
-    start = time.perf_counter()
-    y = _chain(n)
-    seconds = time.perf_counter() - start
-    del y
+def ours(n: int, repeats: int = 1) -> dict:
+    """Time without tracing (tracemalloc slows every allocation), then memory with it.
+
+    Timings are per op. The graph dies when `_chain` returns; its freeing is not timed.
+    """
+    forward, backward, total = Timing(), Timing(), Timing()
+    for _ in range(repeats):
+        gc.collect()  # the previous chain's garbage is not this one's cost
+        f, b = _chain(n)
+        forward.samples.append(f / (2 * n))
+        backward.samples.append(b / (2 * n))
+        total.samples.append((f + b) / (2 * n))
+    gc.collect()
     tracemalloc.start()
-    y = _chain(n)
+    _chain(n)
     peak = tracemalloc.get_traced_memory()[1]
-    del y
     gc.collect()
     left = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    return {"us_per_op": seconds / (2 * n) * 1e6, "peak_mb": peak / 2**20,
-            "left_mb": left / 2**20}
+    return {"forward": forward, "backward": backward, "total": total,
+            "peak_mb": peak / 2**20, "left_mb": left / 2**20}
 
 
 def micrograd(n: int) -> dict[str, float]:

@@ -64,10 +64,26 @@ def machine_facts(threads: int) -> dict[str, str]:
         blas = f"{info.get('name', '?')} {info.get('version', '')}".strip()
     except Exception:  # noqa: BLE001 - older numpy: leave it unknown
         pass
-    return {
+    facts = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
         "python": platform.python_version(),
         "numpy": f"{np.__version__} ({blas})",
         "threads": f"{threads} (OMP/OPENBLAS/MKL_NUM_THREADS and torch.set_num_threads)",
     }
+    try:
+        import torch
+
+        facts["torch"] = f"{torch.__version__}, {torch.get_num_threads()} intra-op threads"
+    except ImportError:
+        pass
+    return facts
+
+
+def load_average() -> str:
+    """Other processes' load at this moment: on 2 cores one busy neighbour shifts every timing,
+    so the table records it rather than pretending the machine was idle."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1 / 5 / 15 min)"
+    except OSError:
+        return "unknown"
