@@ -390,10 +390,22 @@ class Tensor:
         return where(inside, self, Tensor(data.astype(self.dtype, copy=False)))
 
     def astype(self, dtype: Any) -> Tensor:
-        """A copy in another dtype; gradients flow back and are cast to this tensor's dtype."""
-        if np.dtype(dtype) == self.dtype:
+        """A copy in another dtype; gradients flow back and are cast to this tensor's dtype.
+
+        Casting to an integer or boolean dtype gives a constant: rounding has no useful
+        derivative, so no gradient flows through it (rather than a silently wrong one).
+        """
+        try:
+            target = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"astype: {dtype!r} is not a numpy dtype") from None
+        if target.kind not in "biuf":
+            raise TypeError(f"astype: unsupported dtype {target} (numbers only)")
+        if target == self.dtype:
             return self
-        return apply(ops.cast, (self,), dtype=np.dtype(dtype))
+        if target.kind != "f":
+            return Tensor(np.asarray(self.data).astype(target))
+        return apply(ops.cast, (self,), dtype=target)
 
     # --- reductions ----------------------------------------------------------------------
 

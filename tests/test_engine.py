@@ -405,3 +405,13 @@ def test_clip_where_maximum_minimum_values():
     np.testing.assert_array_equal(x.grad.data, [0, 1, 0])
     np.testing.assert_array_equal(ad.maximum(x, 0.0).data, [0, 0.5, 3])
     np.testing.assert_array_equal(ad.minimum(x, 0.0).data, [-2, 0, 0])
+
+
+def test_astype_to_integers_is_a_constant_and_strings_are_refused():
+    x = Tensor(np.array([1.7, -2.2]), requires_grad=True)
+    rounded = x.astype(np.int64)
+    assert rounded.dtype == np.int64 and not rounded.requires_grad
+    assert rounded.data.tolist() == [1, -2]
+    assert x.astype(np.float32).requires_grad
+    with pytest.raises(TypeError, match="astype: unsupported dtype"):
+        x.astype("U3")
