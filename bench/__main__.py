@@ -1,6 +1,6 @@
 """Run the benchmark suite and write bench/RESULTS.md.
 
-    python -m bench                 # everything (about 10-15 minutes on 2 cores)
+    python -m bench                 # everything (about 10 minutes on 2 cores)
     python -m bench --quick         # a small version of every workload (about 1-2 minutes)
     python -m bench --workloads mnist,ops --repeats 5 --threads 1
 
@@ -63,14 +63,15 @@ def _engines(table: dict) -> dict:
 
 def run_mnist(args, lines: list[str], ratios: dict) -> None:
     from bench import mnist
-    from bench.runner import interleaved
+    from bench.runner import interleaved, paired_ratio
 
     x, y, xt, yt = load_data(args.data_dir)
     max_batches = 60 if args.quick else None
     lines.append("## 1. MNIST MLP 784-128-10, one epoch, SGD lr 0.1\n")
     lines.append(f"Training set: {len(x)} images"
                  + (f", first {max_batches} batches only (--quick)" if max_batches else "")
-                 + ". Seconds per epoch: median (min-max); test accuracy after the epoch.\n")
+                 + ". Seconds per epoch: median (min-max); ratios are medians of the "
+                 "per-round ratios; test accuracy after the epoch.\n")
     lines.append("| engine | batch | dtype | seconds | x numpy floor | test accuracy |")
     lines.append("| --- | --- | --- | --- | --- | --- |")
     import numpy as np
@@ -88,32 +89,33 @@ def run_mnist(args, lines: list[str], ratios: dict) -> None:
 
         engines = _engines(mnist.ENGINES)
         timings = interleaved({n: runner(f) for n, f in engines.items()}, args.repeats)
-        floor = timings["numpy floor (by hand)"].median
+        floor = timings["numpy floor (by hand)"]
         for name, timing in timings.items():
-            ratio = timing.median / floor
+            ratio = paired_ratio(timing, floor)
             acc = accuracy.get(engines[name].__name__, float("nan"))
             lines.append(f"| {name} | {batch} | {np.dtype(dtype).name} | {timing.cell()} | "
                          f"{ratio:.2f} | {'' if acc != acc else f'{acc:.4f}'} |")
             ratios[f"mnist/{batch}/{np.dtype(dtype).name}/{name}"] = ratio
         if "PyTorch eager" in timings:
-            ratios[f"mnist/{batch}/{np.dtype(dtype).name}/ours_vs_torch"] = (
-                timings["autodiff (ours)"].median / timings["PyTorch eager"].median)
+            ratios[f"mnist/{batch}/{np.dtype(dtype).name}/ours_vs_torch"] = paired_ratio(
+                timings["autodiff (ours)"], timings["PyTorch eager"])
     lines.append("")
 
 
 def run_ops(args, lines: list[str], ratios: dict) -> None:
     from bench import small_ops
-    from bench.runner import interleaved
+    from bench.runner import interleaved, paired_ratio
 
     iterations = 500 if args.quick else 5000
     timings = interleaved({n: (lambda f=f: f(iterations))
                            for n, f in _engines(small_ops.ENGINES).items()}, args.repeats)
-    floor = timings["numpy floor (by hand)"].median
+    floor = timings["numpy floor (by hand)"]
     lines.append("## 2. Per-op overhead: 4x4 tensors, five ops + backward\n")
+    lines.append("Ratios are medians of the per-round ratios.\n")
     lines.append("| engine | us per iteration | x numpy floor |")
     lines.append("| --- | --- | --- |")
     for name, timing in timings.items():
-        ratio = timing.median / floor
+        ratio = paired_ratio(timing, floor)
         lines.append(f"| {name} | {timing.cell(1e6)} | {ratio:.1f} |")
         ratios[f"ops/{name}"] = ratio
     lines.append("")
@@ -121,52 +123,62 @@ def run_ops(args, lines: list[str], ratios: dict) -> None:
 
 def run_micrograd(args, lines: list[str], ratios: dict) -> None:
     from bench import micrograd_demo
-    from bench.runner import interleaved
+    from bench.runner import interleaved, isolated, paired_ratio
 
     steps = 1 if args.quick else 3
-    timings = interleaved({n: (lambda f=f: f(steps))
-                           for n, f in _engines(micrograd_demo.ENGINES).items()}, args.repeats)
+    # Every sample in a fresh process (see runner.isolated): the collector's share of these
+    # scalar graphs depends on what else the process has imported. A batched step takes under
+    # a millisecond, so it runs 100 times as many steps, which also amortizes the first call.
+    timings = interleaved(
+        {n: (lambda f=f, k=steps * (100 if "batched" in n else 1):
+             isolated("micrograd_demo", f.__name__, [k], args.threads))
+         for n, f in _engines(micrograd_demo.ENGINES).items()}, args.repeats)
     lines.append("## 3. micrograd's demo: MLP(2, [16, 16], 1), 100 points, hinge loss\n")
-    lines.append("Default garbage-collector settings.\n")
+    lines.append("Default garbage-collector settings; each sample in a fresh process that "
+                 "imports only its engine. Ratios are medians of the per-round ratios.\n")
     lines.append("| engine | ms per step | speed-up over micrograd | x numpy floor, batched |")
     lines.append("| --- | --- | --- | --- |")
     reference = timings.get("micrograd (scalar graph)")
-    floor = timings["numpy floor, batched"].median
+    floor = timings["numpy floor, batched"]
     for name, timing in timings.items():
-        speedup = reference.median / timing.median if reference and reference.samples else \
-            float("nan")
-        vs_floor = f"{timing.median / floor:.2f}" if "batched" in name else ""
+        speedup = paired_ratio(reference, timing) if reference else float("nan")
+        vs_floor = f"{paired_ratio(timing, floor):.2f}" if "batched" in name else ""
         lines.append(f"| {name} | {timing.cell(1e3)} | {speedup:.1f} | {vs_floor} |")
         ratios[f"micrograd/{name}"] = speedup
-    ratios["micrograd/batched_vs_numpy"] = timings["autodiff (ours), batched"].median / floor
+    ratios["micrograd/batched_vs_numpy"] = paired_ratio(timings["autodiff (ours), batched"],
+                                                        floor)
     lines.append("")
 
 
 def run_chain(args, lines: list[str], ratios: dict) -> None:
-    from bench import chain
+    from bench.runner import Timing, isolated
 
     sizes = [1_000, 10_000, 100_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
     lines.append("## 4. Deep chains of scalar ops (forward + backward)\n")
     lines.append("`y = y * 1.0000001 + 1e-9`, repeated: two ops per step, default collector "
-                 "settings. Microseconds per op: median (min-max) of the repeats; peak and "
-                 "left-over memory from tracemalloc in one more run.\n")
+                 "settings, in a fresh process per size that imports only the engine. "
+                 "Microseconds per op: median (min-max) of the repeats; peak and left-over "
+                 "memory from tracemalloc in one more run.\n")
     lines.append("| ops | ours: us per op | forward | backward | peak MB | MB left after | "
                  "micrograd |")
     lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     for n in sizes:
-        result = chain.ours(n // 2, args.repeats)  # each loop iteration is two ops
+        # Each loop iteration is two ops.
+        result = isolated("chain", "ours", [n // 2, args.repeats], args.threads)
+        total = Timing(result["total"])
         if _available("micrograd"):
             try:
-                mg = f"{chain.micrograd(n // 2)['us_per_op']:.2f} us per op"
-            except RecursionError:
-                mg = "fails: RecursionError"
+                mg = isolated("chain", "micrograd", [n // 2], args.threads)
+                mg = f"{mg['us_per_op']:.2f} us per op"
+            except RuntimeError as exc:
+                mg = f"fails: {str(exc).split(':')[0]}"
         else:
             mg = "not installed"
-        lines.append(f"| {n:,} | {result['total'].cell(1e6)} | "
-                     f"{result['forward'].median * 1e6:.2f} | "
-                     f"{result['backward'].median * 1e6:.2f} | {result['peak_mb']:.1f} | "
-                     f"{result['left_mb']:.2f} | {mg} |")
-        ratios[f"chain/{n}"] = ratios["chain/us_per_op"] = result["total"].median * 1e6
+        lines.append(f"| {n:,} | {total.cell(1e6)} | "
+                     f"{Timing(result['forward']).median * 1e6:.2f} | "
+                     f"{Timing(result['backward']).median * 1e6:.2f} | "
+                     f"{result['peak_mb']:.1f} | {result['left_mb']:.2f} | {mg} |")
+        ratios[f"chain/{n}"] = ratios["chain/us_per_op"] = total.median * 1e6
         ratios["chain/left_mb"] = result["left_mb"]
     lines.append("")
 
@@ -203,6 +215,9 @@ def run_memory(args, lines: list[str], ratios: dict) -> None:
     steps = 2_000 if args.quick else 10_000
     marks = memory.steady_state(steps, args.threads)
     lines.append("")
+    if "error" in marks:
+        lines.append(f"Our RSS while training: fails: {marks['error']}\n")
+        return
     lines.append(f"Our RSS while training (batch 128): {', '.join(f'{v:.1f} MB after {k} steps' for k, v in marks.items())}.\n")  # noqa: E501
     keys = sorted(marks, key=int)
     ratios["memory/growth_mb"] = marks[keys[-1]] - marks[keys[1]] if len(keys) > 2 else 0.0
@@ -251,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     if args.repeats is None:
-        args.repeats = 1 if args.quick else 5
+        args.repeats = 1 if args.quick else 7
     sys.path.insert(0, str(ROOT))
     if _available("torch"):
         import torch

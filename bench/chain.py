@@ -6,8 +6,6 @@ import gc
 import time
 import tracemalloc
 
-from bench.runner import Timing
-
 
 def _chain(n: int) -> tuple[float, float]:
     """Seconds of the forward and of the backward pass of a chain of 2n scalar ops."""
@@ -24,17 +22,15 @@ def _chain(n: int) -> tuple[float, float]:
 
 
 def ours(n: int, repeats: int = 1) -> dict:
-    """Time without tracing (tracemalloc slows every allocation), then memory with it.
-
-    Timings are per op. The graph dies when `_chain` returns; its freeing is not timed.
-    """
-    forward, backward, total = Timing(), Timing(), Timing()
+    """Seconds per op of each repeat (forward, backward, both), then memory in one more run
+    (tracemalloc slows every allocation, so it is not on while timing). The graph dies when
+    `_chain` returns; freeing it is not timed."""
+    forward, backward = [], []
     for _ in range(repeats):
         gc.collect()  # the previous chain's garbage is not this one's cost
         f, b = _chain(n)
-        forward.samples.append(f / (2 * n))
-        backward.samples.append(b / (2 * n))
-        total.samples.append((f + b) / (2 * n))
+        forward.append(f / (2 * n))
+        backward.append(b / (2 * n))
     gc.collect()
     tracemalloc.start()
     _chain(n)
@@ -42,7 +38,8 @@ def ours(n: int, repeats: int = 1) -> dict:
     gc.collect()
     left = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    return {"forward": forward, "backward": backward, "total": total,
+    return {"forward": forward, "backward": backward,
+            "total": [f + b for f, b in zip(forward, backward, strict=True)],
             "peak_mb": peak / 2**20, "left_mb": left / 2**20}
 
 

@@ -3,13 +3,7 @@ they do not pollute each other), and our RSS after 1,000 and 10,000 training ste
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench.runner import ROOT, child
 
 # Peak RSS from VmHWM: unlike getrusage's ru_maxrss, which Linux carries over from the parent
 # through fork and exec, the high-water mark belongs to the child's own address space.
@@ -65,13 +59,10 @@ print(json.dumps(marks))
 
 
 def _run(code: str, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=1800)
-    if result.returncode != 0:
-        return {"error": result.stderr.strip().splitlines()[-1][:80]}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    try:
+        return child(code, threads)
+    except RuntimeError as exc:
+        return {"error": str(exc)}
 
 
 def epoch_peak(engine: str, arrays: str, max_batches: int | None, threads: int) -> dict:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -25,6 +32,17 @@ class Timing:
             return self.error
         lo, hi = min(self.samples) * unit, max(self.samples) * unit
         return f"{self.median * unit:.{digits}g} ({lo:.{digits}g}-{hi:.{digits}g})"
+
+
+def paired_ratio(a: Timing, b: Timing) -> float:
+    """Median over rounds of a's time / b's time in the same round.
+
+    Engines of one round run seconds apart, so a slow spell of the machine (another process
+    on one of two cores) mostly hits both sides of a pair; the ratio of the two medians
+    would mix samples from different spells.
+    """
+    pairs = [x / y for x, y in zip(a.samples, b.samples, strict=False)]
+    return statistics.median(pairs) if pairs else float("nan")
 
 
 def interleaved(candidates: dict[str, Callable[[], float | None]], repeats: int
@@ -52,6 +70,40 @@ def interleaved(candidates: dict[str, Callable[[], float | None]], repeats: int
             timing.samples.append(measured if measured is not None
                                   else time.perf_counter() - start)
     return results
+
+
+def child(code: str, threads: int) -> Any:
+    """Run `code` in a fresh interpreter with `threads` BLAS threads; its last stdout line is
+    JSON. A failure raises RuntimeError naming the child's own error."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=1800)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        raise RuntimeError(lines[-1][:80])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+_CALL = """
+import json, sys
+sys.path.insert(0, {root!r})
+from bench.{module} import {function}
+print(json.dumps({function}(*{args!r})))
+"""
+
+
+def isolated(module: str, function: str, args: list, threads: int) -> Any:
+    """bench.<module>.<function>(*args), called in a fresh interpreter.
+
+    For the scalar workloads, where Python's cycle collector takes a quarter of the time or
+    more: a full collection scans every object on the heap, and a process that has imported
+    PyTorch holds some 400,000 more of them (numpy alone: 20,000), which made a chain of
+    scalar ops about 40% slower. In a fresh process each engine sees only its own imports,
+    as a user's script would.
+    """
+    return child(_CALL.format(root=str(ROOT), module=module, function=function, args=args),
+                 threads)
 
 
 def machine_facts(threads: int) -> dict[str, str]:

@@ -1,17 +1,24 @@
-"""Data: batching, MNIST (IDX files, checksums, cache, verified downloads), mini-MNIST, toy sets."""
+"""Data: batching, MNIST (IDX files, checksums, cache, verified downloads), mini-MNIST, toy sets.
+
+Everything here works on plain numpy arrays and never imports the autodiff engine; the training
+loop wraps batches in Tensors itself.
+"""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
+import math
 import os
 import struct
 import tempfile
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -21,8 +28,9 @@ import numpy as np
 class DataLoader:
     """Mini-batches over numpy arrays: `for xb, yb in DataLoader(x, y, batch_size=64)`.
 
-    With shuffle=True the order changes every epoch, drawn from a Generator seeded once from
-    `seed`, so two loaders with the same seed give the same batches in the same order.
+    Yields `(xb, yb)`, or `xb` alone when `y` is None. With shuffle=True the order changes every
+    epoch, drawn from one Generator seeded once from `seed`, so two loaders built with the same
+    seed give the same batches in the same order, epoch after epoch.
     """
 
     def __init__(self, x: Any, y: Any = None, batch_size: int = 64, shuffle: bool = False,
@@ -30,18 +38,24 @@ class DataLoader:
         self.x = np.asarray(x)
         self.y = None if y is None else np.asarray(y)
         if self.x.ndim == 0:
-            raise ValueError("DataLoader: x must have a first (sample) axis, got a scalar")
-        if self.y is not None and len(self.y) != len(self.x):
+            raise ValueError("DataLoader: x must have a first (sample) axis, got a 0-d array")
+        if self.y is not None and (self.y.ndim == 0 or len(self.y) != len(self.x)):
+            n_y = "no sample axis" if self.y.ndim == 0 else f"{len(self.y)} samples"
             raise ValueError(
-                f"DataLoader: x has {len(self.x)} samples but y has {len(self.y)} "
+                f"DataLoader: x has {len(self.x)} samples but y has {n_y} "
                 f"(shapes {self.x.shape} and {self.y.shape})"
             )
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
-                or batch_size <= 0:
-            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        # bool is an int subclass, but batch_size=True is surely a mistake.
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(
+                f"DataLoader: batch_size must be an int, got {type(batch_size).__name__} "
+                f"{batch_size!r}"
+            )
+        if batch_size <= 0:
+            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size}")
         self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -53,79 +67,134 @@ class DataLoader:
         order = self._rng.permutation(n) if self.shuffle else None
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             stop = min(start + self.batch_size, n)
-            if order is None:
-                index: Any = slice(start, stop)  # a view: no copy for unshuffled batches
-            else:
-                index = order[start:stop]
+            # Unshuffled batches are slices: views, no copy.
+            index: Any = slice(start, stop) if order is None else order[start:stop]
             if self.y is None:
                 yield self.x[index]
             else:
                 yield self.x[index], self.y[index]
 
 
+# --- reading bytes, bounded ------------------------------------------------------------------
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+
+def _read_upto(stream: BinaryIO, n: int) -> bytes:
+    """At most n bytes of `stream`. Read in chunks, so memory grows with the bytes actually
+    there, never with a size some header merely claims."""
+    parts, got = [], 0
+    while got < n:
+        chunk = stream.read(min(n - got, _CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _content(stream: BinaryIO, limit: int, label: str) -> bytes:
+    """At most `limit` bytes of the content of `stream`, gunzipped if it starts like gzip.
+
+    The limit also bounds what a small, highly compressed file can expand to.
+    """
+    gzipped = stream.read(2) == _GZIP_MAGIC
+    stream.seek(0)
+    if not gzipped:
+        return _read_upto(stream, limit)
+    try:
+        with gzip.GzipFile(fileobj=stream) as unzipped:
+            return _read_upto(unzipped, limit)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{label} is not a valid gzip file (truncated or damaged: {exc})") \
+            from None
+
+
 # --- IDX files -------------------------------------------------------------------------------
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# IDX type codes (third byte of the magic number) and their big-endian element types.
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(source: str | os.PathLike | bytes) -> np.ndarray:
-    """Parse an IDX file (the MNIST format), gzipped or raw, from a path or bytes.
+def read_idx(source: str | os.PathLike[str] | bytes, *, max_bytes: int = 1 << 30) -> np.ndarray:
+    """Parse an IDX file (the MNIST format), gzipped or raw, from a path or from bytes.
 
-    The header is checked against the actual number of bytes before anything is allocated, so
-    a corrupt or hostile file raises ValueError instead of allocating gigabytes.
+    Returns a native-endian array of the shape the header declares. Anything malformed
+    (bad magic, truncated, trailing bytes, damaged gzip) raises ValueError. The declared size is
+    checked against the bytes actually present before any array is made, and no more than
+    `max_bytes` are ever decompressed, so hostile headers cannot cause huge allocations.
     """
-    if isinstance(source, (bytes, bytearray)):
-        raw, name = bytes(source), "<bytes>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, stream = "<bytes>", io.BytesIO(source)
     else:
-        name = str(source)
-        raw = Path(source).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise ValueError(f"read_idx: {name} is not a valid gzip file ({exc})") from None
+        name, stream = str(source), open(source, "rb")  # noqa: SIM115 (closed just below)
+    with stream:
+        # Room for the largest possible header (255 dimensions) plus one byte to see excess.
+        raw = _content(stream, max_bytes + 4 + 4 * 255 + 1, f"read_idx: {name}")
+    return _parse_idx(raw, name, max_bytes)
+
+
+def _parse_idx(raw: bytes, name: str, max_bytes: int) -> np.ndarray:
     if len(raw) < 4:
         raise ValueError(f"read_idx: {name} is too short to be an IDX file ({len(raw)} bytes)")
     zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or type_code not in _IDX_TYPES or ndim == 0:
-        raise ValueError(f"read_idx: {name} has a bad magic number {raw[:4].hex()}")
+        raise ValueError(
+            f"read_idx: {name} has a bad magic number 0x{raw[:4].hex()} (expected two zero "
+            f"bytes, a type code in {sorted(_IDX_TYPES)}, and a dimension count >= 1)"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"read_idx: {name} is truncated inside its header")
+        raise ValueError(f"read_idx: {name} is truncated inside its header ({ndim} dimensions "
+                         f"need {header} bytes, the file has {len(raw)})")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_TYPES[type_code])
-    expected = dtype.itemsize
-    for d in dims:
-        expected *= d
-    if len(raw) - header != expected:
+    expected = math.prod(dims) * dtype.itemsize  # a Python int: no overflow
+    held = len(raw) - header
+    if expected > max_bytes and held > max_bytes:
+        raise ValueError(f"read_idx: {name} declares shape {dims} ({expected} bytes), more "
+                         f"than max_bytes={max_bytes}")
+    if held != expected:
+        problem = "truncated" if held < expected else "trailing bytes after the data"
         raise ValueError(
             f"read_idx: {name} declares shape {dims} ({expected} bytes of data) but holds "
-            f"{len(raw) - header} bytes: truncated or corrupt"
+            f"{held} bytes: truncated or corrupt ({problem})"
         )
-    values = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    try:
+        values = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    except ValueError as exc:  # e.g. more dimensions than numpy supports
+        raise ValueError(f"read_idx: {name} declares an unusable shape {dims} ({exc})") from None
     return values.astype(dtype.newbyteorder("="))  # native byte order, and a writable copy
 
 
 # --- MNIST -----------------------------------------------------------------------------------
 
-# SHA-256 of the *uncompressed* files (mirrors recompress, so the .gz bytes differ).
+# SHA-256 of the *uncompressed* files: mirrors recompress, so the .gz bytes differ.
 MNIST_FILES = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+_MNIST_SHAPES = {
+    "train-images-idx3-ubyte": (60000, 28, 28),
+    "train-labels-idx1-ubyte": (60000,),
+    "t10k-images-idx3-ubyte": (10000, 28, 28),
+    "t10k-labels-idx1-ubyte": (10000,),
+}
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 
-# Injectable so tests can simulate downloads without any network.
+# Anything that takes a URL and returns a context manager with .read(n); injectable so tests
+# can simulate downloads without any network.
 Opener = Callable[[str], Any]
 
 
 def _default_opener(url: str) -> Any:
-    return urllib.request.urlopen(url, timeout=30)  # noqa: S310 (fixed https mirrors)
+    return urllib.request.urlopen(url, timeout=30)  # noqa: S310 (fixed mirror URLs)
 
 
 class MNISTNotFoundError(FileNotFoundError):
@@ -133,11 +202,13 @@ class MNISTNotFoundError(FileNotFoundError):
 
 
 def cache_dir() -> Path:
+    """Where downloads go by default: `$XDG_CACHE_HOME/autodiff/mnist` or
+    `~/.cache/autodiff/mnist`."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "autodiff" / "mnist"
 
 
-def _search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
+def _search_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
     dirs: list[Path] = []
     if data_dir is not None:
         dirs.append(Path(data_dir))
@@ -148,27 +219,6 @@ def _search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     return dirs
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _verified(path: Path, name: str) -> bytes:
-    """The uncompressed bytes of `path`, after checking them against the known checksum."""
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"load_mnist: {path} is not a valid gzip file ({exc})") from None
-    digest = _sha256(raw)
-    if digest != MNIST_FILES[name]:
-        raise ValueError(
-            f"load_mnist: {path} is corrupt or not the MNIST file it claims to be "
-            f"(SHA-256 {digest[:16]}..., expected {MNIST_FILES[name][:16]}...)"
-        )
-    return raw
-
-
 def _find(name: str, dirs: list[Path]) -> Path | None:
     for folder in dirs:
         for candidate in (folder / name, folder / f"{name}.gz"):
@@ -177,102 +227,159 @@ def _find(name: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def _download(name: str, target_dir: Path, opener: Opener, mirrors: tuple[str, ...],
-              progress: bool) -> Path:
-    """Fetch name.gz from the first mirror that gives verified bytes; publish atomically."""
-    failures = []
-    for mirror in mirrors:
-        url = mirror + name + ".gz"
-        try:
-            with opener(url) as response:
-                total = int(response.headers.get("Content-Length", 0) or 0) \
-                    if hasattr(response, "headers") else 0
-                data = _read_with_progress(response, total, f"{name}.gz", progress)
-            raw = gzip.decompress(data)
-        except Exception as exc:  # noqa: BLE001 - any failure means: try the next mirror
-            failures.append(f"{url}: {exc}")
-            continue
-        if _sha256(raw) != MNIST_FILES[name]:
-            failures.append(f"{url}: checksum mismatch")
-            continue
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / f"{name}.gz"
-        # Written beside the target and renamed only when complete and verified, so no later
-        # run can ever find a partial file under the real name.
-        fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
-    raise MNISTNotFoundError(
-        f"load_mnist: could not download {name}: " + "; ".join(failures)
-    )
+def _mnist_size(name: str) -> int:
+    shape = _MNIST_SHAPES[name]
+    return 4 + 4 * len(shape) + math.prod(shape)
 
 
-def _read_with_progress(response: Any, total: int, label: str, progress: bool) -> bytes:
-    buffer = io.BytesIO()
+def _check_mnist(raw: bytes, name: str, where: str) -> np.ndarray:
+    """The array in `raw` (uncompressed bytes of MNIST file `name`), or ValueError saying what
+    is wrong with it: header first, since that names the problem better than a checksum."""
+    shape = _MNIST_SHAPES[name]
+    magic = 0x0800 + len(shape)  # unsigned bytes (0x08), then the dimension count: 2051 / 2049
+    found = int.from_bytes(raw[:4], "big")
+    if len(raw) < 4 or found != magic:
+        raise ValueError(f"{where} is corrupt: bad magic number {found}, expected {magic} "
+                         f"({'images' if len(shape) == 3 else 'labels'})")
+    header = 4 + 4 * len(shape)
+    dims = struct.unpack(f">{len(shape)}I", raw[4:header]) if len(raw) >= header else None
+    if dims != shape:
+        raise ValueError(f"{where} is corrupt: its header declares shape {dims}, "
+                         f"expected {shape}")
+    size = _mnist_size(name)
+    if len(raw) != size:
+        problem = "truncated" if len(raw) < size else "too long"
+        raise ValueError(f"{where} is corrupt: {problem}, {len(raw)} bytes uncompressed "
+                         f"instead of {size}")
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MNIST_FILES[name]:
+        raise ValueError(f"{where} is corrupt: checksum mismatch (SHA-256 of the uncompressed "
+                         f"bytes is {digest}, expected {MNIST_FILES[name]})")
+    return _parse_idx(raw, where, len(raw))
+
+
+def _load_file(path: Path, name: str) -> np.ndarray:
+    where = f"load_mnist: {path}"
+    with path.open("rb") as stream:
+        # One byte over the true size is enough to tell "too long" from "just right".
+        raw = _content(stream, _mnist_size(name) + 1, where)
+    return _check_mnist(raw, name, where)
+
+
+def _fetch(response: Any, limit: int, label: str, progress: bool) -> bytes:
+    """The response body, with a progress bar; refuses more than `limit` bytes so a
+    misbehaving server cannot fill memory."""
+    headers = getattr(response, "headers", None)
+    total = int((headers.get("Content-Length") if headers else None) or 0)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=label, leave=False)
+    parts, got = [], 0
     try:
-        while True:
-            chunk = response.read(1 << 16)
-            if not chunk:
-                break
-            buffer.write(chunk)
+        while chunk := response.read(1 << 16):
+            got += len(chunk)
+            if got > limit:
+                raise ValueError(f"more than {limit} bytes, not the MNIST file")
+            parts.append(chunk)
             if bar is not None:
                 bar.update(len(chunk))
     finally:
         if bar is not None:
             bar.close()
-    return buffer.getvalue()
+    return b"".join(parts)
+
+
+def _write_atomically(data: bytes, target: Path) -> None:
+    """Write beside the target and rename only when complete, so no run ever finds a partial
+    file under the real name (os.replace is atomic on POSIX and Windows)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _download(name: str, target_dir: Path, opener: Opener, mirrors: tuple[str, ...],
+              progress: bool) -> tuple[np.ndarray | None, list[str]]:
+    """Fetch `name`.gz from the first mirror whose content verifies, and store it in
+    `target_dir`. Returns the array (None if every mirror failed) and the failures."""
+    failures = []
+    # A gzip file is never much bigger than its content; twice is a generous ceiling.
+    limit = 2 * _mnist_size(name) + (1 << 16)
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + f"/{name}.gz"
+        # Any failure, of the network or of the content: note it and try the next mirror.
+        try:
+            with opener(url) as response:
+                data = _fetch(response, limit, f"{name}.gz", progress)
+        except (OSError, EOFError, ValueError, http.client.HTTPException) as exc:
+            failures.append(f"{url}: download failed ({type(exc).__name__}: {exc})")
+            continue
+        try:
+            raw = _content(io.BytesIO(data), _mnist_size(name) + 1, url)
+            array = _check_mnist(raw, name, url)
+        except ValueError as exc:
+            failures.append(str(exc))  # already names the URL and the problem
+            continue
+        _write_atomically(data, target_dir / f"{name}.gz")
+        return array, failures
+    return None, failures
 
 
 def load_mnist(
-    data_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     *,
     download: bool = True,
     progress: bool = True,
     opener: Opener | None = None,
     mirrors: tuple[str, ...] = MNIST_MIRRORS,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """MNIST as ((x_train, y_train), (x_test, y_test)): images float32 in [0, 1], shape
-    (N, 784); labels int64.
+    """MNIST as `((x_train, y_train), (x_test, y_test))`: images float32 in [0, 1] of shape
+    (N, 784), labels int64.
 
-    Looks in `data_dir`, then `$AUTODIFF_DATA` (and its `mnist/`), then the user cache
-    (`~/.cache/autodiff/mnist`), for each file raw or gzipped, and verifies its SHA-256.
-    Missing files are downloaded into the cache (or `data_dir` if given) from public mirrors,
-    verified, and moved into place only when complete; set `AUTODIFF_OFFLINE=1` to never
-    download.
+    Each of the four IDX files (raw or `.gz`) is looked for in `data_dir`, then
+    `$AUTODIFF_DATA` and `$AUTODIFF_DATA/mnist`, then the user cache (see `cache_dir`), and is
+    checked (header, size, SHA-256 of the uncompressed bytes) before use. A missing file is
+    downloaded from `mirrors` in turn into `data_dir` (or the cache), verified, and moved into
+    place only once complete. `download=False`, or `AUTODIFF_OFFLINE=1` in the environment,
+    never touches the network. `opener(url)` replaces `urllib.request.urlopen` (for tests).
+
+    Raises MNISTNotFoundError (a FileNotFoundError) naming the missing file, every folder
+    searched and every mirror that failed; ValueError for a corrupt file, naming it.
     """
     dirs = _search_dirs(data_dir)
-    if os.environ.get("AUTODIFF_OFFLINE"):
-        download = False  # machines without network (CI) say so once, in the environment
+    offline = bool(os.environ.get("AUTODIFF_OFFLINE"))  # machines without network say so once
+    target = Path(data_dir) if data_dir is not None else cache_dir()
     arrays = {}
     for name in MNIST_FILES:
         path = _find(name, dirs)
-        if path is None:
-            if not download:
-                raise MNISTNotFoundError(
-                    f"load_mnist: {name}(.gz) not found; looked in: "
-                    + ", ".join(str(d) for d in dirs)
-                )
-            target = Path(data_dir) if data_dir is not None else cache_dir()
-            try:
-                path = _download(name, target, opener or _default_opener, mirrors, progress)
-            except MNISTNotFoundError as exc:
-                raise MNISTNotFoundError(
-                    f"{exc}\n{name}(.gz) was not found in: " + ", ".join(str(d) for d in dirs)
-                ) from None
-        arrays[name] = read_idx(_verified(path, name))
+        if path is not None:
+            arrays[name] = _load_file(path, name)
+            continue
+        looked = "".join(f"\n  {d}" for d in dirs)
+        if not download or offline:
+            reason = "download=False" if not download else "AUTODIFF_OFFLINE is set"
+            raise MNISTNotFoundError(
+                f"load_mnist: {name} (or {name}.gz) not found, and not downloaded "
+                f"({reason}). Looked in:{looked}"
+            )
+        array, failures = _download(name, target, opener or _default_opener, mirrors,
+                                    progress)
+        if array is None:
+            tried = "".join(f"\n  {f}" for f in failures) or " (no mirrors given)"
+            raise MNISTNotFoundError(
+                f"load_mnist: {name} (or {name}.gz) not found. Looked in:{looked}\n"
+                f"and every download failed:{tried}"
+            )
+        arrays[name] = array
     x_train = arrays["train-images-idx3-ubyte"].reshape(-1, 784).astype(np.float32) / 255.0
     x_test = arrays["t10k-images-idx3-ubyte"].reshape(-1, 784).astype(np.float32) / 255.0
     y_train = arrays["train-labels-idx1-ubyte"].astype(np.int64)
@@ -283,12 +390,21 @@ def load_mnist(
 # --- mini-MNIST (shipped inside the package) ---------------------------------------------------
 
 MINI_MNIST_PATH = Path(__file__).with_name("_data") / "mini_mnist.npz"
+# Written by nn/_data/make_mini_mnist.py, which prints the new value whenever it rebuilds.
+MINI_MNIST_SHA256 = "5b13ff1146786296c98496262b34bdfdecede8966426c66c7269c3834052b892"
 
 
 def load_mini_mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A fixed, balanced subset of MNIST shipped with the package (500 training and 100 test
-    images per digit), in the same format as `load_mnist`, so examples run offline."""
-    with np.load(MINI_MNIST_PATH, allow_pickle=False) as f:
+    """A fixed, balanced subset of MNIST shipped with the package, in the format of
+    `load_mnist`: the first 500 training and first 100 test images of each digit, in file
+    order, so examples and tests run offline."""
+    blob = MINI_MNIST_PATH.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != MINI_MNIST_SHA256:
+        raise ValueError(f"load_mini_mnist: {MINI_MNIST_PATH} is corrupt or was rebuilt "
+                         f"without updating MINI_MNIST_SHA256 (SHA-256 {digest}, expected "
+                         f"{MINI_MNIST_SHA256})")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as f:
         x_train, y_train = f["x_train"], f["y_train"]
         x_test, y_test = f["x_test"], f["y_test"]
     return (
@@ -297,36 +413,19 @@ def load_mini_mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, 
     )
 
 
-def make_mini_mnist(source_dir: str | os.PathLike, path: str | os.PathLike = MINI_MNIST_PATH,
-                    per_class_train: int = 500, per_class_test: int = 100) -> Path:
-    """Build the mini-MNIST file: the first N images of each digit, in file order."""
-    (x_train, y_train), (x_test, y_test) = load_mnist(source_dir, download=False)
-
-    def pick(y: np.ndarray, per_class: int) -> np.ndarray:
-        return np.sort(np.concatenate([np.flatnonzero(y == d)[:per_class] for d in range(10)]))
-
-    train, test = pick(y_train, per_class_train), pick(y_test, per_class_test)
-    to_bytes = lambda x: np.round(x * 255).astype(np.uint8)  # exact: inputs were k/255
-    np.savez_compressed(
-        path,
-        x_train=to_bytes(x_train[train]), y_train=y_train[train].astype(np.uint8),
-        x_test=to_bytes(x_test[test]), y_test=y_test[test].astype(np.uint8),
-    )
-    return Path(path)
-
-
 # --- toy data sets ---------------------------------------------------------------------------
 
 
 def make_xor() -> tuple[np.ndarray, np.ndarray]:
-    """The four XOR points and their targets, shape (4, 2) and (4, 1)."""
+    """The four XOR points, shape (4, 2), and their targets, shape (4, 1), both float64."""
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
     y = np.array([[0], [1], [1], [0]], dtype=np.float64)
     return x, y
 
 
 def make_moons(n: int = 100, noise: float = 0.1, seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two interleaved half circles; labels 0/1 of shape (n,)."""
+    """Two interleaved half circles: x of shape (n, 2) float64, labels 0/1 of shape (n,)
+    int64. Class 0 is the upper arc (centre (0, 0)), class 1 the lower (centre (1, 0.5))."""
     rng = np.random.default_rng(seed)
     n_top = n // 2
     angles_top = np.linspace(0, np.pi, n_top)
@@ -335,19 +434,21 @@ def make_moons(n: int = 100, noise: float = 0.1, seed: Any = 0) -> tuple[np.ndar
     bottom = np.stack([1 - np.cos(angles_bottom), 0.5 - np.sin(angles_bottom)], axis=1)
     x = np.concatenate([top, bottom]) + rng.normal(0, noise, size=(n, 2))
     y = np.concatenate([np.zeros(n_top), np.ones(n - n_top)]).astype(np.int64)
-    order = rng.permutation(n)
+    order = rng.permutation(n)  # mixed classes, so unshuffled batches still see both
     return x[order], y[order]
 
 
 def make_spirals(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2,
                  seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Interleaved spiral arms, one per class; labels of shape (n_per_class * n_classes,)."""
+    """Interleaved spiral arms, one per class: x of shape (n_per_class * n_classes, 2)
+    float64, labels int64. The radius grows from 0 to 1 along each arm; `noise` jitters the
+    angle."""
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for c in range(n_classes):
         radius = np.linspace(0.0, 1.0, n_per_class)
-        theta = np.linspace(c * 4.0, (c + 1) * 4.0, n_per_class) + rng.normal(0, noise,
-                                                                            n_per_class)
+        theta = np.linspace(c * 4.0, (c + 1) * 4.0, n_per_class)
+        theta = theta + rng.normal(0, noise, n_per_class)
         xs.append(np.stack([radius * np.sin(theta), radius * np.cos(theta)], axis=1))
         ys.append(np.full(n_per_class, c, dtype=np.int64))
     return np.concatenate(xs), np.concatenate(ys)
@@ -355,7 +456,8 @@ def make_spirals(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2,
 
 def make_regression(n: int = 100, kind: str = "linear", noise: float = 0.1,
                     seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
-    """1-D regression: y = x + noise ("linear") or y = x**2 + noise ("quadratic"), x in [-1, 1]."""
+    """1-D regression, x sorted in [-1, 1]: y = x + noise ("linear") or y = x**2 + noise
+    ("quadratic"), noise normal with standard deviation `noise`. Both of shape (n, 1)."""
     if kind not in ("linear", "quadratic"):
         raise ValueError(f"make_regression: kind must be 'linear' or 'quadratic', got {kind!r}")
     rng = np.random.default_rng(seed)

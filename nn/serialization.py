@@ -1,93 +1,224 @@
 """Saving and loading weights: atomic .npz files, never unpickled.
 
-A file written by `save` holds the arrays plus two small entries: a format marker with its
-version, and a manifest of the names, shapes and dtypes it holds, both plain byte strings.
-`load` opens it with pickling disabled and checks both before returning anything.
+A file written by `save` is an ordinary .npz (a zip of .npy files, uncompressed) holding the
+arrays plus two text entries: `__format__`, the format name and version, and `__manifest__`, a
+JSON object of the names, shapes and dtypes it holds. Both are plain string arrays, so
+`np.load(path, allow_pickle=False)` reads every entry.
+
+`load` trusts nothing in the file: it checks every entry's .npy header against the size the
+zip directory gives for it (so a forged header cannot make it allocate gigabytes), the format
+marker, and the manifest, before reading any array, and it never unpickles.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 FORMAT = "autodiff-nn/1"
 _FORMAT_KEY = "__format__"
 _MANIFEST_KEY = "__manifest__"
+_NUMERIC_KINDS = "biuf"  # bool, signed and unsigned ints, floats
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _write_npz(file: BinaryIO, arrays: Mapping[str, np.ndarray], *, compress: bool = False) -> None:
+    """Write `arrays` as an .npz with fixed timestamps, so equal arrays give equal bytes."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(file, "w") as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, buffer.getvalue(), compress_type=method,
+                             compresslevel=9 if compress else None)
 
 
 def _as_state_dict(obj: Any) -> dict[str, np.ndarray]:
     state = obj.state_dict() if hasattr(obj, "state_dict") else obj
-    if not isinstance(state, dict):
-        raise TypeError(f"save: expected a Module or a dict of arrays, got {type(obj).__name__}")
+    if not isinstance(state, Mapping):
+        raise TypeError(f"save: expected a module (with .state_dict()) or a dict of arrays, "
+                        f"got {type(obj).__name__}")
     arrays = {}
     for name, value in state.items():
-        if not isinstance(name, str) or name.startswith("__"):
-            raise ValueError(f"save: invalid parameter name {name!r}")
-        array = np.asarray(getattr(value, "data", value))
-        if array.dtype.kind not in "biuf":
-            raise TypeError(f"save: parameter '{name}' has unsupported dtype {array.dtype}")
+        if not isinstance(name, str) or not name or name.startswith("__"):
+            raise ValueError(f"save: invalid parameter name {name!r} (names are non-empty "
+                             f"strings; a leading '__' is reserved for the file's own entries)")
+        # Tensors (anything with .data) are saved by value; ndarrays also have a .data
+        # attribute (their raw buffer), so they are taken as they are.
+        if not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "data"):
+            value = value.data
+        array = np.asarray(value)
+        if array.dtype.kind not in _NUMERIC_KINDS:
+            raise TypeError(f"save: parameter '{name}' has dtype {array.dtype}; only bool, "
+                            f"integer and float arrays can be saved")
         arrays[name] = array
     return arrays
 
 
-def save(module_or_state_dict: Any, path: str | os.PathLike) -> Path:
-    """Write weights to `path` (.npz) atomically: a crash mid-save leaves the old file intact."""
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX only; Windows cannot open folders)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse; the data itself is already synced
+    finally:
+        os.close(fd)
+
+
+def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a module's weights (anything with `.state_dict()`) or a dict of name -> array to
+    `path` as .npz, atomically: the file is written beside the target, synced, and renamed
+    over it, so a crash mid-save leaves the old file intact. Returns the path.
+
+    Only bool, integer and float arrays are accepted (TypeError otherwise).
+    """
     arrays = _as_state_dict(module_or_state_dict)
-    manifest = {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
+    manifest = {name: {"shape": list(a.shape), "dtype": a.dtype.str}
+                for name, a in arrays.items()}
+    entries = {_FORMAT_KEY: np.array(FORMAT), _MANIFEST_KEY: np.array(json.dumps(manifest)),
+               **arrays}
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                               prefix=f".{path.name}.", suffix=".tmp")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"save: folder {folder} does not exist (saving {path})")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                **{_FORMAT_KEY: np.frombuffer(FORMAT.encode(), dtype=np.uint8),
-                   _MANIFEST_KEY: np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)},
-                **arrays,
-            )
+            _write_npz(f, entries)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see old or new, never half
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(folder)
     return path
 
 
-def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a file written by `save`; refuses truncated, foreign or pickled files."""
+# --- reading ---------------------------------------------------------------------------------
+
+# What a file that is not a zip archive at all most likely is, by its first bytes.
+_NOT_ZIP = {b"\x93NUMPY": "a bare .npy array", b"\x80": "a Python pickle (never unpickled)"}
+
+# What the zip and .npy readers raise on damaged input (BadZipFile for a bad CRC or directory,
+# zlib.error for broken compressed data, RuntimeError for encrypted entries, ...).
+_DAMAGE = (OSError, EOFError, KeyError, ValueError, struct.error, zlib.error, zipfile.BadZipFile,
+           NotImplementedError, RuntimeError)
+
+
+class _Refused(ValueError):
+    """A file we read fine but that is not (or no longer) what `save` wrote."""
+
+
+def _entry_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from one entry's .npy header, checked against the entry's real size."""
+    if not info.filename.endswith(".npy") or info.compress_type != zipfile.ZIP_STORED:
+        raise _Refused(f"unexpected entry {info.filename!r} (not an uncompressed .npy)")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise _Refused(f"entry {info.filename!r} has unsupported .npy version {version}")
+        data_bytes = info.file_size - member.tell()
+    if dtype.hasobject:
+        raise _Refused(f"entry {info.filename!r} holds Python objects (pickled data, refused)")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != data_bytes:
+        raise _Refused(f"entry {info.filename!r} declares {dtype} {shape} ({declared} bytes) "
+                       f"but holds {data_bytes} bytes")
+    return shape, dtype
+
+
+def _text(array: np.ndarray) -> str:
+    if array.dtype.kind == "U" and array.ndim == 0:
+        return str(array[()])
+    if array.dtype == np.uint8 and array.ndim == 1:  # files from before text entries
+        return array.tobytes().decode("utf-8")
+    raise _Refused(f"a text entry has dtype {array.dtype} and shape {array.shape}")
+
+
+def _manifest(text: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """name -> (shape, dtype string) from the manifest's JSON, or _Refused if malformed."""
+    entries = json.loads(text)
+    if not isinstance(entries, dict):
+        raise _Refused("its manifest is not a JSON object")
+    result = {}
+    for name, entry in entries.items():
+        ok = (isinstance(entry, dict) and isinstance(entry.get("shape"), list)
+              and isinstance(entry.get("dtype"), str)
+              and all(isinstance(d, int) for d in entry["shape"]))
+        if not ok:
+            raise _Refused(f"its manifest entry for {name!r} is malformed: {entry!r}")
+        result[name] = (tuple(entry["shape"]), entry["dtype"])
+    return result
+
+
+def _read_checked(npz: Any) -> dict[str, np.ndarray]:
+    archive: zipfile.ZipFile = npz.zip
+    names = archive.namelist()
+    if f"{_FORMAT_KEY}.npy" not in names or f"{_MANIFEST_KEY}.npy" not in names:
+        raise _Refused("it was not written by nn.save (no format marker or manifest)")
+    headers = {info.filename[:-4]: _entry_header(archive, info) for info in archive.infolist()}
+    marker = _text(npz[_FORMAT_KEY])
+    if marker != FORMAT:
+        raise _Refused(f"it has format {marker!r}; this version reads {FORMAT!r}")
+    manifest = _manifest(_text(npz[_MANIFEST_KEY]))
+    stored = {name: h for name, h in headers.items() if name not in (_FORMAT_KEY, _MANIFEST_KEY)}
+    if set(manifest) != set(stored) or len(headers) != len(names):
+        raise _Refused(f"its manifest lists {sorted(manifest)} but it holds {sorted(stored)}")
+    for name, (shape, dtype) in stored.items():
+        if dtype.kind not in _NUMERIC_KINDS or (shape, dtype.str) != manifest[name]:
+            raise _Refused(f"parameter '{name}' is {dtype} {shape} but the manifest says "
+                           f"{manifest[name][1]} {manifest[name][0]}")
+    # Every header is now known to be sound: reading allocates only what the file holds.
+    return {name: npz[name] for name in manifest}
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read the dict of name -> array written by `save`, in the order it was saved.
+
+    Raises FileNotFoundError if `path` does not exist, and ValueError naming the path and the
+    problem if the file is truncated, damaged, foreign (not written by `save`) or holds pickled
+    objects. Pickles are never executed: everything is read with allow_pickle=False.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"load: no such file: {path}")
+        what = "is a folder, not a file" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"load: {what}: {path}")
+    with path.open("rb") as f:
+        head = f.read(6)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        kind = next((v for k, v in _NOT_ZIP.items() if head.startswith(k)),
+                    f"it starts with {head!r}")
+        raise ValueError(f"load: {path} is not an .npz weights file ({kind})")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            names = list(f.files)
-            if _FORMAT_KEY not in names or _MANIFEST_KEY not in names:
-                raise ValueError(f"load: {path} was not written by nn.save (no format marker)")
-            marker = bytes(f[_FORMAT_KEY]).decode("utf-8", "replace")
-            if marker != FORMAT:
-                raise ValueError(f"load: {path} has format {marker!r}, expected {FORMAT!r}")
-            manifest = json.loads(bytes(f[_MANIFEST_KEY]).decode("utf-8"))
-            arrays = {name: f[name] for name in names if name not in (_FORMAT_KEY, _MANIFEST_KEY)}
-    except ValueError as exc:
-        if str(exc).startswith("load:"):
-            raise
-        raise ValueError(f"load: {path} is not a valid weights file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, UnicodeDecodeError) as exc:
-        raise ValueError(f"load: {path} is truncated or not a weights file ({exc})") from None
-    if not isinstance(manifest, dict) or set(manifest) != set(arrays):
-        raise ValueError(f"load: {path} is inconsistent: its manifest does not list its arrays")
-    for name, array in arrays.items():
-        entry = manifest[name]
-        if list(array.shape) != entry.get("shape") or array.dtype.str != entry.get("dtype"):
-            raise ValueError(
-                f"load: {path}: parameter '{name}' is {array.dtype} {array.shape} but the "
-                f"manifest says {entry.get('dtype')} {tuple(entry.get('shape') or ())}"
-            )
-    return arrays
+        with np.load(path, allow_pickle=False) as npz:
+            return _read_checked(npz)
+    except _Refused as exc:
+        raise ValueError(f"load: {path} was refused: {exc}") from None
+    except _DAMAGE as exc:
+        raise ValueError(f"load: {path} is truncated or damaged ({type(exc).__name__}: {exc})") \
+            from None

@@ -1,0 +1,380 @@
+"""nn.save / nn.load: exact round trips, atomic writes, and refusal of truncated, damaged,
+foreign and pickled files (never unpickled)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nn import serialization
+from nn.serialization import FORMAT, load, save
+
+
+def _state() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "layers.0.weight": rng.normal(size=(3, 4)).astype(np.float32),
+        "layers.0.bias": rng.normal(size=3),
+        "step": np.array(17, dtype=np.int64),
+        "counts": np.arange(-5, 5, dtype=np.int8),
+        "mask": np.array([True, False, True]),
+        "pixels": np.arange(256, dtype=np.uint8).reshape(16, 16),
+        "empty": np.zeros((0, 3), dtype=np.float64),
+        "transposed": np.arange(12, dtype=np.float64).reshape(3, 4).T,  # not C-contiguous
+        "file": np.ones(2),  # names that clash with np.savez's own parameters
+        "allow_pickle": np.zeros(2),
+        "größe.ß": np.array([1.5]),
+    }
+
+
+def test_round_trip_is_exact(tmp_path):
+    state = _state()
+    path = save(state, tmp_path / "w.npz")
+    assert path == tmp_path / "w.npz"
+    back = load(path)
+    assert list(back) == list(state)  # same names, in the saved order
+    for name, array in state.items():
+        assert back[name].dtype == array.dtype and back[name].shape == array.shape, name
+        np.testing.assert_array_equal(back[name], array)
+
+
+def test_round_trip_keeps_extreme_values_bit_for_bit(tmp_path):
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 5e-324, np.finfo(np.float64).max])
+    big = np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max])
+    special32 = np.array([np.nan, np.inf, -0.0, 1e-45, np.finfo(np.float32).max], np.float32)
+    back = load(save({"f": special, "f32": special32, "i": big}, tmp_path / "x.npz"))
+    assert back["f"].tobytes() == special.tobytes()
+    assert back["f32"].tobytes() == special32.tobytes()
+    assert back["i"].tolist() == big.tolist()
+
+
+class _Tensorish:
+    """Stands in for an autodiff Tensor: saved through its .data."""
+
+    def __init__(self, data):
+        self.data = np.asarray(data)
+
+
+class _Moduleish:
+    def state_dict(self):
+        return {"weight": _Tensorish([[1.0, 2.0]]), "bias": np.array([0.5], np.float32)}
+
+
+def test_modules_and_tensors_are_saved_by_value(tmp_path):
+    back = load(save(_Moduleish(), tmp_path / "m.npz"))
+    assert back["weight"].tolist() == [[1.0, 2.0]] and back["bias"].dtype == np.float32
+    back = load(save({"t": _Tensorish(np.arange(3, dtype=np.int64))}, tmp_path / "t.npz"))
+    assert back["t"].tolist() == [0, 1, 2] and back["t"].dtype == np.int64
+
+
+def test_round_trip_through_a_real_module(tmp_path):
+    import nn
+
+    model = nn.Linear(4, 3)
+    other = nn.Linear(4, 3)
+    other.load_state_dict(load(save(model, tmp_path / "linear.npz")))
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(other.state_dict()[name]), np.asarray(value))
+
+
+def test_file_is_a_plain_npz_with_marker_and_manifest(tmp_path):
+    path = save({"a.b": np.ones((2, 3), np.float32), "n": np.arange(4)}, tmp_path / "w.npz")
+    with np.load(path, allow_pickle=False) as f:  # readable with plain numpy, no pickle
+        assert sorted(f.files) == ["__format__", "__manifest__", "a.b", "n"]
+        assert f["__format__"].dtype.kind == "U" and str(f["__format__"]) == FORMAT
+        manifest = json.loads(str(f["__manifest__"]))
+    assert manifest == {"a.b": {"shape": [2, 3], "dtype": "<f4"},
+                        "n": {"shape": [4], "dtype": np.dtype(np.int64).str}}
+
+
+def test_same_arrays_give_the_same_bytes(tmp_path):
+    state = _state()
+    first = save(state, tmp_path / "a.npz").read_bytes()
+    assert save(state, tmp_path / "b.npz").read_bytes() == first
+    buffers = [io.BytesIO(), io.BytesIO()]
+    for buffer in buffers:  # the compressed form (mini-MNIST) is reproducible too
+        serialization._write_npz(buffer, {"x": np.arange(1000) % 7}, compress=True)
+    assert buffers[0].getvalue() == buffers[1].getvalue()
+
+
+def test_older_files_with_byte_entries_still_load(tmp_path):
+    path = tmp_path / "old.npz"
+    manifest = json.dumps({"w": {"shape": [2], "dtype": "<f8"}}).encode()
+    np.savez(path, __format__=np.frombuffer(FORMAT.encode(), np.uint8),
+             __manifest__=np.frombuffer(manifest, np.uint8), w=np.array([1.0, 2.0]))
+    assert load(path)["w"].tolist() == [1.0, 2.0]
+
+
+# --- what save refuses -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value,dtype", [
+    (np.array([object()]), "object"),
+    (np.array(["text"]), "<U4"),
+    (np.array([1 + 2j]), "complex128"),
+    (np.array([b"raw"]), "|S3"),
+])
+def test_save_refuses_non_numeric_dtypes(value, dtype, tmp_path):
+    with pytest.raises(TypeError, match=f"save: parameter 'w' has dtype {dtype}"):
+        save({"w": value}, tmp_path / "w.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["", "__format__", "__secret", 3, None])
+def test_save_refuses_bad_names(name, tmp_path):
+    with pytest.raises(ValueError, match="save: invalid parameter name"):
+        save({name: np.ones(1)}, tmp_path / "w.npz")
+
+
+def test_save_refuses_other_objects_and_missing_folders(tmp_path):
+    with pytest.raises(TypeError, match="expected a module .* or a dict of arrays, got list"):
+        save([np.ones(2)], tmp_path / "w.npz")
+    with pytest.raises(FileNotFoundError, match=f"save: folder {tmp_path / 'absent'} does not"):
+        save({"w": np.ones(2)}, tmp_path / "absent" / "w.npz")
+
+
+# --- atomic writes ---------------------------------------------------------------------------
+
+
+def _crash(*args, **kwargs):
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize("where", ["replace", "writer", "fsync", "interrupt"])
+def test_crash_mid_save_keeps_the_old_file(where, tmp_path, monkeypatch):
+    path = save({"w": np.ones(1000)}, tmp_path / "w.npz")
+    before = path.read_bytes()
+    if where == "replace":
+        monkeypatch.setattr(os, "replace", _crash)
+    elif where == "fsync":
+        monkeypatch.setattr(os, "fsync", _crash)
+    else:
+        real_writer = serialization._write_npz
+
+        def half_then_fail(f, arrays, **kwargs):
+            buffer = io.BytesIO()
+            real_writer(buffer, arrays, **kwargs)
+            f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            raise KeyboardInterrupt if where == "interrupt" else OSError("disk full")
+
+        monkeypatch.setattr(serialization, "_write_npz", half_then_fail)
+    with pytest.raises((OSError, KeyboardInterrupt)):
+        save({"w": np.zeros(1000)}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary file left
+    assert load(path)["w"].tolist() == [1.0] * 1000
+
+
+def test_data_is_synced_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"),
+                                                     real_replace(a, b))[1])
+    save({"w": np.ones(3)}, tmp_path / "w.npz")
+    assert events[:2] == ["fsync", "replace"]
+
+
+def test_save_overwrites_and_accepts_str_paths(tmp_path):
+    target = str(tmp_path / "w.npz")
+    save({"w": np.ones(3)}, target)
+    save({"v": np.zeros(2, np.int64)}, target)
+    back = load(target)
+    assert list(back) == ["v"] and back["v"].tolist() == [0, 0]
+
+
+# --- what load refuses -----------------------------------------------------------------------
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"load: no such file: {tmp_path / 'nope.npz'}"):
+        load(tmp_path / "nope.npz")
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        load(tmp_path)
+
+
+def test_pickled_npz_is_refused_and_never_unpickled(tmp_path):
+    marker = tmp_path / "pickle-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, w=np.array([Payload()], dtype=object))
+    with pytest.raises(ValueError, match=f"load: {plain} was refused: it was not written by"):
+        load(plain)
+    # Even disguised with our marker and manifest, the object entry is refused unread.
+    disguised = tmp_path / "disguised.npz"
+    np.savez(disguised, __format__=np.array(FORMAT), w=np.array([Payload()], dtype=object),
+             __manifest__=np.array(json.dumps({"w": {"shape": [1], "dtype": "|O"}})))
+    with pytest.raises(ValueError, match="entry 'w.npy' holds Python objects"):
+        load(disguised)
+    assert not marker.exists()
+    # The payload is real: numpy with pickles allowed would have run it.
+    with np.load(disguised, allow_pickle=True) as f:
+        f["w"]
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("blob,match", [
+    (pickle.dumps({"w": [1.0]}), "a Python pickle"),
+    (b"\x93NUMPY\x01\x00" + b"\x00" * 60, "a bare .npy array"),
+    (b"hello, world", "it starts with b'hello,'"),
+    (b"", "it starts with b''"),
+])
+def test_files_that_are_not_npz_are_refused(blob, match, tmp_path):
+    path = tmp_path / "w.npz"
+    path.write_bytes(blob)
+    with pytest.raises(ValueError, match=f"load: {path} is not an .npz weights file .*{match}"):
+        load(path)
+
+
+def test_npy_of_objects_is_refused(tmp_path):
+    path = tmp_path / "objects.npz"
+    with path.open("wb") as f:
+        np.save(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="a bare .npy array"):
+        load(path)
+
+
+def test_foreign_npz_is_refused(tmp_path):
+    path = tmp_path / "foreign.npz"
+    np.savez(path, w=np.ones(2))
+    with pytest.raises(ValueError, match="not written by nn.save"):
+        load(path)
+
+
+def _forge(path: Path, entries: dict[str, np.ndarray], manifest: dict | None = None,
+           marker: str = FORMAT) -> Path:
+    """A file like save's, but with whatever marker, manifest and entries a test needs."""
+    if manifest is None:
+        manifest = {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in entries.items()}
+    np.savez(path, __format__=np.array(marker), __manifest__=np.array(json.dumps(manifest)),
+             **entries)
+    return path
+
+
+@pytest.mark.parametrize("case,match", [
+    ("other version", "has format 'autodiff-nn/99'"),
+    ("unlisted array", r"manifest lists \['w'\] but it holds \['extra', 'w'\]"),
+    ("missing array", r"manifest lists \['gone', 'w'\] but it holds \['w'\]"),
+    ("wrong shape", r"'w' is float64 \(3,\) but the manifest says <f8 \(4,\)"),
+    ("wrong dtype", r"'w' is float64 \(3,\) but the manifest says <f4"),
+    ("malformed manifest", "manifest entry for 'w' is malformed"),
+    ("manifest not an object", "manifest is not a JSON object"),
+    ("text data", "'w' is <U3"),
+])
+def test_inconsistent_files_are_refused(case, match, tmp_path):
+    w = {"w": np.ones(3)}
+    path = tmp_path / "w.npz"
+    if case == "other version":
+        _forge(path, w, marker="autodiff-nn/99")
+    elif case == "unlisted array":
+        _forge(path, {**w, "extra": np.ones(1)}, manifest={"w": {"shape": [3], "dtype": "<f8"}})
+    elif case == "missing array":
+        _forge(path, w, manifest={"w": {"shape": [3], "dtype": "<f8"},
+                                  "gone": {"shape": [1], "dtype": "<f8"}})
+    elif case == "wrong shape":
+        _forge(path, w, manifest={"w": {"shape": [4], "dtype": "<f8"}})
+    elif case == "wrong dtype":
+        _forge(path, w, manifest={"w": {"shape": [3], "dtype": "<f4"}})
+    elif case == "malformed manifest":
+        _forge(path, w, manifest={"w": {"shape": "3", "dtype": "<f8"}})
+    elif case == "manifest not an object":
+        _forge(path, w, manifest=[["w", [3], "<f8"]])  # type: ignore[arg-type]
+    else:
+        _forge(path, {"w": np.array(["abc"])})
+    with pytest.raises(ValueError, match=f"load: {path} was refused: .*{match}"):
+        load(path)
+
+
+def test_compressed_entries_are_refused(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez_compressed(path, __format__=np.array(FORMAT), w=np.ones(3),
+                        __manifest__=np.array(json.dumps({"w": {"shape": [3],
+                                                                "dtype": "<f8"}})))
+    with pytest.raises(ValueError, match="not an uncompressed .npy"):
+        load(path)
+
+
+def test_forged_huge_header_is_refused_without_allocating(tmp_path):
+    """An entry whose .npy header claims 8 TB while holding 8 bytes."""
+    path = tmp_path / "w.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    manifest = json.dumps({"w": {"shape": [10**12], "dtype": "<f8"}})
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in (("__format__", np.array(FORMAT)), ("__manifest__",
+                                                                np.array(manifest))):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array)
+            archive.writestr(f"{name}.npy", buffer.getvalue())
+        archive.writestr("w.npy", header.getvalue() + b"\x00" * 8)
+    with pytest.raises(ValueError, match=r"declares float64 \(1000000000000,\) "
+                                         r"\(8000000000000 bytes\) but holds 8 bytes"):
+        load(path)
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])
+def test_truncated_file_is_refused(keep, tmp_path):
+    good = save({"w": np.arange(2000, dtype=np.float64)}, tmp_path / "good.npz").read_bytes()
+    path = tmp_path / "cut.npz"
+    path.write_bytes(good[: int(len(good) * keep)])
+    with pytest.raises(ValueError, match=f"load: {path} is truncated or damaged"):
+        load(path)
+
+
+def test_flipped_data_bit_is_caught_by_the_checksum(tmp_path):
+    path = save({"w": np.zeros(2000)}, tmp_path / "w.npz")
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01  # inside w's data
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="truncated or damaged .*CRC"):
+        load(path)
+
+
+@given(st.binary(max_size=400))
+def test_fuzz_random_bytes_only_value_errors(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("fuzz") / "f.npz"
+    for candidate in (blob, b"PK\x03\x04" + blob):
+        path.write_bytes(candidate)
+        with pytest.raises(ValueError, match="^load: "):
+            load(path)
+
+
+_GOOD = io.BytesIO()
+serialization._write_npz(_GOOD, {"__format__": np.array(FORMAT),
+                                 "__manifest__": np.array(json.dumps(
+                                     {"w": {"shape": [5], "dtype": "<f8"}})),
+                                 "w": np.arange(5.0)})
+
+
+@given(st.lists(st.tuples(st.integers(0, len(_GOOD.getvalue()) - 1), st.integers(1, 255)),
+                min_size=1, max_size=4),
+       st.integers(1, len(_GOOD.getvalue())))
+def test_fuzz_damaged_real_files(tmp_path_factory, flips, keep):
+    """Flipped bytes and truncation of a real file: it loads unchanged (the flip hit a field
+    nothing depends on, such as a timestamp) or it is refused with ValueError."""
+    blob = bytearray(_GOOD.getvalue())
+    for position, xor in flips:
+        blob[position] ^= xor
+    path = tmp_path_factory.mktemp("fuzz") / "f.npz"
+    for candidate in (bytes(blob), _GOOD.getvalue()[:keep - 1]):
+        path.write_bytes(candidate)
+        try:
+            back = load(path)
+        except ValueError as exc:
+            assert str(exc).startswith(f"load: {path}")
+        else:
+            assert list(back) == ["w"] and back["w"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
