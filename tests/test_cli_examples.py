@@ -148,3 +148,21 @@ def test_mnist_example_shortened(mnist_dir):
     assert len(lines) == 2
     relu_accuracy = float(lines[0].split("test accuracy ")[1].split("%")[0])
     assert relu_accuracy > 92  # one epoch of plain SGD; ten reach 97.5% (see README)
+
+
+def test_mnist_example_offline_without_data_says_what_to_do(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AUTODIFF_DATA"}
+    env.update(PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path), AUTODIFF_OFFLINE="1")
+    result = subprocess.run([sys.executable, "examples/mnist_mlp.py"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "pass --mini" in result.stderr and "--data-dir FOLDER" in result.stderr
+    assert "train-images-idx3-ubyte.gz" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_mnist_example_mini_offline():
+    result = _run("examples/mnist_mlp.py", "--mini", "--epochs", "1", "--variants", "relu-ce")
+    assert result.returncode == 0, result.stderr
+    assert "1 BLAS thread(s)" in result.stdout
+    accuracy = float(result.stdout.split("test accuracy ")[1].split("%")[0])
+    assert accuracy > 75  # 77.1%: one epoch, ending on the noisy 8-example batch
