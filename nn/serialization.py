@@ -197,13 +197,28 @@ def _read_checked(npz: Any) -> dict[str, np.ndarray]:
     return {name: npz[name] for name in manifest}
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def load(path: str | os.PathLike[str], into: Any = None, strict: bool = True) -> Any:
     """Read the dict of name -> array written by `save`, in the order it was saved.
+
+    With `into=model`, the arrays are loaded into that module instead (its
+    `load_state_dict(..., strict=strict)`: every name, shape and dtype is checked before any
+    weight changes) and the module is returned, the mirror of `save(model, path)`.
 
     Raises FileNotFoundError if `path` does not exist, and ValueError naming the path and the
     problem if the file is truncated, damaged, foreign (not written by `save`) or holds pickled
     objects. Pickles are never executed: everything is read with allow_pickle=False.
     """
+    if into is not None and not hasattr(into, "load_state_dict"):
+        raise TypeError(f"load: into= must be a module (with .load_state_dict()), got "
+                        f"{type(into).__name__}")
+    state = _load(path)
+    if into is None:
+        return state
+    into.load_state_dict(state, strict=strict)
+    return into
+
+
+def _load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "no such file"

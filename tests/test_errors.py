@@ -235,11 +235,10 @@ CASES = [
     Misuse("sequential_item", lambda: nn.Sequential(nn.ReLU(), 3), TypeError,
            ("Sequential", "item 1")),
     Misuse("sequential_index", lambda: nn.Sequential(nn.ReLU())[3], IndexError,
-           ("Sequential", "3"), bug="nn_bugs 3: bare 'list index out of range'"),
+           ("Sequential", "3", "out of range")),
     Misuse("leaky_slope", lambda: nn.LeakyReLU("a"), (TypeError, ValueError),
-           ("LeakyReLU", "'a'"), bug="nn_bugs 2: float() message without the class name"),
-    Misuse("flatten_1d", lambda: nn.Flatten()(T(3)), ValueError, ("Flatten", r"\(3,\)"),
-           bug="nn_bugs 4: a 1-D input silently gains an axis"),
+           ("LeakyReLU", "'a'")),
+    Misuse("flatten_1d", lambda: nn.Flatten()(T(3)), ValueError, ("Flatten", r"\(3,\)")),
     # --- nn: losses ---
     Misuse("ce_range", lambda: nn.F.cross_entropy(T(2, 3), np.array([0, 7])), ValueError,
            ("cross_entropy", r"\[0, 3\)")),
@@ -279,6 +278,23 @@ CASES = [
     Misuse("empty_params", lambda: nn.optim.SGD([], lr=0.1), ValueError, ("SGD", "empty")),
     Misuse("non_param", lambda: nn.optim.SGD([T(2)], lr=0.1), TypeError,
            ("SGD", "parameter 0")),
+    Misuse("adam_one_beta", lambda: nn.optim.Adam(nn.Linear(2, 2).parameters(), betas=(0.9,)),
+           ValueError, ("Adam", "betas", "pair", r"\(0\.9,\)")),
+    Misuse("steplr_fraction", lambda: nn.optim.StepLR(
+        nn.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), step_size=0.5), ValueError,
+           ("StepLR", "step_size", "int", "0.5")),
+    Misuse("sgd_momentum_str",
+           lambda: nn.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentum="0.9"),
+           ValueError, ("SGD", "momentum", "'0.9'")),
+    Misuse("optimizer_one_tensor", lambda: nn.optim.SGD(nn.Linear(2, 2).weight, lr=0.1),
+           TypeError, ("SGD", "single Tensor")),
+    Misuse("optimizer_state_other_type", lambda: nn.optim.SGD(
+        nn.Linear(2, 2).parameters(), lr=0.1).load_state_dict(
+        nn.optim.Adam(nn.Linear(2, 2).parameters()).state_dict()), KeyError,
+           ("SGD.load_state_dict", "betas")),
+    Misuse("module_list_item", lambda: nn.ModuleList([nn.ReLU(), "relu"]), TypeError,
+           ("ModuleList", "item 1", "str")),
+    Misuse("module_dict_key", lambda: nn.ModuleDict()["x"], KeyError, ("ModuleDict", "'x'")),
     Misuse("steplr_size", lambda: nn.optim.StepLR(
         nn.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), step_size=0), ValueError,
            ("StepLR", "step_size", "0")),
