@@ -22,6 +22,18 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+__all__ = [
+    "MINI_MNIST_PATH", "MINI_MNIST_SHA256", "MNIST_FILES", "MNIST_MIRRORS", "DataLoader",
+    "MNISTNotFoundError", "Opener",
+    "cache_dir", "load_mini_mnist", "load_mnist", "make_moons", "make_regression",
+    "make_spirals", "make_xor", "read_idx",
+]
+
+
+def __dir__() -> list[str]:
+    # dir() of a module lists its imports and helpers too; show what a user may call.
+    return sorted(__all__)
+
 # --- batching --------------------------------------------------------------------------------
 
 
@@ -35,8 +47,8 @@ class DataLoader:
 
     def __init__(self, x: Any, y: Any = None, batch_size: int = 64, shuffle: bool = False,
                  seed: Any = None, drop_last: bool = False) -> None:
-        self.x = np.asarray(x)
-        self.y = None if y is None else np.asarray(y)
+        self.x = _samples("x", x)
+        self.y = None if y is None else _samples("y", y)
         if self.x.ndim == 0:
             raise ValueError("DataLoader: x must have a first (sample) axis, got a 0-d array")
         if self.y is not None and (self.y.ndim == 0 or len(self.y) != len(self.x)):
@@ -73,6 +85,20 @@ class DataLoader:
                 yield self.x[index]
             else:
                 yield self.x[index], self.y[index]
+
+
+def _samples(name: str, values: Any) -> np.ndarray:
+    """`values` as an array of numbers, or an error naming the DataLoader argument: ragged
+    nesting and non-numbers would otherwise fail later, deep inside numpy or the model."""
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # numpy refuses ragged nesting ("inhomogeneous shape")
+        raise ValueError(f"DataLoader: {name} is ragged (its samples have different "
+                         f"shapes), so it cannot be one array; pad or crop them to one "
+                         f"shape ({exc})") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"DataLoader: {name} must hold numbers, got dtype {array.dtype}")
+    return array
 
 
 # --- reading bytes, bounded ------------------------------------------------------------------

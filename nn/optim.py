@@ -22,6 +22,11 @@ from autodiff import Tensor
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "StepLR"]
 
 
+def __dir__() -> list[str]:
+    # dir() of a module lists its imports and helpers too; show what a user may call.
+    return sorted(__all__)
+
+
 def _number(owner: str, name: str, value: Any, *, low: float = 0.0, low_ok: bool = True,
             high: float = math.inf) -> float:
     """`value` as a float if it is a real number (numpy scalars included; bool is not) in

@@ -555,3 +555,11 @@ def test_optimizer_state_dict_is_checked_before_anything_changes():
     with pytest.raises(KeyError, match="unexpected entry 'momentum'"):
         opt.load_state_dict({"momentum": np.zeros(1)})
     assert np.any(opt.state[id(model.weight)]["m"])  # untouched by the failed loads
+
+
+@pytest.mark.parametrize("module", [nn.optim, nn.data])
+def test_dir_shows_only_public_names(module):
+    names = dir(module)
+    assert names == sorted(module.__all__)
+    assert all(hasattr(module, name) for name in names)
+    assert not any(name.startswith("_") or name in ("np", "math", "os") for name in names)
