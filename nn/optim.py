@@ -171,9 +171,13 @@ class Optimizer:
                 else np.array(value, copy=True)
                 for key, value in entries.items()}
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients: None (PyTorch's default), or zeros with set_to_none=False."""
         for p in self.params:
-            p.zero_grad()
+            if set_to_none:
+                p.zero_grad()
+            else:
+                p._grad = np.zeros(p.shape, dtype=p.dtype)
 
     def _with_grads(self) -> list[tuple[Tensor, np.ndarray]]:
         pairs = [(p, p.grad.data) for p in self.params if p._grad is not None]

@@ -224,6 +224,12 @@ def test_zero_grad_to_none_or_to_zeros():
     np.testing.assert_array_equal(model.weight.grad.data, np.zeros((2, 2)))
     model.zero_grad()
     assert model.weight.grad is None
+    opt = nn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(model.bias.grad.data, np.zeros(2))
+    opt.step()  # zero gradients are gradients: a step runs (and moves nothing here)
+    opt.zero_grad()
+    assert model.bias.grad is None
 
 
 def test_load_into_a_model_and_model_save_load(tmp_path):
