@@ -9,6 +9,8 @@ from .layers import (
     Identity,
     LeakyReLU,
     Linear,
+    ModuleDict,
+    ModuleList,
     ReLU,
     Sequential,
     Sigmoid,
@@ -23,6 +25,7 @@ __all__ = [
     "MLP", "Dropout", "F", "Flatten", "History", "Identity", "LeakyReLU", "Linear", "Module",
     "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
     "functional", "init", "load", "optim", "predict", "save", "viz",
+    "ModuleDict", "ModuleList",
 ]
 
 
