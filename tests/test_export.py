@@ -479,3 +479,42 @@ def test_bridge_refuses_what_has_no_counterpart(torch):
         nn.from_torch(torch.nn.Softmax())
     with pytest.raises(TypeError, match="expected a torch.nn.Module"):
         nn.from_torch(nn.ReLU())
+
+
+# --- the main job ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".safetensors"])
+def test_main_job_exports_the_trained_model(tmp_path, capsys, suffix):
+    if suffix == ".onnx":
+        pytest.importorskip("onnx", reason="onnx not installed")
+    from nn.__main__ import main
+
+    target = tmp_path / f"model{suffix}"
+    assert main(["--dataset", "moons", "--epochs", "3", "--no-plots", "--quiet",
+                 "--out", str(tmp_path), "--export", str(target)]) == 0
+    assert re.search(rf"^export\s+{re.escape(str(target))}$", capsys.readouterr().out, re.M)
+    trained = nn.MLP(2, [16, 16], 2)
+    trained.load_state_dict(nn.load(tmp_path / "weights.npz"))
+    x = _batch((2,), 10, 0)
+    if suffix == ".onnx":
+        from onnx.reference import ReferenceEvaluator
+
+        got = ReferenceEvaluator(str(target)).run(None, {"input": x})[0]
+        np.testing.assert_allclose(got, nn.predict(trained, x), rtol=1e-5, atol=1e-6)
+    else:
+        _assert_same(nn.load(target), trained.state_dict())
+
+
+@pytest.mark.parametrize("target, message", [
+    ("model.pt", "expected a path ending in .onnx or .safetensors"),
+    ("missing/model.safetensors", "does not exist"),
+])
+def test_main_job_checks_the_export_path_before_training(tmp_path, capsys, target, message):
+    from nn.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--dataset", "xor", "--export", str(tmp_path / target), "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
