@@ -143,6 +143,8 @@ def _parse_header(raw: bytes, data_size: int) -> tuple[dict[str, tuple], dict[st
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SafetensorsError(f"its header is not valid JSON ({exc})") from None
+    except RecursionError:  # "[[[[..." nested deeper than Python's parser goes
+        raise SafetensorsError("its header is nested too deeply to be a header") from None
     if not isinstance(header, dict):
         raise SafetensorsError("its header is not a JSON object")
     metadata = header.pop(_METADATA_KEY, {})

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import nn
 from nn.formats import read_safetensors
@@ -117,6 +120,69 @@ def test_safetensors_save_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]  # no temp left
 
 
+_DTYPES = st.sampled_from(["?", "u1", "i1", "<u2", ">i2", "<u4", "<i4", "<u8", ">i8", "<f2",
+                           "<f4", ">f8"]).map(np.dtype)
+_ARRAYS = st.dictionaries(
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=8).filter(
+        lambda n: not n.startswith("__")),
+    _DTYPES.flatmap(lambda d: hnp.arrays(d, hnp.array_shapes(min_dims=0, max_dims=3,
+                                                             min_side=0, max_side=3))),
+    max_size=5)
+
+
+@given(state=_ARRAYS)
+def test_any_state_round_trips_exactly_and_the_package_agrees(tmp_path_factory, state):
+    path = nn.save(state, tmp_path_factory.mktemp("st") / "w.safetensors")
+    got = nn.load(path)
+    assert list(got) == list(state)
+    for name, array in state.items():
+        assert got[name].shape == array.shape and got[name].dtype == array.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(got[name], array)  # NaNs compare equal here
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        return
+    theirs = load_file(path)
+    assert set(theirs) == set(state)
+    for name in state:
+        assert theirs[name].tobytes() == got[name].tobytes()
+
+
+_VALID = None
+
+
+def _valid_file_bytes() -> bytes:
+    global _VALID
+    if _VALID is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = nn.save({"a": np.arange(6, dtype=np.float32).reshape(2, 3),
+                            "b": np.array([1, 2], dtype=np.int64)}, Path(folder) / "v.safetensors")
+            _VALID = path.read_bytes()
+    return _VALID
+
+
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1,
+                      max_size=4),
+       cut=st.none() | st.integers(0, 10**6))
+def test_damaged_files_load_or_raise_valueerror_never_anything_else(tmp_path_factory, edits,
+                                                                    cut):
+    raw = bytearray(_valid_file_bytes())
+    for where, value in edits:
+        raw[where % len(raw)] = value
+    if cut is not None:
+        raw = raw[:cut % len(raw)]
+    path = tmp_path_factory.mktemp("bad") / "d.safetensors"
+    path.write_bytes(bytes(raw))
+    try:
+        loaded = nn.load(path)
+    except ValueError as exc:
+        assert str(path) in str(exc)
+    else:  # a change the format cannot notice (in the data, or whitespace): sizes still agree
+        assert sum(a.nbytes for a in loaded.values()) <= len(raw)
+
+
 def _file(tmp_path: Path, header: object, data: bytes = b"", length: int | None = None) -> Path:
     text = header if isinstance(header, bytes) else json.dumps(header).encode()
     path = tmp_path / "bad.safetensors"
@@ -130,6 +196,7 @@ GOOD = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
 
 @pytest.mark.parametrize("header, data, message", [
     (b"not json", b"", "not valid JSON"),
+    (b"[" * 100_000, b"", "nested too deeply"),
     ([1, 2], b"", "not a JSON object"),
     ({"w": {"dtype": "F32", "shape": [2]}}, bytes(8), "malformed"),
     ({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}, bytes(4), "no numpy dtype"),
@@ -269,6 +336,21 @@ def test_onnx_export_is_valid_and_computes_what_we_compute(tmp_path, name):
             theirs = run(x)
             assert theirs.dtype == np.float32 and theirs.shape == ours.shape
             np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-6)
+
+
+def test_float64_models_export_as_double_and_mixed_dtypes_are_refused():
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    from onnx.reference import ReferenceEvaluator
+
+    model = nn.MLP(3, [4], 2, activation="tanh", dtype=np.float64, rng=0)
+    proto = nn.export.to_onnx(model, np.zeros((1, 3)))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    np.testing.assert_allclose(ReferenceEvaluator(proto).run(None, {"input": x})[0],
+                               nn.predict(model, x), rtol=1e-12, atol=1e-12)
+    mixed = nn.Sequential(nn.Linear(3, 3, rng=0), nn.Linear(3, 3, dtype=np.float64, rng=0))
+    with pytest.raises(TypeError, match=r"one float dtype, got \['float32', 'float64'\]"):
+        nn.export.to_onnx(mixed, np.zeros((1, 3)))
 
 
 def test_onnx_uses_gemm_for_matrices_and_names_nodes_by_module():
