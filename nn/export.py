@@ -92,6 +92,10 @@ Translator = Callable[[_Graph, Any, str, str, int], tuple[str, int]]
 
 
 def _linear(g: _Graph, m: layers.Linear, where: str, x: str, rank: int) -> tuple[str, int]:
+    if rank < 2:  # the only axis would be the symbolic batch axis and the features at once
+        raise ValueError(f"export_onnx: {where or 'Linear'} needs inputs with a batch axis and "
+                         f"a feature axis; give an example_input of shape (1, "
+                         f"{m.in_features})")
     weight = g.parameter(m.weight)  # stored (out, in), as in PyTorch
     bias = [g.parameter(m.bias)] if m.bias is not None else []
     if rank == 2:  # the common case: one Gemm computes x @ W.T + b

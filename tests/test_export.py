@@ -392,6 +392,8 @@ def test_onnx_bad_inputs_are_refused(tmp_path):
     pytest.importorskip("onnx", reason="onnx not installed")
     with pytest.raises(ValueError, match=r"cannot run on example_input of shape \(1, 5\)"):
         nn.export_onnx(nn.Linear(4, 2), tmp_path / "m.onnx", np.zeros((1, 5)))
+    with pytest.raises(ValueError, match=r"layers.0 needs inputs with a batch axis .* \(1, 4\)"):
+        nn.export_onnx(nn.Sequential(nn.Linear(4, 2)), tmp_path / "m.onnx", np.zeros(4))
     with pytest.raises(ValueError, match="flattens from axis 0"):
         nn.export_onnx(nn.Flatten(0), tmp_path / "m.onnx", np.zeros((2, 3)))
     with pytest.raises(ValueError, match="batch axis first"):
