@@ -191,9 +191,10 @@ def _viewer_available() -> bool:
 
 
 class Drawing(graphviz.Digraph):
-    """A graphviz.Digraph whose every method runs through the `dot` we found: the system one,
-    or the `graphviz-pure` binary that pip installs. `render`, `pipe`, `view`, `unflatten`
-    aside, and Jupyter's inline display all work without a system Graphviz.
+    """A graphviz.Digraph whose methods run through the `dot` we found: the system one, or
+    the `graphviz-pure` binary that pip installs. `render`, `pipe`, `view`, `save` and
+    Jupyter's inline display work without a system Graphviz; only `unflatten` needs Graphviz's
+    own `unflatten` program, and says so.
 
     Two defaults differ from graphviz's, so that a first `render` does what a learner
     expects: the format is PNG (graphviz-pure has no PDF), and `render`/`view` remove the
@@ -260,6 +261,15 @@ class Drawing(graphviz.Digraph):
             except (OSError, RuntimeError):
                 pass  # no program for this format: say where the file is instead
         print(f"drawing written to {os.path.abspath(filepath)} (no viewer to open it here)")
+
+    def unflatten(self, stagger: int | None = None, fanout: bool = False,
+                  chain: int | None = None) -> graphviz.Source:
+        if shutil.which("unflatten") is None:
+            raise GraphvizNotFound(
+                "unflatten: needs the `unflatten` program of a system Graphviz (`apt install "
+                "graphviz`); graphviz-pure has no unflatten. Drawing without it works."
+            )
+        return super().unflatten(stagger=stagger, fanout=fanout, chain=chain)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
                           **kwargs: Any) -> dict[str, Any]:
@@ -398,7 +408,8 @@ def _draw(graph: Graph, options: _Options, frame: _Frame | None = None) -> Drawi
                   node_attr={"fontname": FONT, "fontsize": "10"},
                   edge_attr={"arrowsize": "0.7", "fontname": FONT, "fontsize": "9",
                              "fontcolor": "#666666", "color": "#555555"})
-    dot.summary = (f"{len(graph.tensors)} tensors and {len(graph.ops)} ops"
+    n, m = len(graph.tensors), len(graph.ops)
+    dot.summary = (f"{n} tensor{'s' * (n != 1)} and {m} op{'s' * (m != 1)}"
                    + (", one box per module call" if group == "collapse" else ""))
     _emit_clusters(dot, graph, scene)
     for source, target, attrs in scene.edges:

@@ -269,6 +269,8 @@ def test_digraph_methods_work_without_a_system_dot(no_system_dot, tmp_path, monk
     assert f"drawing written to {tmp_path / 'v.png'}" in capsys.readouterr().out
     copy = drawing.copy()
     assert isinstance(copy, Drawing) and repr(copy) == repr(drawing)
+    with pytest.raises(graphviz.ExecutableNotFound, match="unflatten: needs the `unflatten`"):
+        drawing.unflatten(stagger=3)
 
 
 def test_render_failure_leaves_no_stray_file(no_system_dot, tmp_path, monkeypatch):
