@@ -204,6 +204,8 @@ def test_explain_backward_rows_match_hand_computed_chain_rule(capsys):
     assert table.splitlines()[0].startswith("step  node = op(inputs)")
     assert "path 2 of 2: summed" in table and "dadd1/da = -2, dadd1/db = 2" in table
     assert str(rows) == table and "{" not in table
+    pretty = pytest.importorskip("IPython.lib.pretty")
+    assert pretty.pretty(rows) == table  # what a notebook cell or IPython shows
     explain_backward(d, print_rows=True)
     assert capsys.readouterr().out == table + "\n"
 
