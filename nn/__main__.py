@@ -112,6 +112,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--save", metavar="PATH",
                         help="write the trained weights (.npz) here (default: "
                              "OUT/weights.npz)")
+    parser.add_argument("--export", metavar="PATH", type=_export_path,
+                        help="also write the trained model as .onnx (needs the onnx package) "
+                             "or .safetensors (default: no export)")
     parser.add_argument("--out", metavar="DIR", default="runs/latest",
                         help="folder for the artifacts: weights, history, summary, pictures "
                              "(default: runs/latest)")
@@ -165,9 +168,26 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
         settings[key] = preset[key] if given is None else given
     settings["optimizer"] = args.optimizer
     settings["lr"] = preset["lr"][args.optimizer] if args.lr is None else args.lr
-    for key in ("seed", "save", "out", "no_plots", "quiet"):
-        settings[key] = getattr(args, key)
+    for key in ("seed", "save", "export", "out", "no_plots", "quiet"):
+        value = getattr(args, key, None)
+        settings[key] = str(value) if isinstance(value, Path) else value  # JSON-ready
     return settings
+
+
+def _export_path(text: str) -> Path:
+    """An argparse type for --export, checked before training rather than after it."""
+    import importlib.util
+
+    path = Path(text)
+    if path.suffix.lower() not in (".onnx", ".safetensors"):
+        raise argparse.ArgumentTypeError(f"expected a path ending in .onnx or .safetensors, "
+                                         f"got {text!r}")
+    if path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None:
+        raise argparse.ArgumentTypeError('.onnx export needs the onnx package: '
+                                         'pip install "autodiff-nn[export]"')
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return path
 
 
 def load_dataset(name: str, data_dir: str | None, seed: int):
@@ -270,6 +290,13 @@ def run(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
     }
     if metric is not None:
         summary["test_accuracy"] = round(test_metric, 4)
+    if settings.get("export") is not None:
+        export = Path(settings["export"])
+        if export.suffix.lower() == ".onnx":
+            nn.export_onnx(model, export, xt[:1])
+        else:
+            nn.save(model, export)
+        summary["export"] = str(export)
     (out_dir / "history.json").write_text(json.dumps(dict(history), indent=1))
     if not settings["no_plots"]:
         drawing = time.perf_counter()
