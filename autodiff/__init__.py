@@ -1,6 +1,7 @@
 """autodiff: reverse-mode automatic differentiation on numpy arrays, small enough to read."""
 
-from . import engine, ops
+from . import conv, engine, ops  # conv: convolution rules, registered in the same table
+from .conv import avg_pool2d, conv1d, conv2d, max_pool2d, unfold
 from .engine import (
     detect_anomaly,
     enable_grad,
@@ -47,4 +48,5 @@ __all__ = [
     "set_grad_enabled", "sigmoid", "softmax", "softmax_cross_entropy", "sqrt", "stack", "tanh",
     "tensor", "where", "zeros", "zeros_like",
 ]
+__all__ += ["avg_pool2d", "conv", "conv1d", "conv2d", "max_pool2d", "unfold"]
 __version__ = "0.1.0"

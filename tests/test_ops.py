@@ -71,6 +71,49 @@ def reduce_axes(draw_shape) -> st.SearchStrategy:
     return draw_shape.flatmap(with_axis)
 
 
+@st.composite
+def conv_inputs(draw, one_d: bool = False):
+    """Input, weight (and bias) with strides, padding, dilation, groups and odd sizes."""
+    groups = draw(st.integers(1, 2))
+    c, o = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    dims = 1 if one_d else 2
+    k = [draw(st.integers(1, 3)) for _ in range(dims)]
+    stride, dilation = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pad = draw(st.integers(0, 2))
+    size = [max(1, dilation * (kk - 1) + 1 - 2 * pad) + draw(st.integers(0, 3)) for kk in k]
+    n = draw(st.integers(1, 2))
+    x = draw(floats(-2, 2, (n, c, *size)))
+    w = draw(floats(-2, 2, (o, c // groups, *k)))
+    params = dict(stride=stride, padding=pad, dilation=dilation, groups=groups)
+    if one_d:
+        return x, w, params
+    return x, w, draw(floats(-2, 2, (o,))), params
+
+
+@st.composite
+def pool_inputs(draw):
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    size = [kk + draw(st.integers(0, 4)) for kk in k]
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), *size)
+    # Distinct values by construction (a shuffled grid): a max needs no tie to be avoided.
+    order = draw(st.permutations(range(int(np.prod(shape)))))
+    x = (np.array(order, dtype=np.float64).reshape(shape) - len(order) / 2) * 0.25
+    return x, dict(kernel_size=k, stride=draw(st.sampled_from([None, 1, 2])), padding=pad)
+
+
+@st.composite
+def fold_inputs(draw):
+    """Windows to add back into an image: fold2d is unfold2d's transpose (col2im)."""
+    k, s, p, d = (draw(st.integers(1, 2)) for _ in range(4))
+    p -= 1
+    h, w = (d * (k - 1) + 1 + draw(st.integers(0, 3)) for _ in range(2))
+    ho, wo = ((n + 2 * p - d * (k - 1) - 1) // s + 1 for n in (h, w))
+    cols = draw(floats(-2, 2, (1, 2, ho, wo, k, k)))
+    return cols, dict(shape=(1, 2, h, w), kernel=(k, k), stride=(s, s), padding=(p, p),
+                      dilation=(d, d))
+
+
 @dataclass
 class Case:
     name: str
@@ -159,6 +202,18 @@ CASES = [
              floats(-4, 4, nc), hnp.arrays(np.int64, (nc[0],),
                                            elements=st.integers(0, nc[1] - 1)))),
          ("softmax_cross_entropy",)),
+    *[
+        Case("conv2d", lambda x, w, b, p: ad.conv2d(x, w, b, **p), conv_inputs(),
+             ("unfold2d", "fold2d", "matmul", "transpose", "reshape"), 3),
+        Case("conv1d", lambda x, w, p: ad.conv1d(x, w, **p), conv_inputs(one_d=True),
+             ("unfold2d", "matmul"), 2),
+        Case("max_pool2d", lambda x, p: ad.max_pool2d(x, **p), pool_inputs(),
+             ("unfold2d", "max")),
+        Case("avg_pool2d", lambda x, p: ad.avg_pool2d(x, **p), pool_inputs(),
+             ("unfold2d", "sum")),
+        Case("fold2d", lambda c, p: engine.apply(ad.conv.fold2d, (c,), **p), fold_inputs(),
+             ("fold2d", "unfold2d")),
+    ],
 ]
 CASE_IDS = [c.name for c in CASES]
 
