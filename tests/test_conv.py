@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import autodiff as ad
 import nn
 from autodiff import Tensor, engine
+from autodiff.testing import gradgradcheck
 
 try:
     import torch
@@ -237,6 +238,15 @@ def test_batchnorm_eval_is_differentiable_and_saved_statistics_are_not_trained()
     bn(x).sum().backward()
     np.testing.assert_allclose(x.grad.data, 1 / np.sqrt(1 + 1e-5), rtol=1e-6)
     assert bn.running_mean.grad is None
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(stride=2, padding=1), dict(dilation=2),
+                                    dict(groups=2, padding=1)])
+def test_conv2d_second_derivatives_match_numerical(kwargs):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(1, 2, 4, 4))
+    w = rng.normal(size=(2, 2 // kwargs.get("groups", 1), 2, 2))
+    assert gradgradcheck(lambda x, w: ad.conv2d(x, w, **kwargs), x, w, atol=1e-4)
 
 
 def test_conv_graph_is_differentiable_twice():
