@@ -269,7 +269,8 @@ min_ = defop(
 
 def _logsumexp_forward(x: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarray:
     # Shift by the max so exp never overflows; a row of -inf keeps its shift at 0.
-    shift = np.max(x, axis=axis, keepdims=True)
+    # initial=-inf: an empty axis has logsumexp -inf (log of an empty sum), not an error.
+    shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     shift = np.where(np.isfinite(shift), shift, 0)
     total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
     return total if keepdims else np.squeeze(total, axis=axis)
