@@ -6,6 +6,7 @@ is composed from them, so it is differentiable, to any order, for free.
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import operator
 from collections.abc import Sequence
@@ -73,6 +74,7 @@ class Tensor:
     __slots__ = (
         "data", "_grad", "requires_grad", "name",
         "_op", "_parents", "_params", "_scope", "_clock", "_modified", "_origin",
+        "_born", "_composite",
         "__weakref__",
     )
     # numpy must hand binary operators back to us (np.ones(3) + t is a Tensor, not an array).
@@ -94,6 +96,7 @@ class Tensor:
         self._scope = None
         self._clock = 0
         self._modified = 0
+        self._born = next(_births)
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -203,7 +206,7 @@ class Tensor:
         if self.name:
             extras.append(f"name={self.name!r}")
         if self._op is not None:
-            extras.append(f"op={self._op.name}")
+            extras.append(f"op={op_name(self)}")
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return f"Tensor({body}{''.join(', ' + e for e in extras)})"
@@ -471,7 +474,8 @@ class Tensor:
         count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         if count == 0:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
-        return apply(ops.sum_, (self,), axis=axes, keepdims=keepdims) * (1.0 / count)
+        return _composite(apply(ops.sum_, (self,), axis=axes, keepdims=keepdims)
+                          * (1.0 / count), "mean")
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         return self._extremum(ops.max_, axis, keepdims)
@@ -487,7 +491,7 @@ class Tensor:
 
     def var(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         centered = self - self.mean(axis=axis, keepdims=True)
-        return (centered * centered).mean(axis=axis, keepdims=keepdims)
+        return _composite((centered * centered).mean(axis=axis, keepdims=keepdims), "var")
 
     def std(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Population standard deviation (numpy's default, ddof=0)."""
@@ -497,7 +501,7 @@ class Tensor:
         # into the whole tensor. There the gradient is taken as 0, a valid subgradient (as
         # PyTorch does). NaN variances stay NaN.
         spread = ~np.asarray(var.data == 0)
-        return where(spread, where(spread, var, 1.0).sqrt(), 0.0)
+        return _composite(where(spread, where(spread, var, 1.0).sqrt(), 0.0), "std")
 
     def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         axes = _axes(axis, self.ndim, "logsumexp")
@@ -507,11 +511,11 @@ class Tensor:
         _axis(axis, self.ndim, "log_softmax")
         x = self._floating()
         # Composite but stable: logsumexp shifts by the max, so nothing overflows.
-        return x - x.logsumexp(axis=axis, keepdims=True)
+        return _composite(x - x.logsumexp(axis=axis, keepdims=True), "log_softmax")
 
     def softmax(self, axis: int = -1) -> Tensor:
         _axis(axis, self.ndim, "softmax")
-        return self.log_softmax(axis=axis).exp()
+        return _composite(self.log_softmax(axis=axis).exp(), "softmax")
 
     # --- shape ---------------------------------------------------------------------------
 
@@ -671,6 +675,25 @@ def _clip_bound(bound: Any, name: str, shape: tuple[int, ...]) -> Any:
 
 def tensor(data: ArrayLike, **kwargs: Any) -> Tensor:
     return data if isinstance(data, Tensor) and not kwargs else Tensor(data, **kwargs)
+
+
+# Creation order of tensors made with Tensor(...): drawings number unnamed leaves by it.
+_births = itertools.count(1)
+
+
+def _composite(out: Tensor, name: str) -> Tensor:
+    """Name the last node of a composite (mean is a sum, then a mul): repr and drawings show
+    `name` for it rather than its primitive's name, so the graph reads as the code does."""
+    if out._op is not None:
+        out._composite = (name, out._op)  # the op too: a later in-place write replaces it
+    return out
+
+
+def op_name(t: Tensor) -> str:
+    """The name of the op that made `t` as the user wrote it: a composite's ("mean") while
+    `t` still holds the node the composite made, else the engine's op ("mul")."""
+    named = getattr(t, "_composite", None)
+    return named[0] if named is not None and named[1] is t._op else t._op.name
 
 
 def _lift(x: ArrayLike) -> Tensor:
