@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nn
 from autodiff import Tensor
@@ -569,3 +573,60 @@ def test_dir_shows_only_public_names(module):
     assert names == sorted(module.__all__)
     assert all(hasattr(module, name) for name in names)
     assert not any(name.startswith("_") or name in ("np", "math", "os") for name in names)
+
+
+# --- properties: registration and optimizer updates hold for any structure -------------------
+
+_leaf = st.builds(lambda n: nn.Linear(1, n, dtype=np.float64), st.integers(1, 3))
+_nested = st.recursive(
+    _leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.tuples(inner, inner),
+                            st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
+                            st.builds(nn.ModuleList, st.lists(_leaf, max_size=2))),
+    max_leaves=8)
+
+
+def _linears(value):
+    """Every Linear inside `value`, found by hand (the oracle for registration)."""
+    if isinstance(value, nn.Linear):
+        return [value]
+    if isinstance(value, nn.ModuleList):
+        value = list(value)
+    items = value.values() if isinstance(value, dict) else value
+    return [layer for item in items for layer in _linears(item)]
+
+
+@given(_nested)
+def test_every_layer_in_any_nesting_is_registered_saved_and_restored(structure):
+    holder = nn.Module()
+    holder.body = structure
+    layers = list({id(m): m for m in _linears(structure)}.values())
+    params = holder.parameters()
+    assert {id(p) for p in params} == {id(p) for m in layers for p in (m.weight, m.bias)}
+    state = holder.state_dict()
+    for p in params:
+        p.data[...] = 7.0
+    holder.load_state_dict(state)
+    assert not any(np.any(p.data == 7.0) for p in params if p.size)
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=12), st.sampled_from(["sgd", "adam"]))
+def test_listing_parameters_any_number_of_times_gives_one_update(picks, kind):
+    def run(order):
+        model = nn.Linear(2, 2, dtype=np.float64, rng=0)
+        params = [*model.parameters(), *model.parameters()]
+        chosen = [params[i] for i in order]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = (nn.optim.SGD(chosen, lr=0.1, momentum=0.9) if kind == "sgd"
+                   else nn.optim.Adam(chosen, lr=0.1))
+        for _ in range(2):
+            opt.zero_grad()
+            model(Tensor(np.ones((1, 2)))).sum().backward()
+            opt.step()
+        return model.weight.data, model.bias.data
+
+    once = run(sorted({i % 2 for i in picks}))
+    many = run(picks)
+    for a, b in zip(once, many, strict=True):
+        np.testing.assert_array_equal(a, b)
