@@ -2,6 +2,7 @@
 
 from . import data, functional, init, optim
 from . import functional as F
+from .export import export_onnx
 from .layers import (
     MLP,
     Dropout,
@@ -19,6 +20,7 @@ from .layers import (
 )
 from .module import Module, Parameter
 from .serialization import load, save
+from .torch_bridge import from_torch, to_torch
 from .training import History, evaluate, fit, predict
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
     "functional", "init", "load", "optim", "predict", "save", "viz",
     "ModuleDict", "ModuleList",
+    "export_onnx", "from_torch", "to_torch",
 ]
 
 

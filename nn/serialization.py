@@ -91,9 +91,15 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
     `path` as .npz, atomically: the file is written beside the target, synced, and renamed
     over it, so a crash mid-save leaves the old file intact. Returns the path.
 
-    Only bool, integer and float arrays are accepted (TypeError otherwise).
+    Only bool, integer and float arrays are accepted (TypeError otherwise). A path ending in
+    `.safetensors` is written in that format instead (readable by the `safetensors` package
+    and PyTorch), just as atomically.
     """
     arrays = _as_state_dict(module_or_state_dict)
+    if Path(path).suffix.lower() == ".safetensors":
+        from .formats import write_safetensors
+
+        return write_safetensors(arrays, path, metadata={"producer": FORMAT})
     manifest = {name: {"shape": list(a.shape), "dtype": a.dtype.str}
                 for name, a in arrays.items()}
     entries = {_FORMAT_KEY: np.array(FORMAT), _MANIFEST_KEY: np.array(json.dumps(manifest)),
@@ -243,6 +249,7 @@ def load(path: str | os.PathLike[str], into: Any = None, strict: bool = True) ->
     Raises FileNotFoundError if `path` does not exist, and ValueError naming the path and the
     problem if the file is truncated, damaged, foreign (not written by `save`) or holds pickled
     objects. Pickles are never executed: everything is read with allow_pickle=False.
+    A path ending in `.safetensors` is read as that format, with the same guarantees.
     """
     if into is not None and not hasattr(into, "load_state_dict"):
         raise TypeError(f"load: into= must be a module (with .load_state_dict()), got "
@@ -256,6 +263,10 @@ def load(path: str | os.PathLike[str], into: Any = None, strict: bool = True) ->
 
 def _load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        from .formats import read_safetensors
+
+        return read_safetensors(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise FileNotFoundError(f"load: {what}: {path}")
