@@ -124,7 +124,8 @@ class Module:
                             f"floating-point, got {dtype}")
         for p in self.parameters():
             if p.dtype != dtype:
-                p.data = np.asarray(p.data, dtype=dtype).copy()
+                # 0-d tensors hold a numpy scalar, not a 0-d array (see Tensor)
+                p.data = dtype.type(p.data) if p.ndim == 0 else np.array(p.data, dtype=dtype)
                 if p._grad is not None:
                     p._grad = np.asarray(getattr(p._grad, "data", p._grad), dtype=dtype)
                 p._bump_version()  # a graph recorded with the old array must not backward

@@ -43,6 +43,14 @@ def test_registration_in_lists_dicts_and_nesting():
         "Block", "Linear", "ReLU", "Linear", "Linear"]
 
 
+def test_sequential_slices_are_sequentials_that_share_the_layers():
+    model = nn.MLP(3, [4, 5], 2, rng=0)
+    head = model[:2]
+    assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is model[0]
+    x = Tensor(np.ones((1, 3), np.float32))
+    np.testing.assert_array_equal(model[2:](head(x)).data, model(x).data)
+
+
 def test_shared_parameter_listed_once():
     layer = nn.Linear(2, 2)
     model = nn.Sequential(layer, layer)
@@ -216,6 +224,11 @@ def test_double_and_float_convert_in_place_for_existing_optimizers():
     assert model.weight.dtype == np.float64
     model.float()
     assert model.weight.dtype == np.float32 and model.weight.grad.dtype == np.float32
+    scalar = nn.Module()
+    scalar.t = nn.Parameter(2.0)
+    scalar.float()
+    assert scalar.t.dtype == np.float32 and isinstance(scalar.t.data, np.float32)
+    assert (scalar.t * 3).item() == 6.0
     with pytest.raises(TypeError, match="to_dtype.*int32"):
         model.to_dtype(np.int32)
 
