@@ -174,3 +174,11 @@ def test_full_mnist_one_epoch_reaches_95_percent(mnist_dir):
     _, accuracy = nn.evaluate(model, xt, yt, F.cross_entropy)
     assert accuracy >= 0.95
     assert model.layers[0].weight.dtype == np.float32
+
+
+def test_evaluate_and_predict_on_no_samples_are_errors_not_perfect_scores():
+    model = nn.Linear(2, 1)
+    with pytest.raises(ValueError, match=r"evaluate: no samples .*shape \(0, 2\)"):
+        nn.evaluate(model, np.ones((0, 2)), np.ones((0, 1)), F.mse_loss)
+    with pytest.raises(ValueError, match=r"predict: no samples to predict"):
+        nn.predict(model, np.ones((0, 2)))
