@@ -577,6 +577,11 @@ def test_optimizer_state_dict_is_checked_before_anything_changes():
         nn.optim.Adam([model.weight]).load_state_dict(opt.state_dict())
     with pytest.raises(KeyError, match="unexpected entry 'momentum'"):
         opt.load_state_dict({"momentum": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: lr must be a positive number"):
+        opt.load_state_dict(dict(state, **{"param_groups.0.lr": np.array(-1.0)}))
+    with pytest.raises(ValueError, match="setting 'betas' is float64 \\(3,\\)"):
+        opt.load_state_dict(dict(state, **{"param_groups.0.betas": np.ones(3) / 2}))
+    assert opt.lr == 0.1
     assert np.any(opt.state[id(model.weight)]["m"])  # untouched by the failed loads
 
 
