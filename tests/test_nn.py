@@ -596,12 +596,15 @@ def test_dir_shows_only_public_names(module):
 # --- properties: registration and optimizer updates hold for any structure -------------------
 
 _leaf = st.builds(lambda n: nn.Linear(1, n, dtype=np.float64), st.integers(1, 3))
-_nested = st.recursive(
-    _leaf,
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.tuples(inner, inner),
-                            st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
-                            st.builds(nn.ModuleList, st.lists(_leaf, max_size=2))),
-    max_leaves=8)
+
+
+def _containers(inner):
+    return st.one_of(st.lists(inner, max_size=3), st.tuples(inner, inner),
+                     st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
+                     st.builds(nn.ModuleList, st.lists(_leaf, max_size=2)))
+
+
+_nested = st.recursive(_leaf, _containers, max_leaves=8)
 
 
 def _linears(value):
