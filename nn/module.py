@@ -128,13 +128,15 @@ class Module:
         return self
 
     def to_dtype(self, dtype: Any) -> Module:
-        """Convert every parameter (and its gradient) to the floating-point `dtype`, keeping
-        the Parameter objects, so optimizers built before still update them. Returns self."""
+        """Convert every parameter (and its gradient) and floating-point buffer to the
+        floating-point `dtype`, keeping the Parameter objects, so optimizers built before
+        still update them. Returns self."""
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"{type(self).__name__}.to_dtype: parameters must stay "
                             f"floating-point, got {dtype}")
-        for p in self.parameters():
+        buffers = [b for _, b in self.named_buffers() if b.dtype.kind == "f"]
+        for p in [*self.parameters(), *buffers]:  # running statistics follow the weights
             if p.dtype != dtype:
                 # 0-d tensors hold a numpy scalar, not a 0-d array (see Tensor)
                 p.data = dtype.type(p.data) if p.ndim == 0 else np.array(p.data, dtype=dtype)

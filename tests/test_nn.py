@@ -224,6 +224,10 @@ def test_double_and_float_convert_in_place_for_existing_optimizers():
     assert model.weight.dtype == np.float64
     model.float()
     assert model.weight.dtype == np.float32 and model.weight.grad.dtype == np.float32
+    norm = nn.BatchNorm1d(3)
+    norm.double()
+    assert {t.dtype for t in norm.state_dict().values() if t.dtype.kind == "f"} == {
+        np.dtype(np.float64)}
     scalar = nn.Module()
     scalar.t = nn.Parameter(2.0)
     scalar.float()
