@@ -67,7 +67,8 @@ def _check_number(name: str, value: Any, low: float | None = None,
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise ValueError(f"fit: {name} must be a number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"fit: {name} must be in [{low}, {high}], got {value!r}")
+        wanted = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"fit: {name} must be {wanted}, got {value!r}")
 
 
 def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,

@@ -65,7 +65,7 @@ def test_update_threshold_zero_still_records_max_update():
 @pytest.mark.parametrize("kwargs,match", [
     ({"error_threshold": 0.1, "metric": None}, "error_threshold needs a metric"),
     ({"error_threshold": 1.5}, r"error_threshold must be in \[0.0, 1.0\], got 1.5"),
-    ({"update_threshold": -1e-3}, "update_threshold must be in"),
+    ({"update_threshold": -1e-3}, "update_threshold must be >= 0.0, got -0.001"),
     ({"loss_threshold": float("nan")}, "loss_threshold must be a number, got nan"),
     ({"loss_threshold": "0.1"}, "loss_threshold must be a number, got '0.1'"),
 ])
