@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nn
 from nn import functional as F
@@ -182,3 +184,34 @@ def test_evaluate_and_predict_on_no_samples_are_errors_not_perfect_scores():
         nn.evaluate(model, np.ones((0, 2)), np.ones((0, 1)), F.mse_loss)
     with pytest.raises(ValueError, match=r"predict: no samples to predict"):
         nn.predict(model, np.ones((0, 2)))
+
+
+_thresholds = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
+                        st.sampled_from([0, 0.0, 1, -1, np.float32(0.5)]))
+
+
+@given(_thresholds, _thresholds, _thresholds, st.sampled_from([None, F.accuracy]))
+def test_every_stopping_rule_works_or_is_refused(loss_t, error_t, update_t, metric):
+    """No rule the user sets is silently ignored: fit refuses it up front, or it is recorded
+    every epoch and a stop it reports is true."""
+    model, opt, x, y = _xor_setup()
+    try:
+        history = nn.fit(model, F.mse_loss, opt, (x, y), epochs=3, progress=False,
+                         metric=metric, loss_threshold=loss_t, error_threshold=error_t,
+                         update_threshold=update_t)
+    except ValueError as exc:
+        assert str(exc).startswith("fit: ")
+        return
+    if update_t is not None:
+        assert len(history["max_update"]) == history.epochs
+    if error_t is not None:
+        assert len(history["accuracy"]) == history.epochs
+    reason = history.stopped_reason
+    if reason.startswith("loss"):
+        assert history["loss"][-1] < loss_t
+    elif reason.startswith("error rate"):
+        assert 1 - history["accuracy"][-1] < error_t
+    elif reason.startswith("largest weight update"):
+        assert history["max_update"][-1] < update_t
+    else:
+        assert history.epochs == 3
