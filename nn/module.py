@@ -128,15 +128,18 @@ class Module:
         return self
 
     def to_dtype(self, dtype: Any) -> Module:
-        """Convert every parameter (and its gradient) to the floating-point `dtype`, keeping
-        the Parameter objects, so optimizers built before still update them. Returns self."""
+        """Convert every parameter (and its gradient) and floating-point buffer to the
+        floating-point `dtype`, keeping the Parameter objects, so optimizers built before
+        still update them. Returns self."""
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"{type(self).__name__}.to_dtype: parameters must stay "
                             f"floating-point, got {dtype}")
-        for p in self.parameters():
+        buffers = [b for _, b in self.named_buffers() if b.dtype.kind == "f"]
+        for p in [*self.parameters(), *buffers]:  # running statistics follow the weights
             if p.dtype != dtype:
-                p.data = np.asarray(p.data, dtype=dtype).copy()
+                # 0-d tensors hold a numpy scalar, not a 0-d array (see Tensor)
+                p.data = dtype.type(p.data) if p.ndim == 0 else np.array(p.data, dtype=dtype)
                 if p._grad is not None:
                     p._grad = np.asarray(getattr(p._grad, "data", p._grad), dtype=dtype)
                 p._bump_version()  # a graph recorded with the old array must not backward
