@@ -74,8 +74,13 @@ class Tensor:
         "_op", "_parents", "_params", "_scope", "_clock", "_modified", "_origin",
         "__weakref__",
     )
-    # numpy must hand binary operators back to us (np.ones(3) + t is a Tensor, not an array).
-    __array_ufunc__ = None
+    # numpy hands its ufuncs and functions on Tensors to autodiff/interop.py, which answers
+    # with differentiable Tensors (np.exp(t), np.ones(3) + t) or a clear TypeError.
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return _interop.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: tuple, args: tuple, kwargs: dict) -> Any:
+        return _interop.array_function(func, types, args, kwargs)
 
     def __init__(
         self,
@@ -1014,3 +1019,7 @@ def grad(
         else:
             results.append(Tensor(np.array(g) if not g.flags.writeable else g))
     return results
+
+
+# Last: the interop tables refer to the Tensor class and the functions above.
+from . import interop as _interop  # noqa: E402
