@@ -15,11 +15,13 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module, Parameter
 from .serialization import load, save
 from .training import History, evaluate, fit, predict
 
 __all__ = [
+    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "NLLLoss",
     "MLP", "Dropout", "F", "Flatten", "History", "Identity", "LeakyReLU", "Linear", "Module",
     "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
     "functional", "init", "load", "optim", "predict", "save", "viz",
