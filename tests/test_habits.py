@@ -353,3 +353,13 @@ def test_in_place_numpy_update_with_a_tensor_is_refused_clearly():
     with pytest.raises(TypeError, match=r"write `x = x \+ t` rather than `x \+= t`"):
         a += Tensor([1.0, 2.0])
     assert a.tolist() == [1.0, 1.0]  # untouched
+
+
+def test_second_derivatives_through_numpy_calls():
+    from autodiff.testing import gradgradcheck
+
+    def fn(x):
+        return (np.exp(x) * np.sum(x, axis=1, keepdims=True) + np.maximum(x, 1.0) ** 2
+                + np.matmul(x, np.transpose(x)).sum() + np.log(x).var(ddof=1))
+
+    assert gradgradcheck(fn, A)
