@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import functions as fn
 from .tensor import (
     Tensor,
     _axis,
@@ -76,6 +77,15 @@ _UFUNCS: dict[np.ufunc, Callable[..., Tensor]] = {
     np.tanh: Tensor.tanh,
     np.square: lambda x: x * x,
     np.reciprocal: lambda x: 1.0 / x,
+    np.sin: fn.sin,
+    np.cos: fn.cos,
+    np.tan: fn.tan,
+    np.sinh: fn.sinh,
+    np.cosh: fn.cosh,
+    np.log1p: fn.log1p,
+    np.expm1: fn.expm1,
+    np.floor_divide: fn.floor_divide,
+    np.remainder: fn.remainder,
 }
 
 # Answers with no gradient: a comparison, a predicate, or a step function (derivative 0
@@ -91,8 +101,6 @@ _REDUCE = {np.add: "sum", np.maximum: "max", np.minimum: "min"}
 
 # What to write instead, for numpy callables that have no differentiable counterpart here.
 _HINTS = {
-    "log1p": "(1 + t).log()",
-    "expm1": "t.exp() - 1",
     "log2": "t.log() / np.log(2)",
     "log10": "t.log() / np.log(10)",
     "exp2": "2.0 ** t",
@@ -102,13 +110,9 @@ _HINTS = {
     "fmax": "autodiff.maximum(a, b)",
     "fmin": "autodiff.minimum(a, b)",
     "copy": "t.detach() (a constant copy) or t * 1 (a differentiable one)",
-    "flip": "indexing, t[::-1]",
-    "split": "indexing, t[:k] and t[k:]",
-    "array_split": "indexing, t[:k] and t[k:]",
-    "einsum": "autodiff.matmul with reshape, transpose and sum",
-    "tensordot": "autodiff.matmul with reshape and transpose",
-    "norm": "(t * t).sum().sqrt()",
-    "prod": "t.log().sum().exp() (for positive t)",
+    "array_split": "autodiff.chunk(t, n) or autodiff.split(t, indices)",
+    "tensordot": "autodiff.einsum, or autodiff.matmul with reshape and transpose",
+    "norm": "autodiff.norm(t, ord, axis) (vector norms; (t * t).sum().sqrt() for Frobenius)",
     "average": "(t * w).sum() / w.sum()",
     "linspace": "autodiff.Tensor(np.linspace(...))",
 }
@@ -315,6 +319,57 @@ def _outer(a: Any, b: Any, out: Any = None) -> Tensor:
     return _lift(a).reshape(-1, 1) * _lift(b).reshape(1, -1)
 
 
+def _flattened(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """A scan with numpy's default axis=None: over the flattened array."""
+
+    def run(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Tensor:
+        _no_extra_options(getattr(np, function.__name__), {"dtype": dtype, "out": out})
+        a = _lift(a)
+        return function(a.reshape(-1), 0) if axis is None else function(a, axis)
+
+    return run
+
+
+def _prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
+          **options: Any) -> Tensor:
+    _no_extra_options(np.prod, {"dtype": dtype, "out": out, **options})
+    return fn.prod(a, axis, keepdims)
+
+
+def _sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
+          stable: Any = None) -> Tensor:
+    _no_extra_options(np.sort, {"order": order})
+    a = _lift(a)
+    return fn.sort(a.reshape(-1), 0) if axis is None else fn.sort(a, axis)
+
+
+def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A002
+    x = _lift(x)
+    vector = isinstance(axis, (int, np.integer)) or (axis is None and x.ndim == 1)
+    if ord is None:  # numpy: the 2-norm of a vector, Frobenius of a matrix (all elements)
+        return fn.norm(x, 2, axis, keepdims)
+    if vector and ord in (1, 2, np.inf):
+        return fn.norm(x, ord, axis, keepdims)
+    raise TypeError(
+        f"numpy.linalg.norm: ord={ord!r} on shape {x.shape} (axis {axis}) is not supported on "
+        "autodiff Tensors: autodiff.norm has the vector norms 1, 2 and inf along one axis"
+    )
+
+
+def _pad(array: Any, pad_width: Any, mode: str = "constant", *, constant_values: Any = 0,
+         **options: Any) -> Tensor:
+    _no_extra_options(np.pad, options)
+    if not isinstance(constant_values, (int, float, np.number)):
+        raise TypeError("numpy.pad: only a single constant_values number is supported on "
+                        "autodiff Tensors")
+    return fn.pad(array, pad_width, mode, float(constant_values))
+
+
+def _einsum(subscripts: Any, *operands: Any, out: Any = None, **options: Any) -> Tensor:
+    _no_extra_options(np.einsum, {"out": out})  # optimize= only changes numpy's own schedule
+    return fn.einsum(subscripts, *operands)
+
+
 _FUNCTIONS: dict[Callable, Callable[..., Any]] = {
     np.sum: _reduction("sum"),
     np.mean: _reduction("mean"),
@@ -337,6 +392,21 @@ _FUNCTIONS: dict[Callable, Callable[..., Any]] = {
     np.ravel: _ravel,
     np.dot: _dot,
     np.outer: _outer,
+    np.cumsum: _flattened(fn.cumsum),
+    np.cumprod: _flattened(fn.cumprod),
+    np.prod: _prod,
+    np.sort: _sort,
+    np.linalg.norm: _norm,
+    np.flip: lambda m, axis=None: fn.flip(m, axis),
+    np.roll: lambda a, shift, axis=None: fn.roll(a, shift, axis),
+    np.repeat: lambda a, repeats, axis=None: fn.repeat(a, repeats, axis),
+    np.tile: lambda A, reps: fn.tile(A, reps),  # noqa: N803 - numpy's parameter name
+    np.tril: lambda m, k=0: fn.tril(m, k),
+    np.triu: lambda m, k=0: fn.triu(m, k),
+    np.split: lambda ary, indices_or_sections, axis=0: fn.split(ary, indices_or_sections, axis),
+    np.take_along_axis: lambda arr, indices, axis: fn.take_along_axis(arr, indices, axis),
+    np.pad: _pad,
+    np.einsum: _einsum,
 }
 
 # Functions whose answer has no gradient (indices, truth values, shapes, rounding): they run
