@@ -154,7 +154,8 @@ CASES = [
     Misuse("log_softmax_axis", lambda: T(2, 3).log_softmax(axis=-3), ValueError,
            ("log_softmax", "axis -3")),
     Misuse("axis_repeated", lambda: T(3, 3).sum(axis=(0, 0)), ValueError, ("sum", "repeated")),
-    Misuse("axis_of_scalar", lambda: T().sum(axis=0), ValueError, ("sum", "0-d")),
+    # axis 0 and -1 of a scalar are allowed (PyTorch's implicit axis); any other is an error
+    Misuse("axis_of_scalar", lambda: T().sum(axis=1), ValueError, ("sum", "0-d")),
     Misuse("max_axis", lambda: T(2, 2).max(axis=-3), ValueError, ("max", "out of range")),
     Misuse("max_empty", lambda: Tensor(np.ones(0)).max(), ValueError, ("max", "empty", r"\(0,\)")),
     Misuse("logsumexp_axis", lambda: T(2, 3).logsumexp(axis=5), ValueError,
