@@ -10,6 +10,8 @@ from .layers import (
     Identity,
     LeakyReLU,
     Linear,
+    ModuleDict,
+    ModuleList,
     ReLU,
     Sequential,
     Sigmoid,
@@ -25,6 +27,7 @@ __all__ = [
     "MLP", "Dropout", "F", "Flatten", "History", "Identity", "LeakyReLU", "Linear", "Module",
     "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
     "functional", "init", "load", "optim", "predict", "save", "viz",
+    "ModuleDict", "ModuleList",
     "export_onnx", "from_torch", "to_torch",
 ]
 
