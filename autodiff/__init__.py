@@ -9,6 +9,7 @@ from .engine import (
     set_grad_enabled,
 )
 from .forward import jvp
+from .forward_steps import explain_forward
 from .tensor import (
     Tensor,
     abs,
@@ -43,7 +44,8 @@ from .tensor import (
 
 __all__ = [
     "Tensor", "abs", "arange", "concatenate", "detect_anomaly", "enable_grad", "engine", "exp",
-    "full", "grad", "is_grad_enabled", "jvp", "linear", "log", "log_softmax", "logsumexp", "matmul",
+    "explain_forward", "full", "grad", "is_grad_enabled", "jvp", "linear", "log", "log_softmax",
+    "logsumexp", "matmul",
     "maximum", "minimum", "no_grad", "ones", "ones_like", "ops", "rand", "randn", "relu",
     "set_grad_enabled", "sigmoid", "softmax", "softmax_cross_entropy", "sqrt", "stack", "tanh",
     "tensor", "where", "zeros", "zeros_like",

@@ -37,11 +37,13 @@ __all__ = ["jvp", "tangent_of"]
 class Level:
     """The tangents of one `jvp` call: tensor identity -> tangent (array or Tensor)."""
 
-    __slots__ = ("tangents", "_refs", "__weakref__")
+    __slots__ = ("tangents", "_refs", "observer", "__weakref__")
 
     def __init__(self) -> None:
         self.tangents: dict[int, Any] = {}
         self._refs: dict[int, weakref.ref] = {}
+        # observer(op, parents, out, tangents_in, tangent_out), for explain_forward.
+        self.observer: Callable | None = None
 
     def get(self, t: Tensor) -> Any:
         return self.tangents.get(id(t))
@@ -98,6 +100,8 @@ def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor) -> None
         finally:
             st.forward = levels
         level.set(out, tangent)
+        if level.observer is not None:
+            level.observer(op, parents, out, tangents, tangent)
 
 
 def _push(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, tangents: list,

@@ -229,3 +229,18 @@ def test_ordinary_ops_carry_no_tangents_outside_jvp():
     y.backward()
     np.testing.assert_array_equal(x.grad.data, [3, 3])
     assert engine.state.forward == ()
+
+
+def test_explain_forward_prints_the_tangent_trace(capsys):
+    rows = ad.explain_forward(lambda a, b: a * b + b.tanh(), (2.0, 0.5), (1.0, 0.0))
+    printed = capsys.readouterr().out
+    assert "= 0.5 x da + 2 x db" in printed  # d(ab) = b da + a db
+    assert [r["op"] for r in rows] == ["input", "input", "mul", "tanh", "add"]
+    mul, tanh = rows[2], rows[3]
+    assert mul["inputs"] == ["a", "b"] and mul["tangent"] == 0.5
+    assert tanh["parts"][0]["local"] == pytest.approx(1 - np.tanh(0.5) ** 2)
+    # The last tangent is d/da of the whole expression: what backward finds for a.
+    a, b = Tensor(2.0, requires_grad=True), Tensor(0.5, requires_grad=True)
+    (a * b + b.tanh()).backward()
+    assert rows[-1]["tangent"] == pytest.approx(a.grad.item())
+    assert engine.state.forward == ()
