@@ -131,14 +131,16 @@ def run(args, lines: list[str], ratios: dict, x: np.ndarray, y: np.ndarray) -> N
     for fn in candidates.values():
         fn()  # warm-up
 
-    def ten(fn):
-        return lambda: [fn() for _ in range(10)] and None
+    calls, rounds = (2, 3) if args.quick else (10, max(5, repeats))
 
-    timings = interleaved({k: ten(fn) for k, fn in candidates.items()}, max(5, repeats))
+    def several(fn):
+        return lambda: [fn() for _ in range(calls)] and None
+
+    timings = interleaved({k: several(fn) for k, fn in candidates.items()}, rounds)
     lines.append("Hessian-vector product of the MNIST MLP 784-128-10 loss with respect to all "
                  "its parameters (float64, batch 128). Milliseconds per product: median "
-                 "(min-max) over interleaved rounds of 10; ratios are medians of per-round "
-                 "ratios.\n")
+                 f"(min-max) over {rounds} interleaved rounds of {calls}; ratios are medians of "
+                 "per-round ratios.\n")
     lines.append("| engine | ms per hvp | x our gradient | x PyTorch torch.func |")
     lines.append("| --- | --- | --- | --- |")
     base = timings["ours, gradient only"]
@@ -146,7 +148,7 @@ def run(args, lines: list[str], ratios: dict, x: np.ndarray, y: np.ndarray) -> N
     for name, timing in timings.items():
         vs_torch = f"{paired_ratio(timing, torch_timing):.2f}" if torch_timing else \
             "not installed"
-        lines.append(f"| {name} | {timing.cell(100)} | {paired_ratio(timing, base):.2f} | "
+        lines.append(f"| {name} | {timing.cell(1e3 / calls)} | {paired_ratio(timing, base):.2f} | "
                      f"{vs_torch} |")
     ratios["forward/hvp_over_grad"] = paired_ratio(timings["ours, forward over reverse"], base)
     if torch_timing:

@@ -327,15 +327,16 @@ def test_checkpoint_keeps_less_memory_on_a_deep_mlp():
     print(f"peak {plain / 2**20:.1f} MiB plain, {segmented / 2**20:.1f} MiB checkpointed")
 
 
-def test_bench_forward_section_is_written():
+def test_bench_forward_section_is_written(monkeypatch):
     from types import SimpleNamespace
 
     from bench import forward as bench_forward
 
+    monkeypatch.setattr(bench_forward, "SIZES", (1, 10, 20))  # small: this checks the table
     rng = np.random.default_rng(6)
     x, y = rng.random((128, 784)), rng.integers(0, 10, 128)
     lines, ratios = [], {}
     bench_forward.run(SimpleNamespace(quick=True, repeats=1), lines, ratios, x, y)
     text = "\n".join(lines)
-    assert "## 6. Forward and reverse mode" in text and "| 100 | 100 |" in text
-    assert "forward/jacobian/1x100/rev_over_fwd" in ratios and "forward/hvp_over_grad" in ratios
+    assert "## 6. Forward and reverse mode" in text and "| 20 | 10 |" in text
+    assert "forward/jacobian/1x20/rev_over_fwd" in ratios and "forward/hvp_over_grad" in ratios
