@@ -13,8 +13,10 @@ import gc
 import heapq
 import itertools
 import operator
+import os
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,21 +61,87 @@ def tick() -> int:
     return next(_ticks)  # atomic in CPython, so threads never share a tick
 
 
+# In-place writes are tracked per block of memory, not per Tensor: `detach()`, views made by
+# indexing or reshaping, and a Tensor wrapping the user's own array all share memory with the
+# tensor a node saved, and a write through any of them changes what backward would read (as
+# PyTorch shares one version counter between a tensor and its views). The key is the array
+# that owns the memory; the value is the tick of the last write into it. The dict stays empty
+# until the first in-place write, so ordinary graphs pay one truth test per node for it.
+_written: dict[int, int] = {}
+
+
+def _owner(data: Any) -> Any:
+    """The array that owns `data`'s memory (numpy keeps `.base` pointing at the owner)."""
+    base = getattr(data, "base", None)
+    while isinstance(base, np.ndarray):
+        data, base = base, base.base
+    return data
+
+
+def mark_written(data: Any) -> int:
+    """Record an in-place write into `data`'s memory; returns the write's tick."""
+    now = tick()
+    owner = _owner(data)
+    if isinstance(owner, np.ndarray):
+        key = id(owner)
+        if key not in _written:
+            # Forget the entry when the owner dies, so a new array reusing its id starts clean.
+            weakref.finalize(owner, _written.pop, key, None)
+        _written[key] = now
+    return now
+
+
+def _written_since(data: Any, clock: int) -> bool:
+    return _written.get(id(_owner(data)), 0) > clock
+
+
 def is_grad_enabled() -> bool:
     return state.grad_enabled
 
 
 class _GradMode(contextlib.ContextDecorator):
+    """`with no_grad():` and `@no_grad()`: the mode to restore is kept per thread and per use.
+
+    A decorator is one object shared by every call of the function, from every thread, so
+    each call gets a fresh context (`_recreate_cm`) and a `with` on a shared instance keeps
+    its saved modes in a per-thread stack: two threads can never restore each other's mode.
+    """
+
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._saved: list[bool] = []
+        self._local = threading.local()
+
+    def _recreate_cm(self) -> _GradMode:
+        return _GradMode(self.enabled)
 
     def __enter__(self) -> None:
-        self._saved.append(state.grad_enabled)
+        stack = self._local.__dict__.setdefault("saved", [])
+        stack.append(state.grad_enabled)
         state.grad_enabled = self.enabled
 
     def __exit__(self, *exc: object) -> None:
-        state.grad_enabled = self._saved.pop()
+        state.grad_enabled = self._local.saved.pop()
+
+
+class _SetGradEnabled(_GradMode):
+    """`set_grad_enabled(mode)` switches at once (this thread), as in PyTorch, so it works as a
+    plain call; as a context manager it restores the previous mode on exit."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__(enabled)
+        self._previous = state.grad_enabled
+        state.grad_enabled = enabled
+
+    def __call__(self, func: Callable) -> Callable:
+        # Used as a decorator: the switch belongs to each call, not to the definition.
+        state.grad_enabled = self._previous
+        return super().__call__(func)
+
+    def __enter__(self) -> None:
+        pass  # already switched by __init__
+
+    def __exit__(self, *exc: object) -> None:
+        state.grad_enabled = self._previous
 
 
 def no_grad() -> _GradMode:
@@ -86,7 +154,8 @@ def enable_grad() -> _GradMode:
 
 
 def set_grad_enabled(mode: bool) -> _GradMode:
-    return _GradMode(bool(mode))
+    """Switch gradient recording on or off for this thread; also a context manager."""
+    return _SetGradEnabled(bool(mode))
 
 
 @contextlib.contextmanager
@@ -149,10 +218,21 @@ def op_error(op_name: str, parents: Sequence[Tensor], exc: Exception) -> Excepti
     return kind(f"{op_name}: {message}")
 
 
+# This package and its sibling `nn`, by where they really are: a user's own `myproject/nn/`
+# folder is user code and must be named.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_OUR_DIRS = tuple(
+    {os.path.join(d, name) + os.sep for d in {os.path.dirname(_HERE),
+                                                os.path.dirname(os.path.realpath(_HERE))}
+     for name in ("autodiff", "nn")}
+)
+
+
 def _user_frame() -> str:
     """The innermost stack frame outside this package: the user's line that made a node."""
     for frame in reversed(traceback.extract_stack()[:-2]):
-        if "/autodiff/" not in frame.filename and "/nn/" not in frame.filename:
+        name = os.path.abspath(frame.filename)
+        if not name.startswith(_OUR_DIRS):
             return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}: {frame.line}'
     return "<unknown>"
 
@@ -289,8 +369,17 @@ def backward(
         else:
             pending[key] = seed
             heapq.heappush(queue, (-root._clock, key, root))
-    wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
+    # An input may be listed more than once (grad(y, [x, x])): it gets its gradient at every
+    # position it was listed in.
+    wanted: dict[int, list[int]] | None = None
+    if inputs is not None:
+        wanted = {}
+        for i, t in enumerate(inputs):
+            wanted.setdefault(id(t), []).append(i)
     found: list[Any] = [None] * len(inputs) if inputs is not None else []
+    # Owners of the arrays handed out as `.grad` in this pass: a rule may pass one array to
+    # two parents (add) or a view of it (reshape), and users must get arrays of their own.
+    handed: set[int] = set()
     st = state
     anomaly = st.anomaly
     grad_was_enabled = st.grad_enabled
@@ -305,13 +394,14 @@ def backward(
             key = id(node)
             grad = pending.pop(key)
             if wanted is not None and key in wanted:
-                found[wanted[key]] = grad
+                for i in wanted[key]:
+                    found[i] = grad
             op = node._op
             if accumulate:
                 if op is None or create_graph:
-                    _store_grad(node, grad, create_graph)
-                else:
-                    node._grad = grad  # an intermediate: this pass's gradient, not a sum
+                    _store_grad(node, grad, create_graph, handed)
+                else:  # an intermediate: this pass's gradient, not a sum
+                    node._grad = _own(grad, handed)
             if op is None:
                 continue
             parents = node._parents
@@ -319,6 +409,10 @@ def backward(
             stale = node._modified > clock
             for parent in parents:
                 stale = stale or parent._modified > clock
+            if _written and not stale:
+                # Writes through another tensor sharing memory (a view, a detach() alias).
+                stale = _written_since(node.data, clock) or any(
+                    _written_since(p.data, clock) for p in parents)
             if stale:
                 raise _stale_error(op, parents)
             if create_graph:
@@ -379,7 +473,21 @@ def _stale_error(op: Op, parents: Sequence[Tensor]) -> RuntimeError:
     )
 
 
-def _store_grad(node: Tensor, grad: Any, create_graph: bool) -> None:
+def _own(grad: Any, handed: set[int]) -> Any:
+    """`grad`, or a copy of it if this pass already handed out its memory to another tensor."""
+    if type(grad) is not np.ndarray or not grad.flags.writeable:
+        # Numpy scalars and Tensors are immutable here; a read-only broadcast view is copied
+        # by `Tensor.grad` when first read, so the (often large) copy is paid only if used.
+        return grad
+    key = id(_owner(grad))
+    if key in handed:
+        grad = np.array(grad)
+        key = id(grad)
+    handed.add(key)
+    return grad
+
+
+def _store_grad(node: Tensor, grad: Any, create_graph: bool, handed: set[int]) -> None:
     """Leaves add into `.grad`; other nodes get this pass's gradient (see Tensor.backward).
 
     A plain backward stores the raw array; `Tensor.grad` wraps it in a Tensor when read,
@@ -395,9 +503,7 @@ def _store_grad(node: Tensor, grad: Any, create_graph: bool) -> None:
         return
     if previous is not None:
         grad = grad + (previous.data if isinstance(previous, Tensor) else previous)
-    elif isinstance(grad, np.ndarray) and not grad.flags.writeable:
-        grad = np.array(grad)  # never hand out a read-only broadcast view as a gradient
-    node._grad = grad
+    node._grad = _own(grad, handed)
 
 
 def constant(data: Any) -> Tensor:

@@ -149,6 +149,31 @@ def _fit(tangent: Any, like: Any) -> Any:
 engine.carry_tangents = carry_tangents
 
 
+def write_tangents(target: Tensor, index: Any, value: Any) -> None:
+    """Called by `Tensor.__setitem__` in forward mode: `target[index] = value` writes the
+    value's tangent into the target's tangent the same way (setitem is linear in both)."""
+    st = engine.state
+    levels = st.forward
+    for depth, level in enumerate(levels):
+        old = level.get(target)
+        new = level.get(value) if isinstance(value, Tensor) else None
+        if old is None and new is None:
+            continue
+        dtype = np.result_type(target.data)
+        old = np.zeros(np.shape(target.data), dtype) if old is None else old
+        new = np.zeros(np.shape(value.data), dtype) if new is None else new
+        if isinstance(old, Tensor) or isinstance(new, Tensor):
+            st.forward = levels[:depth]
+            try:
+                lifted = [t if isinstance(t, Tensor) else engine.constant(t) for t in (old, new)]
+                tangent = engine.apply(ops.setitem, tuple(lifted), index=index)
+            finally:
+                st.forward = levels
+        else:
+            tangent = ops.OPS["setitem"].forward(old, np.asarray(new, dtype), index=index)
+        level.set(target, tangent)
+
+
 # --- the user-facing transform ----------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from test_ops import CASE_IDS, CASES, Case, _split
 import autodiff as ad
 from autodiff import Tensor, engine, ops
 from autodiff.forward import tangent_of
-from autodiff.func import grad, vjp
+from autodiff.func import grad, jacfwd, jacrev, vjp
 
 
 def _draw(case: Case, data) -> tuple[list[np.ndarray], tuple]:
@@ -244,3 +244,19 @@ def test_explain_forward_prints_the_tangent_trace(capsys):
     (a * b + b.tanh()).backward()
     assert rows[-1]["tangent"] == pytest.approx(a.grad.item())
     assert engine.state.forward == ()
+
+
+def test_writes_into_a_buffer_carry_their_tangents():
+    # buf[0] = 2 x1; buf[1:] = tanh(x[:2]): the tangent follows each write (forward mode has
+    # no graph to consult, so __setitem__ must move tangents itself).
+    def f(x):
+        buf = ad.zeros(3)
+        buf[0] = x[1] * 2
+        buf[1:] = x.tanh()[:2]
+        return buf * x
+
+    x = np.array([0.3, 0.5, 0.7])
+    _, t = ad.jvp(f, (x,), (np.array([1.0, 0.0, 0.0]),))
+    t_expected = [2 * x[1], (1 - np.tanh(x[0]) ** 2) * x[1], 0.0]
+    np.testing.assert_allclose(t.data, t_expected)
+    np.testing.assert_allclose(jacfwd(f)(x), jacrev(f)(x), atol=1e-12)
