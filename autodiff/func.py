@@ -325,8 +325,9 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                     raise TypeError("jacfwd: f must return one Tensor (stack several outputs "
                                     "first)")
                 columns.append(column)
-            out_shape = np.shape(out.data if isinstance(out, Tensor) else out) if columns \
-                else np.shape(f(*args).data)
+            if not columns:  # an empty input: no pass ran, so run f once for the shape
+                out = along(x if isinstance(x, Tensor) else Tensor(x))
+            out_shape = np.shape(out.data if isinstance(out, Tensor) else out)
             if not columns:
                 jac: Any = np.zeros(out_shape + shape, dtype=dtype)
             else:
@@ -351,8 +352,12 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         nums = _argnums(argnums, len(args), "jacobian")
         inputs = sum(int(np.size(args[n].data if isinstance(args[n], Tensor) else args[n]))
                      for n in nums)
+        probe_args = list(args)
+        for n in nums:  # f sees Tensors, as in the real pass
+            if not isinstance(args[n], Tensor):
+                probe_args[n] = Tensor(args[n])
         with engine.no_grad():
-            probe = f(*args)
+            probe = f(*probe_args)
         outputs = int(np.size(probe.data if isinstance(probe, Tensor) else probe))
         chosen = jacrev if outputs <= inputs else jacfwd
         return chosen(f, argnums)(*args)

@@ -141,6 +141,8 @@ def test_jacobian_picks_the_cheaper_mode(monkeypatch):
     wide = jacobian(lambda x: x.sum(keepdims=True))(np.ones(5))  # 1 output, 5 inputs
     tall = jacobian(lambda x: x * Tensor(np.ones((6, 1))))(np.ones(2))  # 12 outputs, 2 inputs
     assert calls == ["rev", "fwd"]
+    # f is only ever given Tensors (the probe for the output size included).
+    np.testing.assert_allclose(jacobian(lambda x: x.tanh())(np.zeros(2)), np.eye(2))
     np.testing.assert_array_equal(wide, np.ones((1, 5)))
     assert tall.shape == (6, 2, 2)
 
@@ -344,3 +346,20 @@ def test_bench_forward_section_is_written(monkeypatch):
     assert "## 6. Forward and reverse mode" in text and "| 20 | 10 |" in text
     assert "forward/jacobian/1x20/rev_over_fwd" in ratios and "forward/hvp_over_grad" in ratios
     assert "| ours, reverse over forward |" in text
+
+
+def test_readme_forward_mode_examples_run():
+    """The README's forward-mode section: its code blocks run and say what they claim."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Forward mode, Jacobians and Hessians")[1].split("\n## ")[0]
+    blocks = [b.split("```")[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    scope: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    assert scope["dy"].item() == pytest.approx(2 * (1 - np.tanh(1.0) ** 2))
+    assert scope["b"].item() == -2.0 and scope["db"].item() == 1.0
+    assert scope["value"] == 9.0 and scope["aux"] == "aux"
+    assert scope["jacrev"](scope["g"])(scope["x"]).shape == (3, 3, 3)
