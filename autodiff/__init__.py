@@ -1,6 +1,6 @@
 """autodiff: reverse-mode automatic differentiation on numpy arrays, small enough to read."""
 
-from . import engine, ops
+from . import engine, func, ops
 from .engine import (
     detect_anomaly,
     enable_grad,
@@ -44,8 +44,8 @@ from .tensor import (
 
 __all__ = [
     "Tensor", "abs", "arange", "concatenate", "detect_anomaly", "enable_grad", "engine", "exp",
-    "explain_forward", "full", "grad", "is_grad_enabled", "jvp", "linear", "log", "log_softmax",
-    "logsumexp", "matmul",
+    "explain_forward", "full", "func", "grad", "is_grad_enabled", "jvp", "linear", "log",
+    "log_softmax", "logsumexp", "matmul",
     "maximum", "minimum", "no_grad", "ones", "ones_like", "ops", "rand", "randn", "relu",
     "set_grad_enabled", "sigmoid", "softmax", "softmax_cross_entropy", "sqrt", "stack", "tanh",
     "tensor", "where", "zeros", "zeros_like",
