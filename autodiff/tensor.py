@@ -206,7 +206,7 @@ class Tensor:
         if self.name:
             extras.append(f"name={self.name!r}")
         if self._op is not None:
-            extras.append(f"op={getattr(self, '_composite', None) or self._op.name}")
+            extras.append(f"op={op_name(self)}")
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return f"Tensor({body}{''.join(', ' + e for e in extras)})"
@@ -689,8 +689,15 @@ def _composite(out: Tensor, name: str) -> Tensor:
     """Name the last node of a composite (mean is a sum, then a mul): repr and drawings show
     `name` for it rather than its primitive's name, so the graph reads as the code does."""
     if out._op is not None:
-        out._composite = name
+        out._composite = (name, out._op)  # the op too: a later in-place write replaces it
     return out
+
+
+def op_name(t: Tensor) -> str:
+    """The name of the op that made `t` as the user wrote it: a composite's ("mean") while
+    `t` still holds the node the composite made, else the engine's op ("mul")."""
+    named = getattr(t, "_composite", None)
+    return named[0] if named is not None and named[1] is t._op else t._op.name
 
 
 def _lift(x: ArrayLike) -> Tensor:

@@ -2,6 +2,16 @@
 
 from . import data, functional, init, optim
 from . import functional as F
+from .conv import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    LayerNorm,
+    LeNet5,
+    MaxPool2d,
+)
 from .export import export_onnx
 from .layers import (
     MLP,
@@ -24,6 +34,8 @@ from .torch_bridge import from_torch, to_torch
 from .training import History, evaluate, fit, predict
 
 __all__ = [
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "LayerNorm", "LeNet5",
+    "MaxPool2d",
     "MLP", "Dropout", "F", "Flatten", "History", "Identity", "LeakyReLU", "Linear", "Module",
     "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
     "functional", "init", "load", "optim", "predict", "save", "viz",

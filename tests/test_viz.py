@@ -178,6 +178,10 @@ def test_mean_shows_as_mean_in_repr_drawings_and_tables():
     assert rows[-1]["parent"] == "x" and np.allclose(rows[-1]["total"], [1 / 3] * 3)
     assert "op=std" in repr(x.std()) and "op=softmax" in repr(x.softmax())
     assert "op=var" in repr(x.var()) and "op=log_softmax" in repr(x.log_softmax())
+    # the name belongs to the node the composite made: an in-place write replaces that node
+    means = (x * 1).mean(axis=0, keepdims=True)
+    means[0] = 5.0
+    assert "op=setitem" in repr(means) and "op=mean" not in repr(means)
 
 
 # --- explain ---------------------------------------------------------------------------------
