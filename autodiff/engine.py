@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # `tensor.py` binds the Tensor class here once it is defined: the engine creates Tensors, and
 # Tensor methods call the engine, so one of the two imports must be late.
 Tensor: Any = None
+# Likewise `forward.py` binds the tangent-carrying step of forward mode (see `apply`).
+carry_tangents: Any = None
 
 
 class _State(threading.local):
@@ -37,6 +39,9 @@ class _State(threading.local):
     grad_enabled = True
     anomaly = False
     scope: tuple | None = None
+    # Forward mode: the active levels of `autodiff.jvp` (outermost first), each mapping a
+    # tensor's id to its tangent. Empty, and so skipped at the cost of one check, otherwise.
+    forward: tuple = ()
 
 
 state = _State()
@@ -272,6 +277,8 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         out._op = None
         out._parents = ()
         out._clock = 0
+    if st.forward:  # inside autodiff.jvp: the output's tangent, in the same pass
+        carry_tangents(op, parents, out)
     if st.anomaly:
         out._origin = _user_frame()
         inputs_finite = all(

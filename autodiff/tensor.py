@@ -300,6 +300,10 @@ class Tensor:
                 "a new tensor (autodiff.where, concatenate) or write under no_grad()."
             )
         index = _index(index)
+        if engine.state.forward:  # inside jvp: the tangents are written too
+            from .forward import write_tangents
+
+            write_tangents(self, index, value)
         if recording and (self.requires_grad or
                           (isinstance(value, Tensor) and value.requires_grad)):
             self._record_setitem(index, value)
