@@ -69,9 +69,13 @@ class Tensor:
     friends), which behaves as a read-only 0-d array and computes several times faster.
     """
 
+    # A node is this one object: its parents sit in slots (`_in0`, `_in1`, and `_ins` holding
+    # all of them when there are three or more) rather than in a tuple of their own, and a node
+    # without params shares one empty mapping. Each extra object per node was more work for
+    # Python's cycle collector, which scans every live node (see `parents` for the tuple).
     __slots__ = (
         "data", "_grad", "requires_grad", "name",
-        "_op", "_parents", "_params", "_scope", "_clock", "_modified", "_origin",
+        "_op", "_in0", "_in1", "_ins", "_params", "_scope", "_clock", "_modified", "_origin",
         "__weakref__",
     )
     # numpy must hand binary operators back to us (np.ones(3) + t is a Tensor, not an array).
@@ -88,8 +92,8 @@ class Tensor:
         self._grad: Any = None
         self.name = name
         self._op = None
-        self._parents: tuple[Tensor, ...] = ()
-        self._params: dict = {}
+        self._in0 = self._in1 = self._ins = None
+        self._params = engine.NO_PARAMS
         self._scope = None
         self._clock = 0
         self._modified = 0
@@ -146,7 +150,16 @@ class Tensor:
 
     @property
     def parents(self) -> tuple[Tensor, ...]:
-        return self._parents
+        """The inputs of the op that made this tensor, in argument order (() for a leaf)."""
+        first = self._in0
+        if first is None:
+            return ()
+        if self._ins is not None:
+            return self._ins
+        second = self._in1
+        return (first,) if second is None else (first, second)
+
+    _parents = parents  # the name the engine's older code and some tests use
 
     @property
     def T(self) -> Tensor:
@@ -230,8 +243,8 @@ class Tensor:
         self._grad = None
 
     def _bump_version(self) -> None:
-        """Mark this tensor as modified in place (see engine._clock)."""
-        self._modified = engine.tick()
+        """Mark this tensor as modified in place (see engine.mark_written)."""
+        engine.mark_written(self)
 
     def backward(self, grad: ArrayLike | None = None, create_graph: bool = False) -> None:
         """Backpropagate from this tensor, filling `.grad` of every tensor it depends on.

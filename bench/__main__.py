@@ -3,6 +3,7 @@
     python -m bench                 # everything (about 10 minutes on 2 cores)
     python -m bench --quick         # a small version of every workload (about 1-2 minutes)
     python -m bench --workloads mnist,ops --repeats 5 --threads 1
+    python -m bench --profile micrograd   # where one workload's time goes, by function
 
 Thread counts are fixed before numpy is imported: on a 2-core machine, BLAS with 2 threads
 beside any other busy process can be many times slower than with 1, so every engine runs with
@@ -29,6 +30,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
     parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument("--profile", metavar="WORKLOAD",
+                        help="print a cProfile of one workload instead of timing the suite: "
+                             "mnist, ops, micrograd, micrograd-batched or chain")
     args = parser.parse_args(argv)
     unknown = set(args.workloads.split(",")) - set(WORKLOADS)
     if unknown:
@@ -268,6 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats is None:
         args.repeats = 1 if args.quick else 7
     sys.path.insert(0, str(ROOT))
+    if args.profile:
+        from bench.profile import PROFILES, profile
+
+        if args.profile not in PROFILES:
+            print(f"--profile: unknown workload {args.profile!r}; choose from {PROFILES}",
+                  file=sys.stderr)
+            return 2
+        print(profile(args.profile))
+        return 0
     if _available("torch"):
         import torch
 
