@@ -659,7 +659,8 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
             f"softmax_cross_entropy: labels must be integers of shape ({logits.shape[0]},), "
             f"got {labels.dtype} {labels.shape}"
         )
-    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+    # One reduction for both bounds: seen as unsigned, a negative label is huge.
+    if labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= logits.shape[1]:
         raise ValueError(
             f"softmax_cross_entropy: labels must lie in [0, {logits.shape[1]}), "
             f"got values from {labels.min()} to {labels.max()}"

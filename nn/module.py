@@ -163,8 +163,16 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with engine.module_scope(self):
+        # engine.module_scope written out: no context-manager object per module call, and
+        # only the scope is restored (a grad-mode switch made inside forward stays made).
+        st = engine.state
+        enabled, anomaly, scope = st.mode
+        st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,))
+        try:
             return self.forward(*args, **kwargs)
+        finally:
+            enabled, anomaly, _ = st.mode
+            st.mode = (enabled, anomaly, scope)
 
     # --- attributes -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from autodiff import Tensor
+from autodiff import Tensor, engine
 
 
 class Optimizer:
@@ -37,7 +37,13 @@ class Optimizer:
             p.zero_grad()
 
     def _with_grads(self) -> list[tuple[Tensor, np.ndarray]]:
-        pairs = [(p, p.grad.data) for p in self.params if p._grad is not None]
+        # The raw gradient arrays as backward stored them: reading `p.grad` would wrap each
+        # in a Tensor first, an object per parameter per step that nobody keeps.
+        pairs = []
+        for p in self.params:
+            g = p._grad
+            if g is not None:
+                pairs.append((p, g.data if isinstance(g, Tensor) else g))
         if not pairs:
             raise RuntimeError(
                 f"{type(self).__name__}.step() called before backward(): no parameter has a "
@@ -51,7 +57,7 @@ class Optimizer:
             p.data -= update
         else:
             p.data = p.data - update
-        p._bump_version()
+        engine.mark_written(p)
 
     def step(self) -> None:
         raise NotImplementedError
@@ -78,7 +84,11 @@ class SGD(Optimizer):
             if self.momentum:
                 state = self.state.setdefault(id(p), {})
                 buf = state.get("momentum")
-                buf = g.copy() if buf is None else buf * self.momentum + g
+                if buf is None:
+                    buf = np.array(g)  # our own copy: the buffer is updated in place below
+                else:
+                    buf *= self.momentum
+                    buf += g
                 state["momentum"] = buf
                 g = g + self.momentum * buf if self.nesterov else buf
             self._apply(p, self.lr * g)
