@@ -13,8 +13,10 @@ import gc
 import heapq
 import itertools
 import operator
+import os
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -91,13 +93,44 @@ def tick() -> int:
     return next(_ticks)  # atomic in CPython, so threads never share a tick
 
 
-def mark_written(t: Tensor) -> None:
-    """Stamp `t` as written in place now, so graphs that saved it before refuse to backward."""
+# In-place writes are tracked per block of memory, not per Tensor: `detach()`, views made by
+# indexing or reshaping, and a Tensor wrapping the user's own array all share memory with the
+# tensor a node saved, and a write through any of them changes what backward would read (as
+# PyTorch shares one version counter between a tensor and its views). The key is the array
+# that owns the memory; the value is the tick of the last write into it. Backward consults it
+# only for nodes older than the last write anywhere (`_last_write`).
+_written: dict[int, int] = {}
+
+
+def _owner(data: Any) -> Any:
+    """The array that owns `data`'s memory (numpy keeps `.base` pointing at the owner)."""
+    base = getattr(data, "base", None)
+    while isinstance(base, np.ndarray):
+        data, base = base, base.base
+    return data
+
+
+def mark_written(data: Any) -> int:
+    """Record an in-place write into `data`'s memory (None: a write with no array to name,
+    the caller stamps its tensor); returns the write's tick."""
     global _last_write
+    owner = _owner(data)
     # Under a lock so `_last_write` only grows: two writers storing their ticks out of order
     # could otherwise leave it below a write that a graph's check must not skip.
     with _write_lock:
-        t._modified = _last_write = next(_ticks)
+        now = _last_write = next(_ticks)
+        if isinstance(owner, np.ndarray):
+            key = id(owner)
+            if key not in _written:
+                # Forget the entry when the owner dies, so a new array reusing its id starts
+                # clean.
+                weakref.finalize(owner, _written.pop, key, None)
+            _written[key] = now
+    return now
+
+
+def _written_since(data: Any, clock: int) -> bool:
+    return _written.get(id(_owner(data)), 0) > clock
 
 
 def is_grad_enabled() -> bool:
@@ -105,16 +138,48 @@ def is_grad_enabled() -> bool:
 
 
 class _GradMode(contextlib.ContextDecorator):
+    """`with no_grad():` and `@no_grad()`: the mode to restore is kept per thread and per use.
+
+    A decorator is one object shared by every call of the function, from every thread, so
+    each call gets a fresh context (`_recreate_cm`) and a `with` on a shared instance keeps
+    its saved modes in a per-thread stack: two threads can never restore each other's mode.
+    """
+
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._saved: list[bool] = []
+        self._local = threading.local()
+
+    def _recreate_cm(self) -> _GradMode:
+        return _GradMode(self.enabled)
 
     def __enter__(self) -> None:
-        self._saved.append(state.grad_enabled)
+        stack = self._local.__dict__.setdefault("saved", [])
+        stack.append(state.grad_enabled)
         state.grad_enabled = self.enabled
 
     def __exit__(self, *exc: object) -> None:
-        state.grad_enabled = self._saved.pop()
+        state.grad_enabled = self._local.saved.pop()
+
+
+class _SetGradEnabled(_GradMode):
+    """`set_grad_enabled(mode)` switches at once (this thread), as in PyTorch, so it works as a
+    plain call; as a context manager it restores the previous mode on exit."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__(enabled)
+        self._previous = state.grad_enabled
+        state.grad_enabled = enabled
+
+    def __call__(self, func: Callable) -> Callable:
+        # Used as a decorator: the switch belongs to each call, not to the definition.
+        state.grad_enabled = self._previous
+        return super().__call__(func)
+
+    def __enter__(self) -> None:
+        pass  # already switched by __init__
+
+    def __exit__(self, *exc: object) -> None:
+        state.grad_enabled = self._previous
 
 
 def no_grad() -> _GradMode:
@@ -127,7 +192,8 @@ def enable_grad() -> _GradMode:
 
 
 def set_grad_enabled(mode: bool) -> _GradMode:
-    return _GradMode(bool(mode))
+    """Switch gradient recording on or off for this thread; also a context manager."""
+    return _SetGradEnabled(bool(mode))
 
 
 @contextlib.contextmanager
@@ -190,10 +256,21 @@ def op_error(op_name: str, parents: Sequence[Tensor], exc: Exception) -> Excepti
     return kind(f"{op_name}: {message}")
 
 
+# This package and its sibling `nn`, by where they really are: a user's own `myproject/nn/`
+# folder is user code and must be named.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_OUR_DIRS = tuple(
+    {os.path.join(d, name) + os.sep for d in {os.path.dirname(_HERE),
+                                                os.path.dirname(os.path.realpath(_HERE))}
+     for name in ("autodiff", "nn")}
+)
+
+
 def _user_frame() -> str:
     """The innermost stack frame outside this package: the user's line that made a node."""
     for frame in reversed(traceback.extract_stack()[:-2]):
-        if "/autodiff/" not in frame.filename and "/nn/" not in frame.filename:
+        name = os.path.abspath(frame.filename)
+        if not name.startswith(_OUR_DIRS):
             return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}: {frame.line}'
     return "<unknown>"
 
@@ -356,8 +433,13 @@ def backward(
             leaves.append(root)
         else:
             heapq.heappush(queue, (-root._clock, root))
+    # An input may be listed more than once (grad(y, [x, x])): `found` is keyed by node, so it
+    # gets its gradient at every position it was listed in.
     wanted = set(inputs) if inputs is not None else ()
     found: dict[Tensor, Any] = {}
+    # Owners of the arrays handed out as `.grad` in this pass: a rule may pass one array to
+    # two parents (add) or a view of it (reshape), and users must get arrays of their own.
+    handed: set[int] = set()
     st = state
     anomaly = st.anomaly
     grad_was_enabled = st.grad_enabled
@@ -376,7 +458,7 @@ def backward(
             if accumulate:
                 # An intermediate gets this pass's gradient, not a sum (a graph-carrying one
                 # is detached: it would otherwise be a cycle through the node itself).
-                node._grad = grad.detach() if create_graph else grad
+                node._grad = grad.detach() if create_graph else _own(grad, handed)
             op = node._op
             clock = node._clock
             if clock < _last_write:
@@ -452,7 +534,7 @@ def backward(
             if leaf in wanted:
                 found[leaf] = grad
             if accumulate:
-                _store_grad(leaf, grad, create_graph)
+                _store_grad(leaf, grad, create_graph, handed)
     finally:
         st.grad_enabled = grad_was_enabled
         if collecting:
@@ -463,10 +545,13 @@ def backward(
 
 
 def _check_not_stale(node: Tensor) -> None:
-    """Refuse a node whose output or inputs were written in place after it was recorded."""
+    """Refuse a node whose output or inputs were written in place after it was recorded,
+    directly or through another tensor sharing their memory (a view, a detach() alias)."""
     clock = node._clock
     parents = node.parents
-    if node._modified > clock or any(p._modified > clock for p in parents):
+    if (node._modified > clock or any(p._modified > clock for p in parents)
+            or _written_since(node.data, clock)
+            or any(_written_since(p.data, clock) for p in parents)):
         raise _stale_error(node._op, parents)
 
 
@@ -478,7 +563,21 @@ def _stale_error(op: Op, parents: Sequence[Tensor]) -> RuntimeError:
     )
 
 
-def _store_grad(node: Tensor, grad: Any, create_graph: bool) -> None:
+def _own(grad: Any, handed: set[int]) -> Any:
+    """`grad`, or a copy of it if this pass already handed out its memory to another tensor."""
+    if type(grad) is not np.ndarray or not grad.flags.writeable:
+        # Numpy scalars and Tensors are immutable here; a read-only broadcast view is copied
+        # by `Tensor.grad` when first read, so the (often large) copy is paid only if used.
+        return grad
+    key = id(_owner(grad))
+    if key in handed:
+        grad = np.array(grad)
+        key = id(grad)
+    handed.add(key)
+    return grad
+
+
+def _store_grad(node: Tensor, grad: Any, create_graph: bool, handed: set[int]) -> None:
     """Leaves add into `.grad`; other nodes get this pass's gradient (see Tensor.backward).
 
     A plain backward stores the raw array; `Tensor.grad` wraps it in a Tensor when read,
@@ -494,9 +593,7 @@ def _store_grad(node: Tensor, grad: Any, create_graph: bool) -> None:
         return
     if previous is not None:
         grad = grad + (previous.data if isinstance(previous, Tensor) else previous)
-    elif isinstance(grad, np.ndarray) and not grad.flags.writeable:
-        grad = np.array(grad)  # never hand out a read-only broadcast view as a gradient
-    node._grad = grad
+    node._grad = _own(grad, handed)
 
 
 def constant(data: Any) -> Tensor:

@@ -152,25 +152,46 @@ div = defop(
 )
 neg = defop("neg", operator.neg, lambda g, out, x: -g)
 # x ** c for a constant c: the common case gets a rule without log(x), defined for x <= 0.
-pow_const = defop(
-    "pow",
-    lambda x, *, exponent: x**exponent,
-    lambda g, out, x, *, exponent: g * exponent * x ** (exponent - 1),
-)
+def _zeros_like(g: Any) -> Any:
+    return np.zeros_like(g) if isinstance(g, _ARRAY) else engine.constant(np.zeros_like(g.data))
 
 
-def _log_base(a: Any) -> Any:
-    # d(a**b)/db = a**b * log(a). Where a <= 0 the power is either undefined or constant in b
-    # (0**b), so we use 0 there instead of producing a NaN from log.
-    positive = _value(a) > 0
-    return _where(positive, _log(_where(positive, a, 1.0)), 0.0)
+def _pow_const_vjp(g: Any, out: Any, x: Any, *, exponent: float) -> Any:
+    if exponent == 0:
+        return _zeros_like(g)  # x**0 is constant: 0, not 0 * x**-1 = NaN at x = 0
+    return g * exponent * x ** (exponent - 1)
+
+
+pow_const = defop("pow", lambda x, *, exponent: x**exponent, _pow_const_vjp)
+
+
+def _pow_base_vjp(g: Any, out: Any, a: Any, b: Any) -> Any:
+    # b * a**(b-1) is 0 * inf = NaN at a = 0 where b = 0; there the power is constant in a
+    # (a**0 = 1), so its derivative is 0 (as PyTorch). Elsewhere the formula is left alone,
+    # so its derivative in b (second order) stays exact.
+    constant = (_value(b) == 0) & (_value(a) == 0)
+    if not np.any(constant):
+        return g * b * a ** (b - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the NaNs are replaced just below
+        grad = g * b * a ** (b - 1)
+    return _where(constant, 0.0, grad)
+
+
+def _log_base(a: Any, b: Any) -> Any:
+    # d(a**b)/db = a**b * log(a). At a = 0 the power is constant in b (0**b = 0) for b >= 0,
+    # so we use 0; for b < 0 it is inf * log(0) = -inf (as PyTorch). For a < 0 the power is
+    # only defined at integer b, so it has no derivative in b: we use 0 rather than NaN.
+    av = _value(a)
+    positive = av > 0
+    elsewhere = np.where((av == 0) & (_value(b) < 0), -np.inf, 0.0)
+    return _where(positive, _log(_where(positive, a, 1.0)), elsewhere)
 
 
 pow_tensor = defop(
     "pow_tensor",
     operator.pow,
-    lambda g, out, a, b: g * b * a ** (b - 1),
-    lambda g, out, a, b: g * out * _log_base(a),
+    _pow_base_vjp,
+    lambda g, out, a, b: g * out * _log_base(a, b),
 )
 exp = defop("exp", np.exp, lambda g, out, x: g * out)
 log = defop("log", np.log, lambda g, out, x: g / x)
@@ -193,6 +214,28 @@ where = defop(
     lambda a, b, *, cond: np.where(cond, a, b),
     lambda g, out, a, b, *, cond: _where(cond, g, 0),
     lambda g, out, a, b, *, cond: _where(cond, 0, g),
+)
+
+
+
+def _tie_share(a: Any, b: Any, wins: np.ufunc) -> np.ndarray:
+    """The share of the gradient `a` gets in maximum(a, b) (wins=greater) or minimum: all of it
+    where it wins, half on a tie (as PyTorch, and as max() splits ties), none where it loses."""
+    a, b = _value(a), _value(b)
+    return np.where(a == b, 0.5, wins(a, b)).astype(np.result_type(a, b))
+
+
+maximum = defop(
+    "maximum",
+    np.maximum,
+    lambda g, out, a, b: g * _tie_share(a, b, np.greater),
+    lambda g, out, a, b: g * _tie_share(b, a, np.greater),
+)
+minimum = defop(
+    "minimum",
+    np.minimum,
+    lambda g, out, a, b: g * _tie_share(a, b, np.less),
+    lambda g, out, a, b: g * _tie_share(b, a, np.less),
 )
 
 # A dtype conversion: the gradient is converted back by the engine's unbroadcast.
@@ -259,6 +302,28 @@ broadcast_to = defop(
     lambda x, *, shape: np.broadcast_to(x, shape),
     lambda g, out, x, *, shape: g,
 )
+
+
+def _setitem_forward(x: Any, v: Any, *, index: Any) -> Any:
+    out = np.array(x)  # a copy: the tensor written into may be saved by a pending graph
+    out[index] = v
+    return out if out.ndim else out[()]
+
+
+def _setitem_vjp_x(g: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
+    kept = np.ones(np.shape(_value(x)), dtype=bool)  # the overwritten places get nothing
+    kept[index] = False
+    return _where(kept, g, 0.0)
+
+
+def _setitem_vjp_v(g: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
+    picked = _getitem(g, index)
+    # A value with extra leading axes of size 1 was squeezed into its slot; give them back.
+    return picked.reshape(v.shape) if picked.ndim < v.ndim else picked
+
+
+# `buf[i] = w` with w (or buf) in a graph: recorded so w gets its gradient (as PyTorch does).
+setitem = defop("setitem", _setitem_forward, _setitem_vjp_x, _setitem_vjp_v)
 getitem = defop(
     "getitem",
     lambda x, *, index: x[index],

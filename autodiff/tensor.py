@@ -6,7 +6,9 @@ is composed from them, so it is differentiable, to any order, for free.
 
 from __future__ import annotations
 
+import itertools
 import numbers
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,6 +78,7 @@ class Tensor:
     __slots__ = (
         "data", "_grad", "requires_grad", "name",
         "_op", "_in0", "_in1", "_ins", "_params", "_scope", "_clock", "_modified", "_origin",
+        "_born", "_composite",
         "__weakref__",
     )
     # numpy must hand binary operators back to us (np.ones(3) + t is a Tensor, not an array).
@@ -97,6 +100,7 @@ class Tensor:
         self._scope = None
         self._clock = 0
         self._modified = 0
+        self._born = next(_births)
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -215,7 +219,7 @@ class Tensor:
         if self.name:
             extras.append(f"name={self.name!r}")
         if self._op is not None:
-            extras.append(f"op={self._op.name}")
+            extras.append(f"op={getattr(self, '_composite', None) or self._op.name}")
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return f"Tensor({body}{''.join(', ' + e for e in extras)})"
@@ -243,8 +247,12 @@ class Tensor:
         self._grad = None
 
     def _bump_version(self) -> None:
-        """Mark this tensor as modified in place (see engine.mark_written)."""
-        engine.mark_written(self)
+        """Mark this tensor, and every tensor sharing its memory, as modified in place.
+
+        Call it after writing into `.data` directly (as the optimizers do): backward then
+        refuses a graph that saved these numbers before the write (see engine._written).
+        """
+        self._modified = engine.mark_written(self.data)
 
     def backward(self, grad: ArrayLike | None = None, create_graph: bool = False) -> None:
         """Backpropagate from this tensor, filling `.grad` of every tensor it depends on.
@@ -284,20 +292,55 @@ class Tensor:
     # --- in place ------------------------------------------------------------------------
 
     def __setitem__(self, index: Any, value: ArrayLike) -> None:
-        if self.requires_grad and engine.is_grad_enabled():
+        recording = engine.is_grad_enabled()
+        if self.requires_grad and self._op is None and recording:
             raise RuntimeError(
-                f"setitem: cannot write into a tensor that requires grad (shape {self.shape}): "
-                "the graph would not see the change. Build a new tensor (autodiff.where, "
-                "concatenate) or write under no_grad()."
+                f"setitem: cannot write into a leaf tensor that requires grad (shape "
+                f"{self.shape}): its gradient would be about numbers it no longer holds. Build "
+                "a new tensor (autodiff.where, concatenate) or write under no_grad()."
             )
+        index = _index(index)
+        if recording and (self.requires_grad or
+                          (isinstance(value, Tensor) and value.requires_grad)):
+            self._record_setitem(index, value)
+            return
         if not (isinstance(self.data, np.ndarray) and self.data.flags.writeable):
             self.data = np.array(self.data)
         value = value.data if isinstance(value, Tensor) else value
         try:
-            self.data[_index(index)] = value
+            self.data[index] = value
         except (ValueError, IndexError, TypeError) as exc:
             raise engine.op_error("setitem", [self], exc) from None
         self._bump_version()
+
+    def _record_setitem(self, index: Any, value: ArrayLike) -> None:
+        """`self[index] = value` as a node of the graph: this tensor becomes the op's output.
+
+        Its old state moves to a new tensor (the op's first input), and the write goes into a
+        copy, so nodes that saved the old numbers keep them; nodes that saved this tensor
+        itself are refused at backward, as for any in-place write.
+        """
+        value = _operand(value, self)
+        if self.dtype.kind != "f":
+            raise RuntimeError(
+                f"setitem: cannot write a tensor that requires grad into a {self.dtype} tensor "
+                f"(shape {self.shape}): the numbers would be rounded and the gradient lost; "
+                "convert with .astype(np.float64) first"
+            )
+        before = Tensor.__new__(Tensor)
+        for slot in ("data", "requires_grad", "name", "_op", "_in0", "_in1", "_ins", "_params",
+                     "_scope", "_clock", "_modified"):
+            setattr(before, slot, getattr(self, slot))
+        before._grad = None
+        # Earlier than the new node, later than any node that used self; a write, so backward
+        # checks the nodes recorded before it (see engine._last_write).
+        written = engine.mark_written(None)
+        out = apply(ops.setitem, (before, value), index=index)
+        for slot in ("data", "requires_grad", "_op", "_in0", "_in1", "_ins", "_params",
+                     "_clock"):
+            setattr(self, slot, getattr(out, slot))
+        self._grad = None
+        self._modified = written
 
     # --- operators -----------------------------------------------------------------------
 
@@ -375,20 +418,31 @@ class Tensor:
 
     # --- elementwise methods ---------------------------------------------------------------
 
+    def _floating(self) -> Tensor:
+        """This tensor, or its numbers in float64 if they are integers or booleans.
+
+        Floating-point ops (exp, sigmoid, softmax, ...) must not compute in the input's integer
+        type: -x and x - max(x) wrap around in uint8 (MNIST pixels), and numpy would pick
+        float16 for exp of uint8. Integer tensors are constants, so nothing is lost.
+        """
+        if self.data.dtype.kind == "f":
+            return self
+        return Tensor(np.asarray(self.data).astype(np.float64))
+
     def exp(self) -> Tensor:
-        return apply(ops.exp, (self,))
+        return apply(ops.exp, (self._floating(),))
 
     def log(self) -> Tensor:
-        return apply(ops.log, (self,))
+        return apply(ops.log, (self._floating(),))
 
     def sqrt(self) -> Tensor:
-        return apply(ops.pow_const, (self,), exponent=0.5)
+        return apply(ops.pow_const, (self._floating(),), exponent=0.5)
 
     def tanh(self) -> Tensor:
-        return apply(ops.tanh, (self,))
+        return apply(ops.tanh, (self._floating(),))
 
     def sigmoid(self) -> Tensor:
-        return apply(ops.sigmoid, (self,))
+        return apply(ops.sigmoid, (self._floating(),))
 
     def relu(self) -> Tensor:
         return apply(ops.relu, (self,))
@@ -396,9 +450,15 @@ class Tensor:
     def abs(self) -> Tensor:
         return apply(ops.abs_, (self,))
 
-    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
-        """Values limited to [min, max]; the gradient is 1 inside and 0 where clipped."""
-        data = np.clip(self.data, min, max)
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """Values limited to [min, max]; the gradient is 1 inside and 0 where clipped.
+
+        The bounds are numbers or arrays (constants) that broadcast to this tensor's shape.
+        """
+        lo, hi = (_clip_bound(b, name, self.shape) for b, name in ((min, "min"), (max, "max")))
+        if lo is None and hi is None:
+            return self
+        data = np.clip(self.data, lo, hi)
         inside = data == self.data
         return where(inside, self, Tensor(data.astype(self.dtype, copy=False)))
 
@@ -430,7 +490,8 @@ class Tensor:
         count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         if count == 0:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
-        return apply(ops.sum_, (self,), axis=axes, keepdims=keepdims) * (1.0 / count)
+        return _composite(apply(ops.sum_, (self,), axis=axes, keepdims=keepdims)
+                          * (1.0 / count), "mean")
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         return self._extremum(ops.max_, axis, keepdims)
@@ -446,21 +507,31 @@ class Tensor:
 
     def var(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         centered = self - self.mean(axis=axis, keepdims=True)
-        return (centered * centered).mean(axis=axis, keepdims=keepdims)
+        return _composite((centered * centered).mean(axis=axis, keepdims=keepdims), "var")
 
     def std(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        return self.var(axis=axis, keepdims=keepdims).sqrt()
+        """Population standard deviation (numpy's default, ddof=0)."""
+        var = self.var(axis=axis, keepdims=keepdims)
+        # sqrt'(0) is infinite: where the spread is exactly 0 (a constant row, an axis of size
+        # 1) the chain rule would give 0 * inf = NaN, and the mean inside var would spread it
+        # into the whole tensor. There the gradient is taken as 0, a valid subgradient (as
+        # PyTorch does). NaN variances stay NaN.
+        spread = ~np.asarray(var.data == 0)
+        return _composite(where(spread, where(spread, var, 1.0).sqrt(), 0.0), "std")
 
     def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         axes = _axes(axis, self.ndim, "logsumexp")
-        return apply(ops.logsumexp, (self,), axis=axes, keepdims=keepdims)
+        return apply(ops.logsumexp, (self._floating(),), axis=axes, keepdims=keepdims)
 
     def log_softmax(self, axis: int = -1) -> Tensor:
+        _axis(axis, self.ndim, "log_softmax")
+        x = self._floating()
         # Composite but stable: logsumexp shifts by the max, so nothing overflows.
-        return self - self.logsumexp(axis=axis, keepdims=True)
+        return _composite(x - x.logsumexp(axis=axis, keepdims=True), "log_softmax")
 
     def softmax(self, axis: int = -1) -> Tensor:
-        return self.log_softmax(axis=axis).exp()
+        _axis(axis, self.ndim, "softmax")
+        return _composite(self.log_softmax(axis=axis).exp(), "softmax")
 
     # --- shape ---------------------------------------------------------------------------
 
@@ -550,9 +621,16 @@ def _axis(axis: Any, ndim: int, who: str) -> int:
 def _axes(axis: Axis, ndim: int, who: str) -> tuple[int, ...] | None:
     if axis is None:
         return None
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        axes: tuple = (axis,)
+    elif isinstance(axis, (tuple, list)):
+        axes = tuple(axis)
+    else:
+        raise TypeError(
+            f"{who}: axis must be an int or a tuple of ints, got {type(axis).__name__} {axis!r}"
+        )
     if ndim == 0:
         raise ValueError(f"{who}: axis {axis} is out of range for a 0-d tensor")
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     normalized = tuple(_axis(a, ndim, who) for a in axes)
     if len(set(normalized)) != len(normalized):
         raise ValueError(f"{who}: repeated axis in {axis}")
@@ -560,14 +638,52 @@ def _axes(axis: Axis, ndim: int, who: str) -> tuple[int, ...] | None:
 
 
 def _index(index: Any) -> Any:
-    """Replace Tensors (and lists) inside an index by arrays, so numpy sees plain indices."""
+    """Replace Tensors (and lists) inside an index by arrays, so numpy sees plain indices.
+
+    Index arrays are copied: the node keeps its index for backward, and a caller writing into
+    their array before backward must not move the gradient elsewhere.
+    """
     if isinstance(index, tuple):
         return tuple(_index(part) for part in index)
     if isinstance(index, Tensor):
-        return index.data
+        index = index.data
+    if isinstance(index, np.ndarray):
+        return index.copy()
     if isinstance(index, list):
-        return np.asarray(index)
+        array = np.asarray([_index(part) for part in index])
+        # [] is an empty selection (as in numpy and PyTorch), not an array of floats.
+        return array.astype(np.intp) if array.size == 0 else array
     return index
+
+
+def _clip_bound(bound: Any, name: str, shape: tuple[int, ...]) -> Any:
+    """A clip bound as numbers that broadcast to `shape` (None stays None)."""
+    if bound is None:
+        return None
+    if isinstance(bound, Tensor):
+        if bound.requires_grad:
+            raise TypeError(
+                f"clip: the {name} bound requires grad, but bounds are constants and its "
+                "gradient would be lost; use autodiff.maximum / minimum instead"
+            )
+        bound = bound.data
+    array = np.asarray(bound) if not isinstance(bound, (str, bytes)) else None
+    if array is None or array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"clip: the {name} bound must be a number or an array of numbers, "
+            f"got {type(bound).__name__} {bound!r}"
+        )
+    if array.ndim:
+        try:
+            fits = np.broadcast_shapes(array.shape, shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"clip: the {name} bound of shape {array.shape} does not broadcast to the "
+                f"tensor's shape {shape}"
+            )
+    return array if array.ndim else array[()]
 
 
 # --- functions ---------------------------------------------------------------------------
@@ -575,6 +691,18 @@ def _index(index: Any) -> Any:
 
 def tensor(data: ArrayLike, **kwargs: Any) -> Tensor:
     return data if isinstance(data, Tensor) and not kwargs else Tensor(data, **kwargs)
+
+
+# Creation order of tensors made with Tensor(...): drawings number unnamed leaves by it.
+_births = itertools.count(1)
+
+
+def _composite(out: Tensor, name: str) -> Tensor:
+    """Name the last node of a composite (mean is a sum, then a mul): repr and drawings show
+    `name` for it rather than its primitive's name, so the graph reads as the code does."""
+    if out._op is not None:
+        out._composite = name
+    return out
 
 
 def _lift(x: ArrayLike) -> Tensor:
@@ -636,7 +764,9 @@ def matmul(a: ArrayLike, b: ArrayLike) -> Tensor:
 
 def linear(x: ArrayLike, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight.T + bias in one node (weight has shape (out_features, in_features))."""
-    x = _lift(x)
+    # numpy weights and biases take part as constants, as arrays do in every other op.
+    x, weight = _lift(x), _lift(weight)
+    bias = None if bias is None else _lift(bias)
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"linear: input of shape {x.shape} does not fit a weight of shape {weight.shape} "
@@ -651,7 +781,8 @@ def linear(x: ArrayLike, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
     """Mean cross-entropy of integer class labels under softmax(logits), fused and stable."""
     logits = _lift(logits)
-    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    # A copy: the node keeps the labels for backward, and the caller may reuse their array.
+    labels = np.array(labels.data if isinstance(labels, Tensor) else labels)
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be (N, C), got {logits.shape}")
     if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
@@ -669,22 +800,43 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
 
 
 def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:
-    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
-    a_t = a if isinstance(a, Tensor) else None
-    b_t = b if isinstance(b, Tensor) else None
-    like = a_t if a_t is not None else b_t if b_t is not None else Tensor(np.asarray(a))
-    return apply(ops.where, (_operand(a, like), _operand(b, like)), cond=cond)
+    # A copy of the mask: the node keeps it for backward, and the caller may reuse their array.
+    cond = np.array(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    a_t, b_t = _pair(a, b)
+    try:
+        values = np.broadcast_shapes(a_t.shape, b_t.shape)
+    except ValueError:
+        values = None  # the op names both shapes itself
+    if values is not None:
+        try:
+            np.broadcast_shapes(cond.shape, values)
+        except ValueError:
+            raise ValueError(
+                f"where: the condition's shape {cond.shape} does not broadcast with the values' "
+                f"shape {values} (shapes {a_t.shape}, {b_t.shape})"
+            ) from None
+    return apply(ops.where, (a_t, b_t), cond=cond)
+
+
+def _pair(a: ArrayLike, b: ArrayLike) -> tuple[Tensor, Tensor]:
+    """Two operands as Tensors; a Python number takes the other side's dtype (float32 stays)."""
+    if isinstance(a, Tensor):
+        return a, _operand(b, a)
+    if isinstance(b, Tensor):
+        return _operand(a, b), b
+    like = Tensor(np.asarray(a))
+    return _operand(a, like), _operand(b, like)
 
 
 def maximum(a: ArrayLike, b: ArrayLike) -> Tensor:
-    """Elementwise max; on ties the gradient goes to `a` (a subgradient, as in numpy order)."""
-    a, b = _lift(a), _lift(b)
-    return where(a.data >= b.data, a, b)
+    """Elementwise max. On a tie each side gets half the gradient, as `max()` splits ties (and
+    as PyTorch does): the result is symmetric in its arguments."""
+    return apply(ops.maximum, _pair(a, b))
 
 
 def minimum(a: ArrayLike, b: ArrayLike) -> Tensor:
-    a, b = _lift(a), _lift(b)
-    return where(a.data <= b.data, a, b)
+    """Elementwise min; ties split the gradient equally, as in `maximum`."""
+    return apply(ops.minimum, _pair(a, b))
 
 
 def concatenate(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
@@ -721,23 +873,29 @@ def as_generator(rng: Any) -> np.random.Generator:
     raise TypeError(f"rng must be None, an int seed or a numpy Generator, not {type(rng).__name__}")
 
 
-def _shape(shape: tuple) -> tuple[int, ...]:
+def _shape(shape: tuple, who: str) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(n) for n in shape)
+    try:
+        sizes = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise TypeError(f"{who}: shape must be integers, got {shape}") from None
+    if any(n < 0 for n in sizes):
+        raise ValueError(f"{who}: negative size in shape {sizes}")
+    return sizes
 
 
 def zeros(*shape: Any, dtype: Any = np.float64, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    return Tensor(np.zeros(_shape(shape, "zeros"), dtype=dtype), requires_grad=requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = np.float64, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    return Tensor(np.ones(_shape(shape, "ones"), dtype=dtype), requires_grad=requires_grad)
 
 
 def full(shape: Any, fill_value: float, dtype: Any = np.float64,
          requires_grad: bool = False) -> Tensor:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    shape = _shape((shape,) if isinstance(shape, int) else tuple(shape), "full")
     return Tensor(np.full(shape, fill_value, dtype=dtype), requires_grad=requires_grad)
 
 
@@ -748,14 +906,14 @@ def arange(*args: float, dtype: Any = np.float64, requires_grad: bool = False) -
 def rand(*shape: Any, rng: Any = None, dtype: Any = np.float64,
          requires_grad: bool = False) -> Tensor:
     """Uniform on [0, 1); `rng` is a seed or a numpy Generator, for reproducible runs."""
-    data = as_generator(rng).random(_shape(shape)).astype(dtype, copy=False)
+    data = as_generator(rng).random(_shape(shape, "rand")).astype(dtype, copy=False)
     return Tensor(data, requires_grad=requires_grad)
 
 
 def randn(*shape: Any, rng: Any = None, dtype: Any = np.float64,
           requires_grad: bool = False) -> Tensor:
     """Standard normal; `rng` is a seed or a numpy Generator, for reproducible runs."""
-    data = as_generator(rng).standard_normal(_shape(shape)).astype(dtype, copy=False)
+    data = as_generator(rng).standard_normal(_shape(shape, "randn")).astype(dtype, copy=False)
     return Tensor(data, requires_grad=requires_grad)
 
 
@@ -789,19 +947,25 @@ def grad(
     for i, t in enumerate(ins):
         if not t.requires_grad:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
-    if grad_outputs is None or isinstance(grad_outputs, Tensor | np.ndarray):
+    if grad_outputs is None or isinstance(grad_outputs, Tensor | np.ndarray | numbers.Number):
         grad_outputs = [grad_outputs] * len(outs) if len(outs) == 1 or grad_outputs is None \
             else grad_outputs
+    if not isinstance(grad_outputs, Sequence) or isinstance(grad_outputs, str | bytes):
+        raise TypeError(
+            f"grad: grad_outputs must be a Tensor, an array, a number or a list of them (one "
+            f"per output), got {type(grad_outputs).__name__}"
+        )
     if len(grad_outputs) != len(outs):
         raise ValueError(f"grad: {len(outs)} outputs but {len(grad_outputs)} grad_outputs")
     seeds = [out._seed(g, "grad", create_graph) for out, g in zip(outs, grad_outputs, strict=True)]
     found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False, inputs=ins)
     results = []
+    handed: set[int] = set()  # gradients handed out never share memory with each other
     for t, g in zip(ins, found, strict=True):
         if g is None:
             results.append(zeros_like(t))
         elif isinstance(g, Tensor):
             results.append(g)
         else:
-            results.append(Tensor(np.array(g) if not g.flags.writeable else g))
+            results.append(Tensor(engine._own(g, handed) if g.flags.writeable else np.array(g)))
     return results

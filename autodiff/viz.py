@@ -1,121 +1,295 @@
-"""Seeing backpropagation: graph drawings (graphviz), a step-by-step backward table, and an
-animation of the backward pass (GIF and an HTML page with a slider).
+"""Seeing backpropagation: graph drawings, a step-by-step backward table, and an animation
+of the backward pass (an animated GIF, or an HTML page with a slider).
 
-    from autodiff.viz import draw_graph, explain_backward, animate_backward
-    draw_graph(loss)                      # displays inline in Jupyter
-    render(draw_graph(loss), "graph", format="svg")
+    from autodiff.viz import draw_graph, render, explain_backward, animate_backward
+    draw_graph(loss)                          # a graphviz.Digraph; displays inline in Jupyter
+    draw_graph(loss).render("graph", format="svg")      # or render(drawing, "graph", ...)
+    explain_backward(loss)                    # the chain rule, one row per step, as a table
+    animate_backward(loss, "backward.gif")
+
+The drawing is made from `graph.trace`, the plain-data graph; every backward step shown
+here comes from the engine's own `backward` through its `on_step` hook.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.metadata
+import io
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import graphviz
 import numpy as np
+from graphviz.backend import dot_command, execute
+from graphviz.backend import rendering as gv_rendering
 
 from . import engine
-from .graph import Graph, summarize, trace
+from .graph import Graph, node_id, op_name, summarize, trace
 from .tensor import Tensor
 
-# Colours that say what a node is: learnable leaves, constants, computed values, the output.
+# Colours that say what a node is; the same in every drawing, frame and legend.
 COLORS = {
-    "param": "#cfe8ff",  # blue: a leaf that requires grad (weights, inputs you differentiate)
-    "constant": "#eeeeee",  # grey: data, no gradient
+    "leaf_param": "#cfe2ff",  # blue: a leaf that requires grad (weights, inputs you study)
+    "constant": "#e9ecef",  # grey: data, no gradient
     "intermediate": "#ffffff",  # white: computed by an op
-    "output": "#d9f2d0",  # green: the root you call backward on
-    "op": "#ffe9b3",  # amber: an operation
-    "current": "#ff9e80",  # orange: the node backward is processing (animations)
+    "output": "#c8ecc8",  # green: the root backward starts from
+    "op": "#ffe8a3",  # amber: an operation
+    "module": "#e5dbff",  # lavender: a module call drawn as one box
+    "current": "#ff9b73",  # orange: the node backward is processing (animations)
 }
+LEGEND = {
+    "leaf_param": "parameter (requires grad)",
+    "constant": "constant",
+    "intermediate": "computed",
+    "output": "output",
+    "op": "op",
+    "module": "module call (collapsed)",
+    "frame": "module call",
+    "current": "backward is here",
+}
+LEGEND_STYLE = {"op": ' style="rounded"', "frame": ' style="dashed"'}
+FONT = "Helvetica"
 
 
-class GraphvizNotFound(RuntimeError):
-    """No `dot` program: drawings can still be built and their DOT source read."""
+# --- finding and running `dot` ----------------------------------------------------------------
+
+
+class GraphvizNotFound(graphviz.ExecutableNotFound):
+    """No `dot` program: drawings can still be built and their DOT text read (`.source`).
+
+    A graphviz.ExecutableNotFound (so a RuntimeError too): code written for graphviz
+    catches it as it catches graphviz's own."""
+
+    def __init__(self, message: str) -> None:
+        RuntimeError.__init__(self, message)
 
 
 def dot_executable() -> str:
-    """The system `dot`, else the `graphviz-pure` binary that the PyPI package ships."""
-    for name in ("dot", "graphviz-pure"):
-        found = shutil.which(name)
-        if found:
-            return found
-    candidate = Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin") / "graphviz-pure"
-    if candidate.exists():
-        return str(candidate)
-    raise GraphvizNotFound(
-        "rendering needs Graphviz's `dot`: install it with `apt install graphviz` (or your "
-        "system's package manager), or `pip install graphviz-pure`. The DOT source is still "
-        "available as `digraph.source`."
-    )
+    """The system `dot` if it is on PATH, else the binary the `graphviz-pure` wheel ships."""
+    found = shutil.which("dot") or _graphviz_pure()
+    if found is None:
+        raise GraphvizNotFound(
+            "rendering needs Graphviz's `dot` program: install it with `apt install graphviz` "
+            "(or brew, conda, ...) or `pip install graphviz-pure`. The drawing's DOT text is "
+            "still available as `digraph.source`."
+        )
+    return found
+
+
+def _graphviz_pure() -> str | None:
+    # pip puts the binary in the environment's scripts folder, which need not be on PATH
+    # (a venv that is not activated, pyenv, --user installs): the wheel's file list says where.
+    try:
+        files = importlib.metadata.files("graphviz-pure") or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.name in ("graphviz-pure", "graphviz-pure.exe"):
+            path = Path(str(f.locate())).resolve()
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+    return shutil.which("graphviz-pure")
 
 
 def _run_dot(source: str, fmt: str) -> bytes:
-    result = subprocess.run([dot_executable(), f"-T{fmt}"], input=source.encode(),
+    # -Kdot: graphviz-pure picks its layout engine from its own name unless told.
+    result = subprocess.run([dot_executable(), "-Kdot", f"-T{fmt}"], input=source.encode(),
                             capture_output=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"dot failed: {result.stderr.decode(errors='replace')[:500]}")
     return result.stdout
 
 
-def render(digraph: Any, path: str | os.PathLike, format: str = "svg") -> Path:  # noqa: A002
-    """Write the drawing to `path` (the format's suffix is added if missing)."""
+def render(digraph: graphviz.Digraph, path: str | os.PathLike,
+           format: str = "svg") -> Path:  # noqa: A002 - the name graphviz itself uses
+    """Write a drawing to `path` as SVG or PNG (adding the suffix if it is missing)."""
     if format not in ("svg", "png"):
         raise ValueError(f"render: format must be 'svg' or 'png', got {format!r}")
-    path = Path(path)
-    if path.suffix != f".{format}":
-        path = path.with_name(path.name + f".{format}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _with_suffix(path, format)
     path.write_bytes(_run_dot(digraph.source, format))
     return path
 
 
-# --- drawing ---------------------------------------------------------------------------------
+def _with_suffix(path: str | os.PathLike, suffix: str) -> Path:
+    path = Path(path)
+    if path.suffix != f".{suffix}":
+        path = path.with_name(f"{path.name}.{suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def _digraph_class() -> type:
-    import graphviz
+def _dot_command(engine: str, format: str, renderer: str | None,  # noqa: A002
+                 formatter: str | None, neato_no_op: bool | int | None) -> list[Any]:
+    """graphviz's own command line (it checks the engine and format names), with the program
+    we found in place of its bare `dot`, which only a system Graphviz puts on PATH."""
+    cmd = dot_command.command(engine, format, renderer=renderer, formatter=formatter,
+                              neato_no_op=neato_no_op)
+    return [dot_executable(), *cmd[1:]]
 
-    class Drawing(graphviz.Digraph):
-        """A graphviz.Digraph that renders through whichever `dot` we found (the system one
-        or graphviz-pure), so it displays inline in Jupyter after `pip install` alone."""
 
-        def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
-                              **kwargs: Any) -> dict[str, str]:
+def _pipe_lines(engine: str, format: str, input_lines: Any, *,  # noqa: A002
+                input_encoding: str, renderer: str | None = None,
+                formatter: str | None = None, neato_no_op: bool | int | None = None,
+                quiet: bool = False) -> bytes:
+    cmd = _dot_command(engine, format, renderer, formatter, neato_no_op)
+    lines = (line.encode(input_encoding) for line in input_lines)
+    return execute.run_check(cmd, input_lines=lines, capture_output=True, quiet=quiet).stdout
+
+
+def _pipe_lines_string(engine: str, format: str, input_lines: Any, *,  # noqa: A002
+                       encoding: str, renderer: str | None = None,
+                       formatter: str | None = None, neato_no_op: bool | int | None = None,
+                       quiet: bool = False) -> str:
+    cmd = _dot_command(engine, format, renderer, formatter, neato_no_op)
+    return execute.run_check(cmd, input_lines=iter(input_lines), encoding=encoding,
+                             capture_output=True, quiet=quiet).stdout
+
+
+def _render_file(engine: str, format: str | None = None,  # noqa: A002
+                 filepath: str | os.PathLike | None = None, renderer: str | None = None,
+                 formatter: str | None = None, neato_no_op: bool | int | None = None,
+                 quiet: bool = False, *, outfile: str | os.PathLike | None = None,
+                 raise_if_result_exists: bool = False, overwrite_filepath: bool = False) -> str:
+    """graphviz.render's contract (the output file's name, the checks), through our dot."""
+    if outfile is not None:
+        outfile = Path(outfile)
+        format = gv_rendering.get_format(outfile, format=format)  # noqa: A001
+        filepath = gv_rendering.get_filepath(outfile) if filepath is None else filepath
+    if filepath is None or format is None:
+        raise graphviz.RequiredArgumentError("render: a filename (or outfile) and a format "
+                                             "are needed")
+    filepath = Path(filepath)
+    if outfile is None:
+        outfile = gv_rendering.get_outfile(filepath, format=format, renderer=renderer,
+                                           formatter=formatter)
+    if outfile.resolve() == filepath.resolve() and not overwrite_filepath:
+        raise ValueError(f"render: the output {outfile} would overwrite the DOT source")
+    if raise_if_result_exists and outfile.exists():
+        raise graphviz.FileExistsError(f"output file exists: {os.fspath(outfile)!r}")
+    cmd = _dot_command(engine, format, renderer, formatter, neato_no_op)
+    execute.run_check([*cmd, "-o", os.fspath(outfile), os.fspath(filepath)],
+                      capture_output=True, quiet=quiet)
+    return os.fspath(outfile)
+
+
+def _viewer_available() -> bool:
+    if sys.platform in ("win32", "darwin"):
+        return True
+    # xdg-open on a machine without a display can wait for a terminal browser, or fail.
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return has_display and shutil.which("xdg-open") is not None
+
+
+class Drawing(graphviz.Digraph):
+    """A graphviz.Digraph whose methods run through the `dot` we found: the system one, or
+    the `graphviz-pure` binary that pip installs. `render`, `pipe`, `view`, `save` and
+    Jupyter's inline display work without a system Graphviz; only `unflatten` needs Graphviz's
+    own `unflatten` program, and says so.
+
+    Two defaults differ from graphviz's, so that a first `render` does what a learner
+    expects: the format is PNG (graphviz-pure has no PDF), and `render`/`view` remove the
+    DOT source file they write beside the picture (`cleanup=False` keeps it). `view()`
+    where no viewer can open (a server, CI) prints the rendered file's path instead.
+    """
+
+    summary = "a graph"  # what __repr__ says the drawing shows; draw_graph sets it
+
+    # graphviz looks these up on the instance (its own tests mock them the same way).
+    @property
+    def _pipe_lines(self) -> Any:
+        return _pipe_lines
+
+    @property
+    def _pipe_lines_string(self) -> Any:
+        return _pipe_lines_string
+
+    @property
+    def _render(self) -> Any:
+        return _render_file
+
+    def render(self, filename: str | os.PathLike | None = None,
+               directory: str | os.PathLike | None = None, view: bool = False,
+               cleanup: bool = True, format: str | None = None,  # noqa: A002
+               renderer: str | None = None, formatter: str | None = None,
+               neato_no_op: bool | int | None = None, quiet: bool = False,
+               quiet_view: bool = False, *, outfile: str | os.PathLike | None = None,
+               engine: str | None = None, raise_if_result_exists: bool = False,
+               overwrite_source: bool = False) -> str:
+        """graphviz.Digraph.render: save the DOT source, render it, return the picture's path
+        ("x" with format="png" gives "x.png"). The source file is removed unless cleanup=False,
+        also when rendering fails."""
+        started = time.time()
+        try:
+            return super().render(filename, directory=directory, view=view, cleanup=cleanup,
+                                  format=format, renderer=renderer, formatter=formatter,
+                                  neato_no_op=neato_no_op, quiet=quiet, quiet_view=quiet_view,
+                                  outfile=outfile, engine=engine,
+                                  raise_if_result_exists=raise_if_result_exists,
+                                  overwrite_source=overwrite_source)
+        except Exception:
+            # graphviz saves the source (and points self.filepath at it) before it runs dot:
+            # do not leave that file behind, but never delete one this call did not write.
+            saved = Path(self.filepath)
+            if cleanup and saved.is_file() and saved.stat().st_mtime >= started - 1:
+                saved.unlink()
+            raise
+
+    def view(self, filename: str | os.PathLike | None = None,
+             directory: str | os.PathLike | None = None, cleanup: bool = True,
+             quiet: bool = False, quiet_view: bool = False) -> str:
+        """Render and open the picture in the system's viewer; where there is none (no
+        display), print where the picture is. Returns its path."""
+        return self.render(filename, directory=directory, view=True, cleanup=cleanup,
+                           quiet=quiet, quiet_view=quiet_view)
+
+    def _view(self, filepath: str | os.PathLike, *, format: str,  # noqa: A002
+              quiet: bool) -> None:
+        if _viewer_available():
             try:
-                return {"image/svg+xml": _run_dot(self.source, "svg").decode()}
-            except (GraphvizNotFound, RuntimeError) as exc:
-                return {"text/plain": f"{exc}\n\n{self.source}"}
+                super()._view(filepath, format=format, quiet=quiet)
+                return
+            except (OSError, RuntimeError):
+                pass  # no program for this format: say where the file is instead
+        print(f"drawing written to {os.path.abspath(filepath)} (no viewer to open it here)")
 
-    return Drawing
+    def unflatten(self, stagger: int | None = None, fanout: bool = False,
+                  chain: int | None = None) -> graphviz.Source:
+        if shutil.which("unflatten") is None:
+            raise GraphvizNotFound(
+                "unflatten: needs the `unflatten` program of a system Graphviz (`apt install "
+                "graphviz`); graphviz-pure has no unflatten. Drawing without it works."
+            )
+        return super().unflatten(stagger=stagger, fanout=fanout, chain=chain)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
+                          **kwargs: Any) -> dict[str, Any]:
+        try:
+            return super()._repr_mimebundle_(include, exclude, **kwargs)
+        except (graphviz.ExecutableNotFound, graphviz.CalledProcessError) as exc:
+            # A notebook shows this text instead of a traceback: the cure, and the DOT.
+            return {"text/plain": f"{exc}\n\n{self.source}"}
+
+    def copy(self) -> Drawing:
+        twin = super().copy()
+        twin.summary = self.summary
+        return twin
+
+    def __repr__(self) -> str:
+        return (f"<Drawing of {self.summary}: .render('name', format='png') writes name.png, "
+                f".source is the DOT text; Jupyter shows it inline>")
 
 
-def _record_text(text: str) -> str:
-    # Characters with a meaning inside graphviz record labels must be escaped.
-    for ch in "\\{}|<>\"":
-        text = text.replace(ch, "\\" + ch)
-    return text
-
-
-def _tensor_label(node: Any, show_values: bool, show_grads: bool, grad: str | None) -> str:
-    head = node.label or ("" if node.kind != "output" else "output")
-    shape = "scalar" if node.shape == () else "x".join(str(n) for n in node.shape)
-    fields = [f"{head} {shape} {node.dtype}".strip()]
-    if show_values:
-        fields.append(f"data {node.value}")
-    if show_grads and grad is not None:
-        fields.append(f"grad {grad}")
-    return "{" + " | ".join(_record_text(f) for f in fields) + "}"
-
-
-def _group(scope: tuple, model: Any) -> Any:
-    """The module a node is drawn in: the innermost module call that created it."""
-    scope = tuple(m for m in scope if m is not model)
-    return scope[-1] if scope else None
+# --- drawing ----------------------------------------------------------------------------------
 
 
 def draw_graph(
@@ -123,321 +297,642 @@ def draw_graph(
     *,
     model: Any = None,
     names: dict[int, str] | None = None,
-    rankdir: str = "LR",
+    rankdir: str = "auto",
     show_values: bool = True,
     show_grads: bool = True,
     group_by_module: bool | str = False,
     max_nodes: int = 300,
-    highlight: Iterable[int] = (),
-    grads: dict[int, Any] | None = None,
-) -> Any:
-    """A graphviz.Digraph of everything `root` depends on.
+) -> Drawing:
+    """A graphviz drawing of everything `root` depends on.
 
-    One record per tensor (label, shape, dtype, value, gradient when known), one box per op,
-    edges in argument order (labelled when an op has several inputs). `model` names the
-    parameters and modules. `group_by_module`: False, "cluster" (a labelled frame around each
-    module's ops) or "collapse" (each module call drawn as one box). A graph of more than
-    `max_nodes` nodes is collapsed by default, with a note saying so. `highlight` and `grads`
-    (ids of tensors -> gradient) are used by `animate_backward`.
+    One record per tensor (label | shape dtype | value | grad), one ellipse per op, edges in
+    argument order (numbered when an op has several inputs), colours by kind with a legend.
+    `model` names parameters ("layers.0.weight") and module calls; `names` maps id(tensor)
+    to a label. `group_by_module`: False; "cluster" (a frame around each module call) or
+    "collapse" (each module call drawn as one box, its inputs in and its outputs out). A graph
+    of more than `max_nodes` nodes is collapsed by module, with a note saying so.
+    rankdir "LR" draws left to right, "TB" top down; "auto" (the default) draws expressions
+    of scalars left to right, as micrograd does, and anything with arrays or more than
+    AUTO_LR_DEPTH ops in a chain top down, where left to right gets screens wide.
     """
-    if rankdir not in ("LR", "TB"):
-        raise ValueError(f"draw_graph: rankdir must be 'LR' or 'TB', got {rankdir!r}")
+    _check_rankdir(rankdir, "draw_graph")
     if group_by_module not in (False, True, "cluster", "collapse"):
-        raise ValueError("draw_graph: group_by_module must be False, 'cluster' or 'collapse'")
-    graph = trace(root, names=names, model=model)
+        raise ValueError(
+            f"draw_graph: group_by_module must be False, 'cluster' or 'collapse', "
+            f"got {group_by_module!r}"
+        )
+    options = _Options(rankdir, show_values, show_grads,
+                       "cluster" if group_by_module is True else group_by_module, max_nodes)
+    return _draw(trace(root, names=names, model=model), options)
+
+
+@dataclass
+class _Options:
+    rankdir: str = "LR"
+    show_values: bool = True
+    show_grads: bool = True
+    group: str | bool = False
+    max_nodes: int = 300
+
+
+@dataclass
+class _Frame:
+    """What one animation frame adds to a drawing: the node being processed, the gradient
+    known so far for each tensor (text), the contributions on its edges, and a caption."""
+
+    current: str
+    grads: dict[str, str]
+    flows: dict[tuple[str, int], str]  # (parent id, argument index) -> contribution text
+    caption: str
+
+
+@dataclass
+class _Scene:
+    """The nodes and edges to emit, after collapsing and cutting: one place for both modes."""
+
+    nodes: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> DOT attributes
+    home: dict[str, str | None] = field(default_factory=dict)  # id -> cluster drawn in
+    edges: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_rankdir(rankdir: str, who: str) -> None:
+    if rankdir not in ("auto", "LR", "TB"):
+        raise ValueError(f"{who}: rankdir must be 'auto', 'LR' or 'TB', got {rankdir!r}")
+
+
+# rankdir="auto" draws left to right only expressions of scalars (or tensors of up to 4
+# elements, drawn on one line) whose longest chain has at most this many ops: micrograd's
+# neuron, tanh(x1*w1 + x2*w2 + b), has 4. Arrays make wide records: a 2-16-2 network's
+# cross-entropy loss has 4 ops and left to right it is 1,627 pt (2,169 px) wide; top down
+# it is 744 x 585 pt.
+AUTO_LR_DEPTH = 6
+
+
+def _auto_rankdir(graph: Graph) -> str:
+    small = all(math.prod(node.shape) <= 4 for node in graph.tensors.values())
+    return "LR" if small and _depth(graph) <= AUTO_LR_DEPTH else "TB"
+
+
+def _depth(graph: Graph) -> int:
+    """The longest chain of ops from a leaf to the output."""
+    depth: dict[str, int] = {}
+    for tid in graph.tensors:  # parents before children
+        op_id = f"op{tid[1:]}"
+        parents = graph.inputs(op_id) if op_id in graph.ops else []
+        depth[tid] = 1 + max((depth.get(p, 0) for p in parents), default=0) if parents else 0
+    return max(depth.values(), default=0)
+
+
+def _draw(graph: Graph, options: _Options, frame: _Frame | None = None) -> Drawing:
+    if options.rankdir == "auto":
+        options = replace(options, rankdir=_auto_rankdir(graph))
+    group = options.group
     note = ""
-    size = len(graph.tensors) + len(graph.ops)
-    if size > max_nodes and group_by_module != "collapse":
-        group_by_module = "collapse"
-        note = f"{size} nodes: collapsed by module (max_nodes={max_nodes})"
-    if group_by_module is True:
-        group_by_module = "cluster"
-    highlight = set(highlight)
-    dot = _digraph_class()("autodiff", graph_attr={"rankdir": rankdir, "fontsize": "10",
-                                                   "fontname": "Helvetica"},
-                           node_attr={"fontname": "Helvetica", "fontsize": "10"},
-                           edge_attr={"arrowsize": "0.7"})
-    if note:
-        dot.attr(label=note, labelloc="t", fontcolor="#aa3300")
-    if group_by_module == "collapse":
-        _draw_collapsed(dot, graph, model, show_values, show_grads, grads, highlight)
+    if len(graph) > options.max_nodes and group != "collapse":
+        group = "collapse"
+        what = "one box per module call" if graph.clusters else "no modules to collapse by"
+        note = f"{len(graph)} nodes, more than max_nodes={options.max_nodes}: {what}"
+    if group == "collapse":
+        scene = _collapsed(graph, options, frame)
     else:
-        _draw_full(dot, graph, model, show_values, show_grads, grads, highlight,
-                   clusters=group_by_module == "cluster")
-    _legend(dot)
+        scene = _full(graph, options, frame, clusters=group == "cluster")
+    if note:
+        scene.notes.insert(0, note)
+    _cut(scene, graph, options.max_nodes)
+
+    dot = Drawing("autodiff", format="png",
+                  graph_attr={"rankdir": options.rankdir, "fontname": FONT,
+                              "fontsize": "11", "labelloc": "b", "nodesep": "0.25",
+                              "ranksep": "0.35"},
+                  node_attr={"fontname": FONT, "fontsize": "10"},
+                  edge_attr={"arrowsize": "0.7", "fontname": FONT, "fontsize": "9",
+                             "fontcolor": "#666666", "color": "#555555"})
+    n, m = len(graph.tensors), len(graph.ops)
+    dot.summary = (f"{n} tensor{'s' * (n != 1)} and {m} op{'s' * (m != 1)}"
+                   + (", one box per module call" if group == "collapse" else ""))
+    _emit_clusters(dot, graph, scene)
+    for source, target, attrs in scene.edges:
+        dot.edge(source, target, **attrs)
+    caption = frame.caption if frame is not None else ""
+    # The legend names what is drawn: a collapsed model shows no parameter records.
+    present = {graph.tensors[n].kind for n in scene.nodes if n in graph.tensors}
+    present |= {"op"} if any(n in graph.ops for n in scene.nodes) else set()
+    if graph.clusters and group in ("cluster", "collapse"):
+        present.add("module" if group == "collapse" else "frame")
+    if frame is not None:
+        present.add("current")
+    dot.attr(label=_caption_and_legend(caption, scene.notes, present))
     return dot
 
 
-def _grad_text(graph: Graph, tid: int, grads: dict[int, Any] | None) -> str | None:
-    if grads is not None:
-        return summarize(grads[tid]) if tid in grads else None
-    return graph.tensors[tid].grad
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "scalar" if shape == () else "x".join(map(str, shape))
 
 
-def _draw_full(dot: Any, graph: Graph, model: Any, show_values: bool, show_grads: bool,
-               grads: dict[int, Any] | None, highlight: set[int], clusters: bool) -> None:
-    groups: dict[Any, list[tuple[str, dict[str, str]]]] = {}
-
-    def place(key: Any, name: str, attrs: dict[str, str]) -> None:
-        groups.setdefault(key, []).append((name, attrs))
-
-    for tid in graph.order:
-        node = graph.tensors[tid]
-        fill = COLORS["current"] if tid in highlight else COLORS[node.kind]
-        attrs = {"label": _tensor_label(node, show_values, show_grads,
-                                        _grad_text(graph, tid, grads)),
-                 "shape": "record", "style": "filled", "fillcolor": fill}
-        if node.kind == "output":
-            attrs["penwidth"] = "2"
-        group = _group(node.scope, model) if clusters and node.kind != "param" else None
-        place(id(group) if group is not None else None, f"t{tid}", attrs)
-    for op_id, op in graph.ops.items():
-        label = op.op + (f"\n{op.params}" if op.params else "")
-        attrs = {"label": label, "shape": "box", "style": "rounded,filled",
-                 "fillcolor": COLORS["op"]}
-        group = _group(op.scope, model) if clusters else None
-        place(id(group) if group is not None else None, op_id, attrs)
-    for key, members in groups.items():
-        if key is None:
-            for name, attrs in members:
-                dot.node(name, **attrs)
-            continue
-        with dot.subgraph(name=f"cluster_{key}") as sub:
-            sub.attr(label=graph.modules.get(key, "module"), style="rounded,dashed",
-                     color="#7a7a7a", fontcolor="#333333")
-            for name, attrs in members:
-                sub.node(name, **attrs)
-    n_inputs = {op_id: 0 for op_id in graph.ops}
-    for _, target, index in graph.edges:
-        if index is not None:
-            n_inputs[target] += 1
-    for source, target, index in graph.edges:
-        label = str(index) if index is not None and n_inputs.get(target, 0) > 1 else ""
-        dot.edge(source, target, label=label, fontsize="8", fontcolor="#666666")
+def _record(fields: list[str], rankdir: str, across: bool) -> str:
+    """label | shape dtype | data | grad: side by side for scalars, as micrograd draws them;
+    stacked for arrays (long summaries), so that a layer's record is not a screen wide."""
+    if not across:
+        fields = [f"{fields[0]}: {fields[1]}", *fields[2:]]
+    body = " | ".join(re.sub(r'([\\{}|<>"])', r"\\\1", f) for f in fields)
+    # Braces turn a record's fields a quarter turn; which way is "across" depends on rankdir.
+    return "{" + body + "}" if across == (rankdir == "LR") else body
 
 
-def _draw_collapsed(dot: Any, graph: Graph, model: Any, show_values: bool, show_grads: bool,
-                    grads: dict[int, Any] | None, highlight: set[int]) -> None:
-    """Each module call as one box; parameters used only inside a box are listed in it."""
-    box_of: dict[str, str] = {}
-    box_ops: dict[str, list[str]] = {}
-    for op_id, op in graph.ops.items():
-        group = _group(op.scope, model)
-        if group is not None:
-            box = f"m{id(group)}"
-            box_of[op_id] = box
-            box_of[f"t{op.output}"] = box
-            box_ops.setdefault(box, []).append(op.op)
-    consumers: dict[str, set[str]] = {}
-    for source, target, index in graph.edges:
-        if index is not None:
-            consumers.setdefault(source, set()).add(box_of.get(target, target))
-    box_params: dict[str, list[str]] = {}
+def _tensor_attrs(graph: Graph, tid: str, options: _Options, frame: _Frame | None
+                  ) -> dict[str, str]:
+    node = graph.tensors[tid]
+    fields = [node.label, f"{_shape_text(node.shape)} {node.dtype}"]
+    if options.show_values:
+        fields.append(f"data {node.value}")
+    if options.show_grads:
+        if frame is not None:
+            if node.kind != "constant":  # a placeholder keeps the layout still between frames
+                fields.append(f"grad {frame.grads.get(tid, '?')}")
+        elif node.grad is not None:
+            fields.append(f"grad {node.grad}")
+    current = frame is not None and frame.current == tid
+    # Decided without the gradient's text, so a record keeps its shape in every frame.
+    across = math.prod(node.shape) <= 4 and max(map(len, fields[:3])) <= 24
+    attrs = {"label": _record(fields, options.rankdir, across), "shape": "record",
+             "style": "filled",
+             "fillcolor": COLORS["current" if current else node.kind]}
+    if node.kind == "output" or current:
+        attrs["penwidth"] = "2"
+    return attrs
+
+
+def _op_attrs(graph: Graph, op_id: str, frame: _Frame | None) -> dict[str, str]:
+    op = graph.ops[op_id]
+    label = op.op + (f"\n{op.params_text}" if op.params else "")
+    attrs = {"label": label, "shape": "ellipse", "style": "filled",
+             "fillcolor": COLORS["op"], "margin": "0.05,0.02", "height": "0.3"}
+    if frame is not None and frame.current == op.output:
+        attrs.update(color=COLORS["current"], penwidth="3")
+    return attrs
+
+
+def _edge_attrs(graph: Graph, source: str, target: str, index: int | None,
+                frame: _Frame | None) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    if index is not None and len(graph.inputs(target)) > 1:
+        attrs["label"] = str(index)  # argument order matters for sub, div, matmul, ...
+    flow = frame.flows.get((source, index)) if frame is not None and index is not None else None
+    if flow is not None and graph.ops[target].output == frame.current:
+        # The gradient flowing back along this edge during the current step.
+        attrs.update(color=COLORS["current"], penwidth="2.5", fontcolor="#c0392b",
+                     label=f"{attrs.get('label', '')}{': ' if 'label' in attrs else ''}"
+                           f"sends {flow}")
+    return attrs
+
+
+def _full(graph: Graph, options: _Options, frame: _Frame | None, clusters: bool) -> _Scene:
+    scene = _Scene()
     for tid, node in graph.tensors.items():
-        name = f"t{tid}"
-        users = consumers.get(name, set())
-        if node.kind == "param" and len(users) == 1 and next(iter(users)).startswith("m"):
-            box = next(iter(users))
-            box_of[name] = box
-            shape = "x".join(str(n) for n in node.shape) or "scalar"
-            box_params.setdefault(box, []).append(f"{node.label or 'param'} {shape}")
-    for tid in graph.order:
-        name = f"t{tid}"
-        if name in box_of:
-            continue
-        node = graph.tensors[tid]
-        fill = COLORS["current"] if tid in highlight else COLORS[node.kind]
-        dot.node(name, label=_tensor_label(node, show_values, show_grads,
-                                           _grad_text(graph, tid, grads)),
-                 shape="record", style="filled", fillcolor=fill)
+        op_id = f"op{tid[1:]}"
+        if op_id in graph.ops:
+            scene.nodes[op_id] = _op_attrs(graph, op_id, frame)
+            scene.home[op_id] = graph.ops[op_id].cluster if clusters else None
+        scene.nodes[tid] = _tensor_attrs(graph, tid, options, frame)
+        scene.home[tid] = node.cluster if clusters else None
+    # One edge per argument: x * x reads x twice, and draws two edges, 0 and 1.
+    scene.edges = [(e.source, e.target, _edge_attrs(graph, e.source, e.target, e.index, frame))
+                   for e in graph.edges]
+    return scene
+
+
+def _box_of(graph: Graph) -> dict[str, str | None]:
+    """For each cluster, the module call it is collapsed into: the children of each top-level
+    call (a model's layers), or the top-level call itself when it has no children."""
+    has_children = {c.parent for c in graph.clusters.values()}
+    boxes: dict[str, str | None] = {}
+    for cid in graph.clusters:
+        chain = [cid]
+        while graph.clusters[chain[-1]].parent is not None:
+            chain.append(graph.clusters[chain[-1]].parent)
+        chain.reverse()  # outermost first
+        if chain[0] not in has_children:
+            boxes[cid] = chain[0]
+        else:
+            boxes[cid] = chain[1] if len(chain) > 1 else None
+    return boxes
+
+
+def _collapsed(graph: Graph, options: _Options, frame: _Frame | None) -> _Scene:
+    scene = _Scene()
+    boxes = _box_of(graph)
+    box: dict[str, str | None] = {}  # graph node id -> the box that swallows it, if any
     for op_id, op in graph.ops.items():
-        if op_id not in box_of:
-            dot.node(op_id, label=op.op, shape="box", style="rounded,filled",
-                     fillcolor=COLORS["op"])
-    for box, ops in box_ops.items():
-        key = int(box[1:])
-        out_shapes = [graph.tensors[int(t[1:])].shape for t, b in box_of.items()
-                      if b == box and t.startswith("t") and graph.tensors[int(t[1:])].kind
-                      in ("intermediate", "output")]
-        lines = [graph.modules.get(key, "module"), f"ops: {', '.join(dict.fromkeys(ops))}"]
-        lines += box_params.get(box, [])
-        if out_shapes:
-            lines.append("out " + ("x".join(str(n) for n in out_shapes[-1]) or "scalar"))
-        dot.node(box, label="\n".join(lines), shape="box3d", style="filled",
-                 fillcolor="#e8e0ff")
-    drawn: set[tuple[str, str]] = set()
-    for source, target, _ in graph.edges:
-        a, b = box_of.get(source, source), box_of.get(target, target)
-        if a != b and (a, b) not in drawn:
-            drawn.add((a, b))
-            dot.edge(a, b)
-
-
-def _legend(dot: Any) -> None:
-    with dot.subgraph(name="cluster_legend") as legend:
-        legend.attr(label="legend", fontsize="9", style="dotted", color="#999999")
-        for kind, text in (("param", "leaf that requires grad"), ("constant", "constant"),
-                           ("intermediate", "computed"), ("output", "output"), ("op", "op")):
-            legend.node(f"legend_{kind}", label=text, shape="box", style="filled",
-                        fillcolor=COLORS[kind], fontsize="8", height="0.2")
-
-
-# --- backpropagation step by step ----------------------------------------------------------------
-
-
-def _labels(graph: Graph) -> dict[int, str]:
-    """A readable name for every tensor: its own label, else op and a running number."""
-    labels: dict[int, str] = {}
-    counts: dict[str, int] = {}
-    ops_by_output = {op.output: op.op for op in graph.ops.values()}
-    for tid in graph.order:
-        node = graph.tensors[tid]
-        if node.label:
-            labels[tid] = node.label
+        box[op_id] = boxes.get(op.cluster) if op.cluster else None
+    for tid, node in graph.tensors.items():
+        box[tid] = boxes.get(node.cluster) if node.cluster else None
+    readers: dict[str, set[str | None]] = {}
+    for e in graph.edges:
+        if e.index is not None:
+            readers.setdefault(e.source, set()).add(box[e.target])
+    visible: dict[str, str] = {}  # graph node id -> the scene node that stands for it
+    for tid, node in graph.tensors.items():
+        inside = box[tid]
+        # A tensor stays visible unless its box makes it and only its box reads it.
+        if inside is None or tid == graph.root or readers.get(tid, set()) - {inside}:
+            visible[tid] = tid
+            scene.nodes[tid] = _tensor_attrs(graph, tid, options, frame)
+            scene.home[tid] = (graph.clusters[inside].parent if inside else node.cluster)
+        else:
+            visible[tid] = inside
+    for op_id, op in graph.ops.items():
+        if box[op_id] is None:
+            visible[op_id] = op_id
+            scene.nodes[op_id] = _op_attrs(graph, op_id, frame)
+            scene.home[op_id] = op.cluster
+        else:
+            visible[op_id] = box[op_id]
+    for cid in dict.fromkeys(b for b in box.values() if b is not None):
+        scene.nodes[cid] = _box_attrs(graph, cid, box, frame)
+        scene.home[cid] = graph.clusters[cid].parent
+    drawn = set()
+    for e in graph.edges:
+        source, target = visible[e.source], visible[e.target]
+        # Skip edges inside a box, the edge back into the box that made a tensor, and repeats.
+        if source == target or (e.index is not None and box[e.source] == target):
             continue
-        base = ops_by_output.get(tid, "const" if node.kind == "constant" else "leaf")
-        counts[base] = counts.get(base, 0) + 1
-        labels[tid] = f"{base}{counts[base]}"
-    return labels
+        if (source, target) not in drawn:
+            drawn.add((source, target))
+            scene.edges.append((source, target, {}))
+    return scene
 
 
-def _number(value: Any) -> Any:
-    array = np.asarray(getattr(value, "data", value))
+def _box_attrs(graph: Graph, cid: str, box: dict[str, str | None],
+               frame: _Frame | None) -> dict[str, str]:
+    ops = [graph.ops[o].op for o, b in box.items() if b == cid and o in graph.ops]
+    params = [n for t, n in graph.tensors.items() if box[t] == cid and n.kind == "leaf_param"]
+    lines = [graph.clusters[cid].label, "ops: " + ", ".join(dict.fromkeys(ops))]
+    for p in params:
+        name = (p.name or p.label).rsplit(".", 1)[-1]  # the box already says which module
+        lines.append(f"{name} {_shape_text(p.shape)}")
+    current = frame is not None and box.get(frame.current) == cid
+    return {"label": "\n".join(lines), "shape": "box3d", "style": "filled",
+            "fillcolor": COLORS["current" if current else "module"]}
+
+
+def _cut(scene: _Scene, graph: Graph, max_nodes: int) -> None:
+    """Past max_nodes even after collapsing, keep the nodes nearest the output: dot takes
+    minutes on thousands of nodes, and a learner reads the end of the graph first."""
+    if len(scene.nodes) <= max_nodes:
+        return
+    into: dict[str, list[str]] = {}
+    for source, target, _ in scene.edges:
+        into.setdefault(target, []).append(source)
+    keep: dict[str, None] = {}
+    queue = [n for n in scene.nodes if n == graph.root] or list(scene.nodes)[-1:]
+    while queue and len(keep) < max_nodes - 1:
+        n = queue.pop(0)
+        if n not in keep and n in scene.nodes:
+            keep[n] = None
+            queue.extend(into.get(n, []))
+    dropped = len(scene.nodes) - len(keep)
+    more = "more"
+    scene.nodes = {n: a for n, a in scene.nodes.items() if n in keep}
+    scene.nodes[more] = {"label": f"... {dropped} earlier nodes", "shape": "plaintext"}
+    scene.home[more] = None
+    edges: dict[tuple[str, str], dict[str, str]] = {}
+    for source, target, attrs in scene.edges:
+        if target in keep:
+            edges.setdefault((source if source in keep else more, target), attrs)
+    scene.edges = [(source, target, attrs) for (source, target), attrs in edges.items()]
+    scene.notes.append(f"only the {len(keep)} nodes nearest the output are drawn")
+
+
+def _emit_clusters(dot: graphviz.Digraph, graph: Graph, scene: _Scene) -> None:
+    members: dict[str | None, list[str]] = {}
+    for n in scene.nodes:
+        members.setdefault(scene.home.get(n), []).append(n)
+    children: dict[str | None, list[str]] = {}
+    for cid, c in graph.clusters.items():
+        children.setdefault(c.parent, []).append(cid)
+
+    def occupied(cid: str) -> bool:
+        return bool(members.get(cid)) or any(occupied(k) for k in children.get(cid, []))
+
+    def emit(target: graphviz.Digraph, cid: str | None) -> None:
+        for n in members.get(cid, []):
+            target.node(n, **scene.nodes[n])
+        for child in children.get(cid, []):
+            if child in scene.nodes or not occupied(child):
+                continue  # drawn as a box, or nothing of it is left to frame
+            with target.subgraph(name=child) as sub:
+                sub.attr(label=graph.clusters[child].label, style="rounded,dashed",
+                         color="#8a8a8a", fontcolor="#333333", fontsize="10", labeljust="l",
+                         labelloc="t")
+                emit(sub, child)
+
+    emit(dot, None)
+
+
+def _caption_and_legend(caption: str, notes: list[str], present: set[str]) -> str:
+    """The graph's label, under the drawing: caption and notes, then a legend of what this
+    drawing shows (kinds of node, module boxes or frames, the step being animated)."""
+    kinds = {k: text for k, text in LEGEND.items() if k in present}
+    cells = "".join(
+        f'<td bgcolor="{COLORS.get(k, "#ffffff")}" border="1"{LEGEND_STYLE.get(k, "")}>'
+        f"{html.escape(text)}</td>"
+        for k, text in kinds.items()
+    )
+    rows = [f'<tr><td colspan="{len(kinds)}">{html.escape(line)}</td></tr>'
+            for line in [caption, *notes] if line]
+    return (f'<<table border="0" cellspacing="4" cellpadding="3">{"".join(rows)}'
+            f"<tr>{cells}</tr></table>>")
+
+
+# --- the backward pass, step by step ------------------------------------------------------------
+
+# Ops whose output element i depends only on input element i: their local derivative is a
+# number per element (a diagonal Jacobian), which a table can show.
+ELEMENTWISE = frozenset({
+    "add", "sub", "mul", "div", "neg", "pow", "pow_tensor", "exp", "log", "tanh", "sigmoid",
+    "relu", "abs", "where", "cast",
+})
+
+
+@dataclass
+class _Step:
+    node: Tensor
+    upstream: Any
+    contributions: list[tuple[int, Tensor, Any]]
+
+
+def _steps(root: Tensor, grad: Any, accumulate: bool, who: str) -> list[_Step]:
+    """Run the engine's backward and keep what each step did (in the engine's own order)."""
+    seed = root._seed(grad, who, False)
+    steps: list[_Step] = []
+    engine.backward([root], [seed], accumulate=accumulate,
+                    on_step=lambda node, up, contribs: steps.append(_Step(node, up, contribs)))
+    return steps
+
+
+def _plain(value: Any) -> Any:
+    """A Python number for one-element values (what a learner compares with), else the array."""
+    array = np.asarray(value)
     return array.reshape(()).item() if array.size == 1 else array
 
 
-def backward_steps(root: Tensor, grad: Any = None) -> list[dict[str, Any]]:
-    """The backward pass as rows, one per (node, parent) contribution, in execution order.
+def _local_derivative(op: str, upstream: Any, contribution: Any) -> Any:
+    """contribution / upstream, where that is the local derivative: for a scalar node (a row
+    of the Jacobian) or an elementwise op without broadcasting (its diagonal); else None."""
+    up, c = np.asarray(upstream), np.asarray(contribution)
+    if not (up.size == 1 or (op in ELEMENTWISE and up.shape == c.shape)):
+        return None
+    if np.any(up == 0):  # the derivative is not recoverable where nothing flows
+        return None
+    return _plain(c / up)
 
-    Each row: step, node, op, upstream (the gradient arriving at the node), parent,
-    local (the local derivative, for scalars; None where it is a matrix), contribution (what
-    is added into the parent's gradient), total (the parent's gradient so far) and paths (how
-    many contributions the parent has received: 2 or more means gradients were summed).
-    Nothing is written into any `.grad`.
+
+def explain_backward(
+    root: Tensor,
+    grad: Any = None,
+    *,
+    print_rows: bool = False,
+    accumulate: bool = False,
+    model: Any = None,
+    names: dict[int, str] | None = None,
+) -> BackwardRows:
+    """Run backward from `root` and return what each step did, as rows that display as a
+    table (in a script: `print(explain_backward(loss))`, or print_rows=True).
+
+    One row per (step, parent), in the engine's order: `step` (1, 2, ...), `node` (the tensor
+    processed), `op`, `formula` ("c = mul(a, b)"), `upstream` (the gradient arriving at the
+    node), `input` (the argument position), `parent`, `local` (the local derivative where it
+    is a number or an elementwise array; None where only the vector-Jacobian product exists,
+    as for matmul), `contribution` (what is added into the parent's gradient: upstream times
+    local), `total` (the parent's gradient so far), `paths` (contributions received so far),
+    `uses` (how many it will receive: paths > 1 is the chain rule summing over paths) and
+    `leaf` (the parent is a leaf that requires grad). One-element values are Python floats,
+    others arrays. accumulate=False touches no `.grad`; True fills them as backward() does.
     """
-    if not root.requires_grad:
-        raise RuntimeError("explain_backward: the root does not require grad")
-    graph = trace(root)
-    labels = _labels(graph)
-    seed = root._seed(grad, "explain_backward", False)
-    rows: list[dict[str, Any]] = []
-    totals: dict[int, Any] = {}
-    paths: dict[int, int] = {}
-
-    def on_step(node: Tensor, upstream: Any, contributions: list) -> None:
-        step = len({r["step"] for r in rows}) + 1
-        for index, parent, contrib in contributions:
-            pid = id(parent)
-            totals[pid] = contrib if pid not in totals else totals[pid] + contrib
+    graph = trace(root, names=names, model=model)
+    uses = _uses(graph)
+    totals: dict[str, Any] = {}
+    paths: dict[str, int] = {}
+    rows = BackwardRows()
+    for number, step in enumerate(_steps(root, grad, accumulate, "explain_backward"), 1):
+        op = step.node._op.name  # the primitive: its rule says whether `local` is a number
+        formula = _formula(graph, step.node)
+        for index, parent, contribution in step.contributions:
+            pid = node_id(parent)
+            totals[pid] = contribution if pid not in totals else totals[pid] + contribution
             paths[pid] = paths.get(pid, 0) + 1
-            up, c = _number(upstream), _number(contrib)
-            local = None
-            if np.ndim(up) == 0 and np.ndim(c) == 0 and up != 0:
-                local = c / up
             rows.append({
-                "step": step, "node": labels.get(id(node), "?"), "op": node._op.name,
-                "upstream": up, "input": index, "parent": labels.get(pid, "?"),
-                "local": local, "contribution": c, "total": _number(totals[pid]),
-                "paths": paths[pid],
+                "step": number, "node": graph.tensors[node_id(step.node)].label,
+                "op": op_name(step.node),
+                "formula": formula, "upstream": _plain(step.upstream), "input": index,
+                "parent": graph.tensors[pid].label,
+                "local": _local_derivative(op, step.upstream, contribution),
+                "contribution": _plain(contribution), "total": _plain(totals[pid]),
+                "paths": paths[pid], "uses": uses[pid],
+                "leaf": graph.tensors[pid].kind == "leaf_param",
             })
-
-    engine.backward([root], [seed], accumulate=False, on_step=on_step)
-    return rows
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "(vjp)"
-    if np.ndim(value) == 0:
-        return f"{float(value):.6g}"
-    return summarize(value)
-
-
-def explain_backward(root: Tensor, grad: Any = None, *, print_rows: bool = True
-                     ) -> list[dict[str, Any]]:
-    """Print (and return) each step of the backward pass: the node, the gradient arriving at
-    it, the local derivative, and what is added into each parent, with running totals. A row
-    marked "+" is a second (or later) path into the same parent: the chain rule sums them."""
-    rows = backward_steps(root, grad)
     if print_rows:
-        header = f"{'step':>4}  {'node':<12} {'upstream':>12}  {'parent':<10} " \
-                 f"{'local':>10} {'adds':>12} {'total':>12}"
-        print(header)
-        print("-" * len(header))
-        for r in rows:
-            mark = " +" if r["paths"] > 1 else ""
-            print(f"{r['step']:>4}  {r['node'] + ' (' + r['op'] + ')':<12} "
-                  f"{_fmt(r['upstream']):>12}  {r['parent']:<10} {_fmt(r['local']):>10} "
-                  f"{_fmt(r['contribution']):>12} {_fmt(r['total']):>12}{mark}")
+        print(format_rows(rows))
     return rows
 
 
-def animate_backward(root: Tensor, path: str | os.PathLike, *, fps: float = 1.0,
-                     format: str = "gif", model: Any = None,  # noqa: A002
-                     rankdir: str = "LR") -> Path:
-    """Write the backward pass as frames: frame 0 is the graph before backward, then one frame
-    per step with the processed node highlighted and the gradients known so far filled in.
-    `format` "gif" writes an animated GIF; "html" a self-contained page with a slider."""
-    if format not in ("gif", "html"):
-        raise ValueError(f"animate_backward: format must be 'gif' or 'html', got {format!r}")
-    seed = root._seed(None, "animate_backward", False)
-    known: dict[int, Any] = {}
-    frames_spec: list[tuple[set[int], dict[int, Any]]] = [(set(), {})]
+def _formula(graph: Graph, t: Tensor) -> str:
+    args = ", ".join(graph.tensors[a].label for a in graph.inputs(f"op{id(t)}"))
+    return f"{graph.tensors[node_id(t)].label} = {op_name(t)}({args})"
 
-    def on_step(node: Tensor, upstream: Any, contributions: list) -> None:
-        known[id(node)] = upstream
-        for _, parent, contrib in contributions:
-            pid = id(parent)
-            if parent._op is None:  # leaves: show the running sum as it grows
-                known[pid] = contrib if pid not in known else known[pid] + contrib
-        frames_spec.append(({id(node)}, dict(known)))
 
-    engine.backward([root], [seed], accumulate=False, on_step=on_step)
-    # Leaves get one last frame with their final gradients.
-    sources = [draw_graph(root, model=model, highlight=h, grads=g, rankdir=rankdir).source
-               for h, g in frames_spec]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if format == "html":
-        svgs = [_run_dot(s, "svg").decode() for s in sources]
-        path.write_text(_slider_page(svgs), encoding="utf-8")
-        return path
-    import io
+def _uses(graph: Graph) -> dict[str, int]:
+    """How many gradient contributions each tensor receives: one per time an op reads it."""
+    uses: dict[str, int] = {}
+    for e in graph.edges:
+        if e.index is not None:
+            uses[e.source] = uses.get(e.source, 0) + 1
+    return uses
 
-    import imageio.v2 as imageio
 
-    images = [imageio.imread(io.BytesIO(_run_dot(s, "png"))) for s in sources]
+def _text(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else summarize(value)
+
+
+class BackwardRows(list):
+    """explain_backward's rows: a list of dicts that shows itself as the table, so that a
+    REPL or notebook cell prints the table once, not a wall of dicts."""
+
+    def __repr__(self) -> str:
+        return format_rows(self)
+
+    __str__ = __repr__
+
+
+def backward_steps(root: Tensor, grad: Any = None) -> BackwardRows:
+    """The rows of explain_backward without printing (the name earlier versions used)."""
+    return explain_backward(root, grad)
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """explain_backward's rows as an aligned table, and the leaves' gradients at the end."""
+    table = [["step", "node = op(inputs)", "upstream", "", "to", "local", "adds",
+              "grad so far", ""]]
+    for i, r in enumerate(rows):
+        first = i == 0 or rows[i - 1]["step"] != r["step"]  # the step's columns, once
+        note = ""
+        if r["uses"] > 1:
+            note = f"path {r['paths']} of {r['uses']}" + (": summed" if r["paths"] > 1 else "")
+        table.append([
+            str(r["step"]) if first else "", r["formula"] if first else "",
+            _text(r["upstream"]) if first else "", "->", r["parent"],
+            f"VJP of {r['op']}" if r["local"] is None else _text(r["local"]),
+            _text(r["contribution"]), _text(r["total"]), note,
+        ])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in table]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    finals = {r["parent"]: r["total"] for r in rows if r["leaf"]}
+    if finals:
+        root = rows[0]["node"]
+        lines.append("gradients: " + ", ".join(
+            f"d{root}/d{leaf} = {_text(total)}" for leaf, total in finals.items()))
+    return "\n".join(lines)
+
+
+# --- animation ------------------------------------------------------------------------------------
+
+
+def animate_backward(
+    root: Tensor,
+    path: str | os.PathLike,
+    *,
+    fps: float = 1.0,
+    format: str | Sequence[str] = "gif",  # noqa: A002 - as in render
+    model: Any = None,
+    names: dict[int, str] | None = None,
+    rankdir: str = "auto",
+    group_by_module: bool | str = False,
+    max_nodes: int = 300,
+) -> Path | list[Path]:
+    """Draw the backward pass, one frame per step: the node being processed in orange, the
+    gradient it sends along each input edge, and every gradient known so far ("?" before
+    it arrives; "so far" while only some of its paths have delivered).
+
+    format "gif": an animated GIF (frames rendered to PNG by dot); "html": one self-contained
+    page of SVG frames with a slider; ("gif", "html"): both. Returns the path or paths.
+    Nothing is written into `.grad`.
+    """
+    formats = [format] if isinstance(format, str) else list(format)
+    for f in formats:
+        if f not in ("gif", "html"):
+            raise ValueError(f"animate_backward: format must be 'gif' or 'html', got {f!r}")
+    _check_rankdir(rankdir, "animate_backward")
+    if fps <= 0:
+        raise ValueError(f"animate_backward: fps must be positive, got {fps}")
+    graph = trace(root, names=names, model=model)
+    options = _Options(rankdir, True, True,
+                       "cluster" if group_by_module is True else group_by_module, max_nodes)
+    frames = _frames(graph, _steps(root, None, False, "animate_backward"))
+    sources = [_draw(graph, options, frame).source for frame in frames]
+    written = []
+    for f in formats:
+        target = _with_suffix(path, f)
+        if f == "html":
+            svgs = [_run_dot(s, "svg").decode() for s in sources]
+            target.write_text(_slider_page(svgs, [fr.caption for fr in frames]), encoding="utf-8")
+        else:
+            _write_gif(target, [_run_dot(s, "png") for s in sources], fps)
+        written.append(target)
+    return written[0] if isinstance(format, str) else written
+
+
+def _frames(graph: Graph, steps: list[_Step]) -> list[_Frame]:
+    uses = _uses(graph)
+    totals: dict[str, Any] = {}
+    received: dict[str, int] = {}
+    known: dict[str, str] = {}
+    frames = []
+    for number, step in enumerate(steps, 1):
+        tid = node_id(step.node)
+        known[tid] = summarize(step.upstream)  # complete: every path has delivered
+        flows = {}
+        sends = []
+        for index, parent, contribution in step.contributions:
+            pid = node_id(parent)
+            totals[pid] = contribution if pid not in totals else totals[pid] + contribution
+            received[pid] = received.get(pid, 0) + 1
+            known[pid] = summarize(totals[pid])
+            if received[pid] < uses[pid]:
+                known[pid] += f" so far ({received[pid]} of {uses[pid]})"
+            flows[(pid, index)] = summarize(contribution)
+            sends.append(f"{graph.tensors[pid].label} += {summarize(contribution)}")
+        caption = (f"step {number} of {len(steps)}: {_formula(graph, step.node)}, upstream "
+                   f"gradient {summarize(step.upstream)}: " + ", ".join(sends))
+        frames.append(_Frame(tid, dict(known), flows, caption))
+    return frames
+
+
+def _write_gif(path: Path, pngs: list[bytes], fps: float) -> None:
+    import imageio.v2 as imageio  # only animations need it
+
+    images = [imageio.imread(io.BytesIO(png)) for png in pngs]
     height = max(im.shape[0] for im in images)
     width = max(im.shape[1] for im in images)
     padded = []
     for im in images:
         rgb = im[..., :3] if im.ndim == 3 else np.stack([im] * 3, axis=-1)
+        # Frames differ a little in size as gradients fill in: centre each on a white canvas
+        # of the largest size, since a GIF has one size for all frames.
         canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-        canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
+        top, left = (height - rgb.shape[0]) // 2, (width - rgb.shape[1]) // 2
+        canvas[top: top + rgb.shape[0], left: left + rgb.shape[1]] = rgb
         padded.append(canvas)
-    imageio.mimsave(path, padded, duration=1000.0 / fps, loop=0)
-    return path
+    imageio.mimsave(path, padded, duration=1000.0 / fps, loop=0)  # duration in ms per frame
 
 
-def _slider_page(svgs: list[str]) -> str:
+def _slider_page(svgs: list[str], captions: list[str]) -> str:
+    # Graphviz gives every SVG the same element ids; prefix them so that the frames, all in
+    # one document, do not clash.
+    bodies = [svg.replace(' id="', f' id="f{i}_') for i, svg in enumerate(svgs)]
     frames = "\n".join(
-        f'<div class="frame" style="display:{"block" if i == 0 else "none"}">{svg}</div>'
-        for i, svg in enumerate(svgs)
+        f'<div class="frame" data-caption="{html.escape(caption)}"'
+        f'{"" if i == 0 else " hidden"}>{body}</div>'
+        for i, (body, caption) in enumerate(zip(bodies, captions, strict=True))
     )
+    last = len(svgs) - 1
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Backward pass, step by step</title>
-<style>body{{font-family:sans-serif}} .frame svg{{max-width:100%;height:auto}}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>Backward pass, step by step</title>
+<style>
+body {{ font-family: sans-serif; margin: 1em; }}
+.frame svg {{ max-width: 100%; height: auto; }}
+#caption {{ font-size: 1.05em; min-height: 2.5em; }}
+</style></head>
 <body>
-<h3>Backward pass: step <span id="n">0</span> of {len(svgs) - 1}</h3>
-<input id="slider" type="range" min="0" max="{len(svgs) - 1}" value="0" style="width:60%">
+<h2>Backward pass, step by step</h2>
+<p>
+<button id="prev" type="button">&larr; previous</button>
+<input id="slider" type="range" min="0" max="{last}" value="0" style="width: 50%">
+<button id="next" type="button">next &rarr;</button>
+step <span id="number">1</span> of {len(svgs)}
+</p>
+<p id="caption"></p>
 {frames}
 <script>
-const frames = document.querySelectorAll('.frame');
-document.getElementById('slider').addEventListener('input', e => {{
-  frames.forEach((f, i) => f.style.display = (i == e.target.value) ? 'block' : 'none');
-  document.getElementById('n').textContent = e.target.value;
+const frames = document.querySelectorAll(".frame");
+const slider = document.getElementById("slider");
+function show(i) {{
+  i = Math.max(0, Math.min({last}, i));
+  slider.value = i;
+  frames.forEach((f, k) => f.hidden = k !== i);
+  document.getElementById("number").textContent = i + 1;
+  document.getElementById("caption").textContent = frames[i].dataset.caption;
+}}
+slider.addEventListener("input", () => show(Number(slider.value)));
+document.getElementById("prev").addEventListener("click", () => show(Number(slider.value) - 1));
+document.getElementById("next").addEventListener("click", () => show(Number(slider.value) + 1));
+document.addEventListener("keydown", e => {{
+  if (e.key === "ArrowLeft") show(Number(slider.value) - 1);
+  if (e.key === "ArrowRight") show(Number(slider.value) + 1);
 }});
+show(0);
 </script>
-<p>{html.escape("Orange: the node being processed. Gradients appear as they are computed.")}</p>
 </body></html>
 """

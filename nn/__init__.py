@@ -2,6 +2,7 @@
 
 from . import data, functional, init, optim
 from . import functional as F
+from .export import export_onnx
 from .layers import (
     MLP,
     Dropout,
@@ -9,6 +10,8 @@ from .layers import (
     Identity,
     LeakyReLU,
     Linear,
+    ModuleDict,
+    ModuleList,
     ReLU,
     Sequential,
     Sigmoid,
@@ -17,12 +20,15 @@ from .layers import (
 )
 from .module import Module, Parameter
 from .serialization import load, save
+from .torch_bridge import from_torch, to_torch
 from .training import History, evaluate, fit, predict
 
 __all__ = [
     "MLP", "Dropout", "F", "Flatten", "History", "Identity", "LeakyReLU", "Linear", "Module",
     "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
     "functional", "init", "load", "optim", "predict", "save", "viz",
+    "ModuleDict", "ModuleList",
+    "export_onnx", "from_torch", "to_torch",
 ]
 
 

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=_positive_int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", metavar="PATH", help="write the trained weights (.npz) here")
+    parser.add_argument("--export", metavar="PATH", type=_export_path,
+                        help="also write the trained model as .onnx (needs the onnx package) "
+                             "or .safetensors")
     parser.add_argument("--out", metavar="DIR", default="runs/latest",
                         help="folder for the artifacts: weights, history, pictures")
     parser.add_argument("--no-plots", action="store_true", help="skip the pictures")
@@ -73,6 +76,22 @@ def _positive(kind: type, noun: str):
 
 _positive_int = _positive(int, "integer")
 _positive_float = _positive(float, "number")
+
+
+def _export_path(text: str) -> Path:
+    """An argparse type for --export, checked before training rather than after it."""
+    import importlib.util
+
+    path = Path(text)
+    if path.suffix.lower() not in (".onnx", ".safetensors"):
+        raise argparse.ArgumentTypeError(f"expected a path ending in .onnx or .safetensors, "
+                                         f"got {text!r}")
+    if path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None:
+        raise argparse.ArgumentTypeError('.onnx export needs the onnx package: '
+                                         'pip install "autodiff-nn[export]"')
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return path
 
 
 def load_dataset(name: str, data_dir: str | None, seed: int):
@@ -166,6 +185,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if metric is not None:
         summary["test_accuracy"] = round(test_metric, 4)
+    if args.export is not None:
+        if args.export.suffix.lower() == ".onnx":
+            nn.export_onnx(model, args.export, xt[:1])
+        else:
+            nn.save(model, args.export)
+        summary["export"] = str(args.export)
     (out_dir / "history.json").write_text(json.dumps(dict(history), indent=1))
     if not args.no_plots:
         summary["pictures"] = _pictures(args, model, history, recorder, xt, yt, x, targets,

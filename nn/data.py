@@ -6,6 +6,7 @@ loop wraps batches in Tensors itself.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -22,6 +23,18 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+__all__ = [
+    "MINI_MNIST_PATH", "MINI_MNIST_SHA256", "MNIST_FILES", "MNIST_MIRRORS", "DataLoader",
+    "MNISTNotFoundError", "Opener",
+    "cache_dir", "load_mini_mnist", "load_mnist", "make_moons", "make_regression",
+    "make_spirals", "make_xor", "read_idx",
+]
+
+
+def __dir__() -> list[str]:
+    # dir() of a module lists its imports and helpers too; show what a user may call.
+    return sorted(__all__)
+
 # --- batching --------------------------------------------------------------------------------
 
 
@@ -35,8 +48,8 @@ class DataLoader:
 
     def __init__(self, x: Any, y: Any = None, batch_size: int = 64, shuffle: bool = False,
                  seed: Any = None, drop_last: bool = False) -> None:
-        self.x = np.asarray(x)
-        self.y = None if y is None else np.asarray(y)
+        self.x = _samples("x", x)
+        self.y = None if y is None else _samples("y", y)
         if self.x.ndim == 0:
             raise ValueError("DataLoader: x must have a first (sample) axis, got a 0-d array")
         if self.y is not None and (self.y.ndim == 0 or len(self.y) != len(self.x)):
@@ -75,6 +88,20 @@ class DataLoader:
                 yield self.x[index], self.y[index]
 
 
+def _samples(name: str, values: Any) -> np.ndarray:
+    """`values` as an array of numbers, or an error naming the DataLoader argument: ragged
+    nesting and non-numbers would otherwise fail later, deep inside numpy or the model."""
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # numpy refuses ragged nesting ("inhomogeneous shape")
+        raise ValueError(f"DataLoader: {name} is ragged (its samples have different "
+                         f"shapes), so it cannot be one array; pad or crop them to one "
+                         f"shape ({exc})") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"DataLoader: {name} must hold numbers, got dtype {array.dtype}")
+    return array
+
+
 # --- reading bytes, bounded ------------------------------------------------------------------
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -99,14 +126,24 @@ def _content(stream: BinaryIO, limit: int, label: str) -> bytes:
 
     The limit also bounds what a small, highly compressed file can expand to.
     """
+    with _unzipped(stream, label) as content:
+        return _read_guarded(content, limit, label)
+
+
+def _unzipped(stream: BinaryIO, label: str) -> Any:
+    """`stream` itself, or a gunzipping reader over it if it starts like gzip (the caller
+    reads it through _read_guarded, which turns damage into a ValueError naming `label`)."""
     gzipped = stream.read(2) == _GZIP_MAGIC
     stream.seek(0)
     if not gzipped:
-        return _read_upto(stream, limit)
+        return contextlib.nullcontext(stream)
+    return gzip.GzipFile(fileobj=stream)
+
+
+def _read_guarded(stream: BinaryIO, n: int, label: str) -> bytes:
     try:
-        with gzip.GzipFile(fileobj=stream) as unzipped:
-            return _read_upto(unzipped, limit)
-    except (OSError, EOFError, zlib.error) as exc:
+        return _read_upto(stream, n)
+    except (OSError, EOFError, zlib.error) as exc:  # flipped or missing deflate bytes
         raise ValueError(f"{label} is not a valid gzip file (truncated or damaged: {exc})") \
             from None
 
@@ -129,9 +166,19 @@ def read_idx(source: str | os.PathLike[str] | bytes, *, max_bytes: int = 1 << 30
         name, stream = "<bytes>", io.BytesIO(source)
     else:
         name, stream = str(source), open(source, "rb")  # noqa: SIM115 (closed just below)
-    with stream:
-        # Room for the largest possible header (255 dimensions) plus one byte to see excess.
-        raw = _content(stream, max_bytes + 4 + 4 * 255 + 1, f"read_idx: {name}")
+    label = f"read_idx: {name}"
+    with stream, _unzipped(stream, label) as content:
+        # The header first; then no more data than it declares (capped at max_bytes), plus
+        # one byte to see excess: a gzip bomb behind a small header costs nothing.
+        raw = _read_guarded(content, 4, label)
+        ndim = raw[3] if len(raw) == 4 else 0
+        raw += _read_guarded(content, 4 * ndim, label)
+        if ndim and raw[:2] == b"\x00\x00" and raw[2] in _IDX_TYPES and \
+                len(raw) == 4 + 4 * ndim:
+            dims = struct.unpack(f">{ndim}I", raw[4:])
+            expected = math.prod(dims) * np.dtype(_IDX_TYPES[raw[2]]).itemsize
+            raw += _read_guarded(content, min(expected, max_bytes) + 1, label)
+        # else: _parse_idx reports the bad or truncated header, with no data read.
     return _parse_idx(raw, name, max_bytes)
 
 
@@ -260,10 +307,14 @@ def _check_mnist(raw: bytes, name: str, where: str) -> np.ndarray:
 
 def _load_file(path: Path, name: str) -> np.ndarray:
     where = f"load_mnist: {path}"
-    with path.open("rb") as stream:
-        # One byte over the true size is enough to tell "too long" from "just right".
-        raw = _content(stream, _mnist_size(name) + 1, where)
-    return _check_mnist(raw, name, where)
+    try:
+        with path.open("rb") as stream:
+            # One byte over the true size is enough to tell "too long" from "just right".
+            raw = _content(stream, _mnist_size(name) + 1, where)
+        return _check_mnist(raw, name, where)
+    except ValueError as exc:
+        raise ValueError(f"{exc}. Delete {path} and load_mnist will download it again "
+                         f"(or put a good copy there)") from None
 
 
 def _fetch(response: Any, limit: int, label: str, progress: bool) -> bytes:

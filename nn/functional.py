@@ -64,10 +64,16 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean",
 
 def binary_cross_entropy_with_logits(logits: Tensor, target: Any,
                                      reduction: str = "mean") -> Tensor:
-    """BCE on logits: max(x, 0) - x*y + log(1 + exp(-|x|)), finite for any logit."""
+    """BCE on logits: softplus(x) - x*y, finite for any logit, gradient sigmoid(x) - y."""
     logits, target = _tensor(logits), _tensor(target)
     _same_shape(logits, target, "binary_cross_entropy_with_logits")
-    loss = logits.relu() - logits * target + ((-logits.abs()).exp() + 1).log()
+    # softplus(x) = log(1 + e^x) = logsumexp over the pair (0, x): logsumexp shifts by the max,
+    # so it is finite for any logit, and its gradient is exactly sigmoid(x) everywhere. The
+    # textbook max(x, 0) + log(1 + exp(-|x|)) has the same value, but goes through relu and
+    # abs, whose kinks at 0 give gradient -y instead of 0.5 - y at a logit of exactly 0 (where
+    # a zero-initialised model starts).
+    pair = ad.stack([ad.zeros_like(logits), logits], axis=-1)
+    loss = pair.logsumexp(axis=-1) - logits * target
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 

@@ -1,9 +1,19 @@
-"""Layers: Linear, activations, Dropout, Flatten, Sequential and a ready-made MLP."""
+"""Layers: Linear, activations, Dropout, Flatten, containers (Sequential, ModuleList,
+ModuleDict) and a ready-made MLP."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import numbers
+from collections.abc import (
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from typing import Any
 
 import numpy as np
@@ -75,6 +85,9 @@ class Tanh(Module):
 class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+            raise TypeError(f"LeakyReLU: negative_slope must be a number, got "
+                            f"{type(negative_slope).__name__} {negative_slope!r}")
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -110,7 +123,12 @@ class Flatten(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
-        return x.reshape(x.shape[: self.start_axis] + (-1,))
+        # An input without the axes before start_axis (a single unbatched sample) would
+        # silently gain one; say so instead, as PyTorch does.
+        if not -x.ndim <= self.start_axis < x.ndim:
+            raise ValueError(f"Flatten: start_axis={self.start_axis} needs an input with more "
+                             f"than {self.start_axis} axes, got shape {x.shape}")
+        return x.reshape(x.shape[: self.start_axis % x.ndim] + (-1,))
 
 
 class Dropout(Module):
@@ -151,13 +169,153 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, index: int) -> Module:
-        return self.layers[index]
+        return self.layers[_index(type(self).__name__, index, len(self.layers))]
 
     def __len__(self) -> int:
         return len(self.layers)
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
+
+
+def _index(owner: str, index: Any, length: int) -> Any:
+    """`index` if it picks an item of a container of `length` modules (ints and slices, as a
+    list takes them), else an error naming the container."""
+    if isinstance(index, slice):
+        return index
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"{owner}: indices must be ints or slices, got "
+                        f"{type(index).__name__} {index!r}")
+    if not -length <= index < length:
+        raise IndexError(f"{owner}: index {index} is out of range for {length} modules")
+    return int(index)
+
+
+def _module(owner: str, what: str, value: Any) -> Module:
+    if not isinstance(value, Module):
+        raise TypeError(f"{owner}: {what} is a {type(value).__name__}, not a Module")
+    return value
+
+
+class ModuleList(Module):
+    """A list of modules that registers them (`blocks.0.weight`, ...), as PyTorch's does.
+
+    Indexing, slicing, len, iteration, append, extend, insert and del work as on a list.
+    It has no forward of its own: loop over it in the owner's forward.
+    """
+
+    def __init__(self, modules: Iterable[Module] = ()) -> None:
+        super().__init__()
+        self._items: list[Module] = []
+        self.extend(modules)
+
+    def _children_items(self) -> Iterator[tuple[str, Any]]:
+        return ((str(i), m) for i, m in enumerate(self._items))
+
+    def __getitem__(self, index: int | slice) -> Any:
+        index = _index("ModuleList", index, len(self._items))
+        if isinstance(index, slice):
+            return ModuleList(self._items[index])
+        return self._items[index]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        index = _index("ModuleList", index, len(self._items))
+        if isinstance(index, slice):
+            raise TypeError("ModuleList: assign one module at a time, not to a slice")
+        self._items[index] = _module("ModuleList", f"item {index}", module)
+
+    def __delitem__(self, index: int | slice) -> None:
+        del self._items[_index("ModuleList", index, len(self._items))]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._items)
+
+    def append(self, module: Module) -> ModuleList:
+        self._items.append(_module("ModuleList", f"item {len(self._items)}", module))
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        if isinstance(modules, (Module, str)) or not isinstance(modules, Iterable):
+            raise TypeError(f"ModuleList: expected an iterable of modules, got "
+                            f"{type(modules).__name__}")
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        self._items.insert(index, _module("ModuleList", f"item {index}", module))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ModuleList is a container without forward(): call its "
+                                  "modules in a loop in your own forward()")
+
+
+class ModuleDict(Module):
+    """A dict of modules, by string key, that registers them (`heads.cls.weight`, ...).
+
+    Keys are non-empty strings without dots (a dot would make saved names ambiguous); the
+    order is insertion order, as in a dict.
+    """
+
+    def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] = ()) -> None:
+        super().__init__()
+        self._items: dict[str, Module] = {}
+        self.update(modules)
+
+    def _children_items(self) -> Iterator[tuple[str, Any]]:
+        return iter(list(self._items.items()))
+
+    def __getitem__(self, key: str) -> Module:
+        if key not in self._items:
+            raise KeyError(f"ModuleDict: no module named {key!r} (it has {list(self._items)})")
+        return self._items[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        if not isinstance(key, str) or not key or "." in key:
+            raise KeyError(f"ModuleDict: keys must be non-empty strings without '.', "
+                           f"got {key!r}")
+        self._items[key] = _module("ModuleDict", f"item {key!r}", module)
+
+    def __delitem__(self, key: str) -> None:
+        self.pop(key)
+
+    def pop(self, key: str) -> Module:
+        module = self[key]  # the KeyError that names ModuleDict and its keys
+        del self._items[key]
+        return module
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def keys(self) -> KeysView[str]:
+        return self._items.keys()
+
+    def values(self) -> ValuesView[Module]:
+        return self._items.values()
+
+    def items(self) -> ItemsView[str, Module]:
+        return self._items.items()
+
+    def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
+        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        for pair in pairs:
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise TypeError(f"ModuleDict: expected a mapping or (key, module) pairs, "
+                                f"got an item {pair!r}")
+            self[pair[0]] = pair[1]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ModuleDict is a container without forward(): call its "
+                                  "modules by key in your own forward()")
 
 
 _ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "leaky_relu": LeakyReLU}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,8 @@ from autodiff import Tensor, engine
 
 
 class Parameter(Tensor):
-    """A Tensor that is a model weight: always a leaf that requires grad. float32 by default."""
+    """A Tensor that is a model weight: a leaf that requires grad (unless frozen with
+    `module.requires_grad_(False)`). float32 by default."""
 
     __slots__ = ()
 
@@ -40,19 +43,13 @@ class Module:
         object.__setattr__(self, "training", True)
 
     # Registration is found by walking __dict__ on demand (no second registry to keep in
-    # sync), in insertion order, which is the order attributes were assigned.
+    # sync), in insertion order, which is the order attributes were assigned. Lists, tuples
+    # and dicts are walked at any depth (`self.blocks = [[a, b], {"head": c}]` gives
+    # `blocks.0.1.weight`, `blocks.1.head.weight`), so no weight is silently left out of
+    # training or saving; sets have no order to name their items by, so they are refused.
     def _children_items(self) -> Iterator[tuple[str, Any]]:
         for name, value in vars(self).items():
-            if isinstance(value, (Module, Tensor)):
-                yield name, value
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    if isinstance(item, (Module, Tensor)):
-                        yield f"{name}.{i}", item
-            elif isinstance(value, dict):
-                for key, item in value.items():
-                    if isinstance(item, (Module, Tensor)):
-                        yield f"{name}.{key}", item
+            yield from _walk(type(self).__name__, name, value)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in self._children_items():
@@ -95,9 +92,51 @@ class Module:
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget every parameter's gradient: None (the default, as in PyTorch), or zeros of
+        the parameter's shape and dtype with set_to_none=False."""
         for p in self.parameters():
-            p.zero_grad()
+            if set_to_none:
+                p.zero_grad()
+            else:
+                p._grad = np.zeros(p.shape, dtype=p.dtype)
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call `fn` on every sub-module, then on this one (PyTorch's order), e.g. to
+        re-initialise weights; returns self."""
+        for module in reversed(list(self.modules())):
+            fn(module)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (False) or unfreeze every parameter; frozen ones get no gradient, so
+        optimizers leave them as they are. Returns self."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def to_dtype(self, dtype: Any) -> Module:
+        """Convert every parameter (and its gradient) to the floating-point `dtype`, keeping
+        the Parameter objects, so optimizers built before still update them. Returns self."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}.to_dtype: parameters must stay "
+                            f"floating-point, got {dtype}")
+        for p in self.parameters():
+            if p.dtype != dtype:
+                p.data = np.asarray(p.data, dtype=dtype).copy()
+                if p._grad is not None:
+                    p._grad = np.asarray(getattr(p._grad, "data", p._grad), dtype=dtype)
+                p._bump_version()  # a graph recorded with the old array must not backward
+        return self
+
+    def double(self) -> Module:
+        """Parameters as float64 (exact gradient checks); returns self."""
+        return self.to_dtype(np.float64)
+
+    def float(self) -> Module:
+        """Parameters as float32 (the default); returns self."""
+        return self.to_dtype(np.float32)
 
     def train(self, mode: bool = True) -> Module:
         for module in self.modules():
@@ -157,6 +196,18 @@ class Module:
                 p.data = value[()]  # a 0-d parameter holds a numpy scalar
             p._bump_version()
 
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this module's weights to `path` (see `nn.save`); returns the path."""
+        from .serialization import save
+
+        return save(self, path)
+
+    def load(self, path: str | os.PathLike[str], strict: bool = True) -> Module:
+        """Read weights written by `save` into this module (see `nn.load`); returns self."""
+        from .serialization import load
+
+        return load(path, into=self, strict=strict)
+
     # --- calling ----------------------------------------------------------------------------
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -197,3 +248,22 @@ class Module:
             if total and len(lines) > 1:
                 lines.append(f"Total: {total:,} parameters")
         return "\n".join(lines)
+
+
+def _walk(owner: str, name: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """(dotted name, item) for every Module or Tensor in `value`, through nested lists, tuples
+    and dicts, depth first in order; an explicit stack, so any depth is fine."""
+    stack: list[tuple[str, Any]] = [(name, value)]
+    while stack:
+        name, value = stack.pop()
+        if isinstance(value, (Module, Tensor)):
+            yield name, value
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{name}.{i}", item) for i, item in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            stack.extend((f"{name}.{key}", item) for key, item in reversed(value.items()))
+        elif isinstance(value, (set, frozenset)) and any(
+                isinstance(item, (Module, Tensor)) for item in value):
+            raise TypeError(f"{owner}: attribute '{name}' is a {type(value).__name__} holding "
+                            f"modules or tensors; a set has no order to name them by, so they "
+                            f"would be neither trained in a fixed order nor saved: use a list")

@@ -9,32 +9,175 @@ are never written into (they may be shared between tensors).
 from __future__ import annotations
 
 import math
+import numbers
+import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from autodiff import Tensor, engine
+from autodiff import Tensor
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "StepLR"]
+
+
+def __dir__() -> list[str]:
+    # dir() of a module lists its imports and helpers too; show what a user may call.
+    return sorted(__all__)
+
+
+def _number(owner: str, name: str, value: Any, *, low: float = 0.0, low_ok: bool = True,
+            high: float = math.inf) -> float:
+    """`value` as a float if it is a real number (numpy scalars included; bool is not) in
+    [low, high) (or (low, high) without low_ok), else an error naming the owner."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{owner}: {name} must be a number, got {type(value).__name__} "
+                         f"{value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and (low <= value if low_ok else low < value) and value < high):
+        if high < math.inf:
+            wanted = f"in {'[' if low_ok else '('}{low:g}, {high:g})"
+        elif low == 0:
+            wanted = "a number >= 0" if low_ok else "a positive number"
+        else:
+            wanted = f"a number {'>=' if low_ok else '>'} {low:g}"
+        raise ValueError(f"{owner}: {name} must be {wanted}, got {value!r}")
+    return value
+
+
+def _group_setting(key: str) -> property:
+    """An attribute that reads and writes the setting `key` of the (single) parameter group,
+    so `opt.lr = 0.01` and `opt.param_groups[0]["lr"] = 0.01` are the same thing."""
+    def get(self: Optimizer) -> Any:
+        return self.param_groups[0][key]
+
+    def set_(self: Optimizer, value: Any) -> None:
+        self.param_groups[0][key] = value
+
+    return property(get, set_, doc=f"The parameter group's {key!r}.")
 
 
 class Optimizer:
+    """Base class: holds the parameters (once each) and their per-parameter state.
+
+    `param_groups` is a list with one dict, `{"params": [...], "lr": ..., ...}`, as in
+    PyTorch, so `for g in opt.param_groups: g["lr"] *= 0.5` works; `state_dict()` and
+    `load_state_dict()` carry the settings and every buffer (momentum, Adam's moments and
+    step count), so a run resumed from them continues exactly as if it had never stopped.
+    """
+
+    lr = _group_setting("lr")
+
     def __init__(self, params: Iterable[Tensor], lr: float) -> None:
-        self.params = list(params)
-        if not self.params:
+        name = type(self).__name__
+        if isinstance(params, Tensor):
+            raise TypeError(f"{name}: params must be an iterable of parameters (e.g. "
+                            f"model.parameters()), got a single Tensor")
+        params = list(params)
+        if params and all(isinstance(g, dict) for g in params):
+            if len(params) > 1:
+                raise ValueError(f"{name}: only one parameter group is supported, got "
+                                 f"{len(params)}; make one optimizer per group")
+            params = list(params[0].get("params", ()))
+        if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        for i, p in enumerate(self.params):
-            if not isinstance(p, Tensor) or not p.requires_grad:
+        for i, p in enumerate(params):
+            # A frozen Parameter (requires_grad_(False)) is welcome: it gets no gradient,
+            # so steps leave it alone, and it trains again once unfrozen.
+            if not isinstance(p, Tensor) or not (p.requires_grad or p.is_leaf and
+                                                  p.dtype.kind == "f" and _is_param(p)):
                 raise TypeError(
                     f"{type(self).__name__}: parameter {i} is not a Tensor that requires grad"
                 )
-        if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"{type(self).__name__}: lr must be a positive number, got {lr!r}")
-        self.lr = float(lr)
+        # A weight shared by two layers, listed twice, must still get one update per step.
+        unique = list({id(p): p for p in params}.values())
+        if len(unique) < len(params):
+            warnings.warn(f"{name}: {len(params) - len(unique)} parameter(s) were listed more "
+                          f"than once (shared weights?); each is updated once per step",
+                          stacklevel=3)
+        self.param_groups: list[dict[str, Any]] = [{"params": unique, "lr": None}]
+        self.lr = _number(name, "lr", lr, low_ok=False)
         self.state: dict[int, dict[str, Any]] = {}
 
-    def zero_grad(self) -> None:
+    @property
+    def params(self) -> list[Tensor]:
+        return self.param_groups[0]["params"]
+
+    def _settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.param_groups[0].items() if k != "params"}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Settings and buffers as a flat dict of name -> array, so `nn.save` can write it:
+        `param_groups.0.<setting>` and `state.<parameter index>.<buffer>`."""
+        state: dict[str, np.ndarray] = {
+            f"param_groups.0.{key}": np.array(value) for key, value in self._settings().items()
+        }
+        state["param_groups.0.params"] = np.arange(len(self.params))
+        for i, p in enumerate(self.params):
+            for key, value in self.state.get(id(p), {}).items():
+                state[f"state.{i}.{key}"] = np.array(value, copy=True)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict()` gave (from this optimizer type, for parameters of the
+        same shapes in the same order). Everything is checked before anything changes."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{name}: expected a dict of arrays, got {type(state).__name__}")
+        own = set(self._settings())
+        settings, buffers = {}, {}
+        for key, value in state.items():
+            value = np.asarray(value.data if isinstance(value, Tensor) else value)
+            match = re.fullmatch(r"param_groups\.0\.(\w+)|state\.(\d+)\.(\w+)", str(key))
+            if match is None:
+                raise KeyError(f"{name}: unexpected entry {key!r}")
+            if match[1] == "params":
+                if value.shape != (len(self.params),):
+                    raise ValueError(f"{name}: the state is for {value.size} parameters, this "
+                                     f"optimizer has {len(self.params)}")
+            elif match[1] is not None:
+                settings[match[1]] = value
+            else:
+                index = int(match[2])
+                if index >= len(self.params):
+                    raise ValueError(f"{name}: {key!r} is for parameter {index}, but there "
+                                     f"are {len(self.params)}")
+                shape = self.params[index].shape
+                if value.ndim and value.shape != shape:
+                    raise ValueError(f"{name}: {key!r} has shape {value.shape}, parameter "
+                                     f"{index} has {shape}")
+                buffers.setdefault(index, {})[match[3]] = value
+        if set(settings) != own:
+            raise KeyError(f"{name}: the state has settings {sorted(settings)}, "
+                           f"{type(self).__name__} has {sorted(own)} (another optimizer type?)")
+        if "param_groups.0.params" not in state:
+            raise KeyError(f"{name}: no 'param_groups.0.params' entry")
+        for key, value in settings.items():
+            current = self.param_groups[0][key]
+            if isinstance(current, tuple):
+                value = tuple(float(v) for v in value.reshape(-1))
+            elif isinstance(current, bool):
+                value = bool(value)
+            else:
+                value = type(current)(value)
+            self.param_groups[0][key] = value
+        self.state = {}
+        for index, entries in buffers.items():
+            # 0-d integer entries are step counters, kept as Python ints; arrays are copied
+            # so the optimizer never shares a buffer with the dict it was given.
+            self.state[id(self.params[index])] = {
+                key: int(value) if value.ndim == 0 and value.dtype.kind in "iu"
+                else np.array(value, copy=True)
+                for key, value in entries.items()}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients: None (PyTorch's default), or zeros with set_to_none=False."""
         for p in self.params:
-            p.zero_grad()
+            if set_to_none:
+                p.zero_grad()
+            else:
+                p._grad = np.zeros(p.shape, dtype=p.dtype)
 
     def _with_grads(self) -> list[tuple[Tensor, np.ndarray]]:
         # The raw gradient arrays as backward stored them: reading `p.grad` would wrap each
@@ -57,7 +200,7 @@ class Optimizer:
             p.data -= update
         else:
             p.data = p.data - update
-        engine.mark_written(p)
+        p._bump_version()
 
     def step(self) -> None:
         raise NotImplementedError
@@ -66,50 +209,62 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with PyTorch's momentum and Nesterov conventions."""
 
+    momentum = _group_setting("momentum")
+    nesterov = _group_setting("nesterov")
+    weight_decay = _group_setting("weight_decay")
+
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0) -> None:
         super().__init__(params, lr)
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError("SGD: momentum and weight_decay must be >= 0")
+        self.param_groups[0].update(
+            momentum=_number("SGD", "momentum", momentum),
+            nesterov=bool(nesterov),
+            weight_decay=_number("SGD", "weight_decay", weight_decay))
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov needs momentum > 0")
-        self.momentum = float(momentum)
-        self.nesterov = nesterov
-        self.weight_decay = float(weight_decay)
 
     def step(self) -> None:
+        # The settings read once per step, not once per parameter (each is a lookup in
+        # param_groups).
+        lr, momentum, nesterov = self.lr, self.momentum, self.nesterov
+        weight_decay = self.weight_decay
         for p, g in self._with_grads():
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            if self.momentum:
+            if weight_decay:
+                g = g + weight_decay * p.data
+            if momentum:
                 state = self.state.setdefault(id(p), {})
                 buf = state.get("momentum")
                 if buf is None:
                     buf = np.array(g)  # our own copy: the buffer is updated in place below
                 else:
-                    buf *= self.momentum
+                    buf *= momentum
                     buf += g
                 state["momentum"] = buf
-                g = g + self.momentum * buf if self.nesterov else buf
-            self._apply(p, self.lr * g)
+                g = g + momentum * buf if nesterov else buf
+            self._apply(p, lr * g)
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015); weight_decay adds L2 to the gradient, as in PyTorch's Adam."""
 
     decoupled = False
+    betas = _group_setting("betas")
+    eps = _group_setting("eps")
+    weight_decay = _group_setting("weight_decay")
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, lr)
-        if not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
-        if eps <= 0 or weight_decay < 0:
-            raise ValueError(f"{type(self).__name__}: eps must be > 0 and weight_decay >= 0")
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
+        name = type(self).__name__
+        if not (isinstance(betas, (tuple, list, np.ndarray)) and len(betas) == 2):
+            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        if not all(isinstance(b, numbers.Real) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"{name}: betas must be in [0, 1), got {tuple(betas)}")
+        self.param_groups[0].update(
+            betas=(float(betas[0]), float(betas[1])),
+            eps=_number(name, "eps", eps, low_ok=False),
+            weight_decay=_number(name, "weight_decay", weight_decay))
 
     def step(self) -> None:
         beta1, beta2 = self.betas
@@ -143,11 +298,15 @@ class StepLR:
     """Multiply the optimizer's learning rate by `gamma` every `step_size` calls to step()."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        if step_size <= 0:
-            raise ValueError(f"StepLR: step_size must be positive, got {step_size}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"StepLR: expected an optimizer, got {type(optimizer).__name__}")
+        if (isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral)
+                or step_size <= 0):
+            raise ValueError(f"StepLR: step_size must be a positive int (a number of steps), "
+                             f"got {step_size!r}")
         self.optimizer = optimizer
         self.step_size = int(step_size)
-        self.gamma = float(gamma)
+        self.gamma = _number("StepLR", "gamma", gamma, low_ok=False)
         self.base_lr = optimizer.lr
         self.epoch = 0
 
@@ -157,3 +316,21 @@ class StepLR:
 
     def get_last_lr(self) -> float:
         return self.optimizer.lr
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """How many steps were taken and the starting rate: enough to resume the schedule."""
+        return {"epoch": np.array(self.epoch), "base_lr": np.array(self.base_lr)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or set(state) != {"epoch", "base_lr"}:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise KeyError(f"StepLR.load_state_dict: expected entries ['base_lr', 'epoch'], "
+                           f"got {got}")
+        self.epoch = int(np.asarray(state["epoch"]))
+        self.base_lr = float(np.asarray(state["base_lr"]))
+
+
+def _is_param(p: Tensor) -> bool:
+    from .module import Parameter  # module imports nothing from here; import on use anyway
+
+    return isinstance(p, Parameter)

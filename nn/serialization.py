@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
 import zipfile
@@ -90,9 +91,15 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
     `path` as .npz, atomically: the file is written beside the target, synced, and renamed
     over it, so a crash mid-save leaves the old file intact. Returns the path.
 
-    Only bool, integer and float arrays are accepted (TypeError otherwise).
+    Only bool, integer and float arrays are accepted (TypeError otherwise). A path ending in
+    `.safetensors` is written in that format instead (readable by the `safetensors` package
+    and PyTorch), just as atomically.
     """
     arrays = _as_state_dict(module_or_state_dict)
+    if Path(path).suffix.lower() == ".safetensors":
+        from .formats import write_safetensors
+
+        return write_safetensors(arrays, path, metadata={"producer": FORMAT})
     manifest = {name: {"shape": list(a.shape), "dtype": a.dtype.str}
                 for name, a in arrays.items()}
     entries = {_FORMAT_KEY: np.array(FORMAT), _MANIFEST_KEY: np.array(json.dumps(manifest)),
@@ -101,18 +108,53 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"save: folder {folder} does not exist (saving {path})")
+    # The temporary file is created 0600; give it the mode the file it replaces had (or, for
+    # a new file, what the umask gives any new file), so a save never narrows permissions.
+    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, entries)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _write_npz(f, entries)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+            _verify(Path(tmp), arrays, path)  # never replace a good file with a bad one
+            os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+        except OSError as exc:
+            # Name the user's file; the hidden temporary one means nothing to them.
+            message = f"save: could not write {path}: {exc.strerror or exc}"
+            raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(folder)
     return path
+
+
+def _umask() -> int:
+    # The only portable way to read the umask is to set it and put it back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _verify(written: Path, arrays: Mapping[str, np.ndarray], path: Path) -> None:
+    """Read the new file back as `load` would and compare it bit for bit with `arrays`."""
+    try:
+        with np.load(written, allow_pickle=False) as npz:
+            back = _read_checked(npz)
+    except (_Refused, *_DAMAGE) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, _Refused):
+            raise
+        raise ValueError(f"save: {path} was left as it was: the new file did not read back "
+                         f"({type(exc).__name__}: {exc})") from None
+    for name, array in arrays.items():
+        got = back.get(name)
+        if (got is None or got.dtype != array.dtype or got.shape != array.shape
+                or got.tobytes() != np.ascontiguousarray(array).tobytes()):
+            raise ValueError(f"save: {path} was left as it was: parameter '{name}' did not "
+                             f"read back unchanged")
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -197,14 +239,34 @@ def _read_checked(npz: Any) -> dict[str, np.ndarray]:
     return {name: npz[name] for name in manifest}
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def load(path: str | os.PathLike[str], into: Any = None, strict: bool = True) -> Any:
     """Read the dict of name -> array written by `save`, in the order it was saved.
+
+    With `into=model`, the arrays are loaded into that module instead (its
+    `load_state_dict(..., strict=strict)`: every name, shape and dtype is checked before any
+    weight changes) and the module is returned, the mirror of `save(model, path)`.
 
     Raises FileNotFoundError if `path` does not exist, and ValueError naming the path and the
     problem if the file is truncated, damaged, foreign (not written by `save`) or holds pickled
     objects. Pickles are never executed: everything is read with allow_pickle=False.
+    A path ending in `.safetensors` is read as that format, with the same guarantees.
     """
+    if into is not None and not hasattr(into, "load_state_dict"):
+        raise TypeError(f"load: into= must be a module (with .load_state_dict()), got "
+                        f"{type(into).__name__}")
+    state = _load(path)
+    if into is None:
+        return state
+    into.load_state_dict(state, strict=strict)
+    return into
+
+
+def _load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        from .formats import read_safetensors
+
+        return read_safetensors(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise FileNotFoundError(f"load: {what}: {path}")

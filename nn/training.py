@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import math
+import numbers
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,11 +42,32 @@ def _as_tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
 
 
-def _batches(data: Any, batch_size: int) -> Iterable[tuple[Any, Any]]:
+def _batches(data: Any, batch_size: int, caller: str = "fit",
+             what: str = "train_loader") -> DataLoader:
+    """`data` as a DataLoader of (x, y) batches, or an error naming the caller and argument."""
     if isinstance(data, DataLoader):
+        if data.y is None:
+            raise ValueError(f"{caller}: {what} is a DataLoader without targets (y=None): "
+                             f"training and evaluation need (x, y) batches")
         return data
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        got = f"{type(data).__name__} of length {len(data)}" if isinstance(
+            data, (tuple, list)) else type(data).__name__
+        raise TypeError(f"{caller}: {what} must be a DataLoader or an (x, y) pair of arrays, "
+                        f"got a {got}")
     x, y = data
+    if y is None:
+        raise ValueError(f"{caller}: {what} has no targets (y is None)")
     return DataLoader(x, y, batch_size=batch_size)
+
+
+def _check_number(name: str, value: Any, low: float | None = None,
+                  high: float | None = None) -> None:
+    """Refuse a stopping rule that could never work (not a number, NaN, out of range)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise ValueError(f"fit: {name} must be a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"fit: {name} must be in [{low}, {high}], got {value!r}")
 
 
 def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
@@ -55,7 +78,7 @@ def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
     total_loss, total_metric, count = 0.0, 0.0, 0
     try:
         with no_grad():
-            for xb, yb in _batches((x, y), batch_size):
+            for xb, yb in _batches((x, y), batch_size, "evaluate", "(x, y)"):
                 out = model(_as_tensor(xb))
                 n = len(xb)
                 if loss_fn is not None:
@@ -98,6 +121,7 @@ def fit(
     scheduler: Any = None,
     progress: bool = True,
     batch_size: int = 64,
+    check_finite: bool = True,
 ) -> History:
     """Train for up to `epochs` epochs and return the History.
 
@@ -107,16 +131,36 @@ def fit(
       * `error_threshold`: stop once the error rate (1 - metric) is below it;
       * `update_threshold`: stop once the largest change of any weight over the epoch is
         below it (the weights have stopped moving).
+    A rule that cannot work is refused up front (`error_threshold` without a `metric`).
     `callbacks` are called as `callback(epoch, history)` after each epoch.
+
+    With `check_finite` (the default), a NaN or infinite loss stops training with a
+    FloatingPointError naming the epoch and step, before that step changes any weight.
     """
-    if not isinstance(epochs, int) or epochs < 1:
+    if (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral)
+            or epochs < 1):
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
+    epochs = int(epochs)
+    for name, value, low, high in (("loss_threshold", loss_threshold, None, None),
+                                   ("error_threshold", error_threshold, 0.0, 1.0),
+                                   ("update_threshold", update_threshold, 0.0, None)):
+        if value is not None:
+            _check_number(name, value, low, high)
+    if error_threshold is not None and metric is None:
+        raise ValueError("fit: error_threshold needs a metric (the error rate is 1 - metric), "
+                         "but metric=None")
     loader = _batches(train_loader, batch_size)
+    if len(loader) == 0:
+        raise ValueError(f"fit: the training data gives no batch ({len(loader.x)} samples, "
+                         f"batch_size={loader.batch_size}, drop_last={loader.drop_last}): "
+                         f"nothing to train on")
+    val = _batches(val_data, batch_size, what="val_data") if val_data is not None else None
     history = History()
     params = model.parameters()
     for epoch in range(1, epochs + 1):
         model.train()
-        before = [np.array(p.data, copy=True) for p in params] if update_threshold else None
+        before = ([np.array(p.data, copy=True) for p in params]
+                  if update_threshold is not None else None)
         total_loss, total_metric, count = 0.0, 0.0, 0
         batches = loader
         bar = None
@@ -125,14 +169,22 @@ def fit(
 
             bar = batches = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False,
                                  total=len(loader) if hasattr(loader, "__len__") else None)
-        for xb, yb in batches:
+        for step, (xb, yb) in enumerate(batches, start=1):
             out = model(_as_tensor(xb))
             loss = loss_fn(out, yb)
+            value = float(loss.item())
+            if check_finite and not math.isfinite(value):
+                if bar is not None:
+                    bar.close()
+                bad = "NaN or inf" if not np.all(np.isfinite(xb)) else "only finite values"
+                raise FloatingPointError(
+                    f"fit: the loss is {value} at epoch {epoch}, step {step}; the weights are "
+                    f"as before this step. The batch's inputs hold {bad}; with finite data, "
+                    f"try a lower learning rate. Pass check_finite=False to train on anyway.")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             n = len(xb)
-            value = float(loss.item())
             total_loss += value * n
             if metric is not None:
                 total_metric += float(metric(out, yb)) * n
@@ -144,8 +196,8 @@ def fit(
         history["loss"].append(total_loss / max(count, 1))
         if metric is not None:
             history["accuracy"].append(total_metric / max(count, 1))
-        if val_data is not None:
-            vx, vy = (val_data.x, val_data.y) if isinstance(val_data, DataLoader) else val_data
+        if val is not None:
+            vx, vy = val.x, val.y
             val_loss, val_metric = evaluate(model, vx, vy, loss_fn, metric=metric)
             history["val_loss"].append(val_loss)
             if metric is not None:

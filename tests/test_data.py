@@ -12,6 +12,8 @@ import shutil
 import struct
 import threading
 import time
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -421,6 +423,75 @@ def test_read_idx_never_decompresses_past_max_bytes():
     with pytest.raises(ValueError, match="more than max_bytes=1000"):
         read_idx(bomb, max_bytes=1000)
     assert read_idx(bomb).shape == (5_000_000,)
+
+
+def _bomb(header: bytes, inflated: int) -> bytes:
+    """`header` then `inflated` zero bytes, gzipped: a few hundred KB that inflate to a lot."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    zeros = bytes(1 << 20)
+    parts = [packer.compress(header)]
+    parts += [packer.compress(zeros) for _ in range(inflated >> 20)]
+    return b"".join(parts) + packer.flush()
+
+
+def _peak_bytes(call) -> int:
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_gzip_bomb_behind_a_small_header_is_refused_after_the_declared_size():
+    """A 10-byte IDX file followed by 64 MiB of zeros: decompression stops one byte past
+    what the header declares, so the refusal costs kilobytes, not the bomb's size."""
+    bomb = _bomb(_idx(np.arange(10, dtype=np.uint8)), 64 << 20)
+    assert len(bomb) < 100_000
+
+    def refuse():
+        with pytest.raises(ValueError, match="trailing bytes"):
+            read_idx(bomb)
+
+    assert _peak_bytes(refuse) < 1 << 20
+    # A bad header reads no data at all.
+    broken = _bomb(b"\x00\x00\x07\x01\x00\x00\x00\x0a", 64 << 20)
+
+    def refuse_magic():
+        with pytest.raises(ValueError, match="bad magic"):
+            read_idx(broken)
+
+    assert _peak_bytes(refuse_magic) < 1 << 20
+
+
+def test_gzip_bomb_in_place_of_an_mnist_file_is_refused_cheaply(tmp_path, shared_dir):
+    labels = _uncompressed(shared_dir, TEST_LABELS)
+    folder = _folder(tmp_path / "d", shared_dir,
+                     {f"{TEST_LABELS}.gz": _bomb(labels, 64 << 20)})
+
+    def refuse():
+        with pytest.raises(ValueError, match="too long") as info:
+            data._load_file(folder / f"{TEST_LABELS}.gz", TEST_LABELS)
+        assert "load_mnist will download it again" in str(info.value)
+
+    assert _peak_bytes(refuse) < 1 << 20
+
+
+def test_flipped_deflate_bytes_name_the_file_and_how_to_recover(tmp_path, shared_dir):
+    blob = bytearray(gzip.compress(_uncompressed(shared_dir, TEST_LABELS)))
+    rng = np.random.default_rng(0)
+    for position in rng.integers(20, len(blob) - 8, size=5):  # inside the deflate stream
+        damaged = bytearray(blob)
+        damaged[position] ^= 0xFF
+        folder = _folder(tmp_path / f"d{position}", shared_dir,
+                         {f"{TEST_LABELS}.gz": bytes(damaged)})
+        with pytest.raises(ValueError) as info:
+            load_mnist(folder, download=False)
+        message = str(info.value)
+        assert message.startswith(f"load_mnist: {folder / TEST_LABELS}.gz is ")
+        assert f"Delete {folder / TEST_LABELS}.gz and load_mnist will download it again" \
+            in message
+        assert "gzip" in message or "corrupt" in message
 
 
 def test_read_idx_names_the_path(tmp_path):

@@ -415,3 +415,258 @@ def test_astype_to_integers_is_a_constant_and_strings_are_refused():
     assert x.astype(np.float32).requires_grad
     with pytest.raises(TypeError, match="astype: unsupported dtype"):
         x.astype("U3")
+
+
+# --- issue 9: each silently wrong gradient, pinned with its exact expected value -------------
+
+
+def test_bce_with_logits_at_zero_has_gradient_sigmoid_minus_target():
+    import nn
+
+    logits = Tensor(np.zeros(3), requires_grad=True)
+    target = np.array([0.0, 1.0, 0.3])
+    nn.F.binary_cross_entropy_with_logits(logits, target, reduction="sum").backward()
+    np.testing.assert_allclose(logits.grad.data, 0.5 - target, atol=1e-15)
+    big = Tensor(np.array([-800.0, 800.0]), requires_grad=True)
+    loss = nn.F.binary_cross_entropy_with_logits(big, np.array([1.0, 0.0]), reduction="none")
+    np.testing.assert_allclose(loss.data, [800.0, 800.0])
+    loss.sum().backward()
+    np.testing.assert_allclose(big.grad.data, [-1.0, 1.0])
+
+
+@pytest.mark.parametrize("alias", ["detach", "view_of_constant", "reshape_of_constant",
+                                   "same_array", "setitem_on_view"])
+def test_writes_through_shared_memory_are_caught(alias):
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    base = np.array([2.0, 3.0, 4.0, 5.0])
+    if alias == "detach":
+        saved = x
+        y = (x * x).sum()
+        writer = x.detach()
+    elif alias in ("view_of_constant", "setitem_on_view"):
+        c = Tensor(base)
+        saved = c[:2]
+        y = (x * saved).sum()
+        writer = c if alias == "view_of_constant" else c[0:1]
+    elif alias == "reshape_of_constant":
+        c = Tensor(base.reshape(2, 2))
+        saved = c.reshape(4)[:2]
+        y = (x * saved).sum()
+        writer = c
+    else:
+        saved = Tensor(base[:2])
+        y = (x * saved).sum()
+        writer = Tensor(base)  # the user's own array, wrapped twice
+    writer[0] = 100.0
+    with pytest.raises(RuntimeError, match="^mul: a tensor this op saved"):
+        y.backward()
+
+
+def test_setitem_of_a_tensor_requiring_grad_is_recorded():
+    w = Tensor(2.0, requires_grad=True)
+    buf = Tensor(np.zeros(3))
+    buf[1] = w
+    (buf * buf).sum().backward()
+    assert w.grad.item() == 4.0
+    assert buf.op == "setitem" and buf.data.tolist() == [0.0, 2.0, 0.0]
+    # Writing into a computed tensor: the overwritten place gets no gradient, the rest does.
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    v = Tensor(np.array([5.0]), requires_grad=True)
+    y = x * 2
+    y[0:1] = v
+    (y * np.array([1.0, 10.0, 100.0])).sum().backward()
+    assert x.grad.data.tolist() == [0.0, 20.0, 200.0]
+    assert v.grad.data.tolist() == [1.0]
+
+
+def test_setitem_recorded_after_use_is_refused_for_the_earlier_user():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x * 3
+    z = (y * y).sum()  # saved y
+    y[0] = Tensor(7.0, requires_grad=True)
+    with pytest.raises(RuntimeError, match="^mul: a tensor this op saved"):
+        z.backward()
+
+
+def test_grad_of_an_input_listed_twice_is_given_at_both_places():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    g1, g2 = grad((x * x).sum(), [x, x])
+    assert g1.data.tolist() == [2.0, 4.0] and g2.data.tolist() == [2.0, 4.0]
+    assert not np.shares_memory(g1.data, g2.data)
+
+
+@pytest.mark.parametrize("expr,expected", [
+    (lambda x: x ** 0, [0.0, 0.0]),
+    (lambda x: x ** Tensor(np.array([0.0, 1.0])), [0.0, 1.0]),
+    (lambda x: x ** Tensor(np.array([2.0, 0.0])), [0.0, 0.0]),
+])
+def test_powers_at_zero_have_finite_gradients(expr, expected):
+    x = Tensor(np.zeros(2), requires_grad=True)
+    expr(x).sum().backward()
+    assert x.grad.data.tolist() == expected
+
+
+def test_power_gradient_in_the_exponent_at_base_zero_matches_pytorch():
+    y = Tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
+    with np.errstate(divide="ignore"):
+        (Tensor(np.zeros(3)) ** y).sum().backward()
+    assert y.grad.data.tolist() == [-np.inf, 0.0, 0.0]
+
+
+def test_std_of_a_constant_row_has_zero_gradient_and_spreads_no_nan():
+    x = Tensor(np.array([[1.0, 1.0, 1.0], [1.0, 2.0, 4.0]]), requires_grad=True)
+    s = x.std(axis=1)
+    s.sum().backward()
+    assert x.grad.data[0].tolist() == [0.0, 0.0, 0.0]
+    assert np.all(np.isfinite(x.grad.data))
+    centered = x.data[1] - x.data[1].mean()
+    np.testing.assert_allclose(x.grad.data[1], centered / (3 * s.data[1]))
+    one = Tensor(np.ones((2, 1)), requires_grad=True)
+    one.std(axis=1).sum().backward()
+    assert one.grad.data.tolist() == [[0.0], [0.0]]
+
+
+@pytest.mark.parametrize("fn", [ad.sigmoid, ad.softmax, ad.log_softmax, ad.logsumexp, ad.exp,
+                                ad.tanh, ad.log, ad.sqrt])
+def test_unsigned_inputs_compute_in_floating_point(fn):
+    pixels = np.array([1, 2, 200], np.uint8)
+    with np.errstate(divide="ignore"):
+        got = fn(Tensor(pixels))
+        expected = fn(Tensor(pixels.astype(np.float64)))
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got.data, expected.data)
+
+
+def test_arrays_kept_for_backward_are_copied_at_record_time():
+    x = Tensor(np.arange(4.0), requires_grad=True)
+    index = np.array([0, 1])
+    mask = np.array([True, False, True, False])
+    labels = np.array([0, 1])
+    y = x[index].sum() + ad.where(mask, x, 0.0).sum() + ad.softmax_cross_entropy(
+        x.reshape(2, 2), labels)
+    index[:] = 3
+    mask[:] = False
+    labels[:] = 0
+    y.backward()
+    x2 = Tensor(np.arange(4.0), requires_grad=True)
+    (x2[np.array([0, 1])].sum() + ad.where(np.array([True, False, True, False]), x2, 0.0).sum()
+     + ad.softmax_cross_entropy(x2.reshape(2, 2), np.array([0, 1]))).backward()
+    np.testing.assert_array_equal(x.grad.data, x2.grad.data)
+
+
+def test_gradients_handed_out_never_share_memory():
+    a = Tensor(np.ones(3), requires_grad=True)
+    b = Tensor(np.ones(3), requires_grad=True)
+    y = a + b
+    z = y.reshape(3)
+    z.sum().backward()
+    grads = [a.grad.data, b.grad.data, y.grad.data, z.grad.data]
+    for i, g in enumerate(grads):
+        for h in grads[i + 1:]:
+            assert not np.shares_memory(g, h)
+    a.grad.data[0] = 99.0
+    assert b.grad.data[0] == 1.0
+
+
+def test_maximum_minimum_keep_float32_and_split_ties_like_max():
+    x = Tensor(np.array([-1.0, 0.0, 2.0], np.float32), requires_grad=True)
+    m = ad.maximum(x, 0)
+    assert m.dtype == np.float32 and ad.minimum(x, 0.5).dtype == np.float32
+    m.sum().backward()
+    assert x.grad.data.tolist() == [0.0, 0.5, 1.0]
+    a = Tensor(np.array([1.0, 3.0]), requires_grad=True)
+    b = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    ad.minimum(a, b).sum().backward()
+    assert a.grad.data.tolist() == [0.5, 0.0] and b.grad.data.tolist() == [0.5, 1.0]
+    t = Tensor(np.array([2.0, 2.0]), requires_grad=True)
+    t.max().backward()
+    assert t.grad.data.tolist() == [0.5, 0.5]
+
+
+def test_set_grad_enabled_as_a_plain_call_switches_this_thread():
+    try:
+        ad.set_grad_enabled(False)
+        assert not ad.is_grad_enabled()
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(ad.is_grad_enabled()))
+        worker.start()
+        worker.join()
+        assert seen == [True]  # another thread keeps its own mode
+    finally:
+        ad.set_grad_enabled(True)
+    assert ad.is_grad_enabled()
+    with ad.set_grad_enabled(False):
+        assert not ad.is_grad_enabled()
+    assert ad.is_grad_enabled()
+
+    @ad.set_grad_enabled(False)
+    def off():
+        return ad.is_grad_enabled()
+
+    assert ad.is_grad_enabled() and off() is False and ad.is_grad_enabled()
+
+
+def test_no_grad_decorator_shared_by_threads_restores_each_threads_mode():
+    barrier = threading.Barrier(2)
+    errors = []
+
+    @no_grad()
+    def inside(wait_first):
+        if wait_first:
+            barrier.wait()
+        else:
+            barrier.wait()
+        return ad.is_grad_enabled()
+
+    def run(mode, wait_first):
+        try:
+            with ad.set_grad_enabled(mode):
+                for _ in range(50):
+                    assert inside(wait_first) is False
+                    assert ad.is_grad_enabled() is mode
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(True, True)),
+               threading.Thread(target=run, args=(False, False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_empty_list_index_selects_nothing_and_numpy_weights_are_constants():
+    x = Tensor(np.arange(3.0), requires_grad=True)
+    empty = x[[]]
+    assert empty.shape == (0,)
+    (empty.sum() + x.sum()).backward()
+    assert x.grad.data.tolist() == [1.0, 1.0, 1.0]
+    w = np.ones((2, 3))
+    out = ad.linear(x, w, np.array([1.0, 2.0]))
+    assert out.data.tolist() == [4.0, 5.0]
+    out.sum().backward()
+
+
+def test_clip_with_array_bounds():
+    x = Tensor(np.array([-2.0, 0.5, 3.0]), requires_grad=True)
+    y = x.clip(np.array([-1.0, 1.0, 0.0]), Tensor(np.array([1.0, 2.0, 2.0])))
+    assert y.data.tolist() == [-1.0, 1.0, 2.0]
+    y.sum().backward()
+    assert x.grad.data.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_anomaly_names_user_code_in_a_folder_called_nn(tmp_path):
+    folder = tmp_path / "myproject" / "nn"
+    folder.mkdir(parents=True)
+    (folder / "model.py").write_text("def build(x):\n    return x.log()\n")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("user_model", folder / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = Tensor(np.array([0.0]), requires_grad=True)
+    with ad.detect_anomaly(), np.errstate(divide="ignore"), \
+            pytest.raises(FloatingPointError) as info:
+        module.build(x)
+    assert str(folder / "model.py") in str(info.value)

@@ -91,6 +91,164 @@ def test_parameters_are_float32_by_default_and_float64_on_request():
     np.testing.assert_array_equal(same_seed[0].weight.data, same_seed[1].weight.data)
 
 
+def test_nested_containers_are_registered_at_any_depth():
+    class Deep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.grid = [[nn.Linear(1, 1, rng=0), nn.Linear(1, 2, rng=1)], [nn.ReLU()]]
+            self.heads = {"a": [nn.Linear(2, 1, rng=2)], "b": {"c": nn.Linear(2, 3, rng=3)}}
+
+    model = Deep()
+    assert [n for n, _ in model.named_parameters()] == [
+        "grid.0.0.weight", "grid.0.0.bias", "grid.0.1.weight", "grid.0.1.bias",
+        "heads.a.0.weight", "heads.a.0.bias", "heads.b.c.weight", "heads.b.c.bias"]
+    # Saved and trained: a round trip restores the deepest weight.
+    other = Deep()
+    other.heads["b"]["c"].weight.data[...] = 0
+    other.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(other.heads["b"]["c"].weight.data,
+                                  model.heads["b"]["c"].weight.data)
+
+
+def test_modules_in_a_set_are_refused():
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.parts = {nn.Linear(1, 1)}
+
+    with pytest.raises(TypeError, match="Bag: attribute 'parts' is a set"):
+        Bag().parameters()
+
+
+def test_module_list_registers_indexes_and_grows():
+    blocks = nn.ModuleList([nn.Linear(2, 3, rng=0), nn.ReLU()])
+    blocks.append(nn.Linear(3, 1, rng=1))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = blocks
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    net = Net()
+    assert [n for n, _ in net.named_parameters()] == [
+        "blocks.0.weight", "blocks.0.bias", "blocks.2.weight", "blocks.2.bias"]
+    assert len(blocks) == 3 and blocks[-1] is blocks[2] and isinstance(blocks[1], nn.ReLU)
+    assert [type(m).__name__ for m in blocks[:2]] == ["Linear", "ReLU"]
+    before = np.array(blocks[2].weight.data)
+    opt = nn.optim.SGD(net.parameters(), lr=0.1)
+    net(Tensor(np.ones((4, 2), np.float32))).sum().backward()
+    opt.step()
+    assert not np.array_equal(blocks[2].weight.data, before)  # trained through the list
+    with pytest.raises(IndexError, match="ModuleList: index 3 is out of range for 3 modules"):
+        blocks[3]
+    with pytest.raises(TypeError, match="ModuleList: item 3 is a int, not a Module"):
+        blocks.append(5)
+    with pytest.raises(NotImplementedError, match="ModuleList is a container"):
+        blocks(1)
+    del blocks[1]
+    assert [n for n, _ in net.named_parameters()][2] == "blocks.1.weight"
+
+
+def test_module_dict_registers_by_key():
+    heads = nn.ModuleDict({"cls": nn.Linear(4, 3, rng=0)})
+    heads["box"] = nn.Linear(4, 2, rng=1)
+    assert [n for n, _ in heads.named_parameters()] == [
+        "cls.weight", "cls.bias", "box.weight", "box.bias"]
+    assert list(heads) == ["cls", "box"] and "box" in heads and len(heads) == 2
+    assert heads["box"].out_features == 2
+    with pytest.raises(KeyError, match=r"ModuleDict: no module named 'reg'.*\['cls', 'box'\]"):
+        heads["reg"]
+    with pytest.raises(KeyError, match="without '.'"):
+        heads["a.b"] = nn.ReLU()
+    with pytest.raises(TypeError, match="ModuleDict: item 'x' is a str"):
+        heads["x"] = "relu"
+    del heads["cls"]
+    assert list(heads.keys()) == ["box"]
+
+
+def test_apply_visits_children_first_and_reinitialises():
+    model = nn.MLP(3, [4], 2, rng=0)
+    seen = []
+    model.apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["Linear", "ReLU", "Linear", "MLP"]
+
+    def zero(m):
+        if isinstance(m, nn.Linear):
+            m.weight.data[...] = 0
+
+    assert model.apply(zero) is model
+    assert all(not np.any(layer.weight.data) for layer in model if isinstance(layer, nn.Linear))
+
+
+def test_requires_grad_freezes_parameters_and_optimizers_skip_them():
+    model = nn.Sequential(nn.Linear(2, 2, rng=0), nn.Linear(2, 1, rng=1))
+    model[0].requires_grad_(False)
+    frozen = np.array(model[0].weight.data)
+    opt = nn.optim.SGD(model.parameters(), lr=0.5)
+    model(Tensor(np.ones((3, 2), np.float32))).sum().backward()
+    opt.step()
+    assert model[0].weight.grad is None
+    np.testing.assert_array_equal(model[0].weight.data, frozen)
+    assert model[1].weight.grad is not None
+    model.requires_grad_()
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_double_and_float_convert_in_place_for_existing_optimizers():
+    model = nn.Linear(2, 1, rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=0.1)
+    assert model.double() is model
+    assert {p.dtype for p in model.parameters()} == {np.dtype(np.float64)}
+    x = Tensor(np.ones((1, 2)))
+    model(x).sum().backward()
+    before = np.array(model.weight.data)
+    opt.step()  # the optimizer still holds the same Parameter objects
+    np.testing.assert_allclose(model.weight.data, before - 0.1)
+    assert model.weight.dtype == np.float64
+    model.float()
+    assert model.weight.dtype == np.float32 and model.weight.grad.dtype == np.float32
+    with pytest.raises(TypeError, match="to_dtype.*int32"):
+        model.to_dtype(np.int32)
+
+
+def test_zero_grad_to_none_or_to_zeros():
+    model = nn.Linear(2, 2)
+    model(Tensor(np.ones((1, 2), np.float32))).sum().backward()
+    model.zero_grad(set_to_none=False)
+    assert model.weight.grad is not None and model.weight.grad.dtype == np.float32
+    np.testing.assert_array_equal(model.weight.grad.data, np.zeros((2, 2)))
+    model.zero_grad()
+    assert model.weight.grad is None
+    opt = nn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(model.bias.grad.data, np.zeros(2))
+    opt.step()  # zero gradients are gradients: a step runs (and moves nothing here)
+    opt.zero_grad()
+    assert model.bias.grad is None
+
+
+def test_load_into_a_model_and_model_save_load(tmp_path):
+    a, b = nn.MLP(3, [4], 2, rng=0), nn.MLP(3, [4], 2, rng=1)
+    path = a.save(tmp_path / "w.npz")
+    assert nn.load(path, into=b) is b
+    for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    c = nn.MLP(3, [4], 2, rng=2)
+    assert c.load(path) is c
+    np.testing.assert_array_equal(c[0].weight.data, a[0].weight.data)
+    state = nn.load(path)  # the dict form is kept
+    assert isinstance(state, dict) and list(state) == list(a.state_dict())
+    with pytest.raises(ValueError, match="load_state_dict: parameter 'layers.0.weight'"):
+        nn.load(path, into=nn.MLP(3, [5], 2))
+    with pytest.raises(TypeError, match="load: into= must be a module"):
+        nn.load(path, into={})
+
+
 # --- layers and losses against numerical gradients --------------------------------------------
 
 
@@ -295,3 +453,119 @@ def test_optimizer_update_records_no_graph_and_keeps_float32():
     loss.backward()
     nn.optim.Adam(model.parameters(), lr=0.1).step()
     assert model.weight.is_leaf and model.weight.dtype == np.float32
+
+
+def test_shared_weight_listed_twice_is_updated_once():
+    layer = nn.Linear(2, 2, rng=0)
+    with pytest.warns(UserWarning, match="SGD: 2 parameter.*more than once.*updated once"):
+        opt = nn.optim.SGD([*layer.parameters(), *layer.parameters()], lr=0.5)
+    assert len(opt.params) == 2
+    before = np.array(layer.weight.data)
+    layer(Tensor(np.ones((1, 2), np.float32))).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(layer.weight.data, before - 0.5 * layer.weight.grad.data)
+
+
+def test_numpy_scalars_are_numbers_for_optimizers():
+    params = nn.Linear(2, 2).parameters()
+    opt = nn.optim.SGD(params, lr=np.float32(0.1), momentum=np.float64(0.9))
+    assert opt.lr == pytest.approx(0.1) and type(opt.lr) is float
+    adam = nn.optim.Adam(params, lr=np.float64(0.01), betas=np.array([0.8, 0.9]))
+    assert adam.betas == (0.8, 0.9)
+    with pytest.raises(ValueError, match="SGD: lr must be a number, got bool True"):
+        nn.optim.SGD(params, lr=True)
+
+
+def test_param_groups_is_the_live_settings_dict():
+    model = nn.Linear(2, 1, rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    (group,) = opt.param_groups
+    assert group["params"] == model.parameters() and group["lr"] == 0.1
+    assert group["momentum"] == 0.5 and group["nesterov"] is False
+    for g in opt.param_groups:
+        g["lr"] = 0.01  # the PyTorch way to change the rate by hand
+    assert opt.lr == 0.01
+    opt.lr = 0.2
+    assert opt.param_groups[0]["lr"] == 0.2
+    # A PyTorch-style list with one group dict is accepted; several are refused clearly.
+    same = nn.optim.Adam([{"params": model.parameters()}], lr=0.1)
+    assert same.params == model.parameters()
+    with pytest.raises(ValueError, match="one parameter group.*got 2"):
+        nn.optim.Adam([{"params": [model.weight]}, {"params": [model.bias]}])
+
+
+def _train(model, opt, batches, scheduler=None):
+    for x, y in batches:
+        loss = F.mse_loss(model(Tensor(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda ps: nn.optim.Adam(ps, lr=0.01),
+    lambda ps: nn.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+], ids=["sgd", "adam", "adamw"])
+def test_resuming_from_saved_state_gives_the_weights_of_an_unbroken_run(make, tmp_path):
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(8, 3)).astype(np.float32),
+                rng.normal(size=(8, 2)).astype(np.float32)) for _ in range(6)]
+    unbroken = nn.MLP(3, [5], 2, rng=0)
+    opt = make(unbroken.parameters())
+    schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    _train(unbroken, opt, batches, schedule)
+
+    first = nn.MLP(3, [5], 2, rng=0)
+    opt = make(first.parameters())
+    schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    _train(first, opt, batches[:3], schedule)
+    nn.save(first, tmp_path / "model.npz")
+    nn.save(opt.state_dict(), tmp_path / "optimizer.npz")  # flat arrays: plain nn.save
+    nn.save(schedule.state_dict(), tmp_path / "schedule.npz")
+
+    resumed = nn.MLP(3, [5], 2, rng=7).load(tmp_path / "model.npz")
+    opt = make(resumed.parameters())
+    opt.load_state_dict(nn.load(tmp_path / "optimizer.npz"))
+    schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    schedule.load_state_dict(nn.load(tmp_path / "schedule.npz"))
+    _train(resumed, opt, batches[3:], schedule)
+    for (name, p), (_, q) in zip(unbroken.named_parameters(), resumed.named_parameters(),
+                                 strict=True):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    # Without the optimizer's state (fresh moments), the weights would differ.
+    fresh = nn.MLP(3, [5], 2, rng=7).load(tmp_path / "model.npz")
+    opt = make(fresh.parameters())
+    opt.lr = resumed_lr = nn.load(tmp_path / "optimizer.npz")["param_groups.0.lr"].item()
+    assert resumed_lr > 0
+    _train(fresh, opt, batches[3:])
+    assert not np.array_equal(fresh[0].weight.data, unbroken[0].weight.data)
+
+
+def test_optimizer_state_dict_is_checked_before_anything_changes():
+    model = nn.Linear(2, 2, rng=0)
+    opt = nn.optim.Adam(model.parameters(), lr=0.1)
+    model(Tensor(np.ones((1, 2), np.float32))).sum().backward()
+    opt.step()
+    state = opt.state_dict()
+    assert state["state.0.m"].shape == (2, 2) and int(state["state.0.t"]) == 1
+    state["state.0.m"] = np.zeros(state["state.0.m"].shape)  # a copy: opt is unaffected
+    assert np.any(opt.state[id(model.weight)]["m"])
+    bad = dict(state, **{"state.1.m": np.zeros((3,))})
+    with pytest.raises(ValueError, match=r"'state.1.m' has shape \(3,\), parameter 1 has \(2,\)"):
+        opt.load_state_dict(bad)
+    with pytest.raises(ValueError, match="for 2 parameters, this optimizer has 1"):
+        nn.optim.Adam([model.weight]).load_state_dict(opt.state_dict())
+    with pytest.raises(KeyError, match="unexpected entry 'momentum'"):
+        opt.load_state_dict({"momentum": np.zeros(1)})
+    assert np.any(opt.state[id(model.weight)]["m"])  # untouched by the failed loads
+
+
+@pytest.mark.parametrize("module", [nn.optim, nn.data])
+def test_dir_shows_only_public_names(module):
+    names = dir(module)
+    assert names == sorted(module.__all__)
+    assert all(hasattr(module, name) for name in names)
+    assert not any(name.startswith("_") or name in ("np", "math", "os") for name in names)

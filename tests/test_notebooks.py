@@ -10,8 +10,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_six_notebooks():
-    assert len(NOTEBOOKS) == 6
+def test_the_teaching_notebooks_are_all_here():
+    numbers = {p.name[:2] for p in NOTEBOOKS}
+    assert numbers >= {"01", "02", "03", "04", "05", "06", "08"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -71,6 +71,13 @@ def reduce_axes(draw_shape) -> st.SearchStrategy:
     return draw_shape.flatmap(with_axis)
 
 
+def _written_into(a: Tensor, index, w: Tensor) -> Tensor:
+    """buf[index] = w recorded in the graph: both the kept part of buf and w get gradients."""
+    buf = a * 1.5
+    buf[index] = w
+    return buf * buf
+
+
 @dataclass
 class Case:
     name: str
@@ -135,10 +142,15 @@ CASES = [
          ("getitem",)),
     Case("where", lambda a, b: ad.where(a.data > 0, a, b), binary(), ("where",), 2,
          valid=away_from(0.0)),
-    Case("maximum", lambda a, b: ad.maximum(a, b), binary(), ("where",), 2,
+    Case("maximum", lambda a, b: ad.maximum(a, b), binary(), ("maximum",), 2,
          valid=lambda t: np.all(np.abs(np.subtract(*np.broadcast_arrays(*t))) > 1e-3)),
-    Case("minimum", lambda a, b: ad.minimum(a, b), binary(), ("where",), 2,
+    Case("minimum", lambda a, b: ad.minimum(a, b), binary(), ("minimum",), 2,
          valid=lambda t: np.all(np.abs(np.subtract(*np.broadcast_arrays(*t))) > 1e-3)),
+    Case("setitem_row", lambda a, w: _written_into(a, 0, w), shapes(min_dims=1, min_side=1)
+         .flatmap(lambda s: st.tuples(floats(-2, 2, s), floats(-2, 2, s[1:]))), ("setitem",), 2),
+    Case("setitem_broadcast", lambda a, w: _written_into(a, (..., slice(None, None, 2)), w),
+         shapes(min_dims=1).flatmap(lambda s: st.tuples(floats(-2, 2, s), floats(-2, 2, ()))),
+         ("setitem",), 2),
     Case("concatenate", lambda a, b: ad.concatenate([a, b, a], axis=-1),
          shapes(min_dims=1).flatmap(lambda s: st.tuples(
              floats(-3, 3, s), floats(-3, 3, s[:-1] + (2,)))), ("concatenate",), 2),

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -192,6 +193,77 @@ def test_save_overwrites_and_accepts_str_paths(tmp_path):
     assert list(back) == ["v"] and back["v"].tolist() == [0, 0]
 
 
+def test_names_that_clash_with_numpy_keywords_are_stored_as_data(tmp_path):
+    """`np.savez(path, **state)` would take these as its own arguments: `file` raises
+    TypeError, `allow_pickle` writes a file that does not load."""
+    state = {"allow_pickle": np.arange(3.0), "file": np.ones(2, np.float32),
+             "args": np.zeros(1), "kwds": np.array([True])}
+    back = load(save(state, tmp_path / "w.npz"))
+    assert list(back) == list(state)
+    for name, value in state.items():
+        np.testing.assert_array_equal(back[name], value)
+        assert back[name].dtype == value.dtype
+
+
+def test_a_save_that_does_not_read_back_never_replaces_the_old_file(tmp_path, monkeypatch):
+    path = save({"w": np.ones(5)}, tmp_path / "w.npz")
+    before = path.read_bytes()
+    real_writer = serialization._write_npz
+
+    def drops_an_entry(f, arrays, **kwargs):  # e.g. a writer bug, or a file system losing data
+        real_writer(f, {k: v for k, v in arrays.items() if k != "w"}, **kwargs)
+
+    monkeypatch.setattr(serialization, "_write_npz", drops_an_entry)
+    with pytest.raises(ValueError, match=f"save: {path} was left as it was: the new file did "
+                                         "not read back"):
+        save({"w": np.zeros(5)}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+
+    def flips_a_value(f, arrays, **kwargs):
+        real_writer(f, {k: (v + 1 if k == "w" else v) for k, v in arrays.items()}, **kwargs)
+
+    monkeypatch.setattr(serialization, "_write_npz", flips_a_value)
+    with pytest.raises(ValueError, match="parameter 'w' did not read back unchanged"):
+        save({"w": np.zeros(5)}, path)
+    assert path.read_bytes() == before
+
+
+def test_replacing_keeps_the_file_mode_and_new_files_follow_the_umask(tmp_path):
+    path = save({"w": np.ones(2)}, tmp_path / "w.npz")
+    path.chmod(0o640)
+    save({"w": np.zeros(2)}, path)
+    assert path.stat().st_mode & 0o777 == 0o640
+    old_mask = os.umask(0o027)
+    try:
+        fresh = save({"w": np.ones(2)}, tmp_path / "new.npz")
+    finally:
+        os.umask(old_mask)
+    assert fresh.stat().st_mode & 0o777 == 0o640  # 0666 & ~0027
+    os.umask(0o022)
+    try:
+        assert save({"w": np.ones(2)}, tmp_path / "n2.npz").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old_mask)
+
+
+@pytest.mark.parametrize("where", ["writer", "fsync", "replace"])
+def test_write_errors_name_the_users_path_not_the_temporary_file(where, tmp_path, monkeypatch):
+    path = tmp_path / "w.npz"
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / ".w.npz.xyz.tmp"))
+
+    if where == "writer":
+        monkeypatch.setattr(serialization, "_write_npz", disk_full)
+    else:
+        monkeypatch.setattr(os, where, disk_full)
+    with pytest.raises(OSError, match=f"save: could not write {path}: No space left") as info:
+        save({"w": np.ones(2)}, path)
+    assert ".tmp" not in str(info.value) and info.value.errno == 28
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- what load refuses -----------------------------------------------------------------------
 
 
@@ -273,6 +345,11 @@ def _forge(path: Path, entries: dict[str, np.ndarray], manifest: dict | None = N
     ("malformed manifest", "manifest entry for 'w' is malformed"),
     ("manifest not an object", "manifest is not a JSON object"),
     ("text data", "'w' is <U3"),
+    ("complex data", "'w' is complex128"),
+    ("manifest entry not a dict", "manifest entry for 'w' is malformed: 3"),
+    ("manifest shape of strings", "manifest entry for 'w' is malformed"),
+    ("manifest not JSON", "truncated or damaged"),
+    ("member without .npy", "unexpected entry 'w' \\(not an uncompressed .npy\\)"),
 ])
 def test_inconsistent_files_are_refused(case, match, tmp_path):
     w = {"w": np.ones(3)}
@@ -292,8 +369,24 @@ def test_inconsistent_files_are_refused(case, match, tmp_path):
         _forge(path, w, manifest={"w": {"shape": "3", "dtype": "<f8"}})
     elif case == "manifest not an object":
         _forge(path, w, manifest=[["w", [3], "<f8"]])  # type: ignore[arg-type]
+    elif case == "complex data":
+        _forge(path, {"w": np.ones(3, complex)})
+    elif case == "manifest entry not a dict":
+        _forge(path, w, manifest={"w": 3})
+    elif case == "manifest shape of strings":
+        _forge(path, w, manifest={"w": {"shape": ["3"], "dtype": "<f8"}})
+    elif case == "manifest not JSON":
+        np.savez(path, __format__=np.array(FORMAT), __manifest__=np.array("{w: 3"), **w)
+    elif case == "member without .npy":
+        _forge(path, w)
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr("w", b"\x00" * 8)
     else:
         _forge(path, {"w": np.array(["abc"])})
+    if case == "manifest not JSON":
+        with pytest.raises(ValueError, match=f"load: {path} is {match}"):
+            load(path)
+        return
     with pytest.raises(ValueError, match=f"load: {path} was refused: .*{match}"):
         load(path)
 
@@ -324,6 +417,31 @@ def test_forged_huge_header_is_refused_without_allocating(tmp_path):
     with pytest.raises(ValueError, match=r"declares float64 \(1000000000000,\) "
                                          r"\(8000000000000 bytes\) but holds 8 bytes"):
         load(path)
+
+
+def test_a_72_tib_header_in_300_bytes_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "w.npz"
+    shape = (9 * 2**40,)  # float64: 72 TiB
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    _forge(path, {"w": np.ones(1)}, manifest={"w": {"shape": list(shape), "dtype": "<f8"}})
+    with zipfile.ZipFile(path) as archive:
+        entries = {i.filename: archive.read(i) for i in archive.infolist()}
+    entries["w.npy"] = header.getvalue()  # the header alone: no data at all
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, blob in entries.items():
+            archive.writestr(name, blob)
+    assert path.stat().st_size < 1000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"declares float64 \(9895604649984,\) "
+                                             r"\(79164837199872 bytes\) but holds 0 bytes"):
+            load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
 
 
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])

@@ -54,6 +54,94 @@ def test_update_threshold_rule():
     assert "weight update" in history.stopped_reason
 
 
+def test_update_threshold_zero_still_records_max_update():
+    model, opt, x, y = _xor_setup()
+    history = nn.fit(model, F.mse_loss, opt, (x, y), epochs=3, update_threshold=0.0,
+                     progress=False)
+    assert len(history["max_update"]) == 3 and min(history["max_update"]) > 0
+    assert "maximum of 3 epochs" in history.stopped_reason
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"error_threshold": 0.1, "metric": None}, "error_threshold needs a metric"),
+    ({"error_threshold": 1.5}, r"error_threshold must be in \[0.0, 1.0\], got 1.5"),
+    ({"update_threshold": -1e-3}, "update_threshold must be in"),
+    ({"loss_threshold": float("nan")}, "loss_threshold must be a number, got nan"),
+    ({"loss_threshold": "0.1"}, "loss_threshold must be a number, got '0.1'"),
+])
+def test_stopping_rules_that_cannot_work_are_refused(kwargs, match):
+    model, opt, x, y = _xor_setup()
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=match):
+        nn.fit(model, F.mse_loss, opt, (x, y), epochs=2, progress=False, **kwargs)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])  # refused before any step
+
+
+def test_a_loader_with_no_batch_is_an_error():
+    model, opt, x, y = _xor_setup()
+    loader = nn.data.DataLoader(x, y, batch_size=8, drop_last=True)
+    with pytest.raises(ValueError, match=r"fit: the training data gives no batch \(4 samples, "
+                                         r"batch_size=8, drop_last=True\)"):
+        nn.fit(model, F.mse_loss, opt, loader, epochs=3, loss_threshold=1.0, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's, on the NaN input
+def test_non_finite_loss_stops_before_the_step_and_names_epoch_and_step():
+    model, opt, x, y = _xor_setup()
+    x = np.array(x)
+    x[3, 0] = np.nan
+    before = model.state_dict()
+    loader = nn.data.DataLoader(x, y, batch_size=2)
+    with pytest.raises(FloatingPointError, match=r"fit: the loss is nan at epoch 1, step 2;.*"
+                                                 r"inputs hold NaN or inf.*check_finite=False"):
+        nn.fit(model, F.mse_loss, opt, loader, epochs=3, progress=False)
+    # Step 1 (finite) was taken; step 2 was not, so the weights are finite.
+    assert all(np.isfinite(v).all() for v in model.state_dict().values())
+    assert any(not np.array_equal(v, before[k]) for k, v in model.state_dict().items())
+    history = nn.fit(model, F.mse_loss, opt, loader, epochs=1, progress=False,
+                     check_finite=False)
+    assert np.isnan(history["loss"][-1])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow on the way to inf
+def test_divergence_with_finite_data_says_so():
+    x, y = nn.data.make_regression(20)
+    model = nn.Linear(1, 1, dtype=np.float64, rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=100.0)  # far too high: each step overshoots
+    with pytest.raises(FloatingPointError, match="only finite values.*lower learning rate"):
+        nn.fit(model, F.mse_loss, opt, (x, y), epochs=500, progress=False, metric=None)
+    assert all(np.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_numpy_integers_are_epoch_counts():
+    model, opt, x, y = _xor_setup()
+    history = nn.fit(model, F.mse_loss, opt, (x, y), epochs=np.int64(2), progress=False)
+    assert history.epochs == 2
+    with pytest.raises(ValueError, match="fit: epochs must be a positive int, got True"):
+        nn.fit(model, F.mse_loss, opt, (x, y), epochs=True, progress=False)
+
+
+@pytest.mark.parametrize("data,error,match", [
+    (nn.data.DataLoader(np.ones((4, 2))), ValueError, "train_loader is a DataLoader without "
+                                                      r"targets \(y=None\)"),
+    ((np.ones((4, 2)), None), ValueError, r"train_loader has no targets \(y is None\)"),
+    ("data", TypeError, "fit: train_loader must be a DataLoader or an \\(x, y\\) pair.*str"),
+    ((np.ones((4, 2)),), TypeError, "got a tuple of length 1"),
+])
+def test_training_data_without_targets_is_refused(data, error, match):
+    model, opt, _, _ = _xor_setup()
+    with pytest.raises(error, match=match):
+        nn.fit(model, F.mse_loss, opt, data, epochs=1, progress=False)
+
+
+def test_val_data_without_targets_is_refused_before_training():
+    model, opt, x, y = _xor_setup()
+    with pytest.raises(ValueError, match="fit: val_data is a DataLoader without targets"):
+        nn.fit(model, F.mse_loss, opt, (x, y), epochs=1, progress=False,
+               val_data=nn.data.DataLoader(x))
+
+
 def test_per_sample_updates_and_callbacks():
     model, opt, x, y = _xor_setup()
     seen = []

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
+import graphviz
 import numpy as np
 import pytest
 
 import nn
 from autodiff import Tensor
-from autodiff.graph import trace
+from autodiff.graph import node_id, trace
 from autodiff.viz import (
+    Drawing,
     GraphvizNotFound,
     animate_backward,
     backward_steps,
@@ -38,6 +42,11 @@ def _expression():
     return a, b, c, d
 
 
+def _svg_size(svg: str) -> tuple[float, float]:
+    width, height = re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups()
+    return float(width), float(height)
+
+
 # --- graph as data ---------------------------------------------------------------------------
 
 
@@ -45,44 +54,63 @@ def test_trace_nodes_edges_and_argument_order():
     a, b, c, d = _expression()
     graph = trace(d)
     assert len(graph.tensors) == 4 and len(graph.ops) == 2
-    kinds = {node.label or node.kind: node.kind for node in graph.tensors.values()}
-    assert kinds["a"] == "param" and kinds["output"] == "output"
+    kinds = {node.label: node.kind for node in graph.tensors.values()}
+    assert kinds == {"a": "leaf_param", "b": "leaf_param", "mul1": "intermediate",
+                     "add1": "output"}
     mul = graph.ops[f"op{id(c)}"]
-    assert mul.op == "mul"
-    inputs = sorted((idx, src) for src, dst, idx in graph.edges if dst == mul.id)
-    assert inputs == [(0, f"t{id(a)}"), (1, f"t{id(b)}")]
-    assert graph.tensors[id(c)].value == "-6"
+    assert mul.op == "mul" and mul.output == node_id(c)
+    assert graph.inputs(mul.id) == [node_id(a), node_id(b)]
+    assert graph.tensors[node_id(c)].value == "-6"
 
 
 def test_trace_shows_constants_and_gradients():
-    x = Tensor(np.array([1.0, 2.0]), requires_grad=True, name="x")
-    y = (x * Tensor(np.array([3.0, 4.0]))).sum()
+    x = Tensor(np.array([1.0, 2.0, 5.0]), requires_grad=True, name="x")
+    y = (x * Tensor(np.array([3.0, 4.0, 5.0]))).sum()
     y.backward()
     graph = trace(y)
     kinds = sorted(node.kind for node in graph.tensors.values())
-    assert kinds == ["constant", "intermediate", "output", "param"]
-    assert graph.tensors[id(x)].grad == "min 3 mean 3.5 max 4"
+    assert kinds == ["constant", "intermediate", "leaf_param", "output"]
+    assert graph.tensors[node_id(x)].grad == "[3, 4, 5]"
+
+
+def test_unnamed_leaves_are_inputs_numbered_in_creation_order():
+    a = Tensor(2.0, requires_grad=True)
+    b = Tensor(-3.0, requires_grad=True)
+    d = b * a * 2  # b is used first, but a was made first
+    labels = {key: node.label for key, node in trace(d).tensors.items()}
+    assert labels[node_id(a)] == "input1" and labels[node_id(b)] == "input2"
+    assert sorted(labels.values()) == ["2", "input1", "input2", "mul1", "mul2"]
+    # one unnamed input needs no number; a named one keeps its name
+    x = Tensor(np.ones((3, 2)), name="x")
+    w = Tensor(np.ones((2, 1)), requires_grad=True)
+    labels = {node.label for node in trace((x @ w).sum()).tensors.values()}
+    assert labels == {"x", "input", "matmul1", "sum1"}
+    w.name = "w"
+    source = draw_graph((Tensor(np.ones(3)) * w.sum()).sum()).source
+    assert "{input | 3 float64 | data [1, 1, 1]}" in source
 
 
 def test_model_clusters_and_collapse():
     model = nn.MLP(784, [128], 10, rng=0)
-    x = Tensor(np.zeros((4, 784), np.float32))
+    x = Tensor(np.zeros((4, 784), np.float32), name="x")
     loss = nn.F.cross_entropy(model(x), np.array([0, 1, 2, 3]))
     clustered = draw_graph(loss, model=model, group_by_module="cluster").source
-    assert clustered.count("subgraph cluster_") == 4  # three layers + the legend
-    assert "layers.0: Linear(784 -&gt; 128)" in clustered or "Linear(784 -> 128)" in clustered
-    assert "layers.0.weight 128x784" in clustered
+    # the MLP call, and inside it its three layers
+    assert clustered.count("subgraph cluster_") == 4
+    assert 'label="layers.0: Linear(784 -> 128)"' in clustered
+    assert "layers.0.weight: 128x784 float32" in clustered
+    assert "x: 4x784 float32" in clustered
     collapsed = draw_graph(loss, model=model, group_by_module="collapse").source
-    assert "shape=box3d" in collapsed and collapsed.count("shape=box3d") == 3
-    assert "layers.2.bias 10" in collapsed
+    assert collapsed.count("shape=box3d") == 3
+    assert "layers.2: Linear(128 -> 10)\nops: linear\nweight 10x128\nbias 10" in collapsed
 
 
 def test_big_graph_collapses_by_default_with_a_note():
     model = nn.MLP(4, [3] * 60, 1, rng=0)
     out = model(Tensor(np.ones((2, 4), np.float32))).sum()
     source = draw_graph(out, model=model, max_nodes=100).source
-    assert "collapsed by module" in source and "box3d" in source
-    assert "collapsed by module" not in draw_graph(out, model=model, max_nodes=10_000).source
+    assert "more than max_nodes=100: one box per module call" in source and "box3d" in source
+    assert "max_nodes" not in draw_graph(out, model=model, max_nodes=10_000).source
 
 
 def test_draw_graph_options():
@@ -92,8 +120,64 @@ def test_draw_graph_options():
     assert "grad 1" in with_grads and "rankdir=LR" in with_grads
     plain = draw_graph(d, rankdir="TB", show_values=False, show_grads=False).source
     assert "grad " not in plain and "data " not in plain and "rankdir=TB" in plain
-    with pytest.raises(ValueError, match="rankdir"):
+    with pytest.raises(ValueError, match="draw_graph: rankdir"):
         draw_graph(d, rankdir="XY")
+
+
+def test_legend_lists_what_the_drawing_shows():
+    model = nn.MLP(2, [3], 1, rng=0)
+    loss = model(Tensor(np.ones((2, 2)), name="x")).sum()
+    legend = draw_graph(loss, model=model).source.split("<table")[-1]
+    assert "parameter (requires grad)" in legend and "constant" in legend
+    assert "module call" not in legend and "backward is here" not in legend
+    assert ">module call<" in draw_graph(loss, model=model, group_by_module="cluster").source
+    collapsed = draw_graph(loss, model=model, group_by_module="collapse").source
+    assert ">module call (collapsed)<" in collapsed
+    assert "parameter" not in collapsed.split("<table")[-1]  # they are inside the boxes
+    _, _, _, d = _expression()
+    assert "constant" not in draw_graph(d).source.split("<table")[-1]  # d has none
+
+
+def test_auto_layout_draws_a_network_top_down_and_expressions_left_to_right():
+    a, b, c, d = _expression()
+    assert "rankdir=LR" in draw_graph(d.tanh()).source  # micrograd's direction
+    model = nn.MLP(2, [16], 2, rng=0)
+    loss = nn.F.cross_entropy(model(Tensor(np.ones((4, 2)), name="x")), np.array([0, 1, 0, 1]))
+    assert "rankdir=TB" in draw_graph(loss, model=model).source
+
+
+@needs_dot
+def test_a_2_16_2_network_drawing_fits_a_screen():
+    model = nn.MLP(2, [16], 2, rng=0)
+    loss = nn.F.cross_entropy(model(Tensor(np.ones((4, 2)), name="x")), np.array([0, 1, 0, 1]))
+    for group in (False, "cluster", "collapse"):
+        width, height = _svg_size(draw_graph(loss, model=model, group_by_module=group)
+                                  .pipe(format="svg", encoding="utf-8"))
+        assert width <= 900 and height <= 900, (group, width, height)
+    # left to right, as every drawing was before, it is about twice as wide as a screen
+    wide, _ = _svg_size(draw_graph(loss, model=model, rankdir="LR").pipe(format="svg",
+                                                                           encoding="utf-8"))
+    assert wide > 1400
+
+
+# --- composites keep their name ----------------------------------------------------------------
+
+
+def test_mean_shows_as_mean_in_repr_drawings_and_tables():
+    x = Tensor(np.array([1.0, 2.0, 6.0]), requires_grad=True, name="x")
+    m = x.mean()
+    assert repr(m) == "Tensor(3., op=mean)"
+    assert m.op == "mul"  # the engine's primitive is unchanged
+    graph = trace(m)
+    assert [op.op for op in graph.ops.values()] == ["sum", "mean"]
+    assert graph.ops[f"op{id(m)}"].primitive == "mul"
+    source = draw_graph(m).source
+    assert "[label=mean " in source and "label=mul" not in source
+    rows = explain_backward(m)
+    assert rows[0]["op"] == "mean" and rows[0]["formula"] == "mean1 = mean(sum1, 0.3333)"
+    assert rows[-1]["parent"] == "x" and np.allclose(rows[-1]["total"], [1 / 3] * 3)
+    assert "op=std" in repr(x.std()) and "op=softmax" in repr(x.softmax())
+    assert "op=var" in repr(x.var()) and "op=log_softmax" in repr(x.log_softmax())
 
 
 # --- explain ---------------------------------------------------------------------------------
@@ -102,8 +186,7 @@ def test_draw_graph_options():
 def test_explain_backward_rows_match_hand_computed_chain_rule(capsys):
     a, b, c, d = _expression()
     rows = explain_backward(d)
-    printed = capsys.readouterr().out
-    assert "upstream" in printed and "+" in printed
+    assert capsys.readouterr().out == ""  # returned, not printed: a REPL shows it once
     # step 1: d = c + a with upstream 1 -> c and a each get 1 (local derivative 1)
     # step 2: c = a * b with upstream 1 -> a gets b = -3, b gets a = 2
     assert [(r["step"], r["parent"], r["local"], r["contribution"]) for r in rows] == [
@@ -117,15 +200,106 @@ def test_explain_backward_rows_match_hand_computed_chain_rule(capsys):
     assert by_parent["a"][-1]["total"] == -2.0 and by_parent["a"][-1]["paths"] == 2
     assert by_parent["b"][0]["local"] == 2.0 and by_parent["b"][0]["total"] == 2.0
     assert a.grad is None  # explaining does not write gradients
+    table = repr(rows)
+    assert table.splitlines()[0].startswith("step  node = op(inputs)")
+    assert "path 2 of 2: summed" in table and "dadd1/da = -2, dadd1/db = 2" in table
+    assert str(rows) == table and "{" not in table
+    pretty = pytest.importorskip("IPython.lib.pretty")
+    assert pretty.pretty(rows) == table  # what a notebook cell or IPython shows
+    explain_backward(d, print_rows=True)
+    assert capsys.readouterr().out == table + "\n"
+
+
+def test_explain_backward_numbers_unnamed_leaves_in_creation_order():
+    a = Tensor(2.0, requires_grad=True)
+    b = Tensor(-3.0, requires_grad=True)
+    rows = explain_backward(b * a)
+    assert rows[0]["formula"] == "mul1 = mul(input2, input1)"
+    assert [(r["parent"], r["total"]) for r in rows] == [("input2", 2.0), ("input1", -3.0)]
 
 
 def test_backward_steps_for_tensors_reports_matrix_rules():
     w = Tensor(np.ones((2, 3)), requires_grad=True, name="w")
     y = (Tensor(np.ones((4, 2))) @ w).sum()
-    rows = backward_steps(y)
+    rows = backward_steps(y)  # the older name: the rows, not printed
     matmul_row = next(r for r in rows if r["op"] == "matmul")
     assert matmul_row["local"] is None
     np.testing.assert_array_equal(matmul_row["contribution"], np.full((2, 3), 4.0))
+
+
+# --- rendering through the dot we found ----------------------------------------------------------
+
+
+@pytest.fixture
+def no_system_dot(monkeypatch):
+    """Hide any system `dot` (and graphviz-pure from PATH): only the wheel's binary is left."""
+    import autodiff.viz as viz
+
+    real_which = viz.shutil.which
+    monkeypatch.setattr(viz.shutil, "which",
+                        lambda name, *a, **k: None if name in ("dot", "graphviz-pure")
+                        else real_which(name, *a, **k))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if viz._graphviz_pure() is None:
+        pytest.skip("graphviz-pure is not installed")
+    return viz
+
+
+def test_digraph_methods_work_without_a_system_dot(no_system_dot, tmp_path, monkeypatch,
+                                                   capsys):
+    monkeypatch.chdir(tmp_path)
+    _, _, _, d = _expression()
+    drawing = draw_graph(d)
+    assert isinstance(drawing, graphviz.Digraph) and isinstance(drawing, Drawing)
+    assert repr(drawing).startswith("<Drawing of 4 tensors and 2 ops: .render('name'")
+    assert drawing.render("x", format="png") == "x.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]  # no DOT file left
+    assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawing.render(outfile="sub/y.svg") == "sub/y.svg"
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["y.svg"]
+    assert drawing.pipe(format="svg").startswith(b"<?xml")
+    assert drawing.pipe(format="svg", encoding="utf-8").startswith("<?xml")
+    assert "<svg" in drawing._repr_image_svg_xml()
+    assert drawing._repr_image_png()[:4] == b"\x89PNG"
+    bundle = drawing._repr_mimebundle_()
+    assert list(bundle) == ["image/svg+xml"] and "<svg" in bundle["image/svg+xml"]
+    capsys.readouterr()
+    viewed = drawing.view("v")  # headless: renders, says where, returns at once
+    assert viewed == "v.png" and (tmp_path / "v.png").exists() and not (tmp_path / "v").exists()
+    assert f"drawing written to {tmp_path / 'v.png'}" in capsys.readouterr().out
+    copy = drawing.copy()
+    assert isinstance(copy, Drawing) and repr(copy) == repr(drawing)
+    with pytest.raises(graphviz.ExecutableNotFound, match="unflatten: needs the `unflatten`"):
+        drawing.unflatten(stagger=3)
+
+
+def test_render_failure_leaves_no_stray_file(no_system_dot, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _, _, _, d = _expression()
+    with pytest.raises(graphviz.CalledProcessError, match="ps"):
+        draw_graph(d).render("x", format="ps")  # graphviz knows PostScript; graphviz-pure not
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_dot_is_a_clear_error(monkeypatch, tmp_path):
+    import autodiff.viz as viz
+
+    monkeypatch.setattr(viz.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(viz, "_graphviz_pure", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    _, _, _, d = _expression()
+    drawing = draw_graph(d)
+    assert "digraph" in drawing.source  # the DOT source still works
+    with pytest.raises(GraphvizNotFound, match="pip install graphviz-pure"):
+        render(drawing, "never")
+    # graphviz's own exception type, from graphviz's own methods, and no file left behind
+    with pytest.raises(graphviz.ExecutableNotFound, match="pip install graphviz-pure"):
+        drawing.render("x", format="png")
+    assert list(tmp_path.iterdir()) == []
+    bundle = drawing._repr_mimebundle_()
+    assert "pip install graphviz-pure" in bundle["text/plain"] and "digraph" in bundle["text/plain"]
 
 
 # --- rendering and animation -------------------------------------------------------------------
@@ -148,21 +322,10 @@ def test_animation_has_one_frame_per_backward_step(tmp_path):
     steps = len({r["step"] for r in backward_steps(d)})
     gif = animate_backward(d, tmp_path / "anim.gif")
     frames = imageio.mimread(gif)
-    assert len(frames) == steps + 1  # the graph before backward, then one per step
+    assert len(frames) == steps  # one per step: the node being processed in orange
     page = animate_backward(d, tmp_path / "anim.html", format="html").read_text()
-    assert page.count('class="frame"') == steps + 1 and 'type="range"' in page
-
-
-def test_missing_dot_is_a_clear_error(monkeypatch):
-    import autodiff.viz as viz
-
-    monkeypatch.setattr(viz.shutil, "which", lambda name: None)
-    monkeypatch.setattr(viz.sys, "prefix", "/nonexistent")
-    _, _, _, d = _expression()
-    digraph = draw_graph(d)
-    assert "digraph" in digraph.source  # the DOT source still works
-    with pytest.raises(GraphvizNotFound, match="pip install graphviz-pure"):
-        render(digraph, "/tmp/never")
+    assert page.count('class="frame"') == steps and 'type="range"' in page
+    assert page.count("backward is here") == steps  # the legend names the orange node
 
 
 # --- training pictures ------------------------------------------------------------------------
