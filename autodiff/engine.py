@@ -458,7 +458,8 @@ def backward(
             if accumulate:
                 # An intermediate gets this pass's gradient, not a sum (a graph-carrying one
                 # is detached: it would otherwise be a cycle through the node itself).
-                node._grad = grad.detach() if create_graph else _own(grad, handed)
+                node._grad = (grad.detach() if create_graph else
+                              grad if type(grad) is not np.ndarray else _own(grad, handed))
             op = node._op
             clock = node._clock
             if clock < _last_write:
@@ -565,11 +566,16 @@ def _stale_error(op: Op, parents: Sequence[Tensor]) -> RuntimeError:
 
 def _own(grad: Any, handed: set[int]) -> Any:
     """`grad`, or a copy of it if this pass already handed out its memory to another tensor."""
-    if type(grad) is not np.ndarray or not grad.flags.writeable:
-        # Numpy scalars and Tensors are immutable here; a read-only broadcast view is copied
-        # by `Tensor.grad` when first read, so the (often large) copy is paid only if used.
+    if type(grad) is not np.ndarray:
+        return grad  # numpy scalars and Tensors are immutable here
+    if grad.base is None:
+        key = id(grad)  # a fresh array (the common case): its own owner
+    elif not grad.flags.writeable:
+        # A read-only broadcast view is copied by `Tensor.grad` when first read, so the
+        # (often large) copy is paid only if used.
         return grad
-    key = id(_owner(grad))
+    else:
+        key = id(_owner(grad))
     if key in handed:
         grad = np.array(grad)
         key = id(grad)

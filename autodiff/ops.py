@@ -96,7 +96,7 @@ def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:
             return np.broadcast_to(g, shape)  # a view: no memory for big reductions
         # np.broadcast_to costs ~10 us (it builds an nditer); a filled copy of a small array
         # costs ~1 us, and small reductions are the common case (losses, biases).
-        out = np.empty(shape, dtype=np.result_type(g))
+        out = np.empty(shape, dtype=g.dtype)
         out[...] = g
         return out
     return engine.apply(broadcast_to, (g,), shape=shape)
@@ -243,12 +243,18 @@ cast = defop("cast", lambda x, *, dtype: x.astype(dtype), lambda g, out, x, *, d
 
 # --- reductions ----------------------------------------------------------------------------
 
+def _sum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
+    if axis is None and isinstance(g, _ARRAY):
+        # A total: g holds one number, which broadcasts as it is (no reshape needed first).
+        return _broadcast_to(g, x.shape)
+    return _broadcast_to(_keepdims(g, x.shape, axis, keepdims), x.shape)
+
+
 sum_ = defop(
     "sum",
-    lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-    lambda g, out, x, *, axis, keepdims: _broadcast_to(
-        _keepdims(g, x.shape, axis, keepdims), x.shape
-    ),
+    # The ufunc's own reduce: np.sum's Python wrapper costs more than a small sum itself.
+    lambda x, *, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
+    _sum_vjp,
 )
 
 
@@ -393,8 +399,8 @@ linear = defop(
     "linear",
     _linear_forward,
     lambda g, out, x, w, b=None: g @ w,
-    lambda g, out, x, w, b=None: _rows(g).T @ _rows(x),
-    lambda g, out, x, w, b=None: _rows(g).sum(axis=0),
+    lambda g, out, x, w, b=None: g.T @ x if g.ndim == 2 else _rows(g).T @ _rows(x),
+    lambda g, out, x, w, b=None: (g if g.ndim == 2 else _rows(g)).sum(axis=0),
 )
 
 

@@ -279,7 +279,9 @@ class Tensor:
                     f"{who}: a tensor of shape {self.shape} is not a scalar; pass grad= "
                     "(the upstream gradient, of the same shape)"
                 )
-            seed: Any = np.ones(self.shape, dtype=self.dtype)
+            # A 0-d tensor (a loss) gets a numpy scalar, as its data is: cheaper than np.ones.
+            seed: Any = (self.data.dtype.type(1) if self.data.ndim == 0
+                         else np.ones(self.shape, dtype=self.dtype))
         else:
             seed = grad.data if isinstance(grad, Tensor) else _as_array(grad, None, who)
             if seed.shape != self.shape:

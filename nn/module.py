@@ -49,7 +49,12 @@ class Module:
     # training or saving; sets have no order to name their items by, so they are refused.
     def _children_items(self) -> Iterator[tuple[str, Any]]:
         for name, value in vars(self).items():
-            yield from _walk(type(self).__name__, name, value)
+            if isinstance(value, (Module, Tensor)):
+                yield name, value
+            # Only containers need the walk; most attributes are numbers and flags, and
+            # parameters() runs this for every module on every call (often once per step).
+            elif isinstance(value, (list, tuple, dict, set, frozenset)):
+                yield from _walk(type(self).__name__, name, value)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in self._children_items():
