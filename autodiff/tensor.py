@@ -71,9 +71,13 @@ class Tensor:
     friends), which behaves as a read-only 0-d array and computes several times faster.
     """
 
+    # A node is this one object: its parents sit in slots (`_in0`, `_in1`, and `_ins` holding
+    # all of them when there are three or more) rather than in a tuple of their own, and a node
+    # without params shares one empty mapping. Each extra object per node was more work for
+    # Python's cycle collector, which scans every live node (see `parents` for the tuple).
     __slots__ = (
         "data", "_grad", "requires_grad", "name",
-        "_op", "_parents", "_params", "_scope", "_clock", "_modified", "_origin",
+        "_op", "_in0", "_in1", "_ins", "_params", "_scope", "_clock", "_modified", "_origin",
         "_born", "_composite",
         "__weakref__",
     )
@@ -96,8 +100,8 @@ class Tensor:
         self._grad: Any = None
         self.name = name
         self._op = None
-        self._parents: tuple[Tensor, ...] = ()
-        self._params: dict = {}
+        self._in0 = self._in1 = self._ins = None
+        self._params = engine.NO_PARAMS
         self._scope = None
         self._clock = 0
         self._modified = 0
@@ -160,7 +164,16 @@ class Tensor:
 
     @property
     def parents(self) -> tuple[Tensor, ...]:
-        return self._parents
+        """The inputs of the op that made this tensor, in argument order (() for a leaf)."""
+        first = self._in0
+        if first is None:
+            return ()
+        if self._ins is not None:
+            return self._ins
+        second = self._in1
+        return (first,) if second is None else (first, second)
+
+    _parents = parents  # the name the engine's older code and some tests use
 
     @property
     def T(self) -> Tensor:
@@ -279,7 +292,9 @@ class Tensor:
                     f"{who}: a tensor of shape {self.shape} is not a scalar; pass grad= "
                     "(the upstream gradient, of the same shape)"
                 )
-            seed: Any = np.ones(self.shape, dtype=self.dtype)
+            # A 0-d tensor (a loss) gets a numpy scalar, as its data is: cheaper than np.ones.
+            seed: Any = (self.data.dtype.type(1) if self.data.ndim == 0
+                         else np.ones(self.shape, dtype=self.dtype))
         else:
             seed = grad.data if isinstance(grad, Tensor) else _as_array(grad, None, who)
             if seed.shape != self.shape:
@@ -332,13 +347,16 @@ class Tensor:
                 "convert with .astype(np.float64) first"
             )
         before = Tensor.__new__(Tensor)
-        for slot in ("data", "requires_grad", "name", "_op", "_parents", "_params", "_scope",
-                     "_clock", "_modified"):
+        for slot in ("data", "requires_grad", "name", "_op", "_in0", "_in1", "_ins", "_params",
+                     "_scope", "_clock", "_modified"):
             setattr(before, slot, getattr(self, slot))
         before._grad = None
-        written = engine.tick()  # earlier than the new node, later than any node that used self
+        # Earlier than the new node, later than any node that used self; a write, so backward
+        # checks the nodes recorded before it (see engine._last_write).
+        written = engine.mark_written(None)
         out = apply(ops.setitem, (before, value), index=index)
-        for slot in ("data", "requires_grad", "_op", "_parents", "_params", "_clock"):
+        for slot in ("data", "requires_grad", "_op", "_in0", "_in1", "_ins", "_params",
+                     "_clock"):
             setattr(self, slot, getattr(out, slot))
         self._grad = None
         self._modified = written
@@ -990,7 +1008,8 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
             f"softmax_cross_entropy: labels must be integers of shape ({logits.shape[0]},), "
             f"got {labels.dtype} {labels.shape}"
         )
-    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+    # One reduction for both bounds: seen as unsigned, a negative label is huge.
+    if labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= logits.shape[1]:
         raise ValueError(
             f"softmax_cross_entropy: labels must lie in [0, {logits.shape[1]}), "
             f"got values from {labels.min()} to {labels.max()}"

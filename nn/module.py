@@ -49,7 +49,12 @@ class Module:
     # training or saving; sets have no order to name their items by, so they are refused.
     def _children_items(self) -> Iterator[tuple[str, Any]]:
         for name, value in vars(self).items():
-            yield from _walk(type(self).__name__, name, value)
+            if isinstance(value, (Module, Tensor)):
+                yield name, value
+            # Only containers need the walk; most attributes are numbers and flags, and
+            # parameters() runs this for every module on every call (often once per step).
+            elif isinstance(value, (list, tuple, dict, set, frozenset)):
+                yield from _walk(type(self).__name__, name, value)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in self._children_items():
@@ -230,8 +235,16 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with engine.module_scope(self):
+        # engine.module_scope written out: no context-manager object per module call, and
+        # only the scope is restored (a grad-mode switch made inside forward stays made).
+        st = engine.state
+        enabled, anomaly, scope = st.mode
+        st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,))
+        try:
             return self.forward(*args, **kwargs)
+        finally:
+            enabled, anomaly, _ = st.mode
+            st.mode = (enabled, anomaly, scope)
 
     # --- attributes -------------------------------------------------------------------------
 
