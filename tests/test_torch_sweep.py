@@ -305,28 +305,52 @@ SWEEP: dict[str, Entry] = {
         shapes=_shape(min_side=1).map(lambda s: (s, s)), low=1 / 128, high=127 / 128, kinks=(0.5,),
         ints=False, rtol32=1e-4),
     "nn.functional.binary_cross_entropy_with_logits": Entry(
-        lambda z, y, *, reduction: OF.binary_cross_entropy_with_logits(z, y, reduction),
+        lambda z, y, *, reduction: OF.binary_cross_entropy_with_logits(z, y,
+                                                                      reduction=reduction),
         lambda z, y, *, reduction: TF.binary_cross_entropy_with_logits(z, y,
                                                                        reduction=reduction),
         shapes=_shape(min_side=1).map(lambda s: (s, s)), low=-50, high=50, kinks=(0.0,),
         ints=False, kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
             ["mean", "sum", "none"])}), rtol32=1e-4),
     "nn.functional.nll_loss": Entry(
-        lambda z, y, *, reduction: OF.nll_loss(z, y, reduction),
+        lambda z, y, *, reduction: OF.nll_loss(z, y, reduction=reduction),
         lambda z, y, *, reduction: TF.nll_loss(z, torch.as_tensor(y), reduction=reduction),
         shapes=_NC1, constants=(1,), make_constants=lambda s, dt: _labels(s), ints=False,
         kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
             ["mean", "sum", "none"])})),
     "nn.functional.cross_entropy": Entry(
-        lambda z, y, *, reduction: OF.cross_entropy(z, y, reduction),
+        lambda z, y, *, reduction: OF.cross_entropy(z, y, reduction=reduction),
         lambda z, y, *, reduction: TF.cross_entropy(z, torch.as_tensor(y), reduction=reduction),
         shapes=_NC1, constants=(1,), make_constants=lambda s, dt: _labels(s), ints=False,
         low=-5, high=5, kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
             ["mean", "sum", "none"])})),
     "nn.functional.cross_entropy(probabilities)": Entry(
-        lambda z, p: OF.cross_entropy(z, p, "sum"),
+        lambda z, p: OF.cross_entropy(z, p, reduction="sum"),
         lambda z, p: TF.cross_entropy(z, p, reduction="sum"),
-        shapes=_NC.map(lambda s: (s[0], s[0])), low=-5, high=5, ints=False),
+        # N >= 1: with no rows, the target gets no gradient at all (None, PyTorch: zeros).
+        shapes=_NC1.map(lambda s: (s[0], s[0])), low=-5, high=5, ints=False),
+    # --- PyTorch spellings ----------------------------------------------------------------
+    "Tensor.__abs__": _unary(lambda a: abs(a), lambda a: abs(a)),
+    "Tensor.clamp": _unary(lambda a: a.clamp(-1, 0.5), lambda a: a.clamp(-1, 0.5),
+                           kinks=(-1.0, 0.5), ints=False),
+    "Tensor.double": _unary(lambda a: (a.double() * 2).astype(a.dtype),
+                            lambda a: (a.double() * 2).to(a.dtype), ints=False),
+    "Tensor.float": _unary(lambda a: (a.float() * 2).astype(a.dtype),
+                           lambda a: (a.float() * 2).to(a.dtype), ints=False),
+    "Tensor.permute": Entry(lambda a: a.permute(2, 0, 1), lambda a: a.permute(2, 0, 1),
+                            shapes=_shape(min_dims=3).map(lambda s: (s,))),
+    "Tensor.pow": _unary(lambda a: a.pow(3), lambda a: a.pow(3)),
+    "Tensor.squeeze": _unary(lambda a: a.squeeze() * 1.0, lambda a: a.squeeze() * 1.0),
+    "Tensor.unsqueeze": _unary(lambda a: a.unsqueeze(0) * 1.0, lambda a: a.unsqueeze(0) * 1.0),
+    "Tensor.view": _unary(lambda a: a.view(-1) * 1.0, lambda a: a.reshape(-1) * 1.0),
+    "cat": Entry(lambda a, b: ad.cat([a, b], 0), lambda a, b: torch.cat([a, b], 0),
+                 shapes=_shape(min_dims=1).map(lambda s: (s, (1,) + s[1:]))),
+    "nn.functional.l1_loss": Entry(
+        lambda a, b, *, reduction: OF.l1_loss(a, b, reduction=reduction),
+        lambda a, b, *, reduction: TF.l1_loss(a, b, reduction=reduction),
+        shapes=_shape(min_side=1).map(lambda s: (s, s)), ints=False,
+        kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
+            ["mean", "sum", "none"])})),
     # --- elementwise functions (autodiff.functions) -------------------------------------------
     "sin": _unary(ad.sin, torch.sin, float_op=True),
     "cos": _unary(ad.cos, torch.cos, float_op=True),
@@ -484,7 +508,11 @@ NOT_OPS = {
     **dict.fromkeys(["zeros", "ones", "full", "arange", "rand", "randn", "zeros_like", "eye",
                      "ones_like", "tensor"], "constructor: makes a leaf, computes nothing"),
     **dict.fromkeys(["grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
-                     "detect_anomaly"], "gradient machinery: exercised by every entry"),
+                     "detect_anomaly", "Tensor.zero_"],
+                    "gradient machinery: exercised by every entry"),
+    **dict.fromkeys(["jvp", "explain_forward"],
+                    "forward mode: its own PyTorch comparison (torch.func.jvp) in its tests"),
+    "manual_seed": "seeds the random constructors, computes nothing",
     **dict.fromkeys(["Tensor.item", "Tensor.numpy", "Tensor.tolist", "Tensor.backward",
                      "Tensor.zero_grad", "Tensor.requires_grad_", "Tensor.detach",
                      "Tensor.__array__", "Tensor.__bool__", "Tensor.__float__", "Tensor.__int__",
