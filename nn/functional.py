@@ -176,7 +176,8 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
         if ignore_index != -100:
             raise ValueError("cross_entropy: ignore_index applies to integer labels only, not "
                              "to class probabilities")
-        probs = target_data.astype(logits.dtype, copy=False)
+        # A Tensor target keeps its gradient path (PyTorch differentiates in the target too).
+        probs = _tensor(target).astype(logits.dtype).reshape(logits.shape)
         if label_smoothing:
             probs = probs * (1 - label_smoothing) + label_smoothing / classes
         weighted = probs if w is None else probs * w

@@ -327,8 +327,7 @@ SWEEP: dict[str, Entry] = {
     "nn.functional.cross_entropy(probabilities)": Entry(
         lambda z, p: OF.cross_entropy(z, p, reduction="sum"),
         lambda z, p: TF.cross_entropy(z, p, reduction="sum"),
-        # N >= 1: with no rows, the target gets no gradient at all (None, PyTorch: zeros).
-        shapes=_NC1.map(lambda s: (s[0], s[0])), low=-5, high=5, ints=False),
+        shapes=_NC.map(lambda s: (s[0], s[0])), low=-5, high=5, ints=False),
     # --- PyTorch spellings ----------------------------------------------------------------
     "Tensor.__abs__": _unary(lambda a: abs(a), lambda a: abs(a)),
     "Tensor.clamp": _unary(lambda a: a.clamp(-1, 0.5), lambda a: a.clamp(-1, 0.5),
