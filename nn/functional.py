@@ -194,6 +194,10 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
         return loss.reshape(()) if unbatched else loss
     if reduction == "sum":
         return loss.sum()
+    if total == 0:
+        # Every label ignored: the mean is 0 / 0 = NaN (as PyTorch), but the gradient is 0 (as
+        # PyTorch), not NaN spread into every weight by the division.
+        return loss.sum() * 0.0 + Tensor(np.asarray(np.nan, dtype=logits.dtype))
     return loss.sum() / Tensor(np.asarray(total, dtype=logits.dtype))
 
 

@@ -324,6 +324,17 @@ SWEEP: dict[str, Entry] = {
         shapes=_NC1, constants=(1,), make_constants=lambda s, dt: _labels(s), ints=False,
         low=-5, high=5, kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
             ["mean", "sum", "none"])})),
+    "nn.functional.cross_entropy(options)": Entry(
+        lambda z, y, *, reduction, smooth: OF.cross_entropy(
+            z, y, weight=np.linspace(0.5, 2, z.shape[1]).astype(z.dtype), ignore_index=1,
+            reduction=reduction, label_smoothing=smooth),
+        lambda z, y, *, reduction, smooth: TF.cross_entropy(
+            z, torch.as_tensor(y), weight=torch.linspace(0.5, 2, z.shape[1], dtype=z.dtype),
+            ignore_index=1, reduction=reduction, label_smoothing=smooth),
+        shapes=_NC1, constants=(1,), make_constants=lambda s, dt: _labels(s), ints=False,
+        low=-5, high=5, kwargs=lambda s: st.fixed_dictionaries({
+            "reduction": st.sampled_from(["mean", "sum", "none"]),
+            "smooth": st.sampled_from([0.0, 0.25])}), rtol32=1e-4),
     "nn.functional.cross_entropy(probabilities)": Entry(
         lambda z, p: OF.cross_entropy(z, p, reduction="sum"),
         lambda z, p: TF.cross_entropy(z, p, reduction="sum"),
