@@ -19,7 +19,7 @@ import numpy as np
 
 from . import engine
 from .ops import _ARRAY, _value, defop
-from .tensor import Axis, Tensor, _axes, _axis, _lift, where
+from .tensor import Axis, Tensor, _axes, _axis, _lift, _pair, where
 
 # --- elementwise primitives ------------------------------------------------------------------
 
@@ -195,9 +195,9 @@ def square(x: Any) -> Tensor:
 
 def floor_divide(a: Any, b: Any) -> Tensor:
     """a // b (rounded toward minus infinity, as Python and numpy); its gradient is 0."""
-    a = _lift(a)
-    return floor(a / b) if a.dtype.kind == "f" or _lift(b).dtype.kind == "f" else \
-        Tensor(np.floor_divide(a.data, _lift(b).data))
+    a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 // x stays float32
+    return floor(a / b) if a.dtype.kind == "f" or b.dtype.kind == "f" else \
+        Tensor(np.floor_divide(a.data, b.data))
 
 
 def remainder(a: Any, b: Any) -> Tensor:
@@ -205,7 +205,7 @@ def remainder(a: Any, b: Any) -> Tensor:
 
     Its gradient is 1 for a and -floor(a / b) for b, as in PyTorch.
     """
-    a, b = _lift(a), _lift(b)
+    a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 % x stays float32
     if a.dtype.kind != "f" and b.dtype.kind != "f":
         return Tensor(np.remainder(a.data, b.data))
     return a - b * floor(a / b)
@@ -238,6 +238,8 @@ def _others_product(x: Any, axis: int) -> Any:
     """
     if isinstance(x, _ARRAY):
         x = np.moveaxis(np.asarray(x), axis, -1)
+        if x.shape[-1] == 0:  # an empty axis: nothing to differentiate (its product is 1)
+            return np.moveaxis(x.copy(), -1, axis)
         ones = np.ones(x.shape[:-1] + (1,), dtype=x.dtype)
         left = np.cumprod(np.concatenate([ones, x[..., :-1]], axis=-1), axis=-1)
         right = np.cumprod(np.concatenate([ones, x[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]

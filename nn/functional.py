@@ -176,7 +176,8 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
         if ignore_index != -100:
             raise ValueError("cross_entropy: ignore_index applies to integer labels only, not "
                              "to class probabilities")
-        probs = target_data.astype(logits.dtype, copy=False)
+        # A Tensor target keeps its gradient path (PyTorch differentiates in the target too).
+        probs = _tensor(target).astype(logits.dtype).reshape(logits.shape)
         if label_smoothing:
             probs = probs * (1 - label_smoothing) + label_smoothing / classes
         weighted = probs if w is None else probs * w
@@ -193,6 +194,10 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
         return loss.reshape(()) if unbatched else loss
     if reduction == "sum":
         return loss.sum()
+    if total == 0:
+        # Every label ignored: the mean is 0 / 0 = NaN (as PyTorch), but the gradient is 0 (as
+        # PyTorch), not NaN spread into every weight by the division.
+        return loss.sum() * 0.0 + Tensor(np.asarray(np.nan, dtype=logits.dtype))
     return loss.sum() / Tensor(np.asarray(total, dtype=logits.dtype))
 
 
