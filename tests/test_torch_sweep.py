@@ -319,6 +319,29 @@ SWEEP: dict[str, Entry] = {
         lambda z, p: OF.cross_entropy(z, p, "sum"),
         lambda z, p: TF.cross_entropy(z, p, reduction="sum"),
         shapes=_NC.map(lambda s: (s[0], s[0])), low=-5, high=5, ints=False),
+    # PyTorch's names and habits (issue 10): each is one of the ops above under another name.
+    "Tensor.__abs__": _unary(lambda a: abs(a), lambda a: abs(a)),
+    "Tensor.clamp": _unary(lambda a: a.clamp(-1, 1), lambda a: a.clamp(-1, 1),
+                           kinks=(-1.0, 0.0, 1.0), ints=(np.int64,)),
+    "Tensor.pow": _unary(lambda a: a.pow(3), lambda a: a.pow(3)),
+    "Tensor.permute": Entry(lambda a: a.permute(*reversed(range(a.ndim))),
+                            lambda a: a.permute(*reversed(range(a.ndim))),
+                            shapes=_shape(min_dims=1).map(lambda s: (s,))),
+    "Tensor.squeeze": _unary(lambda a: a.squeeze(), lambda a: a.squeeze()),
+    "Tensor.unsqueeze": _unary(lambda a: a.unsqueeze(0), lambda a: a.unsqueeze(0)),
+    "Tensor.view": _unary(lambda a: a.view(-1), lambda a: a.reshape(-1)),
+    "Tensor.float": _unary(lambda a: (a.float() * 3).astype(a.dtype),
+                           lambda a: (a.float() * 3).to(a.dtype), ints=False),
+    "Tensor.double": _unary(lambda a: (a.double() * a).astype(a.dtype),
+                            lambda a: (a.double() * a).to(a.dtype), ints=False),
+    "cat": Entry(lambda a, b: ad.cat([a, b], dim=-1), lambda a, b: torch.cat([a, b], dim=-1),
+                 shapes=_shape(min_dims=1).map(lambda s: (s, s[:-1] + (2,)))),
+    "nn.functional.l1_loss": Entry(
+        lambda a, b, *, reduction: OF.l1_loss(a, b, reduction=reduction),
+        lambda a, b, *, reduction: TF.l1_loss(a, b, reduction=reduction),
+        shapes=_shape(min_side=1).map(lambda s: (s, s)), ints=False, kinks=(0.0, 0.5),
+        kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
+            ["mean", "sum", "none"])})),
 }
 
 # Public names that are not differentiable ops, each with the reason it needs no entry.
@@ -333,6 +356,9 @@ NOT_OPS = {
                      "Tensor.__len__", "Tensor.__iter__", "Tensor.__repr__", "Tensor.__hash__"],
                     "conversion or bookkeeping, not an op"),
     "nn.functional.accuracy": "a metric on plain numbers, no gradient",
+    **dict.fromkeys(["Tensor.argmax", "Tensor.argmin"], "an integer index, no gradient"),
+    "Tensor.zero_": "bookkeeping: resets a gradient in place",
+    "manual_seed": "seeds the default random generator, computes nothing",
     **dict.fromkeys(["nn.functional.relu", "nn.functional.sigmoid", "nn.functional.tanh",
                      "nn.functional.softmax", "nn.functional.log_softmax"],
                     "the engine's own function re-exported (its entry is the engine's)"),
