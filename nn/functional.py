@@ -114,8 +114,8 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce(-picked, reduction, "nll_loss")
 
 
-def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weight: Any = None,
+                  ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy of logits (N, C) or one unbatched row (C,), as PyTorch's.
 
     `target` is integer labels (N,) (a single int for a (C,) row) or class probabilities of
@@ -124,10 +124,20 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
     The mean over labels is weighted, sum(w[y] * loss) / sum(w[y]), so a batch whose labels
     are all ignored gives NaN (0 / 0), as in PyTorch.
 
+    The options are keyword-only (PyTorch's third positional parameter is `weight`, ours
+    is `reduction`, as for the other losses here): a misplaced one is an error, not a
+    silently different loss.
+
     Plain integer labels with the mean reduction and no options take the fused, stable
     `softmax_cross_entropy` node; the other forms go through log_softmax, which is stable too
     (finite for logits of 1e4).
     """
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"cross_entropy: reduction must be one of {_REDUCTIONS}, got "
+            + (repr(reduction) if isinstance(reduction, str) else f"a {type(reduction).__name__}")
+            + " (weight=, ignore_index= and label_smoothing= are keyword-only)"
+        )
     logits = _tensor(logits)
     target_data = np.asarray(target.data if isinstance(target, Tensor) else target)
     # The fused node knows no options; a negative ignore_index cannot match a valid label,
@@ -141,10 +151,6 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
             if not (target_data == ignore_index).any():
                 raise ValueError(str(exc).replace("softmax_cross_entropy", "cross_entropy")) \
                     from None
-    if reduction not in _REDUCTIONS:
-        raise ValueError(
-            f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}"
-        )
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(
             f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}"

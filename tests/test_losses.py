@@ -78,6 +78,17 @@ def test_cross_entropy_options_with_probabilities(options, reduction):
     assert gradcheck(lambda z: F.cross_entropy(z, PROBS, reduction=reduction, **options), LOGITS)
 
 
+def test_probability_targets_given_as_tensors_get_gradients():
+    target = Tensor(PROBS, requires_grad=True)
+    for smoothing in (0.0, 0.2):
+        target.zero_grad()
+        F.cross_entropy(Tensor(LOGITS), target, "sum", label_smoothing=smoothing).backward()
+        log_p = LOGITS - np.log(np.exp(LOGITS).sum(axis=1, keepdims=True))
+        np.testing.assert_allclose(target.grad.data, -(1 - smoothing) * log_p, rtol=1e-12)
+    assert gradcheck(lambda z, p: F.cross_entropy(z, p, weight=WEIGHT, label_smoothing=0.1),
+                     LOGITS, PROBS)
+
+
 def test_unbatched_row_matches_a_batch_of_one():
     row = LOGITS[1]
     for target in (np.int64(3), PROBS[1]):
@@ -100,6 +111,13 @@ def test_plain_cross_entropy_keeps_the_fused_node():
     labels = np.array([0, -100, 1, 3, -100])
     out = F.cross_entropy(logits, labels)
     assert out.item() == pytest.approx(reference(LOGITS, labels))
+
+
+def test_reduction_is_the_third_positional_parameter_as_for_the_other_losses():
+    np.testing.assert_allclose(F.cross_entropy(Tensor(LOGITS), LABELS, "sum").data,
+                               reference(LOGITS, LABELS, reduction="sum"), rtol=1e-12)
+    np.testing.assert_allclose(F.cross_entropy(Tensor(LOGITS), PROBS, "none").data,
+                               reference(LOGITS, PROBS, reduction="none"), rtol=1e-12)
 
 
 def test_all_labels_ignored_gives_nan_as_pytorch():
@@ -125,6 +143,8 @@ def test_all_labels_ignored_gives_nan_as_pytorch():
          r"one unbatched row\) take one integer label"),
         (lambda: F.cross_entropy(Tensor(LOGITS), LABELS, reduction="avg"), ValueError,
          "reduction must be one of"),
+        (lambda: F.cross_entropy(Tensor(LOGITS), LABELS, WEIGHT), ValueError,
+         "reduction must be one of"),  # PyTorch's positional weight: ours is keyword-only
         (lambda: F.cross_entropy(Tensor(np.zeros((2, 3, 4))), LABELS), ValueError,
          r"logits must be \(N, C\) or \(C,\), got \(2, 3, 4\)"),
         (lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [0.0, 1.5]), ValueError,

@@ -529,6 +529,7 @@ NOT_OPS = {
                      "Tensor.__len__", "Tensor.__iter__", "Tensor.__repr__", "Tensor.__hash__"],
                     "conversion or bookkeeping, not an op"),
     "nn.functional.accuracy": "a metric on plain numbers, no gradient",
+    **dict.fromkeys(["Tensor.argmax", "Tensor.argmin"], "an integer index, no gradient"),
     **dict.fromkeys(["nn.functional.relu", "nn.functional.sigmoid", "nn.functional.tanh",
                      "nn.functional.softmax", "nn.functional.log_softmax"],
                     "the engine's own function re-exported (its entry is the engine's)"),
