@@ -30,17 +30,21 @@ if TYPE_CHECKING:  # pragma: no cover
 # `tensor.py` binds the Tensor class here once it is defined: the engine creates Tensors, and
 # Tensor methods call the engine, so one of the two imports must be late.
 Tensor: Any = None
+# Likewise `forward.py` binds the tangent-carrying step of forward mode (see `apply`).
+carry_tangents: Any = None
 
 
 class _State(threading.local):
     """Per-thread switches: two threads may train with and without gradients at once.
 
-    The three switches live in one tuple, `mode` = (grad_enabled, anomaly, scope), because
+    The switches live in one tuple, `mode` = (grad_enabled, anomaly, scope, forward), because
     `apply` runs for every node and a thread-local read costs as much as the rest of a small
-    op's bookkeeping: one read per node instead of three. The properties keep it in sync.
+    op's bookkeeping: one read per node instead of four. The properties keep it in sync.
+    `forward` holds the active levels of `autodiff.jvp` (outermost first), each mapping a
+    tensor to its tangent; it is empty, and so skipped at the cost of one check, otherwise.
     """
 
-    mode: tuple[bool, bool, tuple | None] = (True, False, None)
+    mode: tuple[bool, bool, tuple | None, tuple] = (True, False, None, ())
 
     @property
     def grad_enabled(self) -> bool:
@@ -48,8 +52,7 @@ class _State(threading.local):
 
     @grad_enabled.setter
     def grad_enabled(self, value: bool) -> None:
-        _, anomaly, scope = self.mode
-        self.mode = (value, anomaly, scope)
+        self.mode = (value, *self.mode[1:])
 
     @property
     def anomaly(self) -> bool:
@@ -57,8 +60,8 @@ class _State(threading.local):
 
     @anomaly.setter
     def anomaly(self, value: bool) -> None:
-        enabled, _, scope = self.mode
-        self.mode = (enabled, value, scope)
+        enabled, _, scope, forward = self.mode
+        self.mode = (enabled, value, scope, forward)
 
     @property
     def scope(self) -> tuple | None:
@@ -66,8 +69,16 @@ class _State(threading.local):
 
     @scope.setter
     def scope(self, value: tuple | None) -> None:
-        enabled, anomaly, _ = self.mode
-        self.mode = (enabled, anomaly, value)
+        enabled, anomaly, _, forward = self.mode
+        self.mode = (enabled, anomaly, value, forward)
+
+    @property
+    def forward(self) -> tuple:
+        return self.mode[3]
+
+    @forward.setter
+    def forward(self, value: tuple) -> None:
+        self.mode = (*self.mode[:3], value)
 
 
 state = _State()
@@ -308,7 +319,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         raise op_error(op.name, parents, exc) from None
     if op.saves:
         data, params["saved"] = data
-    grad_enabled, anomaly, scope = state.mode
+    grad_enabled, anomaly, scope, forward = state.mode
     out = _new(Tensor)
     out.data = data
     out._grad = None
@@ -336,6 +347,8 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         out._params = NO_PARAMS
         out._clock = 0
     out._modified = 0
+    if forward:  # inside autodiff.jvp: the output's tangent, in the same pass
+        carry_tangents(op, parents, out)
     if anomaly:
         out._origin = _user_frame()
         inputs_finite = all(

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import engine
-from .tensor import Tensor
+from .tensor import Tensor, op_name
 
 # What a tensor is, for colours and legends.
 KINDS = ("leaf_param", "constant", "intermediate", "output")
@@ -278,11 +278,6 @@ def trace(root: Tensor, names: dict[int, str] | None = None, model: Any = None) 
             graph.edges.append(Edge(op_id, node_id(t), None))
     _place_parameters(graph)
     return graph
-
-
-def op_name(t: Tensor) -> str:
-    """What made `t`, as the user wrote it: "mean" for the mul that ends a mean."""
-    return getattr(t, "_composite", None) or t._op.name
 
 
 def _generated_labels(unnamed: list[Tensor]) -> dict[int, str]:

@@ -34,8 +34,8 @@ from graphviz.backend import dot_command, execute
 from graphviz.backend import rendering as gv_rendering
 
 from . import engine
-from .graph import Graph, node_id, op_name, summarize, trace
-from .tensor import Tensor
+from .graph import Graph, node_id, summarize, trace
+from .tensor import Tensor, op_name
 
 # Colours that say what a node is; the same in every drawing, frame and legend.
 COLORS = {

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
-WORKLOADS = ("mnist", "ops", "micrograd", "chain", "memory")
+WORKLOADS = ("mnist", "ops", "micrograd", "chain", "memory", "forward")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -229,6 +229,13 @@ def run_memory(args, lines: list[str], ratios: dict) -> None:
     ratios["memory/growth_mb"] = marks[keys[-1]] - marks[keys[1]] if len(keys) > 2 else 0.0
 
 
+def run_forward(args, lines: list[str], ratios: dict) -> None:
+    from bench import forward
+
+    x, y, _, _ = load_data(args.data_dir)
+    forward.run(args, lines, ratios, x, y)
+
+
 # The targets, each a ratio from the same run: (label, key in `ratios`, test, wanted).
 TARGETS = [
     ("MNIST epoch, float32, batch 128", "mnist/128/float32/autodiff (ours)",
@@ -297,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[str] = []
     ratios: dict[str, float] = {}
     steps = {"mnist": run_mnist, "ops": run_ops, "micrograd": run_micrograd,
-             "chain": run_chain, "memory": run_memory}
+             "chain": run_chain, "memory": run_memory, "forward": run_forward}
     for name in args.workloads.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         steps[name](args, sections, ratios)

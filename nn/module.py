@@ -91,6 +91,18 @@ class Module:
                     seen.add(id(value))
                     yield (f"{module_name}.{name}" if module_name else name), value
 
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Keep a non-trained tensor (BatchNorm's running statistics) in the state dict."""
+        object.__setattr__(self, name, value if isinstance(value, Tensor) else Tensor(value))
+        names = vars(self).setdefault("_buffer_names", [])
+        if name not in names:
+            names.append(name)
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        for module_name, module in self.named_modules():
+            for name in vars(module).get("_buffer_names", ()):
+                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
@@ -121,15 +133,18 @@ class Module:
         return self
 
     def to_dtype(self, dtype: Any) -> Module:
-        """Convert every parameter (and its gradient) to the floating-point `dtype`, keeping
-        the Parameter objects, so optimizers built before still update them. Returns self."""
+        """Convert every parameter (and its gradient) and floating-point buffer to the
+        floating-point `dtype`, keeping the Parameter objects, so optimizers built before
+        still update them. Returns self."""
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"{type(self).__name__}.to_dtype: parameters must stay "
                             f"floating-point, got {dtype}")
-        for p in self.parameters():
+        buffers = [b for _, b in self.named_buffers() if b.dtype.kind == "f"]
+        for p in [*self.parameters(), *buffers]:  # running statistics follow the weights
             if p.dtype != dtype:
-                p.data = np.asarray(p.data, dtype=dtype).copy()
+                # 0-d tensors hold a numpy scalar, not a 0-d array (see Tensor)
+                p.data = dtype.type(p.data) if p.ndim == 0 else np.array(p.data, dtype=dtype)
                 if p._grad is not None:
                     p._grad = np.asarray(getattr(p._grad, "data", p._grad), dtype=dtype)
                 p._bump_version()  # a graph recorded with the old array must not backward
@@ -154,8 +169,9 @@ class Module:
     # --- state ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameter name -> a copy of its values."""
-        return {name: np.array(p.data, copy=True) for name, p in self.named_parameters()}
+        """Parameter (and buffer) name -> a copy of its values."""
+        tensors = [*self.named_parameters(), *self.named_buffers()]
+        return {name: np.array(p.data, copy=True) for name, p in tensors}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Copy values into the parameters, checking names, shapes and dtypes first.
@@ -167,7 +183,7 @@ class Module:
             raise TypeError(
                 f"load_state_dict: expected a dict of arrays, got {type(state).__name__}"
             )
-        own = dict(self.named_parameters())
+        own = {**dict(self.named_parameters()), **dict(self.named_buffers())}
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if strict and (missing or unexpected):

@@ -153,15 +153,20 @@ class Optimizer:
                            f"{type(self).__name__} has {sorted(own)} (another optimizer type?)")
         if "param_groups.0.params" not in state:
             raise KeyError(f"{name}: no 'param_groups.0.params' entry")
+        converted = {}
         for key, value in settings.items():
             current = self.param_groups[0][key]
-            if isinstance(current, tuple):
-                value = tuple(float(v) for v in value.reshape(-1))
-            elif isinstance(current, bool):
-                value = bool(value)
+            if isinstance(current, tuple) and value.shape == (len(current),):
+                converted[key] = tuple(_number(name, key, v, high=1.0) for v in value)
+            elif isinstance(current, bool) and value.ndim == 0:
+                converted[key] = bool(value)
+            elif isinstance(current, float) and value.ndim == 0 and value.dtype.kind in "fiu":
+                # A file could hold anything: the same checks as the constructor's.
+                converted[key] = _number(name, key, value[()], low_ok=key not in ("lr", "eps"))
             else:
-                value = type(current)(value)
-            self.param_groups[0][key] = value
+                raise ValueError(f"{name}: setting {key!r} is {value.dtype} {value.shape}, "
+                                 f"expected one like {current!r}")
+        self.param_groups[0].update(converted)
         self.state = {}
         for index, entries in buffers.items():
             # 0-d integer entries are step counters, kept as Python ints; arrays are copied

@@ -76,6 +76,69 @@ def _written_into(a: Tensor, index, w: Tensor) -> Tensor:
     buf = a * 1.5
     buf[index] = w
     return buf * buf
+@st.composite
+def conv_inputs(draw, one_d: bool = False):
+    """Input, weight (and bias) with strides, padding, dilation, groups and odd sizes."""
+    groups = draw(st.integers(1, 2))
+    c, o = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    dims = 1 if one_d else 2
+    k = [draw(st.integers(1, 3)) for _ in range(dims)]
+    stride, dilation = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pad = draw(st.integers(0, 2))
+    size = [max(1, dilation * (kk - 1) + 1 - 2 * pad) + draw(st.integers(0, 3)) for kk in k]
+    n = draw(st.integers(1, 2))
+    x = draw(floats(-2, 2, (n, c, *size)))
+    w = draw(floats(-2, 2, (o, c // groups, *k)))
+    params = dict(stride=stride, padding=pad, dilation=dilation, groups=groups)
+    if one_d:
+        return x, w, params
+    return x, w, draw(floats(-2, 2, (o,))), params
+
+
+@st.composite
+def pool_inputs(draw):
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    size = [kk + draw(st.integers(0, 4)) for kk in k]
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), *size)
+    # Distinct values by construction (a shuffled grid): a max needs no tie to be avoided.
+    order = draw(st.permutations(range(int(np.prod(shape)))))
+    x = (np.array(order, dtype=np.float64).reshape(shape) - len(order) / 2) * 0.25
+    return x, dict(kernel_size=k, stride=draw(st.sampled_from([None, 1, 2])), padding=pad)
+
+
+@st.composite
+def fold_inputs(draw):
+    """Windows to add back into an image: fold2d is unfold2d's transpose (col2im)."""
+    k, s, p, d = (draw(st.integers(1, 2)) for _ in range(4))
+    p -= 1
+    h, w = (d * (k - 1) + 1 + draw(st.integers(0, 3)) for _ in range(2))
+    ho, wo = ((n + 2 * p - d * (k - 1) - 1) // s + 1 for n in (h, w))
+    cols = draw(floats(-2, 2, (1, 2, ho, wo, k, k)))
+    return cols, dict(shape=(1, 2, h, w), kernel=(k, k), stride=(s, s), padding=(p, p),
+                      dilation=(d, d))
+
+
+def distinct_values(min_dims: int = 1) -> st.SearchStrategy:
+    """Nonzero values, no two equal in absolute value (a shuffled grid): sorting, max and
+    norms are differentiable there, and no input is rejected."""
+    def draw_for(shape):
+        n = int(np.prod(shape))
+        return st.tuples(st.permutations(range(n)), st.lists(st.booleans(), min_size=n,
+                                                            max_size=n)).map(
+            lambda p: ((np.array(p[0], dtype=np.float64) + 1) * 0.37
+                       * np.where(p[1], 1, -1)).reshape(shape))
+    return shapes(min_dims=min_dims).flatmap(lambda s: draw_for(s).map(lambda a: (a,)))
+
+
+def with_axis(with_zeros: bool = False, allow_none: bool = False) -> st.SearchStrategy:
+    """An array (exact zeros included when asked: products must handle them) and an axis."""
+    def draw_for(shape):
+        values = (hnp.arrays(np.float64, shape, elements=st.sampled_from(
+            [0.0, -1.5, 0.5, 2.0, 1.25, -0.75])) if with_zeros else floats(-3, 3, shape))
+        axes = st.integers(-len(shape), len(shape) - 1)
+        return st.tuples(values, st.one_of(st.none(), axes) if allow_none else axes)
+    return shapes(min_dims=1).flatmap(draw_for)
 
 
 @dataclass
@@ -171,6 +234,70 @@ CASES = [
              floats(-4, 4, nc), hnp.arrays(np.int64, (nc[0],),
                                            elements=st.integers(0, nc[1] - 1)))),
          ("softmax_cross_entropy",)),
+    *[
+        # Second order: numerical Hessians of these inputs are too big for the shared
+        # second-order test; test_conv.py checks conv2d's second derivatives on small inputs.
+        Case("conv2d", lambda x, w, b, p: ad.conv2d(x, w, b, **p), conv_inputs(),
+             ("unfold2d", "fold2d", "matmul", "transpose", "reshape"), 3, second_order=False),
+        Case("conv1d", lambda x, w, p: ad.conv1d(x, w, **p), conv_inputs(one_d=True),
+             ("unfold2d", "matmul"), 2),
+        Case("max_pool2d", lambda x, p: ad.max_pool2d(x, **p), pool_inputs(),
+             ("unfold2d", "max")),
+        Case("avg_pool2d", lambda x, p: ad.avg_pool2d(x, **p), pool_inputs(),
+             ("unfold2d", "sum")),
+        Case("fold2d", lambda c, p: engine.apply(ad.conv.fold2d, (c,), **p), fold_inputs(),
+             ("fold2d", "unfold2d")),
+    ],
+    # --- autodiff.functions: trigonometry, smooth activations, rounding, scans, selection ---
+    Case("sin", lambda a: ad.sin(a), unary(), ("sin", "cos")),
+    Case("cos", lambda a: a.cos(), unary(), ("cos", "sin")),
+    Case("tan", lambda a: ad.tan(a), unary(-1.2, 1.2), ("tan",)),
+    Case("sinh_cosh", lambda a: ad.sinh(a) * ad.cosh(a), unary(), ("exp",)),
+    Case("log1p", lambda a: ad.log1p(a), unary(-0.9, 3), ("log1p",)),
+    Case("expm1", lambda a: a.expm1(), unary(), ("expm1",)),
+    Case("softplus", lambda a: ad.softplus(a) + ad.softplus(a, beta=2.0), unary(-20, 20),
+         ("softplus", "sigmoid")),
+    Case("gelu", lambda a: ad.gelu(a) + ad.gelu(a, approximate="tanh"), unary(),
+         ("erf", "tanh")),
+    Case("elu_silu_leaky", lambda a: ad.elu(a) + ad.silu(a) + ad.leaky_relu(a, 0.1), unary(),
+         ("where", "expm1"), valid=away_from(0.0)),
+    Case("rounding", lambda a: ad.floor(a) + ad.ceil(a) + ad.round(a, 1) + ad.sign(a) + a,
+         unary(), ("floor", "ceil", "round", "sign"),
+         valid=lambda t: np.all(np.abs(t[0] * 20 - np.round(t[0] * 20)) > 1e-3)),
+    Case("reciprocal_rsqrt_square", lambda a: ad.reciprocal(a) + ad.rsqrt(a) + ad.square(a),
+         unary(0.3, 3), ("pow", "div", "mul")),
+    Case("floordiv_mod", lambda a, b: a // b + a % b, binary(-3, 3, 0.5, 2), ("floor",), 2,
+         valid=lambda t: np.all(np.abs(np.divide(*t) - np.round(np.divide(*t))) > 1e-3)),
+    Case("cumsum", lambda a, ax: ad.cumsum(a, ax), with_axis(), ("cumsum",)),
+    Case("cumprod", lambda a, ax: ad.cumprod(a, ax), with_axis(with_zeros=True), ("cumprod",)),
+    Case("prod", lambda a, ax: ad.prod(a, ax), with_axis(with_zeros=True, allow_none=True),
+         ("prod",)),
+    Case("prod_keepdims", lambda a: a.prod(axis=-1, keepdims=True) + a.prod(keepdims=True),
+         unary(min_dims=1), ("prod",)),
+    Case("norm", lambda a: ad.norm(a) + ad.norm(a, 1) + ad.norm(a, np.inf, axis=-1).sum(),
+         distinct_values(), ("where", "abs", "max")),
+    Case("sort_topk", lambda a: ad.sort(a) * (np.arange(a.shape[-1]) + 1.0).astype(a.dtype)
+         + ad.topk(a, 1, largest=False)[0].sum(), distinct_values(), ("getitem",)),
+    Case("gather_scatter", lambda a, b: ad.gather(a, 0, np.zeros((2,) + a.shape[1:], int))
+         .sum() + ad.scatter_add(a, 0, np.zeros(b.shape, int), b).sum(0),
+         shapes(min_dims=1).flatmap(lambda s: st.tuples(floats(-3, 3, s),
+                                                        floats(-3, 3, (3,) + s[1:]))),
+         ("getitem", "scatter_add"), 2),
+    Case("selection", lambda a: ad.masked_fill(a, a.data > 1, 0.5) + ad.flip(a) + ad.roll(a, 1),
+         unary(min_dims=1), ("where", "getitem"), valid=away_from(1.0)),
+    Case("tril_triu", lambda a: ad.tril(a) * 2 + ad.triu(a, 1), unary(min_dims=2), ("where",)),
+    Case("repeat_tile", lambda a: ad.repeat(a, 2, 0).sum() + ad.tile(a, (2, 1)).sum(0),
+         unary(min_dims=1), ("getitem",)),
+    Case("split_chunk", lambda a: ad.split(a, [1], 0)[1].sum() * ad.chunk(a, 2, 0)[0].sum(),
+         unary(min_dims=1), ("getitem",)),
+    Case("pad", lambda a: ad.pad(a, 1, value=2.0) + ad.pad(a, 1, mode="reflect"),
+         unary(min_dims=1).filter(lambda t: min(t[0].shape) >= 2),
+         ("concatenate", "getitem")),
+    Case("einsum", lambda a, b: ad.einsum("ij,jk->ik", a, b).sum(0)
+         + ad.einsum("ij,ik->jk", a, a).sum() + ad.einsum("ij->", a),
+         st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)).flatmap(
+             lambda n: st.tuples(floats(-2, 2, (n[0], n[1])), floats(-2, 2, (n[1], n[2])))),
+         ("einsum",), 2),
 ]
 CASE_IDS = [c.name for c in CASES]
 

@@ -1,0 +1,677 @@
+"""The ops people reach for after the basics: trigonometry, smooth activations, rounding, scans,
+products, norms, sorting, selection, padding and einsum.
+
+New primitives (each a row of the same table, `ops.OPS`, with its forward and VJP rules side
+by side) are kept to what cannot be composed well: sin/cos/tan, log1p/expm1 (accuracy near 0),
+softplus and erf (stability), the piecewise-constant rounding ops (zero gradient), cumsum,
+cumprod, prod (correct with zeros) and einsum. Everything else is a composite of primitives,
+so it is differentiable to any order and drawn like any other op.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import engine
+from .ops import _ARRAY, _value, defop
+from .tensor import Axis, Tensor, _axes, _axis, _lift, where
+
+# --- elementwise primitives ------------------------------------------------------------------
+
+
+def _sin(x: Any) -> Any:
+    return np.sin(x) if isinstance(x, _ARRAY) else engine.apply(sin_op, (x,))
+
+
+def _cos(x: Any) -> Any:
+    return np.cos(x) if isinstance(x, _ARRAY) else engine.apply(cos_op, (x,))
+
+
+def _float(x: Any) -> Any:
+    """Integer input to a floating-point function computes in floating point (uint8 pixels)."""
+    x = _lift(x)
+    return x.astype(np.float64) if x.dtype.kind in "biu" else x
+
+
+sin_op = defop("sin", np.sin, lambda g, out, x: g * _cos(x), jvp=lambda t, out, x: t * _cos(x))
+cos_op = defop("cos", np.cos, lambda g, out, x: -g * _sin(x), jvp=lambda t, out, x: -t * _sin(x))
+tan_op = defop("tan", np.tan, lambda g, out, x: g * (1 + out * out),
+               jvp=lambda t, out, x: t * (1 + out * out))
+log1p_op = defop("log1p", np.log1p, lambda g, out, x: g / (1 + x),
+                 jvp=lambda t, out, x: t / (1 + x))
+expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * (out + 1),
+                 jvp=lambda t, out, x: t * (out + 1))
+
+
+def _softplus_forward(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0, x)  # log(1 + e^x) without overflow for large x
+
+
+# d/dx log(1 + e^x) = sigmoid(x); written through the engine's sigmoid so it runs on Tensors.
+softplus_op = defop("softplus", _softplus_forward,
+                    lambda g, out, x: g * (x.sigmoid() if isinstance(x, Tensor) else
+                                           np.exp(-np.logaddexp(0, -x))),
+                    jvp=lambda t, out, x: t * (x.sigmoid() if isinstance(x, Tensor) else
+                                               np.exp(-np.logaddexp(0, -x))))
+
+# numpy has no erf; math.erf is exact to double precision, applied element by element.
+_erf_elements = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _erf_forward(x: np.ndarray) -> np.ndarray:
+    return np.asarray(_erf_elements(x), dtype=np.result_type(x, np.float32))
+
+
+def _exp_any(x: Any) -> Any:
+    return np.exp(x) if isinstance(x, _ARRAY) else x.exp()
+
+
+erf_op = defop("erf", _erf_forward,
+               lambda g, out, x: g * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)),
+               jvp=lambda t, out, x: t * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)))
+
+
+def _zero_rule(g: Any, out: Any, *inputs: Any, **params: Any) -> Any:
+    # Piecewise constant: the derivative is 0 wherever it exists (as PyTorch reports it).
+    return g * 0
+
+
+# (_zero_rule serves forward mode too: a zero tangent out, whatever comes in.)
+floor_op = defop("floor", np.floor, _zero_rule, jvp=_zero_rule)
+ceil_op = defop("ceil", np.ceil, _zero_rule, jvp=_zero_rule)
+round_op = defop("round", lambda x, *, decimals: np.round(x, decimals), _zero_rule,
+                 jvp=_zero_rule)
+sign_op = defop("sign", np.sign, _zero_rule, jvp=_zero_rule)
+
+
+def sin(x: Any) -> Tensor:
+    return engine.apply(sin_op, (_float(x),))
+
+
+def cos(x: Any) -> Tensor:
+    return engine.apply(cos_op, (_float(x),))
+
+
+def tan(x: Any) -> Tensor:
+    return engine.apply(tan_op, (_float(x),))
+
+
+def sinh(x: Any) -> Tensor:
+    x = _float(x)
+    return (x.exp() - (-x).exp()) * 0.5
+
+
+def cosh(x: Any) -> Tensor:
+    x = _float(x)
+    return (x.exp() + (-x).exp()) * 0.5
+
+
+def log1p(x: Any) -> Tensor:
+    """log(1 + x), accurate for tiny x."""
+    return engine.apply(log1p_op, (_float(x),))
+
+
+def expm1(x: Any) -> Tensor:
+    """exp(x) - 1, accurate for tiny x."""
+    return engine.apply(expm1_op, (_float(x),))
+
+
+def erf(x: Any) -> Tensor:
+    return engine.apply(erf_op, (_float(x),))
+
+
+def softplus(x: Any, beta: float = 1.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, stable for large |x| (a smooth relu)."""
+    x = _float(x)
+    if beta == 1.0:
+        return engine.apply(softplus_op, (x,))
+    return engine.apply(softplus_op, (x * beta,)) * (1.0 / beta)
+
+
+def gelu(x: Any, approximate: str = "none") -> Tensor:
+    """x * Phi(x) (exact, with erf) or its tanh approximation, as PyTorch's `approximate=`."""
+    x = _float(x)
+    if approximate == "none":
+        return x * (erf(x * (1 / math.sqrt(2))) + 1) * 0.5
+    if approximate == "tanh":
+        inner = (x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)
+        return x * (inner.tanh() + 1) * 0.5
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def elu(x: Any, alpha: float = 1.0) -> Tensor:
+    x = _float(x)
+    return where(x.data > 0, x, expm1(x) * alpha)
+
+
+def silu(x: Any) -> Tensor:
+    """x * sigmoid(x) (also called swish)."""
+    x = _float(x)
+    return x * x.sigmoid()
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
+    x = _float(x)
+    return where(x.data > 0, x, x * negative_slope)
+
+
+def floor(x: Any) -> Tensor:
+    """Rounded down; its gradient is 0 (piecewise constant)."""
+    return engine.apply(floor_op, (_lift(x),))
+
+
+def ceil(x: Any) -> Tensor:
+    """Rounded up; its gradient is 0 (piecewise constant)."""
+    return engine.apply(ceil_op, (_lift(x),))
+
+
+def round_(x: Any, decimals: int = 0) -> Tensor:
+    """Rounded half to even, as numpy and PyTorch; its gradient is 0."""
+    return engine.apply(round_op, (_lift(x),), decimals=int(decimals))
+
+
+def sign(x: Any) -> Tensor:
+    """-1, 0 or 1; its gradient is 0."""
+    return engine.apply(sign_op, (_lift(x),))
+
+
+def reciprocal(x: Any) -> Tensor:
+    return 1.0 / _float(x)
+
+
+def rsqrt(x: Any) -> Tensor:
+    return _float(x) ** -0.5
+
+
+def square(x: Any) -> Tensor:
+    x = _lift(x)
+    return x * x
+
+
+def floor_divide(a: Any, b: Any) -> Tensor:
+    """a // b (rounded toward minus infinity, as Python and numpy); its gradient is 0."""
+    a = _lift(a)
+    return floor(a / b) if a.dtype.kind == "f" or _lift(b).dtype.kind == "f" else \
+        Tensor(np.floor_divide(a.data, _lift(b).data))
+
+
+def remainder(a: Any, b: Any) -> Tensor:
+    """a % b with the sign of b (Python's and numpy's %): a - b * floor(a / b).
+
+    Its gradient is 1 for a and -floor(a / b) for b, as in PyTorch.
+    """
+    a, b = _lift(a), _lift(b)
+    if a.dtype.kind != "f" and b.dtype.kind != "f":
+        return Tensor(np.remainder(a.data, b.data))
+    return a - b * floor(a / b)
+
+
+# --- reductions and scans --------------------------------------------------------------------
+
+
+def _cumsum(x: Any, axis: int) -> Any:
+    return np.cumsum(x, axis=axis) if isinstance(x, _ARRAY) else engine.apply(
+        cumsum_op, (x,), axis=axis)
+
+
+def _reverse_cumsum(g: Any, axis: int) -> Any:
+    flip = (slice(None),) * (axis % g.ndim) + (slice(None, None, -1),)
+    return _cumsum(g[flip], axis)[flip]
+
+
+cumsum_op = defop("cumsum", lambda x, *, axis: np.cumsum(x, axis=axis),
+                  lambda g, out, x, *, axis: _reverse_cumsum(g, axis),
+                  jvp=lambda t, out, x, *, axis: _cumsum(t, axis))  # linear: the op itself
+
+
+def _others_product(x: Any, axis: int) -> Any:
+    """For each element, the product of all the others along `axis` (right with zeros).
+
+    On arrays: exclusive products from the left times exclusive products from the right,
+    O(n). On Tensors (create_graph): the product of a (..., n, n) stack in which row k has
+    x_k replaced by 1, so the result is again a differentiable product.
+    """
+    if isinstance(x, _ARRAY):
+        x = np.moveaxis(np.asarray(x), axis, -1)
+        ones = np.ones(x.shape[:-1] + (1,), dtype=x.dtype)
+        left = np.cumprod(np.concatenate([ones, x[..., :-1]], axis=-1), axis=-1)
+        right = np.cumprod(np.concatenate([ones, x[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+        return np.moveaxis(left * right, -1, axis)
+    moved = x.swapaxes(axis, -1)
+    n = moved.shape[-1]
+    stacked = where(np.eye(n, dtype=bool), 1.0, moved.reshape(moved.shape[:-1] + (1, n)))
+    return prod(stacked, axis=-1).swapaxes(axis, -1)
+
+
+def _prod_vjp(g: Any, out: Any, x: Any, *, axis: int | None, keepdims: bool) -> Any:
+    if axis is None:
+        flat = x.reshape(-1)
+        return (g * _others_product(flat, 0)).reshape(x.shape)
+    if not keepdims:
+        g = g.reshape(g.shape[:axis] + (1,) + g.shape[axis:])
+    return g * _others_product(x, axis)
+
+
+def _prod_jvp(t: Any, out: Any, x: Any, *, axis: int | None, keepdims: bool) -> Any:
+    # Each element's tangent times the product of the others, summed: right with zeros too.
+    if axis is None:
+        return (t.reshape(-1) * _others_product(x.reshape(-1), 0)).sum()
+    return (t * _others_product(x, axis)).sum(axis=axis, keepdims=keepdims)
+
+
+prod_op = defop("prod", lambda x, *, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+                _prod_vjp, jvp=_prod_jvp)
+
+
+def _cumprod(x: Any, axis: int) -> Any:
+    return np.cumprod(x, axis=axis) if isinstance(x, _ARRAY) else engine.apply(
+        cumprod_op, (x,), axis=axis)
+
+
+def _cumprod_vjp(g: Any, out: Any, x: Any, *, axis: int) -> Any:
+    """d/dx_k of sum_i g_i prod_{j<=i} x_j = sum_{i>=k} g_i prod_{j<=i, j!=k} x_j.
+
+    Without zeros that is reverse-cumsum(g * out) / x, O(n). With a zero (or on Tensors, for
+    higher derivatives) the products leaving x_k out are formed explicitly: row k of an
+    (n, n) stack has x_k replaced by 1, its cumulative product is prod_{j<=i, j!=k} x_j.
+    """
+    if isinstance(x, _ARRAY) and np.all(x != 0):
+        return _reverse_cumsum(g * out, axis) / x
+    moved_x, moved_g = x.swapaxes(axis, -1), g.swapaxes(axis, -1)
+    n = moved_x.shape[-1]
+    rows = moved_x.reshape(moved_x.shape[:-1] + (1, n))
+    eye = np.eye(n, dtype=bool)
+    stacked = np.where(eye, 1.0, rows) if isinstance(x, _ARRAY) else where(eye, 1.0, rows)
+    partial = _cumprod(stacked, -1)  # [..., k, i] = prod_{j<=i, j!=k} x_j
+    upper = np.triu(np.ones((n, n), dtype=bool))  # only i >= k contributes
+    weighted = partial * moved_g.reshape(moved_g.shape[:-1] + (1, n)) * upper
+    return weighted.sum(axis=-1).swapaxes(axis, -1)
+
+
+def _cumprod_jvp(t: Any, out: Any, x: Any, *, axis: int) -> Any:
+    """d out_i = sum_{k<=i} t_k prod_{j<=i, j!=k} x_j: out * cumsum(t / x) without zeros, else
+    from the same (n, n) stack as the VJP, summed over k instead of over i."""
+    if isinstance(x, _ARRAY) and np.all(x != 0):
+        return out * _cumsum(t / x, axis)
+    moved_x, moved_t = x.swapaxes(axis, -1), t.swapaxes(axis, -1)
+    n = moved_x.shape[-1]
+    rows = moved_x.reshape(moved_x.shape[:-1] + (1, n))
+    eye = np.eye(n, dtype=bool)
+    stacked = np.where(eye, 1.0, rows) if isinstance(x, _ARRAY) else where(eye, 1.0, rows)
+    partial = _cumprod(stacked, -1)  # [..., k, i] = prod_{j<=i, j!=k} x_j
+    upper = np.triu(np.ones((n, n), dtype=bool))  # only k <= i contributes
+    weighted = partial * moved_t.reshape(moved_t.shape[:-1] + (n, 1)) * upper
+    return weighted.sum(axis=-2).swapaxes(axis, -1)
+
+
+cumprod_op = defop("cumprod", lambda x, *, axis: np.cumprod(x, axis=axis), _cumprod_vjp,
+                   jvp=_cumprod_jvp)
+
+
+def cumsum(x: Any, axis: int = 0) -> Tensor:
+    x = _lift(x)
+    return engine.apply(cumsum_op, (x,), axis=_axis(axis, max(x.ndim, 1), "cumsum")) \
+        if x.ndim else x
+
+
+def cumprod(x: Any, axis: int = 0) -> Tensor:
+    x = _lift(x)
+    return engine.apply(cumprod_op, (x,), axis=_axis(axis, max(x.ndim, 1), "cumprod")) \
+        if x.ndim else x
+
+
+def prod(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """Product of the elements (over one axis or all); the gradient is right with zeros."""
+    x = _lift(x)
+    ax = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "prod")
+    if axis is None and keepdims:
+        return engine.apply(prod_op, (x.reshape(-1),), axis=0, keepdims=False).reshape(
+            (1,) * x.ndim)
+    return engine.apply(prod_op, (x,), axis=ax, keepdims=keepdims)
+
+
+def argmax(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """Index of the largest value (an integer constant: it has no gradient)."""
+    x = _lift(x)
+    return Tensor(np.argmax(x.data, axis=axis, keepdims=keepdims))
+
+
+def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    x = _lift(x)
+    return Tensor(np.argmin(x.data, axis=axis, keepdims=keepdims))
+
+
+def any_(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    x = _lift(x)
+    return Tensor(np.any(x.data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
+
+
+def all_(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    x = _lift(x)
+    return Tensor(np.all(x.data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
+
+
+def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A002
+    """Vector norm over `axis` (all elements by default): ord 1, 2 or inf.
+
+    The 2-norm's gradient at the zero vector is 0 (a valid subgradient, as PyTorch), not NaN.
+    """
+    x = _float(x)
+    if ord == 1:
+        return x.abs().sum(axis=axis, keepdims=keepdims)
+    if ord in (math.inf, "inf"):
+        return x.abs().max(axis=axis, keepdims=keepdims)
+    if ord != 2:
+        raise ValueError(f"norm: ord must be 1, 2 or inf, got {ord!r}")
+    squares = (x * x).sum(axis=axis, keepdims=keepdims)
+    positive = squares.data > 0
+    # Two wheres: sqrt never sees a 0, so its infinite slope never meets a zero gradient.
+    return where(positive, where(positive, squares, 1.0).sqrt(), 0.0)
+
+
+def sort(x: Any, axis: int = -1, descending: bool = False) -> Tensor:
+    """Sorted values; each value's gradient goes back to where it came from."""
+    x = _lift(x)
+    if x.ndim == 0:
+        return x
+    ax = _axis(axis, x.ndim, "sort")
+    order = np.argsort(x.data, axis=ax, kind="stable")
+    if descending:
+        order = np.flip(order, axis=ax)
+    return take_along_axis(x, order, ax)
+
+
+def topk(x: Any, k: int, axis: int = -1, largest: bool = True) -> tuple[Tensor, Tensor]:
+    """The k largest (or smallest) values along `axis` and their indices, largest first."""
+    x = _lift(x)
+    ax = _axis(axis, x.ndim, "topk")
+    if not isinstance(k, (int, np.integer)) or not 0 <= k <= x.shape[ax]:
+        raise ValueError(f"topk: k must be an int in [0, {x.shape[ax]}] for shape {x.shape}, "
+                         f"got {k!r}")
+    order = np.argsort(-x.data if largest else x.data, axis=ax, kind="stable")
+    index = np.take(order, np.arange(k), axis=ax)
+    return take_along_axis(x, index, ax), Tensor(index)
+
+
+# --- selection and shape ---------------------------------------------------------------------
+
+
+def _full_index(index: np.ndarray, axis: int, shape: tuple[int, ...]) -> tuple:
+    """Turn per-axis indices into an advanced index that selects along one axis only."""
+    grids = np.ogrid[tuple(slice(n) for n in index.shape)]
+    parts = list(grids)
+    parts[axis] = index
+    return tuple(parts)
+
+
+def take_along_axis(x: Any, indices: Any, axis: int) -> Tensor:
+    """numpy's take_along_axis (PyTorch's gather): gradients add up at repeated indices."""
+    x = _lift(x)
+    index = np.asarray(_value(indices))
+    ax = _axis(axis, x.ndim, "take_along_axis")
+    if index.dtype.kind not in "iu" or index.ndim != x.ndim:
+        raise ValueError(f"take_along_axis: indices must be integers with {x.ndim} axes like "
+                         f"the input {x.shape}, got {index.dtype} {index.shape}")
+    for i, (n, m) in enumerate(zip(index.shape, x.shape, strict=True)):
+        if i != ax and n not in (1, m):
+            raise ValueError(f"take_along_axis: indices shape {index.shape} does not fit input "
+                             f"shape {x.shape} outside axis {ax}")
+    if index.size and (index.min() < -x.shape[ax] or index.max() >= x.shape[ax]):
+        raise IndexError(f"take_along_axis: index out of range for axis {ax} of size "
+                         f"{x.shape[ax]}")
+    index = np.broadcast_to(index, tuple(
+        index.shape[i] if i == ax else x.shape[i] for i in range(x.ndim))).copy()
+    return x[_full_index(index, ax, x.shape)]
+
+
+def gather(x: Any, dim: int, index: Any) -> Tensor:
+    """PyTorch's gather: out[i][j] = x[index[i][j]][j] for dim 0, and so on."""
+    return take_along_axis(x, index, dim)
+
+
+def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
+    """PyTorch's scatter_add: a copy of x with src added at index along dim (repeats add up)."""
+    x, src = _lift(x), _lift(src)
+    index = np.asarray(_value(index))
+    ax = _axis(dim, x.ndim, "scatter_add")
+    if index.shape != src.shape[:index.ndim] or index.ndim != x.ndim:
+        raise ValueError(f"scatter_add: index shape {index.shape} must match src shape "
+                         f"{src.shape} and have {x.ndim} axes like the input {x.shape}")
+    from .ops import scatter_add as scatter_primitive
+
+    full = _full_index(index, ax, x.shape)
+    if src.shape != index.shape:
+        src = src[tuple(slice(n) for n in index.shape)]
+    added = engine.apply(scatter_primitive, (src,), shape=x.shape, index=full)
+    return x + added.astype(x.dtype) if added.dtype != x.dtype else x + added
+
+
+def masked_fill(x: Any, mask: Any, value: float) -> Tensor:
+    """x with value where mask is true (the gradient there is 0)."""
+    x = _lift(x)
+    return where(np.asarray(_value(mask), dtype=bool), value, x)
+
+
+def tril(x: Any, k: int = 0) -> Tensor:
+    x = _lift(x)
+    return where(np.tril(np.ones(x.shape[-2:], dtype=bool), k), x, 0.0)
+
+
+def triu(x: Any, k: int = 0) -> Tensor:
+    x = _lift(x)
+    return where(np.triu(np.ones(x.shape[-2:], dtype=bool), k), x, 0.0)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = np.float64,
+        requires_grad: bool = False) -> Tensor:
+    return Tensor(np.eye(n, m, dtype=dtype), requires_grad=requires_grad)
+
+
+def flip(x: Any, axis: Axis = None) -> Tensor:
+    x = _lift(x)
+    axes = _axes(axis, x.ndim, "flip")
+    axes = range(x.ndim) if axes is None else axes
+    return x[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))]
+
+
+def roll(x: Any, shift: int, axis: int | None = None) -> Tensor:
+    x = _lift(x)
+    if axis is None:
+        return roll(x.reshape(-1), shift, 0).reshape(x.shape)
+    ax = _axis(axis, x.ndim, "roll")
+    index = np.roll(np.arange(x.shape[ax]), shift)
+    return x[(slice(None),) * ax + (index,)]
+
+
+def repeat(x: Any, repeats: int, axis: int | None = None) -> Tensor:
+    """numpy's repeat: each element `repeats` times along axis (flattened when None)."""
+    x = _lift(x)
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    ax = _axis(axis, x.ndim, "repeat")
+    return x[(slice(None),) * ax + (np.repeat(np.arange(x.shape[ax]), repeats),)]
+
+
+def tile(x: Any, reps: int | Sequence[int]) -> Tensor:
+    """numpy's tile: the whole array repeated `reps` times along each axis."""
+    x = _lift(x)
+    reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
+    ndim = max(x.ndim, len(reps))
+    x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
+    reps = (1,) * (ndim - len(reps)) + reps
+    index = tuple(np.tile(np.arange(n), r).reshape((-1,) + (1,) * (ndim - 1 - i))
+                  for i, (n, r) in enumerate(zip(x.shape, reps, strict=True)))
+    return x[index]
+
+
+def split(x: Any, sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """numpy's split: into equal sections, or at the given indices."""
+    x = _lift(x)
+    ax = _axis(axis, x.ndim, "split")
+    n = x.shape[ax]
+    if isinstance(sections, (int, np.integer)):
+        if sections <= 0 or n % sections:
+            raise ValueError(f"split: axis {ax} of size {n} does not split into {sections} "
+                             "equal sections (use chunk, or give the indices)")
+        cuts = list(range(0, n + 1, n // sections)) if n else [0, 0]
+    else:
+        cuts = [0, *sections, n]
+    return [x[(slice(None),) * ax + (slice(a, b),)] for a, b in zip(cuts[:-1], cuts[1:],
+                                                                    strict=True)]
+
+
+def chunk(x: Any, chunks: int, axis: int = 0) -> list[Tensor]:
+    """PyTorch's chunk: at most `chunks` pieces of ceil(n / chunks) (the last may be smaller)."""
+    x = _lift(x)
+    ax = _axis(axis, x.ndim, "chunk")
+    if not isinstance(chunks, (int, np.integer)) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    size = max(1, -(-x.shape[ax] // chunks))
+    return split(x, list(range(size, x.shape[ax], size)), ax)
+
+
+def pad(x: Any, pad_width: Any, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """numpy's pad for modes 'constant' and 'reflect' (pad_width as numpy takes it)."""
+    x = _lift(x)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    if np.any(widths < 0):
+        raise ValueError(f"pad: widths must be >= 0, got {pad_width!r}")
+    if mode == "constant":
+        from .tensor import concatenate
+
+        for ax, (before, after) in enumerate(widths.tolist()):
+            parts = []
+            for width in (before, after):
+                shape = list(x.shape)
+                shape[ax] = width
+                parts.append(Tensor(np.full(shape, value, dtype=x.dtype)))
+            if before or after:
+                x = concatenate([parts[0], x, parts[1]], axis=ax)
+        return x
+    if mode == "reflect":
+        for ax, (before, after) in enumerate(widths.tolist()):
+            n = x.shape[ax]
+            if (before or after) and (before >= n or after >= n):
+                raise ValueError(f"pad: reflect needs widths smaller than the axis ({n}), "
+                                 f"got {before}, {after} on axis {ax}")
+            index = np.concatenate([np.arange(before, 0, -1), np.arange(n),
+                                    np.arange(n - 2, n - 2 - after, -1)])
+            x = x[(slice(None),) * ax + (index,)]
+        return x
+    raise ValueError(f"pad: mode must be 'constant' or 'reflect', got {mode!r}")
+
+
+# --- einsum ----------------------------------------------------------------------------------
+
+
+def _parse_einsum(subscripts: str, n: int) -> tuple[list[str], str]:
+    subscripts = subscripts.replace(" ", "")
+    if "." in subscripts:
+        raise ValueError("einsum: ellipsis ('...') is not supported; name every axis")
+    inputs, arrow, output = subscripts.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != n:
+        raise ValueError(f"einsum: {subscripts!r} names {len(terms)} operands, got {n}")
+    letters = "".join(terms)
+    if not arrow:  # implicit output: the letters used once, in alphabetical order
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    for term in [*terms, output]:
+        if not all(c in string.ascii_letters for c in term):
+            raise ValueError(f"einsum: subscripts must be letters, got {subscripts!r}")
+        if len(set(term)) != len(term):
+            raise ValueError(f"einsum: a repeated letter inside one operand ({term!r}) takes a "
+                             "diagonal, which is not supported; use explicit indexing")
+    return terms, output
+
+
+def _einsum_vjp(i: int, g: Any, out: Any, *xs: Any, subscripts: str) -> Any:
+    """The gradient for operand i is again an einsum: g with every other operand, giving
+    operand i's letters; letters only operand i had were summed, so g is broadcast back."""
+    terms, output = _parse_einsum(subscripts, len(xs))
+    others = [t for j, t in enumerate(terms) if j != i]
+    available = set(output).union(*others) if others else set(output)
+    target = "".join(c for c in terms[i] if c in available)
+    spec = ",".join([output, *others]) + "->" + target
+    operands = [g, *(x for j, x in enumerate(xs) if j != i)]
+    grad = _einsum(spec, operands)
+    if target != terms[i]:  # letters summed away in the forward: broadcast along them
+        shape = tuple(xs[i].shape[terms[i].index(c)] if c in target else 1 for c in terms[i])
+        grad = grad.reshape(shape)
+        if isinstance(grad, _ARRAY):
+            grad = np.broadcast_to(grad, xs[i].shape)
+        else:
+            grad = grad.broadcast_to(xs[i].shape)
+    return grad
+
+
+def _einsum(spec: str, operands: Sequence[Any]) -> Any:
+    if all(isinstance(x, _ARRAY) for x in operands):
+        return np.einsum(spec, *operands, optimize=True)
+    return engine.apply(einsum_op, tuple(_lift(x) for x in operands), subscripts=spec)
+
+
+def _einsum_jvp(ts: list, out: Any, *xs: Any, subscripts: str) -> Any:
+    # Multilinear: one einsum per operand with a tangent, that operand replaced by it.
+    total = None
+    for i, t in enumerate(ts):
+        if isinstance(t, _ARRAY) and not np.any(t):
+            continue  # an operand without a tangent (forward mode passes zeros)
+        part = _einsum(subscripts, [t if j == i else x for j, x in enumerate(xs)])
+        total = part if total is None else total + part
+    return np.zeros_like(out.data if isinstance(out, Tensor) else out) if total is None \
+        else total
+
+
+einsum_op = defop(
+    "einsum",
+    lambda *xs, subscripts: np.asarray(np.einsum(subscripts, *xs, optimize=True)),
+    _einsum_vjp,
+    variadic=True,
+    jvp=_einsum_jvp,
+)
+
+
+def einsum(subscripts: str, *operands: Any) -> Tensor:
+    """Einstein summation, as numpy's (letters only, no diagonals): 'ij,jk->ik' is a matmul.
+
+    Its gradients are einsums too, so it is differentiable to any order.
+    """
+    if not isinstance(subscripts, str):
+        raise TypeError(f"einsum: the first argument must be the subscripts string, got "
+                        f"{type(subscripts).__name__}")
+    tensors = tuple(_lift(x) for x in operands)
+    terms, output = _parse_einsum(subscripts, len(tensors))
+    sizes: dict[str, int] = {}
+    for term, t in zip(terms, tensors, strict=True):
+        if len(term) != t.ndim:
+            raise ValueError(f"einsum: {term!r} names {len(term)} axes but the operand has "
+                             f"shape {t.shape}")
+        for c, n in zip(term, t.shape, strict=True):
+            if sizes.setdefault(c, n) != n:
+                raise ValueError(f"einsum: axis {c!r} has sizes {sizes[c]} and {n} in "
+                                 f"{subscripts!r} (shapes {[t.shape for t in tensors]})")
+    spec = ",".join(terms) + "->" + output
+    return engine.apply(einsum_op, tensors, subscripts=spec)
+
+
+# Tensor methods for the functions above that PyTorch and numpy users call as methods
+# (any, all: numpy's names; the module defines them as any_/all_ so as not to hide builtins).
+_METHODS = {name: globals()[name] for name in (
+    "sin", "cos", "tan", "sinh", "cosh", "log1p", "expm1", "floor", "ceil", "sign", "reciprocal",
+    "rsqrt", "square", "cumsum", "cumprod", "prod", "norm", "sort", "topk", "flip", "roll",
+    "repeat", "tile", "masked_fill", "tril", "triu", "argmax", "argmin")}
+_METHODS.update(any=any_, all=all_)
+for _name, _function in _METHODS.items():
+    if not hasattr(Tensor, _name):
+        setattr(Tensor, _name, _function)
+# (`round` stays a function: Python's round(t) would call __round__, a different protocol.)
+# The operators // and %, with Python's meaning (floor division, remainder with b's sign).
+Tensor.__floordiv__ = lambda self, other: floor_divide(self, other)
+Tensor.__rfloordiv__ = lambda self, other: floor_divide(other, self)
+Tensor.__mod__ = lambda self, other: remainder(self, other)
+Tensor.__rmod__ = lambda self, other: remainder(other, self)

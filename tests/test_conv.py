@@ -1,0 +1,269 @@
+"""Convolutions, pooling and normalisation layers: against PyTorch (when installed), by their
+algebra (fold is unfold's transpose), by their errors, and by LeNet learning mini-MNIST.
+
+The numerical gradient checks (first and second order, hypothesis-drawn strides, padding,
+dilation, groups and odd sizes) are rows of the table in test_ops.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import autodiff as ad
+import nn
+from autodiff import Tensor, engine
+from autodiff.testing import gradgradcheck
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # the oracle is optional: tests that need it skip
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
+
+
+@st.composite
+def conv_setup(draw):
+    groups = draw(st.integers(1, 3))
+    c, o = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 3))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    size = tuple(max(1, d * (kk - 1) + 1 - 2 * p) + draw(st.integers(0, 5))
+                 for kk, d, p in zip(k, dilation, padding, strict=True))
+    n = draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**16))
+    return dict(groups=groups, c=c, o=o, k=k, stride=stride, dilation=dilation,
+                padding=padding, size=size, n=n, dtype=dtype, seed=seed,
+                bias=draw(st.booleans()))
+
+
+def _close(ours, theirs, dtype):
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(np.asarray(ours), theirs.detach().numpy(), rtol=tol, atol=tol)
+
+
+@needs_torch
+@given(conv_setup())
+def test_conv2d_matches_pytorch_values_and_gradients(s):
+    rng = np.random.default_rng(s["seed"])
+    x = rng.normal(size=(s["n"], s["c"], *s["size"])).astype(s["dtype"])
+    w = rng.normal(size=(s["o"], s["c"] // s["groups"], *s["k"])).astype(s["dtype"])
+    b = rng.normal(size=s["o"]).astype(s["dtype"]) if s["bias"] else None
+    args = dict(stride=s["stride"], padding=s["padding"], dilation=s["dilation"],
+                groups=s["groups"])
+    ours = [Tensor(v, requires_grad=True) for v in (x, w, b) if v is not None]
+    out = ad.conv2d(ours[0], ours[1], ours[2] if b is not None else None, **args)
+    theirs = [torch.tensor(v, requires_grad=True) for v in (x, w, b) if v is not None]
+    expected = TF.conv2d(theirs[0], theirs[1], theirs[2] if b is not None else None, **args)
+    assert out.shape == tuple(expected.shape) and out.dtype == s["dtype"]
+    _close(out.data, expected, s["dtype"])
+    upstream = rng.normal(size=out.shape).astype(s["dtype"])  # random, not ones
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    for mine, ref in zip(ours, theirs, strict=True):
+        assert mine.grad.dtype == s["dtype"]
+        _close(mine.grad.data, ref.grad, s["dtype"])
+
+
+@needs_torch
+@pytest.mark.parametrize("fn,kwargs", [
+    ("max_pool2d", dict(kernel_size=2)),
+    ("max_pool2d", dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool2d", dict(kernel_size=(2, 3), stride=(1, 2))),
+    ("avg_pool2d", dict(kernel_size=2)),
+    ("avg_pool2d", dict(kernel_size=3, stride=1, padding=1)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooling_matches_pytorch(fn, kwargs, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 2, 9, 8)).astype(dtype)
+    ours = Tensor(x, requires_grad=True)
+    out = getattr(ad, fn)(ours, **kwargs)
+    theirs = torch.tensor(x, requires_grad=True)
+    expected = getattr(TF, fn)(theirs, **kwargs)
+    _close(out.data, expected, dtype)
+    upstream = rng.normal(size=out.shape).astype(dtype)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    _close(ours.grad.data, theirs.grad, dtype)
+
+
+@needs_torch
+@pytest.mark.parametrize("kwargs", [dict(), dict(stride=2, padding=1), dict(dilation=2),
+                                    dict(groups=2, padding="same")])
+def test_conv1d_matches_pytorch(kwargs):
+    rng = np.random.default_rng(2)
+    x, w, b = rng.normal(size=(2, 4, 11)), rng.normal(size=(6, 4 // kwargs.get("groups", 1), 3)), \
+        rng.normal(size=6)
+    ours = [Tensor(v, requires_grad=True) for v in (x, w, b)]
+    out = ad.conv1d(*ours, **kwargs)
+    theirs = [torch.tensor(v, requires_grad=True) for v in (x, w, b)]
+    expected = TF.conv1d(*theirs, **kwargs)
+    _close(out.data, expected, np.float64)
+    upstream = rng.normal(size=out.shape)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    for mine, ref in zip(ours, theirs, strict=True):
+        _close(mine.grad.data, ref.grad, np.float64)
+
+
+@given(st.integers(0, 2**16), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2),
+       st.integers(1, 2))
+def test_fold_is_the_transpose_of_unfold(seed, k, stride, pad, dilation):
+    """<unfold(x), c> == <x, fold(c)> for random x and c: the two rules are adjoint."""
+    rng = np.random.default_rng(seed)
+    h = w = dilation * (k - 1) + 1 + rng.integers(0, 4)
+    x = rng.normal(size=(2, 3, h, w))
+    window = dict(kernel=(k, k), stride=(stride, stride), padding=(pad, pad),
+                  dilation=(dilation, dilation))
+    cols = ad.conv.unfold2d.forward(x, **window)
+    c = rng.normal(size=cols.shape)
+    back = ad.conv.fold2d.forward(c, shape=x.shape, **window)
+    assert np.isclose(np.sum(cols * c), np.sum(x * back))
+
+
+def test_unfold_is_a_view_and_the_image_is_never_written():
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.float64).reshape(2, 1, 4, 4)
+    x.flags.writeable = False  # a rule writing into its input would raise here
+    t = Tensor(x, requires_grad=True)
+    cols = ad.unfold(t, 3)
+    assert cols.shape == (2, 1, 2, 2, 3, 3)
+    np.testing.assert_array_equal(cols.data[0, 0, 1, 0], x[0, 0, 1:4, 0:3])
+    cols.sum().backward()
+    # Corner pixels are read by one window, the centre ones by all four.
+    assert t.grad.data[0, 0, 0, 0] == 1 and t.grad.data[0, 0, 1, 1] == 4
+
+
+def test_conv_of_integer_images_computes_in_floating_point():
+    img = np.array([[[[0, 255], [255, 0]]]], dtype=np.uint8)
+    out = ad.conv2d(img, np.ones((1, 1, 2, 2), dtype=np.float32))
+    assert out.dtype == np.float32 and out.item() == 510.0
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: ad.conv2d(np.zeros((1, 3, 5, 5)), np.zeros((2, 2, 3, 3))), r"\(1, 3, 5, 5\).*groups"),
+    (lambda: ad.conv2d(np.zeros((3, 5, 5)), np.zeros((2, 3, 3, 3))), r"conv2d.*4-d.*\(3, 5, 5\)"),
+    (lambda: ad.conv2d(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3))), "conv2d.*smaller"),
+    (lambda: ad.conv2d(np.zeros((1, 2, 5, 5)), np.zeros((2, 1, 3, 3)), groups=3), "groups"),
+    (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), stride=0), "stride"),
+    (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), np.zeros(2)), "bias"),
+    (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 2, 2)), padding="same"),
+     "same"),
+    (lambda: ad.max_pool2d(np.zeros((1, 1, 4, 4)), 2, padding=2), "max_pool2d.*padding"),
+    (lambda: ad.max_pool2d(np.zeros((1, 1, 1, 4)), 2), "max_pool2d.*smaller"),
+    (lambda: nn.Conv2d(3, 4, 3)(np.zeros((1, 2, 5, 5))), r"Conv2d\(3 -> 4.*\(1, 2, 5, 5\)"),
+    (lambda: nn.Conv2d(3, 4, 3, groups=2), "divisible"),
+    (lambda: nn.BatchNorm2d(3)(np.zeros((2, 4, 2, 2))), r"BatchNorm2d\(3\).*\(2, 4, 2, 2\)"),
+    (lambda: nn.BatchNorm1d(3)(np.zeros((1, 3))), "more than one value"),
+    (lambda: nn.LayerNorm(4)(np.zeros((2, 3))), r"LayerNorm.*\(2, 3\)"),
+])
+def test_bad_input_gets_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@needs_torch
+def test_layers_have_pytorchs_names_shapes_and_outputs():
+    rng = np.random.default_rng(3)
+    pairs = [
+        (nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2, rng=0),
+         torch.nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2), (2, 4, 7, 6)),
+        (nn.Conv1d(3, 5, 3, dilation=2), torch.nn.Conv1d(3, 5, 3, dilation=2), (2, 3, 9)),
+        (nn.LayerNorm((3, 4)), torch.nn.LayerNorm((3, 4)), (2, 3, 4)),
+    ]
+    for ours, theirs, shape in pairs:
+        theirs_state = theirs.state_dict()
+        assert set(ours.state_dict()) == set(theirs_state)
+        for name, value in ours.state_dict().items():
+            assert value.shape == tuple(theirs_state[name].shape)
+        theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+        x = rng.normal(size=shape).astype(np.float32)
+        _close(ours(x).data, theirs(torch.tensor(x)), np.float32)
+
+
+@needs_torch
+@pytest.mark.parametrize("kind,shape", [("1d", (8, 3)), ("1d", (4, 3, 5)), ("2d", (4, 3, 5, 5))])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_statistics_and_eval_match_pytorch_over_steps(kind, shape, momentum):
+    ours = getattr(nn, f"BatchNorm{kind}")(3, momentum=momentum)
+    theirs = getattr(torch.nn, f"BatchNorm{kind}")(3, momentum=momentum)
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    rng = np.random.default_rng(4)
+    for _ in range(4):  # several training steps: running statistics accumulate
+        x = (rng.normal(size=shape) * 3 + 1).astype(np.float32)
+        xt = Tensor(x, requires_grad=True)
+        out = ours(xt)
+        xr = torch.tensor(x, requires_grad=True)
+        expected = theirs(xr)
+        _close(out.data, expected, np.float32)
+        upstream = rng.normal(size=shape).astype(np.float32)
+        out.backward(upstream)
+        expected.backward(torch.tensor(upstream))
+        _close(xt.grad.data, xr.grad, np.float32)
+        _close(ours.weight.grad.data, theirs.weight.grad, np.float32)
+        ours.zero_grad()
+        theirs.zero_grad()
+    for name, value in ours.state_dict().items():
+        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-5)
+    ours.eval()
+    theirs.eval()
+    x = rng.normal(size=shape).astype(np.float32)
+    _close(ours(x).data, theirs(torch.tensor(x)), np.float32)
+
+
+def test_batchnorm_buffers_round_trip_through_save_and_load(tmp_path):
+    bn = nn.BatchNorm2d(2)
+    bn(np.random.default_rng(5).normal(size=(4, 2, 3, 3)).astype(np.float32) + 2)
+    state = bn.state_dict()
+    assert {"running_mean", "running_var", "num_batches_tracked"} <= set(state)
+    assert state["num_batches_tracked"] == 1 and np.all(state["running_mean"] > 0.1)
+    path = tmp_path / "bn.npz"
+    nn.save(bn, path)
+    fresh = nn.BatchNorm2d(2)
+    fresh.load_state_dict(nn.load(path))
+    for name, value in state.items():
+        np.testing.assert_array_equal(fresh.state_dict()[name], value)
+    assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]  # buffers are not trained
+
+
+def test_batchnorm_eval_is_differentiable_and_saved_statistics_are_not_trained():
+    bn = nn.BatchNorm1d(3).eval()
+    x = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    bn(x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 1 / np.sqrt(1 + 1e-5), rtol=1e-6)
+    assert bn.running_mean.grad is None
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(stride=2, padding=1), dict(dilation=2),
+                                    dict(groups=2, padding=1)])
+def test_conv2d_second_derivatives_match_numerical(kwargs):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(1, 2, 4, 4))
+    w = rng.normal(size=(2, 2 // kwargs.get("groups", 1), 2, 2))
+    assert gradgradcheck(lambda x, w: ad.conv2d(x, w, **kwargs), x, w, atol=1e-4)
+
+
+def test_conv_graph_is_differentiable_twice():
+    rng = np.random.default_rng(6)
+    x = Tensor(rng.normal(size=(1, 1, 4, 4)), requires_grad=True)
+    w = Tensor(rng.normal(size=(1, 1, 2, 2)), requires_grad=True)
+    (gx,) = ad.grad((ad.conv2d(x, w) ** 2).sum(), [x], create_graph=True)
+    (gw,) = ad.grad(gx.sum(), [w])
+    assert gw.shape == w.shape and np.all(np.isfinite(gw.data)) and np.any(gw.data != 0)
+    assert engine.toposort  # the engine's one traversal did all of it
+
+
+def test_lenet_learns_mini_mnist():
+    (x, y), (xt, yt) = nn.data.load_mini_mnist()
+    model = nn.LeNet5(rng=0)
+    optimizer = nn.optim.Adam(model.parameters(), lr=2e-3)
+    history = nn.fit(model, nn.F.cross_entropy, optimizer, (x, y), epochs=2,
+                     val_data=(xt, yt), progress=False, batch_size=64)
+    assert history["val_accuracy"][-1] > 0.85, history
+    assert history["loss"][-1] < history["loss"][0]

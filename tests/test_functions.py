@@ -1,0 +1,217 @@
+"""autodiff.functions against PyTorch: values, gradients under random upstream gradients,
+dtypes, and the edge cases (zeros in products, the zero vector's norm, ties, integers).
+
+Numerical gradient checks (first and second order) for the same functions are rows of the
+table in test_ops.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import autodiff as ad
+from autodiff import Tensor
+
+try:
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
+
+# name: (ours, theirs, input domain)
+UNARY = {
+    "sin": (ad.sin, torch and torch.sin, (-3, 3)),
+    "cos": (ad.cos, torch and torch.cos, (-3, 3)),
+    "tan": (ad.tan, torch and torch.tan, (-1.25, 1.25)),
+    "sinh": (ad.sinh, torch and torch.sinh, (-3, 3)),
+    "cosh": (ad.cosh, torch and torch.cosh, (-3, 3)),
+    "log1p": (ad.log1p, torch and torch.log1p, (-0.875, 3)),
+    "expm1": (ad.expm1, torch and torch.expm1, (-3, 3)),
+    "softplus": (ad.softplus, torch and torch.nn.functional.softplus, (-30, 30)),
+    "gelu": (ad.gelu, torch and torch.nn.functional.gelu, (-4, 4)),
+    "gelu_tanh": (lambda x: ad.gelu(x, "tanh"),
+                  torch and (lambda x: torch.nn.functional.gelu(x, approximate="tanh")), (-4, 4)),
+    "elu": (ad.elu, torch and torch.nn.functional.elu, (-3, 3)),
+    "silu": (ad.silu, torch and torch.nn.functional.silu, (-3, 3)),
+    "leaky_relu": (lambda x: ad.leaky_relu(x, 0.2),
+                   torch and (lambda x: torch.nn.functional.leaky_relu(x, 0.2)), (-3, 3)),
+    "erf": (ad.erf, torch and torch.erf, (-3, 3)),
+    "floor": (ad.floor, torch and torch.floor, (-3, 3)),
+    "ceil": (ad.ceil, torch and torch.ceil, (-3, 3)),
+    "round": (ad.round, torch and torch.round, (-3, 3)),
+    "sign": (ad.sign, torch and torch.sign, (-3, 3)),
+    "reciprocal": (ad.reciprocal, torch and torch.reciprocal, (0.25, 3)),
+    "rsqrt": (ad.rsqrt, torch and torch.rsqrt, (0.25, 3)),
+    "square": (ad.square, torch and torch.square, (-3, 3)),
+    "cumsum": (lambda x: ad.cumsum(x, -1), torch and (lambda x: torch.cumsum(x, -1)), (-3, 3)),
+    "cumprod": (lambda x: ad.cumprod(x, 0), torch and (lambda x: torch.cumprod(x, 0)), (-2, 2)),
+    "prod": (lambda x: ad.prod(x, -1), torch and (lambda x: torch.prod(x, -1)), (-2, 2)),
+    "prod_all": (ad.prod, torch and torch.prod, (-1.5, 1.5)),
+    "norm2": (lambda x: ad.norm(x, 2, axis=-1),
+              torch and (lambda x: torch.linalg.vector_norm(x, 2, dim=-1)), (-3, 3)),
+    "norm1": (lambda x: ad.norm(x, 1), torch and (lambda x: torch.linalg.vector_norm(x, 1)),
+              (-3, 3)),
+    "norm_inf": (lambda x: ad.norm(x, np.inf, axis=-1),
+                 torch and (lambda x: torch.linalg.vector_norm(x, float("inf"), dim=-1)),
+                 (-3, 3)),
+    "sort": (lambda x: ad.sort(x, descending=True),
+             torch and (lambda x: torch.sort(x, descending=True).values), (-3, 3)),
+    "topk": (lambda x: ad.topk(x, 2)[0], torch and (lambda x: torch.topk(x, 2).values), (-3, 3)),
+    "flip": (lambda x: ad.flip(x, 0), torch and (lambda x: torch.flip(x, (0,))), (-3, 3)),
+    "roll": (lambda x: ad.roll(x, 2, -1), torch and (lambda x: torch.roll(x, 2, -1)), (-3, 3)),
+    "tril": (ad.tril, torch and torch.tril, (-3, 3)),
+    "triu": (lambda x: ad.triu(x, 1), torch and (lambda x: torch.triu(x, 1)), (-3, 3)),
+    "repeat": (lambda x: ad.repeat(x, 3, 1),
+               torch and (lambda x: torch.repeat_interleave(x, 3, 1)), (-3, 3)),
+    "tile": (lambda x: ad.tile(x, (2, 3)), torch and (lambda x: x.repeat(2, 3)), (-3, 3)),
+    "pad_reflect": (lambda x: ad.pad(x, ((0, 0), (2, 1)), mode="reflect"),
+                    torch and (lambda x: torch.nn.functional.pad(x[None], (2, 1),
+                                                                 mode="reflect")[0]), (-3, 3)),
+    "pad_constant": (lambda x: ad.pad(x, ((1, 0), (2, 1)), value=0.5),
+                     torch and (lambda x: torch.nn.functional.pad(x, (2, 1, 1, 0), value=0.5)),
+                     (-3, 3)),
+    "masked_fill": (lambda x: ad.masked_fill(x, x.data > 0.5, -1.0),
+                    torch and (lambda x: x.masked_fill(x > 0.5, -1.0)), (-3, 3)),
+}
+
+
+@st.composite
+def matrices(draw, low: float, high: float, zeros: bool):
+    shape = (draw(st.integers(1, 4)), draw(st.integers(3, 5)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    elements = st.floats(low, high, width=32)
+    if zeros:  # products must be right with exact zeros, one or several
+        elements = st.one_of(elements, st.just(0.0))
+    return draw(hnp.arrays(dtype, shape, elements=elements, unique=not zeros)), draw(
+        st.integers(0, 2**16))
+
+
+@needs_torch
+@pytest.mark.parametrize("name", sorted(UNARY))
+@given(data=st.data())
+def test_matches_pytorch_value_gradient_and_dtype(name, data):
+    ours, theirs, (low, high) = UNARY[name]
+    zeros = name.startswith(("prod", "cumprod"))
+    x, seed = data.draw(matrices(low, high, zeros))
+    if name in ("floor", "ceil", "round", "sign"):  # torch and numpy agree, but not at a jump
+        x = np.where(np.abs(x * 2 - np.round(x * 2)) < 1e-3, x + 0.1, x).astype(x.dtype)
+    mine = Tensor(x, requires_grad=True)
+    out = ours(mine)
+    ref = torch.tensor(x, requires_grad=True)
+    expected = theirs(ref)
+    tol = 2e-5 if x.dtype == np.float32 else 1e-9
+    assert out.shape == tuple(expected.shape) and out.dtype == x.dtype
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=tol, atol=tol)
+    upstream = np.random.default_rng(seed).normal(size=out.shape).astype(x.dtype)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    assert mine.grad.dtype == x.dtype
+    np.testing.assert_allclose(mine.grad.data, ref.grad.numpy(), rtol=tol * 10, atol=tol * 10)
+
+
+@needs_torch
+def test_gather_scatter_and_einsum_match_pytorch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 4))
+    index = rng.integers(0, 3, size=(5, 4))
+    src = rng.normal(size=(5, 4))
+    ours = [Tensor(v, requires_grad=True) for v in (x, src)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (x, src)]
+    out = ad.gather(ours[0], 0, index) * 2 + ad.scatter_add(ours[0], 0, index, ours[1]).sum()
+    expected = torch.gather(theirs[0], 0, torch.tensor(index)) * 2 + theirs[0].scatter_add(
+        0, torch.tensor(index), theirs[1]).sum()
+    np.testing.assert_allclose(out.data, expected.detach().numpy())
+    g = rng.normal(size=out.shape)
+    out.backward(g)
+    expected.backward(torch.tensor(g))
+    for mine, ref in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine.grad.data, ref.grad.numpy(), atol=1e-12)
+
+    a, b, c = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=(4,))
+    ours = [Tensor(v, requires_grad=True) for v in (a, b, c)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (a, b, c)]
+    out = ad.einsum("ij,jk,k->ij", *ours)
+    expected = torch.einsum("ij,jk,k->ij", *theirs)
+    np.testing.assert_allclose(out.data, expected.detach().numpy())
+    g = rng.normal(size=out.shape)
+    out.backward(g)
+    expected.backward(torch.tensor(g))
+    for mine, ref in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine.grad.data, ref.grad.numpy(), atol=1e-12)
+
+
+def test_products_with_zeros_have_the_right_gradient():
+    x = Tensor([2.0, 0.0, 3.0, 0.5], requires_grad=True)
+    ad.prod(x).backward()
+    assert x.grad.tolist() == [0.0, 3.0, 0.0, 0.0]  # only the zero's neighbours' product
+    x = Tensor([2.0, 0.0, 3.0, 0.0], requires_grad=True)
+    ad.prod(x).backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0, 0.0]  # two zeros: every partial product is 0
+    x = Tensor([2.0, 0.0, 3.0], requires_grad=True)
+    ad.cumprod(x).sum().backward()  # outputs 2, 0, 0
+    assert x.grad.tolist() == [1.0, 2.0 + 6.0, 0.0]
+
+
+def test_zero_vector_norm_has_zero_gradient_not_nan():
+    x = Tensor(np.zeros((2, 3)), requires_grad=True)
+    ad.norm(x, axis=1).sum().backward()
+    assert np.all(x.grad.data == 0)
+
+
+def test_integer_input_to_floating_functions_computes_in_floating_point():
+    pixels = np.array([0, 128, 255], dtype=np.uint8)
+    assert ad.sin(pixels).dtype == np.float64
+    np.testing.assert_allclose(ad.softplus(pixels).data, np.logaddexp(0, pixels.astype(float)))
+    assert (Tensor(pixels) // 100).tolist() == [0, 1, 2]
+    assert (Tensor(np.array([-7, 7])) % 3).tolist() == [2, 1]  # Python's sign rule
+
+
+def test_floor_division_and_remainder_follow_python():
+    a, b = np.array([7.5, -7.5, 3.0]), np.array([2.0, 2.0, -2.0])
+    np.testing.assert_array_equal((Tensor(a) // b).data, a // b)
+    np.testing.assert_array_equal((Tensor(a) % b).data, a % b)
+    x = Tensor(a, requires_grad=True)
+    y = Tensor(b, requires_grad=True)
+    (x % y).sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]
+    assert y.grad.tolist() == list(-np.floor(a / b))
+
+
+def test_argmax_any_all_are_constants():
+    x = Tensor([[1.0, 5.0], [7.0, 2.0]], requires_grad=True)
+    assert ad.argmax(x, axis=1).tolist() == [1, 0] and not ad.argmax(x).requires_grad
+    assert x.argmin().item() == 0
+    assert ad.any(x.data > 6).item() and not ad.all(x.data > 1).item()
+
+
+def test_split_and_chunk_follow_numpy_and_pytorch():
+    x = Tensor(np.arange(10.0), requires_grad=True)
+    assert [p.shape for p in ad.split(x, 5)] == [(2,)] * 5
+    assert [p.shape for p in ad.split(x, [3, 4])] == [(3,), (1,), (6,)]
+    assert [p.shape for p in ad.chunk(x, 3)] == [(4,), (4,), (2,)]
+    with pytest.raises(ValueError, match="split.*10.*3"):
+        ad.split(x, 3)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: ad.einsum("ii->i", np.eye(2)), ValueError, "einsum.*diagonal"),
+    (lambda: ad.einsum("ij,jk->ik", np.ones((2, 3)), np.ones((2, 3))), ValueError,
+     r"einsum.*'j'.*3 and 2"),
+    (lambda: ad.einsum("ij", np.ones(2)), ValueError, r"einsum.*'ij'.*\(2,\)"),
+    (lambda: ad.topk(np.ones(3), 5), ValueError, "topk.*k"),
+    (lambda: ad.take_along_axis(np.ones((2, 3)), np.ones((2, 3)), 1), ValueError,
+     "take_along_axis.*integers"),
+    (lambda: ad.take_along_axis(np.ones((2, 3)), np.full((2, 1), 3), 1), IndexError,
+     "take_along_axis.*range"),
+    (lambda: ad.pad(np.ones(3), 3, mode="reflect"), ValueError, "pad.*reflect"),
+    (lambda: ad.pad(np.ones(3), 1, mode="wrap"), ValueError, "pad.*mode"),
+    (lambda: ad.norm(np.ones(3), 3), ValueError, "norm.*ord"),
+    (lambda: ad.gelu(np.ones(3), "fast"), ValueError, "gelu.*approximate"),
+])
+def test_bad_arguments_get_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
