@@ -237,14 +237,15 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # engine.module_scope written out: no context-manager object per module call, and
         # only the scope is restored (a grad-mode switch made inside forward stays made).
+        # Through the `scope` property, so the layout of the per-thread mode tuple is the
+        # engine's business alone.
         st = engine.state
-        enabled, anomaly, scope = st.mode
-        st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,))
+        scope = st.scope
+        st.scope = (self,) if scope is None else scope + (self,)
         try:
             return self.forward(*args, **kwargs)
         finally:
-            enabled, anomaly, _ = st.mode
-            st.mode = (enabled, anomaly, scope)
+            st.scope = scope
 
     # --- attributes -------------------------------------------------------------------------
 
