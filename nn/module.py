@@ -237,15 +237,14 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # engine.module_scope written out: no context-manager object per module call, and
         # only the scope is restored (a grad-mode switch made inside forward stays made).
-        # Through the `scope` property, so the layout of the per-thread mode tuple is the
-        # engine's business alone.
         st = engine.state
-        scope = st.scope
-        st.scope = (self,) if scope is None else scope + (self,)
+        enabled, anomaly, scope, forward = st.mode
+        st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,), forward)
         try:
             return self.forward(*args, **kwargs)
         finally:
-            st.scope = scope
+            enabled, anomaly, _, forward = st.mode
+            st.mode = (enabled, anomaly, scope, forward)
 
     # --- attributes -------------------------------------------------------------------------
 
