@@ -996,6 +996,17 @@ def linear(x: ArrayLike, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return apply(ops.linear, parents)
 
 
+_UNSIGNED: dict[np.dtype, np.dtype] = {}
+
+
+def _unsigned(dtype: np.dtype) -> np.dtype:
+    """The unsigned integer dtype of the same size and byte order (cached: every step asks)."""
+    unsigned = _UNSIGNED.get(dtype)
+    if unsigned is None:
+        unsigned = _UNSIGNED[dtype] = np.dtype(dtype.str.replace("i", "u"))
+    return unsigned
+
+
 def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
     """Mean cross-entropy of integer class labels under softmax(logits), fused and stable."""
     logits = _lift(logits)
@@ -1009,7 +1020,8 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
             f"got {labels.dtype} {labels.shape}"
         )
     # One reduction for both bounds: seen as unsigned, a negative label is huge.
-    if labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= logits.shape[1]:
+    if labels.size and np.maximum.reduce(labels.view(_unsigned(labels.dtype))) >= \
+            logits.shape[1]:
         raise ValueError(
             f"softmax_cross_entropy: labels must lie in [0, {logits.shape[1]}), "
             f"got values from {labels.min()} to {labels.max()}"
