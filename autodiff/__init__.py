@@ -65,6 +65,7 @@ from .tensor import (
     Tensor,
     abs,
     arange,
+    cat,
     concatenate,
     exp,
     full,
@@ -73,6 +74,7 @@ from .tensor import (
     log,
     log_softmax,
     logsumexp,
+    manual_seed,
     matmul,
     maximum,
     minimum,
@@ -94,9 +96,9 @@ from .tensor import (
 )
 
 __all__ = [
-    "Tensor", "abs", "arange", "concatenate", "detect_anomaly", "enable_grad", "engine", "exp",
-    "explain_forward", "full", "func", "grad", "is_grad_enabled", "jvp", "linear", "log",
-    "log_softmax", "logsumexp", "matmul",
+    "Tensor", "abs", "arange", "cat", "concatenate", "detect_anomaly", "enable_grad", "engine",
+    "exp", "explain_forward", "full", "func", "grad", "is_grad_enabled", "jvp", "linear", "log",
+    "log_softmax", "logsumexp", "manual_seed", "matmul",
     "maximum", "minimum", "no_grad", "ones", "ones_like", "ops", "rand", "randn", "relu",
     "set_grad_enabled", "sigmoid", "softmax", "softmax_cross_entropy", "sqrt", "stack", "tanh",
     "tensor", "where", "zeros", "zeros_like",

@@ -110,7 +110,7 @@ def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:
             return np.broadcast_to(g, shape)  # a view: no memory for big reductions
         # np.broadcast_to costs ~10 us (it builds an nditer); a filled copy of a small array
         # costs ~1 us, and small reductions are the common case (losses, biases).
-        out = np.empty(shape, dtype=np.result_type(g))
+        out = np.empty(shape, dtype=g.dtype)
         out[...] = g
         return out
     return engine.apply(broadcast_to, (g,), shape=shape)
@@ -170,8 +170,41 @@ sub = defop("sub", operator.sub, lambda g, out, a, b: g, lambda g, out, a, b: -g
             jvp=(lambda t, out, a, b: t, lambda t, out, a, b: -t))
 mul = defop("mul", operator.mul, lambda g, out, a, b: g * b, lambda g, out, a, b: g * a,
             jvp=(lambda t, out, a, b: t * b, lambda t, out, a, b: a * t))
+# Where inf or NaN is the mathematical answer (1/0, log(0), log(-1), sqrt(-1)) numpy would
+# warn from inside this file, far from the user's line: these forwards answer quietly instead
+# (overflow still warns) and `detect_anomaly` reports the line where the NaN is born. Numpy
+# scalars whose result is certainly finite skip np.errstate, which costs ~0.7 us per use.
+_QUIET = {"divide": "ignore", "invalid": "ignore"}
+
+
+def _div_forward(a: Any, b: Any) -> Any:
+    if type(b) is not np.ndarray and b:
+        return a / b
+    with np.errstate(**_QUIET):
+        return a / b
+
+
+def _pow_const_forward(x: Any, *, exponent: float) -> Any:
+    if type(x) is not np.ndarray and x > 0:
+        return x**exponent
+    with np.errstate(**_QUIET):
+        return x**exponent
+
+
+def _pow_tensor_forward(a: Any, b: Any) -> Any:
+    with np.errstate(**_QUIET):
+        return a**b
+
+
+def _log_forward(x: Any) -> Any:
+    if type(x) is not np.ndarray and x > 0:
+        return np.log(x)
+    with np.errstate(**_QUIET):
+        return np.log(x)
+
+
 div = defop(
-    "div", operator.truediv, lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b,
+    "div", _div_forward, lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b,
     jvp=(lambda t, out, a, b: t / b, lambda t, out, a, b: -t * out / b),
 )
 neg = defop("neg", operator.neg, lambda g, out, x: -g, jvp=lambda t, out, x: -t)
@@ -187,7 +220,7 @@ def _pow_const_vjp(g: Any, out: Any, x: Any, *, exponent: float) -> Any:
 
 
 # Elementwise, so the same rule is its JVP: d(x**c) = c x**(c-1) dx, and 0 for c = 0.
-pow_const = defop("pow", lambda x, *, exponent: x**exponent, _pow_const_vjp, jvp=_pow_const_vjp)
+pow_const = defop("pow", _pow_const_forward, _pow_const_vjp, jvp=_pow_const_vjp)
 
 
 def _pow_base_vjp(g: Any, out: Any, a: Any, b: Any) -> Any:
@@ -214,13 +247,13 @@ def _log_base(a: Any, b: Any) -> Any:
 
 pow_tensor = defop(
     "pow_tensor",
-    operator.pow,
+    _pow_tensor_forward,
     _pow_base_vjp,
     lambda g, out, a, b: g * out * _log_base(a, b),
     jvp=(_pow_base_vjp, lambda t, out, a, b: t * out * _log_base(a, b)),  # elementwise
 )
 exp = defop("exp", np.exp, lambda g, out, x: g * out, jvp=lambda t, out, x: t * out)
-log = defop("log", np.log, lambda g, out, x: g / x, jvp=lambda t, out, x: t / x)
+log = defop("log", _log_forward, lambda g, out, x: g / x, jvp=lambda t, out, x: t / x)
 tanh = defop("tanh", np.tanh, lambda g, out, x: g * (1 - out * out),
              jvp=lambda t, out, x: t * (1 - out * out))
 
@@ -281,12 +314,18 @@ cast = defop("cast", lambda x, *, dtype: x.astype(dtype), lambda g, out, x, *, d
 
 # --- reductions ----------------------------------------------------------------------------
 
+def _sum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
+    if axis is None and isinstance(g, _ARRAY):
+        # A total: g holds one number, which broadcasts as it is (no reshape needed first).
+        return _broadcast_to(g, x.shape)
+    return _broadcast_to(_keepdims(g, x.shape, axis, keepdims), x.shape)
+
+
 sum_ = defop(
     "sum",
-    lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-    lambda g, out, x, *, axis, keepdims: _broadcast_to(
-        _keepdims(g, x.shape, axis, keepdims), x.shape
-    ),
+    # The ufunc's own reduce: np.sum's Python wrapper costs more than a small sum itself.
+    lambda x, *, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
+    _sum_vjp,
     jvp=lambda t, out, x, *, axis, keepdims: t.sum(axis=axis, keepdims=keepdims),
 )
 
@@ -317,7 +356,8 @@ min_ = defop(
 
 def _logsumexp_forward(x: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarray:
     # Shift by the max so exp never overflows; a row of -inf keeps its shift at 0.
-    shift = np.max(x, axis=axis, keepdims=True)
+    # initial=-inf: an empty axis has logsumexp -inf (log of an empty sum), not an error.
+    shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     shift = np.where(np.isfinite(shift), shift, 0)
     total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
     return total if keepdims else np.squeeze(total, axis=axis)
@@ -461,31 +501,55 @@ linear = defop(
     "linear",
     _linear_forward,
     lambda g, out, x, w, b=None: g @ w,
-    lambda g, out, x, w, b=None: _rows(g).T @ _rows(x),
-    lambda g, out, x, w, b=None: _rows(g).sum(axis=0),
+    lambda g, out, x, w, b=None: g.T @ x if g.ndim == 2 else _rows(g).T @ _rows(x),
+    lambda g, out, x, w, b=None: (g if g.ndim == 2 else _rows(g)).sum(axis=0),
     jvp=(lambda t, out, x, w, b=None: t @ w.T, lambda t, out, x, w, b=None: x @ t.T,
          lambda t, out, x, w, b=None: t),
 )
 
 
+_row_cache = np.arange(0)
+
+
+def _row_index(n: int) -> np.ndarray:
+    """np.arange(n), sliced from a cached, read-only array (every training step needs one)."""
+    global _row_cache
+    rows = _row_cache
+    if len(rows) < n:
+        rows = np.arange(max(n, 2 * len(rows)))
+        rows.flags.writeable = False
+        _row_cache = rows
+    return rows[:n]
+
+
 def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
     # Written out rather than through _logsumexp_forward: the rule reuses the probabilities.
+    # A sum divided by n rather than np.mean, whose dispatch costs more than the sum itself.
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     total = exp.sum(axis=1, keepdims=True)
-    rows = np.arange(len(labels))
-    loss = np.mean(np.log(total[:, 0]) - shifted[rows, labels])
-    return loss, exp / total
+    n = len(labels)
+    loss = (np.log(total[:, 0]) - shifted[_row_index(n), labels]).sum() / n
+    exp /= total  # exp is ours: the probabilities in place, one array fewer
+    return loss, exp
 
 
 def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray,
                        saved: np.ndarray) -> Any:
-    # On arrays the forward's softmax is reused; on Tensors (create_graph) it is recomputed
-    # as a differentiable expression, so second derivatives flow through it.
-    probs = saved if isinstance(logits, _ARRAY) else _softmax(logits, axis=1)
+    n = len(labels)
+    if isinstance(logits, _ARRAY):
+        # (softmax - onehot) / n without building the one-hot: scale a copy of the saved
+        # probabilities (never the saved array itself: backward may run twice), then take
+        # the scale off at each row's label.
+        scale = g / n
+        grad = saved * scale
+        grad[_row_index(n), labels] -= scale
+        return grad
+    # On Tensors (create_graph) the softmax is recomputed as a differentiable expression, so
+    # second derivatives flow through it.
     onehot = np.zeros(logits.shape, dtype=np.result_type(_value(logits)))
-    onehot[np.arange(len(labels)), labels] = 1
-    return (probs - onehot) * (g / len(labels))
+    onehot[_row_index(n), labels] = 1
+    return (_softmax(logits, axis=1) - onehot) * (g / n)
 
 
 # Fused log-softmax + negative log-likelihood (mean over the batch, integer labels): its
