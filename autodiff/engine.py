@@ -348,7 +348,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         out._clock = 0
     out._modified = 0
     if forward:  # inside autodiff.jvp: the output's tangent, in the same pass
-        carry_tangents(op, parents, out)
+        carry_tangents(op, parents, out, params)
     if anomaly:
         out._origin = _user_frame()
         inputs_finite = all(

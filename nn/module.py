@@ -238,13 +238,13 @@ class Module:
         # engine.module_scope written out: no context-manager object per module call, and
         # only the scope is restored (a grad-mode switch made inside forward stays made).
         st = engine.state
-        enabled, anomaly, scope = st.mode
-        st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,))
+        enabled, anomaly, scope, forward = st.mode
+        st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,), forward)
         try:
             return self.forward(*args, **kwargs)
         finally:
-            enabled, anomaly, _ = st.mode
-            st.mode = (enabled, anomaly, scope)
+            enabled, anomaly, _, forward = st.mode
+            st.mode = (enabled, anomaly, scope, forward)
 
     # --- attributes -------------------------------------------------------------------------
 
