@@ -327,6 +327,8 @@ NOT_OPS = {
                      "ones_like", "tensor"], "constructor: makes a leaf, computes nothing"),
     **dict.fromkeys(["grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
                      "detect_anomaly"], "gradient machinery: exercised by every entry"),
+    **dict.fromkeys(["jvp", "explain_forward"],
+                    "forward-mode machinery: every op's JVP is checked in tests/test_forward.py"),
     **dict.fromkeys(["Tensor.item", "Tensor.numpy", "Tensor.tolist", "Tensor.backward",
                      "Tensor.zero_grad", "Tensor.requires_grad_", "Tensor.detach",
                      "Tensor.__array__", "Tensor.__bool__", "Tensor.__float__", "Tensor.__int__",
