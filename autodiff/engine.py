@@ -347,7 +347,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     out._params = params or NO_PARAMS  # forward mode's rules read them even on constants
     out._modified = 0
     if forward:  # inside autodiff.jvp: the output's tangent, in the same pass
-        carry_tangents(op, parents, out)
+        carry_tangents(op, parents, out, params)
     if anomaly:
         out._origin = _user_frame()
         inputs_finite = all(

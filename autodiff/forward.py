@@ -42,7 +42,7 @@ class Level:
     def __init__(self) -> None:
         self.tangents: dict[int, Any] = {}
         self._refs: dict[int, weakref.ref] = {}
-        # observer(op, parents, out, tangents_in, tangent_out), for explain_forward.
+        # observer(op, parents, out, params, tangents_in, tangent_out), for explain_forward.
         self.observer: Callable | None = None
 
     def get(self, t: Tensor) -> Any:
@@ -77,8 +77,10 @@ def copy_tangents(source: Tensor, target: Tensor) -> None:
             level.set(target, tangent)
 
 
-def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor) -> None:
-    """Called by `engine.apply` in forward mode: the output's tangent at every active level."""
+def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict) -> None:
+    """Called by `engine.apply` in forward mode: the output's tangent at every active level.
+
+    `params` are the op's parameters (an untracked output does not keep them)."""
     st = engine.state
     levels = st.forward
     if np.result_type(out.data).kind != "f":
@@ -96,20 +98,19 @@ def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor) -> None
         # value to them, which they may perturb, but this level's perturbation is the tangent.
         st.forward = levels[:depth]
         try:
-            tangent = _push(op, parents, out, tangents, depth)
+            tangent = _push(op, parents, out, params, tangents, depth)
         finally:
             st.forward = levels
         level.set(out, tangent)
         if level.observer is not None:
-            level.observer(op, parents, out, tangents, tangent)
+            level.observer(op, parents, out, params, tangents, tangent)
 
 
-def _push(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, tangents: list,
+def _push(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict, tangents: list,
           depth: int) -> Any:
     # On Tensors (recorded) when the result must be differentiated again; on arrays otherwise.
     symbolic = depth > 0 or (engine.state.grad_enabled and (out.requires_grad or any(
         isinstance(t, Tensor) and t.requires_grad for t in tangents)))
-    params = out._params
     if symbolic:
         args: Any = parents
         result: Any = out

@@ -63,7 +63,8 @@ def forward_steps(f: Callable[..., Any], primals: Any, tangents: Any) -> list[di
         rows.append({"step": 0, "node": name, "op": "input", "inputs": [], "value": _number(x),
                      "tangent": _number(level.get(x)), "parts": []})
 
-    def observe(op: Any, parents: tuple, out: Tensor, tangents_in: list, tangent: Any) -> None:
+    def observe(op: Any, parents: tuple, out: Tensor, params: dict, tangents_in: list,
+                tangent: Any) -> None:
         step = len([r for r in rows if r["step"]]) + 1
         labels[id(out)] = f"v{step}"
         keep.append(out)
@@ -75,8 +76,8 @@ def forward_steps(f: Callable[..., Any], primals: Any, tangents: Any) -> list[di
             if op.variadic:
                 zeros = [np.zeros_like(d) for d in data]
                 zeros[i] = tangent
-                return rules[0](zeros, out.data, *data, **out._params)
-            return rules[i](tangent, out.data, *data, **out._params)
+                return rules[0](zeros, out.data, *data, **params)
+            return rules[i](tangent, out.data, *data, **params)
 
         for i, (p, t) in enumerate(zip(parents, tangents_in, strict=True)):
             if t is None:

@@ -368,6 +368,9 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
 def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """The Hessian of scalar f: forward over reverse, `jacfwd(jacrev(f))`, as JAX does (one
     forward-mode pass per input element, each carrying tangents through a backward pass)."""
+    if not isinstance(argnums, int):
+        raise ValueError(f"hessian: argnums must be one int (one argument's Hessian), got "
+                         f"{argnums!r}; concatenate several arguments into one vector")
     return jacfwd(jacrev(f, argnums), argnums)
 
 

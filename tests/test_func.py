@@ -150,6 +150,10 @@ def test_jacobian_picks_the_cheaper_mode(monkeypatch):
 def test_hessian_exact():
     h = hessian(lambda x: (x[0] ** 2) * x[1] + x[1] ** 3)(np.array([1.0, 2.0]))
     np.testing.assert_allclose(h, [[4.0, 2.0], [2.0, 12.0]])
+    # With respect to the second argument only: d^2/dy^2 (x y^3) = 6 x y.
+    assert hessian(lambda x, y: x * y ** 3, argnums=1)(2.0, 3.0) == 36.0
+    with pytest.raises(ValueError, match="hessian: argnums must be one int"):
+        hessian(lambda x, y: x * y, argnums=(0, 1))
 
 
 def test_hvp_both_ways_equals_hessian_times_v():
