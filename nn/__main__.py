@@ -3,6 +3,7 @@
     python -m nn                                   # 784-128-10 ReLU on the shipped mini-MNIST
     python -m nn --dataset mnist --data-dir ../shared/data/mnist --epochs 10
     python -m nn --dataset xor --activation sigmoid --loss mse --lr 0.5 --epochs 2000
+    python -m nn --model lenet --dataset mnist --data-dir ../shared/data/mnist   # LeNet-5
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "regression": dict(hidden=[32], epochs=500, lr=0.05, batch_size=100, loss="mse",
                        activation="relu"),
 }
+# --model lenet: LeNet-5 (nn.LeNet5) on MNIST images; the recipe measured in README.
+LENET = dict(epochs=3, lr=1e-3, batch_size=64, optimizer="adam", loss="cross-entropy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a multi-layer perceptron with the autodiff engine and report.",
     )
     parser.add_argument("--dataset", choices=DATASETS, default="mini-mnist")
+    parser.add_argument("--model", choices=("mlp", "lenet"), default="mlp",
+                        help="mlp (the default) or lenet: LeNet-5, for the MNIST data sets")
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (for --dataset mnist)")
     parser.add_argument("--epochs", type=_positive_int)
     parser.add_argument("--hidden", type=_positive_int, nargs="+",
@@ -46,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loss", choices=("cross-entropy", "mse"),
                         help="softmax cross-entropy, or squared error on sigmoid outputs")
     parser.add_argument("--optimizer", choices=("sgd", "momentum", "adam", "adamw"),
-                        default="sgd")
+                        help="sgd by default (adam for --model lenet)")
     parser.add_argument("--lr", type=_positive_float)
     parser.add_argument("--batch-size", type=_positive_int)
     parser.add_argument("--seed", type=int, default=0)
@@ -118,6 +123,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import nn
 
     settings = dict(PRESETS[args.dataset])
+    lenet = args.model == "lenet"
+    if lenet:
+        if args.dataset not in ("mnist", "mini-mnist"):
+            raise ValueError(f"--model lenet needs 28x28 images (--dataset mnist or "
+                             f"mini-mnist), got --dataset {args.dataset}")
+        if args.loss == "mse":
+            raise ValueError("--model lenet trains with --loss cross-entropy only")
+        settings.update(LENET)
+    optimizer_name = args.optimizer or settings.get("optimizer", "sgd")
     for key in ("hidden", "epochs", "lr", "batch_size", "loss", "activation"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
@@ -126,9 +140,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     binary = n_classes == 2 and settings["loss"] == "mse"
     out_features = 1 if regression or binary else n_classes
     output_activation = "sigmoid" if (settings["loss"] == "mse" and not regression) else None
-    model = nn.MLP(x.shape[1], settings["hidden"], out_features,
-                   activation=settings["activation"], output_activation=output_activation,
-                   rng=args.seed)
+    if lenet:
+        model = nn.LeNet5(n_classes, rng=args.seed)
+    else:
+        model = nn.MLP(x.shape[1], settings["hidden"], out_features,
+                       activation=settings["activation"], output_activation=output_activation,
+                       rng=args.seed)
     x, xt = x.astype(np.float32), xt.astype(np.float32)
 
     if regression:
@@ -150,14 +167,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "momentum": lambda p: nn.optim.SGD(p, lr=settings["lr"], momentum=0.9),
         "adam": lambda p: nn.optim.Adam(p, lr=settings["lr"]),
         "adamw": lambda p: nn.optim.AdamW(p, lr=settings["lr"]),
-    }[args.optimizer](model.parameters())
+    }[optimizer_name](model.parameters())
     loader = nn.data.DataLoader(x, targets, batch_size=settings["batch_size"], shuffle=True,
                                 seed=args.seed)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorder = None
     callbacks = []
-    if not args.no_plots and not regression:
+    if not args.no_plots and not regression and not lenet:
         from .viz import WeightRecorder
 
         recorder = WeightRecorder(model)
@@ -222,6 +239,10 @@ def _pictures(args, model, history, recorder, xt, yt, x, targets, n_classes, los
         predicted = nn.predict(model, xt[:25]).argmax(axis=1)
         viz.prediction_gallery(xt[:25], predicted, yt[:25], out_dir / "predictions.png")
         written.append(str(out_dir / "predictions.png"))
+    if isinstance(model, nn.LeNet5):
+        viz.conv_filters(model.features[0], out_dir / "filters.png")
+        viz.feature_maps(model.features, xt[0], out_dir / "feature_maps.png")
+        written += [str(out_dir / "filters.png"), str(out_dir / "feature_maps.png")]
     if recorder is not None and recorder.snapshots and args.dataset not in ("mnist",):
         written.append(str(viz.weight_heatmaps(recorder.snapshots, out_dir / "weights.gif")))
     try:
