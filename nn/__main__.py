@@ -31,8 +31,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "regression": dict(hidden=[32], epochs=500, lr=0.05, batch_size=100, loss="mse",
                        activation="relu"),
 }
-# --model lenet: LeNet-5 (nn.LeNet5) on MNIST images; the recipe measured in README.
-LENET = dict(epochs=3, lr=1e-3, batch_size=64, optimizer="adam", loss="cross-entropy")
+# --model lenet: LeNet-5 (nn.LeNet5) on MNIST images, the recipe measured in README: inputs
+# standardised with MNIST's pixel mean and std, Adam, the rate cut to 0.3x after each epoch.
+# (Adam at a flat 1e-3 on raw [0, 1] pixels reached 98.14% after 3 epochs: short of 98.8%.)
+LENET = dict(epochs=3, lr=2e-3, batch_size=64, optimizer="adam", loss="cross-entropy")
+LENET_DECAY = 0.3
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +151,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        activation=settings["activation"], output_activation=output_activation,
                        rng=args.seed)
     x, xt = x.astype(np.float32), xt.astype(np.float32)
+    if lenet:
+        x, xt = (x - MNIST_MEAN) / MNIST_STD, (xt - MNIST_MEAN) / MNIST_STD
 
     if regression:
         targets, test_targets = y.astype(np.float32), yt.astype(np.float32)
@@ -180,6 +186,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recorder = WeightRecorder(model)
         callbacks.append(recorder)
 
+    if lenet:
+        schedule = nn.optim.StepLR(optimizer, step_size=1, gamma=LENET_DECAY)
+        callbacks.append(lambda epoch, history: schedule.step())
     started = time.perf_counter()
     history = nn.fit(model, loss_fn, optimizer, loader, epochs=settings["epochs"],
                      val_data=(xt, test_targets), metric=metric, progress=not args.quiet,
@@ -202,6 +211,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if metric is not None:
         summary["test_accuracy"] = round(test_metric, 4)
+    if lenet:  # the saved model expects inputs standardised the same way
+        summary["inputs"] = f"(pixels - {MNIST_MEAN}) / {MNIST_STD}"
     if args.export is not None:
         if args.export.suffix.lower() == ".onnx":
             nn.export_onnx(model, args.export, xt[:1])

@@ -156,3 +156,12 @@ def test_lenet_bench_numpy_loop_gradient_is_right():
     _, _, numpy_loss = lenet.numpy_im2col(problem)
     _, _, our_loss = lenet.ours(problem)
     assert numpy_loss == pytest.approx(our_loss, rel=1e-10)
+
+
+def test_lenet_example_runs_on_mini_mnist(tmp_path):
+    result = _run("examples/lenet_mnist.py", "--mini", "--epochs", "1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("test accuracy"))
+    assert float(line.split()[2].rstrip("%")) > 60
+    assert (tmp_path / "filters.png").stat().st_size > 0
+    assert (tmp_path / "feature_maps.png").stat().st_size > 0
