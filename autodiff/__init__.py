@@ -1,7 +1,7 @@
 """autodiff: reverse-mode automatic differentiation on numpy arrays, small enough to read."""
 
 # conv and functions: more rows of the same table (ops.OPS), each in a module of its own
-from . import conv, engine, functions, ops
+from . import conv, engine, func, functions, ops
 from .conv import avg_pool2d, conv1d, conv2d, max_pool2d, unfold
 from .engine import (
     detect_anomaly,
@@ -10,6 +10,8 @@ from .engine import (
     no_grad,
     set_grad_enabled,
 )
+from .forward import jvp
+from .forward_steps import explain_forward
 from .functions import all_ as all  # noqa: A004 (numpy's names, as np.all / np.any)
 from .functions import any_ as any  # noqa: A004
 from .functions import (
@@ -63,6 +65,7 @@ from .tensor import (
     Tensor,
     abs,
     arange,
+    cat,
     concatenate,
     exp,
     full,
@@ -71,6 +74,7 @@ from .tensor import (
     log,
     log_softmax,
     logsumexp,
+    manual_seed,
     matmul,
     maximum,
     minimum,
@@ -92,8 +96,9 @@ from .tensor import (
 )
 
 __all__ = [
-    "Tensor", "abs", "arange", "concatenate", "detect_anomaly", "enable_grad", "engine", "exp",
-    "full", "grad", "is_grad_enabled", "linear", "log", "log_softmax", "logsumexp", "matmul",
+    "Tensor", "abs", "arange", "cat", "concatenate", "detect_anomaly", "enable_grad", "engine",
+    "exp", "explain_forward", "full", "func", "grad", "is_grad_enabled", "jvp", "linear", "log",
+    "log_softmax", "logsumexp", "manual_seed", "matmul",
     "maximum", "minimum", "no_grad", "ones", "ones_like", "ops", "rand", "randn", "relu",
     "set_grad_enabled", "sigmoid", "softmax", "softmax_cross_entropy", "sqrt", "stack", "tanh",
     "tensor", "where", "zeros", "zeros_like",

@@ -87,11 +87,13 @@ unfold2d = defop(
     "unfold2d",
     _unfold_forward,
     lambda g, out, x, **window: _fold(g, x.shape, **window),
+    jvp=lambda t, out, x, **window: _unfold(t, **window),  # linear: the op itself
 )
 fold2d = defop(
     "fold2d",
     _fold_forward,
     lambda g, out, cols, *, shape, **window: _unfold(g, **window),
+    jvp=lambda t, out, cols, *, shape, **window: _fold(t, shape, **window),
 )
 
 

@@ -18,6 +18,7 @@ import threading
 import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,14 +30,55 @@ if TYPE_CHECKING:  # pragma: no cover
 # `tensor.py` binds the Tensor class here once it is defined: the engine creates Tensors, and
 # Tensor methods call the engine, so one of the two imports must be late.
 Tensor: Any = None
+# Likewise `forward.py` binds the tangent-carrying step of forward mode (see `apply`).
+carry_tangents: Any = None
 
 
 class _State(threading.local):
-    """Per-thread switches: two threads may train with and without gradients at once."""
+    """Per-thread switches: two threads may train with and without gradients at once.
 
-    grad_enabled = True
-    anomaly = False
-    scope: tuple | None = None
+    The switches live in one tuple, `mode` = (grad_enabled, anomaly, scope, forward), because
+    `apply` runs for every node and a thread-local read costs as much as the rest of a small
+    op's bookkeeping: one read per node instead of four. The properties keep it in sync.
+    `forward` holds the active levels of `autodiff.jvp` (outermost first), each mapping a
+    tensor to its tangent; it is empty, and so skipped at the cost of one check, otherwise.
+    """
+
+    mode: tuple[bool, bool, tuple | None, tuple] = (True, False, None, ())
+
+    @property
+    def grad_enabled(self) -> bool:
+        return self.mode[0]
+
+    @grad_enabled.setter
+    def grad_enabled(self, value: bool) -> None:
+        self.mode = (value, *self.mode[1:])
+
+    @property
+    def anomaly(self) -> bool:
+        return self.mode[1]
+
+    @anomaly.setter
+    def anomaly(self, value: bool) -> None:
+        enabled, _, scope, forward = self.mode
+        self.mode = (enabled, value, scope, forward)
+
+    @property
+    def scope(self) -> tuple | None:
+        return self.mode[2]
+
+    @scope.setter
+    def scope(self, value: tuple | None) -> None:
+        enabled, anomaly, _, forward = self.mode
+        self.mode = (enabled, anomaly, value, forward)
+
+    @property
+    def forward(self) -> tuple:
+        return self.mode[3]
+
+    @forward.setter
+    def forward(self, value: tuple) -> None:
+        self.mode = (*self.mode[:3], value)
 
 
 state = _State()
@@ -47,6 +89,12 @@ state = _State()
 # a tick and stamps the tensor (`_modified`), so a parent stamped later than its child was
 # created changed under the child's feet: its saved value is stale.
 _ticks = itertools.count(1)
+# The tick of the latest in-place write anywhere (see `mark_written`). A node created after it
+# cannot have seen any of its inputs change, so backward checks a node's inputs only when its
+# tick is older than this: one comparison per node in the common case of no writes since the
+# forward pass (an optimizer writes before the next forward, not between forward and backward).
+_last_write = 0
+_write_lock = threading.Lock()
 
 
 _data_of = operator.attrgetter("data")  # map(_data_of, ...) is cheaper than a comprehension
@@ -60,8 +108,8 @@ def tick() -> int:
 # indexing or reshaping, and a Tensor wrapping the user's own array all share memory with the
 # tensor a node saved, and a write through any of them changes what backward would read (as
 # PyTorch shares one version counter between a tensor and its views). The key is the array
-# that owns the memory; the value is the tick of the last write into it. The dict stays empty
-# until the first in-place write, so ordinary graphs pay one truth test per node for it.
+# that owns the memory; the value is the tick of the last write into it. Backward consults it
+# only for nodes older than the last write anywhere (`_last_write`).
 _written: dict[int, int] = {}
 
 
@@ -74,15 +122,21 @@ def _owner(data: Any) -> Any:
 
 
 def mark_written(data: Any) -> int:
-    """Record an in-place write into `data`'s memory; returns the write's tick."""
-    now = tick()
+    """Record an in-place write into `data`'s memory (None: a write with no array to name,
+    the caller stamps its tensor); returns the write's tick."""
+    global _last_write
     owner = _owner(data)
-    if isinstance(owner, np.ndarray):
-        key = id(owner)
-        if key not in _written:
-            # Forget the entry when the owner dies, so a new array reusing its id starts clean.
-            weakref.finalize(owner, _written.pop, key, None)
-        _written[key] = now
+    # Under a lock so `_last_write` only grows: two writers storing their ticks out of order
+    # could otherwise leave it below a write that a graph's check must not skip.
+    with _write_lock:
+        now = _last_write = next(_ticks)
+        if isinstance(owner, np.ndarray):
+            key = id(owner)
+            if key not in _written:
+                # Forget the entry when the owner dies, so a new array reusing its id starts
+                # clean.
+                weakref.finalize(owner, _written.pop, key, None)
+            _written[key] = now
     return now
 
 
@@ -240,39 +294,62 @@ def _check_finite(value: Any, what: str, origin: str | None) -> None:
         raise FloatingPointError(f"detect_anomaly: {what} produced {bad}{where}")
 
 
+# The params of every node that has none: one shared, read-only mapping instead of an empty
+# dict per node (a node is then a single object for the collector to track).
+NO_PARAMS: Any = MappingProxyType({})
+_new = object.__new__
+
+
 def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     """Run `op` forward on the parents' data and, when gradients are wanted, record the node."""
+    # Positional calls for the common shapes: unpacking a map or a **{} costs more than a
+    # scalar op's arithmetic.
+    first = parents[0]
+    count = len(parents)
     try:
-        data = op.forward(*map(_data_of, parents), **params)
+        if params:
+            data = op.forward(*map(_data_of, parents), **params)
+        elif count == 2:
+            data = op.forward(first.data, parents[1].data)
+        elif count == 1:
+            data = op.forward(first.data)
+        else:
+            data = op.forward(*map(_data_of, parents))
     except (ValueError, TypeError, IndexError) as exc:
         raise op_error(op.name, parents, exc) from None
     if op.saves:
         data, params["saved"] = data
-    st = state
-    tracked = False
-    if st.grad_enabled:
-        for p in parents:
-            if p.requires_grad:
-                tracked = True
-                break
-    out = Tensor.__new__(Tensor)
+    grad_enabled, anomaly, scope, forward = state.mode
+    out = _new(Tensor)
     out.data = data
     out._grad = None
     out.name = None
-    out._scope = st.scope
-    out._modified = 0
-    out._params = params
-    if tracked:
+    out._scope = scope
+    if grad_enabled and (first.requires_grad or (count > 1 and (
+            parents[1].requires_grad or any(p.requires_grad for p in parents[2:])))):
         out.requires_grad = True
         out._op = op
-        out._parents = parents
+        # Parents in slots rather than a tuple: one object per node for the collector.
+        out._in0 = first
+        if count == 1:
+            out._in1 = out._ins = None
+        elif count == 2:
+            out._in1 = parents[1]
+            out._ins = None
+        else:
+            out._in1 = parents[1]
+            out._ins = parents
+        out._params = params or NO_PARAMS
         out._clock = next(_ticks)
     else:  # nothing to differentiate: keep no references, so the inputs can be freed
         out.requires_grad = False
-        out._op = None
-        out._parents = ()
+        out._op = out._in0 = out._in1 = out._ins = None
+        out._params = NO_PARAMS
         out._clock = 0
-    if st.anomaly:
+    out._modified = 0
+    if forward:  # inside autodiff.jvp: the output's tangent, in the same pass
+        carry_tangents(op, parents, out)
+    if anomaly:
         out._origin = _user_frame()
         inputs_finite = all(
             np.all(np.isfinite(p.data)) for p in parents if np.asarray(p.data).dtype.kind == "f"
@@ -299,7 +376,7 @@ def toposort(root: Tensor) -> list[Tensor]:
     seen = {id(root): root}
     stack = [root]
     while stack:
-        for parent in stack.pop()._parents:
+        for parent in stack.pop().parents:
             if parent.requires_grad and id(parent) not in seen:
                 seen[id(parent)] = parent
                 stack.append(parent)
@@ -350,26 +427,29 @@ def backward(
     create_graph=True runs the rules on Tensors, so the backward pass is itself a graph.
     on_step(node, upstream, [(index, parent, contribution), ...]) is called per node, in order.
     """
-    pending: dict[int, Any] = {}
-    # Nodes waiting for their turn, latest tick first (heapq is a min-heap, hence the minus).
-    # A node enters when its first gradient contribution arrives; by the time it is popped,
-    # every node created after it has been processed, so its gradient is complete.
+    # Gradients received so far, keyed by the node itself: Tensor hashes by identity, and a
+    # dict local to this call keeps two threads' passes over shared nodes apart.
+    pending: dict[Tensor, Any] = {}
+    # Computed nodes waiting for their turn, latest tick first (heapq is a min-heap, hence the
+    # minus; ticks are unique, so nodes are never compared). A node enters when its first
+    # contribution arrives; by the time it is taken, every node created after it has been
+    # processed, so its gradient is complete. Leaves have no rule to run: they are only
+    # collected, in `leaves`, and given their gradients at the end.
     queue: list[tuple[int, Tensor]] = []
+    leaves: list[Tensor] = []
     for root, seed in zip(roots, seeds, strict=True):
-        key = id(root)
-        if key in pending:
-            pending[key] = pending[key] + seed
+        if root in pending:
+            pending[root] = pending[root] + seed
+            continue
+        pending[root] = seed
+        if root._op is None:
+            leaves.append(root)
         else:
-            pending[key] = seed
-            heapq.heappush(queue, (-root._clock, key, root))
-    # An input may be listed more than once (grad(y, [x, x])): it gets its gradient at every
-    # position it was listed in.
-    wanted: dict[int, list[int]] | None = None
-    if inputs is not None:
-        wanted = {}
-        for i, t in enumerate(inputs):
-            wanted.setdefault(id(t), []).append(i)
-    found: list[Any] = [None] * len(inputs) if inputs is not None else []
+            heapq.heappush(queue, (-root._clock, root))
+    # An input may be listed more than once (grad(y, [x, x])): `found` is keyed by node, so it
+    # gets its gradient at every position it was listed in.
+    wanted = set(inputs) if inputs is not None else ()
+    found: dict[Tensor, Any] = {}
     # Owners of the arrays handed out as `.grad` in this pass: a rule may pass one array to
     # two parents (add) or a view of it (reshape), and users must get arrays of their own.
     handed: set[int] = set()
@@ -377,53 +457,52 @@ def backward(
     anomaly = st.anomaly
     grad_was_enabled = st.grad_enabled
     st.grad_enabled = create_graph  # record the rules' own ops only when asked to
+    push, pushpop, pop = heapq.heappush, heapq.heappushpop, heapq.heappop
     # The engine makes no reference cycles, so the cycle collector has nothing to find here;
     # pausing it saves it from scanning the whole graph while backward allocates gradients.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        while queue:
-            node = heapq.heappop(queue)[2]
-            key = id(node)
-            grad = pending.pop(key)
-            if wanted is not None and key in wanted:
-                for i in wanted[key]:
-                    found[i] = grad
-            op = node._op
+        node = pop(queue)[1] if queue else None
+        while node is not None:
+            grad = pending.pop(node)
+            if node in wanted:
+                found[node] = grad
             if accumulate:
-                if op is None or create_graph:
-                    _store_grad(node, grad, create_graph, handed)
-                else:  # an intermediate: this pass's gradient, not a sum
-                    node._grad = _own(grad, handed)
-            if op is None:
-                continue
-            parents = node._parents
+                # An intermediate gets this pass's gradient, not a sum (a graph-carrying one
+                # is detached: it would otherwise be a cycle through the node itself).
+                node._grad = (grad.detach() if create_graph else
+                              grad if type(grad) is not np.ndarray else _own(grad, handed))
+            op = node._op
             clock = node._clock
-            stale = node._modified > clock
-            for parent in parents:
-                stale = stale or parent._modified > clock
-            if _written and not stale:
-                # Writes through another tensor sharing memory (a view, a detach() alias).
-                stale = _written_since(node.data, clock) or any(
-                    _written_since(p.data, clock) for p in parents)
-            if stale:
-                raise _stale_error(op, parents)
+            if clock < _last_write:
+                _check_not_stale(node)
+            first, second, many = node._in0, node._in1, node._ins
+            parents = many or ((first,) if second is None else (first, second))
             if create_graph:
-                args: Any = parents
                 out: Any = node
+                args: Any = parents
             else:
-                args = [*map(_data_of, parents)]
                 out = node.data
+                if second is None:
+                    args = (first.data,)
+                elif many is None:
+                    args = (first.data, second.data)
+                else:
+                    args = tuple(map(_data_of, parents))
             params = node._params
+            rules = op.vjps
             contributions = [] if on_step is not None else None
-            variadic = op.variadic
+            following = None  # the latest of the parents this node reached first
             for index, parent in enumerate(parents):
                 if not parent.requires_grad:
                     continue
-                if variadic:
-                    contrib = op.vjps[0](index, grad, out, *args, **params)
+                if op.variadic:
+                    contrib = rules[0](index, grad, out, *args, **params)
+                elif params:
+                    contrib = rules[index](grad, out, *args, **params)
                 else:
-                    contrib = op.vjps[index](grad, out, *args, **params)
+                    contrib = rules[index](grad, out, *args)
                 data = parent.data
                 # Same numpy scalar type on both sides means same shape and dtype: skip the
                 # shape comparison that dominates tiny scalar graphs.
@@ -439,23 +518,55 @@ def backward(
                     )
                 if contributions is not None:
                     contributions.append((index, parent, contrib))
-                pkey = id(parent)
-                previous = pending.get(pkey)
-                if previous is None:
-                    pending[pkey] = contrib
-                    heapq.heappush(queue, (-parent._clock, pkey, parent))
-                else:
+                previous = pending.get(parent)
+                if previous is not None:
                     # Out of place on purpose: a rule may give one array to two parents.
-                    pending[pkey] = previous + contrib
+                    pending[parent] = previous + contrib
+                    continue
+                pending[parent] = contrib
+                if parent._op is None:
+                    leaves.append(parent)
+                elif following is None:
+                    following = parent
+                elif parent._clock > following._clock:
+                    push(queue, (-following._clock, following))
+                    following = parent
+                else:
+                    push(queue, (-parent._clock, parent))
             if on_step is not None:
                 on_step(node, grad, contributions)
+            # Next: the latest node waiting. In a chain that is the parent just reached, which
+            # then never goes through the heap.
+            if following is None:
+                node = pop(queue)[1] if queue else None
+            elif not queue or following._clock > -queue[0][0]:
+                node = following
+            else:
+                node = pushpop(queue, (-following._clock, following))[1]
+        for leaf in leaves:
+            grad = pending.pop(leaf)
+            if leaf in wanted:
+                found[leaf] = grad
+            if accumulate:
+                _store_grad(leaf, grad, create_graph, handed)
     finally:
         st.grad_enabled = grad_was_enabled
         if collecting:
             gc.enable()
     if inputs is None:
         return None
-    return found
+    return [found.get(t) for t in inputs]
+
+
+def _check_not_stale(node: Tensor) -> None:
+    """Refuse a node whose output or inputs were written in place after it was recorded,
+    directly or through another tensor sharing their memory (a view, a detach() alias)."""
+    clock = node._clock
+    parents = node.parents
+    if (node._modified > clock or any(p._modified > clock for p in parents)
+            or _written_since(node.data, clock)
+            or any(_written_since(p.data, clock) for p in parents)):
+        raise _stale_error(node._op, parents)
 
 
 def _stale_error(op: Op, parents: Sequence[Tensor]) -> RuntimeError:
@@ -468,11 +579,16 @@ def _stale_error(op: Op, parents: Sequence[Tensor]) -> RuntimeError:
 
 def _own(grad: Any, handed: set[int]) -> Any:
     """`grad`, or a copy of it if this pass already handed out its memory to another tensor."""
-    if type(grad) is not np.ndarray or not grad.flags.writeable:
-        # Numpy scalars and Tensors are immutable here; a read-only broadcast view is copied
-        # by `Tensor.grad` when first read, so the (often large) copy is paid only if used.
+    if type(grad) is not np.ndarray:
+        return grad  # numpy scalars and Tensors are immutable here
+    if grad.base is None:
+        key = id(grad)  # a fresh array (the common case): its own owner
+    elif not grad.flags.writeable:
+        # A read-only broadcast view is copied by `Tensor.grad` when first read, so the
+        # (often large) copy is paid only if used.
         return grad
-    key = id(_owner(grad))
+    else:
+        key = id(_owner(grad))
     if key in handed:
         grad = np.array(grad)
         key = id(grad)
@@ -501,14 +617,13 @@ def _store_grad(node: Tensor, grad: Any, create_graph: bool, handed: set[int]) -
 
 def constant(data: Any) -> Tensor:
     """Wrap an array the engine made as a Tensor outside any graph (no copy, no checks)."""
-    t = Tensor.__new__(Tensor)
+    t = _new(Tensor)
     t.data = data
     t._grad = None
     t.requires_grad = False
     t.name = None
-    t._op = None
-    t._parents = ()
-    t._params = {}
+    t._op = t._in0 = t._in1 = t._ins = None
+    t._params = NO_PARAMS
     t._scope = None
     t._clock = 0
     t._modified = 0

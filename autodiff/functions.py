@@ -38,11 +38,14 @@ def _float(x: Any) -> Any:
     return x.astype(np.float64) if x.dtype.kind in "biu" else x
 
 
-sin_op = defop("sin", np.sin, lambda g, out, x: g * _cos(x))
-cos_op = defop("cos", np.cos, lambda g, out, x: -g * _sin(x))
-tan_op = defop("tan", np.tan, lambda g, out, x: g * (1 + out * out))
-log1p_op = defop("log1p", np.log1p, lambda g, out, x: g / (1 + x))
-expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * (out + 1))
+sin_op = defop("sin", np.sin, lambda g, out, x: g * _cos(x), jvp=lambda t, out, x: t * _cos(x))
+cos_op = defop("cos", np.cos, lambda g, out, x: -g * _sin(x), jvp=lambda t, out, x: -t * _sin(x))
+tan_op = defop("tan", np.tan, lambda g, out, x: g * (1 + out * out),
+               jvp=lambda t, out, x: t * (1 + out * out))
+log1p_op = defop("log1p", np.log1p, lambda g, out, x: g / (1 + x),
+                 jvp=lambda t, out, x: t / (1 + x))
+expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * (out + 1),
+                 jvp=lambda t, out, x: t * (out + 1))
 
 
 def _softplus_forward(x: np.ndarray) -> np.ndarray:
@@ -52,7 +55,9 @@ def _softplus_forward(x: np.ndarray) -> np.ndarray:
 # d/dx log(1 + e^x) = sigmoid(x); written through the engine's sigmoid so it runs on Tensors.
 softplus_op = defop("softplus", _softplus_forward,
                     lambda g, out, x: g * (x.sigmoid() if isinstance(x, Tensor) else
-                                           np.exp(-np.logaddexp(0, -x))))
+                                           np.exp(-np.logaddexp(0, -x))),
+                    jvp=lambda t, out, x: t * (x.sigmoid() if isinstance(x, Tensor) else
+                                               np.exp(-np.logaddexp(0, -x))))
 
 # numpy has no erf; math.erf is exact to double precision, applied element by element.
 _erf_elements = np.vectorize(math.erf, otypes=[np.float64])
@@ -67,7 +72,8 @@ def _exp_any(x: Any) -> Any:
 
 
 erf_op = defop("erf", _erf_forward,
-               lambda g, out, x: g * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)))
+               lambda g, out, x: g * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)),
+               jvp=lambda t, out, x: t * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)))
 
 
 def _zero_rule(g: Any, out: Any, *inputs: Any, **params: Any) -> Any:
@@ -75,10 +81,12 @@ def _zero_rule(g: Any, out: Any, *inputs: Any, **params: Any) -> Any:
     return g * 0
 
 
-floor_op = defop("floor", np.floor, _zero_rule)
-ceil_op = defop("ceil", np.ceil, _zero_rule)
-round_op = defop("round", lambda x, *, decimals: np.round(x, decimals), _zero_rule)
-sign_op = defop("sign", np.sign, _zero_rule)
+# (_zero_rule serves forward mode too: a zero tangent out, whatever comes in.)
+floor_op = defop("floor", np.floor, _zero_rule, jvp=_zero_rule)
+ceil_op = defop("ceil", np.ceil, _zero_rule, jvp=_zero_rule)
+round_op = defop("round", lambda x, *, decimals: np.round(x, decimals), _zero_rule,
+                 jvp=_zero_rule)
+sign_op = defop("sign", np.sign, _zero_rule, jvp=_zero_rule)
 
 
 def sin(x: Any) -> Tensor:
@@ -217,7 +225,8 @@ def _reverse_cumsum(g: Any, axis: int) -> Any:
 
 
 cumsum_op = defop("cumsum", lambda x, *, axis: np.cumsum(x, axis=axis),
-                  lambda g, out, x, *, axis: _reverse_cumsum(g, axis))
+                  lambda g, out, x, *, axis: _reverse_cumsum(g, axis),
+                  jvp=lambda t, out, x, *, axis: _cumsum(t, axis))  # linear: the op itself
 
 
 def _others_product(x: Any, axis: int) -> Any:
@@ -248,8 +257,15 @@ def _prod_vjp(g: Any, out: Any, x: Any, *, axis: int | None, keepdims: bool) -> 
     return g * _others_product(x, axis)
 
 
+def _prod_jvp(t: Any, out: Any, x: Any, *, axis: int | None, keepdims: bool) -> Any:
+    # Each element's tangent times the product of the others, summed: right with zeros too.
+    if axis is None:
+        return (t.reshape(-1) * _others_product(x.reshape(-1), 0)).sum()
+    return (t * _others_product(x, axis)).sum(axis=axis, keepdims=keepdims)
+
+
 prod_op = defop("prod", lambda x, *, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-                _prod_vjp)
+                _prod_vjp, jvp=_prod_jvp)
 
 
 def _cumprod(x: Any, axis: int) -> Any:
@@ -277,7 +293,24 @@ def _cumprod_vjp(g: Any, out: Any, x: Any, *, axis: int) -> Any:
     return weighted.sum(axis=-1).swapaxes(axis, -1)
 
 
-cumprod_op = defop("cumprod", lambda x, *, axis: np.cumprod(x, axis=axis), _cumprod_vjp)
+def _cumprod_jvp(t: Any, out: Any, x: Any, *, axis: int) -> Any:
+    """d out_i = sum_{k<=i} t_k prod_{j<=i, j!=k} x_j: out * cumsum(t / x) without zeros, else
+    from the same (n, n) stack as the VJP, summed over k instead of over i."""
+    if isinstance(x, _ARRAY) and np.all(x != 0):
+        return out * _cumsum(t / x, axis)
+    moved_x, moved_t = x.swapaxes(axis, -1), t.swapaxes(axis, -1)
+    n = moved_x.shape[-1]
+    rows = moved_x.reshape(moved_x.shape[:-1] + (1, n))
+    eye = np.eye(n, dtype=bool)
+    stacked = np.where(eye, 1.0, rows) if isinstance(x, _ARRAY) else where(eye, 1.0, rows)
+    partial = _cumprod(stacked, -1)  # [..., k, i] = prod_{j<=i, j!=k} x_j
+    upper = np.triu(np.ones((n, n), dtype=bool))  # only k <= i contributes
+    weighted = partial * moved_t.reshape(moved_t.shape[:-1] + (n, 1)) * upper
+    return weighted.sum(axis=-2).swapaxes(axis, -1)
+
+
+cumprod_op = defop("cumprod", lambda x, *, axis: np.cumprod(x, axis=axis), _cumprod_vjp,
+                   jvp=_cumprod_jvp)
 
 
 def cumsum(x: Any, axis: int = 0) -> Tensor:
@@ -582,11 +615,24 @@ def _einsum(spec: str, operands: Sequence[Any]) -> Any:
     return engine.apply(einsum_op, tuple(_lift(x) for x in operands), subscripts=spec)
 
 
+def _einsum_jvp(ts: list, out: Any, *xs: Any, subscripts: str) -> Any:
+    # Multilinear: one einsum per operand with a tangent, that operand replaced by it.
+    total = None
+    for i, t in enumerate(ts):
+        if isinstance(t, _ARRAY) and not np.any(t):
+            continue  # an operand without a tangent (forward mode passes zeros)
+        part = _einsum(subscripts, [t if j == i else x for j, x in enumerate(xs)])
+        total = part if total is None else total + part
+    return np.zeros_like(out.data if isinstance(out, Tensor) else out) if total is None \
+        else total
+
+
 einsum_op = defop(
     "einsum",
     lambda *xs, subscripts: np.asarray(np.einsum(subscripts, *xs, optimize=True)),
     _einsum_vjp,
     variadic=True,
+    jvp=_einsum_jvp,
 )
 
 

@@ -1,8 +1,17 @@
-"""THE table of derivative rules: every primitive's forward and its vector-Jacobian products.
+"""THE table of derivative rules: every primitive's forward, its vector-Jacobian products
+(reverse mode) and its Jacobian-vector products (forward mode), side by side.
 
-A rule receives the upstream gradient `g`, the op's output `out` and its inputs, and returns
-the gradient for one input. Rules are written as if no broadcasting happened: the engine sums
-each result back to its input's shape (`engine.unbroadcast`).
+A VJP rule receives the upstream gradient `g`, the op's output `out` and its inputs, and returns
+the gradient for one input. A JVP rule receives the tangent `t` of one input (the same
+arguments otherwise) and returns that input's contribution to the output's tangent; the engine
+adds the contributions of all inputs that carry a tangent (`forward.carry_tangents`). Both are
+written as if no broadcasting happened: the engine sums each gradient back to its input's shape
+(`engine.unbroadcast`) and broadcasts each tangent up to the output's shape.
+
+For an elementwise op the Jacobian is diagonal, hence its own transpose: its JVP and VJP rules
+read the same (`g * out` and `t * out` for exp). A linear op (sum, reshape, getitem, matmul in
+one argument) is its own JVP: the tangent goes through the op itself, and its VJP is the
+transposed op (sum <-> broadcast, getitem <-> scatter_add), so the two share one helper.
 
 The same rule runs on numpy arrays (an ordinary, fast backward pass) and on Tensors (when
 `create_graph=True`, so that the backward pass is recorded and can be differentiated again).
@@ -28,18 +37,21 @@ _PLAIN = (np.ndarray, np.generic, int, float)
 class Op:
     """A primitive: its name (shown in drawings and errors), forward, and one rule per input.
 
-    A variadic op (concatenate) has a single rule that also receives the input's index.
+    A variadic op (concatenate) has a single VJP rule that also receives the input's index,
+    and a single JVP rule that receives the list of all tangents (zeros where none).
     An op that `saves` returns (output, saved) from forward; its rules then receive `saved=`,
     an intermediate of the forward pass they would otherwise compute again.
+    `jvps` has one rule per input, like `vjps` (None until `jvp=` is given).
     """
 
-    __slots__ = ("name", "forward", "vjps", "variadic", "saves")
+    __slots__ = ("name", "forward", "vjps", "jvps", "variadic", "saves")
 
     def __init__(self, name: str, forward: Callable, *vjps: Callable, variadic: bool = False,
-                 saves: bool = False):
+                 saves: bool = False, jvp: Callable | tuple[Callable, ...] | None = None):
         self.name = name
         self.forward = forward
         self.vjps = vjps
+        self.jvps = (jvp,) if callable(jvp) else jvp
         self.variadic = variadic
         self.saves = saves
 
@@ -51,8 +63,10 @@ OPS: dict[str, Op] = {}
 
 
 def defop(name: str, forward: Callable, *vjps: Callable, variadic: bool = False,
-          saves: bool = False) -> Op:
-    OPS[name] = op = Op(name, forward, *vjps, variadic=variadic, saves=saves)
+          saves: bool = False, jvp: Callable | tuple[Callable, ...] | None = None) -> Op:
+    """Add a primitive to the table: forward, one VJP rule per input, and `jvp=` (one rule, or
+    a tuple with one per input) for forward mode."""
+    OPS[name] = op = Op(name, forward, *vjps, variadic=variadic, saves=saves, jvp=jvp)
     return op
 
 
@@ -96,7 +110,7 @@ def _broadcast_to(g: Any, shape: tuple[int, ...]) -> Any:
             return np.broadcast_to(g, shape)  # a view: no memory for big reductions
         # np.broadcast_to costs ~10 us (it builds an nditer); a filled copy of a small array
         # costs ~1 us, and small reductions are the common case (losses, biases).
-        out = np.empty(shape, dtype=np.result_type(g))
+        out = np.empty(shape, dtype=g.dtype)
         out[...] = g
         return out
     return engine.apply(broadcast_to, (g,), shape=shape)
@@ -134,6 +148,12 @@ def _softmax(x: Any, axis: int = -1) -> Any:
     return x.softmax(axis=axis)
 
 
+def _concatenate(xs: list, axis: int) -> Any:
+    if all(isinstance(x, _ARRAY) for x in xs):
+        return np.concatenate(xs, axis=axis)
+    return engine.apply(concatenate, tuple(_lift(x) for x in xs), axis=axis)
+
+
 def _swap(x: Any) -> Any:
     return x.swapaxes(-1, -2)
 
@@ -142,15 +162,52 @@ def _swap(x: Any) -> Any:
 # Forwards use Python operators rather than ufuncs: the same for arrays, and several times
 # faster on the numpy scalars that 0-d (micrograd-style) graphs are made of.
 
-add = defop("add", operator.add, lambda g, out, a, b: g, lambda g, out, a, b: g)
+add = defop("add", operator.add, lambda g, out, a, b: g, lambda g, out, a, b: g,
+            jvp=(lambda t, out, a, b: t, lambda t, out, a, b: t))
 # sub and div could be composites (a + -b, a * b**-1) but each would then cost two nodes on the
 # hottest path of every training loop and two boxes in every drawing.
-sub = defop("sub", operator.sub, lambda g, out, a, b: g, lambda g, out, a, b: -g)
-mul = defop("mul", operator.mul, lambda g, out, a, b: g * b, lambda g, out, a, b: g * a)
+sub = defop("sub", operator.sub, lambda g, out, a, b: g, lambda g, out, a, b: -g,
+            jvp=(lambda t, out, a, b: t, lambda t, out, a, b: -t))
+mul = defop("mul", operator.mul, lambda g, out, a, b: g * b, lambda g, out, a, b: g * a,
+            jvp=(lambda t, out, a, b: t * b, lambda t, out, a, b: a * t))
+# Where inf or NaN is the mathematical answer (1/0, log(0), log(-1), sqrt(-1)) numpy would
+# warn from inside this file, far from the user's line: these forwards answer quietly instead
+# (overflow still warns) and `detect_anomaly` reports the line where the NaN is born. Numpy
+# scalars whose result is certainly finite skip np.errstate, which costs ~0.7 us per use.
+_QUIET = {"divide": "ignore", "invalid": "ignore"}
+
+
+def _div_forward(a: Any, b: Any) -> Any:
+    if type(b) is not np.ndarray and b:
+        return a / b
+    with np.errstate(**_QUIET):
+        return a / b
+
+
+def _pow_const_forward(x: Any, *, exponent: float) -> Any:
+    if type(x) is not np.ndarray and x > 0:
+        return x**exponent
+    with np.errstate(**_QUIET):
+        return x**exponent
+
+
+def _pow_tensor_forward(a: Any, b: Any) -> Any:
+    with np.errstate(**_QUIET):
+        return a**b
+
+
+def _log_forward(x: Any) -> Any:
+    if type(x) is not np.ndarray and x > 0:
+        return np.log(x)
+    with np.errstate(**_QUIET):
+        return np.log(x)
+
+
 div = defop(
-    "div", operator.truediv, lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b
+    "div", _div_forward, lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b,
+    jvp=(lambda t, out, a, b: t / b, lambda t, out, a, b: -t * out / b),
 )
-neg = defop("neg", operator.neg, lambda g, out, x: -g)
+neg = defop("neg", operator.neg, lambda g, out, x: -g, jvp=lambda t, out, x: -t)
 # x ** c for a constant c: the common case gets a rule without log(x), defined for x <= 0.
 def _zeros_like(g: Any) -> Any:
     return np.zeros_like(g) if isinstance(g, _ARRAY) else engine.constant(np.zeros_like(g.data))
@@ -162,7 +219,8 @@ def _pow_const_vjp(g: Any, out: Any, x: Any, *, exponent: float) -> Any:
     return g * exponent * x ** (exponent - 1)
 
 
-pow_const = defop("pow", lambda x, *, exponent: x**exponent, _pow_const_vjp)
+# Elementwise, so the same rule is its JVP: d(x**c) = c x**(c-1) dx, and 0 for c = 0.
+pow_const = defop("pow", _pow_const_forward, _pow_const_vjp, jvp=_pow_const_vjp)
 
 
 def _pow_base_vjp(g: Any, out: Any, a: Any, b: Any) -> Any:
@@ -189,13 +247,15 @@ def _log_base(a: Any, b: Any) -> Any:
 
 pow_tensor = defop(
     "pow_tensor",
-    operator.pow,
+    _pow_tensor_forward,
     _pow_base_vjp,
     lambda g, out, a, b: g * out * _log_base(a, b),
+    jvp=(_pow_base_vjp, lambda t, out, a, b: t * out * _log_base(a, b)),  # elementwise
 )
-exp = defop("exp", np.exp, lambda g, out, x: g * out)
-log = defop("log", np.log, lambda g, out, x: g / x)
-tanh = defop("tanh", np.tanh, lambda g, out, x: g * (1 - out * out))
+exp = defop("exp", np.exp, lambda g, out, x: g * out, jvp=lambda t, out, x: t * out)
+log = defop("log", _log_forward, lambda g, out, x: g / x, jvp=lambda t, out, x: t / x)
+tanh = defop("tanh", np.tanh, lambda g, out, x: g * (1 - out * out),
+             jvp=lambda t, out, x: t * (1 - out * out))
 
 
 def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
@@ -204,16 +264,21 @@ def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0, -x))
 
 
-sigmoid = defop("sigmoid", _sigmoid_forward, lambda g, out, x: g * out * (1 - out))
+sigmoid = defop("sigmoid", _sigmoid_forward, lambda g, out, x: g * out * (1 - out),
+                jvp=lambda t, out, x: t * out * (1 - out))
 # relu'(0) is taken as 0 (as PyTorch does): a unit sitting exactly at 0 gets no update, and the
 # gradient check avoids the kink, where no derivative exists.
-relu = defop("relu", lambda x: np.maximum(x, 0), lambda g, out, x: g * (_value(x) > 0))
-abs_ = defop("abs", np.abs, lambda g, out, x: g * np.sign(_value(x)))
+relu = defop("relu", lambda x: np.maximum(x, 0), lambda g, out, x: g * (_value(x) > 0),
+              jvp=lambda t, out, x: t * (_value(x) > 0))
+abs_ = defop("abs", np.abs, lambda g, out, x: g * np.sign(_value(x)),
+             jvp=lambda t, out, x: t * np.sign(_value(x)))
 where = defop(
     "where",
     lambda a, b, *, cond: np.where(cond, a, b),
     lambda g, out, a, b, *, cond: _where(cond, g, 0),
     lambda g, out, a, b, *, cond: _where(cond, 0, g),
+    jvp=(lambda t, out, a, b, *, cond: _where(cond, t, 0),
+         lambda t, out, a, b, *, cond: _where(cond, 0, t)),
 )
 
 
@@ -230,25 +295,38 @@ maximum = defop(
     np.maximum,
     lambda g, out, a, b: g * _tie_share(a, b, np.greater),
     lambda g, out, a, b: g * _tie_share(b, a, np.greater),
+    jvp=(lambda t, out, a, b: t * _tie_share(a, b, np.greater),
+         lambda t, out, a, b: t * _tie_share(b, a, np.greater)),
 )
 minimum = defop(
     "minimum",
     np.minimum,
     lambda g, out, a, b: g * _tie_share(a, b, np.less),
     lambda g, out, a, b: g * _tie_share(b, a, np.less),
+    jvp=(lambda t, out, a, b: t * _tie_share(a, b, np.less),
+         lambda t, out, a, b: t * _tie_share(b, a, np.less)),
 )
 
-# A dtype conversion: the gradient is converted back by the engine's unbroadcast.
-cast = defop("cast", lambda x, *, dtype: x.astype(dtype), lambda g, out, x, *, dtype: g)
+# A dtype conversion: the gradient is converted back by the engine's unbroadcast, the tangent
+# forward to the output's dtype by forward mode.
+cast = defop("cast", lambda x, *, dtype: x.astype(dtype), lambda g, out, x, *, dtype: g,
+             jvp=lambda t, out, x, *, dtype: t)
 
 # --- reductions ----------------------------------------------------------------------------
 
+def _sum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
+    if axis is None and isinstance(g, _ARRAY):
+        # A total: g holds one number, which broadcasts as it is (no reshape needed first).
+        return _broadcast_to(g, x.shape)
+    return _broadcast_to(_keepdims(g, x.shape, axis, keepdims), x.shape)
+
+
 sum_ = defop(
     "sum",
-    lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-    lambda g, out, x, *, axis, keepdims: _broadcast_to(
-        _keepdims(g, x.shape, axis, keepdims), x.shape
-    ),
+    # The ufunc's own reduce: np.sum's Python wrapper costs more than a small sum itself.
+    lambda x, *, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
+    _sum_vjp,
+    jvp=lambda t, out, x, *, axis, keepdims: t.sum(axis=axis, keepdims=keepdims),
 )
 
 
@@ -259,17 +337,27 @@ def _extremum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any
     return _keepdims(g, x.shape, axis, keepdims) * share.astype(np.result_type(_value(x)))
 
 
+def _extremum_jvp(t: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
+    # The tangents of the tied maxima, averaged: the transpose of the VJP's equal shares.
+    hit = _value(x) == _keepdims(_value(out), x.shape, axis, keepdims)
+    share = (hit / hit.sum(axis=axis, keepdims=True)).astype(np.result_type(_value(x)))
+    return (t * share).sum(axis=axis, keepdims=keepdims)
+
+
 max_ = defop(
-    "max", lambda x, *, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), _extremum_vjp
+    "max", lambda x, *, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), _extremum_vjp,
+    jvp=_extremum_jvp,
 )
 min_ = defop(
-    "min", lambda x, *, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims), _extremum_vjp
+    "min", lambda x, *, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims), _extremum_vjp,
+    jvp=_extremum_jvp,
 )
 
 
 def _logsumexp_forward(x: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarray:
     # Shift by the max so exp never overflows; a row of -inf keeps its shift at 0.
-    shift = np.max(x, axis=axis, keepdims=True)
+    # initial=-inf: an empty axis has logsumexp -inf (log of an empty sum), not an error.
+    shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     shift = np.where(np.isfinite(shift), shift, 0)
     total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
     return total if keepdims else np.squeeze(total, axis=axis)
@@ -282,6 +370,9 @@ logsumexp = defop(
     _logsumexp_forward,
     lambda g, out, x, *, axis, keepdims: _keepdims(g, x.shape, axis, keepdims)
     * _exp(x - _keepdims(out, x.shape, axis, keepdims)),
+    jvp=lambda t, out, x, *, axis, keepdims: (
+        t * _exp(x - _keepdims(out, x.shape, axis, keepdims))
+    ).sum(axis=axis, keepdims=keepdims),
 )
 
 # --- shape ---------------------------------------------------------------------------------
@@ -290,17 +381,20 @@ reshape = defop(
     "reshape",
     lambda x, *, shape: np.reshape(x, shape),
     lambda g, out, x, *, shape: g.reshape(x.shape),
+    jvp=lambda t, out, x, *, shape: t.reshape(shape),
 )
 transpose = defop(
     "transpose",
     lambda x, *, axes: np.transpose(x, axes),
     lambda g, out, x, *, axes: g.transpose(tuple(np.argsort(axes))),
+    jvp=lambda t, out, x, *, axes: t.transpose(axes),
 )
 # The engine's unbroadcast turns g back into x's shape, so this rule is the identity.
 broadcast_to = defop(
     "broadcast_to",
     lambda x, *, shape: np.broadcast_to(x, shape),
     lambda g, out, x, *, shape: g,
+    jvp=lambda t, out, x, *, shape: _broadcast_to(t, shape),
 )
 
 
@@ -322,18 +416,29 @@ def _setitem_vjp_v(g: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
     return picked.reshape(v.shape) if picked.ndim < v.ndim else picked
 
 
+def _setitem_jvp_v(t: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
+    # Writing v into zeros is linear in v: the op itself carries v's tangent into place.
+    zeros = np.zeros(np.shape(_value(x)), dtype=np.result_type(_value(out)))
+    if isinstance(t, _ARRAY):
+        return _setitem_forward(zeros, t, index=index)
+    return engine.apply(setitem, (engine.constant(zeros), t), index=index)
+
+
 # `buf[i] = w` with w (or buf) in a graph: recorded so w gets its gradient (as PyTorch does).
-setitem = defop("setitem", _setitem_forward, _setitem_vjp_x, _setitem_vjp_v)
+setitem = defop("setitem", _setitem_forward, _setitem_vjp_x, _setitem_vjp_v,
+                jvp=(_setitem_vjp_x, _setitem_jvp_v))  # x's rule is a mask: the same both ways
 getitem = defop(
     "getitem",
     lambda x, *, index: x[index],
     lambda g, out, x, *, index: _scatter(g, x.shape, index),
+    jvp=lambda t, out, x, *, index: _getitem(t, index),
 )
 # The adjoint of indexing (used by getitem's rule, so second derivatives through indexing work).
 scatter_add = defop(
     "scatter_add",
     _scatter_forward,
     lambda g, out, x, *, shape, index: _getitem(g, index),
+    jvp=lambda t, out, x, *, shape, index: _scatter(t, shape, index),
 )
 
 
@@ -348,6 +453,7 @@ concatenate = defop(
     lambda *xs, axis: np.concatenate(xs, axis=axis),
     _concatenate_vjp,
     variadic=True,
+    jvp=lambda ts, out, *xs, axis: _concatenate(ts, axis),
 )
 
 # --- linear algebra ------------------------------------------------------------------------
@@ -373,7 +479,9 @@ def _matmul_vjp_b(g: Any, out: Any, a: Any, b: Any) -> Any:
     return _swap(a) @ g
 
 
-matmul = defop("matmul", operator.matmul, _matmul_vjp_a, _matmul_vjp_b)
+# matmul is linear in each argument: the tangent goes through the product itself.
+matmul = defop("matmul", operator.matmul, _matmul_vjp_a, _matmul_vjp_b,
+               jvp=(lambda t, out, a, b: t @ b, lambda t, out, a, b: a @ t))
 
 
 def _linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
@@ -393,33 +501,66 @@ linear = defop(
     "linear",
     _linear_forward,
     lambda g, out, x, w, b=None: g @ w,
-    lambda g, out, x, w, b=None: _rows(g).T @ _rows(x),
-    lambda g, out, x, w, b=None: _rows(g).sum(axis=0),
+    lambda g, out, x, w, b=None: g.T @ x if g.ndim == 2 else _rows(g).T @ _rows(x),
+    lambda g, out, x, w, b=None: (g if g.ndim == 2 else _rows(g)).sum(axis=0),
+    jvp=(lambda t, out, x, w, b=None: t @ w.T, lambda t, out, x, w, b=None: x @ t.T,
+         lambda t, out, x, w, b=None: t),
 )
+
+
+_row_cache = np.arange(0)
+
+
+def _row_index(n: int) -> np.ndarray:
+    """np.arange(n), sliced from a cached, read-only array (every training step needs one)."""
+    global _row_cache
+    rows = _row_cache
+    if len(rows) < n:
+        rows = np.arange(max(n, 2 * len(rows)))
+        rows.flags.writeable = False
+        _row_cache = rows
+    return rows[:n]
 
 
 def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
     # Written out rather than through _logsumexp_forward: the rule reuses the probabilities.
+    # A sum divided by n rather than np.mean, whose dispatch costs more than the sum itself.
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     total = exp.sum(axis=1, keepdims=True)
-    rows = np.arange(len(labels))
-    loss = np.mean(np.log(total[:, 0]) - shifted[rows, labels])
-    return loss, exp / total
+    n = len(labels)
+    loss = (np.log(total[:, 0]) - shifted[_row_index(n), labels]).sum() / n
+    exp /= total  # exp is ours: the probabilities in place, one array fewer
+    return loss, exp
 
 
 def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray,
                        saved: np.ndarray) -> Any:
-    # On arrays the forward's softmax is reused; on Tensors (create_graph) it is recomputed
-    # as a differentiable expression, so second derivatives flow through it.
-    probs = saved if isinstance(logits, _ARRAY) else _softmax(logits, axis=1)
+    n = len(labels)
+    if isinstance(logits, _ARRAY):
+        # (softmax - onehot) / n without building the one-hot: scale a copy of the saved
+        # probabilities (never the saved array itself: backward may run twice), then take
+        # the scale off at each row's label.
+        scale = g / n
+        grad = saved * scale
+        grad[_row_index(n), labels] -= scale
+        return grad
+    # On Tensors (create_graph) the softmax is recomputed as a differentiable expression, so
+    # second derivatives flow through it.
     onehot = np.zeros(logits.shape, dtype=np.result_type(_value(logits)))
-    onehot[np.arange(len(labels)), labels] = 1
-    return (probs - onehot) * (g / len(labels))
+    onehot[_row_index(n), labels] = 1
+    return (_softmax(logits, axis=1) - onehot) * (g / n)
 
 
 # Fused log-softmax + negative log-likelihood (mean over the batch, integer labels): its
 # gradient (softmax - onehot) / N is exact and stable, and it saves four nodes per step.
+def _cross_entropy_jvp(t: Any, out: Any, logits: Any, *, labels: np.ndarray,
+                       saved: np.ndarray) -> Any:
+    # The scalar loss moves by <gradient, tangent>: the VJP rule with g = 1, dotted with t.
+    return (_cross_entropy_vjp(1.0, out, logits, labels=labels, saved=saved) * t).sum()
+
+
 softmax_cross_entropy = defop(
-    "softmax_cross_entropy", _cross_entropy_forward, _cross_entropy_vjp, saves=True
+    "softmax_cross_entropy", _cross_entropy_forward, _cross_entropy_vjp, saves=True,
+    jvp=_cross_entropy_jvp,
 )

@@ -71,14 +71,23 @@ class Tensor:
     friends), which behaves as a read-only 0-d array and computes several times faster.
     """
 
+    # A node is this one object: its parents sit in slots (`_in0`, `_in1`, and `_ins` holding
+    # all of them when there are three or more) rather than in a tuple of their own, and a node
+    # without params shares one empty mapping. Each extra object per node was more work for
+    # Python's cycle collector, which scans every live node (see `parents` for the tuple).
     __slots__ = (
         "data", "_grad", "requires_grad", "name",
-        "_op", "_parents", "_params", "_scope", "_clock", "_modified", "_origin",
+        "_op", "_in0", "_in1", "_ins", "_params", "_scope", "_clock", "_modified", "_origin",
         "_born", "_composite",
         "__weakref__",
     )
-    # numpy must hand binary operators back to us (np.ones(3) + t is a Tensor, not an array).
-    __array_ufunc__ = None
+    # numpy hands its ufuncs and functions on Tensors to autodiff/interop.py, which answers
+    # with differentiable Tensors (np.exp(t), np.ones(3) + t) or a clear TypeError.
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return _interop.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: tuple, args: tuple, kwargs: dict) -> Any:
+        return _interop.array_function(func, types, args, kwargs)
 
     def __init__(
         self,
@@ -91,8 +100,8 @@ class Tensor:
         self._grad: Any = None
         self.name = name
         self._op = None
-        self._parents: tuple[Tensor, ...] = ()
-        self._params: dict = {}
+        self._in0 = self._in1 = self._ins = None
+        self._params = engine.NO_PARAMS
         self._scope = None
         self._clock = 0
         self._modified = 0
@@ -136,8 +145,13 @@ class Tensor:
         return self.data.dtype
 
     @property
-    def size(self) -> int:
-        return int(self.data.size)
+    def size(self) -> _Size:
+        """The number of elements (numpy's int), also callable as PyTorch's `size()`.
+
+        `t.size` is an int (`t.size == 6`, `t.size * 2`); `t.size()` is the shape and
+        `t.size(dim)` one axis's length, so code from either library reads the same.
+        """
+        return _Size(self.data.size, self.data.shape)
 
     @property
     def is_leaf(self) -> bool:
@@ -150,7 +164,16 @@ class Tensor:
 
     @property
     def parents(self) -> tuple[Tensor, ...]:
-        return self._parents
+        """The inputs of the op that made this tensor, in argument order (() for a leaf)."""
+        first = self._in0
+        if first is None:
+            return ()
+        if self._ins is not None:
+            return self._ins
+        second = self._in1
+        return (first,) if second is None else (first, second)
+
+    _parents = parents  # the name the engine's older code and some tests use
 
     @property
     def T(self) -> Tensor:
@@ -252,7 +275,10 @@ class Tensor:
         holding a gradient that depends on itself is a reference cycle).
         """
         seed = self._seed(grad, "backward", create_graph)
-        engine.backward([self], [seed], create_graph=create_graph)
+        # A rule at a point where the derivative is infinite or undefined (log or sqrt at 0)
+        # answers inf or NaN quietly, as the forwards do (ops._QUIET); detect_anomaly finds it.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            engine.backward([self], [seed], create_graph=create_graph)
 
     def _seed(self, grad: ArrayLike | None, who: str, create_graph: bool) -> Any:
         if not self.requires_grad:
@@ -266,7 +292,9 @@ class Tensor:
                     f"{who}: a tensor of shape {self.shape} is not a scalar; pass grad= "
                     "(the upstream gradient, of the same shape)"
                 )
-            seed: Any = np.ones(self.shape, dtype=self.dtype)
+            # A 0-d tensor (a loss) gets a numpy scalar, as its data is: cheaper than np.ones.
+            seed: Any = (self.data.dtype.type(1) if self.data.ndim == 0
+                         else np.ones(self.shape, dtype=self.dtype))
         else:
             seed = grad.data if isinstance(grad, Tensor) else _as_array(grad, None, who)
             if seed.shape != self.shape:
@@ -287,6 +315,10 @@ class Tensor:
                 "a new tensor (autodiff.where, concatenate) or write under no_grad()."
             )
         index = _index(index)
+        if engine.state.forward:  # inside jvp: the tangents are written too
+            from .forward import write_tangents
+
+            write_tangents(self, index, value)
         if recording and (self.requires_grad or
                           (isinstance(value, Tensor) and value.requires_grad)):
             self._record_setitem(index, value)
@@ -315,13 +347,16 @@ class Tensor:
                 "convert with .astype(np.float64) first"
             )
         before = Tensor.__new__(Tensor)
-        for slot in ("data", "requires_grad", "name", "_op", "_parents", "_params", "_scope",
-                     "_clock", "_modified"):
+        for slot in ("data", "requires_grad", "name", "_op", "_in0", "_in1", "_ins", "_params",
+                     "_scope", "_clock", "_modified"):
             setattr(before, slot, getattr(self, slot))
         before._grad = None
-        written = engine.tick()  # earlier than the new node, later than any node that used self
+        # Earlier than the new node, later than any node that used self; a write, so backward
+        # checks the nodes recorded before it (see engine._last_write).
+        written = engine.mark_written(None)
         out = apply(ops.setitem, (before, value), index=index)
-        for slot in ("data", "requires_grad", "_op", "_parents", "_params", "_clock"):
+        for slot in ("data", "requires_grad", "_op", "_in0", "_in1", "_ins", "_params",
+                     "_clock"):
             setattr(self, slot, getattr(out, slot))
         self._grad = None
         self._modified = written
@@ -466,36 +501,61 @@ class Tensor:
 
     # --- reductions ----------------------------------------------------------------------
 
-    def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    # Reductions take numpy's axis=/keepdims= and PyTorch's dim=/keepdim= (either, not both).
+
+    def sum(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+            keepdim: bool | None = None) -> Tensor:
+        if dim is not None or keepdim is not None:
+            axis, keepdims = _torch_names("sum", axis, keepdims, dim, keepdim)
         return apply(ops.sum_, (self,), axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
 
-    def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    def mean(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+             keepdim: bool | None = None) -> Tensor:
+        if dim is not None or keepdim is not None:
+            axis, keepdims = _torch_names("mean", axis, keepdims, dim, keepdim)
         axes = _axes(axis, self.ndim, "mean")
-        count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        count = self.data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         if count == 0:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
         return _composite(apply(ops.sum_, (self,), axis=axes, keepdims=keepdims)
                           * (1.0 / count), "mean")
 
-    def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    def max(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+            keepdim: bool | None = None) -> Tensor:
+        """The largest value (a Tensor, also with dim=: not PyTorch's (values, indices))."""
+        if dim is not None or keepdim is not None:
+            axis, keepdims = _torch_names("max", axis, keepdims, dim, keepdim)
         return self._extremum(ops.max_, axis, keepdims)
 
-    def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    def min(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+            keepdim: bool | None = None) -> Tensor:
+        """The smallest value (a Tensor, also with dim=: not PyTorch's (values, indices))."""
+        if dim is not None or keepdim is not None:
+            axis, keepdims = _torch_names("min", axis, keepdims, dim, keepdim)
         return self._extremum(ops.min_, axis, keepdims)
 
     def _extremum(self, op: ops.Op, axis: Axis, keepdims: bool) -> Tensor:
         axes = _axes(axis, self.ndim, op.name)
-        if self.size == 0:
+        if self.data.size == 0:
             raise ValueError(f"{op.name}: empty tensor of shape {self.shape} has no {op.name}")
         return apply(op, (self,), axis=axes, keepdims=keepdims)
 
-    def var(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        centered = self - self.mean(axis=axis, keepdims=True)
-        return _composite((centered * centered).mean(axis=axis, keepdims=keepdims), "var")
+    def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0, *,
+            dim: Axis = None, keepdim: bool | None = None, correction: int | None = None,
+            ) -> Tensor:
+        """Variance: sum of squared deviations / (n - ddof).
 
-    def std(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        """Population standard deviation (numpy's default, ddof=0)."""
-        var = self.var(axis=axis, keepdims=keepdims)
+        The default is numpy's ddof=0 (the population variance), also when called with
+        PyTorch's dim=; pass ddof=1 or correction=1 (PyTorch's name) for the sample variance.
+        """
+        return _composite(self._var("var", axis, keepdims, ddof, dim, keepdim, correction),
+                          "var")
+
+    def std(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0, *,
+            dim: Axis = None, keepdim: bool | None = None, correction: int | None = None,
+            ) -> Tensor:
+        """Standard deviation, the square root of `var` (same ddof=0 default, see there)."""
+        var = self._var("std", axis, keepdims, ddof, dim, keepdim, correction)
         # sqrt'(0) is infinite: where the spread is exactly 0 (a constant row, an axis of size
         # 1) the chain rule would give 0 * inf = NaN, and the mean inside var would spread it
         # into the whole tensor. There the gradient is taken as 0, a valid subgradient (as
@@ -503,17 +563,42 @@ class Tensor:
         spread = ~np.asarray(var.data == 0)
         return _composite(where(spread, where(spread, var, 1.0).sqrt(), 0.0), "std")
 
-    def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    def _var(self, who: str, axis: Axis, keepdims: bool, ddof: int, dim: Axis,
+             keepdim: bool | None, correction: int | None) -> Tensor:
+        if dim is not None or keepdim is not None:
+            axis, keepdims = _torch_names(who, axis, keepdims, dim, keepdim)
+        if correction is not None:
+            if ddof:
+                raise TypeError(f"{who}: pass ddof= or correction= (the same thing), not both")
+            ddof = correction
+        axes = _axes(axis, self.ndim, who)
+        count = self.data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        if count - ddof <= 0:
+            raise ValueError(
+                f"{who}: ddof={ddof} leaves no degrees of freedom for {count} values "
+                f"(shape {self.shape}, axis {axis})"
+            )
+        centered = self - self.mean(axis=axes, keepdims=True)
+        return (centered * centered).sum(axis=axes, keepdims=keepdims) * (1.0 / (count - ddof))
+
+    def logsumexp(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+                  keepdim: bool | None = None) -> Tensor:
+        if dim is not None or keepdim is not None:
+            axis, keepdims = _torch_names("logsumexp", axis, keepdims, dim, keepdim)
         axes = _axes(axis, self.ndim, "logsumexp")
         return apply(ops.logsumexp, (self._floating(),), axis=axes, keepdims=keepdims)
 
-    def log_softmax(self, axis: int = -1) -> Tensor:
+    def log_softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        if dim is not None:
+            axis, _ = _torch_names("log_softmax", None if axis == -1 else axis, False, dim, None)
         _axis(axis, self.ndim, "log_softmax")
         x = self._floating()
         # Composite but stable: logsumexp shifts by the max, so nothing overflows.
         return _composite(x - x.logsumexp(axis=axis, keepdims=True), "log_softmax")
 
-    def softmax(self, axis: int = -1) -> Tensor:
+    def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        if dim is not None:
+            axis, _ = _torch_names("softmax", None if axis == -1 else axis, False, dim, None)
         _axis(axis, self.ndim, "softmax")
         return _composite(self.log_softmax(axis=axis).exp(), "softmax")
 
@@ -532,6 +617,13 @@ class Tensor:
         return self.reshape(-1)
 
     def transpose(self, *axes: Any) -> Tensor:
+        """numpy's transpose: `transpose()` reverses the axes, `transpose(axes)` permutes them.
+
+        Note for PyTorch users: `t.transpose(0, 1)` has numpy's meaning, a full permutation:
+        on a 2-D tensor it is the identity (no swap!) and on 3 or more axes it is an error. To
+        swap two axes use `swapaxes(0, 1)` (or `.T` for 2-D); `permute(2, 0, 1)` is PyTorch's
+        name for a permutation.
+        """
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         if not axes:
@@ -552,6 +644,122 @@ class Tensor:
 
     def broadcast_to(self, shape: Sequence[int]) -> Tensor:
         return apply(ops.broadcast_to, (self,), shape=tuple(shape))
+
+    # --- habits from micrograd, PyTorch and numpy ----------------------------------------
+    # Aliases only where the name means nothing else in numpy; each is a composite of the
+    # methods above, so it is differentiable with no new rule.
+
+    def __format__(self, spec: str) -> str:
+        """f"{t:.4f}" formats a 0-d tensor as its number (micrograd's `f"{a.grad:.4f}"`);
+        other tensors format as numpy formats their array."""
+        if not spec:
+            return str(self)
+        if self.ndim == 0:
+            return format(self.data.item(), spec)
+        return format(self.data, spec)  # numpy's own answer (an error for most specs)
+
+    def __abs__(self) -> Tensor:
+        return self.abs()
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False, *,
+               dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        """Index of the largest value (an int64 Tensor, no gradient: an index has none)."""
+        return self._arg(np.argmax, "argmax", axis, keepdims, dim, keepdim)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False, *,
+               dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        """Index of the smallest value (an int64 Tensor, no gradient)."""
+        return self._arg(np.argmin, "argmin", axis, keepdims, dim, keepdim)
+
+    def _arg(self, fn: Any, who: str, axis: int | None, keepdims: bool, dim: int | None,
+             keepdim: bool | None) -> Tensor:
+        if dim is not None or keepdim is not None:
+            axis, keepdims = _torch_names(who, axis, keepdims, dim, keepdim)
+        if self.data.size == 0:
+            raise ValueError(f"{who}: empty tensor of shape {self.shape} has no {who}")
+        if axis is not None:
+            axis = _axis(axis, self.ndim, who)
+            if self.ndim == 0:
+                axis = None
+        result = fn(np.asarray(self.data), axis=axis, keepdims=keepdims)
+        return Tensor(np.asarray(result, dtype=np.int64))
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        """A new axis of length 1 at position `dim` (numpy's expand_dims)."""
+        ax = _axis(dim, self.ndim + 1, "unsqueeze")
+        return self.reshape(self.shape[:ax] + (1,) + self.shape[ax:])
+
+    def squeeze(self, dim: Axis = None) -> Tensor:
+        """Drop axes of length 1: all of them, or the given ones (which must have length 1)."""
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        axes = _axes(dim, self.ndim, "squeeze") or ()
+        for a in axes:
+            if self.shape[a] != 1:
+                raise ValueError(
+                    f"squeeze: axis {a} of shape {self.shape} has length {self.shape[a]}, not 1"
+                )
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
+
+    def permute(self, *dims: Any) -> Tensor:
+        """PyTorch's name for a permutation of the axes: numpy's `transpose(dims)`."""
+        if not dims:
+            raise TypeError(f"permute: give the new order of the {self.ndim} axes")
+        return self.transpose(*dims)
+
+    def view(self, *shape: Any) -> Tensor:
+        """PyTorch's name for `reshape` (here a reshape of the data, never shared writes)."""
+        return self.reshape(*shape)
+
+    def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+        """PyTorch's name for `clip`."""
+        return self.clip(min, max)
+
+    def pow(self, exponent: ArrayLike) -> Tensor:
+        return self ** exponent
+
+    def zero_(self) -> Tensor:
+        """Set every value to 0 in place (PyTorch's `t.grad.zero_()`); returns this tensor."""
+        if self.requires_grad and engine.is_grad_enabled():
+            raise RuntimeError(
+                f"zero_: cannot write into a tensor that requires grad (shape {self.shape}); "
+                "to reset a gradient call zero_grad() on the tensor, or t.grad.zero_()"
+            )
+        # New zeros rather than a write into the array: the engine may hand one gradient
+        # array to several leaves (a + b gives both the same one), and b.grad must survive
+        # a.grad.zero_().
+        self.data = np.zeros_like(self.data)[()]
+        self._bump_version()
+        return self
+
+    # Last in the class body: from here on, `float` inside the body names this method.
+
+    def double(self) -> Tensor:
+        """A float64 copy (differentiable; this tensor itself if it is float64 already)."""
+        return self.astype(np.float64)
+
+    def float(self) -> Tensor:  # noqa: A003
+        """A float32 copy (differentiable; this tensor itself if it is float32 already)."""
+        return self.astype(np.float32)
+
+
+class _Size(int):
+    """`Tensor.size`: numpy's element count that can also be called like PyTorch's size()."""
+
+    _shape: tuple[int, ...]
+
+    def __new__(cls, count: int, shape: tuple[int, ...]) -> _Size:
+        self = super().__new__(cls, count)
+        self._shape = shape
+        return self
+
+    def __reduce__(self) -> tuple:
+        return (int, (int(self),))  # copies and pickles are plain ints
+
+    def __call__(self, dim: int | None = None) -> tuple[int, ...] | int:
+        if dim is None:
+            return self._shape
+        return self._shape[_axis(dim, len(self._shape), "size")]
 
 
 engine.Tensor = Tensor
@@ -597,7 +805,9 @@ def _operand(value: Any, like: Tensor) -> Tensor:
 def _axis(axis: Any, ndim: int, who: str) -> int:
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
         raise TypeError(f"{who}: axis must be an int, got {type(axis).__name__}")
-    if not -ndim <= axis < max(ndim, 1) or (ndim == 0 and axis not in (0, -1)):
+    # A 0-d tensor has one implicit axis, 0 or -1, as in PyTorch (softmax of a scalar).
+    in_range = axis in (0, -1) if ndim == 0 else -ndim <= axis < ndim
+    if not in_range:
         raise ValueError(f"{who}: axis {axis} is out of range for a tensor with {ndim} axes")
     return int(axis) % ndim if ndim else 0
 
@@ -614,11 +824,27 @@ def _axes(axis: Axis, ndim: int, who: str) -> tuple[int, ...] | None:
             f"{who}: axis must be an int or a tuple of ints, got {type(axis).__name__} {axis!r}"
         )
     if ndim == 0:
+        # As in PyTorch, a scalar has one implicit axis (0 or -1) to reduce or softmax over;
+        # the answer is the same as reducing everything.
+        if len(axes) <= 1 and all(a in (0, -1) for a in axes):
+            return None
         raise ValueError(f"{who}: axis {axis} is out of range for a 0-d tensor")
     normalized = tuple(_axis(a, ndim, who) for a in axes)
     if len(set(normalized)) != len(normalized):
         raise ValueError(f"{who}: repeated axis in {axis}")
     return normalized
+
+
+def _torch_names(who: str, axis: Any, keepdims: bool, dim: Any,
+                 keepdim: bool | None) -> tuple[Any, bool]:
+    """PyTorch's dim=/keepdim= turned into numpy's axis=/keepdims= (one spelling per call)."""
+    if dim is not None:
+        if axis is not None:
+            raise TypeError(f"{who}: pass axis= or dim= (the same thing), not both")
+        axis = dim
+    if keepdim is not None:
+        keepdims = bool(keepdim)
+    return axis, keepdims
 
 
 def _index(index: Any) -> Any:
@@ -728,16 +954,17 @@ def abs(x: ArrayLike) -> Tensor:  # noqa: A001
     return _lift(x).abs()
 
 
-def softmax(x: ArrayLike, axis: int = -1) -> Tensor:
-    return _lift(x).softmax(axis=axis)
+def softmax(x: ArrayLike, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    return _lift(x).softmax(axis=axis, dim=dim)
 
 
-def log_softmax(x: ArrayLike, axis: int = -1) -> Tensor:
-    return _lift(x).log_softmax(axis=axis)
+def log_softmax(x: ArrayLike, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    return _lift(x).log_softmax(axis=axis, dim=dim)
 
 
-def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    return _lift(x).logsumexp(axis=axis, keepdims=keepdims)
+def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+              keepdim: bool | None = None) -> Tensor:
+    return _lift(x).logsumexp(axis=axis, keepdims=keepdims, dim=dim, keepdim=keepdim)
 
 
 def matmul(a: ArrayLike, b: ArrayLike) -> Tensor:
@@ -781,7 +1008,8 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
             f"softmax_cross_entropy: labels must be integers of shape ({logits.shape[0]},), "
             f"got {labels.dtype} {labels.shape}"
         )
-    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+    # One reduction for both bounds: seen as unsigned, a negative label is huge.
+    if labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= logits.shape[1]:
         raise ValueError(
             f"softmax_cross_entropy: labels must lie in [0, {logits.shape[1]}), "
             f"got values from {labels.min()} to {labels.max()}"
@@ -839,6 +1067,11 @@ def concatenate(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
     return apply(ops.concatenate, parts, axis=_axis(axis, ndim, "concatenate"))
 
 
+def cat(tensors: Sequence[ArrayLike], dim: int = 0) -> Tensor:
+    """PyTorch's name for `concatenate`."""
+    return concatenate(tensors, axis=dim)
+
+
 def stack(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
     parts = [_lift(t) for t in tensors]
     if not parts:
@@ -854,11 +1087,31 @@ def stack(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
 # --- constructors --------------------------------------------------------------------------
 
 
+# The generator behind every `rng=None` (rand, randn, nn.init, layer weights, Dropout): fresh
+# entropy per process, until manual_seed makes it reproducible.
+_default_generator = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seed the default generator, as PyTorch's manual_seed: after `manual_seed(0)` the same
+    program draws the same random tensors and initial weights. Returns that generator."""
+    global _default_generator
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"manual_seed: seed must be an int, not {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"manual_seed: seed must be >= 0, got {seed}")
+    _default_generator = np.random.default_rng(int(seed))
+    return _default_generator
+
+
 def as_generator(rng: Any) -> np.random.Generator:
-    """None (fresh entropy), an int seed, or a numpy Generator -> a Generator."""
+    """None (the default generator, see manual_seed), an int seed, or a numpy Generator -> a
+    Generator."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
+    if rng is None:
+        return _default_generator
+    if isinstance(rng, (int, np.integer)):
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be None, an int seed or a numpy Generator, not {type(rng).__name__}")
 
@@ -948,7 +1201,9 @@ def grad(
     if len(grad_outputs) != len(outs):
         raise ValueError(f"grad: {len(outs)} outputs but {len(grad_outputs)} grad_outputs")
     seeds = [out._seed(g, "grad", create_graph) for out, g in zip(outs, grad_outputs, strict=True)]
-    found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False, inputs=ins)
+    with np.errstate(divide="ignore", invalid="ignore"):  # as in Tensor.backward
+        found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False,
+                                inputs=ins)
     results = []
     handed: set[int] = set()  # gradients handed out never share memory with each other
     for t, g in zip(ins, found, strict=True):
@@ -959,3 +1214,7 @@ def grad(
         else:
             results.append(Tensor(engine._own(g, handed) if g.flags.writeable else np.array(g)))
     return results
+
+
+# Last: the interop tables refer to the Tensor class and the functions above.
+from . import interop as _interop  # noqa: E402

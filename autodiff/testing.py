@@ -4,7 +4,9 @@
     gradcheck(lambda x, y: (x * y).tanh().sum(), x_array, y_array)
 
 `gradcheck` compares the engine's gradients with central differences in float64 and, on a
-mismatch, says which input and which element differ and by how much.
+mismatch, says which input and which element differ and by how much. `modes=("rev", "fwd")`
+checks forward mode too, `order=2` the second derivatives as well. `check_jvp` and `check_vjp`
+check one random projection each (one scalar, so they scale to big tensors).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import numpy as np
 from .tensor import Tensor, grad
 
 __all__ = [
-    "gradcheck", "gradgradcheck", "numerical_grad", "tensors", "arrays", "broadcastable_shapes",
-    "shapes",
+    "check_jvp", "check_vjp", "gradcheck", "gradgradcheck", "numerical_grad", "tensors",
+    "arrays", "broadcastable_shapes", "shapes",
 ]
 
 
@@ -66,20 +68,29 @@ def gradcheck(
     eps: float = 1e-6,
     atol: float = 1e-5,
     rtol: float = 1e-3,
+    modes: Sequence[str] = ("rev",),
+    order: int = 1,
 ) -> bool:
-    """Check fn's backward pass against central differences, in float64.
+    """Check fn's derivatives against central differences, in float64.
 
     `fn` takes Tensors and returns a Tensor of any shape; `inputs` are arrays or Tensors (copied
-    to float64). Returns True, or raises AssertionError naming the input, the element, both
-    values and the difference.
+    to float64). `modes` picks reverse mode ("rev", the backward pass) and/or forward mode
+    ("fwd", one `jvp` per input element); `order=2` also checks the derivatives of the first
+    gradient (in every mode: "fwd" then means forward over reverse). Returns True, or raises
+    AssertionError naming the mode, the input, the element, both values and the difference.
     """
+    unknown = set(modes) - {"rev", "fwd"}
+    if unknown or not modes:
+        raise ValueError(f"gradcheck: modes must be a non-empty subset of ('rev', 'fwd'), "
+                         f"got {tuple(modes)}")
+    if order not in (1, 2):
+        raise ValueError(f"gradcheck: order must be 1 or 2, got {order}")
+    if order == 2:
+        gradcheck(fn, *inputs, eps=eps, atol=atol, rtol=rtol, modes=modes)
+        return gradcheck(_first_gradient(fn, inputs), *inputs, eps=eps, atol=atol, rtol=rtol,
+                         modes=modes)
     tensors = _float64_inputs(inputs)
     total, weights = _scalar_output(fn, tensors, None)
-    # An output that does not depend on the inputs at all (the gradient of a linear function,
-    # in gradgradcheck) has zero gradients; the numerical side must agree.
-    analytic = grad(total, tensors) if total.requires_grad else [
-        Tensor(np.zeros_like(t.data)) for t in tensors
-    ]
     arrays = [np.array(t.data, dtype=np.float64) for t in tensors]
 
     def value(current: list[np.ndarray]) -> float:
@@ -87,8 +98,44 @@ def gradcheck(
         return float(np.sum(np.asarray(out.data) * weights))
 
     numeric = numerical_grad(value, arrays, eps)
+    for mode in modes:
+        if mode == "rev":
+            # An output that does not depend on the inputs at all (the gradient of a linear
+            # function, in gradgradcheck) has zero gradients; the numerical side must agree.
+            analytic = grad(total, tensors) if total.requires_grad else [
+                Tensor(np.zeros_like(t.data)) for t in tensors
+            ]
+        else:
+            analytic = _forward_gradient(fn, arrays, weights)
+        _compare(mode, analytic, numeric, tensors, atol, rtol)
+    return True
+
+
+def _forward_gradient(fn: Callable[..., Tensor], arrays: list[np.ndarray],
+                      weights: np.ndarray) -> list[np.ndarray]:
+    """The gradient of sum(fn * weights) by forward mode: one jvp per input element."""
+    from .forward import jvp
+
+    def weighted(*ts: Tensor) -> Tensor:
+        return (fn(*ts) * weights).sum()
+
+    grads = []
+    for i, a in enumerate(arrays):
+        g = np.zeros_like(a)
+        for j in range(a.size):
+            tangents = [np.zeros_like(b) for b in arrays]
+            tangents[i].reshape(-1)[j] = 1.0
+            _, dt = jvp(weighted, tuple(arrays), tuple(tangents))
+            g.reshape(-1)[j] = float(np.asarray(dt.data if isinstance(dt, Tensor) else dt))
+        grads.append(g)
+    return grads
+
+
+def _compare(mode: str, analytic: Sequence[Any], numeric: Sequence[np.ndarray],
+             tensors: Sequence[Tensor], atol: float, rtol: float) -> None:
+    name = "backprop" if mode == "rev" else "forward mode"
     for i, (a, n, t) in enumerate(zip(analytic, numeric, tensors, strict=True)):
-        a_data = np.asarray(a.data)
+        a_data = np.asarray(a.data if isinstance(a, Tensor) else a)
         if a_data.shape != t.shape:
             raise AssertionError(
                 f"gradcheck: gradient for input {i} has shape {a_data.shape}, "
@@ -99,11 +146,10 @@ def gradcheck(
             where = np.unravel_index(int(np.argmin(close)), close.shape) if close.ndim else ()
             raise AssertionError(
                 f"gradcheck: input {i} (shape {t.shape}) element {tuple(int(k) for k in where)}: "
-                f"backprop {a_data[where]:.8g} vs numerical {n[where]:.8g} "
+                f"{name} {a_data[where]:.8g} vs numerical {n[where]:.8g} "
                 f"(difference {abs(a_data[where] - n[where]):.3g}, atol={atol}, rtol={rtol}); "
                 f"{int((~close).sum())} of {close.size} elements differ"
             )
-    return True
 
 
 def gradgradcheck(
@@ -114,19 +160,28 @@ def gradgradcheck(
     rtol: float = 1e-3,
 ) -> bool:
     """Check second derivatives: gradcheck of the (weighted) first gradient of fn."""
+    return gradcheck(_first_gradient(fn, inputs), *inputs, eps=eps, atol=atol, rtol=rtol)
+
+
+def _first_gradient(fn: Callable[..., Tensor], inputs: Sequence[Any]) -> Callable[..., Tensor]:
+    """The (weighted) first gradient of fn, flattened into one differentiable Tensor."""
     probe = _float64_inputs(inputs)
     _, weights = _scalar_output(fn, probe, None)
 
     def first_gradient(*tensors: Tensor) -> Tensor:
-        total = (fn(*tensors) * weights).sum()
-        grads = grad(total, list(tensors), create_graph=True)
+        from .func import grad as grad_transform  # differentiable in both modes
+
+        def total(*ts: Tensor) -> Tensor:
+            return (fn(*ts) * weights).sum()
+
+        grads = grad_transform(total, tuple(range(len(tensors))))(*tensors)
         flat = [g.reshape(-1) for g in grads]
         out = flat[0]
         for g in flat[1:]:
             out = _concat(out, g)
         return out
 
-    return gradcheck(first_gradient, *inputs, eps=eps, atol=atol, rtol=rtol)
+    return first_gradient
 
 
 def _concat(a: Tensor, b: Tensor) -> Tensor:
@@ -176,3 +231,75 @@ def tensors(shape: Any = None, dtype: Any = np.float64, low: float = -3.0, high:
     return arrays(shape, dtype, low, high).map(
         lambda a: Tensor(a, requires_grad=requires_grad and a.dtype.kind == "f")
     )
+
+
+# --- forward mode and projections -------------------------------------------------------------
+
+
+def _projection(fn: Callable[..., Any], primals: Any, who: str
+                ) -> tuple[list[np.ndarray], Callable[[list[np.ndarray]], float], Any]:
+    """float64 copies of the primals, and the scalar <u, fn(x)> for one fixed random u."""
+    arrays = [np.array(p.data if isinstance(p, Tensor) else p, dtype=np.float64)
+              for p in (primals if isinstance(primals, tuple) else (primals,))]
+    out = fn(*[Tensor(a) for a in arrays])
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{who}: fn must return a Tensor, got {type(out).__name__}")
+    u = np.random.default_rng(1).standard_normal(out.shape)
+
+    def projected(current: list[np.ndarray]) -> float:
+        return float(np.sum(np.asarray(fn(*[Tensor(a) for a in current]).data) * u))
+
+    return arrays, projected, u
+
+
+def _directional(projected: Callable, arrays: list[np.ndarray], v: list[np.ndarray],
+                 eps: float) -> float:
+    up = projected([a + eps * d for a, d in zip(arrays, v, strict=True)])
+    down = projected([a - eps * d for a, d in zip(arrays, v, strict=True)])
+    return (up - down) / (2 * eps)
+
+
+def _agree(who: str, analytic: float, numeric: float, atol: float, rtol: float) -> bool:
+    if not abs(analytic - numeric) <= atol + rtol * abs(numeric):
+        raise AssertionError(
+            f"{who}: projection {analytic:.10g} vs numerical {numeric:.10g} (difference "
+            f"{abs(analytic - numeric):.3g}, atol={atol}, rtol={rtol})"
+        )
+    return True
+
+
+def check_jvp(fn: Callable[..., Tensor], primals: Any, tangents: Any = None, *,
+              eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0) -> bool:
+    """Check forward mode on one random projection: <u, J v> from `jvp` against central
+    differences of <u, fn> along v (random v unless `tangents` are given), in float64.
+
+    One scalar per check whatever the sizes, so it scales to big tensors; a wrong rule is
+    caught with probability 1 over the random draw.
+    """
+    from .forward import jvp
+
+    arrays, projected, u = _projection(fn, primals, "check_jvp")
+    rng = np.random.default_rng(seed)
+    if tangents is None:
+        v = [rng.standard_normal(a.shape) for a in arrays]
+    else:
+        v = [np.array(t.data if isinstance(t, Tensor) else t, dtype=np.float64)
+             for t in (tangents if isinstance(tangents, tuple) else (tangents,))]
+    _, dt = jvp(fn, tuple(arrays), tuple(v))
+    analytic = float(np.sum(np.asarray(dt.data) * u))
+    return _agree("check_jvp", analytic, _directional(projected, arrays, v, eps), atol, rtol)
+
+
+def check_vjp(fn: Callable[..., Tensor], primals: Any, *, eps: float = 1e-6,
+              atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0) -> bool:
+    """Check reverse mode on one random projection: <J^T u, v> from the backward pass against
+    central differences of <u, fn> along a random v, in float64 (one scalar per check)."""
+    from .func import vjp
+
+    arrays, projected, u = _projection(fn, primals, "check_vjp")
+    rng = np.random.default_rng(seed)
+    v = [rng.standard_normal(a.shape) for a in arrays]
+    _, pullback = vjp(fn, *arrays)
+    grads = pullback(u)
+    analytic = float(sum(np.sum(np.asarray(g) * d) for g, d in zip(grads, v, strict=True)))
+    return _agree("check_vjp", analytic, _directional(projected, arrays, v, eps), atol, rtol)

@@ -28,6 +28,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module, Parameter
 from .serialization import load, save
 from .torch_bridge import from_torch, to_torch
@@ -36,6 +37,7 @@ from .training import History, evaluate, fit, predict
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "LayerNorm", "LeNet5",
     "MaxPool2d",
+    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "NLLLoss",
     "MLP", "Dropout", "F", "Flatten", "History", "Identity", "LeakyReLU", "Linear", "Module",
     "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
     "functional", "init", "load", "optim", "predict", "save", "viz",

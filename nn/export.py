@@ -130,6 +130,66 @@ def _sequence(g: _Graph, m: layers.Sequential, where: str, x: str, rank: int
     return x, rank
 
 
+def _ints(value: Any, n: int) -> list[int]:
+    return [int(value)] * n if isinstance(value, (int, np.integer)) else [int(v) for v in value]
+
+
+def _conv(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
+    n = len(m.kernel_size)
+    dilation = _ints(m.dilation, n)
+    if m.padding == "same":  # what autodiff.conv does: half the dilated span on each side
+        pads = [d * (k - 1) // 2 for k, d in zip(m.kernel_size, dilation, strict=True)]
+    else:
+        pads = [0] * n if m.padding == "valid" else _ints(m.padding, n)
+    bias = [g.parameter(m.bias)] if m.bias is not None else []
+    return g.node("Conv", [x, g.parameter(m.weight), *bias], where,
+                  kernel_shape=list(m.kernel_size), strides=_ints(m.stride, n),
+                  pads=pads + pads, dilations=dilation, group=int(m.groups)), rank
+
+
+def _pool(op: str, **extra: int) -> Translator:
+    def translate(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
+        kernel = _ints(m.kernel_size, 2)
+        stride = kernel if m.stride is None else _ints(m.stride, 2)
+        pads = _ints(m.padding, 2)
+        return g.node(op, [x], where, kernel_shape=kernel, strides=stride, pads=pads + pads,
+                      **extra), rank
+    return translate
+
+
+def _affine(g: _Graph, m: Any, where: str, shape: tuple[int, ...]) -> list[str]:
+    """Scale and shift initialisers: the module's own, or ones and zeros without them."""
+    if m.weight is not None:
+        return [g.parameter(m.weight), g.parameter(m.bias)]
+    return [g.constant(f"{where}.ones", np.ones(shape, g.dtype)),
+            g.constant(f"{where}.zeros", np.zeros(shape, g.dtype))]
+
+
+def _batch_norm(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
+    if not m.track_running_stats:
+        raise ValueError(f"export_onnx: {where or 'BatchNorm'} has no running statistics "
+                         f"(track_running_stats=False), so in evaluation mode it normalises by "
+                         f"each batch's own statistics, which ONNX's BatchNormalization cannot")
+    stats = [g.parameter(m.running_mean), g.parameter(m.running_var)]
+    return g.node("BatchNormalization", [x, *_affine(g, m, where, (m.num_features,)), *stats],
+                  where, epsilon=m.eps), rank
+
+
+def _layer_norm(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
+    return g.node("LayerNormalization", [x, *_affine(g, m, where, m.normalized_shape)], where,
+                  axis=-len(m.normalized_shape), epsilon=m.eps), rank
+
+
+def _lenet(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
+    if rank in (2, 3):  # LeNet5 takes (N, 784) and (N, 28, 28) as one-channel images
+        shape = g.constant(f"{where}.image_shape" if where else "image_shape",
+                           np.array([-1, 1, 28, 28], dtype=np.int64))
+        x, rank = g.node("Reshape", [x, shape], where), 4
+    prefix = f"{where}." if where else ""
+    x, rank = _translate(g, m.features, f"{prefix}features", x, rank)
+    return _translate(g, m.classifier, f"{prefix}classifier", x, rank)
+
+
 TRANSLATORS: dict[type, Translator] = {
     layers.Linear: _linear,
     layers.ReLU: _elementwise("Relu"),
@@ -143,6 +203,23 @@ TRANSLATORS: dict[type, Translator] = {
     layers.Sequential: _sequence,
     layers.MLP: _sequence,
 }
+
+try:  # convolutions and normalisation, where this version of nn has them
+    from . import conv as _convs
+except ImportError:  # pragma: no cover - depends on the nn version
+    _convs = None
+if _convs is not None:
+    TRANSLATORS.update({
+        _convs.Conv2d: _conv,
+        _convs.Conv1d: _conv,
+        _convs.MaxPool2d: _pool("MaxPool"),
+        # PyTorch's default (and ours): zero padding counts in the mean.
+        _convs.AvgPool2d: _pool("AveragePool", count_include_pad=1),
+        _convs.BatchNorm1d: _batch_norm,
+        _convs.BatchNorm2d: _batch_norm,
+        _convs.LayerNorm: _layer_norm,
+        _convs.LeNet5: _lenet,
+    })
 
 
 def _translate(g: _Graph, module: Any, where: str, x: str, rank: int) -> tuple[str, int]:
@@ -188,6 +265,9 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
                 raise ValueError(f"export_onnx: the model cannot run on example_input of shape "
                                  f"{x.shape}: {exc}") from None
         param_names = {id(p): name for name, p in model.named_parameters()}
+        # Buffers (BatchNorm's running statistics) travel as initialisers too, by their path.
+        if hasattr(model, "named_buffers"):
+            param_names.update({id(b): name for name, b in model.named_buffers()})
         g = _Graph(onnx, dtype, param_names)
         g.fresh(input_name)
         g.fresh(output_name)

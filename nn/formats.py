@@ -49,12 +49,16 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"{who}: folder {folder} does not exist (saving {path})")
+    from .serialization import _mode_for  # the same permission rule as nn.save's .npz
+
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -52,11 +52,25 @@ def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce(diff * diff, reduction, "mse_loss")
 
 
+def l1_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean absolute error (its gradient is the sign of the error, 0 where it is exactly 0)."""
+    pred, target = _tensor(pred), _tensor(target)
+    _same_shape(pred, target, "l1_loss")
+    return _reduce((pred - target).abs(), reduction, "l1_loss")
+
+
 def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean",
                          eps: float = 1e-7) -> Tensor:
     """-[y log p + (1-y) log(1-p)], with p clipped away from 0 and 1 so log stays finite."""
     probs, target = _tensor(probs), _tensor(target)
     _same_shape(probs, target, "binary_cross_entropy")
+    values = np.asarray(target.data)
+    if values.size and not ((values >= 0) & (values <= 1)).all():  # NaN fails both tests
+        raise ValueError(
+            f"binary_cross_entropy: targets must lie in [0, 1] (probabilities), got values "
+            f"from {np.nanmin(values)} to {np.nanmax(values)}"
+            + (" and NaN" if np.isnan(values).any() else "")
+        )
     p = probs.clip(eps, 1 - eps)
     loss = -(target * p.log() + (1 - target) * (1 - p).log())
     return _reduce(loss, reduction, "binary_cross_entropy")
@@ -100,33 +114,105 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce(-picked, reduction, "nll_loss")
 
 
-def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of logits (N, C) against integer labels (N,) or (N, C) targets.
+def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy of logits (N, C) or one unbatched row (C,), as PyTorch's.
 
-    Integer labels with the mean reduction take the fused, stable `softmax_cross_entropy` node;
-    the other forms go through log_softmax, which is stable too (finite for logits of 1e4).
+    `target` is integer labels (N,) (a single int for a (C,) row) or class probabilities of
+    the logits' shape. `weight` (C,) scales each class's loss; labels equal to `ignore_index`
+    add nothing; `label_smoothing` mixes each one-hot target with the uniform distribution.
+    The mean over labels is weighted, sum(w[y] * loss) / sum(w[y]), so a batch whose labels
+    are all ignored gives NaN (0 / 0), as in PyTorch.
+
+    Plain integer labels with the mean reduction and no options take the fused, stable
+    `softmax_cross_entropy` node; the other forms go through log_softmax, which is stable too
+    (finite for logits of 1e4).
     """
     logits = _tensor(logits)
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must be (N, C), got {logits.shape}")
-    n, classes = logits.shape
     target_data = np.asarray(target.data if isinstance(target, Tensor) else target)
-    if target_data.dtype.kind in "iu":
-        if reduction == "mean" and target_data.shape == (n,):
-            try:  # the fused node checks the labels itself: validating twice costs a step
-                return ad.softmax_cross_entropy(logits, target_data)
-            except ValueError as exc:
+    # The fused node knows no options; a negative ignore_index cannot match a valid label,
+    # and a batch that contains it fails the node's label check and takes the long way.
+    if (logits.ndim == 2 and reduction == "mean" and weight is None and not label_smoothing
+            and ignore_index < 0 and target_data.dtype.kind in "iu"
+            and target_data.shape == (logits.shape[0],)):
+        try:  # the fused node checks the labels itself: validating twice costs a step
+            return ad.softmax_cross_entropy(logits, target_data)
+        except ValueError as exc:
+            if not (target_data == ignore_index).any():
                 raise ValueError(str(exc).replace("softmax_cross_entropy", "cross_entropy")) \
                     from None
-        labels = _class_labels(target_data, n, classes, "cross_entropy")
-        return nll_loss(logits.log_softmax(axis=1), labels, reduction)
-    if target_data.shape != logits.shape:
+    if reduction not in _REDUCTIONS:
         raise ValueError(
-            f"cross_entropy: targets must be integer labels ({n},) or probabilities "
-            f"{logits.shape}, got {target_data.dtype} {target_data.shape}"
+            f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}"
         )
-    loss = -(logits.log_softmax(axis=1) * _tensor(target)).sum(axis=1)
-    return _reduce(loss, reduction, "cross_entropy")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(
+            f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}"
+        )
+    unbatched = logits.ndim == 1
+    if unbatched:  # one row of C scores: a batch of one, with the batch axis removed again
+        if target_data.dtype.kind in "iu" and target_data.shape != ():
+            raise ValueError(
+                f"cross_entropy: logits of shape {logits.shape} (one unbatched row) take one "
+                f"integer label (shape ()), got shape {target_data.shape}"
+            )
+        logits = logits.reshape(1, -1)
+        target_data = target_data.reshape((1,) + target_data.shape)
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got {logits.shape}")
+    n, classes = logits.shape
+    w = None
+    if weight is not None:
+        if isinstance(weight, Tensor) and weight.requires_grad:
+            raise TypeError("cross_entropy: weight is a constant; pass weight.detach()")
+        w = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=logits.dtype)
+        if w.shape != (classes,):
+            raise ValueError(f"cross_entropy: weight must have shape ({classes},), got {w.shape}")
+    log_probs = logits.log_softmax(axis=1)
+    if target_data.dtype.kind in "iu":
+        loss, total = _label_cross_entropy(log_probs, target_data, w, ignore_index,
+                                           label_smoothing)
+    elif target_data.dtype.kind == "f" and target_data.shape == logits.shape:
+        if ignore_index != -100:
+            raise ValueError("cross_entropy: ignore_index applies to integer labels only, not "
+                             "to class probabilities")
+        probs = target_data.astype(logits.dtype, copy=False)
+        if label_smoothing:
+            probs = probs * (1 - label_smoothing) + label_smoothing / classes
+        weighted = probs if w is None else probs * w
+        loss = -(log_probs * weighted).sum(axis=1)
+        total = n  # probability targets: a plain mean over the batch, as in PyTorch
+    else:
+        shape = "()" if unbatched else f"({n},)"
+        raise ValueError(
+            f"cross_entropy: targets must be integer labels {shape} or probabilities "
+            f"{(classes,) if unbatched else logits.shape}, got {target_data.dtype} "
+            f"{target_data.shape[1:] if unbatched else target_data.shape}"
+        )
+    if reduction == "none":
+        return loss.reshape(()) if unbatched else loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / Tensor(np.asarray(total, dtype=logits.dtype))
+
+
+def _label_cross_entropy(log_probs: Tensor, labels: np.ndarray, w: np.ndarray | None,
+                         ignore_index: int, smoothing: float) -> tuple[Tensor, Any]:
+    """Per-sample loss for integer labels and the mean's denominator (the weight in play)."""
+    n, classes = log_probs.shape
+    if labels.shape != (n,):
+        raise ValueError(f"cross_entropy: integer labels must have shape ({n},), got "
+                         f"{labels.shape}")
+    keep = labels != ignore_index
+    safe = np.where(keep, labels, 0)
+    _class_labels(safe, n, classes, "cross_entropy")
+    label_weight = (np.ones(n, log_probs.dtype) if w is None else w[safe]) * keep
+    loss = -log_probs[np.arange(n), safe] * label_weight
+    if smoothing:
+        # PyTorch's form: (1 - e) * nll + e / C * (the loss against every class, weighted).
+        every = -(log_probs if w is None else log_probs * w).sum(axis=1) * keep
+        loss = loss * (1 - smoothing) + every * (smoothing / classes)
+    return loss, label_weight.sum()
 
 
 # --- metrics -------------------------------------------------------------------------------

@@ -168,8 +168,11 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def __getitem__(self, index: int) -> Module:
-        return self.layers[_index(type(self).__name__, index, len(self.layers))]
+    def __getitem__(self, index: int | slice) -> Module:
+        index = _index(type(self).__name__, index, len(self.layers))
+        if isinstance(index, slice):  # a Sequential of those layers, as in PyTorch
+            return Sequential(*self.layers[index])
+        return self.layers[index]
 
     def __len__(self) -> int:
         return len(self.layers)

@@ -49,7 +49,12 @@ class Module:
     # training or saving; sets have no order to name their items by, so they are refused.
     def _children_items(self) -> Iterator[tuple[str, Any]]:
         for name, value in vars(self).items():
-            yield from _walk(type(self).__name__, name, value)
+            if isinstance(value, (Module, Tensor)):
+                yield name, value
+            # Only containers need the walk; most attributes are numbers and flags, and
+            # parameters() runs this for every module on every call (often once per step).
+            elif isinstance(value, (list, tuple, dict, set, frozenset)):
+                yield from _walk(type(self).__name__, name, value)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in self._children_items():
@@ -128,15 +133,18 @@ class Module:
         return self
 
     def to_dtype(self, dtype: Any) -> Module:
-        """Convert every parameter (and its gradient) to the floating-point `dtype`, keeping
-        the Parameter objects, so optimizers built before still update them. Returns self."""
+        """Convert every parameter (and its gradient) and floating-point buffer to the
+        floating-point `dtype`, keeping the Parameter objects, so optimizers built before
+        still update them. Returns self."""
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"{type(self).__name__}.to_dtype: parameters must stay "
                             f"floating-point, got {dtype}")
-        for p in self.parameters():
+        buffers = [b for _, b in self.named_buffers() if b.dtype.kind == "f"]
+        for p in [*self.parameters(), *buffers]:  # running statistics follow the weights
             if p.dtype != dtype:
-                p.data = np.asarray(p.data, dtype=dtype).copy()
+                # 0-d tensors hold a numpy scalar, not a 0-d array (see Tensor)
+                p.data = dtype.type(p.data) if p.ndim == 0 else np.array(p.data, dtype=dtype)
                 if p._grad is not None:
                     p._grad = np.asarray(getattr(p._grad, "data", p._grad), dtype=dtype)
                 p._bump_version()  # a graph recorded with the old array must not backward
@@ -227,8 +235,17 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with engine.module_scope(self):
+        # engine.module_scope written out: no context-manager object per module call, and
+        # only the scope is restored (a grad-mode switch made inside forward stays made).
+        st = engine.state
+        # mode is (grad_enabled, anomaly, scope, forward levels): change the scope alone.
+        enabled, anomaly, scope, forward = st.mode
+        st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,), forward)
+        try:
             return self.forward(*args, **kwargs)
+        finally:
+            enabled, anomaly, _, forward = st.mode
+            st.mode = (enabled, anomaly, scope, forward)
 
     # --- attributes -------------------------------------------------------------------------
 

@@ -153,15 +153,20 @@ class Optimizer:
                            f"{type(self).__name__} has {sorted(own)} (another optimizer type?)")
         if "param_groups.0.params" not in state:
             raise KeyError(f"{name}: no 'param_groups.0.params' entry")
+        converted = {}
         for key, value in settings.items():
             current = self.param_groups[0][key]
-            if isinstance(current, tuple):
-                value = tuple(float(v) for v in value.reshape(-1))
-            elif isinstance(current, bool):
-                value = bool(value)
+            if isinstance(current, tuple) and value.shape == (len(current),):
+                converted[key] = tuple(_number(name, key, v, high=1.0) for v in value)
+            elif isinstance(current, bool) and value.ndim == 0:
+                converted[key] = bool(value)
+            elif isinstance(current, float) and value.ndim == 0 and value.dtype.kind in "fiu":
+                # A file could hold anything: the same checks as the constructor's.
+                converted[key] = _number(name, key, value[()], low_ok=key not in ("lr", "eps"))
             else:
-                value = type(current)(value)
-            self.param_groups[0][key] = value
+                raise ValueError(f"{name}: setting {key!r} is {value.dtype} {value.shape}, "
+                                 f"expected one like {current!r}")
+        self.param_groups[0].update(converted)
         self.state = {}
         for index, entries in buffers.items():
             # 0-d integer entries are step counters, kept as Python ints; arrays are copied
@@ -180,7 +185,13 @@ class Optimizer:
                 p._grad = np.zeros(p.shape, dtype=p.dtype)
 
     def _with_grads(self) -> list[tuple[Tensor, np.ndarray]]:
-        pairs = [(p, p.grad.data) for p in self.params if p._grad is not None]
+        # The raw gradient arrays as backward stored them: reading `p.grad` would wrap each
+        # in a Tensor first, an object per parameter per step that nobody keeps.
+        pairs = []
+        for p in self.params:
+            g = p._grad
+            if g is not None:
+                pairs.append((p, g.data if isinstance(g, Tensor) else g))
         if not pairs:
             raise RuntimeError(
                 f"{type(self).__name__}.step() called before backward(): no parameter has a "
@@ -218,16 +229,24 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov needs momentum > 0")
 
     def step(self) -> None:
+        # The settings read once per step, not once per parameter (each is a lookup in
+        # param_groups).
+        lr, momentum, nesterov = self.lr, self.momentum, self.nesterov
+        weight_decay = self.weight_decay
         for p, g in self._with_grads():
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            if self.momentum:
+            if weight_decay:
+                g = g + weight_decay * p.data
+            if momentum:
                 state = self.state.setdefault(id(p), {})
                 buf = state.get("momentum")
-                buf = g.copy() if buf is None else buf * self.momentum + g
+                if buf is None:
+                    buf = np.array(g)  # our own copy: the buffer is updated in place below
+                else:
+                    buf *= momentum
+                    buf += g
                 state["momentum"] = buf
-                g = g + self.momentum * buf if self.nesterov else buf
-            self._apply(p, self.lr * g)
+                g = g + momentum * buf if nesterov else buf
+            self._apply(p, lr * g)
 
 
 class Adam(Optimizer):

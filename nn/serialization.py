@@ -110,7 +110,7 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
         raise FileNotFoundError(f"save: folder {folder} does not exist (saving {path})")
     # The temporary file is created 0600; give it the mode the file it replaces had (or, for
     # a new file, what the umask gives any new file), so a save never narrows permissions.
-    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~_umask()
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         try:
@@ -130,6 +130,12 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
         raise
     _fsync_folder(folder)
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a file written to `path` should get: those of the file it replaces,
+    else what the umask gives a new file (never the temporary file's 0600)."""
+    return stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~_umask()
 
 
 def _umask() -> int:

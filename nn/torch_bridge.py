@@ -63,6 +63,58 @@ _TO_TORCH: dict[type, Callable[[Any, Any], Any]] = {
 _CONTAINERS = (layers.Sequential, layers.MLP)
 
 
+def _copy_into(torch: Any, target: Any, source: Any, names: tuple[str, ...]) -> None:
+    """Copy the named tensors (those present on both sides) from our module into torch's."""
+    with torch.no_grad():
+        for name in names:
+            ours, theirs = getattr(source, name, None), getattr(target, name, None)
+            if ours is not None and theirs is not None:
+                theirs.copy_(torch.from_numpy(np.array(ours.data, copy=True)))
+
+
+def _conv_to_torch(torch: Any, m: Any) -> Any:
+    cls = torch.nn.Conv2d if len(m.kernel_size) == 2 else torch.nn.Conv1d
+    out = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+              dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
+              dtype=torch.from_numpy(np.asarray(m.weight.data)).dtype)
+    _copy_into(torch, out, m, ("weight", "bias"))
+    return out
+
+
+def _batch_norm_to_torch(torch: Any, m: Any) -> Any:
+    cls = {"BatchNorm1d": torch.nn.BatchNorm1d, "BatchNorm2d": torch.nn.BatchNorm2d}
+    out = cls[type(m).__name__](m.num_features, eps=m.eps, momentum=m.momentum,
+                                affine=m.affine, track_running_stats=m.track_running_stats)
+    _copy_into(torch, out, m, ("weight", "bias", "running_mean", "running_var",
+                               "num_batches_tracked"))
+    return out
+
+
+def _layer_norm_to_torch(torch: Any, m: Any) -> Any:
+    out = torch.nn.LayerNorm(m.normalized_shape, eps=m.eps,
+                             elementwise_affine=m.weight is not None)
+    _copy_into(torch, out, m, ("weight", "bias"))
+    return out
+
+
+try:  # convolutions and normalisation, where this version of nn has them
+    from . import conv as _convs
+except ImportError:  # pragma: no cover - depends on the nn version
+    _convs = None
+if _convs is not None:
+    _TO_TORCH.update({
+        _convs.Conv2d: _conv_to_torch,
+        _convs.Conv1d: _conv_to_torch,
+        _convs.MaxPool2d: lambda torch, m: torch.nn.MaxPool2d(m.kernel_size, m.stride,
+                                                              m.padding),
+        _convs.AvgPool2d: lambda torch, m: torch.nn.AvgPool2d(m.kernel_size, m.stride,
+                                                              m.padding),
+        _convs.BatchNorm1d: _batch_norm_to_torch,
+        _convs.BatchNorm2d: _batch_norm_to_torch,
+        _convs.LayerNorm: _layer_norm_to_torch,
+    })
+
+
 def to_torch(model: Module) -> Any:
     """An equivalent `torch.nn.Module` holding copies of the weights, in the same training
     mode. Sequential and MLP become `torch.nn.Sequential`; a module used twice stays shared.
@@ -114,9 +166,67 @@ def _softmax_from_torch(torch: Any, m: Any, where: str) -> layers.Softmax:
     return layers.Softmax(axis=m.dim)
 
 
+def _copy_from(torch: Any, target: Module, source: Any, names: tuple[str, ...]) -> Module:
+    """Load the named tensors of a torch module into ours (checked by load_state_dict)."""
+    state = {name: getattr(source, name).detach().cpu().numpy().copy() for name in names
+             if getattr(source, name, None) is not None}
+    target.load_state_dict(state)
+    return target
+
+
+def _conv_from_torch(torch: Any, m: Any, where: str) -> Module:
+    cls = _convs.Conv2d if isinstance(m, torch.nn.Conv2d) else _convs.Conv1d
+    if m.padding_mode != "zeros":
+        raise TypeError(f"from_torch: module {where!r} pads with {m.padding_mode!r}; only "
+                        f"zero padding has a counterpart")
+    unwrap = (lambda v: v[0]) if cls is _convs.Conv1d else tuple
+    padding = m.padding if isinstance(m.padding, str) else unwrap(m.padding)
+    out = cls(m.in_channels, m.out_channels, m.kernel_size, stride=unwrap(m.stride),
+              padding=padding, dilation=unwrap(m.dilation), groups=m.groups,
+              bias=m.bias is not None, dtype=m.weight.detach().numpy().dtype)
+    return _copy_from(torch, out, m, ("weight", "bias"))
+
+
+def _pool_from_torch(torch: Any, m: Any, where: str) -> Module:
+    options = {"ceil_mode": False, "dilation": 1, "return_indices": False,
+               "count_include_pad": True, "divisor_override": None}
+    odd = [f"{k}={getattr(m, k)!r}" for k, default in options.items()
+           if hasattr(m, k) and getattr(m, k) != default]
+    if odd:
+        raise TypeError(f"from_torch: module {where!r} is {type(m).__name__} with "
+                        f"{', '.join(odd)}, which has no counterpart")
+    cls = _convs.MaxPool2d if isinstance(m, torch.nn.MaxPool2d) else _convs.AvgPool2d
+    return cls(m.kernel_size, m.stride, m.padding)
+
+
+def _batch_norm_from_torch(torch: Any, m: Any, where: str) -> Module:
+    cls = _convs.BatchNorm2d if isinstance(m, torch.nn.BatchNorm2d) else _convs.BatchNorm1d
+    out = cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+              track_running_stats=m.track_running_stats)
+    return _copy_from(torch, out, m, ("weight", "bias", "running_mean", "running_var",
+                                      "num_batches_tracked"))
+
+
+def _layer_norm_from_torch(torch: Any, m: Any, where: str) -> Module:
+    if m.weight is not None and m.bias is None:
+        raise TypeError(f"from_torch: module {where!r} is LayerNorm with a weight but no bias, "
+                        f"which has no counterpart")
+    out = _convs.LayerNorm(m.normalized_shape, eps=m.eps,
+                           elementwise_affine=m.weight is not None)
+    return _copy_from(torch, out, m, ("weight", "bias"))
+
+
 def _from_table(torch: Any) -> dict[type, Callable[[Any, Any, str], Module]]:
     tn = torch.nn
+    if _convs is not None:
+        convs = {tn.Conv2d: _conv_from_torch, tn.Conv1d: _conv_from_torch,
+                 tn.MaxPool2d: _pool_from_torch, tn.AvgPool2d: _pool_from_torch,
+                 tn.BatchNorm1d: _batch_norm_from_torch, tn.BatchNorm2d: _batch_norm_from_torch,
+                 tn.LayerNorm: _layer_norm_from_torch}
+    else:
+        convs = {}
     return {
+        **convs,
         tn.Linear: _linear_from_torch,
         tn.ReLU: lambda torch, m, where: layers.ReLU(),
         tn.Sigmoid: lambda torch, m, where: layers.Sigmoid(),

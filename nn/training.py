@@ -67,7 +67,8 @@ def _check_number(name: str, value: Any, low: float | None = None,
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise ValueError(f"fit: {name} must be a number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"fit: {name} must be in [{low}, {high}], got {value!r}")
+        wanted = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"fit: {name} must be {wanted}, got {value!r}")
 
 
 def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
@@ -88,7 +89,8 @@ def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
                 count += n
     finally:
         model.train(was_training)
-    count = max(count, 1)
+    if count == 0:  # a mean over nothing: 0.0 would look like a perfect score
+        raise ValueError(f"evaluate: no samples to evaluate (x has shape {np.shape(x)})")
     return total_loss / count, (total_metric / count if metric is not None else float("nan"))
 
 
@@ -102,6 +104,8 @@ def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:
                     for xb in DataLoader(x, batch_size=batch_size)]
     finally:
         model.train(was_training)
+    if not outs:
+        raise ValueError(f"predict: no samples to predict (x has shape {np.shape(x)})")
     return np.concatenate(outs)
 
 

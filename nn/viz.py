@@ -69,57 +69,185 @@ class LiveHistoryPlot:
 
 
 class WeightRecorder:
-    """A `fit` callback: a copy of every 2-D weight after each epoch (for weight_heatmaps)."""
+    """A `fit` callback: a copy of every 2-D weight at initialisation and after each epoch.
 
-    def __init__(self, model: Any) -> None:
+    `snapshots[i]` maps parameter names to arrays and `epochs[i]` says when it was taken
+    (0 is the initialisation). Given `epochs` (the run's length) and `max_frames`, only about
+    `max_frames` evenly spaced epochs are kept, so a 3,000-epoch run does not hold 3,000
+    copies of its weights only for a GIF to drop most of them.
+    """
+
+    def __init__(self, model: Any, epochs: int | None = None,
+                 max_frames: int | None = None) -> None:
         self.model = model
         self.snapshots: list[dict[str, np.ndarray]] = []
+        self.epochs: list[int] = []
+        self._keep: set[int] | None = None
+        if epochs is not None and max_frames is not None:
+            # The initial snapshot is one frame; the rest are spread over epochs 1..epochs,
+            # always including the last.
+            self._keep = {int(e) for e in _evenly(np.arange(1, epochs + 1), max_frames - 1)}
+        self._record(0)
 
-    def __call__(self, epoch: int, history: Any = None) -> None:
+    def _record(self, epoch: int) -> None:
         self.snapshots.append({name: np.array(p.data, copy=True)
                                for name, p in self.model.named_parameters() if p.ndim == 2})
+        self.epochs.append(epoch)
+
+    def __call__(self, epoch: int, history: Any = None) -> None:
+        if self._keep is None or epoch in self._keep:
+            self._record(epoch)
+
+
+def _evenly(items: Sequence[Any], n: int) -> list[Any]:
+    """At most `n` items, evenly spaced, keeping the first and the last."""
+    if n <= 0:
+        return []
+    if len(items) <= n:
+        return list(items)
+    picks = np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))
+    return [items[i] for i in picks]
+
+
+def _tiles(w: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """Each row of `w` (one unit's weights over an image's pixels) as an image tile, tiles
+    laid out in a grid about twice as wide as tall, NaN (drawn blank) between them."""
+    h, wd = image_shape
+    units = w.shape[0]
+    cols = int(np.ceil(np.sqrt(2 * units)))
+    rows = int(np.ceil(units / cols))
+    out = np.full((rows * (h + 1) - 1, cols * (wd + 1) - 1), np.nan, dtype=np.float64)
+    for i in range(units):
+        r, c = divmod(i, cols)
+        out[r * (h + 1):r * (h + 1) + h, c * (wd + 1):c * (wd + 1) + wd] = w[i].reshape(h, wd)
+    return out
+
+
+def _is_image_layer(w: np.ndarray, image_shape: tuple[int, int] | None) -> bool:
+    return image_shape is not None and w.shape[1] == image_shape[0] * image_shape[1]
+
+
+def _heatmap_panels(snapshot: Mapping[str, np.ndarray], limits: Mapping[str, float] | None,
+                    image_shape: tuple[int, int] | None) -> tuple[Any, list[Any]]:
+    """The figure and one image artist per weight matrix (updated in place for GIF frames)."""
+    names = list(snapshot)
+    tiled = [_is_image_layer(np.asarray(snapshot[n]), image_shape) for n in names]
+    # A tiled panel gets enough pixels for each weight to stay visible (128 tiles of 28x28
+    # are ~460 pixels wide); shrunk below that, the tiles alias into noise.
+    widths = [2.5 if t else 1.0 for t in tiled]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * sum(widths), 4.4 if any(tiled)
+                                                     else 3.4),
+                             squeeze=False, gridspec_kw={"width_ratios": widths})
+    # The gaps between tiles (NaN) in white: zero is already light grey in coolwarm.
+    cmap = plt.get_cmap("coolwarm").with_extremes(bad="white")
+    artists = []
+    for ax, name, tile in zip(axes[0], names, tiled, strict=True):
+        w = np.asarray(snapshot[name])
+        limit = (limits or {}).get(name) or float(np.abs(w).max()) or 1.0
+        shown = _tiles(w, image_shape) if tile else w
+        image = ax.imshow(shown, cmap=cmap, vmin=-limit, vmax=limit,
+                          aspect="equal" if tile else "auto", interpolation="nearest")
+        if tile:
+            ax.set_title(f"{name} {w.shape[0]}x{w.shape[1]}: each unit's weights as a "
+                         f"{image_shape[0]}x{image_shape[1]} image", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.set_title(f"{name} {w.shape[0]}x{w.shape[1]}", fontsize=9)
+            ax.set_xlabel("input")
+            ax.set_ylabel("output unit")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        artists.append(image)
+    return fig, artists
 
 
 def heatmap_figure(snapshot: Mapping[str, np.ndarray], title: str | None = None,
-                   limits: Mapping[str, float] | None = None) -> Any:
-    """One panel per weight matrix, blue negative, red positive, zero white."""
-    names = list(snapshot)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        w = np.asarray(snapshot[name])
-        limit = (limits or {}).get(name) or float(np.abs(w).max()) or 1.0
-        image = ax.imshow(w, cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto",
-                          interpolation="nearest")
-        ax.set_title(f"{name} {w.shape[0]}x{w.shape[1]}", fontsize=9)
-        ax.set_xlabel("input")
-        ax.set_ylabel("output unit")
-        fig.colorbar(image, ax=ax, fraction=0.046)
+                   limits: Mapping[str, float] | None = None,
+                   image_shape: tuple[int, int] | None = None) -> Any:
+    """One panel per weight matrix, blue negative, red positive, zero white.
+
+    With `image_shape` (e.g. (28, 28)), a matrix whose inputs are an image's pixels is drawn
+    as a grid of tiles, one per unit: the pattern each hidden unit responds to, which a raw
+    128x784 heatmap hides as noise.
+    """
+    fig, _ = _heatmap_panels(snapshot, limits, image_shape)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]], path: PathLike,
-                    fps: float = 2) -> Path:
-    """An animated GIF, one frame per snapshot (epoch), one panel per layer; each layer keeps
-    one symmetric colour scale across frames, so changes in colour are changes in weight."""
-    import imageio.v2 as imageio
+def _frame_title(label: Any) -> str:
+    return "initial weights" if label == 0 else f"epoch {label}"
 
+
+def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]], path: PathLike,
+                    fps: float = 2, *, labels: Sequence[Any] | None = None,
+                    max_frames: int | None = 60,
+                    image_shape: tuple[int, int] | None = None) -> Path:
+    """An animated GIF, one frame per snapshot, one panel per layer; each layer keeps one
+    symmetric colour scale across frames, so changes in colour are changes in weight.
+
+    `labels` title the frames (`WeightRecorder.epochs`: 0 is drawn as "initial weights");
+    by default frames are numbered from 1. At most `max_frames` snapshots, evenly spaced
+    (first and last kept), become frames: drawing is the slow part, and a GIF of thousands
+    of frames shows nothing more. `image_shape` draws image-input layers as tiles
+    (see heatmap_figure).
+    """
     if not snapshots:
         raise ValueError("weight_heatmaps: no snapshots (record some with WeightRecorder)")
-    limits = {name: float(max(np.abs(s[name]).max() for s in snapshots)) or 1.0
+    if labels is None:
+        labels = range(1, len(snapshots) + 1)
+    if len(labels) != len(snapshots):
+        raise ValueError(f"weight_heatmaps: {len(labels)} labels for {len(snapshots)} "
+                         "snapshots")
+    pairs = list(zip(snapshots, labels, strict=True))
+    if max_frames is not None:
+        pairs = _evenly(pairs, max_frames)
+    limits = {name: float(max(np.abs(s[name]).max() for s, _ in pairs)) or 1.0
               for name in snapshots[0]}
+    # The axes, ticks, colour bars and labels are drawn once; each frame redraws only the
+    # images and the title over a copy of that background (blitting). Drawing the whole
+    # figure per frame, mostly text, cost ~20x more.
+    fig, artists = _heatmap_panels(pairs[0][0], limits, image_shape)
+    suptitle = fig.suptitle(_frame_title(pairs[0][1]))
+    fig.tight_layout()
+    for artist in (*artists, suptitle):
+        artist.set_animated(True)  # left out of the background
+    fig.canvas.draw()
+    background = fig.canvas.copy_from_bbox(fig.bbox)
     frames = []
-    for epoch, snapshot in enumerate(snapshots, start=1):
-        fig = heatmap_figure(snapshot, title=f"epoch {epoch}", limits=limits)
-        fig.canvas.draw()
+    for snapshot, label in pairs:
+        fig.canvas.restore_region(background)
+        for image, name in zip(artists, snapshot, strict=True):
+            w = np.asarray(snapshot[name])
+            image.set_data(_tiles(w, image_shape) if _is_image_layer(w, image_shape) else w)
+            image.axes.draw_artist(image)
+        suptitle.set_text(_frame_title(label))
+        fig.draw_artist(suptitle)
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-        plt.close(fig)
+    plt.close(fig)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, frames, duration=1000.0 / fps, loop=0)
+    _write_gif(frames, path, fps)
     return path
+
+
+def _write_gif(frames: Sequence[np.ndarray], path: Path, fps: float) -> None:
+    """Frames (H, W, 3) to a looping GIF with one shared 256-colour palette.
+
+    The palette is chosen once from the first, middle and last frames (the weights' extremes
+    of colour); finding a palette per frame (median cut, what a plain GIF writer does) cost
+    ~20x the mapping of each frame onto a fixed one.
+    """
+    from PIL import Image
+
+    sample = np.concatenate([frames[0], frames[len(frames) // 2], frames[-1]], axis=0)
+    palette = Image.fromarray(sample).quantize(256)
+    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)
+              for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:],
+                   duration=round(1000.0 / fps), loop=0)
 
 
 # --- predictions ---------------------------------------------------------------------------

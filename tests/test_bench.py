@@ -30,7 +30,8 @@ def test_quick_suite_writes_every_section(tmp_path):
     assert "load average before" in text
     # The targets these workloads measure are summarized, met or not, with their ratio.
     assert "## Targets" in text and "| per-op overhead | <= 5x numpy floor |" in text
-    assert "| longest chain, us per op |" in text
+    assert "| longest chain, us per op | <= 3 us per op |" in text
+    assert "| longest chain, peak MB |" in text
     for n in ("1,000", "10,000", "100,000"):
         assert f"| {n} |" in text
 
@@ -63,3 +64,11 @@ def test_scalar_and_batched_demo_steps_run():
 def test_chain_frees_its_memory():
     result = chain.ours(5_000)
     assert result["left_mb"] < 0.05 and result["peak_mb"] > 0.5
+
+
+def test_profile_prints_where_the_time_goes(capsys):
+    assert main(["--profile", "ops"]) == 0
+    out = capsys.readouterr().out
+    assert "workload ops:" in out and "cycle collector" in out
+    assert "engine.py" in out and "(backward)" in out  # the engine's own functions are listed
+    assert main(["--profile", "nope"]) == 2

@@ -612,33 +612,32 @@ def test_set_grad_enabled_as_a_plain_call_switches_this_thread():
 
 
 def test_no_grad_decorator_shared_by_threads_restores_each_threads_mode():
-    barrier = threading.Barrier(2)
+    # Both threads run the same decorated function at the same time (the barrier), then
+    # leave it in either order: each must get its own mode back, never the other's.
+    barrier = threading.Barrier(2, timeout=10)
     errors = []
 
     @no_grad()
-    def inside(wait_first):
-        if wait_first:
-            barrier.wait()
-        else:
-            barrier.wait()
+    def inside():
+        barrier.wait()
         return ad.is_grad_enabled()
 
-    def run(mode, wait_first):
+    def run(mode):
         try:
             with ad.set_grad_enabled(mode):
                 for _ in range(50):
-                    assert inside(wait_first) is False
+                    assert inside() is False
                     assert ad.is_grad_enabled() is mode
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:
             errors.append(exc)
+            barrier.abort()  # release the other thread instead of leaving it waiting
 
-    threads = [threading.Thread(target=run, args=(True, True)),
-               threading.Thread(target=run, args=(False, False))]
+    threads = [threading.Thread(target=run, args=(mode,)) for mode in (True, False)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors
+    assert not errors, errors
 
 
 def test_empty_list_index_selects_nothing_and_numpy_weights_are_constants():

@@ -88,6 +88,42 @@ def _not_a_leaf_module_call():
     return nn.Sequential(nn.Linear(2, 3), nn.Linear(2, 1))(T(4, 2))
 
 
+def _fit_nan_loss():
+    model = nn.Linear(2, 1)
+    x = np.ones((4, 2))
+    x[0, 0] = np.nan
+    nn.fit(model, nn.F.mse_loss, nn.optim.SGD(model.parameters(), lr=0.1),
+           (x, np.ones((4, 1))), epochs=1, progress=False, metric=None)
+
+
+def _load_complex():
+    import json
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    try:
+        path = folder / "misuse-complex.npz"
+        np.savez(path, __format__=np.array(nn.serialization.FORMAT), w=np.ones(2, complex),
+                 __manifest__=np.array(json.dumps({"w": {"shape": [2], "dtype": "<c16"}})))
+        nn.load(path)
+    finally:
+        shutil.rmtree(folder)
+
+
+def _module_in_a_set():
+    model = nn.Module()
+    model.parts = {nn.Linear(1, 1)}
+    model.parameters()
+
+
+def _idx_gzip_bomb():
+    import gzip
+
+    header = b"\x00\x00\x08\x01\x00\x00\x00\x02ab"
+    nn.data.read_idx(gzip.compress(header + bytes(8 << 20)))
+
+
 CASES = [
     # --- autodiff: shapes and axes ---
     Misuse("broadcast_add", lambda: T(2, 3) + T(4), ValueError, ("add", r"\(2, 3\)", r"\(4,\)")),
@@ -118,7 +154,8 @@ CASES = [
     Misuse("log_softmax_axis", lambda: T(2, 3).log_softmax(axis=-3), ValueError,
            ("log_softmax", "axis -3")),
     Misuse("axis_repeated", lambda: T(3, 3).sum(axis=(0, 0)), ValueError, ("sum", "repeated")),
-    Misuse("axis_of_scalar", lambda: T().sum(axis=0), ValueError, ("sum", "0-d")),
+    # axis 0 and -1 of a scalar are allowed (PyTorch's implicit axis); any other is an error
+    Misuse("axis_of_scalar", lambda: T().sum(axis=1), ValueError, ("sum", "0-d")),
     Misuse("max_axis", lambda: T(2, 2).max(axis=-3), ValueError, ("max", "out of range")),
     Misuse("max_empty", lambda: Tensor(np.ones(0)).max(), ValueError, ("max", "empty", r"\(0,\)")),
     Misuse("logsumexp_axis", lambda: T(2, 3).logsumexp(axis=5), ValueError,
@@ -393,6 +430,11 @@ CASES = [
         nn.Linear(2, 1), nn.F.mse_loss, nn.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1),
         (np.ones((2, 2)), np.ones((2, 1))), epochs=1, metric=None, error_threshold=0.1),
            ValueError, ("fit", "error_threshold", "metric")),
+    Misuse("fit_nan_loss", _fit_nan_loss, FloatingPointError, ("fit", "nan", "epoch 1, step 1")),
+    Misuse("load_complex", _load_complex, ValueError,
+           ("load", "misuse-complex.npz", "complex128")),
+    Misuse("module_set", _module_in_a_set, TypeError, ("Module", "'parts'", "set")),
+    Misuse("idx_gzip_bomb", _idx_gzip_bomb, ValueError, ("read_idx", "trailing bytes")),
     Misuse("predict_width", lambda: nn.predict(nn.Linear(2, 1), np.ones((3, 3))), ValueError,
            (r"Linear\(2 -> 1\)", r"\(3, 3\)")),
 ]

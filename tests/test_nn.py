@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nn
 from autodiff import Tensor
@@ -37,6 +41,14 @@ def test_registration_in_lists_dicts_and_nesting():
     assert model.num_parameters() == 1 + 12 + 4 + 8 + 2 + 4 + 1
     assert [type(m).__name__ for m in model.modules()] == [
         "Block", "Linear", "ReLU", "Linear", "Linear"]
+
+
+def test_sequential_slices_are_sequentials_that_share_the_layers():
+    model = nn.MLP(3, [4, 5], 2, rng=0)
+    head = model[:2]
+    assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is model[0]
+    x = Tensor(np.ones((1, 3), np.float32))
+    np.testing.assert_array_equal(model[2:](head(x)).data, model(x).data)
 
 
 def test_shared_parameter_listed_once():
@@ -212,6 +224,15 @@ def test_double_and_float_convert_in_place_for_existing_optimizers():
     assert model.weight.dtype == np.float64
     model.float()
     assert model.weight.dtype == np.float32 and model.weight.grad.dtype == np.float32
+    norm = nn.BatchNorm1d(3)
+    norm.double()
+    assert {t.dtype for t in norm.state_dict().values() if t.dtype.kind == "f"} == {
+        np.dtype(np.float64)}
+    scalar = nn.Module()
+    scalar.t = nn.Parameter(2.0)
+    scalar.float()
+    assert scalar.t.dtype == np.float32 and isinstance(scalar.t.data, np.float32)
+    assert (scalar.t * 3).item() == 6.0
     with pytest.raises(TypeError, match="to_dtype.*int32"):
         model.to_dtype(np.int32)
 
@@ -560,6 +581,11 @@ def test_optimizer_state_dict_is_checked_before_anything_changes():
         nn.optim.Adam([model.weight]).load_state_dict(opt.state_dict())
     with pytest.raises(KeyError, match="unexpected entry 'momentum'"):
         opt.load_state_dict({"momentum": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: lr must be a positive number"):
+        opt.load_state_dict(dict(state, **{"param_groups.0.lr": np.array(-1.0)}))
+    with pytest.raises(ValueError, match="setting 'betas' is float64 \\(3,\\)"):
+        opt.load_state_dict(dict(state, **{"param_groups.0.betas": np.ones(3) / 2}))
+    assert opt.lr == 0.1
     assert np.any(opt.state[id(model.weight)]["m"])  # untouched by the failed loads
 
 
@@ -569,3 +595,63 @@ def test_dir_shows_only_public_names(module):
     assert names == sorted(module.__all__)
     assert all(hasattr(module, name) for name in names)
     assert not any(name.startswith("_") or name in ("np", "math", "os") for name in names)
+
+
+# --- properties: registration and optimizer updates hold for any structure -------------------
+
+_leaf = st.builds(lambda n: nn.Linear(1, n, dtype=np.float64), st.integers(1, 3))
+
+
+def _containers(inner):
+    return st.one_of(st.lists(inner, max_size=3), st.tuples(inner, inner),
+                     st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
+                     st.builds(nn.ModuleList, st.lists(_leaf, max_size=2)))
+
+
+_nested = st.recursive(_leaf, _containers, max_leaves=8)
+
+
+def _linears(value):
+    """Every Linear inside `value`, found by hand (the oracle for registration)."""
+    if isinstance(value, nn.Linear):
+        return [value]
+    if isinstance(value, nn.ModuleList):
+        value = list(value)
+    items = value.values() if isinstance(value, dict) else value
+    return [layer for item in items for layer in _linears(item)]
+
+
+@given(_nested)
+def test_every_layer_in_any_nesting_is_registered_saved_and_restored(structure):
+    holder = nn.Module()
+    holder.body = structure
+    layers = list({id(m): m for m in _linears(structure)}.values())
+    params = holder.parameters()
+    assert {id(p) for p in params} == {id(p) for m in layers for p in (m.weight, m.bias)}
+    state = holder.state_dict()
+    for p in params:
+        p.data[...] = 7.0
+    holder.load_state_dict(state)
+    assert not any(np.any(p.data == 7.0) for p in params if p.size)
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=12), st.sampled_from(["sgd", "adam"]))
+def test_listing_parameters_any_number_of_times_gives_one_update(picks, kind):
+    def run(order):
+        model = nn.Linear(2, 2, dtype=np.float64, rng=0)
+        params = [*model.parameters(), *model.parameters()]
+        chosen = [params[i] for i in order]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = (nn.optim.SGD(chosen, lr=0.1, momentum=0.9) if kind == "sgd"
+                   else nn.optim.Adam(chosen, lr=0.1))
+        for _ in range(2):
+            opt.zero_grad()
+            model(Tensor(np.ones((1, 2)))).sum().backward()
+            opt.step()
+        return model.weight.data, model.bias.data
+
+    once = run(sorted({i % 2 for i in picks}))
+    many = run(picks)
+    for a, b in zip(once, many, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -229,20 +229,21 @@ def test_a_save_that_does_not_read_back_never_replaces_the_old_file(tmp_path, mo
     assert path.read_bytes() == before
 
 
-def test_replacing_keeps_the_file_mode_and_new_files_follow_the_umask(tmp_path):
-    path = save({"w": np.ones(2)}, tmp_path / "w.npz")
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_replacing_keeps_the_file_mode_and_new_files_follow_the_umask(tmp_path, suffix):
+    path = save({"w": np.ones(2)}, tmp_path / f"w{suffix}")
     path.chmod(0o640)
     save({"w": np.zeros(2)}, path)
     assert path.stat().st_mode & 0o777 == 0o640
     old_mask = os.umask(0o027)
     try:
-        fresh = save({"w": np.ones(2)}, tmp_path / "new.npz")
+        fresh = save({"w": np.ones(2)}, tmp_path / f"new{suffix}")
     finally:
         os.umask(old_mask)
     assert fresh.stat().st_mode & 0o777 == 0o640  # 0666 & ~0027
     os.umask(0o022)
     try:
-        assert save({"w": np.ones(2)}, tmp_path / "n2.npz").stat().st_mode & 0o777 == 0o644
+        assert save({"w": np.ones(2)}, tmp_path / f"n2{suffix}").stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old_mask)
 

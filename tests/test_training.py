@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nn
 from nn import functional as F
@@ -65,7 +67,7 @@ def test_update_threshold_zero_still_records_max_update():
 @pytest.mark.parametrize("kwargs,match", [
     ({"error_threshold": 0.1, "metric": None}, "error_threshold needs a metric"),
     ({"error_threshold": 1.5}, r"error_threshold must be in \[0.0, 1.0\], got 1.5"),
-    ({"update_threshold": -1e-3}, "update_threshold must be in"),
+    ({"update_threshold": -1e-3}, "update_threshold must be >= 0.0, got -0.001"),
     ({"loss_threshold": float("nan")}, "loss_threshold must be a number, got nan"),
     ({"loss_threshold": "0.1"}, "loss_threshold must be a number, got '0.1'"),
 ])
@@ -174,3 +176,42 @@ def test_full_mnist_one_epoch_reaches_95_percent(mnist_dir):
     _, accuracy = nn.evaluate(model, xt, yt, F.cross_entropy)
     assert accuracy >= 0.95
     assert model.layers[0].weight.dtype == np.float32
+
+
+def test_evaluate_and_predict_on_no_samples_are_errors_not_perfect_scores():
+    model = nn.Linear(2, 1)
+    with pytest.raises(ValueError, match=r"evaluate: no samples .*shape \(0, 2\)"):
+        nn.evaluate(model, np.ones((0, 2)), np.ones((0, 1)), F.mse_loss)
+    with pytest.raises(ValueError, match=r"predict: no samples to predict"):
+        nn.predict(model, np.ones((0, 2)))
+
+
+_thresholds = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
+                        st.sampled_from([0, 0.0, 1, -1, np.float32(0.5)]))
+
+
+@given(_thresholds, _thresholds, _thresholds, st.sampled_from([None, F.accuracy]))
+def test_every_stopping_rule_works_or_is_refused(loss_t, error_t, update_t, metric):
+    """No rule the user sets is silently ignored: fit refuses it up front, or it is recorded
+    every epoch and a stop it reports is true."""
+    model, opt, x, y = _xor_setup()
+    try:
+        history = nn.fit(model, F.mse_loss, opt, (x, y), epochs=3, progress=False,
+                         metric=metric, loss_threshold=loss_t, error_threshold=error_t,
+                         update_threshold=update_t)
+    except ValueError as exc:
+        assert str(exc).startswith("fit: ")
+        return
+    if update_t is not None:
+        assert len(history["max_update"]) == history.epochs
+    if error_t is not None:
+        assert len(history["accuracy"]) == history.epochs
+    reason = history.stopped_reason
+    if reason.startswith("loss"):
+        assert history["loss"][-1] < loss_t
+    elif reason.startswith("error rate"):
+        assert 1 - history["accuracy"][-1] < error_t
+    elif reason.startswith("largest weight update"):
+        assert history["max_update"][-1] < update_t
+    else:
+        assert history.epochs == 3

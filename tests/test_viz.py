@@ -357,10 +357,10 @@ def test_weight_heatmap_gif_has_one_frame_per_epoch(tmp_path):
     recorder = viz.WeightRecorder(model)
     nn.fit(model, nn.F.mse_loss, nn.optim.SGD(model.parameters(), lr=0.1),
            nn.data.make_xor(), epochs=4, metric=None, progress=False, callbacks=[recorder])
-    assert len(recorder.snapshots) == 4
+    assert len(recorder.snapshots) == 5 and recorder.epochs == [0, 1, 2, 3, 4]  # 0: init
     assert len(viz.heatmap_figure(recorder.snapshots[0]).axes) == 4  # 2 panels + 2 colorbars
     gif = viz.weight_heatmaps(recorder.snapshots, tmp_path / "w.gif")
-    assert len(imageio.mimread(gif)) == 4
+    assert len(imageio.mimread(gif)) == 5
 
 
 def test_prediction_gallery_highlights_exactly_the_mistakes():

@@ -1,6 +1,7 @@
 """Malformed-file properties for every reader of untrusted bytes (IDX raw and gzipped, MNIST
-files, .npz weights), run under a memory cap so that any reader which allocates what a header
-claims, or inflates a gzip bomb, dies with MemoryError instead of passing on a big machine.
+files, .npz and .safetensors weights), run under a memory cap so that any reader which
+allocates what a header claims, or inflates a gzip bomb, dies with MemoryError instead of
+passing on a big machine.
 
     python tests/fuzz/capped.py WORK_FOLDER [HEADROOM_MIB] [EXAMPLES]
 
@@ -143,9 +144,35 @@ def properties(work: Path, examples: int) -> list:
         path.write_bytes(bomb_npz)
         _expect_clear(lambda: nn.load(path), "load: ", path)
 
+    good_st = _safetensors_file(work)
+
+    @config
+    @given(flips, st.integers(0, len(good_st)))
+    def safetensors_mutated_files(changes, keep):
+        path = work / "fuzz.safetensors"
+        path.write_bytes(_mutate(good_st, changes, keep))
+        _expect_clear(lambda: nn.load(path), "load: ", path)
+
+    @config
+    @given(st.lists(st.integers(0, 2**40), max_size=3), st.sampled_from(["F64", "U8", "C64"]),
+           st.integers(0, 2**50), st.integers(0, 64))
+    def safetensors_crafted_headers(shape, dtype, end, held):
+        # A header claiming any shape and any span, over a data section of a few bytes.
+        header = json.dumps({"w": {"dtype": dtype, "shape": shape, "data_offsets": [0, end]}})
+        path = work / "crafted.safetensors"
+        blob = header.encode() + b" " * (-len(header) % 8)
+        path.write_bytes(len(blob).to_bytes(8, "little") + blob + bytes(held))
+        _expect_clear(lambda: nn.load(path), "load: ", path)
+
     return [idx_bomb_behind_a_small_header, idx_huge_header_with_a_bomb_under_max_bytes,
             idx_mutated_files, mnist_files, npz_mutated_files, npz_crafted_headers,
-            npz_deflated_bomb]
+            npz_deflated_bomb, safetensors_mutated_files, safetensors_crafted_headers]
+
+
+def _safetensors_file(work: Path) -> bytes:
+    path = work / "good.safetensors"
+    nn.save({"w": np.arange(12, dtype=np.float32).reshape(4, 3), "b": np.ones(3)}, path)
+    return path.read_bytes()
 
 
 def _crafted(shape: list[int], dtype: str, data: bytes | None, method: int) -> bytes:

@@ -1,8 +1,8 @@
-"""Malformed files for every reader (IDX raw and gzipped, MNIST, .npz), hypothesis-drawn, in a
-child process whose address space is capped below the 512 MiB its gzip bombs inflate to: a
-reader that trusts a header or inflates a bomb fails here with MemoryError (tests/fuzz/capped.py
-says what each property checks). Reverting read_idx's header-first reading makes the first
-property fail this way."""
+"""Malformed files for every reader (IDX raw and gzipped, MNIST, .npz, .safetensors),
+hypothesis-drawn, in a child process whose address space is capped below the 512 MiB its gzip
+bombs inflate to: a reader that trusts a header or inflates a bomb fails here with MemoryError
+(tests/fuzz/capped.py says what each property checks). Reverting read_idx's header-first
+reading makes the first property fail this way."""
 
 from __future__ import annotations
 
@@ -29,4 +29,5 @@ def test_every_reader_refuses_malformed_files_within_a_memory_cap(tmp_path):
     assert passed == ["idx_bomb_behind_a_small_header",
                       "idx_huge_header_with_a_bomb_under_max_bytes", "idx_mutated_files",
                       "mnist_files", "npz_mutated_files", "npz_crafted_headers",
-                      "npz_deflated_bomb"]
+                      "npz_deflated_bomb", "safetensors_mutated_files",
+                      "safetensors_crafted_headers"]

@@ -1,0 +1,484 @@
+"""Function transforms: derivatives as functions, built from `grad` (reverse) and `jvp` (forward).
+
+    from autodiff.func import grad, jacobian, hessian
+    df = grad(lambda x: (x ** 3).sum())      # a function: df(x) = 3 x**2
+    df(2.0)                                  # 12.0
+    hessian(lambda x: (x ** 3).sum())([1.0, 2.0])   # [[6, 0], [0, 12]]
+
+The names and signatures follow torch.func and JAX where they exist. A transformed function
+takes Tensors, numpy arrays or Python numbers and answers in kind: Tensors in, Tensors out
+(still connected to any enclosing transform, so transforms nest); arrays or numbers in,
+numpy out (a 0-d result is an np.float64, which is a Python float).
+
+Nothing here has its own traversal: reverse mode is `engine.backward` (via `tensor.grad`),
+forward mode is `forward.jvp`, and every other transform is a few lines on top of those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import engine, forward, ops
+from .forward import jvp
+from .tensor import Tensor, concatenate
+from .tensor import grad as _backward_grad
+
+__all__ = [
+    "checkpoint", "elementwise_grad", "grad", "grad_and_aux", "hessian", "hvp", "jacfwd",
+    "jacobian", "jacrev", "jvp", "value_and_grad", "vjp",
+]
+
+Argnums = int | tuple[int, ...]
+
+
+# --- inputs and outputs -------------------------------------------------------------------------
+
+
+def _kind(args: Sequence[Any]) -> str:
+    if any(isinstance(a, Tensor) for a in args):
+        return "tensor"
+    if any(isinstance(a, np.ndarray | np.generic) for a in args):
+        return "array"
+    return "number"
+
+
+def _export(value: Any, kind: str) -> Any:
+    """A result in the kind of the arguments: a Tensor, or a fresh numpy array / np.float64."""
+    if kind == "tensor":
+        return value if isinstance(value, Tensor) else engine.constant(np.array(value))
+    arr = np.array(value.data if isinstance(value, Tensor) else value)
+    return arr[()] if arr.ndim == 0 else arr
+
+
+def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not nums:
+        raise ValueError(f"{who}: argnums is empty")
+    for n in nums:
+        if not isinstance(n, int) or not -nargs <= n < nargs:
+            raise ValueError(f"{who}: argnums {argnums!r} out of range for {nargs} arguments")
+    return tuple(n % nargs for n in nums)
+
+
+def _leaf(arg: Any, i: int, who: str) -> Tensor:
+    """A fresh node requiring grad that stands for argument i.
+
+    Fresh even when the argument is already a Tensor that requires grad: grad(f)(x) inside
+    another grad must differentiate through *this* argument only, not through other uses of
+    x in a closure (perturbation confusion). Such a node is an identity op on x, so the outer
+    transform still sees through it; an argument carrying forward-mode tangents passes them on.
+    """
+    if isinstance(arg, Tensor):
+        if arg.dtype.kind != "f":
+            raise TypeError(f"{who}: argument {i} has dtype {arg.dtype}; differentiate "
+                            "with respect to floating-point values")
+        if arg.requires_grad:
+            return engine.apply(ops.reshape, (arg,), shape=arg.shape)
+        leaf = Tensor(arg.data, requires_grad=True)
+        forward.copy_tangents(arg, leaf)
+        return leaf
+    try:
+        t = Tensor(arg)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{who}: argument {i} is not a number, array or Tensor: {exc}") from None
+    if t.dtype.kind != "f":
+        raise TypeError(f"{who}: argument {i} has dtype {t.dtype}; differentiate with respect "
+                        "to floating-point values (pass 2.0, not 2)")
+    return t.requires_grad_(True)
+
+
+def _needs_graph(outputs: Sequence[Tensor], leaves: Sequence[Tensor], caller_grad: bool) -> bool:
+    """Whether the gradients must be recorded: an enclosing transform will differentiate them.
+
+    That is so inside `jvp` (forward over reverse: tangents flow through the backward pass's
+    ops), and when the caller records gradients and the outputs depend on something else that
+    requires grad (an enclosing `grad`, or parameters of a model being trained). Otherwise the
+    fast backward on arrays is used.
+    """
+    if engine.state.forward:
+        return True
+    if not caller_grad:
+        return False
+    ours = {id(leaf) for leaf in leaves}
+    for out in outputs:
+        for node in engine.toposort(out):
+            if node._op is None and id(node) not in ours:
+                return True
+    return False
+
+
+def _call(f: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...], who: str
+          ) -> tuple[Any, list[Tensor]]:
+    """Call f with fresh leaves at the differentiated positions (recording the graph)."""
+    call_args = list(args)
+    with engine.enable_grad():
+        leaves = [_leaf(args[n], n, who) for n in nums]
+        for n, leaf in zip(nums, leaves, strict=True):
+            call_args[n] = leaf
+        return f(*call_args, **kwargs), leaves
+
+
+def _gradients(outputs: list[Any], seeds: list[Any], leaves: list[Tensor], create: bool
+               ) -> list[Any]:
+    live = [(o, s) for o, s in zip(outputs, seeds, strict=True)
+            if isinstance(o, Tensor) and o.requires_grad]
+    if not live:  # f does not depend on its inputs: the derivative is zero
+        return [engine.constant(np.zeros_like(leaf.data)) for leaf in leaves]
+    outs, ins = [o for o, _ in live], [s for _, s in live]
+    with engine.enable_grad():
+        return _backward_grad(outs, leaves, grad_outputs=ins, create_graph=create)
+
+
+def _split_aux(result: Any, who: str) -> tuple[Any, Any]:
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise TypeError(f"{who}: with has_aux=True, f must return a pair (output, aux), "
+                        f"got {type(result).__name__}")
+    return result
+
+
+def _scalar(out: Any, who: str) -> Any:
+    size = out.size if isinstance(out, Tensor) else np.size(out)
+    if size != 1:
+        raise ValueError(f"{who}: f must return a scalar (one element), got shape "
+                         f"{np.shape(out.data if isinstance(out, Tensor) else out)}; use "
+                         "jacobian, jacrev or vjp for functions with several outputs")
+    return out
+
+
+# --- reverse mode -------------------------------------------------------------------------------
+
+
+def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
+                   ) -> Callable[..., tuple[Any, Any]]:
+    """A function returning (f(*args), gradient of f at args); f must return a scalar.
+
+    With a tuple `argnums` the gradient is a tuple, one per argument. With `has_aux`, f returns
+    (output, aux) and the result is ((output, aux), gradient), as in JAX.
+    """
+
+    def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        nums = _argnums(argnums, len(args), "grad")
+        caller_grad = engine.is_grad_enabled()
+        result, leaves = _call(f, args, kwargs, nums, "grad")
+        out, aux = _split_aux(result, "grad") if has_aux else (result, None)
+        _scalar(out, "grad")
+        seed = np.ones(np.shape(out.data if isinstance(out, Tensor) else out),
+                       dtype=out.dtype if isinstance(out, Tensor) else np.float64)
+        create = _needs_graph([out] if isinstance(out, Tensor) else [], leaves, caller_grad)
+        grads = _gradients([out], [seed], leaves, create)
+        kind = _kind([args[n] for n in nums])
+        exported = tuple(_export(g, kind) for g in grads)
+        value = _export(out, kind)
+        if isinstance(argnums, int):
+            exported = exported[0]
+        return ((value, aux) if has_aux else value), exported
+
+    return value_and_grad_f
+
+
+def grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
+         ) -> Callable[..., Any]:
+    """The gradient of scalar-valued f as a function (of argument `argnums`, or a tuple of them).
+
+    `grad(grad(f))` is the second derivative; `jvp(grad(f), ...)` a Hessian-vector product.
+    With `has_aux`, f returns (output, aux) and the result is (gradient, aux).
+    """
+    both = value_and_grad(f, argnums, has_aux)
+
+    def grad_f(*args: Any, **kwargs: Any) -> Any:
+        value, g = both(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+
+    return grad_f
+
+
+def grad_and_aux(f: Callable[..., tuple[Any, Any]], argnums: Argnums = 0
+                 ) -> Callable[..., tuple[Any, Any]]:
+    """grad for an f returning (scalar output, aux): the result is (gradient, aux)."""
+    return grad(f, argnums, has_aux=True)
+
+
+def elementwise_grad(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
+    """The gradient of f(x).sum(): for an elementwise f, the derivative at every element."""
+
+    def total(*args: Any, **kwargs: Any) -> Any:
+        out = f(*args, **kwargs)
+        return out.sum() if isinstance(out, Tensor) else np.sum(out)
+
+    return grad(total, argnums)
+
+
+def _as_outputs(result: Any) -> tuple[list[Any], bool]:
+    if isinstance(result, tuple | list):
+        return list(result), True
+    return [result], False
+
+
+def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
+    """f(*primals) and its pullback: a function from output cotangents to input gradients.
+
+        out, pullback = vjp(f, x, y)
+        gx, gy = pullback(u)       # u^T J_f with respect to x and to y
+
+    The pullback may be called many times (one backward pass each). With `has_aux`, returns
+    (out, pullback, aux).
+    """
+    if not primals:
+        raise ValueError("vjp: needs at least one primal")
+    nums = tuple(range(len(primals)))
+    caller_grad = engine.is_grad_enabled()
+    result, leaves = _call(f, primals, {}, nums, "vjp")
+    out, aux = _split_aux(result, "vjp") if has_aux else (result, None)
+    outputs, several = _as_outputs(out)
+    kind = _kind(primals)
+
+    def pullback(*cotangents: Any) -> tuple[Any, ...]:
+        cots = list(cotangents[0]) if several and len(cotangents) == 1 and isinstance(
+            cotangents[0], tuple | list) else list(cotangents)
+        if len(cots) != len(outputs):
+            raise ValueError(f"vjp: f has {len(outputs)} outputs but the pullback got "
+                             f"{len(cots)} cotangents")
+        seeds = []
+        for i, (o, c) in enumerate(zip(outputs, cots, strict=True)):
+            data = o.data if isinstance(o, Tensor) else np.asarray(o)
+            c = np.asarray(c.data if isinstance(c, Tensor) else c, dtype=np.result_type(data))
+            if c.shape != np.shape(data):
+                raise ValueError(f"vjp: cotangent {i} has shape {c.shape} but output {i} has "
+                                 f"shape {np.shape(data)}")
+            seeds.append(c)
+        create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
+        return tuple(_export(g, kind) for g in _gradients(outputs, seeds, leaves, create))
+
+    exported = type(out)(_export(o, kind) for o in outputs) if several else _export(out, kind)
+    return (exported, pullback, aux) if has_aux else (exported, pullback)
+
+
+# --- Jacobians ----------------------------------------------------------------------------------
+
+
+def _stack(parts: list[Any]) -> Tensor:
+    """Stack along a new first axis (Tensors, so that the result can be differentiated again)."""
+    lifted = [p if isinstance(p, Tensor) else engine.constant(np.asarray(p)) for p in parts]
+    return concatenate([p.reshape((1,) + p.shape) for p in lifted], axis=0)
+
+
+def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
+    """The Jacobian by reverse mode: one backward pass per output element (cheap for few
+    outputs). Shape: output shape + input shape (a tuple of those for a tuple `argnums`)."""
+
+    def jacrev_f(*args: Any) -> Any:
+        nums = _argnums(argnums, len(args), "jacrev")
+        caller_grad = engine.is_grad_enabled()
+        out, leaves = _call(f, args, {}, nums, "jacrev")
+        if isinstance(out, tuple | list):
+            raise TypeError("jacrev: f must return one Tensor (stack several outputs first)")
+        out_shape = np.shape(out.data if isinstance(out, Tensor) else out)
+        dtype = out.dtype if isinstance(out, Tensor) else np.float64
+        create = _needs_graph([out] if isinstance(out, Tensor) else [], leaves, caller_grad)
+        rows: list[list[Any]] = [[] for _ in leaves]
+        size = int(np.prod(out_shape))
+        for i in range(size):
+            seed = np.zeros(out_shape, dtype=dtype)
+            seed.reshape(-1)[i] = 1
+            for r, g in zip(rows, _gradients([out], [seed], leaves, create), strict=True):
+                r.append(g)
+        kind = _kind([args[n] for n in nums])
+        jacs = tuple(_export(_assemble(r, out_shape, leaf.shape, dtype), kind)
+                     for r, leaf in zip(rows, leaves, strict=True))
+        return jacs[0] if isinstance(argnums, int) else jacs
+
+    return jacrev_f
+
+
+def _assemble(rows: list[Any], out_shape: tuple, in_shape: tuple, dtype: Any) -> Any:
+    if not rows:  # an empty output
+        return np.zeros(out_shape + in_shape, dtype=dtype)
+    return _stack(rows).reshape(out_shape + in_shape)
+
+
+def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
+    """The Jacobian by forward mode: one `jvp` pass per input element (cheap for few inputs).
+    Shape: output shape + input shape (a tuple of those for a tuple `argnums`)."""
+
+    def jacfwd_f(*args: Any) -> Any:
+        nums = _argnums(argnums, len(args), "jacfwd")
+        jacs = []
+        for n in nums:
+            def along(x: Tensor, n: int = n) -> Any:
+                call = list(args)
+                call[n] = x
+                return f(*call)
+
+            x = args[n]
+            shape = np.shape(x.data if isinstance(x, Tensor) else x)
+            dtype = x.dtype if isinstance(x, Tensor) else np.result_type(np.asarray(x), 0.0)
+            columns = []
+            out = None
+            for j in range(int(np.prod(shape))):
+                basis = np.zeros(shape, dtype=dtype)
+                basis.reshape(-1)[j] = 1
+                out, column = jvp(along, (x,), (basis,))
+                if isinstance(out, tuple | list):
+                    raise TypeError("jacfwd: f must return one Tensor (stack several outputs "
+                                    "first)")
+                columns.append(column)
+            if not columns:  # an empty input: no pass ran, so run f once for the shape
+                out = along(x if isinstance(x, Tensor) else Tensor(x))
+            out_shape = np.shape(out.data if isinstance(out, Tensor) else out)
+            if not columns:
+                jac: Any = np.zeros(out_shape + shape, dtype=dtype)
+            else:
+                # Columns are stacked first, then moved behind the output's axes.
+                stacked = _stack(columns)
+                k = len(out_shape)
+                jac = stacked.transpose(tuple(range(1, k + 1)) + (0,)).reshape(out_shape + shape)
+            jacs.append(_export(jac, _kind([x])))
+        return jacs[0] if isinstance(argnums, int) else tuple(jacs)
+
+    return jacfwd_f
+
+
+def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
+    """The Jacobian, by reverse mode when f has fewer outputs than inputs, else forward mode.
+
+    Reverse mode costs one backward pass per output, forward mode one forward pass per input:
+    the smaller count wins (f is evaluated once more to learn its output size).
+    """
+
+    def jacobian_f(*args: Any) -> Any:
+        nums = _argnums(argnums, len(args), "jacobian")
+        inputs = sum(int(np.size(args[n].data if isinstance(args[n], Tensor) else args[n]))
+                     for n in nums)
+        probe_args = list(args)
+        for n in nums:  # f sees Tensors, as in the real pass
+            if not isinstance(args[n], Tensor):
+                probe_args[n] = Tensor(args[n])
+        with engine.no_grad():
+            probe = f(*probe_args)
+        outputs = int(np.size(probe.data if isinstance(probe, Tensor) else probe))
+        chosen = jacrev if outputs <= inputs else jacfwd
+        return chosen(f, argnums)(*args)
+
+    return jacobian_f
+
+
+def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
+    """The Hessian of scalar f: forward over reverse, `jacfwd(jacrev(f))`, as JAX does (one
+    forward-mode pass per input element, each carrying tangents through a backward pass)."""
+    return jacfwd(jacrev(f, argnums), argnums)
+
+
+def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
+        mode: str = "forward-over-reverse") -> Any:
+    """The Hessian of scalar f at `primals` times `tangents`, without forming the Hessian.
+
+    mode "forward-over-reverse" is `jvp(grad(f), primals, tangents)`: one pass carrying
+    tangents through the gradient's computation. "reverse-over-forward" is the gradient of
+    the directional derivative `jvp(f, primals, tangents)[1]`. Both cost a few times f.
+    A tuple of primals gives a tuple of products.
+    """
+    several = isinstance(primals, tuple)
+    ps = primals if several else (primals,)
+    ts = tangents if isinstance(tangents, tuple) else (tangents,)
+    nums = tuple(range(len(ps)))
+    if mode == "forward-over-reverse":
+        _, products = jvp(lambda *xs: _ensure_tuple(grad(f, nums)(*xs)), ps, ts)
+    elif mode == "reverse-over-forward":
+        def directional(*xs: Any) -> Any:
+            return jvp(f, xs, ts)[1]
+
+        products = grad(directional, nums)(*ps)
+    else:
+        raise ValueError(f"hvp: mode must be 'forward-over-reverse' or 'reverse-over-forward', "
+                         f"got {mode!r}")
+    kind = _kind(ps)
+    products = tuple(_export(p, kind) for p in products)
+    return products if several else products[0]
+
+
+def _ensure_tuple(x: Any) -> tuple:
+    return x if isinstance(x, tuple) else (x,)
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """f, recorded as ONE node that keeps only its inputs: the backward pass runs f again.
+
+    Training keeps every intermediate of the forward pass until backward; a checkpointed
+    block keeps none of its own, and recomputes them when its gradient is needed (about one
+    extra forward pass in total). Tensors that need gradients must be arguments of f, or
+    parameters of f when f is an `nn.Module` (they are found by `f.parameters()`).
+    """
+    params_of = getattr(f, "parameters", None)
+
+    def checkpointed(*args: Any) -> Tensor:
+        inputs = tuple(a if isinstance(a, Tensor) else Tensor(a) for a in args)
+        params = tuple(params_of()) if callable(params_of) else ()
+        parents = inputs + params
+        n = len(inputs)
+        wanted = [i for i, p in enumerate(parents) if p.requires_grad]
+        memo: dict[str, Any] = {}
+
+        def run(*values: Any) -> Any:
+            # f on constants, so none of its intermediates is recorded or kept.
+            with engine.no_grad():
+                out = f(*[engine.constant(v) for v in values[:n]])
+            if not isinstance(out, Tensor):
+                raise TypeError(f"checkpoint: f must return one Tensor, got {type(out).__name__}")
+            return out.data
+
+        def vjp_rule(index: int, g: Any, out: Any, *xs: Any) -> Any:
+            # The engine asks once per input, in order, with the same g: recompute once.
+            if memo.get("g") is not g:
+                symbolic = isinstance(g, Tensor)  # create_graph: differentiable gradients
+                with engine.enable_grad():
+                    leaves = [_recompute_leaf(x, symbolic) for x in xs[:n]] + list(params)
+                    recomputed = f(*leaves[:n])
+                if not symbolic:
+                    _no_foreign_leaves(recomputed, leaves)
+                grads = _backward_grad(recomputed, leaves, grad_outputs=g, create_graph=symbolic)
+                memo.update(g=g, grads=grads if symbolic else [gr.data for gr in grads])
+            result = memo["grads"][index]
+            if index == wanted[-1]:
+                memo.clear()  # the last input asked: hold no gradients beyond this node
+            return result
+
+        def jvp_rule(ts: list[Any], out: Any, *xs: Any) -> Any:
+            # Forward mode runs f again, carrying tangents (no intermediates were kept).
+            level, ins, saved = forward.enter(tuple(xs[:n]), tuple(ts[:n]), "checkpoint")
+            try:
+                for p, t in zip(params, ts[n:], strict=True):
+                    level.set(p, t)
+                tangent = forward.output_tangent(f(*ins), level)
+            finally:
+                forward.leave(saved)
+            return tangent if isinstance(out, Tensor) else tangent.data
+
+        op = ops.Op("checkpoint", run, vjp_rule, variadic=True, jvp=jvp_rule)
+        return engine.apply(op, parents)
+
+    return checkpointed
+
+
+def _recompute_leaf(x: Any, symbolic: bool) -> Tensor:
+    if not symbolic:
+        x = engine.constant(x)
+    if x.dtype.kind != "f":
+        return x  # labels, indices: constants
+    return _leaf(x, 0, "checkpoint")
+
+
+def _no_foreign_leaves(out: Tensor, leaves: Sequence[Tensor]) -> None:
+    ours = {id(leaf) for leaf in leaves}
+    for node in engine.toposort(out):
+        if node._op is None and id(node) not in ours:
+            raise RuntimeError(
+                f"checkpoint: f uses a tensor of shape {node.shape} that requires grad but is "
+                "not an argument of f, so its gradient would be lost; pass it as an argument "
+                "(or checkpoint an nn.Module, whose parameters are found for you)"
+            )

@@ -1,0 +1,479 @@
+"""Every public op and loss against PyTorch, one entry each, on hypothesis-drawn inputs.
+
+Shapes include 0-d, size-0 and size-1 axes; values include each op's kinks (0 for relu, abs and
+powers, ties for max/min/maximum); inputs come as float32, float64, int64 and uint8 (integers
+take part as constants); the upstream gradient is random and read-only, and so are the
+inputs, so a rule that wrote into either fails here. Each entry asserts the value, the
+gradient of every input, and their dtypes and shapes; in float64 also a Hessian-vector
+product. `test_every_public_op_has_an_entry` lists the public API and fails when an op is
+added without an entry here (or a reason in NOT_OPS).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import autodiff as ad
+import nn
+from autodiff import Tensor, engine
+
+torch = pytest.importorskip("torch", reason="PyTorch is the optional oracle: "
+                                            "pip install torch==2.13.0 to run these tests")
+TF = torch.nn.functional
+OF = nn.functional
+
+FLOATS = (np.float32, np.float64)
+INTS = (np.int64, np.uint8)
+
+
+def _dim(axis: Any, ndim: int) -> Any:
+    """Our axis (None, int or tuple) as PyTorch's dim."""
+    return tuple(range(ndim)) if axis is None else axis
+
+
+# --- drawing inputs --------------------------------------------------------------------------
+
+
+def _shape(min_dims: int = 0, min_side: int = 0) -> st.SearchStrategy:
+    return hnp.array_shapes(min_dims=min_dims, max_dims=3, min_side=min_side, max_side=3)
+
+
+def _broadcast(n: int, min_side: int = 0) -> st.SearchStrategy:
+    return hnp.mutually_broadcastable_shapes(num_shapes=n, min_side=min_side, max_side=3).map(
+        lambda b: b.input_shapes)
+
+
+def _axis_kwargs(shapes: tuple, keepdims: bool = True) -> st.SearchStrategy:
+    ndim = len(shapes[0])
+    axis = st.none() if ndim == 0 else st.one_of(
+        st.none(), st.integers(-ndim, ndim - 1),
+        st.lists(st.integers(0, ndim - 1), unique=True, min_size=1).map(tuple))
+    if not keepdims:
+        return st.fixed_dictionaries({"axis": axis})
+    return st.fixed_dictionaries({"axis": axis, "keepdims": st.booleans()})
+
+
+def _one_axis(shapes: tuple) -> st.SearchStrategy:
+    ndim = len(shapes[0])
+    return st.fixed_dictionaries({"axis": st.integers(-ndim, ndim - 1)})
+
+
+def _values(dtype: Any, shape: tuple, low: float, high: float, kinks: tuple) -> Any:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        width = 32 if dtype == np.float32 else 64
+        smooth = st.floats(low, high, width=width, allow_nan=False, allow_infinity=False)
+        elements = st.one_of(st.sampled_from(kinks), smooth) if kinks else smooth
+    else:
+        lo = max(int(np.ceil(low)), 0 if dtype.kind == "u" else -10)
+        elements = st.integers(lo, max(lo, min(int(np.floor(high)), 10)))
+    return hnp.arrays(dtype, shape, elements=elements)
+
+
+@dataclass
+class Entry:
+    """One public op: ours and PyTorch's, and the inputs it is defined on."""
+
+    ours: Callable
+    theirs: Callable
+    shapes: st.SearchStrategy = field(default_factory=lambda: _shape().map(lambda s: (s,)))
+    kwargs: Callable[[tuple], st.SearchStrategy] | None = None
+    low: float = -3.0
+    high: float = 3.0
+    kinks: tuple = (0.0,)
+    ints: bool | tuple = True  # also run with int64 and uint8 inputs (constants), or these
+    float_op: bool = False  # integer inputs compute (and come out) in float64
+    constants: tuple = ()  # positions of extra non-differentiable array inputs (labels)
+    make_constants: Callable[[tuple, Any], st.SearchStrategy] | None = None
+    second_order: bool = True
+    rtol32: float = 2e-5
+
+
+def _unary(ours, theirs, **kw) -> Entry:
+    return Entry(ours, theirs, **kw)
+
+
+def _binary(ours, theirs, **kw) -> Entry:
+    return Entry(ours, theirs, shapes=_broadcast(2), **kw)
+
+
+def _labels(shapes: tuple, classes_axis: int = 1) -> st.SearchStrategy:
+    n, c = shapes[0]
+    return hnp.arrays(np.int64, (n,), elements=st.integers(0, c - 1)).map(lambda a: (a,))
+
+
+_NC = st.tuples(st.integers(0, 4), st.integers(1, 4)).map(lambda s: (s,))
+_NC1 = st.tuples(st.integers(1, 4), st.integers(1, 4)).map(lambda s: (s,))
+_MATMUL = st.sampled_from([((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
+                           ((0, 3), (3, 2)), ((2, 0), (0, 2)), ((1, 2, 3), (4, 3, 1)),
+                           ((3,), (2, 3, 4)), ((2, 2, 3), (3,))])
+_LINEAR = st.sampled_from([((4, 3), (2, 3), (2,)), ((3,), (2, 3), (2,)),
+                           ((2, 4, 3), (5, 3), (5,)), ((0, 3), (2, 3), (2,)),
+                           ((1, 1), (1, 1), (1,))])
+_INDICES = [
+    (slice(None, None, 2),), (0,), (-1,), ([0, 0, -1],), (Ellipsis, 0), (None, Ellipsis),
+    (slice(1, None), [0, 0]), ([],),
+]
+
+
+def _index_for(shape: tuple) -> st.SearchStrategy:
+    """A valid index into `shape` (basic, integer, repeated, boolean, empty)."""
+    if not shape or shape[0] == 0:
+        return st.sampled_from([(Ellipsis,), (None,)])
+    ok = [ix for ix in _INDICES
+          if not (len([p for p in ix if p not in (None, Ellipsis)]) > len(shape))
+          and not (len(ix) > 1 and isinstance(ix[1], list) and (len(shape) < 2 or shape[1] == 0))]
+    boolean = hnp.arrays(bool, shape[:1]).map(lambda m: (m,))
+    return st.one_of(st.sampled_from(ok), boolean)
+
+
+def _setitem(x, w, *, index, lib):
+    buf = x * 1.5
+    if lib == "torch":
+        buf = buf.clone()
+        buf[index] = w
+    else:
+        buf[index] = w
+    return buf * buf
+
+
+def _torch_index(index: tuple) -> tuple:
+    return tuple(torch.as_tensor(p) if isinstance(p, (list, np.ndarray)) else p for p in index)
+
+
+def _np_index(index: tuple) -> tuple:
+    return tuple(np.asarray(p, dtype=np.intp) if isinstance(p, list) and not p else p
+                 for p in index)
+
+
+SWEEP: dict[str, Entry] = {
+    # --- operators -------------------------------------------------------------------------
+    "Tensor.__add__": _binary(lambda a, b: a + b, lambda a, b: a + b),
+    "Tensor.__radd__": _unary(lambda a: 2.5 + a, lambda a: 2.5 + a),
+    "Tensor.__sub__": _binary(lambda a, b: a - b, lambda a, b: a - b),
+    "Tensor.__rsub__": _unary(lambda a: 1.5 - a, lambda a: 1.5 - a, ints=False),
+    "Tensor.__mul__": _binary(lambda a, b: a * b, lambda a, b: a * b),
+    "Tensor.__rmul__": _unary(lambda a: 0.5 * a, lambda a: 0.5 * a),
+    "Tensor.__truediv__": _binary(lambda a, b: a / b, lambda a, b: a / b, kinks=(0.0, 1.0),
+                                  float_op=True),
+    "Tensor.__rtruediv__": _unary(lambda a: 2.0 / a, lambda a: 2.0 / a, float_op=True),
+    "Tensor.__neg__": _unary(lambda a: -a, lambda a: -a, ints=False),
+    "Tensor.__pos__": _unary(lambda a: +a * 1.0, lambda a: +a * 1.0),
+    "Tensor.__pow__": Entry(
+        lambda a, *, e: a ** e, lambda a, *, e: a ** e, low=0.0,
+        kwargs=lambda s: st.fixed_dictionaries({"e": st.sampled_from([0, 1, 2, 3, 0.5, -1.0])}),
+        ints=False),
+    # Second order at base 0 is infinite or undefined (PyTorch even gives NaN for an empty
+    # exponent); test_ops checks it numerically on positive bases.
+    "Tensor.__pow__(tensor)": _binary(lambda a, b: a ** b, lambda a, b: a ** b, low=0.0,
+                                      kinks=(0.0, 1.0), ints=False, second_order=False),
+    "Tensor.__rpow__": _unary(lambda a: 2.0 ** a, lambda a: 2.0 ** a, ints=False),
+    "Tensor.__matmul__": Entry(lambda a, b: a @ b, lambda a, b: a @ b, shapes=_MATMUL,
+                               low=-2, high=2),
+    "Tensor.__rmatmul__": Entry(lambda a: np.ones((2, 3), a.dtype) @ a,
+                                lambda a: torch.ones((2, 3), dtype=a.dtype) @ a,
+                                shapes=st.just(((3, 2),)), ints=False),
+    "Tensor.__getitem__": Entry(
+        lambda a, *, index: a[_np_index(index)], lambda a, *, index: a[_torch_index(index)],
+        shapes=_shape(min_dims=1).map(lambda s: (s,)), kwargs=lambda s: st.fixed_dictionaries(
+            {"index": _index_for(s[0])})),
+    "Tensor.__setitem__": Entry(
+        lambda a, w, *, index: _setitem(a, w, index=index, lib="ours"),
+        lambda a, w, *, index: _setitem(a, w, index=index, lib="torch"),
+        shapes=_shape(min_dims=1, min_side=1).map(lambda s: (s, s[1:])),
+        kwargs=lambda s: st.fixed_dictionaries({"index": st.just((0,))}), ints=False),
+    # comparisons: values (booleans) only, no gradient
+    "Tensor.__lt__": _binary(lambda a, b: a < b, lambda a, b: a < b),
+    "Tensor.__le__": _binary(lambda a, b: a <= b, lambda a, b: a <= b),
+    "Tensor.__gt__": _binary(lambda a, b: a > b, lambda a, b: a > b),
+    "Tensor.__ge__": _binary(lambda a, b: a >= b, lambda a, b: a >= b),
+    "Tensor.__eq__": _binary(lambda a, b: a == b, lambda a, b: a == b),
+    "Tensor.__ne__": _binary(lambda a, b: a != b, lambda a, b: a != b),
+    # --- elementwise ---------------------------------------------------------------------
+    "exp": _unary(ad.exp, torch.exp, float_op=True),
+    "log": _unary(ad.log, torch.log, low=0.0, float_op=True),
+    "sqrt": _unary(ad.sqrt, torch.sqrt, low=0.0, float_op=True),
+    "tanh": _unary(ad.tanh, torch.tanh, float_op=True),
+    "sigmoid": _unary(ad.sigmoid, torch.sigmoid, low=-30, high=30, float_op=True),
+    "relu": _unary(ad.relu, torch.relu),
+    "abs": _unary(ad.abs, torch.abs),
+    # uint8 is left out: PyTorch wraps the bound -1 around to 255 first.
+    "Tensor.clip": _unary(lambda a: a.clip(-1, 1), lambda a: a.clamp(-1, 1),
+                          kinks=(-1.0, 0.0, 1.0), ints=(np.int64,)),
+    "Tensor.clip(array)": _unary(lambda a: a.clip(np.float32(-0.5), np.array(1.0)),
+                                 lambda a: a.clamp(-0.5, 1.0), kinks=(-0.5, 1.0), ints=False),
+    "Tensor.astype": _unary(lambda a: (a.astype(np.float64) * a).astype(a.dtype),
+                            lambda a: (a.double() * a).to(a.dtype), ints=False),
+    "where": _binary(lambda a, b: ad.where(np.asarray(a.data) > 0, a, b),
+                     lambda a, b: torch.where(a > 0, a, b)),
+    "maximum": _binary(ad.maximum, torch.maximum, kinks=(0.0, 1.0, -1.0)),
+    "minimum": _binary(ad.minimum, torch.minimum, kinks=(0.0, 1.0, -1.0)),
+    "maximum(number)": _unary(lambda a: ad.maximum(a, 0),
+                              lambda a: torch.maximum(a, torch.zeros_like(a))),
+    # --- reductions --------------------------------------------------------------------------
+    "Tensor.sum": Entry(lambda a, **k: a.sum(**k),
+                        lambda a, axis, keepdims: a.sum(dim=_dim(axis, a.ndim), keepdim=keepdims),
+                        kwargs=_axis_kwargs),
+    "Tensor.mean": Entry(lambda a, **k: a.mean(**k),
+                         lambda a, axis, keepdims: a.double().mean(
+                             dim=_dim(axis, a.ndim), keepdim=keepdims).to(
+                             a.dtype if a.is_floating_point() else torch.float64),
+                         shapes=_shape(min_side=1).map(lambda s: (s,)), kwargs=_axis_kwargs,
+                         float_op=True),
+    "Tensor.max": Entry(lambda a, **k: a.max(**k),
+                        lambda a, axis, keepdims: a.amax(dim=_dim(axis, a.ndim), keepdim=keepdims),
+                        shapes=_shape(min_side=1).map(lambda s: (s,)), kwargs=_axis_kwargs,
+                        kinks=(0.0, 1.0)),
+    "Tensor.min": Entry(lambda a, **k: a.min(**k),
+                        lambda a, axis, keepdims: a.amin(dim=_dim(axis, a.ndim), keepdim=keepdims),
+                        shapes=_shape(min_side=1).map(lambda s: (s,)), kwargs=_axis_kwargs,
+                        kinks=(0.0, 1.0)),
+    "Tensor.var": Entry(lambda a, **k: a.var(**k),
+                        lambda a, axis, keepdims: a.var(dim=_dim(axis, a.ndim), keepdim=keepdims,
+                                                        correction=0),
+                        shapes=_shape(min_side=1).map(lambda s: (s,)), kwargs=_axis_kwargs,
+                        ints=False, kinks=(0.0, 1.0), rtol32=1e-4),
+    "Tensor.std": Entry(lambda a, **k: a.std(**k),
+                        lambda a, axis, keepdims: a.std(dim=_dim(axis, a.ndim), keepdim=keepdims,
+                                                        correction=0),
+                        shapes=_shape(min_side=1).map(lambda s: (s,)), kwargs=_axis_kwargs,
+                        ints=False, kinks=(1.0,), second_order=False, rtol32=1e-4),
+    "logsumexp": Entry(lambda a, **k: ad.logsumexp(a, **k),
+                       lambda a, axis, keepdims: torch.logsumexp(
+                           a, dim=_dim(axis, a.ndim), keepdim=keepdims),
+                       kwargs=_axis_kwargs, float_op=True, ints=False),
+    "softmax": Entry(lambda a, **k: ad.softmax(a, **k), lambda a, axis: torch.softmax(a, axis),
+                     shapes=_shape(min_dims=1).map(lambda s: (s,)), kwargs=_one_axis,
+                     float_op=True, ints=False),
+    "log_softmax": Entry(lambda a, **k: ad.log_softmax(a, **k),
+                         lambda a, axis: torch.log_softmax(a, axis),
+                         shapes=_shape(min_dims=1).map(lambda s: (s,)), kwargs=_one_axis,
+                         float_op=True, ints=False),
+    # --- shape -------------------------------------------------------------------------------
+    "Tensor.reshape": _unary(lambda a: a.reshape(-1, 1), lambda a: a.reshape(-1, 1)),
+    "Tensor.flatten": _unary(lambda a: a.flatten() * 1.0, lambda a: a.flatten() * 1.0),
+    "Tensor.transpose": _unary(lambda a: a.transpose(), lambda a: a.permute(
+        tuple(reversed(range(a.ndim))))),
+    "Tensor.T": _unary(lambda a: a.T * 1.0,
+                       lambda a: a.permute(tuple(reversed(range(a.ndim)))) * 1.0),
+    "Tensor.swapaxes": Entry(lambda a: a.swapaxes(0, -1), lambda a: a.swapaxes(0, -1),
+                             shapes=_shape(min_dims=1).map(lambda s: (s,))),
+    "Tensor.broadcast_to": _unary(lambda a: a.broadcast_to((2,) + a.shape) * 1.0,
+                                  lambda a: a.broadcast_to((2,) + a.shape) * 1.0),
+    "concatenate": Entry(lambda a, b: ad.concatenate([a, b, a], axis=-1),
+                         lambda a, b: torch.cat([a, b, a], dim=-1),
+                         shapes=_shape(min_dims=1).map(lambda s: (s, s[:-1] + (2,)))),
+    "stack": Entry(lambda a, b: ad.stack([a, b], axis=-1), lambda a, b: torch.stack([a, b], -1),
+                   shapes=_shape().map(lambda s: (s, s))),
+    # --- linear algebra and fused ops ------------------------------------------------------
+    "matmul": Entry(ad.matmul, torch.matmul, shapes=_MATMUL, low=-2, high=2),
+    "linear": Entry(ad.linear, TF.linear, shapes=_LINEAR, low=-2, high=2),
+    "softmax_cross_entropy": Entry(
+        lambda z, y: ad.softmax_cross_entropy(z, y),
+        lambda z, y: TF.cross_entropy(z, torch.as_tensor(y)),
+        shapes=_NC1, constants=(1,), make_constants=lambda s, dt: _labels(s),
+        ints=False, low=-5, high=5),
+    # --- nn.functional ---------------------------------------------------------------------
+    "nn.functional.leaky_relu": _unary(lambda a: OF.leaky_relu(a, 0.1),
+                                       lambda a: TF.leaky_relu(a, 0.1), ints=False),
+    "nn.functional.mse_loss": Entry(
+        lambda a, b, *, reduction: OF.mse_loss(a, b, reduction=reduction),
+        lambda a, b, *, reduction: TF.mse_loss(a, b, reduction=reduction),
+        shapes=_shape(min_side=1).map(lambda s: (s, s)), ints=False,
+        kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
+            ["mean", "sum", "none"])})),
+    "nn.functional.binary_cross_entropy": Entry(
+        lambda p, y: OF.binary_cross_entropy(p, y, reduction="sum"),
+        lambda p, y: TF.binary_cross_entropy(p, y, reduction="sum"),
+        shapes=_shape(min_side=1).map(lambda s: (s, s)), low=1 / 128, high=127 / 128, kinks=(0.5,),
+        ints=False, rtol32=1e-4),
+    "nn.functional.binary_cross_entropy_with_logits": Entry(
+        lambda z, y, *, reduction: OF.binary_cross_entropy_with_logits(z, y, reduction),
+        lambda z, y, *, reduction: TF.binary_cross_entropy_with_logits(z, y,
+                                                                       reduction=reduction),
+        shapes=_shape(min_side=1).map(lambda s: (s, s)), low=-50, high=50, kinks=(0.0,),
+        ints=False, kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
+            ["mean", "sum", "none"])}), rtol32=1e-4),
+    "nn.functional.nll_loss": Entry(
+        lambda z, y, *, reduction: OF.nll_loss(z, y, reduction),
+        lambda z, y, *, reduction: TF.nll_loss(z, torch.as_tensor(y), reduction=reduction),
+        shapes=_NC1, constants=(1,), make_constants=lambda s, dt: _labels(s), ints=False,
+        kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
+            ["mean", "sum", "none"])})),
+    "nn.functional.cross_entropy": Entry(
+        lambda z, y, *, reduction: OF.cross_entropy(z, y, reduction),
+        lambda z, y, *, reduction: TF.cross_entropy(z, torch.as_tensor(y), reduction=reduction),
+        shapes=_NC1, constants=(1,), make_constants=lambda s, dt: _labels(s), ints=False,
+        low=-5, high=5, kwargs=lambda s: st.fixed_dictionaries({"reduction": st.sampled_from(
+            ["mean", "sum", "none"])})),
+    "nn.functional.cross_entropy(probabilities)": Entry(
+        lambda z, p: OF.cross_entropy(z, p, "sum"),
+        lambda z, p: TF.cross_entropy(z, p, reduction="sum"),
+        shapes=_NC.map(lambda s: (s[0], s[0])), low=-5, high=5, ints=False),
+}
+
+# Public names that are not differentiable ops, each with the reason it needs no entry.
+NOT_OPS = {
+    **dict.fromkeys(["zeros", "ones", "full", "arange", "rand", "randn", "zeros_like",
+                     "ones_like", "tensor"], "constructor: makes a leaf, computes nothing"),
+    **dict.fromkeys(["grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
+                     "detect_anomaly"], "gradient machinery: exercised by every entry"),
+    **dict.fromkeys(["Tensor.item", "Tensor.numpy", "Tensor.tolist", "Tensor.backward",
+                     "Tensor.zero_grad", "Tensor.requires_grad_", "Tensor.detach",
+                     "Tensor.__array__", "Tensor.__bool__", "Tensor.__float__", "Tensor.__int__",
+                     "Tensor.__len__", "Tensor.__iter__", "Tensor.__repr__", "Tensor.__hash__"],
+                    "conversion or bookkeeping, not an op"),
+    "nn.functional.accuracy": "a metric on plain numbers, no gradient",
+    **dict.fromkeys(["nn.functional.relu", "nn.functional.sigmoid", "nn.functional.tanh",
+                     "nn.functional.softmax", "nn.functional.log_softmax"],
+                    "the engine's own function re-exported (its entry is the engine's)"),
+}
+_OPERATOR_WORDS = (
+    "add radd sub rsub mul rmul truediv rtruediv floordiv rfloordiv mod rmod pow rpow matmul "
+    "rmatmul neg pos abs invert lt le gt ge eq ne getitem setitem iadd isub imul itruediv ipow "
+    "and or xor rand ror rxor array bool float int len iter repr hash")
+_OPERATORS = {f"__{n}__" for n in _OPERATOR_WORDS.split()}
+_ATTRIBUTES = {"data", "grad", "requires_grad", "name", "shape", "ndim", "dtype", "size",
+               "is_leaf", "op", "parents"}
+
+
+def public_api() -> set[str]:
+    names = set()
+    for name in ad.__all__:
+        obj = getattr(ad, name)
+        if inspect.isfunction(obj):
+            names.add(name)
+    for name in dir(Tensor):
+        if name in _ATTRIBUTES or (name.startswith("_") and name not in _OPERATORS):
+            continue
+        if inspect.isfunction(getattr(Tensor, name, None)) or name in ("T",) or \
+                isinstance(inspect.getattr_static(Tensor, name), property):
+            names.add(f"Tensor.{name}")
+    for name, obj in vars(OF).items():
+        if inspect.isfunction(obj) and not name.startswith("_"):
+            names.add(f"nn.functional.{name}")
+    return names
+
+
+def test_every_public_op_has_an_entry():
+    covered = {name.split("(")[0] for name in SWEEP} | set(NOT_OPS)
+    # Method spellings of functions covered under their function name (x.exp() is exp(x)).
+    covered |= {f"Tensor.{n}" for n in SWEEP if "." not in n and "(" not in n}
+    missing = sorted(public_api() - covered)
+    assert not missing, f"public ops without a PyTorch sweep entry: {missing}"
+
+
+# --- running one entry -------------------------------------------------------------------
+
+
+def _tol(dtype: Any, entry: Entry) -> dict:
+    if np.dtype(dtype) == np.float32:
+        return {"rtol": entry.rtol32, "atol": 1e-5}
+    return {"rtol": 1e-9, "atol": 1e-10}
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+def _close(ours: Any, theirs: Any, tol: dict, what: str) -> None:
+    ours = np.asarray(ours, dtype=np.float64)
+    theirs = np.asarray(theirs, dtype=np.float64)
+    assert ours.shape == theirs.shape, (what, ours.shape, theirs.shape)
+    np.testing.assert_allclose(ours, theirs, equal_nan=True, err_msg=what, **tol)
+
+
+def _torch(a: np.ndarray, dtype: Any, grad: bool) -> Any:
+    t = torch.tensor(np.array(a, dtype=dtype))
+    return t.requires_grad_(grad)
+
+
+@pytest.mark.parametrize("name", sorted(SWEEP))
+@settings(max_examples=30)
+@given(data=st.data())
+def test_op_matches_pytorch(name, data):
+    entry = SWEEP[name]
+    shapes = data.draw(entry.shapes, label="shapes")
+    dtypes = FLOATS + (INTS if entry.ints is True else entry.ints or ())
+    dtype = np.dtype(data.draw(st.sampled_from(dtypes), label="dtype"))
+    n = len(shapes)
+    arrays = [data.draw(_values(dtype, s, entry.low, entry.high, entry.kinks), label=f"x{i}")
+              for i, s in enumerate(shapes)]
+    constants = list(data.draw(entry.make_constants(shapes, dtype))) if entry.make_constants \
+        else []
+    kwargs = data.draw(entry.kwargs(shapes), label="kwargs") if entry.kwargs else {}
+    floating = dtype.kind == "f"
+    arrays = [_readonly(a) for a in arrays]
+
+    ours_in = [Tensor(a, requires_grad=floating) for a in arrays]
+    # PyTorch computes integer inputs in float64 where ours does (float ops), else in kind.
+    ref_dtype = np.float64 if (not floating and entry.float_op) else dtype
+    ref_in = [_torch(a, ref_dtype, floating) for a in arrays]
+    with np.errstate(all="ignore"):
+        out = entry.ours(*ours_in, *constants, **kwargs)
+        ref = entry.theirs(*ref_in, *constants, **kwargs)
+    tol = _tol(dtype if floating else np.float64, entry)
+    _close(out.data, ref.detach().numpy(), tol, f"{name} value")
+    if ref.dtype == torch.bool:
+        assert out.dtype == np.bool_
+        return
+    if floating:
+        assert out.dtype == dtype, (name, out.dtype, dtype)
+    elif entry.float_op:
+        assert out.dtype == np.float64, (name, out.dtype)
+    else:
+        assert out.dtype.kind in "iuf" and not out.requires_grad
+    if not floating or not out.requires_grad:
+        return
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="seed"))
+    upstream = _readonly(rng.uniform(-1, 1, size=out.shape).astype(dtype))
+    with np.errstate(all="ignore"):
+        engine.backward([out], [upstream])
+        ref_grads = torch.autograd.grad(ref, ref_in, grad_outputs=torch.tensor(upstream),
+                                        allow_unused=True)
+    for i, (t, g) in enumerate(zip(ours_in, ref_grads, strict=True)):
+        expected = np.zeros(t.shape) if g is None else g.numpy(force=True)
+        assert t.grad is not None, (name, i)
+        assert t.grad.dtype == dtype and t.grad.shape == t.shape, (name, i, t.grad.dtype)
+        _close(t.grad.data, expected, tol, f"{name} gradient of input {i}")
+
+    if not entry.second_order or dtype != np.float64 or n == 0:
+        return
+    # Second order: a Hessian-vector product, with a random direction per input.
+    ours_in = [Tensor(a, requires_grad=True) for a in arrays]
+    ref_in = [_torch(a, dtype, True) for a in arrays]
+    directions = [rng.uniform(-1, 1, size=a.shape) for a in arrays]
+    with np.errstate(all="ignore"):
+        out = entry.ours(*ours_in, *constants, **kwargs)
+        grads = ad.grad(out, ours_in, grad_outputs=upstream, create_graph=True)
+        inner = sum(((g * d).sum() for g, d in zip(grads, directions, strict=True)),
+                    Tensor(0.0))
+        ref = entry.theirs(*ref_in, *constants, **kwargs)
+        ref_grads = torch.autograd.grad(ref, ref_in, grad_outputs=torch.tensor(upstream),
+                                        create_graph=True, allow_unused=True)
+        ref_inner = sum((g * torch.tensor(d)).sum() for g, d in
+                        zip(ref_grads, directions, strict=True) if g is not None)
+        if inner.requires_grad:
+            hvp = ad.grad(inner, ours_in)
+        else:
+            hvp = [np.zeros(a.shape) for a in arrays]
+        if isinstance(ref_inner, torch.Tensor) and ref_inner.requires_grad:
+            ref_hvp = torch.autograd.grad(ref_inner, ref_in, allow_unused=True)
+        else:
+            ref_hvp = [None] * n
+    for i, (h, r) in enumerate(zip(hvp, ref_hvp, strict=True)):
+        expected = np.zeros(arrays[i].shape) if r is None else r.numpy(force=True)
+        _close(getattr(h, "data", h), expected, {"rtol": 1e-7, "atol": 1e-8},
+               f"{name} Hessian-vector product, input {i}")
