@@ -344,7 +344,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     else:  # nothing to differentiate: keep no references, so the inputs can be freed
         out.requires_grad = False
         out._op = out._in0 = out._in1 = out._ins = None
-        out._params = NO_PARAMS
+        out._params = params or NO_PARAMS  # forward mode reads them even on constants
         out._clock = 0
     out._modified = 0
     if forward:  # inside autodiff.jvp: the output's tangent, in the same pass

@@ -238,7 +238,6 @@ class Module:
         # engine.module_scope written out: no context-manager object per module call, and
         # only the scope is restored (a grad-mode switch made inside forward stays made).
         st = engine.state
-        # mode is (grad_enabled, anomaly, scope, forward levels): change the scope alone.
         enabled, anomaly, scope, forward = st.mode
         st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,), forward)
         try:
