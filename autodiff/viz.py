@@ -514,9 +514,21 @@ def _box_of(graph: Graph) -> dict[str, str | None]:
         chain.reverse()  # outermost first
         if chain[0] not in has_children:
             boxes[cid] = chain[0]
+        elif len(chain) == 1:
+            boxes[cid] = None
         else:
-            boxes[cid] = chain[1] if len(chain) > 1 else None
+            # A container (LeNet5.features is a Sequential) is not a layer: look inside it,
+            # so a Conv2d gets its own box just as a Linear does.
+            level = 1
+            while (level + 1 < len(chain)
+                   and type(graph.clusters[chain[level]].module).__name__ in _CONTAINERS):
+                level += 1
+            boxes[cid] = chain[level]
     return boxes
+
+
+# nn's pure containers, named rather than imported: the drawing must not depend on nn.
+_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 
 
 def _collapsed(graph: Graph, options: _Options, frame: _Frame | None) -> _Scene:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
-WORKLOADS = ("mnist", "ops", "micrograd", "chain", "memory", "forward")
+WORKLOADS = ("mnist", "ops", "micrograd", "chain", "memory", "forward", "lenet")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -229,6 +229,43 @@ def run_memory(args, lines: list[str], ratios: dict) -> None:
     ratios["memory/growth_mb"] = marks[keys[-1]] - marks[keys[1]] if len(keys) > 2 else 0.0
 
 
+def run_lenet(args, lines: list[str], ratios: dict) -> None:
+    from bench import lenet
+    from bench.runner import interleaved, paired_ratio
+
+    x, y, xt, yt = load_data(args.data_dir)
+    steps = 20 if args.quick else 200
+    problem = lenet.make_problem(x, y, xt, yt, batch_size=64, steps=steps)
+    scale = problem.images_per_epoch_scale()
+    scores: dict[str, tuple[float, float]] = {}
+
+    def runner(name, fn):
+        def run():
+            seconds, *scores[name] = fn(problem)
+            return seconds * scale
+        return run
+
+    timings = interleaved({n: runner(n, f) for n, f in _engines(lenet.ENGINES).items()},
+                          args.repeats)
+    lines.append("## 7. LeNet-5 on MNIST, batch 64, SGD lr 0.05\n")
+    lines.append(f"{steps} training steps, seconds scaled to one 60,000-image epoch: median "
+                 "(min-max); ratios are medians of the per-round ratios. Test accuracy and "
+                 "loss on 2,000 test images after the steps: the same in every engine.\n")
+    lines.append("| engine | seconds per epoch | x numpy im2col | test accuracy | test loss |")
+    lines.append("| --- | --- | --- | --- | --- |")
+    floor = timings["numpy im2col (by hand)"]
+    for name, timing in timings.items():
+        ratio = paired_ratio(timing, floor)
+        accuracy, loss = scores.get(name, (float("nan"), float("nan")))
+        lines.append(f"| {name} | {timing.cell()} | {ratio:.2f} | {accuracy:.4f} | "
+                     f"{loss:.4f} |")
+        ratios[f"lenet/{name}"] = ratio
+    if "PyTorch eager" in timings:
+        ratios["lenet/ours_vs_torch"] = paired_ratio(timings["autodiff (ours)"],
+                                                     timings["PyTorch eager"])
+    lines.append("")
+
+
 def run_forward(args, lines: list[str], ratios: dict) -> None:
     from bench import forward
 
@@ -257,6 +294,10 @@ TARGETS = [
     ("peak RSS of an epoch", "memory/autodiff (ours)", lambda r: r <= 1.3,
      "<= 1.3x numpy floor"),
     ("RSS growth, 1,000 to last step, MB", "memory/growth_mb", lambda r: r < 1.0, "< 1 MB"),
+    ("LeNet epoch, batch 64", "lenet/autodiff (ours)", lambda r: r <= 1.5,
+     "<= 1.5x numpy im2col"),
+    ("LeNet epoch vs PyTorch, batch 64", "lenet/ours_vs_torch", lambda r: r < 1.0,
+     "< 1.00x PyTorch eager"),
 ]
 
 
@@ -304,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[str] = []
     ratios: dict[str, float] = {}
     steps = {"mnist": run_mnist, "ops": run_ops, "micrograd": run_micrograd,
-             "chain": run_chain, "memory": run_memory, "forward": run_forward}
+             "chain": run_chain, "memory": run_memory, "forward": run_forward,
+             "lenet": run_lenet}
     for name in args.workloads.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         steps[name](args, sections, ratios)

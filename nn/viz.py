@@ -369,3 +369,84 @@ def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+# --- convolutions ----------------------------------------------------------------------------
+
+
+def conv_filters(weight: Any, path: PathLike | None = None, title: str | None = None) -> Any:
+    """The kernels of a conv layer, one tile per (output channel, input channel).
+
+    `weight` is a Conv2d (its .weight is used) or an (out, in, kh, kw) array. Each row of tiles
+    is an input channel, each column an output channel; one symmetric colour scale for all
+    tiles (blue negative, red positive), so a pale kernel is a weak one.
+    """
+    w = np.asarray(getattr(getattr(weight, "weight", weight), "data", weight))
+    if w.ndim != 4:
+        raise ValueError(f"conv_filters: expected a Conv2d or an (out, in, kh, kw) weight, "
+                         f"got shape {w.shape}")
+    out_ch, in_ch = w.shape[:2]
+    limit = float(np.abs(w).max()) or 1.0
+    fig, axes = plt.subplots(in_ch, out_ch, figsize=(1.1 * out_ch + 0.8, 1.1 * in_ch + 0.6),
+                             squeeze=False)
+    image = None
+    for i in range(in_ch):
+        for o in range(out_ch):
+            ax = axes[i, o]
+            image = ax.imshow(w[o, i], cmap="coolwarm", vmin=-limit, vmax=limit,
+                              interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"out {o}", fontsize=8)
+            if o == 0 and in_ch > 1:
+                ax.set_ylabel(f"in {i}", fontsize=8)
+    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02)
+    fig.suptitle(title or f"{out_ch} filters of {w.shape[2]}x{w.shape[3]}"
+                 f" over {in_ch} input channel{'s' if in_ch > 1 else ''}", fontsize=10)
+    return _save(fig, path)
+
+
+def feature_maps(layers: Any, image: Any, path: PathLike | None = None,
+                 max_channels: int = 16) -> Any:
+    """What each layer makes of one image: the image, then one row per layer whose output is
+    an (N, C, H, W) map, one tile per channel (at most `max_channels`).
+
+    `layers` is a sequence of modules applied in order (e.g. `LeNet5().features`); `image` is
+    one image, (H, W), (C, H, W) or a flat 784 MNIST row (reshaped to 28x28).
+    """
+    from autodiff import Tensor, no_grad
+
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim == 1 and x.size == 28 * 28:
+        x = x.reshape(28, 28)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3:
+        raise ValueError(f"feature_maps: expected one image (H, W), (C, H, W) or a flat 784 "
+                         f"row, got shape {np.asarray(image).shape}")
+    rows: list[tuple[str, np.ndarray]] = []
+    out = Tensor(x[None])
+    with no_grad():
+        for index, layer in enumerate(layers):
+            out = layer(out)
+            if out.ndim == 4:
+                name = layer.label() if hasattr(layer, "label") else type(layer).__name__
+                rows.append((f"{index}: {name}", np.asarray(out.data)[0]))
+    if not rows:
+        raise ValueError("feature_maps: no layer gave an (N, C, H, W) output to show")
+    cols = min(max(m.shape[0] for _, m in rows), max_channels)
+    fig, axes = plt.subplots(len(rows) + 1, cols, figsize=(1.1 * cols, 1.25 * (len(rows) + 1)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    axes[0, 0].imshow(x[0], cmap="gray_r")
+    axes[0, 0].set_title("input", fontsize=8)
+    for r, (name, maps) in enumerate(rows, start=1):
+        for c in range(min(maps.shape[0], cols)):
+            axes[r, c].imshow(maps[c], cmap="viridis")
+        axes[r, 0].set_title(name, fontsize=8, loc="left")
+    fig.suptitle("Feature maps of one image, layer by layer (one tile per channel)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

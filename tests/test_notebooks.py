@@ -12,7 +12,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def test_the_teaching_notebooks_are_all_here():
     numbers = {p.name[:2] for p in NOTEBOOKS}
-    assert numbers >= {"01", "02", "03", "04", "05", "06", "07", "08", "10"}
+    assert numbers >= {"01", "02", "03", "04", "05", "06", "07", "08", "09", "10"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
