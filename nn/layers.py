@@ -98,9 +98,11 @@ class LeakyReLU(Module):
 
 
 class Softmax(Module):
-    def __init__(self, axis: int = -1) -> None:
+    """softmax along `axis` (PyTorch's `dim=` is accepted too: `nn.Softmax(dim=1)`)."""
+
+    def __init__(self, axis: int = -1, *, dim: int | None = None) -> None:
         super().__init__()
-        self.axis = axis
+        self.axis = axis if dim is None else dim
 
     def forward(self, x: Tensor) -> Tensor:
         return F.softmax(x, axis=self.axis)

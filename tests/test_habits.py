@@ -378,3 +378,11 @@ def test_second_derivatives_through_numpy_calls():
                 + np.matmul(x, np.transpose(x)).sum() + np.log(x).var(ddof=1))
 
     assert gradgradcheck(fn, A)
+
+
+def test_softmax_module_takes_pytorchs_dim():
+    import nn
+
+    x = Tensor(np.array([[1.0, 2.0], [3.0, 5.0]]))
+    np.testing.assert_allclose(nn.Softmax(dim=0)(x).data, x.softmax(axis=0).data)
+    np.testing.assert_allclose(nn.Softmax(dim=1)(x).data.sum(axis=1), [1.0, 1.0])
