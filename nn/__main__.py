@@ -180,6 +180,10 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
                   f"--dataset {dataset}")
         if args.loss == "mse":
             error("--model lenet trains with --loss cross-entropy only")
+        for option in ("hidden", "activation"):  # LeNet's layers are fixed: never ignore them
+            if getattr(args, option) is not None:
+                error(f"--{option} sets the MLP's layers; LeNet-5's are fixed (drop --{option} "
+                      "or use --model mlp)")
         preset = {**preset, **LENET}
     settings: dict[str, Any] = {"dataset": dataset, "model": model, "data_dir": args.data_dir}
     for key in ("hidden", "epochs", "batch_size", "loss", "activation"):

@@ -119,7 +119,8 @@ def test_main_job_lenet_refuses_flat_datasets(tmp_path):
     result = _run("-m", "nn", "--model", "lenet", "--dataset", "moons", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "--model lenet needs 28x28 images" in result.stderr
-
+    result = _run("-m", "nn", "--model", "lenet", "--hidden", "64", "--out", str(tmp_path))
+    assert result.returncode == 2 and "--hidden sets the MLP's layers" in result.stderr
 
 
 def test_lenet_bench_engines_take_the_same_steps():
