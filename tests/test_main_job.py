@@ -66,8 +66,8 @@ def test_pictures_per_dataset_and_a_capped_weight_gif(tmp_path, dataset, epochs,
     assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
     # The initial weights, then evenly spaced epochs: at most GIF_FRAMES frames.
     assert _frames(tmp_path / "weights.gif") == min(int(epochs) + 1, GIF_FRAMES)
-    # Wall time covers the pictures too.
-    assert summary["wall_seconds"] >= summary["seconds"] + summary["pictures_seconds"]
+    # Wall time covers the pictures too (each figure is rounded to 0.01 s in the summary).
+    assert summary["wall_seconds"] >= summary["seconds"] + summary["pictures_seconds"] - 0.015
 
 
 def test_weight_recorder_starts_at_initialisation_and_samples_evenly():
