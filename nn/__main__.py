@@ -121,8 +121,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="seeds the initial weights, the shuffling and the generated "
                              "data sets (default: 0)")
     parser.add_argument("--save", metavar="PATH",
-                        help="write the trained weights (.npz) here (default: "
-                             "OUT/weights.npz)")
+                        help="write the trained weights here: .npz, or .safetensors by its "
+                             "suffix (default: OUT/weights.npz)")
     parser.add_argument("--export", metavar="PATH", type=_export_path,
                         help="also write the trained model as .onnx (needs the onnx package) "
                              "or .safetensors (default: no export)")
