@@ -22,6 +22,7 @@ import numpy as np
 
 from autodiff import Tensor, no_grad
 
+from . import conv as _convs
 from . import layers
 from .formats import write_atomic
 from .module import Module
@@ -204,22 +205,18 @@ TRANSLATORS: dict[type, Translator] = {
     layers.MLP: _sequence,
 }
 
-try:  # convolutions and normalisation, where this version of nn has them
-    from . import conv as _convs
-except ImportError:  # pragma: no cover - depends on the nn version
-    _convs = None
-if _convs is not None:
-    TRANSLATORS.update({
-        _convs.Conv2d: _conv,
-        _convs.Conv1d: _conv,
-        _convs.MaxPool2d: _pool("MaxPool"),
-        # PyTorch's default (and ours): zero padding counts in the mean.
-        _convs.AvgPool2d: _pool("AveragePool", count_include_pad=1),
-        _convs.BatchNorm1d: _batch_norm,
-        _convs.BatchNorm2d: _batch_norm,
-        _convs.LayerNorm: _layer_norm,
-        _convs.LeNet5: _lenet,
-    })
+# Convolutions and normalisation (nn/conv.py).
+TRANSLATORS.update({
+    _convs.Conv2d: _conv,
+    _convs.Conv1d: _conv,
+    _convs.MaxPool2d: _pool("MaxPool"),
+    # PyTorch's default (and ours): zero padding counts in the mean.
+    _convs.AvgPool2d: _pool("AveragePool", count_include_pad=1),
+    _convs.BatchNorm1d: _batch_norm,
+    _convs.BatchNorm2d: _batch_norm,
+    _convs.LayerNorm: _layer_norm,
+    _convs.LeNet5: _lenet,
+})
 
 
 def _translate(g: _Graph, module: Any, where: str, x: str, rank: int) -> tuple[str, int]:

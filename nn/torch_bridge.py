@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import conv as _convs
 from . import layers
 from .module import Module
 
@@ -97,22 +98,18 @@ def _layer_norm_to_torch(torch: Any, m: Any) -> Any:
     return out
 
 
-try:  # convolutions and normalisation, where this version of nn has them
-    from . import conv as _convs
-except ImportError:  # pragma: no cover - depends on the nn version
-    _convs = None
-if _convs is not None:
-    _TO_TORCH.update({
-        _convs.Conv2d: _conv_to_torch,
-        _convs.Conv1d: _conv_to_torch,
-        _convs.MaxPool2d: lambda torch, m: torch.nn.MaxPool2d(m.kernel_size, m.stride,
-                                                              m.padding),
-        _convs.AvgPool2d: lambda torch, m: torch.nn.AvgPool2d(m.kernel_size, m.stride,
-                                                              m.padding),
-        _convs.BatchNorm1d: _batch_norm_to_torch,
-        _convs.BatchNorm2d: _batch_norm_to_torch,
-        _convs.LayerNorm: _layer_norm_to_torch,
-    })
+# Convolutions and normalisation (nn/conv.py).
+_TO_TORCH.update({
+    _convs.Conv2d: _conv_to_torch,
+    _convs.Conv1d: _conv_to_torch,
+    _convs.MaxPool2d: lambda torch, m: torch.nn.MaxPool2d(m.kernel_size, m.stride,
+                                                          m.padding),
+    _convs.AvgPool2d: lambda torch, m: torch.nn.AvgPool2d(m.kernel_size, m.stride,
+                                                          m.padding),
+    _convs.BatchNorm1d: _batch_norm_to_torch,
+    _convs.BatchNorm2d: _batch_norm_to_torch,
+    _convs.LayerNorm: _layer_norm_to_torch,
+})
 
 
 def to_torch(model: Module) -> Any:
