@@ -370,10 +370,19 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False) -> T
         return x.abs().max(axis=axis, keepdims=keepdims)
     if ord != 2:
         raise ValueError(f"norm: ord must be 1, 2 or inf, got {ord!r}")
-    squares = (x * x).sum(axis=axis, keepdims=keepdims)
+    # Scaled by the largest |x| (a constant: m * |x / m| is the norm for any m > 0, so the
+    # gradient is unchanged), so x * x neither underflows for tiny x nor overflows for huge x.
+    axes = _axes(axis, x.ndim, "norm")
+    magnitude = np.abs(np.asarray(x.data))
+    largest = (np.max(magnitude, axis=axes, keepdims=True) if magnitude.size
+               else np.ones((1,) * x.ndim, dtype=magnitude.dtype))
+    largest = np.where(largest > 0, largest, 1).astype(magnitude.dtype)
+    scaled = x / largest
+    squares = (scaled * scaled).sum(axis=axis, keepdims=keepdims)
     positive = squares.data > 0
     # Two wheres: sqrt never sees a 0, so its infinite slope never meets a zero gradient.
-    return where(positive, where(positive, squares, 1.0).sqrt(), 0.0)
+    root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0)
+    return root * (largest if keepdims else largest.reshape(np.shape(root.data)))
 
 
 def sort(x: Any, axis: int = -1, descending: bool = False) -> Tensor:

@@ -215,3 +215,13 @@ def test_split_and_chunk_follow_numpy_and_pytorch():
 def test_bad_arguments_get_clear_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_norm_neither_underflows_nor_overflows(scale):
+    """x * x would be 0 (or inf) at these scales; the norm is rescaled by the largest |x|."""
+    x = Tensor(np.array([3.0, 4.0]) * scale, requires_grad=True)
+    n = ad.norm(x)
+    n.backward()
+    assert n.item() == pytest.approx(5 * scale)
+    np.testing.assert_allclose(x.grad.data, [0.6, 0.8])

@@ -440,7 +440,8 @@ SWEEP: dict[str, Entry] = {
                   kwargs=lambda s: _axis_kwargs(s).flatmap(lambda k: st.fixed_dictionaries(
                       {"o": st.sampled_from([1, 2]), **{n: st.just(v) for n, v in k.items()}})),
                   # Exactly 0 is drawn (the subgradient 0, as PyTorch); values so tiny that
-                  # x * x underflows are not (see the report: norm does not rescale).
+                  # x * x underflows are not: PyTorch's norm underflows there, ours rescales
+                  # (test_functions.py checks that).
                   ints=False, kinks=(0.0,), avoid=(0.0,), second_order=False),
     "sort": Entry(lambda a, *, descending: ad.sort(a, -1, descending),
                   lambda a, *, descending: torch.sort(a, -1, descending).values, distinct=True,
