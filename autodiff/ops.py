@@ -410,8 +410,21 @@ def _setitem_vjp_x(g: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
     return _where(kept, g, 0.0)
 
 
+def _last_writes(shape: tuple[int, ...], index: Any) -> np.ndarray:
+    """Which places of `x[index]` a write into it keeps: with a repeated advanced index only
+    one write per element lands, and only that one may receive the element's gradient.
+    numpy decides which by writing the places' own numbers, so the rule follows numpy."""
+    selected = np.shape(np.empty(shape, dtype=bool)[index])
+    order = np.arange(math.prod(selected)).reshape(selected)
+    written = np.full(shape, -1)
+    written[index] = order
+    return written[index] == order
+
+
 def _setitem_vjp_v(g: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
     picked = _getitem(g, index)
+    if not _is_basic_index(index):  # a basic index never names one element twice
+        picked = _where(_last_writes(np.shape(_value(x)), index), picked, 0.0)
     # A value with extra leading axes of size 1 was squeezed into its slot; give them back.
     return picked.reshape(v.shape) if picked.ndim < v.ndim else picked
 

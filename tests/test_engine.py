@@ -11,6 +11,7 @@ import pytest
 
 import autodiff as ad
 from autodiff import Tensor, grad, no_grad
+from autodiff.testing import gradcheck
 
 
 def test_micrograd_style_scalar_expression():
@@ -674,3 +675,25 @@ def test_anomaly_names_user_code_in_a_folder_called_nn(tmp_path):
             pytest.raises(FloatingPointError) as info:
         module.build(x)
     assert str(folder / "model.py") in str(info.value)
+
+
+def test_setitem_with_a_repeated_index_sends_gradient_only_to_the_write_that_lands():
+    """buf[[1, 1, 2]] = w keeps one of w[0], w[1] in buf[1] (numpy's choice): the other has no
+    effect on the result, so its gradient is 0, as central differences say."""
+    index = np.array([1, 1, 2])
+
+    def f(w):
+        buf = Tensor(np.zeros(4))
+        buf[index] = w
+        return buf * Tensor(np.array([1.0, 10.0, 100.0, 1000.0]))
+
+    w = np.array([1.0, 2.0, 3.0])
+    assert gradcheck(f, w)
+    t = Tensor(w, requires_grad=True)
+    f(t).sum().backward()
+    kept = np.zeros(4)
+    kept[index] = [0, 1, 2]  # which of w's entries numpy keeps in buf[1]
+    expected = np.zeros(3)
+    expected[int(kept[1])] = 10.0
+    expected[2] = 100.0
+    np.testing.assert_array_equal(t.grad.data, expected)
