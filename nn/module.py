@@ -104,7 +104,26 @@ class Module:
                 yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
 
     def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
+        """The parameters in named_parameters' order, each once. The same walk without
+        building the dotted names: training loops call this every step (an L2 term, a clip)."""
+        found: list[Parameter] = []
+        seen: set[int] = set()
+        visited: set[int] = set()
+        stack: list[Module] = [self]
+        while stack:
+            module = stack.pop()
+            if id(module) in visited:
+                continue
+            visited.add(id(module))
+            children = []
+            for _, value in module._children_items():
+                if isinstance(value, Module):
+                    children.append(value)
+                elif isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    found.append(value)
+            stack.extend(reversed(children))
+        return found
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())

@@ -628,6 +628,9 @@ def test_every_layer_in_any_nesting_is_registered_saved_and_restored(structure):
     layers = list({id(m): m for m in _linears(structure)}.values())
     params = holder.parameters()
     assert {id(p) for p in params} == {id(p) for m in layers for p in (m.weight, m.bias)}
+    # parameters() walks without names; it must keep named_parameters' order (optimizer
+    # state and saved files are matched by it).
+    assert [id(p) for p in params] == [id(p) for _, p in holder.named_parameters()]
     state = holder.state_dict()
     for p in params:
         p.data[...] = 7.0
