@@ -24,8 +24,8 @@ from autodiff import Tensor, no_grad
 
 from . import conv as _convs
 from . import layers
-from .formats import write_atomic
 from .module import Module
+from .serialization import write_atomic
 
 # Pinned so files open in older runtimes too: opset 17 has every operator used here in its
 # current form (Softmax over one axis since 13), and IR version 8 is the one that opset was

@@ -20,8 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,42 +38,6 @@ _NAMES = {(dtype.kind, dtype.itemsize): name for name, dtype in _DTYPES.items()}
 # The reference implementation refuses headers above 100 MB; so do we, before reading them.
 MAX_HEADER_BYTES = 100_000_000
 _METADATA_KEY = "__metadata__"
-
-
-def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None],
-                 who: str) -> Path:
-    """Call `write(file)` on a temporary file beside `path`, sync it and rename it over `path`,
-    so readers see the old file or the new one, never half of one. Returns the path."""
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{who}: folder {folder} does not exist (saving {path})")
-    from .serialization import _mode_for  # the same permission rule as nn.save's .npz
-
-    mode = _mode_for(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX only)
-        try:
-            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return path
-        try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass  # some file systems refuse; the data itself is already synced
-        finally:
-            os.close(dir_fd)
-    return path
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -120,6 +83,8 @@ def write_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[
         f.write(header)
         for array in ready.values():
             f.write(array.tobytes())  # bytes of a C-ordered copy, whatever the source strides
+
+    from .serialization import write_atomic  # one atomic writer for every format
 
     return write_atomic(path, write, "save")
 

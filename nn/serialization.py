@@ -21,7 +21,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -105,9 +105,20 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
     entries = {_FORMAT_KEY: np.array(FORMAT), _MANIFEST_KEY: np.array(json.dumps(manifest)),
                **arrays}
     path = Path(path)
+    return write_atomic(path, lambda f: _write_npz(f, entries), "save",
+                        check=lambda written: _verify(written, arrays, path))
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None], who: str,
+                 check: Callable[[Path], None] | None = None) -> Path:
+    """Call `write(file)` on a temporary file beside `path`, sync it, run `check(temporary
+    path)` if given, and rename it over `path`: readers see the old file or the new one, never
+    half of one, and a file that fails its check never replaces a good one. Every save of nn
+    (.npz, .safetensors, ONNX) goes through here. Returns the path."""
+    path = Path(path)
     folder = path.parent
     if not folder.is_dir():
-        raise FileNotFoundError(f"save: folder {folder} does not exist (saving {path})")
+        raise FileNotFoundError(f"{who}: folder {folder} does not exist (saving {path})")
     # The temporary file is created 0600; give it the mode the file it replaces had (or, for
     # a new file, what the umask gives any new file), so a save never narrows permissions.
     mode = _mode_for(path)
@@ -115,15 +126,16 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
     try:
         try:
             with os.fdopen(fd, "wb") as f:
-                _write_npz(f, entries)
+                write(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, mode)
-            _verify(Path(tmp), arrays, path)  # never replace a good file with a bad one
-            os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+            if check is not None:
+                check(Path(tmp))
+            os.replace(tmp, path)
         except OSError as exc:
             # Name the user's file; the hidden temporary one means nothing to them.
-            message = f"save: could not write {path}: {exc.strerror or exc}"
+            message = f"{who}: could not write {path}: {exc.strerror or exc}"
             raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
