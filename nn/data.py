@@ -14,7 +14,6 @@ import io
 import math
 import os
 import struct
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
@@ -343,19 +342,12 @@ def _fetch(response: Any, limit: int, label: str, progress: bool) -> bytes:
 
 
 def _write_atomically(data: bytes, target: Path) -> None:
-    """Write beside the target and rename only when complete, so no run ever finds a partial
-    file under the real name (os.replace is atomic on POSIX and Windows)."""
+    """Store a verified download under its real name, atomically (nn's one atomic writer), so
+    no run ever finds a partial file there."""
+    from .serialization import write_atomic
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, lambda out: out.write(data), "load_mnist")
 
 
 def _download(name: str, target_dir: Path, opener: Opener, mirrors: tuple[str, ...],
