@@ -270,9 +270,9 @@ def _pad_constant(x: Tensor, ph: int, pw: int, value: float) -> Tensor:
 
     n, c, h, w = x.shape
     if pw:
-        side = Tensor(np.full((n, c, h, pw), value, dtype=x.dtype))
+        side = engine.constant(np.full((n, c, h, pw), value, dtype=x.dtype))
         x = concatenate([side, x, side], axis=3)
     if ph:
-        top = Tensor(np.full((n, c, ph, w + 2 * pw), value, dtype=x.dtype))
+        top = engine.constant(np.full((n, c, ph, w + 2 * pw), value, dtype=x.dtype))
         x = concatenate([top, x, top], axis=2)
     return x

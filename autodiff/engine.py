@@ -97,7 +97,7 @@ _last_write = 0
 _write_lock = threading.Lock()
 
 
-_data_of = operator.attrgetter("data")  # map(_data_of, ...) is cheaper than a comprehension
+_data_of = operator.attrgetter("_data")  # map(_data_of, ...) is cheaper than a comprehension
 
 
 def tick() -> int:
@@ -253,7 +253,7 @@ def _shapes(values: Sequence[Any]) -> str:
 
 def op_error(op_name: str, parents: Sequence[Tensor], exc: Exception) -> Exception:
     """Rewrite a numpy failure so that it names our op and the shapes, not numpy's internals."""
-    shapes = _shapes([p.data for p in parents])
+    shapes = _shapes([p._data for p in parents])
     message = str(exc)
     if "broadcast" in message:
         message = f"shapes {shapes} do not broadcast together"
@@ -310,9 +310,9 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         if params:
             data = op.forward(*map(_data_of, parents), **params)
         elif count == 2:
-            data = op.forward(first.data, parents[1].data)
+            data = op.forward(first._data, parents[1]._data)
         elif count == 1:
-            data = op.forward(first.data)
+            data = op.forward(first._data)
         else:
             data = op.forward(*map(_data_of, parents))
     except (ValueError, TypeError, IndexError) as exc:
@@ -321,7 +321,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         data, params["saved"] = data
     grad_enabled, anomaly, scope, forward = state.mode
     out = _new(Tensor)
-    out.data = data
+    out._data = data
     out._grad = None
     out.name = None
     out._scope = scope
@@ -351,11 +351,11 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     if anomaly:
         out._origin = _user_frame()
         inputs_finite = all(
-            np.all(np.isfinite(p.data)) for p in parents if np.asarray(p.data).dtype.kind == "f"
+            np.all(np.isfinite(p._data)) for p in parents if np.asarray(p._data).dtype.kind == "f"
         )
         if inputs_finite:
             _check_finite(
-                data, f"{op.name} forward (input shapes {_shapes([p.data for p in parents])})",
+                data, f"{op.name} forward (input shapes {_shapes([p._data for p in parents])})",
                 out._origin,
             )
     return out
@@ -482,11 +482,11 @@ def backward(
                 out: Any = node
                 args: Any = parents
             else:
-                out = node.data
+                out = node._data
                 if second is None:
-                    args = (first.data,)
+                    args = (first._data,)
                 elif many is None:
-                    args = (first.data, second.data)
+                    args = (first._data, second._data)
                 else:
                     args = tuple(map(_data_of, parents))
             params = node._params
@@ -502,7 +502,7 @@ def backward(
                     contrib = rules[index](grad, out, *args, **params)
                 else:
                     contrib = rules[index](grad, out, *args)
-                data = parent.data
+                data = parent._data
                 # Same numpy scalar type on both sides means same shape and dtype: skip the
                 # shape comparison that dominates tiny scalar graphs.
                 if (type(contrib) is not type(data) or type(data) is np.ndarray) and (
@@ -512,7 +512,7 @@ def backward(
                     _check_finite(
                         contrib,
                         f"{op.name} backward, gradient for input {index} "
-                        f"(shapes {_shapes([p.data for p in parents])})",
+                        f"(shapes {_shapes([p._data for p in parents])})",
                         getattr(node, "_origin", None),
                     )
                 if contributions is not None:
@@ -563,16 +563,16 @@ def _check_not_stale(node: Tensor) -> None:
     clock = node._clock
     parents = node.parents
     if (node._modified > clock or any(p._modified > clock for p in parents)
-            or _written_since(node.data, clock)
-            or any(_written_since(p.data, clock) for p in parents)):
+            or _written_since(node._data, clock)
+            or any(_written_since(p._data, clock) for p in parents)):
         raise _stale_error(node._op, parents)
 
 
 def _stale_error(op: Op, parents: Sequence[Tensor]) -> RuntimeError:
     return RuntimeError(
-        f"{op.name}: a tensor this op saved for backward was modified in place after the op "
-        f"ran (shapes {_shapes([p.data for p in parents])}); compute a new tensor instead of "
-        "writing into it, or run backward first"
+        f"{op.name}: a tensor this op saved for backward was modified in place (or its .data "
+        f"replaced) after the op ran (shapes {_shapes([p._data for p in parents])}); compute "
+        "a new tensor instead of writing into it, or run backward first"
     )
 
 
@@ -610,14 +610,14 @@ def _store_grad(node: Tensor, grad: Any, create_graph: bool, handed: set[int]) -
         node._grad = grad
         return
     if previous is not None:
-        grad = grad + (previous.data if isinstance(previous, Tensor) else previous)
+        grad = grad + (previous._data if isinstance(previous, Tensor) else previous)
     node._grad = _own(grad, handed)
 
 
 def constant(data: Any) -> Tensor:
     """Wrap an array the engine made as a Tensor outside any graph (no copy, no checks)."""
     t = _new(Tensor)
-    t.data = data
+    t._data = data
     t._grad = None
     t.requires_grad = False
     t.name = None

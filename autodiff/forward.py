@@ -83,7 +83,7 @@ def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params:
     `params` are the op's parameters (an untracked output does not keep them)."""
     st = engine.state
     levels = st.forward
-    if np.result_type(out.data).kind != "f":
+    if np.result_type(out._data).kind != "f":
         return  # integer and boolean results are constants
     for depth, level in enumerate(levels):
         tangents = [level.get(p) for p in parents]
@@ -92,7 +92,7 @@ def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params:
         if op.jvps is None:
             raise NotImplementedError(
                 f"{op.name}: this op has no JVP rule, so forward mode cannot go through it "
-                f"(input shapes {engine._shapes([p.data for p in parents])})"
+                f"(input shapes {engine._shapes([p._data for p in parents])})"
             )
         # The rule's own ops carry the tangents of the enclosing levels only: a tangent is a
         # value to them, which they may perturb, but this level's perturbation is the tangent.
@@ -116,11 +116,11 @@ def _push(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict, ta
         result: Any = out
         ts = [t if t is None or isinstance(t, Tensor) else engine.constant(t) for t in tangents]
     else:
-        args = [p.data for p in parents]
-        result = out.data
-        ts = [t.data if isinstance(t, Tensor) else t for t in tangents]
+        args = [p._data for p in parents]
+        result = out._data
+        ts = [t._data if isinstance(t, Tensor) else t for t in tangents]
     if op.variadic:
-        zeros = [np.zeros_like(p.data) for p in parents]
+        zeros = [np.zeros_like(p._data) for p in parents]
         filled = [z if t is None else t for t, z in zip(ts, zeros, strict=True)]
         total = op.jvps[0](filled, result, *args, **params)
     else:
@@ -130,7 +130,7 @@ def _push(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict, ta
             if t is not None:
                 part = rule(t, result, *args, **params)
                 total = part if total is None else total + part
-    return _fit(total, out.data)
+    return _fit(total, out._data)
 
 
 def _fit(tangent: Any, like: Any) -> Any:
@@ -160,9 +160,9 @@ def write_tangents(target: Tensor, index: Any, value: Any) -> None:
         new = level.get(value) if isinstance(value, Tensor) else None
         if old is None and new is None:
             continue
-        dtype = np.result_type(target.data)
-        old = np.zeros(np.shape(target.data), dtype) if old is None else old
-        new = np.zeros(np.shape(value.data), dtype) if new is None else new
+        dtype = np.result_type(target._data)
+        old = np.zeros(np.shape(target._data), dtype) if old is None else old
+        new = np.zeros(np.shape(value._data), dtype) if new is None else new
         if isinstance(old, Tensor) or isinstance(new, Tensor):
             st.forward = levels[:depth]
             try:
@@ -209,7 +209,7 @@ def _fresh_input(p: Any, i: int, who: str) -> Tensor:
             # A new node, connected to p (so outer transforms see through it) but distinct
             # from p, so this level's tangent cannot leak to other uses of p in a closure.
             return engine.apply(ops.reshape, (p,), shape=p.shape)
-        return engine.constant(p.data)
+        return engine.constant(p._data)
     try:
         t = Tensor(p)
     except (TypeError, ValueError) as exc:
@@ -238,7 +238,7 @@ def output_tangent(out: Any, level: Level) -> Any:
         return np.zeros_like(np.asarray(out, dtype=np.float64))
     t = level.get(out)
     if t is None:
-        return engine.constant(np.zeros_like(out.data))
+        return engine.constant(np.zeros_like(out._data))
     if isinstance(t, Tensor):
         return t
     if isinstance(t, np.ndarray) and not t.flags.writeable:

@@ -22,7 +22,7 @@ __all__ = ["explain_forward", "forward_steps"]
 
 
 def _number(value: Any) -> Any:
-    array = np.asarray(value.data if isinstance(value, Tensor) else value)
+    array = np.asarray(value._data if isinstance(value, Tensor) else value)
     return array.reshape(()).item() if array.size == 1 else array
 
 
@@ -70,19 +70,19 @@ def forward_steps(f: Callable[..., Any], primals: Any, tangents: Any) -> list[di
         keep.append(out)
         parts = []
         rules = op.jvps
-        data = [q.data for q in parents]
+        data = [q._data for q in parents]
 
         def push(tangent: Any, i: int) -> Any:
             if op.variadic:
                 zeros = [np.zeros_like(d) for d in data]
                 zeros[i] = tangent
-                return rules[0](zeros, out.data, *data, **params)
-            return rules[i](tangent, out.data, *data, **params)
+                return rules[0](zeros, out._data, *data, **params)
+            return rules[i](tangent, out._data, *data, **params)
 
         for i, (p, t) in enumerate(zip(parents, tangents_in, strict=True)):
             if t is None:
                 continue
-            t_data = t.data if isinstance(t, Tensor) else t
+            t_data = t._data if isinstance(t, Tensor) else t
             contribution = push(t_data, i)
             t_num, c_num = _number(t_data), _number(contribution)
             scalar = np.ndim(t_num) == 0 and np.ndim(c_num) == 0

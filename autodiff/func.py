@@ -49,7 +49,7 @@ def _export(value: Any, kind: str) -> Any:
     """A result in the kind of the arguments: a Tensor, or a fresh numpy array / np.float64."""
     if kind == "tensor":
         return value if isinstance(value, Tensor) else engine.constant(np.array(value))
-    arr = np.array(value.data if isinstance(value, Tensor) else value)
+    arr = np.array(value._data if isinstance(value, Tensor) else value)
     return arr[()] if arr.ndim == 0 else arr
 
 
@@ -77,7 +77,7 @@ def _leaf(arg: Any, i: int, who: str) -> Tensor:
                             "with respect to floating-point values")
         if arg.requires_grad:
             return engine.apply(ops.reshape, (arg,), shape=arg.shape)
-        leaf = Tensor(arg.data, requires_grad=True)
+        leaf = Tensor(arg._data, requires_grad=True)
         forward.copy_tangents(arg, leaf)
         return leaf
     try:
@@ -126,7 +126,7 @@ def _gradients(outputs: list[Any], seeds: list[Any], leaves: list[Tensor], creat
     live = [(o, s) for o, s in zip(outputs, seeds, strict=True)
             if isinstance(o, Tensor) and o.requires_grad]
     if not live:  # f does not depend on its inputs: the derivative is zero
-        return [engine.constant(np.zeros_like(leaf.data)) for leaf in leaves]
+        return [engine.constant(np.zeros_like(leaf._data)) for leaf in leaves]
     outs, ins = [o for o, _ in live], [s for _, s in live]
     with engine.enable_grad():
         return _backward_grad(outs, leaves, grad_outputs=ins, create_graph=create)
@@ -143,7 +143,7 @@ def _scalar(out: Any, who: str) -> Any:
     size = out.size if isinstance(out, Tensor) else np.size(out)
     if size != 1:
         raise ValueError(f"{who}: f must return a scalar (one element), got shape "
-                         f"{np.shape(out.data if isinstance(out, Tensor) else out)}; use "
+                         f"{np.shape(out._data if isinstance(out, Tensor) else out)}; use "
                          "jacobian, jacrev or vjp for functions with several outputs")
     return out
 
@@ -165,7 +165,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = 
         result, leaves = _call(f, args, kwargs, nums, "grad")
         out, aux = _split_aux(result, "grad") if has_aux else (result, None)
         _scalar(out, "grad")
-        seed = np.ones(np.shape(out.data if isinstance(out, Tensor) else out),
+        seed = np.ones(np.shape(out._data if isinstance(out, Tensor) else out),
                        dtype=out.dtype if isinstance(out, Tensor) else np.float64)
         create = _needs_graph([out] if isinstance(out, Tensor) else [], leaves, caller_grad)
         grads = _gradients([out], [seed], leaves, create)
@@ -243,8 +243,8 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
                              f"{len(cots)} cotangents")
         seeds = []
         for i, (o, c) in enumerate(zip(outputs, cots, strict=True)):
-            data = o.data if isinstance(o, Tensor) else np.asarray(o)
-            c = np.asarray(c.data if isinstance(c, Tensor) else c, dtype=np.result_type(data))
+            data = o._data if isinstance(o, Tensor) else np.asarray(o)
+            c = np.asarray(c._data if isinstance(c, Tensor) else c, dtype=np.result_type(data))
             if c.shape != np.shape(data):
                 raise ValueError(f"vjp: cotangent {i} has shape {c.shape} but output {i} has "
                                  f"shape {np.shape(data)}")
@@ -275,7 +275,7 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         out, leaves = _call(f, args, {}, nums, "jacrev")
         if isinstance(out, tuple | list):
             raise TypeError("jacrev: f must return one Tensor (stack several outputs first)")
-        out_shape = np.shape(out.data if isinstance(out, Tensor) else out)
+        out_shape = np.shape(out._data if isinstance(out, Tensor) else out)
         dtype = out.dtype if isinstance(out, Tensor) else np.float64
         create = _needs_graph([out] if isinstance(out, Tensor) else [], leaves, caller_grad)
         rows: list[list[Any]] = [[] for _ in leaves]
@@ -313,7 +313,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 return f(*call)
 
             x = args[n]
-            shape = np.shape(x.data if isinstance(x, Tensor) else x)
+            shape = np.shape(x._data if isinstance(x, Tensor) else x)
             dtype = x.dtype if isinstance(x, Tensor) else np.result_type(np.asarray(x), 0.0)
             columns = []
             out = None
@@ -327,7 +327,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 columns.append(column)
             if not columns:  # an empty input: no pass ran, so run f once for the shape
                 out = along(x if isinstance(x, Tensor) else Tensor(x))
-            out_shape = np.shape(out.data if isinstance(out, Tensor) else out)
+            out_shape = np.shape(out._data if isinstance(out, Tensor) else out)
             if not columns:
                 jac: Any = np.zeros(out_shape + shape, dtype=dtype)
             else:
@@ -350,7 +350,7 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
 
     def jacobian_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacobian")
-        inputs = sum(int(np.size(args[n].data if isinstance(args[n], Tensor) else args[n]))
+        inputs = sum(int(np.size(args[n]._data if isinstance(args[n], Tensor) else args[n]))
                      for n in nums)
         probe_args = list(args)
         for n in nums:  # f sees Tensors, as in the real pass
@@ -358,7 +358,7 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 probe_args[n] = Tensor(args[n])
         with engine.no_grad():
             probe = f(*probe_args)
-        outputs = int(np.size(probe.data if isinstance(probe, Tensor) else probe))
+        outputs = int(np.size(probe._data if isinstance(probe, Tensor) else probe))
         chosen = jacrev if outputs <= inputs else jacfwd
         return chosen(f, argnums)(*args)
 
@@ -433,7 +433,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 out = f(*[engine.constant(v) for v in values[:n]])
             if not isinstance(out, Tensor):
                 raise TypeError(f"checkpoint: f must return one Tensor, got {type(out).__name__}")
-            return out.data
+            return out._data
 
         def vjp_rule(index: int, g: Any, out: Any, *xs: Any) -> Any:
             # The engine asks once per input, in order, with the same g: recompute once.
@@ -445,7 +445,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 if not symbolic:
                     _no_foreign_leaves(recomputed, leaves)
                 grads = _backward_grad(recomputed, leaves, grad_outputs=g, create_graph=symbolic)
-                memo.update(g=g, grads=grads if symbolic else [gr.data for gr in grads])
+                memo.update(g=g, grads=grads if symbolic else [gr._data for gr in grads])
             result = memo["grads"][index]
             if index == wanted[-1]:
                 memo.clear()  # the last input asked: hold no gradients beyond this node
@@ -460,7 +460,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 tangent = forward.output_tangent(f(*ins), level)
             finally:
                 forward.leave(saved)
-            return tangent if isinstance(out, Tensor) else tangent.data
+            return tangent if isinstance(out, Tensor) else tangent._data
 
         op = ops.Op("checkpoint", run, vjp_rule, variadic=True, jvp=jvp_rule)
         return engine.apply(op, parents)

@@ -146,7 +146,7 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
 
 def elu(x: Any, alpha: float = 1.0) -> Tensor:
     x = _float(x)
-    return where(x.data > 0, x, expm1(x) * alpha)
+    return where(x._data > 0, x, expm1(x) * alpha)
 
 
 def silu(x: Any) -> Tensor:
@@ -157,7 +157,7 @@ def silu(x: Any) -> Tensor:
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
     x = _float(x)
-    return where(x.data > 0, x, x * negative_slope)
+    return where(x._data > 0, x, x * negative_slope)
 
 
 def floor(x: Any) -> Tensor:
@@ -197,7 +197,7 @@ def floor_divide(a: Any, b: Any) -> Tensor:
     """a // b (rounded toward minus infinity, as Python and numpy); its gradient is 0."""
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 // x stays float32
     return floor(a / b) if a.dtype.kind == "f" or b.dtype.kind == "f" else \
-        Tensor(np.floor_divide(a.data, b.data))
+        Tensor(np.floor_divide(a._data, b._data))
 
 
 def remainder(a: Any, b: Any) -> Tensor:
@@ -207,7 +207,7 @@ def remainder(a: Any, b: Any) -> Tensor:
     """
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 % x stays float32
     if a.dtype.kind != "f" and b.dtype.kind != "f":
-        return Tensor(np.remainder(a.data, b.data))
+        return Tensor(np.remainder(a._data, b._data))
     return a - b * floor(a / b)
 
 
@@ -340,22 +340,22 @@ def prod(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
 def argmax(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
     """Index of the largest value (an integer constant: it has no gradient)."""
     x = _lift(x)
-    return Tensor(np.argmax(x.data, axis=axis, keepdims=keepdims))
+    return Tensor(np.argmax(x._data, axis=axis, keepdims=keepdims))
 
 
 def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
     x = _lift(x)
-    return Tensor(np.argmin(x.data, axis=axis, keepdims=keepdims))
+    return Tensor(np.argmin(x._data, axis=axis, keepdims=keepdims))
 
 
 def any_(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
     x = _lift(x)
-    return Tensor(np.any(x.data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
+    return Tensor(np.any(x._data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
 
 
 def all_(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
     x = _lift(x)
-    return Tensor(np.all(x.data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
+    return Tensor(np.all(x._data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
 
 
 def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A002
@@ -373,16 +373,16 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False) -> T
     # Scaled by the largest |x| (a constant: m * |x / m| is the norm for any m > 0, so the
     # gradient is unchanged), so x * x neither underflows for tiny x nor overflows for huge x.
     axes = _axes(axis, x.ndim, "norm")
-    magnitude = np.abs(np.asarray(x.data))
+    magnitude = np.abs(np.asarray(x._data))
     largest = (np.max(magnitude, axis=axes, keepdims=True) if magnitude.size
                else np.ones((1,) * x.ndim, dtype=magnitude.dtype))
     largest = np.where(largest > 0, largest, 1).astype(magnitude.dtype)
     scaled = x / largest
     squares = (scaled * scaled).sum(axis=axis, keepdims=keepdims)
-    positive = squares.data > 0
+    positive = squares._data > 0
     # Two wheres: sqrt never sees a 0, so its infinite slope never meets a zero gradient.
     root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0)
-    return root * (largest if keepdims else largest.reshape(np.shape(root.data)))
+    return root * (largest if keepdims else largest.reshape(np.shape(root._data)))
 
 
 def sort(x: Any, axis: int = -1, descending: bool = False) -> Tensor:
@@ -391,7 +391,7 @@ def sort(x: Any, axis: int = -1, descending: bool = False) -> Tensor:
     if x.ndim == 0:
         return x
     ax = _axis(axis, x.ndim, "sort")
-    order = np.argsort(x.data, axis=ax, kind="stable")
+    order = np.argsort(x._data, axis=ax, kind="stable")
     if descending:
         order = np.flip(order, axis=ax)
     return take_along_axis(x, order, ax)
@@ -404,7 +404,7 @@ def topk(x: Any, k: int, axis: int = -1, largest: bool = True) -> tuple[Tensor, 
     if not isinstance(k, (int, np.integer)) or not 0 <= k <= x.shape[ax]:
         raise ValueError(f"topk: k must be an int in [0, {x.shape[ax]}] for shape {x.shape}, "
                          f"got {k!r}")
-    order = np.argsort(-x.data if largest else x.data, axis=ax, kind="stable")
+    order = np.argsort(-x._data if largest else x._data, axis=ax, kind="stable")
     index = np.take(order, np.arange(k), axis=ax)
     return take_along_axis(x, index, ax), Tensor(index)
 
@@ -634,7 +634,7 @@ def _einsum_jvp(ts: list, out: Any, *xs: Any, subscripts: str) -> Any:
             continue  # an operand without a tangent (forward mode passes zeros)
         part = _einsum(subscripts, [t if j == i else x for j, x in enumerate(xs)])
         total = part if total is None else total + part
-    return np.zeros_like(out.data if isinstance(out, Tensor) else out) if total is None \
+    return np.zeros_like(out._data if isinstance(out, Tensor) else out) if total is None \
         else total
 
 

@@ -264,8 +264,8 @@ def trace(root: Tensor, names: dict[int, str] | None = None, model: Any = None) 
         label = name or generated[key]
         grad = t._grad
         graph.tensors[node_id(t)] = TensorNode(
-            id=node_id(t), name=name, label=label, shape=tuple(np.shape(t.data)),
-            dtype=str(t.dtype), value=summarize(t.data),
+            id=node_id(t), name=name, label=label, shape=tuple(np.shape(t._data)),
+            dtype=str(t.dtype), value=summarize(t._data),
             grad=None if grad is None else summarize(grad), kind=kind,
             cluster=cluster_of[key], scope=_scope_labels(calls.clusters, cluster_of[key]),
         )
@@ -293,8 +293,8 @@ def _generated_labels(unnamed: list[Tensor]) -> dict[int, str]:
     for t in sorted(unnamed, key=created):
         if t._op is not None:
             bases[id(t)] = op_name(t)
-        elif not t.requires_grad and np.size(t.data) == 1:
-            labels[id(t)] = summarize(t.data)
+        elif not t.requires_grad and np.size(t._data) == 1:
+            labels[id(t)] = summarize(t._data)
         else:
             bases[id(t)] = "input"
     totals: dict[str, int] = {}

@@ -151,7 +151,7 @@ def _no_extra_options(func: Any, options: dict[str, Any]) -> None:
 
 def _data(x: Any) -> Any:
     if isinstance(x, Tensor):
-        return x.data
+        return x._data
     if isinstance(x, (list, tuple)):
         return type(x)(_data(v) for v in x)
     return x

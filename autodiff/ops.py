@@ -75,7 +75,7 @@ def defop(name: str, forward: Callable, *vjps: Callable, variadic: bool = False,
 
 def _value(x: Any) -> Any:
     """The raw numbers, for masks and other values that carry no gradient."""
-    return x if isinstance(x, _ARRAY) else x.data
+    return x if isinstance(x, _ARRAY) else x._data
 
 
 def _exp(x: Any) -> Any:
@@ -210,7 +210,7 @@ div = defop(
 neg = defop("neg", operator.neg, lambda g, out, x: -g, jvp=lambda t, out, x: -t)
 # x ** c for a constant c: the common case gets a rule without log(x), defined for x <= 0.
 def _zeros_like(g: Any) -> Any:
-    return np.zeros_like(g) if isinstance(g, _ARRAY) else engine.constant(np.zeros_like(g.data))
+    return np.zeros_like(g) if isinstance(g, _ARRAY) else engine.constant(np.zeros_like(g._data))
 
 
 def _pow_const_vjp(g: Any, out: Any, x: Any, *, exponent: float) -> Any:

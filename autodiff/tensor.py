@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, ops
+from . import engine, ops, tracked
 from .engine import apply
 
 ArrayLike = Any
@@ -26,7 +26,7 @@ _FLOAT_KINDS = "f"
 def _as_array(data: Any, dtype: Any, who: str) -> np.ndarray:
     """Turn user data into an ndarray under the dtype policy (see Tensor's docstring)."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{who}: expected numbers, got a string {data!r}")
     if isinstance(data, np.ndarray | np.generic):
@@ -67,7 +67,7 @@ class Tensor:
     every op and its gradient; mixing float32 and float64 promotes as numpy does. Integer and
     boolean tensors take part as constants but cannot require gradients.
 
-    `.data` is the numpy array; for a 0-d tensor it is a numpy scalar (np.float64 and
+    `._data` is the numpy array; for a 0-d tensor it is a numpy scalar (np.float64 and
     friends), which behaves as a read-only 0-d array and computes several times faster.
     """
 
@@ -76,7 +76,7 @@ class Tensor:
     # without params shares one empty mapping. Each extra object per node was more work for
     # Python's cycle collector, which scans every live node (see `parents` for the tuple).
     __slots__ = (
-        "data", "_grad", "requires_grad", "name",
+        "_data", "_grad", "requires_grad", "name",
         "_op", "_in0", "_in1", "_ins", "_params", "_scope", "_clock", "_modified", "_origin",
         "_born", "_composite",
         "__weakref__",
@@ -96,7 +96,13 @@ class Tensor:
         dtype: Any = None,
         name: str | None = None,
     ) -> None:
-        self.data = _as_array(data, dtype, "Tensor")
+        array = _as_array(data, dtype, "Tensor")
+        if (type(array) is np.ndarray and isinstance(data, np.ndarray | Tensor)
+                and (array is data or array.base is not None)):
+            # The tensor's own numbers (as torch.tensor and np.array make them): a graph that
+            # saved them cannot be changed by a later write into the caller's array.
+            array = array.copy()
+        self._data = array
         self._grad: Any = None
         self.name = name
         self._op = None
@@ -111,6 +117,46 @@ class Tensor:
             self.requires_grad_(True)
 
     # --- basic attributes --------------------------------------------------------------
+
+    @property
+    def data(self) -> Any:
+        """The numbers: a view of this tensor's memory (a numpy scalar for a 0-d tensor).
+
+        Reading is free of surprises (results are plain ndarrays); a numpy write into it
+        (`t.data[i] = v`, `t.data -= lr * g`, `out=t.data`) is recorded like an in-place op,
+        so backward refuses a graph that saved these numbers before the write instead of
+        computing a wrong gradient (see autodiff/tracked.py).
+        """
+        data = self._data
+        return data.view(tracked.DataArray) if type(data) is np.ndarray else data
+
+    @data.setter
+    def data(self, value: ArrayLike) -> None:
+        """Replace the numbers (`p.data = p.data - lr * p.grad`, micrograd style).
+
+        A Tensor gives its numbers (never its graph); a Python number keeps this tensor's
+        dtype. Nodes that saved the old numbers are refused at backward, as after an
+        in-place write; a gradient of another shape than the new numbers is dropped.
+        """
+        if isinstance(value, tracked.DataArray) and _same_memory(value, self._data):
+            return  # `t.data += v` wrote in place (already recorded) and rebinds the view
+        if _CONSTANTS.get((self._data.dtype.num, self._data.item() if self._data.size == 1
+                           else None)) is self:
+            raise RuntimeError("data: this constant is shared by every expression that uses "
+                               "the same number; it cannot be changed")
+        if isinstance(value, bool | int | float) and not isinstance(value, np.generic):
+            array = _as_array(value, self._data.dtype, "data")
+        else:
+            array = _as_array(value, None, "data")
+        if self.requires_grad and array.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"data: a tensor that requires grad needs floating-point numbers, "
+                            f"not {array.dtype}")
+        if type(array) is np.ndarray and isinstance(value, np.ndarray | Tensor):
+            array = array.copy()  # the tensor's own numbers, as Tensor(array) makes them
+        if array.shape != self._data.shape:
+            self._grad = None  # a gradient of the old shape means nothing for the new one
+        self._data = array
+        self._modified = engine.mark_written(None)
 
     @property
     def grad(self) -> Tensor | None:
@@ -134,15 +180,15 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def size(self) -> _Size:
@@ -151,7 +197,7 @@ class Tensor:
         `t.size` is an int (`t.size == 6`, `t.size * 2`); `t.size()` is the shape and
         `t.size(dim)` one axis's length, so code from either library reads the same.
         """
-        return _Size(self.data.size, self.data.shape)
+        return _Size(self._data.size, self._data.shape)
 
     @property
     def is_leaf(self) -> bool:
@@ -180,19 +226,28 @@ class Tensor:
         return self.transpose()
 
     def item(self) -> float | int | bool:
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(f"item: only a tensor with one element has an item, not {self.shape}")
-        return self.data.item()
+        return self._data.item()
 
     def numpy(self) -> np.ndarray:
-        return np.asarray(self.data)
+        """This tensor's memory as an array (as `.data`; a fresh 0-d array for a scalar)."""
+        data = self._data
+        return data.view(tracked.DataArray) if type(data) is np.ndarray else np.asarray(data)
 
     def tolist(self) -> Any:
-        return self.data.tolist()
+        return self._data.tolist()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        array = np.asarray(self.data, dtype=dtype)
-        return array.copy() if copy else array
+        array = np.asarray(self._data, dtype=dtype)
+        if copy:
+            return array.copy()
+        if array is self._data:
+            # np.asarray(t) shares memory numpy cannot tell us about writes to: read-only,
+            # so a write fails loudly instead of changing numbers a graph saved.
+            array = array.view()
+            array.flags.writeable = False
+        return array
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -205,12 +260,12 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(
                 f"the truth value of a tensor of shape {self.shape} is ambiguous; "
                 "use .any() or .all()"
             )
-        return bool(self.data)
+        return bool(self._data)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -221,7 +276,7 @@ class Tensor:
     __hash__ = object.__hash__  # identity: == is elementwise, as in numpy
 
     def __repr__(self) -> str:
-        body = np.array2string(np.asarray(self.data), separator=", ", precision=4,
+        body = np.array2string(np.asarray(self._data), separator=", ", precision=4,
                                prefix="Tensor(")
         extras = []
         if self.dtype not in (np.float64, np.bool_):
@@ -237,7 +292,7 @@ class Tensor:
     # --- gradient bookkeeping ------------------------------------------------------------
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        if requires_grad and self.data.dtype.kind not in _FLOAT_KINDS:
+        if requires_grad and self._data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(
                 f"requires_grad: only floating-point tensors can require gradients, "
                 f"not {self.dtype} (convert with .astype(np.float64))"
@@ -251,7 +306,20 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same numbers, cut from the graph (shares memory with this tensor)."""
-        return Tensor(self.data)
+        out = engine.constant(self._data)
+        out._born = next(_births)
+        return out
+
+    def __reduce__(self) -> tuple:
+        """copy.deepcopy and pickle: a leaf travels as its numbers, requires_grad, name and
+        gradient (a model deep-copied for early stopping trains on independently)."""
+        if self._op is not None:
+            raise TypeError(
+                f"cannot copy or pickle a computed tensor (made by {self._op.name}, shape "
+                f"{self.shape}): copy its .detach(), or the leaves it was computed from"
+            )
+        grad = self._grad._data if isinstance(self._grad, Tensor) else self._grad
+        return (_rebuild_leaf, (type(self), self._data, self.requires_grad, self.name, grad))
 
     def zero_grad(self) -> None:
         self._grad = None
@@ -259,10 +327,10 @@ class Tensor:
     def _bump_version(self) -> None:
         """Mark this tensor, and every tensor sharing its memory, as modified in place.
 
-        Call it after writing into `.data` directly (as the optimizers do): backward then
+        Call it after writing into `._data` directly (as the optimizers do): backward then
         refuses a graph that saved these numbers before the write (see engine._written).
         """
-        self._modified = engine.mark_written(self.data)
+        self._modified = engine.mark_written(self._data)
 
     def backward(self, grad: ArrayLike | None = None, create_graph: bool = False) -> None:
         """Backpropagate from this tensor, filling `.grad` of every tensor it depends on.
@@ -287,16 +355,16 @@ class Tensor:
                 "was used to compute it (create inputs with requires_grad=True)"
             )
         if grad is None:
-            if self.data.size != 1:
+            if self._data.size != 1:
                 raise ValueError(
                     f"{who}: a tensor of shape {self.shape} is not a scalar; pass grad= "
                     "(the upstream gradient, of the same shape)"
                 )
             # A 0-d tensor (a loss) gets a numpy scalar, as its data is: cheaper than np.ones.
-            seed: Any = (self.data.dtype.type(1) if self.data.ndim == 0
+            seed: Any = (self._data.dtype.type(1) if self._data.ndim == 0
                          else np.ones(self.shape, dtype=self.dtype))
         else:
-            seed = grad.data if isinstance(grad, Tensor) else _as_array(grad, None, who)
+            seed = grad._data if isinstance(grad, Tensor) else _as_array(grad, None, who)
             if seed.shape != self.shape:
                 raise ValueError(
                     f"{who}: grad has shape {seed.shape} but the tensor has shape {self.shape}"
@@ -323,11 +391,11 @@ class Tensor:
                           (isinstance(value, Tensor) and value.requires_grad)):
             self._record_setitem(index, value)
             return
-        if not (isinstance(self.data, np.ndarray) and self.data.flags.writeable):
-            self.data = np.array(self.data)
-        value = value.data if isinstance(value, Tensor) else value
+        if not (isinstance(self._data, np.ndarray) and self._data.flags.writeable):
+            self._data = np.array(self._data)
+        value = value._data if isinstance(value, Tensor) else value
         try:
-            self.data[index] = value
+            self._data[index] = value
         except (ValueError, IndexError, TypeError) as exc:
             raise engine.op_error("setitem", [self], exc) from None
         self._bump_version()
@@ -347,7 +415,7 @@ class Tensor:
                 "convert with .astype(np.float64) first"
             )
         before = Tensor.__new__(Tensor)
-        for slot in ("data", "requires_grad", "name", "_op", "_in0", "_in1", "_ins", "_params",
+        for slot in ("_data", "requires_grad", "name", "_op", "_in0", "_in1", "_ins", "_params",
                      "_scope", "_clock", "_modified"):
             setattr(before, slot, getattr(self, slot))
         before._grad = None
@@ -355,7 +423,7 @@ class Tensor:
         # checks the nodes recorded before it (see engine._last_write).
         written = engine.mark_written(None)
         out = apply(ops.setitem, (before, value), index=index)
-        for slot in ("data", "requires_grad", "_op", "_in0", "_in1", "_ins", "_params",
+        for slot in ("_data", "requires_grad", "_op", "_in0", "_in1", "_ins", "_params",
                      "_clock"):
             setattr(self, slot, getattr(out, slot))
         self._grad = None
@@ -408,9 +476,9 @@ class Tensor:
         return matmul(other, self)
 
     def _compare(self, other: ArrayLike, ufunc: np.ufunc) -> Tensor:
-        other_data = other.data if isinstance(other, Tensor) else other
+        other_data = other._data if isinstance(other, Tensor) else other
         try:
-            return Tensor(ufunc(self.data, other_data))
+            return Tensor(ufunc(self._data, other_data))
         except (ValueError, TypeError) as exc:
             raise engine.op_error(ufunc.__name__, [self, Tensor(other_data)], exc) from None
 
@@ -444,9 +512,9 @@ class Tensor:
         type: -x and x - max(x) wrap around in uint8 (MNIST pixels), and numpy would pick
         float16 for exp of uint8. Integer tensors are constants, so nothing is lost.
         """
-        if self.data.dtype.kind == "f":
+        if self._data.dtype.kind == "f":
             return self
-        return Tensor(np.asarray(self.data).astype(np.float64))
+        return Tensor(np.asarray(self._data).astype(np.float64))
 
     def exp(self) -> Tensor:
         return apply(ops.exp, (self._floating(),))
@@ -477,8 +545,8 @@ class Tensor:
         lo, hi = (_clip_bound(b, name, self.shape) for b, name in ((min, "min"), (max, "max")))
         if lo is None and hi is None:
             return self
-        data = np.clip(self.data, lo, hi)
-        inside = data == self.data
+        data = np.clip(self._data, lo, hi)
+        inside = data == self._data
         return where(inside, self, Tensor(data.astype(self.dtype, copy=False)))
 
     def astype(self, dtype: Any) -> Tensor:
@@ -496,7 +564,7 @@ class Tensor:
         if target == self.dtype:
             return self
         if target.kind != "f":
-            return Tensor(np.asarray(self.data).astype(target))
+            return Tensor(np.asarray(self._data).astype(target))
         return apply(ops.cast, (self,), dtype=target)
 
     # --- reductions ----------------------------------------------------------------------
@@ -514,7 +582,7 @@ class Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names("mean", axis, keepdims, dim, keepdim)
         axes = _axes(axis, self.ndim, "mean")
-        count = self.data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        count = self._data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         if count == 0:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
         return _composite(apply(ops.sum_, (self,), axis=axes, keepdims=keepdims)
@@ -536,7 +604,7 @@ class Tensor:
 
     def _extremum(self, op: ops.Op, axis: Axis, keepdims: bool) -> Tensor:
         axes = _axes(axis, self.ndim, op.name)
-        if self.data.size == 0:
+        if self._data.size == 0:
             raise ValueError(f"{op.name}: empty tensor of shape {self.shape} has no {op.name}")
         return apply(op, (self,), axis=axes, keepdims=keepdims)
 
@@ -560,7 +628,7 @@ class Tensor:
         # 1) the chain rule would give 0 * inf = NaN, and the mean inside var would spread it
         # into the whole tensor. There the gradient is taken as 0, a valid subgradient (as
         # PyTorch does). NaN variances stay NaN.
-        spread = ~np.asarray(var.data == 0)
+        spread = ~np.asarray(var._data == 0)
         return _composite(where(spread, where(spread, var, 1.0).sqrt(), 0.0), "std")
 
     def _var(self, who: str, axis: Axis, keepdims: bool, ddof: int, dim: Axis,
@@ -572,7 +640,7 @@ class Tensor:
                 raise TypeError(f"{who}: pass ddof= or correction= (the same thing), not both")
             ddof = correction
         axes = _axes(axis, self.ndim, who)
-        count = self.data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        count = self._data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         if count - ddof <= 0:
             raise ValueError(
                 f"{who}: ddof={ddof} leaves no degrees of freedom for {count} values "
@@ -655,8 +723,8 @@ class Tensor:
         if not spec:
             return str(self)
         if self.ndim == 0:
-            return format(self.data.item(), spec)
-        return format(self.data, spec)  # numpy's own answer (an error for most specs)
+            return format(self._data.item(), spec)
+        return format(self._data, spec)  # numpy's own answer (an error for most specs)
 
     def __abs__(self) -> Tensor:
         return self.abs()
@@ -675,13 +743,13 @@ class Tensor:
              keepdim: bool | None) -> Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names(who, axis, keepdims, dim, keepdim)
-        if self.data.size == 0:
+        if self._data.size == 0:
             raise ValueError(f"{who}: empty tensor of shape {self.shape} has no {who}")
         if axis is not None:
             axis = _axis(axis, self.ndim, who)
             if self.ndim == 0:
                 axis = None
-        result = fn(np.asarray(self.data), axis=axis, keepdims=keepdims)
+        result = fn(np.asarray(self._data), axis=axis, keepdims=keepdims)
         return Tensor(np.asarray(result, dtype=np.int64))
 
     def unsqueeze(self, dim: int) -> Tensor:
@@ -728,7 +796,7 @@ class Tensor:
         # New zeros rather than a write into the array: the engine may hand one gradient
         # array to several leaves (a + b gives both the same one), and b.grad must survive
         # a.grad.zero_().
-        self.data = np.zeros_like(self.data)[()]
+        self._data = np.zeros_like(self._data)[()]
         self._bump_version()
         return self
 
@@ -771,6 +839,21 @@ engine.Tensor = Tensor
 _CONSTANTS: dict[tuple[int, float], Tensor] = {}
 
 
+def _rebuild_leaf(cls: type, data: Any, requires_grad: bool, name: str | None,
+                  grad: Any) -> Tensor:
+    t = cls.__new__(cls)
+    Tensor.__init__(t, data, name=name)
+    t.requires_grad = requires_grad
+    t._grad = None if grad is None else np.array(grad)
+    return t
+
+
+def _same_memory(view: np.ndarray, data: Any) -> bool:
+    return (type(data) is np.ndarray and view.shape == data.shape
+            and view.strides == data.strides and view.dtype == data.dtype
+            and view.__array_interface__["data"] == data.__array_interface__["data"])
+
+
 def _operand(value: Any, like: Tensor) -> Tensor:
     """Wrap the other side of a binary operator as a constant Tensor.
 
@@ -780,7 +863,7 @@ def _operand(value: Any, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        dtype = like.data.dtype
+        dtype = like._data.dtype
         if dtype.kind != "f":
             dtype = np.result_type(dtype, value)
         key = (dtype.num, value)
@@ -856,7 +939,7 @@ def _index(index: Any) -> Any:
     if isinstance(index, tuple):
         return tuple(_index(part) for part in index)
     if isinstance(index, Tensor):
-        index = index.data
+        index = index._data
     if isinstance(index, np.ndarray):
         return index.copy()
     if isinstance(index, list):
@@ -876,7 +959,7 @@ def _clip_bound(bound: Any, name: str, shape: tuple[int, ...]) -> Any:
                 f"clip: the {name} bound requires grad, but bounds are constants and its "
                 "gradient would be lost; use autodiff.maximum / minimum instead"
             )
-        bound = bound.data
+        bound = bound._data
     array = np.asarray(bound) if not isinstance(bound, (str, bytes)) else None
     if array is None or array.dtype.kind not in "biuf":
         raise TypeError(
@@ -1011,7 +1094,7 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
     """Mean cross-entropy of integer class labels under softmax(logits), fused and stable."""
     logits = _lift(logits)
     # A copy: the node keeps the labels for backward, and the caller may reuse their array.
-    labels = np.array(labels.data if isinstance(labels, Tensor) else labels)
+    labels = np.array(labels._data if isinstance(labels, Tensor) else labels)
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be (N, C), got {logits.shape}")
     if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
@@ -1031,7 +1114,7 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
 
 def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:
     # A copy of the mask: the node keeps it for backward, and the caller may reuse their array.
-    cond = np.array(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    cond = np.array(condition._data if isinstance(condition, Tensor) else condition, dtype=bool)
     a_t, b_t = _pair(a, b)
     try:
         values = np.broadcast_shapes(a_t.shape, b_t.shape)
@@ -1173,11 +1256,11 @@ def randn(*shape: Any, rng: Any = None, dtype: Any = np.float64,
 
 
 def zeros_like(t: Tensor, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros_like(t.data), requires_grad=requires_grad)
+    return Tensor(np.zeros_like(t._data), requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones_like(t.data), requires_grad=requires_grad)
+    return Tensor(np.ones_like(t._data), requires_grad=requires_grad)
 
 
 def grad(
@@ -1230,3 +1313,5 @@ def grad(
 
 # Last: the interop tables refer to the Tensor class and the functions above.
 from . import interop as _interop  # noqa: E402
+
+tracked.Tensor = Tensor

@@ -26,7 +26,7 @@ __all__ = [
 
 def _float64_inputs(inputs: Sequence[Any]) -> list[Tensor]:
     return [
-        Tensor(np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64),
+        Tensor(np.array(x._data if isinstance(x, Tensor) else x, dtype=np.float64),
                requires_grad=True)
         for x in inputs
     ]
@@ -91,11 +91,11 @@ def gradcheck(
                          modes=modes)
     tensors = _float64_inputs(inputs)
     total, weights = _scalar_output(fn, tensors, None)
-    arrays = [np.array(t.data, dtype=np.float64) for t in tensors]
+    arrays = [np.array(t._data, dtype=np.float64) for t in tensors]
 
     def value(current: list[np.ndarray]) -> float:
         out = fn(*[Tensor(a, requires_grad=True) for a in current])
-        return float(np.sum(np.asarray(out.data) * weights))
+        return float(np.sum(np.asarray(out._data) * weights))
 
     numeric = numerical_grad(value, arrays, eps)
     for mode in modes:
@@ -103,7 +103,7 @@ def gradcheck(
             # An output that does not depend on the inputs at all (the gradient of a linear
             # function, in gradgradcheck) has zero gradients; the numerical side must agree.
             analytic = grad(total, tensors) if total.requires_grad else [
-                Tensor(np.zeros_like(t.data)) for t in tensors
+                Tensor(np.zeros_like(t._data)) for t in tensors
             ]
         else:
             analytic = _forward_gradient(fn, arrays, weights)
@@ -126,7 +126,7 @@ def _forward_gradient(fn: Callable[..., Tensor], arrays: list[np.ndarray],
             tangents = [np.zeros_like(b) for b in arrays]
             tangents[i].reshape(-1)[j] = 1.0
             _, dt = jvp(weighted, tuple(arrays), tuple(tangents))
-            g.reshape(-1)[j] = float(np.asarray(dt.data if isinstance(dt, Tensor) else dt))
+            g.reshape(-1)[j] = float(np.asarray(dt._data if isinstance(dt, Tensor) else dt))
         grads.append(g)
     return grads
 
@@ -135,7 +135,7 @@ def _compare(mode: str, analytic: Sequence[Any], numeric: Sequence[np.ndarray],
              tensors: Sequence[Tensor], atol: float, rtol: float) -> None:
     name = "backprop" if mode == "rev" else "forward mode"
     for i, (a, n, t) in enumerate(zip(analytic, numeric, tensors, strict=True)):
-        a_data = np.asarray(a.data if isinstance(a, Tensor) else a)
+        a_data = np.asarray(a._data if isinstance(a, Tensor) else a)
         if a_data.shape != t.shape:
             raise AssertionError(
                 f"gradcheck: gradient for input {i} has shape {a_data.shape}, "
@@ -239,7 +239,7 @@ def tensors(shape: Any = None, dtype: Any = np.float64, low: float = -3.0, high:
 def _projection(fn: Callable[..., Any], primals: Any, who: str
                 ) -> tuple[list[np.ndarray], Callable[[list[np.ndarray]], float], Any]:
     """float64 copies of the primals, and the scalar <u, fn(x)> for one fixed random u."""
-    arrays = [np.array(p.data if isinstance(p, Tensor) else p, dtype=np.float64)
+    arrays = [np.array(p._data if isinstance(p, Tensor) else p, dtype=np.float64)
               for p in (primals if isinstance(primals, tuple) else (primals,))]
     out = fn(*[Tensor(a) for a in arrays])
     if not isinstance(out, Tensor):
@@ -247,7 +247,7 @@ def _projection(fn: Callable[..., Any], primals: Any, who: str
     u = np.random.default_rng(1).standard_normal(out.shape)
 
     def projected(current: list[np.ndarray]) -> float:
-        return float(np.sum(np.asarray(fn(*[Tensor(a) for a in current]).data) * u))
+        return float(np.sum(np.asarray(fn(*[Tensor(a) for a in current])._data) * u))
 
     return arrays, projected, u
 
@@ -283,10 +283,10 @@ def check_jvp(fn: Callable[..., Tensor], primals: Any, tangents: Any = None, *,
     if tangents is None:
         v = [rng.standard_normal(a.shape) for a in arrays]
     else:
-        v = [np.array(t.data if isinstance(t, Tensor) else t, dtype=np.float64)
+        v = [np.array(t._data if isinstance(t, Tensor) else t, dtype=np.float64)
              for t in (tangents if isinstance(tangents, tuple) else (tangents,))]
     _, dt = jvp(fn, tuple(arrays), tuple(v))
-    analytic = float(np.sum(np.asarray(dt.data) * u))
+    analytic = float(np.sum(np.asarray(dt._data) * u))
     return _agree("check_jvp", analytic, _directional(projected, arrays, v, eps), atol, rtol)
 
 

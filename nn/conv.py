@@ -173,7 +173,7 @@ class _BatchNorm(Module):
             centred = x - mean
             var = (centred * centred).mean(axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
-                self._update_running(mean.data.reshape(-1), var.data.reshape(-1), count)
+                self._update_running(mean._data.reshape(-1), var._data.reshape(-1), count)
         else:
             mean = self.running_mean.reshape(shape)
             var = self.running_var.reshape(shape)
@@ -185,15 +185,15 @@ class _BatchNorm(Module):
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         with no_grad():
-            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+            self.num_batches_tracked._data = self.num_batches_tracked._data + 1
             # momentum None means a cumulative average, as in PyTorch.
-            m = (1.0 / float(self.num_batches_tracked.data) if self.momentum is None
+            m = (1.0 / float(self.num_batches_tracked._data) if self.momentum is None
                  else self.momentum)
             unbiased = var * (count / (count - 1))
             dtype = self.running_mean.dtype
-            self.running_mean.data[...] = ((1 - m) * self.running_mean.data + m * mean
+            self.running_mean._data[...] = ((1 - m) * self.running_mean._data + m * mean
                                            ).astype(dtype)
-            self.running_var.data[...] = ((1 - m) * self.running_var.data + m * unbiased
+            self.running_var._data[...] = ((1 - m) * self.running_var._data + m * unbiased
                                           ).astype(dtype)
             self.running_mean._bump_version()
             self.running_var._bump_version()

@@ -71,7 +71,7 @@ class _Graph:
         """The initialiser for a parameter, named by its path; added once even if shared."""
         name = self.param_names[id(p)]
         if name not in self.initializers:
-            array = np.asarray(p.data, dtype=self.dtype)
+            array = np.asarray(p._data, dtype=self.dtype)
             self.initializers[name] = self.onnx.numpy_helper.from_array(array, name)
             self._used.add(name)
         return name
@@ -246,7 +246,7 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
     if dtype.kind != "f" or any(p.dtype != dtype for p in params):
         raise TypeError(f"export_onnx: parameters must share one float dtype, got "
                         f"{sorted({str(p.dtype) for p in params})}")
-    x = np.asarray(example_input.data if isinstance(example_input, Tensor) else example_input)
+    x = np.asarray(example_input._data if isinstance(example_input, Tensor) else example_input)
     if x.ndim == 0 or x.dtype.kind not in "biuf":
         raise ValueError(f"export_onnx: example_input must be a numeric array with a batch "
                          f"axis first, got dtype {x.dtype} shape {x.shape}")
@@ -274,7 +274,7 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
             object.__setattr__(m, "training", mode)
 
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
-    y_shape = np.shape(y.data)
+    y_shape = np.shape(y._data)
     if g.nodes and g.nodes[-1].output[0] == out:
         g.nodes[-1].output[0] = output_name  # the last operator writes the graph's output
     else:  # a model that computes nothing (Identity, an empty Sequential)

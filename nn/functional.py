@@ -38,7 +38,7 @@ def _same_shape(a: Tensor, b: Tensor, who: str) -> None:
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     x = _tensor(x)
-    return ad.where(x.data > 0, x, x * negative_slope)
+    return ad.where(x._data > 0, x, x * negative_slope)
 
 
 # --- losses --------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean",
     """-[y log p + (1-y) log(1-p)], with p clipped away from 0 and 1 so log stays finite."""
     probs, target = _tensor(probs), _tensor(target)
     _same_shape(probs, target, "binary_cross_entropy")
-    values = np.asarray(target.data)
+    values = np.asarray(target._data)
     if values.size and not ((values >= 0) & (values <= 1)).all():  # NaN fails both tests
         raise ValueError(
             f"binary_cross_entropy: targets must lie in [0, 1] (probabilities), got values "
@@ -92,7 +92,7 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any,
 
 
 def _class_labels(target: Any, n: int, classes: int, who: str) -> np.ndarray:
-    labels = np.asarray(target.data if isinstance(target, Tensor) else target)
+    labels = np.asarray(target._data if isinstance(target, Tensor) else target)
     if labels.shape != (n,):
         raise ValueError(f"{who}: integer labels must have shape ({n},), got {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
@@ -139,7 +139,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
             + " (weight=, ignore_index= and label_smoothing= are keyword-only)"
         )
     logits = _tensor(logits)
-    target_data = np.asarray(target.data if isinstance(target, Tensor) else target)
+    target_data = np.asarray(target._data if isinstance(target, Tensor) else target)
     # The fused node knows no options; a negative ignore_index cannot match a valid label,
     # and a batch that contains it fails the node's label check and takes the long way.
     if (logits.ndim == 2 and reduction == "mean" and weight is None and not label_smoothing
@@ -171,7 +171,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
     if weight is not None:
         if isinstance(weight, Tensor) and weight.requires_grad:
             raise TypeError("cross_entropy: weight is a constant; pass weight.detach()")
-        w = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=logits.dtype)
+        w = np.asarray(weight._data if isinstance(weight, Tensor) else weight, dtype=logits.dtype)
         if w.shape != (classes,):
             raise ValueError(f"cross_entropy: weight must have shape ({classes},), got {w.shape}")
     log_probs = logits.log_softmax(axis=1)
@@ -234,8 +234,8 @@ def accuracy(outputs: Any, target: Any) -> float:
 
     Targets may be integer labels, one-hot rows, or 0/1 values for binary outputs.
     """
-    out = np.asarray(outputs.data if isinstance(outputs, Tensor) else outputs)
-    tgt = np.asarray(target.data if isinstance(target, Tensor) else target)
+    out = np.asarray(outputs._data if isinstance(outputs, Tensor) else outputs)
+    tgt = np.asarray(target._data if isinstance(target, Tensor) else target)
     if out.ndim == 2 and out.shape[1] > 1:
         predicted = out.argmax(axis=1)
         labels = tgt.argmax(axis=1) if tgt.ndim == 2 else tgt

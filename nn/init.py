@@ -37,10 +37,10 @@ def gain(nonlinearity: str = "linear", negative_slope: float = 0.01) -> float:
 
 def _fill(t: Tensor, values: np.ndarray) -> Tensor:
     values = values.astype(t.dtype, copy=False)
-    if isinstance(t.data, np.ndarray):
-        t.data[...] = values
+    if isinstance(t._data, np.ndarray):
+        t._data[...] = values
     else:
-        t.data = values[()]
+        t._data = values[()]
     t._bump_version()
     return t
 

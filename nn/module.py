@@ -19,7 +19,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any, dtype: Any = None, name: str | None = None) -> None:
-        array = np.asarray(data.data if isinstance(data, Tensor) else data)
+        array = np.asarray(data._data if isinstance(data, Tensor) else data)
         if dtype is None:
             dtype = array.dtype if array.dtype.kind == "f" else np.float32
         super().__init__(np.array(array, dtype=dtype), requires_grad=True, name=name)
@@ -163,9 +163,9 @@ class Module:
         for p in [*self.parameters(), *buffers]:  # running statistics follow the weights
             if p.dtype != dtype:
                 # 0-d tensors hold a numpy scalar, not a 0-d array (see Tensor)
-                p.data = dtype.type(p.data) if p.ndim == 0 else np.array(p.data, dtype=dtype)
+                p._data = dtype.type(p._data) if p.ndim == 0 else np.array(p._data, dtype=dtype)
                 if p._grad is not None:
-                    p._grad = np.asarray(getattr(p._grad, "data", p._grad), dtype=dtype)
+                    p._grad = np.asarray(getattr(p._grad, "_data", p._grad), dtype=dtype)
                 p._bump_version()  # a graph recorded with the old array must not backward
         return self
 
@@ -190,7 +190,7 @@ class Module:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter (and buffer) name -> a copy of its values."""
         tensors = [*self.named_parameters(), *self.named_buffers()]
-        return {name: np.array(p.data, copy=True) for name, p in tensors}
+        return {name: np.array(p._data, copy=True) for name, p in tensors}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Copy values into the parameters, checking names, shapes and dtypes first.
@@ -217,7 +217,7 @@ class Module:
             if name not in state:
                 continue
             value = state[name]
-            value = np.asarray(value.data if isinstance(value, Tensor) else value)
+            value = np.asarray(value._data if isinstance(value, Tensor) else value)
             if value.shape != p.shape:
                 raise ValueError(
                     f"load_state_dict: parameter '{name}' has shape {p.shape} in the model "
@@ -230,10 +230,10 @@ class Module:
                 )
             updates.append((p, value))
         for p, value in updates:
-            if isinstance(p.data, np.ndarray):
-                p.data[...] = value  # in place: optimizers holding p keep seeing the same array
+            if isinstance(p._data, np.ndarray):
+                p._data[...] = value  # in place: optimizers holding p keep seeing the same array
             else:
-                p.data = value[()]  # a 0-d parameter holds a numpy scalar
+                p._data = value[()]  # a 0-d parameter holds a numpy scalar
             p._bump_version()
 
     def save(self, path: str | os.PathLike[str]) -> Path:

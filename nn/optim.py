@@ -128,7 +128,7 @@ class Optimizer:
         own = set(self._settings())
         settings, buffers = {}, {}
         for key, value in state.items():
-            value = np.asarray(value.data if isinstance(value, Tensor) else value)
+            value = np.asarray(value._data if isinstance(value, Tensor) else value)
             match = re.fullmatch(r"param_groups\.0\.(\w+)|state\.(\d+)\.(\w+)", str(key))
             if match is None:
                 raise KeyError(f"{name}: unexpected entry {key!r}")
@@ -191,7 +191,7 @@ class Optimizer:
         for p in self.params:
             g = p._grad
             if g is not None:
-                pairs.append((p, g.data if isinstance(g, Tensor) else g))
+                pairs.append((p, g._data if isinstance(g, Tensor) else g))
         if not pairs:
             raise RuntimeError(
                 f"{type(self).__name__}.step() called before backward(): no parameter has a "
@@ -201,10 +201,10 @@ class Optimizer:
 
     @staticmethod
     def _apply(p: Tensor, update: np.ndarray) -> None:
-        if isinstance(p.data, np.ndarray):
-            p.data -= update
+        if isinstance(p._data, np.ndarray):
+            p._data -= update
         else:
-            p.data = p.data - update
+            p._data = p._data - update
         p._bump_version()
 
     def step(self) -> None:
@@ -235,7 +235,7 @@ class SGD(Optimizer):
         weight_decay = self.weight_decay
         for p, g in self._with_grads():
             if weight_decay:
-                g = g + weight_decay * p.data
+                g = g + weight_decay * p._data
             if momentum:
                 state = self.state.setdefault(id(p), {})
                 buf = state.get("momentum")
@@ -275,9 +275,9 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         for p, g in self._with_grads():
             if self.weight_decay and self.decoupled:
-                self._apply(p, self.lr * self.weight_decay * p.data)
+                self._apply(p, self.lr * self.weight_decay * p._data)
             elif self.weight_decay:
-                g = g + self.weight_decay * p.data
+                g = g + self.weight_decay * p._data
             state = self.state.setdefault(id(p), {"t": 0, "m": 0.0, "v": 0.0})
             state["t"] += 1
             state["m"] = beta1 * state["m"] + (1 - beta1) * g

@@ -40,13 +40,13 @@ def _unsupported(who: str, where: str, module: Any, supported: list[type]) -> Ty
 
 
 def _linear_to_torch(torch: Any, m: layers.Linear) -> Any:
-    weight = torch.from_numpy(np.array(m.weight.data, copy=True))
+    weight = torch.from_numpy(np.array(m.weight._data, copy=True))
     out = torch.nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
                           dtype=weight.dtype)
     with torch.no_grad():
         out.weight.copy_(weight)
         if m.bias is not None:
-            out.bias.copy_(torch.from_numpy(np.array(m.bias.data, copy=True)))
+            out.bias.copy_(torch.from_numpy(np.array(m.bias._data, copy=True)))
     return out
 
 
@@ -70,14 +70,14 @@ def _copy_into(torch: Any, target: Any, source: Any, names: tuple[str, ...]) -> 
         for name in names:
             ours, theirs = getattr(source, name, None), getattr(target, name, None)
             if ours is not None and theirs is not None:
-                theirs.copy_(torch.from_numpy(np.array(ours.data, copy=True)))
+                theirs.copy_(torch.from_numpy(np.array(ours._data, copy=True)))
 
 
 def _conv_to_torch(torch: Any, m: Any) -> Any:
     cls = torch.nn.Conv2d if len(m.kernel_size) == 2 else torch.nn.Conv1d
     out = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
               dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
-              dtype=torch.from_numpy(np.asarray(m.weight.data)).dtype)
+              dtype=torch.from_numpy(np.asarray(m.weight._data)).dtype)
     _copy_into(torch, out, m, ("weight", "bias"))
     return out
 

@@ -100,7 +100,7 @@ def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:
     model.eval()
     try:
         with no_grad():
-            outs = [np.asarray(model(_as_tensor(xb)).data)
+            outs = [np.asarray(model(_as_tensor(xb))._data)
                     for xb in DataLoader(x, batch_size=batch_size)]
     finally:
         model.train(was_training)
@@ -163,7 +163,7 @@ def fit(
     params = model.parameters()
     for epoch in range(1, epochs + 1):
         model.train()
-        before = ([np.array(p.data, copy=True) for p in params]
+        before = ([np.array(p._data, copy=True) for p in params]
                   if update_threshold is not None else None)
         total_loss, total_metric, count = 0.0, 0.0, 0
         batches = loader
@@ -208,7 +208,7 @@ def fit(
                 history["val_accuracy"].append(val_metric)
         if before is not None:
             history["max_update"].append(max(
-                float(np.max(np.abs(np.asarray(p.data) - b))) if b.size else 0.0
+                float(np.max(np.abs(np.asarray(p._data) - b))) if b.size else 0.0
                 for p, b in zip(params, before, strict=True)
             ))
         if scheduler is not None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import autodiff as ad
-from autodiff import Tensor, grad, no_grad
+from autodiff import Tensor, grad, no_grad, tracked
 from autodiff.testing import gradcheck
 
 
@@ -303,7 +303,7 @@ def test_attributes_and_repr():
     assert t.is_leaf and len(t) == 2
     np.testing.assert_array_equal(t.T.data, [[1, 3], [2, 4]])
     np.testing.assert_array_equal(np.asarray(t), t.data)
-    assert t.numpy() is t.data
+    assert np.shares_memory(t.numpy(), t.data) and isinstance(t.numpy(), np.ndarray)
     assert Tensor(5.0).item() == 5.0
     assert "requires_grad=True" in repr(t) and "name='w'" in repr(t)
     assert "op=mul" in repr(t * 2)
@@ -460,12 +460,74 @@ def test_writes_through_shared_memory_are_caught(alias):
         y = (x * saved).sum()
         writer = c
     else:
-        saved = Tensor(base[:2])
+        saved = Tensor(base[:2])  # a view of the user's array, as Tensor's own copy
         y = (x * saved).sum()
-        writer = Tensor(base)  # the user's own array, wrapped twice
+        writer = Tensor(base)
     writer[0] = 100.0
+    if alias == "same_array":
+        y.backward()  # Tensor(array) copies, as torch.tensor does: the write is harmless
+        assert x.grad.tolist() == [2.0, 3.0]
+        return
     with pytest.raises(RuntimeError, match="^mul: a tensor this op saved"):
         y.backward()
+
+
+WRITES_THROUGH_DATA = {
+    "setitem": lambda t: t.data.__setitem__(0, 100.0),
+    "iadd": lambda t: setattr(t, "data", _iadd(t.data)),
+    "ufunc_out": lambda t: np.multiply(t.data, 50.0, out=t.data),
+    "ufunc_at": lambda t: np.add.at(t.data, [0, 0], 1.0),
+    "copyto": lambda t: np.copyto(t.data, [7.0, 8.0]),
+    "fill": lambda t: t.data.fill(3.0),
+    "view_setitem": lambda t: t.data[:1].__setitem__(0, 9.0),
+    "transpose_view": lambda t: t.data.T.__setitem__(0, 9.0),
+    "numpy_method": lambda t: t.numpy().__setitem__(0, 9.0),
+    "rebind": lambda t: setattr(t, "data", np.array([5.0, 6.0])),
+    "rebind_number": lambda t: setattr(t, "data", 4.0),
+    "dot_out": lambda t: np.dot(np.eye(2), np.array([1.0, 1.0]), t.data),
+    "sum_out": lambda t: np.sum(np.ones((3, 2)), axis=0, out=t.data),
+}
+
+
+def _iadd(array):
+    array += 1.0
+    return array
+
+
+@pytest.mark.parametrize("how", sorted(WRITES_THROUGH_DATA))
+def test_numpy_writes_through_data_are_caught(how):
+    """Every numpy way of writing into `t.data` (or rebinding it) is seen by backward."""
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = (x * x).sum()
+    WRITES_THROUGH_DATA[how](x)
+    with pytest.raises(RuntimeError, match="^mul: a tensor this op saved"):
+        y.backward()
+    # Without a pending graph the same write is an ordinary update, used by the next graph.
+    z = (x * x).sum()
+    z.backward()
+    np.testing.assert_allclose(x.grad.data, 2 * np.asarray(x.data))
+
+
+def test_reading_data_gives_plain_arrays_and_asarray_is_read_only():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = (x * x).sum()
+    snapshot = x.data.copy()
+    for result in (x.data * 2, x.data.sum(), np.exp(x.data), x.data.copy(), np.stack([x.data]),
+                   x.data.astype(np.float32)):
+        assert type(result) in (np.ndarray, np.float64)
+    assert repr(x.data) == "array([1., 2.])" and type(snapshot) is np.ndarray
+    with pytest.raises(ValueError, match="read-only"):
+        np.asarray(x)[0] = 5.0
+    y.backward()  # nothing above wrote into x
+    assert x.grad.tolist() == [2.0, 4.0]
+    # micrograd's update, on a scalar and on an array: .data stays numbers, never a Tensor
+    for shape in ((), (2,)):
+        p = Tensor(np.ones(shape), requires_grad=True)
+        (p * 3.0).sum().backward()
+        p.data += -0.1 * p.grad
+        assert type(p.data) in (np.float64, tracked.DataArray) and np.allclose(p.data, 0.7)
+        p.data -= 0.1 * p.grad.data
+        assert np.allclose(p.data, 0.4)
 
 
 def test_setitem_of_a_tensor_requiring_grad_is_recorded():
@@ -697,3 +759,27 @@ def test_setitem_with_a_repeated_index_sends_gradient_only_to_the_write_that_lan
     expected[int(kept[1])] = 10.0
     expected[2] = 100.0
     np.testing.assert_array_equal(t.grad.data, expected)
+
+
+def test_leaves_and_models_deep_copy_and_pickle_as_independent_numbers():
+    import copy
+    import pickle
+
+    import nn
+
+    t = Tensor([1.0, 2.0], requires_grad=True, name="w")
+    (t * t).sum().backward()
+    for clone in (copy.deepcopy(t), pickle.loads(pickle.dumps(t)), copy.copy(t)):
+        assert clone.requires_grad and clone.name == "w" and clone.grad.tolist() == [2.0, 4.0]
+        clone.data[0] = 9.0
+        assert t.data.tolist() == [1.0, 2.0]  # the copy owns its numbers
+    with pytest.raises(TypeError, match="computed tensor .made by mul"):
+        copy.deepcopy(t * 2)
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    best = copy.deepcopy(model)  # early stopping keeps a copy of the best weights
+    nn.optim.SGD(model.parameters(), lr=0.1).zero_grad()
+    model(Tensor(np.ones((4, 2), np.float32))).sum().backward()
+    nn.optim.SGD(model.parameters(), lr=0.1).step()
+    assert type(best[0].weight) is nn.Parameter
+    assert not np.allclose(best[0].weight.data, model[0].weight.data)
+    assert type(pickle.loads(pickle.dumps(t.data))) is np.ndarray

@@ -142,12 +142,12 @@ def test_cross_entropy_one_range_check_names_both_bounds(bad):
 
 def test_sgd_momentum_updates_in_place_and_never_writes_the_gradient():
     p = nn.Parameter(np.array([1.0, -2.0]), dtype=np.float64)
-    data = p.data
+    data = p._data
     opt = nn.optim.SGD([p], lr=0.1, momentum=0.9)
     (p * p).sum().backward()  # gradient 2p = [2, -4]
     grad = p.grad.data.copy()
     opt.step()
-    assert p.data is data  # the model keeps the same array
+    assert p._data is data  # the model keeps the same array
     np.testing.assert_allclose(p.data, [1.0 - 0.2, -2.0 + 0.4])
     np.testing.assert_array_equal(p.grad.data, grad)  # the buffer is a copy, not the grad
     opt.step()  # buffer = 0.9 * g + g with the same gradient

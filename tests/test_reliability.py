@@ -170,7 +170,7 @@ def test_load_state_dict_between_forward_and_backward_is_refused():
 def test_optimizer_updates_record_no_graph_and_never_touch_gradients():
     model = nn.MLP(3, [5], 2, rng=1)
     params = model.parameters()
-    arrays = [p.data for p in params]
+    arrays = [p._data for p in params]
     opts = [nn.optim.SGD(params, lr=0.1, momentum=0.9), nn.optim.Adam(params, lr=0.01)]
     x = Tensor(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32))
     for step in range(6):
@@ -183,7 +183,7 @@ def test_optimizer_updates_record_no_graph_and_never_touch_gradients():
         opts[step % 2].step()
         for p, g, a in zip(params, grads, arrays, strict=True):
             assert p.is_leaf and p._parents == () and p.requires_grad
-            assert p.data is a  # updated in place: the model keeps its arrays
+            assert p._data is a  # updated in place: the model keeps its arrays
             np.testing.assert_array_equal(p.grad.data, g)  # the gradient was not modified
     for opt in opts:
         for slot in opt.state.values():
