@@ -140,6 +140,22 @@ def mark_written(data: Any) -> int:
     return now
 
 
+def mark_tensors_written(tensors: Sequence[Tensor]) -> None:
+    """`mark_written` for the memory of several tensors at once, under one tick (an optimizer
+    step writes every parameter before any node can use them again)."""
+    global _last_write
+    with _write_lock:
+        now = _last_write = next(_ticks)
+        for t in tensors:
+            t._modified = now
+            owner = _owner(t._data)
+            if isinstance(owner, np.ndarray):
+                key = id(owner)
+                if key not in _written:
+                    weakref.finalize(owner, _written.pop, key, None)
+                _written[key] = now
+
+
 def _written_since(data: Any, clock: int) -> bool:
     return _written.get(id(_owner(data)), 0) > clock
 

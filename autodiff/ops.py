@@ -508,6 +508,11 @@ def _rows(a: Any) -> Any:
     return a.reshape(-1, a.shape[-1])
 
 
+def _sum_rows(a: Any) -> Any:
+    # np.add.reduce skips the Python wrapper behind ndarray.sum (a bias gradient every step).
+    return np.add.reduce(a, 0) if isinstance(a, _ARRAY) else a.sum(axis=0)
+
+
 # Fused x @ W.T + b, W stored (out, in) as in PyTorch: one node instead of three (transpose,
 # matmul, add) in every layer, which is both faster and easier to read in a drawing.
 linear = defop(
@@ -515,7 +520,7 @@ linear = defop(
     _linear_forward,
     lambda g, out, x, w, b=None: g @ w,
     lambda g, out, x, w, b=None: g.T @ x if g.ndim == 2 else _rows(g).T @ _rows(x),
-    lambda g, out, x, w, b=None: (g if g.ndim == 2 else _rows(g)).sum(axis=0),
+    lambda g, out, x, w, b=None: _sum_rows(g if g.ndim == 2 else _rows(g)),
     jvp=(lambda t, out, x, w, b=None: t @ w.T, lambda t, out, x, w, b=None: x @ t.T,
          lambda t, out, x, w, b=None: t),
 )
@@ -538,11 +543,12 @@ def _row_index(n: int) -> np.ndarray:
 def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
     # Written out rather than through _logsumexp_forward: the rule reuses the probabilities.
     # A sum divided by n rather than np.mean, whose dispatch costs more than the sum itself.
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    # ufunc reductions called directly: ndarray.max and .sum add a Python wrapper each.
+    shifted = logits - np.maximum.reduce(logits, 1, keepdims=True)
     exp = np.exp(shifted)
-    total = exp.sum(axis=1, keepdims=True)
+    total = np.add.reduce(exp, 1, keepdims=True)
     n = len(labels)
-    loss = (np.log(total[:, 0]) - shifted[_row_index(n), labels]).sum() / n
+    loss = np.add.reduce(np.log(total[:, 0]) - shifted[_row_index(n), labels]) / n
     exp /= total  # exp is ours: the probabilities in place, one array fewer
     return loss, exp
 

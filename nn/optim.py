@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from autodiff import Tensor
+from autodiff import Tensor, engine
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "StepLR"]
 
@@ -201,11 +201,12 @@ class Optimizer:
 
     @staticmethod
     def _apply(p: Tensor, update: np.ndarray) -> None:
+        """Subtract `update` from p's numbers, in place (the model keeps its arrays). The
+        caller stamps the written tensors once per step (engine.mark_tensors_written)."""
         if isinstance(p._data, np.ndarray):
             p._data -= update
         else:
             p._data = p._data - update
-        p._bump_version()
 
     def step(self) -> None:
         raise NotImplementedError
@@ -233,7 +234,8 @@ class SGD(Optimizer):
         # param_groups).
         lr, momentum, nesterov = self.lr, self.momentum, self.nesterov
         weight_decay = self.weight_decay
-        for p, g in self._with_grads():
+        pairs = self._with_grads()
+        for p, g in pairs:
             if weight_decay:
                 g = g + weight_decay * p._data
             if momentum:
@@ -247,6 +249,7 @@ class SGD(Optimizer):
                 state["momentum"] = buf
                 g = g + momentum * buf if nesterov else buf
             self._apply(p, lr * g)
+        engine.mark_tensors_written([p for p, _ in pairs])
 
 
 class Adam(Optimizer):
@@ -273,7 +276,8 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         beta1, beta2 = self.betas
-        for p, g in self._with_grads():
+        pairs = self._with_grads()
+        for p, g in pairs:
             if self.weight_decay and self.decoupled:
                 self._apply(p, self.lr * self.weight_decay * p._data)
             elif self.weight_decay:
@@ -285,6 +289,7 @@ class Adam(Optimizer):
             m_hat = state["m"] / (1 - beta1 ** state["t"])
             v_hat = state["v"] / (1 - beta2 ** state["t"])
             self._apply(p, self.lr * m_hat / (np.sqrt(v_hat) + self.eps))
+        engine.mark_tensors_written([p for p, _ in pairs])
 
 
 class AdamW(Adam):
