@@ -105,8 +105,8 @@ def tick() -> int:
 
 
 # In-place writes are tracked per block of memory, not per Tensor: `detach()`, views made by
-# indexing or reshaping, and a Tensor wrapping the user's own array all share memory with the
-# tensor a node saved, and a write through any of them changes what backward would read (as
+# indexing or reshaping, and `t.data` (a tracked numpy view, see tracked.py) share memory with
+# the tensor a node saved, and a write through any of them changes what backward would read (as
 # PyTorch shares one version counter between a tensor and its views). The key is the array
 # that owns the memory; the value is the tick of the last write into it. Backward consults it
 # only for nodes older than the last write anywhere (`_last_write`).
