@@ -125,10 +125,11 @@ class Tensor:
         Reading is free of surprises (results are plain ndarrays); a numpy write into it
         (`t.data[i] = v`, `t.data -= lr * g`, `out=t.data`) is recorded like an in-place op,
         so backward refuses a graph that saved these numbers before the write instead of
-        computing a wrong gradient (see autodiff/tracked.py).
+        computing a wrong gradient; ways of writing it cannot record (`.flat`, a random
+        generator's `out=`, `np.asarray(t.data)`) find it read-only (see autodiff/tracked.py).
         """
         data = self._data
-        return data.view(tracked.DataArray) if type(data) is np.ndarray else data
+        return tracked.view_of(data) if type(data) is np.ndarray else data
 
     @data.setter
     def data(self, value: ArrayLike) -> None:
@@ -233,7 +234,7 @@ class Tensor:
     def numpy(self) -> np.ndarray:
         """This tensor's memory as an array (as `.data`; a fresh 0-d array for a scalar)."""
         data = self._data
-        return data.view(tracked.DataArray) if type(data) is np.ndarray else np.asarray(data)
+        return tracked.view_of(data) if type(data) is np.ndarray else np.asarray(data)
 
     def tolist(self) -> Any:
         return self._data.tolist()
