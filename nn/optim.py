@@ -69,17 +69,38 @@ class Optimizer:
 
     lr = _group_setting("lr")
 
-    def __init__(self, params: Iterable[Tensor], lr: float) -> None:
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
+                 lr: float | None = None, **defaults: Any) -> None:
+        """`params` is an iterable of parameters, or PyTorch's list of one group dict,
+        `[{"params": [...], "lr": 0.5, ...}]`, whose own settings override the keyword
+        arguments (the defaults). Subclasses pass their settings as `defaults` and check them
+        in `_checked_settings`, which the constructor, a group dict and `load_state_dict` all
+        go through, so a setting is validated the same way whatever its source."""
         name = type(self).__name__
         if isinstance(params, Tensor):
             raise TypeError(f"{name}: params must be an iterable of parameters (e.g. "
                             f"model.parameters()), got a single Tensor")
         params = list(params)
+        settings: dict[str, Any] = {"lr": lr, **defaults}
         if params and all(isinstance(g, dict) for g in params):
             if len(params) > 1:
                 raise ValueError(f"{name}: only one parameter group is supported, got "
                                  f"{len(params)}; make one optimizer per group")
-            params = list(params[0].get("params", ()))
+            group = dict(params[0])
+            if "params" not in group:
+                raise KeyError(f"{name}: the parameter group has no 'params' entry")
+            params = group.pop("params")
+            # PyTorch takes a lone tensor as a group's params; list() would split it in rows.
+            params = [params] if isinstance(params, Tensor) else list(params)
+            unknown = sorted(set(group) - set(settings), key=str)
+            if unknown:
+                raise ValueError(f"{name}: unknown setting(s) {unknown} in the parameter group; "
+                                 f"{name} takes {sorted(settings)}")
+            # The group's own settings win over the constructor's, as in PyTorch.
+            settings.update(group)
+        if settings["lr"] is None:
+            raise TypeError(f"{name}: no learning rate: pass lr= or give the parameter group "
+                            f"an 'lr'")
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         for i, p in enumerate(params):
@@ -96,9 +117,17 @@ class Optimizer:
             warnings.warn(f"{name}: {len(params) - len(unique)} parameter(s) were listed more "
                           f"than once (shared weights?); each is updated once per step",
                           stacklevel=3)
-        self.param_groups: list[dict[str, Any]] = [{"params": unique, "lr": None}]
-        self.lr = _number(name, "lr", lr, low_ok=False)
-        self.state: dict[int, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = [
+            {"params": unique, **self._checked_settings(name, settings)}]
+        # Buffers keyed by the parameter object itself, as PyTorch does (a Tensor hashes by
+        # identity): copy.deepcopy and pickle then carry each buffer over to the copied
+        # parameter, where an id() key would point at the original's address.
+        self.state: dict[Tensor, dict[str, Any]] = {}
+
+    def _checked_settings(self, owner: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """`settings` validated and normalised (floats, bools, tuples), or an error naming
+        `owner` and the setting. Subclasses extend this with their own settings."""
+        return {**settings, "lr": _number(owner, "lr", settings["lr"], low_ok=False)}
 
     @property
     def params(self) -> list[Tensor]:
@@ -115,7 +144,7 @@ class Optimizer:
         }
         state["param_groups.0.params"] = np.arange(len(self.params))
         for i, p in enumerate(self.params):
-            for key, value in self.state.get(id(p), {}).items():
+            for key, value in self.state.get(p, {}).items():
                 state[f"state.{i}.{key}"] = np.array(value, copy=True)
         return state
 
@@ -157,21 +186,22 @@ class Optimizer:
         for key, value in settings.items():
             current = self.param_groups[0][key]
             if isinstance(current, tuple) and value.shape == (len(current),):
-                converted[key] = tuple(_number(name, key, v, high=1.0) for v in value)
+                converted[key] = tuple(value.tolist())
             elif isinstance(current, bool) and value.ndim == 0:
                 converted[key] = bool(value)
             elif isinstance(current, float) and value.ndim == 0 and value.dtype.kind in "fiu":
-                # A file could hold anything: the same checks as the constructor's.
-                converted[key] = _number(name, key, value[()], low_ok=key not in ("lr", "eps"))
+                converted[key] = value[()]
             else:
                 raise ValueError(f"{name}: setting {key!r} is {value.dtype} {value.shape}, "
                                  f"expected one like {current!r}")
-        self.param_groups[0].update(converted)
+        # A file could hold anything: the same checks as the constructor's.
+        checked = self._checked_settings(name, {**self._settings(), **converted})
+        self.param_groups[0].update(checked)
         self.state = {}
         for index, entries in buffers.items():
             # 0-d integer entries are step counters, kept as Python ints; arrays are copied
             # so the optimizer never shares a buffer with the dict it was given.
-            self.state[id(self.params[index])] = {
+            self.state[self.params[index]] = {
                 key: int(value) if value.ndim == 0 and value.dtype.kind in "iu"
                 else np.array(value, copy=True)
                 for key, value in entries.items()}
@@ -219,15 +249,20 @@ class SGD(Optimizer):
     nesterov = _group_setting("nesterov")
     weight_decay = _group_setting("weight_decay")
 
-    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr)
-        self.param_groups[0].update(
-            momentum=_number("SGD", "momentum", momentum),
-            nesterov=bool(nesterov),
-            weight_decay=_number("SGD", "weight_decay", weight_decay))
-        if nesterov and momentum == 0:
-            raise ValueError("SGD: nesterov needs momentum > 0")
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
+                 lr: float | None = None, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr, momentum=momentum, nesterov=nesterov,
+                         weight_decay=weight_decay)
+
+    def _checked_settings(self, owner: str, settings: dict[str, Any]) -> dict[str, Any]:
+        settings = super()._checked_settings(owner, settings)
+        settings.update(momentum=_number(owner, "momentum", settings["momentum"]),
+                        nesterov=bool(settings["nesterov"]),
+                        weight_decay=_number(owner, "weight_decay", settings["weight_decay"]))
+        if settings["nesterov"] and settings["momentum"] == 0:
+            raise ValueError(f"{owner}: nesterov needs momentum > 0")
+        return settings
 
     def step(self) -> None:
         # The settings read once per step, not once per parameter (each is a lookup in
@@ -239,7 +274,7 @@ class SGD(Optimizer):
             if weight_decay:
                 g = g + weight_decay * p._data
             if momentum:
-                state = self.state.setdefault(id(p), {})
+                state = self.state.setdefault(p, {})
                 buf = state.get("momentum")
                 if buf is None:
                     buf = np.array(g)  # our own copy: the buffer is updated in place below
@@ -260,19 +295,23 @@ class Adam(Optimizer):
     eps = _group_setting("eps")
     weight_decay = _group_setting("weight_decay")
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr)
-        name = type(self).__name__
+        super().__init__(params, lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _checked_settings(self, owner: str, settings: dict[str, Any]) -> dict[str, Any]:
+        settings = super()._checked_settings(owner, settings)
+        betas = settings["betas"]
         if not (isinstance(betas, (tuple, list, np.ndarray)) and len(betas) == 2):
-            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        if not all(isinstance(b, numbers.Real) and 0 <= b < 1 for b in betas):
-            raise ValueError(f"{name}: betas must be in [0, 1), got {tuple(betas)}")
-        self.param_groups[0].update(
-            betas=(float(betas[0]), float(betas[1])),
-            eps=_number(name, "eps", eps, low_ok=False),
-            weight_decay=_number(name, "weight_decay", weight_decay))
+            raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
+        if not all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1
+                   for b in betas):
+            raise ValueError(f"{owner}: betas must be in [0, 1), got {tuple(betas)}")
+        settings.update(betas=(float(betas[0]), float(betas[1])),
+                        eps=_number(owner, "eps", settings["eps"], low_ok=False),
+                        weight_decay=_number(owner, "weight_decay", settings["weight_decay"]))
+        return settings
 
     def step(self) -> None:
         beta1, beta2 = self.betas
@@ -282,7 +321,7 @@ class Adam(Optimizer):
                 self._apply(p, self.lr * self.weight_decay * p._data)
             elif self.weight_decay:
                 g = g + self.weight_decay * p._data
-            state = self.state.setdefault(id(p), {"t": 0, "m": 0.0, "v": 0.0})
+            state = self.state.setdefault(p, {"t": 0, "m": 0.0, "v": 0.0})
             state["t"] += 1
             state["m"] = beta1 * state["m"] + (1 - beta1) * g
             state["v"] = beta2 * state["v"] + (1 - beta2) * (g * g)
@@ -298,7 +337,7 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2) -> None:
         super().__init__(params, lr, betas, eps, weight_decay)

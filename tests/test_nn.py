@@ -573,7 +573,7 @@ def test_optimizer_state_dict_is_checked_before_anything_changes():
     state = opt.state_dict()
     assert state["state.0.m"].shape == (2, 2) and int(state["state.0.t"]) == 1
     state["state.0.m"] = np.zeros(state["state.0.m"].shape)  # a copy: opt is unaffected
-    assert np.any(opt.state[id(model.weight)]["m"])
+    assert np.any(opt.state[model.weight]["m"])
     bad = dict(state, **{"state.1.m": np.zeros((3,))})
     with pytest.raises(ValueError, match=r"'state.1.m' has shape \(3,\), parameter 1 has \(2,\)"):
         opt.load_state_dict(bad)
@@ -586,7 +586,7 @@ def test_optimizer_state_dict_is_checked_before_anything_changes():
     with pytest.raises(ValueError, match="setting 'betas' is float64 \\(3,\\)"):
         opt.load_state_dict(dict(state, **{"param_groups.0.betas": np.ones(3) / 2}))
     assert opt.lr == 0.1
-    assert np.any(opt.state[id(model.weight)]["m"])  # untouched by the failed loads
+    assert np.any(opt.state[model.weight]["m"])  # untouched by the failed loads
 
 
 @pytest.mark.parametrize("module", [nn.optim, nn.data])
