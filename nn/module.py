@@ -101,7 +101,9 @@ class Module:
     def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
         for module_name, module in self.named_modules():
             for name in vars(module).get("_buffer_names", ()):
-                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+                value = vars(module).get(name)
+                if value is not None:  # a buffer set to None is kept out, as in PyTorch
+                    yield (f"{module_name}.{name}" if module_name else name), value
 
     def parameters(self) -> list[Parameter]:
         """The parameters in named_parameters' order, each once. The same walk without
@@ -274,6 +276,23 @@ class Module:
             st.mode = (enabled, anomaly, scope, forward)
 
     # --- attributes -------------------------------------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Registration is by attribute type, so replacing a Parameter with a plain Tensor or
+        # an array would silently take the weight out of parameters(), training and
+        # state_dict. PyTorch refuses that; so do we. None stays allowed (it removes the
+        # parameter, as in PyTorch), as does any value for a name that held no Parameter.
+        if value is not None:
+            old = vars(self).get(name)
+            if isinstance(old, Parameter) and not isinstance(value, Parameter):
+                raise TypeError(
+                    f"{type(self).__name__}: cannot assign {type(value).__name__} to "
+                    f"parameter '{name}' (Parameter or None expected: wrap it, "
+                    f"nn.Parameter(value), to keep it trained and saved)")
+            if name in vars(self).get("_buffer_names", ()) and not isinstance(value, Tensor):
+                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} "
+                                f"to buffer '{name}' (Tensor or None expected)")
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: a clear error, never a silent None.
