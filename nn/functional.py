@@ -59,9 +59,24 @@ def l1_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce((pred - target).abs(), reduction, "l1_loss")
 
 
-def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean",
-                         eps: float = 1e-7) -> Tensor:
-    """-[y log p + (1-y) log(1-p)], with p clipped away from 0 and 1 so log stays finite."""
+# PyTorch's two guards for probabilities at or next to 0 and 1: each log term of the loss is
+# floored at -100 (so p = 0 or 1 costs 100, not infinity), and the gradient divides by
+# max(p (1 - p), 1e-12) (so it stays finite there and never vanishes, however wrong the
+# prediction). Clipping p itself instead would flatten the loss: a confident wrong prediction
+# would get no gradient at all.
+_BCE_LOG_FLOOR = -100.0
+_BCE_GRAD_FLOOR = float(np.float32(1e-12))  # PyTorch's 1e-12 is a float32 in every dtype
+
+
+def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean", *,
+                         weight: Any = None) -> Tensor:
+    """-w [y log p + (1-y) log(1-p)] as PyTorch computes it, for probabilities p in [0, 1].
+
+    Each log is floored at -100 (the value at p = 0 or 1 is 100, not infinite), and the
+    gradient in p is PyTorch's, w (p - y) / max(p (1 - p), 1e-12): finite everywhere and
+    never zero for a wrong prediction, however confident. `weight` (keyword-only, a constant)
+    broadcasts to p's shape. The loss has p's dtype; targets are cast to it.
+    """
     probs, target = _tensor(probs), _tensor(target)
     _same_shape(probs, target, "binary_cross_entropy")
     values = np.asarray(target._data)
@@ -71,8 +86,50 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean",
             f"from {np.nanmin(values)} to {np.nanmax(values)}"
             + (" and NaN" if np.isnan(values).any() else "")
         )
-    p = probs.clip(eps, 1 - eps)
-    loss = -(target * p.log() + (1 - target) * (1 - p).log())
+    if probs.dtype.kind != "f":
+        probs = probs.astype(np.float64)
+    p = np.asarray(probs._data)
+    if p.size and ((p < 0) | (p > 1)).any():  # NaN passes: it makes a NaN loss, seen by fit
+        raise ValueError(
+            f"binary_cross_entropy: inputs must be probabilities in [0, 1], got values from "
+            f"{np.nanmin(p)} to {np.nanmax(p)} (for logits use "
+            f"binary_cross_entropy_with_logits)"
+        )
+    dtype = probs.dtype
+    target = target.astype(dtype)
+    floor = dtype.type(_BCE_LOG_FLOOR)
+    with np.errstate(divide="ignore"):  # log(0) = -inf, floored just below
+        log_p = np.maximum(np.log(p), floor)
+        log_q = np.maximum(np.log1p(-p), floor)
+    # The value, from the floored logs as constants: in the target its gradient is
+    # -(log p - log(1-p)) with the same floors; in p it has none, that is the next term's.
+    loss = -(target * Tensor(log_p) + (1 - target) * Tensor(log_q))
+    # The gradient in p, added as a term that is exactly 0 forward: (p - p.detach()) * G with
+    # G = (p - y) / max(p (1 - p), 1e-12), PyTorch's own formula (its form, not the loss's
+    # -y/p + (1-y)/(1-p), which cancels badly as p nears y). The term's derivative in p is
+    # G + (p - p.detach()) dG = G, in y it is 0. Second derivatives (Hessians, as PyTorch's
+    # double backward) come from how G is assembled, always with the value G: half through p
+    # and half constant, so d2/dp2 is dG/dp and not twice it; fully through y, so the mixed
+    # derivative is dG/dy = -1 / (p (1 - p)). Built even when nothing needs a gradient:
+    # forward mode (jvp) carries its tangents through it.
+    floor_pq = dtype.type(_BCE_GRAD_FLOOR)
+    p_fixed, y_fixed = probs.detach(), target.detach()
+    through_p = (probs - y_fixed) / ad.maximum(probs * (1 - probs), floor_pq)
+    through_y = (p_fixed - target) / ad.maximum(p_fixed * (1 - p_fixed), floor_pq)
+    slope = through_p * 0.5 + through_p.detach() * 0.5 + (through_y - through_y.detach())
+    loss = loss + (probs - p_fixed) * slope
+    if weight is not None:
+        if isinstance(weight, Tensor) and weight.requires_grad:
+            raise TypeError("binary_cross_entropy: weight is a constant; pass weight.detach()")
+        w = np.asarray(weight._data if isinstance(weight, Tensor) else weight, dtype=dtype)
+        try:
+            fits = np.broadcast_shapes(w.shape, probs.shape) == probs.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"binary_cross_entropy: weight of shape {w.shape} does not "
+                             f"broadcast to the input's shape {probs.shape}")
+        loss = loss * Tensor(w)
     return _reduce(loss, reduction, "binary_cross_entropy")
 
 

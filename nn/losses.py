@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from autodiff import Tensor
+
 from . import functional as F
 from .module import Module
 
@@ -45,10 +47,24 @@ class L1Loss(_Loss):
 
 
 class BCELoss(_Loss):
-    """Binary cross-entropy of probabilities in (0, 1), `F.binary_cross_entropy`."""
+    """Binary cross-entropy of probabilities in [0, 1], `F.binary_cross_entropy`.
+
+    `weight` (broadcast to the input's shape) is kept as a constant numpy array, as in
+    CrossEntropyLoss: neither trained nor saved.
+    """
+
+    def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.weight = None if weight is None else np.array(
+            weight._data if isinstance(weight, Tensor) else weight)
 
     def forward(self, probs: Any, target: Any) -> Any:
-        return F.binary_cross_entropy(probs, target, reduction=self.reduction)
+        return F.binary_cross_entropy(probs, target, reduction=self.reduction,
+                                      weight=self.weight)
+
+    def extra_repr(self) -> str:
+        weight = [] if self.weight is None else [f"weight={self.weight.tolist()}"]
+        return ", ".join(weight + [super().extra_repr()])
 
 
 class BCEWithLogitsLoss(_Loss):

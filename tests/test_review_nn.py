@@ -8,7 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import autodiff as ad
 import nn
 from autodiff import Tensor
 
@@ -204,3 +207,103 @@ def test_buffers_take_tensors_or_none():
         bn.running_var = np.ones(2, np.float32)
     bn.running_var = None
     assert "running_var" not in bn.state_dict() and "running_mean" in bn.state_dict()
+
+
+# --- binary_cross_entropy: PyTorch's value and gradient, also at and next to 0 and 1 ---------
+
+# Probabilities where the old clipping to [1e-7, 1 - 1e-7] went wrong: exactly 0 and 1, the
+# sigmoid of large logits in either dtype, subnormals, and ordinary values.
+EDGE_PROBS = [0.0, 1.0, 5e-324, 1e-45, 1e-30, 4.1399e-8, 1e-13, 1e-12, 2e-12, 1e-7, 0.5,
+              1 - 1e-7, 1 - 6e-8, 1 - 1e-12, 1 - 1e-16, 0.3]
+
+
+@st.composite
+def bce_cases(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n = draw(st.integers(1, 6))
+    probs = draw(st.lists(st.one_of(st.sampled_from(EDGE_PROBS), st.floats(0.0, 1.0)),
+                          min_size=n, max_size=n))
+    target = draw(st.lists(st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)),
+                           min_size=n, max_size=n))
+    weight = draw(st.one_of(st.none(), st.lists(st.floats(0.0, 3.0), min_size=n, max_size=n),
+                            st.floats(0.0, 3.0).map(lambda w: [w])))
+    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+    return (np.array(probs, dtype=dtype), np.array(target, dtype=dtype),
+            None if weight is None else np.array(weight, dtype=dtype), reduction)
+
+
+@needs_torch
+@settings(max_examples=300, deadline=None)
+@given(bce_cases())
+def test_binary_cross_entropy_matches_torch_value_and_gradient_everywhere(case):
+    probs, target, weight, reduction = case
+    p = Tensor(probs, requires_grad=True)
+    loss = nn.F.binary_cross_entropy(p, target, reduction, weight=weight)
+    tp = torch.tensor(probs, requires_grad=True)
+    expected = torch.nn.functional.binary_cross_entropy(
+        tp, torch.tensor(target), None if weight is None else torch.tensor(weight),
+        reduction=reduction)
+    assert loss.dtype == probs.dtype
+    rtol = 1e-5 if probs.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss._data, expected.detach().numpy(), rtol=rtol, atol=0)
+    seed = np.linspace(0.5, 1.5, probs.size).astype(probs.dtype)
+    (loss * (Tensor(seed) if reduction == "none" else 1.0)).sum().backward()
+    expected.backward(torch.tensor(seed) if reduction == "none" else None)
+    assert np.all(np.isfinite(p.grad._data))
+    # atol: a subnormal target (1e-45) gives torch a flushed -0.0 where ours is -7e-34.
+    np.testing.assert_allclose(p.grad._data, tp.grad.numpy(), rtol=rtol * 10, atol=1e-30)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float64])  # float32 sigmoids differ from torch's at 17
+@pytest.mark.parametrize("logit, label", [(17.0, 0.0), (-17.0, 1.0), (40.0, 0.0), (-40.0, 1.0),
+                                          (2.0, 1.0), (0.0, 0.0)])
+def test_a_confident_wrong_prediction_still_gets_torchs_gradient(logit, label, dtype):
+    z = Tensor(np.array([logit], dtype), requires_grad=True)
+    loss = nn.F.binary_cross_entropy(z.sigmoid(), np.array([label], dtype))
+    loss.backward()
+    tz = torch.tensor([logit], dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True)
+    expected = torch.nn.functional.binary_cross_entropy(torch.sigmoid(tz),
+                                                        torch.tensor([label], dtype=tz.dtype))
+    expected.backward()
+    np.testing.assert_allclose(loss._data, expected.item(), rtol=1e-6)
+    np.testing.assert_allclose(z.grad._data, tz.grad.numpy(), rtol=1e-5)
+    if (logit, label, dtype) == (17.0, 0.0, np.float64):
+        # The reviewer's case: 17.0 (not 16.118) and a gradient of ~1 (not 0).
+        assert loss.item() == pytest.approx(17.0, rel=1e-7)
+        assert z.grad._data[0] == pytest.approx(1.0, rel=1e-7)
+
+
+def test_binary_cross_entropy_refuses_inputs_outside_0_1_and_bad_weights():
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: inputs must be probabilities "
+                                         r"in \[0, 1\], got values from -0.5 to 2.0"):
+        nn.F.binary_cross_entropy(Tensor([-0.5, 2.0]), [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"weight of shape \(3,\) does not broadcast to the "
+                                         r"input's shape \(2,\)"):
+        nn.F.binary_cross_entropy(Tensor([0.5, 0.5]), [0.0, 1.0], weight=[1.0, 2.0, 3.0])
+    criterion = nn.BCELoss(weight=[1.0, 3.0], reduction="sum")
+    assert "weight=[1.0, 3.0]" in repr(criterion)
+    out = criterion(Tensor([0.5, 0.25]), [1.0, 0.0])
+    assert out.item() == pytest.approx(-np.log(0.5) - 3 * np.log(0.75), rel=1e-12)
+
+
+def test_binary_cross_entropy_second_derivative_and_jvp_are_the_losss():
+    # Where p (1 - p) >= 1e-12 the loss is the plain formula, so its derivatives are too:
+    # d/dp = (p - y) / (p (1 - p)), d2/dp2 = y / p^2 + (1 - y) / (1 - p)^2.
+    p, y = 0.3, 0.25
+    t = Tensor([p], requires_grad=True)
+    (g,) = ad.grad(nn.F.binary_cross_entropy(t, [y], "sum"), t, create_graph=True)
+    (h,) = ad.grad(g.sum(), t)
+    assert g.item() == pytest.approx((p - y) / (p * (1 - p)), rel=1e-12)
+    assert h.item() == pytest.approx(y / p**2 + (1 - y) / (1 - p) ** 2, rel=1e-12)
+    # In the target: d/dy = -logit(p), and the mixed derivative d2/dp dy = -1 / (p (1 - p)).
+    t, u = Tensor([p], requires_grad=True), Tensor([y], requires_grad=True)
+    g_p, g_y = ad.grad(nn.F.binary_cross_entropy(t, u, "sum"), [t, u], create_graph=True)
+    assert g_y.item() == pytest.approx(-np.log(p / (1 - p)), rel=1e-12)
+    (mixed,) = ad.grad(g_p.sum(), u)
+    assert mixed.item() == pytest.approx(-1 / (p * (1 - p)), rel=1e-12)
+    value, tangent = ad.jvp(lambda q: nn.F.binary_cross_entropy(q, [y], "sum"),
+                            (Tensor([p]),), (Tensor([2.0]),))
+    assert value.item() == pytest.approx(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    assert np.asarray(getattr(tangent, "_data", tangent)).item() == pytest.approx(
+        2 * (p - y) / (p * (1 - p)), rel=1e-12)
