@@ -286,10 +286,13 @@ def _label_cross_entropy(log_probs: Tensor, labels: np.ndarray, w: np.ndarray | 
 # --- metrics -------------------------------------------------------------------------------
 
 
-def accuracy(outputs: Any, target: Any) -> float:
-    """Fraction correct: argmax for (N, C) outputs; threshold 0.5 for (N,) or (N, 1) outputs.
+def accuracy(outputs: Any, target: Any, *, threshold: float = 0.5) -> float:
+    """Fraction correct: argmax for (N, C) outputs; for one score per sample ((N,) or (N, 1)
+    outputs), the score above `threshold` means class 1: 0.5 for probabilities (the default),
+    0.0 for logits (`threshold=0.0`, what `nn.fit` uses with the with-logits losses).
 
-    Targets may be integer labels, one-hot rows, or 0/1 values for binary outputs.
+    Targets may be integer labels or one-hot rows for (N, C) outputs, and must be 0 or 1 for
+    one score per sample (other values are not binary labels: an error, not a guess).
     """
     out = np.asarray(outputs._data if isinstance(outputs, Tensor) else outputs)
     tgt = np.asarray(target._data if isinstance(target, Tensor) else target)
@@ -297,8 +300,15 @@ def accuracy(outputs: Any, target: Any) -> float:
         predicted = out.argmax(axis=1)
         labels = tgt.argmax(axis=1) if tgt.ndim == 2 else tgt
     else:
-        predicted = (out.reshape(-1) > 0.5).astype(np.int64)
-        labels = (tgt.reshape(-1) > 0.5).astype(np.int64)
+        flat = tgt.reshape(-1)
+        if flat.size and not ((flat == 0) | (flat == 1)).all():
+            raise ValueError(
+                f"accuracy: outputs of shape {out.shape} give one score per sample (two "
+                f"classes), so targets must be 0 or 1, got values from {np.nanmin(flat)} to "
+                f"{np.nanmax(flat)}" + (" and NaN" if np.isnan(flat).any() else "")
+                + " (for regression there is no accuracy: use metric=None)")
+        predicted = (out.reshape(-1) > threshold).astype(np.int64)
+        labels = flat.astype(np.int64)
     if predicted.shape != labels.shape:
         raise ValueError(f"accuracy: outputs {out.shape} and targets {tgt.shape} do not match")
     return float(np.mean(predicted == labels)) if predicted.size else 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -11,8 +12,10 @@ import numpy as np
 
 from autodiff import Tensor, no_grad
 
+from . import functional as F
 from .data import DataLoader
 from .functional import accuracy
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss
 from .module import Module
 from .optim import Optimizer
 
@@ -71,9 +74,54 @@ def _check_number(name: str, value: Any, low: float | None = None,
         raise ValueError(f"fit: {name} must be {wanted}, got {value!r}")
 
 
+def _logit_accuracy(outputs: Any, target: Any) -> float:
+    """`accuracy` for logits: one score per sample is class 1 above 0 (sigmoid 0.5)."""
+    return accuracy(outputs, target, threshold=0.0)
+
+
+def _innermost(fn: Any) -> Any:
+    # functools.partial(F.binary_cross_entropy_with_logits, reduction="sum") is still that loss.
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
+
+
+def _default_metric(metric: Callable | None, loss_fn: Callable | None,
+                    y: Any) -> tuple[Callable | None, str]:
+    """The metric to use and, when there is none, why. Only `accuracy` (the default) is
+    adapted; any other metric (or None) is the caller's choice and is used as it is.
+
+    accuracy is only meaningful for class labels: integer or boolean targets, floats that are
+    all 0 or 1 (binary targets, one-hot rows), or class probabilities given to cross_entropy.
+    Other targets (continuous values: regression) get no accuracy. One score per sample is
+    thresholded at 0 when the loss takes logits (binary_cross_entropy_with_logits,
+    BCEWithLogitsLoss), at 0.5 otherwise (probabilities); (N, C) outputs use argmax.
+    """
+    if metric is not accuracy:
+        return metric, ""
+    loss = _innermost(loss_fn)
+    values = np.asarray(y._data if isinstance(y, Tensor) else y)
+    labels = (values.dtype.kind in "biu" or loss is F.cross_entropy
+              or isinstance(loss, CrossEntropyLoss)
+              or bool(((values == 0) | (values == 1)).all()))
+    if not labels:
+        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        shown = (f"values from {finite.min():.4g} to {finite.max():.4g}" if finite.size
+                 else "no finite values")
+        return None, (f"the targets are not class labels (float {shown}, not only 0 and 1), so "
+                      f"there is no default accuracy")
+    if loss is F.binary_cross_entropy_with_logits or isinstance(loss, BCEWithLogitsLoss):
+        return _logit_accuracy, ""
+    return accuracy, ""
+
 def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
              batch_size: int = 1000, metric: Callable | None = accuracy) -> tuple[float, float]:
-    """(mean loss, metric) over a data set, in eval mode and without recording a graph."""
+    """(mean loss, metric) over a data set, in eval mode and without recording a graph.
+
+    The default metric, `accuracy`, is adapted to the loss and targets as in `fit`; where it
+    does not apply (targets that are not class labels) the metric is NaN.
+    """
+    metric, _ = _default_metric(metric, loss_fn, y)
     was_training = model.training
     model.eval()
     total_loss, total_metric, count = 0.0, 0.0, 0
@@ -136,6 +184,11 @@ def fit(
       * `update_threshold`: stop once the largest change of any weight over the epoch is
         below it (the weights have stopped moving).
     A rule that cannot work is refused up front (`error_threshold` without a `metric`).
+    `metric` (default `accuracy`) gives History's "accuracy"; the default adapts to the task:
+    argmax for (N, C) outputs; one score per sample above 0 for logit losses
+    (binary_cross_entropy_with_logits, BCEWithLogitsLoss), above 0.5 otherwise; and none at
+    all for targets that are not class labels (continuous values: regression). Pass
+    `metric=functools.partial(nn.F.accuracy, threshold=0.0)` for logits behind a custom loss.
     `callbacks` are called as `callback(epoch, history)` after each epoch.
 
     With `check_finite` (the default), a NaN or infinite loss stops training with a
@@ -150,10 +203,12 @@ def fit(
                                    ("update_threshold", update_threshold, 0.0, None)):
         if value is not None:
             _check_number(name, value, low, high)
+    loader = _batches(train_loader, batch_size)
+    metric, why_none = _default_metric(metric, loss_fn, loader.y)
     if error_threshold is not None and metric is None:
         raise ValueError("fit: error_threshold needs a metric (the error rate is 1 - metric), "
-                         "but metric=None")
-    loader = _batches(train_loader, batch_size)
+                         + (f"but {why_none}: pass a metric that suits your targets"
+                            if why_none else "but metric=None"))
     if len(loader) == 0:
         raise ValueError(f"fit: the training data gives no batch ({len(loader.x)} samples, "
                          f"batch_size={loader.batch_size}, drop_last={loader.drop_last}): "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import pickle
 
 import numpy as np
@@ -307,3 +308,81 @@ def test_binary_cross_entropy_second_derivative_and_jvp_are_the_losss():
     assert value.item() == pytest.approx(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
     assert np.asarray(getattr(tangent, "_data", tangent)).item() == pytest.approx(
         2 * (p - y) / (p * (1 - p)), rel=1e-12)
+
+
+# --- fit / evaluate: the default accuracy suits the loss and the targets ---------------------
+
+
+def _identity_scorer(columns=1):
+    """A Linear model whose outputs are exactly its inputs (weight 1, bias 0)."""
+    model = nn.Linear(columns, columns, rng=0)
+    model.load_state_dict({"weight": np.eye(columns, dtype=np.float32),
+                           "bias": np.zeros(columns, np.float32)})
+    return model
+
+
+# Scores in [-1, 1) and the labels they separate perfectly at 0: thresholding these logits at
+# 0.5 instead of 0 would call a quarter of them wrong.
+SCORES = np.linspace(-1, 1, 40, endpoint=False, dtype=np.float32)[:, None]
+LABELS = (SCORES > 0).astype(np.float32)
+
+
+@pytest.mark.parametrize("loss_fn", [
+    nn.F.binary_cross_entropy_with_logits,
+    nn.BCEWithLogitsLoss(),
+    functools.partial(nn.F.binary_cross_entropy_with_logits, reduction="sum"),
+], ids=["function", "module", "partial"])
+def test_logit_losses_are_scored_at_0(loss_fn):
+    assert nn.F.accuracy(SCORES, LABELS) == 0.75  # what the 0.5 threshold gave
+    assert nn.F.accuracy(SCORES, LABELS, threshold=0.0) == 1.0
+    _, acc = nn.evaluate(_identity_scorer(), SCORES, LABELS, loss_fn)
+    assert acc == 1.0
+    model = _identity_scorer()
+    history = nn.fit(model, loss_fn, nn.optim.SGD(model.parameters(), lr=1e-9), (SCORES, LABELS),
+                     epochs=1, batch_size=len(SCORES), val_data=(SCORES, LABELS),
+                     progress=False)
+    assert history["accuracy"] == [1.0] and history["val_accuracy"] == [1.0]
+
+
+def test_probabilities_are_scored_at_one_half_and_columns_by_argmax():
+    probs = (SCORES + 1) / 2  # in [0, 1): above 0.5 exactly where the label is 1
+    model = _identity_scorer()
+    history = nn.fit(model, nn.F.binary_cross_entropy, nn.optim.SGD(model.parameters(), lr=1e-9),
+                     (probs, LABELS), epochs=1, batch_size=len(SCORES), progress=False)
+    assert history["accuracy"] == [1.0]
+    assert nn.evaluate(_identity_scorer(), probs, LABELS, nn.BCELoss())[1] == 1.0
+    # Two columns: argmax, for integer labels and for one-hot rows alike.
+    two = np.hstack([-SCORES, SCORES])
+    labels = LABELS[:, 0].astype(np.int64)
+    assert nn.evaluate(_identity_scorer(2), two, labels, nn.F.cross_entropy)[1] == 1.0
+    onehot = np.eye(2, dtype=np.float32)[labels]
+    assert nn.evaluate(_identity_scorer(2), two, onehot, nn.F.mse_loss)[1] == 1.0
+
+
+def test_regression_targets_get_no_accuracy_and_no_error_threshold():
+    x, y = nn.data.make_regression(64, seed=0)
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    model = nn.MLP(x.shape[1], [4], y.shape[1], rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=0.01)
+    history = nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, val_data=(x, y),
+                     progress=False)
+    assert history["accuracy"] == [] and history["val_accuracy"] == []
+    assert len(history["loss"]) == 2 and len(history["val_loss"]) == 2
+    loss, metric = nn.evaluate(model, x, y, nn.F.mse_loss)
+    assert loss > 0 and np.isnan(metric)
+    with pytest.raises(ValueError, match=r"fit: error_threshold needs a metric .* the targets "
+                                         r"are not class labels \(float values from -?\d"):
+        nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, error_threshold=0.1,
+               progress=False)
+    # An explicit metric is the caller's: used as given.
+    history = nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=1, progress=False,
+                     metric=lambda out, t: 0.25, error_threshold=0.8)
+    assert history["accuracy"] == [0.25] and "error rate" in history.stopped_reason
+
+
+def test_accuracy_refuses_targets_that_are_not_binary_labels_for_one_score():
+    with pytest.raises(ValueError, match=r"accuracy: outputs of shape \(3, 1\) give one score "
+                                         r"per sample .* got values from 0.2 to 3.0"):
+        nn.F.accuracy(np.zeros((3, 1)), np.array([[0.2], [1.0], [3.0]]))
+    assert nn.F.accuracy(np.array([0.7, 0.2, 0.9]), np.array([True, False, False])) == \
+        pytest.approx(2 / 3)
