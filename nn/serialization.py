@@ -12,6 +12,7 @@ marker, and the manifest, before reading any array, and it never unpickles.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -58,6 +59,11 @@ def _as_state_dict(obj: Any) -> dict[str, np.ndarray]:
         if not isinstance(name, str) or not name or name.startswith("__"):
             raise ValueError(f"save: invalid parameter name {name!r} (names are non-empty "
                              f"strings; a leading '__' is reserved for the file's own entries)")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"save: parameter name {name!r} is not valid text (it holds a "
+                             f"lone surrogate, which no file format can store)") from None
         # Tensors (anything with .data) are saved by value; ndarrays also have a .data
         # attribute (their raw buffer), so they are taken as they are.
         if not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "data"):
@@ -68,6 +74,31 @@ def _as_state_dict(obj: Any) -> dict[str, np.ndarray]:
                             f"integer and float arrays can be saved")
         arrays[name] = array
     return arrays
+
+
+# A zip entry's name length is a 16-bit field, and ours is the name plus ".npy".
+_MAX_NAME_BYTES = 0xFFFF - len(".npy")
+
+
+def _check_npz_names(arrays: Mapping[str, np.ndarray]) -> None:
+    """Refuse, naming the parameter, a name an .npz cannot give back as it was given: the
+    read-back check would catch it, but only with a vague "did not read back unchanged"."""
+    for name in arrays:
+        if "\0" in name:
+            raise ValueError(f"save: parameter name {name!r} contains a NUL character, where a "
+                             f"zip archive ends an entry's name, so it would read back as "
+                             f"{name.split(chr(0))[0]!r}; rename it (or save as .safetensors)")
+        size = len(name.encode("utf-8"))
+        if size > _MAX_NAME_BYTES:
+            raise ValueError(f"save: parameter name {name[:40]!r}... is {size} bytes long in "
+                             f"UTF-8; an .npz entry name holds at most {_MAX_NAME_BYTES}")
+        if name.endswith(".npy") and name[:-4] in arrays:
+            # numpy's reader strips ".npy" from entry names and looks a key up raw first, so
+            # npz["x.npy"] is the entry of "x": the two names cannot both be kept apart.
+            raise ValueError(f"save: parameter names {name[:-4]!r} and {name!r} cannot both "
+                             f"be saved in an .npz: numpy's reader drops '.npy' from entry "
+                             f"names, so one would read back as the other; rename one (or save "
+                             f"as .safetensors)")
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -100,6 +131,7 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
         from .formats import write_safetensors
 
         return write_safetensors(arrays, path, metadata={"producer": FORMAT})
+    _check_npz_names(arrays)
     manifest = {name: {"shape": list(a.shape), "dtype": a.dtype.str}
                 for name, a in arrays.items()}
     entries = {_FORMAT_KEY: np.array(FORMAT), _MANIFEST_KEY: np.array(json.dumps(manifest)),
@@ -116,13 +148,17 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     half of one, and a file that fails its check never replaces a good one. Every save of nn
     (.npz, .safetensors, ONNX) goes through here. Returns the path."""
     path = Path(path)
-    folder = path.parent
+    # Renaming over a symbolic link would replace the link with a file and leave the file it
+    # points to stale; np.save and torch.save write through the link, and so do we: the new
+    # file is made beside the link's final target and renamed over that target.
+    target = _link_target(path, who) if path.is_symlink() else path
+    folder = target.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"{who}: folder {folder} does not exist (saving {path})")
     # The temporary file is created 0600; give it the mode the file it replaces had (or, for
     # a new file, what the umask gives any new file), so a save never narrows permissions.
-    mode = _mode_for(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    mode = _mode_for(target)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
     try:
         try:
             with os.fdopen(fd, "wb") as f:
@@ -132,7 +168,7 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             os.chmod(tmp, mode)
             if check is not None:
                 check(Path(tmp))
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         except OSError as exc:
             # Name the user's file; the hidden temporary one means nothing to them.
             message = f"{who}: could not write {path}: {exc.strerror or exc}"
@@ -142,6 +178,16 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         raise
     _fsync_folder(folder)
     return path
+
+
+def _link_target(path: Path, who: str) -> Path:
+    """The file a symbolic link finally points to (through chains of links; it need not
+    exist yet, as with a dangling link), or an error naming `path` for a loop of links."""
+    target = Path(os.path.realpath(path))
+    if target.is_symlink():  # realpath stops where a loop of links would go round forever
+        raise OSError(errno.ELOOP, f"{who}: could not write {path}: it is a loop of symbolic "
+                                   f"links")
+    return target
 
 
 def _mode_for(path: Path) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import functools
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -386,3 +388,71 @@ def test_accuracy_refuses_targets_that_are_not_binary_labels_for_one_score():
         nn.F.accuracy(np.zeros((3, 1)), np.array([[0.2], [1.0], [3.0]]))
     assert nn.F.accuracy(np.array([0.7, 0.2, 0.9]), np.array([True, False, False])) == \
         pytest.approx(2 / 3)
+
+
+# --- nn.save: symbolic links are written through; names an .npz cannot keep are refused -------
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_save_writes_through_a_symlink_and_keeps_it(tmp_path, suffix):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "links").mkdir()
+    real = tmp_path / "store" / f"weights{suffix}"
+    old = {"w": np.zeros(3, np.float32)}
+    nn.save(old, real)
+    real.chmod(0o640)
+    link = tmp_path / "links" / f"current{suffix}"
+    link.symlink_to(Path("..") / "store" / real.name)  # relative, from another folder
+    chain = tmp_path / f"chain{suffix}"
+    chain.symlink_to(link)
+    for i, path in enumerate([link, chain], start=1):
+        new = {"w": np.full(3, float(i), np.float32)}
+        assert nn.save(new, path) == path
+        assert link.is_symlink() and chain.is_symlink()  # the links are still links
+        np.testing.assert_array_equal(nn.load(real)["w"], new["w"])  # the target is updated
+        np.testing.assert_array_equal(nn.load(path)["w"], new["w"])
+    assert (real.stat().st_mode & 0o777) == 0o640  # the target's permissions are kept
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [real.name]  # no litter
+
+
+def test_save_through_a_dangling_link_creates_its_target_and_a_loop_is_refused(tmp_path):
+    link = tmp_path / "model.npz"
+    link.symlink_to(tmp_path / "made.npz")
+    nn.save({"w": np.ones(2)}, link)
+    assert link.is_symlink() and (tmp_path / "made.npz").is_file()
+    np.testing.assert_array_equal(nn.load(tmp_path / "made.npz")["w"], [1.0, 1.0])
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(OSError, match=f"save: could not write {re.escape(str(a))}: it is a loop "
+                                      f"of symbolic links"):
+        nn.save({"w": np.ones(2)}, a)
+    assert a.is_symlink() and b.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "made.npz",
+                                                          "model.npz"]
+
+
+def test_npz_names_that_cannot_read_back_are_refused_by_name(tmp_path):
+    path = tmp_path / "w.npz"
+    nn.save({"w": np.ones(1)}, path)
+    with pytest.raises(ValueError, match=r"save: parameter names 'x' and 'x.npy' cannot both be "
+                                         r"saved in an .npz: numpy's reader drops '.npy'"):
+        nn.save({"x": np.zeros(1), "x.npy": np.ones(1)}, path)
+    with pytest.raises(ValueError, match=r"save: parameter name 'a\\x00b' contains a NUL "
+                                         r"character.*read back as 'a'"):
+        nn.save({"a\0b": np.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"is 70000 bytes long in UTF-8; an .npz entry name "
+                                         r"holds at most 65531"):
+        nn.save({"a" * 70000: np.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"save: parameter name 'a\\udc80' is not valid text"):
+        nn.save({"a\udc80": np.zeros(1)}, path)
+    np.testing.assert_array_equal(nn.load(path)["w"], [1.0])  # the old file is untouched
+    # Each alone is fine in an .npz, and .safetensors keeps even the pair apart.
+    for state in ({"x.npy": np.ones(1)}, {"x": np.zeros(1), "x.NPY": np.ones(1)}):
+        nn.save(state, path)
+        assert {k: v.tolist() for k, v in nn.load(path).items()} == \
+            {k: v.tolist() for k, v in state.items()}
+    pair = {"x": np.zeros(1), "x.npy": np.ones(1), "a\0b": np.full(1, 2.0)}
+    nn.save(pair, tmp_path / "w.safetensors")
+    assert {k: v.tolist() for k, v in nn.load(tmp_path / "w.safetensors").items()} == \
+        {"x": [0.0], "x.npy": [1.0], "a\0b": [2.0]}
