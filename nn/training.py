@@ -121,13 +121,21 @@ def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
     The default metric, `accuracy`, is adapted to the loss and targets as in `fit`; where it
     does not apply (targets that are not class labels) the metric is NaN.
     """
-    metric, _ = _default_metric(metric, loss_fn, y)
+    batches = _batches((x, y), batch_size, "evaluate", "(x, y)")  # checked before y is read
+    metric, _ = _default_metric(metric, loss_fn, batches.y)
+    return _evaluate(model, batches, loss_fn, metric)
+
+
+def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
+              metric: Callable | None) -> tuple[float, float]:
+    # fit calls this with the metric it chose for the training targets, so validation is
+    # scored by the same rule.
     was_training = model.training
     model.eval()
     total_loss, total_metric, count = 0.0, 0.0, 0
     try:
         with no_grad():
-            for xb, yb in _batches((x, y), batch_size, "evaluate", "(x, y)"):
+            for xb, yb in batches:
                 out = model(_as_tensor(xb))
                 n = len(xb)
                 if loss_fn is not None:
@@ -138,7 +146,8 @@ def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
     finally:
         model.train(was_training)
     if count == 0:  # a mean over nothing: 0.0 would look like a perfect score
-        raise ValueError(f"evaluate: no samples to evaluate (x has shape {np.shape(x)})")
+        raise ValueError(f"evaluate: no samples to evaluate (x has shape "
+                         f"{np.shape(batches.x)})")
     return total_loss / count, (total_metric / count if metric is not None else float("nan"))
 
 
@@ -257,7 +266,8 @@ def fit(
             history["accuracy"].append(total_metric / max(count, 1))
         if val is not None:
             vx, vy = val.x, val.y
-            val_loss, val_metric = evaluate(model, vx, vy, loss_fn, metric=metric)
+            val_loss, val_metric = _evaluate(model, DataLoader(vx, vy, batch_size=1000),
+                                             loss_fn, metric)
             history["val_loss"].append(val_loss)
             if metric is not None:
                 history["val_accuracy"].append(val_metric)
