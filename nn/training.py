@@ -91,8 +91,8 @@ def _default_metric(metric: Callable | None, loss_fn: Callable | None,
     """The metric to use and, when there is none, why. Only `accuracy` (the default) is
     adapted; any other metric (or None) is the caller's choice and is used as it is.
 
-    accuracy is only meaningful for class labels: integer or boolean targets, floats that are
-    all 0 or 1 (binary targets, one-hot rows), or class probabilities given to cross_entropy.
+    accuracy is only meaningful for class labels: one integer label per sample, targets that
+    are all 0 or 1 (binary targets, one-hot rows), or class probabilities for cross_entropy.
     Other targets (continuous values: regression) get no accuracy. One score per sample is
     thresholded at 0 when the loss takes logits (binary_cross_entropy_with_logits,
     BCEWithLogitsLoss), at 0.5 otherwise (probabilities); (N, C) outputs use argmax.
@@ -101,15 +101,19 @@ def _default_metric(metric: Callable | None, loss_fn: Callable | None,
         return metric, ""
     loss = _innermost(loss_fn)
     values = np.asarray(y._data if isinstance(y, Tensor) else y)
-    labels = (values.dtype.kind in "biu" or loss is F.cross_entropy
-              or isinstance(loss, CrossEntropyLoss)
+    # One integer label per sample (shape (N,)) is a class index; anything else must be 0/1
+    # (binary targets, one-hot rows) or class probabilities for cross_entropy. Integers of
+    # shape (N, 1) beyond 0 and 1 are counts to regress on, not classes.
+    labels = (values.dtype.kind in "biu" and values.ndim == 1
+              or loss is F.cross_entropy or isinstance(loss, CrossEntropyLoss)
               or bool(((values == 0) | (values == 1)).all()))
     if not labels:
         finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
         shown = (f"values from {finite.min():.4g} to {finite.max():.4g}" if finite.size
                  else "no finite values")
-        return None, (f"the targets are not class labels (float {shown}, not only 0 and 1), so "
-                      f"there is no default accuracy")
+        return None, (f"the targets are not class labels ({values.dtype} of shape "
+                      f"{values.shape} with {shown}, not only 0 and 1), so there is no default "
+                      f"accuracy")
     if loss is F.binary_cross_entropy_with_logits or isinstance(loss, BCEWithLogitsLoss):
         return _logit_accuracy, ""
     return accuracy, ""

@@ -373,9 +373,15 @@ def test_regression_targets_get_no_accuracy_and_no_error_threshold():
     loss, metric = nn.evaluate(model, x, y, nn.F.mse_loss)
     assert loss > 0 and np.isnan(metric)
     with pytest.raises(ValueError, match=r"fit: error_threshold needs a metric .* the targets "
-                                         r"are not class labels \(float values from -?\d"):
+                                         r"are not class labels \(float32 of shape \(64, "
+                                         r"1\) with values from -?\d"):
         nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, error_threshold=0.1,
                progress=False)
+    # Integer counts of shape (N, 1) are regressed on too: no accuracy either.
+    counts = np.arange(64)[:, None] % 5
+    history = nn.fit(model, lambda out, t: nn.F.mse_loss(out, t.astype(np.float32)), opt,
+                     (x, counts), epochs=1, progress=False)
+    assert history["accuracy"] == []
     # An explicit metric is the caller's: used as given.
     history = nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=1, progress=False,
                      metric=lambda out, t: 0.25, error_threshold=0.8)
