@@ -257,6 +257,10 @@ class SGD(Optimizer):
 
     def _checked_settings(self, owner: str, settings: dict[str, Any]) -> dict[str, Any]:
         settings = super()._checked_settings(owner, settings)
+        if not isinstance(settings["nesterov"], (bool, np.bool_)):
+            # bool("no") is True: a flag given as anything but a bool is a mistake, not a yes.
+            raise ValueError(f"{owner}: nesterov must be True or False, got "
+                             f"{type(settings['nesterov']).__name__} {settings['nesterov']!r}")
         settings.update(momentum=_number(owner, "momentum", settings["momentum"]),
                         nesterov=bool(settings["nesterov"]),
                         weight_decay=_number(owner, "weight_decay", settings["weight_decay"]))

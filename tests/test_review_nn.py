@@ -85,6 +85,8 @@ def test_group_settings_are_checked_like_constructor_arguments():
         nn.optim.SGD([{"params": [c], "momentum": "0.9"}], lr=0.1)
     with pytest.raises(ValueError, match="SGD: nesterov needs momentum > 0"):
         nn.optim.SGD([{"params": [c], "nesterov": True}], lr=0.1, momentum=0.0)
+    with pytest.raises(ValueError, match="SGD: nesterov must be True or False, got str 'no'"):
+        nn.optim.SGD([{"params": [c], "nesterov": "no"}], lr=0.1, momentum=0.9)
     with pytest.raises(ValueError, match=r"Adam: betas must be in \[0, 1\), got \(0.9, 1.5\)"):
         nn.optim.Adam([{"params": [c], "betas": (0.9, 1.5)}])
     with pytest.raises(ValueError, match="Adam: eps must be a positive number, got 0.0"):
