@@ -9,8 +9,10 @@ live in `ops.py`; this module knows nothing about any particular op.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import heapq
+import inspect
 import itertools
 import operator
 import os
@@ -179,6 +181,36 @@ class _GradMode(contextlib.ContextDecorator):
     def _recreate_cm(self) -> _GradMode:
         return _GradMode(self.enabled)
 
+    def __call__(self, func: Callable) -> Callable:
+        if not inspect.isgeneratorfunction(func):
+            return super().__call__(func)
+        enabled = self.enabled
+
+        # A generator runs its body at each next(), after the call returned: the mode must
+        # hold around every resumption, and the caller's mode in between.
+        @functools.wraps(func)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            inner = func(*args, **kwargs)
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                with _GradMode(enabled):
+                    try:
+                        item = inner.send(sent) if thrown is None else inner.throw(thrown)
+                    except StopIteration as stop:
+                        return stop.value
+                sent, thrown = None, None
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    with _GradMode(enabled):
+                        inner.close()
+                    raise
+                except BaseException as exc:  # noqa: BLE001 (passed on to the generator)
+                    thrown = exc
+
+        return generator
+
     def __enter__(self) -> None:
         stack = self._local.__dict__.setdefault("saved", [])
         stack.append(state.grad_enabled)
@@ -209,13 +241,16 @@ class _SetGradEnabled(_GradMode):
         state.grad_enabled = self._previous
 
 
-def no_grad() -> _GradMode:
-    """Context manager and decorator: ops inside record no graph (per thread)."""
-    return _GradMode(False)
+def no_grad(func: Callable | None = None) -> Any:
+    """Context manager and decorator: ops inside record no graph (per thread).
+
+    `@no_grad()` and bare `@no_grad` both decorate; generator functions keep the mode at
+    every resumption."""
+    return _GradMode(False) if func is None else _GradMode(False)(func)
 
 
-def enable_grad() -> _GradMode:
-    return _GradMode(True)
+def enable_grad(func: Callable | None = None) -> Any:
+    return _GradMode(True) if func is None else _GradMode(True)(func)
 
 
 def set_grad_enabled(mode: bool) -> _GradMode:

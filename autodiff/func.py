@@ -16,7 +16,8 @@ forward mode is `forward.jvp`, and every other transform is a few lines on top o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -416,6 +417,8 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
     block keeps none of its own, and recomputes them when its gradient is needed (about one
     extra forward pass in total). Tensors that need gradients must be arguments of f, or
     parameters of f when f is an `nn.Module` (they are found by `f.parameters()`).
+    Recomputing replays the random state f started from (the default generator, and the
+    Generators of f's modules when f is a module), so a Dropout mask is drawn again the same.
     """
     params_of = getattr(f, "parameters", None)
 
@@ -428,6 +431,9 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
         memo: dict[str, Any] = {}
 
         def run(*values: Any) -> Any:
+            # The random state f starts from, so that recomputing it draws the same numbers
+            # (a Dropout mask): else the gradient would be of another function.
+            memo["rng"] = [(g, g.bit_generator.state) for g in _generators(f)]
             # f on constants, so none of its intermediates is recorded or kept.
             with engine.no_grad():
                 out = f(*[engine.constant(v) for v in values[:n]])
@@ -439,7 +445,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
             # The engine asks once per input, in order, with the same g: recompute once.
             if memo.get("g") is not g:
                 symbolic = isinstance(g, Tensor)  # create_graph: differentiable gradients
-                with engine.enable_grad():
+                with engine.enable_grad(), _replayed(memo["rng"]):
                     leaves = [_recompute_leaf(x, symbolic) for x in xs[:n]] + list(params)
                     recomputed = f(*leaves[:n])
                 if not symbolic:
@@ -448,7 +454,9 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 memo.update(g=g, grads=grads if symbolic else [gr._data for gr in grads])
             result = memo["grads"][index]
             if index == wanted[-1]:
-                memo.clear()  # the last input asked: hold no gradients beyond this node
+                # The last input asked: hold no gradients beyond this node (the random state
+                # stays, for a second backward through a kept graph).
+                del memo["g"], memo["grads"]
             return result
 
         def jvp_rule(ts: list[Any], out: Any, *xs: Any) -> Any:
@@ -457,7 +465,8 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
             try:
                 for p, t in zip(params, ts[n:], strict=True):
                     level.set(p, t)
-                tangent = forward.output_tangent(f(*ins), level)
+                with _replayed(memo["rng"]):
+                    tangent = forward.output_tangent(f(*ins), level)
             finally:
                 forward.leave(saved)
             return tangent if isinstance(out, Tensor) else tangent._data
@@ -466,6 +475,34 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
         return engine.apply(op, parents)
 
     return checkpointed
+
+
+def _generators(f: Any) -> list[np.random.Generator]:
+    """The random generators f may draw from: the default one (see manual_seed) and, when f
+    is a module, every Generator its modules hold (Dropout's)."""
+    from .tensor import _default_generator
+
+    found = [_default_generator]
+    modules = getattr(f, "modules", None)
+    for module in modules() if callable(modules) else ():
+        for value in vars(module).values():
+            if isinstance(value, np.random.Generator) and all(value is not g for g in found):
+                found.append(value)
+    return found
+
+
+@contextlib.contextmanager
+def _replayed(states: list[tuple[np.random.Generator, dict]]) -> Iterator[None]:
+    """Run with the generators back at `states`; afterwards they continue where they were, so
+    recomputing leaves the user's random stream untouched."""
+    now = [(g, g.bit_generator.state) for g, _ in states]
+    for g, state in states:
+        g.bit_generator.state = state
+    try:
+        yield
+    finally:
+        for g, state in now:
+            g.bit_generator.state = state
 
 
 def _recompute_leaf(x: Any, symbolic: bool) -> Tensor:

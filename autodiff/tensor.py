@@ -97,8 +97,9 @@ class Tensor:
         name: str | None = None,
     ) -> None:
         array = _as_array(data, dtype, "Tensor")
-        if (type(array) is np.ndarray and isinstance(data, np.ndarray | Tensor)
-                and (array is data or array.base is not None)):
+        source = data._data if isinstance(data, Tensor) else data
+        if (type(array) is np.ndarray and isinstance(source, np.ndarray)
+                and (array is source or array.base is not None)):
             # The tensor's own numbers (as torch.tensor and np.array make them): a graph that
             # saved them cannot be changed by a later write into the caller's array.
             array = array.copy()
@@ -429,6 +430,61 @@ class Tensor:
             setattr(self, slot, getattr(out, slot))
         self._grad = None
         self._modified = written
+
+    def _update(self, name: str, other: ArrayLike, compute: Any) -> Tensor:
+        """`self op= other`: PyTorch's in-place update where no graph records it, micrograd's
+        rebinding where one does.
+
+        Under no_grad, or on constants, the numbers are written into this tensor's memory
+        (`p -= lr * p.grad` updates the model's own array; views see it; graphs that saved
+        it are refused at backward). When the update is recorded, the name is rebound to a
+        new node (`c += c + 1` in a graph), and the old node stays as it was for the ops
+        that already used it. A leaf that requires grad is refused with grad mode on, as in
+        PyTorch: its gradient would be about numbers it no longer holds.
+        """
+        if self.requires_grad and self._op is None and engine.is_grad_enabled():
+            raise RuntimeError(
+                f"{name}: cannot update a leaf tensor that requires grad in place (shape "
+                f"{self.shape}) while gradients are recorded; update it under "
+                "`with autodiff.no_grad():` (as an optimizer step does), or build a new tensor"
+            )
+        other = _operand(other, self)
+        result = compute(self, other)
+        if result.requires_grad:
+            return result  # recorded: rebound, as micrograd's Value does
+        if result.shape != self.shape or not np.can_cast(result.dtype, self.dtype,
+                                                          "same_kind"):
+            raise (ValueError if result.shape != self.shape else TypeError)(
+                f"{name}: the result ({result.dtype} {result.shape}) cannot be stored in "
+                f"place in this {self.dtype} tensor of shape {self.shape} (an in-place update "
+                "keeps the shape and dtype)"
+            )
+        if type(self._data) is np.ndarray and self._data.flags.writeable:
+            self._data[...] = result._data
+        else:  # a 0-d tensor's numpy scalar, or read-only memory: new numbers
+            self._data = np.asarray(result._data).astype(self.dtype)
+            if self._data.ndim == 0:
+                self._data = self._data[()]
+        self._bump_version()
+        return self
+
+    def __iadd__(self, other: ArrayLike) -> Tensor:
+        return self._update("+=", other, operator.add)
+
+    def __isub__(self, other: ArrayLike) -> Tensor:
+        return self._update("-=", other, operator.sub)
+
+    def __imul__(self, other: ArrayLike) -> Tensor:
+        return self._update("*=", other, operator.mul)
+
+    def __itruediv__(self, other: ArrayLike) -> Tensor:
+        return self._update("/=", other, operator.truediv)
+
+    def __ipow__(self, other: ArrayLike) -> Tensor:
+        return self._update("**=", other, operator.pow)
+
+    def __imatmul__(self, other: ArrayLike) -> Tensor:
+        return self._update("@=", other, operator.matmul)
 
     # --- operators -----------------------------------------------------------------------
 
@@ -1191,12 +1247,12 @@ _default_generator = np.random.default_rng()
 def manual_seed(seed: int) -> np.random.Generator:
     """Seed the default generator, as PyTorch's manual_seed: after `manual_seed(0)` the same
     program draws the same random tensors and initial weights. Returns that generator."""
-    global _default_generator
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"manual_seed: seed must be an int, not {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"manual_seed: seed must be >= 0, got {seed}")
-    _default_generator = np.random.default_rng(int(seed))
+    # Reseeded in place: modules made earlier (a Dropout with rng=None) hold this very object.
+    _default_generator.bit_generator.state = np.random.default_rng(int(seed)).bit_generator.state
     return _default_generator
 
 

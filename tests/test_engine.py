@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import operator
 import threading
 import weakref
 
@@ -508,6 +509,31 @@ def test_numpy_writes_through_data_are_caught(how):
     np.testing.assert_allclose(x.grad.data, 2 * np.asarray(x.data))
 
 
+UNRECORDABLE_WRITES = {
+    "flat": lambda t: t.data.flat.__setitem__(0, 9.0),
+    "generator_shuffle": lambda t: np.random.default_rng(0).shuffle(t.data),
+    "generator_out": lambda t: np.random.default_rng(0).random(out=t.data),
+    "asarray_of_data": lambda t: np.asarray(t.data).__setitem__(0, 9.0),
+    "asarray_of_tensor": lambda t: np.asarray(t).__setitem__(0, 9.0),
+    "reshape_function_view": lambda t: np.reshape(t.data, (2, 1)).__setitem__((0, 0), 9.0),
+    "split_view": lambda t: np.split(t.data, 2)[0].__setitem__(0, 9.0),
+    "flip_view": lambda t: np.flip(t.data).__setitem__(0, 9.0),
+    "broadcast_arrays": lambda t: np.broadcast_arrays(t.data, 1.0)[0].__setitem__(0, 9.0),
+}
+
+
+@pytest.mark.parametrize("how", sorted(UNRECORDABLE_WRITES))
+def test_numpy_writes_that_cannot_be_recorded_fail_loudly(how):
+    """Ways numpy writes without telling the view (iterators, generators, plain views made by
+    numpy functions) find the memory read-only: an error at once, never a silent change."""
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = (x * x).sum()
+    with pytest.raises(ValueError, match="read-only|writable|WRITEABLE"):
+        UNRECORDABLE_WRITES[how](x)
+    y.backward()
+    assert x.data.tolist() == [1.0, 2.0] and x.grad.tolist() == [2.0, 4.0]
+
+
 def test_reading_data_gives_plain_arrays_and_asarray_is_read_only():
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     y = (x * x).sum()
@@ -783,3 +809,142 @@ def test_leaves_and_models_deep_copy_and_pickle_as_independent_numbers():
     assert type(best[0].weight) is nn.Parameter
     assert not np.allclose(best[2].bias.data, model[2].bias.data)  # its gradient is 4
     assert type(pickle.loads(pickle.dumps(t.data))) is np.ndarray
+
+
+def test_in_place_operators_update_parameters_under_no_grad_as_pytorch_does():
+    import nn
+
+    model = nn.Linear(3, 1, rng=0)
+    twin = nn.Linear(3, 1, rng=0)
+    x = Tensor(np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
+    optimizer = nn.optim.SGD(twin.parameters(), lr=0.1)
+    losses = []
+    for _ in range(3):
+        loss = (model(x) ** 2).mean()
+        losses.append(loss.item())
+        model.zero_grad()
+        loss.backward()
+        arrays = [p._data for p in model.parameters()]
+        with no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad  # the PyTorch idiom: in place, the model keeps its arrays
+        assert all(p._data is a for p, a in zip(model.parameters(), arrays, strict=True))
+        twin_loss = (twin(x) ** 2).mean()
+        optimizer.zero_grad()
+        twin_loss.backward()
+        optimizer.step()
+    assert losses[2] < losses[1] < losses[0]
+    for mine, theirs in zip(model.parameters(), twin.parameters(), strict=True):
+        np.testing.assert_array_equal(mine.data, theirs.data)
+    with pytest.raises(RuntimeError, match="^-=: cannot update a leaf tensor that requires grad"):
+        w = model.weight
+        w -= 1.0
+
+
+@pytest.mark.parametrize("op", ["+=", "-=", "*=", "/=", "**="])
+def test_recorded_in_place_operators_give_the_out_of_place_gradient(op):
+    apply_op = {"+=": lambda a, b: a + b, "-=": lambda a, b: a - b, "*=": lambda a, b: a * b,
+                "/=": lambda a, b: a / b, "**=": lambda a, b: a ** b}[op]
+    values = np.array([0.5, 1.5, 2.0])
+    expected = []
+    for in_place in (False, True):
+        h = Tensor(values, requires_grad=True)
+        y = h * 2 + 1
+        if in_place:  # `y op= h` is `y = operator.iop(y, h)`
+            update = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul,
+                      "/=": operator.itruediv, "**=": operator.ipow}[op]
+            y = update(y, h)
+            y = update(y, y)
+        else:
+            y = apply_op(y, h)
+            y = apply_op(y, y)
+        y.sum().backward()
+        expected.append(h.grad.data.copy())
+    np.testing.assert_allclose(expected[1], expected[0], rtol=1e-12)
+
+
+def test_in_place_operators_keep_shape_and_dtype_and_see_pending_graphs():
+    ints = Tensor(np.array([1, 2]))
+    with pytest.raises(TypeError, match=r"^\+=: the result \(float64 \(2,\)\) cannot be stored"):
+        ints += 1.5
+    ints += 1
+    assert ints.dtype == np.int64 and ints.tolist() == [2, 3]
+    square = Tensor(np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"\+=: the result .* \(3, 2, 2\)"):
+        square += np.ones((3, 2, 2))
+    scalar = Tensor(np.float32(3.0))
+    scalar += 1.0
+    assert type(scalar._data) is np.float32 and scalar.item() == 4.0
+    w = Tensor(np.ones(3))
+    view = w[:2]
+    loss = (Tensor([1.0, 2.0, 3.0], requires_grad=True) * w).sum()
+    w += 1.0  # no graph records it: written into w's memory
+    assert w.tolist() == [2.0, 2.0, 2.0] and view.tolist() == [2.0, 2.0]  # views see it
+    with pytest.raises(RuntimeError, match="^mul: a tensor this op saved"):
+        loss.backward()
+    # Recorded updates rebind (micrograd's `c += c + 1`): nodes that used the old c stay valid.
+    h = Tensor([1.0, 2.0], requires_grad=True)
+    y = h * 2
+    old = y
+    reversed_y = y[::-1]
+    y *= reversed_y
+    y += y + 1
+    assert old.tolist() == [2.0, 4.0] and y.tolist() == [17.0, 17.0]
+    y.sum().backward()
+    assert h.grad.tolist() == [32.0, 16.0]  # the sum is 16 h0 h1 + 2
+
+
+def test_no_grad_decorates_generators_and_works_without_parentheses():
+    w = Tensor([1.0], requires_grad=True)
+
+    @no_grad()
+    def generate():
+        for _ in range(2):
+            received = yield (w * 2).requires_grad
+            assert received is None or received == "sent"
+
+    @no_grad
+    def plain():
+        return (w * 2).requires_grad
+
+    gen = generate()
+    assert next(gen) is False
+    assert (w * 2).requires_grad  # between resumptions the caller's mode holds
+    assert gen.send("sent") is False
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert plain() is False and (w * 2).requires_grad
+
+    @ad.enable_grad
+    def inside():
+        return (w * 2).requires_grad
+
+    with no_grad():
+        assert inside() is True
+
+
+def test_manual_seed_reaches_dropout_made_before_it_and_checkpoint_replays_the_mask():
+    import nn
+    from autodiff.func import checkpoint
+
+    dropout = nn.Dropout(0.5)
+    x = Tensor(np.ones(64))
+    ad.manual_seed(3)
+    first = dropout(x).data.copy()
+    ad.manual_seed(3)
+    np.testing.assert_array_equal(dropout(x).data, first)
+
+    def block():
+        return nn.Sequential(nn.Linear(6, 6, rng=1), nn.Dropout(0.5, rng=7), nn.ReLU(),
+                             nn.Linear(6, 1, rng=2))
+
+    inputs = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+    grads = []
+    for wrap in (lambda m: m, checkpoint):
+        model = block()
+        wrap(model)(Tensor(inputs)).sum().backward()
+        grads.append([p.grad.data.copy() for p in model.parameters()])
+        after = model.layers[1]._rng.random()  # recomputing did not advance the stream
+        grads[-1].append(np.array(after))
+    for plain, checkpointed in zip(*grads, strict=True):
+        np.testing.assert_allclose(checkpointed, plain, rtol=1e-6)

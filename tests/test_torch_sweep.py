@@ -529,6 +529,10 @@ NOT_OPS = {
                      "Tensor.__array__", "Tensor.__bool__", "Tensor.__float__", "Tensor.__int__",
                      "Tensor.__len__", "Tensor.__iter__", "Tensor.__repr__", "Tensor.__hash__"],
                     "conversion or bookkeeping, not an op"),
+    **dict.fromkeys(["Tensor.__iadd__", "Tensor.__isub__", "Tensor.__imul__",
+                     "Tensor.__itruediv__", "Tensor.__ipow__"],
+                    "in-place spelling: recorded, it is the out-of-place op's entry; the write "
+                    "under no_grad is tested in test_engine"),
     "nn.functional.accuracy": "a metric on plain numbers, no gradient",
     **dict.fromkeys(["Tensor.argmax", "Tensor.argmin"], "an integer index, no gradient"),
     **dict.fromkeys(["nn.functional.relu", "nn.functional.sigmoid", "nn.functional.tanh",
