@@ -219,7 +219,10 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any 
             raise ValueError(f"{who}: {name} must be an int >= 1, got {value!r}")
     if pad == "same":
         span = dilation * (weight.shape[2] - 1)
-        pad = (0, span // 2) if span % 2 == 0 else pad
+        if span % 2:
+            raise ValueError(f"{who}: padding='same' needs an odd dilated kernel, got kernel "
+                             f"{weight.shape[2]} with dilation {dilation}")
+        pad = (0, span // 2)
     out = conv2d(x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]),
                  weight.reshape(weight.shape[0], weight.shape[1], 1, weight.shape[2]),
                  bias, stride=(1, stride), padding=pad, dilation=(1, dilation), groups=groups)

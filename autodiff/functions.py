@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import engine
-from .ops import _ARRAY, _value, defop
+from .ops import _ARRAY, _QUIET, _value, defop
 from .tensor import Axis, Tensor, _axes, _axis, _lift, _pair, where
 
 # --- elementwise primitives ------------------------------------------------------------------
@@ -42,7 +42,12 @@ sin_op = defop("sin", np.sin, lambda g, out, x: g * _cos(x), jvp=lambda t, out, 
 cos_op = defop("cos", np.cos, lambda g, out, x: -g * _sin(x), jvp=lambda t, out, x: -t * _sin(x))
 tan_op = defop("tan", np.tan, lambda g, out, x: g * (1 + out * out),
                jvp=lambda t, out, x: t * (1 + out * out))
-log1p_op = defop("log1p", np.log1p, lambda g, out, x: g / (1 + x),
+def _log1p_forward(x: Any) -> Any:
+    with np.errstate(**_QUIET):  # log1p(-1) = -inf quietly, as log(0) (see ops._QUIET)
+        return np.log1p(x)
+
+
+log1p_op = defop("log1p", _log1p_forward, lambda g, out, x: g / (1 + x),
                  jvp=lambda t, out, x: t / (1 + x))
 expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * (out + 1),
                  jvp=lambda t, out, x: t * (out + 1))
@@ -340,12 +345,22 @@ def prod(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
 def argmax(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
     """Index of the largest value (an integer constant: it has no gradient)."""
     x = _lift(x)
-    return Tensor(np.argmax(x._data, axis=axis, keepdims=keepdims))
+    axis = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "argmax")
+    return engine.constant(np.argmax(x._data, axis=axis, keepdims=keepdims))
 
 
 def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
     x = _lift(x)
-    return Tensor(np.argmin(x._data, axis=axis, keepdims=keepdims))
+    axis = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "argmin")
+    return engine.constant(np.argmin(x._data, axis=axis, keepdims=keepdims))
+
+
+def _count(value: Any, who: str, what: str) -> None:
+    """Refuse a negative or non-integer count with the op's name (numpy's says neither)."""
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+               for v in values):
+        raise ValueError(f"{who}: {what} must be non-negative integers, got {value!r}")
 
 
 def any_(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
@@ -480,6 +495,7 @@ def triu(x: Any, k: int = 0) -> Tensor:
 
 def eye(n: int, m: int | None = None, dtype: Any = np.float64,
         requires_grad: bool = False) -> Tensor:
+    _count(n if m is None else (n, m), "eye", "the sizes")
     return Tensor(np.eye(n, m, dtype=dtype), requires_grad=requires_grad)
 
 
@@ -502,6 +518,7 @@ def roll(x: Any, shift: int, axis: int | None = None) -> Tensor:
 def repeat(x: Any, repeats: int, axis: int | None = None) -> Tensor:
     """numpy's repeat: each element `repeats` times along axis (flattened when None)."""
     x = _lift(x)
+    _count(repeats, "repeat", "repeats")
     if axis is None:
         x, axis = x.reshape(-1), 0
     ax = _axis(axis, x.ndim, "repeat")
@@ -512,6 +529,7 @@ def tile(x: Any, reps: int | Sequence[int]) -> Tensor:
     """numpy's tile: the whole array repeated `reps` times along each axis."""
     x = _lift(x)
     reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
+    _count(reps, "tile", "reps")
     ndim = max(x.ndim, len(reps))
     x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
     reps = (1,) * (ndim - len(reps)) + reps

@@ -359,7 +359,8 @@ def _logsumexp_forward(x: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarra
     # initial=-inf: an empty axis has logsumexp -inf (log of an empty sum), not an error.
     shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     shift = np.where(np.isfinite(shift), shift, 0)
-    total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
+    with np.errstate(divide="ignore"):  # an empty or all -inf axis: log(0) = -inf, quietly
+        total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
     return total if keepdims else np.squeeze(total, axis=axis)
 
 

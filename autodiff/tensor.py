@@ -306,6 +306,13 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         return self
 
+    def retain_grad(self) -> None:
+        """PyTorch's call to keep a computed tensor's gradient: here every tensor a backward
+        pass reaches gets its `.grad` already, so there is nothing to switch on."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: this tensor does not require grad, so no backward "
+                               "pass will reach it")
+
     def detach(self) -> Tensor:
         """The same numbers, cut from the graph (shares memory with this tensor)."""
         out = engine.constant(self._data)
@@ -1291,6 +1298,8 @@ def ones(*shape: Any, dtype: Any = np.float64, requires_grad: bool = False) -> T
 def full(shape: Any, fill_value: float, dtype: Any = np.float64,
          requires_grad: bool = False) -> Tensor:
     shape = _shape((shape,) if isinstance(shape, int) else tuple(shape), "full")
+    if not isinstance(fill_value, numbers.Number | np.generic) or isinstance(fill_value, str):
+        raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
     return Tensor(np.full(shape, fill_value, dtype=dtype), requires_grad=requires_grad)
 
 

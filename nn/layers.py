@@ -124,11 +124,19 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Flattens all axes from `start_axis` on: (N, 28, 28) -> (N, 784)."""
+    """Flattens all axes from `start_axis` on: (N, 28, 28) -> (N, 784). `start_dim` is
+    PyTorch's name for it."""
 
-    def __init__(self, start_axis: int = 1) -> None:
+    def __init__(self, start_axis: int = 1, *, start_dim: int | None = None) -> None:
         super().__init__()
-        self.start_axis = start_axis
+        if start_dim is not None:
+            if start_axis != 1 and start_axis != start_dim:
+                raise ValueError(f"Flatten: start_axis={start_axis} and start_dim={start_dim} "
+                                 "disagree (they are one setting)")
+            start_axis = start_dim
+        if not isinstance(start_axis, (int, np.integer)) or isinstance(start_axis, bool):
+            raise TypeError(f"Flatten: start_axis must be an int, got {start_axis!r}")
+        self.start_axis = int(start_axis)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))

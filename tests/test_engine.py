@@ -948,3 +948,33 @@ def test_manual_seed_reaches_dropout_made_before_it_and_checkpoint_replays_the_m
         grads[-1].append(np.array(after))
     for plain, checkpointed in zip(*grads, strict=True):
         np.testing.assert_allclose(checkpointed, plain, rtol=1e-6)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ad.repeat(Tensor(np.ones(3)), -1), "^repeat: repeats must be non-negative"),
+    (lambda: ad.tile(Tensor(np.ones(3)), -1), "^tile: reps must be non-negative"),
+    (lambda: ad.eye(-1), "^eye: the sizes must be non-negative"),
+    (lambda: ad.full((2,), "x"), "^full: fill_value must be a number"),
+    (lambda: ad.argmax(Tensor(np.ones((2, 3))), axis=4), "argmax"),
+    (lambda: ad.conv1d(Tensor(np.ones((1, 1, 5))), Tensor(np.ones((1, 1, 2))), padding="same"),
+     "^conv1d: padding='same' needs an odd dilated kernel, got kernel 2"),
+])
+def test_more_bad_arguments_name_the_op(call, message):
+    with pytest.raises((ValueError, TypeError, IndexError), match=message):
+        call()
+
+
+def test_edge_values_answer_quietly_and_pytorch_spellings_exist():
+    import warnings
+
+    import nn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ad.log1p(Tensor(-1.0)).item() == -np.inf
+        assert Tensor(np.ones((0, 3))).logsumexp(axis=0).tolist() == [-np.inf] * 3
+    h = Tensor([1.0, 2.0], requires_grad=True) * 3
+    h.retain_grad()  # every reached tensor keeps its gradient here already
+    h.sum().backward()
+    assert h.grad.tolist() == [1.0, 1.0]
+    assert nn.Flatten(start_dim=2)(Tensor(np.ones((2, 3, 4, 5)))).shape == (2, 3, 20)

@@ -526,6 +526,7 @@ NOT_OPS = {
     "manual_seed": "seeds the random constructors, computes nothing",
     **dict.fromkeys(["Tensor.item", "Tensor.numpy", "Tensor.tolist", "Tensor.backward",
                      "Tensor.zero_grad", "Tensor.requires_grad_", "Tensor.detach",
+                     "Tensor.retain_grad",
                      "Tensor.__array__", "Tensor.__bool__", "Tensor.__float__", "Tensor.__int__",
                      "Tensor.__len__", "Tensor.__iter__", "Tensor.__repr__", "Tensor.__hash__"],
                     "conversion or bookkeeping, not an op"),
