@@ -7,6 +7,7 @@ is composed from them, so it is differentiable, to any order, for free.
 from __future__ import annotations
 
 import itertools
+import math
 import numbers
 import operator
 from collections.abc import Sequence
@@ -142,10 +143,7 @@ class Tensor:
         """
         if isinstance(value, tracked.DataArray) and _same_memory(value, self._data):
             return  # `t.data += v` wrote in place (already recorded) and rebinds the view
-        if _CONSTANTS.get((self._data.dtype.num, self._data.item() if self._data.size == 1
-                           else None)) is self:
-            raise RuntimeError("data: this constant is shared by every expression that uses "
-                               "the same number; it cannot be changed")
+        self._refuse_shared_constant("data")
         if isinstance(value, bool | int | float) and not isinstance(value, np.generic):
             array = _as_array(value, self._data.dtype, "data")
         else:
@@ -401,6 +399,7 @@ class Tensor:
             self._record_setitem(index, value)
             return
         if not (isinstance(self._data, np.ndarray) and self._data.flags.writeable):
+            self._refuse_shared_constant("setitem")
             self._data = np.array(self._data)
         value = value._data if isinstance(value, Tensor) else value
         try:
@@ -438,6 +437,13 @@ class Tensor:
         self._grad = None
         self._modified = written
 
+    def _refuse_shared_constant(self, who: str) -> None:
+        # A number like 2.0 in `x * 2.0` is one cached constant shared by every expression
+        # (see _operand): changing it would change them all.
+        if id(self) in _CONSTANT_IDS:
+            raise RuntimeError(f"{who}: this constant is shared by every expression that uses "
+                               "the same number; it cannot be changed")
+
     def _update(self, name: str, other: ArrayLike, compute: Any) -> Tensor:
         """`self op= other`: PyTorch's in-place update where no graph records it, micrograd's
         rebinding where one does.
@@ -469,6 +475,7 @@ class Tensor:
         if type(self._data) is np.ndarray and self._data.flags.writeable:
             self._data[...] = result._data
         else:  # a 0-d tensor's numpy scalar, or read-only memory: new numbers
+            self._refuse_shared_constant(name)
             self._data = np.asarray(result._data).astype(self.dtype)
             if self._data.ndim == 0:
                 self._data = self._data[()]
@@ -901,6 +908,7 @@ engine.Tensor = Tensor
 
 
 _CONSTANTS: dict[tuple[int, float], Tensor] = {}
+_CONSTANT_IDS: set[int] = set()
 
 
 def _rebuild_leaf(cls: type, data: Any, requires_grad: bool, name: str | None,
@@ -930,17 +938,21 @@ def _operand(value: Any, like: Tensor) -> Tensor:
         dtype = like._data.dtype
         if dtype.kind != "f":
             dtype = np.result_type(dtype, value)
+        # Reuse constants like `2.0`, `1e-9` or the 0 that Python's sum() starts from instead
+        # of making a node per use (half of the nodes of a scalar chain). -0.0 is not cached
+        # (it equals 0.0 as a key but differs in sign), nor NaN (never equal to itself);
+        # nothing can write into a cached constant (see _refuse_shared_constant).
+        cacheable = value == value and (value or math.copysign(1.0, value) > 0)
         key = (dtype.num, value)
-        cached = _CONSTANTS.get(key)
-        if cached is not None:
-            return cached
+        if cacheable:
+            cached = _CONSTANTS.get(key)
+            if cached is not None:
+                return cached
         # A numpy scalar, not a 0-d array: creating one is several times cheaper.
         constant = engine.constant(dtype.type(value))
-        # Reuse constants like `2.0` or `1e-9` instead of making a node per use (half of the
-        # nodes of a scalar chain). 0 is not cached (-0.0 == 0.0 but differs in sign), nor
-        # NaN (never equal to itself); nothing can write into a cached constant.
-        if value and value == value and len(_CONSTANTS) < 4096:
+        if cacheable and len(_CONSTANTS) < 4096:
             _CONSTANTS[key] = constant
+            _CONSTANT_IDS.add(id(constant))  # cached ones live as long as the process
         return constant
     if isinstance(value, np.ndarray | np.generic | list | tuple | numbers.Number):
         return Tensor(value)

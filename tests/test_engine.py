@@ -978,3 +978,14 @@ def test_edge_values_answer_quietly_and_pytorch_spellings_exist():
     h.sum().backward()
     assert h.grad.tolist() == [1.0, 1.0]
     assert nn.Flatten(start_dim=2)(Tensor(np.ones((2, 3, 4, 5)))).shape == (2, 3, 20)
+
+
+def test_cached_number_constants_cannot_be_changed():
+    x = Tensor(np.float32(2.0), requires_grad=True)
+    shared = (x * 0.1).parents[1]  # the one constant every `* 0.1` on float32 uses
+    for change in (lambda: setattr(shared, "data", 5.0), lambda: shared.__setitem__((), 5.0),
+                   lambda: shared.__iadd__(1.0)):
+        with pytest.raises(RuntimeError, match="constant is shared by every expression"):
+            change()
+    assert (x * 0.1).item() == pytest.approx(0.2)
+    assert (x * -0.0).parents[1].data == 0.0 and np.signbit((x * -0.0).parents[1].data)
