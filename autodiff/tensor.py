@@ -406,6 +406,8 @@ class Tensor:
             self._data[index] = value
         except (ValueError, IndexError, TypeError) as exc:
             raise engine.op_error("setitem", [self], exc) from None
+        if self._data.ndim == 0:
+            self._data = self._data[()]  # a 0-d tensor keeps a numpy scalar (see the class doc)
         self._bump_version()
 
     def _record_setitem(self, index: Any, value: ArrayLike) -> None:
