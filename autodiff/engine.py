@@ -127,35 +127,33 @@ def mark_written(data: Any) -> int:
     """Record an in-place write into `data`'s memory (None: a write with no array to name,
     the caller stamps its tensor); returns the write's tick."""
     global _last_write
-    owner = _owner(data)
     # Under a lock so `_last_write` only grows: two writers storing their ticks out of order
     # could otherwise leave it below a write that a graph's check must not skip.
     with _write_lock:
         now = _last_write = next(_ticks)
-        if isinstance(owner, np.ndarray):
-            key = id(owner)
-            if key not in _written:
-                # Forget the entry when the owner dies, so a new array reusing its id starts
-                # clean.
-                weakref.finalize(owner, _written.pop, key, None)
-            _written[key] = now
+        _stamp(data, now)
     return now
 
 
 def mark_tensors_written(tensors: Sequence[Tensor]) -> None:
-    """`mark_written` for the memory of several tensors at once, under one tick (an optimizer
+    """`mark_written` for several tensors at once, under one lock and one tick (an optimizer
     step writes every parameter before any node can use them again)."""
     global _last_write
     with _write_lock:
         now = _last_write = next(_ticks)
         for t in tensors:
             t._modified = now
-            owner = _owner(t._data)
-            if isinstance(owner, np.ndarray):
-                key = id(owner)
-                if key not in _written:
-                    weakref.finalize(owner, _written.pop, key, None)
-                _written[key] = now
+            _stamp(t._data, now)
+
+
+def _stamp(data: Any, now: int) -> None:
+    owner = _owner(data)
+    if isinstance(owner, np.ndarray):
+        key = id(owner)
+        if key not in _written:
+            # Forget the entry when the owner dies, so a new array reusing its id starts clean.
+            weakref.finalize(owner, _written.pop, key, None)
+        _written[key] = now
 
 
 def _written_since(data: Any, clock: int) -> bool:

@@ -68,8 +68,9 @@ class Tensor:
     every op and its gradient; mixing float32 and float64 promotes as numpy does. Integer and
     boolean tensors take part as constants but cannot require gradients.
 
-    `._data` is the numpy array; for a 0-d tensor it is a numpy scalar (np.float64 and
-    friends), which behaves as a read-only 0-d array and computes several times faster.
+    `.data` is the numbers: a tracked view of the tensor's own array (see `data`); for a
+    0-d tensor a numpy scalar (np.float64 and friends), which computes several times faster
+    than a 0-d array. Inside the library the array itself is the slot `_data`.
     """
 
     # A node is this one object: its parents sit in slots (`_in0`, `_in1`, and `_ins` holding
@@ -406,6 +407,8 @@ class Tensor:
             self._data[index] = value
         except (ValueError, IndexError, TypeError) as exc:
             raise engine.op_error("setitem", [self], exc) from None
+        if self._data.ndim == 0:
+            self._data = self._data[()]  # a 0-d tensor keeps a numpy scalar (see the class doc)
         self._bump_version()
 
     def _record_setitem(self, index: Any, value: ArrayLike) -> None:
