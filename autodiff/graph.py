@@ -36,11 +36,11 @@ class TensorNode:
 @dataclass
 class OpNode:
     id: str  # "op<id(output tensor)>"
-    op: str  # the op's name: "add", "matmul", "linear", ..., or a composite's ("mean")
+    op: str  # the op's name: "add", "matmul", "linear", ..., or a composite's ("softmax")
     params: dict[str, str]  # its non-tensor parameters, formatted ("axis": "1")
     output: str  # id of the tensor it computes
     cluster: str | None = None
-    primitive: str = ""  # the engine's op, when `op` names a composite ("mul" for "mean")
+    primitive: str = ""  # the engine's op, when `op` names a composite ("exp" for "softmax")
 
     @property
     def params_text(self) -> str:

@@ -328,6 +328,18 @@ sum_ = defop(
     _sum_vjp,
     jvp=lambda t, out, x, *, axis, keepdims: t.sum(axis=axis, keepdims=keepdims),
 )
+# The sum times 1/count, as one node rather than two (losses end in a mean every step): the
+# same arithmetic as sum-then-mul, so the same numbers. The gradient is scaled before it is
+# spread out, while it is still small.
+mean = defop(
+    "mean",
+    lambda x, *, axis, keepdims, count: np.add.reduce(x, axis=axis, keepdims=keepdims)
+    * (1.0 / count),
+    lambda g, out, x, *, axis, keepdims, count: _sum_vjp(g * (1.0 / count), out, x, axis=axis,
+                                                        keepdims=keepdims),
+    jvp=lambda t, out, x, *, axis, keepdims, count: t.sum(axis=axis, keepdims=keepdims)
+    * (1.0 / count),
+)
 
 
 def _extremum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:

@@ -659,8 +659,7 @@ class Tensor:
         count = self._data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         if count == 0:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
-        return _composite(apply(ops.sum_, (self,), axis=axes, keepdims=keepdims)
-                          * (1.0 / count), "mean")
+        return apply(ops.mean, (self,), axis=axes, keepdims=keepdims, count=count)
 
     def max(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
             keepdim: bool | None = None) -> Tensor:

@@ -163,25 +163,25 @@ def test_a_2_16_2_network_drawing_fits_a_screen():
 # --- composites keep their name ----------------------------------------------------------------
 
 
-def test_mean_shows_as_mean_in_repr_drawings_and_tables():
+def test_composites_show_under_their_own_names_in_repr_drawings_and_tables():
     x = Tensor(np.array([1.0, 2.0, 6.0]), requires_grad=True, name="x")
-    m = x.mean()
-    assert repr(m) == "Tensor(3., op=mean)"
-    assert m.op == "mul"  # the engine's primitive is unchanged
-    graph = trace(m)
-    assert [op.op for op in graph.ops.values()] == ["sum", "mean"]
-    assert graph.ops[f"op{id(m)}"].primitive == "mul"
-    source = draw_graph(m).source
-    assert "[label=mean " in source and "label=mul" not in source
+    m = x.mean()  # a primitive (one node), named as written
+    assert repr(m) == "Tensor(3., op=mean)" and m.op == "mean"
     rows = explain_backward(m)
-    assert rows[0]["op"] == "mean" and rows[0]["formula"] == "mean1 = mean(sum1, 0.3333)"
+    assert rows[0]["op"] == "mean" and rows[0]["formula"] == "mean1 = mean(x)"
     assert rows[-1]["parent"] == "x" and np.allclose(rows[-1]["total"], [1 / 3] * 3)
-    assert "op=std" in repr(x.std()) and "op=softmax" in repr(x.softmax())
-    assert "op=var" in repr(x.var()) and "op=log_softmax" in repr(x.log_softmax())
+    s = x.softmax()  # a composite: log_softmax, then exp
+    assert repr(s).endswith("op=softmax)") and s.op == "exp"  # the engine's primitive
+    graph = trace(s)
+    assert [op.op for op in graph.ops.values()] == ["logsumexp", "log_softmax", "softmax"]
+    assert graph.ops[f"op{id(s)}"].primitive == "exp"
+    source = draw_graph(s).source
+    assert "[label=softmax " in source and "label=exp" not in source
+    assert "op=std" in repr(x.std()) and "op=var" in repr(x.var())
     # the name belongs to the node the composite made: an in-place write replaces that node
-    means = (x * 1).mean(axis=0, keepdims=True)
-    means[0] = 5.0
-    assert "op=setitem" in repr(means) and "op=mean" not in repr(means)
+    probs = (x * 1).softmax(axis=0)
+    probs[0] = 5.0
+    assert "op=setitem" in repr(probs) and "op=softmax" not in repr(probs)
 
 
 # --- explain ---------------------------------------------------------------------------------
