@@ -209,10 +209,8 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: None (PyTorch's default), or zeros with set_to_none=False."""
         for p in self.params:
-            if set_to_none:
-                p.zero_grad()
-            else:
-                p._grad = np.zeros(p.shape, dtype=p.dtype)
+            # The slot itself (what Tensor.zero_grad sets): this runs every step.
+            p._grad = None if set_to_none else np.zeros(p.shape, dtype=p.dtype)
 
     def _with_grads(self) -> list[tuple[Tensor, np.ndarray]]:
         # The raw gradient arrays as backward stored them: reading `p.grad` would wrap each
@@ -274,6 +272,17 @@ class SGD(Optimizer):
         lr, momentum, nesterov = self.lr, self.momentum, self.nesterov
         weight_decay = self.weight_decay
         pairs = self._with_grads()
+        if not (weight_decay or momentum):
+            # Plain SGD, the tutorials' optimizer: the update written out, nothing per
+            # parameter but the arithmetic (the loop below does the same with options).
+            for p, g in pairs:
+                data = p._data
+                if type(data) is np.ndarray:
+                    data -= lr * g
+                else:
+                    p._data = data - lr * g
+            engine.mark_tensors_written([p for p, _ in pairs])
+            return
         for p, g in pairs:
             if weight_decay:
                 g = g + weight_decay * p._data
