@@ -35,6 +35,9 @@ _WRITERS = frozenset(
 )
 
 
+_TARGETS = frozenset({"dst", "a", "arr"})
+
+
 class DataArray(np.ndarray):
     """A read-only view of a Tensor's memory whose numpy writes are recorded (module doc)."""
 
@@ -62,8 +65,10 @@ class DataArray(np.ndarray):
         if func is np.dot and len(args) > 2:
             out = args[2]
         if func in _WRITERS:
-            args = tuple(_writable(a) if isinstance(a, DataArray) else a for a in args)
-            kwargs = {k: _writable(v) if isinstance(v, DataArray) else v
+            # The array written is the first parameter (dst, a or arr); the others are read.
+            if args and isinstance(args[0], DataArray):
+                args = (_writable(args[0]), *args[1:])
+            kwargs = {k: _writable(v) if k in _TARGETS and isinstance(v, DataArray) else v
                       for k, v in kwargs.items()}
         elif out is not None:
             args = tuple(_writable(a) if a is out else _raw(a) for a in args)

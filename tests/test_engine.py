@@ -534,6 +534,16 @@ def test_numpy_writes_that_cannot_be_recorded_fail_loudly(how):
     assert x.data.tolist() == [1.0, 2.0] and x.grad.tolist() == [2.0, 4.0]
 
 
+def test_copying_from_data_into_another_array_is_a_read():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = (x * x).sum()
+    destination = np.zeros(2)
+    np.copyto(destination, x.data)
+    np.copyto(src=x.data, dst=destination)
+    y.backward()  # x was only read: no refusal
+    assert destination.tolist() == [1.0, 2.0] and x.grad.tolist() == [2.0, 4.0]
+
+
 def test_reading_data_gives_plain_arrays_and_asarray_is_read_only():
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     y = (x * x).sum()
