@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 
 import numpy as np
@@ -243,3 +244,42 @@ def test_writing_a_tensor_that_requires_grad_keeps_its_gradient_path(index, w, b
     count[index] = True
     np.testing.assert_allclose(wt.grad.data, 2 * w * count.sum())
     assert buf.data[count].tolist() == [w] * int(count.sum())
+
+
+# --- in-place operators ------------------------------------------------------------------------
+
+UPDATES = {"+=": (operator.iadd, operator.add), "-=": (operator.isub, operator.sub),
+           "*=": (operator.imul, operator.mul), "/=": (operator.itruediv, operator.truediv)}
+
+
+@given(op=st.sampled_from(sorted(UPDATES)), dtype=st.sampled_from([np.float32, np.float64]),
+       shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3,
+                                                max_side=3),
+       data=st.data())
+def test_in_place_operators_agree_with_their_out_of_place_op(op, dtype, shapes, data):
+    """`t op= v` gives the numbers of `t op v` in t's own memory (no graph) or the gradient of
+    `t op v` (recorded), keeping t's shape and dtype; a result of another shape is refused."""
+    in_place, out_of_place = UPDATES[op]
+    target_shape, other_shape = shapes.input_shapes
+    nonzero = st.floats(0.5, 2, width=32) | st.floats(-2, -0.5, width=32)
+    t_values = data.draw(hnp.arrays(dtype, target_shape, elements=nonzero))
+    v_values = data.draw(hnp.arrays(dtype, other_shape, elements=nonzero))
+    expected = out_of_place(Tensor(t_values), Tensor(v_values))
+    t = Tensor(t_values)
+    memory = t._data
+    if expected.shape != t.shape:
+        with pytest.raises(ValueError, match=re.escape(op)):
+            in_place(t, Tensor(v_values))
+        return
+    result = in_place(t, Tensor(v_values))
+    assert result is t and t.dtype == dtype and t.shape == target_shape
+    np.testing.assert_array_equal(t.data, expected.data)
+    assert t.ndim == 0 or t._data is memory  # written in place, not rebound
+    # Recorded: the gradient of the out-of-place expression.
+    grads = []
+    for update in (in_place, out_of_place):
+        leaf = Tensor(t_values, requires_grad=True)
+        y = update(leaf * 1.0, Tensor(v_values))
+        (y * y).sum().backward()
+        grads.append(leaf.grad.data)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
