@@ -453,10 +453,11 @@ class Tensor:
 
         Under no_grad, or on constants, the numbers are written into this tensor's memory
         (`p -= lr * p.grad` updates the model's own array; views see it; graphs that saved
-        it are refused at backward). When the update is recorded, the name is rebound to a
-        new node (`c += c + 1` in a graph), and the old node stays as it was for the ops
-        that already used it. A leaf that requires grad is refused with grad mode on, as in
-        PyTorch: its gradient would be about numbers it no longer holds.
+        it are refused at backward). When the update is recorded (or carries tangents
+        inside autodiff.jvp), the name is rebound to a new node (`c += c + 1` in a graph),
+        and the old node stays as it was for the ops that already used it. A leaf that
+        requires grad is refused with grad mode on, as in PyTorch: its gradient would be
+        about numbers it no longer holds.
         """
         if self.requires_grad and self._op is None and engine.is_grad_enabled():
             raise RuntimeError(
@@ -466,8 +467,10 @@ class Tensor:
             )
         other = _operand(other, self)
         result = compute(self, other)
-        if result.requires_grad:
-            return result  # recorded: rebound, as micrograd's Value does
+        if result.requires_grad or engine.state.forward:
+            # Recorded (or carrying tangents inside autodiff.jvp): rebound, as micrograd's
+            # Value does, so the result's node and tangent come with it.
+            return result
         if result.shape != self.shape or not np.can_cast(result.dtype, self.dtype,
                                                           "same_kind"):
             raise (ValueError if result.shape != self.shape else TypeError)(

@@ -270,3 +270,23 @@ def test_writes_into_a_buffer_carry_their_tangents():
     t_expected = [2 * x[1], (1 - np.tanh(x[0]) ** 2) * x[1], 0.0]
     np.testing.assert_allclose(t.data, t_expected)
     np.testing.assert_allclose(jacfwd(f)(x), jacrev(f)(x), atol=1e-12)
+
+
+def test_in_place_operators_carry_tangents_like_their_out_of_place_op():
+    def in_place(x):
+        y = x * 2
+        y += x
+        y *= x
+        return y
+
+    def out_of_place(x):
+        y = x * 2
+        y = y + x
+        return y * x
+
+    primal, tangent = np.array([1.0, 2.0]), np.array([1.0, -0.5])
+    ours = ad.jvp(in_place, (primal,), (tangent,))
+    expected = ad.jvp(out_of_place, (primal,), (tangent,))
+    np.testing.assert_allclose(ours[0].data, expected[0].data)
+    np.testing.assert_allclose(ours[1].data, expected[1].data)  # 6 x t
+    np.testing.assert_allclose(ours[1].data, 6 * primal * tangent)
