@@ -367,3 +367,16 @@ def test_readme_forward_mode_examples_run():
     assert scope["b"].item() == -2.0 and scope["db"].item() == 1.0
     assert scope["value"] == 9.0 and scope["aux"] == "aux"
     assert scope["jacrev"](scope["g"])(scope["x"]).shape == (3, 3, 3)
+
+
+def test_checkpoint_never_writes_into_the_callers_input():
+    from autodiff.func import checkpoint
+
+    def f(x):
+        x += 1  # inside f: under checkpoint's untracked forward this must not reach the input
+        return (x * x).sum()
+
+    a = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    h = a * 1
+    checkpoint(f)(h)
+    assert h.data.tolist() == [1.0, 2.0]
