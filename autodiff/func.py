@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, forward, ops
+from . import engine, forward, ops, tracked
 from .forward import jvp
 from .tensor import Tensor, concatenate
 from .tensor import grad as _backward_grad
@@ -436,7 +436,10 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
             memo["rng"] = [(g, g.bit_generator.state) for g in _generators(f)]
             # f on constants, so none of its intermediates is recorded or kept.
             with engine.no_grad():
-                out = f(*[engine.constant(_read_only(v)) for v in values[:n]])
+                # Read-only views of the caller's numbers: an in-place update inside f (under
+                # no_grad here) then makes a new array instead of changing the caller's input.
+                out = f(*[engine.constant(tracked.read_only(v) if type(v) is np.ndarray else v)
+                          for v in values[:n]])
             if not isinstance(out, Tensor):
                 raise TypeError(f"checkpoint: f must return one Tensor, got {type(out).__name__}")
             return out._data
@@ -475,15 +478,6 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
         return engine.apply(op, parents)
 
     return checkpointed
-
-
-def _read_only(value: Any) -> Any:
-    """The caller's numbers, shared but not writable: an in-place update inside f (which runs
-    under no_grad here) then makes a new array instead of changing the caller's input."""
-    if type(value) is np.ndarray and value.flags.writeable:
-        value = value.view()
-        value.flags.writeable = False
-    return value
 
 
 def _generators(f: Any) -> list[np.random.Generator]:

@@ -98,14 +98,7 @@ class Tensor:
         dtype: Any = None,
         name: str | None = None,
     ) -> None:
-        array = _as_array(data, dtype, "Tensor")
-        source = data._data if isinstance(data, Tensor) else data
-        if (type(array) is np.ndarray and isinstance(source, np.ndarray)
-                and (array is source or array.base is not None)):
-            # The tensor's own numbers (as torch.tensor and np.array make them): a graph that
-            # saved them cannot be changed by a later write into the caller's array.
-            array = array.copy()
-        self._data = array
+        self._data = _own_numbers(_as_array(data, dtype, "Tensor"), data)
         self._grad: Any = None
         self.name = name
         self._op = None
@@ -152,8 +145,7 @@ class Tensor:
         if self.requires_grad and array.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"data: a tensor that requires grad needs floating-point numbers, "
                             f"not {array.dtype}")
-        if type(array) is np.ndarray and isinstance(value, np.ndarray | Tensor):
-            array = array.copy()  # the tensor's own numbers, as Tensor(array) makes them
+        array = _own_numbers(array, value)
         if array.shape != self._data.shape:
             self._grad = None  # a gradient of the old shape means nothing for the new one
         self._data = array
@@ -243,12 +235,9 @@ class Tensor:
         array = np.asarray(self._data, dtype=dtype)
         if copy:
             return array.copy()
-        if array is self._data:
-            # np.asarray(t) shares memory numpy cannot tell us about writes to: read-only,
-            # so a write fails loudly instead of changing numbers a graph saved.
-            array = array.view()
-            array.flags.writeable = False
-        return array
+        # np.asarray(t) shares memory numpy cannot tell us about writes to: read-only, so a
+        # write fails loudly instead of changing numbers a graph saved.
+        return tracked.read_only(array) if array is self._data else array
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -923,6 +912,17 @@ def _rebuild_leaf(cls: type, data: Any, requires_grad: bool, name: str | None,
     t.requires_grad = requires_grad
     t._grad = None if grad is None else np.array(grad)
     return t
+
+
+def _own_numbers(array: Any, data: Any) -> Any:
+    """`array` (made from `data`), copied when it may still be the caller's memory: a tensor
+    owns its numbers (as torch.tensor and np.array make them), so a graph that saved them
+    cannot be changed by a later write into the caller's array."""
+    source = data._data if isinstance(data, Tensor) else data
+    if (type(array) is np.ndarray and isinstance(source, np.ndarray)
+            and (array is source or array.base is not None)):
+        return array.copy()
+    return array
 
 
 def _same_memory(view: np.ndarray, data: Any) -> bool:

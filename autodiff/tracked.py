@@ -64,18 +64,20 @@ class DataArray(np.ndarray):
         out = kwargs.get("out")
         if func is np.dot and len(args) > 2:
             out = args[2]
+        # The array written: a writer's first parameter (dst, a or arr), else `out`; every
+        # other argument is only read.
+        target = out
         if func in _WRITERS:
-            # The array written is the first parameter (dst, a or arr); the others are read.
-            if args and isinstance(args[0], DataArray):
-                args = (_writable(args[0]), *args[1:])
-            kwargs = {k: _writable(v) if k in _TARGETS and isinstance(v, DataArray) else v
-                      for k, v in kwargs.items()}
-        elif out is not None:
-            args = tuple(_writable(a) if a is out else _raw(a) for a in args)
-            kwargs = {k: _writable(v) if v is out and isinstance(v, DataArray) else _raw(v)
-                      for k, v in kwargs.items()}
-        args = tuple(map(_raw, args))
-        kwargs = {k: _raw(v) for k, v in kwargs.items()}
+            target = args[0] if args else next(
+                (kwargs[k] for k in _TARGETS if k in kwargs), None)
+
+        def convert(value: Any) -> Any:
+            if value is target and isinstance(value, DataArray):
+                return _writable(value)
+            return _raw(value)
+
+        args = tuple(map(convert, args))
+        kwargs = {k: convert(v) for k, v in kwargs.items()}
         # numpy's own implementation (DataArrays nested in lists meet __array_ufunc__ there).
         result = super().__array_function__(func, types, args, kwargs)
         if out is not None:
@@ -123,7 +125,12 @@ class DataArray(np.ndarray):
 
 def view_of(array: np.ndarray) -> DataArray:
     """The view of `array` that `Tensor.data` hands out: read-only for numpy, tracked here."""
-    view = array.view(DataArray)
+    return read_only(array, DataArray)
+
+
+def read_only(array: np.ndarray, kind: type = np.ndarray) -> np.ndarray:
+    """A view of `array` (as `kind`) that numpy refuses to write through."""
+    view = array.view(kind)
     view.flags.writeable = False
     return view
 
