@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -324,6 +324,9 @@ def test_gradient_matches_numerical(case: Case, data):
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.second_order], ids=lambda c: c.name)
+# The size filter below rejects most pooling images (up to 196 numbers): expected, so the
+# health check that counts rejections would fail those cases at random seeds.
+@settings(suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(data=st.data())
 def test_second_derivative_matches_numerical(case: Case, data):
     drawn = data.draw(case.inputs)
