@@ -143,7 +143,12 @@ def mark_tensors_written(tensors: Sequence[Tensor]) -> None:
         now = _last_write = next(_ticks)
         for t in tensors:
             t._modified = now
-            _stamp(t._data, now)
+            data = t._data
+            key = id(data)
+            if key in _written and type(data) is np.ndarray and data.base is None:
+                _written[key] = now  # _stamp's common case (an array seen before), inlined
+            else:
+                _stamp(data, now)
 
 
 def _stamp(data: Any, now: int) -> None:
@@ -502,9 +507,9 @@ def backward(
     # two parents (add) or a view of it (reshape), and users must get arrays of their own.
     handed: set[int] = set()
     st = state
-    anomaly = st.anomaly
-    grad_was_enabled = st.grad_enabled
-    st.grad_enabled = create_graph  # record the rules' own ops only when asked to
+    mode = st.mode
+    grad_was_enabled, anomaly = mode[0], mode[1]
+    st.mode = (create_graph, *mode[1:])  # record the rules' own ops only when asked to
     push, pushpop, pop = heapq.heappush, heapq.heappushpop, heapq.heappop
     # The engine makes no reference cycles, so the cycle collector has nothing to find here;
     # pausing it saves it from scanning the whole graph while backward allocates gradients.
@@ -519,8 +524,13 @@ def backward(
             if accumulate:
                 # An intermediate gets this pass's gradient, not a sum (a graph-carrying one
                 # is detached: it would otherwise be a cycle through the node itself).
-                node._grad = (grad.detach() if create_graph else
-                              grad if type(grad) is not np.ndarray else _own(grad, handed))
+                if create_graph:
+                    node._grad = grad.detach()
+                elif type(grad) is np.ndarray and grad.base is None and id(grad) not in handed:
+                    handed.add(id(grad))  # a fresh array (the common case): _own, inlined
+                    node._grad = grad
+                else:
+                    node._grad = _own(grad, handed)
             op = node._op
             clock = node._clock
             if clock < _last_write:
@@ -595,10 +605,16 @@ def backward(
             grad = pending.pop(leaf)
             if leaf in wanted:
                 found[leaf] = grad
-            if accumulate:
+            if not accumulate:
+                continue
+            if (leaf._grad is None and type(grad) is np.ndarray and grad.base is None
+                    and id(grad) not in handed):
+                handed.add(id(grad))  # a leaf's first gradient, a fresh array: _store_grad,
+                leaf._grad = grad      # inlined (this runs for every parameter every step)
+            else:
                 _store_grad(leaf, grad, create_graph, handed)
     finally:
-        st.grad_enabled = grad_was_enabled
+        st.grad_enabled = grad_was_enabled  # only this switch: a rule may not change others
         if collecting:
             gc.enable()
     if inputs is None:

@@ -1176,18 +1176,18 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
     logits = _lift(logits)
     # A copy: the node keeps the labels for backward, and the caller may reuse their array.
     labels = np.array(labels._data if isinstance(labels, Tensor) else labels)
-    if logits.ndim != 2:
-        raise ValueError(f"softmax_cross_entropy: logits must be (N, C), got {logits.shape}")
-    if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
+    shape = logits._data.shape  # the array's, not Tensor.shape: this runs every step
+    if len(shape) != 2:
+        raise ValueError(f"softmax_cross_entropy: logits must be (N, C), got {shape}")
+    if labels.shape != shape[:1] or labels.dtype.kind not in "iu":
         raise ValueError(
-            f"softmax_cross_entropy: labels must be integers of shape ({logits.shape[0]},), "
+            f"softmax_cross_entropy: labels must be integers of shape ({shape[0]},), "
             f"got {labels.dtype} {labels.shape}"
         )
     # One reduction for both bounds: seen as unsigned, a negative label is huge.
-    if labels.size and np.maximum.reduce(labels.view(_unsigned(labels.dtype))) >= \
-            logits.shape[1]:
+    if labels.size and np.maximum.reduce(labels.view(_unsigned(labels.dtype))) >= shape[1]:
         raise ValueError(
-            f"softmax_cross_entropy: labels must lie in [0, {logits.shape[1]}), "
+            f"softmax_cross_entropy: labels must lie in [0, {shape[1]}), "
             f"got values from {labels.min()} to {labels.max()}"
         )
     return apply(ops.softmax_cross_entropy, (logits,), labels=labels)

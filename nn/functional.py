@@ -197,11 +197,12 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
         )
     logits = _tensor(logits)
     target_data = np.asarray(target._data if isinstance(target, Tensor) else target)
+    shape = logits._data.shape
     # The fused node knows no options; a negative ignore_index cannot match a valid label,
     # and a batch that contains it fails the node's label check and takes the long way.
-    if (logits.ndim == 2 and reduction == "mean" and weight is None and not label_smoothing
+    if (len(shape) == 2 and reduction == "mean" and weight is None and not label_smoothing
             and ignore_index < 0 and target_data.dtype.kind in "iu"
-            and target_data.shape == (logits.shape[0],)):
+            and target_data.shape == shape[:1]):
         try:  # the fused node checks the labels itself: validating twice costs a step
             return ad.softmax_cross_entropy(logits, target_data)
         except ValueError as exc:

@@ -208,7 +208,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: None (PyTorch's default), or zeros with set_to_none=False."""
-        for p in self.params:
+        for p in self.param_groups[0]["params"]:
             # The slot itself (what Tensor.zero_grad sets): this runs every step.
             p._grad = None if set_to_none else np.zeros(p.shape, dtype=p.dtype)
 
@@ -216,7 +216,7 @@ class Optimizer:
         # The raw gradient arrays as backward stored them: reading `p.grad` would wrap each
         # in a Tensor first, an object per parameter per step that nobody keeps.
         pairs = []
-        for p in self.params:
+        for p in self.param_groups[0]["params"]:
             g = p._grad
             if g is not None:
                 pairs.append((p, g._data if isinstance(g, Tensor) else g))
@@ -267,10 +267,11 @@ class SGD(Optimizer):
         return settings
 
     def step(self) -> None:
-        # The settings read once per step, not once per parameter (each is a lookup in
-        # param_groups).
-        lr, momentum, nesterov = self.lr, self.momentum, self.nesterov
-        weight_decay = self.weight_decay
+        # The settings read once per step from the group itself (not through the properties,
+        # a Python call each).
+        group = self.param_groups[0]
+        lr, momentum, nesterov = group["lr"], group["momentum"], group["nesterov"]
+        weight_decay = group["weight_decay"]
         pairs = self._with_grads()
         if not (weight_decay or momentum):
             # Plain SGD, the tutorials' optimizer: the update written out, nothing per
