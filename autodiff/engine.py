@@ -526,7 +526,9 @@ def backward(
                 # is detached: it would otherwise be a cycle through the node itself).
                 if create_graph:
                     node._grad = grad.detach()
-                elif type(grad) is np.ndarray and grad.base is None and id(grad) not in handed:
+                elif type(grad) is not np.ndarray:
+                    node._grad = grad  # a numpy scalar: immutable
+                elif grad.base is None and id(grad) not in handed:
                     handed.add(id(grad))  # a fresh array (the common case): _own, inlined
                     node._grad = grad
                 else:
@@ -614,7 +616,8 @@ def backward(
             else:
                 _store_grad(leaf, grad, create_graph, handed)
     finally:
-        st.grad_enabled = grad_was_enabled  # only this switch: a rule may not change others
+        # Only this switch (a rule may have changed no other); the tuple, not the property.
+        st.mode = (grad_was_enabled, *st.mode[1:])
         if collecting:
             gc.enable()
     if inputs is None:

@@ -521,9 +521,11 @@ def _rows(a: Any) -> Any:
     return a.reshape(-1, a.shape[-1])
 
 
-def _sum_rows(a: Any) -> Any:
+def _linear_bias_vjp(g: Any, out: Any, x: Any, w: Any, b: Any = None) -> Any:
+    if g.ndim != 2:
+        g = _rows(g)
     # np.add.reduce skips the Python wrapper behind ndarray.sum (a bias gradient every step).
-    return np.add.reduce(a, 0) if isinstance(a, _ARRAY) else a.sum(axis=0)
+    return np.add.reduce(g, 0) if isinstance(g, _ARRAY) else g.sum(axis=0)
 
 
 # Fused x @ W.T + b, W stored (out, in) as in PyTorch: one node instead of three (transpose,
@@ -533,7 +535,7 @@ linear = defop(
     _linear_forward,
     lambda g, out, x, w, b=None: g @ w,
     lambda g, out, x, w, b=None: g.T @ x if g.ndim == 2 else _rows(g).T @ _rows(x),
-    lambda g, out, x, w, b=None: _sum_rows(g if g.ndim == 2 else _rows(g)),
+    _linear_bias_vjp,
     jvp=(lambda t, out, x, w, b=None: t @ w.T, lambda t, out, x, w, b=None: x @ t.T,
          lambda t, out, x, w, b=None: t),
 )

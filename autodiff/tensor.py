@@ -1173,7 +1173,7 @@ def _unsigned(dtype: np.dtype) -> np.dtype:
 
 def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
     """Mean cross-entropy of integer class labels under softmax(logits), fused and stable."""
-    logits = _lift(logits)
+    logits = logits if isinstance(logits, Tensor) else Tensor(logits)
     # A copy: the node keeps the labels for backward, and the caller may reuse their array.
     labels = np.array(labels._data if isinstance(labels, Tensor) else labels)
     shape = logits._data.shape  # the array's, not Tensor.shape: this runs every step

@@ -78,7 +78,7 @@ class Linear(Module):
 
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
-        return x.relu() if isinstance(x, Tensor) else F.relu(x)
+        return apply(ops.relu, (x,)) if isinstance(x, Tensor) else F.relu(x)
 
 
 class Sigmoid(Module):
