@@ -269,6 +269,7 @@ SWEEP: dict[str, Entry] = {
     # --- shape -------------------------------------------------------------------------------
     "Tensor.reshape": _unary(lambda a: a.reshape(-1, 1), lambda a: a.reshape(-1, 1)),
     "Tensor.flatten": _unary(lambda a: a.flatten() * 1.0, lambda a: a.flatten() * 1.0),
+    "Tensor.ravel": _unary(lambda a: a.ravel() * 1.0, lambda a: a.ravel() * 1.0),
     "Tensor.transpose": _unary(lambda a: a.transpose(), lambda a: a.permute(
         tuple(reversed(range(a.ndim))))),
     "Tensor.T": _unary(lambda a: a.T * 1.0,

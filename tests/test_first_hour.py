@@ -1,0 +1,101 @@
+"""What newcomers from micrograd, PyTorch and numpy type in their first hour, and found broken.
+
+Each test pins one defect met while following the README, the examples and the habits of
+those three libraries: a silent wrong answer, an unclear error, or a missing spelling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autodiff as ad
+from autodiff import Tensor
+
+A = np.arange(1.0, 13.0).reshape(3, 4)
+
+# --- numpy habits ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cumsum", "cumprod"])
+def test_scan_without_axis_runs_over_the_flattened_array_as_numpy(name):
+    # a.cumsum() in numpy is 1-D over every element; ours scanned axis 0 (a silent 3x4 answer).
+    expected = getattr(A, name)()
+    t = Tensor(A, requires_grad=True)
+    for got in (getattr(t, name)(), getattr(ad, name)(t)):
+        assert got.shape == (12,)
+        np.testing.assert_allclose(got.data, expected)
+    getattr(t, name)().sum().backward()
+    # d/dx_i of sum_k cumsum_k = the number of running sums x_i is in (12 - flat index)
+    if name == "cumsum":
+        np.testing.assert_allclose(t.grad.data, np.arange(12, 0, -1).reshape(3, 4))
+    # an axis still scans along it
+    np.testing.assert_allclose(getattr(ad, name)(A, 1).data, getattr(np, name)(A, axis=1))
+
+
+def test_round_and_ravel_are_methods_as_on_arrays():
+    t = Tensor([[1.26, 2.5], [3.5, -0.5]], requires_grad=True)
+    np.testing.assert_array_equal(t.round().data, np.round(t.data))
+    np.testing.assert_array_equal(t.round(1).data, [[1.3, 2.5], [3.5, -0.5]])
+    flat = t.ravel()
+    assert flat.shape == (4,)
+    (flat * Tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    np.testing.assert_array_equal(t.grad.data, [[1.0, 2.0], [3.0, 4.0]])
+
+
+# --- PyTorch habits: dim= on the free functions and methods ----------------------------------
+
+X = np.array([[3.0, -1.0, 2.0, 0.5], [-2.0, 4.0, 1.0, 1.5], [0.0, 2.5, -3.0, 5.0]])
+
+DIM_CASES = {
+    # name: (our call with dim=, the same with numpy's axis=)
+    "argmax": (lambda t: ad.argmax(t, dim=1), lambda t: ad.argmax(t, axis=1)),
+    "argmin keepdim": (lambda t: ad.argmin(t, dim=0, keepdim=True),
+                       lambda t: ad.argmin(t, axis=0, keepdims=True)),
+    "cumsum": (lambda t: ad.cumsum(t, dim=1), lambda t: ad.cumsum(t, axis=1)),
+    "cumprod method": (lambda t: t.cumprod(dim=0), lambda t: t.cumprod(axis=0)),
+    "prod keepdim": (lambda t: t.prod(dim=1, keepdim=True), lambda t: t.prod(1, True)),
+    "sort": (lambda t: t.sort(dim=0), lambda t: t.sort(axis=0)),
+    "topk": (lambda t: ad.topk(t, 2, dim=0)[0], lambda t: ad.topk(t, 2, axis=0)[0]),
+    "flip dims": (lambda t: ad.flip(t, dims=(1,)), lambda t: ad.flip(t, axis=1)),
+    "roll dims": (lambda t: ad.roll(t, 1, dims=1), lambda t: ad.roll(t, 1, axis=1)),
+    "split": (lambda t: ad.split(t, 2, dim=1)[1], lambda t: ad.split(t, 2, axis=1)[1]),
+    "chunk": (lambda t: ad.chunk(t, 3, dim=1)[0], lambda t: ad.chunk(t, 3, axis=1)[0]),
+    "norm": (lambda t: t.norm(dim=1, keepdim=True), lambda t: t.norm(axis=1, keepdims=True)),
+    "any": (lambda t: (t > 4).any(dim=1), lambda t: (t > 4).any(axis=1)),
+    "all": (lambda t: ad.all(t > -2.5, dim=0), lambda t: ad.all(t > -2.5, axis=0)),
+    "take_along_axis": (lambda t: ad.take_along_axis(t, np.zeros((3, 1), int), dim=1),
+                        lambda t: ad.take_along_axis(t, np.zeros((3, 1), int), 1)),
+}
+
+
+@pytest.mark.parametrize("name", DIM_CASES)
+def test_pytorch_dim_is_numpy_axis(name):
+    with_dim, with_axis = DIM_CASES[name]
+    got, expected = with_dim(Tensor(X)), with_axis(Tensor(X))
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got.data, expected.data)
+
+
+def test_torch_argmax_over_classes_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    got = ad.argmax(Tensor(X), dim=1)
+    assert got.tolist() == torch.argmax(torch.tensor(X), dim=1).tolist() == [0, 1, 3]
+    assert got.dtype == np.int64
+
+
+@pytest.mark.parametrize("call", [
+    lambda t: ad.cumsum(t, 0, dim=1),
+    lambda t: ad.sort(t, 0, dim=1),
+    lambda t: ad.argmax(t, 0, dim=1),
+    lambda t: t.norm(axis=0, dim=1),
+])
+def test_axis_and_dim_together_are_refused(call):
+    with pytest.raises(TypeError, match="axis= or dim="):
+        call(Tensor(X))
+
+
+def test_argmax_function_of_an_empty_tensor_names_the_op():
+    # the function went straight to numpy ("attempt to get argmax of an empty sequence")
+    with pytest.raises(ValueError, match=r"argmax: empty tensor of shape \(0, 3\)"):
+        ad.argmax(Tensor(np.zeros((0, 3))))
