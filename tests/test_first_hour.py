@@ -99,3 +99,36 @@ def test_argmax_function_of_an_empty_tensor_names_the_op():
     # the function went straight to numpy ("attempt to get argmax of an empty sequence")
     with pytest.raises(ValueError, match=r"argmax: empty tensor of shape \(0, 3\)"):
         ad.argmax(Tensor(np.zeros((0, 3))))
+
+
+# --- the README, followed literally ----------------------------------------------------------
+
+
+def _printed_claims(block: str) -> list[str]:
+    """The comment after each print(...) of a README block, with its continuation lines."""
+    claims: list[str] = []
+    for line in block.splitlines():
+        code, _, comment = line.partition("#")
+        if code.strip().startswith("print("):
+            claims.append(comment.split("<-")[0].strip())
+        elif not code.strip() and comment and claims:
+            claims[-1] += " " + comment.split("<-")[0].strip()
+    return claims
+
+
+@pytest.mark.parametrize("heading", ["## A scalar, the micrograd way",
+                                     "## Tensors, broadcasting and matmul"])
+def test_readme_snippets_print_what_their_comments_say(heading, capsys):
+    # The broadcasting snippet claimed `Tensor(1.7871, op=mul)`; mean prints as op=mean.
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split(heading)[1].split("```python\n")[1].split("```")[0]
+    claims = _printed_claims(block)
+    assert claims
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - our own README
+    printed = capsys.readouterr().out.splitlines()
+    # one print may span several lines (a matrix); compare with whitespace collapsed
+    got = " ".join(" ".join(printed).split())
+    want = " ".join(" ".join(claims).split())
+    assert got == want
