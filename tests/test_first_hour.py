@@ -132,3 +132,17 @@ def test_readme_snippets_print_what_their_comments_say(heading, capsys):
     got = " ".join(" ".join(printed).split())
     want = " ".join(" ".join(claims).split())
     assert got == want
+
+
+# --- micrograd habits: drawing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root, hint", [(3.0, "float"), ([Tensor(1.0)], "list.*sum")])
+@pytest.mark.parametrize("who", ["draw_graph", "explain_backward", "animate_backward"])
+def test_drawing_something_that_is_not_a_tensor_says_so(who, root, hint, tmp_path):
+    # It failed with "'float' object has no attribute 'requires_grad'".
+    from autodiff import viz
+
+    args = (root, tmp_path / "b.gif") if who == "animate_backward" else (root,)
+    with pytest.raises(TypeError, match=f"{who}: root must be a Tensor, got {hint}"):
+        getattr(viz, who)(*args)
