@@ -146,3 +146,19 @@ def test_drawing_something_that_is_not_a_tensor_says_so(who, root, hint, tmp_pat
     args = (root, tmp_path / "b.gif") if who == "animate_backward" else (root,)
     with pytest.raises(TypeError, match=f"{who}: root must be a Tensor, got {hint}"):
         getattr(viz, who)(*args)
+
+
+# --- PyTorch habits: training ----------------------------------------------------------------
+
+
+def test_evaluate_without_a_loss_gives_nan_not_a_perfect_zero():
+    import nn
+
+    model = nn.Linear(2, 2, rng=0)
+    x, y = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), np.array([0, 1, 1])
+    loss, acc = nn.evaluate(model, x, y)
+    assert np.isnan(loss)  # it was 0.0
+    expected = float(np.mean(nn.predict(model, x).argmax(1) == y))
+    assert acc == pytest.approx(expected)
+    loss, _ = nn.evaluate(model, x, y, nn.F.cross_entropy)
+    assert loss == pytest.approx(nn.F.cross_entropy(model(x), y).item())
