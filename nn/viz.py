@@ -181,19 +181,23 @@ def _frame_title(label: Any) -> str:
     return "initial weights" if label == 0 else f"epoch {label}"
 
 
-def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]], path: PathLike,
-                    fps: float = 2, *, labels: Sequence[Any] | None = None,
+def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]] | WeightRecorder,
+                    path: PathLike, fps: float = 2, *, labels: Sequence[Any] | None = None,
                     max_frames: int | None = 60,
                     image_shape: tuple[int, int] | None = None) -> Path:
     """An animated GIF, one frame per snapshot, one panel per layer; each layer keeps one
     symmetric colour scale across frames, so changes in colour are changes in weight.
 
-    `labels` title the frames (`WeightRecorder.epochs`: 0 is drawn as "initial weights");
-    by default frames are numbered from 1. At most `max_frames` snapshots, evenly spaced
-    (first and last kept), become frames: drawing is the slow part, and a GIF of thousands
-    of frames shows nothing more. `image_shape` draws image-input layers as tiles
-    (see heatmap_figure).
+    `snapshots` is a WeightRecorder (its snapshots, titled by its epochs) or a list of
+    {name: array}. `labels` title the frames (`WeightRecorder.epochs`: 0 is drawn as
+    "initial weights"); by default frames are numbered from 1. At most `max_frames`
+    snapshots, evenly spaced (first and last kept), become frames: drawing is the slow part,
+    and a GIF of thousands of frames shows nothing more. `image_shape` draws image-input
+    layers as tiles (see heatmap_figure).
     """
+    if isinstance(snapshots, WeightRecorder):  # what a newcomer has in hand after fit
+        labels = snapshots.epochs if labels is None else labels
+        snapshots = snapshots.snapshots
     if not snapshots:
         raise ValueError("weight_heatmaps: no snapshots (record some with WeightRecorder)")
     if labels is None:
@@ -257,9 +261,22 @@ def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Seque
                        path: PathLike | None = None, n: int = 25,
                        image_shape: tuple[int, int] = (28, 28),
                        mistakes_first: bool = False) -> Any:
-    """A grid of images titled "pred / true"; mistakes in red with a red frame."""
+    """A grid of images titled "pred / true"; mistakes in red with a red frame.
+
+    `predicted` holds class labels, or the model's scores (N, C), whose argmax is taken.
+    """
+    if not isinstance(images, np.ndarray) and hasattr(images, "parameters"):
+        raise TypeError(f"prediction_gallery: images must be the images, got a model "
+                        f"({type(images).__name__}); call prediction_gallery(x, "
+                        f"nn.predict(model, x), y)")
     images = np.asarray(images)
     predicted, true = np.asarray(predicted), np.asarray(true)
+    if predicted.ndim == 2 and predicted.shape[0] == len(images):
+        predicted = predicted.argmax(axis=1)  # logits or probabilities, one row per image
+    if not (predicted.ndim == true.ndim == 1 and len(predicted) == len(true) == len(images)):
+        raise ValueError(f"prediction_gallery: need one predicted and one true label per "
+                         f"image, got images {images.shape}, predicted {predicted.shape}, "
+                         f"true {true.shape}")
     order = np.arange(len(images))
     if mistakes_first:
         order = np.concatenate([order[predicted != true], order[predicted == true]])

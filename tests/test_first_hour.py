@@ -162,3 +162,45 @@ def test_evaluate_without_a_loss_gives_nan_not_a_perfect_zero():
     assert acc == pytest.approx(expected)
     loss, _ = nn.evaluate(model, x, y, nn.F.cross_entropy)
     assert loss == pytest.approx(nn.F.cross_entropy(model(x), y).item())
+
+
+# --- pictures --------------------------------------------------------------------------------
+
+
+def test_weight_heatmaps_takes_the_recorder_itself(tmp_path):
+    # weight_heatmaps(recorder, path) failed: "object of type 'WeightRecorder' has no len()".
+    import nn
+    from nn import viz
+
+    x, y = nn.data.make_xor()
+    model = nn.MLP(2, [3], 1, activation="sigmoid", rng=0)
+    recorder = viz.WeightRecorder(model)
+    nn.fit(model, nn.F.mse_loss, nn.optim.SGD(model.parameters(), lr=0.5), (x, y), epochs=3,
+           progress=False, callbacks=[recorder])
+    from PIL import Image
+
+    direct = viz.weight_heatmaps(recorder, tmp_path / "a.gif")
+    spelled = viz.weight_heatmaps(recorder.snapshots, tmp_path / "b.gif", labels=recorder.epochs)
+    with Image.open(direct) as gif:
+        assert gif.n_frames == 4  # the initial weights and three epochs
+    assert direct.read_bytes() == spelled.read_bytes()  # titled by epoch, as spelled out
+
+
+def test_prediction_gallery_takes_scores_and_refuses_a_model():
+    import matplotlib.pyplot as plt
+
+    import nn
+    from nn import viz
+
+    images = np.random.default_rng(0).random((4, 784))
+    scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    fig = viz.prediction_gallery(images, scores, np.array([1, 0, 0, 0]))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["1 / 1", "0 / 0", "1 / 0", "0 / 0"]  # argmax of each row
+    assert "1 of 4 wrong" in fig._suptitle.get_text()
+    plt.close(fig)
+    with pytest.raises(TypeError, match="prediction_gallery: images must be the images"):
+        viz.prediction_gallery(nn.MLP(784, [8], 2), images, np.zeros(4))
+    # it was numpy's "operands could not be broadcast together"
+    with pytest.raises(ValueError, match=r"one predicted and one true label per image.*\(3,\)"):
+        viz.prediction_gallery(images, np.zeros(4, int), np.zeros(3, int))
