@@ -204,3 +204,37 @@ def test_prediction_gallery_takes_scores_and_refuses_a_model():
     # it was numpy's "operands could not be broadcast together"
     with pytest.raises(ValueError, match=r"one predicted and one true label per image.*\(3,\)"):
         viz.prediction_gallery(images, np.zeros(4, int), np.zeros(3, int))
+
+
+# --- PyTorch habits: data --------------------------------------------------------------------
+
+
+def test_manual_seed_repeats_the_shuffled_order_of_a_loader_without_seed():
+    # torch.manual_seed(0) makes DataLoader(shuffle=True) repeat; ours drew fresh entropy.
+    import nn
+
+    x, y = np.arange(40.0).reshape(20, 2), np.arange(20)
+
+    def run():
+        ad.manual_seed(0)
+        loader = nn.data.DataLoader(x, y, batch_size=5, shuffle=True)
+        return [yb.tolist() for _ in range(2) for _, yb in loader]
+
+    first, second = run(), run()
+    assert first == second
+    assert first[:4] != first[4:]  # a new order each epoch still
+    assert sorted(sum(first[:4], [])) == list(range(20))
+    seeded = [yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5, shuffle=True,
+                                                            seed=3)]
+    assert seeded == [yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5,
+                                                                    shuffle=True, seed=3)]
+
+
+def test_a_loader_given_one_x_y_pair_says_to_pass_two_arguments():
+    import nn
+
+    x, y = np.ones((10, 3)), np.zeros(10)
+    with pytest.raises(ValueError, match=r"pair; pass them as two arguments, DataLoader\(x, y"):
+        nn.data.DataLoader((x, y), batch_size=4)
+    with pytest.raises(ValueError, match=r"ragged.*two arrays, DataLoader\(x, y\)"):
+        nn.data.DataLoader(list(zip(x, y, strict=True)), batch_size=4)
