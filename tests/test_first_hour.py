@@ -238,3 +238,21 @@ def test_a_loader_given_one_x_y_pair_says_to_pass_two_arguments():
         nn.data.DataLoader((x, y), batch_size=4)
     with pytest.raises(ValueError, match=r"ragged.*two arrays, DataLoader\(x, y\)"):
         nn.data.DataLoader(list(zip(x, y, strict=True)), batch_size=4)
+
+
+# --- found in files the lead is changing: pinned, not fixed here -----------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="nn/functional.py accuracy reads (N, 1) integer labels "
+                   "as one-hot rows of one column (argmax 0 everywhere): a silent wrong score")
+def test_accuracy_with_a_column_of_labels_is_right_or_refused():
+    import nn
+
+    scores = np.array([[0.2, 0.8, 0.0], [0.9, 0.1, 0.0], [0.1, 0.2, 0.7]])
+    labels = np.array([[1], [0], [2]])  # every prediction is right
+    try:
+        score = nn.F.accuracy(Tensor(scores), labels)
+    except ValueError as exc:  # refusing the shape, naming it, is as good
+        assert "(3, 1)" in str(exc)
+    else:
+        assert score == 1.0  # it is 1/3: only the label 0 "matches" argmax of a column
