@@ -233,6 +233,10 @@ def load_dataset(name: str, data_dir: str | None, seed: int):
     return x[::2], y[::2], x[1::2], y[1::2], 0
 
 
+def _seconds(value: float) -> float:
+    return round(value, 3) if value >= 0.01 else float(f"{value:.2g}")
+
+
 def run(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
     """Train as the options say; write weights, history.json, summary.json and pictures."""
     import nn
@@ -316,7 +320,8 @@ def run(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
         "epochs": history.epochs,
         "stopped": history.stopped_reason,
         "seconds": round(seconds, 2),
-        "seconds_per_epoch": round(seconds / max(history.epochs, 1), 3),
+        # Two significant digits below 0.01 s: a 0.2 ms XOR epoch printed as 0.0.
+        "seconds_per_epoch": _seconds(seconds / max(history.epochs, 1)),
         "test_loss": round(test_loss, 5),
         "weights": str(weights),
     }

@@ -256,3 +256,18 @@ def test_accuracy_with_a_column_of_labels_is_right_or_refused():
         assert "(3, 1)" in str(exc)
     else:
         assert score == 1.0  # it is 1/3: only the label 0 "matches" argmax of a column
+
+
+def test_the_main_job_never_prints_an_epoch_time_of_zero(tmp_path):
+    # XOR's 3,000 epochs of 0.2 ms each printed "seconds_per_epoch  0.0".
+    import json
+
+    from nn.__main__ import build_parser, resolve, run
+
+    settings = resolve(build_parser("python -m nn").parse_args(
+        ["--dataset", "xor", "--epochs", "50", "--no-plots", "--quiet", "--out", str(tmp_path)]))
+    summary = run(settings)
+    per_epoch = summary["seconds_per_epoch"]
+    assert 0 < per_epoch < 0.01
+    assert per_epoch == float(f"{per_epoch:.2g}")  # two significant digits
+    assert json.loads((tmp_path / "summary.json").read_text())["seconds_per_epoch"] == per_epoch
