@@ -271,3 +271,26 @@ def test_the_main_job_never_prints_an_epoch_time_of_zero(tmp_path):
     assert 0 < per_epoch < 0.01
     assert per_epoch == float(f"{per_epoch:.2g}")  # two significant digits
     assert json.loads((tmp_path / "summary.json").read_text())["seconds_per_epoch"] == per_epoch
+
+
+def test_the_advice_for_a_numpy_linalg_function_names_it_where_it_lives():
+    # It said "call np.inv on t.data": numpy has no np.inv.
+    t = Tensor(np.eye(2), requires_grad=True)
+    with pytest.raises(TypeError, match=r"call np\.linalg\.inv on t\.data"):
+        np.linalg.inv(t)
+    with pytest.raises(TypeError, match=r"call np\.trace on t\.data"):
+        np.trace(t)
+
+
+@pytest.mark.xfail(strict=True, reason="autodiff/tensor.py __array__ hands numpy the numbers of "
+                   "a tensor that requires grad, so np.mean([l1, l2]) silently drops the graph "
+                   "(PyTorch refuses: 'Can't call numpy() on Tensor that requires grad')")
+def test_numpy_on_a_list_of_tensors_does_not_silently_drop_their_gradients():
+    a = Tensor(2.0, requires_grad=True)
+    b = Tensor(3.0, requires_grad=True)
+    try:
+        loss = np.mean([a * a, b * b]) + b  # a numpy float plus b: a's gradient is lost
+    except (TypeError, RuntimeError):
+        return  # refused: as good as right
+    loss.backward()
+    assert a.grad is not None and a.grad.item() == pytest.approx(2.0)
