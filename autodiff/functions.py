@@ -742,6 +742,32 @@ _METHODS = {name: globals()[name] for name in (
 # t.round() and t.ravel() as numpy's arrays and PyTorch's tensors have them (the builtin
 # round(t) is another protocol, __round__, which neither library gives a tensor either).
 _METHODS.update(any=any_, all=all_, round=round_, ravel=lambda self: self.reshape(-1))
+
+
+def _numel(self: Tensor) -> int:
+    """PyTorch's numel(): the number of elements (numpy's `.size`)."""
+    return int(np.size(self._data))
+
+
+def _dim_method(self: Tensor) -> int:
+    """PyTorch's dim(): the number of axes (numpy's `.ndim`)."""
+    return self.ndim
+
+
+def _long(self: Tensor) -> Tensor:
+    """PyTorch's long(): an int64 copy (class labels), a constant as every integer cast."""
+    return self.astype(np.int64)
+
+
+def _cpu(self: Tensor) -> Tensor:
+    """PyTorch's cpu(): the tensor itself, whose numbers already live in host memory, so
+    `out.detach().cpu().numpy()` runs as written."""
+    return self
+
+
+# PyTorch habits of the first hour: sum(p.numel() for p in model.parameters()),
+# y.long() for labels, out.detach().cpu().numpy().
+_METHODS.update(numel=_numel, dim=_dim_method, long=_long, cpu=_cpu)
 for _name, _function in _METHODS.items():
     if not hasattr(Tensor, _name):
         setattr(Tensor, _name, _function)

@@ -294,3 +294,17 @@ def test_numpy_on_a_list_of_tensors_does_not_silently_drop_their_gradients():
         return  # refused: as good as right
     loss.backward()
     assert a.grad is not None and a.grad.item() == pytest.approx(2.0)
+
+
+def test_pytorch_first_hour_methods_numel_dim_long_cpu():
+    import nn
+
+    model = nn.MLP(784, [128], 10)
+    assert sum(p.numel() for p in model.parameters()) == 101770 == model.num_parameters()
+    x = Tensor(np.ones((2, 3, 4)), requires_grad=True)
+    assert x.dim() == 3 and x.numel() == 24 and isinstance(x.numel(), int)
+    labels = Tensor([2.0, 0.0, 1.0]).long()
+    assert labels.dtype == np.int64 and labels.tolist() == [2, 0, 1]
+    out = (x * 2).sum(axis=0)
+    np.testing.assert_array_equal(out.detach().cpu().numpy(), np.full((3, 4), 4.0))
+    assert x.cpu() is x
