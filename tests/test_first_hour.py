@@ -318,3 +318,36 @@ def test_arange_of_integers_indexes_as_in_numpy_and_pytorch():
     picked = logits[ad.arange(3), np.array([0, 1, 1])]
     assert picked.tolist() == [0.0, 3.0, 5.0]
     assert ad.arange(3).dtype == np.arange(3).dtype
+
+
+# --- examples/, run as a newcomer runs them --------------------------------------------------
+
+
+def _example(*args: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("script", ["xor", "regression", "moons", "layers_by_hand",
+                                    "readme_figures"])
+def test_an_example_answers_help_without_running(script):
+    # --help trained the network (and readme_figures redrew docs/) instead of answering.
+    result = _example(f"examples/{script}.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {script}.py")
+    assert "epochs" not in result.stdout and "wrote" not in result.stdout
+
+
+def test_an_example_plot_option_without_its_file_is_a_usage_error():
+    # It was "IndexError: list index out of range", after the whole training.
+    result = _example("examples/moons.py", "--plot")
+    assert result.returncode == 2
+    assert "--plot: expected one argument" in result.stderr
+    assert "Traceback" not in result.stderr
