@@ -351,11 +351,21 @@ def cumprod(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tenso
     return _scan(cumprod_op, "cumprod", x, axis, dim)
 
 
-def prod(x: Any, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
+def prod(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
          keepdim: bool | None = None) -> Tensor:
-    """Product of the elements (over one axis or all); the gradient is right with zeros."""
+    """Product of the elements (over one axis, several, or all); the gradient is right with
+    zeros."""
     x = _lift(x)
     axis, keepdims = _dim("prod", axis, dim), _keep(keepdims, keepdim)
+    if isinstance(axis, (tuple, list)) and x.ndim:
+        # Several axes, as numpy's a.prod(axis=(0, 2)): move them last, merge them into one,
+        # and take the product along it (the one-axis rule, right with zeros, does the rest).
+        axes = _axes(axis, x.ndim, "prod") or ()
+        kept = [i for i in range(x.ndim) if i not in axes]
+        merged = x.transpose(kept + list(axes)).reshape(tuple(x.shape[i] for i in kept) + (-1,))
+        out = engine.apply(prod_op, (merged,), axis=len(kept), keepdims=False)
+        return out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape))) \
+            if keepdims else out
     ax = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "prod")
     if axis is None and keepdims:
         return engine.apply(prod_op, (x.reshape(-1),), axis=0, keepdims=False).reshape(

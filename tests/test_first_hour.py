@@ -43,6 +43,25 @@ def test_round_and_ravel_are_methods_as_on_arrays():
     np.testing.assert_array_equal(t.grad.data, [[1.0, 2.0], [3.0, 4.0]])
 
 
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_prod_over_several_axes_as_numpy(keepdims):
+    # a.prod(axis=(0, 2)) was refused ("prod: axis must be an int, got tuple"), unlike sum/mean.
+    a = np.random.default_rng(1).normal(size=(2, 3, 4))
+    a[0, 1, 2] = 0.0  # a zero: its neighbours' product is its gradient
+    t = Tensor(a, requires_grad=True)
+    out = t.prod(axis=(0, 2), keepdims=keepdims)
+    np.testing.assert_allclose(out.data, a.prod(axis=(0, 2), keepdims=keepdims))
+    out.sum().backward()
+    expected = np.empty_like(a)
+    for j in range(3):
+        block = a[:, j, :]
+        for i, k in np.ndindex(2, 4):
+            others = np.delete(block.ravel(), i * 4 + k)
+            expected[i, j, k] = others.prod()
+    np.testing.assert_allclose(t.grad.data, expected)
+    np.testing.assert_allclose(np.prod(t, axis=(2, 0)).data, a.prod(axis=(0, 2)))
+
+
 # --- PyTorch habits: dim= on the free functions and methods ----------------------------------
 
 X = np.array([[3.0, -1.0, 2.0, 0.5], [-2.0, 4.0, 1.0, 1.5], [0.0, 2.5, -3.0, 5.0]])
