@@ -417,3 +417,28 @@ def test_backward_of_a_loss_made_under_no_grad_names_no_grad():
         loss = model(np.ones((1, 3))).sum()
     with pytest.raises(RuntimeError, match="no_grad"):
         loss.backward()
+
+
+# --- numerical gradients by hand -------------------------------------------------------------
+
+
+def test_numerical_grad_of_a_transposed_view_perturbs_the_array_itself():
+    # reshape(-1) of a non-contiguous view was a copy: every derivative came out 0.
+    from autodiff.testing import numerical_grad
+
+    w = np.arange(6.0).reshape(3, 2).T  # the (in, out) weight a newcomer stores transposed
+    (g,) = numerical_grad(lambda arrays: float((arrays[0] ** 2).sum()), [w])
+    np.testing.assert_allclose(g, 2 * w, atol=1e-6)
+    np.testing.assert_array_equal(w, np.arange(6.0).reshape(3, 2).T)  # restored
+
+
+@pytest.mark.parametrize("array, error", [
+    (np.arange(6, dtype=np.float32) + 100, r"array 0 is float32.*need float64"),  # was all 0
+    (np.arange(6), r"array 0 is int64.*need float64"),  # was 500000, 1500000, ...
+    (Tensor(np.arange(6.0)), r"array 0 must be a numpy array.*t\.data\.copy\(\)"),
+])
+def test_numerical_grad_refuses_arrays_it_cannot_perturb(array, error):
+    from autodiff.testing import numerical_grad
+
+    with pytest.raises(TypeError, match=error):
+        numerical_grad(lambda arrays: float((np.asarray(arrays[0]) ** 2).sum()), [array])
