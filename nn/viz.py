@@ -365,10 +365,14 @@ class GradientFlowRecorder:
                 self.history.setdefault(name, []).append(float(np.abs(p.grad._data).mean()))
 
 
-def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]],
-                  path: PathLike | None = None, title: str = "Gradient flow") -> Any:
+def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]]
+                  | GradientFlowRecorder, path: PathLike | None = None,
+                  title: str = "Gradient flow") -> Any:
     """Mean |gradient| per layer over training, log scale: vanishing gradients show as layers
-    near the input sitting orders of magnitude below those near the output."""
+    near the input sitting orders of magnitude below those near the output. Takes the
+    GradientFlowRecorder itself, its `history`, or a list of {layer: value} rows."""
+    if isinstance(grad_history, GradientFlowRecorder):  # it was "not iterable"
+        grad_history = grad_history.history
     if not isinstance(grad_history, Mapping):
         merged: dict[str, list[float]] = {}
         for row in grad_history:

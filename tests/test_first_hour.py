@@ -230,6 +230,25 @@ def test_weight_heatmaps_takes_the_recorder_itself(tmp_path):
     assert direct.read_bytes() == spelled.read_bytes()  # titled by epoch, as spelled out
 
 
+def test_gradient_flow_takes_the_recorder_itself():
+    # gradient_flow(recorder) failed: "'GradientFlowRecorder' object is not iterable".
+    import matplotlib.pyplot as plt
+
+    import nn
+    from nn import viz
+
+    x, y = nn.data.make_moons(40, seed=0)
+    model = nn.MLP(2, [4, 4], 2, activation="sigmoid", rng=0)
+    recorder = viz.GradientFlowRecorder(model)
+    nn.fit(model, nn.F.cross_entropy, nn.optim.SGD(model.parameters(), lr=0.1), (x, y),
+           epochs=3, progress=False, callbacks=[recorder])
+    fig = viz.gradient_flow(recorder)
+    lines = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].get_lines()}
+    assert lines == recorder.history and len(lines) == 3
+    assert all(len(v) == 3 and all(g > 0 for g in v) for v in lines.values())
+    plt.close(fig)
+
+
 def test_prediction_gallery_takes_scores_and_refuses_a_model():
     import matplotlib.pyplot as plt
 
