@@ -452,6 +452,19 @@ def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = 
     return take_along_axis(x, order, ax)
 
 
+def argsort(x: Any, axis: int = -1, descending: bool = False, *,
+            dim: int | None = None) -> Tensor:
+    """The indices that sort `x` along `axis` (stable; an int64 constant, no gradient), as
+    numpy's a.argsort() and PyTorch's t.argsort(dim=, descending=)."""
+    x = _lift(x)
+    axis = _dim("argsort", axis, dim, -1)
+    if x.ndim == 0:
+        return Tensor(np.int64(0))
+    ax = _axis(axis, x.ndim, "argsort")
+    order = np.argsort(-x._data if descending else x._data, axis=ax, kind="stable")
+    return Tensor(np.asarray(order, dtype=np.int64))
+
+
 def topk(x: Any, k: int, axis: int = -1, largest: bool = True, *,
          dim: int | None = None) -> tuple[Tensor, Tensor]:
     """The k largest (or smallest) values along `axis` and their indices, largest first."""
@@ -777,10 +790,13 @@ def _cpu(self: Tensor) -> Tensor:
 
 # PyTorch habits of the first hour: sum(p.numel() for p in model.parameters()),
 # y.long() for labels, out.detach().cpu().numpy().
-_METHODS.update(numel=_numel, dim=_dim_method, long=_long, cpu=_cpu)
+_METHODS.update(numel=_numel, dim=_dim_method, long=_long, cpu=_cpu, argsort=argsort)
 for _name, _function in _METHODS.items():
     if not hasattr(Tensor, _name):
         setattr(Tensor, _name, _function)
+# `v in t` as numpy's and PyTorch's: whether any element equals v (Python's fallback iterated
+# rows and asked a whole row for its truth value, an error for every tensor of 2 or more axes).
+Tensor.__contains__ = lambda self, value: bool(np.any(self._data == _lift(value)._data))
 # The operators // and %, with Python's meaning (floor division, remainder with b's sign).
 Tensor.__floordiv__ = lambda self, other: floor_divide(self, other)
 Tensor.__rfloordiv__ = lambda self, other: floor_divide(other, self)

@@ -62,6 +62,20 @@ def test_prod_over_several_axes_as_numpy(keepdims):
     np.testing.assert_allclose(np.prod(t, axis=(2, 0)).data, a.prod(axis=(0, 2)))
 
 
+def test_argsort_method_and_in_as_numpy_and_pytorch():
+    # t.argsort() was an AttributeError; `3.0 in t` for a 2-D t asked a row for its truth.
+    a = np.array([[3.0, -1.0, 2.0], [0.0, 5.0, 2.0]])
+    t = Tensor(a, requires_grad=True)
+    order = t.argsort()
+    assert order.dtype == np.int64 and order.tolist() == np.argsort(a, kind="stable").tolist()
+    assert t.argsort(axis=0).tolist() == np.argsort(a, axis=0, kind="stable").tolist()
+    torch = pytest.importorskip("torch")
+    assert t.argsort(dim=1, descending=True).tolist() == torch.argsort(
+        torch.tensor(a), dim=1, descending=True, stable=True).tolist()
+    assert 5.0 in t and -1 in t and 4.0 not in t
+    assert (5.0 in t) == (5.0 in a) and (4.0 in t) == (4.0 in a)
+
+
 # --- PyTorch habits: dim= on the free functions and methods ----------------------------------
 
 X = np.array([[3.0, -1.0, 2.0, 0.5], [-2.0, 4.0, 1.0, 1.5], [0.0, 2.5, -3.0, 5.0]])

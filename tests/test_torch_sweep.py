@@ -537,7 +537,8 @@ NOT_OPS = {
                     "in-place spelling: recorded, it is the out-of-place op's entry; the write "
                     "under no_grad is tested in test_engine"),
     "nn.functional.accuracy": "a metric on plain numbers, no gradient",
-    **dict.fromkeys(["Tensor.argmax", "Tensor.argmin"], "an integer index, no gradient"),
+    **dict.fromkeys(["Tensor.argmax", "Tensor.argmin", "Tensor.argsort"],
+                    "an integer index, no gradient"),
     "Tensor.long": "an integer cast: a constant, no gradient (astype's entry covers casts)",
     **dict.fromkeys(["nn.functional.relu", "nn.functional.sigmoid", "nn.functional.tanh",
                      "nn.functional.softmax", "nn.functional.log_softmax"],
