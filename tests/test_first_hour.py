@@ -478,3 +478,17 @@ def test_numerical_grad_refuses_arrays_it_cannot_perturb(array, error):
 
     with pytest.raises(TypeError, match=error):
         numerical_grad(lambda arrays: float((np.asarray(arrays[0]) ** 2).sum()), [array])
+
+
+@pytest.mark.xfail(strict=True, reason="autodiff/tensor.py: Tensor([a * 1, b * 2]) of tensors "
+                   "that require grad copies their numbers and silently cuts the graph (PyTorch "
+                   "at least warns); autodiff.stack keeps it")
+def test_a_tensor_built_from_a_list_of_graph_tensors_keeps_or_refuses_the_graph():
+    a = Tensor(2.0, requires_grad=True)
+    b = Tensor(3.0, requires_grad=True)
+    try:
+        v = Tensor([a * 1, b * 2])
+    except (TypeError, ValueError):
+        return  # refused, naming stack: as good as kept
+    (v * v).sum().backward()
+    assert a.grad.item() == 4.0 and b.grad.item() == 24.0
