@@ -305,11 +305,23 @@ def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Seque
 
 
 def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                      y: np.ndarray, path: PathLike | None = None, resolution: int = 200) -> Any:
+                      y: np.ndarray, path: PathLike | None = None, resolution: int = 200,
+                      *, threshold: float | None = None) -> Any:
     """The classifier's decision over the plane, with the data points on top.
 
-    `predict_fn` maps (M, 2) points to probabilities (M,) / (M, 1) or class scores (M, C).
+    `predict_fn` (a function, or the model itself, run in eval mode) maps (M, 2) points to
+    one number per point, (M,) / (M, 1), or class scores (M, C). One number per point is
+    split at `threshold`. By default that is 0.5 when every value lies in [0, 1]
+    (probabilities). Other scores are logits or raw scores (split at 0, as micrograd's moons
+    demo) or outputs regressed onto 0/1 targets (split at 0.5): of 0 and 0.5, the one nearer
+    the midpoint of the two classes' mean scores on the drawn points is taken. (A 0.5
+    contour of logits was not the boundary the model decides by.)
     """
+    if hasattr(predict_fn, "parameters"):  # a Module: eval mode (Dropout off), no graph
+        from .training import predict
+
+        model = predict_fn
+        predict_fn = lambda points: predict(model, points)  # noqa: E731
     x, y = np.asarray(x), np.asarray(y).reshape(-1)
     pad = 0.5
     (x0, y0), (x1, y1) = x.min(axis=0) - pad, x.max(axis=0) + pad
@@ -322,9 +334,17 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
         ax.contourf(gx, gy, field, levels=levels, cmap="coolwarm", alpha=0.35)
     else:
         field = scores.reshape(gx.shape)
+        probabilities = bool(np.all((field >= 0) & (field <= 1)))
+        if threshold is None:
+            threshold = 0.5
+            own = np.asarray(predict_fn(x.astype(np.float32))).reshape(-1)
+            positive = y > 0.5
+            if not probabilities and positive.any() and not positive.all():
+                middle = (own[positive].mean() + own[~positive].mean()) / 2
+                threshold = 0.0 if abs(middle) < abs(middle - 0.5) else 0.5
         image = ax.contourf(gx, gy, field, levels=20, cmap="coolwarm", alpha=0.35)
-        ax.contour(gx, gy, field, levels=[0.5], colors="k", linewidths=1)
-        fig.colorbar(image, ax=ax, label="P(class 1)")
+        ax.contour(gx, gy, field, levels=[threshold], colors="k", linewidths=1)
+        fig.colorbar(image, ax=ax, label="P(class 1)" if probabilities else "score")
     ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=25)
     ax.set_title("Decision boundary")
     ax.set_xlabel("x1")

@@ -263,6 +263,59 @@ def test_gradient_flow_takes_the_recorder_itself():
     plt.close(fig)
 
 
+def test_decision_boundary_of_logits_is_drawn_where_their_sign_changes():
+    # One logit per point was contoured at 0.5, not at 0 where the model's decision flips.
+    import matplotlib.pyplot as plt
+
+    from nn import viz
+
+    x = np.array([[-1.0, 0.0], [1.0, 0.0], [0.6, 1.0], [0.1, -1.0]])
+    y = np.array([0, 1, 1, 0])  # class 1 where x1 > 0.3
+
+    def level(fig):
+        (contour,) = [c for c in fig.axes[0].collections if hasattr(c, "levels")
+                      and len(c.levels) == 1]
+        return float(contour.levels[0])
+
+    logits = viz.decision_boundary(lambda p: 4 * (p[:, 0] - 0.3), x, y)
+    assert level(logits) == 0.0
+    probabilities = viz.decision_boundary(lambda p: 1 / (1 + np.exp(-4 * p[:, 0])), x, y)
+    assert level(probabilities) == 0.5
+    # a linear output fitted to 0/1 targets leaves [0, 1] on the padded grid but still
+    # decides at 0.5: it splits the points right there and wrongly at 0
+    regressed = viz.decision_boundary(lambda p: 0.8 * p[:, 0] + 0.26, x, y)
+    assert level(regressed) == 0.5
+    chosen = viz.decision_boundary(lambda p: p[:, 0], x, y, threshold=0.25)
+    assert level(chosen) == 0.25
+    for fig in (logits, probabilities, regressed, chosen):
+        plt.close(fig)
+
+
+def test_decision_boundary_runs_a_model_in_eval_mode():
+    # A model passed as it is ran in training mode (Dropout on) and recorded a graph.
+    import matplotlib.pyplot as plt
+
+    import nn
+    from nn import viz
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2, rng=0)
+            self.seen = []
+
+        def forward(self, x):
+            out = self.linear(x)
+            self.seen.append((self.training, out.requires_grad))
+            return out
+
+    model = Spy()
+    x, y = nn.data.make_moons(20, seed=0)
+    plt.close(viz.decision_boundary(model, x, y, resolution=30))
+    assert model.seen and set(model.seen) == {(False, False)}
+    assert model.training  # put back as it was
+
+
 def test_prediction_gallery_takes_scores_and_refuses_a_model():
     import matplotlib.pyplot as plt
 
