@@ -342,7 +342,11 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
             if not probabilities and positive.any() and not positive.all():
                 middle = (own[positive].mean() + own[~positive].mean()) / 2
                 threshold = 0.0 if abs(middle) < abs(middle - 0.5) else 0.5
-        image = ax.contourf(gx, gy, field, levels=20, cmap="coolwarm", alpha=0.35)
+        norm = None
+        if not probabilities and field.min() < threshold < field.max():
+            # scores: blue below the threshold, red above, however lopsided their range
+            norm = matplotlib.colors.TwoSlopeNorm(threshold, field.min(), field.max())
+        image = ax.contourf(gx, gy, field, levels=20, cmap="coolwarm", alpha=0.35, norm=norm)
         ax.contour(gx, gy, field, levels=[threshold], colors="k", linewidths=1)
         fig.colorbar(image, ax=ax, label="P(class 1)" if probabilities else "score")
     ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=25)
