@@ -304,6 +304,16 @@ def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Seque
     return _save(fig, path)
 
 
+def _predictor(predict_fn: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A model passed where a function is wanted runs as nn.predict runs it: in eval mode
+    (Dropout off), without recording a graph, its mode put back afterwards."""
+    if not hasattr(predict_fn, "parameters"):
+        return predict_fn
+    from .training import predict
+
+    return lambda points: predict(predict_fn, points)
+
+
 def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                       y: np.ndarray, path: PathLike | None = None, resolution: int = 200,
                       *, threshold: float | None = None) -> Any:
@@ -317,11 +327,7 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
     the midpoint of the two classes' mean scores on the drawn points is taken. (A 0.5
     contour of logits was not the boundary the model decides by.)
     """
-    if hasattr(predict_fn, "parameters"):  # a Module: eval mode (Dropout off), no graph
-        from .training import predict
-
-        model = predict_fn
-        predict_fn = lambda points: predict(model, points)  # noqa: E731
+    predict_fn = _predictor(predict_fn)
     x, y = np.asarray(x), np.asarray(y).reshape(-1)
     pad = 0.5
     (x0, y0), (x1, y1) = x.min(axis=0) - pad, x.max(axis=0) + pad
@@ -359,7 +365,9 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
 
 def regression_fit(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                    y: np.ndarray, path: PathLike | None = None, label: str = "model") -> Any:
-    """Data points and the fitted curve over a dense grid (1-D regression)."""
+    """Data points and the fitted curve over a dense grid (1-D regression); `predict_fn` is a
+    function or the model itself (run in eval mode)."""
+    predict_fn = _predictor(predict_fn)
     x, y = np.asarray(x).reshape(-1), np.asarray(y).reshape(-1)
     grid = np.linspace(x.min(), x.max(), 300).reshape(-1, 1).astype(np.float32)
     fig, ax = plt.subplots(figsize=(5, 3.6))

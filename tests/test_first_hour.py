@@ -314,6 +314,10 @@ def test_decision_boundary_runs_a_model_in_eval_mode():
     plt.close(viz.decision_boundary(model, x, y, resolution=30))
     assert model.seen and set(model.seen) == {(False, False)}
     assert model.training  # put back as it was
+    model.linear = nn.Linear(1, 1, rng=0)
+    model.seen.clear()
+    plt.close(viz.regression_fit(model, x[:, :1], y))
+    assert model.seen and set(model.seen) == {(False, False)} and model.training
 
 
 def test_prediction_gallery_takes_scores_and_refuses_a_model():
