@@ -549,3 +549,18 @@ def test_a_tensor_built_from_a_list_of_graph_tensors_keeps_or_refuses_the_graph(
         return  # refused, naming stack: as good as kept
     (v * v).sum().backward()
     assert a.grad.item() == 4.0 and b.grad.item() == 24.0
+
+
+@pytest.mark.parametrize("path, message", [
+    ("model.pt", "--save: expected a path ending in .npz or .safetensors, got 'model.pt'"),
+    ("no/such/folder/w.npz", "--save: folder no/such/folder does not exist"),
+])
+def test_the_main_job_checks_save_before_training(path, message, capsys):
+    # --save model.pt wrote .npz bytes under a PyTorch name; a missing folder was found only
+    # after training, when the weights could not be written.
+    from nn.__main__ import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser("python -m nn").parse_args(["--save", path])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
