@@ -340,6 +340,29 @@ def test_prediction_gallery_takes_scores_and_refuses_a_model():
         viz.prediction_gallery(images, np.zeros(4, int), np.zeros(3, int))
 
 
+def test_fit_refuses_a_batch_size_its_loader_would_ignore():
+    # fit(..., DataLoader(x, y, batch_size=64), batch_size=128) trained on batches of 64.
+    import nn
+
+    x, y = nn.data.make_moons(40, seed=0)
+    model = nn.MLP(2, [4], 2, rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=0.1)
+    loader = nn.data.DataLoader(x, y, batch_size=8)
+    with pytest.raises(ValueError, match=r"fit: batch_size=16 would be ignored: train_loader "
+                                         r"is a DataLoader with batch_size=8"):
+        nn.fit(model, nn.F.cross_entropy, opt, loader, epochs=1, progress=False, batch_size=16)
+    steps = []
+    history = nn.fit(model, nn.F.cross_entropy, opt, loader, epochs=1, progress=False,
+                     batch_size=8, callbacks=[lambda e, h: steps.append(e)])  # the same: fine
+    assert history.epochs == 1 and steps == [1]
+    seen = []
+    counting = nn.Sequential(nn.Linear(2, 2, rng=0))
+    counting.forward = lambda xb: (seen.append(len(xb)), counting.layers[0](xb))[1]
+    nn.fit(counting, nn.F.cross_entropy, nn.optim.SGD(counting.parameters(), lr=0.1), (x, y),
+           epochs=1, progress=False)
+    assert seen == [40]  # an (x, y) pair: batches of 64 by default, here all 40 at once
+
+
 # --- PyTorch habits: data --------------------------------------------------------------------
 
 
