@@ -98,7 +98,10 @@ def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params:
         # value to them, which they may perturb, but this level's perturbation is the tangent.
         st.forward = levels[:depth]
         try:
-            tangent = _push(op, parents, out, params, tangents, depth)
+            # A rule at a point where the derivative is infinite or undefined (sqrt at 0)
+            # answers inf or NaN quietly, as the forwards and the backward pass do.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tangent = _push(op, parents, out, params, tangents, depth)
         finally:
             st.forward = levels
         level.set(out, tangent)

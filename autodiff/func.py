@@ -306,10 +306,19 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
 
     def jacfwd_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacfwd")
+        # f sees a Tensor at every differentiated position, also at those held constant while
+        # another one is perturbed (as jacrev and grad call it).
+        lifted = list(args)
+        for n in nums:
+            if not isinstance(args[n], Tensor):
+                lifted[n] = Tensor(args[n])
+            if lifted[n].dtype.kind != "f":
+                raise TypeError(f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
+                                "differentiate with respect to floating-point values")
         jacs = []
         for n in nums:
             def along(x: Tensor, n: int = n) -> Any:
-                call = list(args)
+                call = list(lifted)
                 call[n] = x
                 return f(*call)
 

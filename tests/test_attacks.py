@@ -1,0 +1,144 @@
+"""Adversarial cases for forward mode, the function transforms, convolutions and the ways a
+model leaves the library (files, ONNX, PyTorch), each pinned to a defect it once showed.
+
+PyTorch is the oracle where it has the same function; the tests that need it (or onnx,
+onnxruntime, safetensors) skip, saying why, when it is not installed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import autodiff as ad
+from autodiff import Tensor
+from autodiff import func as F
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # the oracle is optional
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
+
+
+def _np(value):
+    return np.asarray(value.data if isinstance(value, Tensor) else value)
+
+
+# --- forward mode and transforms ---------------------------------------------------------------
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_jvp_at_an_infinite_derivative_is_quiet_and_matches_torch(dtype):
+    """sqrt'(0) = inf: jvp answered it with a numpy RuntimeWarning from inside the pow rule,
+    where the backward pass (and the README) promise the answer quietly."""
+    x = np.array([0.0, 4.0, 0.0], dtype=dtype)
+    v = np.array([1.0, 1.0, -2.0], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        y, dy = ad.jvp(lambda a: a.sqrt(), (x,), (v,))
+        _, dz = ad.jvp(lambda a: abs(a) ** 0.5, (x,), (v,))
+    _, expected = torch.func.jvp(torch.sqrt, (torch.tensor(x),), (torch.tensor(v),))
+    np.testing.assert_array_equal(_np(dy), expected.numpy())  # inf, 0.25, -inf
+    _, expected = torch.func.jvp(lambda a: a.abs() ** 0.5, (torch.tensor(x),), (torch.tensor(v),))
+    np.testing.assert_array_equal(_np(dz), expected.numpy())  # 0 * inf = NaN at 0, as torch
+    assert _np(dy).dtype == dtype
+
+
+@needs_torch
+def test_jacfwd_of_several_arguments_given_as_arrays_matches_torch():
+    """jacfwd(f, argnums=(0, 1)) passed the argument it was not perturbing as the raw numpy
+    array, so f(a, b) = a * b.exp() failed with "'numpy.ndarray' object has no attribute 'exp'"
+    (jacrev, and jacfwd of Tensors, gave f Tensors)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=3), rng.normal(size=3)
+
+    def f(x, y):
+        return x * y.exp()
+
+    ours = F.jacfwd(f, (0, 1))(a, b)
+    theirs = torch.func.jacfwd(f, (0, 1))(torch.tensor(a), torch.tensor(b))
+    assert isinstance(ours, tuple) and len(ours) == 2
+    for mine, ref in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine, ref.numpy(), rtol=1e-12)
+    rev = F.jacrev(f, (0, 1))(a, b)
+    for mine, other in zip(ours, rev, strict=True):
+        np.testing.assert_allclose(mine, other, rtol=1e-12)
+
+
+def test_jacfwd_of_integers_names_jacfwd():
+    with pytest.raises(TypeError, match="jacfwd: argument 0 has dtype int"):
+        F.jacfwd(lambda x: x * 2)(np.array([1, 2]))
+
+
+# --- convolutions and pooling -----------------------------------------------------------------
+
+
+def test_conv2d_with_no_output_channels_is_empty():
+    """weight (0, C, kh, kw) failed inside reshape(out_channels, -1) with numpy's "cannot
+    reshape array of size 0 into shape (0,newaxis)" (PyTorch refuses it by name); no output
+    channels is an empty (N, 0, Ho, Wo), as with no images."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 5))
+    w = np.zeros((0, 3, 3, 3))
+    xt = Tensor(x, requires_grad=True)
+    out = ad.conv2d(xt, w, padding=1)
+    assert out.shape == (2, 0, 5, 5)
+    out.sum().backward()
+    np.testing.assert_array_equal(xt.grad.data, np.zeros_like(x))
+
+
+@pytest.mark.parametrize("shape,expected", [((0, 2, 6, 6), (0, 2, 3, 3)),
+                                            ((2, 0, 6, 6), (2, 0, 3, 3))])
+def test_max_pool_of_an_empty_batch_is_empty(shape, expected):
+    """An empty batch made max_pool2d fail with "max: empty tensor ... has no max", although
+    every window has elements (avg_pool2d, and PyTorch for N = 0, give the empty output)."""
+    x = Tensor(np.zeros(shape, np.float32), requires_grad=True)
+    out = ad.max_pool2d(x, 3, stride=2, padding=1)
+    if torch is not None and shape[0] == 0:
+        assert tuple(TF.max_pool2d(torch.zeros(shape), 3, stride=2, padding=1).shape) == expected
+    assert out.shape == expected and out.dtype == np.float32
+    out.sum().backward()
+    assert x.grad.shape == shape
+
+
+@pytest.mark.xfail(strict=True, reason="core (tensor.py _extremum): max/min refuse any tensor "
+                   "with no elements, also when the reduced axes are not empty")
+def test_max_over_a_nonempty_axis_of_an_empty_tensor():
+    t = Tensor(np.zeros((0, 3)), requires_grad=True)
+    assert t.max(axis=1).shape == (0,)  # numpy and torch.amax: shape (0,)
+    assert t.min(axis=1).shape == (0,)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x, w: ad.conv2d(x, w, stride=1.0), r"conv2d: stride must be an int >= 1.*1\.0"),
+    (lambda x, w: ad.conv2d(x, w, stride=True), r"conv2d: stride must be an int >= 1.*True"),
+    (lambda x, w: ad.conv2d(x, w, padding=(1.5, 1)), r"conv2d: padding must be"),
+    (lambda x, w: ad.conv2d(x, w, groups=True), r"conv2d: groups must be a positive int"),
+    (lambda x, w: ad.max_pool2d(x, 2.0), r"max_pool2d: kernel_size must be an int"),
+    (lambda x, w: ad.conv1d(x[0], w[..., 0], stride=(1, 1)), r"conv1d: stride must be an int"),
+])
+def test_bad_sizes_get_a_clear_error(call, match):
+    """A float size used to fail with a bare "'float' object is not iterable"; True passed
+    as 1."""
+    x, w = np.zeros((1, 2, 5, 5)), np.zeros((3, 2, 3, 3))
+    with pytest.raises(ValueError, match=match):
+        call(x, w)
+
+
+@needs_torch
+def test_conv1d_takes_pytorchs_one_tuples():
+    """torch.nn.Conv1d keeps stride, padding and dilation as 1-tuples; conv1d refused them
+    ("stride must be an int >= 1, got (2,)"), so nn.Conv1d(..., stride=(2,)) failed."""
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(2, 4, 13)), rng.normal(size=(6, 2, 3))
+    kwargs = dict(stride=(2,), padding=(1,), dilation=(2,), groups=2)
+    np.testing.assert_allclose(
+        ad.conv1d(x, w, **kwargs).data,
+        TF.conv1d(torch.tensor(x), torch.tensor(w), **kwargs).numpy(), rtol=1e-12)
+    import nn
+    layer = nn.Conv1d(4, 6, 3, dtype=np.float64, rng=0, **kwargs)
+    assert layer(x).shape == (2, 6, 6)  # (13 + 2 - 2 * 2 - 1) // 2 + 1
