@@ -265,6 +265,7 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
         # Buffers (BatchNorm's running statistics) travel as initialisers too, by their path.
         if hasattr(model, "named_buffers"):
             param_names.update({id(b): name for name, b in model.named_buffers()})
+        _check_io_names(input_name, output_name, set(param_names.values()))
         g = _Graph(onnx, dtype, param_names)
         g.fresh(input_name)
         g.fresh(output_name)
@@ -292,6 +293,20 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
     )
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _check_io_names(input_name: Any, output_name: Any, weights: set[str]) -> None:
+    """The graph's input and output names must be its own: an input named like a weight
+    would be fed in place of that weight (runtimes let an input override an initialiser)."""
+    for what, name in (("input_name", input_name), ("output_name", output_name)):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"export_onnx: {what} must be a non-empty string, got {name!r}")
+        if name in weights:
+            raise ValueError(f"export_onnx: {what} {name!r} is the name of one of the model's "
+                             f"weights; choose another name")
+    if input_name == output_name:
+        raise ValueError(f"export_onnx: input_name and output_name are both {input_name!r}; "
+                         f"an ONNX graph needs two different names")
 
 
 def export_onnx(model: Module, path: str | os.PathLike[str], example_input: Any, *,

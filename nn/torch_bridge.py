@@ -250,8 +250,10 @@ def from_torch(module: Any) -> Module:
         if id(m) in made:
             return made[id(m)]
         if type(m) is torch.nn.Sequential:
+            # Not named_children(): it lists a module used twice only once, which would drop
+            # its second use from the model (torch.nn.Sequential(lin, relu, lin)).
             out: Module = layers.Sequential(*(convert(child, f"{where}.{name}".lstrip("."))
-                                              for name, child in m.named_children()))
+                                              for name, child in m._modules.items()))
         elif type(m) in table:
             out = table[type(m)](torch, m, where)
         else:

@@ -142,3 +142,49 @@ def test_conv1d_takes_pytorchs_one_tuples():
     import nn
     layer = nn.Conv1d(4, 6, 3, dtype=np.float64, rng=0, **kwargs)
     assert layer(x).shape == (2, 6, 6)  # (13 + 2 - 2 * 2 - 1) // 2 + 1
+
+
+# --- PyTorch bridge ---------------------------------------------------------------------------
+
+
+@needs_torch
+def test_from_torch_keeps_a_layer_used_twice():
+    """torch's named_children() lists a shared module once, so from_torch turned
+    Sequential(lin, ReLU, lin) into Sequential(lin, ReLU): a model silently computing
+    something else (to_torch of our shared layer gives exactly that torch model)."""
+    import nn
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 3, dtype=torch.float64)
+    model = torch.nn.Sequential(lin, torch.nn.ReLU(), lin)
+    ours = nn.from_torch(model)
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    with torch.no_grad():
+        expected = model(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(ours(x).data, expected, rtol=1e-12)
+    assert ours.layers[0] is ours.layers[2]  # still one layer, as in torch
+    ours_shared = nn.Sequential(ours.layers[0], nn.Tanh(), ours.layers[0])
+    back = nn.from_torch(nn.to_torch(ours_shared))
+    np.testing.assert_array_equal(back(x).data, ours_shared(x).data)
+
+
+# --- ONNX -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("names,match", [
+    (dict(input_name="layers.0.weight"), "input_name 'layers.0.weight' is the name of one of"),
+    (dict(output_name="layers.1.bias"), "output_name 'layers.1.bias' is the name of one of"),
+    (dict(input_name="x", output_name="x"), "input_name and output_name are both 'x'"),
+    (dict(input_name=""), "input_name must be a non-empty string"),
+])
+def test_onnx_input_and_output_names_cannot_alias_weights(tmp_path, names, match):
+    """An input named like a weight made a file in which onnxruntime fed the input in place of
+    the weight (it lets graph inputs override initialisers): silently wrong outputs. Equal
+    input and output names failed deep in the ONNX checker."""
+    pytest.importorskip("onnx", reason="onnx not installed")
+    import nn
+
+    model = nn.Sequential(nn.Linear(3, 3, rng=0), nn.Linear(3, 2, rng=1))
+    with pytest.raises(ValueError, match=match):
+        nn.export_onnx(model, tmp_path / "m.onnx", np.ones((1, 3), np.float32), **names)
+    assert not (tmp_path / "m.onnx").exists()
