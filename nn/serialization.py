@@ -28,6 +28,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .formats import numpy_can_hold
+
 FORMAT = "autodiff-nn/1"
 _FORMAT_KEY = "__format__"
 _MANIFEST_KEY = "__manifest__"
@@ -68,7 +70,10 @@ def _as_state_dict(obj: Any) -> dict[str, np.ndarray]:
         # attribute (their raw buffer), so they are taken as they are.
         if not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "data"):
             value = value.data
-        array = np.asarray(value)
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy refuses
+            raise TypeError(f"save: parameter '{name}' is not an array ({exc})") from None
         if array.dtype.kind not in _NUMERIC_KINDS:
             raise TypeError(f"save: parameter '{name}' has dtype {array.dtype}; only bool, "
                             f"integer and float arrays can be saved")
@@ -251,6 +256,9 @@ def _entry_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tupl
         data_bytes = info.file_size - member.tell()
     if dtype.hasobject:
         raise _Refused(f"entry {info.filename!r} holds Python objects (pickled data, refused)")
+    if not numpy_can_hold(shape, dtype.itemsize):
+        raise _Refused(f"entry {info.filename!r} declares shape {shape}, which no numpy array "
+                       f"can have")
     declared = math.prod(shape) * dtype.itemsize
     if declared != data_bytes:
         raise _Refused(f"entry {info.filename!r} declares {dtype} {shape} ({declared} bytes) "

@@ -188,3 +188,78 @@ def test_onnx_input_and_output_names_cannot_alias_weights(tmp_path, names, match
     with pytest.raises(ValueError, match=match):
         nn.export_onnx(model, tmp_path / "m.onnx", np.ones((1, 3), np.float32), **names)
     assert not (tmp_path / "m.onnx").exists()
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def _safetensors(path, header: bytes, data: bytes = b""):
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+    return path
+
+
+@pytest.mark.parametrize("header,data", [
+    (b'{"a":{"dtype":"F32","shape":[0,1000000000000000000000000000000],"data_offsets":[0,0]}}',
+     b""),
+    (b'{"a":{"dtype":"F64","shape":[4611686018427387904,4,0],"data_offsets":[0,0]}}', b""),
+    (b'{"a":{"dtype":"F32","shape":[' + b",".join([b"1"] * 65) + b'],"data_offsets":[0,4]}}',
+     b"\0" * 4),
+    (b'{"a":{"dtype":"F32","shape":[' + b"9" * 5000 + b'],"data_offsets":[0,4]}}', b"\0" * 4),
+], ids=["0-by-1e30", "2**62-by-4-by-0", "65-axes", "5000-digits"])
+def test_crafted_safetensors_shapes_are_refused_naming_the_file(tmp_path, header, data):
+    """Shapes that pass the size check (an empty axis makes any other axis hold no bytes) or
+    a 5,000-digit integer reached numpy or json and came out as their own ValueErrors
+    ("Maximum allowed dimension exceeded", "Exceeds the limit (4300 digits)..."), naming
+    neither the file nor the tensor."""
+    import nn
+
+    path = _safetensors(tmp_path / "w.safetensors", header, data)
+    with pytest.raises(ValueError, match=r"load: .*w\.safetensors is not a valid \.safetensors"):
+        nn.load(path)
+
+
+def test_a_name_given_twice_is_still_named(tmp_path):
+    import nn
+
+    header = b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},' \
+             b'"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}'
+    with pytest.raises(ValueError, match="names 'a' twice"):
+        nn.load(_safetensors(tmp_path / "w.safetensors", header, b"\1\2"))
+
+
+def _npz_with_header(path, shape_text: str, manifest_shape: list[int]):
+    """A file nn.save could have written but for one entry's forged .npy header."""
+    import io
+    import json
+    import zipfile
+
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape_text + ", }"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+    manifest = json.dumps({"a": {"shape": manifest_shape, "dtype": "<f8"}})
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in (("__format__", "autodiff-nn/1"), ("__manifest__", manifest)):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.array(text))
+            archive.writestr(f"{name}.npy", buffer.getvalue())
+        archive.writestr("a.npy", npy)
+    return path
+
+
+def test_an_npz_entry_of_impossible_shape_is_refused_naming_the_file(tmp_path):
+    """An entry declaring shape (0, 10**30) holds no bytes, so it passed the size check and
+    numpy's reader then raised OverflowError ("Python int too large to convert to C long"),
+    neither a ValueError nor naming the file."""
+    import nn
+
+    path = _npz_with_header(tmp_path / "w.npz", f"(0, {10**30})", [0, 10**30])
+    with pytest.raises(ValueError, match=r"load: .*w\.npz was refused: .*no numpy array"):
+        nn.load(path)
+
+
+def test_saving_a_ragged_list_names_the_parameter(tmp_path):
+    """numpy's "setting an array element with a sequence..." came out bare."""
+    import nn
+
+    with pytest.raises(TypeError, match="save: parameter 'w' is not an array"):
+        nn.save({"w": [[1.0], [2.0, 3.0]]}, tmp_path / "w.npz")
