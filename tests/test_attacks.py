@@ -263,3 +263,38 @@ def test_saving_a_ragged_list_names_the_parameter(tmp_path):
 
     with pytest.raises(TypeError, match="save: parameter 'w' is not an array"):
         nn.save({"w": [[1.0], [2.0, 3.0]]}, tmp_path / "w.npz")
+
+
+@needs_torch
+@pytest.mark.parametrize("make", [
+    lambda C: C.BatchNorm1d(3, dtype=np.float64),
+    lambda C: C.BatchNorm2d(3, affine=False, dtype=np.float64),
+    lambda C: C.LayerNorm(3, dtype=np.float64),
+], ids=["batch_norm", "batch_norm_no_affine", "layer_norm"])
+def test_float64_normalisation_round_trips_through_torch_exactly(make):
+    """to_torch built BatchNorm and LayerNorm in torch's default float32 (silently rounding
+    float64 statistics and weights), and from_torch of a float64 one failed with
+    "parameter 'weight' has dtype float32 in the model but float64 in the state dict"."""
+    import nn
+    from nn import conv as C
+
+    ours = make(C)
+    rng = np.random.default_rng(0)
+    state = {name: (rng.uniform(0.5, 1.5, v.shape) if v.dtype.kind == "f" else v)
+             for name, v in ours.state_dict().items()}
+    ours.load_state_dict(state)
+    theirs = nn.to_torch(ours)
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), state[name])
+        assert value.numpy().dtype == state[name].dtype
+    back = nn.from_torch(theirs)
+    for name, value in back.state_dict().items():
+        assert value.dtype == state[name].dtype
+        np.testing.assert_array_equal(value, state[name])
+    for module in (ours, theirs, back):
+        module.eval()
+    x = rng.normal(size=(4, 3, 2, 2) if isinstance(ours, C.BatchNorm2d) else (4, 3))
+    with torch.no_grad():
+        expected = theirs(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(ours(x).data, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(back(x).data, ours(x).data)
