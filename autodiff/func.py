@@ -450,7 +450,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 out = f(*[engine.constant(tracked.read_only(v) if type(v) is np.ndarray else v)
                           for v in values[:n]])
             if not isinstance(out, Tensor):
-                raise TypeError(f"checkpoint: f must return one Tensor, got {type(out).__name__}")
+                raise TypeError(f"f must return one Tensor, got {type(out).__name__}")
             return out._data
 
         def vjp_rule(index: int, g: Any, out: Any, *xs: Any) -> Any:
@@ -462,8 +462,15 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                     recomputed = f(*leaves[:n])
                 if not symbolic:
                     _no_foreign_leaves(recomputed, leaves)
-                grads = _backward_grad(recomputed, leaves, grad_outputs=g, create_graph=symbolic)
-                memo.update(g=g, grads=grads if symbolic else [gr._data for gr in grads])
+                # Only what requires grad: integer labels, frozen parameters get none (the
+                # engine never asks for theirs).
+                asked = [i for i, leaf in enumerate(leaves) if leaf.requires_grad]
+                got = _backward_grad(recomputed, [leaves[i] for i in asked], grad_outputs=g,
+                                     create_graph=symbolic)
+                grads: list[Any] = [None] * len(leaves)
+                for i, gr in zip(asked, got, strict=True):
+                    grads[i] = gr if symbolic else gr._data
+                memo.update(g=g, grads=grads)
             result = memo["grads"][index]
             if index == wanted[-1]:
                 # The last input asked: hold no gradients beyond this node (the random state

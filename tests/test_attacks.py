@@ -298,3 +298,38 @@ def test_float64_normalisation_round_trips_through_torch_exactly(make):
         expected = theirs(torch.tensor(x)).numpy()
     np.testing.assert_allclose(ours(x).data, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(back(x).data, ours(x).data)
+
+
+# --- checkpoint ---------------------------------------------------------------------------------
+
+
+def test_checkpoint_with_integer_labels_and_a_frozen_parameter():
+    """The recomputing backward asked the engine for the gradient of every input, so an
+    integer label (or a parameter with requires_grad=False) failed with "grad: input 2
+    (shape (2,)) does not require grad"."""
+    import nn
+
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.normal(size=(2, 3)))
+    labels = np.array([1, 0])
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64, rng=0), nn.Tanh(),
+                          nn.Linear(4, 4, dtype=np.float64, rng=1))
+    model.layers[0].weight.requires_grad_(False)
+    w = Tensor(rng.normal(size=(4, 4)), requires_grad=True)
+
+    def loss(features, weight, y):
+        return ad.softmax_cross_entropy(features @ weight, y)
+
+    loss(F.checkpoint(model)(x), w, labels).backward()  # a frozen parameter
+    F.checkpoint(loss)(model(x), w, labels).backward()  # integer labels
+    ours = [p.grad.data.copy() for p in (*model.parameters(), w) if p.requires_grad]
+    model.zero_grad()
+    w.grad = None
+    loss(model(x), w, labels).backward()
+    loss(model(x), w, labels).backward()
+    expected = [p.grad.data for p in (*model.parameters(), w) if p.requires_grad]
+    assert len(ours) == 4
+    for mine, ref in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(mine, ref, rtol=1e-12)
+    with pytest.raises(TypeError, match=r"^checkpoint: f must return one Tensor, got tuple"):
+        F.checkpoint(lambda t: (t, t))(Tensor(np.ones(2), requires_grad=True))
