@@ -333,3 +333,22 @@ def test_checkpoint_with_integer_labels_and_a_frozen_parameter():
         np.testing.assert_allclose(mine, ref, rtol=1e-12)
     with pytest.raises(TypeError, match=r"^checkpoint: f must return one Tensor, got tuple"):
         F.checkpoint(lambda t: (t, t))(Tensor(np.ones(2), requires_grad=True))
+
+
+def test_explain_forward_shows_each_value_as_it_was_at_its_step():
+    """Rows held views of the tensors' memory, so a later write into a tensor (b[0] = ...)
+    changed the value printed for an earlier step: v1 = a * 1 showed [4, 2] for a = [1, 2].
+    And the observer's own rule call warned at sqrt(0), where jvp is quiet."""
+    def f(a):
+        b = a * 1
+        b[0] = a[1] * 2
+        return b.sqrt()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rows = ad.explain_forward(f, (np.array([0.0, 2.0]),), (np.ones(2),), print_rows=False)
+        ad.explain_forward(lambda a: a.sqrt(), (0.0,), (1.0,), print_rows=False)
+    first = next(r for r in rows if r["op"] == "mul")
+    np.testing.assert_array_equal(first["value"], [0.0, 2.0])
+    assert rows[-1]["op"] == "pow"
+    np.testing.assert_allclose(rows[-1]["value"], [2.0, np.sqrt(2.0)])
