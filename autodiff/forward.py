@@ -226,7 +226,9 @@ def _tangent_for(x: Tensor, t: Any, i: int, who: str) -> Any:
     if isinstance(t, Tensor):
         value = t if t.dtype == x.dtype else t.astype(x.dtype)
     else:
-        value = np.asarray(t, dtype=x.dtype)
+        # A copy, as Tensor(x) copies the primal: a tangent that comes out as a view of this
+        # one (f = reshape) may be written into by the caller, never into their array.
+        value = np.array(t, dtype=x.dtype)
         value = value[()] if value.ndim == 0 else value
     if np.shape(value) != x.shape:
         raise ValueError(

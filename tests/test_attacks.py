@@ -352,3 +352,16 @@ def test_explain_forward_shows_each_value_as_it_was_at_its_step():
     np.testing.assert_array_equal(first["value"], [0.0, 2.0])
     assert rows[-1]["op"] == "pow"
     np.testing.assert_allclose(rows[-1]["value"], [2.0, np.sqrt(2.0)])
+
+
+def test_jvp_tangent_is_not_a_view_of_the_callers_array():
+    """The primal is copied (Tensor(x)), the tangent was not: for f = reshape the output
+    tangent was a view of the caller's v, and `dy += 1` (written in place on a constant)
+    changed v."""
+    x, v = np.ones(4), np.arange(4.0)
+    y, dy = ad.jvp(lambda a: a.reshape(2, 2), (x,), (v,))
+    y += 1
+    dy += 1
+    np.testing.assert_array_equal(x, np.ones(4))
+    np.testing.assert_array_equal(v, np.arange(4.0))
+    np.testing.assert_array_equal(dy.data, [[1.0, 2.0], [3.0, 4.0]])
