@@ -164,7 +164,9 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
         )
     dilation = _pair(dilation, "dilation", who, 1)
     stride = _pair(stride, "stride", who, 1)
-    padding = _padding(padding, (kh, kw), dilation, stride, who)
+    padding, extra = _padding(padding, (kh, kw), dilation, stride, who)
+    if extra != (0, 0):  # 'same' with an even dilated kernel: the odd row/column at the end
+        x = _pad_end(x, *extra)
     window = dict(kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
     _check_fits(x.shape, window, who)
     cols = engine.apply(unfold2d, (x,), **window)  # (N, C, Ho, Wo, kh, kw)
@@ -189,21 +191,41 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     return out
 
 
-def _padding(padding: Any, kernel: Pair, dilation: Pair, stride: Pair, who: str) -> Pair:
+def same_padding(kernel: Pair, dilation: Pair) -> tuple[Pair, Pair]:
+    """padding='same' as PyTorch pads: the dilated span d * (k - 1) split in two, the odd
+    one out at the end (bottom, right). Returns (before, after) per axis."""
+    spans = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    before = (spans[0] // 2, spans[1] // 2)
+    return before, (spans[0] - before[0], spans[1] - before[1])
+
+
+def _padding(padding: Any, kernel: Pair, dilation: Pair, stride: Pair, who: str
+             ) -> tuple[Pair, Pair]:
+    """The symmetric padding, and the extra zeros after it on each axis."""
     if isinstance(padding, str):
         if padding == "valid":
-            return (0, 0)
+            return (0, 0), (0, 0)
         if padding == "same":
             if stride != (1, 1):
                 raise ValueError(f"{who}: padding='same' needs stride 1, got {stride}")
-            spans = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
-            if any(s % 2 for s in spans):
-                raise ValueError(f"{who}: padding='same' needs an odd dilated kernel, got "
-                                 f"kernel {kernel} with dilation {dilation}")
-            return (spans[0] // 2, spans[1] // 2)
+            before, after = same_padding(kernel, dilation)
+            return before, (after[0] - before[0], after[1] - before[1])
         raise ValueError(f"{who}: padding must be an int, a pair, 'same' or 'valid', "
                          f"got {padding!r}")
-    return _pair(padding, "padding", who, 0)
+    return _pair(padding, "padding", who, 0), (0, 0)
+
+
+def _pad_end(x: Tensor, rows: int, columns: int) -> Tensor:
+    """Zeros after the last row and column (differentiable: a concatenation)."""
+    from .tensor import concatenate
+
+    n, c, h, w = x.shape
+    if columns:
+        x = concatenate([x, engine.constant(np.zeros((n, c, h, columns), x.dtype))], axis=3)
+    if rows:
+        x = concatenate([x, engine.constant(np.zeros((n, c, rows, w + columns), x.dtype))],
+                        axis=2)
+    return x
 
 
 def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any = 0,
@@ -218,12 +240,8 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any 
     # PyTorch's Conv1d keeps these as 1-tuples ((2,)): take those as well as ints.
     stride, dilation = _single(stride, "stride", who, 1), _single(dilation, "dilation", who, 1)
     pad: Any = padding if isinstance(padding, str) else (0, _single(padding, "padding", who, 0))
-    if pad == "same":
-        span = dilation * (weight.shape[2] - 1)
-        if span % 2:
-            raise ValueError(f"{who}: padding='same' needs an odd dilated kernel, got kernel "
-                             f"{weight.shape[2]} with dilation {dilation}")
-        pad = (0, span // 2)
+    if pad == "same" and stride != 1:
+        raise ValueError(f"{who}: padding='same' needs stride 1, got {stride}")
     out = conv2d(x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]),
                  weight.reshape(weight.shape[0], weight.shape[1], 1, weight.shape[2]),
                  bias, stride=(1, stride), padding=pad, dilation=(1, dilation), groups=groups)

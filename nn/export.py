@@ -138,14 +138,16 @@ def _ints(value: Any, n: int) -> list[int]:
 def _conv(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
     n = len(m.kernel_size)
     dilation = _ints(m.dilation, n)
-    if m.padding == "same":  # what autodiff.conv does: half the dilated span on each side
-        pads = [d * (k - 1) // 2 for k, d in zip(m.kernel_size, dilation, strict=True)]
+    if m.padding == "same":  # as autodiff.conv (and PyTorch): the odd zero at the end
+        spans = [d * (k - 1) for k, d in zip(m.kernel_size, dilation, strict=True)]
+        before = [span // 2 for span in spans]
+        after = [span - b for span, b in zip(spans, before, strict=True)]
     else:
-        pads = [0] * n if m.padding == "valid" else _ints(m.padding, n)
+        before = after = [0] * n if m.padding == "valid" else _ints(m.padding, n)
     bias = [g.parameter(m.bias)] if m.bias is not None else []
     return g.node("Conv", [x, g.parameter(m.weight), *bias], where,
                   kernel_shape=list(m.kernel_size), strides=_ints(m.stride, n),
-                  pads=pads + pads, dilations=dilation, group=int(m.groups)), rank
+                  pads=before + after, dilations=dilation, group=int(m.groups)), rank
 
 
 def _pool(op: str, **extra: int) -> Translator:

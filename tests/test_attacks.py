@@ -365,3 +365,79 @@ def test_jvp_tangent_is_not_a_view_of_the_callers_array():
     np.testing.assert_array_equal(x, np.ones(4))
     np.testing.assert_array_equal(v, np.arange(4.0))
     np.testing.assert_array_equal(dy.data, [[1.0, 2.0], [3.0, 4.0]])
+
+
+# --- padding="same" with an even kernel ----------------------------------------------------------
+
+
+@needs_torch
+@pytest.mark.parametrize("kernel,dilation", [((2, 2), 1), ((4, 3), 1), ((2, 3), (3, 2)),
+                                             ((1, 2), 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_padding_with_an_even_kernel_matches_torch(kernel, dilation, dtype):
+    """padding='same' refused an even dilated kernel, which PyTorch pads with the odd zero
+    at the end (bottom, right); so from_torch of such a Conv2d built a layer that failed."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 2, 5, 6)).astype(dtype)
+    w = rng.normal(size=(3, 2, *kernel)).astype(dtype)
+    ours = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (x, w)]
+    out = ad.conv2d(*ours, padding="same", dilation=dilation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: "may require a zero-padded copy"
+        expected = TF.conv2d(*theirs, padding="same", dilation=dilation)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert out.shape == tuple(expected.shape) == (2, 3, 5, 6) and out.dtype == dtype
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=tol, atol=tol)
+    upstream = rng.normal(size=out.shape).astype(dtype)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    for mine, ref in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine.grad.data, ref.grad.numpy(), rtol=tol, atol=tol)
+
+
+@needs_torch
+def test_conv1d_same_with_an_even_kernel_and_from_torch():
+    import nn
+
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(2, 4, 9)), rng.normal(size=(6, 2, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        expected = TF.conv1d(torch.tensor(x), torch.tensor(w), padding="same", dilation=3,
+                             groups=2).numpy()
+        np.testing.assert_allclose(ad.conv1d(x, w, padding="same", dilation=3, groups=2).data,
+                                   expected, rtol=1e-12)
+        for layer, shape in ((torch.nn.Conv2d(2, 3, 2, padding="same"), (1, 2, 5, 5)),
+                             (torch.nn.Conv1d(2, 3, 4, padding="same"), (1, 2, 7))):
+            xs = torch.randn(*shape)
+            with torch.no_grad():
+                want = layer(xs).numpy()
+            np.testing.assert_allclose(nn.from_torch(layer)(xs.numpy()).data, want, rtol=1e-5,
+                                       atol=1e-6)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda C: C.Conv2d(2, 3, (2, 4), padding="same", rng=0), (2, 5, 6)),
+    (lambda C: C.Conv2d(2, 2, 2, padding="same", dilation=(1, 3), groups=2, rng=0), (2, 5, 6)),
+    (lambda C: C.Conv1d(2, 3, 4, padding="same", rng=0), (2, 9)),
+])
+def test_onnx_export_of_same_padding_with_an_even_kernel(tmp_path, make, shape):
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    from onnx.reference import ReferenceEvaluator
+
+    import nn
+    from nn import conv as C
+
+    model = make(C)
+    x = np.random.default_rng(2).normal(size=(3, *shape)).astype(np.float32)
+    path = nn.export_onnx(model, tmp_path / "m.onnx", x[:1])
+    (got,) = ReferenceEvaluator(onnx.load(path)).run(None, {"input": x})
+    np.testing.assert_allclose(got, model(x).data, rtol=1e-5, atol=1e-5)
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], model(x).data, rtol=1e-5,
+                               atol=1e-5)
