@@ -163,7 +163,12 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     # The temporary file is created 0600; give it the mode the file it replaces had (or, for
     # a new file, what the umask gives any new file), so a save never narrows permissions.
     mode = _mode_for(target)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        # The temporary name keeps at most 64 characters of the target's, so that a target
+        # name near the file system's limit (255 bytes) still leaves room for ".XXXXXXXX.tmp".
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name[:64]}.", suffix=".tmp")
+    except OSError as exc:
+        raise _naming(exc, who, path) from None
     try:
         try:
             with os.fdopen(fd, "wb") as f:
@@ -175,14 +180,18 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
                 check(Path(tmp))
             os.replace(tmp, target)
         except OSError as exc:
-            # Name the user's file; the hidden temporary one means nothing to them.
-            message = f"{who}: could not write {path}: {exc.strerror or exc}"
-            raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from None
+            raise _naming(exc, who, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(folder)
     return path
+
+
+def _naming(exc: OSError, who: str, path: Path) -> OSError:
+    """The error naming the user's file: the hidden temporary one means nothing to them."""
+    message = f"{who}: could not write {path}: {exc.strerror or exc}"
+    return OSError(exc.errno, message) if exc.errno else OSError(message)
 
 
 def _link_target(path: Path, who: str) -> Path:

@@ -441,3 +441,40 @@ def test_onnx_export_of_same_padding_with_an_even_kernel(tmp_path, make, shape):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"input": x})[0], model(x).data, rtol=1e-5,
                                atol=1e-5)
+
+
+# --- atomic saving --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_a_long_but_legal_file_name_can_be_saved(tmp_path, suffix):
+    """The temporary file was named "." + the whole target name + ".XXXXXXXX.tmp", so a
+    target name of 240-255 bytes, which the file system accepts, failed with "File name too
+    long" naming the temporary file."""
+    import nn
+
+    path = tmp_path / ("w" * (250 - len(suffix)) + suffix)
+    path.write_bytes(b"")  # the name itself is legal here
+    nn.save({"a": np.arange(3.0)}, path)
+    np.testing.assert_array_equal(nn.load(path)["a"], np.arange(3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_failing_to_create_the_temporary_file_names_the_users_path(tmp_path, monkeypatch):
+    """A folder the user cannot write into failed in mkstemp, outside the error translation:
+    "Permission denied: '.../.w.npz.abc123.tmp'", a hidden file they never asked for."""
+    import errno
+    import os
+    import tempfile
+
+    import nn
+
+    def refused(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, ".w.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    path = tmp_path / "w.npz"
+    with pytest.raises(OSError, match=f"save: could not write {path}: Permission denied$") \
+            as info:
+        nn.save({"a": np.ones(2)}, path)
+    assert info.value.errno == errno.EACCES
