@@ -164,9 +164,10 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     # a new file, what the umask gives any new file), so a save never narrows permissions.
     mode = _mode_for(target)
     try:
-        # The temporary name keeps at most 64 characters of the target's, so that a target
-        # name near the file system's limit (255 bytes) still leaves room for ".XXXXXXXX.tmp".
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name[:64]}.", suffix=".tmp")
+        # The temporary name keeps at most 40 characters (160 bytes of UTF-8) of the target's,
+        # so a target name near the file system's limit (255 bytes) still leaves room for
+        # the ".XXXXXXXX.tmp" around it.
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name[:40]}.", suffix=".tmp")
     except OSError as exc:
         raise _naming(exc, who, path) from None
     try:
