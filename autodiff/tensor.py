@@ -496,27 +496,28 @@ class Tensor:
         return self._update("@=", other, operator.matmul)
 
     # --- operators -----------------------------------------------------------------------
+    # (A Tensor operand is passed as is, without the call into _operand: one frame per op.)
 
     def __add__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.add, (self, _operand(other, self)))
+        return apply(ops.add, (self, other if isinstance(other, Tensor) else _operand(other, self)))
 
     def __radd__(self, other: ArrayLike) -> Tensor:
         return apply(ops.add, (_operand(other, self), self))
 
     def __sub__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.sub, (self, _operand(other, self)))
+        return apply(ops.sub, (self, other if isinstance(other, Tensor) else _operand(other, self)))
 
     def __rsub__(self, other: ArrayLike) -> Tensor:
         return apply(ops.sub, (_operand(other, self), self))
 
     def __mul__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.mul, (self, _operand(other, self)))
+        return apply(ops.mul, (self, other if isinstance(other, Tensor) else _operand(other, self)))
 
     def __rmul__(self, other: ArrayLike) -> Tensor:
         return apply(ops.mul, (_operand(other, self), self))
 
     def __truediv__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.div, (self, _operand(other, self)))
+        return apply(ops.div, (self, other if isinstance(other, Tensor) else _operand(other, self)))
 
     def __rtruediv__(self, other: ArrayLike) -> Tensor:
         return apply(ops.div, (_operand(other, self), self))
