@@ -302,7 +302,10 @@ def _assemble(rows: list[Any], out_shape: tuple, in_shape: tuple, dtype: Any) ->
 
 def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """The Jacobian by forward mode: one `jvp` pass per input element (cheap for few inputs).
-    Shape: output shape + input shape (a tuple of those for a tuple `argnums`)."""
+    Shape: output shape + input shape (a tuple of those for a tuple `argnums`).
+
+    Each pass starts from the random state of the first (the default generator, and the
+    Generators of f's modules when f is a module), so a Dropout inside f draws one mask."""
 
     def jacfwd_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacfwd")
@@ -315,12 +318,27 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             if lifted[n].dtype.kind != "f":
                 raise TypeError(f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
                                 "differentiate with respect to floating-point values")
+        # Every pass starts from the random state the first one did, so a Dropout inside f
+        # draws the same mask for every column (else the columns would be of different
+        # functions); afterwards the generators are where one call of f leaves them.
+        # (Reset only when the first pass drew something: a state costs 3 us to set.)
+        start = _rng_states(f)
+        after: list | None = None
+        replay = False
         jacs = []
         for n in nums:
             def along(x: Tensor, n: int = n) -> Any:
+                nonlocal after, replay
+                if replay:
+                    _set_rng(start)
                 call = list(lifted)
                 call[n] = x
-                return f(*call)
+                try:
+                    return f(*call)
+                finally:
+                    if after is None:
+                        after = _rng_states(f)
+                        replay = any(a != b for (_, a), (_, b) in zip(after, start, strict=True))
 
             x = args[n]
             shape = np.shape(x._data if isinstance(x, Tensor) else x)
@@ -346,6 +364,8 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 k = len(out_shape)
                 jac = stacked.transpose(tuple(range(1, k + 1)) + (0,)).reshape(out_shape + shape)
             jacs.append(_export(jac, _kind([x])))
+        if replay:
+            _set_rng(after)
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
 
     return jacfwd_f
@@ -366,7 +386,9 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         for n in nums:  # f sees Tensors, as in the real pass
             if not isinstance(args[n], Tensor):
                 probe_args[n] = Tensor(args[n])
-        with engine.no_grad():
+        # The probe draws no random numbers of its own: the Jacobian is of the call the user
+        # would have made (a Dropout mask drawn from the state jacobian was called in).
+        with engine.no_grad(), _replayed(_rng_states(f)):
             probe = f(*probe_args)
         outputs = int(np.size(probe._data if isinstance(probe, Tensor) else probe))
         chosen = jacrev if outputs <= inputs else jacfwd
@@ -508,6 +530,15 @@ def _generators(f: Any) -> list[np.random.Generator]:
             if isinstance(value, np.random.Generator) and all(value is not g for g in found):
                 found.append(value)
     return found
+
+
+def _rng_states(f: Any) -> list[tuple[np.random.Generator, dict]]:
+    return [(g, g.bit_generator.state) for g in _generators(f)]
+
+
+def _set_rng(states: list[tuple[np.random.Generator, dict]]) -> None:
+    for g, state in states:
+        g.bit_generator.state = state
 
 
 @contextlib.contextmanager

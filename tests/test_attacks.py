@@ -478,3 +478,35 @@ def test_failing_to_create_the_temporary_file_names_the_users_path(tmp_path, mon
             as info:
         nn.save({"a": np.ones(2)}, path)
     assert info.value.errno == errno.EACCES
+
+
+# --- Jacobians of a function that draws random numbers ----------------------------------------
+
+
+def _dropout_model(rng=None):
+    import nn
+
+    return nn.Sequential(nn.Linear(4, 6, dtype=np.float64, rng=0), nn.Dropout(0.5, rng=rng),
+                         nn.Linear(6, 3, dtype=np.float64, rng=1))
+
+
+@pytest.mark.parametrize("own_generator", [False, True])
+def test_jacobians_of_a_model_with_dropout_use_one_mask(own_generator):
+    """jacfwd runs f once per input element, and each run drew a new Dropout mask, so the
+    columns were of different functions (jacfwd differed from jacrev by 0.36); jacobian's
+    shape probe drew a mask too, so even when it chose jacrev its answer was not that of a
+    jacrev call made in its place. PyTorch's jacfwd refuses randomness; here every pass
+    replays the random state the first one started from."""
+    x = np.linspace(-1.0, 1.0, 4)
+    results = []
+    for transform in (F.jacrev, F.jacfwd, F.jacobian):
+        ad.manual_seed(0)
+        model = _dropout_model(np.random.default_rng(7) if own_generator else None)
+        results.append(transform(model)(x))
+        results.append(model.layers[1]._rng.random())  # the stream is left as one call leaves it
+    jac_rev, after_rev, jac_fwd, after_fwd, jac, after = results
+    plain = F.jacrev(_dropout_model().eval())(x)
+    assert not np.allclose(jac_rev, plain)  # a mask was drawn (else this test tests nothing)
+    np.testing.assert_allclose(jac_fwd, jac_rev, rtol=1e-12)
+    np.testing.assert_allclose(jac, jac_rev, rtol=1e-12)
+    assert after_rev == after_fwd == after
