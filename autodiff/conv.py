@@ -34,8 +34,9 @@ def _whole(value: Any) -> bool:
 
 def _pair(value: Any, name: str, who: str, minimum: int) -> Pair:
     """An int or a pair of ints (as PyTorch accepts), checked."""
-    pair = (value, value) if _whole(value) else (
-        tuple(value) if isinstance(value, (tuple, list)) else (value,))
+    sequence = isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray)
+                                                    and value.ndim == 1)
+    pair = (value, value) if _whole(value) else (tuple(value) if sequence else (value,))
     if len(pair) != 2 or not all(_whole(v) and v >= minimum for v in pair):
         raise ValueError(f"{who}: {name} must be an int >= {minimum} or a pair of them, "
                          f"got {value!r}")

@@ -119,6 +119,7 @@ def test_max_over_a_nonempty_axis_of_an_empty_tensor():
     (lambda x, w: ad.conv2d(x, w, padding=(1.5, 1)), r"conv2d: padding must be"),
     (lambda x, w: ad.conv2d(x, w, groups=True), r"conv2d: groups must be a positive int"),
     (lambda x, w: ad.max_pool2d(x, 2.0), r"max_pool2d: kernel_size must be an int"),
+    (lambda x, w: ad.conv2d(x, w, dilation=None), r"conv2d: dilation must be an int.*None"),
     (lambda x, w: ad.conv1d(x[0], w[..., 0], stride=(1, 1)), r"conv1d: stride must be an int"),
 ])
 def test_bad_sizes_get_a_clear_error(call, match):
@@ -127,6 +128,8 @@ def test_bad_sizes_get_a_clear_error(call, match):
     x, w = np.zeros((1, 2, 5, 5)), np.zeros((3, 2, 3, 3))
     with pytest.raises(ValueError, match=match):
         call(x, w)
+    # Sequences of ints stay welcome, numpy's included.
+    assert ad.conv2d(x, w, stride=np.array([1, 2]), padding=[1, 0]).shape == (1, 3, 5, 2)
 
 
 @needs_torch
