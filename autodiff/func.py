@@ -61,7 +61,12 @@ def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
     for n in nums:
         if not isinstance(n, int) or not -nargs <= n < nargs:
             raise ValueError(f"{who}: argnums {argnums!r} out of range for {nargs} arguments")
-    return tuple(n % nargs for n in nums)
+    normalised = tuple(n % nargs for n in nums)
+    if len(set(normalised)) != len(normalised):
+        # Each position gets one fresh leaf; a second leaf for the same argument would be
+        # left unused and its gradient silently zero.
+        raise ValueError(f"{who}: argnums {argnums!r} names an argument twice")
+    return normalised
 
 
 def _leaf(arg: Any, i: int, who: str) -> Tensor:

@@ -513,3 +513,17 @@ def test_jacobians_of_a_model_with_dropout_use_one_mask(own_generator):
     np.testing.assert_allclose(jac_fwd, jac_rev, rtol=1e-12)
     np.testing.assert_allclose(jac, jac_rev, rtol=1e-12)
     assert after_rev == after_fwd == after
+
+
+@pytest.mark.parametrize("transform", [F.grad, F.jacrev, F.jacfwd, F.jacobian,
+                                       F.value_and_grad])
+@pytest.mark.parametrize("argnums", [(0, 0), (1, -1)])
+def test_an_argument_named_twice_in_argnums_is_refused(transform, argnums):
+    """argnums=(0, 0) gave (0, true gradient) from grad and jacrev: the first fresh leaf was
+    replaced by the second in the call, so its gradient came back as zeros. torch.func
+    refuses ("argnums elements must be unique")."""
+    def f(a, b):
+        return (a * a * b).sum()
+
+    with pytest.raises(ValueError, match=r"argnums \(.*\) names an argument twice"):
+        transform(f, argnums)(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
