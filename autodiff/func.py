@@ -55,11 +55,17 @@ def _export(value: Any, kind: str) -> Any:
 
 
 def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
+    def index(n: Any) -> bool:  # True would silently mean argument 1
+        return isinstance(n, int) and not isinstance(n, bool)
+
+    if not index(argnums) and not (isinstance(argnums, tuple | list)
+                                   and all(index(n) for n in argnums)):
+        raise TypeError(f"{who}: argnums must be an int or a tuple of ints, got {argnums!r}")
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not nums:
         raise ValueError(f"{who}: argnums is empty")
     for n in nums:
-        if not isinstance(n, int) or not -nargs <= n < nargs:
+        if not -nargs <= n < nargs:
             raise ValueError(f"{who}: argnums {argnums!r} out of range for {nargs} arguments")
     normalised = tuple(n % nargs for n in nums)
     if len(set(normalised)) != len(normalised):

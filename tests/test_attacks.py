@@ -527,3 +527,11 @@ def test_an_argument_named_twice_in_argnums_is_refused(transform, argnums):
 
     with pytest.raises(ValueError, match=r"argnums \(.*\) names an argument twice"):
         transform(f, argnums)(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+
+
+@pytest.mark.parametrize("argnums", [True, (0, False), 0.0, np.int64(0), "0"])
+def test_argnums_that_are_not_ints_are_refused(argnums):
+    """argnums=True was taken as 1 (a bool is an int to Python): the gradient of the wrong
+    argument, silently; np.int64(0) failed with "'numpy.int64' object is not iterable"."""
+    with pytest.raises(TypeError, match="grad: argnums must be an int or a tuple of ints"):
+        F.grad(lambda a, b: (a * b).sum(), argnums)(np.ones(2), np.ones(2))
