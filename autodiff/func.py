@@ -429,6 +429,8 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
     several = isinstance(primals, tuple)
     ps = primals if several else (primals,)
     ts = tangents if isinstance(tangents, tuple) else (tangents,)
+    if len(ts) != len(ps):
+        raise ValueError(f"hvp: {len(ps)} primals but {len(ts)} tangents")
     nums = tuple(range(len(ps)))
     if mode == "forward-over-reverse":
         _, products = jvp(lambda *xs: _ensure_tuple(grad(f, nums)(*xs)), ps, ts)

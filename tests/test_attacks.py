@@ -535,3 +535,9 @@ def test_argnums_that_are_not_ints_are_refused(argnums):
     argument, silently; np.int64(0) failed with "'numpy.int64' object is not iterable"."""
     with pytest.raises(TypeError, match="grad: argnums must be an int or a tuple of ints"):
         F.grad(lambda a, b: (a * b).sum(), argnums)(np.ones(2), np.ones(2))
+
+
+@pytest.mark.parametrize("mode", ["forward-over-reverse", "reverse-over-forward"])
+def test_hvp_names_itself_for_a_missing_tangent(mode):
+    with pytest.raises(ValueError, match="^hvp: 2 primals but 1 tangents"):
+        F.hvp(lambda a, b: (a * b).sum(), (np.ones(2), np.ones(2)), (np.ones(2),), mode=mode)
