@@ -966,8 +966,9 @@ def test_manual_seed_reaches_dropout_made_before_it_and_checkpoint_replays_the_m
     (lambda: ad.eye(-1), "^eye: the sizes must be non-negative"),
     (lambda: ad.full((2,), "x"), "^full: fill_value must be a number"),
     (lambda: ad.argmax(Tensor(np.ones((2, 3))), axis=4), "argmax"),
-    (lambda: ad.conv1d(Tensor(np.ones((1, 1, 5))), Tensor(np.ones((1, 1, 2))), padding="same"),
-     "^conv1d: padding='same' needs an odd dilated kernel, got kernel 2"),
+    (lambda: ad.conv1d(Tensor(np.ones((1, 1, 5))), Tensor(np.ones((1, 1, 2))), padding="same",
+                       stride=2),
+     "^conv1d: padding='same' needs stride 1, got 2"),
 ])
 def test_more_bad_arguments_name_the_op(call, message):
     with pytest.raises((ValueError, TypeError, IndexError), match=message):
