@@ -27,10 +27,17 @@ from .tensor import Tensor, _lift
 Pair = tuple[int, int]
 
 
+def _whole(value: Any) -> bool:
+    """An int that can be a size (True is an int to Python, but never a size)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _pair(value: Any, name: str, who: str, minimum: int) -> Pair:
     """An int or a pair of ints (as PyTorch accepts), checked."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= minimum for v in pair):
+    sequence = isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray)
+                                                    and value.ndim == 1)
+    pair = (value, value) if _whole(value) else (tuple(value) if sequence else (value,))
+    if len(pair) != 2 or not all(_whole(v) and v >= minimum for v in pair):
         raise ValueError(f"{who}: {name} must be an int >= {minimum} or a pair of them, "
                          f"got {value!r}")
     return int(pair[0]), int(pair[1])
@@ -146,7 +153,7 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     if weight.ndim != 4:
         raise ValueError(f"{who}: weight must be 4-d (out_channels, in_channels/groups, kh, kw), "
                          f"got shape {weight.shape}")
-    if not isinstance(groups, (int, np.integer)) or groups < 1:
+    if not _whole(groups) or groups < 1:
         raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
     n, c, _, _ = x.shape
     out_channels, per_group, kh, kw = weight.shape
@@ -158,7 +165,9 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
         )
     dilation = _pair(dilation, "dilation", who, 1)
     stride = _pair(stride, "stride", who, 1)
-    padding = _padding(padding, (kh, kw), dilation, stride, who)
+    padding, extra = _padding(padding, (kh, kw), dilation, stride, who)
+    if extra != (0, 0):  # 'same' with an even dilated kernel: the odd row/column at the end
+        x = _pad_end(x, *extra)
     window = dict(kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
     _check_fits(x.shape, window, who)
     cols = engine.apply(unfold2d, (x,), **window)  # (N, C, Ho, Wo, kh, kw)
@@ -166,7 +175,8 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     if groups == 1:
         # Rows are receptive fields, columns the C*kh*kw taps: one (N*Ho*Wo, K) @ (K, O).
         rows = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)
-        out = rows @ weight.reshape(out_channels, -1).T
+        # The tap count spelled out, not -1: with no output channels there is nothing to infer.
+        out = rows @ weight.reshape(out_channels, c * kh * kw).T
         out = out.reshape(n, ho, wo, out_channels).transpose(0, 3, 1, 2)
     else:
         g, per_out = groups, out_channels // groups
@@ -182,21 +192,41 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     return out
 
 
-def _padding(padding: Any, kernel: Pair, dilation: Pair, stride: Pair, who: str) -> Pair:
+def same_padding(kernel: Pair, dilation: Pair) -> tuple[Pair, Pair]:
+    """padding='same' as PyTorch pads: the dilated span d * (k - 1) split in two, the odd
+    one out at the end (bottom, right). Returns (before, after) per axis."""
+    spans = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    before = (spans[0] // 2, spans[1] // 2)
+    return before, (spans[0] - before[0], spans[1] - before[1])
+
+
+def _padding(padding: Any, kernel: Pair, dilation: Pair, stride: Pair, who: str
+             ) -> tuple[Pair, Pair]:
+    """The symmetric padding, and the extra zeros after it on each axis."""
     if isinstance(padding, str):
         if padding == "valid":
-            return (0, 0)
+            return (0, 0), (0, 0)
         if padding == "same":
             if stride != (1, 1):
                 raise ValueError(f"{who}: padding='same' needs stride 1, got {stride}")
-            spans = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
-            if any(s % 2 for s in spans):
-                raise ValueError(f"{who}: padding='same' needs an odd dilated kernel, got "
-                                 f"kernel {kernel} with dilation {dilation}")
-            return (spans[0] // 2, spans[1] // 2)
+            before, after = same_padding(kernel, dilation)
+            return before, (after[0] - before[0], after[1] - before[1])
         raise ValueError(f"{who}: padding must be an int, a pair, 'same' or 'valid', "
                          f"got {padding!r}")
-    return _pair(padding, "padding", who, 0)
+    return _pair(padding, "padding", who, 0), (0, 0)
+
+
+def _pad_end(x: Tensor, rows: int, columns: int) -> Tensor:
+    """Zeros after the last row and column (differentiable: a concatenation)."""
+    from .tensor import concatenate
+
+    n, c, h, w = x.shape
+    if columns:
+        x = concatenate([x, engine.constant(np.zeros((n, c, h, columns), x.dtype))], axis=3)
+    if rows:
+        x = concatenate([x, engine.constant(np.zeros((n, c, rows, w + columns), x.dtype))],
+                        axis=2)
+    return x
 
 
 def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any = 0,
@@ -208,25 +238,24 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any 
     if weight.ndim != 3:
         raise ValueError(f"{who}: weight must be 3-d (out_channels, in_channels/groups, k), "
                          f"got shape {weight.shape}")
-    if isinstance(padding, str):
-        pad: Any = padding
-    else:
-        if not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise ValueError(f"{who}: padding must be an int >= 0, got {padding!r}")
-        pad = (0, int(padding))
-    for name, value in (("stride", stride), ("dilation", dilation)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{who}: {name} must be an int >= 1, got {value!r}")
-    if pad == "same":
-        span = dilation * (weight.shape[2] - 1)
-        if span % 2:
-            raise ValueError(f"{who}: padding='same' needs an odd dilated kernel, got kernel "
-                             f"{weight.shape[2]} with dilation {dilation}")
-        pad = (0, span // 2)
+    # PyTorch's Conv1d keeps these as 1-tuples ((2,)): take those as well as ints.
+    stride, dilation = _single(stride, "stride", who, 1), _single(dilation, "dilation", who, 1)
+    pad: Any = padding if isinstance(padding, str) else (0, _single(padding, "padding", who, 0))
+    if pad == "same" and stride != 1:
+        raise ValueError(f"{who}: padding='same' needs stride 1, got {stride}")
     out = conv2d(x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]),
                  weight.reshape(weight.shape[0], weight.shape[1], 1, weight.shape[2]),
                  bias, stride=(1, stride), padding=pad, dilation=(1, dilation), groups=groups)
     return out.reshape(out.shape[0], out.shape[1], out.shape[3])
+
+
+def _single(value: Any, name: str, who: str, minimum: int) -> int:
+    """An int, or a 1-tuple of one (as PyTorch's Conv1d keeps them), checked."""
+    one = value[0] if isinstance(value, (tuple, list)) and len(value) == 1 else value
+    if not _whole(one) or one < minimum:
+        raise ValueError(f"{who}: {name} must be an int >= {minimum} (or a 1-tuple of one), "
+                         f"got {value!r}")
+    return int(one)
 
 
 def _pool_window(who: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any
@@ -256,6 +285,8 @@ def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -
         x = _pad_constant(x, ph, pw, -math.inf)
         window["padding"] = (0, 0)
     cols = engine.apply(unfold2d, (x,), **window)
+    if cols.size == 0:  # no images or no channels: nothing to take the max of, (N, C, Ho, Wo)
+        return cols.sum(axis=(4, 5))
     return cols.max(axis=(4, 5))
 
 

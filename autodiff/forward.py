@@ -98,7 +98,10 @@ def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params:
         # value to them, which they may perturb, but this level's perturbation is the tangent.
         st.forward = levels[:depth]
         try:
-            tangent = _push(op, parents, out, params, tangents, depth)
+            # A rule at a point where the derivative is infinite or undefined (sqrt at 0)
+            # answers inf or NaN quietly, as the forwards and the backward pass do.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tangent = _push(op, parents, out, params, tangents, depth)
         finally:
             st.forward = levels
         level.set(out, tangent)
@@ -223,7 +226,9 @@ def _tangent_for(x: Tensor, t: Any, i: int, who: str) -> Any:
     if isinstance(t, Tensor):
         value = t if t.dtype == x.dtype else t.astype(x.dtype)
     else:
-        value = np.asarray(t, dtype=x.dtype)
+        # A copy, as Tensor(x) copies the primal: a tangent that comes out as a view of this
+        # one (f = reshape) may be written into by the caller, never into their array.
+        value = np.array(t, dtype=x.dtype)
         value = value[()] if value.ndim == 0 else value
     if np.shape(value) != x.shape:
         raise ValueError(

@@ -22,7 +22,8 @@ __all__ = ["explain_forward", "forward_steps"]
 
 
 def _number(value: Any) -> Any:
-    array = np.asarray(value._data if isinstance(value, Tensor) else value)
+    # A copy: the row must show the value at its step, even if f later writes into the tensor.
+    array = np.array(value._data if isinstance(value, Tensor) else value)
     return array.reshape(()).item() if array.size == 1 else array
 
 
@@ -73,11 +74,13 @@ def forward_steps(f: Callable[..., Any], primals: Any, tangents: Any) -> list[di
         data = [q._data for q in parents]
 
         def push(tangent: Any, i: int) -> Any:
-            if op.variadic:
-                zeros = [np.zeros_like(d) for d in data]
-                zeros[i] = tangent
-                return rules[0](zeros, out._data, *data, **params)
-            return rules[i](tangent, out._data, *data, **params)
+            # Quietly, as forward mode itself: sqrt'(0) is inf, not a RuntimeWarning.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if op.variadic:
+                    zeros = [np.zeros_like(d) for d in data]
+                    zeros[i] = tangent
+                    return rules[0](zeros, out._data, *data, **params)
+                return rules[i](tangent, out._data, *data, **params)
 
         for i, (p, t) in enumerate(zip(parents, tangents_in, strict=True)):
             if t is None:

@@ -55,13 +55,24 @@ def _export(value: Any, kind: str) -> Any:
 
 
 def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
+    def index(n: Any) -> bool:  # True would silently mean argument 1
+        return isinstance(n, int) and not isinstance(n, bool)
+
+    if not index(argnums) and not (isinstance(argnums, tuple | list)
+                                   and all(index(n) for n in argnums)):
+        raise TypeError(f"{who}: argnums must be an int or a tuple of ints, got {argnums!r}")
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not nums:
         raise ValueError(f"{who}: argnums is empty")
     for n in nums:
-        if not isinstance(n, int) or not -nargs <= n < nargs:
+        if not -nargs <= n < nargs:
             raise ValueError(f"{who}: argnums {argnums!r} out of range for {nargs} arguments")
-    return tuple(n % nargs for n in nums)
+    normalised = tuple(n % nargs for n in nums)
+    if len(set(normalised)) != len(normalised):
+        # Each position gets one fresh leaf; a second leaf for the same argument would be
+        # left unused and its gradient silently zero.
+        raise ValueError(f"{who}: argnums {argnums!r} names an argument twice")
+    return normalised
 
 
 def _leaf(arg: Any, i: int, who: str) -> Tensor:
@@ -302,16 +313,43 @@ def _assemble(rows: list[Any], out_shape: tuple, in_shape: tuple, dtype: Any) ->
 
 def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """The Jacobian by forward mode: one `jvp` pass per input element (cheap for few inputs).
-    Shape: output shape + input shape (a tuple of those for a tuple `argnums`)."""
+    Shape: output shape + input shape (a tuple of those for a tuple `argnums`).
+
+    Each pass starts from the random state of the first (the default generator, and the
+    Generators of f's modules when f is a module), so a Dropout inside f draws one mask."""
 
     def jacfwd_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacfwd")
+        # f sees a Tensor at every differentiated position, also at those held constant while
+        # another one is perturbed (as jacrev and grad call it).
+        lifted = list(args)
+        for n in nums:
+            if not isinstance(args[n], Tensor):
+                lifted[n] = Tensor(args[n])
+            if lifted[n].dtype.kind != "f":
+                raise TypeError(f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
+                                "differentiate with respect to floating-point values")
+        # Every pass starts from the random state the first one did, so a Dropout inside f
+        # draws the same mask for every column (else the columns would be of different
+        # functions); afterwards the generators are where one call of f leaves them.
+        # (Reset only when the first pass drew something: a state costs 3 us to set.)
+        start = _rng_states(f)
+        after: list | None = None
+        replay = False
         jacs = []
         for n in nums:
             def along(x: Tensor, n: int = n) -> Any:
-                call = list(args)
+                nonlocal after, replay
+                if replay:
+                    _set_rng(start)
+                call = list(lifted)
                 call[n] = x
-                return f(*call)
+                try:
+                    return f(*call)
+                finally:
+                    if after is None:
+                        after = _rng_states(f)
+                        replay = any(a != b for (_, a), (_, b) in zip(after, start, strict=True))
 
             x = args[n]
             shape = np.shape(x._data if isinstance(x, Tensor) else x)
@@ -337,6 +375,8 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 k = len(out_shape)
                 jac = stacked.transpose(tuple(range(1, k + 1)) + (0,)).reshape(out_shape + shape)
             jacs.append(_export(jac, _kind([x])))
+        if replay:
+            _set_rng(after)
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
 
     return jacfwd_f
@@ -357,7 +397,9 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         for n in nums:  # f sees Tensors, as in the real pass
             if not isinstance(args[n], Tensor):
                 probe_args[n] = Tensor(args[n])
-        with engine.no_grad():
+        # The probe draws no random numbers of its own: the Jacobian is of the call the user
+        # would have made (a Dropout mask drawn from the state jacobian was called in).
+        with engine.no_grad(), _replayed(_rng_states(f)):
             probe = f(*probe_args)
         outputs = int(np.size(probe._data if isinstance(probe, Tensor) else probe))
         chosen = jacrev if outputs <= inputs else jacfwd
@@ -387,6 +429,8 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
     several = isinstance(primals, tuple)
     ps = primals if several else (primals,)
     ts = tangents if isinstance(tangents, tuple) else (tangents,)
+    if len(ts) != len(ps):
+        raise ValueError(f"hvp: {len(ps)} primals but {len(ts)} tangents")
     nums = tuple(range(len(ps)))
     if mode == "forward-over-reverse":
         _, products = jvp(lambda *xs: _ensure_tuple(grad(f, nums)(*xs)), ps, ts)
@@ -441,7 +485,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 out = f(*[engine.constant(tracked.read_only(v) if type(v) is np.ndarray else v)
                           for v in values[:n]])
             if not isinstance(out, Tensor):
-                raise TypeError(f"checkpoint: f must return one Tensor, got {type(out).__name__}")
+                raise TypeError(f"f must return one Tensor, got {type(out).__name__}")
             return out._data
 
         def vjp_rule(index: int, g: Any, out: Any, *xs: Any) -> Any:
@@ -453,8 +497,15 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                     recomputed = f(*leaves[:n])
                 if not symbolic:
                     _no_foreign_leaves(recomputed, leaves)
-                grads = _backward_grad(recomputed, leaves, grad_outputs=g, create_graph=symbolic)
-                memo.update(g=g, grads=grads if symbolic else [gr._data for gr in grads])
+                # Only what requires grad: integer labels, frozen parameters get none (the
+                # engine never asks for theirs).
+                asked = [i for i, leaf in enumerate(leaves) if leaf.requires_grad]
+                got = _backward_grad(recomputed, [leaves[i] for i in asked], grad_outputs=g,
+                                     create_graph=symbolic)
+                grads: list[Any] = [None] * len(leaves)
+                for i, gr in zip(asked, got, strict=True):
+                    grads[i] = gr if symbolic else gr._data
+                memo.update(g=g, grads=grads)
             result = memo["grads"][index]
             if index == wanted[-1]:
                 # The last input asked: hold no gradients beyond this node (the random state
@@ -492,6 +543,15 @@ def _generators(f: Any) -> list[np.random.Generator]:
             if isinstance(value, np.random.Generator) and all(value is not g for g in found):
                 found.append(value)
     return found
+
+
+def _rng_states(f: Any) -> list[tuple[np.random.Generator, dict]]:
+    return [(g, g.bit_generator.state) for g in _generators(f)]
+
+
+def _set_rng(states: list[tuple[np.random.Generator, dict]]) -> None:
+    for g, state in states:
+        g.bit_generator.state = state
 
 
 @contextlib.contextmanager

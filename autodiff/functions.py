@@ -293,15 +293,31 @@ def _cumprod(x: Any, axis: int) -> Any:
         cumprod_op, (x,), axis=axis)
 
 
+def _divides_exactly(x: np.ndarray, out: np.ndarray, other: Any) -> bool:
+    """Whether dividing by x recovers cumprod's products to full precision: no zero in x, and
+    no number involved below the smallest normal float, where digits are lost (at x ~ 1e-44 in
+    float32 the quotient keeps 4 bits; a product that underflowed to 0 cannot be divided back).
+    PyTorch divides there too and is off by up to 100%; the stack form is exact."""
+    if x.dtype.kind != "f":
+        return bool(np.all(x != 0))
+    tiny = np.finfo(x.dtype).tiny
+    other = np.abs(other)
+    return bool(np.all(np.abs(x) >= tiny) and np.all(np.abs(out) >= tiny)
+                and not np.any((other < tiny) & (other != 0)))
+
+
 def _cumprod_vjp(g: Any, out: Any, x: Any, *, axis: int) -> Any:
     """d/dx_k of sum_i g_i prod_{j<=i} x_j = sum_{i>=k} g_i prod_{j<=i, j!=k} x_j.
 
-    Without zeros that is reverse-cumsum(g * out) / x, O(n). With a zero (or on Tensors, for
+    Without zeros that is reverse-cumsum(g * out) / x, O(n). With a zero, with numbers so
+    small that the quotient would lose digits (see _divides_exactly), or on Tensors (for
     higher derivatives) the products leaving x_k out are formed explicitly: row k of an
     (n, n) stack has x_k replaced by 1, its cumulative product is prod_{j<=i, j!=k} x_j.
     """
-    if isinstance(x, _ARRAY) and np.all(x != 0):
-        return _reverse_cumsum(g * out, axis) / x
+    if isinstance(x, _ARRAY):
+        weighted = g * out
+        if _divides_exactly(x, out, weighted):
+            return _reverse_cumsum(weighted, axis) / x
     moved_x, moved_g = x.swapaxes(axis, -1), g.swapaxes(axis, -1)
     n = moved_x.shape[-1]
     rows = moved_x.reshape(moved_x.shape[:-1] + (1, n))
@@ -316,7 +332,7 @@ def _cumprod_vjp(g: Any, out: Any, x: Any, *, axis: int) -> Any:
 def _cumprod_jvp(t: Any, out: Any, x: Any, *, axis: int) -> Any:
     """d out_i = sum_{k<=i} t_k prod_{j<=i, j!=k} x_j: out * cumsum(t / x) without zeros, else
     from the same (n, n) stack as the VJP, summed over k instead of over i."""
-    if isinstance(x, _ARRAY) and np.all(x != 0):
+    if isinstance(x, _ARRAY) and _divides_exactly(x, out, t):
         return out * _cumsum(t / x, axis)
     moved_x, moved_t = x.swapaxes(axis, -1), t.swapaxes(axis, -1)
     n = moved_x.shape[-1]

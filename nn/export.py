@@ -138,14 +138,16 @@ def _ints(value: Any, n: int) -> list[int]:
 def _conv(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
     n = len(m.kernel_size)
     dilation = _ints(m.dilation, n)
-    if m.padding == "same":  # what autodiff.conv does: half the dilated span on each side
-        pads = [d * (k - 1) // 2 for k, d in zip(m.kernel_size, dilation, strict=True)]
+    if m.padding == "same":  # as autodiff.conv (and PyTorch): the odd zero at the end
+        spans = [d * (k - 1) for k, d in zip(m.kernel_size, dilation, strict=True)]
+        before = [span // 2 for span in spans]
+        after = [span - b for span, b in zip(spans, before, strict=True)]
     else:
-        pads = [0] * n if m.padding == "valid" else _ints(m.padding, n)
+        before = after = [0] * n if m.padding == "valid" else _ints(m.padding, n)
     bias = [g.parameter(m.bias)] if m.bias is not None else []
     return g.node("Conv", [x, g.parameter(m.weight), *bias], where,
                   kernel_shape=list(m.kernel_size), strides=_ints(m.stride, n),
-                  pads=pads + pads, dilations=dilation, group=int(m.groups)), rank
+                  pads=before + after, dilations=dilation, group=int(m.groups)), rank
 
 
 def _pool(op: str, **extra: int) -> Translator:
@@ -265,6 +267,7 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
         # Buffers (BatchNorm's running statistics) travel as initialisers too, by their path.
         if hasattr(model, "named_buffers"):
             param_names.update({id(b): name for name, b in model.named_buffers()})
+        _check_io_names(input_name, output_name, set(param_names.values()))
         g = _Graph(onnx, dtype, param_names)
         g.fresh(input_name)
         g.fresh(output_name)
@@ -292,6 +295,20 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
     )
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _check_io_names(input_name: Any, output_name: Any, weights: set[str]) -> None:
+    """The graph's input and output names must be its own: an input named like a weight
+    would be fed in place of that weight (runtimes let an input override an initialiser)."""
+    for what, name in (("input_name", input_name), ("output_name", output_name)):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"export_onnx: {what} must be a non-empty string, got {name!r}")
+        if name in weights:
+            raise ValueError(f"export_onnx: {what} {name!r} is the name of one of the model's "
+                             f"weights; choose another name")
+    if input_name == output_name:
+        raise ValueError(f"export_onnx: input_name and output_name are both {input_name!r}; "
+                         f"an ONNX graph needs two different names")
 
 
 def export_onnx(model: Module, path: str | os.PathLike[str], example_input: Any, *,

@@ -38,6 +38,20 @@ _NAMES = {(dtype.kind, dtype.itemsize): name for name, dtype in _DTYPES.items()}
 # The reference implementation refuses headers above 100 MB; so do we, before reading them.
 MAX_HEADER_BYTES = 100_000_000
 _METADATA_KEY = "__metadata__"
+_MAX_AXES = 64  # numpy's limit on the number of axes
+_MAX_BYTES = np.iinfo(np.intp).max  # and on the size of one array, in bytes
+
+
+def numpy_can_hold(shape: tuple[int, ...] | list[int], itemsize: int) -> bool:
+    """Whether numpy can make an array of this shape. A file's size check cannot tell: an
+    empty tensor holds no bytes whatever its other axes claim ([0, 10**30])."""
+    return len(shape) <= _MAX_AXES and math.prod(max(d, 1) for d in shape) * itemsize \
+        <= _MAX_BYTES
+
+
+def _short(shape: list[int]) -> str:
+    text = str(shape)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -110,7 +124,9 @@ def _parse_header(raw: bytes, data_size: int) -> tuple[dict[str, tuple], dict[st
     against the size of the data section, which must be covered exactly, without holes."""
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except SafetensorsError:  # a name given twice (from _no_duplicates)
+        raise
+    except ValueError as exc:  # bad UTF-8 or JSON, or an integer of over 4,300 digits
         raise SafetensorsError(f"its header is not valid JSON ({exc})") from None
     except RecursionError:  # "[[[[..." nested deeper than Python's parser goes
         raise SafetensorsError("its header is nested too deeply to be a header") from None
@@ -142,6 +158,9 @@ def _parse_header(raw: bytes, data_size: int) -> tuple[dict[str, tuple], dict[st
             raise SafetensorsError(f"tensor {name!r} has data_offsets {offsets!r} outside the "
                                    f"{data_size} data bytes the file holds")
         dtype = _DTYPES[kind]
+        if not numpy_can_hold(shape, dtype.itemsize):
+            raise SafetensorsError(f"tensor {name!r} has shape {_short(shape)}, which no "
+                                   f"numpy array can have")
         declared = math.prod(shape) * dtype.itemsize
         if declared != offsets[1] - offsets[0]:
             raise SafetensorsError(f"tensor {name!r} is {kind} {tuple(shape)} ({declared} bytes)"

@@ -28,6 +28,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .formats import numpy_can_hold
+
 FORMAT = "autodiff-nn/1"
 _FORMAT_KEY = "__format__"
 _MANIFEST_KEY = "__manifest__"
@@ -68,7 +70,10 @@ def _as_state_dict(obj: Any) -> dict[str, np.ndarray]:
         # attribute (their raw buffer), so they are taken as they are.
         if not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "data"):
             value = value.data
-        array = np.asarray(value)
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy refuses
+            raise TypeError(f"save: parameter '{name}' is not an array ({exc})") from None
         if array.dtype.kind not in _NUMERIC_KINDS:
             raise TypeError(f"save: parameter '{name}' has dtype {array.dtype}; only bool, "
                             f"integer and float arrays can be saved")
@@ -158,7 +163,13 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     # The temporary file is created 0600; give it the mode the file it replaces had (or, for
     # a new file, what the umask gives any new file), so a save never narrows permissions.
     mode = _mode_for(target)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        # The temporary name keeps at most 40 characters (160 bytes of UTF-8) of the target's,
+        # so a target name near the file system's limit (255 bytes) still leaves room for
+        # the ".XXXXXXXX.tmp" around it.
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name[:40]}.", suffix=".tmp")
+    except OSError as exc:
+        raise _naming(exc, who, path) from None
     try:
         try:
             with os.fdopen(fd, "wb") as f:
@@ -170,14 +181,18 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
                 check(Path(tmp))
             os.replace(tmp, target)
         except OSError as exc:
-            # Name the user's file; the hidden temporary one means nothing to them.
-            message = f"{who}: could not write {path}: {exc.strerror or exc}"
-            raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from None
+            raise _naming(exc, who, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(folder)
     return path
+
+
+def _naming(exc: OSError, who: str, path: Path) -> OSError:
+    """The error naming the user's file: the hidden temporary one means nothing to them."""
+    message = f"{who}: could not write {path}: {exc.strerror or exc}"
+    return OSError(exc.errno, message) if exc.errno else OSError(message)
 
 
 def _link_target(path: Path, who: str) -> Path:
@@ -251,6 +266,9 @@ def _entry_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tupl
         data_bytes = info.file_size - member.tell()
     if dtype.hasobject:
         raise _Refused(f"entry {info.filename!r} holds Python objects (pickled data, refused)")
+    if not numpy_can_hold(shape, dtype.itemsize):
+        raise _Refused(f"entry {info.filename!r} declares shape {shape}, which no numpy array "
+                       f"can have")
     declared = math.prod(shape) * dtype.itemsize
     if declared != data_bytes:
         raise _Refused(f"entry {info.filename!r} declares {dtype} {shape} ({declared} bytes) "

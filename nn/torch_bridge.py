@@ -82,10 +82,29 @@ def _conv_to_torch(torch: Any, m: Any) -> Any:
     return out
 
 
+def _float_dtype(m: Any, names: tuple[str, ...], default: Any = None) -> Any:
+    """The dtype of a module's first floating-point tensor among `names` (`default` if it has
+    none), so that a float64 module is not rebuilt in the other library's default float32."""
+    for name in names:
+        value = getattr(m, name, None)
+        if value is not None:
+            dtype = np.dtype(value.detach().numpy().dtype if hasattr(value, "detach")
+                             else value.dtype)
+            if dtype.kind == "f":
+                return dtype
+    return default
+
+
+def _torch_dtype(torch: Any, m: Any, names: tuple[str, ...]) -> Any:
+    dtype = _float_dtype(m, names)
+    return None if dtype is None else torch.from_numpy(np.zeros(0, dtype)).dtype
+
+
 def _batch_norm_to_torch(torch: Any, m: Any) -> Any:
     cls = {"BatchNorm1d": torch.nn.BatchNorm1d, "BatchNorm2d": torch.nn.BatchNorm2d}
     out = cls[type(m).__name__](m.num_features, eps=m.eps, momentum=m.momentum,
-                                affine=m.affine, track_running_stats=m.track_running_stats)
+                                affine=m.affine, track_running_stats=m.track_running_stats,
+                                dtype=_torch_dtype(torch, m, ("weight", "running_mean")))
     _copy_into(torch, out, m, ("weight", "bias", "running_mean", "running_var",
                                "num_batches_tracked"))
     return out
@@ -93,7 +112,8 @@ def _batch_norm_to_torch(torch: Any, m: Any) -> Any:
 
 def _layer_norm_to_torch(torch: Any, m: Any) -> Any:
     out = torch.nn.LayerNorm(m.normalized_shape, eps=m.eps,
-                             elementwise_affine=m.weight is not None)
+                             elementwise_affine=m.weight is not None,
+                             dtype=_torch_dtype(torch, m, ("weight",)))
     _copy_into(torch, out, m, ("weight", "bias"))
     return out
 
@@ -199,7 +219,8 @@ def _pool_from_torch(torch: Any, m: Any, where: str) -> Module:
 def _batch_norm_from_torch(torch: Any, m: Any, where: str) -> Module:
     cls = _convs.BatchNorm2d if isinstance(m, torch.nn.BatchNorm2d) else _convs.BatchNorm1d
     out = cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
-              track_running_stats=m.track_running_stats)
+              track_running_stats=m.track_running_stats,
+              dtype=_float_dtype(m, ("weight", "running_mean"), np.float32))
     return _copy_from(torch, out, m, ("weight", "bias", "running_mean", "running_var",
                                       "num_batches_tracked"))
 
@@ -209,7 +230,8 @@ def _layer_norm_from_torch(torch: Any, m: Any, where: str) -> Module:
         raise TypeError(f"from_torch: module {where!r} is LayerNorm with a weight but no bias, "
                         f"which has no counterpart")
     out = _convs.LayerNorm(m.normalized_shape, eps=m.eps,
-                           elementwise_affine=m.weight is not None)
+                           elementwise_affine=m.weight is not None,
+                           dtype=_float_dtype(m, ("weight",), np.float32))
     return _copy_from(torch, out, m, ("weight", "bias"))
 
 
@@ -250,8 +272,10 @@ def from_torch(module: Any) -> Module:
         if id(m) in made:
             return made[id(m)]
         if type(m) is torch.nn.Sequential:
+            # Not named_children(): it lists a module used twice only once, which would drop
+            # its second use from the model (torch.nn.Sequential(lin, relu, lin)).
             out: Module = layers.Sequential(*(convert(child, f"{where}.{name}".lstrip("."))
-                                              for name, child in m.named_children()))
+                                              for name, child in m._modules.items()))
         elif type(m) in table:
             out = table[type(m)](torch, m, where)
         else:

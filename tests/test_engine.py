@@ -966,8 +966,9 @@ def test_manual_seed_reaches_dropout_made_before_it_and_checkpoint_replays_the_m
     (lambda: ad.eye(-1), "^eye: the sizes must be non-negative"),
     (lambda: ad.full((2,), "x"), "^full: fill_value must be a number"),
     (lambda: ad.argmax(Tensor(np.ones((2, 3))), axis=4), "argmax"),
-    (lambda: ad.conv1d(Tensor(np.ones((1, 1, 5))), Tensor(np.ones((1, 1, 2))), padding="same"),
-     "^conv1d: padding='same' needs an odd dilated kernel, got kernel 2"),
+    (lambda: ad.conv1d(Tensor(np.ones((1, 1, 5))), Tensor(np.ones((1, 1, 2))), padding="same",
+                       stride=2),
+     "^conv1d: padding='same' needs stride 1, got 2"),
 ])
 def test_more_bad_arguments_name_the_op(call, message):
     with pytest.raises((ValueError, TypeError, IndexError), match=message):
@@ -999,3 +1000,20 @@ def test_cached_number_constants_cannot_be_changed():
             change()
     assert (x * 0.1).item() == pytest.approx(0.2)
     assert (x * -0.0).parents[1].data == 0.0 and np.signbit((x * -0.0).parents[1].data)
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: [a * 1, a * 2],
+    lambda a: [[1.0, 2.0], [3.0, a * 1]],
+    lambda a: (0.0, (1.0, a)),
+])
+def test_a_tensor_from_a_list_holding_graph_tensors_is_refused_naming_stack(make):
+    # Tensor() copies numbers: from tensors that require grad it would silently cut the graph.
+    a = Tensor(2.0, requires_grad=True)
+    with pytest.raises(TypeError, match=r"Tensor: .*require grad.*autodiff\.stack"):
+        Tensor(make(a))
+    # Constants in a list are fine, and stack keeps the graph.
+    assert Tensor([Tensor(1.0), 2.0]).data.tolist() == [1.0, 2.0]
+    v = ad.stack([a * 1, a * 3])
+    (v * v).sum().backward()
+    assert a.grad.item() == 2 * 2.0 + 2 * 6.0 * 3
