@@ -513,8 +513,6 @@ def test_an_example_plot_option_without_its_file_is_a_usage_error():
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="nn/optim.py: SGD(model, lr) fails with Python's bare "
-                   "\"'Linear' object is not iterable\", naming neither SGD nor the fix")
 def test_an_optimizer_given_the_model_itself_says_to_pass_its_parameters():
     import nn
 
@@ -522,9 +520,6 @@ def test_an_optimizer_given_the_model_itself_says_to_pass_its_parameters():
         nn.optim.SGD(nn.Linear(3, 2), lr=0.1)
 
 
-@pytest.mark.xfail(strict=True, reason="autodiff/tensor.py: backward of a loss computed under "
-                   "no_grad() says 'create inputs with requires_grad=True', although the "
-                   "parameters do; the cause, no_grad(), goes unnamed")
 def test_backward_of_a_loss_made_under_no_grad_names_no_grad():
     import nn
 
@@ -560,9 +555,6 @@ def test_numerical_grad_refuses_arrays_it_cannot_perturb(array, error):
         numerical_grad(lambda arrays: float((np.asarray(arrays[0]) ** 2).sum()), [array])
 
 
-@pytest.mark.xfail(strict=True, reason="autodiff/tensor.py: Tensor([a * 1, b * 2]) of tensors "
-                   "that require grad copies their numbers and silently cuts the graph (PyTorch "
-                   "at least warns); autodiff.stack keeps it")
 def test_a_tensor_built_from_a_list_of_graph_tensors_keeps_or_refuses_the_graph():
     a = Tensor(2.0, requires_grad=True)
     b = Tensor(3.0, requires_grad=True)
