@@ -6,6 +6,8 @@ those three libraries: a silent wrong answer, an unclear error, or a missing spe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -179,6 +181,28 @@ def test_drawing_something_that_is_not_a_tensor_says_so(who, root, hint, tmp_pat
     args = (root, tmp_path / "b.gif") if who == "animate_backward" else (root,)
     with pytest.raises(TypeError, match=f"{who}: root must be a Tensor, got {hint}"):
         getattr(viz, who)(*args)
+
+
+def test_a_picture_named_with_its_suffix_is_written_under_that_name(tmp_path, monkeypatch):
+    # g.render("graph.png") wrote graph.png.png (graphviz took the name for the DOT source),
+    # and render(g, "graph.png") wrote SVG into graph.png.svg.
+    from autodiff.viz import draw_graph, render
+
+    monkeypatch.chdir(tmp_path)
+    a = Tensor(2.0, requires_grad=True)
+    drawing = draw_graph((a * a).tanh())
+    assert drawing.render("graph.png") == "graph.png"
+    assert render(drawing, "other.png") == Path("other.png")
+    assert render(drawing, "vector.svg") == Path("vector.svg")
+    assert drawing.render("sub/g.svg") == "sub/g.svg"
+    assert (tmp_path / "graph.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "other.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (tmp_path / "vector.svg").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.png", "other.png", "sub",
+                                                         "vector.svg"]  # no source left
+    # as before: a bare name gets the format's suffix, and render() defaults to SVG
+    assert drawing.render("x", format="png") == "x.png"
+    assert render(drawing, "y") == Path("y.svg")
 
 
 # --- PyTorch habits: training ----------------------------------------------------------------
