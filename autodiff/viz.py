@@ -833,7 +833,7 @@ def animate_backward(
     path: str | os.PathLike,
     *,
     fps: float = 1.0,
-    format: str | Sequence[str] = "gif",  # noqa: A002 - as in render
+    format: str | Sequence[str] | None = None,  # noqa: A002 - as in render
     model: Any = None,
     names: dict[int, str] | None = None,
     rankdir: str = "auto",
@@ -845,10 +845,13 @@ def animate_backward(
     it arrives; "so far" while only some of its paths have delivered).
 
     format "gif": an animated GIF (frames rendered to PNG by dot); "html": one self-contained
-    page of SVG frames with a slider; ("gif", "html"): both. Returns the path or paths.
+    page of SVG frames with a slider; ("gif", "html"): both. Without a format, a path ending
+    in .html or .gif says which (else "gif"). Returns the path or paths.
     Nothing is written into `.grad`.
     """
     check_root(root, "animate_backward")
+    if format is None:  # "backward.html" wrote a GIF named backward.html.gif
+        format = "html" if Path(path).suffix.lower() == ".html" else "gif"  # noqa: A001
     formats = [format] if isinstance(format, str) else list(format)
     for f in formats:
         if f not in ("gif", "html"):

@@ -205,6 +205,18 @@ def test_a_picture_named_with_its_suffix_is_written_under_that_name(tmp_path, mo
     assert render(drawing, "y") == Path("y.svg")
 
 
+def test_animate_backward_to_an_html_path_writes_the_page(tmp_path):
+    # animate_backward(d, "backward.html") wrote a GIF named backward.html.gif.
+    from autodiff.viz import animate_backward
+
+    a = Tensor(2.0, requires_grad=True)
+    written = animate_backward((a * a).tanh(), tmp_path / "backward.html")
+    assert written == tmp_path / "backward.html"
+    assert written.read_text().lstrip().lower().startswith("<!doctype html")
+    gif = animate_backward((a * a).tanh(), tmp_path / "steps")
+    assert gif == tmp_path / "steps.gif" and gif.read_bytes().startswith(b"GIF8")
+
+
 # --- PyTorch habits: training ----------------------------------------------------------------
 
 
