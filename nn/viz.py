@@ -232,6 +232,8 @@ def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]] | WeightRecord
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     plt.close(fig)
     path = Path(path)
+    if not path.suffix:  # "weights" failed in PIL with "unknown file extension"
+        path = path.with_name(path.name + ".gif")
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_gif(frames, path, fps)
     return path

@@ -278,6 +278,9 @@ def test_weight_heatmaps_takes_the_recorder_itself(tmp_path):
     with Image.open(direct) as gif:
         assert gif.n_frames == 4  # the initial weights and three epochs
     assert direct.read_bytes() == spelled.read_bytes()  # titled by epoch, as spelled out
+    # a name without a suffix gets .gif (PIL said "unknown file extension")
+    bare = viz.weight_heatmaps(recorder, tmp_path / "weights")
+    assert bare == tmp_path / "weights.gif" and bare.read_bytes() == direct.read_bytes()
 
 
 def test_gradient_flow_takes_the_recorder_itself():
