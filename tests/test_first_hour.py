@@ -283,6 +283,37 @@ def test_weight_heatmaps_takes_the_recorder_itself(tmp_path):
     assert bare == tmp_path / "weights.gif" and bare.read_bytes() == direct.read_bytes()
 
 
+def test_conv_pictures_take_a_batch_of_one_and_name_a_whole_model():
+    # feature_maps(model.features, x_test[:1]) read the row as a 1 x 784 picture and failed in
+    # max_pool2d; conv_filters(model) said "got shape ()"; feature_maps(model, ...) said
+    # "'LeNet5' object is not iterable".
+    import matplotlib.pyplot as plt
+
+    import nn
+    from nn import viz
+
+    model = nn.LeNet5(rng=0)
+    row = np.random.default_rng(0).random((1, 784)).astype(np.float32)
+    one = viz.feature_maps(model.features, row[0])
+    batch = viz.feature_maps(model.features, row)
+    grid = viz.feature_maps(model.features, row.reshape(1, 1, 28, 28))
+    pictures = [[np.asarray(image.get_array()) for ax in f.axes for image in ax.get_images()]
+                for f in (one, batch, grid)]  # the input, then every channel of every layer
+    assert len(pictures[0]) > 1 + 6 + 16  # at least one row per conv layer
+    for other in pictures[1:]:
+        assert len(other) == len(pictures[0])
+        for a, b in zip(pictures[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+    for fig in (one, batch, grid):
+        plt.close(fig)
+    with pytest.raises(TypeError, match=r"conv_filters: got a LeNet5; pass one Conv2d layer "
+                                        r"\(e\.g\. model\.features\[0\]\)"):
+        viz.conv_filters(model)
+    with pytest.raises(TypeError, match=r"feature_maps: layers must be a sequence of layers "
+                                        r"applied in order \(its \.features\), got a LeNet5"):
+        viz.feature_maps(model, row[0])
+
+
 def test_gradient_flow_takes_the_recorder_itself():
     # gradient_flow(recorder) failed: "'GradientFlowRecorder' object is not iterable".
     import matplotlib.pyplot as plt
