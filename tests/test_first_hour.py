@@ -457,6 +457,20 @@ def test_manual_seed_repeats_the_shuffled_order_of_a_loader_without_seed():
                                                                     shuffle=True, seed=3)]
 
 
+def test_make_moons_takes_the_scikit_learn_names_of_micrograds_demo():
+    # make_moons(n_samples=100, noise=0.1), as micrograd's demo calls scikit-learn's, was a
+    # TypeError.
+    import nn
+
+    x, y = nn.data.make_moons(n_samples=50, noise=0.2, random_state=3)
+    x2, y2 = nn.data.make_moons(50, noise=0.2, seed=3)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert x.shape == (50, 2) and sorted(np.bincount(y)) == [25, 25]
+    with pytest.raises(TypeError, match="n or n_samples"):
+        nn.data.make_moons(40, n_samples=50)
+
+
 def test_a_loader_given_one_x_y_pair_says_to_pass_two_arguments():
     import nn
 
