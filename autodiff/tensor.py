@@ -403,6 +403,10 @@ class Tensor:
                          else np.ones(self.shape, dtype=self.dtype))
         else:
             seed = grad._data if isinstance(grad, Tensor) else _as_array(grad, None, who)
+            if create_graph and isinstance(grad, Tensor) and seed.shape == self.shape:
+                # Kept as a Tensor in the graph the backward pass records, so the gradients
+                # are differentiable in it too (as PyTorch's grad_outputs).
+                return grad if grad.dtype == self.dtype else grad.astype(self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(
                     f"{who}: grad has shape {seed.shape} but the tensor has shape {self.shape}"
