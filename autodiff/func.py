@@ -515,12 +515,19 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
         def jvp_rule(ts: list[Any], out: Any, *xs: Any) -> Any:
             # Forward mode runs f again, carrying tangents (no intermediates were kept).
-            level, ins, saved = forward.enter(tuple(xs[:n]), tuple(ts[:n]), "checkpoint")
+            # Integer inputs (labels, indices) carry none: they are passed as they are.
+            floats = [i for i in range(n) if np.result_type(
+                xs[i]._data if isinstance(xs[i], Tensor) else xs[i]).kind == "f"]
+            level, ins, saved = forward.enter(tuple(xs[i] for i in floats),
+                                              tuple(ts[i] for i in floats), "checkpoint")
             try:
+                args = [x if isinstance(x, Tensor) else Tensor(x) for x in xs[:n]]
+                for i, x in zip(floats, ins, strict=True):
+                    args[i] = x
                 for p, t in zip(params, ts[n:], strict=True):
                     level.set(p, t)
                 with _replayed(memo["rng"]):
-                    tangent = forward.output_tangent(f(*ins), level)
+                    tangent = forward.output_tangent(f(*args), level)
             finally:
                 forward.leave(saved)
             return tangent if isinstance(out, Tensor) else tangent._data

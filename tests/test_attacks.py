@@ -541,3 +541,21 @@ def test_argnums_that_are_not_ints_are_refused(argnums):
 def test_hvp_names_itself_for_a_missing_tangent(mode):
     with pytest.raises(ValueError, match="^hvp: 2 primals but 1 tangents"):
         F.hvp(lambda a, b: (a * b).sum(), (np.ones(2), np.ones(2)), (np.ones(2),), mode=mode)
+
+
+def test_forward_mode_through_a_checkpoint_with_integer_labels():
+    """The checkpoint's JVP rule started a jvp level over every input, integer labels too,
+    and failed: "checkpoint: primal 2 has dtype int64; forward mode needs floats" (so jvp,
+    hvp and hessian of a checkpointed loss with labels could not run)."""
+    rng = np.random.default_rng(0)
+    x, w, labels = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), np.array([1, 3])
+
+    def loss(inputs, weight, y):
+        return ad.softmax_cross_entropy((inputs @ weight).tanh(), y)
+
+    v = rng.normal(size=w.shape)
+    _, ours = ad.jvp(lambda a: F.checkpoint(loss)(x, a, labels), (w,), (v,))
+    _, plain = ad.jvp(lambda a: loss(x, a, labels), (w,), (v,))
+    np.testing.assert_allclose(_np(ours), _np(plain), rtol=1e-12)
+    np.testing.assert_allclose(F.hvp(lambda a: F.checkpoint(loss)(x, a, labels), w, v),
+                               F.hvp(lambda a: loss(x, a, labels), w, v), rtol=1e-10)
