@@ -165,7 +165,8 @@ def write_tangents(target: Tensor, index: Any, value: Any) -> None:
             continue
         dtype = np.result_type(target._data)
         old = np.zeros(np.shape(target._data), dtype) if old is None else old
-        new = np.zeros(np.shape(value._data), dtype) if new is None else new
+        if new is None:  # a constant written in (a Tensor without tangent, or a number)
+            new = np.zeros(np.shape(value._data if isinstance(value, Tensor) else value), dtype)
         if isinstance(old, Tensor) or isinstance(new, Tensor):
             st.forward = levels[:depth]
             try:

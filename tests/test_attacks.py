@@ -559,3 +559,32 @@ def test_forward_mode_through_a_checkpoint_with_integer_labels():
     np.testing.assert_allclose(_np(ours), _np(plain), rtol=1e-12)
     np.testing.assert_allclose(F.hvp(lambda a: F.checkpoint(loss)(x, a, labels), w, v),
                                F.hvp(lambda a: loss(x, a, labels), w, v), rtol=1e-10)
+
+
+@needs_torch
+def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch():
+    """Inside jvp, `b[1] = 7.0` (a number, not a Tensor, written into a tensor that carries a
+    tangent) failed with "'float' object has no attribute '_data'" in write_tangents."""
+    def f(a, ones, zeros, tensor):
+        b = a + zeros(3)  # its tangent is a broadcast (read-only) view
+        b[0] = a * 5
+        b[1] = 7.0
+        b[2:] = tensor([1.5])
+        c = a * ones(2)
+        c[...] = 3.0
+        return b.sum() * a + c.sum()
+
+    def ours(a):
+        return f(a, np.ones, np.zeros, np.array)
+
+    def theirs(a):
+        return f(a, lambda n: torch.ones(n, dtype=torch.float64),
+                 lambda n: torch.zeros(n, dtype=torch.float64),
+                 lambda v: torch.tensor(v, dtype=torch.float64))
+
+    y, dy = ad.jvp(ours, (2.0,), (1.0,))
+    ty, tdy = torch.func.jvp(theirs, (torch.tensor(2.0, dtype=torch.float64),),
+                             (torch.tensor(1.0, dtype=torch.float64),))
+    assert y.item() == ty.item() and dy.item() == tdy.item()
+    for nested in (lambda a: ad.jvp(ours, (a,), (1.0,))[1], F.grad(ours)):
+        np.testing.assert_allclose(_np(ad.jvp(nested, (2.0,), (1.0,))[1]), 10.0)
