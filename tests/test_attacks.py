@@ -588,3 +588,25 @@ def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch():
     assert y.item() == ty.item() and dy.item() == tdy.item()
     for nested in (lambda a: ad.jvp(ours, (a,), (1.0,))[1], F.grad(ours)):
         np.testing.assert_allclose(_np(ad.jvp(nested, (2.0,), (1.0,))[1]), 10.0)
+
+
+def test_a_float64_model_with_only_buffers_exports_as_double(tmp_path):
+    """The export's dtype came from the parameters alone, so a float64 BatchNorm without
+    affine parameters (its running statistics are buffers) became a float32 file."""
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    from onnx.reference import ReferenceEvaluator
+
+    import nn
+    from nn import conv as C
+
+    model = C.BatchNorm1d(3, affine=False, dtype=np.float64)
+    model.load_state_dict({**model.state_dict(),
+                           "running_mean": np.array([0.1, -0.2, 0.3]),
+                           "running_var": np.array([0.5, 1.5, 2.5])})
+    model.eval()
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    proto = onnx.load(nn.export_onnx(model, tmp_path / "bn.onnx", x[:1]))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    (got,) = ReferenceEvaluator(proto).run(None, {"input": x})
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, model(x).data, rtol=1e-12)
