@@ -610,3 +610,48 @@ def test_a_float64_model_with_only_buffers_exports_as_double(tmp_path):
     (got,) = ReferenceEvaluator(proto).run(None, {"input": x})
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, model(x).data, rtol=1e-12)
+
+
+# --- kinks and ties, both modes and second order, against PyTorch --------------------------------
+
+KINKS = {
+    "relu": (lambda t: t.relu(), lambda t: t.relu()),
+    "abs": (lambda t: abs(t), lambda t: t.abs()),
+    "amax_ties": (lambda t: t.max(axis=1), lambda t: t.amax(1)),
+    "amin_ties": (lambda t: t.min(axis=0), lambda t: t.amin(0)),
+    "maximum_tie": (lambda t: ad.maximum(t, t[::-1]), lambda t: torch.maximum(t, t.flip(0))),
+    "clip_at_bounds": (lambda t: t.clip(-1.0, 1.0), lambda t: t.clamp(-1.0, 1.0)),
+    "where_zero": (lambda t: ad.where(t > 0, t * t, -t), lambda t: torch.where(t > 0, t * t, -t)),
+    "sqrt_of_square": (lambda t: (t * t + 1.0).sqrt(), lambda t: (t * t + 1.0).sqrt()),
+}
+
+
+@needs_torch
+@pytest.mark.parametrize("name", sorted(KINKS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kinks_and_ties_match_torch_in_both_modes_and_second_order(name, dtype):
+    ours, theirs = KINKS[name]
+    x = np.array([[0.0, 1.0, 1.0, -1.0], [-0.0, 2.0, 0.0, 2.0], [1.0, 1.0, -1.0, -1.0]], dtype)
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=x.shape).astype(dtype)
+    tx, tv = torch.tensor(x), torch.tensor(v)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    y, dy = ad.jvp(ours, (x,), (v,))
+    ty, tdy = torch.func.jvp(theirs, (tx,), (tv,))
+    assert _np(dy).dtype == dtype
+    np.testing.assert_allclose(_np(y), ty.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(_np(dy), tdy.numpy(), rtol=tol, atol=tol)
+    u = rng.normal(size=np.shape(_np(y))).astype(dtype)
+    (g,) = F.vjp(ours, x)[1](u)
+    (tg,) = torch.func.vjp(theirs, tx)[1](torch.tensor(u))
+    np.testing.assert_allclose(g, tg.numpy(), rtol=tol, atol=tol)
+
+    def scalar(f, lift):
+        return lambda t: (f(t) * lift(u)).sum()
+
+    hess = F.hessian(scalar(ours, Tensor))(x)
+    expected = torch.autograd.functional.hessian(scalar(theirs, torch.tensor), tx)
+    np.testing.assert_allclose(hess, expected.numpy(), rtol=tol, atol=tol)
+    hvp = F.hvp(scalar(ours, Tensor), x, v, mode="reverse-over-forward")
+    np.testing.assert_allclose(hvp, np.tensordot(expected.numpy(), v, axes=2), rtol=1e-5,
+                               atol=1e-5)
