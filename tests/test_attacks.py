@@ -370,7 +370,7 @@ def test_jvp_tangent_is_not_a_view_of_the_callers_array():
     np.testing.assert_array_equal(dy.data, [[1.0, 2.0], [3.0, 4.0]])
 
 
-# --- padding="same" with an even kernel ----------------------------------------------------------
+# --- padding="same" with an even kernel ---------------------------------------------------------
 
 
 @needs_torch
@@ -446,7 +446,7 @@ def test_onnx_export_of_same_padding_with_an_even_kernel(tmp_path, make, shape):
                                atol=1e-5)
 
 
-# --- atomic saving --------------------------------------------------------------------------------
+# --- atomic saving ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
@@ -612,7 +612,7 @@ def test_a_float64_model_with_only_buffers_exports_as_double(tmp_path):
     np.testing.assert_allclose(got, model(x).data, rtol=1e-12)
 
 
-# --- kinks and ties, both modes and second order, against PyTorch --------------------------------
+# --- kinks and ties, both modes and second order, against PyTorch -------------------------------
 
 KINKS = {
     "relu": (lambda t: t.relu(), lambda t: t.relu()),
@@ -655,3 +655,84 @@ def test_kinks_and_ties_match_torch_in_both_modes_and_second_order(name, dtype):
     hvp = F.hvp(scalar(ours, Tensor), x, v, mode="reverse-over-forward")
     np.testing.assert_allclose(hvp, np.tensordot(expected.numpy(), v, axes=2), rtol=1e-5,
                                atol=1e-5)
+
+
+# --- state: threads and exceptions --------------------------------------------------------------
+
+
+def test_forward_mode_and_no_grad_in_two_threads_at_once():
+    import threading
+
+    from autodiff import engine
+
+    errors: list[str] = []
+    start = threading.Barrier(2)
+
+    def forward_mode():
+        try:
+            start.wait(5)
+            for i in range(60):
+                x = np.array([1.0, 2.0]) * (i + 1)
+                _, dy = ad.jvp(lambda a: (a * a).sum(), (x,), (np.ones(2),))
+                assert dy.item() == 2 * x.sum()
+                np.testing.assert_array_equal(F.hessian(lambda a: (a ** 3).sum())(x),
+                                              np.diag(6 * x))
+        except Exception as exc:  # reported below, with the thread's name
+            errors.append(f"forward: {exc!r}")
+
+    def no_grad_and_backward():
+        try:
+            start.wait(5)
+            for _ in range(60):
+                w = Tensor(np.ones(2), requires_grad=True)
+                with ad.no_grad():
+                    assert not (w * w).requires_grad
+                    assert engine.state.forward == ()
+                (w * w).sum().backward()
+                np.testing.assert_array_equal(w.grad.data, [2.0, 2.0])
+        except Exception as exc:
+            errors.append(f"no_grad: {exc!r}")
+
+    threads = [threading.Thread(target=t) for t in (forward_mode, no_grad_and_backward)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert engine.state.forward == () and engine.is_grad_enabled()
+
+
+# (transform, the call of f that fails): mid-way through each transform
+FAILURES = {
+    "hessian": (lambda f, x: F.hessian(f)(x), 2),
+    "jacfwd": (lambda f, x: F.jacfwd(f)(x), 2),
+    "jacrev": (lambda f, x: F.jacrev(f)(x), 1),
+    "hvp": (lambda f, x: F.hvp(f, x, x), 1),
+    "hvp_rof": (lambda f, x: F.hvp(f, x, x, mode="reverse-over-forward"), 1),
+    "explain_forward": (lambda f, x: ad.explain_forward(lambda a: f(a) + f(a), (x,), (x,),
+                                                        print_rows=False), 2),
+    "checkpoint_backward": (lambda f, x: F.grad(lambda a: F.checkpoint(f)(a))(x), 2),
+    "checkpoint_jvp": (lambda f, x: ad.jvp(lambda a: F.checkpoint(f)(a), (x,), (x,)), 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAILURES))
+@pytest.mark.parametrize("grad_mode", [True, False])
+def test_an_exception_inside_a_transform_leaves_no_state_behind(name, grad_mode):
+    from autodiff import engine
+
+    transform, fail_at = FAILURES[name]
+    calls = {"n": 0}
+
+    def failing(a):
+        calls["n"] += 1
+        if calls["n"] >= fail_at:
+            raise KeyError("inside f")
+        return (a ** 3).sum() + (a ** 3).sum()
+
+    with ad.set_grad_enabled(grad_mode):
+        with pytest.raises(KeyError, match="inside f"):
+            transform(failing, np.array([1.0, 2.0]))
+        assert engine.state.forward == ()
+        assert engine.is_grad_enabled() is grad_mode
+    assert engine.is_grad_enabled()
