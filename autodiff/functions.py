@@ -81,6 +81,19 @@ erf_op = defop("erf", _erf_forward,
                jvp=lambda t, out, x: t * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)))
 
 
+def _dim(who: str, axis: Any, dim: Any, default: Any = None) -> Any:
+    """PyTorch's dim= (or dims=) as numpy's axis=: both spellings are taken, one per call."""
+    if dim is None:
+        return axis
+    if axis is not default and axis != default:
+        raise TypeError(f"{who}: pass axis= or dim= (the same thing), not both")
+    return dim
+
+
+def _keep(keepdims: bool, keepdim: bool | None) -> bool:
+    return bool(keepdims if keepdim is None else keepdim)
+
+
 def _zero_rule(g: Any, out: Any, *inputs: Any, **params: Any) -> Any:
     # Piecewise constant: the derivative is 0 wherever it exists (as PyTorch reports it).
     return g * 0
@@ -280,15 +293,31 @@ def _cumprod(x: Any, axis: int) -> Any:
         cumprod_op, (x,), axis=axis)
 
 
+def _divides_exactly(x: np.ndarray, out: np.ndarray, other: Any) -> bool:
+    """Whether dividing by x recovers cumprod's products to full precision: no zero in x, and
+    no number involved below the smallest normal float, where digits are lost (at x ~ 1e-44 in
+    float32 the quotient keeps 4 bits; a product that underflowed to 0 cannot be divided back).
+    PyTorch divides there too and is off by up to 100%; the stack form is exact."""
+    if x.dtype.kind != "f":
+        return bool(np.all(x != 0))
+    tiny = np.finfo(x.dtype).tiny
+    other = np.abs(other)
+    return bool(np.all(np.abs(x) >= tiny) and np.all(np.abs(out) >= tiny)
+                and not np.any((other < tiny) & (other != 0)))
+
+
 def _cumprod_vjp(g: Any, out: Any, x: Any, *, axis: int) -> Any:
     """d/dx_k of sum_i g_i prod_{j<=i} x_j = sum_{i>=k} g_i prod_{j<=i, j!=k} x_j.
 
-    Without zeros that is reverse-cumsum(g * out) / x, O(n). With a zero (or on Tensors, for
+    Without zeros that is reverse-cumsum(g * out) / x, O(n). With a zero, with numbers so
+    small that the quotient would lose digits (see _divides_exactly), or on Tensors (for
     higher derivatives) the products leaving x_k out are formed explicitly: row k of an
     (n, n) stack has x_k replaced by 1, its cumulative product is prod_{j<=i, j!=k} x_j.
     """
-    if isinstance(x, _ARRAY) and np.all(x != 0):
-        return _reverse_cumsum(g * out, axis) / x
+    if isinstance(x, _ARRAY):
+        weighted = g * out
+        if _divides_exactly(x, out, weighted):
+            return _reverse_cumsum(weighted, axis) / x
     moved_x, moved_g = x.swapaxes(axis, -1), g.swapaxes(axis, -1)
     n = moved_x.shape[-1]
     rows = moved_x.reshape(moved_x.shape[:-1] + (1, n))
@@ -303,7 +332,7 @@ def _cumprod_vjp(g: Any, out: Any, x: Any, *, axis: int) -> Any:
 def _cumprod_jvp(t: Any, out: Any, x: Any, *, axis: int) -> Any:
     """d out_i = sum_{k<=i} t_k prod_{j<=i, j!=k} x_j: out * cumsum(t / x) without zeros, else
     from the same (n, n) stack as the VJP, summed over k instead of over i."""
-    if isinstance(x, _ARRAY) and np.all(x != 0):
+    if isinstance(x, _ARRAY) and _divides_exactly(x, out, t):
         return out * _cumsum(t / x, axis)
     moved_x, moved_t = x.swapaxes(axis, -1), t.swapaxes(axis, -1)
     n = moved_x.shape[-1]
@@ -320,21 +349,39 @@ cumprod_op = defop("cumprod", lambda x, *, axis: np.cumprod(x, axis=axis), _cump
                    jvp=_cumprod_jvp)
 
 
-def cumsum(x: Any, axis: int = 0) -> Tensor:
+def _scan(op: Any, who: str, x: Any, axis: int | None, dim: int | None) -> Tensor:
     x = _lift(x)
-    return engine.apply(cumsum_op, (x,), axis=_axis(axis, max(x.ndim, 1), "cumsum")) \
-        if x.ndim else x
+    axis = _dim(who, axis, dim)
+    if axis is None:  # numpy's default: over the flattened array (a.cumsum() is 1-D)
+        x, axis = x.reshape(-1), 0
+    return engine.apply(op, (x,), axis=_axis(axis, max(x.ndim, 1), who)) if x.ndim else x
 
 
-def cumprod(x: Any, axis: int = 0) -> Tensor:
+def cumsum(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """Running sum along `axis` (`dim`); without one, over the flattened array, as numpy."""
+    return _scan(cumsum_op, "cumsum", x, axis, dim)
+
+
+def cumprod(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """Running product along `axis` (`dim`); without one, over the flattened array."""
+    return _scan(cumprod_op, "cumprod", x, axis, dim)
+
+
+def prod(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+         keepdim: bool | None = None) -> Tensor:
+    """Product of the elements (over one axis, several, or all); the gradient is right with
+    zeros."""
     x = _lift(x)
-    return engine.apply(cumprod_op, (x,), axis=_axis(axis, max(x.ndim, 1), "cumprod")) \
-        if x.ndim else x
-
-
-def prod(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
-    """Product of the elements (over one axis or all); the gradient is right with zeros."""
-    x = _lift(x)
+    axis, keepdims = _dim("prod", axis, dim), _keep(keepdims, keepdim)
+    if isinstance(axis, (tuple, list)) and x.ndim:
+        # Several axes, as numpy's a.prod(axis=(0, 2)): move them last, merge them into one,
+        # and take the product along it (the one-axis rule, right with zeros, does the rest).
+        axes = _axes(axis, x.ndim, "prod") or ()
+        kept = [i for i in range(x.ndim) if i not in axes]
+        merged = x.transpose(kept + list(axes)).reshape(tuple(x.shape[i] for i in kept) + (-1,))
+        out = engine.apply(prod_op, (merged,), axis=len(kept), keepdims=False)
+        return out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape))) \
+            if keepdims else out
     ax = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "prod")
     if axis is None and keepdims:
         return engine.apply(prod_op, (x.reshape(-1),), axis=0, keepdims=False).reshape(
@@ -342,17 +389,16 @@ def prod(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
     return engine.apply(prod_op, (x,), axis=ax, keepdims=keepdims)
 
 
-def argmax(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
-    """Index of the largest value (an integer constant: it has no gradient)."""
-    x = _lift(x)
-    axis = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "argmax")
-    return engine.constant(np.argmax(x._data, axis=axis, keepdims=keepdims))
+def argmax(x: Any, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
+           keepdim: bool | None = None) -> Tensor:
+    """Index of the largest value (an int64 constant: it has no gradient), as the method."""
+    return _lift(x).argmax(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
-    x = _lift(x)
-    axis = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "argmin")
-    return engine.constant(np.argmin(x._data, axis=axis, keepdims=keepdims))
+def argmin(x: Any, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
+           keepdim: bool | None = None) -> Tensor:
+    """Index of the smallest value (an int64 constant), as the method."""
+    return _lift(x).argmin(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
 def _count(value: Any, who: str, what: str) -> None:
@@ -363,22 +409,28 @@ def _count(value: Any, who: str, what: str) -> None:
         raise ValueError(f"{who}: {what} must be non-negative integers, got {value!r}")
 
 
-def any_(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
+def any_(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+         keepdim: bool | None = None) -> Tensor:
     x = _lift(x)
+    axis, keepdims = _dim("any", axis, dim), _keep(keepdims, keepdim)
     return Tensor(np.any(x._data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
 
 
-def all_(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
+def all_(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+         keepdim: bool | None = None) -> Tensor:
     x = _lift(x)
+    axis, keepdims = _dim("all", axis, dim), _keep(keepdims, keepdim)
     return Tensor(np.all(x._data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
 
 
-def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A002
+def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False, *,  # noqa: A002
+         dim: Axis = None, keepdim: bool | None = None) -> Tensor:
     """Vector norm over `axis` (all elements by default): ord 1, 2 or inf.
 
     The 2-norm's gradient at the zero vector is 0 (a valid subgradient, as PyTorch), not NaN.
     """
     x = _float(x)
+    axis, keepdims = _dim("norm", axis, dim), _keep(keepdims, keepdim)
     if ord == 1:
         return x.abs().sum(axis=axis, keepdims=keepdims)
     if ord in (math.inf, "inf"):
@@ -400,9 +452,13 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False) -> T
     return root * (largest if keepdims else largest.reshape(np.shape(root._data)))
 
 
-def sort(x: Any, axis: int = -1, descending: bool = False) -> Tensor:
-    """Sorted values; each value's gradient goes back to where it came from."""
+def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = None) -> Tensor:
+    """Sorted values; each value's gradient goes back to where it came from.
+
+    Only the values, unlike PyTorch's (values, indices): numpy's sort gives the values.
+    """
     x = _lift(x)
+    axis = _dim("sort", axis, dim, -1)
     if x.ndim == 0:
         return x
     ax = _axis(axis, x.ndim, "sort")
@@ -412,9 +468,24 @@ def sort(x: Any, axis: int = -1, descending: bool = False) -> Tensor:
     return take_along_axis(x, order, ax)
 
 
-def topk(x: Any, k: int, axis: int = -1, largest: bool = True) -> tuple[Tensor, Tensor]:
+def argsort(x: Any, axis: int = -1, descending: bool = False, *,
+            dim: int | None = None) -> Tensor:
+    """The indices that sort `x` along `axis` (stable; an int64 constant, no gradient), as
+    numpy's a.argsort() and PyTorch's t.argsort(dim=, descending=)."""
+    x = _lift(x)
+    axis = _dim("argsort", axis, dim, -1)
+    if x.ndim == 0:
+        return Tensor(np.int64(0))
+    ax = _axis(axis, x.ndim, "argsort")
+    order = np.argsort(-x._data if descending else x._data, axis=ax, kind="stable")
+    return Tensor(np.asarray(order, dtype=np.int64))
+
+
+def topk(x: Any, k: int, axis: int = -1, largest: bool = True, *,
+         dim: int | None = None) -> tuple[Tensor, Tensor]:
     """The k largest (or smallest) values along `axis` and their indices, largest first."""
     x = _lift(x)
+    axis = _dim("topk", axis, dim, -1)
     ax = _axis(axis, x.ndim, "topk")
     if not isinstance(k, (int, np.integer)) or not 0 <= k <= x.shape[ax]:
         raise ValueError(f"topk: k must be an int in [0, {x.shape[ax]}] for shape {x.shape}, "
@@ -435,9 +506,13 @@ def _full_index(index: np.ndarray, axis: int, shape: tuple[int, ...]) -> tuple:
     return tuple(parts)
 
 
-def take_along_axis(x: Any, indices: Any, axis: int) -> Tensor:
+def take_along_axis(x: Any, indices: Any, axis: int | None = None, *,
+                    dim: int | None = None) -> Tensor:
     """numpy's take_along_axis (PyTorch's gather): gradients add up at repeated indices."""
     x = _lift(x)
+    axis = _dim("take_along_axis", axis, dim)
+    if axis is None:
+        raise TypeError("take_along_axis: give the axis (axis= or dim=)")
     index = np.asarray(_value(indices))
     ax = _axis(axis, x.ndim, "take_along_axis")
     if index.dtype.kind not in "iu" or index.ndim != x.ndim:
@@ -499,15 +574,18 @@ def eye(n: int, m: int | None = None, dtype: Any = np.float64,
     return Tensor(np.eye(n, m, dtype=dtype), requires_grad=requires_grad)
 
 
-def flip(x: Any, axis: Axis = None) -> Tensor:
+def flip(x: Any, axis: Axis = None, *, dims: Axis = None) -> Tensor:
+    """Reverse the order along `axis` (PyTorch's `dims`); along every axis by default."""
     x = _lift(x)
+    axis = _dim("flip", axis, dims)
     axes = _axes(axis, x.ndim, "flip")
     axes = range(x.ndim) if axes is None else axes
     return x[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))]
 
 
-def roll(x: Any, shift: int, axis: int | None = None) -> Tensor:
+def roll(x: Any, shift: int, axis: int | None = None, *, dims: int | None = None) -> Tensor:
     x = _lift(x)
+    axis = _dim("roll", axis, dims)
     if axis is None:
         return roll(x.reshape(-1), shift, 0).reshape(x.shape)
     ax = _axis(axis, x.ndim, "roll")
@@ -538,9 +616,14 @@ def tile(x: Any, reps: int | Sequence[int]) -> Tensor:
     return x[index]
 
 
-def split(x: Any, sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
-    """numpy's split: into equal sections, or at the given indices."""
+def split(x: Any, sections: int | Sequence[int], axis: int = 0, *,
+          dim: int | None = None) -> list[Tensor]:
+    """numpy's split: into equal sections, or at the given indices.
+
+    (PyTorch's split takes section *sizes*; numpy's, this one, a count or cut indices.)
+    """
     x = _lift(x)
+    axis = _dim("split", axis, dim, 0)
     ax = _axis(axis, x.ndim, "split")
     n = x.shape[ax]
     if isinstance(sections, (int, np.integer)):
@@ -554,9 +637,10 @@ def split(x: Any, sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
                                                                     strict=True)]
 
 
-def chunk(x: Any, chunks: int, axis: int = 0) -> list[Tensor]:
+def chunk(x: Any, chunks: int, axis: int = 0, *, dim: int | None = None) -> list[Tensor]:
     """PyTorch's chunk: at most `chunks` pieces of ceil(n / chunks) (the last may be smaller)."""
     x = _lift(x)
+    axis = _dim("chunk", axis, dim, 0)
     ax = _axis(axis, x.ndim, "chunk")
     if not isinstance(chunks, (int, np.integer)) or chunks <= 0:
         raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
@@ -694,11 +778,41 @@ _METHODS = {name: globals()[name] for name in (
     "sin", "cos", "tan", "sinh", "cosh", "log1p", "expm1", "floor", "ceil", "sign", "reciprocal",
     "rsqrt", "square", "cumsum", "cumprod", "prod", "norm", "sort", "topk", "flip", "roll",
     "repeat", "tile", "masked_fill", "tril", "triu", "argmax", "argmin")}
-_METHODS.update(any=any_, all=all_)
+# t.round() and t.ravel() as numpy's arrays and PyTorch's tensors have them (the builtin
+# round(t) is another protocol, __round__, which neither library gives a tensor either).
+_METHODS.update(any=any_, all=all_, round=round_, ravel=lambda self: self.reshape(-1))
+
+
+def _numel(self: Tensor) -> int:
+    """PyTorch's numel(): the number of elements (numpy's `.size`)."""
+    return int(np.size(self._data))
+
+
+def _dim_method(self: Tensor) -> int:
+    """PyTorch's dim(): the number of axes (numpy's `.ndim`)."""
+    return self.ndim
+
+
+def _long(self: Tensor) -> Tensor:
+    """PyTorch's long(): an int64 copy (class labels), a constant as every integer cast."""
+    return self.astype(np.int64)
+
+
+def _cpu(self: Tensor) -> Tensor:
+    """PyTorch's cpu(): the tensor itself, whose numbers already live in host memory, so
+    `out.detach().cpu().numpy()` runs as written."""
+    return self
+
+
+# PyTorch habits of the first hour: sum(p.numel() for p in model.parameters()),
+# y.long() for labels, out.detach().cpu().numpy().
+_METHODS.update(numel=_numel, dim=_dim_method, long=_long, cpu=_cpu, argsort=argsort)
 for _name, _function in _METHODS.items():
     if not hasattr(Tensor, _name):
         setattr(Tensor, _name, _function)
-# (`round` stays a function: Python's round(t) would call __round__, a different protocol.)
+# `v in t` as numpy's and PyTorch's: whether any element equals v (Python's fallback iterated
+# rows and asked a whole row for its truth value, an error for every tensor of 2 or more axes).
+Tensor.__contains__ = lambda self, value: bool(np.any(self._data == _lift(value)._data))
 # The operators // and %, with Python's meaning (floor division, remainder with b's sign).
 Tensor.__floordiv__ = lambda self, other: floor_divide(self, other)
 Tensor.__rfloordiv__ = lambda self, other: floor_divide(other, self)

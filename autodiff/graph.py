@@ -225,6 +225,18 @@ def _label_clusters(clusters: dict[str, Cluster], roots: list[Any], model: Any) 
             c.label += f" (call {seen[id(c.module)]})"
 
 
+def check_root(root: Any, who: str) -> None:
+    """Refuse a root that is not a Tensor by name (it failed as "'float' object has no
+    attribute 'requires_grad'"), saying what to pass for the usual mistakes."""
+    if isinstance(root, Tensor):
+        return
+    if isinstance(root, (list, tuple)):
+        hint = "; for several outputs, pass one of them or their sum"
+    else:
+        hint = ": the output of a computation on Tensors (e.g. the loss)"
+    raise TypeError(f"{who}: root must be a Tensor, got {type(root).__name__}{hint}")
+
+
 def trace(root: Tensor, names: dict[int, str] | None = None, model: Any = None) -> Graph:
     """Everything `root` depends on, as nodes, edges and module-call clusters.
 
@@ -232,6 +244,7 @@ def trace(root: Tensor, names: dict[int, str] | None = None, model: Any = None) 
     names its parameters and sub-modules. Parameters of modules that appear in the graph's
     scopes are named from them too, so `model` is only needed for unusual set-ups.
     """
+    check_root(root, "trace")
     # toposort holds the tensors that require grad; their constant parents are drawn too.
     computed = engine.toposort(root) if root.requires_grad else [root]
     ordered: dict[int, Tensor] = {}

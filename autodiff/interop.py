@@ -130,7 +130,7 @@ def unsupported(func: Any, detail: str = "") -> TypeError:
     hint = _HINTS.get(short)
     advice = f"write {hint}" if hint else (
         f"autodiff has no differentiable {short}; to use the numbers without a gradient, call "
-        f"np.{short} on t.data (or t.detach())"
+        f"np.{name.removeprefix('numpy.')} on t.data (or t.detach())"
     )
     return TypeError(f"{name}{detail} is not supported on autodiff Tensors: {advice}")
 

@@ -33,6 +33,14 @@ def _as_array(data: Any, dtype: Any, who: str) -> np.ndarray:
     if isinstance(data, np.ndarray | np.generic):
         array = np.asarray(data, dtype=dtype)
     else:
+        if isinstance(data, list | tuple) and _holds_graph(data):
+            # Copying their numbers would silently cut the graph (a gradient of 0 for
+            # everything before them): refuse, and name the op that keeps it.
+            raise TypeError(
+                f"{who}: the list holds tensors that require grad, and a new tensor made from "
+                "their numbers would cut the graph; use autodiff.stack([...]) to keep it, or "
+                "detach() them first"
+            )
         try:
             array = np.asarray(data, dtype=dtype)
         except ValueError as exc:
@@ -51,6 +59,23 @@ def _as_array(data: Any, dtype: Any, who: str) -> np.ndarray:
     # A 0-d value is kept as a numpy scalar: arithmetic on those is several times faster than
     # on 0-d arrays, which matters for micrograd-style graphs made of thousands of scalars.
     return array[()] if array.ndim == 0 else array
+
+
+def _holds_graph(items: list | tuple, budget: int = 100_000) -> bool:
+    """Whether a nested list holds a Tensor that requires grad. Lists of tensors are short
+    (each is a Python object); the look stops after `budget` items, so a big nested list of
+    numbers (a dataset) costs no more than a fraction of its own conversion."""
+    pending = [items]
+    while pending and budget > 0:
+        level = pending.pop()
+        budget -= len(level)
+        for item in level:
+            if isinstance(item, Tensor):
+                if item.requires_grad:
+                    return True
+            elif isinstance(item, list | tuple):
+                pending.append(item)
+    return False
 
 
 class Tensor:
@@ -349,7 +374,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError(
                 f"{who}: this tensor does not require grad: nothing that requires grad "
-                "was used to compute it (create inputs with requires_grad=True)"
+                "was used to compute it, or it was computed under no_grad() (create inputs "
+                "with requires_grad=True, and compute the loss outside no_grad())"
             )
         if grad is None:
             if self._data.size != 1:

@@ -45,19 +45,38 @@ def _scalar_output(fn: Callable[..., Tensor], tensors: Sequence[Tensor],
 
 def numerical_grad(fn: Callable[[list[np.ndarray]], float], arrays: list[np.ndarray],
                    eps: float = 1e-6) -> list[np.ndarray]:
-    """Central differences of a scalar function of several float64 arrays."""
+    """Central differences of a scalar function of several float64 arrays.
+
+    Each array is perturbed in place, element by element, and `fn(arrays)` evaluated, so the
+    arrays must be writeable float64 numpy arrays (views too: a transposed weight is fine).
+    Anything else is refused: float32 cannot hold x + 1e-6 apart from x, an integer array
+    cannot hold it at all, and either gave a silently wrong gradient.
+    """
+    for i, array in enumerate(arrays):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"numerical_grad: array {i} must be a numpy array (it is perturbed "
+                            f"in place), got {type(array).__name__}; pass t.data.copy() for a "
+                            f"Tensor t")
+        if array.dtype != np.float64:
+            raise TypeError(f"numerical_grad: array {i} is {array.dtype}, but central "
+                            f"differences with eps={eps:g} need float64; pass "
+                            f"a.astype(np.float64)")
+        if not array.flags.writeable:
+            raise ValueError(f"numerical_grad: array {i} is read-only, and it is perturbed in "
+                             f"place; pass a copy")
     grads = []
     for array in arrays:
         g = np.zeros_like(array)
-        flat, gflat = array.reshape(-1), g.reshape(-1)
-        for i in range(flat.size):
-            original = flat[i]
-            flat[i] = original + eps
+        # Index the array itself: reshape(-1) of a non-contiguous view is a copy, whose
+        # perturbations fn never saw (every derivative came out 0).
+        for index in np.ndindex(array.shape):
+            original = array[index]
+            array[index] = original + eps
             up = fn(arrays)
-            flat[i] = original - eps
+            array[index] = original - eps
             down = fn(arrays)
-            flat[i] = original
-            gflat[i] = (up - down) / (2 * eps)
+            array[index] = original
+            g[index] = (up - down) / (2 * eps)
         grads.append(g)
     return grads
 

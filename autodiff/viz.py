@@ -34,7 +34,7 @@ from graphviz.backend import dot_command, execute
 from graphviz.backend import rendering as gv_rendering
 
 from . import engine
-from .graph import Graph, node_id, summarize, trace
+from .graph import Graph, check_root, node_id, summarize, trace
 from .tensor import Tensor, op_name
 
 # Colours that say what a node is; the same in every drawing, frame and legend.
@@ -315,6 +315,7 @@ def draw_graph(
     of scalars left to right, as micrograd does, and anything with arrays or more than
     AUTO_LR_DEPTH ops in a chain top down, where left to right gets screens wide.
     """
+    check_root(root, "draw_graph")
     _check_rankdir(rankdir, "draw_graph")
     if group_by_module not in (False, True, "cluster", "collapse"):
         raise ValueError(
@@ -722,6 +723,7 @@ def explain_backward(
     `leaf` (the parent is a leaf that requires grad). One-element values are Python floats,
     others arrays. accumulate=False touches no `.grad`; True fills them as backward() does.
     """
+    check_root(root, "explain_backward")
     graph = trace(root, names=names, model=model)
     uses = _uses(graph)
     totals: dict[str, Any] = {}
@@ -832,6 +834,7 @@ def animate_backward(
     page of SVG frames with a slider; ("gif", "html"): both. Returns the path or paths.
     Nothing is written into `.grad`.
     """
+    check_root(root, "animate_backward")
     formats = [format] if isinstance(format, str) else list(format)
     for f in formats:
         if f not in ("gif", "html"):

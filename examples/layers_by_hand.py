@@ -7,11 +7,16 @@ the engine's automatic backward, and numerical central differences.
     python examples/layers_by_hand.py
 """
 
+import argparse
+
 import numpy as np
 
 import autodiff as ad
 from autodiff import Tensor
 from autodiff.testing import numerical_grad
+
+# No options: --help says what the script does instead of running it.
+argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
 
 
 class Affine:

@@ -3,11 +3,17 @@
     python examples/moons.py [--plot out.png]
 """
 
-import sys
+import argparse
 
 import numpy as np
 
 import nn
+
+# Parsed first: --help, or --plot without its file, answers before any training.
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--plot", metavar="PNG",
+                    help="also draw the decision boundary into this picture")
+args = parser.parse_args()
 
 x, y = nn.data.make_moons(100, noise=0.1, seed=0)
 x = x.astype(np.float32)
@@ -21,9 +27,9 @@ accuracy = nn.F.accuracy(1 / (1 + np.exp(-nn.predict(model, x))), targets)
 print(f"training accuracy {accuracy:.0%} after {history.epochs} epochs "
       f"({history.stopped_reason})")
 assert accuracy == 1.0, "moons not separated"
-if "--plot" in sys.argv:
+if args.plot:
     from nn import viz
 
-    path = sys.argv[sys.argv.index("--plot") + 1]
+    path = args.plot
     viz.decision_boundary(lambda g: 1 / (1 + np.exp(-nn.predict(model, g))), x, y, path)
     print("wrote", path)

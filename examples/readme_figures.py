@@ -3,11 +3,15 @@
     python examples/readme_figures.py
 """
 
+import argparse
 from pathlib import Path
 
 import nn
 from autodiff import Tensor
 from autodiff.viz import draw_graph, render
+
+# No options: --help says what the script does instead of running it.
+argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
 
 out = Path(__file__).resolve().parents[1] / "docs"
 out.mkdir(exist_ok=True)

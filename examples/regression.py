@@ -4,11 +4,17 @@ with ReLU it bends to fit the parabola.
     python examples/regression.py [--plot out.png]
 """
 
-import sys
+import argparse
 
 import numpy as np
 
 import nn
+
+# Parsed first: --help, or --plot without its file, answers before any training.
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--plot", metavar="PNG",
+                    help="also draw the ReLU network's fitted curve into this picture")
+args = parser.parse_args()
 
 x, y = nn.data.make_regression(200, kind="quadratic", noise=0.05, seed=0)
 x, y = x.astype(np.float32), y.astype(np.float32)
@@ -24,9 +30,9 @@ for activation in (None, "relu"):
 for name, mse in errors.items():
     print(f"{name:>6}: mean squared error {mse:.4f}")
 assert errors["relu"] < 0.01 < errors["linear"], "ReLU network should fit, linear underfit"
-if "--plot" in sys.argv:
+if args.plot:
     from nn import viz
 
-    path = sys.argv[sys.argv.index("--plot") + 1]
+    path = args.plot
     viz.regression_fit(lambda g: nn.predict(models["relu"], g), x, y, path, label="ReLU MLP")
     print("wrote", path)

@@ -3,10 +3,15 @@
     python examples/xor.py
 """
 
+import argparse
+
 import numpy as np
 
 import nn
 from autodiff import Tensor
+
+# No options: --help says what the script does instead of running it.
+argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
 
 x, y = nn.data.make_xor()
 model = nn.MLP(2, [2], 1, activation="sigmoid", output_activation="sigmoid",

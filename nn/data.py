@@ -1,7 +1,8 @@
 """Data: batching, MNIST (IDX files, checksums, cache, verified downloads), mini-MNIST, toy sets.
 
-Everything here works on plain numpy arrays and never imports the autodiff engine; the training
-loop wraps batches in Tensors itself.
+Everything here works on plain numpy arrays and never imports the autodiff engine (only, for
+a shuffling loader without a seed, the default generator that autodiff.manual_seed seeds); the
+training loop wraps batches in Tensors itself.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class DataLoader:
 
     Yields `(xb, yb)`, or `xb` alone when `y` is None. With shuffle=True the order changes every
     epoch, drawn from one Generator seeded once from `seed`, so two loaders built with the same
-    seed give the same batches in the same order, epoch after epoch.
+    seed give the same batches in the same order, epoch after epoch. Without a seed, that
+    Generator is seeded from autodiff's default generator (see autodiff.manual_seed).
     """
 
     def __init__(self, x: Any, y: Any = None, batch_size: int = 64, shuffle: bool = False,
@@ -68,6 +70,12 @@ class DataLoader:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        if seed is None and self.shuffle:
+            # As PyTorch's loader: without a seed of its own, the order follows the default
+            # generator, so autodiff.manual_seed(0) at the top of a script repeats the run.
+            from autodiff.tensor import as_generator
+
+            seed = int(as_generator(None).integers(2**63))
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -93,9 +101,16 @@ def _samples(name: str, values: Any) -> np.ndarray:
     try:
         array = np.asarray(values)
     except ValueError as exc:  # numpy refuses ragged nesting ("inhomogeneous shape")
+        pair = (isinstance(values, (tuple, list)) and len(values) == 2
+                and all(np.ndim(v) >= 1 for v in values)
+                and len(values[0]) == len(values[1]))
+        if name == "x" and pair:  # PyTorch's DataLoader(TensorDataset(x, y)) habit
+            raise ValueError("DataLoader: x is an (inputs, targets) pair; pass them as two "
+                             "arguments, DataLoader(x, y, batch_size=...)") from None
         raise ValueError(f"DataLoader: {name} is ragged (its samples have different "
                          f"shapes), so it cannot be one array; pad or crop them to one "
-                         f"shape ({exc})") from None
+                         f"shape; for (input, target) pairs, pass the inputs and the "
+                         f"targets as two arrays, DataLoader(x, y) ({exc})") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(f"DataLoader: {name} must hold numbers, got dtype {array.dtype}")
     return array

@@ -1,7 +1,7 @@
 """Weight initialisers. Each fills a tensor's values in place and returns it.
 
-`rng` is None (fresh entropy), an int seed, or a numpy Generator: pass the same seed or
-Generator to get the same weights, run after run.
+`rng` is None (autodiff's default generator, which autodiff.manual_seed seeds), an int seed,
+or a numpy Generator: pass the same seed or Generator to get the same weights, run after run.
 """
 
 from __future__ import annotations
@@ -85,15 +85,34 @@ def xavier_normal_(t: Tensor, gain: float = 1.0, rng: Any = None) -> Tensor:
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)
 
 
-def kaiming_uniform_(t: Tensor, nonlinearity: str = "relu", negative_slope: float = 0.01,
-                     rng: Any = None) -> Tensor:
-    """He et al. (2015): variance 2 / fan_in keeps ReLU activations from shrinking."""
-    fan_in, _ = _fans(t)
-    bound = gain(nonlinearity, negative_slope) * math.sqrt(3.0 / fan_in)
+def _kaiming_std(t: Tensor, nonlinearity: str | None, negative_slope: float,
+                 a: float | None, mode: str, who: str) -> float:
+    """gain / sqrt(fan). PyTorch's spellings too: `a` is its name for the negative slope and,
+    given without a nonlinearity, means leaky_relu as there (`kaiming_uniform_(w,
+    a=math.sqrt(5))`, PyTorch's own Linear init); `mode="fan_out"` keeps the backward pass's
+    variance instead of the forward's."""
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"{who}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    if a is not None:
+        negative_slope = a
+        nonlinearity = nonlinearity or "leaky_relu"
+    fan_in, fan_out = _fans(t)
+    return gain(nonlinearity or "relu", negative_slope) / math.sqrt(
+        fan_in if mode == "fan_in" else fan_out)
+
+
+def kaiming_uniform_(t: Tensor, nonlinearity: str | None = None, negative_slope: float = 0.01,
+                     rng: Any = None, *, a: float | None = None,
+                     mode: str = "fan_in") -> Tensor:
+    """He et al. (2015): variance 2 / fan_in keeps ReLU activations from shrinking
+    (nonlinearity "relu" unless given, or `a` is)."""
+    bound = math.sqrt(3.0) * _kaiming_std(t, nonlinearity, negative_slope, a, mode,
+                                          "kaiming_uniform_")
     return uniform_(t, -bound, bound, rng)
 
 
-def kaiming_normal_(t: Tensor, nonlinearity: str = "relu", negative_slope: float = 0.01,
-                    rng: Any = None) -> Tensor:
-    fan_in, _ = _fans(t)
-    return normal_(t, 0.0, gain(nonlinearity, negative_slope) / math.sqrt(fan_in), rng)
+def kaiming_normal_(t: Tensor, nonlinearity: str | None = None, negative_slope: float = 0.01,
+                    rng: Any = None, *, a: float | None = None,
+                    mode: str = "fan_in") -> Tensor:
+    return normal_(t, 0.0, _kaiming_std(t, nonlinearity, negative_slope, a, mode,
+                                        "kaiming_normal_"), rng)

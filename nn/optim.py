@@ -80,6 +80,9 @@ class Optimizer:
         if isinstance(params, Tensor):
             raise TypeError(f"{name}: params must be an iterable of parameters (e.g. "
                             f"model.parameters()), got a single Tensor")
+        if hasattr(params, "parameters") and hasattr(params, "forward"):  # a Module
+            raise TypeError(f"{name}: pass the model's parameters, {name}(model.parameters(), "
+                            f"lr=...), not the {type(params).__name__} module itself")
         params = list(params)
         settings: dict[str, Any] = {"lr": lr, **defaults}
         if params and all(isinstance(g, dict) for g in params):

@@ -123,7 +123,8 @@ def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
     """(mean loss, metric) over a data set, in eval mode and without recording a graph.
 
     The default metric, `accuracy`, is adapted to the loss and targets as in `fit`; where it
-    does not apply (targets that are not class labels) the metric is NaN.
+    does not apply (targets that are not class labels) the metric is NaN. Without a
+    `loss_fn` the loss is NaN too (not 0.0, which would read as a perfect fit).
     """
     batches = _batches((x, y), batch_size, "evaluate", "(x, y)")  # checked before y is read
     metric, _ = _default_metric(metric, loss_fn, batches.y)
@@ -152,7 +153,8 @@ def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
     if count == 0:  # a mean over nothing: 0.0 would look like a perfect score
         raise ValueError(f"evaluate: no samples to evaluate (x has shape "
                          f"{np.shape(batches.x)})")
-    return total_loss / count, (total_metric / count if metric is not None else float("nan"))
+    return (total_loss / count if loss_fn is not None else float("nan"),
+            total_metric / count if metric is not None else float("nan"))
 
 
 def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:

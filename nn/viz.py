@@ -181,19 +181,23 @@ def _frame_title(label: Any) -> str:
     return "initial weights" if label == 0 else f"epoch {label}"
 
 
-def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]], path: PathLike,
-                    fps: float = 2, *, labels: Sequence[Any] | None = None,
+def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]] | WeightRecorder,
+                    path: PathLike, fps: float = 2, *, labels: Sequence[Any] | None = None,
                     max_frames: int | None = 60,
                     image_shape: tuple[int, int] | None = None) -> Path:
     """An animated GIF, one frame per snapshot, one panel per layer; each layer keeps one
     symmetric colour scale across frames, so changes in colour are changes in weight.
 
-    `labels` title the frames (`WeightRecorder.epochs`: 0 is drawn as "initial weights");
-    by default frames are numbered from 1. At most `max_frames` snapshots, evenly spaced
-    (first and last kept), become frames: drawing is the slow part, and a GIF of thousands
-    of frames shows nothing more. `image_shape` draws image-input layers as tiles
-    (see heatmap_figure).
+    `snapshots` is a WeightRecorder (its snapshots, titled by its epochs) or a list of
+    {name: array}. `labels` title the frames (`WeightRecorder.epochs`: 0 is drawn as
+    "initial weights"); by default frames are numbered from 1. At most `max_frames`
+    snapshots, evenly spaced (first and last kept), become frames: drawing is the slow part,
+    and a GIF of thousands of frames shows nothing more. `image_shape` draws image-input
+    layers as tiles (see heatmap_figure).
     """
+    if isinstance(snapshots, WeightRecorder):  # what a newcomer has in hand after fit
+        labels = snapshots.epochs if labels is None else labels
+        snapshots = snapshots.snapshots
     if not snapshots:
         raise ValueError("weight_heatmaps: no snapshots (record some with WeightRecorder)")
     if labels is None:
@@ -257,9 +261,22 @@ def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Seque
                        path: PathLike | None = None, n: int = 25,
                        image_shape: tuple[int, int] = (28, 28),
                        mistakes_first: bool = False) -> Any:
-    """A grid of images titled "pred / true"; mistakes in red with a red frame."""
+    """A grid of images titled "pred / true"; mistakes in red with a red frame.
+
+    `predicted` holds class labels, or the model's scores (N, C), whose argmax is taken.
+    """
+    if not isinstance(images, np.ndarray) and hasattr(images, "parameters"):
+        raise TypeError(f"prediction_gallery: images must be the images, got a model "
+                        f"({type(images).__name__}); call prediction_gallery(x, "
+                        f"nn.predict(model, x), y)")
     images = np.asarray(images)
     predicted, true = np.asarray(predicted), np.asarray(true)
+    if predicted.ndim == 2 and predicted.shape[0] == len(images):
+        predicted = predicted.argmax(axis=1)  # logits or probabilities, one row per image
+    if not (predicted.ndim == true.ndim == 1 and len(predicted) == len(true) == len(images)):
+        raise ValueError(f"prediction_gallery: need one predicted and one true label per "
+                         f"image, got images {images.shape}, predicted {predicted.shape}, "
+                         f"true {true.shape}")
     order = np.arange(len(images))
     if mistakes_first:
         order = np.concatenate([order[predicted != true], order[predicted == true]])
@@ -287,12 +304,30 @@ def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Seque
     return _save(fig, path)
 
 
+def _predictor(predict_fn: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A model passed where a function is wanted runs as nn.predict runs it: in eval mode
+    (Dropout off), without recording a graph, its mode put back afterwards."""
+    if not hasattr(predict_fn, "parameters"):
+        return predict_fn
+    from .training import predict
+
+    return lambda points: predict(predict_fn, points)
+
+
 def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                      y: np.ndarray, path: PathLike | None = None, resolution: int = 200) -> Any:
+                      y: np.ndarray, path: PathLike | None = None, resolution: int = 200,
+                      *, threshold: float | None = None) -> Any:
     """The classifier's decision over the plane, with the data points on top.
 
-    `predict_fn` maps (M, 2) points to probabilities (M,) / (M, 1) or class scores (M, C).
+    `predict_fn` (a function, or the model itself, run in eval mode) maps (M, 2) points to
+    one number per point, (M,) / (M, 1), or class scores (M, C). One number per point is
+    split at `threshold`. By default that is 0.5 when every value lies in [0, 1]
+    (probabilities). Other scores are logits or raw scores (split at 0, as micrograd's moons
+    demo) or outputs regressed onto 0/1 targets (split at 0.5): of 0 and 0.5, the one nearer
+    the midpoint of the two classes' mean scores on the drawn points is taken. (A 0.5
+    contour of logits was not the boundary the model decides by.)
     """
+    predict_fn = _predictor(predict_fn)
     x, y = np.asarray(x), np.asarray(y).reshape(-1)
     pad = 0.5
     (x0, y0), (x1, y1) = x.min(axis=0) - pad, x.max(axis=0) + pad
@@ -305,9 +340,21 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
         ax.contourf(gx, gy, field, levels=levels, cmap="coolwarm", alpha=0.35)
     else:
         field = scores.reshape(gx.shape)
-        image = ax.contourf(gx, gy, field, levels=20, cmap="coolwarm", alpha=0.35)
-        ax.contour(gx, gy, field, levels=[0.5], colors="k", linewidths=1)
-        fig.colorbar(image, ax=ax, label="P(class 1)")
+        probabilities = bool(np.all((field >= 0) & (field <= 1)))
+        if threshold is None:
+            threshold = 0.5
+            own = np.asarray(predict_fn(x.astype(np.float32))).reshape(-1)
+            positive = y > 0.5
+            if not probabilities and positive.any() and not positive.all():
+                middle = (own[positive].mean() + own[~positive].mean()) / 2
+                threshold = 0.0 if abs(middle) < abs(middle - 0.5) else 0.5
+        norm = None
+        if not probabilities and field.min() < threshold < field.max():
+            # scores: blue below the threshold, red above, however lopsided their range
+            norm = matplotlib.colors.TwoSlopeNorm(threshold, field.min(), field.max())
+        image = ax.contourf(gx, gy, field, levels=20, cmap="coolwarm", alpha=0.35, norm=norm)
+        ax.contour(gx, gy, field, levels=[threshold], colors="k", linewidths=1)
+        fig.colorbar(image, ax=ax, label="P(class 1)" if probabilities else "score")
     ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=25)
     ax.set_title("Decision boundary")
     ax.set_xlabel("x1")
@@ -318,7 +365,9 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
 
 def regression_fit(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                    y: np.ndarray, path: PathLike | None = None, label: str = "model") -> Any:
-    """Data points and the fitted curve over a dense grid (1-D regression)."""
+    """Data points and the fitted curve over a dense grid (1-D regression); `predict_fn` is a
+    function or the model itself (run in eval mode)."""
+    predict_fn = _predictor(predict_fn)
     x, y = np.asarray(x).reshape(-1), np.asarray(y).reshape(-1)
     grid = np.linspace(x.min(), x.max(), 300).reshape(-1, 1).astype(np.float32)
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -348,10 +397,14 @@ class GradientFlowRecorder:
                 self.history.setdefault(name, []).append(float(np.abs(p.grad._data).mean()))
 
 
-def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]],
-                  path: PathLike | None = None, title: str = "Gradient flow") -> Any:
+def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]]
+                  | GradientFlowRecorder, path: PathLike | None = None,
+                  title: str = "Gradient flow") -> Any:
     """Mean |gradient| per layer over training, log scale: vanishing gradients show as layers
-    near the input sitting orders of magnitude below those near the output."""
+    near the input sitting orders of magnitude below those near the output. Takes the
+    GradientFlowRecorder itself, its `history`, or a list of {layer: value} rows."""
+    if isinstance(grad_history, GradientFlowRecorder):  # it was "not iterable"
+        grad_history = grad_history.history
     if not isinstance(grad_history, Mapping):
         merged: dict[str, list[float]] = {}
         for row in grad_history:

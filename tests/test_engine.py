@@ -1000,3 +1000,20 @@ def test_cached_number_constants_cannot_be_changed():
             change()
     assert (x * 0.1).item() == pytest.approx(0.2)
     assert (x * -0.0).parents[1].data == 0.0 and np.signbit((x * -0.0).parents[1].data)
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: [a * 1, a * 2],
+    lambda a: [[1.0, 2.0], [3.0, a * 1]],
+    lambda a: (0.0, (1.0, a)),
+])
+def test_a_tensor_from_a_list_holding_graph_tensors_is_refused_naming_stack(make):
+    # Tensor() copies numbers: from tensors that require grad it would silently cut the graph.
+    a = Tensor(2.0, requires_grad=True)
+    with pytest.raises(TypeError, match=r"Tensor: .*require grad.*autodiff\.stack"):
+        Tensor(make(a))
+    # Constants in a list are fine, and stack keeps the graph.
+    assert Tensor([Tensor(1.0), 2.0]).data.tolist() == [1.0, 2.0]
+    v = ad.stack([a * 1, a * 3])
+    (v * v).sum().backward()
+    assert a.grad.item() == 2 * 2.0 + 2 * 6.0 * 3

@@ -239,3 +239,19 @@ def test_cumprod_gradient_exact_at_subnormal_inputs():
     ad.cumprod(x, 0).backward(upstream)
     np.testing.assert_array_equal(x.grad.data[0], upstream[0])
     np.testing.assert_allclose(x.grad.data[1], [0.0, tiny, tiny], rtol=0, atol=1e-45)
+
+
+@pytest.mark.parametrize("x, upstream, expected", [
+    # No zero, but subnormal numbers: reverse-cumsum(g * out) / x would keep 4 bits.
+    (np.full(3, 1.8e-44, np.float32), np.array([0.3, -0.1321, 0.64], np.float32),
+     np.array([0.3, -0.1321 * 1.8e-44, 0.64 * 1.8e-44 ** 2], np.float64)),
+    # Normal numbers whose products underflow to 0: dividing 0 back gives nothing.
+    (np.full(3, 1e-200), np.array([1.0, 2.0, 3.0]), np.array([1.0, 2e-200, 0.0])),
+])
+def test_cumprod_gradient_exact_when_products_underflow(x, upstream, expected):
+    t = Tensor(x, requires_grad=True)
+    ad.cumprod(t, 0).backward(upstream)
+    np.testing.assert_allclose(t.grad.data, expected.astype(x.dtype), rtol=1e-6, atol=0)
+    # Forward mode takes the same care: the tangent of out_2 is t0 x1 x2 + x0 t1 x2 + x0 x1 t2.
+    _, tangent = ad.jvp(lambda v: ad.cumprod(v, 0), (Tensor(x),), (Tensor(upstream),))
+    assert tangent.data[0] == upstream[0]

@@ -269,6 +269,7 @@ SWEEP: dict[str, Entry] = {
     # --- shape -------------------------------------------------------------------------------
     "Tensor.reshape": _unary(lambda a: a.reshape(-1, 1), lambda a: a.reshape(-1, 1)),
     "Tensor.flatten": _unary(lambda a: a.flatten() * 1.0, lambda a: a.flatten() * 1.0),
+    "Tensor.ravel": _unary(lambda a: a.ravel() * 1.0, lambda a: a.ravel() * 1.0),
     "Tensor.transpose": _unary(lambda a: a.transpose(), lambda a: a.permute(
         tuple(reversed(range(a.ndim))))),
     "Tensor.T": _unary(lambda a: a.T * 1.0,
@@ -406,9 +407,11 @@ SWEEP: dict[str, Entry] = {
     "cumsum": Entry(lambda a, **k: ad.cumsum(a, **k), lambda a, axis: torch.cumsum(a, axis),
                     shapes=_shape(min_dims=1).map(lambda s: (s,)), kwargs=_one_axis,
                     ints=False),
+    # Exact zeros (kinks) yes, magnitudes near 0 no: PyTorch divides by x there and its
+    # gradients lose their digits (ours are exact: test_functions pins those cases).
     "cumprod": Entry(lambda a, **k: ad.cumprod(a, **k), lambda a, axis: torch.cumprod(a, axis),
                      shapes=_shape(min_dims=1).map(lambda s: (s,)), kwargs=_one_axis,
-                     ints=False),
+                     ints=False, avoid=(0.0,)),
     "prod": Entry(lambda a, **k: ad.prod(a, **k),
                   lambda a, axis, keepdims: a.prod() if axis is None else a.prod(axis, keepdims),
                   shapes=_shape(min_dims=1).map(lambda s: (s,)),
@@ -528,14 +531,17 @@ NOT_OPS = {
                      "Tensor.zero_grad", "Tensor.requires_grad_", "Tensor.detach",
                      "Tensor.retain_grad",
                      "Tensor.__array__", "Tensor.__bool__", "Tensor.__float__", "Tensor.__int__",
-                     "Tensor.__len__", "Tensor.__iter__", "Tensor.__repr__", "Tensor.__hash__"],
+                     "Tensor.__len__", "Tensor.__iter__", "Tensor.__repr__", "Tensor.__hash__",
+                     "Tensor.numel", "Tensor.dim", "Tensor.cpu"],
                     "conversion or bookkeeping, not an op"),
     **dict.fromkeys(["Tensor.__iadd__", "Tensor.__isub__", "Tensor.__imul__",
                      "Tensor.__itruediv__", "Tensor.__ipow__"],
                     "in-place spelling: recorded, it is the out-of-place op's entry; the write "
                     "under no_grad is tested in test_engine"),
     "nn.functional.accuracy": "a metric on plain numbers, no gradient",
-    **dict.fromkeys(["Tensor.argmax", "Tensor.argmin"], "an integer index, no gradient"),
+    **dict.fromkeys(["Tensor.argmax", "Tensor.argmin", "Tensor.argsort"],
+                    "an integer index, no gradient"),
+    "Tensor.long": "an integer cast: a constant, no gradient (astype's entry covers casts)",
     **dict.fromkeys(["nn.functional.relu", "nn.functional.sigmoid", "nn.functional.tanh",
                      "nn.functional.softmax", "nn.functional.log_softmax"],
                     "the engine's own function re-exported (its entry is the engine's)"),
