@@ -176,6 +176,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = 
         caller_grad = engine.is_grad_enabled()
         result, leaves = _call(f, args, kwargs, nums, "grad")
         out, aux = _split_aux(result, "grad") if has_aux else (result, None)
+        forward.check_outputs(out, "grad", several=False)
         _scalar(out, "grad")
         seed = np.ones(np.shape(out._data if isinstance(out, Tensor) else out),
                        dtype=out.dtype if isinstance(out, Tensor) else np.float64)
@@ -244,6 +245,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     caller_grad = engine.is_grad_enabled()
     result, leaves = _call(f, primals, {}, nums, "vjp")
     out, aux = _split_aux(result, "vjp") if has_aux else (result, None)
+    forward.check_outputs(out, "vjp")
     outputs, several = _as_outputs(out)
     kind = _kind(primals)
 
@@ -285,8 +287,7 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         nums = _argnums(argnums, len(args), "jacrev")
         caller_grad = engine.is_grad_enabled()
         out, leaves = _call(f, args, {}, nums, "jacrev")
-        if isinstance(out, tuple | list):
-            raise TypeError("jacrev: f must return one Tensor (stack several outputs first)")
+        _one_output(out, "jacrev")
         out_shape = np.shape(out._data if isinstance(out, Tensor) else out)
         dtype = out.dtype if isinstance(out, Tensor) else np.float64
         create = _needs_graph([out] if isinstance(out, Tensor) else [], leaves, caller_grad)
@@ -303,6 +304,14 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         return jacs[0] if isinstance(argnums, int) else jacs
 
     return jacrev_f
+
+
+def _one_output(out: Any, who: str) -> Any:
+    """f's result, checked to be one Tensor (or a constant number or array)."""
+    if isinstance(out, tuple | list):
+        raise TypeError(f"{who}: f must return one Tensor (stack several outputs first)")
+    forward.check_outputs(out, who, several=False)
+    return out
 
 
 def _assemble(rows: list[Any], out_shape: tuple, in_shape: tuple, dtype: Any) -> Any:
@@ -345,7 +354,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 call = list(lifted)
                 call[n] = x
                 try:
-                    return f(*call)
+                    return _one_output(f(*call), "jacfwd")
                 finally:
                     if after is None:
                         after = _rng_states(f)
@@ -360,9 +369,6 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 basis = np.zeros(shape, dtype=dtype)
                 basis.reshape(-1)[j] = 1
                 out, column = jvp(along, (x,), (basis,))
-                if isinstance(out, tuple | list):
-                    raise TypeError("jacfwd: f must return one Tensor (stack several outputs "
-                                    "first)")
                 columns.append(column)
             if not columns:  # an empty input: no pass ran, so run f once for the shape
                 out = along(x if isinstance(x, Tensor) else Tensor(x))
@@ -400,7 +406,7 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         # The probe draws no random numbers of its own: the Jacobian is of the call the user
         # would have made (a Dropout mask drawn from the state jacobian was called in).
         with engine.no_grad(), _replayed(_rng_states(f)):
-            probe = f(*probe_args)
+            probe = _one_output(f(*probe_args), "jacobian")
         outputs = int(np.size(probe._data if isinstance(probe, Tensor) else probe))
         chosen = jacrev if outputs <= inputs else jacfwd
         return chosen(f, argnums)(*args)

@@ -736,3 +736,38 @@ def test_an_exception_inside_a_transform_leaves_no_state_behind(name, grad_mode)
         assert engine.state.forward == ()
         assert engine.is_grad_enabled() is grad_mode
     assert engine.is_grad_enabled()
+
+
+# --- what f may return -------------------------------------------------------------------
+
+BAD_RESULTS = {
+    "dict": lambda a: {"y": a * 2},
+    "nested_tuple": lambda a: ((a, a * 2), a * 3),
+    "none": lambda a: None,
+    "string": lambda a: "y",
+}
+
+
+@pytest.mark.parametrize("result", sorted(BAD_RESULTS))
+@pytest.mark.parametrize("who,call", [
+    ("jvp", lambda f, x: ad.jvp(f, (x,), (x,))),
+    ("vjp", lambda f, x: F.vjp(f, x)),
+    ("grad", lambda f, x: F.grad(f)(x)),
+    ("jacrev", lambda f, x: F.jacrev(f)(x)),
+    ("jacfwd", lambda f, x: F.jacfwd(f)(x)),
+    ("jacobian", lambda f, x: F.jacobian(f)(x)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_results_that_are_not_tensors_are_refused_by_name(result, who, call):
+    """f returning ((a, 2a), 3a) gave jvp tangents (zeros, 3v): the inner tuple was taken
+    for a constant; a dict made grad and jacrev answer zeros (np.size of a dict is 1) and
+    jvp fail with "float() argument must be ... not 'dict'"."""
+    with pytest.raises(TypeError, match=f"^{who}: f must return "):
+        call(BAD_RESULTS[result], np.ones(2))
+
+
+def test_constant_results_and_flat_tuples_are_still_fine():
+    _, tangents = ad.jvp(lambda a: (a * 2, 3.0, np.ones(2)), (np.ones(2),), (np.ones(2),))
+    np.testing.assert_array_equal(_np(tangents[0]), [2.0, 2.0])
+    np.testing.assert_array_equal(_np(tangents[1]), 0.0)
+    np.testing.assert_array_equal(_np(tangents[2]), [0.0, 0.0])
+    assert F.grad(lambda a: 3.0)(2.0) == 0.0
