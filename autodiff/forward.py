@@ -245,8 +245,8 @@ def check_outputs(result: Any, who: str, several: bool = True) -> bool:
     by name: taken as a constant, its derivative would silently be zero."""
     items = result if several and isinstance(result, tuple | list) else (result,)
     for item in items:
-        if not isinstance(item, Tensor | numbers.Number | np.ndarray | np.generic) or \
-                isinstance(item, np.ndarray) and item.dtype.kind not in "biuf":
+        if not isinstance(item, Tensor | numbers.Number | np.ndarray | np.number | np.bool_) \
+                or isinstance(item, np.ndarray) and item.dtype.kind not in "biuf":
             what = ("one Tensor" if not several else
                     "a Tensor or a flat tuple or list of Tensors")
             raise TypeError(f"{who}: f must return {what}, got "
