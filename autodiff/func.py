@@ -263,11 +263,30 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
                 raise ValueError(f"vjp: cotangent {i} has shape {c.shape} but output {i} has "
                                  f"shape {np.shape(data)}")
             seeds.append(c)
+        if any(isinstance(c, Tensor) for c in cots):
+            return _pull_through(outputs, cots, leaves)
         create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
         return tuple(_export(g, kind) for g in _gradients(outputs, seeds, leaves, create))
 
     exported = type(out)(_export(o, kind) for o in outputs) if several else _export(out, kind)
     return (exported, pullback, aux) if has_aux else (exported, pullback)
+
+
+def _pull_through(outputs: list[Any], cots: list[Any], leaves: list[Tensor]) -> tuple[Any, ...]:
+    """u^T J for Tensor cotangents u, as a function of u: the gradient of <f, u> with u a
+    factor in the recorded graph, so the result is differentiable in u and carries u's
+    forward-mode tangent, as PyTorch's pullback does. (A seed handed to the backward pass is
+    taken as numbers, which would cut u off.)"""
+    with engine.enable_grad():
+        total = None
+        for o, c in zip(outputs, cots, strict=True):
+            if isinstance(o, Tensor) and o.requires_grad:
+                u = c if isinstance(c, Tensor) else engine.constant(np.asarray(c))
+                term = (o * (u if u.dtype == o.dtype else u.astype(o.dtype))).sum()
+                total = term if total is None else total + term
+    if total is None:  # f does not depend on its inputs
+        return tuple(engine.constant(np.zeros_like(leaf._data)) for leaf in leaves)
+    return tuple(_gradients([total], [np.ones((), total.dtype)], leaves, True))
 
 
 # --- Jacobians ----------------------------------------------------------------------------------
@@ -438,6 +457,9 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
     if len(ts) != len(ps):
         raise ValueError(f"hvp: {len(ps)} primals but {len(ts)} tangents")
     nums = tuple(range(len(ps)))
+    kind = _kind(ps + ts)
+    if kind == "tensor":  # a Tensor tangent: the products stay Tensors, connected to it
+        ps = tuple(p if isinstance(p, Tensor) else Tensor(p) for p in ps)
     if mode == "forward-over-reverse":
         _, products = jvp(lambda *xs: _ensure_tuple(grad(f, nums)(*xs)), ps, ts)
     elif mode == "reverse-over-forward":
@@ -448,7 +470,6 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
     else:
         raise ValueError(f"hvp: mode must be 'forward-over-reverse' or 'reverse-over-forward', "
                          f"got {mode!r}")
-    kind = _kind(ps)
     products = tuple(_export(p, kind) for p in products)
     return products if several else products[0]
 

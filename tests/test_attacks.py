@@ -771,3 +771,50 @@ def test_constant_results_and_flat_tuples_are_still_fine():
     np.testing.assert_array_equal(_np(tangents[1]), 0.0)
     np.testing.assert_array_equal(_np(tangents[2]), [0.0, 0.0])
     assert F.grad(lambda a: 3.0)(2.0) == 0.0
+
+
+# --- differentiating with respect to tangents and cotangents -----------------------------------
+
+
+@needs_torch
+def test_pullback_and_hvp_are_differentiable_in_their_direction():
+    """vjp's pullback took a Tensor cotangent u as numbers, and hvp exported its products as
+    arrays whenever the primals were arrays, so d/du pullback(u) and d/dv hvp(f, x, v) came
+    back as zeros, silently (grad of a function that no longer depended on its input).
+    PyTorch's pullback is differentiable in u; jvp here already was in its tangent."""
+    x, u0, v = np.array([0.5, -1.0, 2.0]), np.array([0.3, -0.2, 0.7]), np.array([1.0, 2.0, 3.0])
+
+    def g(a):
+        return (a * a[::-1]).tanh()
+
+    def tg(a):
+        return (a * a.flip(0)).tanh()
+
+    ours = F.grad(lambda u: (F.vjp(g, x)[1](u)[0] ** 2).sum())(u0)
+    theirs = torch.func.grad(lambda u: (torch.func.vjp(tg, torch.tensor(x))[1](u)[0] ** 2).sum())
+    np.testing.assert_allclose(ours, theirs(torch.tensor(u0)).numpy(), rtol=1e-12)
+    _, tangent = ad.jvp(lambda u: F.vjp(g, x)[1](u)[0], (u0,), (v,))
+    _, expected = torch.func.jvp(lambda u: torch.func.vjp(tg, torch.tensor(x))[1](u)[0],
+                                 (torch.tensor(u0),), (torch.tensor(v),))
+    np.testing.assert_allclose(_np(tangent), expected.numpy(), rtol=1e-12)
+
+    def f(a):
+        return (a ** 3).sum() + (a[0] * a[1]).tanh()
+
+    hessian = F.hessian(f)(x)
+    for mode in ("forward-over-reverse", "reverse-over-forward"):
+        np.testing.assert_allclose(F.grad(lambda w, m=mode: F.hvp(f, x, w, mode=m).sum())(v),
+                                   hessian.sum(axis=0), rtol=1e-12)
+        assert isinstance(F.hvp(f, x, v, mode=mode), np.ndarray)  # arrays in, arrays out
+
+
+@needs_torch
+@pytest.mark.xfail(strict=True, reason="core (tensor.py Tensor._seed): grad_outputs given as a "
+                   "Tensor is taken as numbers, so autodiff.grad(..., create_graph=True) is "
+                   "not differentiable in it (PyTorch's is)")
+def test_grad_is_differentiable_in_its_grad_outputs():
+    x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    u = Tensor(np.array([2.0, 3.0]), requires_grad=True)
+    (g,) = ad.grad(x.tanh(), [x], grad_outputs=[u], create_graph=True)
+    g.sum().backward()
+    np.testing.assert_allclose(u.grad.data, 1 - np.tanh(x.data) ** 2)
