@@ -807,9 +807,6 @@ def test_pullback_and_hvp_are_differentiable_in_their_direction():
 
 
 @needs_torch
-@pytest.mark.xfail(strict=True, reason="core (tensor.py Tensor._seed): grad_outputs given as a "
-                   "Tensor is taken as numbers, so autodiff.grad(..., create_graph=True) is "
-                   "not differentiable in it (PyTorch's is)")
 def test_grad_is_differentiable_in_its_grad_outputs():
     x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
     u = Tensor(np.array([2.0, 3.0]), requires_grad=True)
