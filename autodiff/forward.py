@@ -21,6 +21,7 @@ what makes forward-over-reverse and reverse-over-forward compose (Hessian-vector
 
 from __future__ import annotations
 
+import numbers
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -165,7 +166,8 @@ def write_tangents(target: Tensor, index: Any, value: Any) -> None:
             continue
         dtype = np.result_type(target._data)
         old = np.zeros(np.shape(target._data), dtype) if old is None else old
-        new = np.zeros(np.shape(value._data), dtype) if new is None else new
+        if new is None:  # a constant written in (a Tensor without tangent, or a number)
+            new = np.zeros(np.shape(value._data if isinstance(value, Tensor) else value), dtype)
         if isinstance(old, Tensor) or isinstance(new, Tensor):
             st.forward = levels[:depth]
             try:
@@ -237,6 +239,28 @@ def _tangent_for(x: Tensor, t: Any, i: int, who: str) -> Any:
     return value
 
 
+def check_outputs(result: Any, who: str, several: bool = True) -> bool:
+    """Whether f returned several outputs (a tuple or list), after checking each is a Tensor,
+    a number or an array (a constant). Anything else (a dict, a nested tuple, None) is refused
+    by name: taken as a constant, its derivative would silently be zero."""
+    items = result if several and isinstance(result, tuple | list) else (result,)
+    for item in items:
+        if not isinstance(item, Tensor | numbers.Number | np.ndarray | np.number | np.bool_) \
+                or isinstance(item, np.ndarray) and item.dtype.kind not in "biuf":
+            what = ("one Tensor" if not several else
+                    "a Tensor or a flat tuple or list of Tensors")
+            raise TypeError(f"{who}: f must return {what}, got "
+                            f"{_describe(result)}")
+    return items is result
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        inner = ", ".join(type(v).__name__ for v in value[:4])
+        return f"a {type(value).__name__} of ({inner}{', ...' if len(value) > 4 else ''})"
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
 def output_tangent(out: Any, level: Level) -> Any:
     """The tangent of one output of f at `level` (zeros for outputs not depending on inputs)."""
     if not isinstance(out, Tensor):
@@ -265,6 +289,6 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
         outputs = f(*inputs)
     finally:
         leave(saved)
-    if isinstance(outputs, tuple | list):
+    if check_outputs(outputs, "jvp"):
         return outputs, type(outputs)(output_tangent(o, level) for o in outputs)
     return outputs, output_tangent(outputs, level)

@@ -176,6 +176,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = 
         caller_grad = engine.is_grad_enabled()
         result, leaves = _call(f, args, kwargs, nums, "grad")
         out, aux = _split_aux(result, "grad") if has_aux else (result, None)
+        forward.check_outputs(out, "grad", several=False)
         _scalar(out, "grad")
         seed = np.ones(np.shape(out._data if isinstance(out, Tensor) else out),
                        dtype=out.dtype if isinstance(out, Tensor) else np.float64)
@@ -244,6 +245,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     caller_grad = engine.is_grad_enabled()
     result, leaves = _call(f, primals, {}, nums, "vjp")
     out, aux = _split_aux(result, "vjp") if has_aux else (result, None)
+    forward.check_outputs(out, "vjp")
     outputs, several = _as_outputs(out)
     kind = _kind(primals)
 
@@ -261,11 +263,30 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
                 raise ValueError(f"vjp: cotangent {i} has shape {c.shape} but output {i} has "
                                  f"shape {np.shape(data)}")
             seeds.append(c)
+        if any(isinstance(c, Tensor) for c in cots):
+            return _pull_through(outputs, cots, leaves)
         create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
         return tuple(_export(g, kind) for g in _gradients(outputs, seeds, leaves, create))
 
     exported = type(out)(_export(o, kind) for o in outputs) if several else _export(out, kind)
     return (exported, pullback, aux) if has_aux else (exported, pullback)
+
+
+def _pull_through(outputs: list[Any], cots: list[Any], leaves: list[Tensor]) -> tuple[Any, ...]:
+    """u^T J for Tensor cotangents u, as a function of u: the gradient of <f, u> with u a
+    factor in the recorded graph, so the result is differentiable in u and carries u's
+    forward-mode tangent, as PyTorch's pullback does. (A seed handed to the backward pass is
+    taken as numbers, which would cut u off.)"""
+    with engine.enable_grad():
+        total = None
+        for o, c in zip(outputs, cots, strict=True):
+            if isinstance(o, Tensor) and o.requires_grad:
+                u = c if isinstance(c, Tensor) else engine.constant(np.asarray(c))
+                term = (o * (u if u.dtype == o.dtype else u.astype(o.dtype))).sum()
+                total = term if total is None else total + term
+    if total is None:  # f does not depend on its inputs
+        return tuple(engine.constant(np.zeros_like(leaf._data)) for leaf in leaves)
+    return tuple(_gradients([total], [np.ones((), total.dtype)], leaves, True))
 
 
 # --- Jacobians ----------------------------------------------------------------------------------
@@ -285,8 +306,7 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         nums = _argnums(argnums, len(args), "jacrev")
         caller_grad = engine.is_grad_enabled()
         out, leaves = _call(f, args, {}, nums, "jacrev")
-        if isinstance(out, tuple | list):
-            raise TypeError("jacrev: f must return one Tensor (stack several outputs first)")
+        _one_output(out, "jacrev")
         out_shape = np.shape(out._data if isinstance(out, Tensor) else out)
         dtype = out.dtype if isinstance(out, Tensor) else np.float64
         create = _needs_graph([out] if isinstance(out, Tensor) else [], leaves, caller_grad)
@@ -303,6 +323,14 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         return jacs[0] if isinstance(argnums, int) else jacs
 
     return jacrev_f
+
+
+def _one_output(out: Any, who: str) -> Any:
+    """f's result, checked to be one Tensor (or a constant number or array)."""
+    if isinstance(out, tuple | list):
+        raise TypeError(f"{who}: f must return one Tensor (stack several outputs first)")
+    forward.check_outputs(out, who, several=False)
+    return out
 
 
 def _assemble(rows: list[Any], out_shape: tuple, in_shape: tuple, dtype: Any) -> Any:
@@ -345,7 +373,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 call = list(lifted)
                 call[n] = x
                 try:
-                    return f(*call)
+                    return _one_output(f(*call), "jacfwd")
                 finally:
                     if after is None:
                         after = _rng_states(f)
@@ -360,9 +388,6 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 basis = np.zeros(shape, dtype=dtype)
                 basis.reshape(-1)[j] = 1
                 out, column = jvp(along, (x,), (basis,))
-                if isinstance(out, tuple | list):
-                    raise TypeError("jacfwd: f must return one Tensor (stack several outputs "
-                                    "first)")
                 columns.append(column)
             if not columns:  # an empty input: no pass ran, so run f once for the shape
                 out = along(x if isinstance(x, Tensor) else Tensor(x))
@@ -400,7 +425,7 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         # The probe draws no random numbers of its own: the Jacobian is of the call the user
         # would have made (a Dropout mask drawn from the state jacobian was called in).
         with engine.no_grad(), _replayed(_rng_states(f)):
-            probe = f(*probe_args)
+            probe = _one_output(f(*probe_args), "jacobian")
         outputs = int(np.size(probe._data if isinstance(probe, Tensor) else probe))
         chosen = jacrev if outputs <= inputs else jacfwd
         return chosen(f, argnums)(*args)
@@ -432,6 +457,9 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
     if len(ts) != len(ps):
         raise ValueError(f"hvp: {len(ps)} primals but {len(ts)} tangents")
     nums = tuple(range(len(ps)))
+    kind = _kind(ps + ts)
+    if kind == "tensor":  # a Tensor tangent: the products stay Tensors, connected to it
+        ps = tuple(p if isinstance(p, Tensor) else Tensor(p) for p in ps)
     if mode == "forward-over-reverse":
         _, products = jvp(lambda *xs: _ensure_tuple(grad(f, nums)(*xs)), ps, ts)
     elif mode == "reverse-over-forward":
@@ -442,7 +470,6 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
     else:
         raise ValueError(f"hvp: mode must be 'forward-over-reverse' or 'reverse-over-forward', "
                          f"got {mode!r}")
-    kind = _kind(ps)
     products = tuple(_export(p, kind) for p in products)
     return products if several else products[0]
 
@@ -515,12 +542,19 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
         def jvp_rule(ts: list[Any], out: Any, *xs: Any) -> Any:
             # Forward mode runs f again, carrying tangents (no intermediates were kept).
-            level, ins, saved = forward.enter(tuple(xs[:n]), tuple(ts[:n]), "checkpoint")
+            # Integer inputs (labels, indices) carry none: they are passed as they are.
+            floats = [i for i in range(n) if np.result_type(
+                xs[i]._data if isinstance(xs[i], Tensor) else xs[i]).kind == "f"]
+            level, ins, saved = forward.enter(tuple(xs[i] for i in floats),
+                                              tuple(ts[i] for i in floats), "checkpoint")
             try:
+                args = [x if isinstance(x, Tensor) else Tensor(x) for x in xs[:n]]
+                for i, x in zip(floats, ins, strict=True):
+                    args[i] = x
                 for p, t in zip(params, ts[n:], strict=True):
                     level.set(p, t)
                 with _replayed(memo["rng"]):
-                    tangent = forward.output_tangent(f(*ins), level)
+                    tangent = forward.output_tangent(f(*args), level)
             finally:
                 forward.leave(saved)
             return tangent if isinstance(out, Tensor) else tangent._data

@@ -244,6 +244,10 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
     if not isinstance(model, Module):
         raise TypeError(f"export_onnx: expected an nn Module, got {type(model).__name__}")
     params = model.parameters()
+    # Floating-point buffers count too: a BatchNorm without affine parameters has only its
+    # running statistics, and a float64 one must not be exported as float32.
+    buffers = [b for _, b in model.named_buffers()] if hasattr(model, "named_buffers") else []
+    params = params + [b for b in buffers if b.dtype.kind == "f"]
     dtype = np.dtype(params[0].dtype if params else np.float32)
     if dtype.kind != "f" or any(p.dtype != dtype for p in params):
         raise TypeError(f"export_onnx: parameters must share one float dtype, got "

@@ -105,8 +105,6 @@ def test_max_pool_of_an_empty_batch_is_empty(shape, expected):
     assert x.grad.shape == shape
 
 
-@pytest.mark.xfail(strict=True, reason="core (tensor.py _extremum): max/min refuse any tensor "
-                   "with no elements, also when the reduced axes are not empty")
 def test_max_over_a_nonempty_axis_of_an_empty_tensor():
     t = Tensor(np.zeros((0, 3)), requires_grad=True)
     assert t.max(axis=1).shape == (0,)  # numpy and torch.amax: shape (0,)
@@ -370,7 +368,7 @@ def test_jvp_tangent_is_not_a_view_of_the_callers_array():
     np.testing.assert_array_equal(dy.data, [[1.0, 2.0], [3.0, 4.0]])
 
 
-# --- padding="same" with an even kernel ----------------------------------------------------------
+# --- padding="same" with an even kernel ---------------------------------------------------------
 
 
 @needs_torch
@@ -446,7 +444,7 @@ def test_onnx_export_of_same_padding_with_an_even_kernel(tmp_path, make, shape):
                                atol=1e-5)
 
 
-# --- atomic saving --------------------------------------------------------------------------------
+# --- atomic saving ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
@@ -541,3 +539,277 @@ def test_argnums_that_are_not_ints_are_refused(argnums):
 def test_hvp_names_itself_for_a_missing_tangent(mode):
     with pytest.raises(ValueError, match="^hvp: 2 primals but 1 tangents"):
         F.hvp(lambda a, b: (a * b).sum(), (np.ones(2), np.ones(2)), (np.ones(2),), mode=mode)
+
+
+def test_forward_mode_through_a_checkpoint_with_integer_labels():
+    """The checkpoint's JVP rule started a jvp level over every input, integer labels too,
+    and failed: "checkpoint: primal 2 has dtype int64; forward mode needs floats" (so jvp,
+    hvp and hessian of a checkpointed loss with labels could not run)."""
+    rng = np.random.default_rng(0)
+    x, w, labels = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), np.array([1, 3])
+
+    def loss(inputs, weight, y):
+        return ad.softmax_cross_entropy((inputs @ weight).tanh(), y)
+
+    v = rng.normal(size=w.shape)
+    _, ours = ad.jvp(lambda a: F.checkpoint(loss)(x, a, labels), (w,), (v,))
+    _, plain = ad.jvp(lambda a: loss(x, a, labels), (w,), (v,))
+    np.testing.assert_allclose(_np(ours), _np(plain), rtol=1e-12)
+    np.testing.assert_allclose(F.hvp(lambda a: F.checkpoint(loss)(x, a, labels), w, v),
+                               F.hvp(lambda a: loss(x, a, labels), w, v), rtol=1e-10)
+
+
+@needs_torch
+def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch():
+    """Inside jvp, `b[1] = 7.0` (a number, not a Tensor, written into a tensor that carries a
+    tangent) failed with "'float' object has no attribute '_data'" in write_tangents."""
+    def f(a, ones, zeros, tensor):
+        b = a + zeros(3)  # its tangent is a broadcast (read-only) view
+        b[0] = a * 5
+        b[1] = 7.0
+        b[2:] = tensor([1.5])
+        c = a * ones(2)
+        c[...] = 3.0
+        return b.sum() * a + c.sum()
+
+    def ours(a):
+        return f(a, np.ones, np.zeros, np.array)
+
+    def theirs(a):
+        return f(a, lambda n: torch.ones(n, dtype=torch.float64),
+                 lambda n: torch.zeros(n, dtype=torch.float64),
+                 lambda v: torch.tensor(v, dtype=torch.float64))
+
+    y, dy = ad.jvp(ours, (2.0,), (1.0,))
+    ty, tdy = torch.func.jvp(theirs, (torch.tensor(2.0, dtype=torch.float64),),
+                             (torch.tensor(1.0, dtype=torch.float64),))
+    assert y.item() == ty.item() and dy.item() == tdy.item()
+    for nested in (lambda a: ad.jvp(ours, (a,), (1.0,))[1], F.grad(ours)):
+        np.testing.assert_allclose(_np(ad.jvp(nested, (2.0,), (1.0,))[1]), 10.0)
+
+
+def test_a_float64_model_with_only_buffers_exports_as_double(tmp_path):
+    """The export's dtype came from the parameters alone, so a float64 BatchNorm without
+    affine parameters (its running statistics are buffers) became a float32 file."""
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    from onnx.reference import ReferenceEvaluator
+
+    import nn
+    from nn import conv as C
+
+    model = C.BatchNorm1d(3, affine=False, dtype=np.float64)
+    model.load_state_dict({**model.state_dict(),
+                           "running_mean": np.array([0.1, -0.2, 0.3]),
+                           "running_var": np.array([0.5, 1.5, 2.5])})
+    model.eval()
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    proto = onnx.load(nn.export_onnx(model, tmp_path / "bn.onnx", x[:1]))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    (got,) = ReferenceEvaluator(proto).run(None, {"input": x})
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, model(x).data, rtol=1e-12)
+
+
+# --- kinks and ties, both modes and second order, against PyTorch -------------------------------
+
+KINKS = {
+    "relu": (lambda t: t.relu(), lambda t: t.relu()),
+    "abs": (lambda t: abs(t), lambda t: t.abs()),
+    "amax_ties": (lambda t: t.max(axis=1), lambda t: t.amax(1)),
+    "amin_ties": (lambda t: t.min(axis=0), lambda t: t.amin(0)),
+    "maximum_tie": (lambda t: ad.maximum(t, t[::-1]), lambda t: torch.maximum(t, t.flip(0))),
+    "clip_at_bounds": (lambda t: t.clip(-1.0, 1.0), lambda t: t.clamp(-1.0, 1.0)),
+    "where_zero": (lambda t: ad.where(t > 0, t * t, -t), lambda t: torch.where(t > 0, t * t, -t)),
+    "sqrt_of_square": (lambda t: (t * t + 1.0).sqrt(), lambda t: (t * t + 1.0).sqrt()),
+}
+
+
+@needs_torch
+@pytest.mark.parametrize("name", sorted(KINKS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kinks_and_ties_match_torch_in_both_modes_and_second_order(name, dtype):
+    ours, theirs = KINKS[name]
+    x = np.array([[0.0, 1.0, 1.0, -1.0], [-0.0, 2.0, 0.0, 2.0], [1.0, 1.0, -1.0, -1.0]], dtype)
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=x.shape).astype(dtype)
+    tx, tv = torch.tensor(x), torch.tensor(v)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    y, dy = ad.jvp(ours, (x,), (v,))
+    ty, tdy = torch.func.jvp(theirs, (tx,), (tv,))
+    assert _np(dy).dtype == dtype
+    np.testing.assert_allclose(_np(y), ty.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(_np(dy), tdy.numpy(), rtol=tol, atol=tol)
+    u = rng.normal(size=np.shape(_np(y))).astype(dtype)
+    (g,) = F.vjp(ours, x)[1](u)
+    (tg,) = torch.func.vjp(theirs, tx)[1](torch.tensor(u))
+    np.testing.assert_allclose(g, tg.numpy(), rtol=tol, atol=tol)
+
+    def scalar(f, lift):
+        return lambda t: (f(t) * lift(u)).sum()
+
+    hess = F.hessian(scalar(ours, Tensor))(x)
+    expected = torch.autograd.functional.hessian(scalar(theirs, torch.tensor), tx)
+    np.testing.assert_allclose(hess, expected.numpy(), rtol=tol, atol=tol)
+    hvp = F.hvp(scalar(ours, Tensor), x, v, mode="reverse-over-forward")
+    np.testing.assert_allclose(hvp, np.tensordot(expected.numpy(), v, axes=2), rtol=1e-5,
+                               atol=1e-5)
+
+
+# --- state: threads and exceptions --------------------------------------------------------------
+
+
+def test_forward_mode_and_no_grad_in_two_threads_at_once():
+    import threading
+
+    from autodiff import engine
+
+    errors: list[str] = []
+    start = threading.Barrier(2)
+
+    def forward_mode():
+        try:
+            start.wait(5)
+            for i in range(60):
+                x = np.array([1.0, 2.0]) * (i + 1)
+                _, dy = ad.jvp(lambda a: (a * a).sum(), (x,), (np.ones(2),))
+                assert dy.item() == 2 * x.sum()
+                np.testing.assert_array_equal(F.hessian(lambda a: (a ** 3).sum())(x),
+                                              np.diag(6 * x))
+        except Exception as exc:  # reported below, with the thread's name
+            errors.append(f"forward: {exc!r}")
+
+    def no_grad_and_backward():
+        try:
+            start.wait(5)
+            for _ in range(60):
+                w = Tensor(np.ones(2), requires_grad=True)
+                with ad.no_grad():
+                    assert not (w * w).requires_grad
+                    assert engine.state.forward == ()
+                (w * w).sum().backward()
+                np.testing.assert_array_equal(w.grad.data, [2.0, 2.0])
+        except Exception as exc:
+            errors.append(f"no_grad: {exc!r}")
+
+    threads = [threading.Thread(target=t) for t in (forward_mode, no_grad_and_backward)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert engine.state.forward == () and engine.is_grad_enabled()
+
+
+# (transform, the call of f that fails): mid-way through each transform
+FAILURES = {
+    "hessian": (lambda f, x: F.hessian(f)(x), 2),
+    "jacfwd": (lambda f, x: F.jacfwd(f)(x), 2),
+    "jacrev": (lambda f, x: F.jacrev(f)(x), 1),
+    "hvp": (lambda f, x: F.hvp(f, x, x), 1),
+    "hvp_rof": (lambda f, x: F.hvp(f, x, x, mode="reverse-over-forward"), 1),
+    "explain_forward": (lambda f, x: ad.explain_forward(lambda a: f(a) + f(a), (x,), (x,),
+                                                        print_rows=False), 2),
+    "checkpoint_backward": (lambda f, x: F.grad(lambda a: F.checkpoint(f)(a))(x), 2),
+    "checkpoint_jvp": (lambda f, x: ad.jvp(lambda a: F.checkpoint(f)(a), (x,), (x,)), 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAILURES))
+@pytest.mark.parametrize("grad_mode", [True, False])
+def test_an_exception_inside_a_transform_leaves_no_state_behind(name, grad_mode):
+    from autodiff import engine
+
+    transform, fail_at = FAILURES[name]
+    calls = {"n": 0}
+
+    def failing(a):
+        calls["n"] += 1
+        if calls["n"] >= fail_at:
+            raise KeyError("inside f")
+        return (a ** 3).sum() + (a ** 3).sum()
+
+    with ad.set_grad_enabled(grad_mode):
+        with pytest.raises(KeyError, match="inside f"):
+            transform(failing, np.array([1.0, 2.0]))
+        assert engine.state.forward == ()
+        assert engine.is_grad_enabled() is grad_mode
+    assert engine.is_grad_enabled()
+
+
+# --- what f may return -------------------------------------------------------------------
+
+BAD_RESULTS = {
+    "dict": lambda a: {"y": a * 2},
+    "nested_tuple": lambda a: ((a, a * 2), a * 3),
+    "none": lambda a: None,
+    "string": lambda a: "y",
+}
+
+
+@pytest.mark.parametrize("result", sorted(BAD_RESULTS))
+@pytest.mark.parametrize("who,call", [
+    ("jvp", lambda f, x: ad.jvp(f, (x,), (x,))),
+    ("vjp", lambda f, x: F.vjp(f, x)),
+    ("grad", lambda f, x: F.grad(f)(x)),
+    ("jacrev", lambda f, x: F.jacrev(f)(x)),
+    ("jacfwd", lambda f, x: F.jacfwd(f)(x)),
+    ("jacobian", lambda f, x: F.jacobian(f)(x)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_results_that_are_not_tensors_are_refused_by_name(result, who, call):
+    """f returning ((a, 2a), 3a) gave jvp tangents (zeros, 3v): the inner tuple was taken
+    for a constant; a dict made grad and jacrev answer zeros (np.size of a dict is 1) and
+    jvp fail with "float() argument must be ... not 'dict'"."""
+    with pytest.raises(TypeError, match=f"^{who}: f must return "):
+        call(BAD_RESULTS[result], np.ones(2))
+
+
+def test_constant_results_and_flat_tuples_are_still_fine():
+    _, tangents = ad.jvp(lambda a: (a * 2, 3.0, np.ones(2)), (np.ones(2),), (np.ones(2),))
+    np.testing.assert_array_equal(_np(tangents[0]), [2.0, 2.0])
+    np.testing.assert_array_equal(_np(tangents[1]), 0.0)
+    np.testing.assert_array_equal(_np(tangents[2]), [0.0, 0.0])
+    assert F.grad(lambda a: 3.0)(2.0) == 0.0
+
+
+# --- differentiating with respect to tangents and cotangents -----------------------------------
+
+
+@needs_torch
+def test_pullback_and_hvp_are_differentiable_in_their_direction():
+    """vjp's pullback took a Tensor cotangent u as numbers, and hvp exported its products as
+    arrays whenever the primals were arrays, so d/du pullback(u) and d/dv hvp(f, x, v) came
+    back as zeros, silently (grad of a function that no longer depended on its input).
+    PyTorch's pullback is differentiable in u; jvp here already was in its tangent."""
+    x, u0, v = np.array([0.5, -1.0, 2.0]), np.array([0.3, -0.2, 0.7]), np.array([1.0, 2.0, 3.0])
+
+    def g(a):
+        return (a * a[::-1]).tanh()
+
+    def tg(a):
+        return (a * a.flip(0)).tanh()
+
+    ours = F.grad(lambda u: (F.vjp(g, x)[1](u)[0] ** 2).sum())(u0)
+    theirs = torch.func.grad(lambda u: (torch.func.vjp(tg, torch.tensor(x))[1](u)[0] ** 2).sum())
+    np.testing.assert_allclose(ours, theirs(torch.tensor(u0)).numpy(), rtol=1e-12)
+    _, tangent = ad.jvp(lambda u: F.vjp(g, x)[1](u)[0], (u0,), (v,))
+    _, expected = torch.func.jvp(lambda u: torch.func.vjp(tg, torch.tensor(x))[1](u)[0],
+                                 (torch.tensor(u0),), (torch.tensor(v),))
+    np.testing.assert_allclose(_np(tangent), expected.numpy(), rtol=1e-12)
+
+    def f(a):
+        return (a ** 3).sum() + (a[0] * a[1]).tanh()
+
+    hessian = F.hessian(f)(x)
+    for mode in ("forward-over-reverse", "reverse-over-forward"):
+        np.testing.assert_allclose(F.grad(lambda w, m=mode: F.hvp(f, x, w, mode=m).sum())(v),
+                                   hessian.sum(axis=0), rtol=1e-12)
+        assert isinstance(F.hvp(f, x, v, mode=mode), np.ndarray)  # arrays in, arrays out
+
+
+@needs_torch
+def test_grad_is_differentiable_in_its_grad_outputs():
+    x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    u = Tensor(np.array([2.0, 3.0]), requires_grad=True)
+    (g,) = ad.grad(x.tanh(), [x], grad_outputs=[u], create_graph=True)
+    g.sum().backward()
+    np.testing.assert_allclose(u.grad.data, 1 - np.tanh(x.data) ** 2)

@@ -484,8 +484,6 @@ def test_a_loader_given_one_x_y_pair_says_to_pass_two_arguments():
 # --- found in files the lead is changing: pinned, not fixed here -----------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="nn/functional.py accuracy reads (N, 1) integer labels "
-                   "as one-hot rows of one column (argmax 0 everywhere): a silent wrong score")
 def test_accuracy_with_a_column_of_labels_is_right_or_refused():
     import nn
 
@@ -526,9 +524,6 @@ def test_the_advice_for_a_numpy_linalg_function_names_it_where_it_lives():
         np.trace(t)
 
 
-@pytest.mark.xfail(strict=True, reason="autodiff/tensor.py __array__ hands numpy the numbers of "
-                   "a tensor that requires grad, so np.mean([l1, l2]) silently drops the graph "
-                   "(PyTorch refuses: 'Can't call numpy() on Tensor that requires grad')")
 def test_numpy_on_a_list_of_tensors_does_not_silently_drop_their_gradients():
     a = Tensor(2.0, requires_grad=True)
     b = Tensor(3.0, requires_grad=True)
@@ -554,9 +549,6 @@ def test_pytorch_first_hour_methods_numel_dim_long_cpu():
     assert x.cpu() is x
 
 
-@pytest.mark.xfail(strict=True, reason="autodiff/tensor.py arange defaults to float64 even for "
-                   "integer arguments (numpy and PyTorch give int64), so the PyTorch idiom "
-                   "logits[arange(N), y] fails with 'arrays used as indices must be of integer'")
 def test_arange_of_integers_indexes_as_in_numpy_and_pytorch():
     logits = Tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
     picked = logits[ad.arange(3), np.array([0, 1, 1])]
