@@ -11,7 +11,7 @@ import math
 import numbers
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -72,6 +72,13 @@ _NUMPY_DROPS_GRAPH = (
     "the gradient, or t.detach() / t.item() / t.tolist() for the plain numbers (e.g. to plot "
     "them)"
 )
+
+
+class ValuesIndices(NamedTuple):
+    """What max(dim=) and min(dim=) return, as PyTorch's: `.values` and `.indices`."""
+
+    values: Tensor
+    indices: Tensor
 
 
 def _holds_graph(items: list | tuple, budget: int = 100_000) -> bool:
@@ -699,21 +706,32 @@ class Tensor:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
         return apply(ops.mean, (self,), axis=axes, keepdims=keepdims, count=count)
 
-    def max(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-            keepdim: bool | None = None) -> Tensor:
-        """The largest value (a Tensor, also with dim=: not PyTorch's (values, indices))."""
-        if dim is not None or keepdim is not None:
-            axis, keepdims = _torch_names("max", axis, keepdims, dim, keepdim)
-        return self._extremum(ops.max_, axis, keepdims)
+    def max(self, axis: Axis = None, keepdims: bool = False, *, dim: int | None = None,
+            keepdim: bool | None = None) -> Any:
+        """The largest value over `axis` (numpy's meaning: a Tensor). With PyTorch's `dim=`,
+        PyTorch's answer: `(values, indices)`, so `_, predicted = out.max(dim=1)` works."""
+        return self._extremum(ops.max_, axis, keepdims, dim, keepdim)
 
-    def min(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-            keepdim: bool | None = None) -> Tensor:
-        """The smallest value (a Tensor, also with dim=: not PyTorch's (values, indices))."""
-        if dim is not None or keepdim is not None:
-            axis, keepdims = _torch_names("min", axis, keepdims, dim, keepdim)
-        return self._extremum(ops.min_, axis, keepdims)
+    def min(self, axis: Axis = None, keepdims: bool = False, *, dim: int | None = None,
+            keepdim: bool | None = None) -> Any:
+        """The smallest value: numpy's meaning with `axis=`, PyTorch's (values, indices)
+        with `dim=` (see max)."""
+        return self._extremum(ops.min_, axis, keepdims, dim, keepdim)
 
-    def _extremum(self, op: ops.Op, axis: Axis, keepdims: bool) -> Tensor:
+    def _extremum(self, op: ops.Op, axis: Axis, keepdims: bool, dim: Any = None,
+                  keepdim: bool | None = None) -> Any:
+        if dim is not None:
+            # PyTorch's max(dim=) gives (values, indices): answering values alone would let
+            # `_, predicted = out.max(dim=1)` unpack a batch of two silently into two maxima.
+            if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+                raise TypeError(f"{op.name}: dim= takes one axis (an int), as in PyTorch, got "
+                                f"{dim!r}; for several axes use axis= (values only)")
+            axis, keepdims = _torch_names(op.name, axis, keepdims, dim, keepdim)
+            values = self._extremum(op, axis, keepdims)
+            pick = self.argmax if op is ops.max_ else self.argmin
+            return ValuesIndices(values, pick(axis=axis, keepdims=keepdims))
+        if keepdim is not None:
+            keepdims = bool(keepdim)
         axes = _axes(axis, self.ndim, op.name)
         shape = self._data.shape
         # Only a reduction over an axis of length 0 has no answer: the max over a non-empty

@@ -124,9 +124,11 @@ def test_dim_and_keepdim_beside_axis_and_keepdims():
     for name in ("sum", "mean", "max", "min", "var", "std", "logsumexp"):
         torch_style = getattr(x, name)(dim=1, keepdim=True)
         numpy_style = getattr(x, name)(axis=1, keepdims=True)
+        if name in ("max", "min"):  # PyTorch's (values, indices): see the test below
+            torch_style = torch_style.values
         assert torch_style.shape == (3, 1), name
         np.testing.assert_allclose(torch_style.data, numpy_style.data, err_msg=name)
-        assert getattr(x, name)(dim=0).shape == (4,)
+        assert getattr(x, name)(axis=0).shape == (4,)
     np.testing.assert_allclose(x.softmax(dim=0).data, x.softmax(axis=0).data)
     np.testing.assert_allclose(ad.softmax(x, dim=0).data, x.softmax(axis=0).data)
     np.testing.assert_allclose(ad.log_softmax(x, dim=0).data, x.log_softmax(axis=0).data)
@@ -386,3 +388,19 @@ def test_softmax_module_takes_pytorchs_dim():
     x = Tensor(np.array([[1.0, 2.0], [3.0, 5.0]]))
     np.testing.assert_allclose(nn.Softmax(dim=0)(x).data, x.softmax(axis=0).data)
     np.testing.assert_allclose(nn.Softmax(dim=1)(x).data.sum(axis=1), [1.0, 1.0])
+
+
+def test_max_and_min_with_dim_answer_values_and_indices_as_pytorch():
+    # `_, predicted = out.max(dim=1)` on a batch of two unpacked the two maxima silently.
+    out = Tensor(np.array([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]]), requires_grad=True)
+    _, predicted = out.max(dim=1)
+    assert predicted.tolist() == [1, 0]
+    values, indices = out.min(dim=0, keepdim=True)
+    assert values.tolist() == [[1.0, 0.0, 2.0]] and indices.tolist() == [[0, 1, 0]]
+    assert out.max(dim=1).values.tolist() == [5.0, 7.0]
+    out.max(dim=1).values.sum().backward()
+    assert out.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+    # numpy's axis= keeps numpy's answer: the values alone.
+    assert out.max(axis=1).tolist() == [5.0, 7.0] and out.max(1).tolist() == [5.0, 7.0]
+    with pytest.raises(TypeError, match=r"max: dim= takes one axis"):
+        out.max(dim=(0, 1))
