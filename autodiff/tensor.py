@@ -142,7 +142,14 @@ class Tensor:
         requires_grad: bool = False,
         dtype: Any = None,
         name: str | None = None,
+        *,
+        label: str | None = None,
     ) -> None:
+        """`label=` is micrograd's word for `name=` (the caption in drawings)."""
+        if label is not None:
+            if name is not None and name != label:
+                raise TypeError("Tensor: pass name= or label= (the same thing), not both")
+            name = label
         self._data = _own_numbers(_as_array(data, dtype, "Tensor"), data)
         self._grad: Any = None
         self.name = name

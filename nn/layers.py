@@ -346,7 +346,8 @@ _ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "leaky_relu": Le
 class MLP(Sequential):
     """A multi-layer perceptron: Linear layers with an activation between them.
 
-    `MLP(784, [128], 10)` is the classic tutorial network; `activation` is "relu", "sigmoid",
+    `MLP(784, [128], 10)` is the classic tutorial network (micrograd's spelling, the output
+    size last in the list, `MLP(2, [16, 16, 1])`, works too); `activation` is "relu", "sigmoid",
     "tanh", "leaky_relu" or None; `output_activation` likewise (e.g. "sigmoid" for the
     squared-error variant). `rng` (seed or Generator) makes the initial weights reproducible.
 
@@ -355,9 +356,10 @@ class MLP(Sequential):
     (Measured on MNIST, 784-128-10, 10 epochs, SGD 0.1: 97.6% instead of 97.4% test accuracy.)
     """
 
-    def __init__(self, in_features: int, hidden_sizes: Sequence[int], out_features: int,
-                 activation: str | None = "relu", output_activation: str | None = None,
-                 dtype: Any = np.float32, rng: Any = None) -> None:
+    def __init__(self, in_features: int, hidden_sizes: Sequence[int],
+                 out_features: int | None = None, activation: str | None = "relu",
+                 output_activation: str | None = None, dtype: Any = np.float32,
+                 rng: Any = None) -> None:
         for name, value in (("activation", activation), ("output_activation", output_activation)):
             if value is not None and value not in _ACTIVATIONS:
                 raise ValueError(
@@ -365,6 +367,12 @@ class MLP(Sequential):
                 )
         if isinstance(hidden_sizes, int):
             hidden_sizes = [hidden_sizes]
+        if out_features is None:
+            # micrograd's MLP(2, [16, 16, 1]): the list's last size is the output layer's.
+            if not hidden_sizes:
+                raise TypeError("MLP: give out_features, or sizes ending with the output's, "
+                                "as micrograd's MLP(2, [16, 16, 1])")
+            *hidden_sizes, out_features = hidden_sizes
         generator = init._generator(rng)
         sizes = [in_features, *hidden_sizes, out_features]
         layers: list[Module] = []

@@ -404,3 +404,19 @@ def test_max_and_min_with_dim_answer_values_and_indices_as_pytorch():
     assert out.max(axis=1).tolist() == [5.0, 7.0] and out.max(1).tolist() == [5.0, 7.0]
     with pytest.raises(TypeError, match=r"max: dim= takes one axis"):
         out.max(dim=(0, 1))
+
+
+def test_micrograds_spellings_label_and_mlp_sizes():
+    import nn
+
+    a = Tensor(2.0, requires_grad=True, label="a")
+    assert a.name == "a"
+    with pytest.raises(TypeError, match="name= or label="):
+        Tensor(1.0, name="x", label="y")
+    model = nn.MLP(2, [16, 16, 1], rng=0)  # micrograd's MLP(nin, nouts)
+    assert model.sizes == [2, 16, 16, 1]
+    assert [type(m).__name__ for m in model.layers] == ["Linear", "ReLU", "Linear", "ReLU",
+                                                        "Linear"]
+    assert nn.MLP(2, [16, 16], 1, rng=0).sizes == [2, 16, 16, 1]
+    with pytest.raises(TypeError, match="MLP: give out_features"):
+        nn.MLP(2, [])
