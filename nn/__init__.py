@@ -1,6 +1,6 @@
 """nn: modules, layers, losses, optimizers, data and training on top of autodiff."""
 
-from . import data, functional, init, optim
+from . import data, functional, init, optim, utils
 from . import functional as F
 from .conv import (
     AvgPool2d,
@@ -40,7 +40,7 @@ __all__ = [
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "NLLLoss",
     "MLP", "Dropout", "F", "Flatten", "History", "Identity", "LeakyReLU", "Linear", "Module",
     "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "data", "evaluate", "fit",
-    "functional", "init", "load", "optim", "predict", "save", "viz",
+    "functional", "init", "load", "optim", "predict", "save", "utils", "viz",
     "ModuleDict", "ModuleList",
     "export_onnx", "from_torch", "to_torch",
 ]

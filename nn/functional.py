@@ -11,6 +11,8 @@ import autodiff as ad
 # The activations are the engine's own functions, under the names PyTorch users look for.
 from autodiff import Tensor, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
 
+from .utils import one_hot  # noqa: F401  (F.one_hot, as PyTorch's)
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 
