@@ -8,7 +8,8 @@
 The names and signatures follow torch.func and JAX where they exist. A transformed function
 takes Tensors, numpy arrays or Python numbers and answers in kind: Tensors in, Tensors out
 (still connected to any enclosing transform, so transforms nest); arrays or numbers in,
-numpy out (a 0-d result is an np.float64, which is a Python float).
+numpy out (a 0-d result is an np.float64, which is a Python float), unless the result depends
+on what an enclosing transform differentiates (f closes over its variable): then a Tensor.
 
 Nothing here has its own traversal: reverse mode is `engine.backward` (via `tensor.grad`),
 forward mode is `forward.jvp`, and every other transform is a few lines on top of those.
@@ -17,6 +18,7 @@ forward mode is `forward.jvp`, and every other transform is a few lines on top o
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -47,11 +49,32 @@ def _kind(args: Sequence[Any]) -> str:
 
 
 def _export(value: Any, kind: str) -> Any:
-    """A result in the kind of the arguments: a Tensor, or a fresh numpy array / np.float64."""
+    """A result in the kind of the arguments: a Tensor, or a fresh numpy array / np.float64.
+
+    Arrays in give numpy out, except when the result depends on what an enclosing transform
+    is differentiating (f closes over the outer variable: grad(lambda w: grad(lambda x:
+    (x * w).sum())(x0) ...)): numbers would cut the outer chain rule, silently, to zero.
+    """
     if kind == "tensor":
         return value if isinstance(value, Tensor) else engine.constant(np.array(value))
+    if isinstance(value, Tensor) and _seen_by_enclosing(value):
+        return value
     arr = np.array(value._data if isinstance(value, Tensor) else value)
     return arr[()] if arr.ndim == 0 else arr
+
+
+# The variables of the reverse-mode transforms now running f, per thread: id -> leaf. (Forward
+# mode needs no such list: its levels, in engine.state, hold the tangents themselves.)
+_running = threading.local()
+
+
+def _seen_by_enclosing(value: Tensor) -> bool:
+    if any(level.get(value) is not None for level in engine.state.forward):
+        return True
+    outer = getattr(_running, "leaves", None)
+    if not outer or not value.requires_grad:
+        return False
+    return any(id(node) in outer for node in engine.toposort(value))
 
 
 def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
@@ -130,7 +153,13 @@ def _call(f: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...], who: st
         leaves = [_leaf(args[n], n, who) for n in nums]
         for n, leaf in zip(nums, leaves, strict=True):
             call_args[n] = leaf
-        return f(*call_args, **kwargs), leaves
+        # Transforms inside f see these leaves as an enclosing transform's (see _export).
+        saved = getattr(_running, "leaves", {})
+        _running.leaves = {**saved, **{id(leaf): leaf for leaf in leaves}}
+        try:
+            return f(*call_args, **kwargs), leaves
+        finally:
+            _running.leaves = saved
 
 
 def _gradients(outputs: list[Any], seeds: list[Any], leaves: list[Tensor], create: bool
