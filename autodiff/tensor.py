@@ -61,6 +61,19 @@ def _as_array(data: Any, dtype: Any, who: str) -> np.ndarray:
     return array[()] if array.ndim == 0 else array
 
 
+# numpy functions called on a Tensor dispatch to differentiable ops (see interop.py); what
+# reaches __array__ is numpy taking the bare numbers, e.g. np.mean([a * a, b * b]) on a list
+# of tensors, which would silently drop the graph behind them. Refused for a computed tensor
+# while gradients are recorded (as PyTorch refuses t.numpy()); a leaf's numbers (a weight
+# to plot) have no graph behind them to lose, and no_grad() says none is wanted.
+_NUMPY_DROPS_GRAPH = (
+    "numpy would take the numbers of a tensor computed with gradients (shape {shape}) and "
+    "drop the graph behind it: use autodiff.stack([...]) or the tensor's own methods to keep "
+    "the gradient, or t.detach() / t.item() / t.tolist() for the plain numbers (e.g. to plot "
+    "them)"
+)
+
+
 def _holds_graph(items: list | tuple, budget: int = 100_000) -> bool:
     """Whether a nested list holds a Tensor that requires grad. Lists of tensors are short
     (each is a Python object); the look stops after `budget` items, so a big nested list of
@@ -257,6 +270,8 @@ class Tensor:
         return self._data.tolist()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if self._op is not None and engine.state.mode[0]:
+            raise TypeError(_NUMPY_DROPS_GRAPH.format(shape=self.shape))
         array = np.asarray(self._data, dtype=dtype)
         if copy:
             return array.copy()
@@ -388,6 +403,10 @@ class Tensor:
                          else np.ones(self.shape, dtype=self.dtype))
         else:
             seed = grad._data if isinstance(grad, Tensor) else _as_array(grad, None, who)
+            if create_graph and isinstance(grad, Tensor) and seed.shape == self.shape:
+                # Kept as a Tensor in the graph the backward pass records, so the gradients
+                # are differentiable in it too (as PyTorch's grad_outputs).
+                return grad if grad.dtype == self.dtype else grad.astype(self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(
                     f"{who}: grad has shape {seed.shape} but the tensor has shape {self.shape}"
@@ -696,8 +715,12 @@ class Tensor:
 
     def _extremum(self, op: ops.Op, axis: Axis, keepdims: bool) -> Tensor:
         axes = _axes(axis, self.ndim, op.name)
-        if self._data.size == 0:
-            raise ValueError(f"{op.name}: empty tensor of shape {self.shape} has no {op.name}")
+        shape = self._data.shape
+        # Only a reduction over an axis of length 0 has no answer: the max over a non-empty
+        # axis of a (0, 3) tensor is an empty result, as in numpy and PyTorch.
+        if self._data.size == 0 and (axes is None or any(shape[a] == 0 for a in axes)):
+            raise ValueError(f"{op.name}: empty tensor of shape {shape} has no {op.name}"
+                             + ("" if axes is None else f" over axis {axis}"))
         return apply(op, (self,), axis=axes, keepdims=keepdims)
 
     def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0, *,
@@ -1347,7 +1370,14 @@ def full(shape: Any, fill_value: float, dtype: Any = np.float64,
     return Tensor(np.full(shape, fill_value, dtype=dtype), requires_grad=requires_grad)
 
 
-def arange(*args: float, dtype: Any = np.float64, requires_grad: bool = False) -> Tensor:
+def arange(*args: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """numpy's arange: integers (int64) from integer arguments, as numpy and PyTorch give,
+    so `logits[arange(n), labels]` indexes; float64 from float arguments or with
+    requires_grad=True (only floats have gradients)."""
+    if dtype is None:
+        integral = all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+                       for a in args)
+        dtype = np.int64 if integral and not requires_grad else np.float64
     return Tensor(np.arange(*args, dtype=dtype), requires_grad=requires_grad)
 
 

@@ -111,8 +111,13 @@ def _run_dot(source: str, fmt: str) -> bytes:
 
 
 def render(digraph: graphviz.Digraph, path: str | os.PathLike,
-           format: str = "svg") -> Path:  # noqa: A002 - the name graphviz itself uses
-    """Write a drawing to `path` as SVG or PNG (adding the suffix if it is missing)."""
+           format: str | None = None) -> Path:  # noqa: A002 - the name graphviz itself uses
+    """Write a drawing to `path` as SVG or PNG (adding the suffix if it is missing). Without
+    a format, a path ending in .png or .svg says which (render(g, "graph.png") wrote SVG into
+    graph.png.svg); any other path gets SVG."""
+    if format is None:
+        suffix = Path(path).suffix.lower()
+        format = suffix[1:] if suffix in (".png", ".svg") else "svg"  # noqa: A001
     if format not in ("svg", "png"):
         raise ValueError(f"render: format must be 'svg' or 'png', got {format!r}")
     path = _with_suffix(path, format)
@@ -190,6 +195,10 @@ def _viewer_available() -> bool:
     return has_display and shutil.which("xdg-open") is not None
 
 
+# What dot (system or graphviz-pure) writes that a learner names a file after.
+_PICTURE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
+
+
 class Drawing(graphviz.Digraph):
     """A graphviz.Digraph whose methods run through the `dot` we found: the system one, or
     the `graphviz-pure` binary that pip installs. `render`, `pipe`, `view`, `save` and
@@ -227,7 +236,12 @@ class Drawing(graphviz.Digraph):
                overwrite_source: bool = False) -> str:
         """graphviz.Digraph.render: save the DOT source, render it, return the picture's path
         ("x" with format="png" gives "x.png"). The source file is removed unless cleanup=False,
-        also when rendering fails."""
+        also when rendering fails. A filename ending in a picture's suffix, without a format,
+        names the picture ("graph.png" gives graph.png, where graphviz writes the source
+        there and the picture to graph.png.png)."""
+        if (outfile is None and format is None and directory is None and filename is not None
+                and Path(filename).suffix.lower() in _PICTURE_SUFFIXES):
+            filename, outfile = None, filename
         started = time.time()
         try:
             return super().render(filename, directory=directory, view=view, cleanup=cleanup,
@@ -819,7 +833,7 @@ def animate_backward(
     path: str | os.PathLike,
     *,
     fps: float = 1.0,
-    format: str | Sequence[str] = "gif",  # noqa: A002 - as in render
+    format: str | Sequence[str] | None = None,  # noqa: A002 - as in render
     model: Any = None,
     names: dict[int, str] | None = None,
     rankdir: str = "auto",
@@ -831,10 +845,13 @@ def animate_backward(
     it arrives; "so far" while only some of its paths have delivered).
 
     format "gif": an animated GIF (frames rendered to PNG by dot); "html": one self-contained
-    page of SVG frames with a slider; ("gif", "html"): both. Returns the path or paths.
+    page of SVG frames with a slider; ("gif", "html"): both. Without a format, a path ending
+    in .html or .gif says which (else "gif"). Returns the path or paths.
     Nothing is written into `.grad`.
     """
     check_root(root, "animate_backward")
+    if format is None:  # "backward.html" wrote a GIF named backward.html.gif
+        format = "html" if Path(path).suffix.lower() == ".html" else "gif"  # noqa: A001
     formats = [format] if isinstance(format, str) else list(format)
     for f in formats:
         if f not in ("gif", "html"):

@@ -120,7 +120,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=_nonnegative_int, default=0,
                         help="seeds the initial weights, the shuffling and the generated "
                              "data sets (default: 0)")
-    parser.add_argument("--save", metavar="PATH",
+    parser.add_argument("--save", metavar="PATH", type=_save_path,
                         help="write the trained weights here: .npz, or .safetensors by its "
                              "suffix (default: OUT/weights.npz)")
     parser.add_argument("--export", metavar="PATH", type=_export_path,
@@ -195,6 +195,19 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
         value = getattr(args, key, None)
         settings[key] = str(value) if isinstance(value, Path) else value  # JSON-ready
     return settings
+
+
+def _save_path(text: str) -> str:
+    """An argparse type for --save: the format and the folder checked before training (a
+    PyTorch habit, --save model.pt, wrote .npz bytes under that name; a missing folder was
+    found only when the trained weights could not be written)."""
+    path = Path(text)
+    if path.suffix.lower() not in (".npz", ".safetensors"):
+        raise argparse.ArgumentTypeError(f"expected a path ending in .npz or .safetensors, "
+                                         f"got {text!r}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return text
 
 
 def _export_path(text: str) -> Path:

@@ -481,9 +481,22 @@ def make_xor() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def make_moons(n: int = 100, noise: float = 0.1, seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_moons(n: int = 100, noise: float = 0.1, seed: Any = 0, *, n_samples: int | None = None,
+               random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved half circles: x of shape (n, 2) float64, labels 0/1 of shape (n,)
-    int64. Class 0 is the upper arc (centre (0, 0)), class 1 the lower (centre (1, 0.5))."""
+    int64. Class 0 is the upper arc (centre (0, 0)), class 1 the lower (centre (1, 0.5)).
+
+    `n_samples` and `random_state` are scikit-learn's names for `n` and `seed` (micrograd's
+    demo calls `make_moons(n_samples=100, noise=0.1)`); the points are this function's own.
+    """
+    if n_samples is not None:
+        if n != 100:
+            raise TypeError("make_moons: pass n or n_samples (the same thing), not both")
+        n = n_samples
+    if random_state is not None:
+        if seed != 0:
+            raise TypeError("make_moons: pass seed or random_state (the same thing), not both")
+        seed = random_state
     rng = np.random.default_rng(seed)
     n_top = n // 2
     angles_top = np.linspace(0, np.pi, n_top)

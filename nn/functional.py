@@ -299,6 +299,9 @@ def accuracy(outputs: Any, target: Any, *, threshold: float = 0.5) -> float:
     tgt = np.asarray(target._data if isinstance(target, Tensor) else target)
     if out.ndim == 2 and out.shape[1] > 1:
         predicted = out.argmax(axis=1)
+        if tgt.ndim == 2 and tgt.shape[1] == 1 and out.shape[1] > 1:
+            # A column of labels, not one-hot rows of one class (argmax would say 0 for all).
+            tgt = tgt[:, 0]
         labels = tgt.argmax(axis=1) if tgt.ndim == 2 else tgt
     else:
         flat = tgt.reshape(-1)

@@ -45,13 +45,20 @@ def _as_tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
 
 
-def _batches(data: Any, batch_size: int, caller: str = "fit",
+def _batches(data: Any, batch_size: int | None, caller: str = "fit",
              what: str = "train_loader") -> DataLoader:
-    """`data` as a DataLoader of (x, y) batches, or an error naming the caller and argument."""
+    """`data` as a DataLoader of (x, y) batches, or an error naming the caller and argument.
+
+    `batch_size` batches an (x, y) pair (64 when None); a DataLoader has its own, so another
+    one given beside it is refused rather than silently ignored.
+    """
     if isinstance(data, DataLoader):
         if data.y is None:
             raise ValueError(f"{caller}: {what} is a DataLoader without targets (y=None): "
                              f"training and evaluation need (x, y) batches")
+        if batch_size is not None and batch_size != data.batch_size:
+            raise ValueError(f"{caller}: batch_size={batch_size} would be ignored: {what} is a "
+                             f"DataLoader with batch_size={data.batch_size}; set it there")
         return data
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         got = f"{type(data).__name__} of length {len(data)}" if isinstance(
@@ -61,7 +68,7 @@ def _batches(data: Any, batch_size: int, caller: str = "fit",
     x, y = data
     if y is None:
         raise ValueError(f"{caller}: {what} has no targets (y is None)")
-    return DataLoader(x, y, batch_size=batch_size)
+    return DataLoader(x, y, batch_size=64 if batch_size is None else batch_size)
 
 
 def _check_number(name: str, value: Any, low: float | None = None,
@@ -187,7 +194,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     scheduler: Any = None,
     progress: bool = True,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     check_finite: bool = True,
 ) -> History:
     """Train for up to `epochs` epochs and return the History.
@@ -204,7 +211,8 @@ def fit(
     (binary_cross_entropy_with_logits, BCEWithLogitsLoss), above 0.5 otherwise; and none at
     all for targets that are not class labels (continuous values: regression). Pass
     `metric=functools.partial(nn.F.accuracy, threshold=0.0)` for logits behind a custom loss.
-    `callbacks` are called as `callback(epoch, history)` after each epoch.
+    `callbacks` are called as `callback(epoch, history)` after each epoch. `batch_size`
+    (default 64) batches an (x, y) pair; a DataLoader brings its own.
 
     With `check_finite` (the default), a NaN or infinite loss stops training with a
     FloatingPointError naming the epoch and step, before that step changes any weight.
@@ -228,7 +236,8 @@ def fit(
         raise ValueError(f"fit: the training data gives no batch ({len(loader.x)} samples, "
                          f"batch_size={loader.batch_size}, drop_last={loader.drop_last}): "
                          f"nothing to train on")
-    val = _batches(val_data, batch_size, what="val_data") if val_data is not None else None
+    # validation is scored in batches of 1000 whatever the training batch size
+    val = _batches(val_data, None, what="val_data") if val_data is not None else None
     history = History()
     params = model.parameters()
     for epoch in range(1, epochs + 1):

@@ -232,6 +232,8 @@ def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]] | WeightRecord
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     plt.close(fig)
     path = Path(path)
+    if not path.suffix:  # "weights" failed in PIL with "unknown file extension"
+        path = path.with_name(path.name + ".gif")
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_gif(frames, path, fps)
     return path
@@ -434,6 +436,10 @@ def conv_filters(weight: Any, path: PathLike | None = None, title: str | None = 
     is an input channel, each column an output channel; one symmetric colour scale for all
     tiles (blue negative, red positive), so a pale kernel is a weak one.
     """
+    if hasattr(weight, "parameters") and not hasattr(weight, "weight"):
+        # a whole model: its np.asarray was a 0-d object array ("got shape ()")
+        raise TypeError(f"conv_filters: got a {type(weight).__name__}; pass one Conv2d layer "
+                        f"(e.g. model.features[0]) or its weight")
     w = np.asarray(getattr(getattr(weight, "weight", weight), "data", weight))
     if w.ndim != 4:
         raise ValueError(f"conv_filters: expected a Conv2d or an (out, in, kh, kw) weight, "
@@ -466,11 +472,19 @@ def feature_maps(layers: Any, image: Any, path: PathLike | None = None,
     an (N, C, H, W) map, one tile per channel (at most `max_channels`).
 
     `layers` is a sequence of modules applied in order (e.g. `LeNet5().features`); `image` is
-    one image, (H, W), (C, H, W) or a flat 784 MNIST row (reshaped to 28x28).
+    one image, (H, W), (C, H, W) or a flat 784 MNIST row (reshaped to 28x28), also as a batch
+    of one (`x_test[:1]`).
     """
     from autodiff import Tensor, no_grad
 
+    if hasattr(layers, "parameters") and not hasattr(layers, "__iter__"):
+        hint = " (its .features)" if hasattr(layers, "features") else ""
+        raise TypeError(f"feature_maps: layers must be a sequence of layers applied in order"
+                        f"{hint}, got a {type(layers).__name__}")
     x = np.asarray(image, dtype=np.float32)
+    if x.ndim in (2, 4) and x.shape[0] == 1 and x.size == x[0].size and (
+            x.ndim == 4 or x.shape[1] == 28 * 28):
+        x = x[0]  # a batch of one: x_test[:1] was read as a 1 x 784 picture
     if x.ndim == 1 and x.size == 28 * 28:
         x = x.reshape(28, 28)
     if x.ndim == 2:

@@ -105,8 +105,6 @@ def test_max_pool_of_an_empty_batch_is_empty(shape, expected):
     assert x.grad.shape == shape
 
 
-@pytest.mark.xfail(strict=True, reason="core (tensor.py _extremum): max/min refuse any tensor "
-                   "with no elements, also when the reduced axes are not empty")
 def test_max_over_a_nonempty_axis_of_an_empty_tensor():
     t = Tensor(np.zeros((0, 3)), requires_grad=True)
     assert t.max(axis=1).shape == (0,)  # numpy and torch.amax: shape (0,)
@@ -809,9 +807,6 @@ def test_pullback_and_hvp_are_differentiable_in_their_direction():
 
 
 @needs_torch
-@pytest.mark.xfail(strict=True, reason="core (tensor.py Tensor._seed): grad_outputs given as a "
-                   "Tensor is taken as numbers, so autodiff.grad(..., create_graph=True) is "
-                   "not differentiable in it (PyTorch's is)")
 def test_grad_is_differentiable_in_its_grad_outputs():
     x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
     u = Tensor(np.array([2.0, 3.0]), requires_grad=True)

@@ -1017,3 +1017,17 @@ def test_a_tensor_from_a_list_holding_graph_tensors_is_refused_naming_stack(make
     v = ad.stack([a * 1, a * 3])
     (v * v).sum().backward()
     assert a.grad.item() == 2 * 2.0 + 2 * 6.0 * 3
+
+
+def test_numpy_taking_the_numbers_of_a_computed_tensor_is_refused_while_recording():
+    w = Tensor(np.ones(3), requires_grad=True)
+    loss = (w * w).sum()
+    with pytest.raises(TypeError, match=r"numpy would take the numbers.*\.item\(\)"):
+        np.asarray([loss, loss])  # plt.plot(losses) does this
+    with pytest.raises(TypeError, match="drop the graph"):
+        np.mean([w * 2, w * 3])
+    # A leaf's numbers (a weight to plot), a constant, .item(), and under no_grad: plain numbers.
+    np.testing.assert_array_equal(np.asarray(w), np.ones(3))
+    assert np.asarray([loss.item(), loss.detach()]).tolist() == [3.0, 3.0]
+    with no_grad():
+        assert np.asarray(loss) == 3.0
