@@ -293,29 +293,18 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
                                  f"shape {np.shape(data)}")
             seeds.append(c)
         if any(isinstance(c, Tensor) for c in cots):
-            return _pull_through(outputs, cots, leaves)
+            # Tensor cotangents stay in the recorded backward pass: the result is a function
+            # of u (differentiable in it, carrying its tangent), as PyTorch's pullback is.
+            lifted = [c.astype(s.dtype) if isinstance(c, Tensor) and c.dtype != s.dtype
+                      else c if isinstance(c, Tensor) else engine.constant(s)
+                      for c, s in zip(cots, seeds, strict=True)]
+            return tuple(_export(g, "tensor")
+                         for g in _gradients(outputs, lifted, leaves, True))
         create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
         return tuple(_export(g, kind) for g in _gradients(outputs, seeds, leaves, create))
 
     exported = type(out)(_export(o, kind) for o in outputs) if several else _export(out, kind)
     return (exported, pullback, aux) if has_aux else (exported, pullback)
-
-
-def _pull_through(outputs: list[Any], cots: list[Any], leaves: list[Tensor]) -> tuple[Any, ...]:
-    """u^T J for Tensor cotangents u, as a function of u: the gradient of <f, u> with u a
-    factor in the recorded graph, so the result is differentiable in u and carries u's
-    forward-mode tangent, as PyTorch's pullback does. (A seed handed to the backward pass is
-    taken as numbers, which would cut u off.)"""
-    with engine.enable_grad():
-        total = None
-        for o, c in zip(outputs, cots, strict=True):
-            if isinstance(o, Tensor) and o.requires_grad:
-                u = c if isinstance(c, Tensor) else engine.constant(np.asarray(c))
-                term = (o * (u if u.dtype == o.dtype else u.astype(o.dtype))).sum()
-                total = term if total is None else total + term
-    if total is None:  # f does not depend on its inputs
-        return tuple(engine.constant(np.zeros_like(leaf._data)) for leaf in leaves)
-    return tuple(_gradients([total], [np.ones((), total.dtype)], leaves, True))
 
 
 # --- Jacobians ----------------------------------------------------------------------------------
