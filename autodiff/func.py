@@ -295,9 +295,10 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
         if any(isinstance(c, Tensor) for c in cots):
             # Tensor cotangents stay in the recorded backward pass: the result is a function
             # of u (differentiable in it, carrying its tangent), as PyTorch's pullback is.
-            lifted = [c.astype(s.dtype) if isinstance(c, Tensor) and c.dtype != s.dtype
-                      else c if isinstance(c, Tensor) else engine.constant(s)
-                      for c, s in zip(cots, seeds, strict=True)]
+            lifted = []
+            for c, seed in zip(cots, seeds, strict=True):
+                c = c if isinstance(c, Tensor) else engine.constant(seed)
+                lifted.append(c if c.dtype == seed.dtype else c.astype(seed.dtype))
             return tuple(_export(g, "tensor")
                          for g in _gradients(outputs, lifted, leaves, True))
         create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
