@@ -376,11 +376,12 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             if lifted[n].dtype.kind != "f":
                 raise TypeError(f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
                                 "differentiate with respect to floating-point values")
-        # Every pass starts from the random state the first one did, so a Dropout inside f
-        # draws the same mask for every column (else the columns would be of different
-        # functions); afterwards the generators are where one call of f leaves them.
-        # (Reset only when the first pass drew something: a state costs 3 us to set.)
-        start = _rng_states(f)
+        # Every pass starts from the state the first one did, so a Dropout inside f draws the
+        # same mask for every column (else the columns would be of different functions) and a
+        # BatchNorm module updates its running statistics once, not once per column;
+        # afterwards all is as one call of f leaves it. (Reset only when the first pass
+        # changed something: a generator's state costs 3 us to set.)
+        start = _snapshot(f)
         after: list | None = None
         replay = False
         jacs = []
@@ -388,15 +389,15 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             def along(x: Tensor, n: int = n) -> Any:
                 nonlocal after, replay
                 if replay:
-                    _set_rng(start)
+                    _restore(start)
                 call = list(lifted)
                 call[n] = x
                 try:
                     return _one_output(f(*call), "jacfwd")
                 finally:
                     if after is None:
-                        after = _rng_states(f)
-                        replay = any(a != b for (_, a), (_, b) in zip(after, start, strict=True))
+                        after = _snapshot(f)
+                        replay = _differs(after, start)
 
             x = args[n]
             shape = np.shape(x._data if isinstance(x, Tensor) else x)
@@ -420,7 +421,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 jac = stacked.transpose(tuple(range(1, k + 1)) + (0,)).reshape(out_shape + shape)
             jacs.append(_export(jac, _kind([x])))
         if replay:
-            _set_rng(after)
+            _restore(after)
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
 
     return jacfwd_f
@@ -441,10 +442,15 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         for n in nums:  # f sees Tensors, as in the real pass
             if not isinstance(args[n], Tensor):
                 probe_args[n] = Tensor(args[n])
-        # The probe draws no random numbers of its own: the Jacobian is of the call the user
-        # would have made (a Dropout mask drawn from the state jacobian was called in).
-        with engine.no_grad(), _replayed(_rng_states(f)):
-            probe = _one_output(f(*probe_args), "jacobian")
+        # The probe leaves no trace: the Jacobian is of the call the user would have made (a
+        # Dropout mask drawn from the state jacobian was called in, running statistics
+        # updated once).
+        before = _snapshot(f)
+        try:
+            with engine.no_grad():
+                probe = _one_output(f(*probe_args), "jacobian")
+        finally:
+            _restore(before)
         outputs = int(np.size(probe._data if isinstance(probe, Tensor) else probe))
         chosen = jacrev if outputs <= inputs else jacfwd
         return chosen(f, argnums)(*args)
@@ -598,13 +604,34 @@ def _generators(f: Any) -> list[np.random.Generator]:
     return found
 
 
-def _rng_states(f: Any) -> list[tuple[np.random.Generator, dict]]:
-    return [(g, g.bit_generator.state) for g in _generators(f)]
+def _snapshot(f: Any) -> list[tuple[Any, Any]]:
+    """What calling f may change that a repeated call must find as the first did: the random
+    generators it draws from and, when f is a module, its buffers (BatchNorm's running
+    statistics, updated by every call in training mode). (holder, state) pairs."""
+    snap: list[tuple[Any, Any]] = [(g, g.bit_generator.state) for g in _generators(f)]
+    buffers = getattr(f, "named_buffers", None)
+    for _, buffer in buffers() if callable(buffers) else ():
+        snap.append((buffer, np.array(buffer._data, copy=True)))
+    return snap
 
 
-def _set_rng(states: list[tuple[np.random.Generator, dict]]) -> None:
-    for g, state in states:
-        g.bit_generator.state = state
+def _restore(snap: list[tuple[Any, Any]]) -> None:
+    for holder, state in snap:
+        if isinstance(holder, np.random.Generator):
+            holder.bit_generator.state = state
+        else:
+            data = holder._data
+            if isinstance(data, np.ndarray) and data.shape == state.shape and \
+                    data.flags.writeable:
+                data[...] = state  # in place, as BatchNorm updates them
+            else:
+                holder._data = state[()] if state.ndim == 0 else state.copy()
+            holder._bump_version()  # as any write into a buffer
+
+
+def _differs(a: list[tuple[Any, Any]], b: list[tuple[Any, Any]]) -> bool:
+    return any(not np.array_equal(x, y) if isinstance(x, np.ndarray) else x != y
+               for (_, x), (_, y) in zip(a, b, strict=True))
 
 
 @contextlib.contextmanager

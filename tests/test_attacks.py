@@ -856,3 +856,23 @@ def test_an_inner_transform_of_arrays_closing_over_the_outer_variable(name):
     np.testing.assert_allclose(_np(tangent), expected.numpy(), rtol=1e-10, atol=1e-12)
     parameter = Tensor(w, requires_grad=True)  # no enclosing transform: numpy, as before
     assert isinstance(F.grad(lambda a: _inner(a, parameter))(x), np.ndarray)
+
+
+@pytest.mark.parametrize("transform", [F.jacrev, F.jacfwd, F.jacobian],
+                         ids=["jacrev", "jacfwd", "jacobian"])
+def test_jacobians_of_a_batchnorm_in_training_update_its_statistics_once(transform):
+    """jacfwd ran the module once per input element, each run updating the running
+    statistics (12 updates for a 4x3 input), and jacobian's shape probe added one more: the
+    statistics ended far from where one training call leaves them, silently."""
+    from nn import conv as C
+
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    once = C.BatchNorm1d(3, dtype=np.float64)
+    once(x)
+    module = C.BatchNorm1d(3, dtype=np.float64)
+    jac = transform(module)(x)
+    assert int(module.num_batches_tracked.data) == 1
+    np.testing.assert_array_equal(module.running_mean.data, once.running_mean.data)
+    np.testing.assert_array_equal(module.running_var.data, once.running_var.data)
+    reference = F.jacrev(C.BatchNorm1d(3, dtype=np.float64))(x)
+    np.testing.assert_allclose(jac, reference, rtol=1e-10, atol=1e-12)
