@@ -362,8 +362,9 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """The Jacobian by forward mode: one `jvp` pass per input element (cheap for few inputs).
     Shape: output shape + input shape (a tuple of those for a tuple `argnums`).
 
-    Each pass starts from the random state of the first (the default generator, and the
-    Generators of f's modules when f is a module), so a Dropout inside f draws one mask."""
+    Each pass starts from the state of the first (the default generator and, when f is a
+    module, its modules' Generators and buffers), so a Dropout inside f draws one mask and a
+    BatchNorm in training mode updates its running statistics once."""
 
     def jacfwd_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacfwd")
