@@ -185,6 +185,10 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
                 error(f"--{option} sets the MLP's layers; LeNet-5's are fixed (drop --{option} "
                       "or use --model mlp)")
         preset = {**preset, **LENET}
+    if dataset == "regression" and args.loss == "cross-entropy":
+        # it trained with mse anyway while summary.json recorded cross-entropy
+        error("--dataset regression has no classes for a cross-entropy: its loss is mse "
+              "(drop --loss)")
     settings: dict[str, Any] = {"dataset": dataset, "model": model, "data_dir": args.data_dir}
     for key in ("hidden", "epochs", "batch_size", "loss", "activation"):
         given = getattr(args, key)

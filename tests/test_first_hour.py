@@ -642,6 +642,18 @@ def test_a_tensor_built_from_a_list_of_graph_tensors_keeps_or_refuses_the_graph(
     assert a.grad.item() == 4.0 and b.grad.item() == 24.0
 
 
+def test_the_main_job_refuses_a_loss_it_would_not_use(capsys):
+    # --dataset regression --loss cross-entropy trained with mse and recorded cross-entropy.
+    from nn.__main__ import build_parser, resolve
+
+    parser = build_parser("python -m nn")
+    with pytest.raises(SystemExit):
+        resolve(parser.parse_args(["--dataset", "regression", "--loss", "cross-entropy"]),
+                parser)
+    assert "--dataset regression has no classes for a cross-entropy" in capsys.readouterr().err
+    assert resolve(parser.parse_args(["--dataset", "regression"]), parser)["loss"] == "mse"
+
+
 @pytest.mark.parametrize("path, message", [
     ("model.pt", "--save: expected a path ending in .npz or .safetensors, got 'model.pt'"),
     ("no/such/folder/w.npz", "--save: folder no/such/folder does not exist"),
