@@ -285,8 +285,6 @@ def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -
         x = _pad_constant(x, ph, pw, -math.inf)
         window["padding"] = (0, 0)
     cols = engine.apply(unfold2d, (x,), **window)
-    if cols.size == 0:  # no images or no channels: nothing to take the max of, (N, C, Ho, Wo)
-        return cols.sum(axis=(4, 5))
     return cols.max(axis=(4, 5))
 
 

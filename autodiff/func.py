@@ -8,7 +8,8 @@
 The names and signatures follow torch.func and JAX where they exist. A transformed function
 takes Tensors, numpy arrays or Python numbers and answers in kind: Tensors in, Tensors out
 (still connected to any enclosing transform, so transforms nest); arrays or numbers in,
-numpy out (a 0-d result is an np.float64, which is a Python float).
+numpy out (a 0-d result is an np.float64, which is a Python float), unless the result depends
+on what an enclosing transform differentiates (f closes over its variable): then a Tensor.
 
 Nothing here has its own traversal: reverse mode is `engine.backward` (via `tensor.grad`),
 forward mode is `forward.jvp`, and every other transform is a few lines on top of those.
@@ -17,6 +18,7 @@ forward mode is `forward.jvp`, and every other transform is a few lines on top o
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -47,11 +49,32 @@ def _kind(args: Sequence[Any]) -> str:
 
 
 def _export(value: Any, kind: str) -> Any:
-    """A result in the kind of the arguments: a Tensor, or a fresh numpy array / np.float64."""
+    """A result in the kind of the arguments: a Tensor, or a fresh numpy array / np.float64.
+
+    Arrays in give numpy out, except when the result depends on what an enclosing transform
+    is differentiating (f closes over the outer variable: grad(lambda w: grad(lambda x:
+    (x * w).sum())(x0) ...)): numbers would cut the outer chain rule, silently, to zero.
+    """
     if kind == "tensor":
         return value if isinstance(value, Tensor) else engine.constant(np.array(value))
+    if isinstance(value, Tensor) and _seen_by_enclosing(value):
+        return value
     arr = np.array(value._data if isinstance(value, Tensor) else value)
     return arr[()] if arr.ndim == 0 else arr
+
+
+# The variables of the reverse-mode transforms now running f, per thread: id -> leaf. (Forward
+# mode needs no such list: its levels, in engine.state, hold the tangents themselves.)
+_running = threading.local()
+
+
+def _seen_by_enclosing(value: Tensor) -> bool:
+    if any(level.get(value) is not None for level in engine.state.forward):
+        return True
+    outer = getattr(_running, "leaves", None)
+    if not outer or not value.requires_grad:
+        return False
+    return any(id(node) in outer for node in engine.toposort(value))
 
 
 def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
@@ -130,7 +153,13 @@ def _call(f: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...], who: st
         leaves = [_leaf(args[n], n, who) for n in nums]
         for n, leaf in zip(nums, leaves, strict=True):
             call_args[n] = leaf
-        return f(*call_args, **kwargs), leaves
+        # Transforms inside f see these leaves as an enclosing transform's (see _export).
+        saved = getattr(_running, "leaves", {})
+        _running.leaves = {**saved, **{id(leaf): leaf for leaf in leaves}}
+        try:
+            return f(*call_args, **kwargs), leaves
+        finally:
+            _running.leaves = saved
 
 
 def _gradients(outputs: list[Any], seeds: list[Any], leaves: list[Tensor], create: bool
@@ -264,29 +293,19 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
                                  f"shape {np.shape(data)}")
             seeds.append(c)
         if any(isinstance(c, Tensor) for c in cots):
-            return _pull_through(outputs, cots, leaves)
+            # Tensor cotangents stay in the recorded backward pass: the result is a function
+            # of u (differentiable in it, carrying its tangent), as PyTorch's pullback is.
+            lifted = []
+            for c, seed in zip(cots, seeds, strict=True):
+                c = c if isinstance(c, Tensor) else engine.constant(seed)
+                lifted.append(c if c.dtype == seed.dtype else c.astype(seed.dtype))
+            return tuple(_export(g, "tensor")
+                         for g in _gradients(outputs, lifted, leaves, True))
         create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
         return tuple(_export(g, kind) for g in _gradients(outputs, seeds, leaves, create))
 
     exported = type(out)(_export(o, kind) for o in outputs) if several else _export(out, kind)
     return (exported, pullback, aux) if has_aux else (exported, pullback)
-
-
-def _pull_through(outputs: list[Any], cots: list[Any], leaves: list[Tensor]) -> tuple[Any, ...]:
-    """u^T J for Tensor cotangents u, as a function of u: the gradient of <f, u> with u a
-    factor in the recorded graph, so the result is differentiable in u and carries u's
-    forward-mode tangent, as PyTorch's pullback does. (A seed handed to the backward pass is
-    taken as numbers, which would cut u off.)"""
-    with engine.enable_grad():
-        total = None
-        for o, c in zip(outputs, cots, strict=True):
-            if isinstance(o, Tensor) and o.requires_grad:
-                u = c if isinstance(c, Tensor) else engine.constant(np.asarray(c))
-                term = (o * (u if u.dtype == o.dtype else u.astype(o.dtype))).sum()
-                total = term if total is None else total + term
-    if total is None:  # f does not depend on its inputs
-        return tuple(engine.constant(np.zeros_like(leaf._data)) for leaf in leaves)
-    return tuple(_gradients([total], [np.ones((), total.dtype)], leaves, True))
 
 
 # --- Jacobians ----------------------------------------------------------------------------------
@@ -343,8 +362,9 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """The Jacobian by forward mode: one `jvp` pass per input element (cheap for few inputs).
     Shape: output shape + input shape (a tuple of those for a tuple `argnums`).
 
-    Each pass starts from the random state of the first (the default generator, and the
-    Generators of f's modules when f is a module), so a Dropout inside f draws one mask."""
+    Each pass starts from the state of the first (the default generator and, when f is a
+    module, its modules' Generators and buffers), so a Dropout inside f draws one mask and a
+    BatchNorm in training mode updates its running statistics once."""
 
     def jacfwd_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacfwd")
@@ -357,11 +377,12 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             if lifted[n].dtype.kind != "f":
                 raise TypeError(f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
                                 "differentiate with respect to floating-point values")
-        # Every pass starts from the random state the first one did, so a Dropout inside f
-        # draws the same mask for every column (else the columns would be of different
-        # functions); afterwards the generators are where one call of f leaves them.
-        # (Reset only when the first pass drew something: a state costs 3 us to set.)
-        start = _rng_states(f)
+        # Every pass starts from the state the first one did, so a Dropout inside f draws the
+        # same mask for every column (else the columns would be of different functions) and a
+        # BatchNorm module updates its running statistics once, not once per column;
+        # afterwards all is as one call of f leaves it. (Reset only when the first pass
+        # changed something: a generator's state costs 3 us to set.)
+        start = _snapshot(f)
         after: list | None = None
         replay = False
         jacs = []
@@ -369,15 +390,15 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             def along(x: Tensor, n: int = n) -> Any:
                 nonlocal after, replay
                 if replay:
-                    _set_rng(start)
+                    _restore(start)
                 call = list(lifted)
                 call[n] = x
                 try:
                     return _one_output(f(*call), "jacfwd")
                 finally:
                     if after is None:
-                        after = _rng_states(f)
-                        replay = any(a != b for (_, a), (_, b) in zip(after, start, strict=True))
+                        after = _snapshot(f)
+                        replay = _differs(after, start)
 
             x = args[n]
             shape = np.shape(x._data if isinstance(x, Tensor) else x)
@@ -401,7 +422,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                 jac = stacked.transpose(tuple(range(1, k + 1)) + (0,)).reshape(out_shape + shape)
             jacs.append(_export(jac, _kind([x])))
         if replay:
-            _set_rng(after)
+            _restore(after)
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
 
     return jacfwd_f
@@ -422,10 +443,15 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         for n in nums:  # f sees Tensors, as in the real pass
             if not isinstance(args[n], Tensor):
                 probe_args[n] = Tensor(args[n])
-        # The probe draws no random numbers of its own: the Jacobian is of the call the user
-        # would have made (a Dropout mask drawn from the state jacobian was called in).
-        with engine.no_grad(), _replayed(_rng_states(f)):
-            probe = _one_output(f(*probe_args), "jacobian")
+        # The probe leaves no trace: the Jacobian is of the call the user would have made (a
+        # Dropout mask drawn from the state jacobian was called in, running statistics
+        # updated once).
+        before = _snapshot(f)
+        try:
+            with engine.no_grad():
+                probe = _one_output(f(*probe_args), "jacobian")
+        finally:
+            _restore(before)
         outputs = int(np.size(probe._data if isinstance(probe, Tensor) else probe))
         chosen = jacrev if outputs <= inputs else jacfwd
         return chosen(f, argnums)(*args)
@@ -579,13 +605,34 @@ def _generators(f: Any) -> list[np.random.Generator]:
     return found
 
 
-def _rng_states(f: Any) -> list[tuple[np.random.Generator, dict]]:
-    return [(g, g.bit_generator.state) for g in _generators(f)]
+def _snapshot(f: Any) -> list[tuple[Any, Any]]:
+    """What calling f may change that a repeated call must find as the first did: the random
+    generators it draws from and, when f is a module, its buffers (BatchNorm's running
+    statistics, updated by every call in training mode). (holder, state) pairs."""
+    snap: list[tuple[Any, Any]] = [(g, g.bit_generator.state) for g in _generators(f)]
+    buffers = getattr(f, "named_buffers", None)
+    for _, buffer in buffers() if callable(buffers) else ():
+        snap.append((buffer, np.array(buffer._data, copy=True)))
+    return snap
 
 
-def _set_rng(states: list[tuple[np.random.Generator, dict]]) -> None:
-    for g, state in states:
-        g.bit_generator.state = state
+def _restore(snap: list[tuple[Any, Any]]) -> None:
+    for holder, state in snap:
+        if isinstance(holder, np.random.Generator):
+            holder.bit_generator.state = state
+        else:
+            data = holder._data
+            if isinstance(data, np.ndarray) and data.shape == state.shape and \
+                    data.flags.writeable:
+                data[...] = state  # in place, as BatchNorm updates them
+            else:
+                holder._data = state[()] if state.ndim == 0 else state.copy()
+            holder._bump_version()  # as any write into a buffer
+
+
+def _differs(a: list[tuple[Any, Any]], b: list[tuple[Any, Any]]) -> bool:
+    return any(not np.array_equal(x, y) if isinstance(x, np.ndarray) else x != y
+               for (_, x), (_, y) in zip(a, b, strict=True))
 
 
 @contextlib.contextmanager

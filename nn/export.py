@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from autodiff import Tensor, no_grad
+from autodiff.conv import same_padding
 
 from . import conv as _convs
 from . import layers
@@ -138,10 +139,10 @@ def _ints(value: Any, n: int) -> list[int]:
 def _conv(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
     n = len(m.kernel_size)
     dilation = _ints(m.dilation, n)
-    if m.padding == "same":  # as autodiff.conv (and PyTorch): the odd zero at the end
-        spans = [d * (k - 1) for k, d in zip(m.kernel_size, dilation, strict=True)]
-        before = [span // 2 for span in spans]
-        after = [span - b for span, b in zip(spans, before, strict=True)]
+    if m.padding == "same":  # as autodiff.conv pads (and PyTorch): the odd zero at the end
+        # A Conv1d is a conv2d of height 1: pad as one, keep the width.
+        kernel, dilations = (1, *m.kernel_size)[-2:], (1, *dilation)[-2:]
+        before, after = (list(side[2 - n:]) for side in same_padding(kernel, dilations))
     else:
         before = after = [0] * n if m.padding == "valid" else _ints(m.padding, n)
     bias = [g.parameter(m.bias)] if m.bias is not None else []

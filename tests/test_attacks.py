@@ -813,3 +813,66 @@ def test_grad_is_differentiable_in_its_grad_outputs():
     (g,) = ad.grad(x.tanh(), [x], grad_outputs=[u], create_graph=True)
     g.sum().backward()
     np.testing.assert_allclose(u.grad.data, 1 - np.tanh(x.data) ** 2)
+
+
+def _inner(a, w):
+    return ((a * w).tanh()).sum()
+
+
+NESTED = {
+    "grad_of_grad": (lambda x: lambda w: (F.grad(lambda a: _inner(a, w))(x) ** 2).sum(),
+                     lambda x: lambda w: (torch.func.grad(lambda a: _inner(a, w))(x) ** 2).sum()),
+    "grad_of_jacrev": (lambda x: lambda w: F.jacrev(lambda a: (a * w).tanh())(x).sum(),
+                       lambda x: lambda w: torch.func.jacrev(lambda a: (a * w).tanh())(x).sum()),
+    "grad_of_jacfwd": (lambda x: lambda w: F.jacfwd(lambda a: (a * w).tanh())(x).sum(),
+                       lambda x: lambda w: torch.func.jacfwd(lambda a: (a * w).tanh())(x).sum()),
+    "grad_of_hessian": (lambda x: lambda w: F.hessian(lambda a: _inner(a, w))(x).sum(),
+                        lambda x: lambda w: torch.func.hessian(lambda a: _inner(a, w))(x).sum()),
+    "grad_of_vjp": (
+        lambda x: lambda w: F.vjp(lambda a: (a * w).tanh(), x)[1](np.ones(3))[0].sum(),
+        lambda x: lambda w: torch.func.vjp(lambda a: (a * w).tanh(), x)[1](
+            torch.ones(3, dtype=torch.float64))[0].sum()),
+    "grad_of_hvp": (
+        lambda x: lambda w: F.hvp(lambda a: _inner(a, w), x, np.ones(3)).sum(),
+        lambda x: lambda w: torch.func.jvp(torch.func.grad(lambda a: _inner(a, w)), (x,), (
+            torch.ones(3, dtype=torch.float64),))[1].sum()),
+}
+
+
+@needs_torch
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_an_inner_transform_of_arrays_closing_over_the_outer_variable(name):
+    """An inner transform called with numpy arrays answered in numpy even when f closed over
+    the outer transform's variable w, cutting the chain rule: every outer derivative here was
+    silently zero. Its result now stays a Tensor exactly when an enclosing transform
+    differentiates something it depends on; at top level arrays still give numpy."""
+    ours, theirs = NESTED[name]
+    x, w = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 3.0])
+    tx, tw = torch.tensor(x), torch.tensor(w)
+    np.testing.assert_allclose(F.grad(ours(x))(w), torch.func.grad(theirs(tx))(tw).numpy(),
+                               rtol=1e-10, atol=1e-12)
+    _, tangent = ad.jvp(ours(x), (w,), (np.ones(3),))
+    _, expected = torch.func.jvp(theirs(tx), (tw,), (torch.ones(3, dtype=torch.float64),))
+    np.testing.assert_allclose(_np(tangent), expected.numpy(), rtol=1e-10, atol=1e-12)
+    parameter = Tensor(w, requires_grad=True)  # no enclosing transform: numpy, as before
+    assert isinstance(F.grad(lambda a: _inner(a, parameter))(x), np.ndarray)
+
+
+@pytest.mark.parametrize("transform", [F.jacrev, F.jacfwd, F.jacobian],
+                         ids=["jacrev", "jacfwd", "jacobian"])
+def test_jacobians_of_a_batchnorm_in_training_update_its_statistics_once(transform):
+    """jacfwd ran the module once per input element, each run updating the running
+    statistics (12 updates for a 4x3 input), and jacobian's shape probe added one more: the
+    statistics ended far from where one training call leaves them, silently."""
+    from nn import conv as C
+
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    once = C.BatchNorm1d(3, dtype=np.float64)
+    once(x)
+    module = C.BatchNorm1d(3, dtype=np.float64)
+    jac = transform(module)(x)
+    assert int(module.num_batches_tracked.data) == 1
+    np.testing.assert_array_equal(module.running_mean.data, once.running_mean.data)
+    np.testing.assert_array_equal(module.running_var.data, once.running_var.data)
+    reference = F.jacrev(C.BatchNorm1d(3, dtype=np.float64))(x)
+    np.testing.assert_allclose(jac, reference, rtol=1e-10, atol=1e-12)
