@@ -539,6 +539,8 @@ NOT_OPS = {
                     "in-place spelling: recorded, it is the out-of-place op's entry; the write "
                     "under no_grad is tested in test_engine"),
     "nn.functional.accuracy": "a metric on plain numbers, no gradient",
+    "nn.functional.one_hot": "integer labels to integer rows, no gradient (checked against "
+                             "PyTorch in test_utils)",
     **dict.fromkeys(["Tensor.argmax", "Tensor.argmin", "Tensor.argsort"],
                     "an integer index, no gradient"),
     "Tensor.long": "an integer cast: a constant, no gradient (astype's entry covers casts)",
