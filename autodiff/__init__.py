@@ -68,6 +68,7 @@ from .tensor import (
     cat,
     concatenate,
     exp,
+    from_numpy,
     full,
     grad,
     linear,
@@ -97,8 +98,8 @@ from .tensor import (
 
 __all__ = [
     "Tensor", "abs", "arange", "cat", "concatenate", "detect_anomaly", "enable_grad", "engine",
-    "exp", "explain_forward", "full", "func", "grad", "is_grad_enabled", "jvp", "linear", "log",
-    "log_softmax", "logsumexp", "manual_seed", "matmul",
+    "exp", "explain_forward", "from_numpy", "full", "func", "grad", "is_grad_enabled", "jvp",
+    "linear", "log", "log_softmax", "logsumexp", "manual_seed", "matmul",
     "maximum", "minimum", "no_grad", "ones", "ones_like", "ops", "rand", "randn", "relu",
     "set_grad_enabled", "sigmoid", "softmax", "softmax_cross_entropy", "sqrt", "stack", "tanh",
     "tensor", "where", "zeros", "zeros_like",

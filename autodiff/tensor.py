@@ -1142,6 +1142,29 @@ def tensor(data: ArrayLike, **kwargs: Any) -> Tensor:
     return data if isinstance(data, Tensor) and not kwargs else Tensor(data, **kwargs)
 
 
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A constant Tensor over `array`'s memory, without a copy (as torch.from_numpy): for a
+    data set too big to hold twice, e.g. `X = from_numpy(x_train)`, then batches `X[idx]`.
+
+    Tensor(array) copies, so a graph can never see the caller change its numbers; sharing
+    keeps that promise another way: the array is made read-only, and a later write into it
+    fails at once. An array that views another's memory is refused (the owner could still be
+    written): pass the owner, or copy with Tensor(array).
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__} "
+                        "(Tensor(data) converts anything)")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"from_numpy: unsupported data type {array.dtype} (numbers only)")
+    if array.base is not None:
+        raise ValueError(
+            f"from_numpy: the array (shape {array.shape}) is a view of another array's memory, "
+            "which could still be written; pass the array that owns it (from_numpy(owner)"
+            ".reshape(...) shares it too), or Tensor(array) to copy")
+    array.flags.writeable = False
+    return engine.constant(array[()] if array.ndim == 0 else array)
+
+
 # Creation order of tensors made with Tensor(...): drawings number unnamed leaves by it.
 _births = itertools.count(1)
 

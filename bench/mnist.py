@@ -25,7 +25,10 @@ class Problem:
     weights: dict[str, np.ndarray]  # W1 (128, 784), b1, W2 (10, 128), b2
 
     def cast(self, dtype) -> Problem:
-        return Problem(self.x.astype(dtype, copy=False), self.y,
+        # The images in an array of their own (not a view of the loader's), so an engine can
+        # share their memory (autodiff.from_numpy) without a copy.
+        x = self.x.astype(dtype, copy=False)
+        return Problem(x if x.base is None else x.copy(), self.y,
                        self.xt.astype(dtype, copy=False), self.yt,
                        self.batches, {k: v.astype(dtype) for k, v in self.weights.items()})
 
@@ -95,16 +98,16 @@ def matmul_floor(p: Problem) -> tuple[float, float]:
 
 def ours(p: Problem) -> tuple[float, float]:
     import nn
-    from autodiff import Tensor
+    from autodiff import from_numpy
 
     model = nn.MLP(784, [128], 10, dtype=p.x.dtype)
     model.load_state_dict({"layers.0.weight": p.weights["W1"], "layers.0.bias": p.weights["b1"],
                            "layers.2.weight": p.weights["W2"], "layers.2.bias": p.weights["b2"]})
     optimizer = nn.optim.SGD(model.parameters(), lr=LR)
-    # The images as one Tensor, batches gathered by indexing it: the PyTorch run below does
-    # the same (x[idx] on a tensor). Tensor(p.x[idx]) would also copy each batch, since a
-    # Tensor owns its numbers.
-    x = Tensor(p.x)
+    # The images as one Tensor over the same memory, batches gathered by indexing it: the
+    # PyTorch run below does the same (from_numpy, then x[idx]). Tensor(p.x[idx]) would also
+    # copy each batch, since a Tensor owns its numbers; Tensor(p.x) would hold the set twice.
+    x = from_numpy(p.x)
     start = time.perf_counter()
     for idx in p.batches:
         loss = nn.F.cross_entropy(model(x[idx]), p.y[idx])

@@ -1031,3 +1031,20 @@ def test_numpy_taking_the_numbers_of_a_computed_tensor_is_refused_while_recordin
     assert np.asarray([loss.item(), loss.detach()]).tolist() == [3.0, 3.0]
     with no_grad():
         assert np.asarray(loss) == 3.0
+
+
+def test_from_numpy_shares_memory_and_makes_the_array_read_only():
+    data = np.arange(12.0).reshape(3, 4).copy()
+    x = ad.from_numpy(data)
+    assert np.shares_memory(x.data, data) and not x.requires_grad
+    with pytest.raises(ValueError, match="read-only"):
+        data[0, 0] = 5.0  # a write that a graph could not see: refused at once
+    batch = x[np.array([2, 0])]
+    assert batch.tolist() == [[8.0, 9.0, 10.0, 11.0], [0.0, 1.0, 2.0, 3.0]]
+    with pytest.raises(ValueError, match=r"from_numpy: .*view of another array"):
+        ad.from_numpy(np.arange(6.0).reshape(2, 3))
+    with pytest.raises(TypeError, match="from_numpy: expected a numpy array"):
+        ad.from_numpy([1.0, 2.0])
+    w = Tensor(np.ones(4), requires_grad=True)
+    (x @ w).sum().backward()
+    assert w.grad.tolist() == [12.0, 15.0, 18.0, 21.0]

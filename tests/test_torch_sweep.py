@@ -133,7 +133,7 @@ _INDICES = [
 
 def _index_for(shape: tuple) -> st.SearchStrategy:
     """A valid index into `shape` (basic, integer, repeated, boolean, empty)."""
-    if not shape or shape[0] == 0:
+    if not shape or 0 in shape:  # (..., 0) into an empty last axis is out of bounds
         return st.sampled_from([(Ellipsis,), (None,)])
     ok = [ix for ix in _INDICES
           if not (len([p for p in ix if p not in (None, Ellipsis)]) > len(shape))
@@ -520,7 +520,8 @@ SWEEP: dict[str, Entry] = {
 # Public names that are not differentiable ops, each with the reason it needs no entry.
 NOT_OPS = {
     **dict.fromkeys(["zeros", "ones", "full", "arange", "rand", "randn", "zeros_like", "eye",
-                     "ones_like", "tensor"], "constructor: makes a leaf, computes nothing"),
+                     "ones_like", "tensor", "from_numpy"],
+                    "constructor: makes a leaf, computes nothing"),
     **dict.fromkeys(["grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
                      "detect_anomaly", "Tensor.zero_"],
                     "gradient machinery: exercised by every entry"),
