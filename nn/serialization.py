@@ -122,6 +122,11 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+_OTHER_FORMATS = {".pt": "PyTorch", ".pth": "PyTorch", ".ckpt": "checkpoint", ".bin": "PyTorch",
+                  ".onnx": "ONNX", ".pkl": "pickle", ".pickle": "pickle", ".h5": "HDF5",
+                  ".keras": "Keras", ".json": "JSON", ".npy": ".npy (one array)"}
+
+
 def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
     """Write a module's weights (anything with `.state_dict()`) or a dict of name -> array to
     `path` as .npz, atomically: the file is written beside the target, synced, and renamed
@@ -131,8 +136,16 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
     `.safetensors` is written in that format instead (readable by the `safetensors` package
     and PyTorch), just as atomically.
     """
+    suffix = Path(path).suffix.lower()
+    if suffix in _OTHER_FORMATS:
+        # .npz bytes under another format's name would fail in that format's reader, far
+        # from here (torch.load("model.pt") of our file), or be read back by nobody.
+        raise ValueError(
+            f"save: {str(path)!r} names a {_OTHER_FORMATS[suffix]} file, but nn.save writes .npz "
+            "or .safetensors (name it .npz or .safetensors; PyTorch reads .safetensors, and "
+            "nn.to_torch(model) gives a torch module for torch.save, nn.export_onnx an ONNX file)")
     arrays = _as_state_dict(module_or_state_dict)
-    if Path(path).suffix.lower() == ".safetensors":
+    if suffix == ".safetensors":
         from .formats import write_safetensors
 
         return write_safetensors(arrays, path, metadata={"producer": FORMAT})

@@ -497,3 +497,12 @@ def test_fuzz_damaged_real_files(tmp_path_factory, flips, keep):
             assert str(exc).startswith(f"load: {path}")
         else:
             assert list(back) == ["w"] and back["w"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("name", ["model.pt", "weights.PTH", "m.onnx", "w.pkl", "w.npy"])
+def test_a_name_of_another_format_is_refused_before_writing(tmp_path, name):
+    # It wrote .npz bytes under a PyTorch name: torch.load then failed far from here.
+    with pytest.raises(ValueError, match=r"save: .* names a .* file, but nn.save writes .npz"):
+        save({"w": np.ones(2)}, tmp_path / name)
+    assert not list(tmp_path.iterdir())
+    assert load(save({"w": np.ones(2)}, tmp_path / "plain")).keys() == {"w"}  # no suffix: .npz
