@@ -268,8 +268,9 @@ sigmoid = defop("sigmoid", _sigmoid_forward, lambda g, out, x: g * out * (1 - ou
                 jvp=lambda t, out, x: t * out * (1 - out))
 # relu'(0) is taken as 0 (as PyTorch does): a unit sitting exactly at 0 gets no update, and the
 # gradient check avoids the kink, where no derivative exists.
-relu = defop("relu", lambda x: np.maximum(x, 0), lambda g, out, x: g * (_value(x) > 0),
-              jvp=lambda t, out, x: t * (_value(x) > 0))
+relu = defop("relu", lambda x: np.maximum(x, 0),
+             lambda g, out, x: g * ((x if type(x) is np.ndarray else _value(x)) > 0),
+             jvp=lambda t, out, x: t * (_value(x) > 0))
 abs_ = defop("abs", np.abs, lambda g, out, x: g * np.sign(_value(x)),
              jvp=lambda t, out, x: t * np.sign(_value(x)))
 where = defop(

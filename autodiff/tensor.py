@@ -393,7 +393,12 @@ class Tensor:
         the gradients are themselves differentiable (prefer `autodiff.grad` for that: a leaf
         holding a gradient that depends on itself is a reference cycle).
         """
-        seed = self._seed(grad, "backward", create_graph)
+        data = self._data
+        if grad is None and not create_graph and self.requires_grad and \
+                type(data) is not np.ndarray:
+            seed = type(data)(1)  # a loss (a numpy scalar): _seed's common case, inlined
+        else:
+            seed = self._seed(grad, "backward", create_graph)
         # A rule at a point where the derivative is infinite or undefined (log or sqrt at 0)
         # answers inf or NaN quietly, as the forwards do (ops._QUIET); detect_anomaly finds it.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1283,7 +1288,8 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
             f"got {labels.dtype} {labels.shape}"
         )
     # One reduction for both bounds: seen as unsigned, a negative label is huge.
-    if labels.size and np.maximum.reduce(labels.view(_unsigned(labels.dtype))) >= shape[1]:
+    unsigned = _UNSIGNED.get(labels.dtype) or _unsigned(labels.dtype)
+    if labels.size and np.maximum.reduce(labels.view(unsigned)) >= shape[1]:
         raise ValueError(
             f"softmax_cross_entropy: labels must lie in [0, {shape[1]}), "
             f"got values from {labels.min()} to {labels.max()}"

@@ -197,7 +197,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
             + (repr(reduction) if isinstance(reduction, str) else f"a {type(reduction).__name__}")
             + " (weight=, ignore_index= and label_smoothing= are keyword-only)"
         )
-    logits = _tensor(logits)
+    logits = logits if isinstance(logits, Tensor) else Tensor(logits)
     target_data = np.asarray(target._data if isinstance(target, Tensor) else target)
     shape = logits._data.shape
     # The fused node knows no options; a negative ignore_index cannot match a valid label,
