@@ -564,7 +564,8 @@ def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
     exp = np.exp(shifted)
     total = np.add.reduce(exp, 1, keepdims=True)
     n = len(labels)
-    loss = np.add.reduce(np.log(total[:, 0]) - shifted[_row_index(n), labels]) / n
+    rows = _row_cache[:n] if len(_row_cache) >= n else _row_index(n)  # no call when cached
+    loss = np.add.reduce(np.log(total[:, 0]) - shifted[rows, labels]) / n
     exp /= total  # exp is ours: the probabilities in place, one array fewer
     return loss, exp
 
@@ -578,7 +579,7 @@ def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray,
         # the scale off at each row's label.
         scale = g / n
         grad = saved * scale
-        grad[_row_index(n), labels] -= scale
+        grad[_row_cache[:n] if len(_row_cache) >= n else _row_index(n), labels] -= scale
         return grad
     # On Tensors (create_graph) the softmax is recomputed as a differentiable expression, so
     # second derivatives flow through it.

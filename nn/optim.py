@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import re
 import warnings
 from collections.abc import Iterable
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from autodiff import Tensor, engine
+
+_first = operator.itemgetter(0)  # the parameter of a (parameter, gradient) pair, in C
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "StepLR"]
 
@@ -285,7 +288,7 @@ class SGD(Optimizer):
                     data -= lr * g
                 else:
                     p._data = data - lr * g
-            engine.mark_tensors_written([p for p, _ in pairs])
+            engine.mark_tensors_written(list(map(_first, pairs)))
             return
         for p, g in pairs:
             if weight_decay:
@@ -301,7 +304,7 @@ class SGD(Optimizer):
                 state["momentum"] = buf
                 g = g + momentum * buf if nesterov else buf
             self._apply(p, lr * g)
-        engine.mark_tensors_written([p for p, _ in pairs])
+        engine.mark_tensors_written(list(map(_first, pairs)))
 
 
 class Adam(Optimizer):
@@ -345,7 +348,7 @@ class Adam(Optimizer):
             m_hat = state["m"] / (1 - beta1 ** state["t"])
             v_hat = state["v"] / (1 - beta2 ** state["t"])
             self._apply(p, self.lr * m_hat / (np.sqrt(v_hat) + self.eps))
-        engine.mark_tensors_written([p for p, _ in pairs])
+        engine.mark_tensors_written(list(map(_first, pairs)))
 
 
 class AdamW(Adam):
