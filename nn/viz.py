@@ -271,8 +271,8 @@ def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Seque
         raise TypeError(f"prediction_gallery: images must be the images, got a model "
                         f"({type(images).__name__}); call prediction_gallery(x, "
                         f"nn.predict(model, x), y)")
-    images = np.asarray(images)
-    predicted, true = np.asarray(predicted), np.asarray(true)
+    images = _numbers(images)
+    predicted, true = _numbers(predicted), _numbers(true)
     if predicted.ndim == 2 and predicted.shape[0] == len(images):
         predicted = predicted.argmax(axis=1)  # logits or probabilities, one row per image
     if not (predicted.ndim == true.ndim == 1 and len(predicted) == len(true) == len(images)):
@@ -306,6 +306,13 @@ def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Seque
     return _save(fig, path)
 
 
+def _numbers(values: Any) -> np.ndarray:
+    """The numbers to draw. A picture takes them from a Tensor computed with gradients too:
+    plain np.asarray refuses one, since numpy computing with it would drop its graph."""
+    data = getattr(values, "_data", None)
+    return np.asarray(values if data is None else data)
+
+
 def _predictor(predict_fn: Any) -> Callable[[np.ndarray], np.ndarray]:
     """A model passed where a function is wanted runs as nn.predict runs it: in eval mode
     (Dropout off), without recording a graph, its mode put back afterwards."""
@@ -330,11 +337,11 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
     contour of logits was not the boundary the model decides by.)
     """
     predict_fn = _predictor(predict_fn)
-    x, y = np.asarray(x), np.asarray(y).reshape(-1)
+    x, y = _numbers(x), _numbers(y).reshape(-1)
     pad = 0.5
     (x0, y0), (x1, y1) = x.min(axis=0) - pad, x.max(axis=0) + pad
     gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
-    scores = np.asarray(predict_fn(np.c_[gx.ravel(), gy.ravel()].astype(np.float32)))
+    scores = _numbers(predict_fn(np.c_[gx.ravel(), gy.ravel()].astype(np.float32)))
     fig, ax = plt.subplots(figsize=(5, 4.2))
     if scores.ndim == 2 and scores.shape[1] > 1:
         field = scores.argmax(axis=1).reshape(gx.shape)
@@ -345,7 +352,7 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
         probabilities = bool(np.all((field >= 0) & (field <= 1)))
         if threshold is None:
             threshold = 0.5
-            own = np.asarray(predict_fn(x.astype(np.float32))).reshape(-1)
+            own = _numbers(predict_fn(x.astype(np.float32))).reshape(-1)
             positive = y > 0.5
             if not probabilities and positive.any() and not positive.all():
                 middle = (own[positive].mean() + own[~positive].mean()) / 2
@@ -370,11 +377,11 @@ def regression_fit(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray
     """Data points and the fitted curve over a dense grid (1-D regression); `predict_fn` is a
     function or the model itself (run in eval mode)."""
     predict_fn = _predictor(predict_fn)
-    x, y = np.asarray(x).reshape(-1), np.asarray(y).reshape(-1)
+    x, y = _numbers(x).reshape(-1), _numbers(y).reshape(-1)
     grid = np.linspace(x.min(), x.max(), 300).reshape(-1, 1).astype(np.float32)
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.scatter(x, y, s=12, alpha=0.6, label="data")
-    ax.plot(grid[:, 0], np.asarray(predict_fn(grid)).reshape(-1), "r-", lw=2, label=label)
+    ax.plot(grid[:, 0], _numbers(predict_fn(grid)).reshape(-1), "r-", lw=2, label=label)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title("Fitted curve")

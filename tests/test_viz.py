@@ -403,3 +403,18 @@ def test_gradient_flow_uses_log_scale_and_records_layers():
     assert all(len(v) == 3 for v in recorder.history.values())
     fig = viz.gradient_flow(recorder.history)
     assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 3
+
+
+def test_pictures_take_tensors_computed_with_gradients():
+    # np.asarray refuses those (numpy computing with them would drop the graph); a picture
+    # only draws the numbers, so it takes them as they are.
+    import nn
+    from autodiff import Tensor
+
+    x, y = nn.data.make_moons(40, noise=0.1, seed=0)
+    model = nn.MLP(2, [8], 1, rng=0)
+    assert nn.viz.decision_boundary(lambda p: model(Tensor(p)), x, y) is not None
+    images = np.random.default_rng(0).random((4, 28, 28)).astype(np.float32)
+    scores = nn.MLP(784, [8], 10, rng=0)(Tensor(images.reshape(4, -1)))
+    assert scores.requires_grad
+    assert nn.viz.prediction_gallery(images, scores, np.array([1, 2, 3, 4])) is not None
