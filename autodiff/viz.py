@@ -700,14 +700,15 @@ def _steps(root: Tensor, grad: Any, accumulate: bool, who: str) -> list[_Step]:
 
 def _plain(value: Any) -> Any:
     """A Python number for one-element values (what a learner compares with), else the array."""
-    array = np.asarray(value)
+    array = np.asarray(getattr(value, "_data", value))  # a Tensor's numbers, graph or not
     return array.reshape(()).item() if array.size == 1 else array
 
 
 def _local_derivative(op: str, upstream: Any, contribution: Any) -> Any:
     """contribution / upstream, where that is the local derivative: for a scalar node (a row
     of the Jacobian) or an elementwise op without broadcasting (its diagonal); else None."""
-    up, c = np.asarray(upstream), np.asarray(contribution)
+    up = np.asarray(getattr(upstream, "_data", upstream))
+    c = np.asarray(getattr(contribution, "_data", contribution))
     if not (up.size == 1 or (op in ELEMENTWISE and up.shape == c.shape)):
         return None
     if np.any(up == 0):  # the derivative is not recoverable where nothing flows
