@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import mmap
 import numbers
 import operator
 from collections.abc import Sequence
@@ -1152,21 +1153,27 @@ def from_numpy(array: np.ndarray) -> Tensor:
     data set too big to hold twice, e.g. `X = from_numpy(x_train)`, then batches `X[idx]`.
 
     Tensor(array) copies, so a graph can never see the caller change its numbers; sharing
-    keeps that promise another way: the array is made read-only, and a later write into it
-    fails at once. An array that views another's memory is refused (the owner could still be
-    written): pass the owner, or copy with Tensor(array).
+    keeps that promise another way: an array that owns its memory is made read-only, so a
+    later write into it fails at once. Memory that is read-only already (np.load with
+    mmap_mode="r", np.frombuffer of bytes, a view of such an array) is shared as it is. A
+    view of memory that could still be written elsewhere is refused: pass its owner, or copy
+    with Tensor(array).
     """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__} "
                         "(Tensor(data) converts anything)")
     if array.dtype.kind not in "biuf":
         raise TypeError(f"from_numpy: unsupported data type {array.dtype} (numbers only)")
-    if array.base is not None:
+    array = np.asarray(array)  # a plain ndarray (np.memmap's view of the same memory)
+    owner = engine._owner(array)
+    if array.base is None:
+        array.flags.writeable = False
+    elif array.flags.writeable or owner.flags.writeable or owner.base is not None and \
+            not isinstance(owner.base, np.ndarray | bytes | mmap.mmap):
         raise ValueError(
-            f"from_numpy: the array (shape {array.shape}) is a view of another array's memory, "
-            "which could still be written; pass the array that owns it (from_numpy(owner)"
+            f"from_numpy: the array (shape {array.shape}) views memory that could still be "
+            "written through its owner; pass the array that owns it (from_numpy(owner)"
             ".reshape(...) shares it too), or Tensor(array) to copy")
-    array.flags.writeable = False
     return engine.constant(array[()] if array.ndim == 0 else array)
 
 

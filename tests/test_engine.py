@@ -1041,10 +1041,23 @@ def test_from_numpy_shares_memory_and_makes_the_array_read_only():
         data[0, 0] = 5.0  # a write that a graph could not see: refused at once
     batch = x[np.array([2, 0])]
     assert batch.tolist() == [[8.0, 9.0, 10.0, 11.0], [0.0, 1.0, 2.0, 3.0]]
-    with pytest.raises(ValueError, match=r"from_numpy: .*view of another array"):
-        ad.from_numpy(np.arange(6.0).reshape(2, 3))
+    with pytest.raises(ValueError, match=r"from_numpy: .*could still be written"):
+        ad.from_numpy(np.arange(6.0).reshape(2, 3))  # its owner is writable
+    with pytest.raises(ValueError, match=r"from_numpy: .*could still be written"):
+        ad.from_numpy(np.frombuffer(bytearray(16)))  # so is the bytearray
+    assert ad.from_numpy(data.reshape(4, 3)).shape == (4, 3)  # a view of a shared, read-only one
+    assert ad.from_numpy(np.frombuffer(bytes(16))).tolist() == [0.0, 0.0]
     with pytest.raises(TypeError, match="from_numpy: expected a numpy array"):
         ad.from_numpy([1.0, 2.0])
     w = Tensor(np.ones(4), requires_grad=True)
     (x @ w).sum().backward()
     assert w.grad.tolist() == [12.0, 15.0, 18.0, 21.0]
+
+
+def test_from_numpy_shares_a_read_only_memory_map(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.arange(12.0).reshape(3, 4))
+    x = ad.from_numpy(np.load(path, mmap_mode="r"))
+    assert x[np.array([2, 0])].tolist() == [[8.0, 9.0, 10.0, 11.0], [0.0, 1.0, 2.0, 3.0]]
+    with pytest.raises(ValueError, match="could still be written"):
+        ad.from_numpy(np.load(path, mmap_mode="r+"))
