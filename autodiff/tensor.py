@@ -1168,8 +1168,8 @@ def from_numpy(array: np.ndarray) -> Tensor:
     owner = engine._owner(array)
     if array.base is None:
         array.flags.writeable = False
-    elif array.flags.writeable or owner.flags.writeable or owner.base is not None and \
-            not isinstance(owner.base, np.ndarray | bytes | mmap.mmap):
+    elif array.flags.writeable or owner.flags.writeable or (
+            owner.base is not None and not isinstance(owner.base, bytes | mmap.mmap)):
         raise ValueError(
             f"from_numpy: the array (shape {array.shape}) views memory that could still be "
             "written through its owner; pass the array that owns it (from_numpy(owner)"

@@ -12,7 +12,7 @@ import numpy as np
 from autodiff import Tensor
 
 
-def _with_grads(parameters: Iterable[Tensor] | Tensor, who: str) -> list[Tensor]:
+def _parameters_with_grads(parameters: Iterable[Tensor] | Tensor, who: str) -> list[Tensor]:
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     for p in params:
         if not isinstance(p, Tensor):
@@ -37,7 +37,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float,
     norm_type = float(norm_type)
     if not (norm_type > 0):
         raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
-    params = _with_grads(parameters, "clip_grad_norm_")
+    params = _parameters_with_grads(parameters, "clip_grad_norm_")
     grads = [np.asarray(p.grad.data, dtype=np.float64) for p in params]
     if not grads:
         return Tensor(0.0)
@@ -65,7 +65,7 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
     clip_value = float(clip_value)
     if not clip_value >= 0:
         raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")
-    for p in _with_grads(parameters, "clip_grad_value_"):
+    for p in _parameters_with_grads(parameters, "clip_grad_value_"):
         g = p.grad
         p.grad = Tensor(np.clip(g.data, -clip_value, clip_value).astype(g.dtype, copy=False))
 
