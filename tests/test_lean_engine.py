@@ -174,3 +174,86 @@ def test_module_call_restores_the_scope_even_after_an_error():
     y = outer(Tensor(np.ones((1, 2))))
     assert y._scope == (outer, outer.inner)  # nested calls are both tagged
     assert engine.state.scope is None and engine.state.grad_enabled
+
+
+# --- numpy fast paths in the rules (class-major cross-entropy, ReLU against zeros, bias
+# gradients as ones @ g): same numbers as the plain numpy expressions, in every layout ------
+
+
+def _reference_cross_entropy(z: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    z = z.astype(np.float64)
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    n = len(labels)
+    grad = probs.copy()
+    grad[np.arange(n), labels] -= 1
+    return float(-np.log(probs[np.arange(n), labels]).mean()), grad / n
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int32, np.uint64, np.int64])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_cross_entropy_any_label_type_and_logits_layout(dtype, layout):
+    rng = np.random.default_rng(2)
+    for n in (1, 3, 130, 7):  # growing and shrinking batches: the cached row index
+        base = rng.normal(size=(n, 12)) * 5
+        z = {"C": base, "F": np.asfortranarray(base), "strided": base[:, ::2]}[layout]
+        labels = rng.integers(0, z.shape[1], n).astype(dtype)
+        logits = Tensor(z, requires_grad=True)
+        loss = nn.F.cross_entropy(logits, labels)
+        loss.backward()
+        want_loss, want_grad = _reference_cross_entropy(z, labels.astype(np.int64))
+        assert loss.item() == pytest.approx(want_loss, rel=1e-12)
+        np.testing.assert_allclose(logits.grad.data, want_grad, rtol=1e-12, atol=1e-15)
+        assert logits.grad.shape == z.shape
+
+
+def test_cross_entropy_extreme_logits_stay_finite():
+    z = np.array([[1e4, 0.0, -1e4], [-1e4, -1e4, -1e4]], dtype=np.float32)
+    logits = Tensor(z, requires_grad=True)
+    loss = nn.F.cross_entropy(logits, np.array([1, 2]))
+    loss.backward()
+    assert loss.item() == pytest.approx((1e4 + np.log(3)) / 2, rel=1e-6)
+    np.testing.assert_allclose(logits.grad.data,
+                               [[0.5, -0.5, 0.0], [1 / 6, 1 / 6, -1 / 3]], atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_against_zeros_matches_numpy_maximum(dtype):
+    x = np.array([[-np.inf, -1.5, -0.0, 0.0], [np.nan, 2.0, np.inf, 1e-30]], dtype=dtype)
+    out = ad.relu(Tensor(x)).data
+    expected = np.maximum(x, 0)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, expected)  # NaN stays NaN, -inf becomes 0
+    assert not np.signbit(out[0, 2])  # relu(-0.0) is +0, as np.maximum(-0.0, 0) gives
+    col = np.asfortranarray(np.linspace(-1, 1, 12, dtype=dtype).reshape(3, 4))
+    np.testing.assert_array_equal(ad.relu(Tensor(col)).data, np.maximum(col, 0))
+
+
+def test_relu_keeps_numpy_promotion_for_integers_and_scalars():
+    assert ad.relu(Tensor(np.array([-2, 3], dtype=np.int32))).data.tolist() == [0, 3]
+    assert ad.relu(Tensor(np.array([-2, 3], dtype=np.int32))).dtype == np.int32
+    assert ad.relu(Tensor(np.array([True, False]))).dtype == np.maximum(np.array([True]), 0).dtype
+    s = Tensor(-2.5, requires_grad=True)
+    assert ad.relu(s).item() == 0.0 and ad.relu(-s).item() == 2.5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_gradient_is_the_column_sum_for_any_batch(dtype):
+    rng = np.random.default_rng(3)
+    layer = nn.Linear(5, 3, dtype=dtype)
+    for n in (4, 1, 300, 2):  # the cached ones grow, and shorter batches use a prefix
+        x = Tensor(rng.normal(size=(n, 5)).astype(dtype))
+        g = rng.normal(size=(n, 3)).astype(dtype)
+        layer.zero_grad()
+        layer(x).backward(g)
+        assert layer.bias.grad.dtype == dtype
+        np.testing.assert_allclose(layer.bias.grad.data, g.astype(np.float64).sum(axis=0),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    # Batched inputs of any rank reduce over every leading axis; inf and NaN propagate.
+    x = Tensor(np.ones((2, 3, 5), dtype=dtype))
+    g = np.ones((2, 3, 3), dtype=dtype)
+    g[0, 0, 0], g[1, 2, 1] = np.inf, np.nan
+    layer.zero_grad()
+    layer(x).backward(g)
+    got = layer.bias.grad.data
+    assert got[0] == np.inf and np.isnan(got[1]) and got[2] == 6
