@@ -516,26 +516,30 @@ def backward(
     collecting = gc.isenabled()
     gc.disable()
     try:
+        # The common pass (Tensor.backward, no create_graph): one check per node instead of
+        # three; `watched` likewise for the per-contribution extras.
+        plain = accumulate and not create_graph and not wanted
+        watched = anomaly or on_step is not None
         node = pop(queue)[1] if queue else None
         while node is not None:
             grad = pending.pop(node)
-            if node in wanted:
-                found[node] = grad
-            if accumulate:
-                # An intermediate gets this pass's gradient, not a sum (a graph-carrying one
-                # is detached: it would otherwise be a cycle through the node itself).
-                if create_graph:
-                    node._grad = grad.detach()
-                elif type(grad) is not np.ndarray:
+            # An intermediate gets this pass's gradient, not a sum (a graph-carrying one is
+            # detached: it would otherwise be a cycle through the node itself).
+            if plain:
+                if type(grad) is not np.ndarray:
                     node._grad = grad  # a numpy scalar: immutable
                 elif grad.base is None and id(grad) not in handed:
                     handed.add(id(grad))  # a fresh array (the common case): _own, inlined
                     node._grad = grad
                 else:
                     node._grad = _own(grad, handed)
+            else:
+                if node in wanted:
+                    found[node] = grad
+                if accumulate:
+                    node._grad = grad.detach() if create_graph else _own(grad, handed)
             op = node._op
-            clock = node._clock
-            if clock < _last_write:
+            if node._clock < _last_write:
                 _check_not_stale(node)
             first, second, many = node._in0, node._in1, node._ins
             parents = many or ((first,) if second is None else (first, second))
@@ -569,15 +573,16 @@ def backward(
                 if (type(contrib) is not type(data) or type(data) is np.ndarray) and (
                         contrib.shape != data.shape or contrib.dtype != data.dtype):
                     contrib = unbroadcast(contrib, data.shape, data.dtype)
-                if anomaly:
-                    _check_finite(
-                        contrib,
-                        f"{op.name} backward, gradient for input {index} "
-                        f"(shapes {_shapes([p._data for p in parents])})",
-                        getattr(node, "_origin", None),
-                    )
-                if contributions is not None:
-                    contributions.append((index, parent, contrib))
+                if watched:
+                    if anomaly:
+                        _check_finite(
+                            contrib,
+                            f"{op.name} backward, gradient for input {index} "
+                            f"(shapes {_shapes([p._data for p in parents])})",
+                            getattr(node, "_origin", None),
+                        )
+                    if contributions is not None:
+                        contributions.append((index, parent, contrib))
                 previous = pending.get(parent)
                 if previous is not None:
                     # Out of place on purpose: a rule may give one array to two parents.
@@ -605,10 +610,11 @@ def backward(
                 node = pushpop(queue, (-following._clock, following))[1]
         for leaf in leaves:
             grad = pending.pop(leaf)
-            if leaf in wanted:
-                found[leaf] = grad
-            if not accumulate:
-                continue
+            if not plain:
+                if leaf in wanted:
+                    found[leaf] = grad
+                if not accumulate:
+                    continue
             if (leaf._grad is None and type(grad) is np.ndarray and grad.base is None
                     and id(grad) not in handed):
                 handed.add(id(grad))  # a leaf's first gradient, a fresh array: _store_grad,
