@@ -273,8 +273,10 @@ def _pool_window(who: str, x: Tensor, kernel_size: Any, stride: Any, padding: An
 def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
     """The largest value of each window (stride defaults to the kernel size, as in PyTorch).
 
-    Padding counts as -inf, never as a maximum. Ties inside a window share the gradient
-    equally (as `max` does everywhere in this engine); PyTorch gives it to one of them.
+    Padding counts as -inf, so it never beats a value. Ties inside a window share the
+    gradient equally (as `max` does everywhere in this engine); PyTorch gives it to one of
+    them. So a window whose values are all -inf ties with its padding too, and the padding's
+    share goes nowhere, as relu'(0) = 0 sends nothing through a tie with the constant 0.
     """
     who = "max_pool2d"
     x = _image(x, who)
