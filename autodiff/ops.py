@@ -271,9 +271,11 @@ sigmoid = defop("sigmoid", _sigmoid_forward, lambda g, out, x: g * out * (1 - ou
 def _relu_forward(x: Any) -> Any:
     # Against an array of zeros, not the scalar 0: numpy's maximum with a scalar operand runs
     # a slower loop, and allocating the zeros costs less than the difference (2x faster in
-    # all, float32 and float64, 8x8 to 1000x1000). Integer and bool arrays keep numpy's
-    # promotion with 0 (bool would otherwise stay bool).
-    if type(x) is np.ndarray and x.dtype.kind == "f":
+    # all, float32 and float64, 8x8 to 1000x1000). Only for C-ordered arrays: the zeros are
+    # C-ordered, and any other layout (a convolution's output is a transposed view) would
+    # come out C-ordered too, slower to make and slower for the pooling that reads it next.
+    # Integer and bool arrays keep numpy's promotion with 0 (bool would otherwise stay bool).
+    if type(x) is np.ndarray and x.dtype.kind == "f" and x.flags.c_contiguous:
         return np.maximum(x, np.zeros(x.shape, x.dtype))
     return np.maximum(x, 0)
 
