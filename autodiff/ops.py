@@ -224,15 +224,13 @@ pow_const = defop("pow", _pow_const_forward, _pow_const_vjp, jvp=_pow_const_vjp)
 
 
 def _pow_base_vjp(g: Any, out: Any, a: Any, b: Any) -> Any:
-    # b * a**(b-1) is 0 * inf = NaN at a = 0 where b = 0; there the power is constant in a
-    # (a**0 = 1), so its derivative is 0 (as PyTorch). Elsewhere the formula is left alone,
-    # so its derivative in b (second order) stays exact.
-    constant = (_value(b) == 0) & (_value(a) == 0)
-    if not np.any(constant):
-        return g * b * a ** (b - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):  # the NaNs are replaced just below
-        grad = g * b * a ** (b - 1)
-    return _where(constant, 0.0, grad)
+    # b * a**(b-1) is 0 * inf = NaN where b = 0 and a**-1 overflows (a = 0, or a subnormal
+    # a); there the power is constant in a (a**0 = 1), so its derivative is 0 (as PyTorch).
+    # Elsewhere the formula is left alone, so its derivative in b (second order) stays exact.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # replaced below
+        local = b * a ** (b - 1)
+    constant = (_value(b) == 0) & ~np.isfinite(_value(local))
+    return g * (_where(constant, 0.0, local) if np.any(constant) else local)
 
 
 def _log_base(a: Any, b: Any) -> Any:

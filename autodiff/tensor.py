@@ -400,10 +400,7 @@ class Tensor:
             seed = type(data)(1)  # a loss (a numpy scalar): _seed's common case, inlined
         else:
             seed = self._seed(grad, "backward", create_graph)
-        # A rule at a point where the derivative is infinite or undefined (log or sqrt at 0)
-        # answers inf or NaN quietly, as the forwards do (ops._QUIET); detect_anomaly finds it.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            engine.backward([self], [seed], create_graph=create_graph)
+        engine.backward([self], [seed], create_graph=create_graph)  # quiet at singular points
 
     def _seed(self, grad: ArrayLike | None, who: str, create_graph: bool) -> Any:
         if not self.requires_grad:
@@ -1497,9 +1494,8 @@ def grad(
     if len(grad_outputs) != len(outs):
         raise ValueError(f"grad: {len(outs)} outputs but {len(grad_outputs)} grad_outputs")
     seeds = [out._seed(g, "grad", create_graph) for out, g in zip(outs, grad_outputs, strict=True)]
-    with np.errstate(divide="ignore", invalid="ignore"):  # as in Tensor.backward
-        found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False,
-                                inputs=ins)
+    found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False,
+                            inputs=ins)
     results = []
     handed: set[int] = set()  # gradients handed out never share memory with each other
     for t, g in zip(ins, found, strict=True):

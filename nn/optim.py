@@ -227,11 +227,14 @@ class Optimizer:
             if g is not None:
                 pairs.append((p, g._data if isinstance(g, Tensor) else g))
         if not pairs:
-            raise RuntimeError(
-                f"{type(self).__name__}.step() called before backward(): no parameter has a "
-                "gradient (call loss.backward() first)"
-            )
+            raise self._no_gradient_error()
         return pairs
+
+    def _no_gradient_error(self) -> RuntimeError:
+        return RuntimeError(
+            f"{type(self).__name__}.step() called before backward(): no parameter has a "
+            "gradient (call loss.backward() first)"
+        )
 
     @staticmethod
     def _apply(p: Tensor, update: np.ndarray) -> None:
@@ -278,18 +281,25 @@ class SGD(Optimizer):
         group = self.param_groups[0]
         lr, momentum, nesterov = group["lr"], group["momentum"], group["nesterov"]
         weight_decay = group["weight_decay"]
-        pairs = self._with_grads()
         if not (weight_decay or momentum):
-            # Plain SGD, the tutorials' optimizer: the update written out, nothing per
-            # parameter but the arithmetic (the loop below does the same with options).
-            for p, g in pairs:
-                data = p._data
-                if type(data) is np.ndarray:
-                    data -= lr * g
-                else:
-                    p._data = data - lr * g
-            engine.mark_tensors_written(list(map(_first, pairs)))
+            # Plain SGD, the tutorials' optimizer: one pass over the parameters, nothing per
+            # parameter but the arithmetic (the loop below does the same with options, on
+            # the pairs _with_grads collects).
+            written = []
+            for p in group["params"]:
+                g = p._grad
+                if g is not None:
+                    data = p._data
+                    if type(data) is np.ndarray and type(g) is np.ndarray:
+                        data -= lr * g
+                    else:  # a numpy scalar, or a gradient kept as a Tensor (create_graph)
+                        self._apply(p, lr * (g._data if isinstance(g, Tensor) else g))
+                    written.append(p)
+            if not written:
+                raise self._no_gradient_error()
+            engine.mark_tensors_written(written)
             return
+        pairs = self._with_grads()
         for p, g in pairs:
             if weight_decay:
                 g = g + weight_decay * p._data

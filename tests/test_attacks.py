@@ -876,3 +876,24 @@ def test_jacobians_of_a_batchnorm_in_training_update_its_statistics_once(transfo
     np.testing.assert_array_equal(module.running_var.data, once.running_var.data)
     reference = F.jacrev(C.BatchNorm1d(3, dtype=np.float64))(x)
     np.testing.assert_allclose(jac, reference, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("base", [0.0, 2.2250738585072014e-309, 5e-324, 3.0])
+def test_power_with_exponent_zero_has_zero_base_derivative_even_at_subnormal_bases(base):
+    """a ** b with b = 0 is the constant 1 in a, so its derivative in a is 0. The formula
+    b * a**(b-1) gave 0 * inf = NaN for a subnormal base (1/a overflows), not only at a = 0;
+    found by the PyTorch sweep."""
+    a = Tensor(np.array([base]), requires_grad=True)
+    b = Tensor(np.array([0.0]), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        (a ** b).sum().backward()
+    assert a.grad.data.tolist() == [0.0]
+    # d(a**b)/db = a**b log a; at a = 0 the engine's convention is 0 (see ops._log_base).
+    np.testing.assert_allclose(b.grad.data, [np.log(base) if base else 0.0])
+    # Second order in b is left exact where the first-order formula is finite.
+    x = Tensor(np.array([3.0]), requires_grad=True)
+    y = Tensor(np.array([0.0]), requires_grad=True)
+    (gx,) = ad.grad(x ** y, [x], create_graph=True)
+    (gxy,) = ad.grad(gx.sum(), [y])
+    np.testing.assert_allclose(gxy.data, [1 / 3])  # d/dy (y x**(y-1)) at y = 0 is 1/x
