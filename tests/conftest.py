@@ -21,6 +21,16 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# For hunting rare edge cases by hand (HYPOTHESIS_PROFILE=hunt, with --hypothesis-seed=N to
+# vary the draws): many more examples, random; what it finds becomes a pinned test.
+settings.register_profile(
+    "hunt",
+    max_examples=400,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.filter_too_much],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

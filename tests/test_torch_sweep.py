@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -102,6 +102,19 @@ class Entry:
     torch_grad: bool = True  # False where PyTorch has no derivative: ours is checked for zeros
     distinct: bool = False  # values made distinct: which of two tied values wins is a convention
     avoid: tuple = ()  # points where PyTorch's convention differs from ours (second order)
+    usable: Callable[[list, dict], bool] | None = None  # inputs PyTorch is accurate on
+
+
+def _spread_is_clear(arrays: list, kwargs: dict) -> bool:
+    """std's gradient divides by the spread: where values differ by a few ulps, the rounding of
+    the mean decides it, and PyTorch's is off there (x = [3, 3 + 1 ulp] gave it [0, -0.19]
+    against the exact [+0.097, -0.097]). Exactly equal values are a kink, and stay."""
+    a = arrays[0].astype(np.float64)
+    if a.size == 0:
+        return True
+    axis = kwargs.get("axis")
+    spread = np.ptp(a, axis=axis)
+    return bool(np.all((spread == 0) | (spread > 1e-4 * (np.max(np.abs(a), axis=axis) + 1))))
 
 
 def _unary(ours, theirs, **kw) -> Entry:
@@ -254,7 +267,8 @@ SWEEP: dict[str, Entry] = {
                         lambda a, axis, keepdims: a.std(dim=_dim(axis, a.ndim), keepdim=keepdims,
                                                         correction=0),
                         shapes=_shape(min_side=1).map(lambda s: (s,)), kwargs=_axis_kwargs,
-                        ints=False, kinks=(1.0,), second_order=False, rtol32=1e-4),
+                        ints=False, kinks=(1.0,), second_order=False, rtol32=1e-4,
+                        usable=_spread_is_clear),
     "logsumexp": Entry(lambda a, **k: ad.logsumexp(a, **k),
                        lambda a, axis, keepdims: torch.logsumexp(
                            a, dim=_dim(axis, a.ndim), keepdim=keepdims),
@@ -626,6 +640,8 @@ def test_op_matches_pytorch(name, data):
     constants = list(data.draw(entry.make_constants(shapes, dtype))) if entry.make_constants \
         else []
     kwargs = data.draw(entry.kwargs(shapes), label="kwargs") if entry.kwargs else {}
+    if entry.usable is not None:
+        assume(entry.usable(arrays, kwargs))
     floating = dtype.kind == "f"
     if entry.distinct:  # the ranks of the drawn values: same order, no two equal
         ranks = [np.argsort(np.argsort(a.reshape(-1), kind="stable")).reshape(a.shape)
