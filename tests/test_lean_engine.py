@@ -262,3 +262,25 @@ def test_bias_gradient_is_the_column_sum_for_any_batch(dtype):
     layer(x).backward(g)
     got = layer.bias.grad.data
     assert got[0] == np.inf and np.isnan(got[1]) and got[2] == 6
+
+
+@pytest.mark.parametrize(("index", "index_dtype"), [
+    ([2, 0, -1, 2], np.int64), ([2, 0, -1, 2], np.int32), ([2, 0, 1, 2], np.uint8),
+    ([], np.int64), ([[0, 1], [2, 2]], np.int64), ([[0, 1], [2, 2]], np.uint64)])
+def test_rows_gathered_by_an_integer_array_match_numpy_indexing(index, index_dtype):
+    """getitem with an integer array takes the rows with ndarray.take (faster for a batch):
+    the same values, shape, gradient and error as numpy's indexing."""
+    x = np.arange(12.0).reshape(3, 4)
+    idx = np.array(index, dtype=index_dtype)
+    t = Tensor(x, requires_grad=True)
+    out = t[idx]
+    np.testing.assert_array_equal(out.data, x[idx])
+    assert out.shape == x[idx].shape
+    out.backward(np.ones(out.shape))
+    expected = np.zeros_like(x)
+    np.add.at(expected, idx, 1.0)
+    np.testing.assert_array_equal(t.grad.data, expected)
+    with pytest.raises(IndexError, match=r"getitem.*index 3 is out of bounds for axis 0"):
+        t[np.array([0, 3])]
+    with pytest.raises(IndexError):
+        t[np.array([-4])]
