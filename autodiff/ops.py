@@ -264,8 +264,6 @@ def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
 
 sigmoid = defop("sigmoid", _sigmoid_forward, lambda g, out, x: g * out * (1 - out),
                 jvp=lambda t, out, x: t * out * (1 - out))
-# relu'(0) is taken as 0 (as PyTorch does): a unit sitting exactly at 0 gets no update, and the
-# gradient check avoids the kink, where no derivative exists.
 def _relu_forward(x: Any) -> Any:
     # Against an array of zeros, not the scalar 0: numpy's maximum with a scalar operand runs
     # a slower loop, and allocating the zeros costs less than the difference (2x faster in
@@ -278,6 +276,8 @@ def _relu_forward(x: Any) -> Any:
     return np.maximum(x, 0)
 
 
+# relu'(0) is taken as 0 (as PyTorch does): a unit sitting exactly at 0 gets no update, and the
+# gradient check avoids the kink, where no derivative exists.
 relu = defop("relu", _relu_forward,
              lambda g, out, x: g * ((x if type(x) is np.ndarray else _value(x)) > 0),
              jvp=lambda t, out, x: t * (_value(x) > 0))
@@ -552,13 +552,11 @@ def _linear_bias_vjp(g: Any, out: Any, x: Any, w: Any, b: Any = None) -> Any:
         return g.sum(axis=0)
     # The column sums as ones @ g, a BLAS matrix-vector product: np.add.reduce(g, 0) adds
     # one row at a time and takes about twice as long for a batch (64x128 float32: 0.9 us
-    # against 1.9). The ones are cached per dtype, read-only, and grown as batches grow.
-    n = len(g)
-    ones = _ones.get(g.dtype)
+    # against 1.9). The ones are cached per dtype, as the row index is.
+    n, dtype = len(g), g.dtype
+    ones = _ones.get(dtype)
     if ones is None or len(ones) < n:
-        ones = _ones[g.dtype] = np.ones(max(n, 2 * len(ones) if ones is not None else n),
-                                        g.dtype)
-        ones.flags.writeable = False
+        ones = _ones[dtype] = _grown(ones, n, lambda length: np.ones(length, dtype))
     return ones[:n] @ g
 
 
@@ -578,15 +576,21 @@ linear = defop(
 _row_cache = np.arange(0)
 
 
+def _grown(cached: np.ndarray | None, n: int, make: Callable[[int], np.ndarray]) -> np.ndarray:
+    """`cached` if it holds at least n values, else make(length) at twice its length or n,
+    read-only: the arrays every training step slices from (the batch size rarely changes)."""
+    if cached is not None and len(cached) >= n:
+        return cached
+    array = make(max(n, 2 * len(cached)) if cached is not None else n)
+    array.flags.writeable = False
+    return array
+
+
 def _row_index(n: int) -> np.ndarray:
     """np.arange(n), sliced from a cached, read-only array (every training step needs one)."""
     global _row_cache
-    rows = _row_cache
-    if len(rows) < n:
-        rows = np.arange(max(n, 2 * len(rows)))
-        rows.flags.writeable = False
-        _row_cache = rows
-    return rows[:n]
+    _row_cache = _grown(_row_cache, n, np.arange)
+    return _row_cache[:n]
 
 
 def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
