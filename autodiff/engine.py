@@ -361,14 +361,13 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     first = parents[0]
     count = len(parents)
     try:
-        if params:
-            data = op.forward(*map(_data_of, parents), **params)
-        elif count == 2:
-            data = op.forward(first._data, parents[1]._data)
+        if count == 2:
+            data = (op.forward(first._data, parents[1]._data, **params) if params
+                    else op.forward(first._data, parents[1]._data))
         elif count == 1:
-            data = op.forward(first._data)
+            data = op.forward(first._data, **params) if params else op.forward(first._data)
         else:
-            data = op.forward(*map(_data_of, parents))
+            data = op.forward(*map(_data_of, parents), **params)
     except (ValueError, TypeError, IndexError) as exc:
         raise op_error(op.name, parents, exc) from None
     if op.saves:

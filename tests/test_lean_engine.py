@@ -176,6 +176,52 @@ def test_module_call_restores_the_scope_even_after_an_error():
     assert engine.state.scope is None and engine.state.grad_enabled
 
 
+def test_sequential_tags_each_layer_call_as_its_own_call_would():
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(engine.state.scope)
+            return x * 2.0
+
+    class OwnCall(nn.Module):  # a layer with a __call__ of its own still gets it
+        def forward(self, x):
+            return x + 1.0
+
+        def __call__(self, x):
+            seen.append("own call")
+            return super().__call__(x)
+
+    class GradOff(nn.Module):  # switches grad mode for what follows, as a plain call would
+        def forward(self, x):
+            ad.set_grad_enabled(False)
+            return x
+
+    first, second, own = Spy(), Spy(), OwnCall()
+    model = nn.Sequential(first, own, second)
+    y = model(Tensor(np.ones(2), requires_grad=True))
+    assert seen[0] == (model, first) and seen[1] == "own call" and seen[2] == (model, second)
+    assert seen[0] is not seen[2]  # a fresh scope per call: drawings tell calls apart
+    assert y._scope == (model, second) and engine.state.scope is None
+    np.testing.assert_array_equal(y.data, [6.0, 6.0])
+    # Called directly, outside any module call, the layers still get their own scopes.
+    seen.clear()
+    nn.Sequential(first).forward(Tensor(np.ones(2)))
+    assert seen == [(first,)] and engine.state.scope is None
+    # A layer that fails leaves the scope as it was; one that switches grad mode keeps it.
+    with pytest.raises(TypeError):
+        nn.Sequential(first, nn.Linear(2, 2))(Tensor(np.ones(2)), "extra")
+    with pytest.raises(ValueError, match="Linear"):
+        nn.Sequential(first, nn.Linear(3, 2))(Tensor(np.ones(2)))
+    assert engine.state.scope is None
+    try:
+        out = nn.Sequential(GradOff(), second)(Tensor(np.ones(2), requires_grad=True))
+        assert not out.requires_grad and not engine.state.grad_enabled
+    finally:
+        ad.set_grad_enabled(True)
+    assert engine.state.scope is None
+
+
 # --- numpy fast paths in the rules (class-major cross-entropy, ReLU against zeros, bias
 # gradients as ones @ g): same numbers as the plain numpy expressions, in every layout ------
 
