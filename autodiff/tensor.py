@@ -1281,8 +1281,7 @@ def _unsigned(dtype: np.dtype) -> np.dtype:
 def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
     """Mean cross-entropy of integer class labels under softmax(logits), fused and stable."""
     logits = logits if isinstance(logits, Tensor) else Tensor(logits)
-    # A copy: the node keeps the labels for backward, and the caller may reuse their array.
-    labels = np.array(labels._data if isinstance(labels, Tensor) else labels)
+    labels = np.asarray(labels._data if isinstance(labels, Tensor) else labels)
     shape = logits._data.shape  # the array's, not Tensor.shape: this runs every step
     if len(shape) != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be (N, C), got {shape}")
@@ -1291,14 +1290,23 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
             f"softmax_cross_entropy: labels must be integers of shape ({shape[0]},), "
             f"got {labels.dtype} {labels.shape}"
         )
+    return apply(ops.softmax_cross_entropy, (logits,),
+                 labels=class_labels("softmax_cross_entropy", labels, shape[1]))
+
+
+def class_labels(who: str, labels: np.ndarray, classes: int) -> np.ndarray:
+    """A copy of integer `labels` (the node keeps them for backward, and the caller may reuse
+    their array), checked to lie in [0, classes); `who` names the op in the error. Shared by
+    softmax_cross_entropy and nn's cross_entropy, which checks the shapes itself."""
+    labels = np.array(labels)
     # One reduction for both bounds: seen as unsigned, a negative label is huge.
     unsigned = _UNSIGNED.get(labels.dtype) or _unsigned(labels.dtype)
-    if labels.size and np.maximum.reduce(labels.view(unsigned)) >= shape[1]:
+    if labels.size and np.maximum.reduce(labels.view(unsigned)) >= classes:
         raise ValueError(
-            f"softmax_cross_entropy: labels must lie in [0, {shape[1]}), "
+            f"{who}: labels must lie in [0, {classes}), "
             f"got values from {labels.min()} to {labels.max()}"
         )
-    return apply(ops.softmax_cross_entropy, (logits,), labels=labels)
+    return labels
 
 
 def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:

@@ -9,7 +9,9 @@ import numpy as np
 import autodiff as ad
 
 # The activations are the engine's own functions, under the names PyTorch users look for.
-from autodiff import Tensor, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
+from autodiff import Tensor, log_softmax, ops, relu, sigmoid, softmax, tanh  # noqa: F401
+from autodiff.engine import apply
+from autodiff.tensor import class_labels
 
 from .utils import one_hot  # noqa: F401  (F.one_hot, as PyTorch's)
 
@@ -205,12 +207,13 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
     if (len(shape) == 2 and reduction == "mean" and weight is None and not label_smoothing
             and ignore_index < 0 and target_data.dtype.kind in "iu"
             and target_data.shape == shape[:1]):
-        try:  # the fused node checks the labels itself: validating twice costs a step
-            return ad.softmax_cross_entropy(logits, target_data)
-        except ValueError as exc:
+        try:  # shapes and dtype checked above: only the labels' range is left to check
+            labels = class_labels("cross_entropy", target_data, shape[1])
+        except ValueError:
             if not (target_data == ignore_index).any():
-                raise ValueError(str(exc).replace("softmax_cross_entropy", "cross_entropy")) \
-                    from None
+                raise
+        else:
+            return apply(ops.softmax_cross_entropy, (logits,), labels=labels)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(
             f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}"
