@@ -294,10 +294,6 @@ class Module:
                                 f"to buffer '{name}' (Tensor or None expected)")
         object.__setattr__(self, name, value)
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup fails: a clear error, never a silent None.
-        raise AttributeError(f"'{type(self).__name__}' module has no attribute '{name}'")
-
     def extra_repr(self) -> str:
         return ""
 
