@@ -10,8 +10,8 @@ import autodiff as ad
 
 # The activations are the engine's own functions, under the names PyTorch users look for.
 from autodiff import Tensor, log_softmax, ops, relu, sigmoid, softmax, tanh  # noqa: F401
-from autodiff.engine import apply
-from autodiff.tensor import class_labels
+from autodiff.engine import apply as _apply
+from autodiff.tensor import class_labels as _labels_in_range
 
 from .utils import one_hot  # noqa: F401  (F.one_hot, as PyTorch's)
 
@@ -154,14 +154,10 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any,
 
 def _class_labels(target: Any, n: int, classes: int, who: str) -> np.ndarray:
     labels = np.asarray(target._data if isinstance(target, Tensor) else target)
-    if labels.shape != (n,):
-        raise ValueError(f"{who}: integer labels must have shape ({n},), got {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(
-            f"{who}: labels must lie in [0, {classes}), got values from "
-            f"{labels.min()} to {labels.max()}"
-        )
-    return labels
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        raise ValueError(f"{who}: labels must be integers of shape ({n},), got "
+                         f"{labels.dtype} {labels.shape}")
+    return _labels_in_range(who, labels, classes)
 
 
 def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
@@ -208,12 +204,12 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
             and ignore_index < 0 and target_data.dtype.kind in "iu"
             and target_data.shape == shape[:1]):
         try:  # shapes and dtype checked above: only the labels' range is left to check
-            labels = class_labels("cross_entropy", target_data, shape[1])
+            labels = _labels_in_range("cross_entropy", target_data, shape[1])
         except ValueError:
             if not (target_data == ignore_index).any():
                 raise
         else:
-            return apply(ops.softmax_cross_entropy, (logits,), labels=labels)
+            return _apply(ops.softmax_cross_entropy, (logits,), labels=labels)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(
             f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}"

@@ -153,6 +153,14 @@ def test_all_labels_ignored_gives_nan_as_pytorch():
          r"targets must lie in \[0, 1\]"),
         (lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [np.nan, 1.0]), ValueError,
          "and NaN"),
+        # Labels that are not integers: they used to reach the row indexing unchecked
+        # (getitem's numpy error for floats; booleans would be taken as a mask).
+        (lambda: F.nll_loss(Tensor(LOGITS), LABELS.astype(float)), ValueError,
+         r"nll_loss: labels must be integers of shape \(5,\), got float64 \(5,\)"),
+        (lambda: F.nll_loss(Tensor(LOGITS), LABELS > 1), ValueError,
+         r"nll_loss: labels must be integers of shape \(5,\), got bool"),
+        (lambda: F.nll_loss(Tensor(LOGITS), np.array([0, 1, -1, 2, 0])), ValueError,
+         r"nll_loss: labels must lie in \[0, 4\), got values from -1 to 2"),
         (lambda: nn.MSELoss(reduction="avg"), ValueError,
          r"MSELoss: reduction must be one of \('mean', 'sum', 'none'\), got 'avg'"),
         (lambda: nn.CrossEntropyLoss(label_smoothing=-0.1), ValueError,
