@@ -630,6 +630,10 @@ class Tensor:
         return self._compare(other, np.not_equal)
 
     def __getitem__(self, index: Any) -> Tensor:
+        if type(index) is np.ndarray and not self.requires_grad:
+            # No node will keep this index (the result is a constant), so it needs no copy
+            # of its own: a batch gathered from a data set, every training step.
+            return apply(ops.getitem, (self,), index=index)
         return apply(ops.getitem, (self,), index=_index(index))
 
     # --- elementwise methods ---------------------------------------------------------------

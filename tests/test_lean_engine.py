@@ -310,6 +310,29 @@ def test_bias_gradient_is_the_column_sum_for_any_batch(dtype):
     assert got[0] == np.inf and np.isnan(got[1]) and got[2] == 6
 
 
+def test_an_index_array_is_kept_as_given_only_where_no_node_keeps_it():
+    x = np.arange(12.0).reshape(3, 4)
+    idx = np.array([2, 0])
+    # A graph keeps its own copy: the caller reusing their array moves no gradient.
+    t = Tensor(x, requires_grad=True)
+    out = t[idx]
+    idx[:] = 1
+    out.backward(np.ones(out.shape))
+    np.testing.assert_array_equal(t.grad.data, [[1.0] * 4, [0.0] * 4, [1.0] * 4])
+    # A constant's rows are taken at once; nothing is left that could read the index later,
+    # also under forward mode, whose tangent is taken in the same step.
+    idx = np.array([2, 0])
+    rows = Tensor(x)[idx]
+    idx[:] = 1
+    np.testing.assert_array_equal(rows.data, x[[2, 0]])
+    assert not rows.requires_grad and rows.op is None
+    idx = np.array([2, 0])
+    value, tangent = ad.jvp(lambda a: a[idx] * 2.0, (Tensor(x),), (Tensor(np.ones_like(x)),))
+    idx[:] = 1
+    np.testing.assert_array_equal(value.data, 2 * x[[2, 0]])
+    np.testing.assert_array_equal(tangent.data, np.full((2, 4), 2.0))
+
+
 @pytest.mark.parametrize(("index", "index_dtype"), [
     ([2, 0, -1, 2], np.int64), ([2, 0, -1, 2], np.int32), ([2, 0, 1, 2], np.uint8),
     ([], np.int64), ([[0, 1], [2, 2]], np.int64), ([[0, 1], [2, 2]], np.uint64)])
