@@ -152,6 +152,14 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any,
 
 def _class_labels(target: Any, n: int, classes: int, who: str) -> np.ndarray:
     labels = np.asarray(target._data if isinstance(target, Tensor) else target)
+    if labels.size == 0 and labels.dtype.kind == "f":
+        labels = labels.astype(np.int64)  # np.asarray([]) is float64: no labels, no doubt
+    if labels.dtype.kind not in "iu":
+        # Booleans would index as a mask (picking the wrong entries, silently) and floats
+        # fail deep inside indexing: class labels are integers, as PyTorch's int64 targets.
+        raise ValueError(f"{who}: labels must be integers (class indices), got dtype "
+                        f"{labels.dtype}" + (" (cast with .astype(np.int64))"
+                                             if labels.dtype.kind in "bf" else ""))
     if labels.shape != (n,):
         raise ValueError(f"{who}: integer labels must have shape ({n},), got {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
