@@ -93,6 +93,27 @@ def _innermost(fn: Any) -> Any:
     return fn
 
 
+def _reduction(loss_fn: Any) -> str:
+    """The loss's reduction when it says ("sum" from `reduction="sum"` given to a partial or
+    a loss module), else "mean": how one batch's loss value relates to its samples."""
+    fn = loss_fn
+    while isinstance(fn, functools.partial):
+        if "reduction" in fn.keywords:
+            return str(fn.keywords["reduction"])
+        fn = fn.func
+    return str(getattr(fn, "reduction", "mean"))
+
+
+def _loss_value(loss: Any, caller: str) -> float:
+    """One batch's loss as a float, or an error naming the caller if it is not one number."""
+    shape = getattr(loss, "shape", np.shape(loss))
+    if math.prod(shape) != 1:
+        raise ValueError(f"{caller}: loss_fn returned a loss of shape {shape}, not a single "
+                         f"number (with reduction='none' it gives one loss per sample: use "
+                         f"'mean' or 'sum')")
+    return float(loss.item() if hasattr(loss, "item") else loss)
+
+
 def _default_metric(metric: Callable | None, loss_fn: Callable | None,
                     y: Any) -> tuple[Callable | None, str]:
     """The metric to use and, when there is none, why. Only `accuracy` (the default) is
@@ -145,13 +166,16 @@ def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
     was_training = model.training
     model.eval()
     total_loss, total_metric, count = 0.0, 0.0, 0
+    sums = _reduction(loss_fn) == "sum"
     try:
         with no_grad():
             for xb, yb in batches:
                 out = model(_as_tensor(xb))
                 n = len(xb)
                 if loss_fn is not None:
-                    total_loss += float(loss_fn(out, yb).item()) * n
+                    # A mean stands for n samples; a sum already holds their n losses.
+                    value = _loss_value(loss_fn(out, yb), "evaluate")
+                    total_loss += value if sums else value * n
                 if metric is not None:
                     total_metric += float(metric(out, yb)) * n
                 count += n
@@ -211,6 +235,9 @@ def fit(
     (binary_cross_entropy_with_logits, BCEWithLogitsLoss), above 0.5 otherwise; and none at
     all for targets that are not class labels (continuous values: regression). Pass
     `metric=functools.partial(nn.F.accuracy, threshold=0.0)` for logits behind a custom loss.
+    History's "loss" is the epoch's mean loss per sample, for a loss with reduction="sum"
+    too (given to a `functools.partial` or a loss module: its batch sums are added up and
+    divided by the number of samples), so `loss_threshold` means the same for both.
     `callbacks` are called as `callback(epoch, history)` after each epoch. `batch_size`
     (default 64) batches an (x, y) pair; a DataLoader brings its own.
 
@@ -240,6 +267,7 @@ def fit(
     val = _batches(val_data, None, what="val_data") if val_data is not None else None
     history = History()
     params = model.parameters()
+    sums = _reduction(loss_fn) == "sum"
     for epoch in range(1, epochs + 1):
         model.train()
         before = ([np.array(p._data, copy=True) for p in params]
@@ -255,7 +283,7 @@ def fit(
         for step, (xb, yb) in enumerate(batches, start=1):
             out = model(_as_tensor(xb))
             loss = loss_fn(out, yb)
-            value = float(loss.item())
+            value = _loss_value(loss, "fit")
             if check_finite and not math.isfinite(value):
                 if bar is not None:
                     bar.close()
@@ -268,7 +296,7 @@ def fit(
             loss.backward()
             optimizer.step()
             n = len(xb)
-            total_loss += value * n
+            total_loss += value if sums else value * n  # the per-sample mean, as in evaluate
             if metric is not None:
                 total_metric += float(metric(out, yb)) * n
             count += n

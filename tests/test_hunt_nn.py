@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -30,3 +32,44 @@ def test_nll_loss_refuses_boolean_and_float_labels_by_name():
         pytest.approx(expected)
     # No labels at all (np.asarray([]) is float64): the sum over nothing is 0.
     assert F.nll_loss(Tensor(np.zeros((0, 2))), [], reduction="sum").item() == 0.0
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def _sum_loss_data():
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    y = np.arange(10) % 2
+    return x, y
+
+
+@pytest.mark.parametrize("loss_fn", [
+    functools.partial(F.cross_entropy, reduction="sum"),
+    nn.CrossEntropyLoss(reduction="sum"),
+])
+def test_evaluate_and_fit_report_the_mean_loss_for_a_sum_loss(loss_fn):
+    # A sum-reduced batch loss was multiplied by the batch size again: evaluate in batches of
+    # 4 reported 2.61 where the mean per sample is 0.684 (and the total 6.84), and fit's
+    # History["loss"] was inflated the same way, so loss_threshold compared the wrong number.
+    x, y = _sum_loss_data()
+    model = nn.Linear(3, 2, rng=0)
+    mean = F.cross_entropy(model(Tensor(x)), y).item()
+    loss, _ = nn.evaluate(model, x, y, loss_fn, batch_size=4)
+    assert loss == pytest.approx(mean, rel=1e-6)
+    # fit with a learning rate too small to move anything: the epoch's loss is that mean.
+    history = nn.fit(model, loss_fn, nn.optim.SGD(model.parameters(), lr=1e-12), (x, y),
+                     epochs=1, batch_size=4, progress=False)
+    assert history["loss"][0] == pytest.approx(mean, rel=1e-6)
+
+
+def test_fit_and_evaluate_name_a_loss_that_is_not_one_number():
+    # reduction="none" failed with "item: only a tensor with one element ...", naming
+    # neither fit nor the loss.
+    x, y = _sum_loss_data()
+    model = nn.Linear(3, 2, rng=0)
+    per_sample = functools.partial(F.cross_entropy, reduction="none")
+    with pytest.raises(ValueError, match=r"fit: loss_fn returned a loss of shape \(10,\).*'none'"):
+        nn.fit(model, per_sample, nn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+               batch_size=10, progress=False)
+    with pytest.raises(ValueError, match=r"evaluate: loss_fn returned a loss of shape \(10,\)"):
+        nn.evaluate(model, x, y, per_sample)
