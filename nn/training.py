@@ -247,6 +247,7 @@ def fit(
     if (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral)
             or epochs < 1):
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
+    _check_loss_and_optimizer(loss_fn, optimizer)
     epochs = int(epochs)
     for name, value, low, high in (("loss_threshold", loss_threshold, None, None),
                                    ("error_threshold", error_threshold, 0.0, 1.0),
@@ -267,6 +268,14 @@ def fit(
     val = _batches(val_data, None, what="val_data") if val_data is not None else None
     history = History()
     params = model.parameters()
+    own = {id(p) for p in params}
+    if not any(id(p) in own for group in optimizer.param_groups for p in group["params"]):
+        # Else the first step would say "step() called before backward()": backward reached
+        # the model's parameters, just not the optimizer's.
+        raise ValueError("fit: the optimizer holds none of the model's parameters, so training "
+                         "would change nothing (was it made for another model, or before the "
+                         "model was built again?): make it from this model's parameters(), "
+                         "after building the model")
     sums = _reduction(loss_fn) == "sum"
     for epoch in range(1, epochs + 1):
         model.train()
@@ -329,6 +338,22 @@ def fit(
             return history
     history.stopped_reason = f"reached the maximum of {epochs} epochs"
     return history
+
+
+def _check_loss_and_optimizer(loss_fn: Any, optimizer: Any) -> None:
+    """Refuse, by name, the first-hour mix-ups that would otherwise fail mid-step with an
+    error about something else."""
+    if isinstance(loss_fn, type):
+        raise TypeError(f"fit: loss_fn is the class {loss_fn.__name__}; pass an instance, "
+                        f"{loss_fn.__name__}()")
+    if not callable(loss_fn) or isinstance(loss_fn, Optimizer):
+        raise TypeError(f"fit: loss_fn must be a function or loss module called as "
+                        f"loss_fn(outputs, targets), got {type(loss_fn).__name__} (the order "
+                        f"is fit(model, loss_fn, optimizer, data))")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"fit: optimizer must be an nn.optim optimizer, e.g. "
+                        f"nn.optim.SGD(model.parameters(), lr=0.1), got "
+                        f"{type(optimizer).__name__}")
 
 
 def _stop_reason(history: History, loss_threshold: float | None,

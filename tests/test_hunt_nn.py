@@ -73,3 +73,30 @@ def test_fit_and_evaluate_name_a_loss_that_is_not_one_number():
                batch_size=10, progress=False)
     with pytest.raises(ValueError, match=r"evaluate: loss_fn returned a loss of shape \(10,\)"):
         nn.evaluate(model, x, y, per_sample)
+
+
+def test_fit_names_first_hour_mix_ups_of_its_arguments():
+    # Each of these failed mid-step with an error about something else: the loss class (not an
+    # instance) was built as CrossEntropyLoss(weight=outputs, ...) and float() refused it;
+    # swapped arguments said "'SGD' object is not callable"; an optimizer made for another
+    # model (a notebook cell run again) said "step() called before backward()".
+    x, y = _sum_loss_data()
+    model = nn.Linear(3, 2, rng=0)
+    sgd = nn.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=r"fit: loss_fn is the class CrossEntropyLoss; .*"
+                                        r"CrossEntropyLoss\(\)"):
+        nn.fit(model, nn.CrossEntropyLoss, sgd, (x, y), epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"fit: loss_fn must be .* got SGD"):
+        nn.fit(model, sgd, F.cross_entropy, (x, y), epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"fit: optimizer must be an nn.optim optimizer.*NoneType"):
+        nn.fit(model, F.cross_entropy, None, (x, y), epochs=1, progress=False)
+    stale = nn.optim.SGD(nn.Linear(3, 2).parameters(), lr=0.1)
+    before = model.weight.numpy().copy()
+    with pytest.raises(ValueError, match=r"fit: the optimizer holds none of the model's"):
+        nn.fit(model, F.cross_entropy, stale, (x, y), epochs=1, progress=False)
+    assert np.array_equal(model.weight.numpy(), before)
+    # An optimizer over part of the model (the rest frozen by choice) is fine.
+    part = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
+    history = nn.fit(part, F.cross_entropy, nn.optim.SGD(part[1].parameters(), lr=0.1),
+                     (x, y), epochs=1, progress=False)
+    assert history.epochs == 1
