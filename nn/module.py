@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,15 @@ class Module:
             if name in vars(self).get("_buffer_names", ()) and not isinstance(value, Tensor):
                 raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} "
                                 f"to buffer '{name}' (Tensor or None expected)")
+            if (type(value) is Tensor and value.requires_grad and value.is_leaf
+                    and name not in vars(self).get("_buffer_names", ())):
+                # micrograd's habit, Tensor(..., requires_grad=True) as a weight: only
+                # Parameters are found by parameters() and state_dict, so this one would be
+                # neither trained nor saved, without a word (as in PyTorch). Say it.
+                warnings.warn(f"{type(self).__name__}: attribute '{name}' is a Tensor that "
+                              f"requires grad, not a Parameter, so parameters() (and so "
+                              f"optimizers) and state_dict() leave it out: wrap it, "
+                              f"nn.Parameter(value), to train and save it", stacklevel=2)
         object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:

@@ -100,3 +100,34 @@ def test_fit_names_first_hour_mix_ups_of_its_arguments():
     history = nn.fit(part, F.cross_entropy, nn.optim.SGD(part[1].parameters(), lr=0.1),
                      (x, y), epochs=1, progress=False)
     assert history.epochs == 1
+
+
+# --- modules -----------------------------------------------------------------------------------
+
+
+def test_a_weight_made_as_a_plain_tensor_is_flagged_not_silently_dropped():
+    # micrograd's habit in a Module, self.w = Tensor(..., requires_grad=True): parameters()
+    # and state_dict() leave it out, so it was never trained nor saved, and nothing said so.
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2, rng=0)
+            self.scale = Tensor(np.ones(2), requires_grad=True)
+
+        def forward(self, x):
+            return self.linear(x) * self.scale
+
+    with pytest.warns(UserWarning, match=r"Scale: attribute 'scale' is a Tensor that requires "
+                                         r"grad, not a Parameter.*nn.Parameter"):
+        model = Scale()
+    assert [name for name, _ in model.named_parameters()] == ["linear.weight", "linear.bias"]
+    # What the warning asks for works, silently; so do constants and results kept around.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.scale = None
+        model.scale = nn.Parameter(np.ones(2))
+        model.mask = Tensor(np.ones(2))
+        model.last = model(Tensor(np.ones((1, 2))))  # not a leaf: an output, not a weight
+    assert "scale" in model.state_dict()
