@@ -56,7 +56,15 @@ def _group_setting(key: str) -> property:
         return self.param_groups[0][key]
 
     def set_(self: Optimizer, value: Any) -> None:
-        self.param_groups[0][key] = value
+        # Checked as the constructor checks it: `opt.lr = args.lr` with a string, or a
+        # negative rate, would otherwise fail deep in numpy at the next step, or ascend.
+        # A rate of 0 is allowed here (a warm-up starts from it, a long decay ends near it).
+        owner, group = f"{type(self).__name__}.{key}", self.param_groups[0]
+        if key == "lr":
+            group["lr"] = _number(owner, "lr", value)
+            return
+        settings = {k: v for k, v in group.items() if k != "params"}
+        group.update(self._checked_settings(owner, {**settings, key: value}))
 
     return property(get, set_, doc=f"The parameter group's {key!r}.")
 

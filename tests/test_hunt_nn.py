@@ -131,3 +131,40 @@ def test_a_weight_made_as_a_plain_tensor_is_flagged_not_silently_dropped():
         model.mask = Tensor(np.ones(2))
         model.last = model(Tensor(np.ones((1, 2))))  # not a leaf: an output, not a weight
     assert "scale" in model.state_dict()
+
+
+# --- optimizers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: nn.optim.SGD(p, lr=0.1),
+    lambda p: nn.optim.SGD(p, lr=0.1, momentum=0.9),
+    lambda p: nn.optim.Adam(p, lr=0.1),
+])
+def test_setting_a_bad_learning_rate_is_refused_where_it_is_set(make):
+    # opt.lr = "0.01" (a string from argparse) was accepted and failed at the next step deep
+    # in numpy ("ufunc 'multiply' did not contain a loop ..."); opt.lr = -5 was accepted and
+    # made every step climb the loss. Both are now refused as the constructor refuses them.
+    model = nn.Linear(2, 1, rng=0)
+    opt = make(model.parameters())
+    with pytest.raises(ValueError, match=r"\.lr: lr must be a number, got str '0.01'"):
+        opt.lr = "0.01"
+    with pytest.raises(ValueError, match=r"\.lr: lr must be a number >= 0, got -5"):
+        opt.lr = -5
+    with pytest.raises(ValueError, match=r"\.lr: lr must be a number >= 0, got nan"):
+        opt.lr = float("nan")
+    assert opt.lr == 0.1 and opt.param_groups[0]["lr"] == 0.1
+    opt.lr = np.float32(0.5)  # numbers of any kind are fine, kept as a float
+    assert opt.lr == 0.5 and type(opt.lr) is float
+    opt.lr = 0  # a warm-up from 0 (PyTorch allows it too)
+    assert opt.lr == 0.0
+    opt.lr = 0.5
+    # and the step uses it: plain SGD from zero momentum moves by lr * grad
+    model(Tensor(np.ones((1, 2)))).sum().backward()
+    before = model.weight.numpy().copy()
+    grad = model.weight.grad.numpy().copy()
+    opt.step()
+    if isinstance(opt, nn.optim.SGD):
+        np.testing.assert_allclose(model.weight.numpy(), before - 0.5 * grad, rtol=1e-6)
+    else:
+        assert not np.array_equal(model.weight.numpy(), before)
