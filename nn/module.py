@@ -6,7 +6,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,13 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter" + super().__repr__()[len("Tensor"):]
+
+
+class IncompatibleKeys(NamedTuple):
+    """What `load_state_dict(strict=False)` skipped, as PyTorch returns it."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 class Module:
@@ -203,11 +210,14 @@ class Module:
         tensors = [*self.named_parameters(), *self.named_buffers()]
         return {name: np.array(p._data, copy=True) for name, p in tensors}
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters, checking names, shapes and dtypes first.
 
         Nothing is changed unless every check passes, so a failed load leaves the model as
-        it was. With strict=False, missing and unexpected names are allowed (and skipped).
+        it was. With strict=False, missing and unexpected names are allowed (and skipped), and
+        returned, as PyTorch's `(missing_keys, unexpected_keys)`; but a state that shares no
+        name at all with the model is refused (it would load nothing: the names of another
+        model, or of the same one under another prefix).
         """
         if not isinstance(state, dict):
             raise TypeError(
@@ -223,6 +233,11 @@ class Module:
             if unexpected:
                 parts.append(f"unexpected parameters {unexpected}")
             raise KeyError(f"load_state_dict: {'; '.join(parts)} for {type(self).__name__}")
+        if own and state and not set(own) & set(state):
+            raise KeyError(f"load_state_dict: none of the {len(state)} names in the state "
+                           f"dict is a parameter of this {type(self).__name__}, so nothing "
+                           f"would load (strict=False skips only some): the state has "
+                           f"{sorted(state)[:4]}, the model {sorted(own)[:4]}")
         updates = []
         for name, p in own.items():
             if name not in state:
@@ -246,6 +261,7 @@ class Module:
             else:
                 p._data = value[()]  # a 0-d parameter holds a numpy scalar
             p._bump_version()
+        return IncompatibleKeys(missing, unexpected)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write this module's weights to `path` (see `nn.save`); returns the path."""

@@ -168,3 +168,28 @@ def test_setting_a_bad_learning_rate_is_refused_where_it_is_set(make):
         np.testing.assert_allclose(model.weight.numpy(), before - 0.5 * grad, rtol=1e-6)
     else:
         assert not np.array_equal(model.weight.numpy(), before)
+
+
+def test_load_state_dict_not_strict_reports_what_it_skipped_and_refuses_to_load_nothing(
+        tmp_path):
+    # strict=False with names that match nothing (a bare Linear's "weight" into a Sequential's
+    # "layers.0.weight") loaded nothing and returned None: the model kept its random weights,
+    # silently. Now a state sharing no name is refused, and a partial load returns PyTorch's
+    # (missing_keys, unexpected_keys).
+    source = nn.Linear(2, 2, rng=0)
+    target = nn.Sequential(nn.Linear(2, 2, rng=1))
+    before = target[0].weight.numpy().copy()
+    with pytest.raises(KeyError, match=r"none of the 2 names .* nothing would load"):
+        target.load_state_dict(source.state_dict(), strict=False)
+    path = nn.save(source, tmp_path / "linear.npz")
+    with pytest.raises(KeyError, match=r"nothing would load"):
+        nn.load(path, into=target, strict=False)
+    assert np.array_equal(target[0].weight.numpy(), before)
+    # A partial load says what it left out, by name.
+    state = {"layers.0.weight": source.weight.numpy(), "head.bias": np.zeros(2)}
+    result = target.load_state_dict(state, strict=False)
+    assert result.missing_keys == ["layers.0.bias"]
+    assert result.unexpected_keys == ["head.bias"]
+    assert np.array_equal(target[0].weight.numpy(), source.weight.numpy())
+    # A strict, complete load has nothing to report.
+    assert target.load_state_dict(target.state_dict()) == ([], [])
