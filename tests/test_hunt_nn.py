@@ -193,3 +193,17 @@ def test_load_state_dict_not_strict_reports_what_it_skipped_and_refuses_to_load_
     assert np.array_equal(target[0].weight.numpy(), source.weight.numpy())
     # A strict, complete load has nothing to report.
     assert target.load_state_dict(target.state_dict()) == ([], [])
+
+
+def test_layer_norm_refuses_an_eps_that_is_not_a_positive_number():
+    # LayerNorm(3, eps=-1) was accepted and gave NaN for every row whose variance is under 1
+    # (a constant row: sqrt(0 - 1)); eps="a" failed in float() without naming LayerNorm.
+    # BatchNorm refused both already; LayerNorm now does the same.
+    with pytest.raises(ValueError, match=r"LayerNorm: eps must be a positive number, got -1"):
+        nn.LayerNorm(3, eps=-1)
+    with pytest.raises(ValueError, match=r"LayerNorm: eps must be a positive number, got 'a'"):
+        nn.LayerNorm(3, eps="a")
+    with pytest.raises(ValueError, match=r"BatchNorm1d: eps must be a positive number, got nan"):
+        nn.BatchNorm1d(3, eps=float("nan"))
+    out = nn.LayerNorm(3, eps=1e-5)(Tensor(np.ones((2, 3), np.float32)))
+    np.testing.assert_array_equal(out.numpy(), np.zeros((2, 3), np.float32))
