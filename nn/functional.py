@@ -22,6 +22,9 @@ def _tensor(x: Any) -> Tensor:
 
 def _reduce(loss: Tensor, reduction: str, who: str) -> Tensor:
     if reduction == "mean":
+        if loss._data.size == 0:  # else the engine's mean says "mean: no elements ..."
+            raise ValueError(f"{who}: the batch is empty (loss of shape {loss.shape}), so it "
+                             f"has no mean; reduction='sum' gives 0 for it")
         return loss.mean()
     if reduction == "sum":
         return loss.sum()

@@ -207,3 +207,21 @@ def test_layer_norm_refuses_an_eps_that_is_not_a_positive_number():
         nn.BatchNorm1d(3, eps=float("nan"))
     out = nn.LayerNorm(3, eps=1e-5)(Tensor(np.ones((2, 3), np.float32)))
     np.testing.assert_array_equal(out.numpy(), np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("loss,args", [
+    (F.mse_loss, (np.zeros((0, 2)), np.zeros((0, 2)))),
+    (F.l1_loss, (np.zeros(0), np.zeros(0))),
+    (F.binary_cross_entropy, (np.zeros(0), np.zeros(0))),
+    (F.binary_cross_entropy_with_logits, (np.zeros(0), np.zeros(0))),
+    (F.nll_loss, (np.zeros((0, 3)), np.zeros(0, np.int64))),
+])
+def test_a_loss_of_an_empty_batch_names_the_loss(loss, args):
+    # The mean of an empty batch failed with the engine's "mean: no elements to average",
+    # naming no loss; it now names the loss and the way out. The sum is still 0.
+    name = loss.__name__
+    with pytest.raises(ValueError, match=rf"{name}: the batch is empty .*reduction='sum'"):
+        loss(Tensor(args[0]), args[1])
+    assert loss(Tensor(args[0]), args[1], reduction="sum").item() == 0.0
+    assert loss(Tensor(args[0]), args[1], reduction="none").shape == args[0].shape[:1] + \
+        (args[0].shape[1:] if loss is not F.nll_loss else ())
