@@ -159,11 +159,22 @@ def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
     return _evaluate(model, batches, loss_fn, metric)
 
 
+def _modes(model: Module) -> list[tuple[Module, bool]]:
+    """Every sub-module's own training flag, so evaluation can put each back as it was
+    (model.train(was_training) would also switch on a BatchNorm the user froze with eval())."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def _restore(modes: list[tuple[Module, bool]]) -> None:
+    for m, mode in modes:
+        object.__setattr__(m, "training", mode)
+
+
 def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
               metric: Callable | None) -> tuple[float, float]:
     # fit calls this with the metric it chose for the training targets, so validation is
     # scored by the same rule.
-    was_training = model.training
+    modes = _modes(model)
     model.eval()
     total_loss, total_metric, count = 0.0, 0.0, 0
     sums = _reduction(loss_fn) == "sum"
@@ -180,7 +191,7 @@ def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
                     total_metric += float(metric(out, yb)) * n
                 count += n
     finally:
-        model.train(was_training)
+        _restore(modes)
     if count == 0:  # a mean over nothing: 0.0 would look like a perfect score
         raise ValueError(f"evaluate: no samples to evaluate (x has shape "
                          f"{np.shape(batches.x)})")
@@ -190,14 +201,14 @@ def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
 
 def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:
     """The model's outputs as a numpy array, in eval mode and without a graph."""
-    was_training = model.training
+    modes = _modes(model)
     model.eval()
     try:
         with no_grad():
             outs = [np.asarray(model(_as_tensor(xb))._data)
                     for xb in DataLoader(x, batch_size=batch_size)]
     finally:
-        model.train(was_training)
+        _restore(modes)
     if not outs:
         raise ValueError(f"predict: no samples to predict (x has shape {np.shape(x)})")
     return np.concatenate(outs)

@@ -225,3 +225,22 @@ def test_a_loss_of_an_empty_batch_names_the_loss(loss, args):
     assert loss(Tensor(args[0]), args[1], reduction="sum").item() == 0.0
     assert loss(Tensor(args[0]), args[1], reduction="none").shape == args[0].shape[:1] + \
         (args[0].shape[1:] if loss is not F.nll_loss else ())
+
+
+@pytest.mark.parametrize("call", [
+    lambda model, x, y: nn.evaluate(model, x, y, F.cross_entropy),
+    lambda model, x, y: nn.predict(model, x),
+])
+def test_evaluate_and_predict_give_each_sub_module_its_own_mode_back(call):
+    # Fine-tuning with a frozen BatchNorm: model in training mode, its BatchNorm in eval mode.
+    # evaluate/predict restored the mode with model.train(True), which put the BatchNorm back
+    # in training mode, so the next forward silently updated its running statistics.
+    x, y = _sum_loss_data()
+    model = nn.Sequential(nn.Linear(3, 4, rng=0), nn.BatchNorm1d(4), nn.Linear(4, 2, rng=1))
+    model[1].eval()
+    call(model, x, y)
+    assert model.training and model[0].training and model[2].training
+    assert not model[1].training
+    before = model[1].running_mean.numpy().copy()
+    model(Tensor(x))
+    assert np.array_equal(model[1].running_mean.numpy(), before)
