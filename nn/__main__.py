@@ -126,7 +126,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--export", metavar="PATH", type=_export_path,
                         help="also write the trained model as .onnx (needs the onnx package) "
                              "or .safetensors (default: no export)")
-    parser.add_argument("--out", metavar="DIR", default="runs/latest",
+    parser.add_argument("--out", metavar="DIR", default="runs/latest", type=_out_dir,
                         help="folder for the artifacts: weights, history, summary, pictures "
                              "(default: runs/latest)")
     parser.add_argument("--no-plots", action="store_true",
@@ -211,6 +211,18 @@ def _save_path(text: str) -> str:
                                          f"got {text!r}")
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return text
+
+
+def _out_dir(text: str) -> str:
+    """An argparse type for --out: a folder (made if missing), checked before training: a file
+    of that name, or on the way to it, was found only when the first artifact was written,
+    with a traceback."""
+    path = Path(text)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise argparse.ArgumentTypeError(f"{part} is a file, not a folder" +
+                                             ("" if part == path else f" (on the way to {text})"))
     return text
 
 
@@ -444,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = resolve(args, parser)
     try:
         summary = run(settings)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # missing data, a file that cannot be written
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     shown = {k: v for k, v in summary.items() if k != "options"}
     width = max(len(k) for k in shown)

@@ -244,3 +244,32 @@ def test_evaluate_and_predict_give_each_sub_module_its_own_mode_back(call):
     before = model[1].running_mean.numpy().copy()
     model(Tensor(x))
     assert np.array_equal(model[1].running_mean.numpy(), before)
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_cli_out_that_is_a_file_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    # --out naming a file (or a path through one) trained first and then died with a
+    # FileExistsError / NotADirectoryError traceback from mkdir; an artifact path that cannot
+    # be written (summary.json taken by a folder) died with IsADirectoryError. All three now
+    # exit 2 with one line naming the problem.
+    from nn.__main__ import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    common = ["--dataset", "xor", "--epochs", "1", "--no-plots", "--quiet"]
+    for out, says in ((afile, f"{afile} is a file, not a folder"),
+                      (afile / "sub", f"{afile} is a file, not a folder (on the way to")):
+        with pytest.raises(SystemExit) as info:
+            main([*common, "--out", str(out)])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --out" in err and says in err and "Traceback" not in err
+    assert afile.read_text() == "keep me"
+    out = tmp_path / "run"
+    (out / "summary.json").mkdir(parents=True)
+    with pytest.raises(SystemExit) as info:
+        main([*common, "--out", str(out)])
+    assert info.value.code == 2
+    assert "summary.json" in capsys.readouterr().err
