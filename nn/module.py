@@ -232,7 +232,14 @@ class Module:
                 parts.append(f"missing parameters {missing}")
             if unexpected:
                 parts.append(f"unexpected parameters {unexpected}")
-            raise KeyError(f"load_state_dict: {'; '.join(parts)} for {type(self).__name__}")
+            hint = ""
+            if any(name.replace("layers.", "") in state for name in missing):
+                # PyTorch's Sequential names its children 0, 1, ...; ours keeps them in layers.
+                hint = (" (the state's names look like PyTorch's nn.Sequential ('0.weight'), "
+                        "where this model's are 'layers.0.weight': convert the PyTorch module "
+                        "with nn.from_torch, or rename the keys)")
+            raise KeyError(f"load_state_dict: {'; '.join(parts)} for {type(self).__name__}"
+                           + hint)
         if own and state and not set(own) & set(state):
             raise KeyError(f"load_state_dict: none of the {len(state)} names in the state "
                            f"dict is a parameter of this {type(self).__name__}, so nothing "

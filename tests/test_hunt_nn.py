@@ -302,3 +302,16 @@ def test_the_torch_bridge_keeps_frozen_weights_frozen():
     bn = torch.nn.BatchNorm1d(3)
     bn.weight.requires_grad_(False)
     assert [p.requires_grad for p in nn.from_torch(bn).parameters()] == [False, True]
+
+
+def test_loading_a_pytorch_sequential_state_dict_says_why_the_names_differ():
+    # torch's Sequential names weights "0.weight", ours "layers.0.weight": the KeyError listed
+    # every name as missing and unexpected, without saying that this was the whole story.
+    theirs = {"0.weight": np.zeros((2, 3), np.float32), "0.bias": np.zeros(2, np.float32)}
+    ours = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(KeyError, match=r"look like PyTorch's nn.Sequential .*nn.from_torch"):
+        ours.load_state_dict(theirs)
+    # A plain mismatch gets no such hint.
+    with pytest.raises(KeyError) as info:
+        ours.load_state_dict({"head.weight": np.zeros((2, 3), np.float32)})
+    assert "PyTorch" not in str(info.value)
