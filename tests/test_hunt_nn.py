@@ -315,3 +315,34 @@ def test_loading_a_pytorch_sequential_state_dict_says_why_the_names_differ():
     with pytest.raises(KeyError) as info:
         ours.load_state_dict({"head.weight": np.zeros((2, 3), np.float32)})
     assert "PyTorch" not in str(info.value)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda: nn.data.make_moons(noise=-0.1), r"make_moons: noise is a standard deviation"),
+    (lambda: nn.data.make_moons(n=-5), r"make_moons: n must be an int >= 1, got -5"),
+    (lambda: nn.data.make_moons(n_samples=1.5), r"make_moons: n must be an int >= 1, got 1.5"),
+    (lambda: nn.data.make_spirals(n_classes=0), r"make_spirals: n_classes must be an int >= 1"),
+    (lambda: nn.data.make_spirals(noise=float("nan")), r"make_spirals: noise is a standard"),
+    (lambda: nn.data.make_regression(n=-1), r"make_regression: n must be an int >= 1, got -1"),
+])
+def test_toy_data_sets_name_a_bad_size_or_noise(call, says):
+    # These failed inside numpy: "scale < 0", "Number of samples, -3, must be non-negative",
+    # "'float' object cannot be interpreted as an integer", "need at least one array to
+    # concatenate", "negative dimensions are not allowed" -- naming no generator.
+    with pytest.raises(ValueError, match=says):
+        call()
+
+
+def test_toy_data_sets_still_give_the_same_points():
+    x, y = nn.data.make_moons(n_samples=7, noise=0.0, random_state=1)
+    assert x.shape == (7, 2) and sorted(y.tolist()) == [0, 0, 0, 1, 1, 1, 1]
+    # noise 0: every point lies on its arc (upper: centre (0, 0); lower: centre (1, 0.5))
+    radius = np.where(y == 0, np.hypot(x[:, 0], x[:, 1]), np.hypot(x[:, 0] - 1, x[:, 1] - 0.5))
+    np.testing.assert_allclose(radius, 1.0)
+    xs, ys = nn.data.make_spirals(n_per_class=3, n_classes=2, noise=0)
+    assert xs.shape == (6, 2) and ys.tolist() == [0, 0, 0, 1, 1, 1]
+    xr, yr = nn.data.make_regression(n=5, noise=0, kind="quadratic")
+    np.testing.assert_allclose(yr, xr ** 2)
