@@ -283,8 +283,12 @@ def _label_cross_entropy(log_probs: Tensor, labels: np.ndarray, w: np.ndarray | 
     """Per-sample loss for integer labels and the mean's denominator (the weight in play)."""
     n, classes = log_probs.shape
     if labels.shape != (n,):
+        one_hot = labels.shape == (n, classes)  # F.one_hot's int64 rows, say
         raise ValueError(f"cross_entropy: integer labels must have shape ({n},), got "
-                         f"{labels.shape}")
+                         f"{labels.shape}" + (
+                             " (one-hot rows? pass the labels themselves, or the rows as "
+                             "class probabilities in floats, .astype(np.float32))"
+                             if one_hot else ""))
     keep = labels != ignore_index
     safe = np.where(keep, labels, 0)
     _class_labels(safe, n, classes, "cross_entropy")

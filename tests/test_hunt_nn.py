@@ -346,3 +346,16 @@ def test_toy_data_sets_still_give_the_same_points():
     assert xs.shape == (6, 2) and ys.tolist() == [0, 0, 0, 1, 1, 1]
     xr, yr = nn.data.make_regression(n=5, noise=0, kind="quadratic")
     np.testing.assert_allclose(yr, xr ** 2)
+
+
+def test_cross_entropy_with_integer_one_hot_rows_says_what_to_pass():
+    # F.one_hot gives int64 rows; cross_entropy read them as labels of the wrong shape and
+    # said only "integer labels must have shape (4,), got (4, 3)".
+    logits = Tensor(np.random.default_rng(0).normal(size=(4, 3)))
+    labels = np.array([0, 2, 1, 2])
+    rows = F.one_hot(labels, 3).numpy()
+    with pytest.raises(ValueError, match=r"got \(4, 3\) \(one-hot rows\? .*\.astype"):
+        F.cross_entropy(logits, rows)
+    # What it suggests gives the same loss as the labels.
+    assert F.cross_entropy(logits, rows.astype(np.float64)).item() == \
+        pytest.approx(F.cross_entropy(logits, labels).item())
