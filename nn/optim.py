@@ -79,6 +79,10 @@ class Optimizer:
     """
 
     lr = _group_setting("lr")
+    # Each per-parameter buffer's kind: "count" (a step counter, a 0-d int) or "array" (one
+    # float per element of the parameter), so load_state_dict can refuse a state it would
+    # otherwise take and misuse (a 0-d momentum, an array of step counts). None: unchecked.
+    _buffers: dict[str, str] | None = None
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
                  lr: float | None = None, **defaults: Any) -> None:
@@ -187,10 +191,26 @@ class Optimizer:
                     raise ValueError(f"{name}: {key!r} is for parameter {index}, but there "
                                      f"are {len(self.params)}")
                 shape = self.params[index].shape
-                if value.ndim and value.shape != shape:
+                kind = None if self._buffers is None else self._buffers.get(match[3])
+                if self._buffers is not None and kind is None:
+                    raise KeyError(f"{name}: unexpected entry {key!r} ({type(self).__name__} "
+                                   f"keeps {sorted(self._buffers)} per parameter)")
+                if kind == "count" and not (value.ndim == 0 and value.dtype.kind in "iu"
+                                            and value >= 0):
+                    raise ValueError(f"{name}: {key!r} is a step count, a whole number >= 0, "
+                                     f"got {value.dtype} of shape {value.shape}")
+                if (value.ndim or kind == "array") and value.shape != shape:
                     raise ValueError(f"{name}: {key!r} has shape {value.shape}, parameter "
                                      f"{index} has {shape}")
+                if kind == "array" and value.dtype.kind != "f":
+                    raise ValueError(f"{name}: {key!r} has dtype {value.dtype}; it holds "
+                                     f"floats")
                 buffers.setdefault(index, {})[match[3]] = value
+        for index, entries in buffers.items():
+            if self._buffers is not None and set(entries) != set(self._buffers):
+                raise KeyError(f"{name}: the state of parameter {index} has "
+                               f"{sorted(entries)}, {type(self).__name__} needs "
+                               f"{sorted(self._buffers)}")
         if set(settings) != own:
             raise KeyError(f"{name}: the state has settings {sorted(settings)}, "
                            f"{type(self).__name__} has {sorted(own)} (another optimizer type?)")
@@ -260,6 +280,7 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with PyTorch's momentum and Nesterov conventions."""
 
+    _buffers = {"momentum": "array"}
     momentum = _group_setting("momentum")
     nesterov = _group_setting("nesterov")
     weight_decay = _group_setting("weight_decay")
@@ -329,6 +350,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015); weight_decay adds L2 to the gradient, as in PyTorch's Adam."""
 
     decoupled = False
+    _buffers = {"t": "count", "m": "array", "v": "array"}
     betas = _group_setting("betas")
     eps = _group_setting("eps")
     weight_decay = _group_setting("weight_decay")

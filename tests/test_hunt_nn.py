@@ -359,3 +359,52 @@ def test_cross_entropy_with_integer_one_hot_rows_says_what_to_pass():
     # What it suggests gives the same loss as the labels.
     assert F.cross_entropy(logits, rows.astype(np.float64)).item() == \
         pytest.approx(F.cross_entropy(logits, labels).item())
+
+
+def _stepped(make):
+    model = nn.Linear(2, 3, rng=0)
+    opt = make(model.parameters())
+    model(Tensor(np.ones((1, 2), np.float32))).sum().backward()
+    opt.step()
+    return model, opt
+
+
+@pytest.mark.parametrize("make,key,value,says", [
+    # a 0-d momentum for a (3, 2) weight: accepted, then the next step failed deep in numpy
+    (lambda p: nn.optim.SGD(p, lr=0.1, momentum=0.9), "state.0.momentum", np.array(5.0),
+     r"'state.0.momentum' has shape \(\), parameter 0 has \(3, 2\)"),
+    # an array of step counts: accepted, and Adam's bias correction silently went elementwise
+    (lambda p: nn.optim.Adam(p), "state.0.t", np.ones((3, 2), np.int64),
+     r"'state.0.t' is a step count"),
+    (lambda p: nn.optim.Adam(p), "state.0.t", np.array(2.5), r"'state.0.t' is a step count"),
+    (lambda p: nn.optim.Adam(p), "state.0.m", np.ones((3, 2), np.int64),
+     r"'state.0.m' has dtype int64"),
+    (lambda p: nn.optim.Adam(p), "state.0.bogus", np.ones((3, 2)),
+     r"unexpected entry 'state.0.bogus'"),
+])
+def test_optimizer_load_state_dict_refuses_buffers_it_would_misuse(make, key, value, says):
+    model, opt = _stepped(make)
+    state = opt.state_dict()
+    state[key] = value
+    before = {k: np.array(v, copy=True) for k, v in opt.state_dict().items()}
+    with pytest.raises((ValueError, KeyError), match=says):
+        opt.load_state_dict(state)
+    after = opt.state_dict()  # nothing changed
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_optimizer_load_state_dict_refuses_an_incomplete_adam_state():
+    # Adam's m without its t: accepted, then step() died with KeyError 't'.
+    model, opt = _stepped(lambda p: nn.optim.Adam(p))
+    state = opt.state_dict()
+    del state["state.0.t"]
+    with pytest.raises(KeyError, match=r"state of parameter 0 has \['m', 'v'\], Adam needs"):
+        opt.load_state_dict(state)
+    # The whole state still round-trips, and the run continues exactly.
+    twin, twin_opt = _stepped(lambda p: nn.optim.Adam(p))
+    twin_opt.load_state_dict(opt.state_dict())
+    for m, o in ((model, opt), (twin, twin_opt)):
+        m(Tensor(np.ones((1, 2), np.float32))).sum().backward()
+        o.step()
+    assert np.array_equal(model.weight.numpy(), twin.weight.numpy())
