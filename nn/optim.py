@@ -435,8 +435,16 @@ class StepLR:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise KeyError(f"StepLR.load_state_dict: expected entries ['base_lr', 'epoch'], "
                            f"got {got}")
-        self.epoch = int(np.asarray(state["epoch"]))
-        self.base_lr = float(np.asarray(state["base_lr"]))
+        epoch, base_lr = np.asarray(state["epoch"]), np.asarray(state["base_lr"])
+        if not (epoch.ndim == 0 and epoch.dtype.kind in "iu" and epoch >= 0):
+            # int() would take 2.7 as 2, and a negative count would raise the rate above base
+            raise ValueError(f"StepLR.load_state_dict: epoch is a count of steps, a whole "
+                             f"number >= 0, got {epoch.dtype} {epoch.tolist()!r}")
+        if base_lr.ndim != 0 or base_lr.dtype.kind not in "fiu":
+            raise ValueError(f"StepLR.load_state_dict: base_lr must be one number, got "
+                             f"{base_lr.dtype} of shape {base_lr.shape}")
+        base = _number("StepLR.load_state_dict", "base_lr", base_lr[()], low_ok=False)
+        self.epoch, self.base_lr = int(epoch), base
 
 
 def _is_param(p: Tensor) -> bool:

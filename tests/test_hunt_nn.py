@@ -408,3 +408,23 @@ def test_optimizer_load_state_dict_refuses_an_incomplete_adam_state():
         m(Tensor(np.ones((1, 2), np.float32))).sum().backward()
         o.step()
     assert np.array_equal(model.weight.numpy(), twin.weight.numpy())
+
+
+@pytest.mark.parametrize("entry,value,says", [
+    ("epoch", np.array(2.7), r"epoch is a count of steps"),
+    ("epoch", np.array(-3), r"epoch is a count of steps"),
+    ("base_lr", np.array(-0.1), r"base_lr must be a positive number"),
+    ("base_lr", np.array([0.1, 0.2]), r"base_lr must be one number"),
+])
+def test_step_lr_load_state_dict_refuses_what_it_would_misread(entry, value, says):
+    # epoch 2.7 was read as 2 and -3 as -3 (a rate above the base: 0.1 * 0.5**-1 = 0.2), a
+    # negative base rate was taken as it was, and an array failed inside float().
+    model = nn.Linear(2, 1, rng=0)
+    sched = nn.optim.StepLR(nn.optim.SGD(model.parameters(), lr=0.1), step_size=1, gamma=0.5)
+    state = {**sched.state_dict(), entry: value}
+    with pytest.raises(ValueError, match=says):
+        sched.load_state_dict(state)
+    assert sched.epoch == 0 and sched.base_lr == 0.1
+    sched.load_state_dict({"epoch": np.array(2), "base_lr": np.array(0.1)})
+    sched.step()
+    assert sched.get_last_lr() == pytest.approx(0.1 * 0.5 ** 3)
