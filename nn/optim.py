@@ -98,6 +98,12 @@ class Optimizer:
         if hasattr(params, "parameters") and hasattr(params, "forward"):  # a Module
             raise TypeError(f"{name}: pass the model's parameters, {name}(model.parameters(), "
                             f"lr=...), not the {type(params).__name__} module itself")
+        if callable(params) and not isinstance(params, Iterable):
+            # SGD(model.parameters, ...): the method, not its result ("'method' object is not
+            # iterable" named neither the optimizer nor the missing parentheses).
+            what = getattr(params, "__name__", type(params).__name__)
+            raise TypeError(f"{name}: params is the function {what} itself, not what it "
+                            f"returns; call it: {name}(model.{what}(), lr=...)")
         params = list(params)
         settings: dict[str, Any] = {"lr": lr, **defaults}
         if params and all(isinstance(g, dict) for g in params):

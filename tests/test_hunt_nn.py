@@ -428,3 +428,16 @@ def test_step_lr_load_state_dict_refuses_what_it_would_misread(entry, value, say
     sched.load_state_dict({"epoch": np.array(2), "base_lr": np.array(0.1)})
     sched.step()
     assert sched.get_last_lr() == pytest.approx(0.1 * 0.5 ** 3)
+
+
+def test_optimizer_given_the_parameters_method_itself_says_to_call_it():
+    # SGD(model.parameters, lr=0.1), the parentheses forgotten, failed with "'method' object
+    # is not iterable", naming neither the optimizer nor the fix.
+    model = nn.Linear(2, 2, rng=0)
+    with pytest.raises(TypeError, match=r"SGD: params is the function parameters itself.*"
+                                        r"SGD\(model.parameters\(\), lr=...\)"):
+        nn.optim.SGD(model.parameters, lr=0.1)
+    with pytest.raises(TypeError, match=r"AdamW: params is the function parameters itself"):
+        nn.optim.AdamW(model.parameters)
+    assert len(nn.optim.SGD(model.parameters(), lr=0.1).params) == 2
+    assert len(nn.optim.SGD(iter(model.parameters()), lr=0.1).params) == 2  # any iterable
