@@ -329,7 +329,11 @@ class Module:
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: a clear error, never a silent None.
-        raise AttributeError(f"'{type(self).__name__}' module has no attribute '{name}'")
+        hint = ""
+        if name == "training":  # set by Module.__init__, so only missing when it never ran
+            hint = (f" (did {type(self).__name__}.__init__ forget to call "
+                    f"super().__init__() first?)")
+        raise AttributeError(f"'{type(self).__name__}' module has no attribute '{name}'{hint}")
 
     def extra_repr(self) -> str:
         return ""

@@ -441,3 +441,22 @@ def test_optimizer_given_the_parameters_method_itself_says_to_call_it():
         nn.optim.AdamW(model.parameters)
     assert len(nn.optim.SGD(model.parameters(), lr=0.1).params) == 2
     assert len(nn.optim.SGD(iter(model.parameters()), lr=0.1).params) == 2  # any iterable
+
+
+def test_a_module_whose_init_skipped_super_says_so():
+    # Forgetting super().__init__() in a custom Module worked until something read .training
+    # (evaluate, predict), which then said only "'Net' module has no attribute 'training'".
+    class Net(nn.Module):
+        def __init__(self):
+            self.fc = nn.Linear(2, 2, rng=0)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    with pytest.raises(AttributeError, match=r"'Net' module has no attribute 'training' "
+                                             r"\(did Net.__init__ forget to call "
+                                             r"super\(\).__init__\(\) first\?\)"):
+        nn.predict(Net(), np.ones((3, 2)))
+    with pytest.raises(AttributeError) as info:
+        nn.Linear(2, 2).wieght  # noqa: B018  (a typo gets no such hint)
+    assert "super" not in str(info.value) and "'wieght'" in str(info.value)
