@@ -281,10 +281,13 @@ def _search_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
 
 
 def _find(name: str, dirs: list[Path]) -> Path | None:
+    # Also the names of Kaggle's copy, "train-images.idx3-ubyte" (a dot before idx): the
+    # content is checked against the same SHA-256 whatever the file is called.
+    dotted = name.replace("-idx", ".idx")
     for folder in dirs:
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
+        for candidate in (name, f"{name}.gz", dotted, f"{dotted}.gz"):
+            if (folder / candidate).is_file():
+                return folder / candidate
     return None
 
 
@@ -403,7 +406,8 @@ def load_mnist(
     """MNIST as `((x_train, y_train), (x_test, y_test))`: images float32 in [0, 1] of shape
     (N, 784), labels int64.
 
-    Each of the four IDX files (raw or `.gz`) is looked for in `data_dir`, then
+    Each of the four IDX files (raw or `.gz`, also under Kaggle's names such as
+    `train-images.idx3-ubyte`) is looked for in `data_dir`, then
     `$AUTODIFF_DATA` and `$AUTODIFF_DATA/mnist`, then the user cache (see `cache_dir`), and is
     checked (header, size, SHA-256 of the uncompressed bytes) before use. A missing file is
     downloaded from `mirrors` in turn into `data_dir` (or the cache), verified, and moved into

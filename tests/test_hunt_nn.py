@@ -460,3 +460,32 @@ def test_a_module_whose_init_skipped_super_says_so():
     with pytest.raises(AttributeError) as info:
         nn.Linear(2, 2).wieght  # noqa: B018  (a typo gets no such hint)
     assert "super" not in str(info.value) and "'wieght'" in str(info.value)
+
+
+def test_load_mnist_finds_files_under_kaggles_names(tmp_path, monkeypatch, mnist_dir):
+    # Kaggle's MNIST names its files "train-images.idx3-ubyte" (a dot, not a hyphen, before
+    # idx): load_mnist said "not found" offline (and downloaded new copies online), though
+    # the user's files were the right ones. They are now found and, as always, verified.
+    import gzip
+    import shutil
+
+    src = mnist_dir
+    monkeypatch.setenv("AUTODIFF_OFFLINE", "1")
+    monkeypatch.delenv("AUTODIFF_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for i, name in enumerate(nn.data.MNIST_FILES):
+        kaggle = name.replace("-idx", ".idx")
+        if i % 2:  # raw and gzipped, both under the dotted name
+            (tmp_path / kaggle).write_bytes(gzip.decompress((src / f"{name}.gz").read_bytes()))
+        else:
+            shutil.copy(src / f"{name}.gz", tmp_path / f"{kaggle}.gz")
+    (x, y), (xt, yt) = nn.data.load_mnist(tmp_path, download=False)
+    assert x.shape == (60000, 784) and yt.shape == (10000,)
+    assert yt[:5].tolist() == [7, 2, 1, 0, 4]
+    # A damaged file under that name is still refused by its checksum, naming it.
+    bad = tmp_path / "t10k-labels.idx1-ubyte"
+    data = bytearray(bad.read_bytes())
+    data[100] ^= 1
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"t10k-labels.idx1-ubyte is corrupt: checksum"):
+        nn.data.load_mnist(tmp_path, download=False)
