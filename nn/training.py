@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -265,6 +266,7 @@ def fit(
                                    ("update_threshold", update_threshold, 0.0, None)):
         if value is not None:
             _check_number(name, value, low, high)
+    _warn_double_squash(model, loss_fn)
     loader = _batches(train_loader, batch_size)
     metric, why_none = _default_metric(metric, loss_fn, loader.y)
     if error_threshold is not None and metric is None:
@@ -349,6 +351,29 @@ def fit(
             return history
     history.stopped_reason = f"reached the maximum of {epochs} epochs"
     return history
+
+
+def _warn_double_squash(model: Module, loss_fn: Any) -> None:
+    """Warn when a Sequential model ends in the squashing its loss applies itself: softmax
+    before cross_entropy (which takes logits), sigmoid before a with-logits loss. Both train,
+    badly and silently: the outputs are squashed twice, which flattens the gradients."""
+    from .layers import Sequential, Sigmoid, Softmax
+
+    last = model.layers[-1] if isinstance(model, Sequential) and len(model) else None
+    loss = _innermost(loss_fn)
+    takes_logits = {
+        Softmax: loss is F.cross_entropy or isinstance(loss, CrossEntropyLoss),
+        Sigmoid: (loss is F.binary_cross_entropy_with_logits
+                  or isinstance(loss, BCEWithLogitsLoss)),
+    }
+    if last is not None and takes_logits.get(type(last), False):
+        squash = type(last).__name__
+        instead = ("nll_loss on log_softmax outputs" if squash == "Softmax"
+                   else "binary_cross_entropy on probabilities")
+        warnings.warn(f"fit: the model ends in {squash} but the loss takes logits (it applies "
+                      f"the {squash.lower()} itself), so the outputs are squashed twice and "
+                      f"the gradients flattened: drop the final {squash} (or use {instead})",
+                      stacklevel=3)
 
 
 def _check_loss_and_optimizer(loss_fn: Any, optimizer: Any) -> None:

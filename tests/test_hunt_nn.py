@@ -489,3 +489,38 @@ def test_load_mnist_finds_files_under_kaggles_names(tmp_path, monkeypatch, mnist
     bad.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"t10k-labels.idx1-ubyte is corrupt: checksum"):
         nn.data.load_mnist(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("model,loss_fn,squash", [
+    (lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.Softmax(dim=1)), F.cross_entropy,
+     "Softmax"),
+    (lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.Softmax()), nn.CrossEntropyLoss(),
+     "Softmax"),
+    (lambda: nn.MLP(3, [4], 1, output_activation="sigmoid", rng=0),
+     nn.BCEWithLogitsLoss(), "Sigmoid"),
+])
+def test_fit_warns_when_the_model_squashes_what_the_loss_squashes_again(model, loss_fn, squash):
+    # A final Softmax before cross_entropy (or Sigmoid before a with-logits loss) trains,
+    # slowly and silently: the first-hour double softmax.
+    x, y = _sum_loss_data()
+    if squash == "Sigmoid":
+        y = y.reshape(-1, 1).astype(np.float32)
+    m = model()
+    with pytest.warns(UserWarning, match=rf"fit: the model ends in {squash} but the loss "
+                                         rf"takes logits.*drop the final {squash}"):
+        nn.fit(m, loss_fn, nn.optim.SGD(m.parameters(), lr=0.1), (x, y), epochs=1,
+               progress=False)
+
+
+def test_fit_does_not_warn_about_a_model_that_outputs_logits():
+    import warnings
+
+    x, y = _sum_loss_data()
+    m = nn.Sequential(nn.Linear(3, 2, rng=0))
+    probs = nn.Sequential(nn.Linear(3, 1, rng=0), nn.Sigmoid())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn.fit(m, F.cross_entropy, nn.optim.SGD(m.parameters(), lr=0.1), (x, y), epochs=1,
+               progress=False)
+        nn.fit(probs, nn.BCELoss(), nn.optim.SGD(probs.parameters(), lr=0.1),
+               (x, y.reshape(-1, 1).astype(np.float32)), epochs=1, progress=False)
