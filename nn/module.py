@@ -205,10 +205,24 @@ class Module:
 
     # --- state ------------------------------------------------------------------------------
 
+    def _named_state(self, who: str) -> dict[str, Tensor]:
+        """Parameters and buffers by name, refusing two under one name: a dict attribute
+        whose keys print alike ({1: a, "1": b}, or "x.0" beside "x": [..]) would otherwise
+        keep only one of them in the state dict, so a save would silently lose the other."""
+        tensors = [*self.named_parameters(), *self.named_buffers()]
+        named = dict(tensors)
+        if len({(name, id(t)) for name, t in tensors}) > len(named):  # same name, other tensor
+            twice = sorted({name for name, t in tensors if named[name] is not t})
+            raise ValueError(f"{who}: {type(self).__name__} has several tensors named "
+                             f"{twice}; rename the keys of the dict attribute that holds them "
+                             f"(keys are joined with '.', so 1 and '1', or 'a.0' and 'a': [..], "
+                             f"give the same name)")
+        return named
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter (and buffer) name -> a copy of its values."""
-        tensors = [*self.named_parameters(), *self.named_buffers()]
-        return {name: np.array(p._data, copy=True) for name, p in tensors}
+        return {name: np.array(p._data, copy=True)
+                for name, p in self._named_state("state_dict").items()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters, checking names, shapes and dtypes first.
@@ -223,7 +237,7 @@ class Module:
             raise TypeError(
                 f"load_state_dict: expected a dict of arrays, got {type(state).__name__}"
             )
-        own = {**dict(self.named_parameters()), **dict(self.named_buffers())}
+        own = self._named_state("load_state_dict")
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if strict and (missing or unexpected):

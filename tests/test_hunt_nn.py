@@ -524,3 +524,24 @@ def test_fit_does_not_warn_about_a_model_that_outputs_logits():
                progress=False)
         nn.fit(probs, nn.BCELoss(), nn.optim.SGD(probs.parameters(), lr=0.1),
                (x, y.reshape(-1, 1).astype(np.float32)), epochs=1, progress=False)
+
+
+def test_two_weights_under_one_name_are_refused_not_half_saved(tmp_path):
+    # A dict attribute whose keys join to the same dotted name ({1: a, "1": b}) gave four
+    # parameters to optimizers but a state dict of two: nn.save silently lost one layer,
+    # and load_state_dict filled only one of them.
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads = {1: nn.Linear(2, 2, rng=0), "1": nn.Linear(2, 2, rng=1)}
+
+    model = Heads()
+    assert len(model.parameters()) == 4
+    with pytest.raises(ValueError, match=r"state_dict: Heads has several tensors named "
+                                         r"\['heads.1.bias', 'heads.1.weight'\]"):
+        model.state_dict()
+    with pytest.raises(ValueError, match=r"several tensors named"):
+        nn.save(model, tmp_path / "heads.npz")
+    assert not (tmp_path / "heads.npz").exists()
+    with pytest.raises(ValueError, match=r"load_state_dict: Heads has several tensors"):
+        model.load_state_dict({"heads.1.weight": np.zeros((2, 2), np.float32)}, strict=False)
