@@ -260,6 +260,7 @@ def fit(
             or epochs < 1):
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
     _check_loss_and_optimizer(loss_fn, optimizer)
+    callbacks = _checked_callbacks(callbacks, scheduler)
     epochs = int(epochs)
     for name, value, low, high in (("loss_threshold", loss_threshold, None, None),
                                    ("error_threshold", error_threshold, 0.0, 1.0),
@@ -374,6 +375,27 @@ def _warn_double_squash(model: Module, loss_fn: Any) -> None:
                       f"the {squash.lower()} itself), so the outputs are squashed twice and "
                       f"the gradients flattened: drop the final {squash} (or use {instead})",
                       stacklevel=3)
+
+
+def _checked_callbacks(callbacks: Any, scheduler: Any) -> list[Callback]:
+    """The callbacks as a list (one callable alone is welcome), checked before the first
+    epoch: a bad one used to fail only after that epoch had been trained."""
+    if callable(callbacks):
+        callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+        raise TypeError(f"fit: callbacks must be a list of functions called as "
+                        f"callback(epoch, history), got {type(callbacks).__name__}")
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise TypeError(f"fit: callback {i} is a {type(callback).__name__}, not a function "
+                            f"called as callback(epoch, history)")
+    if scheduler is not None and (isinstance(scheduler, Optimizer)
+                                  or not callable(getattr(scheduler, "step", None))):
+        # an optimizer here would take a second, silent step each epoch
+        raise TypeError(f"fit: scheduler must be a learning-rate schedule with step() (e.g. "
+                        f"nn.optim.StepLR(optimizer, step_size=10)), got "
+                        f"{type(scheduler).__name__}")
+    return list(callbacks)
 
 
 def _check_loss_and_optimizer(loss_fn: Any, optimizer: Any) -> None:

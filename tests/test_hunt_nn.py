@@ -545,3 +545,22 @@ def test_two_weights_under_one_name_are_refused_not_half_saved(tmp_path):
     assert not (tmp_path / "heads.npz").exists()
     with pytest.raises(ValueError, match=r"load_state_dict: Heads has several tensors"):
         model.load_state_dict({"heads.1.weight": np.zeros((2, 2), np.float32)}, strict=False)
+
+
+def test_fit_takes_one_callback_alone_and_checks_callbacks_before_training():
+    # callbacks=recorder (no list) failed with "'function' object is not iterable" only after
+    # the first epoch had trained; callbacks=[1] with "'int' object is not callable" likewise;
+    # scheduler=<an optimizer> took a second, silent step every epoch.
+    x, y = _sum_loss_data()
+    model = nn.Linear(3, 2, rng=0)
+    sgd = nn.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    history = nn.fit(model, F.cross_entropy, sgd, (x, y), epochs=3, progress=False,
+                     callbacks=lambda epoch, h: seen.append(epoch))
+    assert seen == [1, 2, 3] and history.epochs == 3
+    before = model.weight.numpy().copy()
+    with pytest.raises(TypeError, match=r"fit: callback 0 is a int"):
+        nn.fit(model, F.cross_entropy, sgd, (x, y), epochs=1, progress=False, callbacks=[1])
+    with pytest.raises(TypeError, match=r"fit: scheduler must be a learning-rate schedule"):
+        nn.fit(model, F.cross_entropy, sgd, (x, y), epochs=1, progress=False, scheduler=sgd)
+    assert np.array_equal(model.weight.numpy(), before)  # refused before any step
