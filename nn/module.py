@@ -148,9 +148,11 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget every parameter's gradient: None (the default, as in PyTorch), or zeros of
-        the parameter's shape and dtype with set_to_none=False."""
+        the parameter's shape and dtype with set_to_none=False. A frozen parameter
+        (requires_grad False) always gets None: a zero gradient would make optimizers step
+        it (weight decay, momentum) though it is frozen."""
         for p in self.parameters():
-            if set_to_none:
+            if set_to_none or not p.requires_grad:
                 p.zero_grad()
             else:
                 p._grad = np.zeros(p.shape, dtype=p.dtype)

@@ -564,3 +564,24 @@ def test_fit_takes_one_callback_alone_and_checks_callbacks_before_training():
     with pytest.raises(TypeError, match=r"fit: scheduler must be a learning-rate schedule"):
         nn.fit(model, F.cross_entropy, sgd, (x, y), epochs=1, progress=False, scheduler=sgd)
     assert np.array_equal(model.weight.numpy(), before)  # refused before any step
+
+
+def test_module_zero_grad_to_zeros_leaves_frozen_weights_without_a_gradient():
+    # model.zero_grad(set_to_none=False) gave frozen weights a zero gradient, so AdamW's
+    # weight decay (and SGD's, and momentum) moved them every step though they were frozen.
+    # PyTorch leaves a frozen weight's gradient None there.
+    model = nn.Sequential(nn.Linear(2, 2, rng=0), nn.Linear(2, 1, rng=1))
+    model[0].requires_grad_(False)
+    opt = nn.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+    frozen = model[0].weight.numpy().copy()
+    trained = model[1].weight.numpy().copy()
+    for _ in range(3):
+        model.zero_grad(set_to_none=False)
+        assert model[0].weight.grad is None
+        model(Tensor(np.ones((3, 2), np.float32))).sum().backward()
+        opt.step()
+    assert np.array_equal(model[0].weight.numpy(), frozen)
+    assert not np.array_equal(model[1].weight.numpy(), trained)
+    model.zero_grad(set_to_none=False)  # trainable ones still get zeros of their dtype
+    assert model[1].weight.grad.dtype == np.float32
+    np.testing.assert_array_equal(model[1].weight.grad.numpy(), np.zeros((1, 2)))
