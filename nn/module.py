@@ -276,6 +276,9 @@ class Module:
                 raise ValueError(
                     f"load_state_dict: parameter '{name}' has dtype {p.dtype} in the model "
                     f"but {value.dtype} in the state dict"
+                    + (f" (convert the model first, model.to_dtype(np.{value.dtype}), or the "
+                       f"arrays, .astype(np.{p.dtype}))"
+                       if value.dtype.kind == p.dtype.kind == "f" else "")
                 )
             updates.append((p, value))
         for p, value in updates:

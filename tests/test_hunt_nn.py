@@ -585,3 +585,16 @@ def test_module_zero_grad_to_zeros_leaves_frozen_weights_without_a_gradient():
     model.zero_grad(set_to_none=False)  # trainable ones still get zeros of their dtype
     assert model[1].weight.grad.dtype == np.float32
     np.testing.assert_array_equal(model[1].weight.grad.numpy(), np.zeros((1, 2)))
+
+
+def test_a_float_dtype_mismatch_on_load_says_how_to_convert():
+    # A float64 state (a PyTorch .double() model, numpy's default) into our float32 model was
+    # refused without a way forward (PyTorch converts silently; we keep refusing, and say how).
+    model = nn.Linear(2, 2, rng=0)
+    state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"float32 in the model but float64 in the state dict "
+                                         r"\(convert the model first, "
+                                         r"model.to_dtype\(np.float64\)"):
+        model.load_state_dict(state)
+    model.to_dtype(np.float64).load_state_dict(state)  # what it suggests works
+    assert model.weight.dtype == np.float64
