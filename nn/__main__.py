@@ -77,8 +77,26 @@ def _presets_table() -> str:
             + "\n".join(lines))
 
 
+class _Parser(argparse.ArgumentParser):
+    """The options, then the checks that need two of them: --save and --export may go into
+    the --out folder, which the run makes (a first run with `--out runs/a --save
+    runs/a/w.npz` was refused because runs/a did not exist yet)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        namespace, extras = super().parse_known_args(args, namespace)
+        out = getattr(namespace, "out", None)
+        for option in ("save", "export"):
+            value = getattr(namespace, option, None)
+            if value is None:
+                continue
+            folder = Path(value).parent
+            if not folder.is_dir() and (out is None or folder.resolve() != Path(out).resolve()):
+                self.error(f"argument --{option}: folder {folder} does not exist")
+        return namespace, extras
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog or _prog_name(),
         description="Train a multi-layer perceptron with the autodiff engine, then write the\n"
                     "weights, the history, summary.json (every setting used) and pictures\n"
@@ -202,16 +220,15 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
 
 
 def _save_path(text: str) -> str:
-    """An argparse type for --save: the format and the folder checked before training (a
-    PyTorch habit, --save model.pt, wrote .npz bytes under that name; a missing folder was
-    found only when the trained weights could not be written)."""
+    """An argparse type for --save: the format checked before training (a PyTorch habit,
+    --save model.pt, wrote .npz bytes under that name); the folder is checked by _Parser,
+    which knows --out (a missing folder was found only when the weights could not be
+    written)."""
     path = Path(text)
     if path.suffix.lower() not in (".npz", ".safetensors"):
         raise argparse.ArgumentTypeError(f"expected a path ending in .npz or .safetensors, "
                                          f"got {text!r}")
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
-    return text
+    return text  # its folder is checked beside --out, by _Parser
 
 
 def _out_dir(text: str) -> str:
@@ -237,9 +254,7 @@ def _export_path(text: str) -> Path:
     if path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None:
         raise argparse.ArgumentTypeError('.onnx export needs the onnx package: '
                                          'pip install "autodiff-nn[export]"')
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
-    return path
+    return path  # its folder is checked beside --out, by _Parser
 
 
 def load_dataset(name: str, data_dir: str | None, seed: int):

@@ -598,3 +598,29 @@ def test_a_float_dtype_mismatch_on_load_says_how_to_convert():
         model.load_state_dict(state)
     model.to_dtype(np.float64).load_state_dict(state)  # what it suggests works
     assert model.weight.dtype == np.float64
+
+
+def test_cli_save_and_export_may_go_into_the_out_folder_the_run_makes(tmp_path):
+    # `--out runs/a --save runs/a/w.npz` on a first run was refused ("--save: folder runs/a
+    # does not exist") though the run makes runs/a before it saves anything.
+    from nn.__main__ import main
+
+    out = tmp_path / "runs" / "a"
+    assert main(["--dataset", "xor", "--epochs", "1", "--no-plots", "--quiet",
+                 "--out", str(out), "--save", str(out / "w.safetensors"),
+                 "--export", str(out / "w2.safetensors")]) == 0
+    saved = nn.load(out / "w.safetensors")
+    assert saved.keys() == nn.load(out / "w2.safetensors").keys()
+    assert all(np.array_equal(saved[k], v) for k, v in nn.load(out / "w2.safetensors").items())
+
+
+def test_cli_save_into_a_missing_folder_elsewhere_is_still_refused(tmp_path, capsys):
+    from nn.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--dataset", "xor", "--out", str(tmp_path / "out"),
+              "--save", str(tmp_path / "elsewhere" / "w.npz")])
+    assert info.value.code == 2
+    assert f"argument --save: folder {tmp_path / 'elsewhere'} does not exist" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything was made
