@@ -77,8 +77,26 @@ def _presets_table() -> str:
             + "\n".join(lines))
 
 
+class _Parser(argparse.ArgumentParser):
+    """The options, then the checks that need two of them: --save and --export may go into
+    the --out folder, which the run makes (a first run with `--out runs/a --save
+    runs/a/w.npz` was refused because runs/a did not exist yet)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        namespace, extras = super().parse_known_args(args, namespace)
+        out = getattr(namespace, "out", None)
+        for option in ("save", "export"):
+            value = getattr(namespace, option, None)
+            if value is None:
+                continue
+            folder = Path(value).parent
+            if not folder.is_dir() and (out is None or folder.resolve() != Path(out).resolve()):
+                self.error(f"argument --{option}: folder {folder} does not exist")
+        return namespace, extras
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog or _prog_name(),
         description="Train a multi-layer perceptron with the autodiff engine, then write the\n"
                     "weights, the history, summary.json (every setting used) and pictures\n"
@@ -126,7 +144,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--export", metavar="PATH", type=_export_path,
                         help="also write the trained model as .onnx (needs the onnx package) "
                              "or .safetensors (default: no export)")
-    parser.add_argument("--out", metavar="DIR", default="runs/latest",
+    parser.add_argument("--out", metavar="DIR", default="runs/latest", type=_out_dir,
                         help="folder for the artifacts: weights, history, summary, pictures "
                              "(default: runs/latest)")
     parser.add_argument("--no-plots", action="store_true",
@@ -202,15 +220,26 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
 
 
 def _save_path(text: str) -> str:
-    """An argparse type for --save: the format and the folder checked before training (a
-    PyTorch habit, --save model.pt, wrote .npz bytes under that name; a missing folder was
-    found only when the trained weights could not be written)."""
+    """An argparse type for --save: the format checked before training (a PyTorch habit,
+    --save model.pt, wrote .npz bytes under that name); the folder is checked by _Parser,
+    which knows --out (a missing folder was found only when the weights could not be
+    written)."""
     path = Path(text)
     if path.suffix.lower() not in (".npz", ".safetensors"):
         raise argparse.ArgumentTypeError(f"expected a path ending in .npz or .safetensors, "
                                          f"got {text!r}")
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return text  # its folder is checked beside --out, by _Parser
+
+
+def _out_dir(text: str) -> str:
+    """An argparse type for --out: a folder (made if missing), checked before training: a file
+    of that name, or on the way to it, was found only when the first artifact was written,
+    with a traceback."""
+    path = Path(text)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise argparse.ArgumentTypeError(f"{part} is a file, not a folder" +
+                                             ("" if part == path else f" (on the way to {text})"))
     return text
 
 
@@ -225,9 +254,7 @@ def _export_path(text: str) -> Path:
     if path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None:
         raise argparse.ArgumentTypeError('.onnx export needs the onnx package: '
                                          'pip install "autodiff-nn[export]"')
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
-    return path
+    return path  # its folder is checked beside --out, by _Parser
 
 
 def load_dataset(name: str, data_dir: str | None, seed: int):
@@ -444,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = resolve(args, parser)
     try:
         summary = run(settings)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # missing data, a file that cannot be written
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     shown = {k: v for k, v in summary.items() if k != "options"}
     width = max(len(k) for k in shown)

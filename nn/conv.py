@@ -25,6 +25,14 @@ def _positive(value: Any, name: str, who: str) -> int:
     return int(value)
 
 
+def _check_eps(eps: Any, who: str) -> None:
+    """eps is added to a variance before its square root: a negative one gives NaN outputs
+    wherever the variance is smaller (a constant row), and 0 divides by zero there."""
+    if isinstance(eps, bool) or not (isinstance(eps, (int, float, np.floating))
+                                     and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"{who}: eps must be a positive number, got {eps!r}")
+
+
 def _as_input(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
 
@@ -141,8 +149,7 @@ class _BatchNorm(Module):
         super().__init__()
         who = type(self).__name__
         self.num_features = _positive(num_features, "num_features", who)
-        if not (isinstance(eps, (int, float, np.floating)) and eps > 0):
-            raise ValueError(f"{who}: eps must be a positive number, got {eps!r}")
+        _check_eps(eps, who)
         if momentum is not None and not 0.0 <= float(momentum) <= 1.0:
             raise ValueError(f"{who}: momentum must be in [0, 1] or None, got {momentum!r}")
         self.eps = float(eps)
@@ -224,6 +231,7 @@ class LayerNorm(Module):
                  else tuple(normalized_shape))
         self.normalized_shape = tuple(_positive(n, "normalized_shape", "LayerNorm")
                                       for n in shape)
+        _check_eps(eps, "LayerNorm")
         self.eps = float(eps)
         self.weight = self.bias = None
         if elementwise_affine:

@@ -281,10 +281,13 @@ def _search_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
 
 
 def _find(name: str, dirs: list[Path]) -> Path | None:
+    # Also the names of Kaggle's copy, "train-images.idx3-ubyte" (a dot before idx): the
+    # content is checked against the same SHA-256 whatever the file is called.
+    dotted = name.replace("-idx", ".idx")
     for folder in dirs:
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
+        for candidate in (name, f"{name}.gz", dotted, f"{dotted}.gz"):
+            if (folder / candidate).is_file():
+                return folder / candidate
     return None
 
 
@@ -403,7 +406,8 @@ def load_mnist(
     """MNIST as `((x_train, y_train), (x_test, y_test))`: images float32 in [0, 1] of shape
     (N, 784), labels int64.
 
-    Each of the four IDX files (raw or `.gz`) is looked for in `data_dir`, then
+    Each of the four IDX files (raw or `.gz`, also under Kaggle's names such as
+    `train-images.idx3-ubyte`) is looked for in `data_dir`, then
     `$AUTODIFF_DATA` and `$AUTODIFF_DATA/mnist`, then the user cache (see `cache_dir`), and is
     checked (header, size, SHA-256 of the uncompressed bytes) before use. A missing file is
     downloaded from `mirrors` in turn into `data_dir` (or the cache), verified, and moved into
@@ -474,6 +478,21 @@ def load_mini_mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, 
 # --- toy data sets ---------------------------------------------------------------------------
 
 
+def _check_size(who: str, name: str, value: Any, low: int = 1) -> int:
+    """A count of points or classes as an int, or an error naming the generator (numpy's own
+    says "negative dimensions are not allowed" or "scale < 0", naming nothing)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{who}: {name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_noise(who: str, noise: Any) -> float:
+    if (isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating))
+            or not 0 <= noise < math.inf):
+        raise ValueError(f"{who}: noise is a standard deviation, a number >= 0, got {noise!r}")
+    return float(noise)
+
+
 def make_xor() -> tuple[np.ndarray, np.ndarray]:
     """The four XOR points, shape (4, 2), and their targets, shape (4, 1), both float64."""
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
@@ -497,6 +516,7 @@ def make_moons(n: int = 100, noise: float = 0.1, seed: Any = 0, *, n_samples: in
         if seed != 0:
             raise TypeError("make_moons: pass seed or random_state (the same thing), not both")
         seed = random_state
+    n, noise = _check_size("make_moons", "n", n), _check_noise("make_moons", noise)
     rng = np.random.default_rng(seed)
     n_top = n // 2
     angles_top = np.linspace(0, np.pi, n_top)
@@ -514,6 +534,9 @@ def make_spirals(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2,
     """Interleaved spiral arms, one per class: x of shape (n_per_class * n_classes, 2)
     float64, labels int64. The radius grows from 0 to 1 along each arm; `noise` jitters the
     angle."""
+    n_per_class = _check_size("make_spirals", "n_per_class", n_per_class)
+    n_classes = _check_size("make_spirals", "n_classes", n_classes)
+    noise = _check_noise("make_spirals", noise)
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for c in range(n_classes):
@@ -531,6 +554,7 @@ def make_regression(n: int = 100, kind: str = "linear", noise: float = 0.1,
     ("quadratic"), noise normal with standard deviation `noise`. Both of shape (n, 1)."""
     if kind not in ("linear", "quadratic"):
         raise ValueError(f"make_regression: kind must be 'linear' or 'quadratic', got {kind!r}")
+    n, noise = _check_size("make_regression", "n", n), _check_noise("make_regression", noise)
     rng = np.random.default_rng(seed)
     x = np.sort(rng.uniform(-1, 1, size=(n, 1)), axis=0)
     clean = x if kind == "linear" else x**2

@@ -24,6 +24,9 @@ def _tensor(x: Any) -> Tensor:
 
 def _reduce(loss: Tensor, reduction: str, who: str) -> Tensor:
     if reduction == "mean":
+        if loss._data.size == 0:  # else the engine's mean says "mean: no elements ..."
+            raise ValueError(f"{who}: the batch is empty (loss of shape {loss.shape}), so it "
+                             f"has no mean; reduction='sum' gives 0 for it")
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
@@ -154,9 +157,16 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any,
 
 def _class_labels(target: Any, n: int, classes: int, who: str) -> np.ndarray:
     labels = np.asarray(target._data if isinstance(target, Tensor) else target)
-    if labels.shape != (n,) or labels.dtype.kind not in "iu":
-        raise ValueError(f"{who}: labels must be integers of shape ({n},), got "
-                         f"{labels.dtype} {labels.shape}")
+    if labels.size == 0 and labels.dtype.kind == "f":
+        labels = labels.astype(np.int64)  # np.asarray([]) is float64: no labels, no doubt
+    if labels.dtype.kind not in "iu":
+        # Booleans would index as a mask (picking the wrong entries, silently) and floats
+        # fail deep inside indexing: class labels are integers, as PyTorch's int64 targets.
+        raise ValueError(f"{who}: labels must be integers (class indices), got dtype "
+                         f"{labels.dtype}" + (" (cast with .astype(np.int64))"
+                                              if labels.dtype.kind in "bf" else ""))
+    if labels.shape != (n,):
+        raise ValueError(f"{who}: integer labels must have shape ({n},), got {labels.shape}")
     return _labels_in_range(who, labels, classes)
 
 
@@ -271,8 +281,12 @@ def _label_cross_entropy(log_probs: Tensor, labels: np.ndarray, w: np.ndarray | 
     """Per-sample loss for integer labels and the mean's denominator (the weight in play)."""
     n, classes = log_probs.shape
     if labels.shape != (n,):
+        one_hot = labels.shape == (n, classes)  # F.one_hot's int64 rows, say
         raise ValueError(f"cross_entropy: integer labels must have shape ({n},), got "
-                         f"{labels.shape}")
+                         f"{labels.shape}" + (
+                             " (one-hot rows? pass the labels themselves, or the rows as "
+                             "class probabilities in floats, .astype(np.float32))"
+                             if one_hot else ""))
     keep = labels != ignore_index
     safe = np.where(keep, labels, 0)
     _class_labels(safe, n, classes, "cross_entropy")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +29,13 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
+class IncompatibleKeys(NamedTuple):
+    """What `load_state_dict(strict=False)` skipped, as PyTorch returns it."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
 class Module:
     """Base class of layers and models.
 
@@ -37,7 +45,9 @@ class Module:
     drawings can group ops by module.
     """
 
-    training: bool
+    # A class default as well as Module.__init__'s: a subclass whose __init__ skips
+    # super().__init__() (a common slip) still has a mode, and works as one that did.
+    training: bool = True
 
     def __init__(self) -> None:
         object.__setattr__(self, "training", True)
@@ -140,9 +150,11 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget every parameter's gradient: None (the default, as in PyTorch), or zeros of
-        the parameter's shape and dtype with set_to_none=False."""
+        the parameter's shape and dtype with set_to_none=False. A frozen parameter
+        (requires_grad False) always gets None: a zero gradient would make optimizers step
+        it (weight decay, momentum) though it is frozen."""
         for p in self.parameters():
-            if set_to_none:
+            if set_to_none or not p.requires_grad:
                 p.zero_grad()
             else:
                 p._grad = np.zeros(p.shape, dtype=p.dtype)
@@ -197,22 +209,39 @@ class Module:
 
     # --- state ------------------------------------------------------------------------------
 
+    def _named_state(self, who: str) -> dict[str, Tensor]:
+        """Parameters and buffers by name, refusing two under one name: a dict attribute
+        whose keys print alike ({1: a, "1": b}, or "x.0" beside "x": [..]) would otherwise
+        keep only one of them in the state dict, so a save would silently lose the other."""
+        tensors = [*self.named_parameters(), *self.named_buffers()]
+        named = dict(tensors)
+        if len({(name, id(t)) for name, t in tensors}) > len(named):  # same name, other tensor
+            twice = sorted({name for name, t in tensors if named[name] is not t})
+            raise ValueError(f"{who}: {type(self).__name__} has several tensors named "
+                             f"{twice}; rename the keys of the dict attribute that holds them "
+                             f"(keys are joined with '.', so 1 and '1', or 'a.0' and 'a': [..], "
+                             f"give the same name)")
+        return named
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter (and buffer) name -> a copy of its values."""
-        tensors = [*self.named_parameters(), *self.named_buffers()]
-        return {name: np.array(p._data, copy=True) for name, p in tensors}
+        return {name: np.array(p._data, copy=True)
+                for name, p in self._named_state("state_dict").items()}
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters, checking names, shapes and dtypes first.
 
         Nothing is changed unless every check passes, so a failed load leaves the model as
-        it was. With strict=False, missing and unexpected names are allowed (and skipped).
+        it was. With strict=False, missing and unexpected names are allowed (and skipped), and
+        returned, as PyTorch's `(missing_keys, unexpected_keys)`; but a state that shares no
+        name at all with the model is refused (it would load nothing: the names of another
+        model, or of the same one under another prefix).
         """
         if not isinstance(state, dict):
             raise TypeError(
                 f"load_state_dict: expected a dict of arrays, got {type(state).__name__}"
             )
-        own = {**dict(self.named_parameters()), **dict(self.named_buffers())}
+        own = self._named_state("load_state_dict")
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if strict and (missing or unexpected):
@@ -221,7 +250,19 @@ class Module:
                 parts.append(f"missing parameters {missing}")
             if unexpected:
                 parts.append(f"unexpected parameters {unexpected}")
-            raise KeyError(f"load_state_dict: {'; '.join(parts)} for {type(self).__name__}")
+            hint = ""
+            if any(name.replace("layers.", "") in state for name in missing):
+                # PyTorch's Sequential names its children 0, 1, ...; ours keeps them in layers.
+                hint = (" (the state's names look like PyTorch's nn.Sequential ('0.weight'), "
+                        "where this model's are 'layers.0.weight': convert the PyTorch module "
+                        "with nn.from_torch, or rename the keys)")
+            raise KeyError(f"load_state_dict: {'; '.join(parts)} for {type(self).__name__}"
+                           + hint)
+        if own and state and not set(own) & set(state):
+            raise KeyError(f"load_state_dict: none of the {len(state)} names in the state "
+                           f"dict is a parameter of this {type(self).__name__}, so nothing "
+                           f"would load (strict=False skips only some): the state has "
+                           f"{sorted(state)[:4]}, the model {sorted(own)[:4]}")
         updates = []
         for name, p in own.items():
             if name not in state:
@@ -237,6 +278,9 @@ class Module:
                 raise ValueError(
                     f"load_state_dict: parameter '{name}' has dtype {p.dtype} in the model "
                     f"but {value.dtype} in the state dict"
+                    + (f" (convert the model first, model.to_dtype(np.{value.dtype}), or the "
+                       f"arrays, .astype(np.{p.dtype}))"
+                       if value.dtype.kind == p.dtype.kind == "f" else "")
                 )
             updates.append((p, value))
         for p, value in updates:
@@ -245,6 +289,7 @@ class Module:
             else:
                 p._data = value[()]  # a 0-d parameter holds a numpy scalar
             p._bump_version()
+        return IncompatibleKeys(missing, unexpected)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write this module's weights to `path` (see `nn.save`); returns the path."""
@@ -292,6 +337,15 @@ class Module:
             if name in vars(self).get("_buffer_names", ()) and not isinstance(value, Tensor):
                 raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} "
                                 f"to buffer '{name}' (Tensor or None expected)")
+            if (type(value) is Tensor and value.requires_grad and value.is_leaf
+                    and name not in vars(self).get("_buffer_names", ())):
+                # micrograd's habit, Tensor(..., requires_grad=True) as a weight: only
+                # Parameters are found by parameters() and state_dict, so this one would be
+                # neither trained nor saved, without a word (as in PyTorch). Say it.
+                warnings.warn(f"{type(self).__name__}: attribute '{name}' is a Tensor that "
+                              f"requires grad, not a Parameter, so parameters() (and so "
+                              f"optimizers) and state_dict() leave it out: wrap it, "
+                              f"nn.Parameter(value), to train and save it", stacklevel=2)
         object.__setattr__(self, name, value)
 
     def extra_repr(self) -> str:

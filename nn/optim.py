@@ -56,7 +56,15 @@ def _group_setting(key: str) -> property:
         return self.param_groups[0][key]
 
     def set_(self: Optimizer, value: Any) -> None:
-        self.param_groups[0][key] = value
+        # Checked as the constructor checks it: `opt.lr = args.lr` with a string, or a
+        # negative rate, would otherwise fail deep in numpy at the next step, or ascend.
+        # A rate of 0 is allowed here (a warm-up starts from it, a long decay ends near it).
+        owner, group = f"{type(self).__name__}.{key}", self.param_groups[0]
+        if key == "lr":
+            group["lr"] = _number(owner, "lr", value)
+            return
+        settings = {k: v for k, v in group.items() if k != "params"}
+        group.update(self._checked_settings(owner, {**settings, key: value}))
 
     return property(get, set_, doc=f"The parameter group's {key!r}.")
 
@@ -71,6 +79,10 @@ class Optimizer:
     """
 
     lr = _group_setting("lr")
+    # Each per-parameter buffer's kind: "count" (a step counter, a 0-d int) or "array" (one
+    # float per element of the parameter), so load_state_dict can refuse a state it would
+    # otherwise take and misuse (a 0-d momentum, an array of step counts). None: unchecked.
+    _buffers: dict[str, str] | None = None
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
                  lr: float | None = None, **defaults: Any) -> None:
@@ -86,6 +98,12 @@ class Optimizer:
         if hasattr(params, "parameters") and hasattr(params, "forward"):  # a Module
             raise TypeError(f"{name}: pass the model's parameters, {name}(model.parameters(), "
                             f"lr=...), not the {type(params).__name__} module itself")
+        if callable(params) and not isinstance(params, Iterable):
+            # SGD(model.parameters, ...): the method, not its result ("'method' object is not
+            # iterable" named neither the optimizer nor the missing parentheses).
+            what = getattr(params, "__name__", type(params).__name__)
+            raise TypeError(f"{name}: params is the function {what} itself, not what it "
+                            f"returns; call it: {name}(model.{what}(), lr=...)")
         params = list(params)
         settings: dict[str, Any] = {"lr": lr, **defaults}
         if params and all(isinstance(g, dict) for g in params):
@@ -179,10 +197,26 @@ class Optimizer:
                     raise ValueError(f"{name}: {key!r} is for parameter {index}, but there "
                                      f"are {len(self.params)}")
                 shape = self.params[index].shape
-                if value.ndim and value.shape != shape:
+                kind = None if self._buffers is None else self._buffers.get(match[3])
+                if self._buffers is not None and kind is None:
+                    raise KeyError(f"{name}: unexpected entry {key!r} ({type(self).__name__} "
+                                   f"keeps {sorted(self._buffers)} per parameter)")
+                if kind == "count" and not (value.ndim == 0 and value.dtype.kind in "iu"
+                                            and value >= 0):
+                    raise ValueError(f"{name}: {key!r} is a step count, a whole number >= 0, "
+                                     f"got {value.dtype} of shape {value.shape}")
+                if (value.ndim or kind == "array") and value.shape != shape:
                     raise ValueError(f"{name}: {key!r} has shape {value.shape}, parameter "
                                      f"{index} has {shape}")
+                if kind == "array" and value.dtype.kind != "f":
+                    raise ValueError(f"{name}: {key!r} has dtype {value.dtype}; it holds "
+                                     f"floats")
                 buffers.setdefault(index, {})[match[3]] = value
+        for index, entries in buffers.items():
+            if self._buffers is not None and set(entries) != set(self._buffers):
+                raise KeyError(f"{name}: the state of parameter {index} has "
+                               f"{sorted(entries)}, {type(self).__name__} needs "
+                               f"{sorted(self._buffers)}")
         if set(settings) != own:
             raise KeyError(f"{name}: the state has settings {sorted(settings)}, "
                            f"{type(self).__name__} has {sorted(own)} (another optimizer type?)")
@@ -252,6 +286,7 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with PyTorch's momentum and Nesterov conventions."""
 
+    _buffers = {"momentum": "array"}
     momentum = _group_setting("momentum")
     nesterov = _group_setting("nesterov")
     weight_decay = _group_setting("weight_decay")
@@ -321,6 +356,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015); weight_decay adds L2 to the gradient, as in PyTorch's Adam."""
 
     decoupled = False
+    _buffers = {"t": "count", "m": "array", "v": "array"}
     betas = _group_setting("betas")
     eps = _group_setting("eps")
     weight_decay = _group_setting("weight_decay")
@@ -405,8 +441,16 @@ class StepLR:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise KeyError(f"StepLR.load_state_dict: expected entries ['base_lr', 'epoch'], "
                            f"got {got}")
-        self.epoch = int(np.asarray(state["epoch"]))
-        self.base_lr = float(np.asarray(state["base_lr"]))
+        epoch, base_lr = np.asarray(state["epoch"]), np.asarray(state["base_lr"])
+        if not (epoch.ndim == 0 and epoch.dtype.kind in "iu" and epoch >= 0):
+            # int() would take 2.7 as 2, and a negative count would raise the rate above base
+            raise ValueError(f"StepLR.load_state_dict: epoch is a count of steps, a whole "
+                             f"number >= 0, got {epoch.dtype} {epoch.tolist()!r}")
+        if base_lr.ndim != 0 or base_lr.dtype.kind not in "fiu":
+            raise ValueError(f"StepLR.load_state_dict: base_lr must be one number, got "
+                             f"{base_lr.dtype} of shape {base_lr.shape}")
+        base = _number("StepLR.load_state_dict", "base_lr", base_lr[()], low_ok=False)
+        self.epoch, self.base_lr = int(epoch), base
 
 
 def _is_param(p: Tensor) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import conv as _convs
 from . import layers
-from .module import Module
+from .module import Module, Parameter
 
 
 def _torch(who: str) -> Any:
@@ -150,6 +150,9 @@ def to_torch(model: Module) -> Any:
         else:
             raise _unsupported("to_torch", where, m, [*_TO_TORCH, *_CONTAINERS])
         out.training = m.training  # this module only: its children were set already
+        for name, p in m._children_items():  # frozen weights stay frozen
+            if isinstance(p, Parameter) and getattr(out, name, None) is not None:
+                getattr(out, name).requires_grad_(p.requires_grad)
         made[id(m)] = out
         return out
 
@@ -281,6 +284,9 @@ def from_torch(module: Any) -> Module:
         else:
             raise _unsupported("from_torch", where, m, [*table, torch.nn.Sequential])
         object.__setattr__(out, "training", m.training)  # this module only, as above
+        for name, p in m.named_parameters(recurse=False):  # frozen weights stay frozen
+            if isinstance(vars(out).get(name), Parameter):
+                vars(out)[name].requires_grad = p.requires_grad
         made[id(m)] = out
         return out
 

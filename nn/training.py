@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,6 +94,27 @@ def _innermost(fn: Any) -> Any:
     return fn
 
 
+def _reduction(loss_fn: Any) -> str:
+    """The loss's reduction when it says ("sum" from `reduction="sum"` given to a partial or
+    a loss module), else "mean": how one batch's loss value relates to its samples."""
+    fn = loss_fn
+    while isinstance(fn, functools.partial):
+        if "reduction" in fn.keywords:
+            return str(fn.keywords["reduction"])
+        fn = fn.func
+    return str(getattr(fn, "reduction", "mean"))
+
+
+def _loss_value(loss: Any, caller: str) -> float:
+    """One batch's loss as a float, or an error naming the caller if it is not one number."""
+    shape = getattr(loss, "shape", np.shape(loss))
+    if math.prod(shape) != 1:
+        raise ValueError(f"{caller}: loss_fn returned a loss of shape {shape}, not a single "
+                         f"number (with reduction='none' it gives one loss per sample: use "
+                         f"'mean' or 'sum')")
+    return float(loss.item() if hasattr(loss, "item") else loss)
+
+
 def _default_metric(metric: Callable | None, loss_fn: Callable | None,
                     y: Any) -> tuple[Callable | None, str]:
     """The metric to use and, when there is none, why. Only `accuracy` (the default) is
@@ -138,25 +160,39 @@ def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
     return _evaluate(model, batches, loss_fn, metric)
 
 
+def _modes(model: Module) -> list[tuple[Module, bool]]:
+    """Every sub-module's own training flag, so evaluation can put each back as it was
+    (model.train(was_training) would also switch on a BatchNorm the user froze with eval())."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def _restore(modes: list[tuple[Module, bool]]) -> None:
+    for m, mode in modes:
+        object.__setattr__(m, "training", mode)
+
+
 def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
               metric: Callable | None) -> tuple[float, float]:
     # fit calls this with the metric it chose for the training targets, so validation is
     # scored by the same rule.
-    was_training = model.training
+    modes = _modes(model)
     model.eval()
     total_loss, total_metric, count = 0.0, 0.0, 0
+    sums = _reduction(loss_fn) == "sum"
     try:
         with no_grad():
             for xb, yb in batches:
                 out = model(_as_tensor(xb))
                 n = len(xb)
                 if loss_fn is not None:
-                    total_loss += float(loss_fn(out, yb).item()) * n
+                    # A mean stands for n samples; a sum already holds their n losses.
+                    value = _loss_value(loss_fn(out, yb), "evaluate")
+                    total_loss += value if sums else value * n
                 if metric is not None:
                     total_metric += float(metric(out, yb)) * n
                 count += n
     finally:
-        model.train(was_training)
+        _restore(modes)
     if count == 0:  # a mean over nothing: 0.0 would look like a perfect score
         raise ValueError(f"evaluate: no samples to evaluate (x has shape "
                          f"{np.shape(batches.x)})")
@@ -166,14 +202,14 @@ def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
 
 def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:
     """The model's outputs as a numpy array, in eval mode and without a graph."""
-    was_training = model.training
+    modes = _modes(model)
     model.eval()
     try:
         with no_grad():
             outs = [np.asarray(model(_as_tensor(xb))._data)
                     for xb in DataLoader(x, batch_size=batch_size)]
     finally:
-        model.train(was_training)
+        _restore(modes)
     if not outs:
         raise ValueError(f"predict: no samples to predict (x has shape {np.shape(x)})")
     return np.concatenate(outs)
@@ -211,6 +247,9 @@ def fit(
     (binary_cross_entropy_with_logits, BCEWithLogitsLoss), above 0.5 otherwise; and none at
     all for targets that are not class labels (continuous values: regression). Pass
     `metric=functools.partial(nn.F.accuracy, threshold=0.0)` for logits behind a custom loss.
+    History's "loss" is the epoch's mean loss per sample, for a loss with reduction="sum"
+    too (given to a `functools.partial` or a loss module: its batch sums are added up and
+    divided by the number of samples), so `loss_threshold` means the same for both.
     `callbacks` are called as `callback(epoch, history)` after each epoch. `batch_size`
     (default 64) batches an (x, y) pair; a DataLoader brings its own.
 
@@ -220,12 +259,15 @@ def fit(
     if (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral)
             or epochs < 1):
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
+    _check_loss_and_optimizer(loss_fn, optimizer)
+    callbacks = _checked_callbacks(callbacks, scheduler)
     epochs = int(epochs)
     for name, value, low, high in (("loss_threshold", loss_threshold, None, None),
                                    ("error_threshold", error_threshold, 0.0, 1.0),
                                    ("update_threshold", update_threshold, 0.0, None)):
         if value is not None:
             _check_number(name, value, low, high)
+    _warn_double_squash(model, loss_fn)
     loader = _batches(train_loader, batch_size)
     metric, why_none = _default_metric(metric, loss_fn, loader.y)
     if error_threshold is not None and metric is None:
@@ -240,6 +282,15 @@ def fit(
     val = _batches(val_data, None, what="val_data") if val_data is not None else None
     history = History()
     params = model.parameters()
+    own = {id(p) for p in params}
+    if not any(id(p) in own for group in optimizer.param_groups for p in group["params"]):
+        # Else the first step would say "step() called before backward()": backward reached
+        # the model's parameters, just not the optimizer's.
+        raise ValueError("fit: the optimizer holds none of the model's parameters, so training "
+                         "would change nothing (was it made for another model, or before the "
+                         "model was built again?): make it from this model's parameters(), "
+                         "after building the model")
+    sums = _reduction(loss_fn) == "sum"
     for epoch in range(1, epochs + 1):
         model.train()
         before = ([np.array(p._data, copy=True) for p in params]
@@ -255,7 +306,7 @@ def fit(
         for step, (xb, yb) in enumerate(batches, start=1):
             out = model(_as_tensor(xb))
             loss = loss_fn(out, yb)
-            value = float(loss.item())
+            value = _loss_value(loss, "fit")
             if check_finite and not math.isfinite(value):
                 if bar is not None:
                     bar.close()
@@ -268,7 +319,7 @@ def fit(
             loss.backward()
             optimizer.step()
             n = len(xb)
-            total_loss += value * n
+            total_loss += value if sums else value * n  # the per-sample mean, as in evaluate
             if metric is not None:
                 total_metric += float(metric(out, yb)) * n
             count += n
@@ -301,6 +352,66 @@ def fit(
             return history
     history.stopped_reason = f"reached the maximum of {epochs} epochs"
     return history
+
+
+def _warn_double_squash(model: Module, loss_fn: Any) -> None:
+    """Warn when a Sequential model ends in the squashing its loss applies itself: softmax
+    before cross_entropy (which takes logits), sigmoid before a with-logits loss. Both train,
+    badly and silently: the outputs are squashed twice, which flattens the gradients."""
+    from .layers import Sequential, Sigmoid, Softmax
+
+    last = model.layers[-1] if isinstance(model, Sequential) and len(model) else None
+    loss = _innermost(loss_fn)
+    takes_logits = {
+        Softmax: loss is F.cross_entropy or isinstance(loss, CrossEntropyLoss),
+        Sigmoid: (loss is F.binary_cross_entropy_with_logits
+                  or isinstance(loss, BCEWithLogitsLoss)),
+    }
+    if last is not None and takes_logits.get(type(last), False):
+        squash = type(last).__name__
+        instead = ("nll_loss on log_softmax outputs" if squash == "Softmax"
+                   else "binary_cross_entropy on probabilities")
+        warnings.warn(f"fit: the model ends in {squash} but the loss takes logits (it applies "
+                      f"the {squash.lower()} itself), so the outputs are squashed twice and "
+                      f"the gradients flattened: drop the final {squash} (or use {instead})",
+                      stacklevel=3)
+
+
+def _checked_callbacks(callbacks: Any, scheduler: Any) -> list[Callback]:
+    """The callbacks as a list (one callable alone is welcome), checked before the first
+    epoch: a bad one used to fail only after that epoch had been trained."""
+    if callable(callbacks):
+        callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+        raise TypeError(f"fit: callbacks must be a list of functions called as "
+                        f"callback(epoch, history), got {type(callbacks).__name__}")
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise TypeError(f"fit: callback {i} is a {type(callback).__name__}, not a function "
+                            f"called as callback(epoch, history)")
+    if scheduler is not None and (isinstance(scheduler, Optimizer)
+                                  or not callable(getattr(scheduler, "step", None))):
+        # an optimizer here would take a second, silent step each epoch
+        raise TypeError(f"fit: scheduler must be a learning-rate schedule with step() (e.g. "
+                        f"nn.optim.StepLR(optimizer, step_size=10)), got "
+                        f"{type(scheduler).__name__}")
+    return list(callbacks)
+
+
+def _check_loss_and_optimizer(loss_fn: Any, optimizer: Any) -> None:
+    """Refuse, by name, the first-hour mix-ups that would otherwise fail mid-step with an
+    error about something else."""
+    if isinstance(loss_fn, type):
+        raise TypeError(f"fit: loss_fn is the class {loss_fn.__name__}; pass an instance, "
+                        f"{loss_fn.__name__}()")
+    if not callable(loss_fn) or isinstance(loss_fn, Optimizer):
+        raise TypeError(f"fit: loss_fn must be a function or loss module called as "
+                        f"loss_fn(outputs, targets), got {type(loss_fn).__name__} (the order "
+                        f"is fit(model, loss_fn, optimizer, data))")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"fit: optimizer must be an nn.optim optimizer, e.g. "
+                        f"nn.optim.SGD(model.parameters(), lr=0.1), got "
+                        f"{type(optimizer).__name__}")
 
 
 def _stop_reason(history: History, loss_threshold: float | None,
