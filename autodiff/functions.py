@@ -443,10 +443,14 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False, *,  
     magnitude = np.abs(np.asarray(x._data))
     largest = (np.max(magnitude, axis=axes, keepdims=True) if magnitude.size
                else np.ones((1,) * x.ndim, dtype=magnitude.dtype))
-    largest = np.where(largest > 0, largest, 1).astype(magnitude.dtype)
+    # Only a finite, positive scale: an inf or NaN element would make x / m NaN everywhere
+    # (the norm of [1, inf] is inf, of [1, nan] NaN); those rows are not scaled at all.
+    usable = (largest > 0) & np.isfinite(largest)
+    largest = np.where(usable, largest, 1).astype(magnitude.dtype)
     scaled = x / largest
     squares = (scaled * scaled).sum(axis=axis, keepdims=keepdims)
-    positive = squares._data > 0
+    # "!= 0", not "> 0": a NaN sum must reach sqrt and stay NaN, not become a norm of 0.
+    positive = squares._data != 0
     # Two wheres: sqrt never sees a 0, so its infinite slope never meets a zero gradient.
     root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0)
     return root * (largest if keepdims else largest.reshape(np.shape(root._data)))

@@ -1,0 +1,36 @@
+"""Regression tests for silent wrong answers found by adversarial testing of the engine and ops.
+
+Each test pins one bug: the input, and the value or gradient it must give (checked against
+PyTorch, or against the mathematics where PyTorch is the odd one out).
+"""
+
+import numpy as np
+import pytest
+
+import autodiff as ad
+from autodiff import Tensor
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ([1.0, np.nan, 0.0], np.nan),   # was 0.0: the NaN vanished from the norm
+    ([1.0, np.inf, 0.0], np.inf),   # was NaN: x / inf made every element NaN
+    ([-np.inf, 3.0], np.inf),
+])
+def test_norm_of_non_finite_vector(data, expected):
+    x = Tensor(data, requires_grad=True)
+    n = ad.norm(x)
+    np.testing.assert_equal(n.item(), expected)
+    n.backward()
+    # Gradient x / |x|: 0 for finite entries next to an inf, NaN where undefined (as PyTorch).
+    if np.isinf(expected):
+        finite = np.isfinite(np.asarray(data))
+        np.testing.assert_equal(x.grad.data[finite], 0.0)
+
+
+def test_norm_of_non_finite_row_leaves_other_rows_scaled():
+    x = Tensor([[np.inf, 1.0], [3e300, 4e300], [np.nan, 0.0]], requires_grad=True)
+    n = ad.norm(x, axis=1)
+    np.testing.assert_allclose(n.data[:2], [np.inf, 5e300])
+    assert np.isnan(n.data[2])
+    n[1].backward()
+    np.testing.assert_allclose(x.grad.data[1], [0.6, 0.8])
