@@ -675,6 +675,11 @@ class Tensor:
         if lo is None and hi is None:
             return self
         data = np.clip(self._data, lo, hi)
+        if self._data.dtype.kind != "f" and data.dtype.kind == "f":
+            # Integers or booleans clipped to fractional bounds: the answer has fractions
+            # (numpy's and PyTorch's [0.5, 2.5] for [0, 3] in [0.5, 2.5]); cast back to
+            # integers it would fall outside the bounds. A constant, as integer tensors are.
+            return Tensor(data)
         inside = data == self._data
         return where(inside, self, Tensor(data.astype(self.dtype, copy=False)))
 

@@ -34,3 +34,20 @@ def test_norm_of_non_finite_row_leaves_other_rows_scaled():
     assert np.isnan(n.data[2])
     n[1].backward()
     np.testing.assert_allclose(x.grad.data[1], [0.6, 0.8])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+def test_clip_of_integers_to_fractional_bounds_stays_within_them(dtype):
+    # Was [0, 1, 2] (int): 0 lies below the lower bound 0.5; numpy and PyTorch give fractions.
+    x = Tensor(np.array([0, 1, 3]).astype(dtype))
+    y = x.clip(0.5, 2.5)
+    expected = np.clip(np.array([0, 1, 3]).astype(dtype), 0.5, 2.5)
+    assert y.dtype.kind == "f"
+    np.testing.assert_array_equal(y.data, expected)
+    assert np.all(y.data >= 0.5) and np.all(y.data <= 2.5)
+
+
+def test_clip_of_integers_to_integer_bounds_keeps_integers():
+    y = Tensor(np.array([0, 1, 3], dtype=np.int32)).clip(1, 2)
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y.data, [1, 1, 2])
