@@ -562,14 +562,19 @@ def masked_fill(x: Any, mask: Any, value: float) -> Tensor:
     return where(np.asarray(_value(mask), dtype=bool), value, x)
 
 
+def _zero_of(x: Tensor) -> Tensor:
+    """A zero in x's own dtype: a float 0.0 would turn an integer or boolean x into float64."""
+    return Tensor(np.zeros((), dtype=x.dtype))
+
+
 def tril(x: Any, k: int = 0) -> Tensor:
     x = _lift(x)
-    return where(np.tril(np.ones(x.shape[-2:], dtype=bool), k), x, 0.0)
+    return where(np.tril(np.ones(x.shape[-2:], dtype=bool), k), x, _zero_of(x))
 
 
 def triu(x: Any, k: int = 0) -> Tensor:
     x = _lift(x)
-    return where(np.triu(np.ones(x.shape[-2:], dtype=bool), k), x, 0.0)
+    return where(np.triu(np.ones(x.shape[-2:], dtype=bool), k), x, _zero_of(x))
 
 
 def eye(n: int, m: int | None = None, dtype: Any = np.float64,

@@ -51,3 +51,22 @@ def test_clip_of_integers_to_integer_bounds_keeps_integers():
     y = Tensor(np.array([0, 1, 3], dtype=np.int32)).clip(1, 2)
     assert y.dtype == np.int32
     np.testing.assert_array_equal(y.data, [1, 1, 2])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_, np.float32])
+@pytest.mark.parametrize("which", ["tril", "triu"])
+def test_tril_triu_keep_the_dtype(dtype, which):
+    # Were float64 for integer and boolean input (numpy and PyTorch keep the dtype).
+    a = (np.arange(12).reshape(3, 4) % 3).astype(dtype)
+    out = getattr(ad, which)(Tensor(a), 1)
+    expected = getattr(np, which)(a, 1)
+    assert out.dtype == expected.dtype
+    np.testing.assert_array_equal(out.data, expected)
+
+
+def test_tril_gradient_is_the_mask():
+    x = Tensor(np.ones((2, 3, 3), dtype=np.float32), requires_grad=True)
+    ad.tril(x, -1).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad.data, np.broadcast_to(np.tril(np.ones((3, 3)), -1),
+                                                               (2, 3, 3)))
