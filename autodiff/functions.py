@@ -456,6 +456,21 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False, *,  
     return root * (largest if keepdims else largest.reshape(np.shape(root._data)))
 
 
+def _order(data: Any, axis: int, descending: bool) -> np.ndarray:
+    """Stable argsort along `axis`, ascending or descending.
+
+    Descending is not argsort(-x): negation wraps around for unsigned integers (-1 is 255 in
+    uint8) and for the most negative signed one, fails for booleans, and leaves NaN last.
+    Sorting the reversed axis and reversing back keeps equal values in their order and puts
+    NaN first, as PyTorch's descending sort does.
+    """
+    if not descending:
+        return np.argsort(data, axis=axis, kind="stable")
+    n = np.shape(data)[axis]
+    reversed_order = np.argsort(np.flip(data, axis), axis=axis, kind="stable")
+    return np.flip(n - 1 - reversed_order, axis)
+
+
 def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = None) -> Tensor:
     """Sorted values; each value's gradient goes back to where it came from.
 
@@ -466,10 +481,7 @@ def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = 
     if x.ndim == 0:
         return x
     ax = _axis(axis, x.ndim, "sort")
-    order = np.argsort(x._data, axis=ax, kind="stable")
-    if descending:
-        order = np.flip(order, axis=ax)
-    return take_along_axis(x, order, ax)
+    return take_along_axis(x, _order(x._data, ax, descending), ax)
 
 
 def argsort(x: Any, axis: int = -1, descending: bool = False, *,
@@ -481,8 +493,7 @@ def argsort(x: Any, axis: int = -1, descending: bool = False, *,
     if x.ndim == 0:
         return Tensor(np.int64(0))
     ax = _axis(axis, x.ndim, "argsort")
-    order = np.argsort(-x._data if descending else x._data, axis=ax, kind="stable")
-    return Tensor(np.asarray(order, dtype=np.int64))
+    return Tensor(np.asarray(_order(x._data, ax, descending), dtype=np.int64))
 
 
 def topk(x: Any, k: int, axis: int = -1, largest: bool = True, *,
@@ -494,8 +505,7 @@ def topk(x: Any, k: int, axis: int = -1, largest: bool = True, *,
     if not isinstance(k, (int, np.integer)) or not 0 <= k <= x.shape[ax]:
         raise ValueError(f"topk: k must be an int in [0, {x.shape[ax]}] for shape {x.shape}, "
                          f"got {k!r}")
-    order = np.argsort(-x._data if largest else x._data, axis=ax, kind="stable")
-    index = np.take(order, np.arange(k), axis=ax)
+    index = np.take(_order(x._data, ax, largest), np.arange(k), axis=ax)
     return take_along_axis(x, index, ax), Tensor(index)
 
 

@@ -70,3 +70,36 @@ def test_tril_gradient_is_the_mask():
     assert x.grad.dtype == np.float32
     np.testing.assert_array_equal(x.grad.data, np.broadcast_to(np.tril(np.ones((3, 3)), -1),
                                                                (2, 3, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint32, np.int8, np.float64])
+def test_descending_order_of_unsigned_and_extreme_integers(dtype):
+    # argsort(-x) wrapped around: uint8 topk(2) of [0, 1, 2, 200] gave [0, 200], and int8
+    # topk(1) of [-128, 1, 2] gave -128 (-(-128) is -128 in int8).
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    low = info.min if info is not None else -1e300
+    a = np.array([0, 1, low, 2, 100]).astype(dtype)
+    expected = np.argsort(-a.astype(np.float64), kind="stable")
+    values, indices = ad.topk(Tensor(a), 2)
+    np.testing.assert_array_equal(indices.data, expected[:2])
+    np.testing.assert_array_equal(values.data, a[expected[:2]])
+    np.testing.assert_array_equal(Tensor(a).argsort(descending=True).data, expected)
+    np.testing.assert_array_equal(ad.sort(Tensor(a), descending=True).data, a[expected])
+
+
+def test_descending_order_is_stable_and_puts_nan_first():
+    a = np.array([1.0, 3.0, np.nan, 1.0, 3.0])
+    # As PyTorch's stable descending sort: NaN first, ties in their original order.
+    np.testing.assert_array_equal(Tensor(a).argsort(descending=True).data, [2, 1, 4, 0, 3])
+    values, indices = ad.topk(Tensor(a), 2)
+    np.testing.assert_array_equal(indices.data, [2, 1])
+    # Each value's gradient goes back to where it came from, ties in order.
+    x = Tensor(a, requires_grad=True)
+    (ad.sort(x, descending=True) * Tensor([10.0, 20.0, 30.0, 40.0, 50.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [40.0, 20.0, 10.0, 50.0, 30.0])
+
+
+def test_topk_of_booleans():
+    values, indices = ad.topk(Tensor(np.array([False, True, False, True])), 2)
+    np.testing.assert_array_equal(values.data, [True, True])
+    np.testing.assert_array_equal(indices.data, [1, 3])
