@@ -107,6 +107,34 @@ round_op = defop("round", lambda x, *, decimals: np.round(x, decimals), _zero_ru
 sign_op = defop("sign", np.sign, _zero_rule, jvp=_zero_rule)
 
 
+# a // b and a % b as numpy computes them, not as floor(a / b): a / b is rounded before the
+# floor, so 5.0 // 0.1 would be 50 and 5.0 % 0.1 would be 0.0 (Python and numpy: 49 and
+# 0.09999999999999973; 1e17 % 3.0: 1.0, not 0.0). Quietly at b = 0, as division (ops._QUIET).
+def _floor_divide_forward(a: Any, b: Any) -> Any:
+    with np.errstate(**_QUIET):
+        return np.floor_divide(a, b)
+
+
+def _remainder_forward(a: Any, b: Any) -> Any:
+    with np.errstate(**_QUIET):
+        return np.remainder(a, b)
+
+
+def _quotient(a: Any, b: Any) -> Any:
+    # The integer quotient q in a = q * b + a % b: piecewise constant, so a constant here.
+    return _floor_divide_forward(_value(a), _value(b))
+
+
+floor_divide_op = defop("floor_divide", _floor_divide_forward, _zero_rule, _zero_rule,
+                        jvp=(_zero_rule, _zero_rule))
+# a % b = a - q * b with q constant between its jumps: the gradient is 1 for a and -q for b.
+remainder_op = defop(
+    "remainder", _remainder_forward,
+    lambda g, out, a, b: g, lambda g, out, a, b: -g * _quotient(a, b),
+    jvp=(lambda t, out, a, b: t, lambda t, out, a, b: -t * _quotient(a, b)),
+)
+
+
 def sin(x: Any) -> Tensor:
     return engine.apply(sin_op, (_float(x),))
 
@@ -214,19 +242,16 @@ def square(x: Any) -> Tensor:
 def floor_divide(a: Any, b: Any) -> Tensor:
     """a // b (rounded toward minus infinity, as Python and numpy); its gradient is 0."""
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 // x stays float32
-    return floor(a / b) if a.dtype.kind == "f" or b.dtype.kind == "f" else \
-        Tensor(np.floor_divide(a._data, b._data))
+    return engine.apply(floor_divide_op, (a, b))
 
 
 def remainder(a: Any, b: Any) -> Tensor:
-    """a % b with the sign of b (Python's and numpy's %): a - b * floor(a / b).
+    """a % b with the sign of b (Python's and numpy's %): a - b * (a // b).
 
-    Its gradient is 1 for a and -floor(a / b) for b, as in PyTorch.
+    Its gradient is 1 for a and -(a // b) for b, as in PyTorch.
     """
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 % x stays float32
-    if a.dtype.kind != "f" and b.dtype.kind != "f":
-        return Tensor(np.remainder(a._data, b._data))
-    return a - b * floor(a / b)
+    return engine.apply(remainder_op, (a, b))
 
 
 # --- reductions and scans --------------------------------------------------------------------

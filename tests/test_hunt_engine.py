@@ -103,3 +103,40 @@ def test_topk_of_booleans():
     values, indices = ad.topk(Tensor(np.array([False, True, False, True])), 2)
     np.testing.assert_array_equal(values.data, [True, True])
     np.testing.assert_array_equal(indices.data, [1, 3])
+
+
+def test_remainder_and_floor_divide_match_python():
+    # floor(a / b) rounded a / b first: 5.0 % 0.1 was 0.0 and 5.0 // 0.1 was 50.0.
+    a_values = [5.0, -7.5, 1e17, 3.0, -1.0]
+    b_values = [0.1, 2.0, 3.0, 0.7, 0.3]
+    pairs = list(zip(a_values, b_values, strict=True))
+    a = Tensor(a_values, requires_grad=True)
+    b = Tensor(b_values, requires_grad=True)
+    r = ad.remainder(a, b)
+    np.testing.assert_array_equal(r.data, [x % y for x, y in pairs])
+    np.testing.assert_array_equal((a // b).data, [x // y for x, y in pairs])
+    np.testing.assert_array_equal((a % b).data, r.data)
+    r.sum().backward()
+    # d(a % b)/da = 1, d(a % b)/db = -(a // b): -49 at (5.0, 0.1), as PyTorch.
+    np.testing.assert_array_equal(a.grad.data, np.ones(5))
+    np.testing.assert_array_equal(b.grad.data, [-(x // y) for x, y in pairs])
+
+
+def test_remainder_second_order_and_forward_mode():
+    a, b = Tensor([7.0, -2.5], requires_grad=True), Tensor([2.0, 0.75], requires_grad=True)
+    (gb,) = ad.grad(ad.remainder(a, b * b).sum(), [b], create_graph=True)
+    np.testing.assert_allclose(gb.data, -2 * np.array([2.0, 0.75]) * np.array([1.0, -5.0]))
+    (h,) = ad.grad(gb.sum(), [b])  # d/db (-2 b q) = -2 q (q constant between its jumps)
+    np.testing.assert_allclose(h.data, [-2.0, 10.0])
+    _, t = ad.jvp(lambda x, y: x % y, (Tensor([5.0]), Tensor([0.1])), (np.ones(1), np.ones(1)))
+    np.testing.assert_allclose(t.data, [1.0 - 49.0])
+
+
+def test_remainder_dtypes_and_division_by_zero():
+    x = Tensor(np.array([5.0, 1.0], dtype=np.float32))
+    assert (x % 0.3).dtype == np.float32 and (3.0 // x).dtype == np.float32
+    i = Tensor(np.array([7, -7]))
+    assert (i % 3).dtype == np.int64 and (i // 3).tolist() == [2, -3]
+    with np.errstate(all="raise"):  # quiet, as 1.0 / 0.0 is
+        assert np.isnan((Tensor([1.0]) % 0.0).item())
+        assert (Tensor([1.0]) // 0.0).item() == np.inf
