@@ -140,3 +140,29 @@ def test_remainder_dtypes_and_division_by_zero():
     with np.errstate(all="raise"):  # quiet, as 1.0 / 0.0 is
         assert np.isnan((Tensor([1.0]) % 0.0).item())
         assert (Tensor([1.0]) // 0.0).item() == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sinh_cosh_accurate_near_zero_and_large(dtype):
+    # (exp(x) - exp(-x)) / 2 cancelled: sinh(1e-20) was 0, and float32 sinh(1e-5) was off by
+    # 0.1%; exp(710) overflowed where sinh(710) and cosh(710) are finite.
+    x = np.array([1e-20, -1e-10, 1e-5, 0.5, -3.0, 20.0], dtype=dtype)
+    if dtype == np.float64:
+        x = np.append(x, 710.0)
+    t = Tensor(x, requires_grad=True)
+    np.testing.assert_allclose(ad.sinh(t).data, np.sinh(x), rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(ad.cosh(t).data, np.cosh(x), rtol=4 * np.finfo(dtype).eps)
+    (gs,) = ad.grad(ad.sinh(t).sum(), [t])
+    (gc,) = ad.grad(ad.cosh(t).sum(), [t])
+    np.testing.assert_allclose(gs.data, np.cosh(x), rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(gc.data, np.sinh(x), rtol=4 * np.finfo(dtype).eps)
+    assert gs.dtype == gc.dtype == dtype
+
+
+def test_sinh_cosh_higher_order_and_forward_mode():
+    x = Tensor([0.3, -1.2], requires_grad=True)
+    (g,) = ad.grad(ad.sinh(x).sum(), [x], create_graph=True)
+    (h,) = ad.grad(g.sum(), [x])  # sinh'' = sinh
+    np.testing.assert_allclose(h.data, np.sinh([0.3, -1.2]))
+    _, t = ad.jvp(ad.cosh, (Tensor([0.3, -1.2]),), (np.array([2.0, 1.0]),))
+    np.testing.assert_allclose(t.data, np.sinh([0.3, -1.2]) * [2.0, 1.0])
