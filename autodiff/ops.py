@@ -185,6 +185,12 @@ def _div_forward(a: Any, b: Any) -> Any:
 
 
 def _pow_const_forward(x: Any, *, exponent: float) -> Any:
+    if exponent == 0.5:
+        # sqrt (Tensor.sqrt comes here) by np.sqrt: numpy computes an array's x ** 0.5 so,
+        # but a numpy scalar's (a 0-d tensor) by C's pow, which gives sqrt(-inf) = inf and
+        # differs from the correctly rounded root in the last bit.
+        with np.errstate(**_QUIET):
+            return np.sqrt(x)
     if type(x) is not np.ndarray and x > 0:
         return x**exponent
     with np.errstate(**_QUIET):
