@@ -348,14 +348,24 @@ sum_ = defop(
 # The sum times 1/count, as one node rather than two (losses end in a mean every step): the
 # same arithmetic as sum-then-mul, so the same numbers. The gradient is scaled before it is
 # spread out, while it is still small.
+def _mean_forward(x: Any, *, axis: Any, keepdims: bool, count: int) -> Any:
+    if x.dtype.char == "e":
+        # float16 sums overflow at 65504 (the mean of 10,000 tens was inf): accumulate in
+        # float32 and round once, as numpy's and PyTorch's means do.
+        total = np.add.reduce(x, axis=axis, keepdims=keepdims, dtype=np.float32)
+        result = (total * (1.0 / count)).astype(x.dtype)
+        return result if result.ndim else result[()]
+    return np.add.reduce(x, axis=axis, keepdims=keepdims) * (1.0 / count)
+
+
 mean = defop(
     "mean",
-    lambda x, *, axis, keepdims, count: np.add.reduce(x, axis=axis, keepdims=keepdims)
-    * (1.0 / count),
+    _mean_forward,
     lambda g, out, x, *, axis, keepdims, count: _sum_vjp(g * (1.0 / count), out, x, axis=axis,
                                                         keepdims=keepdims),
-    jvp=lambda t, out, x, *, axis, keepdims, count: t.sum(axis=axis, keepdims=keepdims)
-    * (1.0 / count),
+    jvp=lambda t, out, x, *, axis, keepdims, count: _mean_forward(
+        t, axis=axis, keepdims=keepdims, count=count) if isinstance(t, _ARRAY)
+    else t.sum(axis=axis, keepdims=keepdims) * (1.0 / count),
 )
 
 

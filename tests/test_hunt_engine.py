@@ -190,3 +190,19 @@ def test_sqrt_gradient_unchanged():
     assert g.item() == 0.25
     (h,) = ad.grad(g, [x])
     np.testing.assert_allclose(h.item(), -0.25 * 4.0 ** -1.5)
+
+
+def test_float16_mean_accumulates_in_float32():
+    # The float16 sum overflowed: the mean of 10,000 tens was inf (numpy, PyTorch: 10).
+    a = np.full((100, 100), 10.0, dtype=np.float16)
+    x = Tensor(a, requires_grad=True)
+    m = x.mean()
+    assert m.dtype == np.float16 and m.item() == 10.0
+    np.testing.assert_array_equal(x.mean(axis=0).data, np.full(100, 10.0, np.float16))
+    assert x.mean(axis=(0, 1), keepdims=True).shape == (1, 1)
+    assert x.var().item() == 0.0 and x.std().item() == 0.0
+    m.backward()
+    assert x.grad.dtype == np.float16
+    np.testing.assert_allclose(x.grad.data, np.float16(1e-4))
+    _, tangent = ad.jvp(lambda t: t.mean(), (Tensor(a),), (a,))
+    assert tangent.dtype == np.float16 and tangent.item() == 10.0
