@@ -206,3 +206,9 @@ def test_float16_mean_accumulates_in_float32():
     np.testing.assert_allclose(x.grad.data, np.float16(1e-4))
     _, tangent = ad.jvp(lambda t: t.mean(), (Tensor(a),), (a,))
     assert tangent.dtype == np.float16 and tangent.item() == 10.0
+
+
+def test_numpy_ufunc_error_is_reported_not_replaced_by_a_constructor_error():
+    # Was "TypeError: _UFuncNoLoopError.__init__() missing 1 required positional argument".
+    with pytest.raises(TypeError, match=r"^sign: .*(sign|bool)"):
+        ad.sign(Tensor(np.array([True, False])))
