@@ -552,6 +552,11 @@ def topk(x: Any, k: int, axis: int = -1, largest: bool = True, *,
 # --- selection and shape ---------------------------------------------------------------------
 
 
+def _numbers(x: Any) -> Any:
+    """A Tensor's numbers; lists, arrays and numbers as they are (indices and masks)."""
+    return x._data if isinstance(x, Tensor) else x
+
+
 def _full_index(index: np.ndarray, axis: int, shape: tuple[int, ...]) -> tuple:
     """Turn per-axis indices into an advanced index that selects along one axis only."""
     grids = np.ogrid[tuple(slice(n) for n in index.shape)]
@@ -567,7 +572,7 @@ def take_along_axis(x: Any, indices: Any, axis: int | None = None, *,
     axis = _dim("take_along_axis", axis, dim)
     if axis is None:
         raise TypeError("take_along_axis: give the axis (axis= or dim=)")
-    index = np.asarray(_value(indices))
+    index = np.asarray(_numbers(indices))
     ax = _axis(axis, x.ndim, "take_along_axis")
     if index.dtype.kind not in "iu" or index.ndim != x.ndim:
         raise ValueError(f"take_along_axis: indices must be integers with {x.ndim} axes like "
@@ -592,7 +597,7 @@ def gather(x: Any, dim: int, index: Any) -> Tensor:
 def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
     """PyTorch's scatter_add: a copy of x with src added at index along dim (repeats add up)."""
     x, src = _lift(x), _lift(src)
-    index = np.asarray(_value(index))
+    index = np.asarray(_numbers(index))
     ax = _axis(dim, x.ndim, "scatter_add")
     if index.shape != src.shape[:index.ndim] or index.ndim != x.ndim:
         raise ValueError(f"scatter_add: index shape {index.shape} must match src shape "
@@ -609,7 +614,7 @@ def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
 def masked_fill(x: Any, mask: Any, value: float) -> Tensor:
     """x with value where mask is true (the gradient there is 0)."""
     x = _lift(x)
-    return where(np.asarray(_value(mask), dtype=bool), value, x)
+    return where(np.asarray(_numbers(mask), dtype=bool), value, x)
 
 
 def _zero_of(x: Tensor) -> Tensor:

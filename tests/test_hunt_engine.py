@@ -212,3 +212,17 @@ def test_numpy_ufunc_error_is_reported_not_replaced_by_a_constructor_error():
     # Was "TypeError: _UFuncNoLoopError.__init__() missing 1 required positional argument".
     with pytest.raises(TypeError, match=r"^sign: .*(sign|bool)"):
         ad.sign(Tensor(np.array([True, False])))
+
+
+def test_indices_and_masks_given_as_lists_or_numbers():
+    # Were AttributeError: 'list' object has no attribute '_data'.
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    np.testing.assert_array_equal(ad.masked_fill(x, [[True, False], [False, True]], 0.0).data,
+                                  [[0.0, 2.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(ad.masked_fill(x, True, 5.0).data, np.full((2, 2), 5.0))
+    taken = ad.take_along_axis(x, [[1], [1]], 1)
+    np.testing.assert_array_equal(taken.data, [[2.0], [4.0]])
+    added = ad.scatter_add(x, 1, [[0, 0], [1, 1]], Tensor([[1.0, 1.0], [2.0, 2.0]]))
+    np.testing.assert_array_equal(added.data, [[3.0, 2.0], [3.0, 8.0]])
+    (taken.sum() + added.sum()).backward()
+    np.testing.assert_array_equal(x.grad.data, [[1.0, 2.0], [1.0, 2.0]])
