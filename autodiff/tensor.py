@@ -337,6 +337,8 @@ class Tensor:
     # --- gradient bookkeeping ------------------------------------------------------------
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad:
+            self._refuse_shared_constant("requires_grad_")
         if requires_grad and self._data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(
                 f"requires_grad: only floating-point tensors can require gradients, "
@@ -944,6 +946,7 @@ class Tensor:
         # New zeros rather than a write into the array: the engine may hand one gradient
         # array to several leaves (a + b gives both the same one), and b.grad must survive
         # a.grad.zero_().
+        self._refuse_shared_constant("zero_")
         self._data = np.zeros_like(self._data)[()]
         self._bump_version()
         return self

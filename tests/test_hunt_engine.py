@@ -226,3 +226,19 @@ def test_indices_and_masks_given_as_lists_or_numbers():
     np.testing.assert_array_equal(added.data, [[3.0, 2.0], [3.0, 8.0]])
     (taken.sum() + added.sum()).backward()
     np.testing.assert_array_equal(x.grad.data, [[1.0, 2.0], [1.0, 2.0]])
+
+
+def test_a_cached_number_constant_cannot_be_changed_through_a_graph():
+    # `x * 3.0` shares one cached constant 3.0 with every other expression using it: zero_()
+    # on it (reached as y.parents[1]) made every later `t * 3.0` zero, and requires_grad_()
+    # made every `t * 7.0` require grad and pile gradients into the shared constant.
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    three = (x * 3.0).parents[1]
+    with pytest.raises(RuntimeError, match="shared"), ad.no_grad():
+        three.zero_()
+    seven = (x * 7.0).parents[1]
+    with pytest.raises(RuntimeError, match="shared"):
+        seven.requires_grad_(True)
+    assert (Tensor([5.0]) * 3.0).item() == 15.0
+    assert not (Tensor([1.0]) * 7.0).requires_grad
+    seven.requires_grad_(False)  # asking for what it already is stays allowed
