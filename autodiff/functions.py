@@ -207,7 +207,10 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
 
 def elu(x: Any, alpha: float = 1.0) -> Tensor:
     x = _float(x)
-    return where(x._data > 0, x, expm1(x) * alpha)
+    positive = x._data > 0
+    # expm1 of the non-positive values only: expm1(1000) is inf, and the unused branch's
+    # gradient, 0 * inf, would be NaN (elu'(1000) came out NaN instead of 1).
+    return where(positive, x, expm1(where(positive, 0.0, x)) * alpha)
 
 
 def silu(x: Any) -> Tensor:

@@ -242,3 +242,20 @@ def test_a_cached_number_constant_cannot_be_changed_through_a_graph():
     assert (Tensor([5.0]) * 3.0).item() == 15.0
     assert not (Tensor([1.0]) * 7.0).requires_grad
     seven.requires_grad_(False)  # asking for what it already is stays allowed
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_elu_gradient_finite_for_large_inputs(dtype):
+    # expm1 ran on every element: at x = 1000 (float32: 100) it overflowed, and the gradient
+    # of the branch where() did not take, 0 * inf, made elu'(x) NaN instead of 1.
+    x = Tensor(np.array([1000.0, 100.0, 1.0, -1.0, -1000.0], dtype=dtype), requires_grad=True)
+    with np.errstate(all="raise"):
+        y = ad.elu(x, alpha=0.5)
+    np.testing.assert_allclose(y.data, [1000.0, 100.0, 1.0, 0.5 * np.expm1(-1.0), -0.5],
+                               rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.data, [1.0, 1.0, 1.0, 0.5 * np.exp(-1.0), 0.0],
+                               rtol=1e-6)
+    _, t = ad.jvp(ad.elu, (Tensor(np.array([1000.0, -1.0], dtype=dtype)),),
+                  (np.ones(2, dtype=dtype),))
+    np.testing.assert_allclose(t.data, [1.0, np.exp(-1.0)], rtol=1e-6)
