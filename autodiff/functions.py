@@ -38,6 +38,10 @@ def _float(x: Any) -> Any:
     return x.astype(np.float64) if x.dtype.kind in "biu" else x
 
 
+def _exp_any(x: Any) -> Any:
+    return np.exp(x) if isinstance(x, _ARRAY) else x.exp()
+
+
 sin_op = defop("sin", np.sin, lambda g, out, x: g * _cos(x), jvp=lambda t, out, x: t * _cos(x))
 cos_op = defop("cos", np.cos, lambda g, out, x: -g * _sin(x), jvp=lambda t, out, x: -t * _sin(x))
 
@@ -65,8 +69,10 @@ def _log1p_forward(x: Any) -> Any:
 
 log1p_op = defop("log1p", _log1p_forward, lambda g, out, x: g / (1 + x),
                  jvp=lambda t, out, x: t / (1 + x))
-expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * (out + 1),
-                 jvp=lambda t, out, x: t * (out + 1))
+# The derivative is exp(x), computed as such: out + 1 rounds to 0 once exp(x) is below the
+# precision of 1 (x < -17 in float32, -37 in float64), where exp(x) itself is still exact.
+expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * _exp_any(x),
+                 jvp=lambda t, out, x: t * _exp_any(x))
 
 
 def _softplus_forward(x: np.ndarray) -> np.ndarray:
@@ -86,10 +92,6 @@ _erf_elements = np.vectorize(math.erf, otypes=[np.float64])
 
 def _erf_forward(x: np.ndarray) -> np.ndarray:
     return np.asarray(_erf_elements(x), dtype=np.result_type(x, np.float32))
-
-
-def _exp_any(x: Any) -> Any:
-    return np.exp(x) if isinstance(x, _ARRAY) else x.exp()
 
 
 erf_op = defop("erf", _erf_forward,

@@ -259,3 +259,14 @@ def test_elu_gradient_finite_for_large_inputs(dtype):
     _, t = ad.jvp(ad.elu, (Tensor(np.array([1000.0, -1.0], dtype=dtype)),),
                   (np.ones(2, dtype=dtype),))
     np.testing.assert_allclose(t.data, [1.0, np.exp(-1.0)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_expm1_gradient_keeps_precision_far_below_zero(dtype):
+    # The rule was (expm1(x) + 1), which is 0 once exp(x) < eps: elu'(-30) in float32 was 0.
+    x = Tensor(np.array([-30.0, -50.0, -1.0, 2.0], dtype=dtype), requires_grad=True)
+    ad.expm1(x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, np.exp(x.data), rtol=4 * np.finfo(dtype).eps)
+    assert x.grad.data[1] > 0
+    _, t = ad.jvp(ad.expm1, (Tensor(np.array([-50.0], dtype=dtype)),), (np.ones(1, dtype),))
+    np.testing.assert_allclose(t.data, np.exp(np.array([-50.0], dtype)), rtol=1e-6)
