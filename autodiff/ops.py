@@ -465,8 +465,11 @@ def _setitem_vjp_v(g: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
     picked = _getitem(g, index)
     if not _is_basic_index(index):  # a basic index never names one element twice
         picked = _where(_last_writes(np.shape(_value(x)), index), picked, 0.0)
-    # A value with extra leading axes of size 1 was squeezed into its slot; give them back.
-    return picked.reshape(v.shape) if picked.ndim < v.ndim else picked
+    # A value with extra leading axes of size 1 was squeezed into its slot; give them back
+    # (as size 1: the slot may also have broadcast the value, which the engine sums back).
+    if picked.ndim < v.ndim:
+        return picked.reshape((1,) * (v.ndim - picked.ndim) + picked.shape)
+    return picked
 
 
 def _setitem_jvp_v(t: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:

@@ -270,3 +270,18 @@ def test_expm1_gradient_keeps_precision_far_below_zero(dtype):
     assert x.grad.data[1] > 0
     _, t = ad.jvp(ad.expm1, (Tensor(np.array([-50.0], dtype=dtype)),), (np.ones(1, dtype),))
     np.testing.assert_allclose(t.data, np.exp(np.array([-50.0], dtype)), rtol=1e-6)
+
+
+def test_setitem_value_with_leading_ones_that_also_broadcasts():
+    # x[:] = v with v of shape (1, 1) into a slot of 3: the rule reshaped the slot's (3,)
+    # gradient to (1, 1) and failed; PyTorch gives v the sum, 6.
+    v = Tensor(np.array([[2.0]]), requires_grad=True)
+    x = ad.zeros(3)
+    x[:] = v
+    (x * Tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(v.grad.data, [[6.0]])
+    w = Tensor(np.array([[[1.0], [2.0]]]), requires_grad=True)  # (1, 2, 1) into (2, 3)
+    y = ad.zeros(4, 2, 3)
+    y[1] = w
+    (y * Tensor(np.arange(24.0).reshape(4, 2, 3))).sum().backward()
+    np.testing.assert_array_equal(w.grad.data, [[[6.0 + 7 + 8], [9.0 + 10 + 11]]])
