@@ -797,7 +797,10 @@ class Tensor:
                 f"(shape {self.shape}, axis {axis})"
             )
         centered = self - self.mean(axis=axes, keepdims=True)
-        return (centered * centered).sum(axis=axes, keepdims=keepdims) * (1.0 / (count - ddof))
+        # The mean of the squares, rescaled for ddof, not their sum: mean accumulates float16
+        # in float32, whose sum of squares overflows at 65504 long before the variance does.
+        spread = (centered * centered).mean(axis=axes, keepdims=keepdims)
+        return spread if ddof == 0 else spread * (count / (count - ddof))
 
     def logsumexp(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
                   keepdim: bool | None = None) -> Tensor:

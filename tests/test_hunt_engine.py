@@ -285,3 +285,31 @@ def test_setitem_value_with_leading_ones_that_also_broadcasts():
     y[1] = w
     (y * Tensor(np.arange(24.0).reshape(4, 2, 3))).sum().backward()
     np.testing.assert_array_equal(w.grad.data, [[[6.0 + 7 + 8], [9.0 + 10 + 11]]])
+
+
+def test_float16_var_and_cumsum_accumulate_in_float32():
+    # var summed 32,768 float16 squares (~16 each) to inf; cumsum rounded every running sum
+    # to float16 and drifted by about 1 after 500 terms. PyTorch accumulates in float32.
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((64, 512)) * 4).astype(np.float16)
+    exact = a.astype(np.float64)
+    x = Tensor(a, requires_grad=True)
+    v = x.var()
+    assert v.dtype == np.float16
+    np.testing.assert_allclose(v.item(), exact.var(), rtol=2e-3)
+    np.testing.assert_allclose(x.std(axis=1, ddof=1).data, exact.std(axis=1, ddof=1), rtol=2e-3)
+    c = ad.cumsum(x, axis=1)
+    assert c.dtype == np.float16
+    np.testing.assert_allclose(c.data, np.cumsum(exact, axis=1), atol=0.07)  # one float16 ulp
+    (g,) = ad.grad(c, [x], grad_outputs=np.ones(a.shape, np.float16))
+    np.testing.assert_allclose(g.data, np.arange(512, 0, -1)[None].repeat(64, 0), rtol=1e-3)
+
+
+def test_var_with_ddof_unchanged_in_float64():
+    a = np.random.default_rng(1).standard_normal((5, 7))
+    x = Tensor(a, requires_grad=True)
+    np.testing.assert_allclose(x.var(axis=0, ddof=1).data, a.var(axis=0, ddof=1), rtol=1e-14)
+    np.testing.assert_allclose(x.var().item(), a.var(), rtol=1e-15)
+    x.var(axis=1, ddof=2).sum().backward()
+    centered = a - a.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(x.grad.data, 2 * centered / (7 - 2), rtol=1e-13)
