@@ -91,7 +91,9 @@ _erf_elements = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _erf_forward(x: np.ndarray) -> np.ndarray:
-    return np.asarray(_erf_elements(x), dtype=np.result_type(x, np.float32))
+    # In x's own dtype (float16 stays float16, as for every other op), and a numpy scalar
+    # for a 0-d x, as every 0-d tensor holds.
+    return np.asarray(_erf_elements(x), dtype=np.result_type(x))[()]
 
 
 erf_op = defop("erf", _erf_forward,

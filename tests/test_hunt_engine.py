@@ -313,3 +313,15 @@ def test_var_with_ddof_unchanged_in_float64():
     x.var(axis=1, ddof=2).sum().backward()
     centered = a - a.mean(axis=1, keepdims=True)
     np.testing.assert_allclose(x.grad.data, 2 * centered / (7 - 2), rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_erf_and_gelu_keep_the_dtype(dtype):
+    # float16 came out float32 (PyTorch keeps float16), and a 0-d erf held a 0-d array.
+    x = Tensor(np.array([0.5, -1.0], dtype=dtype), requires_grad=True)
+    y = ad.erf(x)
+    assert y.dtype == dtype and ad.gelu(x).dtype == dtype
+    np.testing.assert_allclose(y.data, [0.5204998778, -0.8427007929], rtol=1e-3)
+    y.sum().backward()
+    assert x.grad.dtype == dtype
+    assert type(ad.erf(Tensor(dtype(0.5)))._data) is np.dtype(dtype).type
