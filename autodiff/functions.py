@@ -709,7 +709,8 @@ def split(x: Any, sections: int | Sequence[int], axis: int = 0, *,
         if sections <= 0 or n % sections:
             raise ValueError(f"split: axis {ax} of size {n} does not split into {sections} "
                              "equal sections (use chunk, or give the indices)")
-        cuts = list(range(0, n + 1, n // sections)) if n else [0, 0]
+        # An empty axis splits into `sections` empty pieces, as in numpy (not into one).
+        cuts = list(range(0, n + 1, n // sections)) if n else [0] * (sections + 1)
     else:
         cuts = [0, *sections, n]
     return [x[(slice(None),) * ax + (slice(a, b),)] for a, b in zip(cuts[:-1], cuts[1:],
@@ -723,7 +724,9 @@ def chunk(x: Any, chunks: int, axis: int = 0, *, dim: int | None = None) -> list
     ax = _axis(axis, x.ndim, "chunk")
     if not isinstance(chunks, (int, np.integer)) or chunks <= 0:
         raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
-    size = max(1, -(-x.shape[ax] // chunks))
+    if x.shape[ax] == 0:
+        return split(x, chunks, ax)  # `chunks` empty pieces, as PyTorch
+    size = -(-x.shape[ax] // chunks)
     return split(x, list(range(size, x.shape[ax], size)), ax)
 
 

@@ -325,3 +325,12 @@ def test_erf_and_gelu_keep_the_dtype(dtype):
     y.sum().backward()
     assert x.grad.dtype == dtype
     assert type(ad.erf(Tensor(dtype(0.5)))._data) is np.dtype(dtype).type
+
+
+def test_split_and_chunk_of_an_empty_axis_give_every_piece():
+    # An empty axis gave one piece: `a, b = split(empty, 2)` failed to unpack.
+    empty = Tensor(np.zeros((0, 2)))
+    assert [p.shape for p in ad.split(empty, 3)] == [(0, 2)] * 3
+    assert [p.shape for p in ad.chunk(empty, 3)] == [(0, 2)] * 3
+    assert [p.shape for p in ad.chunk(Tensor(np.zeros((5, 2))), 3)] == [(2, 2), (2, 2), (1, 2)]
+    assert [p.shape for p in ad.chunk(Tensor(np.zeros((2, 2))), 5)] == [(1, 2), (1, 2)]
