@@ -623,7 +623,11 @@ def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
     if src.shape != index.shape:
         src = src[tuple(slice(n) for n in index.shape)]
     added = engine.apply(scatter_primitive, (src,), shape=x.shape, index=full)
-    return x + added.astype(x.dtype) if added.dtype != x.dtype else x + added
+    if added.dtype != x.dtype and x.dtype.kind == "f":
+        added = added.astype(x.dtype)  # float64 src into a float32 x: x's dtype stays
+    # Into an integer x, float src promotes (as x + src would): cast to the integers it was
+    # truncated (0.5 added as 0) and, being an integer cast, cut src's gradient.
+    return x + added
 
 
 def masked_fill(x: Any, mask: Any, value: float) -> Tensor:

@@ -334,3 +334,20 @@ def test_split_and_chunk_of_an_empty_axis_give_every_piece():
     assert [p.shape for p in ad.chunk(empty, 3)] == [(0, 2)] * 3
     assert [p.shape for p in ad.chunk(Tensor(np.zeros((5, 2))), 3)] == [(2, 2), (2, 2), (1, 2)]
     assert [p.shape for p in ad.chunk(Tensor(np.zeros((2, 2))), 5)] == [(1, 2), (1, 2)]
+
+
+def test_scatter_add_of_floats_into_integers_neither_truncates_nor_cuts_the_gradient():
+    # Was [0, 0, 0] (int): 0.5 + 0.25 cast to int, and src got no gradient.
+    x = Tensor(np.zeros(3, dtype=np.int64))
+    src = Tensor([0.5, 0.25, 2.0], requires_grad=True)
+    out = ad.scatter_add(x, 0, np.array([0, 0, 2]), src)
+    np.testing.assert_array_equal(out.data, [0.75, 0.0, 2.0])
+    (out * Tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(src.grad.data, [1.0, 1.0, 3.0])
+    # A float32 x keeps its dtype with float64 src, and the gradient comes back in float64.
+    x32 = Tensor(np.zeros(3, dtype=np.float32))
+    src64 = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out32 = ad.scatter_add(x32, 0, np.array([2, 1, 0]), src64)
+    assert out32.dtype == np.float32
+    out32.sum().backward()
+    assert src64.grad.dtype == np.float64
