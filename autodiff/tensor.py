@@ -1513,6 +1513,15 @@ def grad(
         if g is None:
             results.append(zeros_like(t))
         elif isinstance(g, Tensor):
+            # With create_graph a rule may give one gradient to several inputs (add gives
+            # both the same Tensor; reshape a view of it): each input gets its own copy, a
+            # cast node so that it stays differentiable, else an in-place update of one
+            # gradient would change the others.
+            keys = {id(g), id(engine._owner(g._data))}
+            if keys & handed:
+                g = apply(ops.cast, (g,), dtype=g.dtype)
+                keys = {id(g), id(engine._owner(g._data))}
+            handed.update(keys)
             results.append(g)
         else:
             results.append(Tensor(engine._own(g, handed) if g.flags.writeable else np.array(g)))

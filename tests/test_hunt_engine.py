@@ -351,3 +351,24 @@ def test_scatter_add_of_floats_into_integers_neither_truncates_nor_cuts_the_grad
     assert out32.dtype == np.float32
     out32.sum().backward()
     assert src64.grad.dtype == np.float64
+
+
+def test_grad_with_create_graph_gives_each_input_its_own_gradient():
+    # add gives the same gradient Tensor to both parents: grad(..., [a, b], create_graph=True)
+    # returned one object twice, so updating a's gradient in place changed b's.
+    a = Tensor([1.0, 2.0], requires_grad=True)
+    b = Tensor([3.0, 4.0], requires_grad=True)
+    ga, gb = ad.grad((a + b) * 1.0, [a, b], grad_outputs=np.ones(2), create_graph=True)
+    assert ga is not gb and not np.shares_memory(ga.data, gb.data)
+    with ad.no_grad():
+        ga += 1
+    np.testing.assert_array_equal(gb.data, [1.0, 1.0])
+    # Still differentiable: d/da of sum(ga * a) with ga = 1 (+1 for the update is a constant).
+    c = Tensor([1.0, 2.0], requires_grad=True)
+    gc, gc2 = ad.grad((c * c).sum(), [c, c], create_graph=True)
+    assert gc is not gc2
+    (h,) = ad.grad((gc * gc2).sum(), [c])
+    np.testing.assert_allclose(h.data, 8 * np.array([1.0, 2.0]))  # d/dc (2c)^2 = 8c
+    s = Tensor(2.0, requires_grad=True)  # 0-d gradients (numpy scalars) too
+    gs1, gs2 = ad.grad(s + s * 0.0, [s, s], create_graph=True)
+    assert gs1 is not gs2
