@@ -185,10 +185,11 @@ def _div_forward(a: Any, b: Any) -> Any:
 
 
 def _pow_const_forward(x: Any, *, exponent: float) -> Any:
-    if exponent == 0.5:
+    if exponent == 0.5 and x.dtype.kind == "f":
         # sqrt (Tensor.sqrt comes here) by np.sqrt: numpy computes an array's x ** 0.5 so,
         # but a numpy scalar's (a 0-d tensor) by C's pow, which gives sqrt(-inf) = inf and
-        # differs from the correctly rounded root in the last bit.
+        # differs from the correctly rounded root in the last bit. (Floats only: np.sqrt
+        # of int8, uint8 or bool answers in float16, where x ** 0.5 answers in float64.)
         with np.errstate(**_QUIET):
             return np.sqrt(x)
     if type(x) is not np.ndarray and x > 0:

@@ -372,3 +372,12 @@ def test_grad_with_create_graph_gives_each_input_its_own_gradient():
     s = Tensor(2.0, requires_grad=True)  # 0-d gradients (numpy scalars) too
     gs1, gs2 = ad.grad(s + s * 0.0, [s, s], create_graph=True)
     assert gs1 is not gs2
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint8, np.int64])
+def test_integer_power_one_half_stays_float64(dtype):
+    # Guards the sqrt fix above: np.sqrt of small integers answers in float16.
+    a = np.array([1, 4, 9]).astype(dtype)
+    y = Tensor(a) ** 0.5
+    assert y.dtype == (a ** 0.5).dtype == np.float64
+    np.testing.assert_array_equal(y.data, np.sqrt(a.astype(np.float64)))
