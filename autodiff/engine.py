@@ -318,7 +318,13 @@ def op_error(op_name: str, parents: Sequence[Tensor], exc: Exception) -> Excepti
     kind = type(exc) if isinstance(exc, (ValueError, TypeError, IndexError)) else ValueError
     if isinstance(exc, np.exceptions.AxisError):
         kind = ValueError
-    return kind(f"{op_name}: {message}")
+    try:
+        return kind(f"{op_name}: {message}")
+    except TypeError:
+        # numpy's ufunc errors (np.sign of booleans: _UFuncNoLoopError) take more arguments
+        # than a message: the builtin class they derive from says the same.
+        builtin = next(k for k in (IndexError, TypeError, ValueError) if issubclass(kind, k))
+        return builtin(f"{op_name}: {message}")
 
 
 # This package and its sibling `nn`, by where they really are: a user's own `myproject/nn/`

@@ -38,8 +38,28 @@ def _float(x: Any) -> Any:
     return x.astype(np.float64) if x.dtype.kind in "biu" else x
 
 
+def _exp_any(x: Any) -> Any:
+    return np.exp(x) if isinstance(x, _ARRAY) else x.exp()
+
+
 sin_op = defop("sin", np.sin, lambda g, out, x: g * _cos(x), jvp=lambda t, out, x: t * _cos(x))
 cos_op = defop("cos", np.cos, lambda g, out, x: -g * _sin(x), jvp=lambda t, out, x: -t * _sin(x))
+
+
+def _sinh(x: Any) -> Any:
+    return np.sinh(x) if isinstance(x, _ARRAY) else engine.apply(sinh_op, (x,))
+
+
+def _cosh(x: Any) -> Any:
+    return np.cosh(x) if isinstance(x, _ARRAY) else engine.apply(cosh_op, (x,))
+
+
+# Primitives, not (exp(x) -+ exp(-x)) / 2: that difference cancels for small |x| (sinh(1e-20)
+# was 0, sinh(1e-5) in float32 off by 0.1%) and exp overflows before sinh and cosh do (710).
+sinh_op = defop("sinh", np.sinh, lambda g, out, x: g * _cosh(x),
+                jvp=lambda t, out, x: t * _cosh(x))
+cosh_op = defop("cosh", np.cosh, lambda g, out, x: g * _sinh(x),
+                jvp=lambda t, out, x: t * _sinh(x))
 tan_op = defop("tan", np.tan, lambda g, out, x: g * (1 + out * out),
                jvp=lambda t, out, x: t * (1 + out * out))
 def _log1p_forward(x: Any) -> Any:
@@ -49,8 +69,10 @@ def _log1p_forward(x: Any) -> Any:
 
 log1p_op = defop("log1p", _log1p_forward, lambda g, out, x: g / (1 + x),
                  jvp=lambda t, out, x: t / (1 + x))
-expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * (out + 1),
-                 jvp=lambda t, out, x: t * (out + 1))
+# The derivative is exp(x), computed as such: out + 1 rounds to 0 once exp(x) is below the
+# precision of 1 (x < -17 in float32, -37 in float64), where exp(x) itself is still exact.
+expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * _exp_any(x),
+                 jvp=lambda t, out, x: t * _exp_any(x))
 
 
 def _softplus_forward(x: np.ndarray) -> np.ndarray:
@@ -69,11 +91,9 @@ _erf_elements = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _erf_forward(x: np.ndarray) -> np.ndarray:
-    return np.asarray(_erf_elements(x), dtype=np.result_type(x, np.float32))
-
-
-def _exp_any(x: Any) -> Any:
-    return np.exp(x) if isinstance(x, _ARRAY) else x.exp()
+    # In x's own dtype (float16 stays float16, as for every other op), and a numpy scalar
+    # for a 0-d x, as every 0-d tensor holds.
+    return np.asarray(_erf_elements(x), dtype=np.result_type(x))[()]
 
 
 erf_op = defop("erf", _erf_forward,
@@ -107,6 +127,34 @@ round_op = defop("round", lambda x, *, decimals: np.round(x, decimals), _zero_ru
 sign_op = defop("sign", np.sign, _zero_rule, jvp=_zero_rule)
 
 
+# a // b and a % b as numpy computes them, not as floor(a / b): a / b is rounded before the
+# floor, so 5.0 // 0.1 would be 50 and 5.0 % 0.1 would be 0.0 (Python and numpy: 49 and
+# 0.09999999999999973; 1e17 % 3.0: 1.0, not 0.0). Quietly at b = 0, as division (ops._QUIET).
+def _floor_divide_forward(a: Any, b: Any) -> Any:
+    with np.errstate(**_QUIET):
+        return np.floor_divide(a, b)
+
+
+def _remainder_forward(a: Any, b: Any) -> Any:
+    with np.errstate(**_QUIET):
+        return np.remainder(a, b)
+
+
+def _quotient(a: Any, b: Any) -> Any:
+    # The integer quotient q in a = q * b + a % b: piecewise constant, so a constant here.
+    return _floor_divide_forward(_value(a), _value(b))
+
+
+floor_divide_op = defop("floor_divide", _floor_divide_forward, _zero_rule, _zero_rule,
+                        jvp=(_zero_rule, _zero_rule))
+# a % b = a - q * b with q constant between its jumps: the gradient is 1 for a and -q for b.
+remainder_op = defop(
+    "remainder", _remainder_forward,
+    lambda g, out, a, b: g, lambda g, out, a, b: -g * _quotient(a, b),
+    jvp=(lambda t, out, a, b: t, lambda t, out, a, b: -t * _quotient(a, b)),
+)
+
+
 def sin(x: Any) -> Tensor:
     return engine.apply(sin_op, (_float(x),))
 
@@ -120,13 +168,12 @@ def tan(x: Any) -> Tensor:
 
 
 def sinh(x: Any) -> Tensor:
-    x = _float(x)
-    return (x.exp() - (-x).exp()) * 0.5
+    """sinh(x), accurate for tiny x: (exp(x) - exp(-x)) / 2 cancels to 0 at x = 1e-20."""
+    return engine.apply(sinh_op, (_float(x),))
 
 
 def cosh(x: Any) -> Tensor:
-    x = _float(x)
-    return (x.exp() + (-x).exp()) * 0.5
+    return engine.apply(cosh_op, (_float(x),))
 
 
 def log1p(x: Any) -> Tensor:
@@ -164,7 +211,10 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
 
 def elu(x: Any, alpha: float = 1.0) -> Tensor:
     x = _float(x)
-    return where(x._data > 0, x, expm1(x) * alpha)
+    positive = x._data > 0
+    # expm1 of the non-positive values only: expm1(1000) is inf, and the unused branch's
+    # gradient, 0 * inf, would be NaN (elu'(1000) came out NaN instead of 1).
+    return where(positive, x, expm1(where(positive, 0.0, x)) * alpha)
 
 
 def silu(x: Any) -> Tensor:
@@ -214,26 +264,31 @@ def square(x: Any) -> Tensor:
 def floor_divide(a: Any, b: Any) -> Tensor:
     """a // b (rounded toward minus infinity, as Python and numpy); its gradient is 0."""
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 // x stays float32
-    return floor(a / b) if a.dtype.kind == "f" or b.dtype.kind == "f" else \
-        Tensor(np.floor_divide(a._data, b._data))
+    return engine.apply(floor_divide_op, (a, b))
 
 
 def remainder(a: Any, b: Any) -> Tensor:
-    """a % b with the sign of b (Python's and numpy's %): a - b * floor(a / b).
+    """a % b with the sign of b (Python's and numpy's %): a - b * (a // b).
 
-    Its gradient is 1 for a and -floor(a / b) for b, as in PyTorch.
+    Its gradient is 1 for a and -(a // b) for b, as in PyTorch.
     """
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 % x stays float32
-    if a.dtype.kind != "f" and b.dtype.kind != "f":
-        return Tensor(np.remainder(a._data, b._data))
-    return a - b * floor(a / b)
+    return engine.apply(remainder_op, (a, b))
 
 
 # --- reductions and scans --------------------------------------------------------------------
 
 
+def _cumsum_forward(x: Any, *, axis: int) -> Any:
+    if x.dtype.char == "e":
+        # float16 running sums rounded at every step drift (off by about 1 after 500 terms of
+        # size 4): accumulate in float32 and round each sum once, as PyTorch does.
+        return np.cumsum(x, axis=axis, dtype=np.float32).astype(x.dtype)
+    return np.cumsum(x, axis=axis)
+
+
 def _cumsum(x: Any, axis: int) -> Any:
-    return np.cumsum(x, axis=axis) if isinstance(x, _ARRAY) else engine.apply(
+    return _cumsum_forward(x, axis=axis) if isinstance(x, _ARRAY) else engine.apply(
         cumsum_op, (x,), axis=axis)
 
 
@@ -242,7 +297,7 @@ def _reverse_cumsum(g: Any, axis: int) -> Any:
     return _cumsum(g[flip], axis)[flip]
 
 
-cumsum_op = defop("cumsum", lambda x, *, axis: np.cumsum(x, axis=axis),
+cumsum_op = defop("cumsum", _cumsum_forward,
                   lambda g, out, x, *, axis: _reverse_cumsum(g, axis),
                   jvp=lambda t, out, x, *, axis: _cumsum(t, axis))  # linear: the op itself
 
@@ -443,13 +498,32 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False, *,  
     magnitude = np.abs(np.asarray(x._data))
     largest = (np.max(magnitude, axis=axes, keepdims=True) if magnitude.size
                else np.ones((1,) * x.ndim, dtype=magnitude.dtype))
-    largest = np.where(largest > 0, largest, 1).astype(magnitude.dtype)
+    # Only a finite, positive scale: an inf or NaN element would make x / m NaN everywhere
+    # (the norm of [1, inf] is inf, of [1, nan] NaN); those rows are not scaled at all.
+    usable = (largest > 0) & np.isfinite(largest)
+    largest = np.where(usable, largest, 1).astype(magnitude.dtype)
     scaled = x / largest
     squares = (scaled * scaled).sum(axis=axis, keepdims=keepdims)
-    positive = squares._data > 0
+    # "!= 0", not "> 0": a NaN sum must reach sqrt and stay NaN, not become a norm of 0.
+    positive = squares._data != 0
     # Two wheres: sqrt never sees a 0, so its infinite slope never meets a zero gradient.
     root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0)
     return root * (largest if keepdims else largest.reshape(np.shape(root._data)))
+
+
+def _order(data: Any, axis: int, descending: bool) -> np.ndarray:
+    """Stable argsort along `axis`, ascending or descending.
+
+    Descending is not argsort(-x): negation wraps around for unsigned integers (-1 is 255 in
+    uint8) and for the most negative signed one, fails for booleans, and leaves NaN last.
+    Sorting the reversed axis and reversing back keeps equal values in their order and puts
+    NaN first, as PyTorch's descending sort does.
+    """
+    if not descending:
+        return np.argsort(data, axis=axis, kind="stable")
+    n = np.shape(data)[axis]
+    reversed_order = np.argsort(np.flip(data, axis), axis=axis, kind="stable")
+    return np.flip(n - 1 - reversed_order, axis)
 
 
 def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = None) -> Tensor:
@@ -462,10 +536,7 @@ def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = 
     if x.ndim == 0:
         return x
     ax = _axis(axis, x.ndim, "sort")
-    order = np.argsort(x._data, axis=ax, kind="stable")
-    if descending:
-        order = np.flip(order, axis=ax)
-    return take_along_axis(x, order, ax)
+    return take_along_axis(x, _order(x._data, ax, descending), ax)
 
 
 def argsort(x: Any, axis: int = -1, descending: bool = False, *,
@@ -477,8 +548,7 @@ def argsort(x: Any, axis: int = -1, descending: bool = False, *,
     if x.ndim == 0:
         return Tensor(np.int64(0))
     ax = _axis(axis, x.ndim, "argsort")
-    order = np.argsort(-x._data if descending else x._data, axis=ax, kind="stable")
-    return Tensor(np.asarray(order, dtype=np.int64))
+    return Tensor(np.asarray(_order(x._data, ax, descending), dtype=np.int64))
 
 
 def topk(x: Any, k: int, axis: int = -1, largest: bool = True, *,
@@ -490,12 +560,16 @@ def topk(x: Any, k: int, axis: int = -1, largest: bool = True, *,
     if not isinstance(k, (int, np.integer)) or not 0 <= k <= x.shape[ax]:
         raise ValueError(f"topk: k must be an int in [0, {x.shape[ax]}] for shape {x.shape}, "
                          f"got {k!r}")
-    order = np.argsort(-x._data if largest else x._data, axis=ax, kind="stable")
-    index = np.take(order, np.arange(k), axis=ax)
+    index = np.take(_order(x._data, ax, largest), np.arange(k), axis=ax)
     return take_along_axis(x, index, ax), Tensor(index)
 
 
 # --- selection and shape ---------------------------------------------------------------------
+
+
+def _numbers(x: Any) -> Any:
+    """A Tensor's numbers; lists, arrays and numbers as they are (indices and masks)."""
+    return x._data if isinstance(x, Tensor) else x
 
 
 def _full_index(index: np.ndarray, axis: int, shape: tuple[int, ...]) -> tuple:
@@ -513,7 +587,7 @@ def take_along_axis(x: Any, indices: Any, axis: int | None = None, *,
     axis = _dim("take_along_axis", axis, dim)
     if axis is None:
         raise TypeError("take_along_axis: give the axis (axis= or dim=)")
-    index = np.asarray(_value(indices))
+    index = np.asarray(_numbers(indices))
     ax = _axis(axis, x.ndim, "take_along_axis")
     if index.dtype.kind not in "iu" or index.ndim != x.ndim:
         raise ValueError(f"take_along_axis: indices must be integers with {x.ndim} axes like "
@@ -538,7 +612,7 @@ def gather(x: Any, dim: int, index: Any) -> Tensor:
 def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
     """PyTorch's scatter_add: a copy of x with src added at index along dim (repeats add up)."""
     x, src = _lift(x), _lift(src)
-    index = np.asarray(_value(index))
+    index = np.asarray(_numbers(index))
     ax = _axis(dim, x.ndim, "scatter_add")
     if index.shape != src.shape[:index.ndim] or index.ndim != x.ndim:
         raise ValueError(f"scatter_add: index shape {index.shape} must match src shape "
@@ -549,23 +623,32 @@ def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
     if src.shape != index.shape:
         src = src[tuple(slice(n) for n in index.shape)]
     added = engine.apply(scatter_primitive, (src,), shape=x.shape, index=full)
-    return x + added.astype(x.dtype) if added.dtype != x.dtype else x + added
+    if added.dtype != x.dtype and x.dtype.kind == "f":
+        added = added.astype(x.dtype)  # float64 src into a float32 x: x's dtype stays
+    # Into an integer x, float src promotes (as x + src would): cast to the integers it was
+    # truncated (0.5 added as 0) and, being an integer cast, cut src's gradient.
+    return x + added
 
 
 def masked_fill(x: Any, mask: Any, value: float) -> Tensor:
     """x with value where mask is true (the gradient there is 0)."""
     x = _lift(x)
-    return where(np.asarray(_value(mask), dtype=bool), value, x)
+    return where(np.asarray(_numbers(mask), dtype=bool), value, x)
+
+
+def _zero_of(x: Tensor) -> Tensor:
+    """A zero in x's own dtype: a float 0.0 would turn an integer or boolean x into float64."""
+    return Tensor(np.zeros((), dtype=x.dtype))
 
 
 def tril(x: Any, k: int = 0) -> Tensor:
     x = _lift(x)
-    return where(np.tril(np.ones(x.shape[-2:], dtype=bool), k), x, 0.0)
+    return where(np.tril(np.ones(x.shape[-2:], dtype=bool), k), x, _zero_of(x))
 
 
 def triu(x: Any, k: int = 0) -> Tensor:
     x = _lift(x)
-    return where(np.triu(np.ones(x.shape[-2:], dtype=bool), k), x, 0.0)
+    return where(np.triu(np.ones(x.shape[-2:], dtype=bool), k), x, _zero_of(x))
 
 
 def eye(n: int, m: int | None = None, dtype: Any = np.float64,
@@ -630,7 +713,8 @@ def split(x: Any, sections: int | Sequence[int], axis: int = 0, *,
         if sections <= 0 or n % sections:
             raise ValueError(f"split: axis {ax} of size {n} does not split into {sections} "
                              "equal sections (use chunk, or give the indices)")
-        cuts = list(range(0, n + 1, n // sections)) if n else [0, 0]
+        # An empty axis splits into `sections` empty pieces, as in numpy (not into one).
+        cuts = list(range(0, n + 1, n // sections)) if n else [0] * (sections + 1)
     else:
         cuts = [0, *sections, n]
     return [x[(slice(None),) * ax + (slice(a, b),)] for a, b in zip(cuts[:-1], cuts[1:],
@@ -644,7 +728,9 @@ def chunk(x: Any, chunks: int, axis: int = 0, *, dim: int | None = None) -> list
     ax = _axis(axis, x.ndim, "chunk")
     if not isinstance(chunks, (int, np.integer)) or chunks <= 0:
         raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
-    size = max(1, -(-x.shape[ax] // chunks))
+    if x.shape[ax] == 0:
+        return split(x, chunks, ax)  # `chunks` empty pieces, as PyTorch
+    size = -(-x.shape[ax] // chunks)
     return split(x, list(range(size, x.shape[ax], size)), ax)
 
 

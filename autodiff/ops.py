@@ -185,6 +185,13 @@ def _div_forward(a: Any, b: Any) -> Any:
 
 
 def _pow_const_forward(x: Any, *, exponent: float) -> Any:
+    if exponent == 0.5 and x.dtype.kind == "f":
+        # sqrt (Tensor.sqrt comes here) by np.sqrt: numpy computes an array's x ** 0.5 so,
+        # but a numpy scalar's (a 0-d tensor) by C's pow, which gives sqrt(-inf) = inf and
+        # differs from the correctly rounded root in the last bit. (Floats only: np.sqrt
+        # of int8, uint8 or bool answers in float16, where x ** 0.5 answers in float64.)
+        with np.errstate(**_QUIET):
+            return np.sqrt(x)
     if type(x) is not np.ndarray and x > 0:
         return x**exponent
     with np.errstate(**_QUIET):
@@ -342,14 +349,24 @@ sum_ = defop(
 # The sum times 1/count, as one node rather than two (losses end in a mean every step): the
 # same arithmetic as sum-then-mul, so the same numbers. The gradient is scaled before it is
 # spread out, while it is still small.
+def _mean_forward(x: Any, *, axis: Any, keepdims: bool, count: int) -> Any:
+    if x.dtype.char == "e":
+        # float16 sums overflow at 65504 (the mean of 10,000 tens was inf): accumulate in
+        # float32 and round once, as numpy's and PyTorch's means do.
+        total = np.add.reduce(x, axis=axis, keepdims=keepdims, dtype=np.float32)
+        result = (total * (1.0 / count)).astype(x.dtype)
+        return result if result.ndim else result[()]
+    return np.add.reduce(x, axis=axis, keepdims=keepdims) * (1.0 / count)
+
+
 mean = defop(
     "mean",
-    lambda x, *, axis, keepdims, count: np.add.reduce(x, axis=axis, keepdims=keepdims)
-    * (1.0 / count),
+    _mean_forward,
     lambda g, out, x, *, axis, keepdims, count: _sum_vjp(g * (1.0 / count), out, x, axis=axis,
                                                         keepdims=keepdims),
-    jvp=lambda t, out, x, *, axis, keepdims, count: t.sum(axis=axis, keepdims=keepdims)
-    * (1.0 / count),
+    jvp=lambda t, out, x, *, axis, keepdims, count: _mean_forward(
+        t, axis=axis, keepdims=keepdims, count=count) if isinstance(t, _ARRAY)
+    else t.sum(axis=axis, keepdims=keepdims) * (1.0 / count),
 )
 
 
@@ -449,8 +466,11 @@ def _setitem_vjp_v(g: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
     picked = _getitem(g, index)
     if not _is_basic_index(index):  # a basic index never names one element twice
         picked = _where(_last_writes(np.shape(_value(x)), index), picked, 0.0)
-    # A value with extra leading axes of size 1 was squeezed into its slot; give them back.
-    return picked.reshape(v.shape) if picked.ndim < v.ndim else picked
+    # A value with extra leading axes of size 1 was squeezed into its slot; give them back
+    # (as size 1: the slot may also have broadcast the value, which the engine sums back).
+    if picked.ndim < v.ndim:
+        return picked.reshape((1,) * (v.ndim - picked.ndim) + picked.shape)
+    return picked
 
 
 def _setitem_jvp_v(t: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:

@@ -337,6 +337,8 @@ class Tensor:
     # --- gradient bookkeeping ------------------------------------------------------------
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad:
+            self._refuse_shared_constant("requires_grad_")
         if requires_grad and self._data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(
                 f"requires_grad: only floating-point tensors can require gradients, "
@@ -679,6 +681,11 @@ class Tensor:
         if lo is None and hi is None:
             return self
         data = np.clip(self._data, lo, hi)
+        if self._data.dtype.kind != "f" and data.dtype.kind == "f":
+            # Integers or booleans clipped to fractional bounds: the answer has fractions
+            # (numpy's and PyTorch's [0.5, 2.5] for [0, 3] in [0.5, 2.5]); cast back to
+            # integers it would fall outside the bounds. A constant, as integer tensors are.
+            return Tensor(data)
         inside = data == self._data
         return where(inside, self, Tensor(data.astype(self.dtype, copy=False)))
 
@@ -794,7 +801,10 @@ class Tensor:
                 f"(shape {self.shape}, axis {axis})"
             )
         centered = self - self.mean(axis=axes, keepdims=True)
-        return (centered * centered).sum(axis=axes, keepdims=keepdims) * (1.0 / (count - ddof))
+        # The mean of the squares, rescaled for ddof, not their sum: mean accumulates float16
+        # in float32, whose sum of squares overflows at 65504 long before the variance does.
+        spread = (centered * centered).mean(axis=axes, keepdims=keepdims)
+        return spread if ddof == 0 else spread * (count / (count - ddof))
 
     def logsumexp(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
                   keepdim: bool | None = None) -> Tensor:
@@ -943,6 +953,7 @@ class Tensor:
         # New zeros rather than a write into the array: the engine may hand one gradient
         # array to several leaves (a + b gives both the same one), and b.grad must survive
         # a.grad.zero_().
+        self._refuse_shared_constant("zero_")
         self._data = np.zeros_like(self._data)[()]
         self._bump_version()
         return self
@@ -1514,6 +1525,15 @@ def grad(
         if g is None:
             results.append(zeros_like(t))
         elif isinstance(g, Tensor):
+            # With create_graph a rule may give one gradient to several inputs (add gives
+            # both the same Tensor; reshape a view of it): each input gets its own copy, a
+            # cast node so that it stays differentiable, else an in-place update of one
+            # gradient would change the others.
+            keys = {id(g), id(engine._owner(g._data))}
+            if keys & handed:
+                g = apply(ops.cast, (g,), dtype=g.dtype)
+                keys = {id(g), id(engine._owner(g._data))}
+            handed.update(keys)
             results.append(g)
         else:
             results.append(Tensor(engine._own(g, handed) if g.flags.writeable else np.array(g)))
