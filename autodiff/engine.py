@@ -548,7 +548,8 @@ def backward(
                 if node in wanted:
                     found[node] = grad
                 if accumulate:
-                    node._grad = grad.detach() if create_graph else _own(grad, handed)
+                    node._grad = (_own_tensor(grad.detach(), handed, False) if create_graph
+                                  else _own(grad, handed))
             op = node._op
             if node._clock < _last_write:
                 _check_not_stale(node)
@@ -669,12 +670,14 @@ def _own(grad: Any, handed: set[int]) -> Any:
         return grad  # numpy scalars and Tensors are immutable here
     if grad.base is None:
         key = id(grad)  # a fresh array (the common case): its own owner
-    elif not grad.flags.writeable:
-        # A read-only broadcast view is copied by `Tensor.grad` when first read, so the
-        # (often large) copy is paid only if used.
-        return grad
     else:
         key = id(_owner(grad))
+        if not grad.flags.writeable and key not in handed:
+            # A read-only broadcast view is copied by `Tensor.grad` when first read, so the
+            # (often large) copy is paid only if used; its memory is marked as handed out,
+            # so that no other tensor is given it to write into meanwhile.
+            handed.add(key)
+            return grad
     if key in handed:
         grad = np.array(grad)
         key = id(grad)
@@ -694,11 +697,26 @@ def _store_grad(node: Tensor, grad: Any, create_graph: bool, handed: set[int]) -
             grad = grad.detach()  # a graph-carrying grad on a non-leaf would be a cycle
         elif previous is not None:
             grad = grad + previous
-        node._grad = grad
+        node._grad = _own_tensor(grad, handed, node._op is None)
         return
     if previous is not None:
         grad = grad + (previous._data if isinstance(previous, Tensor) else previous)
     node._grad = _own(grad, handed)
+
+
+def _own_tensor(grad: Any, handed: set[int], differentiable: bool) -> Any:
+    """`_own` for a gradient kept as a Tensor (create_graph): a rule may give one Tensor to
+    several inputs (add gives both the same), so one whose numbers another tensor already
+    holds is copied: through a node when it must stay differentiable (a leaf's), else as a
+    constant."""
+    if not isinstance(grad, Tensor):
+        return _own(grad, handed)
+    key = id(_owner(grad._data))
+    if key in handed:
+        grad = grad.clone() if differentiable else constant(np.array(grad._data))
+        key = id(_owner(grad._data))
+    handed.add(key)
+    return grad
 
 
 def constant(data: Any) -> Tensor:

@@ -358,6 +358,11 @@ class Tensor:
             raise RuntimeError("retain_grad: this tensor does not require grad, so no backward "
                                "pass will reach it")
 
+    def clone(self) -> Tensor:
+        """A copy of the numbers that stays in the graph (gradients flow back through it), as
+        PyTorch's clone; `detach()` is the other way round."""
+        return apply(ops.cast, (self,), dtype=np.asarray(self._data).dtype)
+
     def detach(self) -> Tensor:
         """The same numbers, cut from the graph (shares memory with this tensor)."""
         out = engine.constant(self._data)
@@ -1531,7 +1536,7 @@ def grad(
             # gradient would change the others.
             keys = {id(g), id(engine._owner(g._data))}
             if keys & handed:
-                g = apply(ops.cast, (g,), dtype=g.dtype)
+                g = g.clone()
                 keys = {id(g), id(engine._owner(g._data))}
             handed.update(keys)
             results.append(g)

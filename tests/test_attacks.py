@@ -897,3 +897,81 @@ def test_power_with_exponent_zero_has_zero_base_derivative_even_at_subnormal_bas
     (gx,) = ad.grad(x ** y, [x], create_graph=True)
     (gxy,) = ad.grad(gx.sum(), [y])
     np.testing.assert_allclose(gxy.data, [1 / 3])  # d/dy (y x**(y-1)) at y = 0 is 1/x
+
+
+# --- reported by the adversarial hunt of this round, in code the hunters left alone ---------
+
+
+def test_a_broadcast_gradient_never_shares_memory_with_another_tensors_grad():
+    """sum's gradient is a read-only broadcast view of the upstream gradient (no copy for a
+    large array); the upstream gradient is also an intermediate's .grad, which the user may
+    write into. The leaf's gradient must not change with it."""
+    x = Tensor(np.ones((300, 300)), requires_grad=True)
+    c = Tensor(np.arange(300.0))
+    s = x.sum(axis=0)
+    (s * c).sum().backward()
+    s.grad.data[:] = 0
+    np.testing.assert_array_equal(x.grad.data[0, :3], [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(x.grad.data[-1], np.arange(300.0))
+    # Nothing handed out is shared with an array another tensor was given, the other way
+    # round either: a view kept for one tensor marks its memory as taken.
+    y = Tensor(np.ones((300, 300)), requires_grad=True)
+    t = y.sum(axis=0)
+    u = t * 1.0
+    (u * c).sum().backward()
+    t.grad.data[:] = -1
+    u.grad.data[:] = -2
+    np.testing.assert_array_equal(y.grad.data[0, :3], [0.0, 1.0, 2.0])
+
+
+def test_create_graph_gives_each_leaf_a_gradient_of_its_own():
+    """add hands one gradient Tensor to both inputs: with create_graph both leaves held the
+    same object, so an update of one's gradient changed the other's."""
+    a = Tensor([1.0, 2.0], requires_grad=True)
+    b = Tensor([3.0, 4.0], requires_grad=True)
+    ((a + b) * 1.0).sum().backward(create_graph=True)
+    assert a.grad is not b.grad and not np.shares_memory(a.grad.data, b.grad.data)
+    with ad.no_grad():
+        a.grad += 1
+    np.testing.assert_array_equal(b.grad.data, [1.0, 1.0])
+    np.testing.assert_array_equal(a.grad.data, [2.0, 2.0])
+    # Both stay differentiable: d/da of sum(d(a * b)/da) = d/da sum(b) = 0, d/db = 1.
+    a.zero_grad(), b.zero_grad()
+    (a * b + a * b).sum().backward(create_graph=True)
+    (gb,) = ad.grad(a.grad.sum(), [b])
+    np.testing.assert_array_equal(gb.data, [2.0, 2.0])
+    # Intermediates get detached gradients, also of their own.
+    p = Tensor([1.0, 2.0], requires_grad=True)
+    q, r = p * 2.0, p * 3.0
+    (q + r).sum().backward(create_graph=True)
+    assert not np.shares_memory(q.grad.data, r.grad.data)
+
+
+def test_clone_is_a_copy_that_stays_in_the_graph():
+    x = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    y = x.clone()
+    assert y.dtype == np.float32 and not np.shares_memory(y.data, x.data)
+    (y * y).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 4.0])
+    s = Tensor(np.float64(3.0), requires_grad=True).clone()  # 0-d: a scalar copy
+    assert s.item() == 3.0 and s.requires_grad
+
+
+def test_an_empty_batch_cross_entropy_is_nan_quietly_in_every_mode():
+    """The mean over no samples is NaN (as in PyTorch); it warned of 0 / 0, and forward mode
+    divided a Python 1.0 by zero (ZeroDivisionError)."""
+    import nn
+
+    labels = np.zeros(0, np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        z = Tensor(np.zeros((0, 3), np.float32), requires_grad=True)
+        loss = nn.F.cross_entropy(z, labels)
+        assert np.isnan(loss.item()) and loss.dtype == np.float32
+        loss.backward()
+        assert z.grad.shape == (0, 3)
+        value, tangent = ad.jvp(lambda a: nn.F.cross_entropy(a, labels),
+                                (Tensor(np.zeros((0, 3))),), (Tensor(np.ones((0, 3))),))
+        assert np.isnan(value.item()) and tangent.item() == 0.0
+        (g,) = ad.grad(nn.F.cross_entropy(z, labels), [z], create_graph=True)
+        assert g.shape == (0, 3)

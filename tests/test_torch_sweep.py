@@ -192,6 +192,7 @@ SWEEP: dict[str, Entry] = {
     "Tensor.__rtruediv__": _unary(lambda a: 2.0 / a, lambda a: 2.0 / a, float_op=True),
     "Tensor.__neg__": _unary(lambda a: -a, lambda a: -a, ints=False),
     "Tensor.__pos__": _unary(lambda a: +a * 1.0, lambda a: +a * 1.0),
+    "Tensor.clone": _unary(lambda a: a.clone() * 1.0, lambda a: a.clone() * 1.0),
     "Tensor.__pow__": Entry(
         lambda a, *, e: a ** e, lambda a, *, e: a ** e, low=0.0,
         kwargs=lambda s: st.fixed_dictionaries({"e": st.sampled_from([0, 1, 2, 3, 0.5, -1.0])}),
