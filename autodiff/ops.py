@@ -629,14 +629,16 @@ def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
     at += _row_cache[:n] if len(_row_cache) >= n else _row_index(n)
     exp = np.exp(shifted)
     total = np.add.reduce(exp, 0)
-    loss = np.add.reduce(np.log(total) - shifted.ravel()[at]) / n
+    loss = np.add.reduce(np.log(total) - shifted.ravel()[at])
+    # The mean; of an empty batch, NaN (as in PyTorch) without numpy's warning about 0 / 0.
+    loss = loss / n if n else loss.dtype.type(np.nan)
     exp /= total  # exp is ours: the probabilities in place, one array fewer
     return loss, (exp, at)
 
 
 def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray,
                        saved: tuple[np.ndarray, np.ndarray]) -> Any:
-    n = len(labels)
+    n = len(labels) or 1  # an empty batch has an empty gradient: any scale will do
     if isinstance(logits, _ARRAY):
         # (softmax - onehot) / n without building the one-hot: scale a copy of the saved
         # probabilities (never the saved array itself: backward may run twice), then take
@@ -649,7 +651,7 @@ def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray,
     # On Tensors (create_graph) the softmax is recomputed as a differentiable expression, so
     # second derivatives flow through it.
     onehot = np.zeros(logits.shape, dtype=np.result_type(_value(logits)))
-    onehot[_row_index(n), labels] = 1
+    onehot[_row_index(len(labels)), labels] = 1
     return (_softmax(logits, axis=1) - onehot) * (g / n)
 
 

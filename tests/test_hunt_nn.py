@@ -627,3 +627,22 @@ def test_cli_save_into_a_missing_folder_elsewhere_is_still_refused(tmp_path, cap
     assert f"argument --save: folder {tmp_path / 'elsewhere'} does not exist" in \
         capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+def test_optimizer_zero_grad_with_zeros_leaves_frozen_weights_alone():
+    # The optimizer's zero_grad(set_to_none=False) gave frozen weights zero gradients, so
+    # weight decay and momentum moved them (Module.zero_grad was fixed the same way).
+    m = nn.Sequential(nn.Linear(2, 2, rng=0), nn.Linear(2, 1, rng=1))
+    m[0].requires_grad_(False)
+    opt = nn.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    w0 = m[0].weight.numpy().copy()
+    w1 = m[1].weight.numpy().copy()
+    for _ in range(3):
+        opt.zero_grad(set_to_none=False)
+        assert m[0].weight.grad is None
+        m(Tensor(np.ones((3, 2), np.float32))).sum().backward()
+        opt.step()
+    np.testing.assert_array_equal(m[0].weight.numpy(), w0)
+    assert not np.array_equal(m[1].weight.numpy(), w1)  # the trainable layer did move
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(m[1].weight.grad.data, np.zeros((1, 2)))
