@@ -8,8 +8,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import autodiff as ad
+from autodiff import Tensor
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -24,3 +26,33 @@ def test_readme_jvp_example_prints_the_value_its_comment_claims():
     assert round(dy.item(), 4) == claimed
     assert claimed == round(2 * 1 * (1 - np.tanh(1.0) ** 2), 4)
 
+
+def test_gradcheck_of_a_scalar_function_reports_its_true_derivatives():
+    # The output was multiplied by a random weight (1.137) before differentiating, and the
+    # failure message showed the weighted numbers: d/dx sum(sin(3x)) at 0.1 read "numerical
+    # 3.258543" where it is 3 cos(0.3) = 2.866.
+    from autodiff.testing import gradcheck
+
+    def outside(x):  # sin(3x) computed outside the engine: no gradient flows
+        return Tensor(np.sin(3 * x.numpy())).sum() + (x * 0).sum()
+
+    with pytest.raises(AssertionError) as caught:
+        gradcheck(outside, np.array([0.1, 0.2]))
+    message = str(caught.value)
+    numerical = float(re.search(r"vs numerical ([-0-9.e]+)", message).group(1))
+    assert numerical == pytest.approx(3 * np.cos(0.3), rel=1e-6)
+    assert "backprop 0 vs" in message and "w fixed random" not in message
+    # a rule that ignores its upstream gradient is still caught behind a scalar output
+    from autodiff.engine import apply
+    from autodiff.ops import Op
+
+    forgets_g = Op("cube", lambda x: x ** 3, lambda g, out, x: 3 * x ** 2)
+    with pytest.raises(AssertionError, match=r"vs numerical 3 \("):
+        gradcheck(lambda x: apply(forgets_g, (x,)), np.array(1.0))
+
+
+def test_gradcheck_says_its_numbers_are_weighted_when_the_output_is_not_a_scalar():
+    from autodiff.testing import gradcheck
+
+    with pytest.raises(AssertionError, match=r"sum\(w \* fn\(\.\.\.\)\)"):
+        gradcheck(lambda x: Tensor(np.sin(3 * x.numpy())) + x * 0, np.array([0.1, 0.2]))
