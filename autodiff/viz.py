@@ -450,7 +450,10 @@ def _record(fields: list[str], rankdir: str, across: bool) -> str:
     stacked for arrays (long summaries), so that a layer's record is not a screen wide."""
     if not across:
         fields = [f"{fields[0]}: {fields[1]}", *fields[2:]]
-    body = " | ".join(re.sub(r'([\\{}|<>"])', r"\\\1", f) for f in fields)
+    # A newline inside a record field is no line break (graphviz-pure dropped it: "line1\nline2"
+    # read "line1line2"); the escape backslash-n is, in every renderer.
+    body = " | ".join(re.sub(r'([\\{}|<>"])', r"\\\1", f).replace("\n", "\\n")
+                      for f in fields)
     # Braces turn a record's fields a quarter turn; which way is "across" depends on rankdir.
     return "{" + body + "}" if across == (rankdir == "LR") else body
 

@@ -56,3 +56,28 @@ def test_gradcheck_says_its_numbers_are_weighted_when_the_output_is_not_a_scalar
 
     with pytest.raises(AssertionError, match=r"sum\(w \* fn\(\.\.\.\)\)"):
         gradcheck(lambda x: Tensor(np.sin(3 * x.numpy())) + x * 0, np.array([0.1, 0.2]))
+
+
+def _svg_texts(drawing) -> list[str]:
+    import html
+
+    from autodiff.viz import _run_dot
+
+    svg = _run_dot(drawing.source, "svg").decode()
+    return [html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+
+
+def test_a_tensor_name_with_a_newline_is_drawn_on_two_lines():
+    # The raw newline went into the record label, and the picture read "line1line2".
+    from autodiff.viz import draw_graph
+
+    a = Tensor(np.ones(3), requires_grad=True, name="line1\nline2")
+    loss = (a * 2).sum()
+    loss.backward()
+    texts = _svg_texts(draw_graph(loss))
+    assert "line1line2" not in texts
+    assert "line1" in texts and "line2" in texts
+    # the other characters special to records still come out as they were written
+    b = Tensor(np.ones(3), requires_grad=True, name='q"<&>{|}\\')
+    texts = _svg_texts(draw_graph((b * 2).sum()))
+    assert 'q"<&>{|}\\' in texts
