@@ -81,3 +81,39 @@ def test_a_tensor_name_with_a_newline_is_drawn_on_two_lines():
     b = Tensor(np.ones(3), requires_grad=True, name='q"<&>{|}\\')
     texts = _svg_texts(draw_graph((b * 2).sum()))
     assert 'q"<&>{|}\\' in texts
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_weight_heatmap_keeps_its_colour_scale_when_a_weight_is_nan_or_inf(bad):
+    # The limit was max |w| over the weights: NaN or inf, which matplotlib replaced by
+    # +-0.1, so every finite weight was drawn saturated under a colour bar of +-0.1.
+    from nn import viz
+
+    fig = viz.heatmap_figure({"w": np.array([[bad, 1.0], [-2.0, 1.0]])})
+    image = fig.axes[0].images[0]
+    assert (image.norm.vmin, image.norm.vmax) == (-2.0, 2.0)
+    rgba = image.to_rgba(image.get_array())
+    assert not np.allclose(rgba[0, 1], image.cmap(1.0))  # 1.0 is half way, not saturated
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_the_weight_gif_scale_ignores_a_nan_snapshot_wherever_it_is(first, tmp_path,
+                                                                    monkeypatch):
+    # Python's max() over frames gave NaN when the NaN frame came first (and not when last).
+    from nn import viz
+
+    seen = {}
+    panels = viz._heatmap_panels
+
+    def spy(snapshot, limits, image_shape):
+        seen.update(limits)
+        return panels(snapshot, limits, image_shape)
+
+    monkeypatch.setattr(viz, "_heatmap_panels", spy)
+    good = {"w": np.array([[1.0, -3.0], [0.5, 0.0]])}
+    diverged = {"w": np.array([[np.nan, 1.0], [np.inf, 1.0]])}
+    viz.weight_heatmaps([diverged, good] if first else [good, diverged], tmp_path / "w.gif")
+    assert seen == {"w": 3.0}
