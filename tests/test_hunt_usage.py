@@ -117,3 +117,37 @@ def test_the_weight_gif_scale_ignores_a_nan_snapshot_wherever_it_is(first, tmp_p
     diverged = {"w": np.array([[np.nan, 1.0], [np.inf, 1.0]])}
     viz.weight_heatmaps([diverged, good] if first else [good, diverged], tmp_path / "w.gif")
     assert seen == {"w": 3.0}
+
+
+def _chain(n: int) -> Tensor:
+    y = Tensor(1.0, requires_grad=True)
+    for i in range(n):
+        y = y * 1.001 if i % 2 else y + 0.5
+    return y
+
+
+@pytest.mark.parametrize("max_nodes", [1, 0, -1])
+def test_draw_graph_refuses_a_max_nodes_that_leaves_out_the_output(max_nodes, tmp_path):
+    # max_nodes=1 (0, -1) drew one "... 1003 earlier nodes" box, noting "only the 0 nodes
+    # nearest the output are drawn": not even the output.
+    from autodiff.viz import animate_backward, draw_graph
+
+    with pytest.raises(ValueError, match=f"max_nodes must be at least 2.*got {max_nodes}"):
+        draw_graph(_chain(500), max_nodes=max_nodes)
+    with pytest.raises(ValueError, match="animate_backward: max_nodes must be at least 2"):
+        animate_backward(_chain(3), tmp_path / "b.gif", max_nodes=max_nodes)
+
+
+def test_draw_graph_max_nodes_none_draws_everything_and_two_keeps_the_output():
+    # None ("no limit") failed with "'>' not supported between 'int' and 'NoneType'".
+    from autodiff.viz import draw_graph
+
+    root = _chain(200)
+    source = draw_graph(root, max_nodes=None).source
+    assert len(re.findall(r"^\t\S+ \[label", source, re.M)) == 403  # 1 + 200 * 2 + 2 constants
+    assert "earlier nodes" not in source
+    source = draw_graph(root, max_nodes=2).source
+    assert "only the 1 node nearest the output is drawn" in source
+    assert "... 402 earlier nodes" in source and f"t{id(root)} [label" in source
+    with pytest.raises(TypeError, match="max_nodes must be an int"):
+        draw_graph(root, max_nodes=2.5)
