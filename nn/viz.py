@@ -431,7 +431,18 @@ def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping
         grad_history = merged
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for name, values in grad_history.items():
-        ax.plot(range(1, len(values) + 1), values, label=name)
+        values = np.asarray(values, dtype=np.float64)
+        # A log scale cannot show 0, and matplotlib dropped those points without a word: a
+        # layer whose gradient is exactly 0 (dead ReLUs, a frozen or unused layer), the most
+        # vanished of all, was missing from the plot, or the plot was empty. Say so.
+        zeros = int(np.sum(values == 0))
+        label = name if not zeros else (
+            f"{name} (0 at all {zeros} steps: not drawable on a log scale)"
+            if zeros == len(values)
+            else f"{name} (0 at {zeros} step{'s' * (zeros != 1)}, not drawn)")
+        ax.plot(range(1, len(values) + 1), np.where(values == 0, np.nan, values), label=label)
+    if not any(np.any(np.asarray(v, dtype=np.float64) > 0) for v in grad_history.values()):
+        ax.set_ylim(1e-8, 1.0)  # nothing positive to scale by: a fixed range, and no warning
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("mean |gradient|")

@@ -173,3 +173,24 @@ def test_flatten_takes_pytorchs_start_and_end_dim():
         x.flatten(2, 1)
     with pytest.raises(ValueError, match="flatten: axis 3 is out of range"):
         x.flatten(3)
+
+
+def test_gradient_flow_says_when_a_layer_s_gradient_is_exactly_zero(recwarn):
+    # On the log scale, zeros were dropped silently: a dead layer (all 0) was simply absent
+    # from the plot, with matplotlib's "Data has no positive values" warning when every
+    # layer was 0.
+    import matplotlib.pyplot as plt
+
+    from nn import viz
+
+    fig = viz.gradient_flow({"layers.0.weight": [0.0, 0.0, 0.0],
+                             "layers.2.weight": [1e-3, 0.0, 2e-3]})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["layers.0.weight (0 at all 3 steps: not drawable on a log scale)",
+                      "layers.2.weight (0 at 1 step, not drawn)"]
+    plt.close(fig)
+    fig = viz.gradient_flow({"w": [0.0, 0.0]})
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "w (0 at all 2 steps: not drawable on a log scale)"]
+    plt.close(fig)
+    assert not [w for w in recwarn if "positive" in str(w.message)]
