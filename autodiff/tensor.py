@@ -843,8 +843,21 @@ class Tensor:
             raise TypeError(f"reshape: shape must be integers, got {shape}") from None
         return apply(ops.reshape, (self,), shape=shape)
 
-    def flatten(self) -> Tensor:
-        return self.reshape(-1)
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """All axes into one, as numpy's flatten(); PyTorch's `flatten(start_dim, end_dim)`
+        merges only those: `x.flatten(1)` keeps the batch axis ((N, C, H, W) -> (N, C*H*W)).
+        (Without the arguments, `x.flatten(1)` failed with "takes 1 positional argument".)"""
+        if self.ndim == 0:
+            _axis(start_dim, 0, "flatten")
+            _axis(end_dim, 0, "flatten")
+            return self.reshape(-1)
+        start = _axis(start_dim, self.ndim, "flatten")
+        end = _axis(end_dim, self.ndim, "flatten")
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"for a tensor with {self.ndim} axes")
+        shape = self.shape
+        return self.reshape(*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])
 
     def transpose(self, *axes: Any) -> Tensor:
         """numpy's transpose: `transpose()` reverses the axes, `transpose(axes)` permutes them.

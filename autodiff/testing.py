@@ -39,6 +39,8 @@ def _scalar_output(fn: Callable[..., Tensor], tensors: Sequence[Tensor],
     if not isinstance(out, Tensor):
         raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
     if weights is None:
+        # Random even for a scalar output: a rule that ignores its upstream gradient is then
+        # wrong by that factor (with weight 1 it would pass whenever the seed is 1).
         weights = np.random.default_rng(0).uniform(0.5, 1.5, size=out.shape)
     return (out * weights).sum(), weights
 
@@ -126,7 +128,7 @@ def gradcheck(
             ]
         else:
             analytic = _forward_gradient(fn, arrays, weights)
-        _compare(mode, analytic, numeric, tensors, atol, rtol)
+        _compare(mode, analytic, numeric, tensors, atol, rtol, weights=weights)
     return True
 
 
@@ -151,8 +153,19 @@ def _forward_gradient(fn: Callable[..., Tensor], arrays: list[np.ndarray],
 
 
 def _compare(mode: str, analytic: Sequence[Any], numeric: Sequence[np.ndarray],
-             tensors: Sequence[Tensor], atol: float, rtol: float) -> None:
+             tensors: Sequence[Tensor], atol: float, rtol: float,
+             weights: np.ndarray | None = None) -> None:
     name = "backprop" if mode == "rev" else "forward mode"
+    # The numbers compared are derivatives of sum(w * fn), w random. The message showed them
+    # as they were: for a scalar fn, w times the true derivative (notebook 5's sin(3x) at 0.1
+    # read "numerical 3.258543" where 3 cos(0.3) = 2.866). A scalar w is divided out again;
+    # with several outputs it cannot be, so the message says what the numbers are.
+    scale, of = 1.0, ""
+    if weights is not None and weights.shape == ():
+        scale = float(weights)
+    elif weights is not None:
+        of = (" (derivatives of sum(w * fn(...)), w fixed random weights in [0.5, 1.5] so "
+              "that every output element counts)")
     for i, (a, n, t) in enumerate(zip(analytic, numeric, tensors, strict=True)):
         a_data = np.asarray(a._data if isinstance(a, Tensor) else a)
         if a_data.shape != t.shape:
@@ -165,9 +178,10 @@ def _compare(mode: str, analytic: Sequence[Any], numeric: Sequence[np.ndarray],
             where = np.unravel_index(int(np.argmin(close)), close.shape) if close.ndim else ()
             raise AssertionError(
                 f"gradcheck: input {i} (shape {t.shape}) element {tuple(int(k) for k in where)}: "
-                f"{name} {a_data[where]:.8g} vs numerical {n[where]:.8g} "
-                f"(difference {abs(a_data[where] - n[where]):.3g}, atol={atol}, rtol={rtol}); "
-                f"{int((~close).sum())} of {close.size} elements differ"
+                f"{name} {a_data[where] / scale:.8g} vs numerical {n[where] / scale:.8g} "
+                f"(difference {abs(a_data[where] - n[where]) / scale:.3g}, atol={atol}, "
+                f"rtol={rtol}); "
+                f"{int((~close).sum())} of {close.size} elements differ{of}"
             )
 
 

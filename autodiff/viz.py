@@ -315,7 +315,7 @@ def draw_graph(
     show_values: bool = True,
     show_grads: bool = True,
     group_by_module: bool | str = False,
-    max_nodes: int = 300,
+    max_nodes: int | None = 300,
 ) -> Drawing:
     """A graphviz drawing of everything `root` depends on.
 
@@ -324,7 +324,8 @@ def draw_graph(
     `model` names parameters ("layers.0.weight") and module calls; `names` maps id(tensor)
     to a label. `group_by_module`: False; "cluster" (a frame around each module call) or
     "collapse" (each module call drawn as one box, its inputs in and its outputs out). A graph
-    of more than `max_nodes` nodes is collapsed by module, with a note saying so.
+    of more than `max_nodes` nodes (at least 2; None for no limit) is collapsed by module,
+    with a note saying so, and past it even so only the nodes nearest the output are drawn.
     rankdir "LR" draws left to right, "TB" top down; "auto" (the default) draws expressions
     of scalars left to right, as micrograd does, and anything with arrays or more than
     AUTO_LR_DEPTH ops in a chain top down, where left to right gets screens wide.
@@ -337,7 +338,8 @@ def draw_graph(
             f"got {group_by_module!r}"
         )
     options = _Options(rankdir, show_values, show_grads,
-                       "cluster" if group_by_module is True else group_by_module, max_nodes)
+                       "cluster" if group_by_module is True else group_by_module,
+                       _check_max_nodes(max_nodes, "draw_graph"))
     return _draw(trace(root, names=names, model=model), options)
 
 
@@ -347,7 +349,7 @@ class _Options:
     show_values: bool = True
     show_grads: bool = True
     group: str | bool = False
-    max_nodes: int = 300
+    max_nodes: float = 300
 
 
 @dataclass
@@ -369,6 +371,21 @@ class _Scene:
     home: dict[str, str | None] = field(default_factory=dict)  # id -> cluster drawn in
     edges: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def _check_max_nodes(max_nodes: Any, who: str) -> float:
+    """max_nodes as a limit: None for none. Below 2 the cut kept nothing but its "... earlier
+    nodes" marker (max_nodes=1, 0 or -1 drew one box and "only the 0 nodes nearest the output
+    are drawn", not even the output); None failed deep inside with "'>' not supported"."""
+    if max_nodes is None:
+        return math.inf
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, (int, np.integer)):
+        raise TypeError(f"{who}: max_nodes must be an int (or None for no limit), got "
+                        f"{max_nodes!r}")
+    if max_nodes < 2:
+        raise ValueError(f"{who}: max_nodes must be at least 2 (the output and a note of what "
+                         f"was left out), got {max_nodes}")
+    return int(max_nodes)
 
 
 def _check_rankdir(rankdir: str, who: str) -> None:
@@ -450,7 +467,10 @@ def _record(fields: list[str], rankdir: str, across: bool) -> str:
     stacked for arrays (long summaries), so that a layer's record is not a screen wide."""
     if not across:
         fields = [f"{fields[0]}: {fields[1]}", *fields[2:]]
-    body = " | ".join(re.sub(r'([\\{}|<>"])', r"\\\1", f) for f in fields)
+    # A newline inside a record field is no line break (graphviz-pure dropped it: "line1\nline2"
+    # read "line1line2"); the escape backslash-n is, in every renderer.
+    body = " | ".join(re.sub(r'([\\{}|<>"])', r"\\\1", f).replace("\n", "\\n")
+                      for f in fields)
     # Braces turn a record's fields a quarter turn; which way is "across" depends on rankdir.
     return "{" + body + "}" if across == (rankdir == "LR") else body
 
@@ -603,7 +623,7 @@ def _box_attrs(graph: Graph, cid: str, box: dict[str, str | None],
             "fillcolor": COLORS["current" if current else "module"]}
 
 
-def _cut(scene: _Scene, graph: Graph, max_nodes: int) -> None:
+def _cut(scene: _Scene, graph: Graph, max_nodes: float) -> None:
     """Past max_nodes even after collapsing, keep the nodes nearest the output: dot takes
     minutes on thousands of nodes, and a learner reads the end of the graph first."""
     if len(scene.nodes) <= max_nodes:
@@ -628,7 +648,8 @@ def _cut(scene: _Scene, graph: Graph, max_nodes: int) -> None:
         if target in keep:
             edges.setdefault((source if source in keep else more, target), attrs)
     scene.edges = [(source, target, attrs) for (source, target), attrs in edges.items()]
-    scene.notes.append(f"only the {len(keep)} nodes nearest the output are drawn")
+    scene.notes.append(f"only the {len(keep)} node{'s' * (len(keep) != 1)} nearest the output "
+                       f"{'are' if len(keep) != 1 else 'is'} drawn")
 
 
 def _emit_clusters(dot: graphviz.Digraph, graph: Graph, scene: _Scene) -> None:
@@ -839,7 +860,7 @@ def animate_backward(
     names: dict[int, str] | None = None,
     rankdir: str = "auto",
     group_by_module: bool | str = False,
-    max_nodes: int = 300,
+    max_nodes: int | None = 300,
 ) -> Path | list[Path]:
     """Draw the backward pass, one frame per step: the node being processed in orange, the
     gradient it sends along each input edge, and every gradient known so far ("?" before
@@ -860,9 +881,10 @@ def animate_backward(
     _check_rankdir(rankdir, "animate_backward")
     if fps <= 0:
         raise ValueError(f"animate_backward: fps must be positive, got {fps}")
+    limit = _check_max_nodes(max_nodes, "animate_backward")
     graph = trace(root, names=names, model=model)
     options = _Options(rankdir, True, True,
-                       "cluster" if group_by_module is True else group_by_module, max_nodes)
+                       "cluster" if group_by_module is True else group_by_module, limit)
     frames = _frames(graph, _steps(root, None, False, "animate_backward"))
     sources = [_draw(graph, options, frame).source for frame in frames]
     written = []

@@ -123,6 +123,16 @@ def _tiles(w: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def _limit(arrays: Sequence[Any]) -> float:
+    """The symmetric colour limit: the largest finite |weight|, else 1. A NaN or inf weight (a
+    diverged run) made the limit NaN or inf, which matplotlib replaced by +-0.1: every finite
+    weight drawn saturated, under a colour bar of +-0.1. (NaN was also taken or not depending
+    on the frame it appeared in, as Python's max() does.) Non-finite weights are drawn blank
+    (NaN) or at the end of the scale (inf)."""
+    finite = [np.abs(a[np.isfinite(a)]) for a in map(np.asarray, arrays)]
+    return max((float(f.max()) for f in finite if f.size), default=0.0) or 1.0
+
+
 def _is_image_layer(w: np.ndarray, image_shape: tuple[int, int] | None) -> bool:
     return image_shape is not None and w.shape[1] == image_shape[0] * image_shape[1]
 
@@ -143,7 +153,7 @@ def _heatmap_panels(snapshot: Mapping[str, np.ndarray], limits: Mapping[str, flo
     artists = []
     for ax, name, tile in zip(axes[0], names, tiled, strict=True):
         w = np.asarray(snapshot[name])
-        limit = (limits or {}).get(name) or float(np.abs(w).max()) or 1.0
+        limit = (limits or {}).get(name) or _limit([w])
         shown = _tiles(w, image_shape) if tile else w
         image = ax.imshow(shown, cmap=cmap, vmin=-limit, vmax=limit,
                           aspect="equal" if tile else "auto", interpolation="nearest")
@@ -208,8 +218,7 @@ def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]] | WeightRecord
     pairs = list(zip(snapshots, labels, strict=True))
     if max_frames is not None:
         pairs = _evenly(pairs, max_frames)
-    limits = {name: float(max(np.abs(s[name]).max() for s, _ in pairs)) or 1.0
-              for name in snapshots[0]}
+    limits = {name: _limit([s[name] for s, _ in pairs]) for name in snapshots[0]}
     # The axes, ticks, colour bars and labels are drawn once; each frame redraws only the
     # images and the title over a copy of that background (blitting). Drawing the whole
     # figure per frame, mostly text, cost ~20x more.
@@ -422,7 +431,18 @@ def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping
         grad_history = merged
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for name, values in grad_history.items():
-        ax.plot(range(1, len(values) + 1), values, label=name)
+        values = np.asarray(values, dtype=np.float64)
+        # A log scale cannot show 0, and matplotlib dropped those points without a word: a
+        # layer whose gradient is exactly 0 (dead ReLUs, a frozen or unused layer), the most
+        # vanished of all, was missing from the plot, or the plot was empty. Say so.
+        zeros = int(np.sum(values == 0))
+        label = name if not zeros else (
+            f"{name} (0 at all {zeros} steps: not drawable on a log scale)"
+            if zeros == len(values)
+            else f"{name} (0 at {zeros} step{'s' * (zeros != 1)}, not drawn)")
+        ax.plot(range(1, len(values) + 1), np.where(values == 0, np.nan, values), label=label)
+    if not any(np.any(np.asarray(v, dtype=np.float64) > 0) for v in grad_history.values()):
+        ax.set_ylim(1e-8, 1.0)  # nothing positive to scale by: a fixed range, and no warning
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("mean |gradient|")
