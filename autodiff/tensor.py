@@ -732,16 +732,22 @@ class Tensor:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
         return apply(ops.mean, (self,), axis=axes, keepdims=keepdims, count=count)
 
-    def max(self, axis: Axis = None, keepdims: bool = False, *, dim: int | None = None,
-            keepdim: bool | None = None) -> Any:
+    def max(self, *by_position: Any, axis: Axis = None, keepdims: bool = False,
+            dim: int | None = None, keepdim: bool | None = None) -> Any:
         """The largest value over `axis` (numpy's meaning: a Tensor). With PyTorch's `dim=`,
-        PyTorch's answer: `(values, indices)`, so `_, predicted = out.max(dim=1)` works."""
+        PyTorch's answer: `(values, indices)`, so `_, predicted = out.max(dim=1)` works.
+
+        The axis must be named: `out.max(1)` is the values in numpy and the pair in PyTorch,
+        and either reading can unpack a batch of two without an error into the wrong thing.
+        """
+        _named_axis_only("max", by_position)
         return self._extremum(ops.max_, axis, keepdims, dim, keepdim)
 
-    def min(self, axis: Axis = None, keepdims: bool = False, *, dim: int | None = None,
-            keepdim: bool | None = None) -> Any:
+    def min(self, *by_position: Any, axis: Axis = None, keepdims: bool = False,
+            dim: int | None = None, keepdim: bool | None = None) -> Any:
         """The smallest value: numpy's meaning with `axis=`, PyTorch's (values, indices)
         with `dim=` (see max)."""
+        _named_axis_only("min", by_position)
         return self._extremum(ops.min_, axis, keepdims, dim, keepdim)
 
     def _extremum(self, op: ops.Op, axis: Axis, keepdims: bool, dim: Any = None,
@@ -1120,6 +1126,19 @@ def _torch_names(who: str, axis: Any, keepdims: bool, dim: Any,
     if keepdim is not None:
         keepdims = bool(keepdim)
     return axis, keepdims
+
+
+def _named_axis_only(name: str, by_position: tuple) -> None:
+    """Refuse max(1) / min(1): numpy's x.max(1) is the values, PyTorch's the pair (values,
+    indices); `_, predicted = out.max(1)` (PyTorch's tutorial) would take a batch of two
+    apart into its two maxima. x.max() and x.max(None) mean the same in both."""
+    if by_position and not (len(by_position) == 1 and by_position[0] is None):
+        given = ", ".join(map(repr, by_position))
+        raise TypeError(
+            f"{name}({given}): name the axis, as axis= (numpy's answer: the values) or dim= "
+            f"(PyTorch's: values and indices, so `_, predicted = out.{name}(dim=1)` works); "
+            "by position it means one in numpy and the other in PyTorch"
+        )
 
 
 def _index(index: Any) -> Any:

@@ -401,7 +401,12 @@ def test_max_and_min_with_dim_answer_values_and_indices_as_pytorch():
     out.max(dim=1).values.sum().backward()
     assert out.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
     # numpy's axis= keeps numpy's answer: the values alone.
-    assert out.max(axis=1).tolist() == [5.0, 7.0] and out.max(1).tolist() == [5.0, 7.0]
+    assert out.max(axis=1).tolist() == [5.0, 7.0] and out.max(None).item() == 7.0
+    # By position the two libraries disagree, and PyTorch's tutorial line would unpack this
+    # batch of two into its two maxima without a word: refused, saying which name is which.
+    for call in (lambda: out.max(1), lambda: out.min(0), lambda: out.max(1, True)):
+        with pytest.raises(TypeError, match=r"name the axis, as axis= .*or dim= "):
+            _, predicted = call()
     with pytest.raises(TypeError, match=r"max: dim= takes one axis"):
         out.max(dim=(0, 1))
 
