@@ -272,6 +272,11 @@ def tensors(shape: Any = None, dtype: Any = np.float64, low: float = -3.0, high:
 def _projection(fn: Callable[..., Any], primals: Any, who: str
                 ) -> tuple[list[np.ndarray], Callable[[list[np.ndarray]], float], Any]:
     """float64 copies of the primals, and the scalar <u, fn(x)> for one fixed random u."""
+    if isinstance(primals, list) and any(isinstance(p, Tensor) for p in primals):
+        # A list is one array (its numbers stacked), as for jvp: [x, y] would become one
+        # input and fn would miss its second argument.
+        raise TypeError(f"{who}: give several inputs as a tuple, (x, y); a list is read as "
+                        "one array")
     arrays = [np.array(p._data if isinstance(p, Tensor) else p, dtype=np.float64)
               for p in (primals if isinstance(primals, tuple) else (primals,))]
     out = fn(*[Tensor(a) for a in arrays])

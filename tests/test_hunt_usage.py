@@ -194,3 +194,16 @@ def test_gradient_flow_says_when_a_layer_s_gradient_is_exactly_zero(recwarn):
         "w (0 at all 2 steps: not drawable on a log scale)"]
     plt.close(fig)
     assert not [w for w in recwarn if "positive" in str(w.message)]
+
+
+def test_check_jvp_and_check_vjp_say_that_several_inputs_are_a_tuple():
+    from autodiff.testing import check_jvp, check_vjp
+
+    x, y = Tensor(np.array([0.3, 0.5])), Tensor(np.array([1.5, -2.0]))
+    for check in (check_jvp, check_vjp):
+        # It failed with "missing 1 required positional argument", the list stacked into one.
+        with pytest.raises(TypeError, match=rf"{check.__name__}: give several inputs as a "
+                                            r"tuple"):
+            check(lambda a, b: (a * b).sum(), [x, y])
+        assert check(lambda a, b: (a * b.tanh()).sum(), (x, y))
+        assert check(lambda a: (a * a).sum(), [0.3, 0.5])  # a list of numbers: one input
