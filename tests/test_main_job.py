@@ -112,3 +112,32 @@ def test_full_mnist_writes_the_gif_with_tiles(tmp_path, mnist_dir):
     assert _frames(tmp_path / "weights.gif") == 2  # initial weights and epoch 1
     with Image.open(tmp_path / "weights.gif") as gif:
         assert gif.size[0] > 900  # the tiled 128x784 panel is drawn large enough to see
+
+
+def test_the_main_job_multiplies_on_the_threads_asked_and_gives_them_back(
+        tmp_path, monkeypatch):
+    """--threads (default 1) limits numpy's BLAS for the run only: on a busy machine two
+    threads made the tutorial run many times slower, each product waiting for both."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy's BLAS should be visible to threadpoolctl"
+    seen = []
+    real_fit = nn.fit
+
+    def spying_fit(*args, **kwargs):
+        seen.append(blas_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(nn, "fit", spying_fit)
+    default, _ = _run(tmp_path / "default", "--dataset", "xor", "--epochs", "2", "--no-plots")
+    unlimited, _ = _run(tmp_path / "all", "--dataset", "xor", "--epochs", "2", "--no-plots",
+                        "--threads", "0")
+    assert seen == [[1] * len(before), before]
+    assert default["options"]["threads"] == 1 and unlimited["options"]["threads"] == 0
+    assert blas_threads() == before  # given back after the run
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--threads", "-1"])
