@@ -304,7 +304,8 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
         create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
         return tuple(_export(g, kind) for g in _gradients(outputs, seeds, leaves, create))
 
-    exported = type(out)(_export(o, kind) for o in outputs) if several else _export(out, kind)
+    exported = (forward.same_kind(out, (_export(o, kind) for o in outputs)) if several
+                else _export(out, kind))
     return (exported, pullback, aux) if has_aux else (exported, pullback)
 
 
