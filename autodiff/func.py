@@ -18,6 +18,7 @@ forward mode is `forward.jvp`, and every other transform is a few lines on top o
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -218,7 +219,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = 
             exported = exported[0]
         return ((value, aux) if has_aux else value), exported
 
-    return value_and_grad_f
+    return _wrapping(value_and_grad_f, f)
 
 
 def grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
@@ -234,7 +235,7 @@ def grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
         value, g = both(*args, **kwargs)
         return (g, value[1]) if has_aux else g
 
-    return grad_f
+    return _wrapping(grad_f, f)
 
 
 def grad_and_aux(f: Callable[..., tuple[Any, Any]], argnums: Argnums = 0
@@ -250,7 +251,7 @@ def elementwise_grad(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..
         out = f(*args, **kwargs)
         return out.sum() if isinstance(out, Tensor) else np.sum(out)
 
-    return grad(total, argnums)
+    return grad(_wrapping(total, f), argnums)
 
 
 def _as_outputs(result: Any) -> tuple[list[Any], bool]:
@@ -342,7 +343,7 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                      for r, leaf in zip(rows, leaves, strict=True))
         return jacs[0] if isinstance(argnums, int) else jacs
 
-    return jacrev_f
+    return _wrapping(jacrev_f, f)
 
 
 def _one_output(out: Any, who: str) -> Any:
@@ -406,11 +407,26 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             dtype = x.dtype if isinstance(x, Tensor) else np.result_type(np.asarray(x), 0.0)
             columns = []
             out = None
+            first = None
             for j in range(int(np.prod(shape))):
                 basis = np.zeros(shape, dtype=dtype)
                 basis.reshape(-1)[j] = 1
                 out, column = jvp(along, (x,), (basis,))
                 columns.append(column)
+                # Every pass computes f at the same point, so its value must come out the same,
+                # bit for bit. If not, f draws from random state we cannot replay (a Dropout
+                # module in training mode called from a lambda, whose Generator is not found)
+                # and the columns would be derivatives of different functions: refuse.
+                value = np.asarray(out._data if isinstance(out, Tensor) else out)
+                if first is None:
+                    first = value.copy()
+                elif value.shape != first.shape or value.tobytes() != first.tobytes():
+                    raise RuntimeError(
+                        "jacfwd: f gave a different value on each forward pass at the same "
+                        "point, so it is random or changes state (a Dropout in training mode "
+                        "inside a function that calls a module?); jacfwd replays the random "
+                        "state only of the default generator and, when f is itself a module, "
+                        "of its modules: pass the module, call .eval(), or seed it inside f")
             if not columns:  # an empty input: no pass ran, so run f once for the shape
                 out = along(x if isinstance(x, Tensor) else Tensor(x))
             out_shape = np.shape(out._data if isinstance(out, Tensor) else out)
@@ -426,7 +442,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             _restore(after)
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
 
-    return jacfwd_f
+    return _wrapping(jacfwd_f, f)
 
 
 def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
@@ -457,7 +473,7 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         chosen = jacrev if outputs <= inputs else jacfwd
         return chosen(f, argnums)(*args)
 
-    return jacobian_f
+    return _wrapping(jacobian_f, f)
 
 
 def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
@@ -592,11 +608,22 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
     return checkpointed
 
 
+def _wrapping(transformed: Callable, f: Callable) -> Callable:
+    """Mark `transformed` as a transform of f (`__wrapped__`, as functools.wraps does), so that
+    an enclosing transform finds f's modules through it: hessian(model) is
+    jacfwd(jacrev(model)), and jacfwd must replay the model's Dropout Generators and
+    BatchNorm buffers for each of its passes, not those of the function jacrev returns."""
+    transformed.__wrapped__ = f  # type: ignore[attr-defined]
+    return transformed
+
+
 def _generators(f: Any) -> list[np.random.Generator]:
     """The random generators f may draw from: the default one (see manual_seed) and, when f
-    is a module, every Generator its modules hold (Dropout's)."""
+    (or the function a transform of ours was made from) is a module, every Generator its
+    modules hold (Dropout's)."""
     from .tensor import _default_generator
 
+    f = inspect.unwrap(f)
     found = [_default_generator]
     modules = getattr(f, "modules", None)
     for module in modules() if callable(modules) else ():
@@ -611,7 +638,7 @@ def _snapshot(f: Any) -> list[tuple[Any, Any]]:
     generators it draws from and, when f is a module, its buffers (BatchNorm's running
     statistics, updated by every call in training mode). (holder, state) pairs."""
     snap: list[tuple[Any, Any]] = [(g, g.bit_generator.state) for g in _generators(f)]
-    buffers = getattr(f, "named_buffers", None)
+    buffers = getattr(inspect.unwrap(f), "named_buffers", None)
     for _, buffer in buffers() if callable(buffers) else ():
         snap.append((buffer, np.array(buffer._data, copy=True)))
     return snap

@@ -26,3 +26,71 @@ def test_jvp_and_vjp_give_a_namedtuple_result_back_as_that_namedtuple():
     np.testing.assert_allclose(value.value, x * x)
     (g,) = pullback(Pair(np.ones(2), np.ones(2)))
     np.testing.assert_allclose(g, 2 * x + 2)
+
+
+def _dropout_net():
+    import nn
+
+    rng = np.random.default_rng(1)
+    model = nn.Sequential(nn.Linear(3, 6, dtype=np.float64, rng=rng), nn.Tanh(),
+                          nn.Dropout(0.5, rng=np.random.default_rng(1)),
+                          nn.Linear(6, 1, dtype=np.float64, rng=rng))
+    model.train()
+    return model
+
+
+def test_hessian_of_a_module_in_training_mode_is_of_one_dropout_mask():
+    # hessian(model) is jacfwd(jacrev(model)): jacfwd replays its f's random state for every
+    # column, but its f was the function jacrev returned, so the model's Dropout Generator was
+    # not found and each column used another mask: a non-symmetric "Hessian" (entries
+    # 0.0140 vs 0.0238 across the diagonal). Now it is the Hessian of one mask: symmetric,
+    # and equal to the Hessian of the same network with that mask fixed.
+    import nn
+
+    model = _dropout_net()
+    x = np.array([[0.3, -0.2, 0.5]])
+    h = np.asarray(func.hessian(model)(x)).reshape(3, 3)
+    np.testing.assert_allclose(h, h.T, atol=1e-12)
+    # The mask the first column drew: the Generator's state now is after one draw.
+    mask = np.random.default_rng(1).random((1, 6)) >= 0.5
+    lin1, lin2 = model.layers[0], model.layers[3]
+
+    def fixed(a):
+        hidden = ad.linear(a, lin1.weight.detach(), lin1.bias.detach()).tanh()
+        hidden = hidden * ad.Tensor(mask / 0.5)
+        return ad.linear(hidden, lin2.weight.detach(), lin2.bias.detach())
+
+    expected = np.asarray(func.hessian(fixed)(x)).reshape(3, 3)
+    np.testing.assert_allclose(h, expected, atol=1e-12)
+    # BatchNorm's running statistics move once, as for one call of the model.
+    bn = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64),
+                       nn.Linear(4, 1, dtype=np.float64))
+
+    class Total(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, a):
+            return self.inner(a).sum()
+
+    func.hessian(Total(bn))(np.random.default_rng(2).standard_normal((5, 3)))
+    assert int(np.asarray(bn.layers[1].num_batches_tracked.numpy())) == 1
+
+
+def test_jacfwd_refuses_a_function_whose_value_changes_between_its_passes():
+    # A lambda calling a Dropout module in training mode: its Generator cannot be found, so
+    # every column had its own mask and jacfwd (and hessian through it) answered silently
+    # with a Jacobian of no function (non-symmetric Hessian). Now that is an error.
+    import pytest
+
+    model = _dropout_net()
+    x = np.array([[0.3, -0.2, 0.5]])
+    with pytest.raises(RuntimeError, match="jacfwd: f gave a different value"):
+        func.jacfwd(lambda a: model(a))(x)
+    with pytest.raises(RuntimeError, match="jacfwd: f gave a different value"):
+        func.hessian(lambda a: model(a).sum())(x)
+    # Deterministic in evaluation mode: fine, and as jacrev.
+    model.eval()
+    np.testing.assert_allclose(np.asarray(func.jacfwd(lambda a: model(a))(x)),
+                               np.asarray(func.jacrev(lambda a: model(a))(x)), atol=1e-12)
