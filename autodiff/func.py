@@ -565,6 +565,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 with engine.enable_grad(), _replayed(memo["rng"]):
                     leaves = [_recompute_leaf(x, symbolic) for x in xs[:n]] + list(params)
                     recomputed = f(*leaves[:n])
+                _same_as_recorded(recomputed, out)
                 if not symbolic:
                     _no_foreign_leaves(recomputed, leaves)
                 # Only what requires grad: integer labels, frozen parameters get none (the
@@ -597,7 +598,9 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 for p, t in zip(params, ts[n:], strict=True):
                     level.set(p, t)
                 with _replayed(memo["rng"]):
-                    tangent = forward.output_tangent(f(*args), level)
+                    again = f(*args)
+                    _same_as_recorded(again, out)
+                    tangent = forward.output_tangent(again, level)
             finally:
                 forward.leave(saved)
             return tangent if isinstance(out, Tensor) else tangent._data
@@ -675,6 +678,20 @@ def _replayed(states: list[tuple[np.random.Generator, dict]]) -> Iterator[None]:
     finally:
         for g, state in now:
             g.bit_generator.state = state
+
+
+def _same_as_recorded(again: Any, out: Any) -> None:
+    """A recomputation must reproduce the recorded output bit for bit; if it does not, f
+    draws from random state we did not replay (a Dropout module called from a lambda, whose
+    Generator cannot be found) and the gradient would silently be of another function."""
+    new = np.asarray(again._data if isinstance(again, Tensor) else again)
+    old = np.asarray(out._data if isinstance(out, Tensor) else out)
+    if new.shape != old.shape or new.dtype != old.dtype or new.tobytes() != old.tobytes():
+        raise RuntimeError(
+            "checkpoint: recomputing f gave another value than its forward pass, so f is "
+            "random or changes state in a way that is not replayed (a Dropout in training mode "
+            "inside a function that calls a module?); checkpoint the module itself (its "
+            "Generators are replayed), call .eval(), or seed it inside f")
 
 
 def _recompute_leaf(x: Any, symbolic: bool) -> Tensor:

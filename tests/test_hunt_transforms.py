@@ -94,3 +94,30 @@ def test_jacfwd_refuses_a_function_whose_value_changes_between_its_passes():
     model.eval()
     np.testing.assert_allclose(np.asarray(func.jacfwd(lambda a: model(a))(x)),
                                np.asarray(func.jacrev(lambda a: model(a))(x)), atol=1e-12)
+
+
+def test_checkpoint_refuses_a_recomputation_that_draws_another_dropout_mask():
+    # A lambda calling a frozen model in training mode: the forward pass drew one Dropout mask
+    # from the module's Generator, the backward pass recomputed f with the next one, and the
+    # gradient ([0.0996, -0.1528, -0.1511]) was of another function than the value's
+    # ([0.3573, 0.0986, -0.2542]). Now the recomputation is checked against the recorded
+    # output; checkpointing the module itself replays its Generator and is right.
+    import pytest
+
+    model = _dropout_net()
+    for p in model.parameters():
+        p.requires_grad = False
+    x = ad.Tensor(np.array([[0.3, -0.2, 0.5]]), requires_grad=True)
+    out = func.checkpoint(lambda a: model(a))(x)
+    with pytest.raises(RuntimeError, match="checkpoint: recomputing f gave another value"):
+        ad.grad(out.sum(), [x])
+    with pytest.raises(RuntimeError, match="checkpoint: recomputing f gave another value"):
+        ad.jvp(func.checkpoint(lambda a: model(a)), (x.detach(),), (np.ones((1, 3)),))
+
+    model = _dropout_net()
+    for p in model.parameters():
+        p.requires_grad = False
+    (g,) = ad.grad(func.checkpoint(model)(x).sum(), [x])
+    model.layers[2]._rng = np.random.default_rng(1)  # the same mask, without checkpoint
+    (expected,) = ad.grad(model(x).sum(), [x])
+    np.testing.assert_allclose(g.numpy(), expected.numpy(), atol=1e-12)
