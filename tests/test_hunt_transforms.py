@@ -121,3 +121,25 @@ def test_checkpoint_refuses_a_recomputation_that_draws_another_dropout_mask():
     model.layers[2]._rng = np.random.default_rng(1)  # the same mask, without checkpoint
     (expected,) = ad.grad(model(x).sum(), [x])
     np.testing.assert_allclose(g.numpy(), expected.numpy(), atol=1e-12)
+
+
+def test_weights_stored_big_endian_load_into_the_model(tmp_path):
+    # An .npz holding '>f4' weights (same numbers, other byte order) was refused by
+    # load_state_dict ("has dtype float32 in the model but >f4 ... model.to_dtype(np.>f4)");
+    # now the values are converted to native order and loaded.
+    import nn
+
+    model = nn.Linear(3, 2)
+    state = {k: np.asarray(v).astype(np.asarray(v).dtype.newbyteorder(">"))
+             for k, v in model.state_dict().items()}
+    path = nn.save(state, tmp_path / "w.npz")
+    fresh = nn.Linear(3, 2)
+    nn.load(path, into=fresh)
+    np.testing.assert_array_equal(fresh.weight.numpy(), model.weight.numpy())
+    np.testing.assert_array_equal(fresh.bias.numpy(), model.bias.numpy())
+    assert fresh.weight.numpy().dtype == np.float32 and fresh.weight.numpy().dtype.isnative
+    # Another dtype is still refused.
+    import pytest
+
+    with pytest.raises(ValueError, match="dtype float32 in the model but float64"):
+        fresh.load_state_dict({k: np.asarray(v, np.float64) for k, v in state.items()})
