@@ -143,3 +143,19 @@ def test_weights_stored_big_endian_load_into_the_model(tmp_path):
 
     with pytest.raises(ValueError, match="dtype float32 in the model but float64"):
         fresh.load_state_dict({k: np.asarray(v, np.float64) for k, v in state.items()})
+
+
+def test_from_torch_names_a_bfloat16_module():
+    # Was torch's TypeError "Got unsupported ScalarType BFloat16", naming neither the module
+    # nor what to do; now from_torch names the weight and the conversion.
+    import pytest
+    import torch
+
+    import nn
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(),
+                                torch.nn.Linear(2, 1, dtype=torch.bfloat16))
+    with pytest.raises(TypeError, match=r"from_torch: '2'\.weight is torch\.bfloat16.*float\(\)"):
+        nn.from_torch(model)
+    ours = nn.from_torch(model.float())
+    assert ours.layers[2].weight.numpy().dtype == np.float32
