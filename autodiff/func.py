@@ -364,9 +364,11 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """The Jacobian by forward mode: one `jvp` pass per input element (cheap for few inputs).
     Shape: output shape + input shape (a tuple of those for a tuple `argnums`).
 
-    Each pass starts from the state of the first (the default generator and, when f is a
-    module, its modules' Generators and buffers), so a Dropout inside f draws one mask and a
-    BatchNorm in training mode updates its running statistics once."""
+    Each pass starts from the state of the first (the default generator, and the Generators
+    and buffers of the modules f runs: f itself, or those a function names, as in
+    `lambda x: model(x)`), so a Dropout inside f draws one mask and a BatchNorm in training
+    mode updates its running statistics once. A value that still differs between passes is
+    refused (RuntimeError)."""
 
     def jacfwd_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacfwd")
@@ -424,9 +426,10 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                     raise RuntimeError(
                         "jacfwd: f gave a different value on each forward pass at the same "
                         "point, so it is random or changes state (a Dropout in training mode "
-                        "inside a function that calls a module?); jacfwd replays the random "
-                        "state only of the default generator and, when f is itself a module, "
-                        "of its modules: pass the module, call .eval(), or seed it inside f")
+                        "in a module reached through a helper or another object?); jacfwd "
+                        "replays the random state of the default generator and of the modules "
+                        "f itself is or names: pass the module, call .eval(), or seed it "
+                        "inside f")
             if not columns:  # an empty input: no pass ran, so run f once for the shape
                 out = along(x if isinstance(x, Tensor) else Tensor(x))
             out_shape = np.shape(out._data if isinstance(out, Tensor) else out)
@@ -532,7 +535,8 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
     extra forward pass in total). Tensors that need gradients must be arguments of f, or
     parameters of f when f is an `nn.Module` (they are found by `f.parameters()`).
     Recomputing replays the random state f started from (the default generator, and the
-    Generators of f's modules when f is a module), so a Dropout mask is drawn again the same.
+    Generators of the modules f is or names, as `lambda x: model(x)`), so a Dropout mask is
+    drawn again the same; a recomputation that still comes out different is refused.
     """
     params_of = getattr(f, "parameters", None)
 
@@ -620,30 +624,50 @@ def _wrapping(transformed: Callable, f: Callable) -> Callable:
     return transformed
 
 
+def _models_of(f: Any) -> list[Any]:
+    """The modules f runs: f itself when it is one (or the function a transform of ours was
+    made from), the module of a bound method (model.forward), and the modules a function
+    names directly (lambda x: model(x).sum(), whether model is a closure variable or a
+    global). Modules reached only through other objects or helper functions are not found."""
+    f = inspect.unwrap(f)
+    candidates = [f, getattr(f, "__self__", None)]
+    if inspect.isfunction(f) or inspect.ismethod(f):  # not a module, builtin or partial
+        names = inspect.getclosurevars(f)
+        candidates += [*names.nonlocals.values(), *names.globals.values()]
+    found: list[Any] = []
+    for c in candidates:
+        if callable(getattr(c, "modules", None)) and callable(getattr(c, "named_buffers", None)) \
+                and all(c is not m for m in found):
+            found.append(c)
+    return found
+
+
 def _generators(f: Any) -> list[np.random.Generator]:
-    """The random generators f may draw from: the default one (see manual_seed) and, when f
-    (or the function a transform of ours was made from) is a module, every Generator its
-    modules hold (Dropout's)."""
+    """The random generators f may draw from: the default one (see manual_seed) and every
+    Generator held by the modules f runs (Dropout's; see _models_of)."""
     from .tensor import _default_generator
 
-    f = inspect.unwrap(f)
     found = [_default_generator]
-    modules = getattr(f, "modules", None)
-    for module in modules() if callable(modules) else ():
-        for value in vars(module).values():
-            if isinstance(value, np.random.Generator) and all(value is not g for g in found):
-                found.append(value)
+    for model in _models_of(f):
+        for module in model.modules():
+            for value in vars(module).values():
+                if isinstance(value, np.random.Generator) and \
+                        all(value is not g for g in found):
+                    found.append(value)
     return found
 
 
 def _snapshot(f: Any) -> list[tuple[Any, Any]]:
     """What calling f may change that a repeated call must find as the first did: the random
-    generators it draws from and, when f is a module, its buffers (BatchNorm's running
+    generators it draws from and the buffers of the modules it runs (BatchNorm's running
     statistics, updated by every call in training mode). (holder, state) pairs."""
     snap: list[tuple[Any, Any]] = [(g, g.bit_generator.state) for g in _generators(f)]
-    buffers = getattr(inspect.unwrap(f), "named_buffers", None)
-    for _, buffer in buffers() if callable(buffers) else ():
-        snap.append((buffer, np.array(buffer._data, copy=True)))
+    seen: set[int] = set()
+    for model in _models_of(f):
+        for _, buffer in model.named_buffers():
+            if id(buffer) not in seen:  # a module named twice, or shared by two
+                seen.add(id(buffer))
+                snap.append((buffer, np.array(buffer._data, copy=True)))
     return snap
 
 
@@ -690,8 +714,8 @@ def _same_as_recorded(again: Any, out: Any) -> None:
         raise RuntimeError(
             "checkpoint: recomputing f gave another value than its forward pass, so f is "
             "random or changes state in a way that is not replayed (a Dropout in training mode "
-            "inside a function that calls a module?); checkpoint the module itself (its "
-            "Generators are replayed), call .eval(), or seed it inside f")
+            "in a module reached through a helper or another object?); checkpoint the module "
+            "itself (its Generators are replayed), call .eval(), or seed it inside f")
 
 
 def _recompute_leaf(x: Any, symbolic: bool) -> Tensor:

@@ -78,49 +78,81 @@ def test_hessian_of_a_module_in_training_mode_is_of_one_dropout_mask():
     assert int(np.asarray(bn.layers[1].num_batches_tracked.numpy())) == 1
 
 
-def test_jacfwd_refuses_a_function_whose_value_changes_between_its_passes():
-    # A lambda calling a Dropout module in training mode: its Generator cannot be found, so
+def test_jacfwd_replays_the_modules_a_lambda_names_and_refuses_what_it_cannot_replay():
+    # A lambda calling a Dropout module in training mode: its Generator was not found, so
     # every column had its own mask and jacfwd (and hessian through it) answered silently
-    # with a Jacobian of no function (non-symmetric Hessian). Now that is an error.
+    # with a Jacobian of no function (non-symmetric Hessian). Now the modules a function
+    # names are replayed as f's own, and a value that still changes between passes (the
+    # module reached through another object) is an error.
+    import types
+
     import pytest
 
     model = _dropout_net()
     x = np.array([[0.3, -0.2, 0.5]])
+    jac = np.asarray(func.jacfwd(lambda a: model(a))(x))
+    model.layers[2]._rng = np.random.default_rng(1)  # the same mask again, for jacrev
+    np.testing.assert_allclose(jac, np.asarray(func.jacrev(lambda a: model(a))(x)), atol=1e-12)
+    h = np.asarray(func.hessian(lambda a: model(a).sum())(x)).reshape(3, 3)
+    np.testing.assert_allclose(h, h.T, atol=1e-12)
+
+    holder = types.SimpleNamespace(net=_dropout_net())
     with pytest.raises(RuntimeError, match="jacfwd: f gave a different value"):
-        func.jacfwd(lambda a: model(a))(x)
+        func.jacfwd(lambda a: holder.net(a))(x)
     with pytest.raises(RuntimeError, match="jacfwd: f gave a different value"):
-        func.hessian(lambda a: model(a).sum())(x)
+        func.hessian(lambda a: holder.net(a).sum())(x)
     # Deterministic in evaluation mode: fine, and as jacrev.
-    model.eval()
-    np.testing.assert_allclose(np.asarray(func.jacfwd(lambda a: model(a))(x)),
-                               np.asarray(func.jacrev(lambda a: model(a))(x)), atol=1e-12)
+    holder.net.eval()
+    np.testing.assert_allclose(np.asarray(func.jacfwd(lambda a: holder.net(a))(x)),
+                               np.asarray(func.jacrev(lambda a: holder.net(a))(x)), atol=1e-12)
 
 
-def test_checkpoint_refuses_a_recomputation_that_draws_another_dropout_mask():
+def test_jacfwd_and_jacobian_of_a_lambda_move_batchnorm_statistics_once():
+    # jacfwd(lambda x: model(x)) in training mode updated BatchNorm's running statistics once
+    # per column (5 x 3 = 15 times: running_mean 79% of the way to the batch mean instead of
+    # 10%), and jacobian's probe once more; now once, as one call of the model.
+    import nn
+
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64))
+    x = np.random.default_rng(2).standard_normal((5, 3))
+    func.jacfwd(lambda a: model(a))(x)
+    assert int(np.asarray(model.layers[1].num_batches_tracked.numpy())) == 1
+    func.jacobian(lambda a: model(a).sum(axis=0))(x)
+    assert int(np.asarray(model.layers[1].num_batches_tracked.numpy())) == 2
+    hidden = model.layers[0](x).numpy()
+    expected = 0.1 * hidden.mean(axis=0)  # from zeros, momentum 0.1, twice the same batch
+    expected = 0.9 * expected + 0.1 * hidden.mean(axis=0)
+    np.testing.assert_allclose(model.layers[1].running_mean.numpy(), expected, atol=1e-12)
+
+
+def test_checkpoint_replays_a_named_module_and_refuses_a_recomputation_that_differs():
     # A lambda calling a frozen model in training mode: the forward pass drew one Dropout mask
     # from the module's Generator, the backward pass recomputed f with the next one, and the
     # gradient ([0.0996, -0.1528, -0.1511]) was of another function than the value's
-    # ([0.3573, 0.0986, -0.2542]). Now the recomputation is checked against the recorded
-    # output; checkpointing the module itself replays its Generator and is right.
+    # ([0.3573, 0.0986, -0.2542]). Now the modules f names are replayed, and a
+    # recomputation is checked against the recorded output (a module reached through
+    # another object cannot be replayed: an error, not a wrong gradient).
+    import types
+
     import pytest
 
     model = _dropout_net()
     for p in model.parameters():
         p.requires_grad = False
     x = ad.Tensor(np.array([[0.3, -0.2, 0.5]]), requires_grad=True)
-    out = func.checkpoint(lambda a: model(a))(x)
-    with pytest.raises(RuntimeError, match="checkpoint: recomputing f gave another value"):
-        ad.grad(out.sum(), [x])
-    with pytest.raises(RuntimeError, match="checkpoint: recomputing f gave another value"):
-        ad.jvp(func.checkpoint(lambda a: model(a)), (x.detach(),), (np.ones((1, 3)),))
-
-    model = _dropout_net()
-    for p in model.parameters():
-        p.requires_grad = False
-    (g,) = ad.grad(func.checkpoint(model)(x).sum(), [x])
+    (g,) = ad.grad(func.checkpoint(lambda a: model(a))(x).sum(), [x])
     model.layers[2]._rng = np.random.default_rng(1)  # the same mask, without checkpoint
     (expected,) = ad.grad(model(x).sum(), [x])
     np.testing.assert_allclose(g.numpy(), expected.numpy(), atol=1e-12)
+
+    holder = types.SimpleNamespace(net=_dropout_net())
+    for p in holder.net.parameters():
+        p.requires_grad = False
+    out = func.checkpoint(lambda a: holder.net(a))(x)
+    with pytest.raises(RuntimeError, match="checkpoint: recomputing f gave another value"):
+        ad.grad(out.sum(), [x])
+    with pytest.raises(RuntimeError, match="checkpoint: recomputing f gave another value"):
+        ad.jvp(func.checkpoint(lambda a: holder.net(a)), (x.detach(),), (np.ones((1, 3)),))
 
 
 def test_weights_stored_big_endian_load_into_the_model(tmp_path):
