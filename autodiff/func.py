@@ -566,7 +566,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
             # The engine asks once per input, in order, with the same g: recompute once.
             if memo.get("g") is not g:
                 symbolic = isinstance(g, Tensor)  # create_graph: differentiable gradients
-                with engine.enable_grad(), _replayed(memo["rng"]):
+                with engine.enable_grad(), _kept(f), _replayed(memo["rng"]):
                     leaves = [_recompute_leaf(x, symbolic) for x in xs[:n]] + list(params)
                     recomputed = f(*leaves[:n])
                 _same_as_recorded(recomputed, out)
@@ -601,7 +601,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                     args[i] = x
                 for p, t in zip(params, ts[n:], strict=True):
                     level.set(p, t)
-                with _replayed(memo["rng"]):
+                with _kept(f), _replayed(memo["rng"]):
                     again = f(*args)
                     _same_as_recorded(again, out)
                     tangent = forward.output_tangent(again, level)
@@ -688,6 +688,22 @@ def _restore(snap: list[tuple[Any, Any]]) -> None:
 def _differs(a: list[tuple[Any, Any]], b: list[tuple[Any, Any]]) -> bool:
     return any(not np.array_equal(x, y) if isinstance(x, np.ndarray) else x != y
                for (_, x), (_, y) in zip(a, b, strict=True))
+
+
+@contextlib.contextmanager
+def _kept(f: Any) -> Iterator[None]:
+    """Run a recomputation of f and put back what it changed in f's modules (BatchNorm's
+    running statistics in training mode): the forward pass updated them once already, and
+    the model must end as one call of f leaves it, however many times it is recomputed.
+    Put back only when changed: writing a buffer bumps its version, which a graph that
+    saved it (evaluation mode) would take for an in-place change."""
+    before = _snapshot(f)
+    try:
+        yield
+    finally:
+        after = _snapshot(f)
+        if _differs(after, before):
+            _restore(before)
 
 
 @contextlib.contextmanager

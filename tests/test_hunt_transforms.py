@@ -191,3 +191,31 @@ def test_from_torch_names_a_bfloat16_module():
         nn.from_torch(model)
     ours = nn.from_torch(model.float())
     assert ours.layers[2].weight.numpy().dtype == np.float32
+
+
+def test_checkpoint_recomputation_leaves_batchnorm_statistics_as_one_call_does():
+    # checkpoint(model) with a BatchNorm in training mode: the backward pass recomputed the
+    # model, which moved the running statistics a second time (num_batches_tracked 2 after
+    # one step, running_mean twice as far); a jvp through it did the same. Now what the
+    # recomputation changes in the modules is put back: the state is as after one call.
+    import nn
+
+    def make():
+        rng = np.random.default_rng(3)
+        return nn.Sequential(nn.Linear(3, 4, dtype=np.float64, rng=rng),
+                             nn.BatchNorm1d(4, dtype=np.float64))
+
+    data = np.random.default_rng(0).standard_normal((5, 3))
+    plain, checked = make(), make()
+    x1, x2 = ad.Tensor(data, requires_grad=True), ad.Tensor(data, requires_grad=True)
+    (g_plain,) = ad.grad((plain(x1) ** 2).sum(), [x1])
+    (g_checked,) = ad.grad((func.checkpoint(checked)(x2) ** 2).sum(), [x2])
+    np.testing.assert_allclose(g_checked.numpy(), g_plain.numpy(), atol=1e-12)
+    bn_plain, bn_checked = plain.layers[1], checked.layers[1]
+    assert int(np.asarray(bn_checked.num_batches_tracked.numpy())) == 1
+    np.testing.assert_allclose(bn_checked.running_mean.numpy(), bn_plain.running_mean.numpy(),
+                               atol=1e-15)
+    np.testing.assert_allclose(bn_checked.running_var.numpy(), bn_plain.running_var.numpy(),
+                               atol=1e-15)
+    ad.jvp(func.checkpoint(checked), (data,), (np.ones((5, 3)),))
+    assert int(np.asarray(bn_checked.num_batches_tracked.numpy())) == 2  # one more call
