@@ -99,6 +99,17 @@ def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
     return normalised
 
 
+def _as_tensor(arg: Any, i: int, who: str) -> Tensor:
+    """Argument i as a Tensor, or a TypeError naming the transform and the argument (not
+    Tensor's own message, which says nothing of which call of which transform failed)."""
+    if isinstance(arg, Tensor):
+        return arg
+    try:
+        return Tensor(arg)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{who}: argument {i} is not a number, array or Tensor: {exc}") from None
+
+
 def _leaf(arg: Any, i: int, who: str) -> Tensor:
     """A fresh node requiring grad that stands for argument i.
 
@@ -116,10 +127,7 @@ def _leaf(arg: Any, i: int, who: str) -> Tensor:
         leaf = Tensor(arg._data, requires_grad=True)
         forward.copy_tangents(arg, leaf)
         return leaf
-    try:
-        t = Tensor(arg)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{who}: argument {i} is not a number, array or Tensor: {exc}") from None
+    t = _as_tensor(arg, i, who)
     if t.dtype.kind != "f":
         raise TypeError(f"{who}: argument {i} has dtype {t.dtype}; differentiate with respect "
                         "to floating-point values (pass 2.0, not 2)")
@@ -376,8 +384,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         # another one is perturbed (as jacrev and grad call it).
         lifted = list(args)
         for n in nums:
-            if not isinstance(args[n], Tensor):
-                lifted[n] = Tensor(args[n])
+            lifted[n] = _as_tensor(args[n], n, "jacfwd")
             if lifted[n].dtype.kind != "f":
                 raise TypeError(f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
                                 "differentiate with respect to floating-point values")
@@ -457,12 +464,10 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
 
     def jacobian_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacobian")
-        inputs = sum(int(np.size(args[n]._data if isinstance(args[n], Tensor) else args[n]))
-                     for n in nums)
         probe_args = list(args)
         for n in nums:  # f sees Tensors, as in the real pass
-            if not isinstance(args[n], Tensor):
-                probe_args[n] = Tensor(args[n])
+            probe_args[n] = _as_tensor(args[n], n, "jacobian")
+        inputs = sum(probe_args[n].size for n in nums)
         # The probe leaves no trace: the Jacobian is of the call the user would have made (a
         # Dropout mask drawn from the state jacobian was called in, running statistics
         # updated once).
@@ -485,7 +490,15 @@ def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     if not isinstance(argnums, int):
         raise ValueError(f"hessian: argnums must be one int (one argument's Hessian), got "
                          f"{argnums!r}; concatenate several arguments into one vector")
-    return jacfwd(jacrev(f, argnums), argnums)
+    inner = jacfwd(jacrev(f, argnums), argnums)
+
+    def hessian_f(*args: Any) -> Any:
+        # Checked here, so that a bad argument is named as hessian's, not as jacfwd's.
+        n = _argnums(argnums, len(args), "hessian")[0]
+        _as_tensor(args[n], n, "hessian")
+        return inner(*args)
+
+    return _wrapping(hessian_f, inner)
 
 
 def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
@@ -504,8 +517,10 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
         raise ValueError(f"hvp: {len(ps)} primals but {len(ts)} tangents")
     nums = tuple(range(len(ps)))
     kind = _kind(ps + ts)
+    # Checked here, so that a bad argument is named as hvp's, not as the inner jvp's.
+    lifted = tuple(_as_tensor(p, i, "hvp") for i, p in enumerate(ps))
     if kind == "tensor":  # a Tensor tangent: the products stay Tensors, connected to it
-        ps = tuple(p if isinstance(p, Tensor) else Tensor(p) for p in ps)
+        ps = lifted
     if mode == "forward-over-reverse":
         _, products = jvp(lambda *xs: _ensure_tuple(grad(f, nums)(*xs)), ps, ts)
     elif mode == "reverse-over-forward":
@@ -541,7 +556,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
     params_of = getattr(f, "parameters", None)
 
     def checkpointed(*args: Any) -> Tensor:
-        inputs = tuple(a if isinstance(a, Tensor) else Tensor(a) for a in args)
+        inputs = tuple(_as_tensor(a, i, "checkpoint") for i, a in enumerate(args))
         params = tuple(params_of()) if callable(params_of) else ()
         parents = inputs + params
         n = len(inputs)

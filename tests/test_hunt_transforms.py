@@ -219,3 +219,25 @@ def test_checkpoint_recomputation_leaves_batchnorm_statistics_as_one_call_does()
                                atol=1e-15)
     ad.jvp(func.checkpoint(checked), (data,), (np.ones((5, 3)),))
     assert int(np.asarray(bn_checked.num_batches_tracked.numpy())) == 2  # one more call
+
+
+def test_a_bad_argument_is_named_by_the_transform_it_was_given_to():
+    # jacfwd, jacobian, hessian and checkpoint let Tensor's own error through ("Tensor:
+    # expected numbers, got a string 'abc'"; jacobian even numpy's raw "setting an array
+    # element with a sequence" ValueError), and hvp named the inner "jvp"; now each names
+    # itself and the argument, as grad, jacrev, vjp and jvp already did.
+    import pytest
+
+    calls = {
+        "jacfwd": lambda bad: func.jacfwd(lambda a: a)(bad),
+        "jacobian": lambda bad: func.jacobian(lambda a: a)(bad),
+        "hessian": lambda bad: func.hessian(lambda a: a.sum())(bad),
+        "hvp": lambda bad: func.hvp(lambda a: a.sum(), bad, bad),
+        "checkpoint": lambda bad: func.checkpoint(lambda a: a)(bad),
+    }
+    for who, call in calls.items():
+        for bad in ("abc", [[1.0], [2.0, 3.0]]):
+            with pytest.raises(TypeError, match=f"^{who}: argument 0 is not a number"):
+                call(bad)
+    np.testing.assert_allclose(func.hessian(lambda a: (a ** 3).sum())([1.0, 2.0]),
+                               [[6.0, 0.0], [0.0, 12.0]])
