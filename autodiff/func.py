@@ -651,7 +651,10 @@ def _models_of(f: Any) -> list[Any]:
         candidates += [*names.nonlocals.values(), *names.globals.values()]
     found: list[Any] = []
     for c in candidates:
-        if callable(getattr(c, "modules", None)) and callable(getattr(c, "named_buffers", None)) \
+        # Instances only: a module class that f names (issubclass(..., Linear)) has the same
+        # methods, unbound.
+        if not isinstance(c, type) and callable(getattr(c, "modules", None)) \
+                and callable(getattr(c, "named_buffers", None)) \
                 and all(c is not m for m in found):
             found.append(c)
     return found
@@ -680,7 +683,9 @@ def _snapshot(f: Any) -> list[tuple[Any, Any]]:
     seen: set[int] = set()
     for model in _models_of(f):
         for _, buffer in model.named_buffers():
-            if id(buffer) not in seen:  # a module named twice, or shared by two
+            # Tensors of ours only (a torch module f names has its own), each once (a module
+            # named twice, or shared by two).
+            if isinstance(buffer, Tensor) and id(buffer) not in seen:
                 seen.add(id(buffer))
                 snap.append((buffer, np.array(buffer._data, copy=True)))
     return snap

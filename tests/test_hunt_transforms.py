@@ -241,3 +241,29 @@ def test_a_bad_argument_is_named_by_the_transform_it_was_given_to():
                 call(bad)
     np.testing.assert_allclose(func.hessian(lambda a: (a ** 3).sum())([1.0, 2.0]),
                                [[6.0, 0.0], [0.0, 12.0]])
+
+
+def test_a_function_naming_a_module_class_is_not_taken_for_a_model():
+    # The replay of the modules a function names took a module *class* it names for a model
+    # and called Linear.modules() unbound (TypeError: missing 'self').
+    import nn
+
+    def f(x):
+        assert issubclass(nn.Linear, nn.Module)
+        return (x * nn.Linear(2, 1).weight.detach().numpy().size).sum()
+
+    def g(x):
+        return (x * x).sum() if nn.Linear else x
+
+    np.testing.assert_allclose(func.jacfwd(f)(np.ones(2)), [2.0, 2.0])
+    np.testing.assert_allclose(func.grad(func.checkpoint(g))(np.ones(2)), [2.0, 2.0])
+    Linear = nn.Linear  # a closure variable holding the class
+
+    np.testing.assert_allclose(func.jacfwd(lambda x: x * (Linear is not None))(np.ones(2)),
+                               np.eye(2))
+    # Nor a torch module it names (its buffers are torch tensors, not ours).
+    import torch
+
+    torch_bn = torch.nn.BatchNorm1d(2)
+    np.testing.assert_allclose(
+        func.jacfwd(lambda x: x * (torch_bn is not None))(np.ones(2)), np.eye(2))
