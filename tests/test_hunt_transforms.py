@@ -267,3 +267,21 @@ def test_a_function_naming_a_module_class_is_not_taken_for_a_model():
     torch_bn = torch.nn.BatchNorm1d(2)
     np.testing.assert_allclose(
         func.jacfwd(lambda x: x * (torch_bn is not None))(np.ones(2)), np.eye(2))
+
+
+def test_the_value_checks_allow_rounding_but_not_another_function():
+    # The checks that jacfwd's passes and checkpoint's recomputation agree with the first
+    # evaluation compared bit for bit; a BLAS summing in another order on another call (MKL
+    # does, with the arrays' alignment) would then refuse a deterministic function.
+    from autodiff.func import _same_value
+
+    a = np.array([1.0, -2.0, 1e-3, np.nan, np.inf])
+    assert _same_value(a, a * (1 + 1e-14))  # last-bits noise
+    assert not _same_value(a, a * (1 + 1e-4))  # another function
+    assert not _same_value(np.array([0.0, 2.0]), np.array([2.0, 0.0]))  # another mask
+    f32 = np.array([3.0, 4.0], np.float32)
+    assert _same_value(f32, f32 + np.float32(1e-6))
+    assert not _same_value(f32, f32.astype(np.float64))
+    assert _same_value(np.array([1, 2]), np.array([1, 2]))
+    assert not _same_value(np.array([1, 2]), np.array([1, 3]))
+    assert not _same_value(np.zeros(2), np.zeros(3))
