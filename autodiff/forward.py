@@ -261,6 +261,13 @@ def _describe(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
 
 
+def same_kind(like: tuple | list, items: Any) -> tuple | list:
+    """`items` in the container type of f's result: a tuple, a list or a namedtuple (whose
+    constructor takes the fields one by one, not an iterable)."""
+    items = list(items)
+    return type(like)(*items) if hasattr(like, "_fields") else type(like)(items)
+
+
 def output_tangent(out: Any, level: Level) -> Any:
     """The tangent of one output of f at `level` (zeros for outputs not depending on inputs)."""
     if not isinstance(out, Tensor):
@@ -290,5 +297,5 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
     finally:
         leave(saved)
     if check_outputs(outputs, "jvp"):
-        return outputs, type(outputs)(output_tangent(o, level) for o in outputs)
+        return outputs, same_kind(outputs, (output_tangent(o, level) for o in outputs))
     return outputs, output_tangent(outputs, level)

@@ -18,6 +18,7 @@ forward mode is `forward.jvp`, and every other transform is a few lines on top o
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -98,6 +99,17 @@ def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
     return normalised
 
 
+def _as_tensor(arg: Any, i: int, who: str) -> Tensor:
+    """Argument i as a Tensor, or a TypeError naming the transform and the argument (not
+    Tensor's own message, which says nothing of which call of which transform failed)."""
+    if isinstance(arg, Tensor):
+        return arg
+    try:
+        return Tensor(arg)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{who}: argument {i} is not a number, array or Tensor: {exc}") from None
+
+
 def _leaf(arg: Any, i: int, who: str) -> Tensor:
     """A fresh node requiring grad that stands for argument i.
 
@@ -115,10 +127,7 @@ def _leaf(arg: Any, i: int, who: str) -> Tensor:
         leaf = Tensor(arg._data, requires_grad=True)
         forward.copy_tangents(arg, leaf)
         return leaf
-    try:
-        t = Tensor(arg)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{who}: argument {i} is not a number, array or Tensor: {exc}") from None
+    t = _as_tensor(arg, i, who)
     if t.dtype.kind != "f":
         raise TypeError(f"{who}: argument {i} has dtype {t.dtype}; differentiate with respect "
                         "to floating-point values (pass 2.0, not 2)")
@@ -218,7 +227,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = 
             exported = exported[0]
         return ((value, aux) if has_aux else value), exported
 
-    return value_and_grad_f
+    return _wrapping(value_and_grad_f, f)
 
 
 def grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
@@ -234,7 +243,7 @@ def grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
         value, g = both(*args, **kwargs)
         return (g, value[1]) if has_aux else g
 
-    return grad_f
+    return _wrapping(grad_f, f)
 
 
 def grad_and_aux(f: Callable[..., tuple[Any, Any]], argnums: Argnums = 0
@@ -250,7 +259,7 @@ def elementwise_grad(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..
         out = f(*args, **kwargs)
         return out.sum() if isinstance(out, Tensor) else np.sum(out)
 
-    return grad(total, argnums)
+    return grad(_wrapping(total, f), argnums)
 
 
 def _as_outputs(result: Any) -> tuple[list[Any], bool]:
@@ -304,7 +313,8 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
         create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
         return tuple(_export(g, kind) for g in _gradients(outputs, seeds, leaves, create))
 
-    exported = type(out)(_export(o, kind) for o in outputs) if several else _export(out, kind)
+    exported = (forward.same_kind(out, (_export(o, kind) for o in outputs)) if several
+                else _export(out, kind))
     return (exported, pullback, aux) if has_aux else (exported, pullback)
 
 
@@ -341,7 +351,7 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                      for r, leaf in zip(rows, leaves, strict=True))
         return jacs[0] if isinstance(argnums, int) else jacs
 
-    return jacrev_f
+    return _wrapping(jacrev_f, f)
 
 
 def _one_output(out: Any, who: str) -> Any:
@@ -362,9 +372,11 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """The Jacobian by forward mode: one `jvp` pass per input element (cheap for few inputs).
     Shape: output shape + input shape (a tuple of those for a tuple `argnums`).
 
-    Each pass starts from the state of the first (the default generator and, when f is a
-    module, its modules' Generators and buffers), so a Dropout inside f draws one mask and a
-    BatchNorm in training mode updates its running statistics once."""
+    Each pass starts from the state of the first (the default generator, and the Generators
+    and buffers of the modules f runs: f itself, or those a function names, as in
+    `lambda x: model(x)`), so a Dropout inside f draws one mask and a BatchNorm in training
+    mode updates its running statistics once. A value that still differs between passes is
+    refused (RuntimeError)."""
 
     def jacfwd_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacfwd")
@@ -372,8 +384,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         # another one is perturbed (as jacrev and grad call it).
         lifted = list(args)
         for n in nums:
-            if not isinstance(args[n], Tensor):
-                lifted[n] = Tensor(args[n])
+            lifted[n] = _as_tensor(args[n], n, "jacfwd")
             if lifted[n].dtype.kind != "f":
                 raise TypeError(f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
                                 "differentiate with respect to floating-point values")
@@ -405,11 +416,27 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             dtype = x.dtype if isinstance(x, Tensor) else np.result_type(np.asarray(x), 0.0)
             columns = []
             out = None
+            first = None
             for j in range(int(np.prod(shape))):
                 basis = np.zeros(shape, dtype=dtype)
                 basis.reshape(-1)[j] = 1
                 out, column = jvp(along, (x,), (basis,))
                 columns.append(column)
+                # Every pass computes f at the same point, so its value must come out the same
+                # (up to rounding: _same_value). If not, f draws from random state we cannot
+                # replay (a Dropout in a module reached through another object) and the
+                # columns would be derivatives of different functions: refuse.
+                value = np.asarray(out._data if isinstance(out, Tensor) else out)
+                if first is None:
+                    first = value.copy()
+                elif not _same_value(value, first):
+                    raise RuntimeError(
+                        "jacfwd: f gave a different value on each forward pass at the same "
+                        "point, so it is random or changes state (a Dropout in training mode "
+                        "in a module reached through a helper or another object?); jacfwd "
+                        "replays the random state of the default generator and of the modules "
+                        "f itself is or names: pass the module, call .eval(), or seed it "
+                        "inside f")
             if not columns:  # an empty input: no pass ran, so run f once for the shape
                 out = along(x if isinstance(x, Tensor) else Tensor(x))
             out_shape = np.shape(out._data if isinstance(out, Tensor) else out)
@@ -425,7 +452,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             _restore(after)
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
 
-    return jacfwd_f
+    return _wrapping(jacfwd_f, f)
 
 
 def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
@@ -437,12 +464,10 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
 
     def jacobian_f(*args: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacobian")
-        inputs = sum(int(np.size(args[n]._data if isinstance(args[n], Tensor) else args[n]))
-                     for n in nums)
         probe_args = list(args)
         for n in nums:  # f sees Tensors, as in the real pass
-            if not isinstance(args[n], Tensor):
-                probe_args[n] = Tensor(args[n])
+            probe_args[n] = _as_tensor(args[n], n, "jacobian")
+        inputs = sum(probe_args[n].size for n in nums)
         # The probe leaves no trace: the Jacobian is of the call the user would have made (a
         # Dropout mask drawn from the state jacobian was called in, running statistics
         # updated once).
@@ -456,7 +481,7 @@ def jacobian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         chosen = jacrev if outputs <= inputs else jacfwd
         return chosen(f, argnums)(*args)
 
-    return jacobian_f
+    return _wrapping(jacobian_f, f)
 
 
 def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
@@ -465,7 +490,15 @@ def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     if not isinstance(argnums, int):
         raise ValueError(f"hessian: argnums must be one int (one argument's Hessian), got "
                          f"{argnums!r}; concatenate several arguments into one vector")
-    return jacfwd(jacrev(f, argnums), argnums)
+    inner = jacfwd(jacrev(f, argnums), argnums)
+
+    def hessian_f(*args: Any) -> Any:
+        # Checked here, so that a bad argument is named as hessian's, not as jacfwd's.
+        n = _argnums(argnums, len(args), "hessian")[0]
+        _as_tensor(args[n], n, "hessian")
+        return inner(*args)
+
+    return _wrapping(hessian_f, inner)
 
 
 def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
@@ -484,8 +517,10 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
         raise ValueError(f"hvp: {len(ps)} primals but {len(ts)} tangents")
     nums = tuple(range(len(ps)))
     kind = _kind(ps + ts)
+    # Checked here, so that a bad argument is named as hvp's, not as the inner jvp's.
+    lifted = tuple(_as_tensor(p, i, "hvp") for i, p in enumerate(ps))
     if kind == "tensor":  # a Tensor tangent: the products stay Tensors, connected to it
-        ps = tuple(p if isinstance(p, Tensor) else Tensor(p) for p in ps)
+        ps = lifted
     if mode == "forward-over-reverse":
         _, products = jvp(lambda *xs: _ensure_tuple(grad(f, nums)(*xs)), ps, ts)
     elif mode == "reverse-over-forward":
@@ -515,12 +550,13 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
     extra forward pass in total). Tensors that need gradients must be arguments of f, or
     parameters of f when f is an `nn.Module` (they are found by `f.parameters()`).
     Recomputing replays the random state f started from (the default generator, and the
-    Generators of f's modules when f is a module), so a Dropout mask is drawn again the same.
+    Generators of the modules f is or names, as `lambda x: model(x)`), so a Dropout mask is
+    drawn again the same; a recomputation that still comes out different is refused.
     """
     params_of = getattr(f, "parameters", None)
 
     def checkpointed(*args: Any) -> Tensor:
-        inputs = tuple(a if isinstance(a, Tensor) else Tensor(a) for a in args)
+        inputs = tuple(_as_tensor(a, i, "checkpoint") for i, a in enumerate(args))
         params = tuple(params_of()) if callable(params_of) else ()
         parents = inputs + params
         n = len(inputs)
@@ -545,9 +581,10 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
             # The engine asks once per input, in order, with the same g: recompute once.
             if memo.get("g") is not g:
                 symbolic = isinstance(g, Tensor)  # create_graph: differentiable gradients
-                with engine.enable_grad(), _replayed(memo["rng"]):
+                with engine.enable_grad(), _kept(f), _replayed(memo["rng"]):
                     leaves = [_recompute_leaf(x, symbolic) for x in xs[:n]] + list(params)
                     recomputed = f(*leaves[:n])
+                _same_as_recorded(recomputed, out)
                 if not symbolic:
                     _no_foreign_leaves(recomputed, leaves)
                 # Only what requires grad: integer labels, frozen parameters get none (the
@@ -579,8 +616,10 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                     args[i] = x
                 for p, t in zip(params, ts[n:], strict=True):
                     level.set(p, t)
-                with _replayed(memo["rng"]):
-                    tangent = forward.output_tangent(f(*args), level)
+                with _kept(f), _replayed(memo["rng"]):
+                    again = f(*args)
+                    _same_as_recorded(again, out)
+                    tangent = forward.output_tangent(again, level)
             finally:
                 forward.leave(saved)
             return tangent if isinstance(out, Tensor) else tangent._data
@@ -591,28 +630,64 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
     return checkpointed
 
 
+def _wrapping(transformed: Callable, f: Callable) -> Callable:
+    """Mark `transformed` as a transform of f (`__wrapped__`, as functools.wraps does), so that
+    an enclosing transform finds f's modules through it: hessian(model) is
+    jacfwd(jacrev(model)), and jacfwd must replay the model's Dropout Generators and
+    BatchNorm buffers for each of its passes, not those of the function jacrev returns."""
+    transformed.__wrapped__ = f  # type: ignore[attr-defined]
+    return transformed
+
+
+def _models_of(f: Any) -> list[Any]:
+    """The modules f runs: f itself when it is one (or the function a transform of ours was
+    made from), the module of a bound method (model.forward), and the modules a function
+    names directly (lambda x: model(x).sum(), whether model is a closure variable or a
+    global). Modules reached only through other objects or helper functions are not found."""
+    f = inspect.unwrap(f)
+    candidates = [f, getattr(f, "__self__", None)]
+    if inspect.isfunction(f) or inspect.ismethod(f):  # not a module, builtin or partial
+        names = inspect.getclosurevars(f)
+        candidates += [*names.nonlocals.values(), *names.globals.values()]
+    found: list[Any] = []
+    for c in candidates:
+        # Instances only: a module class that f names (issubclass(..., Linear)) has the same
+        # methods, unbound.
+        if not isinstance(c, type) and callable(getattr(c, "modules", None)) \
+                and callable(getattr(c, "named_buffers", None)) \
+                and all(c is not m for m in found):
+            found.append(c)
+    return found
+
+
 def _generators(f: Any) -> list[np.random.Generator]:
-    """The random generators f may draw from: the default one (see manual_seed) and, when f
-    is a module, every Generator its modules hold (Dropout's)."""
+    """The random generators f may draw from: the default one (see manual_seed) and every
+    Generator held by the modules f runs (Dropout's; see _models_of)."""
     from .tensor import _default_generator
 
     found = [_default_generator]
-    modules = getattr(f, "modules", None)
-    for module in modules() if callable(modules) else ():
-        for value in vars(module).values():
-            if isinstance(value, np.random.Generator) and all(value is not g for g in found):
-                found.append(value)
+    for model in _models_of(f):
+        for module in model.modules():
+            for value in vars(module).values():
+                if isinstance(value, np.random.Generator) and \
+                        all(value is not g for g in found):
+                    found.append(value)
     return found
 
 
 def _snapshot(f: Any) -> list[tuple[Any, Any]]:
     """What calling f may change that a repeated call must find as the first did: the random
-    generators it draws from and, when f is a module, its buffers (BatchNorm's running
+    generators it draws from and the buffers of the modules it runs (BatchNorm's running
     statistics, updated by every call in training mode). (holder, state) pairs."""
     snap: list[tuple[Any, Any]] = [(g, g.bit_generator.state) for g in _generators(f)]
-    buffers = getattr(f, "named_buffers", None)
-    for _, buffer in buffers() if callable(buffers) else ():
-        snap.append((buffer, np.array(buffer._data, copy=True)))
+    seen: set[int] = set()
+    for model in _models_of(f):
+        for _, buffer in model.named_buffers():
+            # Tensors of ours only (a torch module f names has its own), each once (a module
+            # named twice, or shared by two).
+            if isinstance(buffer, Tensor) and id(buffer) not in seen:
+                seen.add(id(buffer))
+                snap.append((buffer, np.array(buffer._data, copy=True)))
     return snap
 
 
@@ -636,6 +711,22 @@ def _differs(a: list[tuple[Any, Any]], b: list[tuple[Any, Any]]) -> bool:
 
 
 @contextlib.contextmanager
+def _kept(f: Any) -> Iterator[None]:
+    """Run a recomputation of f and put back what it changed in f's modules (BatchNorm's
+    running statistics in training mode): the forward pass updated them once already, and
+    the model must end as one call of f leaves it, however many times it is recomputed.
+    Put back only when changed: writing a buffer bumps its version, which a graph that
+    saved it (evaluation mode) would take for an in-place change."""
+    before = _snapshot(f)
+    try:
+        yield
+    finally:
+        after = _snapshot(f)
+        if _differs(after, before):
+            _restore(before)
+
+
+@contextlib.contextmanager
 def _replayed(states: list[tuple[np.random.Generator, dict]]) -> Iterator[None]:
     """Run with the generators back at `states`; afterwards they continue where they were, so
     recomputing leaves the user's random stream untouched."""
@@ -647,6 +738,34 @@ def _replayed(states: list[tuple[np.random.Generator, dict]]) -> Iterator[None]:
     finally:
         for g, state in now:
             g.bit_generator.state = state
+
+
+def _same_value(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two evaluations of f at one point agree: exactly for integers and booleans,
+    and for floats up to the square root of the precision, relative to the largest value.
+    Not bit for bit: a BLAS may sum in another order on another call (MKL does, with the
+    arrays' alignment), while another Dropout mask or random draw changes values by O(1)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind != "f" or a.size == 0:
+        return bool(np.array_equal(a, b))
+    tol = float(np.sqrt(np.finfo(a.dtype).eps))
+    scale = float(np.max(np.abs(b), initial=0.0, where=np.isfinite(b)))
+    return bool(np.allclose(a, b, rtol=tol, atol=tol * scale, equal_nan=True))
+
+
+def _same_as_recorded(again: Any, out: Any) -> None:
+    """A recomputation must reproduce the recorded output (up to rounding); if not, f
+    draws from random state we did not replay (a Dropout module called from a lambda, whose
+    Generator cannot be found) and the gradient would silently be of another function."""
+    new = np.asarray(again._data if isinstance(again, Tensor) else again)
+    old = np.asarray(out._data if isinstance(out, Tensor) else out)
+    if not _same_value(new, old):
+        raise RuntimeError(
+            "checkpoint: recomputing f gave another value than its forward pass, so f is "
+            "random or changes state in a way that is not replayed (a Dropout in training mode "
+            "in a module reached through a helper or another object?); checkpoint the module "
+            "itself (its Generators are replayed), call .eval(), or seed it inside f")
 
 
 def _recompute_leaf(x: Any, symbolic: bool) -> Tensor:

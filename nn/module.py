@@ -269,6 +269,10 @@ class Module:
                 continue
             value = state[name]
             value = np.asarray(value._data if isinstance(value, Tensor) else value)
+            if not value.dtype.isnative:
+                # The same numbers in the other byte order (an .npz written on a big-endian
+                # machine or by a tool that stores '>f4'): not another dtype, so convert.
+                value = value.astype(value.dtype.newbyteorder("="))
             if value.shape != p.shape:
                 raise ValueError(
                     f"load_state_dict: parameter '{name}' has shape {p.shape} in the model "

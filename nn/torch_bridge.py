@@ -261,6 +261,19 @@ def _from_table(torch: Any) -> dict[type, Callable[[Any, Any, str], Module]]:
     }
 
 
+def _numpy_dtypes(torch: Any, m: Any, where: str) -> None:
+    """Refuse by name a module whose weights numpy cannot hold (bfloat16, the float8 types):
+    else torch's own "Got unsupported ScalarType BFloat16" comes out of .numpy(), naming
+    neither the module nor the way out."""
+    for name, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+        try:
+            torch.empty(0, dtype=t.dtype).numpy()
+        except TypeError:
+            raise TypeError(f"from_torch: {where or '(the model itself)'!r}.{name} is "
+                            f"{t.dtype}, which numpy cannot hold; convert the module first "
+                            f"(module.float())") from None
+
+
 def from_torch(module: Any) -> Module:
     """Our equivalent of a `torch.nn.Module` built from Sequential, Linear, the activations,
     Flatten and Dropout, with copies of its weights and in the same training mode.
@@ -280,6 +293,7 @@ def from_torch(module: Any) -> Module:
             out: Module = layers.Sequential(*(convert(child, f"{where}.{name}".lstrip("."))
                                               for name, child in m._modules.items()))
         elif type(m) in table:
+            _numpy_dtypes(torch, m, where)
             out = table[type(m)](torch, m, where)
         else:
             raise _unsupported("from_torch", where, m, [*table, torch.nn.Sequential])
