@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
+import pytest
 
 import autodiff as ad
 from autodiff import func
@@ -86,7 +87,6 @@ def test_jacfwd_replays_the_modules_a_lambda_names_and_refuses_what_it_cannot_re
     # module reached through another object) is an error.
     import types
 
-    import pytest
 
     model = _dropout_net()
     x = np.array([[0.3, -0.2, 0.5]])
@@ -134,7 +134,6 @@ def test_checkpoint_replays_a_named_module_and_refuses_a_recomputation_that_diff
     # another object cannot be replayed: an error, not a wrong gradient).
     import types
 
-    import pytest
 
     model = _dropout_net()
     for p in model.parameters():
@@ -171,7 +170,6 @@ def test_weights_stored_big_endian_load_into_the_model(tmp_path):
     np.testing.assert_array_equal(fresh.bias.numpy(), model.bias.numpy())
     assert fresh.weight.numpy().dtype == np.float32 and fresh.weight.numpy().dtype.isnative
     # Another dtype is still refused.
-    import pytest
 
     with pytest.raises(ValueError, match="dtype float32 in the model but float64"):
         fresh.load_state_dict({k: np.asarray(v, np.float64) for k, v in state.items()})
@@ -180,11 +178,9 @@ def test_weights_stored_big_endian_load_into_the_model(tmp_path):
 def test_from_torch_names_a_bfloat16_module():
     # Was torch's TypeError "Got unsupported ScalarType BFloat16", naming neither the module
     # nor what to do; now from_torch names the weight and the conversion.
-    import pytest
-    import torch
-
     import nn
 
+    torch = pytest.importorskip("torch", reason="torch not installed")
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(),
                                 torch.nn.Linear(2, 1, dtype=torch.bfloat16))
     with pytest.raises(TypeError, match=r"from_torch: '2'\.weight is torch\.bfloat16.*float\(\)"):
@@ -226,7 +222,6 @@ def test_a_bad_argument_is_named_by_the_transform_it_was_given_to():
     # expected numbers, got a string 'abc'"; jacobian even numpy's raw "setting an array
     # element with a sequence" ValueError), and hvp named the inner "jvp"; now each names
     # itself and the argument, as grad, jacrev, vjp and jvp already did.
-    import pytest
 
     calls = {
         "jacfwd": lambda bad: func.jacfwd(lambda a: a)(bad),
@@ -262,7 +257,7 @@ def test_a_function_naming_a_module_class_is_not_taken_for_a_model():
     np.testing.assert_allclose(func.jacfwd(lambda x: x * (Linear is not None))(np.ones(2)),
                                np.eye(2))
     # Nor a torch module it names (its buffers are torch tensors, not ours).
-    import torch
+    torch = pytest.importorskip("torch", reason="torch not installed")
 
     torch_bn = torch.nn.BatchNorm1d(2)
     np.testing.assert_allclose(
