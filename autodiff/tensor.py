@@ -974,11 +974,16 @@ class Tensor:
                 f"zero_: cannot write into a tensor that requires grad (shape {self.shape}); "
                 "to reset a gradient call zero_grad() on the tensor, or t.grad.zero_()"
             )
-        # New zeros rather than a write into the array: the engine may hand one gradient
-        # array to several leaves (a + b gives both the same one), and b.grad must survive
-        # a.grad.zero_().
+        # Written into this tensor's memory, as PyTorch's zero_ and as `t -= v` and `t[i] = v`
+        # here: views and detach() aliases made before see the zeros (new zeros left them
+        # with the old numbers). Every `.grad` owns its memory (the engine copies a gradient
+        # array it would hand to two tensors), so a.grad.zero_() leaves b.grad alone.
         self._refuse_shared_constant("zero_")
-        self._data = np.zeros_like(self._data)[()]
+        data = self._data
+        if type(data) is np.ndarray and data.flags.writeable:
+            data[...] = 0
+        else:  # a 0-d tensor's numpy scalar, or read-only memory (a broadcast): new zeros
+            self._data = np.zeros_like(data)[()]
         self._bump_version()
         return self
 
