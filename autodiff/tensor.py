@@ -429,8 +429,12 @@ class Tensor:
             seed = grad._data if isinstance(grad, Tensor) else _as_array(grad, None, who)
             if create_graph and isinstance(grad, Tensor) and seed.shape == self.shape:
                 # Kept as a Tensor in the graph the backward pass records, so the gradients
-                # are differentiable in it too (as PyTorch's grad_outputs).
-                return grad if grad.dtype == self.dtype else grad.astype(self.dtype)
+                # are differentiable in it too (as PyTorch's grad_outputs), but through a copy
+                # (a cast node) as without create_graph: the root's `.grad`, and a leaf's
+                # reached through add or reshape, are this seed or views of it, and were the
+                # caller's tensor itself (x.backward(g, create_graph=True); x.grad.zero_()
+                # zeroed g).
+                return apply(ops.cast, (grad,), dtype=self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(
                     f"{who}: grad has shape {seed.shape} but the tensor has shape {self.shape}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import autodiff as ad
 from autodiff import Tensor
 
 
@@ -34,3 +35,29 @@ def test_zero_on_gradients_and_scalars_still_independent():
     assert s.zero_().item() == 0.0 and s.shape == ()
     c = Tensor(np.ones(3)).broadcast_to((2, 3))  # read-only memory: new zeros
     assert c.zero_().tolist() == [[0.0] * 3] * 2
+
+
+def test_create_graph_seed_is_not_the_callers_tensor():
+    # With create_graph=True the seed was kept as the caller's Tensor itself: a leaf root's
+    # .grad *was* g, and a non-leaf root's .grad (and its parents' through reshape) viewed
+    # g's memory, so writing a gradient (zero_, -= under no_grad, .data) changed g.
+    x = Tensor([3.0, 4.0], requires_grad=True)
+    g = Tensor([2.0, 2.0])
+    x.backward(g, create_graph=True)
+    assert x.grad is not g
+    x.grad.zero_()
+    assert g.tolist() == [2.0, 2.0]
+    x = Tensor([3.0, 4.0], requires_grad=True)
+    y = x.reshape(2)
+    y.backward(g, create_graph=True)
+    y.grad.data[0] = 99.0
+    x.grad.data[1] = 98.0
+    assert g.tolist() == [2.0, 2.0] and x.grad.tolist() == [2.0, 98.0]
+    # The seed stays differentiable: d/dv of (v . d(x*x)/dx) is 2x.
+    v = Tensor([1.0, 1.0], requires_grad=True)
+    (gx,) = ad.grad(x * x, [x], grad_outputs=[v], create_graph=True)
+    assert gx.tolist() == [6.0, 8.0]
+    assert ad.grad(gx.sum(), [v])[0].tolist() == [6.0, 8.0]
+    (same,) = ad.grad(x, [x], grad_outputs=[g], create_graph=True)
+    same.data[0] = 7.0
+    assert g.tolist() == [2.0, 2.0]
