@@ -222,6 +222,11 @@ class Tensor:
             value = Tensor(value)
         if value is not None and value.shape != self.shape:
             raise ValueError(f"grad: shape {value.shape} does not match tensor shape {self.shape}")
+        if value is not None and value.dtype != self.dtype:
+            # In this tensor's dtype, as backward's grad= is: a float32 parameter given
+            # np.ones(n) (float64) kept a float64 gradient through every later backward
+            # (accumulation adds into it) and into the optimizer's state.
+            value = value.astype(self.dtype)
         self._grad = value
 
     @property

@@ -61,3 +61,18 @@ def test_create_graph_seed_is_not_the_callers_tensor():
     (same,) = ad.grad(x, [x], grad_outputs=[g], create_graph=True)
     same.data[0] = 7.0
     assert g.tolist() == [2.0, 2.0]
+
+
+def test_grad_setter_keeps_the_tensors_dtype():
+    # x.grad = float64 numbers on a float32 tensor stayed float64, and backward's
+    # accumulation into it kept a float64 gradient from then on.
+    x = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    x.grad = np.array([1.0, 1.0])
+    assert x.grad.dtype == np.float32
+    (x * x).sum().backward()
+    assert x.grad.dtype == np.float32 and x.grad.tolist() == [3.0, 5.0]
+    x.grad = Tensor([1, 2])  # integers too
+    assert x.grad.dtype == np.float32 and x.grad.tolist() == [1.0, 2.0]
+    s = Tensor(np.float32(2.0), requires_grad=True)
+    s.grad = 1.5
+    assert s.grad.dtype == np.float32 and s.grad.shape == () and s.grad.item() == 1.5
