@@ -612,7 +612,9 @@ def gather(x: Any, dim: int, index: Any) -> Tensor:
 def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
     """PyTorch's scatter_add: a copy of x with src added at index along dim (repeats add up)."""
     x, src = _lift(x), _lift(src)
-    index = np.asarray(_numbers(index))
+    # A copy: the node keeps the index for backward, and a caller reusing their index array
+    # (writing into it before backward) moved src's gradient to other positions unseen.
+    index = np.array(_numbers(index))
     ax = _axis(dim, x.ndim, "scatter_add")
     if index.shape != src.shape[:index.ndim] or index.ndim != x.ndim:
         raise ValueError(f"scatter_add: index shape {index.shape} must match src shape "

@@ -76,3 +76,21 @@ def test_grad_setter_keeps_the_tensors_dtype():
     s = Tensor(np.float32(2.0), requires_grad=True)
     s.grad = 1.5
     assert s.grad.dtype == np.float32 and s.grad.shape == () and s.grad.item() == 1.5
+
+
+def test_scatter_add_keeps_its_own_index_for_backward():
+    # scatter_add's node kept the caller's index array: writing into it between forward and
+    # backward (reusing a buffer) gave src the gradient of other positions, silently.
+    x = Tensor(np.zeros((1, 3)))
+    src = Tensor([[1.0, 1.0]], requires_grad=True)
+    index = np.array([[2, 0]])
+    out = ad.scatter_add(x, 1, index, src)
+    (out * Tensor([[10.0, 20.0, 30.0]])).sum().backward()
+    expected = src.grad.tolist()
+    assert expected == [[30.0, 10.0]]
+    src.grad = None
+    out = ad.scatter_add(x, 1, index, src)
+    loss = (out * Tensor([[10.0, 20.0, 30.0]])).sum()
+    index[...] = 1
+    loss.backward()
+    assert src.grad.tolist() == expected
