@@ -347,7 +347,9 @@ def _user_frame() -> str:
 
 
 def _check_finite(value: Any, what: str, origin: str | None) -> None:
-    arr = np.asarray(value)
+    # With create_graph the backward pass's gradients are Tensors, and np.asarray refuses a
+    # Tensor that carries a graph while grad mode is on: check their numbers.
+    arr = np.asarray(value._data if isinstance(value, Tensor) else value)
     if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
         bad = "NaN" if np.isnan(arr).any() else "infinity"
         where = f"\n  created at {origin}" if origin else ""

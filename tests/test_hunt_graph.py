@@ -94,3 +94,14 @@ def test_scatter_add_keeps_its_own_index_for_backward():
     index[...] = 1
     loss.backward()
     assert src.grad.tolist() == expected
+
+
+def test_detect_anomaly_with_create_graph_checks_the_tensor_gradients():
+    # With create_graph the gradients are Tensors: the finiteness check called np.asarray on
+    # them and stopped with numpy's "would drop the graph" TypeError instead of checking.
+    x = Tensor([0.0, 1.0], requires_grad=True)
+    with ad.detect_anomaly():
+        (g,) = ad.grad((x ** 1.5).sum(), [x], create_graph=True)
+        assert g.tolist() == [0.0, 1.5]
+        with pytest.raises(FloatingPointError, match="pow backward"):
+            ad.grad(g.sum(), [x])
