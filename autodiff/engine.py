@@ -334,11 +334,18 @@ _OUR_DIRS = tuple(
     {os.path.join(d, name) + os.sep for d in {os.path.dirname(_HERE),
                                                 os.path.dirname(os.path.realpath(_HERE))}
      for name in ("autodiff", "nn")}
+) + (
+    # numpy's own frames too: backward runs under its np.errstate decorator, so a node that
+    # create_graph records was said to be created in numpy's _ufunc_config.py, not at the
+    # user's autodiff.grad(...) line.
+    os.path.dirname(os.path.abspath(np.__file__)) + os.sep,
+    os.path.dirname(os.path.realpath(np.__file__)) + os.sep,
 )
 
 
 def _user_frame() -> str:
-    """The innermost stack frame outside this package: the user's line that made a node."""
+    """The innermost stack frame outside this package (and numpy): the user's line that made
+    a node."""
     for frame in reversed(traceback.extract_stack()[:-2]):
         name = os.path.abspath(frame.filename)
         if not name.startswith(_OUR_DIRS):
