@@ -599,6 +599,11 @@ class Tensor:
 
     def __pow__(self, exponent: ArrayLike) -> Tensor:
         if isinstance(exponent, numbers.Real) and not isinstance(exponent, bool):
+            if isinstance(exponent, float):
+                # np.float64 is a Python float, and x * np.float64(c) keeps float32 as x * c
+                # does (_operand); numpy would compute x ** np.float64(c) in float64, so the
+                # exponent goes in as the plain float it is (as PyTorch treats it too).
+                exponent = float(exponent)
             return apply(ops.pow_const, (self,), exponent=exponent)
         return apply(ops.pow_tensor, (self, _operand(exponent, self)))
 

@@ -60,3 +60,19 @@ def test_bce_keeps_dtype_and_gradient_dtype():
     loss = F.binary_cross_entropy(p, np.array([0.0, 1.0]))
     loss.backward()
     assert loss.dtype == np.float32 and p.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_power_by_numpy_float64_scalar_keeps_dtype_like_other_operators(dtype):
+    # Convention: an np.float64 scalar is a Python float (a subclass), so like 2.5 it does not
+    # upcast a float32 tensor: x * np.float64(2.5) was float32 but x ** np.float64(2.5) was
+    # float64 (numpy's strong-scalar rule, applied to pow alone). PyTorch keeps float32 for
+    # both; numpy would upcast both. Gradients stay in the leaf's dtype either way.
+    x = Tensor(np.array([1.5, 2.0], dtype), requires_grad=True)
+    e = np.float64(2.5)
+    assert (x * e).dtype == dtype
+    y = x ** e
+    assert y.dtype == dtype and x.pow(e).dtype == dtype
+    np.testing.assert_allclose(y.data, np.array([1.5, 2.0], dtype) ** 2.5, rtol=1e-3)
+    y.sum().backward()
+    assert x.grad.dtype == dtype
