@@ -218,10 +218,18 @@ class Tensor:
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
+        # A gradient is in its tensor's dtype (backward keeps it so): an assigned float64 one
+        # on a float32 tensor would stay float64 and make every later backward add in float64.
+        # Plain data (a list, an array) is converted, as Tensor(data, dtype=...) would; a
+        # Tensor of another dtype is refused, as PyTorch refuses it.
+        own = self.dtype if self.dtype.kind == "f" else None
         if value is not None and not isinstance(value, Tensor):
-            value = Tensor(value)
+            value = Tensor(value, dtype=own)
         if value is not None and value.shape != self.shape:
             raise ValueError(f"grad: shape {value.shape} does not match tensor shape {self.shape}")
+        if value is not None and own is not None and value.dtype != own:
+            raise TypeError(f"grad: a {value.dtype} gradient for a {own} tensor; convert it "
+                            f"with .astype(np.{own})")
         self._grad = value
 
     @property

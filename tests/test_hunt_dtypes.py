@@ -76,3 +76,21 @@ def test_power_by_numpy_float64_scalar_keeps_dtype_like_other_operators(dtype):
     np.testing.assert_allclose(y.data, np.array([1.5, 2.0], dtype) ** 2.5, rtol=1e-3)
     y.sum().backward()
     assert x.grad.dtype == dtype
+
+
+def test_assigned_grad_keeps_the_tensors_dtype():
+    # p.grad = float64 data on a float32 tensor stayed float64 (and later backward passes
+    # accumulated into it in float64): data is now converted, a Tensor of another dtype refused.
+    p = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    p.grad = np.array([0.5, 0.25])
+    assert p.grad.dtype == np.float32
+    (p * 2).sum().backward()
+    assert p.grad.dtype == np.float32
+    np.testing.assert_array_equal(p.grad.data, np.array([2.5, 2.25], np.float32))
+    p.grad = [1.0, 3.0]
+    assert p.grad.dtype == np.float32
+    with pytest.raises(TypeError, match="float64 gradient for a float32"):
+        p.grad = Tensor(np.array([1.0, 2.0]))
+    p.grad = Tensor(np.array([1.0, 2.0], np.float32))
+    p.grad = None
+    assert p.grad is None
