@@ -4,8 +4,9 @@ products, norms, sorting, selection, padding and einsum.
 New primitives (each a row of the same table, `ops.OPS`, with its forward and VJP rules side
 by side) are kept to what cannot be composed well: sin/cos/tan, log1p/expm1 (accuracy near 0),
 softplus and erf (stability), binary cross-entropy (PyTorch's gradient), the piecewise-constant
-rounding ops (zero gradient), cumsum, cumprod, prod (correct with zeros) and einsum. Everything else is a composite of primitives,
-so it is differentiable to any order and drawn like any other op.
+rounding ops (zero gradient), cumsum, cumprod, prod (correct with zeros) and einsum. Everything
+else is a composite of primitives, so it is differentiable to any order and drawn like any
+other op.
 """
 
 from __future__ import annotations
