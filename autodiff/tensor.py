@@ -794,8 +794,8 @@ class Tensor:
         The default is numpy's ddof=0 (the population variance), also when called with
         PyTorch's dim=; pass ddof=1 or correction=1 (PyTorch's name) for the sample variance.
         """
-        return _composite(self._var("var", axis, keepdims, ddof, dim, keepdim, correction),
-                          "var")
+        var = self._var("var", axis, keepdims, ddof, dim, keepdim, correction)
+        return _composite(var.astype(np.float16) if self.dtype == np.float16 else var, "var")
 
     def std(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0, *,
             dim: Axis = None, keepdim: bool | None = None, correction: int | None = None,
@@ -807,7 +807,8 @@ class Tensor:
         # into the whole tensor. There the gradient is taken as 0, a valid subgradient (as
         # PyTorch does). NaN variances stay NaN.
         spread = ~np.asarray(var._data == 0)
-        return _composite(where(spread, where(spread, var, 1.0).sqrt(), 0.0), "std")
+        std = where(spread, where(spread, var, 1.0).sqrt(), 0.0)
+        return _composite(std.astype(np.float16) if self.dtype == np.float16 else std, "std")
 
     def _var(self, who: str, axis: Axis, keepdims: bool, ddof: int, dim: Axis,
              keepdim: bool | None, correction: int | None) -> Tensor:
@@ -824,9 +825,12 @@ class Tensor:
                 f"{who}: ddof={ddof} leaves no degrees of freedom for {count} values "
                 f"(shape {self.shape}, axis {axis})"
             )
-        centered = self - self.mean(axis=axes, keepdims=True)
-        # The mean of the squares, rescaled for ddof, not their sum: mean accumulates float16
-        # in float32, whose sum of squares overflows at 65504 long before the variance does.
+        # float16 computes in float32 (var and std cast the answer back): the squares overflow
+        # 65504 long before the variance does, std([300., -300.]) = 300 had a square of 90000.
+        x = self.astype(np.float32) if self.dtype == np.float16 else self
+        centered = x - x.mean(axis=axes, keepdims=True)
+        # The mean of the squares, rescaled for ddof, not their sum (as the variance, not the sum
+        # of squares, is what has to fit in the dtype).
         spread = (centered * centered).mean(axis=axes, keepdims=keepdims)
         return spread if ddof == 0 else spread * (count / (count - ddof))
 

@@ -127,3 +127,19 @@ def test_layer_norm_third_derivative_matches_composite_not_torch_native():
 
     for a, b in zip(ours(), composite(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_float16_var_and_std_do_not_overflow_in_their_squares():
+    # std([300, -300]) in float16 was inf (its squares, 90000, overflow float16's 65504) and
+    # var([300, -300, 0]) = 60000 was inf too; they compute in float32 and answer in float16,
+    # as PyTorch (300 and 60000), with float16 gradients.
+    x = Tensor(np.array([300.0, -300.0], np.float16), requires_grad=True)
+    s = x.std()
+    assert s.dtype == np.float16 and float(s.data) == 300.0
+    s.backward()
+    assert x.grad.dtype == np.float16
+    np.testing.assert_allclose(x.grad.data.astype(np.float64), [0.5, -0.5])
+    v = Tensor(np.array([300.0, -300.0, 0.0], np.float16)).var()
+    assert v.dtype == np.float16 and float(v.data) == 60000.0
+    v1 = Tensor(np.array([300.0, -300.0, 0.0, 0.0], np.float16)).var(ddof=1)
+    assert float(v1.data) == 60000.0
