@@ -143,3 +143,23 @@ def test_float16_var_and_std_do_not_overflow_in_their_squares():
     assert v.dtype == np.float16 and float(v.data) == 60000.0
     v1 = Tensor(np.array([300.0, -300.0, 0.0, 0.0], np.float16)).var(ddof=1)
     assert float(v1.data) == 60000.0
+
+
+def test_float16_layer_norm_and_batch_norm_normalise_large_values():
+    # LayerNorm and BatchNorm of float16 values of a few hundred gave all zeros: their variance
+    # (centred * centred).mean() overflowed float16 in the squares, and x / inf = 0.
+    import nn
+
+    row = np.array([[300.0, -300.0, 0.0, 100.0]])
+    expected = (row - row.mean()) / np.sqrt(row.var() + 1e-5)
+    ln = nn.LayerNorm(4, dtype=np.float16)
+    y = ln(Tensor(row.astype(np.float16)))
+    assert y.dtype == np.float16
+    np.testing.assert_allclose(y.data.astype(np.float64), expected, rtol=2e-3, atol=2e-3)
+    bn = nn.BatchNorm1d(2, dtype=np.float16, track_running_stats=False)  # 90000 overflows
+    batch = np.array([[300.0, 1.0], [-300.0, 2.0], [0.0, 3.0]])
+    out = bn(Tensor(batch.astype(np.float16)))
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out.data.astype(np.float64),
+                               (batch - batch.mean(0)) / np.sqrt(batch.var(0) + 1e-5),
+                               rtol=2e-3, atol=2e-3)
