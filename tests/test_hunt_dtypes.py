@@ -163,3 +163,20 @@ def test_float16_layer_norm_and_batch_norm_normalise_large_values():
     np.testing.assert_allclose(out.data.astype(np.float64),
                                (batch - batch.mean(0)) / np.sqrt(batch.var(0) + 1e-5),
                                rtol=2e-3, atol=2e-3)
+
+
+def test_pow_mixed_second_derivative_at_zero_exponent_is_exact():
+    # Convention (PyTorch is the odd one): d2(a**b)/da db = a**(b-1) (1 + b log a) is 1/a at
+    # b = 0, where PyTorch's double backward gives 0 (it zeroes b * a**(b-1) where b == 0 and
+    # so loses its derivative in b). Hence f(x) = (x + 1) ** (1.3 x) has f''(0) = 2.6 here (the
+    # limit of f'' from either side), and 1.3 in PyTorch.
+    a = Tensor(np.array([2.0, 0.5]), requires_grad=True)
+    b = Tensor(np.array([0.0, 0.0]), requires_grad=True)
+    (ga, _) = ad.grad((a**b).sum(), [a, b], create_graph=True)
+    _, hab = ad.grad(ga.sum(), [a, b])
+    np.testing.assert_allclose(hab.data, [0.5, 2.0])
+    x = Tensor(np.array([0.0]), requires_grad=True)
+    (g,) = ad.grad(((x + 1) ** (x * 1.3)).sum(), [x], create_graph=True)
+    (h,) = ad.grad(g.sum(), [x])
+    # f = exp(1.3 x log(1 + x)) = 1 + 1.3 x**2 + O(x**3), so f''(0) = 2.6
+    np.testing.assert_allclose(h.data, [2.6], rtol=1e-12)
