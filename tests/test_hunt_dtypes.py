@@ -180,3 +180,21 @@ def test_pow_mixed_second_derivative_at_zero_exponent_is_exact():
     (h,) = ad.grad(g.sum(), [x])
     # f = exp(1.3 x log(1 + x)) = 1 + 1.3 x**2 + O(x**3), so f''(0) = 2.6
     np.testing.assert_allclose(h.data, [2.6], rtol=1e-12)
+
+
+def test_float16_softmax_family_over_more_than_65504_entries():
+    # A float16 softmax over 100000 equal logits was 0 everywhere, log_softmax and logsumexp
+    # -inf / inf: the sum of the exponentials (100000) overflowed float16. It is taken in
+    # float32 (as PyTorch) and the answers are float16: 1e-5, -11.51, 11.51.
+    z = Tensor(np.zeros(100000, np.float16), requires_grad=True)
+    lse = ad.logsumexp(z)
+    assert lse.dtype == np.float16
+    np.testing.assert_allclose(float(lse.data), np.log(1e5), rtol=1e-3)
+    lse.backward()
+    assert z.grad.dtype == np.float16
+    np.testing.assert_allclose(z.grad.data[:3].astype(np.float64), 1e-5, rtol=1e-2)
+    s = ad.softmax(Tensor(np.zeros(100000, np.float16)))
+    assert s.dtype == np.float16
+    np.testing.assert_allclose(s.data[:3].astype(np.float64), 1e-5, rtol=1e-2)
+    ls = ad.log_softmax(Tensor(np.zeros((2, 100000), np.float16)), axis=1)
+    np.testing.assert_allclose(ls.data[:, :3].astype(np.float64), -np.log(1e5), rtol=1e-3)
