@@ -550,11 +550,15 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False, *,  
     usable = (largest > 0) & np.isfinite(largest)
     largest = np.where(usable, largest, 1).astype(magnitude.dtype)
     scaled = x / largest
+    # Each scaled square is at most 1, but float16 overflows once more than 65504 of them add
+    # up (the norm of 100000 ones, 316, was inf): float16 adds them in float32.
+    if scaled.dtype == np.float16:
+        scaled = scaled.astype(np.float32)
     squares = (scaled * scaled).sum(axis=axis, keepdims=keepdims)
     # "!= 0", not "> 0": a NaN sum must reach sqrt and stay NaN, not become a norm of 0.
     positive = squares._data != 0
     # Two wheres: sqrt never sees a 0, so its infinite slope never meets a zero gradient.
-    root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0)
+    root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0).astype(x.dtype)
     return root * (largest if keepdims else largest.reshape(np.shape(root._data)))
 
 

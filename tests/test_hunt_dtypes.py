@@ -198,3 +198,15 @@ def test_float16_softmax_family_over_more_than_65504_entries():
     np.testing.assert_allclose(s.data[:3].astype(np.float64), 1e-5, rtol=1e-2)
     ls = ad.log_softmax(Tensor(np.zeros((2, 100000), np.float16)), axis=1)
     np.testing.assert_allclose(ls.data[:, :3].astype(np.float64), -np.log(1e5), rtol=1e-3)
+
+
+def test_float16_norm_of_many_entries():
+    # The 2-norm of 100000 float16 ones was inf (the sum of squares overflowed float16); the
+    # squares now add in float32: 316.2, in float16, with a float16 gradient of 1/316.2.
+    x = Tensor(np.ones(100000, np.float16), requires_grad=True)
+    n = ad.norm(x)
+    assert n.dtype == np.float16
+    np.testing.assert_allclose(float(n.data), np.sqrt(1e5), rtol=1e-3)
+    n.backward()
+    assert x.grad.dtype == np.float16
+    np.testing.assert_allclose(x.grad.data[:3].astype(np.float64), 1 / np.sqrt(1e5), rtol=1e-2)
