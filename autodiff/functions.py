@@ -3,9 +3,10 @@ products, norms, sorting, selection, padding and einsum.
 
 New primitives (each a row of the same table, `ops.OPS`, with its forward and VJP rules side
 by side) are kept to what cannot be composed well: sin/cos/tan, log1p/expm1 (accuracy near 0),
-softplus and erf (stability), the piecewise-constant rounding ops (zero gradient), cumsum,
-cumprod, prod (correct with zeros) and einsum. Everything else is a composite of primitives,
-so it is differentiable to any order and drawn like any other op.
+softplus and erf (stability), binary cross-entropy (PyTorch's gradient), the piecewise-constant
+rounding ops (zero gradient), cumsum, cumprod, prod (correct with zeros) and einsum. Everything
+else is a composite of primitives, so it is differentiable to any order and drawn like any
+other op.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from . import engine
 from .ops import _ARRAY, _QUIET, _value, defop
+from .ops import maximum as maximum_op
 from .tensor import Axis, Tensor, _axes, _axis, _lift, _pair, where
 
 # --- elementwise primitives ------------------------------------------------------------------
@@ -99,6 +101,51 @@ def _erf_forward(x: np.ndarray) -> np.ndarray:
 erf_op = defop("erf", _erf_forward,
                lambda g, out, x: g * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)),
                jvp=lambda t, out, x: t * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)))
+
+
+# Binary cross-entropy on probabilities, -[y log p + (1-y) log(1-p)] with each log floored at
+# -100, as PyTorch computes it (nn.functional.binary_cross_entropy validates and reduces).
+# A primitive, because its gradient in p is not the derivative of that formula but PyTorch's
+# G = (p - y) / max(p (1 - p), 1e-12) (finite at p = 0 or 1, no cancellation as p nears y).
+# Rules written with G as a differentiable expression give every higher derivative too:
+# d2/dp2 = dG/dp, d3/dp3 = d2G/dp2, d2/dp dy = dG/dy, as PyTorch's double backward. (A
+# composite (p - p.detach()) * G' that is 0 forward can match G and one derivative of it,
+# not all of them: its third derivative in p came out 1.5 d2G/dp2.)
+BCE_LOG_FLOOR = -100.0
+BCE_GRAD_FLOOR = float(np.float32(1e-12))  # PyTorch's 1e-12 is a float32 in every dtype
+
+
+def _bce_logs(p: Any) -> tuple[Any, Any]:
+    """log p and log(1 - p), each floored at -100; on arrays or (create_graph) Tensors."""
+    floor = BCE_LOG_FLOOR
+    if isinstance(p, _ARRAY):
+        with np.errstate(divide="ignore"):  # log(0) = -inf, floored just below
+            return (np.maximum(np.log(p), p.dtype.type(floor)),
+                    np.maximum(np.log1p(-p), p.dtype.type(floor)))
+    return (engine.apply(maximum_op, (p.log(), _lift(p.dtype.type(floor)))),
+            engine.apply(maximum_op, (log1p(-p), _lift(p.dtype.type(floor)))))
+
+
+def _bce_forward(p: Any, y: Any) -> Any:
+    log_p, log_q = _bce_logs(p)
+    return -(y * log_p + (1 - y) * log_q)
+
+
+def _bce_slope_p(g: Any, out: Any, p: Any, y: Any) -> Any:
+    if isinstance(p, _ARRAY) and isinstance(y, _ARRAY):
+        return g * ((p - y) / np.maximum(p * (1 - p), p.dtype.type(BCE_GRAD_FLOOR)))
+    p, y = _lift(p), _lift(y)
+    spread = engine.apply(maximum_op, (p * (1 - p), _lift(p.dtype.type(BCE_GRAD_FLOOR))))
+    return g * ((p - y) / spread)
+
+
+def _bce_slope_y(g: Any, out: Any, p: Any, y: Any) -> Any:
+    log_p, log_q = _bce_logs(p)
+    return g * (log_q - log_p)
+
+
+bce_op = defop("binary_cross_entropy", _bce_forward, _bce_slope_p, _bce_slope_y,
+               jvp=(_bce_slope_p, _bce_slope_y))
 
 
 def _dim(who: str, axis: Any, dim: Any, default: Any = None) -> Any:
@@ -503,11 +550,15 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False, *,  
     usable = (largest > 0) & np.isfinite(largest)
     largest = np.where(usable, largest, 1).astype(magnitude.dtype)
     scaled = x / largest
+    # Each scaled square is at most 1, but float16 overflows once more than 65504 of them add
+    # up (the norm of 100000 ones, 316, was inf): float16 adds them in float32.
+    if scaled.dtype == np.float16:
+        scaled = scaled.astype(np.float32)
     squares = (scaled * scaled).sum(axis=axis, keepdims=keepdims)
     # "!= 0", not "> 0": a NaN sum must reach sqrt and stay NaN, not become a norm of 0.
     positive = squares._data != 0
     # Two wheres: sqrt never sees a 0, so its infinite slope never meets a zero gradient.
-    root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0)
+    root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0).astype(x.dtype)
     return root * (largest if keepdims else largest.reshape(np.shape(root._data)))
 
 

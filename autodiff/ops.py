@@ -140,11 +140,18 @@ def _scatter_forward(g: Any, *, shape: tuple[int, ...], index: Any) -> np.ndarra
     return result
 
 
+def _wide_sum(x: Any) -> Any:
+    """The dtype to add up exponentials in: float32 for float16, whose sum of more than 65504
+    ones (a softmax over 100k classes) overflows to inf, making the softmax 0; else x's own."""
+    return np.float32 if np.result_type(x) == np.float16 else None
+
+
 def _softmax(x: Any, axis: int = -1) -> Any:
     if isinstance(x, _ARRAY):
         z = x - x.max(axis=axis, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=axis, keepdims=True)
+        return (e / e.sum(axis=axis, keepdims=True, dtype=_wide_sum(x))).astype(
+            np.result_type(x), copy=False)
     return x.softmax(axis=axis)
 
 
@@ -400,7 +407,9 @@ def _logsumexp_forward(x: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarra
     shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     shift = np.where(np.isfinite(shift), shift, 0)
     with np.errstate(divide="ignore"):  # an empty or all -inf axis: log(0) = -inf, quietly
-        total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
+        total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True,
+                              dtype=_wide_sum(x))) + shift
+    total = total.astype(x.dtype, copy=False)
     return total if keepdims else np.squeeze(total, axis=axis)
 
 

@@ -218,15 +218,18 @@ class Tensor:
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
+        # A gradient is in its tensor's dtype (backward keeps it so): an assigned float64 one
+        # on a float32 tensor would stay float64 and make every later backward add in float64.
+        # Plain data (a list, an array) is converted, as Tensor(data, dtype=...) would; a
+        # Tensor of another dtype is refused, as PyTorch refuses it.
+        own = self.dtype if self.dtype.kind == "f" else None
         if value is not None and not isinstance(value, Tensor):
-            value = Tensor(value)
+            value = Tensor(value, dtype=own)
         if value is not None and value.shape != self.shape:
             raise ValueError(f"grad: shape {value.shape} does not match tensor shape {self.shape}")
-        if value is not None and value.dtype != self.dtype:
-            # In this tensor's dtype, as backward's grad= is: a float32 parameter given
-            # np.ones(n) (float64) kept a float64 gradient through every later backward
-            # (accumulation adds into it) and into the optimizer's state.
-            value = value.astype(self.dtype)
+        if value is not None and own is not None and value.dtype != own:
+            raise TypeError(f"grad: a {value.dtype} gradient for a {own} tensor; convert it "
+                            f"with .astype(np.{own})")
         self._grad = value
 
     @property
@@ -608,6 +611,11 @@ class Tensor:
 
     def __pow__(self, exponent: ArrayLike) -> Tensor:
         if isinstance(exponent, numbers.Real) and not isinstance(exponent, bool):
+            if isinstance(exponent, float):
+                # np.float64 is a Python float, and x * np.float64(c) keeps float32 as x * c
+                # does (_operand); numpy would compute x ** np.float64(c) in float64, so the
+                # exponent goes in as the plain float it is (as PyTorch treats it too).
+                exponent = float(exponent)
             return apply(ops.pow_const, (self,), exponent=exponent)
         return apply(ops.pow_tensor, (self, _operand(exponent, self)))
 
@@ -790,8 +798,8 @@ class Tensor:
         The default is numpy's ddof=0 (the population variance), also when called with
         PyTorch's dim=; pass ddof=1 or correction=1 (PyTorch's name) for the sample variance.
         """
-        return _composite(self._var("var", axis, keepdims, ddof, dim, keepdim, correction),
-                          "var")
+        var = self._var("var", axis, keepdims, ddof, dim, keepdim, correction)
+        return _composite(var.astype(np.float16) if self.dtype == np.float16 else var, "var")
 
     def std(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0, *,
             dim: Axis = None, keepdim: bool | None = None, correction: int | None = None,
@@ -803,7 +811,8 @@ class Tensor:
         # into the whole tensor. There the gradient is taken as 0, a valid subgradient (as
         # PyTorch does). NaN variances stay NaN.
         spread = ~np.asarray(var._data == 0)
-        return _composite(where(spread, where(spread, var, 1.0).sqrt(), 0.0), "std")
+        std = where(spread, where(spread, var, 1.0).sqrt(), 0.0)
+        return _composite(std.astype(np.float16) if self.dtype == np.float16 else std, "std")
 
     def _var(self, who: str, axis: Axis, keepdims: bool, ddof: int, dim: Axis,
              keepdim: bool | None, correction: int | None) -> Tensor:
@@ -820,9 +829,12 @@ class Tensor:
                 f"{who}: ddof={ddof} leaves no degrees of freedom for {count} values "
                 f"(shape {self.shape}, axis {axis})"
             )
-        centered = self - self.mean(axis=axes, keepdims=True)
-        # The mean of the squares, rescaled for ddof, not their sum: mean accumulates float16
-        # in float32, whose sum of squares overflows at 65504 long before the variance does.
+        # float16 computes in float32 (var and std cast the answer back): the squares overflow
+        # 65504 long before the variance does, std([300., -300.]) = 300 had a square of 90000.
+        x = self.astype(np.float32) if self.dtype == np.float16 else self
+        centered = x - x.mean(axis=axes, keepdims=True)
+        # The mean of the squares, rescaled for ddof, not their sum (as the variance, not the sum
+        # of squares, is what has to fit in the dtype).
         spread = (centered * centered).mean(axis=axes, keepdims=keepdims)
         return spread if ddof == 0 else spread * (count / (count - ddof))
 

@@ -178,7 +178,9 @@ class _BatchNorm(Module):
                                  f"per channel, got input shape {x.shape}")
             mean = x.mean(axis=axes, keepdims=True)
             centred = x - mean
-            var = (centred * centred).mean(axis=axes, keepdims=True)
+            # Tensor.var, not (centred * centred).mean(): the same numbers, but float16 squares
+            # it takes in float32 (300 squared overflows float16 and zeroed the output).
+            var = x.var(axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
                 self._update_running(mean._data.reshape(-1), var._data.reshape(-1), count)
         else:
@@ -246,7 +248,7 @@ class LayerNorm(Module):
                              "not end with the normalized shape")
         axes = tuple(range(x.ndim - k, x.ndim))
         centred = x - x.mean(axis=axes, keepdims=True)
-        var = (centred * centred).mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True)  # float16 safely, as in _BatchNorm.forward
         out = centred / (var + self.eps).sqrt()
         if self.weight is not None:
             out = out * self.weight + self.bias

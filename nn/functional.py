@@ -11,6 +11,7 @@ import autodiff as ad
 # The activations are the engine's own functions, under the names PyTorch users look for.
 from autodiff import Tensor, log_softmax, ops, relu, sigmoid, softmax, tanh  # noqa: F401
 from autodiff.engine import apply as _apply
+from autodiff.functions import bce_op
 from autodiff.tensor import class_labels as _labels_in_range
 
 from .utils import one_hot  # noqa: F401  (F.one_hot, as PyTorch's)
@@ -71,8 +72,6 @@ def l1_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 # max(p (1 - p), 1e-12) (so it stays finite there and never vanishes, however wrong the
 # prediction). Clipping p itself instead would flatten the loss: a confident wrong prediction
 # would get no gradient at all.
-_BCE_LOG_FLOOR = -100.0
-_BCE_GRAD_FLOOR = float(np.float32(1e-12))  # PyTorch's 1e-12 is a float32 in every dtype
 
 
 def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean", *,
@@ -104,27 +103,9 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean", *,
         )
     dtype = probs.dtype
     target = target.astype(dtype)
-    floor = dtype.type(_BCE_LOG_FLOOR)
-    with np.errstate(divide="ignore"):  # log(0) = -inf, floored just below
-        log_p = np.maximum(np.log(p), floor)
-        log_q = np.maximum(np.log1p(-p), floor)
-    # The value, from the floored logs as constants: in the target its gradient is
-    # -(log p - log(1-p)) with the same floors; in p it has none, that is the next term's.
-    loss = -(target * Tensor(log_p) + (1 - target) * Tensor(log_q))
-    # The gradient in p, added as a term that is exactly 0 forward: (p - p.detach()) * G with
-    # G = (p - y) / max(p (1 - p), 1e-12), PyTorch's own formula (its form, not the loss's
-    # -y/p + (1-y)/(1-p), which cancels badly as p nears y). The term's derivative in p is
-    # G + (p - p.detach()) dG = G, in y it is 0. Second derivatives (Hessians, as PyTorch's
-    # double backward) come from how G is assembled, always with the value G: half through p
-    # and half constant, so d2/dp2 is dG/dp and not twice it; fully through y, so the mixed
-    # derivative is dG/dy = -1 / (p (1 - p)). Built even when nothing needs a gradient:
-    # forward mode (jvp) carries its tangents through it.
-    floor_pq = dtype.type(_BCE_GRAD_FLOOR)
-    p_fixed, y_fixed = probs.detach(), target.detach()
-    through_p = (probs - y_fixed) / ad.maximum(probs * (1 - probs), floor_pq)
-    through_y = (p_fixed - target) / ad.maximum(p_fixed * (1 - p_fixed), floor_pq)
-    slope = through_p * 0.5 + through_p.detach() * 0.5 + (through_y - through_y.detach())
-    loss = loss + (probs - p_fixed) * slope
+    # A primitive (autodiff.functions.bce_op): the floored logs forward, PyTorch's gradient
+    # (p - y) / max(p (1 - p), 1e-12) in p, and that gradient's derivatives to any order.
+    loss = _apply(bce_op, (probs, target))
     if weight is not None:
         if isinstance(weight, Tensor) and weight.requires_grad:
             raise TypeError("binary_cross_entropy: weight is a constant; pass weight.detach()")

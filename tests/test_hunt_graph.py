@@ -71,8 +71,10 @@ def test_grad_setter_keeps_the_tensors_dtype():
     assert x.grad.dtype == np.float32
     (x * x).sum().backward()
     assert x.grad.dtype == np.float32 and x.grad.tolist() == [3.0, 5.0]
-    x.grad = Tensor([1, 2])  # integers too
+    x.grad = [1, 2]  # plain integers too
     assert x.grad.dtype == np.float32 and x.grad.tolist() == [1.0, 2.0]
+    with pytest.raises(TypeError, match=r"grad: a \w+ gradient for a float32 tensor; convert"):
+        x.grad = Tensor([1, 2])  # a Tensor of another dtype is refused, as in PyTorch
     s = Tensor(np.float32(2.0), requires_grad=True)
     s.grad = 1.5
     assert s.grad.dtype == np.float32 and s.grad.shape == () and s.grad.item() == 1.5

@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 import autodiff as ad
 from autodiff import Tensor, engine
+from autodiff.functions import bce_op
 from autodiff.ops import OPS
 from autodiff.testing import broadcastable_shapes, gradcheck, gradgradcheck, shapes
 
@@ -254,6 +255,9 @@ CASES = [
     Case("tan", lambda a: ad.tan(a), unary(-1.2, 1.2), ("tan",)),
     Case("sinh_cosh", lambda a: ad.sinh(a) * ad.cosh(a), unary(), ("sinh", "cosh")),
     Case("log1p", lambda a: ad.log1p(a), unary(-0.9, 3), ("log1p",)),
+    # binary cross-entropy's primitive, probabilities away from the floors at 0 and 1
+    Case("binary_cross_entropy", lambda p, y: engine.apply(bce_op, (p, y)),
+         binary(0.05, 0.95, 0.0, 1.0), ("binary_cross_entropy",), 2),
     Case("expm1", lambda a: a.expm1(), unary(), ("expm1",)),
     Case("softplus", lambda a: ad.softplus(a) + ad.softplus(a, beta=2.0), unary(-20, 20),
          ("softplus", "sigmoid")),
