@@ -628,6 +628,12 @@ def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
     # rows of a (10, n) one, and the copy costs less than the difference. Written out rather
     # than through _logsumexp_forward (the rule reuses the probabilities); ufunc reductions
     # called directly (ndarray.max and .sum add a Python wrapper each).
+    if logits.dtype.char == "e":
+        # float16: its sums overflow at 65504 (the exponentials of 100,000 equal logits, the
+        # losses of a batch of 30,000), so computed in float32 and answered in float16.
+        loss, (probabilities, at) = _cross_entropy_forward(logits.astype(np.float32),
+                                                           labels=labels)
+        return loss.astype(np.float16), (probabilities.astype(np.float16), at)
     n = len(labels)
     shifted = logits.T.copy()
     shifted -= np.maximum.reduce(shifted, 0)

@@ -210,3 +210,22 @@ def test_float16_norm_of_many_entries():
     n.backward()
     assert x.grad.dtype == np.float16
     np.testing.assert_allclose(x.grad.data[:3].astype(np.float64), 1 / np.sqrt(1e5), rtol=1e-2)
+
+
+def test_float16_cross_entropy_adds_up_in_float32():
+    """The fused loss summed the exponentials (and the batch's losses) in float16, whose
+    largest value is 65504: inf for 100,000 equal logits or a batch of 30,000, and the saved
+    probabilities became 0, so the gradient lost its softmax part."""
+    from autodiff import Tensor
+
+    z = Tensor(np.zeros((1, 100000), np.float16), requires_grad=True)
+    loss = ad.softmax_cross_entropy(z, np.array([3]))
+    assert loss.dtype == np.float16
+    np.testing.assert_allclose(loss.item(), np.log(100000), rtol=1e-3)
+    loss.backward()
+    assert z.grad.dtype == np.float16
+    np.testing.assert_allclose(z.grad.data[0, :4].astype(np.float64),
+                               [1e-5, 1e-5, 1e-5, -1 + 1e-5], rtol=1e-2, atol=1e-6)
+    batch = ad.softmax_cross_entropy(Tensor(np.zeros((30000, 10), np.float16)),
+                                     np.zeros(30000, np.int64))
+    np.testing.assert_allclose(batch.item(), np.log(10), rtol=1e-3)
