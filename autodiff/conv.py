@@ -34,12 +34,14 @@ def _whole(value: Any) -> bool:
 
 def _pair(value: Any, name: str, who: str, minimum: int) -> Pair:
     """An int or a pair of ints (as PyTorch accepts), checked."""
-    sequence = isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray)
-                                                    and value.ndim == 1)
+    sequence = isinstance(value, (tuple, list)) or (
+        isinstance(value, np.ndarray) and value.ndim == 1
+    )
     pair = (value, value) if _whole(value) else (tuple(value) if sequence else (value,))
     if len(pair) != 2 or not all(_whole(v) and v >= minimum for v in pair):
-        raise ValueError(f"{who}: {name} must be an int >= {minimum} or a pair of them, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{who}: {name} must be an int >= {minimum} or a pair of them, got {value!r}"
+        )
     return int(pair[0]), int(pair[1])
 
 
@@ -47,8 +49,9 @@ def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> i
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _unfold_forward(x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair,
-                    dilation: Pair) -> np.ndarray:
+def _unfold_forward(
+    x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> np.ndarray:
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     if ph or pw:
         x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -59,8 +62,15 @@ def _unfold_forward(x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair,
     return windows[:, :, ::sh, ::sw, ::dh, ::dw]
 
 
-def _fold_forward(cols: np.ndarray, *, shape: tuple[int, ...], kernel: Pair, stride: Pair,
-                  padding: Pair, dilation: Pair) -> np.ndarray:
+def _fold_forward(
+    cols: np.ndarray,
+    *,
+    shape: tuple[int, ...],
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+) -> np.ndarray:
     """col2im: add each window's values back at the pixels it was read from."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     n, c, h, w = shape
@@ -71,7 +81,7 @@ def _fold_forward(cols: np.ndarray, *, shape: tuple[int, ...], kernel: Pair, str
         rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
         for j in range(kw):
             image[:, :, rows, slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)] += cols[..., i, j]
-    return image[:, :, ph:ph + h, pw:pw + w]
+    return image[:, :, ph : ph + h, pw : pw + w]
 
 
 def _window(params: dict[str, Any]) -> dict[str, Any]:
@@ -114,15 +124,18 @@ def _image(x: Any, who: str, ndim: int = 4) -> Tensor:
     return x
 
 
-def unfold(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1) -> Tensor:
+def unfold(
+    x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+) -> Tensor:
     """Every kh x kw window of an (N, C, H, W) image: shape (N, C, Ho, Wo, kh, kw) (im2col)."""
     who = "unfold"
     x = _image(x, who)
-    window = dict(kernel=_pair(kernel_size, "kernel_size", who, 1),
-                  stride=_pair(stride, "stride", who, 1),
-                  padding=_pair(padding, "padding", who, 0),
-                  dilation=_pair(dilation, "dilation", who, 1))
+    window = dict(
+        kernel=_pair(kernel_size, "kernel_size", who, 1),
+        stride=_pair(stride, "stride", who, 1),
+        padding=_pair(padding, "padding", who, 0),
+        dilation=_pair(dilation, "dilation", who, 1),
+    )
     _check_fits(x.shape, window, who)
     return engine.apply(unfold2d, (x,), **window)
 
@@ -130,8 +143,13 @@ def unfold(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0,
 def _check_fits(shape: tuple[int, ...], window: dict[str, Any], who: str) -> None:
     for axis, name in ((0, "height"), (1, "width")):
         size = shape[2 + axis]
-        out = _out_size(size, window["kernel"][axis], window["stride"][axis],
-                        window["padding"][axis], window["dilation"][axis])
+        out = _out_size(
+            size,
+            window["kernel"][axis],
+            window["stride"][axis],
+            window["padding"][axis],
+            window["dilation"][axis],
+        )
         if out < 1:
             raise ValueError(
                 f"{who}: input {name} {size} (padding {window['padding'][axis]}) is smaller "
@@ -140,8 +158,15 @@ def _check_fits(shape: tuple[int, ...], window: dict[str, Any], who: str) -> Non
             )
 
 
-def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1, groups: int = 1) -> Tensor:
+def conv2d(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Tensor:
     """2-D cross-correlation over an (N, C, H, W) batch, as `torch.nn.functional.conv2d`.
 
     weight: (out_channels, C // groups, kh, kw); bias: (out_channels,) or None.
@@ -151,8 +176,10 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     x = _image(x, who)
     weight = _lift(weight)
     if weight.ndim != 4:
-        raise ValueError(f"{who}: weight must be 4-d (out_channels, in_channels/groups, kh, kw), "
-                         f"got shape {weight.shape}")
+        raise ValueError(
+            f"{who}: weight must be 4-d (out_channels, in_channels/groups, kh, kw), "
+            f"got shape {weight.shape}"
+        )
     if not _whole(groups) or groups < 1:
         raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
     n, c, _, _ = x.shape
@@ -200,8 +227,9 @@ def same_padding(kernel: Pair, dilation: Pair) -> tuple[Pair, Pair]:
     return before, (spans[0] - before[0], spans[1] - before[1])
 
 
-def _padding(padding: Any, kernel: Pair, dilation: Pair, stride: Pair, who: str
-             ) -> tuple[Pair, Pair]:
+def _padding(
+    padding: Any, kernel: Pair, dilation: Pair, stride: Pair, who: str
+) -> tuple[Pair, Pair]:
     """The symmetric padding, and the extra zeros after it on each axis."""
     if isinstance(padding, str):
         if padding == "valid":
@@ -211,8 +239,9 @@ def _padding(padding: Any, kernel: Pair, dilation: Pair, stride: Pair, who: str
                 raise ValueError(f"{who}: padding='same' needs stride 1, got {stride}")
             before, after = same_padding(kernel, dilation)
             return before, (after[0] - before[0], after[1] - before[1])
-        raise ValueError(f"{who}: padding must be an int, a pair, 'same' or 'valid', "
-                         f"got {padding!r}")
+        raise ValueError(
+            f"{who}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}"
+        )
     return _pair(padding, "padding", who, 0), (0, 0)
 
 
@@ -224,28 +253,42 @@ def _pad_end(x: Tensor, rows: int, columns: int) -> Tensor:
     if columns:
         x = concatenate([x, engine.constant(np.zeros((n, c, h, columns), x.dtype))], axis=3)
     if rows:
-        x = concatenate([x, engine.constant(np.zeros((n, c, rows, w + columns), x.dtype))],
-                        axis=2)
+        x = concatenate([x, engine.constant(np.zeros((n, c, rows, w + columns), x.dtype))], axis=2)
     return x
 
 
-def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any = 0,
-           dilation: int = 1, groups: int = 1) -> Tensor:
+def conv1d(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: int = 1,
+    padding: Any = 0,
+    dilation: int = 1,
+    groups: int = 1,
+) -> Tensor:
     """1-D cross-correlation over (N, C, L), as `torch.nn.functional.conv1d` (a conv2d, H = 1)."""
     who = "conv1d"
     x = _image(x, who, ndim=3)
     weight = _lift(weight)
     if weight.ndim != 3:
-        raise ValueError(f"{who}: weight must be 3-d (out_channels, in_channels/groups, k), "
-                         f"got shape {weight.shape}")
+        raise ValueError(
+            f"{who}: weight must be 3-d (out_channels, in_channels/groups, k), "
+            f"got shape {weight.shape}"
+        )
     # PyTorch's Conv1d keeps these as 1-tuples ((2,)): take those as well as ints.
     stride, dilation = _single(stride, "stride", who, 1), _single(dilation, "dilation", who, 1)
     pad: Any = padding if isinstance(padding, str) else (0, _single(padding, "padding", who, 0))
     if pad == "same" and stride != 1:
         raise ValueError(f"{who}: padding='same' needs stride 1, got {stride}")
-    out = conv2d(x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]),
-                 weight.reshape(weight.shape[0], weight.shape[1], 1, weight.shape[2]),
-                 bias, stride=(1, stride), padding=pad, dilation=(1, dilation), groups=groups)
+    out = conv2d(
+        x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]),
+        weight.reshape(weight.shape[0], weight.shape[1], 1, weight.shape[2]),
+        bias,
+        stride=(1, stride),
+        padding=pad,
+        dilation=(1, dilation),
+        groups=groups,
+    )
     return out.reshape(out.shape[0], out.shape[1], out.shape[3])
 
 
@@ -253,13 +296,15 @@ def _single(value: Any, name: str, who: str, minimum: int) -> int:
     """An int, or a 1-tuple of one (as PyTorch's Conv1d keeps them), checked."""
     one = value[0] if isinstance(value, (tuple, list)) and len(value) == 1 else value
     if not _whole(one) or one < minimum:
-        raise ValueError(f"{who}: {name} must be an int >= {minimum} (or a 1-tuple of one), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{who}: {name} must be an int >= {minimum} (or a 1-tuple of one), got {value!r}"
+        )
     return int(one)
 
 
-def _pool_window(who: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any
-                 ) -> dict[str, Any]:
+def _pool_window(
+    who: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any
+) -> dict[str, Any]:
     kernel = _pair(kernel_size, "kernel_size", who, 1)
     stride = kernel if stride is None else _pair(stride, "stride", who, 1)
     padding = _pair(padding, "padding", who, 0)

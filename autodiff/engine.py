@@ -331,9 +331,11 @@ def op_error(op_name: str, parents: Sequence[Tensor], exc: Exception) -> Excepti
 # folder is user code and must be named.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _OUR_DIRS = tuple(
-    {os.path.join(d, name) + os.sep for d in {os.path.dirname(_HERE),
-                                                os.path.dirname(os.path.realpath(_HERE))}
-     for name in ("autodiff", "nn")}
+    {
+        os.path.join(d, name) + os.sep
+        for d in {os.path.dirname(_HERE), os.path.dirname(os.path.realpath(_HERE))}
+        for name in ("autodiff", "nn")
+    }
 ) + (
     # numpy's own frames too: backward runs under its np.errstate decorator, so a node that
     # create_graph records was said to be created in numpy's _ufunc_config.py, not at the
@@ -377,8 +379,11 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     count = len(parents)
     try:
         if count == 2:
-            data = (op.forward(first._data, parents[1]._data, **params) if params
-                    else op.forward(first._data, parents[1]._data))
+            data = (
+                op.forward(first._data, parents[1]._data, **params)
+                if params
+                else op.forward(first._data, parents[1]._data)
+            )
         elif count == 1:
             data = op.forward(first._data, **params) if params else op.forward(first._data)
         elif count == 3 and not params:  # a linear layer's x, weight and bias
@@ -395,8 +400,10 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     out._grad = None
     out.name = None
     out._scope = scope
-    if grad_enabled and (first.requires_grad or (count > 1 and (
-            parents[1].requires_grad or any(p.requires_grad for p in parents[2:])))):
+    if grad_enabled and (
+        first.requires_grad
+        or (count > 1 and (parents[1].requires_grad or any(p.requires_grad for p in parents[2:])))
+    ):
         out.requires_grad = True
         out._op = op
         # Parents in slots rather than a tuple: one object per node for the collector.
@@ -425,7 +432,8 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
         )
         if inputs_finite:
             _check_finite(
-                data, f"{op.name} forward (input shapes {_shapes([p._data for p in parents])})",
+                data,
+                f"{op.name} forward (input shapes {_shapes([p._data for p in parents])})",
                 out._origin,
             )
     return out
@@ -557,8 +565,11 @@ def backward(
                 if node in wanted:
                     found[node] = grad
                 if accumulate:
-                    node._grad = (_own_tensor(grad.detach(), handed, False) if create_graph
-                                  else _own(grad, handed))
+                    node._grad = (
+                        _own_tensor(grad.detach(), handed, False)
+                        if create_graph
+                        else _own(grad, handed)
+                    )
             op = node._op
             if node._clock < _last_write:
                 _check_not_stale(node)
@@ -594,7 +605,8 @@ def backward(
                 # Same numpy scalar type on both sides means same shape and dtype: skip the
                 # shape comparison that dominates tiny scalar graphs.
                 if (type(contrib) is not type(data) or type(data) is np.ndarray) and (
-                        contrib.shape != data.shape or contrib.dtype != data.dtype):
+                    contrib.shape != data.shape or contrib.dtype != data.dtype
+                ):
                     contrib = unbroadcast(contrib, data.shape, data.dtype)
                 if watched:
                     if anomaly:
@@ -638,10 +650,14 @@ def backward(
                     found[leaf] = grad
                 if not accumulate:
                     continue
-            if (leaf._grad is None and type(grad) is np.ndarray and grad.base is None
-                    and id(grad) not in handed):
+            if (
+                leaf._grad is None
+                and type(grad) is np.ndarray
+                and grad.base is None
+                and id(grad) not in handed
+            ):
                 handed.add(id(grad))  # a leaf's first gradient, a fresh array: _store_grad,
-                leaf._grad = grad      # inlined (this runs for every parameter every step)
+                leaf._grad = grad  # inlined (this runs for every parameter every step)
             else:
                 _store_grad(leaf, grad, create_graph, handed)
     finally:
@@ -659,9 +675,12 @@ def _check_not_stale(node: Tensor) -> None:
     directly or through another tensor sharing their memory (a view, a detach() alias)."""
     clock = node._clock
     parents = node.parents
-    if (node._modified > clock or any(p._modified > clock for p in parents)
-            or _written_since(node._data, clock)
-            or any(_written_since(p._data, clock) for p in parents)):
+    if (
+        node._modified > clock
+        or any(p._modified > clock for p in parents)
+        or _written_since(node._data, clock)
+        or any(_written_since(p._data, clock) for p in parents)
+    ):
         raise _stale_error(node._op, parents)
 
 

@@ -110,11 +110,14 @@ def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params:
             level.observer(op, parents, out, params, tangents, tangent)
 
 
-def _push(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict, tangents: list,
-          depth: int) -> Any:
+def _push(
+    op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict, tangents: list, depth: int
+) -> Any:
     # On Tensors (recorded) when the result must be differentiated again; on arrays otherwise.
-    symbolic = depth > 0 or (engine.state.grad_enabled and (out.requires_grad or any(
-        isinstance(t, Tensor) and t.requires_grad for t in tangents)))
+    symbolic = depth > 0 or (
+        engine.state.grad_enabled
+        and (out.requires_grad or any(isinstance(t, Tensor) and t.requires_grad for t in tangents))
+    )
     if symbolic:
         args: Any = parents
         result: Any = out
@@ -187,8 +190,9 @@ def _as_tuple(x: Any) -> tuple:
     return x if isinstance(x, tuple) else (x,)  # a list is one primal (a vector), as in numpy
 
 
-def enter(primals: Sequence[Any], tangents: Sequence[Any], who: str
-          ) -> tuple[Level, list[Tensor], tuple]:
+def enter(
+    primals: Sequence[Any], tangents: Sequence[Any], who: str
+) -> tuple[Level, list[Tensor], tuple]:
     """Start a level: fresh input nodes carrying the given tangents. Returns the level, the
     inputs to call f with, and the state to restore with `leave`."""
     if len(primals) != len(tangents):
@@ -245,12 +249,13 @@ def check_outputs(result: Any, who: str, several: bool = True) -> bool:
     by name: taken as a constant, its derivative would silently be zero."""
     items = result if several and isinstance(result, tuple | list) else (result,)
     for item in items:
-        if not isinstance(item, Tensor | numbers.Number | np.ndarray | np.number | np.bool_) \
-                or isinstance(item, np.ndarray) and item.dtype.kind not in "biuf":
-            what = ("one Tensor" if not several else
-                    "a Tensor or a flat tuple or list of Tensors")
-            raise TypeError(f"{who}: f must return {what}, got "
-                            f"{_describe(result)}")
+        if (
+            not isinstance(item, Tensor | numbers.Number | np.ndarray | np.number | np.bool_)
+            or isinstance(item, np.ndarray)
+            and item.dtype.kind not in "biuf"
+        ):
+            what = "one Tensor" if not several else "a Tensor or a flat tuple or list of Tensors"
+            raise TypeError(f"{who}: f must return {what}, got {_describe(result)}")
     return items is result
 
 

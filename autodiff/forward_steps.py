@@ -37,8 +37,11 @@ def _fmt(value: Any) -> str:
 
 def _input_names(f: Callable, count: int) -> list[str]:
     try:
-        params = [p.name for p in inspect.signature(f).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p.name
+            for p in inspect.signature(f).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         params = []
     return params[:count] + [f"x{i}" for i in range(len(params), count)]
@@ -61,11 +64,21 @@ def forward_steps(f: Callable[..., Any], primals: Any, tangents: Any) -> list[di
     for name, x in zip(_input_names(f, len(inputs)), inputs, strict=True):
         labels[id(x)] = name
         keep.append(x)
-        rows.append({"step": 0, "node": name, "op": "input", "inputs": [], "value": _number(x),
-                     "tangent": _number(level.get(x)), "parts": []})
+        rows.append(
+            {
+                "step": 0,
+                "node": name,
+                "op": "input",
+                "inputs": [],
+                "value": _number(x),
+                "tangent": _number(level.get(x)),
+                "parts": [],
+            }
+        )
 
-    def observe(op: Any, parents: tuple, out: Tensor, params: dict, tangents_in: list,
-                tangent: Any) -> None:
+    def observe(
+        op: Any, parents: tuple, out: Tensor, params: dict, tangents_in: list, tangent: Any
+    ) -> None:
         step = len([r for r in rows if r["step"]]) + 1
         labels[id(out)] = f"v{step}"
         keep.append(out)
@@ -91,11 +104,25 @@ def forward_steps(f: Callable[..., Any], primals: Any, tangents: Any) -> list[di
             scalar = np.ndim(t_num) == 0 and np.ndim(c_num) == 0
             # A JVP rule is linear in the tangent: pushing 1 through it gives the derivative.
             local = _number(push(np.ones_like(t_data), i)) if scalar else None
-            parts.append({"input": labels.get(id(p), "const"), "tangent": t_num, "local": local,
-                          "contribution": c_num})
-        rows.append({"step": step, "node": f"v{step}", "op": op.name,
-                     "inputs": [labels.get(id(p), _fmt(_number(p))) for p in parents],
-                     "value": _number(out), "tangent": _number(tangent), "parts": parts})
+            parts.append(
+                {
+                    "input": labels.get(id(p), "const"),
+                    "tangent": t_num,
+                    "local": local,
+                    "contribution": c_num,
+                }
+            )
+        rows.append(
+            {
+                "step": step,
+                "node": f"v{step}",
+                "op": op.name,
+                "inputs": [labels.get(id(p), _fmt(_number(p))) for p in parents],
+                "value": _number(out),
+                "tangent": _number(tangent),
+                "parts": parts,
+            }
+        )
 
     level.observer = observe
     try:
@@ -105,8 +132,9 @@ def forward_steps(f: Callable[..., Any], primals: Any, tangents: Any) -> list[di
     return rows
 
 
-def explain_forward(f: Callable[..., Any], primals: Any, tangents: Any, *,
-                    print_rows: bool = True) -> list[dict[str, Any]]:
+def explain_forward(
+    f: Callable[..., Any], primals: Any, tangents: Any, *, print_rows: bool = True
+) -> list[dict[str, Any]]:
     """Print (and return) each step of forward mode on f: the node, its value, and its tangent
     as the sum of (local derivative x input tangent) over the inputs that carry a tangent.
 
@@ -122,9 +150,13 @@ def explain_forward(f: Callable[..., Any], primals: Any, tangents: Any, *,
         for r in rows:
             call = "input" if r["op"] == "input" else f"{r['op']}({', '.join(r['inputs'])})"
             terms = " + ".join(
-                f"{_fmt(p['local'])} x d{p['input']}" if p["local"] is not None
-                else f"jvp(d{p['input']})" for p in r["parts"]
+                f"{_fmt(p['local'])} x d{p['input']}"
+                if p["local"] is not None
+                else f"jvp(d{p['input']})"
+                for p in r["parts"]
             )
-            print(f"{r['node']:<5} {call:<26} {_fmt(r['value']):>12} {_fmt(r['tangent']):>12}"
-                  + (f"  = {terms}" if terms else ""))
+            print(
+                f"{r['node']:<5} {call:<26} {_fmt(r['value']):>12} {_fmt(r['tangent']):>12}"
+                + (f"  = {terms}" if terms else "")
+            )
     return rows

@@ -31,8 +31,18 @@ from .tensor import Tensor, concatenate
 from .tensor import grad as _backward_grad
 
 __all__ = [
-    "checkpoint", "elementwise_grad", "grad", "grad_and_aux", "hessian", "hvp", "jacfwd",
-    "jacobian", "jacrev", "jvp", "value_and_grad", "vjp",
+    "checkpoint",
+    "elementwise_grad",
+    "grad",
+    "grad_and_aux",
+    "hessian",
+    "hvp",
+    "jacfwd",
+    "jacobian",
+    "jacrev",
+    "jvp",
+    "value_and_grad",
+    "vjp",
 ]
 
 Argnums = int | tuple[int, ...]
@@ -82,8 +92,9 @@ def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
     def index(n: Any) -> bool:  # True would silently mean argument 1
         return isinstance(n, int) and not isinstance(n, bool)
 
-    if not index(argnums) and not (isinstance(argnums, tuple | list)
-                                   and all(index(n) for n in argnums)):
+    if not index(argnums) and not (
+        isinstance(argnums, tuple | list) and all(index(n) for n in argnums)
+    ):
         raise TypeError(f"{who}: argnums must be an int or a tuple of ints, got {argnums!r}")
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not nums:
@@ -120,8 +131,10 @@ def _leaf(arg: Any, i: int, who: str) -> Tensor:
     """
     if isinstance(arg, Tensor):
         if arg.dtype.kind != "f":
-            raise TypeError(f"{who}: argument {i} has dtype {arg.dtype}; differentiate "
-                            "with respect to floating-point values")
+            raise TypeError(
+                f"{who}: argument {i} has dtype {arg.dtype}; differentiate "
+                "with respect to floating-point values"
+            )
         if arg.requires_grad:
             return engine.apply(ops.reshape, (arg,), shape=arg.shape)
         leaf = Tensor(arg._data, requires_grad=True)
@@ -129,8 +142,10 @@ def _leaf(arg: Any, i: int, who: str) -> Tensor:
         return leaf
     t = _as_tensor(arg, i, who)
     if t.dtype.kind != "f":
-        raise TypeError(f"{who}: argument {i} has dtype {t.dtype}; differentiate with respect "
-                        "to floating-point values (pass 2.0, not 2)")
+        raise TypeError(
+            f"{who}: argument {i} has dtype {t.dtype}; differentiate with respect "
+            "to floating-point values (pass 2.0, not 2)"
+        )
     return t.requires_grad_(True)
 
 
@@ -154,8 +169,9 @@ def _needs_graph(outputs: Sequence[Tensor], leaves: Sequence[Tensor], caller_gra
     return False
 
 
-def _call(f: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...], who: str
-          ) -> tuple[Any, list[Tensor]]:
+def _call(
+    f: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...], who: str
+) -> tuple[Any, list[Tensor]]:
     """Call f with fresh leaves at the differentiated positions (recording the graph)."""
     call_args = list(args)
     with engine.enable_grad():
@@ -171,10 +187,14 @@ def _call(f: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...], who: st
             _running.leaves = saved
 
 
-def _gradients(outputs: list[Any], seeds: list[Any], leaves: list[Tensor], create: bool
-               ) -> list[Any]:
-    live = [(o, s) for o, s in zip(outputs, seeds, strict=True)
-            if isinstance(o, Tensor) and o.requires_grad]
+def _gradients(
+    outputs: list[Any], seeds: list[Any], leaves: list[Tensor], create: bool
+) -> list[Any]:
+    live = [
+        (o, s)
+        for o, s in zip(outputs, seeds, strict=True)
+        if isinstance(o, Tensor) and o.requires_grad
+    ]
     if not live:  # f does not depend on its inputs: the derivative is zero
         return [engine.constant(np.zeros_like(leaf._data)) for leaf in leaves]
     outs, ins = [o for o, _ in live], [s for _, s in live]
@@ -184,25 +204,30 @@ def _gradients(outputs: list[Any], seeds: list[Any], leaves: list[Tensor], creat
 
 def _split_aux(result: Any, who: str) -> tuple[Any, Any]:
     if not isinstance(result, tuple) or len(result) != 2:
-        raise TypeError(f"{who}: with has_aux=True, f must return a pair (output, aux), "
-                        f"got {type(result).__name__}")
+        raise TypeError(
+            f"{who}: with has_aux=True, f must return a pair (output, aux), "
+            f"got {type(result).__name__}"
+        )
     return result
 
 
 def _scalar(out: Any, who: str) -> Any:
     size = out.size if isinstance(out, Tensor) else np.size(out)
     if size != 1:
-        raise ValueError(f"{who}: f must return a scalar (one element), got shape "
-                         f"{np.shape(out._data if isinstance(out, Tensor) else out)}; use "
-                         "jacobian, jacrev or vjp for functions with several outputs")
+        raise ValueError(
+            f"{who}: f must return a scalar (one element), got shape "
+            f"{np.shape(out._data if isinstance(out, Tensor) else out)}; use "
+            "jacobian, jacrev or vjp for functions with several outputs"
+        )
     return out
 
 
 # --- reverse mode -------------------------------------------------------------------------------
 
 
-def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
-                   ) -> Callable[..., tuple[Any, Any]]:
+def value_and_grad(
+    f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
+) -> Callable[..., tuple[Any, Any]]:
     """A function returning (f(*args), gradient of f at args); f must return a scalar.
 
     With a tuple `argnums` the gradient is a tuple, one per argument. With `has_aux`, f returns
@@ -216,8 +241,10 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = 
         out, aux = _split_aux(result, "grad") if has_aux else (result, None)
         forward.check_outputs(out, "grad", several=False)
         _scalar(out, "grad")
-        seed = np.ones(np.shape(out._data if isinstance(out, Tensor) else out),
-                       dtype=out.dtype if isinstance(out, Tensor) else np.float64)
+        seed = np.ones(
+            np.shape(out._data if isinstance(out, Tensor) else out),
+            dtype=out.dtype if isinstance(out, Tensor) else np.float64,
+        )
         create = _needs_graph([out] if isinstance(out, Tensor) else [], leaves, caller_grad)
         grads = _gradients([out], [seed], leaves, create)
         kind = _kind([args[n] for n in nums])
@@ -230,8 +257,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = 
     return _wrapping(value_and_grad_f, f)
 
 
-def grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
-         ) -> Callable[..., Any]:
+def grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False) -> Callable[..., Any]:
     """The gradient of scalar-valued f as a function (of argument `argnums`, or a tuple of them).
 
     `grad(grad(f))` is the second derivative; `jvp(grad(f), ...)` a Hessian-vector product.
@@ -246,8 +272,9 @@ def grad(f: Callable[..., Any], argnums: Argnums = 0, has_aux: bool = False
     return _wrapping(grad_f, f)
 
 
-def grad_and_aux(f: Callable[..., tuple[Any, Any]], argnums: Argnums = 0
-                 ) -> Callable[..., tuple[Any, Any]]:
+def grad_and_aux(
+    f: Callable[..., tuple[Any, Any]], argnums: Argnums = 0
+) -> Callable[..., tuple[Any, Any]]:
     """grad for an f returning (scalar output, aux): the result is (gradient, aux)."""
     return grad(f, argnums, has_aux=True)
 
@@ -288,18 +315,24 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     kind = _kind(primals)
 
     def pullback(*cotangents: Any) -> tuple[Any, ...]:
-        cots = list(cotangents[0]) if several and len(cotangents) == 1 and isinstance(
-            cotangents[0], tuple | list) else list(cotangents)
+        cots = (
+            list(cotangents[0])
+            if several and len(cotangents) == 1 and isinstance(cotangents[0], tuple | list)
+            else list(cotangents)
+        )
         if len(cots) != len(outputs):
-            raise ValueError(f"vjp: f has {len(outputs)} outputs but the pullback got "
-                             f"{len(cots)} cotangents")
+            raise ValueError(
+                f"vjp: f has {len(outputs)} outputs but the pullback got {len(cots)} cotangents"
+            )
         seeds = []
         for i, (o, c) in enumerate(zip(outputs, cots, strict=True)):
             data = o._data if isinstance(o, Tensor) else np.asarray(o)
             c = np.asarray(c._data if isinstance(c, Tensor) else c, dtype=np.result_type(data))
             if c.shape != np.shape(data):
-                raise ValueError(f"vjp: cotangent {i} has shape {c.shape} but output {i} has "
-                                 f"shape {np.shape(data)}")
+                raise ValueError(
+                    f"vjp: cotangent {i} has shape {c.shape} but output {i} has "
+                    f"shape {np.shape(data)}"
+                )
             seeds.append(c)
         if any(isinstance(c, Tensor) for c in cots):
             # Tensor cotangents stay in the recorded backward pass: the result is a function
@@ -308,13 +341,15 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
             for c, seed in zip(cots, seeds, strict=True):
                 c = c if isinstance(c, Tensor) else engine.constant(seed)
                 lifted.append(c if c.dtype == seed.dtype else c.astype(seed.dtype))
-            return tuple(_export(g, "tensor")
-                         for g in _gradients(outputs, lifted, leaves, True))
+            return tuple(_export(g, "tensor") for g in _gradients(outputs, lifted, leaves, True))
         create = _needs_graph([o for o in outputs if isinstance(o, Tensor)], leaves, caller_grad)
         return tuple(_export(g, kind) for g in _gradients(outputs, seeds, leaves, create))
 
-    exported = (forward.same_kind(out, (_export(o, kind) for o in outputs)) if several
-                else _export(out, kind))
+    exported = (
+        forward.same_kind(out, (_export(o, kind) for o in outputs))
+        if several
+        else _export(out, kind)
+    )
     return (exported, pullback, aux) if has_aux else (exported, pullback)
 
 
@@ -347,8 +382,10 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
             for r, g in zip(rows, _gradients([out], [seed], leaves, create), strict=True):
                 r.append(g)
         kind = _kind([args[n] for n in nums])
-        jacs = tuple(_export(_assemble(r, out_shape, leaf.shape, dtype), kind)
-                     for r, leaf in zip(rows, leaves, strict=True))
+        jacs = tuple(
+            _export(_assemble(r, out_shape, leaf.shape, dtype), kind)
+            for r, leaf in zip(rows, leaves, strict=True)
+        )
         return jacs[0] if isinstance(argnums, int) else jacs
 
     return _wrapping(jacrev_f, f)
@@ -386,8 +423,10 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         for n in nums:
             lifted[n] = _as_tensor(args[n], n, "jacfwd")
             if lifted[n].dtype.kind != "f":
-                raise TypeError(f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
-                                "differentiate with respect to floating-point values")
+                raise TypeError(
+                    f"jacfwd: argument {n} has dtype {lifted[n].dtype}; "
+                    "differentiate with respect to floating-point values"
+                )
         # Every pass starts from the state the first one did, so a Dropout inside f draws the
         # same mask for every column (else the columns would be of different functions) and a
         # BatchNorm module updates its running statistics once, not once per column;
@@ -398,6 +437,7 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
         replay = False
         jacs = []
         for n in nums:
+
             def along(x: Tensor, n: int = n) -> Any:
                 nonlocal after, replay
                 if replay:
@@ -436,7 +476,8 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
                         "in a module reached through a helper or another object?); jacfwd "
                         "replays the random state of the default generator and of the modules "
                         "f itself is or names: pass the module, call .eval(), or seed it "
-                        "inside f")
+                        "inside f"
+                    )
             if not columns:  # an empty input: no pass ran, so run f once for the shape
                 out = along(x if isinstance(x, Tensor) else Tensor(x))
             out_shape = np.shape(out._data if isinstance(out, Tensor) else out)
@@ -488,8 +529,10 @@ def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     """The Hessian of scalar f: forward over reverse, `jacfwd(jacrev(f))`, as JAX does (one
     forward-mode pass per input element, each carrying tangents through a backward pass)."""
     if not isinstance(argnums, int):
-        raise ValueError(f"hessian: argnums must be one int (one argument's Hessian), got "
-                         f"{argnums!r}; concatenate several arguments into one vector")
+        raise ValueError(
+            f"hessian: argnums must be one int (one argument's Hessian), got "
+            f"{argnums!r}; concatenate several arguments into one vector"
+        )
     inner = jacfwd(jacrev(f, argnums), argnums)
 
     def hessian_f(*args: Any) -> Any:
@@ -501,8 +544,9 @@ def hessian(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     return _wrapping(hessian_f, inner)
 
 
-def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
-        mode: str = "forward-over-reverse") -> Any:
+def hvp(
+    f: Callable[..., Any], primals: Any, tangents: Any, mode: str = "forward-over-reverse"
+) -> Any:
     """The Hessian of scalar f at `primals` times `tangents`, without forming the Hessian.
 
     mode "forward-over-reverse" is `jvp(grad(f), primals, tangents)`: one pass carrying
@@ -524,13 +568,15 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any,
     if mode == "forward-over-reverse":
         _, products = jvp(lambda *xs: _ensure_tuple(grad(f, nums)(*xs)), ps, ts)
     elif mode == "reverse-over-forward":
+
         def directional(*xs: Any) -> Any:
             return jvp(f, xs, ts)[1]
 
         products = grad(directional, nums)(*ps)
     else:
-        raise ValueError(f"hvp: mode must be 'forward-over-reverse' or 'reverse-over-forward', "
-                         f"got {mode!r}")
+        raise ValueError(
+            f"hvp: mode must be 'forward-over-reverse' or 'reverse-over-forward', got {mode!r}"
+        )
     products = tuple(_export(p, kind) for p in products)
     return products if several else products[0]
 
@@ -571,8 +617,12 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
             with engine.no_grad():
                 # Read-only views of the caller's numbers: an in-place update inside f (under
                 # no_grad here) then makes a new array instead of changing the caller's input.
-                out = f(*[engine.constant(tracked.read_only(v) if type(v) is np.ndarray else v)
-                          for v in values[:n]])
+                out = f(
+                    *[
+                        engine.constant(tracked.read_only(v) if type(v) is np.ndarray else v)
+                        for v in values[:n]
+                    ]
+                )
             if not isinstance(out, Tensor):
                 raise TypeError(f"f must return one Tensor, got {type(out).__name__}")
             return out._data
@@ -590,8 +640,9 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 # Only what requires grad: integer labels, frozen parameters get none (the
                 # engine never asks for theirs).
                 asked = [i for i, leaf in enumerate(leaves) if leaf.requires_grad]
-                got = _backward_grad(recomputed, [leaves[i] for i in asked], grad_outputs=g,
-                                     create_graph=symbolic)
+                got = _backward_grad(
+                    recomputed, [leaves[i] for i in asked], grad_outputs=g, create_graph=symbolic
+                )
                 grads: list[Any] = [None] * len(leaves)
                 for i, gr in zip(asked, got, strict=True):
                     grads[i] = gr if symbolic else gr._data
@@ -606,10 +657,14 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
         def jvp_rule(ts: list[Any], out: Any, *xs: Any) -> Any:
             # Forward mode runs f again, carrying tangents (no intermediates were kept).
             # Integer inputs (labels, indices) carry none: they are passed as they are.
-            floats = [i for i in range(n) if np.result_type(
-                xs[i]._data if isinstance(xs[i], Tensor) else xs[i]).kind == "f"]
-            level, ins, saved = forward.enter(tuple(xs[i] for i in floats),
-                                              tuple(ts[i] for i in floats), "checkpoint")
+            floats = [
+                i
+                for i in range(n)
+                if np.result_type(xs[i]._data if isinstance(xs[i], Tensor) else xs[i]).kind == "f"
+            ]
+            level, ins, saved = forward.enter(
+                tuple(xs[i] for i in floats), tuple(ts[i] for i in floats), "checkpoint"
+            )
             try:
                 args = [x if isinstance(x, Tensor) else Tensor(x) for x in xs[:n]]
                 for i, x in zip(floats, ins, strict=True):
@@ -653,9 +708,12 @@ def _models_of(f: Any) -> list[Any]:
     for c in candidates:
         # Instances only: a module class that f names (issubclass(..., Linear)) has the same
         # methods, unbound.
-        if not isinstance(c, type) and callable(getattr(c, "modules", None)) \
-                and callable(getattr(c, "named_buffers", None)) \
-                and all(c is not m for m in found):
+        if (
+            not isinstance(c, type)
+            and callable(getattr(c, "modules", None))
+            and callable(getattr(c, "named_buffers", None))
+            and all(c is not m for m in found)
+        ):
             found.append(c)
     return found
 
@@ -669,8 +727,7 @@ def _generators(f: Any) -> list[np.random.Generator]:
     for model in _models_of(f):
         for module in model.modules():
             for value in vars(module).values():
-                if isinstance(value, np.random.Generator) and \
-                        all(value is not g for g in found):
+                if isinstance(value, np.random.Generator) and all(value is not g for g in found):
                     found.append(value)
     return found
 
@@ -697,8 +754,7 @@ def _restore(snap: list[tuple[Any, Any]]) -> None:
             holder.bit_generator.state = state
         else:
             data = holder._data
-            if isinstance(data, np.ndarray) and data.shape == state.shape and \
-                    data.flags.writeable:
+            if isinstance(data, np.ndarray) and data.shape == state.shape and data.flags.writeable:
                 data[...] = state  # in place, as BatchNorm updates them
             else:
                 holder._data = state[()] if state.ndim == 0 else state.copy()
@@ -706,8 +762,10 @@ def _restore(snap: list[tuple[Any, Any]]) -> None:
 
 
 def _differs(a: list[tuple[Any, Any]], b: list[tuple[Any, Any]]) -> bool:
-    return any(not np.array_equal(x, y) if isinstance(x, np.ndarray) else x != y
-               for (_, x), (_, y) in zip(a, b, strict=True))
+    return any(
+        not np.array_equal(x, y) if isinstance(x, np.ndarray) else x != y
+        for (_, x), (_, y) in zip(a, b, strict=True)
+    )
 
 
 @contextlib.contextmanager
@@ -765,7 +823,8 @@ def _same_as_recorded(again: Any, out: Any) -> None:
             "checkpoint: recomputing f gave another value than its forward pass, so f is "
             "random or changes state in a way that is not replayed (a Dropout in training mode "
             "in a module reached through a helper or another object?); checkpoint the module "
-            "itself (its Generators are replayed), call .eval(), or seed it inside f")
+            "itself (its Generators are replayed), call .eval(), or seed it inside f"
+        )
 
 
 def _recompute_leaf(x: Any, symbolic: bool) -> Tensor:

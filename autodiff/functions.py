@@ -58,23 +58,26 @@ def _cosh(x: Any) -> Any:
 
 # Primitives, not (exp(x) -+ exp(-x)) / 2: that difference cancels for small |x| (sinh(1e-20)
 # was 0, sinh(1e-5) in float32 off by 0.1%) and exp overflows before sinh and cosh do (710).
-sinh_op = defop("sinh", np.sinh, lambda g, out, x: g * _cosh(x),
-                jvp=lambda t, out, x: t * _cosh(x))
-cosh_op = defop("cosh", np.cosh, lambda g, out, x: g * _sinh(x),
-                jvp=lambda t, out, x: t * _sinh(x))
-tan_op = defop("tan", np.tan, lambda g, out, x: g * (1 + out * out),
-               jvp=lambda t, out, x: t * (1 + out * out))
+sinh_op = defop("sinh", np.sinh, lambda g, out, x: g * _cosh(x), jvp=lambda t, out, x: t * _cosh(x))
+cosh_op = defop("cosh", np.cosh, lambda g, out, x: g * _sinh(x), jvp=lambda t, out, x: t * _sinh(x))
+tan_op = defop(
+    "tan", np.tan, lambda g, out, x: g * (1 + out * out), jvp=lambda t, out, x: t * (1 + out * out)
+)
+
+
 def _log1p_forward(x: Any) -> Any:
     with np.errstate(**_QUIET):  # log1p(-1) = -inf quietly, as log(0) (see ops._QUIET)
         return np.log1p(x)
 
 
-log1p_op = defop("log1p", _log1p_forward, lambda g, out, x: g / (1 + x),
-                 jvp=lambda t, out, x: t / (1 + x))
+log1p_op = defop(
+    "log1p", _log1p_forward, lambda g, out, x: g / (1 + x), jvp=lambda t, out, x: t / (1 + x)
+)
 # The derivative is exp(x), computed as such: out + 1 rounds to 0 once exp(x) is below the
 # precision of 1 (x < -17 in float32, -37 in float64), where exp(x) itself is still exact.
-expm1_op = defop("expm1", np.expm1, lambda g, out, x: g * _exp_any(x),
-                 jvp=lambda t, out, x: t * _exp_any(x))
+expm1_op = defop(
+    "expm1", np.expm1, lambda g, out, x: g * _exp_any(x), jvp=lambda t, out, x: t * _exp_any(x)
+)
 
 
 def _softplus_forward(x: np.ndarray) -> np.ndarray:
@@ -82,11 +85,14 @@ def _softplus_forward(x: np.ndarray) -> np.ndarray:
 
 
 # d/dx log(1 + e^x) = sigmoid(x); written through the engine's sigmoid so it runs on Tensors.
-softplus_op = defop("softplus", _softplus_forward,
-                    lambda g, out, x: g * (x.sigmoid() if isinstance(x, Tensor) else
-                                           np.exp(-np.logaddexp(0, -x))),
-                    jvp=lambda t, out, x: t * (x.sigmoid() if isinstance(x, Tensor) else
-                                               np.exp(-np.logaddexp(0, -x))))
+softplus_op = defop(
+    "softplus",
+    _softplus_forward,
+    lambda g, out, x: g * (x.sigmoid() if isinstance(x, Tensor) else np.exp(-np.logaddexp(0, -x))),
+    jvp=lambda t, out, x: (
+        t * (x.sigmoid() if isinstance(x, Tensor) else np.exp(-np.logaddexp(0, -x)))
+    ),
+)
 
 # numpy has no erf; math.erf is exact to double precision, applied element by element.
 _erf_elements = np.vectorize(math.erf, otypes=[np.float64])
@@ -98,9 +104,12 @@ def _erf_forward(x: np.ndarray) -> np.ndarray:
     return np.asarray(_erf_elements(x), dtype=np.result_type(x))[()]
 
 
-erf_op = defop("erf", _erf_forward,
-               lambda g, out, x: g * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)),
-               jvp=lambda t, out, x: t * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)))
+erf_op = defop(
+    "erf",
+    _erf_forward,
+    lambda g, out, x: g * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)),
+    jvp=lambda t, out, x: t * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)),
+)
 
 
 # Binary cross-entropy on probabilities, -[y log p + (1-y) log(1-p)] with each log floored at
@@ -120,10 +129,14 @@ def _bce_logs(p: Any) -> tuple[Any, Any]:
     floor = BCE_LOG_FLOOR
     if isinstance(p, _ARRAY):
         with np.errstate(divide="ignore"):  # log(0) = -inf, floored just below
-            return (np.maximum(np.log(p), p.dtype.type(floor)),
-                    np.maximum(np.log1p(-p), p.dtype.type(floor)))
-    return (engine.apply(maximum_op, (p.log(), _lift(p.dtype.type(floor)))),
-            engine.apply(maximum_op, (log1p(-p), _lift(p.dtype.type(floor)))))
+            return (
+                np.maximum(np.log(p), p.dtype.type(floor)),
+                np.maximum(np.log1p(-p), p.dtype.type(floor)),
+            )
+    return (
+        engine.apply(maximum_op, (p.log(), _lift(p.dtype.type(floor)))),
+        engine.apply(maximum_op, (log1p(-p), _lift(p.dtype.type(floor)))),
+    )
 
 
 def _bce_forward(p: Any, y: Any) -> Any:
@@ -144,8 +157,13 @@ def _bce_slope_y(g: Any, out: Any, p: Any, y: Any) -> Any:
     return g * (log_q - log_p)
 
 
-bce_op = defop("binary_cross_entropy", _bce_forward, _bce_slope_p, _bce_slope_y,
-               jvp=(_bce_slope_p, _bce_slope_y))
+bce_op = defop(
+    "binary_cross_entropy",
+    _bce_forward,
+    _bce_slope_p,
+    _bce_slope_y,
+    jvp=(_bce_slope_p, _bce_slope_y),
+)
 
 
 def _dim(who: str, axis: Any, dim: Any, default: Any = None) -> Any:
@@ -169,8 +187,7 @@ def _zero_rule(g: Any, out: Any, *inputs: Any, **params: Any) -> Any:
 # (_zero_rule serves forward mode too: a zero tangent out, whatever comes in.)
 floor_op = defop("floor", np.floor, _zero_rule, jvp=_zero_rule)
 ceil_op = defop("ceil", np.ceil, _zero_rule, jvp=_zero_rule)
-round_op = defop("round", lambda x, *, decimals: np.round(x, decimals), _zero_rule,
-                 jvp=_zero_rule)
+round_op = defop("round", lambda x, *, decimals: np.round(x, decimals), _zero_rule, jvp=_zero_rule)
 sign_op = defop("sign", np.sign, _zero_rule, jvp=_zero_rule)
 
 
@@ -192,12 +209,15 @@ def _quotient(a: Any, b: Any) -> Any:
     return _floor_divide_forward(_value(a), _value(b))
 
 
-floor_divide_op = defop("floor_divide", _floor_divide_forward, _zero_rule, _zero_rule,
-                        jvp=(_zero_rule, _zero_rule))
+floor_divide_op = defop(
+    "floor_divide", _floor_divide_forward, _zero_rule, _zero_rule, jvp=(_zero_rule, _zero_rule)
+)
 # a % b = a - q * b with q constant between its jumps: the gradient is 1 for a and -q for b.
 remainder_op = defop(
-    "remainder", _remainder_forward,
-    lambda g, out, a, b: g, lambda g, out, a, b: -g * _quotient(a, b),
+    "remainder",
+    _remainder_forward,
+    lambda g, out, a, b: g,
+    lambda g, out, a, b: -g * _quotient(a, b),
     jvp=(lambda t, out, a, b: t, lambda t, out, a, b: -t * _quotient(a, b)),
 )
 
@@ -335,8 +355,11 @@ def _cumsum_forward(x: Any, *, axis: int) -> Any:
 
 
 def _cumsum(x: Any, axis: int) -> Any:
-    return _cumsum_forward(x, axis=axis) if isinstance(x, _ARRAY) else engine.apply(
-        cumsum_op, (x,), axis=axis)
+    return (
+        _cumsum_forward(x, axis=axis)
+        if isinstance(x, _ARRAY)
+        else engine.apply(cumsum_op, (x,), axis=axis)
+    )
 
 
 def _reverse_cumsum(g: Any, axis: int) -> Any:
@@ -344,9 +367,12 @@ def _reverse_cumsum(g: Any, axis: int) -> Any:
     return _cumsum(g[flip], axis)[flip]
 
 
-cumsum_op = defop("cumsum", _cumsum_forward,
-                  lambda g, out, x, *, axis: _reverse_cumsum(g, axis),
-                  jvp=lambda t, out, x, *, axis: _cumsum(t, axis))  # linear: the op itself
+cumsum_op = defop(
+    "cumsum",
+    _cumsum_forward,
+    lambda g, out, x, *, axis: _reverse_cumsum(g, axis),
+    jvp=lambda t, out, x, *, axis: _cumsum(t, axis),
+)  # linear: the op itself
 
 
 def _others_product(x: Any, axis: int) -> Any:
@@ -386,13 +412,20 @@ def _prod_jvp(t: Any, out: Any, x: Any, *, axis: int | None, keepdims: bool) -> 
     return (t * _others_product(x, axis)).sum(axis=axis, keepdims=keepdims)
 
 
-prod_op = defop("prod", lambda x, *, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-                _prod_vjp, jvp=_prod_jvp)
+prod_op = defop(
+    "prod",
+    lambda x, *, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+    _prod_vjp,
+    jvp=_prod_jvp,
+)
 
 
 def _cumprod(x: Any, axis: int) -> Any:
-    return np.cumprod(x, axis=axis) if isinstance(x, _ARRAY) else engine.apply(
-        cumprod_op, (x,), axis=axis)
+    return (
+        np.cumprod(x, axis=axis)
+        if isinstance(x, _ARRAY)
+        else engine.apply(cumprod_op, (x,), axis=axis)
+    )
 
 
 def _divides_exactly(x: np.ndarray, out: np.ndarray, other: Any) -> bool:
@@ -404,8 +437,11 @@ def _divides_exactly(x: np.ndarray, out: np.ndarray, other: Any) -> bool:
         return bool(np.all(x != 0))
     tiny = np.finfo(x.dtype).tiny
     other = np.abs(other)
-    return bool(np.all(np.abs(x) >= tiny) and np.all(np.abs(out) >= tiny)
-                and not np.any((other < tiny) & (other != 0)))
+    return bool(
+        np.all(np.abs(x) >= tiny)
+        and np.all(np.abs(out) >= tiny)
+        and not np.any((other < tiny) & (other != 0))
+    )
 
 
 def _cumprod_vjp(g: Any, out: Any, x: Any, *, axis: int) -> Any:
@@ -447,8 +483,9 @@ def _cumprod_jvp(t: Any, out: Any, x: Any, *, axis: int) -> Any:
     return weighted.sum(axis=-2).swapaxes(axis, -1)
 
 
-cumprod_op = defop("cumprod", lambda x, *, axis: np.cumprod(x, axis=axis), _cumprod_vjp,
-                   jvp=_cumprod_jvp)
+cumprod_op = defop(
+    "cumprod", lambda x, *, axis: np.cumprod(x, axis=axis), _cumprod_vjp, jvp=_cumprod_jvp
+)
 
 
 def _scan(op: Any, who: str, x: Any, axis: int | None, dim: int | None) -> Tensor:
@@ -469,8 +506,14 @@ def cumprod(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tenso
     return _scan(cumprod_op, "cumprod", x, axis, dim)
 
 
-def prod(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-         keepdim: bool | None = None) -> Tensor:
+def prod(
+    x: Any,
+    axis: Axis = None,
+    keepdims: bool = False,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Product of the elements (over one axis, several, or all); the gradient is right with
     zeros."""
     x = _lift(x)
@@ -482,23 +525,39 @@ def prod(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
         kept = [i for i in range(x.ndim) if i not in axes]
         merged = x.transpose(kept + list(axes)).reshape(tuple(x.shape[i] for i in kept) + (-1,))
         out = engine.apply(prod_op, (merged,), axis=len(kept), keepdims=False)
-        return out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape))) \
-            if keepdims else out
+        return (
+            out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+            if keepdims
+            else out
+        )
     ax = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "prod")
     if axis is None and keepdims:
         return engine.apply(prod_op, (x.reshape(-1),), axis=0, keepdims=False).reshape(
-            (1,) * x.ndim)
+            (1,) * x.ndim
+        )
     return engine.apply(prod_op, (x,), axis=ax, keepdims=keepdims)
 
 
-def argmax(x: Any, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
-           keepdim: bool | None = None) -> Tensor:
+def argmax(
+    x: Any,
+    axis: int | None = None,
+    keepdims: bool = False,
+    *,
+    dim: int | None = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Index of the largest value (an int64 constant: it has no gradient), as the method."""
     return _lift(x).argmax(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def argmin(x: Any, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
-           keepdim: bool | None = None) -> Tensor:
+def argmin(
+    x: Any,
+    axis: int | None = None,
+    keepdims: bool = False,
+    *,
+    dim: int | None = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Index of the smallest value (an int64 constant), as the method."""
     return _lift(x).argmin(axis, keepdims, dim=dim, keepdim=keepdim)
 
@@ -506,27 +565,47 @@ def argmin(x: Any, axis: int | None = None, keepdims: bool = False, *, dim: int 
 def _count(value: Any, who: str, what: str) -> None:
     """Refuse a negative or non-integer count with the op's name (numpy's says neither)."""
     values = value if isinstance(value, (tuple, list)) else (value,)
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
-               for v in values):
+    if not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in values
+    ):
         raise ValueError(f"{who}: {what} must be non-negative integers, got {value!r}")
 
 
-def any_(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-         keepdim: bool | None = None) -> Tensor:
+def any_(
+    x: Any,
+    axis: Axis = None,
+    keepdims: bool = False,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     x = _lift(x)
     axis, keepdims = _dim("any", axis, dim), _keep(keepdims, keepdim)
     return Tensor(np.any(x._data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
 
 
-def all_(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-         keepdim: bool | None = None) -> Tensor:
+def all_(
+    x: Any,
+    axis: Axis = None,
+    keepdims: bool = False,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     x = _lift(x)
     axis, keepdims = _dim("all", axis, dim), _keep(keepdims, keepdim)
     return Tensor(np.all(x._data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
 
 
-def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False, *,  # noqa: A002
-         dim: Axis = None, keepdim: bool | None = None) -> Tensor:
+def norm(
+    x: Any,
+    ord: float = 2,
+    axis: Axis = None,
+    keepdims: bool = False,
+    *,  # noqa: A002
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Vector norm over `axis` (all elements by default): ord 1, 2 or inf.
 
     The 2-norm's gradient at the zero vector is 0 (a valid subgradient, as PyTorch), not NaN.
@@ -543,8 +622,11 @@ def norm(x: Any, ord: float = 2, axis: Axis = None, keepdims: bool = False, *,  
     # gradient is unchanged), so x * x neither underflows for tiny x nor overflows for huge x.
     axes = _axes(axis, x.ndim, "norm")
     magnitude = np.abs(np.asarray(x._data))
-    largest = (np.max(magnitude, axis=axes, keepdims=True) if magnitude.size
-               else np.ones((1,) * x.ndim, dtype=magnitude.dtype))
+    largest = (
+        np.max(magnitude, axis=axes, keepdims=True)
+        if magnitude.size
+        else np.ones((1,) * x.ndim, dtype=magnitude.dtype)
+    )
     # Only a finite, positive scale: an inf or NaN element would make x / m NaN everywhere
     # (the norm of [1, inf] is inf, of [1, nan] NaN); those rows are not scaled at all.
     usable = (largest > 0) & np.isfinite(largest)
@@ -590,8 +672,7 @@ def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = 
     return take_along_axis(x, _order(x._data, ax, descending), ax)
 
 
-def argsort(x: Any, axis: int = -1, descending: bool = False, *,
-            dim: int | None = None) -> Tensor:
+def argsort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = None) -> Tensor:
     """The indices that sort `x` along `axis` (stable; an int64 constant, no gradient), as
     numpy's a.argsort() and PyTorch's t.argsort(dim=, descending=)."""
     x = _lift(x)
@@ -602,15 +683,17 @@ def argsort(x: Any, axis: int = -1, descending: bool = False, *,
     return Tensor(np.asarray(_order(x._data, ax, descending), dtype=np.int64))
 
 
-def topk(x: Any, k: int, axis: int = -1, largest: bool = True, *,
-         dim: int | None = None) -> tuple[Tensor, Tensor]:
+def topk(
+    x: Any, k: int, axis: int = -1, largest: bool = True, *, dim: int | None = None
+) -> tuple[Tensor, Tensor]:
     """The k largest (or smallest) values along `axis` and their indices, largest first."""
     x = _lift(x)
     axis = _dim("topk", axis, dim, -1)
     ax = _axis(axis, x.ndim, "topk")
     if not isinstance(k, (int, np.integer)) or not 0 <= k <= x.shape[ax]:
-        raise ValueError(f"topk: k must be an int in [0, {x.shape[ax]}] for shape {x.shape}, "
-                         f"got {k!r}")
+        raise ValueError(
+            f"topk: k must be an int in [0, {x.shape[ax]}] for shape {x.shape}, got {k!r}"
+        )
     index = np.take(_order(x._data, ax, largest), np.arange(k), axis=ax)
     return take_along_axis(x, index, ax), Tensor(index)
 
@@ -631,8 +714,9 @@ def _full_index(index: np.ndarray, axis: int, shape: tuple[int, ...]) -> tuple:
     return tuple(parts)
 
 
-def take_along_axis(x: Any, indices: Any, axis: int | None = None, *,
-                    dim: int | None = None) -> Tensor:
+def take_along_axis(
+    x: Any, indices: Any, axis: int | None = None, *, dim: int | None = None
+) -> Tensor:
     """numpy's take_along_axis (PyTorch's gather): gradients add up at repeated indices."""
     x = _lift(x)
     axis = _dim("take_along_axis", axis, dim)
@@ -641,17 +725,21 @@ def take_along_axis(x: Any, indices: Any, axis: int | None = None, *,
     index = np.asarray(_numbers(indices))
     ax = _axis(axis, x.ndim, "take_along_axis")
     if index.dtype.kind not in "iu" or index.ndim != x.ndim:
-        raise ValueError(f"take_along_axis: indices must be integers with {x.ndim} axes like "
-                         f"the input {x.shape}, got {index.dtype} {index.shape}")
+        raise ValueError(
+            f"take_along_axis: indices must be integers with {x.ndim} axes like "
+            f"the input {x.shape}, got {index.dtype} {index.shape}"
+        )
     for i, (n, m) in enumerate(zip(index.shape, x.shape, strict=True)):
         if i != ax and n not in (1, m):
-            raise ValueError(f"take_along_axis: indices shape {index.shape} does not fit input "
-                             f"shape {x.shape} outside axis {ax}")
+            raise ValueError(
+                f"take_along_axis: indices shape {index.shape} does not fit input "
+                f"shape {x.shape} outside axis {ax}"
+            )
     if index.size and (index.min() < -x.shape[ax] or index.max() >= x.shape[ax]):
-        raise IndexError(f"take_along_axis: index out of range for axis {ax} of size "
-                         f"{x.shape[ax]}")
-    index = np.broadcast_to(index, tuple(
-        index.shape[i] if i == ax else x.shape[i] for i in range(x.ndim))).copy()
+        raise IndexError(f"take_along_axis: index out of range for axis {ax} of size {x.shape[ax]}")
+    index = np.broadcast_to(
+        index, tuple(index.shape[i] if i == ax else x.shape[i] for i in range(x.ndim))
+    ).copy()
     return x[_full_index(index, ax, x.shape)]
 
 
@@ -667,9 +755,11 @@ def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
     # (writing into it before backward) moved src's gradient to other positions unseen.
     index = np.array(_numbers(index))
     ax = _axis(dim, x.ndim, "scatter_add")
-    if index.shape != src.shape[:index.ndim] or index.ndim != x.ndim:
-        raise ValueError(f"scatter_add: index shape {index.shape} must match src shape "
-                         f"{src.shape} and have {x.ndim} axes like the input {x.shape}")
+    if index.shape != src.shape[: index.ndim] or index.ndim != x.ndim:
+        raise ValueError(
+            f"scatter_add: index shape {index.shape} must match src shape "
+            f"{src.shape} and have {x.ndim} axes like the input {x.shape}"
+        )
     from .ops import scatter_add as scatter_primitive
 
     full = _full_index(index, ax, x.shape)
@@ -704,8 +794,9 @@ def triu(x: Any, k: int = 0) -> Tensor:
     return where(np.triu(np.ones(x.shape[-2:], dtype=bool), k), x, _zero_of(x))
 
 
-def eye(n: int, m: int | None = None, dtype: Any = np.float64,
-        requires_grad: bool = False) -> Tensor:
+def eye(
+    n: int, m: int | None = None, dtype: Any = np.float64, requires_grad: bool = False
+) -> Tensor:
     _count(n if m is None else (n, m), "eye", "the sizes")
     return Tensor(np.eye(n, m, dtype=dtype), requires_grad=requires_grad)
 
@@ -747,13 +838,16 @@ def tile(x: Any, reps: int | Sequence[int]) -> Tensor:
     ndim = max(x.ndim, len(reps))
     x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
     reps = (1,) * (ndim - len(reps)) + reps
-    index = tuple(np.tile(np.arange(n), r).reshape((-1,) + (1,) * (ndim - 1 - i))
-                  for i, (n, r) in enumerate(zip(x.shape, reps, strict=True)))
+    index = tuple(
+        np.tile(np.arange(n), r).reshape((-1,) + (1,) * (ndim - 1 - i))
+        for i, (n, r) in enumerate(zip(x.shape, reps, strict=True))
+    )
     return x[index]
 
 
-def split(x: Any, sections: int | Sequence[int], axis: int = 0, *,
-          dim: int | None = None) -> list[Tensor]:
+def split(
+    x: Any, sections: int | Sequence[int], axis: int = 0, *, dim: int | None = None
+) -> list[Tensor]:
     """numpy's split: into equal sections, or at the given indices.
 
     (PyTorch's split takes section *sizes*; numpy's, this one, a count or cut indices.)
@@ -764,14 +858,17 @@ def split(x: Any, sections: int | Sequence[int], axis: int = 0, *,
     n = x.shape[ax]
     if isinstance(sections, (int, np.integer)):
         if sections <= 0 or n % sections:
-            raise ValueError(f"split: axis {ax} of size {n} does not split into {sections} "
-                             "equal sections (use chunk, or give the indices)")
+            raise ValueError(
+                f"split: axis {ax} of size {n} does not split into {sections} "
+                "equal sections (use chunk, or give the indices)"
+            )
         # An empty axis splits into `sections` empty pieces, as in numpy (not into one).
         cuts = list(range(0, n + 1, n // sections)) if n else [0] * (sections + 1)
     else:
         cuts = [0, *sections, n]
-    return [x[(slice(None),) * ax + (slice(a, b),)] for a, b in zip(cuts[:-1], cuts[1:],
-                                                                    strict=True)]
+    return [
+        x[(slice(None),) * ax + (slice(a, b),)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
 
 
 def chunk(x: Any, chunks: int, axis: int = 0, *, dim: int | None = None) -> list[Tensor]:
@@ -809,10 +906,13 @@ def pad(x: Any, pad_width: Any, mode: str = "constant", value: float = 0.0) -> T
         for ax, (before, after) in enumerate(widths.tolist()):
             n = x.shape[ax]
             if (before or after) and (before >= n or after >= n):
-                raise ValueError(f"pad: reflect needs widths smaller than the axis ({n}), "
-                                 f"got {before}, {after} on axis {ax}")
-            index = np.concatenate([np.arange(before, 0, -1), np.arange(n),
-                                    np.arange(n - 2, n - 2 - after, -1)])
+                raise ValueError(
+                    f"pad: reflect needs widths smaller than the axis ({n}), "
+                    f"got {before}, {after} on axis {ax}"
+                )
+            index = np.concatenate(
+                [np.arange(before, 0, -1), np.arange(n), np.arange(n - 2, n - 2 - after, -1)]
+            )
             x = x[(slice(None),) * ax + (index,)]
         return x
     raise ValueError(f"pad: mode must be 'constant' or 'reflect', got {mode!r}")
@@ -836,8 +936,10 @@ def _parse_einsum(subscripts: str, n: int) -> tuple[list[str], str]:
         if not all(c in string.ascii_letters for c in term):
             raise ValueError(f"einsum: subscripts must be letters, got {subscripts!r}")
         if len(set(term)) != len(term):
-            raise ValueError(f"einsum: a repeated letter inside one operand ({term!r}) takes a "
-                             "diagonal, which is not supported; use explicit indexing")
+            raise ValueError(
+                f"einsum: a repeated letter inside one operand ({term!r}) takes a "
+                "diagonal, which is not supported; use explicit indexing"
+            )
     return terms, output
 
 
@@ -875,8 +977,7 @@ def _einsum_jvp(ts: list, out: Any, *xs: Any, subscripts: str) -> Any:
             continue  # an operand without a tangent (forward mode passes zeros)
         part = _einsum(subscripts, [t if j == i else x for j, x in enumerate(xs)])
         total = part if total is None else total + part
-    return np.zeros_like(out._data if isinstance(out, Tensor) else out) if total is None \
-        else total
+    return np.zeros_like(out._data if isinstance(out, Tensor) else out) if total is None else total
 
 
 einsum_op = defop(
@@ -894,29 +995,63 @@ def einsum(subscripts: str, *operands: Any) -> Tensor:
     Its gradients are einsums too, so it is differentiable to any order.
     """
     if not isinstance(subscripts, str):
-        raise TypeError(f"einsum: the first argument must be the subscripts string, got "
-                        f"{type(subscripts).__name__}")
+        raise TypeError(
+            f"einsum: the first argument must be the subscripts string, got "
+            f"{type(subscripts).__name__}"
+        )
     tensors = tuple(_lift(x) for x in operands)
     terms, output = _parse_einsum(subscripts, len(tensors))
     sizes: dict[str, int] = {}
     for term, t in zip(terms, tensors, strict=True):
         if len(term) != t.ndim:
-            raise ValueError(f"einsum: {term!r} names {len(term)} axes but the operand has "
-                             f"shape {t.shape}")
+            raise ValueError(
+                f"einsum: {term!r} names {len(term)} axes but the operand has shape {t.shape}"
+            )
         for c, n in zip(term, t.shape, strict=True):
             if sizes.setdefault(c, n) != n:
-                raise ValueError(f"einsum: axis {c!r} has sizes {sizes[c]} and {n} in "
-                                 f"{subscripts!r} (shapes {[t.shape for t in tensors]})")
+                raise ValueError(
+                    f"einsum: axis {c!r} has sizes {sizes[c]} and {n} in "
+                    f"{subscripts!r} (shapes {[t.shape for t in tensors]})"
+                )
     spec = ",".join(terms) + "->" + output
     return engine.apply(einsum_op, tensors, subscripts=spec)
 
 
 # Tensor methods for the functions above that PyTorch and numpy users call as methods
 # (any, all: numpy's names; the module defines them as any_/all_ so as not to hide builtins).
-_METHODS = {name: globals()[name] for name in (
-    "sin", "cos", "tan", "sinh", "cosh", "log1p", "expm1", "floor", "ceil", "sign", "reciprocal",
-    "rsqrt", "square", "cumsum", "cumprod", "prod", "norm", "sort", "topk", "flip", "roll",
-    "repeat", "tile", "masked_fill", "tril", "triu", "argmax", "argmin")}
+_METHODS = {
+    name: globals()[name]
+    for name in (
+        "sin",
+        "cos",
+        "tan",
+        "sinh",
+        "cosh",
+        "log1p",
+        "expm1",
+        "floor",
+        "ceil",
+        "sign",
+        "reciprocal",
+        "rsqrt",
+        "square",
+        "cumsum",
+        "cumprod",
+        "prod",
+        "norm",
+        "sort",
+        "topk",
+        "flip",
+        "roll",
+        "repeat",
+        "tile",
+        "masked_fill",
+        "tril",
+        "triu",
+        "argmax",
+        "argmin",
+    )
+}
 # t.round() and t.ravel() as numpy's arrays and PyTorch's tensors have them (the builtin
 # round(t) is another protocol, __round__, which neither library gives a tensor either).
 _METHODS.update(any=any_, all=all_, round=round_, ravel=lambda self: self.reshape(-1))

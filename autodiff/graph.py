@@ -190,8 +190,7 @@ class _Calls:
             call["direct"] is None if direct is not None else child not in call["children"]
         )
         if not continues:
-            parent = (self._call(modules[:-1], None, id(modules[-1]))
-                      if len(modules) > 1 else None)
+            parent = self._call(modules[:-1], None, id(modules[-1])) if len(modules) > 1 else None
             # Calls inside the previous call of this module are finished.
             for other in [p for p in self._open if p[: len(path)] == path]:
                 del self._open[other]
@@ -264,8 +263,9 @@ def trace(root: Tensor, names: dict[int, str] | None = None, model: Any = None) 
             labels.setdefault(key, name)
 
     graph = Graph(root=node_id(root), clusters=calls.clusters)
-    generated = _generated_labels([t for key, t in ordered.items()
-                                   if not (t.name or labels.get(key))])
+    generated = _generated_labels(
+        [t for key, t in ordered.items() if not (t.name or labels.get(key))]
+    )
     for key, t in ordered.items():
         if t is root:
             kind = "output"
@@ -277,15 +277,27 @@ def trace(root: Tensor, names: dict[int, str] | None = None, model: Any = None) 
         label = name or generated[key]
         grad = t._grad
         graph.tensors[node_id(t)] = TensorNode(
-            id=node_id(t), name=name, label=label, shape=tuple(np.shape(t._data)),
-            dtype=str(t.dtype), value=summarize(t._data),
-            grad=None if grad is None else summarize(grad), kind=kind,
-            cluster=cluster_of[key], scope=_scope_labels(calls.clusters, cluster_of[key]),
+            id=node_id(t),
+            name=name,
+            label=label,
+            shape=tuple(np.shape(t._data)),
+            dtype=str(t.dtype),
+            value=summarize(t._data),
+            grad=None if grad is None else summarize(grad),
+            kind=kind,
+            cluster=cluster_of[key],
+            scope=_scope_labels(calls.clusters, cluster_of[key]),
         )
         if t._op is not None:
             op_id = f"op{key}"
-            graph.ops[op_id] = OpNode(op_id, op_name(t), _format_params(t._params),
-                                      node_id(t), cluster_of[key], primitive=t._op.name)
+            graph.ops[op_id] = OpNode(
+                op_id,
+                op_name(t),
+                _format_params(t._params),
+                node_id(t),
+                cluster_of[key],
+                primitive=t._op.name,
+            )
             for index, parent in enumerate(t._parents):
                 graph.edges.append(Edge(node_id(parent), op_id, index))
             graph.edges.append(Edge(op_id, node_id(t), None))
@@ -298,6 +310,7 @@ def _generated_labels(unnamed: list[Tensor]) -> dict[int, str]:
     computed ones by their op ("mul1", "mean2"), one-element constants by their value (the 2
     in `x * 2`), other leaves as "input" ("input1", "input2", ... when there are several),
     each kind numbered in creation order, so the first tensor the user made is input1."""
+
     def created(t: Tensor) -> int:
         return t._clock if t._op is not None else getattr(t, "_born", 0)
 

@@ -91,9 +91,25 @@ _UFUNCS: dict[np.ufunc, Callable[..., Tensor]] = {
 # Answers with no gradient: a comparison, a predicate, or a step function (derivative 0
 # wherever it exists). They run on the numbers and give constant Tensors.
 _CONSTANT_UFUNCS = {
-    np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal,
-    np.isfinite, np.isnan, np.isinf, np.signbit, np.sign, np.floor, np.ceil, np.trunc, np.rint,
-    np.logical_and, np.logical_or, np.logical_xor, np.logical_not,
+    np.equal,
+    np.not_equal,
+    np.less,
+    np.less_equal,
+    np.greater,
+    np.greater_equal,
+    np.isfinite,
+    np.isnan,
+    np.isinf,
+    np.signbit,
+    np.sign,
+    np.floor,
+    np.ceil,
+    np.trunc,
+    np.rint,
+    np.logical_and,
+    np.logical_or,
+    np.logical_xor,
+    np.logical_not,
 }
 
 # ufunc.reduce has the same meaning as these reductions (note numpy's default axis=0).
@@ -128,9 +144,13 @@ def unsupported(func: Any, detail: str = "") -> TypeError:
     name = _name(func)
     short = func.__name__
     hint = _HINTS.get(short)
-    advice = f"write {hint}" if hint else (
-        f"autodiff has no differentiable {short}; to use the numbers without a gradient, call "
-        f"np.{name.removeprefix('numpy.')} on t.data (or t.detach())"
+    advice = (
+        f"write {hint}"
+        if hint
+        else (
+            f"autodiff has no differentiable {short}; to use the numbers without a gradient, call "
+            f"np.{name.removeprefix('numpy.')} on t.data (or t.detach())"
+        )
     )
     return TypeError(f"{name}{detail} is not supported on autodiff Tensors: {advice}")
 
@@ -193,8 +213,14 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
 
 
 def _reduction(method: str) -> Callable[..., Tensor]:
-    def run(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
-            **options: Any) -> Tensor:
+    def run(
+        a: Any,
+        axis: Any = None,
+        dtype: Any = None,
+        out: Any = None,
+        keepdims: bool = False,
+        **options: Any,
+    ) -> Tensor:
         _no_extra_options(getattr(np, method), {"dtype": dtype, "out": out, **options})
         return getattr(_lift(a), method)(axis=axis, keepdims=keepdims)
 
@@ -202,8 +228,9 @@ def _reduction(method: str) -> Callable[..., Tensor]:
 
 
 def _extremum(method: str) -> Callable[..., Tensor]:
-    def run(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
-            **options: Any) -> Tensor:
+    def run(
+        a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **options: Any
+    ) -> Tensor:
         _no_extra_options(getattr(np, method), {"out": out, **options})
         return getattr(_lift(a), method)(axis=axis, keepdims=keepdims)
 
@@ -211,11 +238,21 @@ def _extremum(method: str) -> Callable[..., Tensor]:
 
 
 def _spread(method: str) -> Callable[..., Tensor]:
-    def run(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
-            keepdims: bool = False, *, correction: Any = None, **options: Any) -> Tensor:
+    def run(
+        a: Any,
+        axis: Any = None,
+        dtype: Any = None,
+        out: Any = None,
+        ddof: int = 0,
+        keepdims: bool = False,
+        *,
+        correction: Any = None,
+        **options: Any,
+    ) -> Tensor:
         _no_extra_options(getattr(np, method), {"dtype": dtype, "out": out, **options})
-        return getattr(_lift(a), method)(axis=axis, keepdims=keepdims, ddof=ddof,
-                                         correction=correction)
+        return getattr(_lift(a), method)(
+            axis=axis, keepdims=keepdims, ddof=ddof, correction=correction
+        )
 
     return run
 
@@ -224,8 +261,9 @@ def _lift(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
-def _reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None,
-             copy: Any = None) -> Tensor:
+def _reshape(
+    a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None, copy: Any = None
+) -> Tensor:
     if order != "C":
         raise TypeError(f"numpy.reshape: order={order!r} is not supported (only 'C')")
     return _lift(a).reshape(shape if shape is not None else newshape)
@@ -255,8 +293,16 @@ def _where(condition: Any, *values: Any) -> Any:
     return where(condition, *values)
 
 
-def _clip(a: Any, a_min: Any = None, a_max: Any = None, out: Any = None, *, min: Any = None,  # noqa: A002
-          max: Any = None, **options: Any) -> Tensor:  # noqa: A002
+def _clip(
+    a: Any,
+    a_min: Any = None,
+    a_max: Any = None,
+    out: Any = None,
+    *,
+    min: Any = None,  # noqa: A002
+    max: Any = None,
+    **options: Any,
+) -> Tensor:  # noqa: A002
     _no_extra_options(np.clip, {"out": out, **options})
     low = a_min if a_min is not None else min
     high = a_max if a_max is not None else max
@@ -330,14 +376,21 @@ def _flattened(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
     return run
 
 
-def _prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
-          **options: Any) -> Tensor:
+def _prod(
+    a: Any,
+    axis: Any = None,
+    dtype: Any = None,
+    out: Any = None,
+    keepdims: bool = False,
+    **options: Any,
+) -> Tensor:
     _no_extra_options(np.prod, {"dtype": dtype, "out": out, **options})
     return fn.prod(a, axis, keepdims)
 
 
-def _sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
-          stable: Any = None) -> Tensor:
+def _sort(
+    a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None
+) -> Tensor:
     _no_extra_options(np.sort, {"order": order})
     a = _lift(a)
     return fn.sort(a.reshape(-1), 0) if axis is None else fn.sort(a, axis)
@@ -356,12 +409,14 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
     )
 
 
-def _pad(array: Any, pad_width: Any, mode: str = "constant", *, constant_values: Any = 0,
-         **options: Any) -> Tensor:
+def _pad(
+    array: Any, pad_width: Any, mode: str = "constant", *, constant_values: Any = 0, **options: Any
+) -> Tensor:
     _no_extra_options(np.pad, options)
     if not isinstance(constant_values, (int, float, np.number)):
-        raise TypeError("numpy.pad: only a single constant_values number is supported on "
-                        "autodiff Tensors")
+        raise TypeError(
+            "numpy.pad: only a single constant_values number is supported on autodiff Tensors"
+        )
     return fn.pad(array, pad_width, mode, float(constant_values))
 
 
@@ -412,9 +467,25 @@ _FUNCTIONS: dict[Callable, Callable[..., Any]] = {
 # Functions whose answer has no gradient (indices, truth values, shapes, rounding): they run
 # on the numbers.
 _CONSTANT_FUNCTIONS = {
-    np.shape, np.ndim, np.size, np.allclose, np.isclose, np.array_equal, np.array_equiv,
-    np.argmax, np.argmin, np.argsort, np.any, np.all, np.count_nonzero, np.nonzero, np.round,
-    np.around, np.result_type, np.iscomplexobj, np.isrealobj,
+    np.shape,
+    np.ndim,
+    np.size,
+    np.allclose,
+    np.isclose,
+    np.array_equal,
+    np.array_equiv,
+    np.argmax,
+    np.argmin,
+    np.argsort,
+    np.any,
+    np.all,
+    np.count_nonzero,
+    np.nonzero,
+    np.round,
+    np.around,
+    np.result_type,
+    np.iscomplexobj,
+    np.isrealobj,
 }
 
 

@@ -46,8 +46,15 @@ class Op:
 
     __slots__ = ("name", "forward", "vjps", "jvps", "variadic", "saves")
 
-    def __init__(self, name: str, forward: Callable, *vjps: Callable, variadic: bool = False,
-                 saves: bool = False, jvp: Callable | tuple[Callable, ...] | None = None):
+    def __init__(
+        self,
+        name: str,
+        forward: Callable,
+        *vjps: Callable,
+        variadic: bool = False,
+        saves: bool = False,
+        jvp: Callable | tuple[Callable, ...] | None = None,
+    ):
         self.name = name
         self.forward = forward
         self.vjps = vjps
@@ -62,8 +69,14 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
-def defop(name: str, forward: Callable, *vjps: Callable, variadic: bool = False,
-          saves: bool = False, jvp: Callable | tuple[Callable, ...] | None = None) -> Op:
+def defop(
+    name: str,
+    forward: Callable,
+    *vjps: Callable,
+    variadic: bool = False,
+    saves: bool = False,
+    jvp: Callable | tuple[Callable, ...] | None = None,
+) -> Op:
     """Add a primitive to the table: forward, one VJP rule per input, and `jvp=` (one rule, or
     a tuple with one per input) for forward mode."""
     OPS[name] = op = Op(name, forward, *vjps, variadic=variadic, saves=saves, jvp=jvp)
@@ -151,7 +164,8 @@ def _softmax(x: Any, axis: int = -1) -> Any:
         z = x - x.max(axis=axis, keepdims=True)
         e = np.exp(z)
         return (e / e.sum(axis=axis, keepdims=True, dtype=_wide_sum(x))).astype(
-            np.result_type(x), copy=False)
+            np.result_type(x), copy=False
+        )
     return x.softmax(axis=axis)
 
 
@@ -169,14 +183,29 @@ def _swap(x: Any) -> Any:
 # Forwards use Python operators rather than ufuncs: the same for arrays, and several times
 # faster on the numpy scalars that 0-d (micrograd-style) graphs are made of.
 
-add = defop("add", operator.add, lambda g, out, a, b: g, lambda g, out, a, b: g,
-            jvp=(lambda t, out, a, b: t, lambda t, out, a, b: t))
+add = defop(
+    "add",
+    operator.add,
+    lambda g, out, a, b: g,
+    lambda g, out, a, b: g,
+    jvp=(lambda t, out, a, b: t, lambda t, out, a, b: t),
+)
 # sub and div could be composites (a + -b, a * b**-1) but each would then cost two nodes on the
 # hottest path of every training loop and two boxes in every drawing.
-sub = defop("sub", operator.sub, lambda g, out, a, b: g, lambda g, out, a, b: -g,
-            jvp=(lambda t, out, a, b: t, lambda t, out, a, b: -t))
-mul = defop("mul", operator.mul, lambda g, out, a, b: g * b, lambda g, out, a, b: g * a,
-            jvp=(lambda t, out, a, b: t * b, lambda t, out, a, b: a * t))
+sub = defop(
+    "sub",
+    operator.sub,
+    lambda g, out, a, b: g,
+    lambda g, out, a, b: -g,
+    jvp=(lambda t, out, a, b: t, lambda t, out, a, b: -t),
+)
+mul = defop(
+    "mul",
+    operator.mul,
+    lambda g, out, a, b: g * b,
+    lambda g, out, a, b: g * a,
+    jvp=(lambda t, out, a, b: t * b, lambda t, out, a, b: a * t),
+)
 # Where inf or NaN is the mathematical answer (1/0, log(0), log(-1), sqrt(-1)) numpy would
 # warn from inside this file, far from the user's line: these forwards answer quietly instead
 # (overflow still warns) and `detect_anomaly` reports the line where the NaN is born. Numpy
@@ -218,10 +247,15 @@ def _log_forward(x: Any) -> Any:
 
 
 div = defop(
-    "div", _div_forward, lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b,
+    "div",
+    _div_forward,
+    lambda g, out, a, b: g / b,
+    lambda g, out, a, b: -g * out / b,
     jvp=(lambda t, out, a, b: t / b, lambda t, out, a, b: -t * out / b),
 )
 neg = defop("neg", operator.neg, lambda g, out, x: -g, jvp=lambda t, out, x: -t)
+
+
 # x ** c for a constant c: the common case gets a rule without log(x), defined for x <= 0.
 def _zeros_like(g: Any) -> Any:
     return np.zeros_like(g) if isinstance(g, _ARRAY) else engine.constant(np.zeros_like(g._data))
@@ -266,8 +300,12 @@ pow_tensor = defop(
 )
 exp = defop("exp", np.exp, lambda g, out, x: g * out, jvp=lambda t, out, x: t * out)
 log = defop("log", _log_forward, lambda g, out, x: g / x, jvp=lambda t, out, x: t / x)
-tanh = defop("tanh", np.tanh, lambda g, out, x: g * (1 - out * out),
-             jvp=lambda t, out, x: t * (1 - out * out))
+tanh = defop(
+    "tanh",
+    np.tanh,
+    lambda g, out, x: g * (1 - out * out),
+    jvp=lambda t, out, x: t * (1 - out * out),
+)
 
 
 def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
@@ -276,8 +314,14 @@ def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0, -x))
 
 
-sigmoid = defop("sigmoid", _sigmoid_forward, lambda g, out, x: g * out * (1 - out),
-                jvp=lambda t, out, x: t * out * (1 - out))
+sigmoid = defop(
+    "sigmoid",
+    _sigmoid_forward,
+    lambda g, out, x: g * out * (1 - out),
+    jvp=lambda t, out, x: t * out * (1 - out),
+)
+
+
 def _relu_forward(x: Any) -> Any:
     # Against an array of zeros, not the scalar 0: numpy's maximum with a scalar operand runs
     # a slower loop, and allocating the zeros costs less than the difference (2x faster in
@@ -292,20 +336,28 @@ def _relu_forward(x: Any) -> Any:
 
 # relu'(0) is taken as 0 (as PyTorch does): a unit sitting exactly at 0 gets no update, and the
 # gradient check avoids the kink, where no derivative exists.
-relu = defop("relu", _relu_forward,
-             lambda g, out, x: g * ((x if type(x) is np.ndarray else _value(x)) > 0),
-             jvp=lambda t, out, x: t * (_value(x) > 0))
-abs_ = defop("abs", np.abs, lambda g, out, x: g * np.sign(_value(x)),
-             jvp=lambda t, out, x: t * np.sign(_value(x)))
+relu = defop(
+    "relu",
+    _relu_forward,
+    lambda g, out, x: g * ((x if type(x) is np.ndarray else _value(x)) > 0),
+    jvp=lambda t, out, x: t * (_value(x) > 0),
+)
+abs_ = defop(
+    "abs",
+    np.abs,
+    lambda g, out, x: g * np.sign(_value(x)),
+    jvp=lambda t, out, x: t * np.sign(_value(x)),
+)
 where = defop(
     "where",
     lambda a, b, *, cond: np.where(cond, a, b),
     lambda g, out, a, b, *, cond: _where(cond, g, 0),
     lambda g, out, a, b, *, cond: _where(cond, 0, g),
-    jvp=(lambda t, out, a, b, *, cond: _where(cond, t, 0),
-         lambda t, out, a, b, *, cond: _where(cond, 0, t)),
+    jvp=(
+        lambda t, out, a, b, *, cond: _where(cond, t, 0),
+        lambda t, out, a, b, *, cond: _where(cond, 0, t),
+    ),
 )
-
 
 
 def _tie_share(a: Any, b: Any, wins: np.ufunc) -> np.ndarray:
@@ -320,24 +372,33 @@ maximum = defop(
     np.maximum,
     lambda g, out, a, b: g * _tie_share(a, b, np.greater),
     lambda g, out, a, b: g * _tie_share(b, a, np.greater),
-    jvp=(lambda t, out, a, b: t * _tie_share(a, b, np.greater),
-         lambda t, out, a, b: t * _tie_share(b, a, np.greater)),
+    jvp=(
+        lambda t, out, a, b: t * _tie_share(a, b, np.greater),
+        lambda t, out, a, b: t * _tie_share(b, a, np.greater),
+    ),
 )
 minimum = defop(
     "minimum",
     np.minimum,
     lambda g, out, a, b: g * _tie_share(a, b, np.less),
     lambda g, out, a, b: g * _tie_share(b, a, np.less),
-    jvp=(lambda t, out, a, b: t * _tie_share(a, b, np.less),
-         lambda t, out, a, b: t * _tie_share(b, a, np.less)),
+    jvp=(
+        lambda t, out, a, b: t * _tie_share(a, b, np.less),
+        lambda t, out, a, b: t * _tie_share(b, a, np.less),
+    ),
 )
 
 # A dtype conversion: the gradient is converted back by the engine's unbroadcast, the tangent
 # forward to the output's dtype by forward mode.
-cast = defop("cast", lambda x, *, dtype: x.astype(dtype), lambda g, out, x, *, dtype: g,
-             jvp=lambda t, out, x, *, dtype: t)
+cast = defop(
+    "cast",
+    lambda x, *, dtype: x.astype(dtype),
+    lambda g, out, x, *, dtype: g,
+    jvp=lambda t, out, x, *, dtype: t,
+)
 
 # --- reductions ----------------------------------------------------------------------------
+
 
 def _sum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
     if axis is None and isinstance(g, _ARRAY):
@@ -353,6 +414,8 @@ sum_ = defop(
     _sum_vjp,
     jvp=lambda t, out, x, *, axis, keepdims: t.sum(axis=axis, keepdims=keepdims),
 )
+
+
 # The sum times 1/count, as one node rather than two (losses end in a mean every step): the
 # same arithmetic as sum-then-mul, so the same numbers. The gradient is scaled before it is
 # spread out, while it is still small.
@@ -369,11 +432,14 @@ def _mean_forward(x: Any, *, axis: Any, keepdims: bool, count: int) -> Any:
 mean = defop(
     "mean",
     _mean_forward,
-    lambda g, out, x, *, axis, keepdims, count: _sum_vjp(g * (1.0 / count), out, x, axis=axis,
-                                                        keepdims=keepdims),
-    jvp=lambda t, out, x, *, axis, keepdims, count: _mean_forward(
-        t, axis=axis, keepdims=keepdims, count=count) if isinstance(t, _ARRAY)
-    else t.sum(axis=axis, keepdims=keepdims) * (1.0 / count),
+    lambda g, out, x, *, axis, keepdims, count: _sum_vjp(
+        g * (1.0 / count), out, x, axis=axis, keepdims=keepdims
+    ),
+    jvp=lambda t, out, x, *, axis, keepdims, count: (
+        _mean_forward(t, axis=axis, keepdims=keepdims, count=count)
+        if isinstance(t, _ARRAY)
+        else t.sum(axis=axis, keepdims=keepdims) * (1.0 / count)
+    ),
 )
 
 
@@ -392,11 +458,15 @@ def _extremum_jvp(t: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any
 
 
 max_ = defop(
-    "max", lambda x, *, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), _extremum_vjp,
+    "max",
+    lambda x, *, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+    _extremum_vjp,
     jvp=_extremum_jvp,
 )
 min_ = defop(
-    "min", lambda x, *, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims), _extremum_vjp,
+    "min",
+    lambda x, *, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+    _extremum_vjp,
     jvp=_extremum_jvp,
 )
 
@@ -407,8 +477,9 @@ def _logsumexp_forward(x: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarra
     shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     shift = np.where(np.isfinite(shift), shift, 0)
     with np.errstate(divide="ignore"):  # an empty or all -inf axis: log(0) = -inf, quietly
-        total = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True,
-                              dtype=_wide_sum(x))) + shift
+        total = (
+            np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True, dtype=_wide_sum(x))) + shift
+        )
     total = total.astype(x.dtype, copy=False)
     return total if keepdims else np.squeeze(total, axis=axis)
 
@@ -418,8 +489,9 @@ def _logsumexp_forward(x: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarra
 logsumexp = defop(
     "logsumexp",
     _logsumexp_forward,
-    lambda g, out, x, *, axis, keepdims: _keepdims(g, x.shape, axis, keepdims)
-    * _exp(x - _keepdims(out, x.shape, axis, keepdims)),
+    lambda g, out, x, *, axis, keepdims: (
+        _keepdims(g, x.shape, axis, keepdims) * _exp(x - _keepdims(out, x.shape, axis, keepdims))
+    ),
     jvp=lambda t, out, x, *, axis, keepdims: (
         t * _exp(x - _keepdims(out, x.shape, axis, keepdims))
     ).sum(axis=axis, keepdims=keepdims),
@@ -491,14 +563,20 @@ def _setitem_jvp_v(t: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
 
 
 # `buf[i] = w` with w (or buf) in a graph: recorded so w gets its gradient (as PyTorch does).
-setitem = defop("setitem", _setitem_forward, _setitem_vjp_x, _setitem_vjp_v,
-                jvp=(_setitem_vjp_x, _setitem_jvp_v))  # x's rule is a mask: the same both ways
+setitem = defop(
+    "setitem",
+    _setitem_forward,
+    _setitem_vjp_x,
+    _setitem_vjp_v,
+    jvp=(_setitem_vjp_x, _setitem_jvp_v),
+)  # x's rule is a mask: the same both ways
+
+
 def _getitem_forward(x: Any, *, index: Any) -> Any:
     # Rows picked by an integer array (a batch gathered from a data set): ndarray.take is
     # numpy's faster path for it, same values, errors and layout (MNIST batch of 64 from the
     # 60,000 images, inside the training loop: 22-23 us -> 18-19 us).
-    if (type(index) is np.ndarray and index.dtype.kind in "iu" and type(x) is np.ndarray
-            and x.ndim):
+    if type(index) is np.ndarray and index.dtype.kind in "iu" and type(x) is np.ndarray and x.ndim:
         return x.take(index, 0)
     return x[index]
 
@@ -556,8 +634,13 @@ def _matmul_vjp_b(g: Any, out: Any, a: Any, b: Any) -> Any:
 
 
 # matmul is linear in each argument: the tangent goes through the product itself.
-matmul = defop("matmul", operator.matmul, _matmul_vjp_a, _matmul_vjp_b,
-               jvp=(lambda t, out, a, b: t @ b, lambda t, out, a, b: a @ t))
+matmul = defop(
+    "matmul",
+    operator.matmul,
+    _matmul_vjp_a,
+    _matmul_vjp_b,
+    jvp=(lambda t, out, a, b: t @ b, lambda t, out, a, b: a @ t),
+)
 
 
 def _linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
@@ -597,8 +680,11 @@ linear = defop(
     lambda g, out, x, w, b=None: g @ w,
     lambda g, out, x, w, b=None: g.T @ x if g.ndim == 2 else _rows(g).T @ _rows(x),
     _linear_bias_vjp,
-    jvp=(lambda t, out, x, w, b=None: t @ w.T, lambda t, out, x, w, b=None: x @ t.T,
-         lambda t, out, x, w, b=None: t),
+    jvp=(
+        lambda t, out, x, w, b=None: t @ w.T,
+        lambda t, out, x, w, b=None: x @ t.T,
+        lambda t, out, x, w, b=None: t,
+    ),
 )
 
 
@@ -631,8 +717,7 @@ def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
     if logits.dtype.char == "e":
         # float16: its sums overflow at 65504 (the exponentials of 100,000 equal logits, the
         # losses of a batch of 30,000), so computed in float32 and answered in float16.
-        loss, (probabilities, at) = _cross_entropy_forward(logits.astype(np.float32),
-                                                           labels=labels)
+        loss, (probabilities, at) = _cross_entropy_forward(logits.astype(np.float32), labels=labels)
         return loss.astype(np.float16), (probabilities.astype(np.float16), at)
     n = len(labels)
     shifted = logits.T.copy()
@@ -651,8 +736,9 @@ def _cross_entropy_forward(logits: np.ndarray, *, labels: np.ndarray):
     return loss, (exp, at)
 
 
-def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray,
-                       saved: tuple[np.ndarray, np.ndarray]) -> Any:
+def _cross_entropy_vjp(
+    g: Any, out: Any, logits: Any, *, labels: np.ndarray, saved: tuple[np.ndarray, np.ndarray]
+) -> Any:
     n = len(labels) or 1  # an empty batch has an empty gradient: any scale will do
     if isinstance(logits, _ARRAY):
         # (softmax - onehot) / n without building the one-hot: scale a copy of the saved
@@ -672,13 +758,17 @@ def _cross_entropy_vjp(g: Any, out: Any, logits: Any, *, labels: np.ndarray,
 
 # Fused log-softmax + negative log-likelihood (mean over the batch, integer labels): its
 # gradient (softmax - onehot) / N is exact and stable, and it saves four nodes per step.
-def _cross_entropy_jvp(t: Any, out: Any, logits: Any, *, labels: np.ndarray,
-                       saved: tuple[np.ndarray, np.ndarray]) -> Any:
+def _cross_entropy_jvp(
+    t: Any, out: Any, logits: Any, *, labels: np.ndarray, saved: tuple[np.ndarray, np.ndarray]
+) -> Any:
     # The scalar loss moves by <gradient, tangent>: the VJP rule with g = 1, dotted with t.
     return (_cross_entropy_vjp(1.0, out, logits, labels=labels, saved=saved) * t).sum()
 
 
 softmax_cross_entropy = defop(
-    "softmax_cross_entropy", _cross_entropy_forward, _cross_entropy_vjp, saves=True,
+    "softmax_cross_entropy",
+    _cross_entropy_forward,
+    _cross_entropy_vjp,
+    saves=True,
     jvp=_cross_entropy_jvp,
 )

@@ -124,11 +124,24 @@ class Tensor:
     # without params shares one empty mapping. Each extra object per node was more work for
     # Python's cycle collector, which scans every live node (see `parents` for the tuple).
     __slots__ = (
-        "_data", "_grad", "requires_grad", "name",
-        "_op", "_in0", "_in1", "_ins", "_params", "_scope", "_clock", "_modified", "_origin",
-        "_born", "_composite",
+        "_data",
+        "_grad",
+        "requires_grad",
+        "name",
+        "_op",
+        "_in0",
+        "_in1",
+        "_ins",
+        "_params",
+        "_scope",
+        "_clock",
+        "_modified",
+        "_origin",
+        "_born",
+        "_composite",
         "__weakref__",
     )
+
     # numpy hands its ufuncs and functions on Tensors to autodiff/interop.py, which answers
     # with differentiable Tensors (np.exp(t), np.ones(3) + t) or a clear TypeError.
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -196,8 +209,9 @@ class Tensor:
         else:
             array = _as_array(value, None, "data")
         if self.requires_grad and array.dtype.kind not in _FLOAT_KINDS:
-            raise TypeError(f"data: a tensor that requires grad needs floating-point numbers, "
-                            f"not {array.dtype}")
+            raise TypeError(
+                f"data: a tensor that requires grad needs floating-point numbers, not {array.dtype}"
+            )
         array = _own_numbers(array, value)
         if array.shape != self._data.shape:
             self._grad = None  # a gradient of the old shape means nothing for the new one
@@ -228,8 +242,10 @@ class Tensor:
         if value is not None and value.shape != self.shape:
             raise ValueError(f"grad: shape {value.shape} does not match tensor shape {self.shape}")
         if value is not None and own is not None and value.dtype != own:
-            raise TypeError(f"grad: a {value.dtype} gradient for a {own} tensor; convert it "
-                            f"with .astype(np.{own})")
+            raise TypeError(
+                f"grad: a {value.dtype} gradient for a {own} tensor; convert it "
+                f"with .astype(np.{own})"
+            )
         self._grad = value
 
     @property
@@ -329,8 +345,9 @@ class Tensor:
     __hash__ = object.__hash__  # identity: == is elementwise, as in numpy
 
     def __repr__(self) -> str:
-        body = np.array2string(np.asarray(self._data), separator=", ", precision=4,
-                               prefix="Tensor(")
+        body = np.array2string(
+            np.asarray(self._data), separator=", ", precision=4, prefix="Tensor("
+        )
         extras = []
         if self.dtype not in (np.float64, np.bool_):
             extras.append(f"dtype={self.dtype}")
@@ -363,8 +380,9 @@ class Tensor:
         """PyTorch's call to keep a computed tensor's gradient: here every tensor a backward
         pass reaches gets its `.grad` already, so there is nothing to switch on."""
         if not self.requires_grad:
-            raise RuntimeError("retain_grad: this tensor does not require grad, so no backward "
-                               "pass will reach it")
+            raise RuntimeError(
+                "retain_grad: this tensor does not require grad, so no backward pass will reach it"
+            )
 
     def clone(self) -> Tensor:
         """A copy of the numbers that stays in the graph (gradients flow back through it), as
@@ -410,8 +428,12 @@ class Tensor:
         holding a gradient that depends on itself is a reference cycle).
         """
         data = self._data
-        if grad is None and not create_graph and self.requires_grad and \
-                type(data) is not np.ndarray:
+        if (
+            grad is None
+            and not create_graph
+            and self.requires_grad
+            and type(data) is not np.ndarray
+        ):
             seed = type(data)(1)  # a loss (a numpy scalar): _seed's common case, inlined
         else:
             seed = self._seed(grad, "backward", create_graph)
@@ -431,8 +453,11 @@ class Tensor:
                     "(the upstream gradient, of the same shape)"
                 )
             # A 0-d tensor (a loss) gets a numpy scalar, as its data is: cheaper than np.ones.
-            seed: Any = (self._data.dtype.type(1) if self._data.ndim == 0
-                         else np.ones(self.shape, dtype=self.dtype))
+            seed: Any = (
+                self._data.dtype.type(1)
+                if self._data.ndim == 0
+                else np.ones(self.shape, dtype=self.dtype)
+            )
         else:
             seed = grad._data if isinstance(grad, Tensor) else _as_array(grad, None, who)
             if create_graph and isinstance(grad, Tensor) and seed.shape == self.shape:
@@ -465,8 +490,9 @@ class Tensor:
             from .forward import write_tangents
 
             write_tangents(self, index, value)
-        if recording and (self.requires_grad or
-                          (isinstance(value, Tensor) and value.requires_grad)):
+        if recording and (
+            self.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
+        ):
             self._record_setitem(index, value)
             return
         if not (isinstance(self._data, np.ndarray) and self._data.flags.writeable):
@@ -496,16 +522,26 @@ class Tensor:
                 "convert with .astype(np.float64) first"
             )
         before = Tensor.__new__(Tensor)
-        for slot in ("_data", "requires_grad", "name", "_op", "_in0", "_in1", "_ins", "_params",
-                     "_scope", "_clock", "_modified"):
+        for slot in (
+            "_data",
+            "requires_grad",
+            "name",
+            "_op",
+            "_in0",
+            "_in1",
+            "_ins",
+            "_params",
+            "_scope",
+            "_clock",
+            "_modified",
+        ):
             setattr(before, slot, getattr(self, slot))
         before._grad = None
         # Earlier than the new node, later than any node that used self; a write, so backward
         # checks the nodes recorded before it (see engine._last_write).
         written = engine.mark_written(None)
         out = apply(ops.setitem, (before, value), index=index)
-        for slot in ("_data", "requires_grad", "_op", "_in0", "_in1", "_ins", "_params",
-                     "_clock"):
+        for slot in ("_data", "requires_grad", "_op", "_in0", "_in1", "_ins", "_params", "_clock"):
             setattr(self, slot, getattr(out, slot))
         self._grad = None
         self._modified = written
@@ -514,8 +550,10 @@ class Tensor:
         # A number like 2.0 in `x * 2.0` is one cached constant shared by every expression
         # (see _operand): changing it would change them all.
         if id(self) in _CONSTANT_IDS:
-            raise RuntimeError(f"{who}: this constant is shared by every expression that uses "
-                               "the same number; it cannot be changed")
+            raise RuntimeError(
+                f"{who}: this constant is shared by every expression that uses "
+                "the same number; it cannot be changed"
+            )
 
     def _update(self, name: str, other: ArrayLike, compute: Any) -> Tensor:
         """`self op= other`: PyTorch's in-place update where no graph records it, micrograd's
@@ -541,8 +579,7 @@ class Tensor:
             # Recorded (or carrying tangents inside autodiff.jvp): rebound, as micrograd's
             # Value does, so the result's node and tangent come with it.
             return result
-        if result.shape != self.shape or not np.can_cast(result.dtype, self.dtype,
-                                                          "same_kind"):
+        if result.shape != self.shape or not np.can_cast(result.dtype, self.dtype, "same_kind"):
             raise (ValueError if result.shape != self.shape else TypeError)(
                 f"{name}: the result ({result.dtype} {result.shape}) cannot be stored in "
                 f"place in this {self.dtype} tensor of shape {self.shape} (an in-place update "
@@ -733,14 +770,26 @@ class Tensor:
 
     # Reductions take numpy's axis=/keepdims= and PyTorch's dim=/keepdim= (either, not both).
 
-    def sum(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-            keepdim: bool | None = None) -> Tensor:
+    def sum(
+        self,
+        axis: Axis = None,
+        keepdims: bool = False,
+        *,
+        dim: Axis = None,
+        keepdim: bool | None = None,
+    ) -> Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names("sum", axis, keepdims, dim, keepdim)
         return apply(ops.sum_, (self,), axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
 
-    def mean(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-             keepdim: bool | None = None) -> Tensor:
+    def mean(
+        self,
+        axis: Axis = None,
+        keepdims: bool = False,
+        *,
+        dim: Axis = None,
+        keepdim: bool | None = None,
+    ) -> Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names("mean", axis, keepdims, dim, keepdim)
         axes = _axes(axis, self.ndim, "mean")
@@ -749,8 +798,14 @@ class Tensor:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
         return apply(ops.mean, (self,), axis=axes, keepdims=keepdims, count=count)
 
-    def max(self, *by_position: Any, axis: Axis = None, keepdims: bool = False,
-            dim: int | None = None, keepdim: bool | None = None) -> Any:
+    def max(
+        self,
+        *by_position: Any,
+        axis: Axis = None,
+        keepdims: bool = False,
+        dim: int | None = None,
+        keepdim: bool | None = None,
+    ) -> Any:
         """The largest value over `axis` (numpy's meaning: a Tensor). With PyTorch's `dim=`,
         PyTorch's answer: `(values, indices)`, so `_, predicted = out.max(dim=1)` works.
 
@@ -760,21 +815,30 @@ class Tensor:
         _named_axis_only("max", by_position)
         return self._extremum(ops.max_, axis, keepdims, dim, keepdim)
 
-    def min(self, *by_position: Any, axis: Axis = None, keepdims: bool = False,
-            dim: int | None = None, keepdim: bool | None = None) -> Any:
+    def min(
+        self,
+        *by_position: Any,
+        axis: Axis = None,
+        keepdims: bool = False,
+        dim: int | None = None,
+        keepdim: bool | None = None,
+    ) -> Any:
         """The smallest value: numpy's meaning with `axis=`, PyTorch's (values, indices)
         with `dim=` (see max)."""
         _named_axis_only("min", by_position)
         return self._extremum(ops.min_, axis, keepdims, dim, keepdim)
 
-    def _extremum(self, op: ops.Op, axis: Axis, keepdims: bool, dim: Any = None,
-                  keepdim: bool | None = None) -> Any:
+    def _extremum(
+        self, op: ops.Op, axis: Axis, keepdims: bool, dim: Any = None, keepdim: bool | None = None
+    ) -> Any:
         if dim is not None:
             # PyTorch's max(dim=) gives (values, indices): answering values alone would let
             # `_, predicted = out.max(dim=1)` unpack a batch of two silently into two maxima.
             if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
-                raise TypeError(f"{op.name}: dim= takes one axis (an int), as in PyTorch, got "
-                                f"{dim!r}; for several axes use axis= (values only)")
+                raise TypeError(
+                    f"{op.name}: dim= takes one axis (an int), as in PyTorch, got "
+                    f"{dim!r}; for several axes use axis= (values only)"
+                )
             axis, keepdims = _torch_names(op.name, axis, keepdims, dim, keepdim)
             values = self._extremum(op, axis, keepdims)
             pick = self.argmax if op is ops.max_ else self.argmin
@@ -786,13 +850,22 @@ class Tensor:
         # Only a reduction over an axis of length 0 has no answer: the max over a non-empty
         # axis of a (0, 3) tensor is an empty result, as in numpy and PyTorch.
         if self._data.size == 0 and (axes is None or any(shape[a] == 0 for a in axes)):
-            raise ValueError(f"{op.name}: empty tensor of shape {shape} has no {op.name}"
-                             + ("" if axes is None else f" over axis {axis}"))
+            raise ValueError(
+                f"{op.name}: empty tensor of shape {shape} has no {op.name}"
+                + ("" if axes is None else f" over axis {axis}")
+            )
         return apply(op, (self,), axis=axes, keepdims=keepdims)
 
-    def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0, *,
-            dim: Axis = None, keepdim: bool | None = None, correction: int | None = None,
-            ) -> Tensor:
+    def var(
+        self,
+        axis: Axis = None,
+        keepdims: bool = False,
+        ddof: int = 0,
+        *,
+        dim: Axis = None,
+        keepdim: bool | None = None,
+        correction: int | None = None,
+    ) -> Tensor:
         """Variance: sum of squared deviations / (n - ddof).
 
         The default is numpy's ddof=0 (the population variance), also when called with
@@ -801,9 +874,16 @@ class Tensor:
         var = self._var("var", axis, keepdims, ddof, dim, keepdim, correction)
         return _composite(var.astype(np.float16) if self.dtype == np.float16 else var, "var")
 
-    def std(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0, *,
-            dim: Axis = None, keepdim: bool | None = None, correction: int | None = None,
-            ) -> Tensor:
+    def std(
+        self,
+        axis: Axis = None,
+        keepdims: bool = False,
+        ddof: int = 0,
+        *,
+        dim: Axis = None,
+        keepdim: bool | None = None,
+        correction: int | None = None,
+    ) -> Tensor:
         """Standard deviation, the square root of `var` (same ddof=0 default, see there)."""
         var = self._var("std", axis, keepdims, ddof, dim, keepdim, correction)
         # sqrt'(0) is infinite: where the spread is exactly 0 (a constant row, an axis of size
@@ -814,8 +894,16 @@ class Tensor:
         std = where(spread, where(spread, var, 1.0).sqrt(), 0.0)
         return _composite(std.astype(np.float16) if self.dtype == np.float16 else std, "std")
 
-    def _var(self, who: str, axis: Axis, keepdims: bool, ddof: int, dim: Axis,
-             keepdim: bool | None, correction: int | None) -> Tensor:
+    def _var(
+        self,
+        who: str,
+        axis: Axis,
+        keepdims: bool,
+        ddof: int,
+        dim: Axis,
+        keepdim: bool | None,
+        correction: int | None,
+    ) -> Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names(who, axis, keepdims, dim, keepdim)
         if correction is not None:
@@ -838,8 +926,14 @@ class Tensor:
         spread = (centered * centered).mean(axis=axes, keepdims=keepdims)
         return spread if ddof == 0 else spread * (count / (count - ddof))
 
-    def logsumexp(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-                  keepdim: bool | None = None) -> Tensor:
+    def logsumexp(
+        self,
+        axis: Axis = None,
+        keepdims: bool = False,
+        *,
+        dim: Axis = None,
+        keepdim: bool | None = None,
+    ) -> Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names("logsumexp", axis, keepdims, dim, keepdim)
         axes = _axes(axis, self.ndim, "logsumexp")
@@ -881,10 +975,12 @@ class Tensor:
         start = _axis(start_dim, self.ndim, "flatten")
         end = _axis(end_dim, self.ndim, "flatten")
         if start > end:
-            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
-                             f"for a tensor with {self.ndim} axes")
+            raise ValueError(
+                f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                f"for a tensor with {self.ndim} axes"
+            )
         shape = self.shape
-        return self.reshape(*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])
+        return self.reshape(*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
 
     def transpose(self, *axes: Any) -> Tensor:
         """numpy's transpose: `transpose()` reverses the axes, `transpose(axes)` permutes them.
@@ -931,18 +1027,37 @@ class Tensor:
     def __abs__(self) -> Tensor:
         return self.abs()
 
-    def argmax(self, axis: int | None = None, keepdims: bool = False, *,
-               dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+    def argmax(
+        self,
+        axis: int | None = None,
+        keepdims: bool = False,
+        *,
+        dim: int | None = None,
+        keepdim: bool | None = None,
+    ) -> Tensor:
         """Index of the largest value (an int64 Tensor, no gradient: an index has none)."""
         return self._arg(np.argmax, "argmax", axis, keepdims, dim, keepdim)
 
-    def argmin(self, axis: int | None = None, keepdims: bool = False, *,
-               dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+    def argmin(
+        self,
+        axis: int | None = None,
+        keepdims: bool = False,
+        *,
+        dim: int | None = None,
+        keepdim: bool | None = None,
+    ) -> Tensor:
         """Index of the smallest value (an int64 Tensor, no gradient)."""
         return self._arg(np.argmin, "argmin", axis, keepdims, dim, keepdim)
 
-    def _arg(self, fn: Any, who: str, axis: int | None, keepdims: bool, dim: int | None,
-             keepdim: bool | None) -> Tensor:
+    def _arg(
+        self,
+        fn: Any,
+        who: str,
+        axis: int | None,
+        keepdims: bool,
+        dim: int | None,
+        keepdim: bool | None,
+    ) -> Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names(who, axis, keepdims, dim, keepdim)
         if self._data.size == 0:
@@ -986,7 +1101,7 @@ class Tensor:
         return self.clip(min, max)
 
     def pow(self, exponent: ArrayLike) -> Tensor:
-        return self ** exponent
+        return self**exponent
 
     def zero_(self) -> Tensor:
         """Set every value to 0 in place (PyTorch's `t.grad.zero_()`); returns this tensor."""
@@ -1048,8 +1163,7 @@ _CONSTANTS: dict[tuple[int, float], Tensor] = {}
 _CONSTANT_IDS: set[int] = set()
 
 
-def _rebuild_leaf(cls: type, data: Any, requires_grad: bool, name: str | None,
-                  grad: Any) -> Tensor:
+def _rebuild_leaf(cls: type, data: Any, requires_grad: bool, name: str | None, grad: Any) -> Tensor:
     t = cls.__new__(cls)
     Tensor.__init__(t, data, name=name)
     t.requires_grad = requires_grad
@@ -1062,16 +1176,23 @@ def _own_numbers(array: Any, data: Any) -> Any:
     owns its numbers (as torch.tensor and np.array make them), so a graph that saved them
     cannot be changed by a later write into the caller's array."""
     source = data._data if isinstance(data, Tensor) else data
-    if (type(array) is np.ndarray and isinstance(source, np.ndarray)
-            and (array is source or array.base is not None)):
+    if (
+        type(array) is np.ndarray
+        and isinstance(source, np.ndarray)
+        and (array is source or array.base is not None)
+    ):
         return array.copy()
     return array
 
 
 def _same_memory(view: np.ndarray, data: Any) -> bool:
-    return (type(data) is np.ndarray and view.shape == data.shape
-            and view.strides == data.strides and view.dtype == data.dtype
-            and view.__array_interface__["data"] == data.__array_interface__["data"])
+    return (
+        type(data) is np.ndarray
+        and view.shape == data.shape
+        and view.strides == data.strides
+        and view.dtype == data.dtype
+        and view.__array_interface__["data"] == data.__array_interface__["data"]
+    )
 
 
 def _operand(value: Any, like: Tensor) -> Tensor:
@@ -1142,8 +1263,9 @@ def _axes(axis: Axis, ndim: int, who: str) -> tuple[int, ...] | None:
     return normalized
 
 
-def _torch_names(who: str, axis: Any, keepdims: bool, dim: Any,
-                 keepdim: bool | None) -> tuple[Any, bool]:
+def _torch_names(
+    who: str, axis: Any, keepdims: bool, dim: Any, keepdim: bool | None
+) -> tuple[Any, bool]:
     """PyTorch's dim=/keepdim= turned into numpy's axis=/keepdims= (one spelling per call)."""
     if dim is not None:
         if axis is not None:
@@ -1235,20 +1357,26 @@ def from_numpy(array: np.ndarray) -> Tensor:
     with Tensor(array).
     """
     if not isinstance(array, np.ndarray):
-        raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__} "
-                        "(Tensor(data) converts anything)")
+        raise TypeError(
+            f"from_numpy: expected a numpy array, got {type(array).__name__} "
+            "(Tensor(data) converts anything)"
+        )
     if array.dtype.kind not in "biuf":
         raise TypeError(f"from_numpy: unsupported data type {array.dtype} (numbers only)")
     array = np.asarray(array)  # a plain ndarray (np.memmap's view of the same memory)
     owner = engine._owner(array)
     if array.base is None:
         array.flags.writeable = False
-    elif array.flags.writeable or owner.flags.writeable or (
-            owner.base is not None and not isinstance(owner.base, bytes | mmap.mmap)):
+    elif (
+        array.flags.writeable
+        or owner.flags.writeable
+        or (owner.base is not None and not isinstance(owner.base, bytes | mmap.mmap))
+    ):
         raise ValueError(
             f"from_numpy: the array (shape {array.shape}) views memory that could still be "
             "written through its owner; pass the array that owns it (from_numpy(owner)"
-            ".reshape(...) shares it too), or Tensor(array) to copy")
+            ".reshape(...) shares it too), or Tensor(array) to copy"
+        )
     return engine.constant(array[()] if array.ndim == 0 else array)
 
 
@@ -1311,8 +1439,14 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, dim: int | None = None) -> Tens
     return _lift(x).log_softmax(axis=axis, dim=dim)
 
 
-def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
-              keepdim: bool | None = None) -> Tensor:
+def logsumexp(
+    x: ArrayLike,
+    axis: Axis = None,
+    keepdims: bool = False,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     return _lift(x).logsumexp(axis=axis, keepdims=keepdims, dim=dim, keepdim=keepdim)
 
 
@@ -1368,8 +1502,11 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
             f"softmax_cross_entropy: labels must be integers of shape ({shape[0]},), "
             f"got {labels.dtype} {labels.shape}"
         )
-    return apply(ops.softmax_cross_entropy, (logits,),
-                 labels=class_labels("softmax_cross_entropy", labels, shape[1]))
+    return apply(
+        ops.softmax_cross_entropy,
+        (logits,),
+        labels=class_labels("softmax_cross_entropy", labels, shape[1]),
+    )
 
 
 def class_labels(who: str, labels: np.ndarray, classes: int) -> np.ndarray:
@@ -1506,8 +1643,9 @@ def ones(*shape: Any, dtype: Any = np.float64, requires_grad: bool = False) -> T
     return Tensor(np.ones(_shape(shape, "ones"), dtype=dtype), requires_grad=requires_grad)
 
 
-def full(shape: Any, fill_value: float, dtype: Any = np.float64,
-         requires_grad: bool = False) -> Tensor:
+def full(
+    shape: Any, fill_value: float, dtype: Any = np.float64, requires_grad: bool = False
+) -> Tensor:
     shape = _shape((shape,) if isinstance(shape, int) else tuple(shape), "full")
     if not isinstance(fill_value, numbers.Number | np.generic) or isinstance(fill_value, str):
         raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
@@ -1519,21 +1657,22 @@ def arange(*args: float, dtype: Any = None, requires_grad: bool = False) -> Tens
     so `logits[arange(n), labels]` indexes; float64 from float arguments or with
     requires_grad=True (only floats have gradients)."""
     if dtype is None:
-        integral = all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
-                       for a in args)
+        integral = all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args)
         dtype = np.int64 if integral and not requires_grad else np.float64
     return Tensor(np.arange(*args, dtype=dtype), requires_grad=requires_grad)
 
 
-def rand(*shape: Any, rng: Any = None, dtype: Any = np.float64,
-         requires_grad: bool = False) -> Tensor:
+def rand(
+    *shape: Any, rng: Any = None, dtype: Any = np.float64, requires_grad: bool = False
+) -> Tensor:
     """Uniform on [0, 1); `rng` is a seed or a numpy Generator, for reproducible runs."""
     data = as_generator(rng).random(_shape(shape, "rand")).astype(dtype, copy=False)
     return Tensor(data, requires_grad=requires_grad)
 
 
-def randn(*shape: Any, rng: Any = None, dtype: Any = np.float64,
-          requires_grad: bool = False) -> Tensor:
+def randn(
+    *shape: Any, rng: Any = None, dtype: Any = np.float64, requires_grad: bool = False
+) -> Tensor:
     """Standard normal; `rng` is a seed or a numpy Generator, for reproducible runs."""
     data = as_generator(rng).standard_normal(_shape(shape, "randn")).astype(dtype, copy=False)
     return Tensor(data, requires_grad=requires_grad)
@@ -1570,8 +1709,9 @@ def grad(
         if not t.requires_grad:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
     if grad_outputs is None or isinstance(grad_outputs, Tensor | np.ndarray | numbers.Number):
-        grad_outputs = [grad_outputs] * len(outs) if len(outs) == 1 or grad_outputs is None \
-            else grad_outputs
+        grad_outputs = (
+            [grad_outputs] * len(outs) if len(outs) == 1 or grad_outputs is None else grad_outputs
+        )
     if not isinstance(grad_outputs, Sequence) or isinstance(grad_outputs, str | bytes):
         raise TypeError(
             f"grad: grad_outputs must be a Tensor, an array, a number or a list of them (one "
@@ -1580,8 +1720,7 @@ def grad(
     if len(grad_outputs) != len(outs):
         raise ValueError(f"grad: {len(outs)} outputs but {len(grad_outputs)} grad_outputs")
     seeds = [out._seed(g, "grad", create_graph) for out, g in zip(outs, grad_outputs, strict=True)]
-    found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False,
-                            inputs=ins)
+    found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False, inputs=ins)
     results = []
     handed: set[int] = set()  # gradients handed out never share memory with each other
     for t, g in zip(ins, found, strict=True):

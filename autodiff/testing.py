@@ -19,21 +19,30 @@ import numpy as np
 from .tensor import Tensor, grad
 
 __all__ = [
-    "check_jvp", "check_vjp", "gradcheck", "gradgradcheck", "numerical_grad", "tensors",
-    "arrays", "broadcastable_shapes", "shapes",
+    "check_jvp",
+    "check_vjp",
+    "gradcheck",
+    "gradgradcheck",
+    "numerical_grad",
+    "tensors",
+    "arrays",
+    "broadcastable_shapes",
+    "shapes",
 ]
 
 
 def _float64_inputs(inputs: Sequence[Any]) -> list[Tensor]:
     return [
-        Tensor(np.array(x._data if isinstance(x, Tensor) else x, dtype=np.float64),
-               requires_grad=True)
+        Tensor(
+            np.array(x._data if isinstance(x, Tensor) else x, dtype=np.float64), requires_grad=True
+        )
         for x in inputs
     ]
 
 
-def _scalar_output(fn: Callable[..., Tensor], tensors: Sequence[Tensor],
-                   weights: np.ndarray | None) -> tuple[Tensor, np.ndarray]:
+def _scalar_output(
+    fn: Callable[..., Tensor], tensors: Sequence[Tensor], weights: np.ndarray | None
+) -> tuple[Tensor, np.ndarray]:
     """Reduce fn's output to a scalar with fixed random weights, so every element counts."""
     out = fn(*tensors)
     if not isinstance(out, Tensor):
@@ -45,8 +54,9 @@ def _scalar_output(fn: Callable[..., Tensor], tensors: Sequence[Tensor],
     return (out * weights).sum(), weights
 
 
-def numerical_grad(fn: Callable[[list[np.ndarray]], float], arrays: list[np.ndarray],
-                   eps: float = 1e-6) -> list[np.ndarray]:
+def numerical_grad(
+    fn: Callable[[list[np.ndarray]], float], arrays: list[np.ndarray], eps: float = 1e-6
+) -> list[np.ndarray]:
     """Central differences of a scalar function of several float64 arrays.
 
     Each array is perturbed in place, element by element, and `fn(arrays)` evaluated, so the
@@ -56,16 +66,21 @@ def numerical_grad(fn: Callable[[list[np.ndarray]], float], arrays: list[np.ndar
     """
     for i, array in enumerate(arrays):
         if not isinstance(array, np.ndarray):
-            raise TypeError(f"numerical_grad: array {i} must be a numpy array (it is perturbed "
-                            f"in place), got {type(array).__name__}; pass t.data.copy() for a "
-                            f"Tensor t")
+            raise TypeError(
+                f"numerical_grad: array {i} must be a numpy array (it is perturbed "
+                f"in place), got {type(array).__name__}; pass t.data.copy() for a "
+                f"Tensor t"
+            )
         if array.dtype != np.float64:
-            raise TypeError(f"numerical_grad: array {i} is {array.dtype}, but central "
-                            f"differences with eps={eps:g} need float64; pass "
-                            f"a.astype(np.float64)")
+            raise TypeError(
+                f"numerical_grad: array {i} is {array.dtype}, but central "
+                f"differences with eps={eps:g} need float64; pass "
+                f"a.astype(np.float64)"
+            )
         if not array.flags.writeable:
-            raise ValueError(f"numerical_grad: array {i} is read-only, and it is perturbed in "
-                             f"place; pass a copy")
+            raise ValueError(
+                f"numerical_grad: array {i} is read-only, and it is perturbed in place; pass a copy"
+            )
     grads = []
     for array in arrays:
         g = np.zeros_like(array)
@@ -102,14 +117,16 @@ def gradcheck(
     """
     unknown = set(modes) - {"rev", "fwd"}
     if unknown or not modes:
-        raise ValueError(f"gradcheck: modes must be a non-empty subset of ('rev', 'fwd'), "
-                         f"got {tuple(modes)}")
+        raise ValueError(
+            f"gradcheck: modes must be a non-empty subset of ('rev', 'fwd'), got {tuple(modes)}"
+        )
     if order not in (1, 2):
         raise ValueError(f"gradcheck: order must be 1 or 2, got {order}")
     if order == 2:
         gradcheck(fn, *inputs, eps=eps, atol=atol, rtol=rtol, modes=modes)
-        return gradcheck(_first_gradient(fn, inputs), *inputs, eps=eps, atol=atol, rtol=rtol,
-                         modes=modes)
+        return gradcheck(
+            _first_gradient(fn, inputs), *inputs, eps=eps, atol=atol, rtol=rtol, modes=modes
+        )
     tensors = _float64_inputs(inputs)
     total, weights = _scalar_output(fn, tensors, None)
     arrays = [np.array(t._data, dtype=np.float64) for t in tensors]
@@ -123,17 +140,20 @@ def gradcheck(
         if mode == "rev":
             # An output that does not depend on the inputs at all (the gradient of a linear
             # function, in gradgradcheck) has zero gradients; the numerical side must agree.
-            analytic = grad(total, tensors) if total.requires_grad else [
-                Tensor(np.zeros_like(t._data)) for t in tensors
-            ]
+            analytic = (
+                grad(total, tensors)
+                if total.requires_grad
+                else [Tensor(np.zeros_like(t._data)) for t in tensors]
+            )
         else:
             analytic = _forward_gradient(fn, arrays, weights)
         _compare(mode, analytic, numeric, tensors, atol, rtol, weights=weights)
     return True
 
 
-def _forward_gradient(fn: Callable[..., Tensor], arrays: list[np.ndarray],
-                      weights: np.ndarray) -> list[np.ndarray]:
+def _forward_gradient(
+    fn: Callable[..., Tensor], arrays: list[np.ndarray], weights: np.ndarray
+) -> list[np.ndarray]:
     """The gradient of sum(fn * weights) by forward mode: one jvp per input element."""
     from .forward import jvp
 
@@ -152,9 +172,15 @@ def _forward_gradient(fn: Callable[..., Tensor], arrays: list[np.ndarray],
     return grads
 
 
-def _compare(mode: str, analytic: Sequence[Any], numeric: Sequence[np.ndarray],
-             tensors: Sequence[Tensor], atol: float, rtol: float,
-             weights: np.ndarray | None = None) -> None:
+def _compare(
+    mode: str,
+    analytic: Sequence[Any],
+    numeric: Sequence[np.ndarray],
+    tensors: Sequence[Tensor],
+    atol: float,
+    rtol: float,
+    weights: np.ndarray | None = None,
+) -> None:
     name = "backprop" if mode == "rev" else "forward mode"
     # The numbers compared are derivatives of sum(w * fn), w random. The message showed them
     # as they were: for a scalar fn, w times the true derivative (notebook 5's sin(3x) at 0.1
@@ -164,8 +190,10 @@ def _compare(mode: str, analytic: Sequence[Any], numeric: Sequence[np.ndarray],
     if weights is not None and weights.shape == ():
         scale = float(weights)
     elif weights is not None:
-        of = (" (derivatives of sum(w * fn(...)), w fixed random weights in [0.5, 1.5] so "
-              "that every output element counts)")
+        of = (
+            " (derivatives of sum(w * fn(...)), w fixed random weights in [0.5, 1.5] so "
+            "that every output element counts)"
+        )
     for i, (a, n, t) in enumerate(zip(analytic, numeric, tensors, strict=True)):
         a_data = np.asarray(a._data if isinstance(a, Tensor) else a)
         if a_data.shape != t.shape:
@@ -231,12 +259,14 @@ def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: in
     """Array shapes, including 0-d and size-1 axes."""
     from hypothesis.extra import numpy as hnp
 
-    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
-                            max_side=max_side)
+    return hnp.array_shapes(
+        min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
+    )
 
 
-def broadcastable_shapes(num_shapes: int = 2, min_dims: int = 0, max_dims: int = 3,
-                         max_side: int = 4):
+def broadcastable_shapes(
+    num_shapes: int = 2, min_dims: int = 0, max_dims: int = 3, max_side: int = 4
+):
     """Groups of shapes that broadcast together, with the shape they broadcast to.
 
     Draws a `hypothesis.extra.numpy.BroadcastableShapes` (input_shapes, result_shape).
@@ -253,13 +283,19 @@ def arrays(shape: Any = None, dtype: Any = np.float64, low: float = -3.0, high: 
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
 
-    elements = st.floats(low, high, allow_nan=False, allow_infinity=False,
-                         width=np.dtype(dtype).itemsize * 8)
+    elements = st.floats(
+        low, high, allow_nan=False, allow_infinity=False, width=np.dtype(dtype).itemsize * 8
+    )
     return hnp.arrays(dtype=dtype, shape=shapes() if shape is None else shape, elements=elements)
 
 
-def tensors(shape: Any = None, dtype: Any = np.float64, low: float = -3.0, high: float = 3.0,
-            requires_grad: bool = True):
+def tensors(
+    shape: Any = None,
+    dtype: Any = np.float64,
+    low: float = -3.0,
+    high: float = 3.0,
+    requires_grad: bool = True,
+):
     """Tensors of the given (or a drawn) shape, dtype and element range."""
     return arrays(shape, dtype, low, high).map(
         lambda a: Tensor(a, requires_grad=requires_grad and a.dtype.kind == "f")
@@ -269,16 +305,20 @@ def tensors(shape: Any = None, dtype: Any = np.float64, low: float = -3.0, high:
 # --- forward mode and projections -------------------------------------------------------------
 
 
-def _projection(fn: Callable[..., Any], primals: Any, who: str
-                ) -> tuple[list[np.ndarray], Callable[[list[np.ndarray]], float], Any]:
+def _projection(
+    fn: Callable[..., Any], primals: Any, who: str
+) -> tuple[list[np.ndarray], Callable[[list[np.ndarray]], float], Any]:
     """float64 copies of the primals, and the scalar <u, fn(x)> for one fixed random u."""
     if isinstance(primals, list) and any(isinstance(p, Tensor) for p in primals):
         # A list is one array (its numbers stacked), as for jvp: [x, y] would become one
         # input and fn would miss its second argument.
-        raise TypeError(f"{who}: give several inputs as a tuple, (x, y); a list is read as "
-                        "one array")
-    arrays = [np.array(p._data if isinstance(p, Tensor) else p, dtype=np.float64)
-              for p in (primals if isinstance(primals, tuple) else (primals,))]
+        raise TypeError(
+            f"{who}: give several inputs as a tuple, (x, y); a list is read as one array"
+        )
+    arrays = [
+        np.array(p._data if isinstance(p, Tensor) else p, dtype=np.float64)
+        for p in (primals if isinstance(primals, tuple) else (primals,))
+    ]
     out = fn(*[Tensor(a) for a in arrays])
     if not isinstance(out, Tensor):
         raise TypeError(f"{who}: fn must return a Tensor, got {type(out).__name__}")
@@ -290,8 +330,9 @@ def _projection(fn: Callable[..., Any], primals: Any, who: str
     return arrays, projected, u
 
 
-def _directional(projected: Callable, arrays: list[np.ndarray], v: list[np.ndarray],
-                 eps: float) -> float:
+def _directional(
+    projected: Callable, arrays: list[np.ndarray], v: list[np.ndarray], eps: float
+) -> float:
     up = projected([a + eps * d for a, d in zip(arrays, v, strict=True)])
     down = projected([a - eps * d for a, d in zip(arrays, v, strict=True)])
     return (up - down) / (2 * eps)
@@ -306,8 +347,16 @@ def _agree(who: str, analytic: float, numeric: float, atol: float, rtol: float) 
     return True
 
 
-def check_jvp(fn: Callable[..., Tensor], primals: Any, tangents: Any = None, *,
-              eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0) -> bool:
+def check_jvp(
+    fn: Callable[..., Tensor],
+    primals: Any,
+    tangents: Any = None,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    seed: int = 0,
+) -> bool:
     """Check forward mode on one random projection: <u, J v> from `jvp` against central
     differences of <u, fn> along v (random v unless `tangents` are given), in float64.
 
@@ -321,15 +370,24 @@ def check_jvp(fn: Callable[..., Tensor], primals: Any, tangents: Any = None, *,
     if tangents is None:
         v = [rng.standard_normal(a.shape) for a in arrays]
     else:
-        v = [np.array(t._data if isinstance(t, Tensor) else t, dtype=np.float64)
-             for t in (tangents if isinstance(tangents, tuple) else (tangents,))]
+        v = [
+            np.array(t._data if isinstance(t, Tensor) else t, dtype=np.float64)
+            for t in (tangents if isinstance(tangents, tuple) else (tangents,))
+        ]
     _, dt = jvp(fn, tuple(arrays), tuple(v))
     analytic = float(np.sum(np.asarray(dt._data) * u))
     return _agree("check_jvp", analytic, _directional(projected, arrays, v, eps), atol, rtol)
 
 
-def check_vjp(fn: Callable[..., Tensor], primals: Any, *, eps: float = 1e-6,
-              atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0) -> bool:
+def check_vjp(
+    fn: Callable[..., Tensor],
+    primals: Any,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    seed: int = 0,
+) -> bool:
     """Check reverse mode on one random projection: <J^T u, v> from the backward pass against
     central differences of <u, fn> along a random v, in float64 (one scalar per check)."""
     from .func import vjp

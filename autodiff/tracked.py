@@ -29,9 +29,16 @@ Tensor: type = type(None)
 
 # numpy functions (reached through __array_function__) that write into an argument.
 _WRITERS = frozenset(
-    getattr(np, name) for name in (
-        "copyto", "put", "place", "putmask", "fill_diagonal", "put_along_axis",
-    ) if hasattr(np, name)
+    getattr(np, name)
+    for name in (
+        "copyto",
+        "put",
+        "place",
+        "putmask",
+        "fill_diagonal",
+        "put_along_axis",
+    )
+    if hasattr(np, name)
 )
 
 
@@ -68,8 +75,7 @@ class DataArray(np.ndarray):
         # other argument is only read.
         target = out
         if func in _WRITERS:
-            target = args[0] if args else next(
-                (kwargs[k] for k in _TARGETS if k in kwargs), None)
+            target = args[0] if args else next((kwargs[k] for k in _TARGETS if k in kwargs), None)
 
         def convert(value: Any) -> Any:
             if value is target and isinstance(value, DataArray):
@@ -152,8 +158,10 @@ def _writable(view: DataArray) -> np.ndarray:
 
 def _defers(value: Any) -> bool:
     """True for operands with their own __array_ufunc__ that are not arrays (Tensors)."""
-    return (not isinstance(value, np.ndarray | np.generic)
-            and getattr(type(value), "__array_ufunc__", None) is not None)
+    return (
+        not isinstance(value, np.ndarray | np.generic)
+        and getattr(type(value), "__array_ufunc__", None) is not None
+    )
 
 
 def _raw(value: Any) -> Any:

@@ -103,15 +103,18 @@ def _graphviz_pure() -> str | None:
 
 def _run_dot(source: str, fmt: str) -> bytes:
     # -Kdot: graphviz-pure picks its layout engine from its own name unless told.
-    result = subprocess.run([dot_executable(), "-Kdot", f"-T{fmt}"], input=source.encode(),
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        [dot_executable(), "-Kdot", f"-T{fmt}"],
+        input=source.encode(),
+        capture_output=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"dot failed: {result.stderr.decode(errors='replace')[:500]}")
     return result.stdout
 
 
-def render(digraph: graphviz.Digraph, path: str | os.PathLike,
-           format: str | None = None) -> Path:  # noqa: A002 - the name graphviz itself uses
+def render(digraph: graphviz.Digraph, path: str | os.PathLike, format: str | None = None) -> Path:  # noqa: A002 - the name graphviz itself uses
     """Write a drawing to `path` as SVG or PNG (adding the suffix if it is missing). Without
     a format, a path ending in .png or .svg says which (render(g, "graph.png") wrote SVG into
     graph.png.svg); any other path gets SVG."""
@@ -133,57 +136,89 @@ def _with_suffix(path: str | os.PathLike, suffix: str) -> Path:
     return path
 
 
-def _dot_command(engine: str, format: str, renderer: str | None,  # noqa: A002
-                 formatter: str | None, neato_no_op: bool | int | None) -> list[Any]:
+def _dot_command(
+    engine: str,
+    format: str,
+    renderer: str | None,  # noqa: A002
+    formatter: str | None,
+    neato_no_op: bool | int | None,
+) -> list[Any]:
     """graphviz's own command line (it checks the engine and format names), with the program
     we found in place of its bare `dot`, which only a system Graphviz puts on PATH."""
-    cmd = dot_command.command(engine, format, renderer=renderer, formatter=formatter,
-                              neato_no_op=neato_no_op)
+    cmd = dot_command.command(
+        engine, format, renderer=renderer, formatter=formatter, neato_no_op=neato_no_op
+    )
     return [dot_executable(), *cmd[1:]]
 
 
-def _pipe_lines(engine: str, format: str, input_lines: Any, *,  # noqa: A002
-                input_encoding: str, renderer: str | None = None,
-                formatter: str | None = None, neato_no_op: bool | int | None = None,
-                quiet: bool = False) -> bytes:
+def _pipe_lines(
+    engine: str,
+    format: str,
+    input_lines: Any,
+    *,  # noqa: A002
+    input_encoding: str,
+    renderer: str | None = None,
+    formatter: str | None = None,
+    neato_no_op: bool | int | None = None,
+    quiet: bool = False,
+) -> bytes:
     cmd = _dot_command(engine, format, renderer, formatter, neato_no_op)
     lines = (line.encode(input_encoding) for line in input_lines)
     return execute.run_check(cmd, input_lines=lines, capture_output=True, quiet=quiet).stdout
 
 
-def _pipe_lines_string(engine: str, format: str, input_lines: Any, *,  # noqa: A002
-                       encoding: str, renderer: str | None = None,
-                       formatter: str | None = None, neato_no_op: bool | int | None = None,
-                       quiet: bool = False) -> str:
+def _pipe_lines_string(
+    engine: str,
+    format: str,
+    input_lines: Any,
+    *,  # noqa: A002
+    encoding: str,
+    renderer: str | None = None,
+    formatter: str | None = None,
+    neato_no_op: bool | int | None = None,
+    quiet: bool = False,
+) -> str:
     cmd = _dot_command(engine, format, renderer, formatter, neato_no_op)
-    return execute.run_check(cmd, input_lines=iter(input_lines), encoding=encoding,
-                             capture_output=True, quiet=quiet).stdout
+    return execute.run_check(
+        cmd, input_lines=iter(input_lines), encoding=encoding, capture_output=True, quiet=quiet
+    ).stdout
 
 
-def _render_file(engine: str, format: str | None = None,  # noqa: A002
-                 filepath: str | os.PathLike | None = None, renderer: str | None = None,
-                 formatter: str | None = None, neato_no_op: bool | int | None = None,
-                 quiet: bool = False, *, outfile: str | os.PathLike | None = None,
-                 raise_if_result_exists: bool = False, overwrite_filepath: bool = False) -> str:
+def _render_file(
+    engine: str,
+    format: str | None = None,  # noqa: A002
+    filepath: str | os.PathLike | None = None,
+    renderer: str | None = None,
+    formatter: str | None = None,
+    neato_no_op: bool | int | None = None,
+    quiet: bool = False,
+    *,
+    outfile: str | os.PathLike | None = None,
+    raise_if_result_exists: bool = False,
+    overwrite_filepath: bool = False,
+) -> str:
     """graphviz.render's contract (the output file's name, the checks), through our dot."""
     if outfile is not None:
         outfile = Path(outfile)
         format = gv_rendering.get_format(outfile, format=format)  # noqa: A001
         filepath = gv_rendering.get_filepath(outfile) if filepath is None else filepath
     if filepath is None or format is None:
-        raise graphviz.RequiredArgumentError("render: a filename (or outfile) and a format "
-                                             "are needed")
+        raise graphviz.RequiredArgumentError(
+            "render: a filename (or outfile) and a format are needed"
+        )
     filepath = Path(filepath)
     if outfile is None:
-        outfile = gv_rendering.get_outfile(filepath, format=format, renderer=renderer,
-                                           formatter=formatter)
+        outfile = gv_rendering.get_outfile(
+            filepath, format=format, renderer=renderer, formatter=formatter
+        )
     if outfile.resolve() == filepath.resolve() and not overwrite_filepath:
         raise ValueError(f"render: the output {outfile} would overwrite the DOT source")
     if raise_if_result_exists and outfile.exists():
         raise graphviz.FileExistsError(f"output file exists: {os.fspath(outfile)!r}")
     cmd = _dot_command(engine, format, renderer, formatter, neato_no_op)
-    execute.run_check([*cmd, "-o", os.fspath(outfile), os.fspath(filepath)],
-                      capture_output=True, quiet=quiet)
+    execute.run_check(
+        [*cmd, "-o", os.fspath(outfile), os.fspath(filepath)], capture_output=True, quiet=quiet
+    )
     return os.fspath(outfile)
 
 
@@ -226,30 +261,55 @@ class Drawing(graphviz.Digraph):
     def _render(self) -> Any:
         return _render_file
 
-    def render(self, filename: str | os.PathLike | None = None,
-               directory: str | os.PathLike | None = None, view: bool = False,
-               cleanup: bool = True, format: str | None = None,  # noqa: A002
-               renderer: str | None = None, formatter: str | None = None,
-               neato_no_op: bool | int | None = None, quiet: bool = False,
-               quiet_view: bool = False, *, outfile: str | os.PathLike | None = None,
-               engine: str | None = None, raise_if_result_exists: bool = False,
-               overwrite_source: bool = False) -> str:
+    def render(
+        self,
+        filename: str | os.PathLike | None = None,
+        directory: str | os.PathLike | None = None,
+        view: bool = False,
+        cleanup: bool = True,
+        format: str | None = None,  # noqa: A002
+        renderer: str | None = None,
+        formatter: str | None = None,
+        neato_no_op: bool | int | None = None,
+        quiet: bool = False,
+        quiet_view: bool = False,
+        *,
+        outfile: str | os.PathLike | None = None,
+        engine: str | None = None,
+        raise_if_result_exists: bool = False,
+        overwrite_source: bool = False,
+    ) -> str:
         """graphviz.Digraph.render: save the DOT source, render it, return the picture's path
         ("x" with format="png" gives "x.png"). The source file is removed unless cleanup=False,
         also when rendering fails. A filename ending in a picture's suffix, without a format,
         names the picture ("graph.png" gives graph.png, where graphviz writes the source
         there and the picture to graph.png.png)."""
-        if (outfile is None and format is None and directory is None and filename is not None
-                and Path(filename).suffix.lower() in _PICTURE_SUFFIXES):
+        if (
+            outfile is None
+            and format is None
+            and directory is None
+            and filename is not None
+            and Path(filename).suffix.lower() in _PICTURE_SUFFIXES
+        ):
             filename, outfile = None, filename
         started = time.time()
         try:
-            return super().render(filename, directory=directory, view=view, cleanup=cleanup,
-                                  format=format, renderer=renderer, formatter=formatter,
-                                  neato_no_op=neato_no_op, quiet=quiet, quiet_view=quiet_view,
-                                  outfile=outfile, engine=engine,
-                                  raise_if_result_exists=raise_if_result_exists,
-                                  overwrite_source=overwrite_source)
+            return super().render(
+                filename,
+                directory=directory,
+                view=view,
+                cleanup=cleanup,
+                format=format,
+                renderer=renderer,
+                formatter=formatter,
+                neato_no_op=neato_no_op,
+                quiet=quiet,
+                quiet_view=quiet_view,
+                outfile=outfile,
+                engine=engine,
+                raise_if_result_exists=raise_if_result_exists,
+                overwrite_source=overwrite_source,
+            )
         except Exception:
             # graphviz saves the source (and points self.filepath at it) before it runs dot:
             # do not leave that file behind, but never delete one this call did not write.
@@ -258,16 +318,32 @@ class Drawing(graphviz.Digraph):
                 saved.unlink()
             raise
 
-    def view(self, filename: str | os.PathLike | None = None,
-             directory: str | os.PathLike | None = None, cleanup: bool = True,
-             quiet: bool = False, quiet_view: bool = False) -> str:
+    def view(
+        self,
+        filename: str | os.PathLike | None = None,
+        directory: str | os.PathLike | None = None,
+        cleanup: bool = True,
+        quiet: bool = False,
+        quiet_view: bool = False,
+    ) -> str:
         """Render and open the picture in the system's viewer; where there is none (no
         display), print where the picture is. Returns its path."""
-        return self.render(filename, directory=directory, view=True, cleanup=cleanup,
-                           quiet=quiet, quiet_view=quiet_view)
+        return self.render(
+            filename,
+            directory=directory,
+            view=True,
+            cleanup=cleanup,
+            quiet=quiet,
+            quiet_view=quiet_view,
+        )
 
-    def _view(self, filepath: str | os.PathLike, *, format: str,  # noqa: A002
-              quiet: bool) -> None:
+    def _view(
+        self,
+        filepath: str | os.PathLike,
+        *,
+        format: str,  # noqa: A002
+        quiet: bool,
+    ) -> None:
         if _viewer_available():
             try:
                 super()._view(filepath, format=format, quiet=quiet)
@@ -276,8 +352,9 @@ class Drawing(graphviz.Digraph):
                 pass  # no program for this format: say where the file is instead
         print(f"drawing written to {os.path.abspath(filepath)} (no viewer to open it here)")
 
-    def unflatten(self, stagger: int | None = None, fanout: bool = False,
-                  chain: int | None = None) -> graphviz.Source:
+    def unflatten(
+        self, stagger: int | None = None, fanout: bool = False, chain: int | None = None
+    ) -> graphviz.Source:
         if shutil.which("unflatten") is None:
             raise GraphvizNotFound(
                 "unflatten: needs the `unflatten` program of a system Graphviz (`apt install "
@@ -285,8 +362,9 @@ class Drawing(graphviz.Digraph):
             )
         return super().unflatten(stagger=stagger, fanout=fanout, chain=chain)
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
-                          **kwargs: Any) -> dict[str, Any]:
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
             return super()._repr_mimebundle_(include, exclude, **kwargs)
         except (graphviz.ExecutableNotFound, graphviz.CalledProcessError) as exc:
@@ -299,8 +377,10 @@ class Drawing(graphviz.Digraph):
         return twin
 
     def __repr__(self) -> str:
-        return (f"<Drawing of {self.summary}: .render('name', format='png') writes name.png, "
-                f".source is the DOT text; Jupyter shows it inline>")
+        return (
+            f"<Drawing of {self.summary}: .render('name', format='png') writes name.png, "
+            f".source is the DOT text; Jupyter shows it inline>"
+        )
 
 
 # --- drawing ----------------------------------------------------------------------------------
@@ -337,9 +417,13 @@ def draw_graph(
             f"draw_graph: group_by_module must be False, 'cluster' or 'collapse', "
             f"got {group_by_module!r}"
         )
-    options = _Options(rankdir, show_values, show_grads,
-                       "cluster" if group_by_module is True else group_by_module,
-                       _check_max_nodes(max_nodes, "draw_graph"))
+    options = _Options(
+        rankdir,
+        show_values,
+        show_grads,
+        "cluster" if group_by_module is True else group_by_module,
+        _check_max_nodes(max_nodes, "draw_graph"),
+    )
     return _draw(trace(root, names=names, model=model), options)
 
 
@@ -380,11 +464,14 @@ def _check_max_nodes(max_nodes: Any, who: str) -> float:
     if max_nodes is None:
         return math.inf
     if isinstance(max_nodes, bool) or not isinstance(max_nodes, (int, np.integer)):
-        raise TypeError(f"{who}: max_nodes must be an int (or None for no limit), got "
-                        f"{max_nodes!r}")
+        raise TypeError(
+            f"{who}: max_nodes must be an int (or None for no limit), got {max_nodes!r}"
+        )
     if max_nodes < 2:
-        raise ValueError(f"{who}: max_nodes must be at least 2 (the output and a note of what "
-                         f"was left out), got {max_nodes}")
+        raise ValueError(
+            f"{who}: max_nodes must be at least 2 (the output and a note of what "
+            f"was left out), got {max_nodes}"
+        )
     return int(max_nodes)
 
 
@@ -433,16 +520,30 @@ def _draw(graph: Graph, options: _Options, frame: _Frame | None = None) -> Drawi
         scene.notes.insert(0, note)
     _cut(scene, graph, options.max_nodes)
 
-    dot = Drawing("autodiff", format="png",
-                  graph_attr={"rankdir": options.rankdir, "fontname": FONT,
-                              "fontsize": "11", "labelloc": "b", "nodesep": "0.25",
-                              "ranksep": "0.35"},
-                  node_attr={"fontname": FONT, "fontsize": "10"},
-                  edge_attr={"arrowsize": "0.7", "fontname": FONT, "fontsize": "9",
-                             "fontcolor": "#666666", "color": "#555555"})
+    dot = Drawing(
+        "autodiff",
+        format="png",
+        graph_attr={
+            "rankdir": options.rankdir,
+            "fontname": FONT,
+            "fontsize": "11",
+            "labelloc": "b",
+            "nodesep": "0.25",
+            "ranksep": "0.35",
+        },
+        node_attr={"fontname": FONT, "fontsize": "10"},
+        edge_attr={
+            "arrowsize": "0.7",
+            "fontname": FONT,
+            "fontsize": "9",
+            "fontcolor": "#666666",
+            "color": "#555555",
+        },
+    )
     n, m = len(graph.tensors), len(graph.ops)
-    dot.summary = (f"{n} tensor{'s' * (n != 1)} and {m} op{'s' * (m != 1)}"
-                   + (", one box per module call" if group == "collapse" else ""))
+    dot.summary = f"{n} tensor{'s' * (n != 1)} and {m} op{'s' * (m != 1)}" + (
+        ", one box per module call" if group == "collapse" else ""
+    )
     _emit_clusters(dot, graph, scene)
     for source, target, attrs in scene.edges:
         dot.edge(source, target, **attrs)
@@ -469,14 +570,14 @@ def _record(fields: list[str], rankdir: str, across: bool) -> str:
         fields = [f"{fields[0]}: {fields[1]}", *fields[2:]]
     # A newline inside a record field is no line break (graphviz-pure dropped it: "line1\nline2"
     # read "line1line2"); the escape backslash-n is, in every renderer.
-    body = " | ".join(re.sub(r'([\\{}|<>"])', r"\\\1", f).replace("\n", "\\n")
-                      for f in fields)
+    body = " | ".join(re.sub(r'([\\{}|<>"])', r"\\\1", f).replace("\n", "\\n") for f in fields)
     # Braces turn a record's fields a quarter turn; which way is "across" depends on rankdir.
     return "{" + body + "}" if across == (rankdir == "LR") else body
 
 
-def _tensor_attrs(graph: Graph, tid: str, options: _Options, frame: _Frame | None
-                  ) -> dict[str, str]:
+def _tensor_attrs(
+    graph: Graph, tid: str, options: _Options, frame: _Frame | None
+) -> dict[str, str]:
     node = graph.tensors[tid]
     fields = [node.label, f"{_shape_text(node.shape)} {node.dtype}"]
     if options.show_values:
@@ -490,9 +591,12 @@ def _tensor_attrs(graph: Graph, tid: str, options: _Options, frame: _Frame | Non
     current = frame is not None and frame.current == tid
     # Decided without the gradient's text, so a record keeps its shape in every frame.
     across = math.prod(node.shape) <= 4 and max(map(len, fields[:3])) <= 24
-    attrs = {"label": _record(fields, options.rankdir, across), "shape": "record",
-             "style": "filled",
-             "fillcolor": COLORS["current" if current else node.kind]}
+    attrs = {
+        "label": _record(fields, options.rankdir, across),
+        "shape": "record",
+        "style": "filled",
+        "fillcolor": COLORS["current" if current else node.kind],
+    }
     if node.kind == "output" or current:
         attrs["penwidth"] = "2"
     return attrs
@@ -501,24 +605,34 @@ def _tensor_attrs(graph: Graph, tid: str, options: _Options, frame: _Frame | Non
 def _op_attrs(graph: Graph, op_id: str, frame: _Frame | None) -> dict[str, str]:
     op = graph.ops[op_id]
     label = op.op + (f"\n{op.params_text}" if op.params else "")
-    attrs = {"label": label, "shape": "ellipse", "style": "filled",
-             "fillcolor": COLORS["op"], "margin": "0.05,0.02", "height": "0.3"}
+    attrs = {
+        "label": label,
+        "shape": "ellipse",
+        "style": "filled",
+        "fillcolor": COLORS["op"],
+        "margin": "0.05,0.02",
+        "height": "0.3",
+    }
     if frame is not None and frame.current == op.output:
         attrs.update(color=COLORS["current"], penwidth="3")
     return attrs
 
 
-def _edge_attrs(graph: Graph, source: str, target: str, index: int | None,
-                frame: _Frame | None) -> dict[str, str]:
+def _edge_attrs(
+    graph: Graph, source: str, target: str, index: int | None, frame: _Frame | None
+) -> dict[str, str]:
     attrs: dict[str, str] = {}
     if index is not None and len(graph.inputs(target)) > 1:
         attrs["label"] = str(index)  # argument order matters for sub, div, matmul, ...
     flow = frame.flows.get((source, index)) if frame is not None and index is not None else None
     if flow is not None and graph.ops[target].output == frame.current:
         # The gradient flowing back along this edge during the current step.
-        attrs.update(color=COLORS["current"], penwidth="2.5", fontcolor="#c0392b",
-                     label=f"{attrs.get('label', '')}{': ' if 'label' in attrs else ''}"
-                           f"sends {flow}")
+        attrs.update(
+            color=COLORS["current"],
+            penwidth="2.5",
+            fontcolor="#c0392b",
+            label=f"{attrs.get('label', '')}{': ' if 'label' in attrs else ''}sends {flow}",
+        )
     return attrs
 
 
@@ -532,8 +646,10 @@ def _full(graph: Graph, options: _Options, frame: _Frame | None, clusters: bool)
         scene.nodes[tid] = _tensor_attrs(graph, tid, options, frame)
         scene.home[tid] = node.cluster if clusters else None
     # One edge per argument: x * x reads x twice, and draws two edges, 0 and 1.
-    scene.edges = [(e.source, e.target, _edge_attrs(graph, e.source, e.target, e.index, frame))
-                   for e in graph.edges]
+    scene.edges = [
+        (e.source, e.target, _edge_attrs(graph, e.source, e.target, e.index, frame))
+        for e in graph.edges
+    ]
     return scene
 
 
@@ -555,8 +671,10 @@ def _box_of(graph: Graph) -> dict[str, str | None]:
             # A container (LeNet5.features is a Sequential) is not a layer: look inside it,
             # so a Conv2d gets its own box just as a Linear does.
             level = 1
-            while (level + 1 < len(chain)
-                   and type(graph.clusters[chain[level]].module).__name__ in _CONTAINERS):
+            while (
+                level + 1 < len(chain)
+                and type(graph.clusters[chain[level]].module).__name__ in _CONTAINERS
+            ):
                 level += 1
             boxes[cid] = chain[level]
     return boxes
@@ -585,7 +703,7 @@ def _collapsed(graph: Graph, options: _Options, frame: _Frame | None) -> _Scene:
         if inside is None or tid == graph.root or readers.get(tid, set()) - {inside}:
             visible[tid] = tid
             scene.nodes[tid] = _tensor_attrs(graph, tid, options, frame)
-            scene.home[tid] = (graph.clusters[inside].parent if inside else node.cluster)
+            scene.home[tid] = graph.clusters[inside].parent if inside else node.cluster
         else:
             visible[tid] = inside
     for op_id, op in graph.ops.items():
@@ -610,8 +728,9 @@ def _collapsed(graph: Graph, options: _Options, frame: _Frame | None) -> _Scene:
     return scene
 
 
-def _box_attrs(graph: Graph, cid: str, box: dict[str, str | None],
-               frame: _Frame | None) -> dict[str, str]:
+def _box_attrs(
+    graph: Graph, cid: str, box: dict[str, str | None], frame: _Frame | None
+) -> dict[str, str]:
     ops = [graph.ops[o].op for o, b in box.items() if b == cid and o in graph.ops]
     params = [n for t, n in graph.tensors.items() if box[t] == cid and n.kind == "leaf_param"]
     lines = [graph.clusters[cid].label, "ops: " + ", ".join(dict.fromkeys(ops))]
@@ -619,8 +738,12 @@ def _box_attrs(graph: Graph, cid: str, box: dict[str, str | None],
         name = (p.name or p.label).rsplit(".", 1)[-1]  # the box already says which module
         lines.append(f"{name} {_shape_text(p.shape)}")
     current = frame is not None and box.get(frame.current) == cid
-    return {"label": "\n".join(lines), "shape": "box3d", "style": "filled",
-            "fillcolor": COLORS["current" if current else "module"]}
+    return {
+        "label": "\n".join(lines),
+        "shape": "box3d",
+        "style": "filled",
+        "fillcolor": COLORS["current" if current else "module"],
+    }
 
 
 def _cut(scene: _Scene, graph: Graph, max_nodes: float) -> None:
@@ -648,8 +771,10 @@ def _cut(scene: _Scene, graph: Graph, max_nodes: float) -> None:
         if target in keep:
             edges.setdefault((source if source in keep else more, target), attrs)
     scene.edges = [(source, target, attrs) for (source, target), attrs in edges.items()]
-    scene.notes.append(f"only the {len(keep)} node{'s' * (len(keep) != 1)} nearest the output "
-                       f"{'are' if len(keep) != 1 else 'is'} drawn")
+    scene.notes.append(
+        f"only the {len(keep)} node{'s' * (len(keep) != 1)} nearest the output "
+        f"{'are' if len(keep) != 1 else 'is'} drawn"
+    )
 
 
 def _emit_clusters(dot: graphviz.Digraph, graph: Graph, scene: _Scene) -> None:
@@ -670,9 +795,15 @@ def _emit_clusters(dot: graphviz.Digraph, graph: Graph, scene: _Scene) -> None:
             if child in scene.nodes or not occupied(child):
                 continue  # drawn as a box, or nothing of it is left to frame
             with target.subgraph(name=child) as sub:
-                sub.attr(label=graph.clusters[child].label, style="rounded,dashed",
-                         color="#8a8a8a", fontcolor="#333333", fontsize="10", labeljust="l",
-                         labelloc="t")
+                sub.attr(
+                    label=graph.clusters[child].label,
+                    style="rounded,dashed",
+                    color="#8a8a8a",
+                    fontcolor="#333333",
+                    fontsize="10",
+                    labeljust="l",
+                    labelloc="t",
+                )
                 emit(sub, child)
 
     emit(dot, None)
@@ -687,20 +818,40 @@ def _caption_and_legend(caption: str, notes: list[str], present: set[str]) -> st
         f"{html.escape(text)}</td>"
         for k, text in kinds.items()
     )
-    rows = [f'<tr><td colspan="{len(kinds)}">{html.escape(line)}</td></tr>'
-            for line in [caption, *notes] if line]
-    return (f'<<table border="0" cellspacing="4" cellpadding="3">{"".join(rows)}'
-            f"<tr>{cells}</tr></table>>")
+    rows = [
+        f'<tr><td colspan="{len(kinds)}">{html.escape(line)}</td></tr>'
+        for line in [caption, *notes]
+        if line
+    ]
+    return (
+        f'<<table border="0" cellspacing="4" cellpadding="3">{"".join(rows)}'
+        f"<tr>{cells}</tr></table>>"
+    )
 
 
 # --- the backward pass, step by step ------------------------------------------------------------
 
 # Ops whose output element i depends only on input element i: their local derivative is a
 # number per element (a diagonal Jacobian), which a table can show.
-ELEMENTWISE = frozenset({
-    "add", "sub", "mul", "div", "neg", "pow", "pow_tensor", "exp", "log", "tanh", "sigmoid",
-    "relu", "abs", "where", "cast",
-})
+ELEMENTWISE = frozenset(
+    {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "neg",
+        "pow",
+        "pow_tensor",
+        "exp",
+        "log",
+        "tanh",
+        "sigmoid",
+        "relu",
+        "abs",
+        "where",
+        "cast",
+    }
+)
 
 
 @dataclass
@@ -714,8 +865,12 @@ def _steps(root: Tensor, grad: Any, accumulate: bool, who: str) -> list[_Step]:
     """Run the engine's backward and keep what each step did (in the engine's own order)."""
     seed = root._seed(grad, who, False)
     steps: list[_Step] = []
-    engine.backward([root], [seed], accumulate=accumulate,
-                    on_step=lambda node, up, contribs: steps.append(_Step(node, up, contribs)))
+    engine.backward(
+        [root],
+        [seed],
+        accumulate=accumulate,
+        on_step=lambda node, up, contribs: steps.append(_Step(node, up, contribs)),
+    )
     return steps
 
 
@@ -772,16 +927,23 @@ def explain_backward(
             pid = node_id(parent)
             totals[pid] = contribution if pid not in totals else totals[pid] + contribution
             paths[pid] = paths.get(pid, 0) + 1
-            rows.append({
-                "step": number, "node": graph.tensors[node_id(step.node)].label,
-                "op": op_name(step.node),
-                "formula": formula, "upstream": _plain(step.upstream), "input": index,
-                "parent": graph.tensors[pid].label,
-                "local": _local_derivative(op, step.upstream, contribution),
-                "contribution": _plain(contribution), "total": _plain(totals[pid]),
-                "paths": paths[pid], "uses": uses[pid],
-                "leaf": graph.tensors[pid].kind == "leaf_param",
-            })
+            rows.append(
+                {
+                    "step": number,
+                    "node": graph.tensors[node_id(step.node)].label,
+                    "op": op_name(step.node),
+                    "formula": formula,
+                    "upstream": _plain(step.upstream),
+                    "input": index,
+                    "parent": graph.tensors[pid].label,
+                    "local": _local_derivative(op, step.upstream, contribution),
+                    "contribution": _plain(contribution),
+                    "total": _plain(totals[pid]),
+                    "paths": paths[pid],
+                    "uses": uses[pid],
+                    "leaf": graph.tensors[pid].kind == "leaf_param",
+                }
+            )
     if print_rows:
         print(format_rows(rows))
     return rows
@@ -822,28 +984,40 @@ def backward_steps(root: Tensor, grad: Any = None) -> BackwardRows:
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """explain_backward's rows as an aligned table, and the leaves' gradients at the end."""
-    table = [["step", "node = op(inputs)", "upstream", "", "to", "local", "adds",
-              "grad so far", ""]]
+    table = [
+        ["step", "node = op(inputs)", "upstream", "", "to", "local", "adds", "grad so far", ""]
+    ]
     for i, r in enumerate(rows):
         first = i == 0 or rows[i - 1]["step"] != r["step"]  # the step's columns, once
         note = ""
         if r["uses"] > 1:
             note = f"path {r['paths']} of {r['uses']}" + (": summed" if r["paths"] > 1 else "")
-        table.append([
-            str(r["step"]) if first else "", r["formula"] if first else "",
-            _text(r["upstream"]) if first else "", "->", r["parent"],
-            f"VJP of {r['op']}" if r["local"] is None else _text(r["local"]),
-            _text(r["contribution"]), _text(r["total"]), note,
-        ])
+        table.append(
+            [
+                str(r["step"]) if first else "",
+                r["formula"] if first else "",
+                _text(r["upstream"]) if first else "",
+                "->",
+                r["parent"],
+                f"VJP of {r['op']}" if r["local"] is None else _text(r["local"]),
+                _text(r["contribution"]),
+                _text(r["total"]),
+                note,
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in table]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
     lines.insert(1, "-" * max(len(line) for line in lines))
     finals = {r["parent"]: r["total"] for r in rows if r["leaf"]}
     if finals:
         root = rows[0]["node"]
-        lines.append("gradients: " + ", ".join(
-            f"d{root}/d{leaf} = {_text(total)}" for leaf, total in finals.items()))
+        lines.append(
+            "gradients: "
+            + ", ".join(f"d{root}/d{leaf} = {_text(total)}" for leaf, total in finals.items())
+        )
     return "\n".join(lines)
 
 
@@ -883,8 +1057,9 @@ def animate_backward(
         raise ValueError(f"animate_backward: fps must be positive, got {fps}")
     limit = _check_max_nodes(max_nodes, "animate_backward")
     graph = trace(root, names=names, model=model)
-    options = _Options(rankdir, True, True,
-                       "cluster" if group_by_module is True else group_by_module, limit)
+    options = _Options(
+        rankdir, True, True, "cluster" if group_by_module is True else group_by_module, limit
+    )
     frames = _frames(graph, _steps(root, None, False, "animate_backward"))
     sources = [_draw(graph, options, frame).source for frame in frames]
     written = []
@@ -919,8 +1094,10 @@ def _frames(graph: Graph, steps: list[_Step]) -> list[_Frame]:
                 known[pid] += f" so far ({received[pid]} of {uses[pid]})"
             flows[(pid, index)] = summarize(contribution)
             sends.append(f"{graph.tensors[pid].label} += {summarize(contribution)}")
-        caption = (f"step {number} of {len(steps)}: {_formula(graph, step.node)}, upstream "
-                   f"gradient {summarize(step.upstream)}: " + ", ".join(sends))
+        caption = (
+            f"step {number} of {len(steps)}: {_formula(graph, step.node)}, upstream "
+            f"gradient {summarize(step.upstream)}: " + ", ".join(sends)
+        )
         frames.append(_Frame(tid, dict(known), flows, caption))
     return frames
 
@@ -938,7 +1115,7 @@ def _write_gif(path: Path, pngs: list[bytes], fps: float) -> None:
         # of the largest size, since a GIF has one size for all frames.
         canvas = np.full((height, width, 3), 255, dtype=np.uint8)
         top, left = (height - rgb.shape[0]) // 2, (width - rgb.shape[1]) // 2
-        canvas[top: top + rgb.shape[0], left: left + rgb.shape[1]] = rgb
+        canvas[top : top + rgb.shape[0], left : left + rgb.shape[1]] = rgb
         padded.append(canvas)
     imageio.mimsave(path, padded, duration=1000.0 / fps, loop=0)  # duration in ms per frame
 
@@ -949,7 +1126,7 @@ def _slider_page(svgs: list[str], captions: list[str]) -> str:
     bodies = [svg.replace(' id="', f' id="f{i}_') for i, svg in enumerate(svgs)]
     frames = "\n".join(
         f'<div class="frame" data-caption="{html.escape(caption)}"'
-        f'{"" if i == 0 else " hidden"}>{body}</div>'
+        f"{'' if i == 0 else ' hidden'}>{body}</div>"
         for i, (body, caption) in enumerate(zip(bodies, captions, strict=True))
     )
     last = len(svgs) - 1

@@ -30,9 +30,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
     parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
-    parser.add_argument("--profile", metavar="WORKLOAD",
-                        help="print a cProfile of one workload instead of timing the suite: "
-                             "mnist, ops, micrograd, micrograd-batched or chain")
+    parser.add_argument(
+        "--profile",
+        metavar="WORKLOAD",
+        help="print a cProfile of one workload instead of timing the suite: "
+        "mnist, ops, micrograd, micrograd-batched or chain",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.workloads.split(",")) - set(WORKLOADS)
     if unknown:
@@ -56,13 +59,20 @@ def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-PEER_MODULES = {"PyTorch eager": "torch", "MyGrad": "mygrad", "HIPS autograd": "autograd",
-                "micrograd (scalar graph)": "micrograd"}
+PEER_MODULES = {
+    "PyTorch eager": "torch",
+    "MyGrad": "mygrad",
+    "HIPS autograd": "autograd",
+    "micrograd (scalar graph)": "micrograd",
+}
 
 
 def _engines(table: dict) -> dict:
-    return {name: fn for name, fn in table.items()
-            if name not in PEER_MODULES or _available(PEER_MODULES[name])}
+    return {
+        name: fn
+        for name, fn in table.items()
+        if name not in PEER_MODULES or _available(PEER_MODULES[name])
+    }
 
 
 def run_mnist(args, lines: list[str], ratios: dict) -> None:
@@ -72,10 +82,12 @@ def run_mnist(args, lines: list[str], ratios: dict) -> None:
     x, y, xt, yt = load_data(args.data_dir)
     max_batches = 60 if args.quick else None
     lines.append("## 1. MNIST MLP 784-128-10, one epoch, SGD lr 0.1\n")
-    lines.append(f"Training set: {len(x)} images"
-                 + (f", first {max_batches} batches only (--quick)" if max_batches else "")
-                 + ". Seconds per epoch: median (min-max); ratios are medians of the "
-                 "per-round ratios; test accuracy after the epoch.\n")
+    lines.append(
+        f"Training set: {len(x)} images"
+        + (f", first {max_batches} batches only (--quick)" if max_batches else "")
+        + ". Seconds per epoch: median (min-max); ratios are medians of the "
+        "per-round ratios; test accuracy after the epoch.\n"
+    )
     lines.append("| engine | batch | dtype | seconds | x numpy floor | test accuracy |")
     lines.append("| --- | --- | --- | --- | --- | --- |")
     import numpy as np
@@ -89,6 +101,7 @@ def run_mnist(args, lines: list[str], ratios: dict) -> None:
                 seconds, acc = fn(problem)
                 accuracy[fn.__name__] = acc
                 return seconds
+
             return run
 
         engines = _engines(mnist.ENGINES)
@@ -97,12 +110,15 @@ def run_mnist(args, lines: list[str], ratios: dict) -> None:
         for name, timing in timings.items():
             ratio = paired_ratio(timing, floor)
             acc = accuracy.get(engines[name].__name__, float("nan"))
-            lines.append(f"| {name} | {batch} | {np.dtype(dtype).name} | {timing.cell()} | "
-                         f"{ratio:.2f} | {'' if acc != acc else f'{acc:.4f}'} |")
+            lines.append(
+                f"| {name} | {batch} | {np.dtype(dtype).name} | {timing.cell()} | "
+                f"{ratio:.2f} | {'' if acc != acc else f'{acc:.4f}'} |"
+            )
             ratios[f"mnist/{batch}/{np.dtype(dtype).name}/{name}"] = ratio
         if "PyTorch eager" in timings:
             ratios[f"mnist/{batch}/{np.dtype(dtype).name}/ours_vs_torch"] = paired_ratio(
-                timings["autodiff (ours)"], timings["PyTorch eager"])
+                timings["autodiff (ours)"], timings["PyTorch eager"]
+            )
     lines.append("")
 
 
@@ -111,8 +127,10 @@ def run_ops(args, lines: list[str], ratios: dict) -> None:
     from bench.runner import interleaved, paired_ratio
 
     iterations = 500 if args.quick else 5000
-    timings = interleaved({n: (lambda f=f: f(iterations))
-                           for n, f in _engines(small_ops.ENGINES).items()}, args.repeats)
+    timings = interleaved(
+        {n: (lambda f=f: f(iterations)) for n, f in _engines(small_ops.ENGINES).items()},
+        args.repeats,
+    )
     floor = timings["numpy floor (by hand)"]
     lines.append("## 2. Per-op overhead: 4x4 tensors, five ops + backward\n")
     lines.append("Ratios are medians of the per-round ratios.\n")
@@ -134,12 +152,21 @@ def run_micrograd(args, lines: list[str], ratios: dict) -> None:
     # scalar graphs depends on what else the process has imported. A batched step takes under
     # a millisecond, so it runs 100 times as many steps, which also amortizes the first call.
     timings = interleaved(
-        {n: (lambda f=f, k=steps * (100 if "batched" in n else 1):
-             isolated("micrograd_demo", f.__name__, [k], args.threads))
-         for n, f in _engines(micrograd_demo.ENGINES).items()}, args.repeats)
+        {
+            n: (
+                lambda f=f, k=steps * (100 if "batched" in n else 1): isolated(
+                    "micrograd_demo", f.__name__, [k], args.threads
+                )
+            )
+            for n, f in _engines(micrograd_demo.ENGINES).items()
+        },
+        args.repeats,
+    )
     lines.append("## 3. micrograd's demo: MLP(2, [16, 16], 1), 100 points, hinge loss\n")
-    lines.append("Default garbage-collector settings; each sample in a fresh process that "
-                 "imports only its engine. Ratios are medians of the per-round ratios.\n")
+    lines.append(
+        "Default garbage-collector settings; each sample in a fresh process that "
+        "imports only its engine. Ratios are medians of the per-round ratios.\n"
+    )
     lines.append("| engine | ms per step | speed-up over micrograd | x numpy floor, batched |")
     lines.append("| --- | --- | --- | --- |")
     reference = timings.get("micrograd (scalar graph)")
@@ -149,8 +176,7 @@ def run_micrograd(args, lines: list[str], ratios: dict) -> None:
         vs_floor = f"{paired_ratio(timing, floor):.2f}" if "batched" in name else ""
         lines.append(f"| {name} | {timing.cell(1e3)} | {speedup:.1f} | {vs_floor} |")
         ratios[f"micrograd/{name}"] = speedup
-    ratios["micrograd/batched_vs_numpy"] = paired_ratio(timings["autodiff (ours), batched"],
-                                                        floor)
+    ratios["micrograd/batched_vs_numpy"] = paired_ratio(timings["autodiff (ours), batched"], floor)
     lines.append("")
 
 
@@ -159,12 +185,15 @@ def run_chain(args, lines: list[str], ratios: dict) -> None:
 
     sizes = [1_000, 10_000, 100_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
     lines.append("## 4. Deep chains of scalar ops (forward + backward)\n")
-    lines.append("`y = y * 1.0000001 + 1e-9`, repeated: two ops per step, default collector "
-                 "settings, in a fresh process per size that imports only the engine. "
-                 "Microseconds per op: median (min-max) of the repeats; peak and left-over "
-                 "memory from tracemalloc in one more run.\n")
-    lines.append("| ops | ours: us per op | forward | backward | peak MB | MB left after | "
-                 "micrograd |")
+    lines.append(
+        "`y = y * 1.0000001 + 1e-9`, repeated: two ops per step, default collector "
+        "settings, in a fresh process per size that imports only the engine. "
+        "Microseconds per op: median (min-max) of the repeats; peak and left-over "
+        "memory from tracemalloc in one more run.\n"
+    )
+    lines.append(
+        "| ops | ours: us per op | forward | backward | peak MB | MB left after | micrograd |"
+    )
     lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     for n in sizes:
         # Each loop iteration is two ops.
@@ -178,10 +207,12 @@ def run_chain(args, lines: list[str], ratios: dict) -> None:
                 mg = f"fails: {str(exc).split(':')[0]}"
         else:
             mg = "not installed"
-        lines.append(f"| {n:,} | {total.cell(1e6)} | "
-                     f"{Timing(result['forward']).median * 1e6:.2f} | "
-                     f"{Timing(result['backward']).median * 1e6:.2f} | "
-                     f"{result['peak_mb']:.1f} | {result['left_mb']:.2f} | {mg} |")
+        lines.append(
+            f"| {n:,} | {total.cell(1e6)} | "
+            f"{Timing(result['forward']).median * 1e6:.2f} | "
+            f"{Timing(result['backward']).median * 1e6:.2f} | "
+            f"{result['peak_mb']:.1f} | {result['left_mb']:.2f} | {mg} |"
+        )
         ratios[f"chain/{n}"] = ratios["chain/us_per_op"] = total.median * 1e6
         ratios["chain/left_mb"] = result["left_mb"]
         if n == sizes[-1]:
@@ -194,8 +225,10 @@ def run_memory(args, lines: list[str], ratios: dict) -> None:
 
     max_batches = 60 if args.quick else None
     lines.append("## 5. Memory\n")
-    lines.append("Peak RSS of one MNIST epoch (batch 128, float32), each engine in a fresh "
-                 "process; the data set itself is part of every figure.\n")
+    lines.append(
+        "Peak RSS of one MNIST epoch (batch 128, float32), each engine in a fresh "
+        "process; the data set itself is part of every figure.\n"
+    )
     lines.append("| engine | peak RSS MB | above the loaded data, MB | x numpy floor |")
     lines.append("| --- | --- | --- | --- |")
     import tempfile
@@ -224,7 +257,8 @@ def run_memory(args, lines: list[str], ratios: dict) -> None:
     if "error" in marks:
         lines.append(f"Our RSS while training: fails: {marks['error']}\n")
         return
-    lines.append(f"Our RSS while training (batch 128): {', '.join(f'{v:.1f} MB after {k} steps' for k, v in marks.items())}.\n")  # noqa: E501
+    after = ", ".join(f"{v:.1f} MB after {k} steps" for k, v in marks.items())
+    lines.append(f"Our RSS while training (batch 128): {after}.\n")
     keys = sorted(marks, key=int)
     ratios["memory/growth_mb"] = marks[keys[-1]] - marks[keys[1]] if len(keys) > 2 else 0.0
 
@@ -243,26 +277,30 @@ def run_lenet(args, lines: list[str], ratios: dict) -> None:
         def run():
             seconds, *scores[name] = fn(problem)
             return seconds * scale
+
         return run
 
-    timings = interleaved({n: runner(n, f) for n, f in _engines(lenet.ENGINES).items()},
-                          args.repeats)
+    timings = interleaved(
+        {n: runner(n, f) for n, f in _engines(lenet.ENGINES).items()}, args.repeats
+    )
     lines.append("## 7. LeNet-5 on MNIST, batch 64, SGD lr 0.05\n")
-    lines.append(f"{steps} training steps, seconds scaled to one 60,000-image epoch: median "
-                 "(min-max); ratios are medians of the per-round ratios. Test accuracy and "
-                 "loss on 2,000 test images after the steps: the same in every engine.\n")
+    lines.append(
+        f"{steps} training steps, seconds scaled to one 60,000-image epoch: median "
+        "(min-max); ratios are medians of the per-round ratios. Test accuracy and "
+        "loss on 2,000 test images after the steps: the same in every engine.\n"
+    )
     lines.append("| engine | seconds per epoch | x numpy im2col | test accuracy | test loss |")
     lines.append("| --- | --- | --- | --- | --- |")
     floor = timings["numpy im2col (by hand)"]
     for name, timing in timings.items():
         ratio = paired_ratio(timing, floor)
         accuracy, loss = scores.get(name, (float("nan"), float("nan")))
-        lines.append(f"| {name} | {timing.cell()} | {ratio:.2f} | {accuracy:.4f} | "
-                     f"{loss:.4f} |")
+        lines.append(f"| {name} | {timing.cell()} | {ratio:.2f} | {accuracy:.4f} | {loss:.4f} |")
         ratios[f"lenet/{name}"] = ratio
     if "PyTorch eager" in timings:
-        ratios["lenet/ours_vs_torch"] = paired_ratio(timings["autodiff (ours)"],
-                                                     timings["PyTorch eager"])
+        ratios["lenet/ours_vs_torch"] = paired_ratio(
+            timings["autodiff (ours)"], timings["PyTorch eager"]
+        )
     lines.append("")
 
 
@@ -275,36 +313,65 @@ def run_forward(args, lines: list[str], ratios: dict) -> None:
 
 # The targets, each a ratio from the same run: (label, key in `ratios`, test, wanted).
 TARGETS = [
-    ("MNIST epoch, float32, batch 128", "mnist/128/float32/autodiff (ours)",
-     lambda r: r <= 1.10, "<= 1.10x numpy floor"),
-    ("MNIST epoch, float32, batch 64", "mnist/64/float32/autodiff (ours)",
-     lambda r: r <= 1.10, "<= 1.10x numpy floor"),
-    ("MNIST epoch vs PyTorch, batch 128", "mnist/128/float32/ours_vs_torch",
-     lambda r: r <= 0.9, "<= 0.90x PyTorch eager"),
-    ("MNIST epoch vs PyTorch, batch 64", "mnist/64/float32/ours_vs_torch",
-     lambda r: r <= 0.9, "<= 0.90x PyTorch eager"),
+    (
+        "MNIST epoch, float32, batch 128",
+        "mnist/128/float32/autodiff (ours)",
+        lambda r: r <= 1.10,
+        "<= 1.10x numpy floor",
+    ),
+    (
+        "MNIST epoch, float32, batch 64",
+        "mnist/64/float32/autodiff (ours)",
+        lambda r: r <= 1.10,
+        "<= 1.10x numpy floor",
+    ),
+    (
+        "MNIST epoch vs PyTorch, batch 128",
+        "mnist/128/float32/ours_vs_torch",
+        lambda r: r <= 0.9,
+        "<= 0.90x PyTorch eager",
+    ),
+    (
+        "MNIST epoch vs PyTorch, batch 64",
+        "mnist/64/float32/ours_vs_torch",
+        lambda r: r <= 0.9,
+        "<= 0.90x PyTorch eager",
+    ),
     ("per-op overhead", "ops/autodiff (ours)", lambda r: r <= 5.0, "<= 5x numpy floor"),
-    ("micrograd demo, scalar graph", "micrograd/autodiff (ours), scalar graph",
-     lambda r: r >= 3.5, ">= 3.5x faster than micrograd"),
-    ("micrograd demo, batched", "micrograd/batched_vs_numpy", lambda r: r <= 3.0,
-     "<= 3x numpy floor"),
+    (
+        "micrograd demo, scalar graph",
+        "micrograd/autodiff (ours), scalar graph",
+        lambda r: r >= 3.5,
+        ">= 3.5x faster than micrograd",
+    ),
+    (
+        "micrograd demo, batched",
+        "micrograd/batched_vs_numpy",
+        lambda r: r <= 3.0,
+        "<= 3x numpy floor",
+    ),
     ("longest chain, us per op", "chain/us_per_op", lambda r: r <= 3.0, "<= 3 us per op"),
     ("longest chain, peak MB", "chain/peak_mb", lambda r: r < 297, "< 297 MB (the old peak)"),
     ("longest chain, MB left after", "chain/left_mb", lambda r: r < 1.0, "< 1 MB"),
-    ("peak RSS of an epoch", "memory/autodiff (ours)", lambda r: r <= 1.3,
-     "<= 1.3x numpy floor"),
+    ("peak RSS of an epoch", "memory/autodiff (ours)", lambda r: r <= 1.3, "<= 1.3x numpy floor"),
     ("RSS growth, 1,000 to last step, MB", "memory/growth_mb", lambda r: r < 1.0, "< 1 MB"),
-    ("LeNet epoch, batch 64", "lenet/autodiff (ours)", lambda r: r <= 1.5,
-     "<= 1.5x numpy im2col"),
-    ("LeNet epoch vs PyTorch, batch 64", "lenet/ours_vs_torch", lambda r: r < 1.0,
-     "< 1.00x PyTorch eager"),
+    ("LeNet epoch, batch 64", "lenet/autodiff (ours)", lambda r: r <= 1.5, "<= 1.5x numpy im2col"),
+    (
+        "LeNet epoch vs PyTorch, batch 64",
+        "lenet/ours_vs_torch",
+        lambda r: r < 1.0,
+        "< 1.00x PyTorch eager",
+    ),
 ]
 
 
 def summarize(ratios: dict[str, float]) -> list[str]:
     """One table of every target measured in this run, met or missed, with its ratio."""
-    lines = ["## Targets (ratios from this run)\n", "| target | wanted | measured | |",
-             "| --- | --- | --- | --- |"]
+    lines = [
+        "## Targets (ratios from this run)\n",
+        "| target | wanted | measured | |",
+        "| --- | --- | --- | --- |",
+    ]
     for label, key, ok, wanted in TARGETS:
         if key in ratios:
             value = ratios[key]
@@ -327,8 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.profile import PROFILES, profile
 
         if args.profile not in PROFILES:
-            print(f"--profile: unknown workload {args.profile!r}; choose from {PROFILES}",
-                  file=sys.stderr)
+            print(
+                f"--profile: unknown workload {args.profile!r}; choose from {PROFILES}",
+                file=sys.stderr,
+            )
             return 2
         print(profile(args.profile))
         return 0
@@ -344,17 +413,26 @@ def main(argv: list[str] | None = None) -> int:
     facts["load average before"] = load_average()
     sections: list[str] = []
     ratios: dict[str, float] = {}
-    steps = {"mnist": run_mnist, "ops": run_ops, "micrograd": run_micrograd,
-             "chain": run_chain, "memory": run_memory, "forward": run_forward,
-             "lenet": run_lenet}
+    steps = {
+        "mnist": run_mnist,
+        "ops": run_ops,
+        "micrograd": run_micrograd,
+        "chain": run_chain,
+        "memory": run_memory,
+        "forward": run_forward,
+        "lenet": run_lenet,
+    }
     for name in args.workloads.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         steps[name](args, sections, ratios)
     facts["load average after"] = load_average()
     lines = ["# Benchmark results", ""]
     lines += [f"- {k}: {v}" for k, v in facts.items()]
-    lines += [f"- mode: {'quick' if args.quick else 'full'}, {args.repeats} interleaved "
-              "repeats per engine", ""]
+    lines += [
+        f"- mode: {'quick' if args.quick else 'full'}, {args.repeats} interleaved "
+        "repeats per engine",
+        "",
+    ]
     lines += summarize(ratios) + sections
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)

@@ -38,9 +38,13 @@ def ours(n: int, repeats: int = 1) -> dict:
     gc.collect()
     left = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    return {"forward": forward, "backward": backward,
-            "total": [f + b for f, b in zip(forward, backward, strict=True)],
-            "peak_mb": peak / 2**20, "left_mb": left / 2**20}
+    return {
+        "forward": forward,
+        "backward": backward,
+        "total": [f + b for f, b in zip(forward, backward, strict=True)],
+        "peak_mb": peak / 2**20,
+        "left_mb": left / 2**20,
+    }
 
 
 def micrograd(n: int) -> dict[str, float]:

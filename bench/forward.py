@@ -35,13 +35,15 @@ def jacobian_times(n: int, m: int, repeats: int) -> dict[str, float]:
 
     def f(v):
         y = a @ v
-        return y.tanh() * 2 + y ** 2
+        return y.tanh() * 2 + y**2
 
     rev, fwd = jacrev(f)(x), jacfwd(f)(x)
     if not np.allclose(rev, fwd, atol=1e-10):
         raise AssertionError(f"jacrev and jacfwd disagree for n={n}, m={m}")
-    return {"rev": _best(lambda: jacrev(f)(x), repeats),
-            "fwd": _best(lambda: jacfwd(f)(x), repeats)}
+    return {
+        "rev": _best(lambda: jacrev(f)(x), repeats),
+        "fwd": _best(lambda: jacfwd(f)(x), repeats),
+    }
 
 
 def _mlp_problem(x: np.ndarray, y: np.ndarray, batch: int = 128):
@@ -113,18 +115,21 @@ def run(args, lines: list[str], ratios: dict, x: np.ndarray, y: np.ndarray) -> N
     sizes = SIZES[:3] if args.quick else SIZES
     repeats = max(3, args.repeats or 3)
     lines.append("## 6. Forward and reverse mode: Jacobians and Hessian-vector products\n")
-    lines.append("Jacobian of x -> tanh(A x) * 2 + (A x)^2, R^n -> R^m, float64: `jacrev` costs "
-                 "one backward pass per output, `jacfwd` one forward pass per input. "
-                 "Milliseconds, median of the repeats; the last column is reverse / forward "
-                 "(above 1: forward mode is faster).\n")
+    lines.append(
+        "Jacobian of x -> tanh(A x) * 2 + (A x)^2, R^n -> R^m, float64: `jacrev` costs "
+        "one backward pass per output, `jacfwd` one forward pass per input. "
+        "Milliseconds, median of the repeats; the last column is reverse / forward "
+        "(above 1: forward mode is faster).\n"
+    )
     lines.append("| n inputs | m outputs | jacrev ms | jacfwd ms | rev / fwd |")
     lines.append("| --- | --- | --- | --- | --- |")
     for n in sizes:
         for m in sizes:
             t = jacobian_times(n, m, repeats)
             ratio = t["rev"] / t["fwd"]
-            lines.append(f"| {n} | {m} | {t['rev'] * 1e3:.3g} | {t['fwd'] * 1e3:.3g} | "
-                         f"{ratio:.2f} |")
+            lines.append(
+                f"| {n} | {m} | {t['rev'] * 1e3:.3g} | {t['fwd'] * 1e3:.3g} | {ratio:.2f} |"
+            )
             ratios[f"forward/jacobian/{n}x{m}/rev_over_fwd"] = ratio
     lines.append("")
     from bench.runner import interleaved, paired_ratio
@@ -139,21 +144,25 @@ def run(args, lines: list[str], ratios: dict, x: np.ndarray, y: np.ndarray) -> N
         return lambda: [fn() for _ in range(calls)] and None
 
     timings = interleaved({k: several(fn) for k, fn in candidates.items()}, rounds)
-    lines.append("Hessian-vector product of the MNIST MLP 784-128-10 loss with respect to all "
-                 "its parameters (float64, batch 128). Milliseconds per product: median "
-                 f"(min-max) over {rounds} interleaved rounds of {calls}; ratios are medians of "
-                 "per-round ratios.\n")
+    lines.append(
+        "Hessian-vector product of the MNIST MLP 784-128-10 loss with respect to all "
+        "its parameters (float64, batch 128). Milliseconds per product: median "
+        f"(min-max) over {rounds} interleaved rounds of {calls}; ratios are medians of "
+        "per-round ratios.\n"
+    )
     lines.append("| engine | ms per hvp | x our gradient | x PyTorch torch.func |")
     lines.append("| --- | --- | --- | --- |")
     base = timings["ours, gradient only"]
     torch_timing = timings.get("PyTorch torch.func.jvp(grad)")
     for name, timing in timings.items():
-        vs_torch = f"{paired_ratio(timing, torch_timing):.2f}" if torch_timing else \
-            "not installed"
-        lines.append(f"| {name} | {timing.cell(1e3 / calls)} | {paired_ratio(timing, base):.2f} | "
-                     f"{vs_torch} |")
+        vs_torch = f"{paired_ratio(timing, torch_timing):.2f}" if torch_timing else "not installed"
+        lines.append(
+            f"| {name} | {timing.cell(1e3 / calls)} | {paired_ratio(timing, base):.2f} | "
+            f"{vs_torch} |"
+        )
     ratios["forward/hvp_over_grad"] = paired_ratio(timings["ours, forward over reverse"], base)
     if torch_timing:
-        ratios["forward/hvp_vs_torch"] = paired_ratio(timings["ours, forward over reverse"],
-                                                      torch_timing)
+        ratios["forward/hvp_vs_torch"] = paired_ratio(
+            timings["ours, forward over reverse"], torch_timing
+        )
     lines.append("")

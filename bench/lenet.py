@@ -20,11 +20,16 @@ LR = 0.05
 EPOCH = 60_000
 # (name in nn.LeNet5's state dict, shape, fan_in): PyTorch's default init bound 1/sqrt(fan_in).
 SHAPES = {
-    "features.layers.0.weight": ((6, 1, 5, 5), 25), "features.layers.0.bias": ((6,), 25),
-    "features.layers.3.weight": ((16, 6, 5, 5), 150), "features.layers.3.bias": ((16,), 150),
-    "classifier.layers.1.weight": ((120, 400), 400), "classifier.layers.1.bias": ((120,), 400),
-    "classifier.layers.3.weight": ((84, 120), 120), "classifier.layers.3.bias": ((84,), 120),
-    "classifier.layers.5.weight": ((10, 84), 84), "classifier.layers.5.bias": ((10,), 84),
+    "features.layers.0.weight": ((6, 1, 5, 5), 25),
+    "features.layers.0.bias": ((6,), 25),
+    "features.layers.3.weight": ((16, 6, 5, 5), 150),
+    "features.layers.3.bias": ((16,), 150),
+    "classifier.layers.1.weight": ((120, 400), 400),
+    "classifier.layers.1.bias": ((120,), 400),
+    "classifier.layers.3.weight": ((84, 120), 120),
+    "classifier.layers.3.bias": ((84,), 120),
+    "classifier.layers.5.weight": ((10, 84), 84),
+    "classifier.layers.5.bias": ((10,), 84),
 }
 
 
@@ -42,14 +47,17 @@ class Problem:
         return EPOCH / sum(len(b) for b in self.batches)
 
 
-def make_problem(x, y, xt, yt, batch_size: int = 64, steps: int = 200,
-                 test_size: int = 2000) -> Problem:
+def make_problem(
+    x, y, xt, yt, batch_size: int = 64, steps: int = 200, test_size: int = 2000
+) -> Problem:
     rng = np.random.default_rng(0)
     order = rng.permutation(len(x))
-    batches = [order[i:i + batch_size] for i in range(0, len(x) - batch_size + 1, batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(x) - batch_size + 1, batch_size)]
     batches = (batches * (steps // max(len(batches), 1) + 1))[:steps]
-    weights = {name: rng.uniform(-1 / np.sqrt(fan), 1 / np.sqrt(fan), shape).astype(np.float32)
-               for name, (shape, fan) in SHAPES.items()}
+    weights = {
+        name: rng.uniform(-1 / np.sqrt(fan), 1 / np.sqrt(fan), shape).astype(np.float32)
+        for name, (shape, fan) in SHAPES.items()
+    }
     images = lambda a: np.ascontiguousarray(a.reshape(-1, 1, 28, 28), dtype=np.float32)  # noqa: E731
     return Problem(images(x), y, images(xt[:test_size]), yt[:test_size], batches, weights)
 
@@ -86,14 +94,34 @@ def pytorch_eager(p: Problem) -> tuple[float, float, float]:
     from torch import nn as tnn
 
     model = tnn.Sequential(
-        tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
-        tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-        tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10),
+        tnn.Conv2d(1, 6, 5, padding=2),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Conv2d(6, 16, 5),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Flatten(),
+        tnn.Linear(400, 120),
+        tnn.ReLU(),
+        tnn.Linear(120, 84),
+        tnn.ReLU(),
+        tnn.Linear(84, 10),
     )
-    torch_names = ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias",
-                   "9.weight", "9.bias", "11.weight", "11.bias"]
-    model.load_state_dict({t: torch.from_numpy(p.weights[o].copy())
-                           for t, o in zip(torch_names, SHAPES, strict=True)})
+    torch_names = [
+        "0.weight",
+        "0.bias",
+        "3.weight",
+        "3.bias",
+        "7.weight",
+        "7.bias",
+        "9.weight",
+        "9.bias",
+        "11.weight",
+        "11.bias",
+    ]
+    model.load_state_dict(
+        {t: torch.from_numpy(p.weights[o].copy()) for t, o in zip(torch_names, SHAPES, strict=True)}
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     x, y = torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.int64))
     start = time.perf_counter()
@@ -135,9 +163,9 @@ def _conv_backward(dout, w, saved, pad, need_dx=True):
     dx = np.zeros(padded_shape, dtype=dout.dtype)
     for i in range(kh):  # col2im: one strided add per kernel tap
         for j in range(kw):
-            dx[:, :, i:i + ho, j:j + wo] += dcols[..., i, j]
+            dx[:, :, i : i + ho, j : j + wo] += dcols[..., i, j]
     h, w_ = padded_shape[2:]
-    return dx[:, :, pad:h - pad, pad:w_ - pad], dw, db
+    return dx[:, :, pad : h - pad, pad : w_ - pad], dw, db
 
 
 def _pool_forward(x):

@@ -15,7 +15,9 @@ def hwm_mb():
                 return int(line.split()[1]) / 1024
 """
 
-_EPOCH = _HWM + """
+_EPOCH = (
+    _HWM
+    + """
 import json, sys
 import numpy as np
 sys.path.insert(0, {root!r})
@@ -29,6 +31,7 @@ mnist.ENGINES[{engine!r}](problem)
 peak = hwm_mb()
 print(json.dumps({{"peak_mb": peak, "above_data_mb": peak - base}}))
 """
+)
 
 _STEPS = """
 import json, sys
@@ -68,8 +71,10 @@ def _run(code: str, threads: int) -> dict:
 def epoch_peak(engine: str, arrays: str, max_batches: int | None, threads: int) -> dict:
     """`arrays` is an .npz of x, y, xt, yt written once by the caller, so that every child
     starts from the same few hundred MB instead of re-decoding the gzipped files."""
-    return _run(_EPOCH.format(root=str(ROOT), arrays=arrays, max_batches=max_batches,
-                              engine=engine), threads)
+    return _run(
+        _EPOCH.format(root=str(ROOT), arrays=arrays, max_batches=max_batches, engine=engine),
+        threads,
+    )
 
 
 def steady_state(steps: int, threads: int) -> dict:

@@ -20,24 +20,29 @@ def data():
 
 def initial_weights():
     rng = np.random.default_rng(1)
-    return [(rng.uniform(-1, 1, (n_out, n_in)), np.zeros(n_out))
-            for n_in, n_out in zip(SIZES[:-1], SIZES[1:], strict=True)]
+    return [
+        (rng.uniform(-1, 1, (n_out, n_in)), np.zeros(n_out))
+        for n_in, n_out in zip(SIZES[:-1], SIZES[1:], strict=True)
+    ]
 
 
 def _scalar_graph_steps(steps: int, param, constant, reset, update) -> float:
     """micrograd's own training loop, with the engine's value type plugged in, so both
     engines build exactly the same scalar graph."""
     x, y = data()
-    layers = [([[param(w) for w in row] for row in W], [param(v) for v in b])
-              for W, b in initial_weights()]
-    params = [v for W, b in layers for row in W for v in row] + [v for _, b in layers
-                                                                  for v in b]
+    layers = [
+        ([[param(w) for w in row] for row in W], [param(v) for v in b])
+        for W, b in initial_weights()
+    ]
+    params = [v for W, b in layers for row in W for v in row] + [v for _, b in layers for v in b]
 
     def forward(row):
         act = [constant(v) for v in row]
         for i, (W, b) in enumerate(layers):
-            outs = [sum((wi * ai for wi, ai in zip(w_row, act, strict=True)), bias)
-                    for w_row, bias in zip(W, b, strict=True)]
+            outs = [
+                sum((wi * ai for wi, ai in zip(w_row, act, strict=True)), bias)
+                for w_row, bias in zip(W, b, strict=True)
+            ]
             act = [o.relu() for o in outs] if i < len(layers) - 1 else outs
         return act[0]
 
@@ -69,8 +74,9 @@ def ours_scalar_step(steps: int) -> float:
     def update(p):
         p.data = p.data - 0.01 * p.grad.data
 
-    return _scalar_graph_steps(steps, lambda v: Tensor(v, requires_grad=True), Tensor,
-                               Tensor.zero_grad, update)
+    return _scalar_graph_steps(
+        steps, lambda v: Tensor(v, requires_grad=True), Tensor, Tensor.zero_grad, update
+    )
 
 
 def ours_batched_step(steps: int) -> float:
@@ -80,8 +86,13 @@ def ours_batched_step(steps: int) -> float:
     x, y = data()
     model = nn.MLP(2, SIZES[1:-1], 1, dtype=np.float64)
     weights = initial_weights()
-    model.load_state_dict({f"layers.{2 * i}.{k}": v for i, (W, b) in enumerate(weights)
-                           for k, v in (("weight", W), ("bias", b))})
+    model.load_state_dict(
+        {
+            f"layers.{2 * i}.{k}": v
+            for i, (W, b) in enumerate(weights)
+            for k, v in (("weight", W), ("bias", b))
+        }
+    )
     optimizer = nn.optim.SGD(model.parameters(), lr=0.01)
     xt, yt = Tensor(x), Tensor(y[:, None])
     start = time.perf_counter()
@@ -108,7 +119,8 @@ def numpy_batched_step(steps: int) -> float:
         margin = 1 - y[:, None] * acts[-1]
         # The loss value (hinge mean plus the L2 term), as every engine computes it.
         _loss = np.maximum(margin, 0).sum() / len(y) + 1e-4 * sum(
-            (W * W).sum() + (b * b).sum() for W, b in params)
+            (W * W).sum() + (b * b).sum() for W, b in params
+        )
         grad = -(y[:, None] * (margin > 0)) / len(y)
         new = []
         for i in reversed(range(len(params))):

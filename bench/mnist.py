@@ -28,21 +28,28 @@ class Problem:
         # The images in an array of their own (not a view of the loader's), so an engine can
         # share their memory (autodiff.from_numpy) without a copy.
         x = self.x.astype(dtype, copy=False)
-        return Problem(x if x.base is None else x.copy(), self.y,
-                       self.xt.astype(dtype, copy=False), self.yt,
-                       self.batches, {k: v.astype(dtype) for k, v in self.weights.items()})
+        return Problem(
+            x if x.base is None else x.copy(),
+            self.y,
+            self.xt.astype(dtype, copy=False),
+            self.yt,
+            self.batches,
+            {k: v.astype(dtype) for k, v in self.weights.items()},
+        )
 
 
 def make_problem(x, y, xt, yt, batch_size: int, max_batches: int | None) -> Problem:
     rng = np.random.default_rng(0)
     order = rng.permutation(len(x))
-    batches = [order[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(x), batch_size)]
     if max_batches:
         batches = batches[:max_batches]
     bound1, bound2 = 1 / np.sqrt(784), 1 / np.sqrt(128)
     weights = {
-        "W1": rng.uniform(-bound1, bound1, (128, 784)), "b1": rng.uniform(-bound1, bound1, 128),
-        "W2": rng.uniform(-bound2, bound2, (10, 128)), "b2": rng.uniform(-bound2, bound2, 10),
+        "W1": rng.uniform(-bound1, bound1, (128, 784)),
+        "b1": rng.uniform(-bound1, bound1, 128),
+        "W2": rng.uniform(-bound2, bound2, (10, 128)),
+        "b2": rng.uniform(-bound2, bound2, 10),
     }
     return Problem(x, y, xt, yt, batches, weights)
 
@@ -101,8 +108,14 @@ def ours(p: Problem) -> tuple[float, float]:
     from autodiff import from_numpy
 
     model = nn.MLP(784, [128], 10, dtype=p.x.dtype)
-    model.load_state_dict({"layers.0.weight": p.weights["W1"], "layers.0.bias": p.weights["b1"],
-                           "layers.2.weight": p.weights["W2"], "layers.2.bias": p.weights["b2"]})
+    model.load_state_dict(
+        {
+            "layers.0.weight": p.weights["W1"],
+            "layers.0.bias": p.weights["b1"],
+            "layers.2.weight": p.weights["W2"],
+            "layers.2.bias": p.weights["b2"],
+        }
+    )
     optimizer = nn.optim.SGD(model.parameters(), lr=LR)
     # The images as one Tensor over the same memory, batches gathered by indexing it: the
     # PyTorch run below does the same (from_numpy, then x[idx]). Tensor(p.x[idx]) would also
@@ -122,11 +135,11 @@ def torch_eager(p: Problem) -> tuple[float, float]:
     import torch
 
     dtype = torch.float32 if p.x.dtype == np.float32 else torch.float64
-    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(),
-                                torch.nn.Linear(128, 10)).to(dtype)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)
+    ).to(dtype)
     with torch.no_grad():
-        for layer, (w, b) in zip((model[0], model[2]), (("W1", "b1"), ("W2", "b2")),
-                                 strict=True):
+        for layer, (w, b) in zip((model[0], model[2]), (("W1", "b1"), ("W2", "b2")), strict=True):
             layer.weight.copy_(torch.from_numpy(p.weights[w]))
             layer.bias.copy_(torch.from_numpy(p.weights[b]))
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
@@ -160,8 +173,7 @@ def mygrad_engine(p: Problem) -> tuple[float, float]:
             t.data -= LR * t.grad
     seconds = time.perf_counter() - start
     d = {k: v.data for k, v in params.items()}
-    return seconds, _accuracy(np.maximum(p.xt @ d["W1"].T + d["b1"], 0) @ d["W2"].T + d["b2"],
-                              p.yt)
+    return seconds, _accuracy(np.maximum(p.xt @ d["W1"].T + d["b1"], 0) @ d["W2"].T + d["b2"], p.yt)
 
 
 def hips_autograd(p: Problem) -> tuple[float, float]:

@@ -78,8 +78,10 @@ def profile(name: str, top: int = 25) -> str:
     run()
     profiler.disable()
     out = io.StringIO()
-    out.write(f"workload {name}: {total * 1e3:.1f} ms unprofiled, of which the cycle collector "
-              f"{collector * 1e3:.1f} ms ({collector / total:.0%})\n")
+    out.write(
+        f"workload {name}: {total * 1e3:.1f} ms unprofiled, of which the cycle collector "
+        f"{collector * 1e3:.1f} ms ({collector / total:.0%})\n"
+    )
     out.write("(profiled times below are inflated by cProfile's own per-call cost)\n")
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
     return out.getvalue()

@@ -45,8 +45,9 @@ def paired_ratio(a: Timing, b: Timing) -> float:
     return statistics.median(pairs) if pairs else float("nan")
 
 
-def interleaved(candidates: dict[str, Callable[[], float | None]], repeats: int
-                ) -> dict[str, Timing]:
+def interleaved(
+    candidates: dict[str, Callable[[], float | None]], repeats: int
+) -> dict[str, Timing]:
     """Run A B C, A B C, ... so that a slow spell of the machine hits every engine alike.
 
     A candidate returns its own measured seconds (to exclude set-up), or None to be timed
@@ -67,18 +68,22 @@ def interleaved(candidates: dict[str, Callable[[], float | None]], repeats: int
             except Exception as exc:  # noqa: BLE001 - a peer failing is a result to report
                 timing.error = f"fails: {type(exc).__name__}"
                 continue
-            timing.samples.append(measured if measured is not None
-                                  else time.perf_counter() - start)
+            timing.samples.append(measured if measured is not None else time.perf_counter() - start)
     return results
 
 
 def child(code: str, threads: int) -> Any:
     """Run `code` in a fresh interpreter with `threads` BLAS threads; its last stdout line is
     JSON. A failure raises RuntimeError naming the child's own error."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=1800)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        OPENBLAS_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1800
+    )
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["no output"]
         raise RuntimeError(lines[-1][:80])
@@ -102,8 +107,7 @@ def isolated(module: str, function: str, args: list, threads: int) -> Any:
     scalar ops about 40% slower. In a fresh process each engine sees only its own imports,
     as a user's script would.
     """
-    return child(_CALL.format(root=str(ROOT), module=module, function=function, args=args),
-                 threads)
+    return child(_CALL.format(root=str(ROOT), module=module, function=function, args=args), threads)
 
 
 def machine_facts(threads: int) -> dict[str, str]:

@@ -76,8 +76,11 @@ labels = rng.integers(0, 3, size=6)
 
 
 def run(activation_layer):
-    layers = [Affine(params["W1"], params["b1"]), activation_layer,
-              Affine(params["W2"], params["b2"])]
+    layers = [
+        Affine(params["W1"], params["b1"]),
+        activation_layer,
+        Affine(params["W2"], params["b2"]),
+    ]
     head = SoftmaxWithLoss()
 
     def loss_by_hand():
@@ -94,7 +97,8 @@ def run(activation_layer):
 
     # The same network with the engine.
     act = {"ReLU": lambda t: t.relu(), "Sigmoid": lambda t: t.sigmoid()}[
-        type(activation_layer).__name__]
+        type(activation_layer).__name__
+    ]
     for p in params.values():
         p.zero_grad()
     h = act(Tensor(x) @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]
@@ -107,18 +111,23 @@ def run(activation_layer):
         return loss_by_hand()
 
     originals = [p.data.copy() for p in params.values()]
-    numeric = dict(zip(params, numerical_grad(numeric_loss, [a.copy() for a in originals]),
-                       strict=True))
+    numeric = dict(
+        zip(params, numerical_grad(numeric_loss, [a.copy() for a in originals]), strict=True)
+    )
     for p, a in zip(params.values(), originals, strict=True):
         p.data = a
 
-    print(f"{type(activation_layer).__name__}: loss by hand {loss:.6f}, "
-          f"engine {engine_loss.item():.6f}")
+    print(
+        f"{type(activation_layer).__name__}: loss by hand {loss:.6f}, "
+        f"engine {engine_loss.item():.6f}"
+    )
     for name, p in params.items():
         hand_vs_num = np.abs(by_hand[name] - numeric[name]).max()
         engine_vs_num = np.abs(p.grad.data - numeric[name]).max()
-        print(f"  {name}: |by hand - numerical| {hand_vs_num:.2e}   "
-              f"|engine - numerical| {engine_vs_num:.2e}")
+        print(
+            f"  {name}: |by hand - numerical| {hand_vs_num:.2e}   "
+            f"|engine - numerical| {engine_vs_num:.2e}"
+        )
         assert hand_vs_num < 1e-7 and engine_vs_num < 1e-7
 
 

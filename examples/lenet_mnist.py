@@ -36,12 +36,21 @@ optimizer = nn.optim.Adam(model.parameters(), lr=2e-3)
 schedule = nn.optim.StepLR(optimizer, step_size=1, gamma=0.3)  # smaller steps to settle
 loader = nn.data.DataLoader(x, y, batch_size=64, shuffle=True, seed=0)
 start = time.perf_counter()
-history = nn.fit(model, nn.F.cross_entropy, optimizer, loader, epochs=args.epochs,
-                 val_data=(xt, yt), progress=False,
-                 callbacks=[lambda epoch, history: schedule.step()])
+history = nn.fit(
+    model,
+    nn.F.cross_entropy,
+    optimizer,
+    loader,
+    epochs=args.epochs,
+    val_data=(xt, yt),
+    progress=False,
+    callbacks=[lambda epoch, history: schedule.step()],
+)
 seconds = time.perf_counter() - start
-print(f"test accuracy {history['val_accuracy'][-1]:.2%} after {history.epochs} epochs, "
-      f"{seconds / history.epochs:.1f} s per epoch")
+print(
+    f"test accuracy {history['val_accuracy'][-1]:.2%} after {history.epochs} epochs, "
+    f"{seconds / history.epochs:.1f} s per epoch"
+)
 
 out = Path(args.out)
 nn.viz.conv_filters(model.features[0], out / "filters.png")

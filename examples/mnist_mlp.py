@@ -14,17 +14,31 @@ import sys
 
 parser = argparse.ArgumentParser(
     prog="examples/mnist_mlp.py",
-    description="The 784-128-10 network of the classic tutorials on MNIST, two variants.")
-parser.add_argument("--data-dir", metavar="DIR",
-                    help="folder with the four MNIST IDX files (default: $AUTODIFF_DATA, then "
-                         "the user cache, then a verified download)")
+    description="The 784-128-10 network of the classic tutorials on MNIST, two variants.",
+)
+parser.add_argument(
+    "--data-dir",
+    metavar="DIR",
+    help="folder with the four MNIST IDX files (default: $AUTODIFF_DATA, then "
+    "the user cache, then a verified download)",
+)
 parser.add_argument("--epochs", type=int, default=10, help="(default: 10)")
-parser.add_argument("--mini", action="store_true",
-                    help="use the 5,000-digit mini-MNIST shipped with the package (offline)")
-parser.add_argument("--variants", default="relu-ce,sigmoid-mse",
-                    help="comma-separated, from relu-ce and sigmoid-mse (default: both)")
-parser.add_argument("--threads", type=int, default=1,
-                    help="BLAS threads; the README's figures were measured with 1 (default: 1)")
+parser.add_argument(
+    "--mini",
+    action="store_true",
+    help="use the 5,000-digit mini-MNIST shipped with the package (offline)",
+)
+parser.add_argument(
+    "--variants",
+    default="relu-ce,sigmoid-mse",
+    help="comma-separated, from relu-ce and sigmoid-mse (default: both)",
+)
+parser.add_argument(
+    "--threads",
+    type=int,
+    default=1,
+    help="BLAS threads; the README's figures were measured with 1 (default: 1)",
+)
 args = parser.parse_args()
 unknown = set(args.variants.split(",")) - {"relu-ce", "sigmoid-mse"}
 if unknown:
@@ -58,24 +72,35 @@ onehot, onehot_test = np.eye(10, dtype=np.float32)[y], np.eye(10, dtype=np.float
 
 variants = {
     "relu-ce": dict(activation="relu", output=None, loss=nn.F.cross_entropy, y=y, yt=yt),
-    "sigmoid-mse": dict(activation="sigmoid", output="sigmoid", loss=nn.F.mse_loss,
-                        y=onehot, yt=onehot_test),
+    "sigmoid-mse": dict(
+        activation="sigmoid", output="sigmoid", loss=nn.F.mse_loss, y=onehot, yt=onehot_test
+    ),
 }
-print(f"{'mini-MNIST' if args.mini else 'MNIST'}: {len(x)} training, {len(xt)} test images; "
-      f"{args.threads} BLAS thread(s)")
+print(
+    f"{'mini-MNIST' if args.mini else 'MNIST'}: {len(x)} training, {len(xt)} test images; "
+    f"{args.threads} BLAS thread(s)"
+)
 results = {}
 for name in args.variants.split(","):
     v = variants[name]
-    model = nn.MLP(784, [128], 10, activation=v["activation"], output_activation=v["output"],
-                   rng=0)
+    model = nn.MLP(784, [128], 10, activation=v["activation"], output_activation=v["output"], rng=0)
     # Squared error on sigmoids has small gradients: the tutorial uses a larger step for it.
     lr = 0.1 if name == "relu-ce" else 1.0
     optimizer = nn.optim.SGD(model.parameters(), lr=lr)
     loader = nn.data.DataLoader(x, v["y"], batch_size=64, shuffle=True, seed=0)
     start = time.perf_counter()
-    history = nn.fit(model, v["loss"], optimizer, loader, epochs=args.epochs,
-                     val_data=(xt, v["yt"]), progress=False)
+    history = nn.fit(
+        model,
+        v["loss"],
+        optimizer,
+        loader,
+        epochs=args.epochs,
+        val_data=(xt, v["yt"]),
+        progress=False,
+    )
     seconds = time.perf_counter() - start
     results[name] = (history["val_accuracy"][-1], seconds / history.epochs)
-    print(f"{name:>12}: test accuracy {results[name][0]:.2%} after {history.epochs} epochs, "
-          f"{results[name][1]:.2f} s per epoch (lr {lr})")
+    print(
+        f"{name:>12}: test accuracy {results[name][0]:.2%} after {history.epochs} epochs, "
+        f"{results[name][1]:.2f} s per epoch (lr {lr})"
+    )

@@ -1,6 +1,6 @@
 """Make the pictures shown in README.md (docs/*.png), with the project's own code.
 
-    python examples/readme_figures.py
+python examples/readme_figures.py
 """
 
 import argparse
@@ -31,16 +31,20 @@ render(draw_graph(d), out / "graph_scalar", format="png")
 model = nn.MLP(784, [128], 10, rng=0)
 loss = nn.F.cross_entropy(model(Tensor(x[:4])), y[:4])
 loss.backward()
-render(draw_graph(loss, model=model, group_by_module="collapse"), out / "graph_mlp",
-       format="png")
+render(draw_graph(loss, model=model, group_by_module="collapse"), out / "graph_mlp", format="png")
 
 # Training curves on mini-MNIST, as the main job trains: without the 8-example last batch
 # (5,000 = 78 x 64 + 8), whose noisy full step just before each validation made the curve dip.
 model.zero_grad()
-history = nn.fit(model, nn.F.cross_entropy, nn.optim.SGD(model.parameters(), lr=0.1),
-                 nn.data.DataLoader(x, y, batch_size=64, shuffle=True, seed=0, drop_last=True),
-                 epochs=10,
-                 val_data=(xt, yt), progress=False)
+history = nn.fit(
+    model,
+    nn.F.cross_entropy,
+    nn.optim.SGD(model.parameters(), lr=0.1),
+    nn.data.DataLoader(x, y, batch_size=64, shuffle=True, seed=0, drop_last=True),
+    epochs=10,
+    val_data=(xt, yt),
+    progress=False,
+)
 from nn import viz  # noqa: E402
 
 viz.plot_history(history, out / "loss_curve.png")

@@ -1,9 +1,9 @@
 """The main job: `python -m nn` trains an MLP and reports (mini-MNIST by default, offline).
 
-    python -m nn                                   # 784-128-10 ReLU on the shipped mini-MNIST
-    python -m nn --dataset mnist --data-dir ../shared/data/mnist --epochs 10
-    python -m nn --dataset xor --activation sigmoid --loss mse --lr 0.5 --epochs 2000
-    python -m nn --model lenet --dataset mnist --data-dir ../shared/data/mnist   # LeNet-5
+python -m nn                                   # 784-128-10 ReLU on the shipped mini-MNIST
+python -m nn --dataset mnist --data-dir ../shared/data/mnist --epochs 10
+python -m nn --dataset xor --activation sigmoid --loss mse --lr 0.5 --epochs 2000
+python -m nn --model lenet --dataset mnist --data-dir ../shared/data/mnist   # LeNet-5
 """
 
 from __future__ import annotations
@@ -32,19 +32,46 @@ DATASET_HELP = {
 # too: Adam's steps are normalised, so the SGD rate that suits a data set is far too large for
 # it (PyTorch's default for Adam and AdamW is 0.001; the short runs here need larger ones).
 PRESETS: dict[str, dict[str, Any]] = {
-    "mini-mnist": dict(hidden=[128], epochs=10, batch_size=64, loss="cross-entropy",
-                       activation="relu",
-                       lr=dict(sgd=0.1, momentum=0.05, adam=0.001, adamw=0.001)),
-    "mnist": dict(hidden=[128], epochs=10, batch_size=64, loss="cross-entropy",
-                  activation="relu",
-                  lr=dict(sgd=0.1, momentum=0.05, adam=0.001, adamw=0.001)),
-    "xor": dict(hidden=[2], epochs=3000, batch_size=4, loss="mse", activation="sigmoid",
-                lr=dict(sgd=2.0, momentum=0.5, adam=0.05, adamw=0.05)),
-    "moons": dict(hidden=[16, 16], epochs=300, batch_size=100, loss="cross-entropy",
-                  activation="relu", lr=dict(sgd=0.1, momentum=0.05, adam=0.01, adamw=0.01)),
-    "regression": dict(hidden=[32], epochs=500, batch_size=100, loss="mse",
-                       activation="relu",
-                       lr=dict(sgd=0.05, momentum=0.01, adam=0.01, adamw=0.01)),
+    "mini-mnist": dict(
+        hidden=[128],
+        epochs=10,
+        batch_size=64,
+        loss="cross-entropy",
+        activation="relu",
+        lr=dict(sgd=0.1, momentum=0.05, adam=0.001, adamw=0.001),
+    ),
+    "mnist": dict(
+        hidden=[128],
+        epochs=10,
+        batch_size=64,
+        loss="cross-entropy",
+        activation="relu",
+        lr=dict(sgd=0.1, momentum=0.05, adam=0.001, adamw=0.001),
+    ),
+    "xor": dict(
+        hidden=[2],
+        epochs=3000,
+        batch_size=4,
+        loss="mse",
+        activation="sigmoid",
+        lr=dict(sgd=2.0, momentum=0.5, adam=0.05, adamw=0.05),
+    ),
+    "moons": dict(
+        hidden=[16, 16],
+        epochs=300,
+        batch_size=100,
+        loss="cross-entropy",
+        activation="relu",
+        lr=dict(sgd=0.1, momentum=0.05, adam=0.01, adamw=0.01),
+    ),
+    "regression": dict(
+        hidden=[32],
+        epochs=500,
+        batch_size=100,
+        loss="mse",
+        activation="relu",
+        lr=dict(sgd=0.05, momentum=0.01, adam=0.01, adamw=0.01),
+    ),
 }
 # The weight GIF: at most this many frames (the initial weights, then evenly spaced epochs),
 # so that drawing costs a small part of a run whatever its number of epochs.
@@ -52,8 +79,13 @@ GIF_FRAMES = 50
 # --model lenet: LeNet-5 (nn.LeNet5) on MNIST images, the recipe measured in README: inputs
 # standardised with MNIST's pixel mean and std, Adam, the rate cut to 0.3x after each epoch.
 # (Adam at a flat 1e-3 on raw [0, 1] pixels reached 98.14% after 3 epochs: short of 98.8%.)
-LENET = dict(epochs=3, batch_size=64, loss="cross-entropy", optimizer="adam",
-             lr=dict(sgd=0.05, momentum=0.01, adam=0.002, adamw=0.002))
+LENET = dict(
+    epochs=3,
+    batch_size=64,
+    loss="cross-entropy",
+    optimizer="adam",
+    lr=dict(sgd=0.05, momentum=0.01, adam=0.002, adamw=0.002),
+)
 LENET_DECAY = 0.3
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -65,18 +97,32 @@ def _prog_name() -> str:
 
 
 def _presets_table() -> str:
-    head = ("data set", "hidden", "epochs", "batch", "loss", "activation",
-            *(f"lr {o}" for o in OPTIMIZERS))
+    head = (
+        "data set",
+        "hidden",
+        "epochs",
+        "batch",
+        "loss",
+        "activation",
+        *(f"lr {o}" for o in OPTIMIZERS),
+    )
     rows = [head] + [
-        (name, " ".join(map(str, p["hidden"])), str(p["epochs"]), str(p["batch_size"]),
-         p["loss"], p["activation"], *(f"{p['lr'][o]:g}" for o in OPTIMIZERS))
+        (
+            name,
+            " ".join(map(str, p["hidden"])),
+            str(p["epochs"]),
+            str(p["batch_size"]),
+            p["loss"],
+            p["activation"],
+            *(f"{p['lr'][o]:g}" for o in OPTIMIZERS),
+        )
         for name, p in PRESETS.items()
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
-    return ("defaults per data set (any option given on the command line wins):\n"
-            + "\n".join(lines))
+    lines = [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return "defaults per data set (any option given on the command line wins):\n" + "\n".join(lines)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,70 +147,123 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog or _prog_name(),
         description="Train a multi-layer perceptron with the autodiff engine, then write the\n"
-                    "weights, the history, summary.json (every setting used) and pictures\n"
-                    "to --out.",
+        "weights, the history, summary.json (every setting used) and pictures\n"
+        "to --out.",
         epilog=_presets_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     datasets = "; ".join(f"{k}: {v}" for k, v in DATASET_HELP.items())
-    parser.add_argument("--dataset", choices=DATASETS, metavar="NAME",
-                        help=f"what to learn, one of {', '.join(DATASETS)} (default: "
-                             f"mini-mnist, or mnist when --data-dir is given). {datasets}")
-    parser.add_argument("--model", choices=("mlp", "lenet"), default="mlp",
-                        help="mlp, or lenet: LeNet-5 (two conv layers) for the MNIST data "
-                             "sets, 3 epochs of Adam by default (default: mlp)")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="folder with the four MNIST IDX files; implies --dataset mnist "
-                             "(an error with any other --dataset) (default: $AUTODIFF_DATA, "
-                             "then the user cache, then a verified download)")
-    parser.add_argument("--epochs", type=_positive_int,
-                        help="passes over the whole training set; the weights are updated "
-                             "once per mini-batch (default: per data set, table below)")
-    parser.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
-                        help="hidden layer sizes, e.g. --hidden 128 or --hidden 16 16 "
-                             "(default: per data set)")
-    parser.add_argument("--activation", choices=("relu", "sigmoid", "tanh", "leaky_relu"),
-                        help="activation of the hidden layers (default: per data set)")
-    parser.add_argument("--loss", choices=("cross-entropy", "mse"),
-                        help="softmax cross-entropy, or squared error on sigmoid outputs "
-                             "(default: per data set)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS,
-                        help="sgd, sgd with momentum 0.9, adam, or adamw (weight decay 0.01) "
-                             "(default: sgd; adam for --model lenet)")
-    parser.add_argument("--lr", type=_positive_float,
-                        help="learning rate: how far each update moves the weights along "
-                             "the negative gradient (default: per data set and optimizer, "
-                             "table below)")
-    parser.add_argument("--batch-size", type=_positive_int,
-                        help="examples per update (default: per data set)")
-    parser.add_argument("--seed", type=_nonnegative_int, default=0,
-                        help="seeds the initial weights, the shuffling and the generated "
-                             "data sets (default: 0)")
-    parser.add_argument("--save", metavar="PATH", type=_save_path,
-                        help="write the trained weights here: .npz, or .safetensors by its "
-                             "suffix (default: OUT/weights.npz)")
-    parser.add_argument("--export", metavar="PATH", type=_export_path,
-                        help="also write the trained model as .onnx (needs the onnx package) "
-                             "or .safetensors (default: no export)")
-    parser.add_argument("--out", metavar="DIR", default="runs/latest", type=_out_dir,
-                        help="folder for the artifacts: weights, history, summary, pictures "
-                             "(default: runs/latest)")
-    parser.add_argument("--threads", type=_nonnegative_int, default=1, metavar="N",
-                        help="threads for numpy's matrix products, 0 for numpy's own choice "
-                             "(all cores). The networks here are small enough that more "
-                             "threads gain little when the machine is idle, and each product "
-                             "waits for all of them: on a busy machine two made the tutorial "
-                             "run 3 to 50 times slower (default: 1)")
-    parser.add_argument("--no-plots", action="store_true",
-                        help="skip the pictures (default: draw them)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no progress bars (default: one bar per epoch)")
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        metavar="NAME",
+        help=f"what to learn, one of {', '.join(DATASETS)} (default: "
+        f"mini-mnist, or mnist when --data-dir is given). {datasets}",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("mlp", "lenet"),
+        default="mlp",
+        help="mlp, or lenet: LeNet-5 (two conv layers) for the MNIST data "
+        "sets, 3 epochs of Adam by default (default: mlp)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder with the four MNIST IDX files; implies --dataset mnist "
+        "(an error with any other --dataset) (default: $AUTODIFF_DATA, "
+        "then the user cache, then a verified download)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="passes over the whole training set; the weights are updated "
+        "once per mini-batch (default: per data set, table below)",
+    )
+    parser.add_argument(
+        "--hidden",
+        type=_positive_int,
+        nargs="+",
+        metavar="N",
+        help="hidden layer sizes, e.g. --hidden 128 or --hidden 16 16 (default: per data set)",
+    )
+    parser.add_argument(
+        "--activation",
+        choices=("relu", "sigmoid", "tanh", "leaky_relu"),
+        help="activation of the hidden layers (default: per data set)",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=("cross-entropy", "mse"),
+        help="softmax cross-entropy, or squared error on sigmoid outputs (default: per data set)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="sgd, sgd with momentum 0.9, adam, or adamw (weight decay 0.01) "
+        "(default: sgd; adam for --model lenet)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive_float,
+        help="learning rate: how far each update moves the weights along "
+        "the negative gradient (default: per data set and optimizer, "
+        "table below)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, help="examples per update (default: per data set)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=_nonnegative_int,
+        default=0,
+        help="seeds the initial weights, the shuffling and the generated data sets (default: 0)",
+    )
+    parser.add_argument(
+        "--save",
+        metavar="PATH",
+        type=_save_path,
+        help="write the trained weights here: .npz, or .safetensors by its "
+        "suffix (default: OUT/weights.npz)",
+    )
+    parser.add_argument(
+        "--export",
+        metavar="PATH",
+        type=_export_path,
+        help="also write the trained model as .onnx (needs the onnx package) "
+        "or .safetensors (default: no export)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default="runs/latest",
+        type=_out_dir,
+        help="folder for the artifacts: weights, history, summary, pictures (default: runs/latest)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_nonnegative_int,
+        default=1,
+        metavar="N",
+        help="threads for numpy's matrix products, 0 for numpy's own choice "
+        "(all cores). The networks here are small enough that more "
+        "threads gain little when the machine is idle, and each product "
+        "waits for all of them: on a busy machine two made the tutorial "
+        "run 3 to 50 times slower (default: 1)",
+    )
+    parser.add_argument(
+        "--no-plots", action="store_true", help="skip the pictures (default: draw them)"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars (default: one bar per epoch)"
+    )
     return parser
 
 
 def _number(kind: type, noun: str, accept):
     """An argparse type: a finite number of `kind` that `accept`s, or a usage error (argparse
     prefixes it with the option's name)."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -173,6 +272,7 @@ def _number(kind: type, noun: str, accept):
         if value is None or not np.isfinite(value) or not accept(value):
             raise argparse.ArgumentTypeError(f"expected a {noun}, got {text!r}")
         return value
+
     return parse
 
 
@@ -182,10 +282,12 @@ _positive_float = _number(float, "positive number", lambda v: v > 0)
 _nonnegative_int = _number(int, "non-negative integer below 2**32", lambda v: 0 <= v < 2**32)
 
 
-def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None
-            ) -> dict[str, Any]:
+def resolve(
+    args: argparse.Namespace, parser: argparse.ArgumentParser | None = None
+) -> dict[str, Any]:
     """Every setting of the run: the options given, else the data set's and optimizer's
     defaults. `--data-dir` implies `--dataset mnist`; with another data set it is an error."""
+
     def error(message: str):
         if parser is not None:
             parser.error(message)
@@ -194,27 +296,34 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
     dataset = args.dataset
     if args.data_dir is not None:
         if dataset not in (None, "mnist"):
-            error(f"--data-dir is the folder of the full MNIST files, but --dataset is "
-                  f"{dataset}: drop --data-dir, or use --dataset mnist")
+            error(
+                f"--data-dir is the folder of the full MNIST files, but --dataset is "
+                f"{dataset}: drop --data-dir, or use --dataset mnist"
+            )
         dataset = "mnist"
     dataset = dataset or "mini-mnist"
     preset = PRESETS[dataset]
     model = getattr(args, "model", "mlp")
     if model == "lenet":
         if dataset not in ("mnist", "mini-mnist"):
-            error(f"--model lenet needs 28x28 images (--dataset mnist or mini-mnist), got "
-                  f"--dataset {dataset}")
+            error(
+                f"--model lenet needs 28x28 images (--dataset mnist or mini-mnist), got "
+                f"--dataset {dataset}"
+            )
         if args.loss == "mse":
             error("--model lenet trains with --loss cross-entropy only")
         for option in ("hidden", "activation"):  # LeNet's layers are fixed: never ignore them
             if getattr(args, option) is not None:
-                error(f"--{option} sets the MLP's layers; LeNet-5's are fixed (drop --{option} "
-                      "or use --model mlp)")
+                error(
+                    f"--{option} sets the MLP's layers; LeNet-5's are fixed (drop --{option} "
+                    "or use --model mlp)"
+                )
         preset = {**preset, **LENET}
     if dataset == "regression" and args.loss == "cross-entropy":
         # it trained with mse anyway while summary.json recorded cross-entropy
-        error("--dataset regression has no classes for a cross-entropy: its loss is mse "
-              "(drop --loss)")
+        error(
+            "--dataset regression has no classes for a cross-entropy: its loss is mse (drop --loss)"
+        )
     settings: dict[str, Any] = {"dataset": dataset, "model": model, "data_dir": args.data_dir}
     for key in ("hidden", "epochs", "batch_size", "loss", "activation"):
         given = getattr(args, key)
@@ -234,8 +343,9 @@ def _save_path(text: str) -> str:
     written)."""
     path = Path(text)
     if path.suffix.lower() not in (".npz", ".safetensors"):
-        raise argparse.ArgumentTypeError(f"expected a path ending in .npz or .safetensors, "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a path ending in .npz or .safetensors, got {text!r}"
+        )
     return text  # its folder is checked beside --out, by _Parser
 
 
@@ -246,8 +356,10 @@ def _out_dir(text: str) -> str:
     path = Path(text)
     for part in (path, *path.parents):
         if part.exists() and not part.is_dir():
-            raise argparse.ArgumentTypeError(f"{part} is a file, not a folder" +
-                                             ("" if part == path else f" (on the way to {text})"))
+            raise argparse.ArgumentTypeError(
+                f"{part} is a file, not a folder"
+                + ("" if part == path else f" (on the way to {text})")
+            )
     return text
 
 
@@ -257,11 +369,13 @@ def _export_path(text: str) -> Path:
 
     path = Path(text)
     if path.suffix.lower() not in (".onnx", ".safetensors"):
-        raise argparse.ArgumentTypeError(f"expected a path ending in .onnx or .safetensors, "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a path ending in .onnx or .safetensors, got {text!r}"
+        )
     if path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None:
-        raise argparse.ArgumentTypeError('.onnx export needs the onnx package: '
-                                         'pip install "autodiff-nn[export]"')
+        raise argparse.ArgumentTypeError(
+            '.onnx export needs the onnx package: pip install "autodiff-nn[export]"'
+        )
     return path  # its folder is checked beside --out, by _Parser
 
 
@@ -305,8 +419,9 @@ def run(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
 def _train(settings: dict[str, Any], wall_start: float) -> dict[str, Any]:
     import nn
 
-    x, y, xt, yt, n_classes = load_dataset(settings["dataset"], settings["data_dir"],
-                                           settings["seed"])
+    x, y, xt, yt, n_classes = load_dataset(
+        settings["dataset"], settings["data_dir"], settings["seed"]
+    )
     regression = n_classes == 0
     binary = n_classes == 2 and settings["loss"] == "mse"
     out_features = 1 if regression or binary else n_classes
@@ -315,9 +430,14 @@ def _train(settings: dict[str, Any], wall_start: float) -> dict[str, Any]:
     if lenet:
         model = nn.LeNet5(n_classes, rng=settings["seed"])
     else:
-        model = nn.MLP(x.shape[1], settings["hidden"], out_features,
-                       activation=settings["activation"], output_activation=output_activation,
-                       rng=settings["seed"])
+        model = nn.MLP(
+            x.shape[1],
+            settings["hidden"],
+            out_features,
+            activation=settings["activation"],
+            output_activation=output_activation,
+            rng=settings["seed"],
+        )
     x, xt = x.astype(np.float32), xt.astype(np.float32)
     if lenet:
         x, xt = (x - MNIST_MEAN) / MNIST_STD, (xt - MNIST_MEAN) / MNIST_STD
@@ -348,9 +468,14 @@ def _train(settings: dict[str, Any], wall_start: float) -> dict[str, Any]:
     # takes a full step, just before the epoch's validation: it made val accuracy drop from
     # 0.88 to 0.76 at one epoch. Dropping it (a different 8 each epoch, as the order is
     # shuffled) leaves a smooth curve.
-    loader = nn.data.DataLoader(x, targets, batch_size=settings["batch_size"], shuffle=True,
-                                seed=settings["seed"],
-                                drop_last=len(x) > settings["batch_size"])
+    loader = nn.data.DataLoader(
+        x,
+        targets,
+        batch_size=settings["batch_size"],
+        shuffle=True,
+        seed=settings["seed"],
+        drop_last=len(x) > settings["batch_size"],
+    )
     out_dir = Path(settings["out"])
     out_dir.mkdir(parents=True, exist_ok=True)
     recorder = None
@@ -365,9 +490,17 @@ def _train(settings: dict[str, Any], wall_start: float) -> dict[str, Any]:
         callbacks.append(recorder)
 
     started = time.perf_counter()
-    history = nn.fit(model, loss_fn, optimizer, loader, epochs=settings["epochs"],
-                     val_data=(xt, test_targets), metric=metric,
-                     progress=not settings["quiet"], callbacks=callbacks)
+    history = nn.fit(
+        model,
+        loss_fn,
+        optimizer,
+        loader,
+        epochs=settings["epochs"],
+        val_data=(xt, test_targets),
+        metric=metric,
+        progress=not settings["quiet"],
+        callbacks=callbacks,
+    )
     seconds = time.perf_counter() - started
     test_loss, test_metric = nn.evaluate(model, xt, test_targets, loss_fn, metric=metric)
 
@@ -400,8 +533,9 @@ def _train(settings: dict[str, Any], wall_start: float) -> dict[str, Any]:
     (out_dir / "history.json").write_text(json.dumps(dict(history), indent=1))
     if not settings["no_plots"]:
         drawing = time.perf_counter()
-        summary["pictures"] = _pictures(settings, model, history, recorder, x, y, xt, yt,
-                                        targets, n_classes, loss_fn, out_dir)
+        summary["pictures"] = _pictures(
+            settings, model, history, recorder, x, y, xt, yt, targets, n_classes, loss_fn, out_dir
+        )
         summary["pictures_seconds"] = _seconds(time.perf_counter() - drawing, 2)
     # Everything this function did: loading, training, evaluating, saving and drawing.
     summary["wall_seconds"] = _seconds(time.perf_counter() - wall_start, 2)
@@ -416,8 +550,9 @@ def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _pictures(settings, model, history, recorder, x, y, xt, yt, targets, n_classes, loss_fn,
-              out_dir: Path) -> list[str]:
+def _pictures(
+    settings, model, history, recorder, x, y, xt, yt, targets, n_classes, loss_fn, out_dir: Path
+) -> list[str]:
     """Loss curve; prediction gallery (MNIST), decision boundary (2-D) or fitted curve
     (regression); the weight GIF; the graph of one training step."""
     written: list[str] = []
@@ -442,8 +577,13 @@ def _pictures(settings, model, history, recorder, x, y, xt, yt, targets, n_class
         viz.regression_fit(lambda g: nn.predict(model, g), x, y, out_dir / "regression_fit.png")
         keep(out_dir / "regression_fit.png")
     elif x.shape[1] == 2:
-        viz.decision_boundary(lambda g: _class1_probability(nn.predict(model, g)), x, y,
-                              out_dir / "decision_boundary.png", resolution=150)
+        viz.decision_boundary(
+            lambda g: _class1_probability(nn.predict(model, g)),
+            x,
+            y,
+            out_dir / "decision_boundary.png",
+            resolution=150,
+        )
         keep(out_dir / "decision_boundary.png")
     if isinstance(model, nn.LeNet5):
         viz.conv_filters(model.features[0], out_dir / "filters.png")
@@ -452,10 +592,16 @@ def _pictures(settings, model, history, recorder, x, y, xt, yt, targets, n_class
         keep(out_dir / "feature_maps.png")
     if recorder is not None and recorder.snapshots:
         frames = min(len(recorder.snapshots), GIF_FRAMES)
-        keep(viz.weight_heatmaps(recorder.snapshots, out_dir / "weights.gif",
-                                 labels=recorder.epochs, max_frames=GIF_FRAMES,
-                                 fps=max(2.0, frames / 8),  # the whole run in ~8 s
-                                 image_shape=(28, 28) if mnist else None))
+        keep(
+            viz.weight_heatmaps(
+                recorder.snapshots,
+                out_dir / "weights.gif",
+                labels=recorder.epochs,
+                max_frames=GIF_FRAMES,
+                fps=max(2.0, frames / 8),  # the whole run in ~8 s
+                image_shape=(28, 28) if mnist else None,
+            )
+        )
     try:
         from autodiff import Tensor
         from autodiff.viz import draw_graph, render

@@ -28,8 +28,9 @@ def _positive(value: Any, name: str, who: str) -> int:
 def _check_eps(eps: Any, who: str) -> None:
     """eps is added to a variance before its square root: a negative one gives NaN outputs
     wherever the variance is smaller (a constant row), and 0 divides by zero there."""
-    if isinstance(eps, bool) or not (isinstance(eps, (int, float, np.floating))
-                                     and math.isfinite(eps) and eps > 0):
+    if isinstance(eps, bool) or not (
+        isinstance(eps, (int, float, np.floating)) and math.isfinite(eps) and eps > 0
+    ):
         raise ValueError(f"{who}: eps must be a positive number, got {eps!r}")
 
 
@@ -40,22 +41,38 @@ def _as_input(x: Any) -> Tensor:
 class _ConvNd(Module):
     _dims = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 dtype: Any = np.float32, rng: Any = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        dtype: Any = np.float32,
+        rng: Any = None,
+    ) -> None:
         super().__init__()
         who = type(self).__name__
         self.in_channels = _positive(in_channels, "in_channels", who)
         self.out_channels = _positive(out_channels, "out_channels", who)
         self.groups = _positive(groups, "groups", who)
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{who}: in_channels {in_channels} and out_channels {out_channels} "
-                             f"must both be divisible by groups {groups}")
-        kernel = ((kernel_size,) * self._dims if isinstance(kernel_size, (int, np.integer))
-                  else tuple(kernel_size))
+            raise ValueError(
+                f"{who}: in_channels {in_channels} and out_channels {out_channels} "
+                f"must both be divisible by groups {groups}"
+            )
+        kernel = (
+            (kernel_size,) * self._dims
+            if isinstance(kernel_size, (int, np.integer))
+            else tuple(kernel_size)
+        )
         if len(kernel) != self._dims:
-            raise ValueError(f"{who}: kernel_size must be an int or {self._dims} ints, "
-                             f"got {kernel_size!r}")
+            raise ValueError(
+                f"{who}: kernel_size must be an int or {self._dims} ints, got {kernel_size!r}"
+            )
         self.kernel_size = tuple(_positive(k, "kernel_size", who) for k in kernel)
         self.stride, self.padding, self.dilation = stride, padding, dilation
         generator = init._generator(rng)
@@ -73,16 +90,17 @@ class _ConvNd(Module):
     def _check(self, x: Tensor) -> None:
         if x.ndim != self._dims + 2 or x.shape[1] != self.in_channels:
             layout = "(N, C, H, W)" if self._dims == 2 else "(N, C, L)"
-            raise ValueError(f"{self.label()}: expected input {layout} with C = "
-                             f"{self.in_channels}, got shape {x.shape}")
+            raise ValueError(
+                f"{self.label()}: expected input {layout} with C = "
+                f"{self.in_channels}, got shape {x.shape}"
+            )
 
     def label(self) -> str:
         k = "x".join(map(str, self.kernel_size))
         return f"{type(self).__name__}({self.in_channels} -> {self.out_channels}, {k})"
 
     def extra_repr(self) -> str:
-        parts = [f"{self.in_channels} -> {self.out_channels}",
-                 f"kernel_size={self.kernel_size}"]
+        parts = [f"{self.in_channels} -> {self.out_channels}", f"kernel_size={self.kernel_size}"]
         for name, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
             if getattr(self, name) != default:
                 parts.append(f"{name}={getattr(self, name)}")
@@ -97,8 +115,9 @@ class Conv2d(_ConvNd):
     def forward(self, x: Any) -> Tensor:
         x = _as_input(x)
         self._check(x)
-        return conv.conv2d(x, self.weight, self.bias, self.stride, self.padding,
-                           self.dilation, self.groups)
+        return conv.conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
 
 class Conv1d(_ConvNd):
@@ -109,8 +128,9 @@ class Conv1d(_ConvNd):
     def forward(self, x: Any) -> Tensor:
         x = _as_input(x)
         self._check(x)
-        return conv.conv1d(x, self.weight, self.bias, self.stride, self.padding,
-                           self.dilation, self.groups)
+        return conv.conv1d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
 
 class MaxPool2d(Module):
@@ -143,9 +163,15 @@ class _BatchNorm(Module):
 
     _ndims: tuple[int, ...] = (2,)
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True,
-                 dtype: Any = np.float32) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: Any = np.float32,
+    ) -> None:
         super().__init__()
         who = type(self).__name__
         self.num_features = _positive(num_features, "num_features", who)
@@ -166,16 +192,20 @@ class _BatchNorm(Module):
     def forward(self, x: Any) -> Tensor:
         x = _as_input(x)
         if x.ndim not in self._ndims or x.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}({self.num_features}): expected input of "
-                             f"{' or '.join(f'{n}-d' for n in self._ndims)} with "
-                             f"{self.num_features} channels on axis 1, got shape {x.shape}")
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}): expected input of "
+                f"{' or '.join(f'{n}-d' for n in self._ndims)} with "
+                f"{self.num_features} channels on axis 1, got shape {x.shape}"
+            )
         axes = (0, *range(2, x.ndim))
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training or not self.track_running_stats:
             count = x.size // self.num_features
             if self.training and count < 2:
-                raise ValueError(f"{type(self).__name__}: training needs more than one value "
-                                 f"per channel, got input shape {x.shape}")
+                raise ValueError(
+                    f"{type(self).__name__}: training needs more than one value "
+                    f"per channel, got input shape {x.shape}"
+                )
             mean = x.mean(axis=axes, keepdims=True)
             centred = x - mean
             # Tensor.var, not (centred * centred).mean(): the same numbers, but float16 squares
@@ -196,14 +226,19 @@ class _BatchNorm(Module):
         with no_grad():
             self.num_batches_tracked._data = self.num_batches_tracked._data + 1
             # momentum None means a cumulative average, as in PyTorch.
-            m = (1.0 / float(self.num_batches_tracked._data) if self.momentum is None
-                 else self.momentum)
+            m = (
+                1.0 / float(self.num_batches_tracked._data)
+                if self.momentum is None
+                else self.momentum
+            )
             unbiased = var * (count / (count - 1))
             dtype = self.running_mean.dtype
-            self.running_mean._data[...] = ((1 - m) * self.running_mean._data + m * mean
-                                           ).astype(dtype)
-            self.running_var._data[...] = ((1 - m) * self.running_var._data + m * unbiased
-                                          ).astype(dtype)
+            self.running_mean._data[...] = ((1 - m) * self.running_mean._data + m * mean).astype(
+                dtype
+            )
+            self.running_var._data[...] = ((1 - m) * self.running_var._data + m * unbiased).astype(
+                dtype
+            )
             self.running_mean._bump_version()
             self.running_var._bump_version()
 
@@ -226,13 +261,20 @@ class BatchNorm2d(_BatchNorm):
 class LayerNorm(Module):
     """Normalise the last axes (`normalized_shape`) of every sample, as `torch.nn.LayerNorm`."""
 
-    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5,
-                 elementwise_affine: bool = True, dtype: Any = np.float32) -> None:
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        dtype: Any = np.float32,
+    ) -> None:
         super().__init__()
-        shape = ((normalized_shape,) if isinstance(normalized_shape, (int, np.integer))
-                 else tuple(normalized_shape))
-        self.normalized_shape = tuple(_positive(n, "normalized_shape", "LayerNorm")
-                                      for n in shape)
+        shape = (
+            (normalized_shape,)
+            if isinstance(normalized_shape, (int, np.integer))
+            else tuple(normalized_shape)
+        )
+        self.normalized_shape = tuple(_positive(n, "normalized_shape", "LayerNorm") for n in shape)
         _check_eps(eps, "LayerNorm")
         self.eps = float(eps)
         self.weight = self.bias = None
@@ -243,9 +285,11 @@ class LayerNorm(Module):
     def forward(self, x: Any) -> Tensor:
         x = _as_input(x)
         k = len(self.normalized_shape)
-        if x.shape[x.ndim - k:] != self.normalized_shape:
-            raise ValueError(f"LayerNorm{self.normalized_shape}: input shape {x.shape} does "
-                             "not end with the normalized shape")
+        if x.shape[x.ndim - k :] != self.normalized_shape:
+            raise ValueError(
+                f"LayerNorm{self.normalized_shape}: input shape {x.shape} does "
+                "not end with the normalized shape"
+            )
         axes = tuple(range(x.ndim - k, x.ndim))
         centred = x - x.mean(axis=axes, keepdims=True)
         var = x.var(axis=axes, keepdims=True)  # float16 safely, as in _BatchNorm.forward
@@ -268,13 +312,20 @@ class LeNet5(Module):
 
         g = init._generator(rng)
         self.features = Sequential(
-            Conv2d(1, 6, 5, padding=2, dtype=dtype, rng=g), ReLU(), MaxPool2d(2),
-            Conv2d(6, 16, 5, dtype=dtype, rng=g), ReLU(), MaxPool2d(2),
+            Conv2d(1, 6, 5, padding=2, dtype=dtype, rng=g),
+            ReLU(),
+            MaxPool2d(2),
+            Conv2d(6, 16, 5, dtype=dtype, rng=g),
+            ReLU(),
+            MaxPool2d(2),
         )
         self.classifier = Sequential(
-            Flatten(), Linear(16 * 5 * 5, 120, dtype=dtype, rng=g), ReLU(),
-            Linear(120, 84, dtype=dtype, rng=g), ReLU(), Linear(84, num_classes, dtype=dtype,
-                                                               rng=g),
+            Flatten(),
+            Linear(16 * 5 * 5, 120, dtype=dtype, rng=g),
+            ReLU(),
+            Linear(120, 84, dtype=dtype, rng=g),
+            ReLU(),
+            Linear(84, num_classes, dtype=dtype, rng=g),
         )
 
     def forward(self, x: Any) -> Tensor:
@@ -284,6 +335,8 @@ class LeNet5(Module):
         elif x.ndim == 3:  # (N, 28, 28) images: one channel
             x = x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
         if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
-            raise ValueError(f"LeNet5: expected 28x28 images as (N, 784), (N, 28, 28) or "
-                             f"(N, 1, 28, 28), got shape {x.shape}")
+            raise ValueError(
+                f"LeNet5: expected 28x28 images as (N, 784), (N, 28, 28) or "
+                f"(N, 1, 28, 28), got shape {x.shape}"
+            )
         return self.classifier(self.features(x))

@@ -24,16 +24,28 @@ from typing import Any, BinaryIO
 import numpy as np
 
 __all__ = [
-    "MINI_MNIST_PATH", "MINI_MNIST_SHA256", "MNIST_FILES", "MNIST_MIRRORS", "DataLoader",
-    "MNISTNotFoundError", "Opener",
-    "cache_dir", "load_mini_mnist", "load_mnist", "make_moons", "make_regression",
-    "make_spirals", "make_xor", "read_idx",
+    "MINI_MNIST_PATH",
+    "MINI_MNIST_SHA256",
+    "MNIST_FILES",
+    "MNIST_MIRRORS",
+    "DataLoader",
+    "MNISTNotFoundError",
+    "Opener",
+    "cache_dir",
+    "load_mini_mnist",
+    "load_mnist",
+    "make_moons",
+    "make_regression",
+    "make_spirals",
+    "make_xor",
+    "read_idx",
 ]
 
 
 def __dir__() -> list[str]:
     # dir() of a module lists its imports and helpers too; show what a user may call.
     return sorted(__all__)
+
 
 # --- batching --------------------------------------------------------------------------------
 
@@ -47,8 +59,15 @@ class DataLoader:
     Generator is seeded from autodiff's default generator (see autodiff.manual_seed).
     """
 
-    def __init__(self, x: Any, y: Any = None, batch_size: int = 64, shuffle: bool = False,
-                 seed: Any = None, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: Any = None,
+        drop_last: bool = False,
+    ) -> None:
         self.x = _samples("x", x)
         self.y = None if y is None else _samples("y", y)
         if self.x.ndim == 0:
@@ -101,16 +120,23 @@ def _samples(name: str, values: Any) -> np.ndarray:
     try:
         array = np.asarray(values)
     except ValueError as exc:  # numpy refuses ragged nesting ("inhomogeneous shape")
-        pair = (isinstance(values, (tuple, list)) and len(values) == 2
-                and all(np.ndim(v) >= 1 for v in values)
-                and len(values[0]) == len(values[1]))
+        pair = (
+            isinstance(values, (tuple, list))
+            and len(values) == 2
+            and all(np.ndim(v) >= 1 for v in values)
+            and len(values[0]) == len(values[1])
+        )
         if name == "x" and pair:  # PyTorch's DataLoader(TensorDataset(x, y)) habit
-            raise ValueError("DataLoader: x is an (inputs, targets) pair; pass them as two "
-                             "arguments, DataLoader(x, y, batch_size=...)") from None
-        raise ValueError(f"DataLoader: {name} is ragged (its samples have different "
-                         f"shapes), so it cannot be one array; pad or crop them to one "
-                         f"shape; for (input, target) pairs, pass the inputs and the "
-                         f"targets as two arrays, DataLoader(x, y) ({exc})") from None
+            raise ValueError(
+                "DataLoader: x is an (inputs, targets) pair; pass them as two "
+                "arguments, DataLoader(x, y, batch_size=...)"
+            ) from None
+        raise ValueError(
+            f"DataLoader: {name} is ragged (its samples have different "
+            f"shapes), so it cannot be one array; pad or crop them to one "
+            f"shape; for (input, target) pairs, pass the inputs and the "
+            f"targets as two arrays, DataLoader(x, y) ({exc})"
+        ) from None
     if array.dtype.kind not in "biuf":
         raise TypeError(f"DataLoader: {name} must hold numbers, got dtype {array.dtype}")
     return array
@@ -158,8 +184,9 @@ def _read_guarded(stream: BinaryIO, n: int, label: str) -> bytes:
     try:
         return _read_upto(stream, n)
     except (OSError, EOFError, zlib.error) as exc:  # flipped or missing deflate bytes
-        raise ValueError(f"{label} is not a valid gzip file (truncated or damaged: {exc})") \
-            from None
+        raise ValueError(
+            f"{label} is not a valid gzip file (truncated or damaged: {exc})"
+        ) from None
 
 
 # --- IDX files -------------------------------------------------------------------------------
@@ -187,8 +214,7 @@ def read_idx(source: str | os.PathLike[str] | bytes, *, max_bytes: int = 1 << 30
         raw = _read_guarded(content, 4, label)
         ndim = raw[3] if len(raw) == 4 else 0
         raw += _read_guarded(content, 4 * ndim, label)
-        if ndim and raw[:2] == b"\x00\x00" and raw[2] in _IDX_TYPES and \
-                len(raw) == 4 + 4 * ndim:
+        if ndim and raw[:2] == b"\x00\x00" and raw[2] in _IDX_TYPES and len(raw) == 4 + 4 * ndim:
             dims = struct.unpack(f">{ndim}I", raw[4:])
             expected = math.prod(dims) * np.dtype(_IDX_TYPES[raw[2]]).itemsize
             raw += _read_guarded(content, min(expected, max_bytes) + 1, label)
@@ -207,15 +233,19 @@ def _parse_idx(raw: bytes, name: str, max_bytes: int) -> np.ndarray:
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"read_idx: {name} is truncated inside its header ({ndim} dimensions "
-                         f"need {header} bytes, the file has {len(raw)})")
+        raise ValueError(
+            f"read_idx: {name} is truncated inside its header ({ndim} dimensions "
+            f"need {header} bytes, the file has {len(raw)})"
+        )
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_TYPES[type_code])
     expected = math.prod(dims) * dtype.itemsize  # a Python int: no overflow
     held = len(raw) - header
     if expected > max_bytes and held > max_bytes:
-        raise ValueError(f"read_idx: {name} declares shape {dims} ({expected} bytes), more "
-                         f"than max_bytes={max_bytes}")
+        raise ValueError(
+            f"read_idx: {name} declares shape {dims} ({expected} bytes), more "
+            f"than max_bytes={max_bytes}"
+        )
     if held != expected:
         problem = "truncated" if held < expected else "trailing bytes after the data"
         raise ValueError(
@@ -303,22 +333,26 @@ def _check_mnist(raw: bytes, name: str, where: str) -> np.ndarray:
     magic = 0x0800 + len(shape)  # unsigned bytes (0x08), then the dimension count: 2051 / 2049
     found = int.from_bytes(raw[:4], "big")
     if len(raw) < 4 or found != magic:
-        raise ValueError(f"{where} is corrupt: bad magic number {found}, expected {magic} "
-                         f"({'images' if len(shape) == 3 else 'labels'})")
+        raise ValueError(
+            f"{where} is corrupt: bad magic number {found}, expected {magic} "
+            f"({'images' if len(shape) == 3 else 'labels'})"
+        )
     header = 4 + 4 * len(shape)
     dims = struct.unpack(f">{len(shape)}I", raw[4:header]) if len(raw) >= header else None
     if dims != shape:
-        raise ValueError(f"{where} is corrupt: its header declares shape {dims}, "
-                         f"expected {shape}")
+        raise ValueError(f"{where} is corrupt: its header declares shape {dims}, expected {shape}")
     size = _mnist_size(name)
     if len(raw) != size:
         problem = "truncated" if len(raw) < size else "too long"
-        raise ValueError(f"{where} is corrupt: {problem}, {len(raw)} bytes uncompressed "
-                         f"instead of {size}")
+        raise ValueError(
+            f"{where} is corrupt: {problem}, {len(raw)} bytes uncompressed instead of {size}"
+        )
     digest = hashlib.sha256(raw).hexdigest()
     if digest != MNIST_FILES[name]:
-        raise ValueError(f"{where} is corrupt: checksum mismatch (SHA-256 of the uncompressed "
-                         f"bytes is {digest}, expected {MNIST_FILES[name]})")
+        raise ValueError(
+            f"{where} is corrupt: checksum mismatch (SHA-256 of the uncompressed "
+            f"bytes is {digest}, expected {MNIST_FILES[name]})"
+        )
     return _parse_idx(raw, where, len(raw))
 
 
@@ -330,8 +364,9 @@ def _load_file(path: Path, name: str) -> np.ndarray:
             raw = _content(stream, _mnist_size(name) + 1, where)
         return _check_mnist(raw, name, where)
     except ValueError as exc:
-        raise ValueError(f"{exc}. Delete {path} and load_mnist will download it again "
-                         f"(or put a good copy there)") from None
+        raise ValueError(
+            f"{exc}. Delete {path} and load_mnist will download it again (or put a good copy there)"
+        ) from None
 
 
 def _fetch(response: Any, limit: int, label: str, progress: bool) -> bytes:
@@ -368,8 +403,9 @@ def _write_atomically(data: bytes, target: Path) -> None:
     write_atomic(target, lambda out: out.write(data), "load_mnist")
 
 
-def _download(name: str, target_dir: Path, opener: Opener, mirrors: tuple[str, ...],
-              progress: bool) -> tuple[np.ndarray | None, list[str]]:
+def _download(
+    name: str, target_dir: Path, opener: Opener, mirrors: tuple[str, ...], progress: bool
+) -> tuple[np.ndarray | None, list[str]]:
     """Fetch `name`.gz from the first mirror whose content verifies, and store it in
     `target_dir`. Returns the array (None if every mirror failed) and the failures."""
     failures = []
@@ -433,8 +469,7 @@ def load_mnist(
                 f"load_mnist: {name} (or {name}.gz) not found, and not downloaded "
                 f"({reason}). Looked in:{looked}"
             )
-        array, failures = _download(name, target, opener or _default_opener, mirrors,
-                                    progress)
+        array, failures = _download(name, target, opener or _default_opener, mirrors, progress)
         if array is None:
             tried = "".join(f"\n  {f}" for f in failures) or " (no mirrors given)"
             raise MNISTNotFoundError(
@@ -463,9 +498,11 @@ def load_mini_mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, 
     blob = MINI_MNIST_PATH.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != MINI_MNIST_SHA256:
-        raise ValueError(f"load_mini_mnist: {MINI_MNIST_PATH} is corrupt or was rebuilt "
-                         f"without updating MINI_MNIST_SHA256 (SHA-256 {digest}, expected "
-                         f"{MINI_MNIST_SHA256})")
+        raise ValueError(
+            f"load_mini_mnist: {MINI_MNIST_PATH} is corrupt or was rebuilt "
+            f"without updating MINI_MNIST_SHA256 (SHA-256 {digest}, expected "
+            f"{MINI_MNIST_SHA256})"
+        )
     with np.load(io.BytesIO(blob), allow_pickle=False) as f:
         x_train, y_train = f["x_train"], f["y_train"]
         x_test, y_test = f["x_test"], f["y_test"]
@@ -487,8 +524,11 @@ def _check_size(who: str, name: str, value: Any, low: int = 1) -> int:
 
 
 def _check_noise(who: str, noise: Any) -> float:
-    if (isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating))
-            or not 0 <= noise < math.inf):
+    if (
+        isinstance(noise, bool)
+        or not isinstance(noise, (int, float, np.integer, np.floating))
+        or not 0 <= noise < math.inf
+    ):
         raise ValueError(f"{who}: noise is a standard deviation, a number >= 0, got {noise!r}")
     return float(noise)
 
@@ -500,8 +540,14 @@ def make_xor() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def make_moons(n: int = 100, noise: float = 0.1, seed: Any = 0, *, n_samples: int | None = None,
-               random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def make_moons(
+    n: int = 100,
+    noise: float = 0.1,
+    seed: Any = 0,
+    *,
+    n_samples: int | None = None,
+    random_state: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved half circles: x of shape (n, 2) float64, labels 0/1 of shape (n,)
     int64. Class 0 is the upper arc (centre (0, 0)), class 1 the lower (centre (1, 0.5)).
 
@@ -529,8 +575,9 @@ def make_moons(n: int = 100, noise: float = 0.1, seed: Any = 0, *, n_samples: in
     return x[order], y[order]
 
 
-def make_spirals(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2,
-                 seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_spirals(
+    n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed: Any = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Interleaved spiral arms, one per class: x of shape (n_per_class * n_classes, 2)
     float64, labels int64. The radius grows from 0 to 1 along each arm; `noise` jitters the
     angle."""
@@ -548,8 +595,9 @@ def make_spirals(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2,
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def make_regression(n: int = 100, kind: str = "linear", noise: float = 0.1,
-                    seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_regression(
+    n: int = 100, kind: str = "linear", noise: float = 0.1, seed: Any = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """1-D regression, x sorted in [-1, 1]: y = x + noise ("linear") or y = x**2 + noise
     ("quadratic"), noise normal with standard deviation `noise`. Both of shape (n, 1)."""
     if kind not in ("linear", "quadratic"):

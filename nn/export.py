@@ -44,7 +44,7 @@ def _onnx() -> Any:
     except ImportError:
         raise ImportError(
             'export_onnx needs the onnx package: pip install "autodiff-nn[export]" '
-            '(or pip install onnx)'
+            "(or pip install onnx)"
         ) from None
     return onnx
 
@@ -95,9 +95,11 @@ Translator = Callable[[_Graph, Any, str, str, int], tuple[str, int]]
 
 def _linear(g: _Graph, m: layers.Linear, where: str, x: str, rank: int) -> tuple[str, int]:
     if rank < 2:  # the only axis would be the symbolic batch axis and the features at once
-        raise ValueError(f"export_onnx: {where or 'Linear'} needs inputs with a batch axis and "
-                         f"a feature axis; give an example_input of shape (1, "
-                         f"{m.in_features})")
+        raise ValueError(
+            f"export_onnx: {where or 'Linear'} needs inputs with a batch axis and "
+            f"a feature axis; give an example_input of shape (1, "
+            f"{m.in_features})"
+        )
     weight = g.parameter(m.weight)  # stored (out, in), as in PyTorch
     bias = [g.parameter(m.bias)] if m.bias is not None else []
     if rank == 2:  # the common case: one Gemm computes x @ W.T + b
@@ -109,15 +111,18 @@ def _linear(g: _Graph, m: layers.Linear, where: str, x: str, rank: int) -> tuple
 def _elementwise(op: str, **attrs: Callable[[Any], Any]) -> Translator:
     def translate(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
         return g.node(op, [x], where, **{k: f(m) for k, f in attrs.items()}), rank
+
     return translate
 
 
 def _flatten(g: _Graph, m: layers.Flatten, where: str, x: str, rank: int) -> tuple[str, int]:
     start = m.start_axis + rank if m.start_axis < 0 else m.start_axis
     if not 1 <= start <= rank:
-        raise ValueError(f"export_onnx: {where or 'Flatten'} flattens from axis {m.start_axis} "
-                         f"of a rank-{rank} input; only axes after the batch axis can be "
-                         f"flattened in an export with a symbolic batch size")
+        raise ValueError(
+            f"export_onnx: {where or 'Flatten'} flattens from axis {m.start_axis} "
+            f"of a rank-{rank} input; only axes after the batch axis can be "
+            f"flattened in an export with a symbolic batch size"
+        )
     if start == 1:  # ONNX Flatten(axis=1) is exactly (N, ...) -> (N, -1)
         return g.node("Flatten", [x], where, axis=1), 2
     # Reshape: 0 keeps that axis's size, -1 takes the rest.
@@ -125,8 +130,7 @@ def _flatten(g: _Graph, m: layers.Flatten, where: str, x: str, rank: int) -> tup
     return g.node("Reshape", [x, shape], where), start + 1
 
 
-def _sequence(g: _Graph, m: layers.Sequential, where: str, x: str, rank: int
-              ) -> tuple[str, int]:
+def _sequence(g: _Graph, m: layers.Sequential, where: str, x: str, rank: int) -> tuple[str, int]:
     for i, layer in enumerate(m.layers):
         x, rank = _translate(g, layer, f"{where}.layers.{i}" if where else f"layers.{i}", x, rank)
     return x, rank
@@ -142,13 +146,20 @@ def _conv(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
     if m.padding == "same":  # as autodiff.conv pads (and PyTorch): the odd zero at the end
         # A Conv1d is a conv2d of height 1: pad as one, keep the width.
         kernel, dilations = (1, *m.kernel_size)[-2:], (1, *dilation)[-2:]
-        before, after = (list(side[2 - n:]) for side in same_padding(kernel, dilations))
+        before, after = (list(side[2 - n :]) for side in same_padding(kernel, dilations))
     else:
         before = after = [0] * n if m.padding == "valid" else _ints(m.padding, n)
     bias = [g.parameter(m.bias)] if m.bias is not None else []
-    return g.node("Conv", [x, g.parameter(m.weight), *bias], where,
-                  kernel_shape=list(m.kernel_size), strides=_ints(m.stride, n),
-                  pads=before + after, dilations=dilation, group=int(m.groups)), rank
+    return g.node(
+        "Conv",
+        [x, g.parameter(m.weight), *bias],
+        where,
+        kernel_shape=list(m.kernel_size),
+        strides=_ints(m.stride, n),
+        pads=before + after,
+        dilations=dilation,
+        group=int(m.groups),
+    ), rank
 
 
 def _pool(op: str, **extra: int) -> Translator:
@@ -156,8 +167,10 @@ def _pool(op: str, **extra: int) -> Translator:
         kernel = _ints(m.kernel_size, 2)
         stride = kernel if m.stride is None else _ints(m.stride, 2)
         pads = _ints(m.padding, 2)
-        return g.node(op, [x], where, kernel_shape=kernel, strides=stride, pads=pads + pads,
-                      **extra), rank
+        return g.node(
+            op, [x], where, kernel_shape=kernel, strides=stride, pads=pads + pads, **extra
+        ), rank
+
     return translate
 
 
@@ -165,29 +178,44 @@ def _affine(g: _Graph, m: Any, where: str, shape: tuple[int, ...]) -> list[str]:
     """Scale and shift initialisers: the module's own, or ones and zeros without them."""
     if m.weight is not None:
         return [g.parameter(m.weight), g.parameter(m.bias)]
-    return [g.constant(f"{where}.ones", np.ones(shape, g.dtype)),
-            g.constant(f"{where}.zeros", np.zeros(shape, g.dtype))]
+    return [
+        g.constant(f"{where}.ones", np.ones(shape, g.dtype)),
+        g.constant(f"{where}.zeros", np.zeros(shape, g.dtype)),
+    ]
 
 
 def _batch_norm(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
     if not m.track_running_stats:
-        raise ValueError(f"export_onnx: {where or 'BatchNorm'} has no running statistics "
-                         f"(track_running_stats=False), so in evaluation mode it normalises by "
-                         f"each batch's own statistics, which ONNX's BatchNormalization cannot")
+        raise ValueError(
+            f"export_onnx: {where or 'BatchNorm'} has no running statistics "
+            f"(track_running_stats=False), so in evaluation mode it normalises by "
+            f"each batch's own statistics, which ONNX's BatchNormalization cannot"
+        )
     stats = [g.parameter(m.running_mean), g.parameter(m.running_var)]
-    return g.node("BatchNormalization", [x, *_affine(g, m, where, (m.num_features,)), *stats],
-                  where, epsilon=m.eps), rank
+    return g.node(
+        "BatchNormalization",
+        [x, *_affine(g, m, where, (m.num_features,)), *stats],
+        where,
+        epsilon=m.eps,
+    ), rank
 
 
 def _layer_norm(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
-    return g.node("LayerNormalization", [x, *_affine(g, m, where, m.normalized_shape)], where,
-                  axis=-len(m.normalized_shape), epsilon=m.eps), rank
+    return g.node(
+        "LayerNormalization",
+        [x, *_affine(g, m, where, m.normalized_shape)],
+        where,
+        axis=-len(m.normalized_shape),
+        epsilon=m.eps,
+    ), rank
 
 
 def _lenet(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
     if rank in (2, 3):  # LeNet5 takes (N, 784) and (N, 28, 28) as one-channel images
-        shape = g.constant(f"{where}.image_shape" if where else "image_shape",
-                           np.array([-1, 1, 28, 28], dtype=np.int64))
+        shape = g.constant(
+            f"{where}.image_shape" if where else "image_shape",
+            np.array([-1, 1, 28, 28], dtype=np.int64),
+        )
         x, rank = g.node("Reshape", [x, shape], where), 4
     prefix = f"{where}." if where else ""
     x, rank = _translate(g, m.features, f"{prefix}features", x, rank)
@@ -209,17 +237,19 @@ TRANSLATORS: dict[type, Translator] = {
 }
 
 # Convolutions and normalisation (nn/conv.py).
-TRANSLATORS.update({
-    _convs.Conv2d: _conv,
-    _convs.Conv1d: _conv,
-    _convs.MaxPool2d: _pool("MaxPool"),
-    # PyTorch's default (and ours): zero padding counts in the mean.
-    _convs.AvgPool2d: _pool("AveragePool", count_include_pad=1),
-    _convs.BatchNorm1d: _batch_norm,
-    _convs.BatchNorm2d: _batch_norm,
-    _convs.LayerNorm: _layer_norm,
-    _convs.LeNet5: _lenet,
-})
+TRANSLATORS.update(
+    {
+        _convs.Conv2d: _conv,
+        _convs.Conv1d: _conv,
+        _convs.MaxPool2d: _pool("MaxPool"),
+        # PyTorch's default (and ours): zero padding counts in the mean.
+        _convs.AvgPool2d: _pool("AveragePool", count_include_pad=1),
+        _convs.BatchNorm1d: _batch_norm,
+        _convs.BatchNorm2d: _batch_norm,
+        _convs.LayerNorm: _layer_norm,
+        _convs.LeNet5: _lenet,
+    }
+)
 
 
 def _translate(g: _Graph, module: Any, where: str, x: str, rank: int) -> tuple[str, int]:
@@ -228,14 +258,17 @@ def _translate(g: _Graph, module: Any, where: str, x: str, rank: int) -> tuple[s
     translator = TRANSLATORS.get(type(module))
     if translator is None:
         supported = ", ".join(sorted(t.__name__ for t in TRANSLATORS))
-        raise TypeError(f"export_onnx: module {where or '(the model itself)'!r} is a "
-                        f"{type(module).__name__}, which has no ONNX translation; supported: "
-                        f"{supported}")
+        raise TypeError(
+            f"export_onnx: module {where or '(the model itself)'!r} is a "
+            f"{type(module).__name__}, which has no ONNX translation; supported: "
+            f"{supported}"
+        )
     return translator(g, module, where, x, rank)
 
 
-def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
-            output_name: str = "output") -> Any:
+def to_onnx(
+    model: Module, example_input: Any, *, input_name: str = "input", output_name: str = "output"
+) -> Any:
     """The model as an `onnx.ModelProto` (checked with the ONNX checker), without writing it.
 
     `example_input` fixes every axis but the first (the batch axis, left symbolic) and is
@@ -251,12 +284,16 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
     params = params + [b for b in buffers if b.dtype.kind == "f"]
     dtype = np.dtype(params[0].dtype if params else np.float32)
     if dtype.kind != "f" or any(p.dtype != dtype for p in params):
-        raise TypeError(f"export_onnx: parameters must share one float dtype, got "
-                        f"{sorted({str(p.dtype) for p in params})}")
+        raise TypeError(
+            f"export_onnx: parameters must share one float dtype, got "
+            f"{sorted({str(p.dtype) for p in params})}"
+        )
     x = np.asarray(example_input._data if isinstance(example_input, Tensor) else example_input)
     if x.ndim == 0 or x.dtype.kind not in "biuf":
-        raise ValueError(f"export_onnx: example_input must be a numeric array with a batch "
-                         f"axis first, got dtype {x.dtype} shape {x.shape}")
+        raise ValueError(
+            f"export_onnx: example_input must be a numeric array with a batch "
+            f"axis first, got dtype {x.dtype} shape {x.shape}"
+        )
     x = x.astype(dtype)
 
     modes = [(m, m.training) for m in model.modules()]
@@ -266,8 +303,9 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
             try:
                 y = model(Tensor(x))
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"export_onnx: the model cannot run on example_input of shape "
-                                 f"{x.shape}: {exc}") from None
+                raise ValueError(
+                    f"export_onnx: the model cannot run on example_input of shape {x.shape}: {exc}"
+                ) from None
         param_names = {id(p): name for name, p in model.named_parameters()}
         # Buffers (BatchNorm's running statistics) travel as initialisers too, by their path.
         if hasattr(model, "named_buffers"):
@@ -295,8 +333,11 @@ def to_onnx(model: Module, example_input: Any, *, input_name: str = "input",
         initializer=list(g.initializers.values()),
     )
     proto = onnx.helper.make_model(
-        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
-        producer_name="autodiff-nn", doc_string=repr(model),
+        graph,
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="autodiff-nn",
+        doc_string=repr(model),
     )
     onnx.checker.check_model(proto, full_check=True)
     return proto
@@ -309,15 +350,25 @@ def _check_io_names(input_name: Any, output_name: Any, weights: set[str]) -> Non
         if not isinstance(name, str) or not name:
             raise ValueError(f"export_onnx: {what} must be a non-empty string, got {name!r}")
         if name in weights:
-            raise ValueError(f"export_onnx: {what} {name!r} is the name of one of the model's "
-                             f"weights; choose another name")
+            raise ValueError(
+                f"export_onnx: {what} {name!r} is the name of one of the model's "
+                f"weights; choose another name"
+            )
     if input_name == output_name:
-        raise ValueError(f"export_onnx: input_name and output_name are both {input_name!r}; "
-                         f"an ONNX graph needs two different names")
+        raise ValueError(
+            f"export_onnx: input_name and output_name are both {input_name!r}; "
+            f"an ONNX graph needs two different names"
+        )
 
 
-def export_onnx(model: Module, path: str | os.PathLike[str], example_input: Any, *,
-                input_name: str = "input", output_name: str = "output") -> Path:
+def export_onnx(
+    model: Module,
+    path: str | os.PathLike[str],
+    example_input: Any,
+    *,
+    input_name: str = "input",
+    output_name: str = "output",
+) -> Path:
     """Write `model` as an ONNX file at `path`, atomically; returns the path.
 
     The file takes an input named "input" of shape (batch, *example_input.shape[1:]) in the
@@ -351,8 +402,14 @@ def draw_onnx(model: Any) -> Any:
         dot.node(f"in{i}", f"{v.name}\n{_dims(v)}", shape="ellipse")
         producers[v.name] = f"in{i}"
     for i, init in enumerate(graph.initializer):
-        dot.node(f"init{i}", f"{init.name}\n{tuple(init.dims)}", shape="note",
-                 style="filled", fillcolor="#eef3fb", fontsize="10")
+        dot.node(
+            f"init{i}",
+            f"{init.name}\n{tuple(init.dims)}",
+            shape="note",
+            style="filled",
+            fillcolor="#eef3fb",
+            fontsize="10",
+        )
         producers[init.name] = f"init{i}"
     for i, node in enumerate(graph.node):
         attrs = [f"{a.name}={_attr(onnx.helper.get_attribute_value(a))}" for a in node.attribute]

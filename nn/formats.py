@@ -29,10 +29,18 @@ import numpy as np
 # safetensors dtype name <-> numpy dtype (always little-endian in the file). BF16 and the F8
 # types have no numpy dtype, so files holding them are refused with a message saying so.
 _DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype("?"), "U8": np.dtype("u1"), "I8": np.dtype("i1"),
-    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "U32": np.dtype("<u4"),
-    "I32": np.dtype("<i4"), "U64": np.dtype("<u8"), "I64": np.dtype("<i8"),
-    "F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"),
+    "BOOL": np.dtype("?"),
+    "U8": np.dtype("u1"),
+    "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"),
+    "I16": np.dtype("<i2"),
+    "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"),
+    "U64": np.dtype("<u8"),
+    "I64": np.dtype("<i8"),
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
 }
 _NAMES = {(dtype.kind, dtype.itemsize): name for name, dtype in _DTYPES.items()}
 # The reference implementation refuses headers above 100 MB; so do we, before reading them.
@@ -45,8 +53,7 @@ _MAX_BYTES = np.iinfo(np.intp).max  # and on the size of one array, in bytes
 def numpy_can_hold(shape: tuple[int, ...] | list[int], itemsize: int) -> bool:
     """Whether numpy can make an array of this shape. A file's size check cannot tell: an
     empty tensor holds no bytes whatever its other axes claim ([0, 10**30])."""
-    return len(shape) <= _MAX_AXES and math.prod(max(d, 1) for d in shape) * itemsize \
-        <= _MAX_BYTES
+    return len(shape) <= _MAX_AXES and math.prod(max(d, 1) for d in shape) * itemsize <= _MAX_BYTES
 
 
 def _short(shape: list[int]) -> str:
@@ -65,10 +72,14 @@ def _header_bytes(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str])
     for name, array in arrays.items():
         kind = _NAMES.get((array.dtype.kind, array.dtype.itemsize))
         if kind is None:
-            raise TypeError(f"save: parameter '{name}' has dtype {array.dtype}, which "
-                            f"safetensors cannot hold")
-        header[name] = {"dtype": kind, "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
+            raise TypeError(
+                f"save: parameter '{name}' has dtype {array.dtype}, which safetensors cannot hold"
+            )
+        header[name] = {
+            "dtype": kind,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
         offset += array.nbytes
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     # Pad with spaces to a multiple of 8, as the reference writer does, so the data starts
@@ -76,8 +87,11 @@ def _header_bytes(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str])
     return text + b" " * (-len(text) % 8)
 
 
-def write_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[str],
-                      metadata: Mapping[str, str] | None = None) -> Path:
+def write_safetensors(
+    arrays: Mapping[str, np.ndarray],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
     """Write name -> array to `path` in the safetensors format, atomically, in the given order.
 
     The arrays must already be numeric numpy arrays (nn.save checks that); names are kept as
@@ -88,8 +102,10 @@ def write_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[
             raise ValueError(f"save: the name {_METADATA_KEY!r} is reserved by safetensors")
     # Little-endian, C order: the layout the format defines. (Not ascontiguousarray, which
     # would turn a 0-d array into shape (1,).)
-    ready = {name: np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")
-             for name, a in arrays.items()}
+    ready = {
+        name: np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")
+        for name, a in arrays.items()
+    }
     header = _header_bytes(ready, metadata or {})
 
     def write(f: BinaryIO) -> None:
@@ -134,7 +150,8 @@ def _parse_header(raw: bytes, data_size: int) -> tuple[dict[str, tuple], dict[st
         raise SafetensorsError("its header is not a JSON object")
     metadata = header.pop(_METADATA_KEY, {})
     if not isinstance(metadata, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise SafetensorsError(f"its {_METADATA_KEY} is not an object of strings")
     entries = {}
     for name, entry in header.items():
@@ -144,8 +161,11 @@ def _parse_header(raw: bytes, data_size: int) -> tuple[dict[str, tuple], dict[st
             raise SafetensorsError(f"its entry for {name!r} is malformed: {entry!r}")
         kind, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if kind not in _DTYPES:
-            why = ("it has no numpy dtype; convert it to F32 before saving"
-                   if isinstance(kind, str) else "not a dtype name")
+            why = (
+                "it has no numpy dtype; convert it to F32 before saving"
+                if isinstance(kind, str)
+                else "not a dtype name"
+            )
             raise SafetensorsError(f"tensor {name!r} has dtype {kind!r} ({why})")
 
         def whole(v: object) -> bool:
@@ -153,19 +173,28 @@ def _parse_header(raw: bytes, data_size: int) -> tuple[dict[str, tuple], dict[st
 
         if not (isinstance(shape, list) and all(whole(d) for d in shape)):
             raise SafetensorsError(f"tensor {name!r} has an invalid shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(whole, offsets))
-                and offsets[0] <= offsets[1] <= data_size):
-            raise SafetensorsError(f"tensor {name!r} has data_offsets {offsets!r} outside the "
-                                   f"{data_size} data bytes the file holds")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(map(whole, offsets))
+            and offsets[0] <= offsets[1] <= data_size
+        ):
+            raise SafetensorsError(
+                f"tensor {name!r} has data_offsets {offsets!r} outside the "
+                f"{data_size} data bytes the file holds"
+            )
         dtype = _DTYPES[kind]
         if not numpy_can_hold(shape, dtype.itemsize):
-            raise SafetensorsError(f"tensor {name!r} has shape {_short(shape)}, which no "
-                                   f"numpy array can have")
+            raise SafetensorsError(
+                f"tensor {name!r} has shape {_short(shape)}, which no numpy array can have"
+            )
         declared = math.prod(shape) * dtype.itemsize
         if declared != offsets[1] - offsets[0]:
-            raise SafetensorsError(f"tensor {name!r} is {kind} {tuple(shape)} ({declared} bytes)"
-                                   f" but its data_offsets {offsets} span "
-                                   f"{offsets[1] - offsets[0]} bytes")
+            raise SafetensorsError(
+                f"tensor {name!r} is {kind} {tuple(shape)} ({declared} bytes)"
+                f" but its data_offsets {offsets} span "
+                f"{offsets[1] - offsets[0]} bytes"
+            )
         entries[name] = (dtype, tuple(shape), offsets[0], offsets[1])
     # The tensors must tile the data section: no gaps (hidden bytes) and no overlaps.
     position = 0
@@ -194,13 +223,14 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     try:
         with path.open("rb") as f:
             if size < 8:
-                raise SafetensorsError(f"it has {size} bytes, fewer than the 8-byte header "
-                                       f"length")
+                raise SafetensorsError(f"it has {size} bytes, fewer than the 8-byte header length")
             length = int.from_bytes(f.read(8), "little")
             if length > min(size - 8, MAX_HEADER_BYTES):
-                raise SafetensorsError(f"its header claims {length} bytes but the file holds "
-                                       f"{size - 8} after the length (limit "
-                                       f"{MAX_HEADER_BYTES})")
+                raise SafetensorsError(
+                    f"its header claims {length} bytes but the file holds "
+                    f"{size - 8} after the length (limit "
+                    f"{MAX_HEADER_BYTES})"
+                )
             entries, _ = _parse_header(f.read(length), size - 8 - length)
             start = 8 + length
             arrays = {}

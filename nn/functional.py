@@ -26,8 +26,10 @@ def _tensor(x: Any) -> Tensor:
 def _reduce(loss: Tensor, reduction: str, who: str) -> Tensor:
     if reduction == "mean":
         if loss._data.size == 0:  # else the engine's mean says "mean: no elements ..."
-            raise ValueError(f"{who}: the batch is empty (loss of shape {loss.shape}), so it "
-                             f"has no mean; reduction='sum' gives 0 for it")
+            raise ValueError(
+                f"{who}: the batch is empty (loss of shape {loss.shape}), so it "
+                f"has no mean; reduction='sum' gives 0 for it"
+            )
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
@@ -74,8 +76,9 @@ def l1_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 # would get no gradient at all.
 
 
-def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean", *,
-                         weight: Any = None) -> Tensor:
+def binary_cross_entropy(
+    probs: Tensor, target: Any, reduction: str = "mean", *, weight: Any = None
+) -> Tensor:
     """-w [y log p + (1-y) log(1-p)] as PyTorch computes it, for probabilities p in [0, 1].
 
     Each log is floored at -100 (the value at p = 0 or 1 is 100, not infinite), and the
@@ -115,14 +118,17 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean", *,
         except ValueError:
             fits = False
         if not fits:
-            raise ValueError(f"binary_cross_entropy: weight of shape {w.shape} does not "
-                             f"broadcast to the input's shape {probs.shape}")
+            raise ValueError(
+                f"binary_cross_entropy: weight of shape {w.shape} does not "
+                f"broadcast to the input's shape {probs.shape}"
+            )
         loss = loss * Tensor(w)
     return _reduce(loss, reduction, "binary_cross_entropy")
 
 
-def binary_cross_entropy_with_logits(logits: Tensor, target: Any,
-                                     reduction: str = "mean") -> Tensor:
+def binary_cross_entropy_with_logits(
+    logits: Tensor, target: Any, reduction: str = "mean"
+) -> Tensor:
     """BCE on logits: softplus(x) - x*y, finite for any logit, gradient sigmoid(x) - y."""
     logits, target = _tensor(logits), _tensor(target)
     _same_shape(logits, target, "binary_cross_entropy_with_logits")
@@ -143,9 +149,11 @@ def _class_labels(target: Any, n: int, classes: int, who: str) -> np.ndarray:
     if labels.dtype.kind not in "iu":
         # Booleans would index as a mask (picking the wrong entries, silently) and floats
         # fail deep inside indexing: class labels are integers, as PyTorch's int64 targets.
-        raise ValueError(f"{who}: labels must be integers (class indices), got dtype "
-                         f"{labels.dtype}" + (" (cast with .astype(np.int64))"
-                                              if labels.dtype.kind in "bf" else ""))
+        raise ValueError(
+            f"{who}: labels must be integers (class indices), got dtype "
+            f"{labels.dtype}"
+            + (" (cast with .astype(np.int64))" if labels.dtype.kind in "bf" else "")
+        )
     if labels.shape != (n,):
         raise ValueError(f"{who}: integer labels must have shape ({n},), got {labels.shape}")
     return _labels_in_range(who, labels, classes)
@@ -162,8 +170,15 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce(-picked, reduction, "nll_loss")
 
 
-def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weight: Any = None,
-                  ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(
+    logits: Tensor,
+    target: Any,
+    reduction: str = "mean",
+    *,
+    weight: Any = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> Tensor:
     """Softmax cross-entropy of logits (N, C) or one unbatched row (C,), as PyTorch's.
 
     `target` is integer labels (N,) (a single int for a (C,) row) or class probabilities of
@@ -191,9 +206,15 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
     shape = logits._data.shape
     # The fused node knows no options; a negative ignore_index cannot match a valid label,
     # and a batch that contains it fails the node's label check and takes the long way.
-    if (len(shape) == 2 and reduction == "mean" and weight is None and not label_smoothing
-            and ignore_index < 0 and target_data.dtype.kind in "iu"
-            and target_data.shape == shape[:1]):
+    if (
+        len(shape) == 2
+        and reduction == "mean"
+        and weight is None
+        and not label_smoothing
+        and ignore_index < 0
+        and target_data.dtype.kind in "iu"
+        and target_data.shape == shape[:1]
+    ):
         try:  # shapes and dtype checked above: only the labels' range is left to check
             labels = _labels_in_range("cross_entropy", target_data, shape[1])
         except ValueError:
@@ -226,12 +247,13 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
             raise ValueError(f"cross_entropy: weight must have shape ({classes},), got {w.shape}")
     log_probs = logits.log_softmax(axis=1)
     if target_data.dtype.kind in "iu":
-        loss, total = _label_cross_entropy(log_probs, target_data, w, ignore_index,
-                                           label_smoothing)
+        loss, total = _label_cross_entropy(log_probs, target_data, w, ignore_index, label_smoothing)
     elif target_data.dtype.kind == "f" and target_data.shape == logits.shape:
         if ignore_index != -100:
-            raise ValueError("cross_entropy: ignore_index applies to integer labels only, not "
-                             "to class probabilities")
+            raise ValueError(
+                "cross_entropy: ignore_index applies to integer labels only, not "
+                "to class probabilities"
+            )
         # A Tensor target keeps its gradient path (PyTorch differentiates in the target too).
         probs = _tensor(target).astype(logits.dtype).reshape(logits.shape)
         if label_smoothing:
@@ -257,17 +279,23 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", *, weigh
     return loss.sum() / Tensor(np.asarray(total, dtype=logits.dtype))
 
 
-def _label_cross_entropy(log_probs: Tensor, labels: np.ndarray, w: np.ndarray | None,
-                         ignore_index: int, smoothing: float) -> tuple[Tensor, Any]:
+def _label_cross_entropy(
+    log_probs: Tensor, labels: np.ndarray, w: np.ndarray | None, ignore_index: int, smoothing: float
+) -> tuple[Tensor, Any]:
     """Per-sample loss for integer labels and the mean's denominator (the weight in play)."""
     n, classes = log_probs.shape
     if labels.shape != (n,):
         one_hot = labels.shape == (n, classes)  # F.one_hot's int64 rows, say
-        raise ValueError(f"cross_entropy: integer labels must have shape ({n},), got "
-                         f"{labels.shape}" + (
-                             " (one-hot rows? pass the labels themselves, or the rows as "
-                             "class probabilities in floats, .astype(np.float32))"
-                             if one_hot else ""))
+        raise ValueError(
+            f"cross_entropy: integer labels must have shape ({n},), got "
+            f"{labels.shape}"
+            + (
+                " (one-hot rows? pass the labels themselves, or the rows as "
+                "class probabilities in floats, .astype(np.float32))"
+                if one_hot
+                else ""
+            )
+        )
     keep = labels != ignore_index
     safe = np.where(keep, labels, 0)
     _class_labels(safe, n, classes, "cross_entropy")
@@ -305,8 +333,10 @@ def accuracy(outputs: Any, target: Any, *, threshold: float = 0.5) -> float:
             raise ValueError(
                 f"accuracy: outputs of shape {out.shape} give one score per sample (two "
                 f"classes), so targets must be 0 or 1, got values from {np.nanmin(flat)} to "
-                f"{np.nanmax(flat)}" + (" and NaN" if np.isnan(flat).any() else "")
-                + " (for regression there is no accuracy: use metric=None)")
+                f"{np.nanmax(flat)}"
+                + (" and NaN" if np.isnan(flat).any() else "")
+                + " (for regression there is no accuracy: use metric=None)"
+            )
         predicted = (out.reshape(-1) > threshold).astype(np.int64)
         labels = flat.astype(np.int64)
     if predicted.shape != labels.shape:

@@ -30,8 +30,10 @@ def gain(nonlinearity: str = "linear", negative_slope: float = 0.01) -> float:
     if nonlinearity == "leaky_relu":
         return math.sqrt(2.0 / (1 + negative_slope**2))
     if nonlinearity not in _GAINS:
-        raise ValueError(f"gain: unknown nonlinearity {nonlinearity!r}; "
-                         f"choose from {sorted(_GAINS) + ['leaky_relu']}")
+        raise ValueError(
+            f"gain: unknown nonlinearity {nonlinearity!r}; "
+            f"choose from {sorted(_GAINS) + ['leaky_relu']}"
+        )
     return _GAINS[nonlinearity]
 
 
@@ -85,8 +87,9 @@ def xavier_normal_(t: Tensor, gain: float = 1.0, rng: Any = None) -> Tensor:
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)
 
 
-def _kaiming_std(t: Tensor, nonlinearity: str | None, negative_slope: float,
-                 a: float | None, mode: str, who: str) -> float:
+def _kaiming_std(
+    t: Tensor, nonlinearity: str | None, negative_slope: float, a: float | None, mode: str, who: str
+) -> float:
     """gain / sqrt(fan). PyTorch's spellings too: `a` is its name for the negative slope and,
     given without a nonlinearity, means leaky_relu as there (`kaiming_uniform_(w,
     a=math.sqrt(5))`, PyTorch's own Linear init); `mode="fan_out"` keeps the backward pass's
@@ -98,21 +101,36 @@ def _kaiming_std(t: Tensor, nonlinearity: str | None, negative_slope: float,
         nonlinearity = nonlinearity or "leaky_relu"
     fan_in, fan_out = _fans(t)
     return gain(nonlinearity or "relu", negative_slope) / math.sqrt(
-        fan_in if mode == "fan_in" else fan_out)
+        fan_in if mode == "fan_in" else fan_out
+    )
 
 
-def kaiming_uniform_(t: Tensor, nonlinearity: str | None = None, negative_slope: float = 0.01,
-                     rng: Any = None, *, a: float | None = None,
-                     mode: str = "fan_in") -> Tensor:
+def kaiming_uniform_(
+    t: Tensor,
+    nonlinearity: str | None = None,
+    negative_slope: float = 0.01,
+    rng: Any = None,
+    *,
+    a: float | None = None,
+    mode: str = "fan_in",
+) -> Tensor:
     """He et al. (2015): variance 2 / fan_in keeps ReLU activations from shrinking
     (nonlinearity "relu" unless given, or `a` is)."""
-    bound = math.sqrt(3.0) * _kaiming_std(t, nonlinearity, negative_slope, a, mode,
-                                          "kaiming_uniform_")
+    bound = math.sqrt(3.0) * _kaiming_std(
+        t, nonlinearity, negative_slope, a, mode, "kaiming_uniform_"
+    )
     return uniform_(t, -bound, bound, rng)
 
 
-def kaiming_normal_(t: Tensor, nonlinearity: str | None = None, negative_slope: float = 0.01,
-                    rng: Any = None, *, a: float | None = None,
-                    mode: str = "fan_in") -> Tensor:
-    return normal_(t, 0.0, _kaiming_std(t, nonlinearity, negative_slope, a, mode,
-                                        "kaiming_normal_"), rng)
+def kaiming_normal_(
+    t: Tensor,
+    nonlinearity: str | None = None,
+    negative_slope: float = 0.01,
+    rng: Any = None,
+    *,
+    a: float | None = None,
+    mode: str = "fan_in",
+) -> Tensor:
+    return normal_(
+        t, 0.0, _kaiming_std(t, nonlinearity, negative_slope, a, mode, "kaiming_normal_"), rng
+    )

@@ -34,8 +34,14 @@ class Linear(Module):
     unless `dtype` says otherwise; `rng` (seed or Generator) makes them reproducible.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 dtype: Any = np.float32, rng: Any = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        dtype: Any = np.float32,
+        rng: Any = None,
+    ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, (int, np.integer)) or value <= 0:
@@ -61,9 +67,15 @@ class Linear(Module):
                 f"got shape {shape}"
             )
         weight, bias = self.weight, self.bias
-        if (isinstance(weight, Tensor) and weight._data.shape == (self.out_features, shape[-1])
-                and (bias is None or isinstance(bias, Tensor)
-                     and bias._data.shape == (self.out_features,))):
+        if (
+            isinstance(weight, Tensor)
+            and weight._data.shape == (self.out_features, shape[-1])
+            and (
+                bias is None
+                or isinstance(bias, Tensor)
+                and bias._data.shape == (self.out_features,)
+            )
+        ):
             # The shapes ad.linear would check again, checked here: straight to the node.
             return apply(ops.linear, (x, weight) if bias is None else (x, weight, bias))
         return ad.linear(x, weight, bias)  # replaced weights: its checks name the shapes
@@ -95,8 +107,10 @@ class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
-            raise TypeError(f"LeakyReLU: negative_slope must be a number, got "
-                            f"{type(negative_slope).__name__} {negative_slope!r}")
+            raise TypeError(
+                f"LeakyReLU: negative_slope must be a number, got "
+                f"{type(negative_slope).__name__} {negative_slope!r}"
+            )
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -133,8 +147,10 @@ class Flatten(Module):
         super().__init__()
         if start_dim is not None:
             if start_axis != 1 and start_axis != start_dim:
-                raise ValueError(f"Flatten: start_axis={start_axis} and start_dim={start_dim} "
-                                 "disagree (they are one setting)")
+                raise ValueError(
+                    f"Flatten: start_axis={start_axis} and start_dim={start_dim} "
+                    "disagree (they are one setting)"
+                )
             start_axis = start_dim
         if not isinstance(start_axis, (int, np.integer)) or isinstance(start_axis, bool):
             raise TypeError(f"Flatten: start_axis must be an int, got {start_axis!r}")
@@ -145,8 +161,10 @@ class Flatten(Module):
         # An input without the axes before start_axis (a single unbatched sample) would
         # silently gain one; say so instead, as PyTorch does.
         if not -x.ndim <= self.start_axis < x.ndim:
-            raise ValueError(f"Flatten: start_axis={self.start_axis} needs an input with more "
-                             f"than {self.start_axis} axes, got shape {x.shape}")
+            raise ValueError(
+                f"Flatten: start_axis={self.start_axis} needs an input with more "
+                f"than {self.start_axis} axes, got shape {x.shape}"
+            )
         return x.reshape(x.shape[: self.start_axis % x.ndim] + (-1,))
 
 
@@ -196,8 +214,12 @@ class Sequential(Module):
                     x = layer(x)
                     continue
                 enabled, anomaly, _, forward = st.mode
-                st.mode = (enabled, anomaly, (layer,) if outer is None else outer + (layer,),
-                           forward)
+                st.mode = (
+                    enabled,
+                    anomaly,
+                    (layer,) if outer is None else outer + (layer,),
+                    forward,
+                )
                 x = layer.forward(x)
         finally:
             enabled, anomaly, _, forward = st.mode
@@ -223,8 +245,9 @@ def _index(owner: str, index: Any, length: int) -> Any:
     if isinstance(index, slice):
         return index
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise TypeError(f"{owner}: indices must be ints or slices, got "
-                        f"{type(index).__name__} {index!r}")
+        raise TypeError(
+            f"{owner}: indices must be ints or slices, got {type(index).__name__} {index!r}"
+        )
     if not -length <= index < length:
         raise IndexError(f"{owner}: index {index} is out of range for {length} modules")
     return int(index)
@@ -278,8 +301,9 @@ class ModuleList(Module):
 
     def extend(self, modules: Iterable[Module]) -> ModuleList:
         if isinstance(modules, (Module, str)) or not isinstance(modules, Iterable):
-            raise TypeError(f"ModuleList: expected an iterable of modules, got "
-                            f"{type(modules).__name__}")
+            raise TypeError(
+                f"ModuleList: expected an iterable of modules, got {type(modules).__name__}"
+            )
         for module in modules:
             self.append(module)
         return self
@@ -288,8 +312,10 @@ class ModuleList(Module):
         self._items.insert(index, _module("ModuleList", f"item {index}", module))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("ModuleList is a container without forward(): call its "
-                                  "modules in a loop in your own forward()")
+        raise NotImplementedError(
+            "ModuleList is a container without forward(): call its "
+            "modules in a loop in your own forward()"
+        )
 
 
 class ModuleDict(Module):
@@ -314,8 +340,7 @@ class ModuleDict(Module):
 
     def __setitem__(self, key: str, module: Module) -> None:
         if not isinstance(key, str) or not key or "." in key:
-            raise KeyError(f"ModuleDict: keys must be non-empty strings without '.', "
-                           f"got {key!r}")
+            raise KeyError(f"ModuleDict: keys must be non-empty strings without '.', got {key!r}")
         self._items[key] = _module("ModuleDict", f"item {key!r}", module)
 
     def __delitem__(self, key: str) -> None:
@@ -348,13 +373,16 @@ class ModuleDict(Module):
         pairs = modules.items() if isinstance(modules, Mapping) else modules
         for pair in pairs:
             if not (isinstance(pair, tuple) and len(pair) == 2):
-                raise TypeError(f"ModuleDict: expected a mapping or (key, module) pairs, "
-                                f"got an item {pair!r}")
+                raise TypeError(
+                    f"ModuleDict: expected a mapping or (key, module) pairs, got an item {pair!r}"
+                )
             self[pair[0]] = pair[1]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("ModuleDict is a container without forward(): call its "
-                                  "modules by key in your own forward()")
+        raise NotImplementedError(
+            "ModuleDict is a container without forward(): call its "
+            "modules by key in your own forward()"
+        )
 
 
 _ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "leaky_relu": LeakyReLU}
@@ -373,10 +401,16 @@ class MLP(Sequential):
     (Measured on MNIST, 784-128-10, 10 epochs, SGD 0.1: 97.6% instead of 97.4% test accuracy.)
     """
 
-    def __init__(self, in_features: int, hidden_sizes: Sequence[int],
-                 out_features: int | None = None, activation: str | None = "relu",
-                 output_activation: str | None = None, dtype: Any = np.float32,
-                 rng: Any = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: Sequence[int],
+        out_features: int | None = None,
+        activation: str | None = "relu",
+        output_activation: str | None = None,
+        dtype: Any = np.float32,
+        rng: Any = None,
+    ) -> None:
         for name, value in (("activation", activation), ("output_activation", output_activation)):
             if value is not None and value not in _ACTIVATIONS:
                 raise ValueError(
@@ -387,8 +421,10 @@ class MLP(Sequential):
         if out_features is None:
             # micrograd's MLP(2, [16, 16, 1]): the list's last size is the output layer's.
             if not hidden_sizes:
-                raise TypeError("MLP: give out_features, or sizes ending with the output's, "
-                                "as micrograd's MLP(2, [16, 16, 1])")
+                raise TypeError(
+                    "MLP: give out_features, or sizes ending with the output's, "
+                    "as micrograd's MLP(2, [16, 16, 1])"
+                )
             *hidden_sizes, out_features = hidden_sizes
         generator = init._generator(rng)
         sizes = [in_features, *hidden_sizes, out_features]

@@ -23,8 +23,7 @@ class _Loss(Module):
         super().__init__()
         if reduction not in _REDUCTIONS:  # refused here, not at the first training step
             raise ValueError(
-                f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, "
-                f"got {reduction!r}"
+                f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}"
             )
         self.reduction = reduction
 
@@ -55,12 +54,14 @@ class BCELoss(_Loss):
 
     def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.weight = None if weight is None else np.array(
-            weight._data if isinstance(weight, Tensor) else weight)
+        self.weight = (
+            None
+            if weight is None
+            else np.array(weight._data if isinstance(weight, Tensor) else weight)
+        )
 
     def forward(self, probs: Any, target: Any) -> Any:
-        return F.binary_cross_entropy(probs, target, reduction=self.reduction,
-                                      weight=self.weight)
+        return F.binary_cross_entropy(probs, target, reduction=self.reduction, weight=self.weight)
 
     def extra_repr(self) -> str:
         weight = [] if self.weight is None else [f"weight={self.weight.tolist()}"]
@@ -88,8 +89,13 @@ class CrossEntropyLoss(_Loss):
     is neither trained nor saved with the model's weights.
     """
 
-    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__(reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(
@@ -100,9 +106,14 @@ class CrossEntropyLoss(_Loss):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: Any, target: Any) -> Any:
-        return F.cross_entropy(logits, target, weight=self.weight,
-                               ignore_index=self.ignore_index, reduction=self.reduction,
-                               label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            logits,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
 
     def extra_repr(self) -> str:
         parts = [] if self.weight is None else [f"weight={self.weight.tolist()}"]

@@ -26,7 +26,7 @@ class Parameter(Tensor):
         super().__init__(np.array(array, dtype=dtype), requires_grad=True, name=name)
 
     def __repr__(self) -> str:
-        return "Parameter" + super().__repr__()[len("Tensor"):]
+        return "Parameter" + super().__repr__()[len("Tensor") :]
 
 
 class IncompatibleKeys(NamedTuple):
@@ -179,8 +179,9 @@ class Module:
         still update them. Returns self."""
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
-            raise TypeError(f"{type(self).__name__}.to_dtype: parameters must stay "
-                            f"floating-point, got {dtype}")
+            raise TypeError(
+                f"{type(self).__name__}.to_dtype: parameters must stay floating-point, got {dtype}"
+            )
         buffers = [b for _, b in self.named_buffers() if b.dtype.kind == "f"]
         for p in [*self.parameters(), *buffers]:  # running statistics follow the weights
             if p.dtype != dtype:
@@ -217,16 +218,20 @@ class Module:
         named = dict(tensors)
         if len({(name, id(t)) for name, t in tensors}) > len(named):  # same name, other tensor
             twice = sorted({name for name, t in tensors if named[name] is not t})
-            raise ValueError(f"{who}: {type(self).__name__} has several tensors named "
-                             f"{twice}; rename the keys of the dict attribute that holds them "
-                             f"(keys are joined with '.', so 1 and '1', or 'a.0' and 'a': [..], "
-                             f"give the same name)")
+            raise ValueError(
+                f"{who}: {type(self).__name__} has several tensors named "
+                f"{twice}; rename the keys of the dict attribute that holds them "
+                f"(keys are joined with '.', so 1 and '1', or 'a.0' and 'a': [..], "
+                f"give the same name)"
+            )
         return named
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter (and buffer) name -> a copy of its values."""
-        return {name: np.array(p._data, copy=True)
-                for name, p in self._named_state("state_dict").items()}
+        return {
+            name: np.array(p._data, copy=True)
+            for name, p in self._named_state("state_dict").items()
+        }
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters, checking names, shapes and dtypes first.
@@ -253,16 +258,19 @@ class Module:
             hint = ""
             if any(name.replace("layers.", "") in state for name in missing):
                 # PyTorch's Sequential names its children 0, 1, ...; ours keeps them in layers.
-                hint = (" (the state's names look like PyTorch's nn.Sequential ('0.weight'), "
-                        "where this model's are 'layers.0.weight': convert the PyTorch module "
-                        "with nn.from_torch, or rename the keys)")
-            raise KeyError(f"load_state_dict: {'; '.join(parts)} for {type(self).__name__}"
-                           + hint)
+                hint = (
+                    " (the state's names look like PyTorch's nn.Sequential ('0.weight'), "
+                    "where this model's are 'layers.0.weight': convert the PyTorch module "
+                    "with nn.from_torch, or rename the keys)"
+                )
+            raise KeyError(f"load_state_dict: {'; '.join(parts)} for {type(self).__name__}" + hint)
         if own and state and not set(own) & set(state):
-            raise KeyError(f"load_state_dict: none of the {len(state)} names in the state "
-                           f"dict is a parameter of this {type(self).__name__}, so nothing "
-                           f"would load (strict=False skips only some): the state has "
-                           f"{sorted(state)[:4]}, the model {sorted(own)[:4]}")
+            raise KeyError(
+                f"load_state_dict: none of the {len(state)} names in the state "
+                f"dict is a parameter of this {type(self).__name__}, so nothing "
+                f"would load (strict=False skips only some): the state has "
+                f"{sorted(state)[:4]}, the model {sorted(own)[:4]}"
+            )
         updates = []
         for name, p in own.items():
             if name not in state:
@@ -282,9 +290,12 @@ class Module:
                 raise ValueError(
                     f"load_state_dict: parameter '{name}' has dtype {p.dtype} in the model "
                     f"but {value.dtype} in the state dict"
-                    + (f" (convert the model first, model.to_dtype(np.{value.dtype}), or the "
-                       f"arrays, .astype(np.{p.dtype}))"
-                       if value.dtype.kind == p.dtype.kind == "f" else "")
+                    + (
+                        f" (convert the model first, model.to_dtype(np.{value.dtype}), or the "
+                        f"arrays, .astype(np.{p.dtype}))"
+                        if value.dtype.kind == p.dtype.kind == "f"
+                        else ""
+                    )
                 )
             updates.append((p, value))
         for p, value in updates:
@@ -337,19 +348,29 @@ class Module:
                 raise TypeError(
                     f"{type(self).__name__}: cannot assign {type(value).__name__} to "
                     f"parameter '{name}' (Parameter or None expected: wrap it, "
-                    f"nn.Parameter(value), to keep it trained and saved)")
+                    f"nn.Parameter(value), to keep it trained and saved)"
+                )
             if name in vars(self).get("_buffer_names", ()) and not isinstance(value, Tensor):
-                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} "
-                                f"to buffer '{name}' (Tensor or None expected)")
-            if (type(value) is Tensor and value.requires_grad and value.is_leaf
-                    and name not in vars(self).get("_buffer_names", ())):
+                raise TypeError(
+                    f"{type(self).__name__}: cannot assign {type(value).__name__} "
+                    f"to buffer '{name}' (Tensor or None expected)"
+                )
+            if (
+                type(value) is Tensor
+                and value.requires_grad
+                and value.is_leaf
+                and name not in vars(self).get("_buffer_names", ())
+            ):
                 # micrograd's habit, Tensor(..., requires_grad=True) as a weight: only
                 # Parameters are found by parameters() and state_dict, so this one would be
                 # neither trained nor saved, without a word (as in PyTorch). Say it.
-                warnings.warn(f"{type(self).__name__}: attribute '{name}' is a Tensor that "
-                              f"requires grad, not a Parameter, so parameters() (and so "
-                              f"optimizers) and state_dict() leave it out: wrap it, "
-                              f"nn.Parameter(value), to train and save it", stacklevel=2)
+                warnings.warn(
+                    f"{type(self).__name__}: attribute '{name}' is a Tensor that "
+                    f"requires grad, not a Parameter, so parameters() (and so "
+                    f"optimizers) and state_dict() leave it out: wrap it, "
+                    f"nn.Parameter(value), to train and save it",
+                    stacklevel=2,
+                )
         object.__setattr__(self, name, value)
 
     def extra_repr(self) -> str:
@@ -406,7 +427,10 @@ def _walk(owner: str, name: str, value: Any) -> Iterator[tuple[str, Any]]:
         elif isinstance(value, dict):
             stack.extend((f"{name}.{key}", item) for key, item in reversed(value.items()))
         elif isinstance(value, (set, frozenset)) and any(
-                isinstance(item, (Module, Tensor)) for item in value):
-            raise TypeError(f"{owner}: attribute '{name}' is a {type(value).__name__} holding "
-                            f"modules or tensors; a set has no order to name them by, so they "
-                            f"would be neither trained in a fixed order nor saved: use a list")
+            isinstance(item, (Module, Tensor)) for item in value
+        ):
+            raise TypeError(
+                f"{owner}: attribute '{name}' is a {type(value).__name__} holding "
+                f"modules or tensors; a set has no order to name them by, so they "
+                f"would be neither trained in a fixed order nor saved: use a list"
+            )

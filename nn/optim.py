@@ -30,13 +30,19 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-def _number(owner: str, name: str, value: Any, *, low: float = 0.0, low_ok: bool = True,
-            high: float = math.inf) -> float:
+def _number(
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    low: float = 0.0,
+    low_ok: bool = True,
+    high: float = math.inf,
+) -> float:
     """`value` as a float if it is a real number (numpy scalars included; bool is not) in
     [low, high) (or (low, high) without low_ok), else an error naming the owner."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{owner}: {name} must be a number, got {type(value).__name__} "
-                         f"{value!r}")
+        raise ValueError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}")
     value = float(value)
     if not (math.isfinite(value) and (low <= value if low_ok else low < value) and value < high):
         if high < math.inf:
@@ -52,6 +58,7 @@ def _number(owner: str, name: str, value: Any, *, low: float = 0.0, low_ok: bool
 def _group_setting(key: str) -> property:
     """An attribute that reads and writes the setting `key` of the (single) parameter group,
     so `opt.lr = 0.01` and `opt.param_groups[0]["lr"] = 0.01` are the same thing."""
+
     def get(self: Optimizer) -> Any:
         return self.param_groups[0][key]
 
@@ -84,8 +91,12 @@ class Optimizer:
     # otherwise take and misuse (a 0-d momentum, an array of step counts). None: unchecked.
     _buffers: dict[str, str] | None = None
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
-                 lr: float | None = None, **defaults: Any) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | None = None,
+        **defaults: Any,
+    ) -> None:
         """`params` is an iterable of parameters, or PyTorch's list of one group dict,
         `[{"params": [...], "lr": 0.5, ...}]`, whose own settings override the keyword
         arguments (the defaults). Subclasses pass their settings as `defaults` and check them
@@ -93,23 +104,31 @@ class Optimizer:
         go through, so a setting is validated the same way whatever its source."""
         name = type(self).__name__
         if isinstance(params, Tensor):
-            raise TypeError(f"{name}: params must be an iterable of parameters (e.g. "
-                            f"model.parameters()), got a single Tensor")
+            raise TypeError(
+                f"{name}: params must be an iterable of parameters (e.g. "
+                f"model.parameters()), got a single Tensor"
+            )
         if hasattr(params, "parameters") and hasattr(params, "forward"):  # a Module
-            raise TypeError(f"{name}: pass the model's parameters, {name}(model.parameters(), "
-                            f"lr=...), not the {type(params).__name__} module itself")
+            raise TypeError(
+                f"{name}: pass the model's parameters, {name}(model.parameters(), "
+                f"lr=...), not the {type(params).__name__} module itself"
+            )
         if callable(params) and not isinstance(params, Iterable):
             # SGD(model.parameters, ...): the method, not its result ("'method' object is not
             # iterable" named neither the optimizer nor the missing parentheses).
             what = getattr(params, "__name__", type(params).__name__)
-            raise TypeError(f"{name}: params is the function {what} itself, not what it "
-                            f"returns; call it: {name}(model.{what}(), lr=...)")
+            raise TypeError(
+                f"{name}: params is the function {what} itself, not what it "
+                f"returns; call it: {name}(model.{what}(), lr=...)"
+            )
         params = list(params)
         settings: dict[str, Any] = {"lr": lr, **defaults}
         if params and all(isinstance(g, dict) for g in params):
             if len(params) > 1:
-                raise ValueError(f"{name}: only one parameter group is supported, got "
-                                 f"{len(params)}; make one optimizer per group")
+                raise ValueError(
+                    f"{name}: only one parameter group is supported, got "
+                    f"{len(params)}; make one optimizer per group"
+                )
             group = dict(params[0])
             if "params" not in group:
                 raise KeyError(f"{name}: the parameter group has no 'params' entry")
@@ -118,31 +137,38 @@ class Optimizer:
             params = [params] if isinstance(params, Tensor) else list(params)
             unknown = sorted(set(group) - set(settings), key=str)
             if unknown:
-                raise ValueError(f"{name}: unknown setting(s) {unknown} in the parameter group; "
-                                 f"{name} takes {sorted(settings)}")
+                raise ValueError(
+                    f"{name}: unknown setting(s) {unknown} in the parameter group; "
+                    f"{name} takes {sorted(settings)}"
+                )
             # The group's own settings win over the constructor's, as in PyTorch.
             settings.update(group)
         if settings["lr"] is None:
-            raise TypeError(f"{name}: no learning rate: pass lr= or give the parameter group "
-                            f"an 'lr'")
+            raise TypeError(
+                f"{name}: no learning rate: pass lr= or give the parameter group an 'lr'"
+            )
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         for i, p in enumerate(params):
             # A frozen Parameter (requires_grad_(False)) is welcome: it gets no gradient,
             # so steps leave it alone, and it trains again once unfrozen.
-            if not isinstance(p, Tensor) or not (p.requires_grad or p.is_leaf and
-                                                  p.dtype.kind == "f" and _is_param(p)):
+            if not isinstance(p, Tensor) or not (
+                p.requires_grad or p.is_leaf and p.dtype.kind == "f" and _is_param(p)
+            ):
                 raise TypeError(
                     f"{type(self).__name__}: parameter {i} is not a Tensor that requires grad"
                 )
         # A weight shared by two layers, listed twice, must still get one update per step.
         unique = list({id(p): p for p in params}.values())
         if len(unique) < len(params):
-            warnings.warn(f"{name}: {len(params) - len(unique)} parameter(s) were listed more "
-                          f"than once (shared weights?); each is updated once per step",
-                          stacklevel=3)
+            warnings.warn(
+                f"{name}: {len(params) - len(unique)} parameter(s) were listed more "
+                f"than once (shared weights?); each is updated once per step",
+                stacklevel=3,
+            )
         self.param_groups: list[dict[str, Any]] = [
-            {"params": unique, **self._checked_settings(name, settings)}]
+            {"params": unique, **self._checked_settings(name, settings)}
+        ]
         # Buffers keyed by the parameter object itself, as PyTorch does (a Tensor hashes by
         # identity): copy.deepcopy and pickle then carry each buffer over to the copied
         # parameter, where an id() key would point at the original's address.
@@ -187,39 +213,52 @@ class Optimizer:
                 raise KeyError(f"{name}: unexpected entry {key!r}")
             if match[1] == "params":
                 if value.shape != (len(self.params),):
-                    raise ValueError(f"{name}: the state is for {value.size} parameters, this "
-                                     f"optimizer has {len(self.params)}")
+                    raise ValueError(
+                        f"{name}: the state is for {value.size} parameters, this "
+                        f"optimizer has {len(self.params)}"
+                    )
             elif match[1] is not None:
                 settings[match[1]] = value
             else:
                 index = int(match[2])
                 if index >= len(self.params):
-                    raise ValueError(f"{name}: {key!r} is for parameter {index}, but there "
-                                     f"are {len(self.params)}")
+                    raise ValueError(
+                        f"{name}: {key!r} is for parameter {index}, but there "
+                        f"are {len(self.params)}"
+                    )
                 shape = self.params[index].shape
                 kind = None if self._buffers is None else self._buffers.get(match[3])
                 if self._buffers is not None and kind is None:
-                    raise KeyError(f"{name}: unexpected entry {key!r} ({type(self).__name__} "
-                                   f"keeps {sorted(self._buffers)} per parameter)")
-                if kind == "count" and not (value.ndim == 0 and value.dtype.kind in "iu"
-                                            and value >= 0):
-                    raise ValueError(f"{name}: {key!r} is a step count, a whole number >= 0, "
-                                     f"got {value.dtype} of shape {value.shape}")
+                    raise KeyError(
+                        f"{name}: unexpected entry {key!r} ({type(self).__name__} "
+                        f"keeps {sorted(self._buffers)} per parameter)"
+                    )
+                if kind == "count" and not (
+                    value.ndim == 0 and value.dtype.kind in "iu" and value >= 0
+                ):
+                    raise ValueError(
+                        f"{name}: {key!r} is a step count, a whole number >= 0, "
+                        f"got {value.dtype} of shape {value.shape}"
+                    )
                 if (value.ndim or kind == "array") and value.shape != shape:
-                    raise ValueError(f"{name}: {key!r} has shape {value.shape}, parameter "
-                                     f"{index} has {shape}")
+                    raise ValueError(
+                        f"{name}: {key!r} has shape {value.shape}, parameter {index} has {shape}"
+                    )
                 if kind == "array" and value.dtype.kind != "f":
-                    raise ValueError(f"{name}: {key!r} has dtype {value.dtype}; it holds "
-                                     f"floats")
+                    raise ValueError(f"{name}: {key!r} has dtype {value.dtype}; it holds floats")
                 buffers.setdefault(index, {})[match[3]] = value
         for index, entries in buffers.items():
             if self._buffers is not None and set(entries) != set(self._buffers):
-                raise KeyError(f"{name}: the state of parameter {index} has "
-                               f"{sorted(entries)}, {type(self).__name__} needs "
-                               f"{sorted(self._buffers)}")
+                raise KeyError(
+                    f"{name}: the state of parameter {index} has "
+                    f"{sorted(entries)}, {type(self).__name__} needs "
+                    f"{sorted(self._buffers)}"
+                )
         if set(settings) != own:
-            raise KeyError(f"{name}: the state has settings {sorted(settings)}, "
-                           f"{type(self).__name__} has {sorted(own)} (another optimizer type?)")
+            raise KeyError(
+                f"{name}: the state has settings {sorted(settings)}, "
+                f"{type(self).__name__} has {sorted(own)} (another optimizer type?)"
+            )
         if "param_groups.0.params" not in state:
             raise KeyError(f"{name}: no 'param_groups.0.params' entry")
         converted = {}
@@ -232,8 +271,10 @@ class Optimizer:
             elif isinstance(current, float) and value.ndim == 0 and value.dtype.kind in "fiu":
                 converted[key] = value[()]
             else:
-                raise ValueError(f"{name}: setting {key!r} is {value.dtype} {value.shape}, "
-                                 f"expected one like {current!r}")
+                raise ValueError(
+                    f"{name}: setting {key!r} is {value.dtype} {value.shape}, "
+                    f"expected one like {current!r}"
+                )
         # A file could hold anything: the same checks as the constructor's.
         checked = self._checked_settings(name, {**self._settings(), **converted})
         self.param_groups[0].update(checked)
@@ -242,9 +283,11 @@ class Optimizer:
             # 0-d integer entries are step counters, kept as Python ints; arrays are copied
             # so the optimizer never shares a buffer with the dict it was given.
             self.state[self.params[index]] = {
-                key: int(value) if value.ndim == 0 and value.dtype.kind in "iu"
+                key: int(value)
+                if value.ndim == 0 and value.dtype.kind in "iu"
                 else np.array(value, copy=True)
-                for key, value in entries.items()}
+                for key, value in entries.items()
+            }
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: None (PyTorch's default), or zeros with set_to_none=False."""
@@ -252,8 +295,9 @@ class Optimizer:
             # The slot itself (what Tensor.zero_grad sets): this runs every step. A frozen
             # weight keeps None, as in PyTorch: a zero gradient would let weight decay and
             # momentum move it.
-            p._grad = (None if set_to_none or not p.requires_grad
-                       else np.zeros(p.shape, dtype=p.dtype))
+            p._grad = (
+                None if set_to_none or not p.requires_grad else np.zeros(p.shape, dtype=p.dtype)
+            )
 
     def _with_grads(self) -> list[tuple[Tensor, np.ndarray]]:
         # The raw gradient arrays as backward stored them: reading `p.grad` would wrap each
@@ -294,21 +338,31 @@ class SGD(Optimizer):
     nesterov = _group_setting("nesterov")
     weight_decay = _group_setting("weight_decay")
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
-                 lr: float | None = None, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr, momentum=momentum, nesterov=nesterov,
-                         weight_decay=weight_decay)
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | None = None,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(
+            params, lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+        )
 
     def _checked_settings(self, owner: str, settings: dict[str, Any]) -> dict[str, Any]:
         settings = super()._checked_settings(owner, settings)
         if not isinstance(settings["nesterov"], (bool, np.bool_)):
             # bool("no") is True: a flag given as anything but a bool is a mistake, not a yes.
-            raise ValueError(f"{owner}: nesterov must be True or False, got "
-                             f"{type(settings['nesterov']).__name__} {settings['nesterov']!r}")
-        settings.update(momentum=_number(owner, "momentum", settings["momentum"]),
-                        nesterov=bool(settings["nesterov"]),
-                        weight_decay=_number(owner, "weight_decay", settings["weight_decay"]))
+            raise ValueError(
+                f"{owner}: nesterov must be True or False, got "
+                f"{type(settings['nesterov']).__name__} {settings['nesterov']!r}"
+            )
+        settings.update(
+            momentum=_number(owner, "momentum", settings["momentum"]),
+            nesterov=bool(settings["nesterov"]),
+            weight_decay=_number(owner, "weight_decay", settings["weight_decay"]),
+        )
         if settings["nesterov"] and settings["momentum"] == 0:
             raise ValueError(f"{owner}: nesterov needs momentum > 0")
         return settings
@@ -364,9 +418,14 @@ class Adam(Optimizer):
     eps = _group_setting("eps")
     weight_decay = _group_setting("weight_decay")
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(params, lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def _checked_settings(self, owner: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -374,12 +433,15 @@ class Adam(Optimizer):
         betas = settings["betas"]
         if not (isinstance(betas, (tuple, list, np.ndarray)) and len(betas) == 2):
             raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
-        if not all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1
-                   for b in betas):
+        if not all(
+            isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1 for b in betas
+        ):
             raise ValueError(f"{owner}: betas must be in [0, 1), got {tuple(betas)}")
-        settings.update(betas=(float(betas[0]), float(betas[1])),
-                        eps=_number(owner, "eps", settings["eps"], low_ok=False),
-                        weight_decay=_number(owner, "weight_decay", settings["weight_decay"]))
+        settings.update(
+            betas=(float(betas[0]), float(betas[1])),
+            eps=_number(owner, "eps", settings["eps"], low_ok=False),
+            weight_decay=_number(owner, "weight_decay", settings["weight_decay"]),
+        )
         return settings
 
     def step(self) -> None:
@@ -406,9 +468,14 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
@@ -418,10 +485,14 @@ class StepLR:
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"StepLR: expected an optimizer, got {type(optimizer).__name__}")
-        if (isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral)
-                or step_size <= 0):
-            raise ValueError(f"StepLR: step_size must be a positive int (a number of steps), "
-                             f"got {step_size!r}")
+        if (
+            isinstance(step_size, bool)
+            or not isinstance(step_size, numbers.Integral)
+            or step_size <= 0
+        ):
+            raise ValueError(
+                f"StepLR: step_size must be a positive int (a number of steps), got {step_size!r}"
+            )
         self.optimizer = optimizer
         self.step_size = int(step_size)
         self.gamma = _number("StepLR", "gamma", gamma, low_ok=False)
@@ -442,16 +513,21 @@ class StepLR:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or set(state) != {"epoch", "base_lr"}:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise KeyError(f"StepLR.load_state_dict: expected entries ['base_lr', 'epoch'], "
-                           f"got {got}")
+            raise KeyError(
+                f"StepLR.load_state_dict: expected entries ['base_lr', 'epoch'], got {got}"
+            )
         epoch, base_lr = np.asarray(state["epoch"]), np.asarray(state["base_lr"])
         if not (epoch.ndim == 0 and epoch.dtype.kind in "iu" and epoch >= 0):
             # int() would take 2.7 as 2, and a negative count would raise the rate above base
-            raise ValueError(f"StepLR.load_state_dict: epoch is a count of steps, a whole "
-                             f"number >= 0, got {epoch.dtype} {epoch.tolist()!r}")
+            raise ValueError(
+                f"StepLR.load_state_dict: epoch is a count of steps, a whole "
+                f"number >= 0, got {epoch.dtype} {epoch.tolist()!r}"
+            )
         if base_lr.ndim != 0 or base_lr.dtype.kind not in "fiu":
-            raise ValueError(f"StepLR.load_state_dict: base_lr must be one number, got "
-                             f"{base_lr.dtype} of shape {base_lr.shape}")
+            raise ValueError(
+                f"StepLR.load_state_dict: base_lr must be one number, got "
+                f"{base_lr.dtype} of shape {base_lr.shape}"
+            )
         base = _number("StepLR.load_state_dict", "base_lr", base_lr[()], low_ok=False)
         self.epoch, self.base_lr = int(epoch), base
 

@@ -47,25 +47,32 @@ def _write_npz(file: BinaryIO, arrays: Mapping[str, np.ndarray], *, compress: bo
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(info, buffer.getvalue(), compress_type=method,
-                             compresslevel=9 if compress else None)
+            archive.writestr(
+                info, buffer.getvalue(), compress_type=method, compresslevel=9 if compress else None
+            )
 
 
 def _as_state_dict(obj: Any) -> dict[str, np.ndarray]:
     state = obj.state_dict() if hasattr(obj, "state_dict") else obj
     if not isinstance(state, Mapping):
-        raise TypeError(f"save: expected a module (with .state_dict()) or a dict of arrays, "
-                        f"got {type(obj).__name__}")
+        raise TypeError(
+            f"save: expected a module (with .state_dict()) or a dict of arrays, "
+            f"got {type(obj).__name__}"
+        )
     arrays = {}
     for name, value in state.items():
         if not isinstance(name, str) or not name or name.startswith("__"):
-            raise ValueError(f"save: invalid parameter name {name!r} (names are non-empty "
-                             f"strings; a leading '__' is reserved for the file's own entries)")
+            raise ValueError(
+                f"save: invalid parameter name {name!r} (names are non-empty "
+                f"strings; a leading '__' is reserved for the file's own entries)"
+            )
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError(f"save: parameter name {name!r} is not valid text (it holds a "
-                             f"lone surrogate, which no file format can store)") from None
+            raise ValueError(
+                f"save: parameter name {name!r} is not valid text (it holds a "
+                f"lone surrogate, which no file format can store)"
+            ) from None
         # Tensors (anything with .data) are saved by value; ndarrays also have a .data
         # attribute (their raw buffer), so they are taken as they are.
         if not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "data"):
@@ -75,8 +82,10 @@ def _as_state_dict(obj: Any) -> dict[str, np.ndarray]:
         except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy refuses
             raise TypeError(f"save: parameter '{name}' is not an array ({exc})") from None
         if array.dtype.kind not in _NUMERIC_KINDS:
-            raise TypeError(f"save: parameter '{name}' has dtype {array.dtype}; only bool, "
-                            f"integer and float arrays can be saved")
+            raise TypeError(
+                f"save: parameter '{name}' has dtype {array.dtype}; only bool, "
+                f"integer and float arrays can be saved"
+            )
         arrays[name] = array
     return arrays
 
@@ -90,20 +99,26 @@ def _check_npz_names(arrays: Mapping[str, np.ndarray]) -> None:
     read-back check would catch it, but only with a vague "did not read back unchanged"."""
     for name in arrays:
         if "\0" in name:
-            raise ValueError(f"save: parameter name {name!r} contains a NUL character, where a "
-                             f"zip archive ends an entry's name, so it would read back as "
-                             f"{name.split(chr(0))[0]!r}; rename it (or save as .safetensors)")
+            raise ValueError(
+                f"save: parameter name {name!r} contains a NUL character, where a "
+                f"zip archive ends an entry's name, so it would read back as "
+                f"{name.split(chr(0))[0]!r}; rename it (or save as .safetensors)"
+            )
         size = len(name.encode("utf-8"))
         if size > _MAX_NAME_BYTES:
-            raise ValueError(f"save: parameter name {name[:40]!r}... is {size} bytes long in "
-                             f"UTF-8; an .npz entry name holds at most {_MAX_NAME_BYTES}")
+            raise ValueError(
+                f"save: parameter name {name[:40]!r}... is {size} bytes long in "
+                f"UTF-8; an .npz entry name holds at most {_MAX_NAME_BYTES}"
+            )
         if name.endswith(".npy") and name[:-4] in arrays:
             # numpy's reader strips ".npy" from entry names and looks a key up raw first, so
             # npz["x.npy"] is the entry of "x": the two names cannot both be kept apart.
-            raise ValueError(f"save: parameter names {name[:-4]!r} and {name!r} cannot both "
-                             f"be saved in an .npz: numpy's reader drops '.npy' from entry "
-                             f"names, so one would read back as the other; rename one (or save "
-                             f"as .safetensors)")
+            raise ValueError(
+                f"save: parameter names {name[:-4]!r} and {name!r} cannot both "
+                f"be saved in an .npz: numpy's reader drops '.npy' from entry "
+                f"names, so one would read back as the other; rename one (or save "
+                f"as .safetensors)"
+            )
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -122,9 +137,19 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-_OTHER_FORMATS = {".pt": "PyTorch", ".pth": "PyTorch", ".ckpt": "checkpoint", ".bin": "PyTorch",
-                  ".onnx": "ONNX", ".pkl": "pickle", ".pickle": "pickle", ".h5": "HDF5",
-                  ".keras": "Keras", ".json": "JSON", ".npy": ".npy (one array)"}
+_OTHER_FORMATS = {
+    ".pt": "PyTorch",
+    ".pth": "PyTorch",
+    ".ckpt": "checkpoint",
+    ".bin": "PyTorch",
+    ".onnx": "ONNX",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".h5": "HDF5",
+    ".keras": "Keras",
+    ".json": "JSON",
+    ".npy": ".npy (one array)",
+}
 
 
 def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
@@ -143,24 +168,35 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
         raise ValueError(
             f"save: {str(path)!r} names a {_OTHER_FORMATS[suffix]} file, but nn.save writes .npz "
             "or .safetensors (name it .npz or .safetensors; PyTorch reads .safetensors, and "
-            "nn.to_torch(model) gives a torch module for torch.save, nn.export_onnx an ONNX file)")
+            "nn.to_torch(model) gives a torch module for torch.save, nn.export_onnx an ONNX file)"
+        )
     arrays = _as_state_dict(module_or_state_dict)
     if suffix == ".safetensors":
         from .formats import write_safetensors
 
         return write_safetensors(arrays, path, metadata={"producer": FORMAT})
     _check_npz_names(arrays)
-    manifest = {name: {"shape": list(a.shape), "dtype": a.dtype.str}
-                for name, a in arrays.items()}
-    entries = {_FORMAT_KEY: np.array(FORMAT), _MANIFEST_KEY: np.array(json.dumps(manifest)),
-               **arrays}
+    manifest = {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
+    entries = {
+        _FORMAT_KEY: np.array(FORMAT),
+        _MANIFEST_KEY: np.array(json.dumps(manifest)),
+        **arrays,
+    }
     path = Path(path)
-    return write_atomic(path, lambda f: _write_npz(f, entries), "save",
-                        check=lambda written: _verify(written, arrays, path))
+    return write_atomic(
+        path,
+        lambda f: _write_npz(f, entries),
+        "save",
+        check=lambda written: _verify(written, arrays, path),
+    )
 
 
-def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None], who: str,
-                 check: Callable[[Path], None] | None = None) -> Path:
+def write_atomic(
+    path: str | os.PathLike[str],
+    write: Callable[[BinaryIO], None],
+    who: str,
+    check: Callable[[Path], None] | None = None,
+) -> Path:
     """Call `write(file)` on a temporary file beside `path`, sync it, run `check(temporary
     path)` if given, and rename it over `path`: readers see the old file or the new one, never
     half of one, and a file that fails its check never replaces a good one. Every save of nn
@@ -213,8 +249,7 @@ def _link_target(path: Path, who: str) -> Path:
     exist yet, as with a dangling link), or an error naming `path` for a loop of links."""
     target = Path(os.path.realpath(path))
     if target.is_symlink():  # realpath stops where a loop of links would go round forever
-        raise OSError(errno.ELOOP, f"{who}: could not write {path}: it is a loop of symbolic "
-                                   f"links")
+        raise OSError(errno.ELOOP, f"{who}: could not write {path}: it is a loop of symbolic links")
     return target
 
 
@@ -239,14 +274,21 @@ def _verify(written: Path, arrays: Mapping[str, np.ndarray], path: Path) -> None
     except (_Refused, *_DAMAGE) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, _Refused):
             raise
-        raise ValueError(f"save: {path} was left as it was: the new file did not read back "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"save: {path} was left as it was: the new file did not read back "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     for name, array in arrays.items():
         got = back.get(name)
-        if (got is None or got.dtype != array.dtype or got.shape != array.shape
-                or got.tobytes() != np.ascontiguousarray(array).tobytes()):
-            raise ValueError(f"save: {path} was left as it was: parameter '{name}' did not "
-                             f"read back unchanged")
+        if (
+            got is None
+            or got.dtype != array.dtype
+            or got.shape != array.shape
+            or got.tobytes() != np.ascontiguousarray(array).tobytes()
+        ):
+            raise ValueError(
+                f"save: {path} was left as it was: parameter '{name}' did not read back unchanged"
+            )
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -256,8 +298,17 @@ _NOT_ZIP = {b"\x93NUMPY": "a bare .npy array", b"\x80": "a Python pickle (never 
 
 # What the zip and .npy readers raise on damaged input (BadZipFile for a bad CRC or directory,
 # zlib.error for broken compressed data, RuntimeError for encrypted entries, ...).
-_DAMAGE = (OSError, EOFError, KeyError, ValueError, struct.error, zlib.error, zipfile.BadZipFile,
-           NotImplementedError, RuntimeError)
+_DAMAGE = (
+    OSError,
+    EOFError,
+    KeyError,
+    ValueError,
+    struct.error,
+    zlib.error,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 class _Refused(ValueError):
@@ -280,12 +331,15 @@ def _entry_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tupl
     if dtype.hasobject:
         raise _Refused(f"entry {info.filename!r} holds Python objects (pickled data, refused)")
     if not numpy_can_hold(shape, dtype.itemsize):
-        raise _Refused(f"entry {info.filename!r} declares shape {shape}, which no numpy array "
-                       f"can have")
+        raise _Refused(
+            f"entry {info.filename!r} declares shape {shape}, which no numpy array can have"
+        )
     declared = math.prod(shape) * dtype.itemsize
     if declared != data_bytes:
-        raise _Refused(f"entry {info.filename!r} declares {dtype} {shape} ({declared} bytes) "
-                       f"but holds {data_bytes} bytes")
+        raise _Refused(
+            f"entry {info.filename!r} declares {dtype} {shape} ({declared} bytes) "
+            f"but holds {data_bytes} bytes"
+        )
     return shape, dtype
 
 
@@ -304,9 +358,12 @@ def _manifest(text: str) -> dict[str, tuple[tuple[int, ...], str]]:
         raise _Refused("its manifest is not a JSON object")
     result = {}
     for name, entry in entries.items():
-        ok = (isinstance(entry, dict) and isinstance(entry.get("shape"), list)
-              and isinstance(entry.get("dtype"), str)
-              and all(isinstance(d, int) for d in entry["shape"]))
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("shape"), list)
+            and isinstance(entry.get("dtype"), str)
+            and all(isinstance(d, int) for d in entry["shape"])
+        )
         if not ok:
             raise _Refused(f"its manifest entry for {name!r} is malformed: {entry!r}")
         result[name] = (tuple(entry["shape"]), entry["dtype"])
@@ -328,8 +385,10 @@ def _read_checked(npz: Any) -> dict[str, np.ndarray]:
         raise _Refused(f"its manifest lists {sorted(manifest)} but it holds {sorted(stored)}")
     for name, (shape, dtype) in stored.items():
         if dtype.kind not in _NUMERIC_KINDS or (shape, dtype.str) != manifest[name]:
-            raise _Refused(f"parameter '{name}' is {dtype} {shape} but the manifest says "
-                           f"{manifest[name][1]} {manifest[name][0]}")
+            raise _Refused(
+                f"parameter '{name}' is {dtype} {shape} but the manifest says "
+                f"{manifest[name][1]} {manifest[name][0]}"
+            )
     # Every header is now known to be sound: reading allocates only what the file holds.
     return {name: npz[name] for name in manifest}
 
@@ -347,8 +406,9 @@ def load(path: str | os.PathLike[str], into: Any = None, strict: bool = True) ->
     A path ending in `.safetensors` is read as that format, with the same guarantees.
     """
     if into is not None and not hasattr(into, "load_state_dict"):
-        raise TypeError(f"load: into= must be a module (with .load_state_dict()), got "
-                        f"{type(into).__name__}")
+        raise TypeError(
+            f"load: into= must be a module (with .load_state_dict()), got {type(into).__name__}"
+        )
     state = _load(path)
     if into is None:
         return state
@@ -368,8 +428,9 @@ def _load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     with path.open("rb") as f:
         head = f.read(6)
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        kind = next((v for k, v in _NOT_ZIP.items() if head.startswith(k)),
-                    f"it starts with {head!r}")
+        kind = next(
+            (v for k, v in _NOT_ZIP.items() if head.startswith(k)), f"it starts with {head!r}"
+        )
         raise ValueError(f"load: {path} is not an .npz weights file ({kind})")
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -377,5 +438,6 @@ def _load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     except _Refused as exc:
         raise ValueError(f"load: {path} was refused: {exc}") from None
     except _DAMAGE as exc:
-        raise ValueError(f"load: {path} is truncated or damaged ({type(exc).__name__}: {exc})") \
-            from None
+        raise ValueError(
+            f"load: {path} is truncated or damaged ({type(exc).__name__}: {exc})"
+        ) from None

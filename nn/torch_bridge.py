@@ -32,8 +32,10 @@ def _torch(who: str) -> Any:
 
 def _unsupported(who: str, where: str, module: Any, supported: list[type]) -> TypeError:
     names = ", ".join(sorted(t.__name__ for t in supported))
-    return TypeError(f"{who}: module {where or '(the model itself)'!r} is a "
-                     f"{type(module).__name__}, which has no counterpart; supported: {names}")
+    return TypeError(
+        f"{who}: module {where or '(the model itself)'!r} is a "
+        f"{type(module).__name__}, which has no counterpart; supported: {names}"
+    )
 
 
 # --- ours -> PyTorch -------------------------------------------------------------------------
@@ -41,8 +43,9 @@ def _unsupported(who: str, where: str, module: Any, supported: list[type]) -> Ty
 
 def _linear_to_torch(torch: Any, m: layers.Linear) -> Any:
     weight = torch.from_numpy(np.array(m.weight._data, copy=True))
-    out = torch.nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
-                          dtype=weight.dtype)
+    out = torch.nn.Linear(
+        m.in_features, m.out_features, bias=m.bias is not None, dtype=weight.dtype
+    )
     with torch.no_grad():
         out.weight.copy_(weight)
         if m.bias is not None:
@@ -75,9 +78,17 @@ def _copy_into(torch: Any, target: Any, source: Any, names: tuple[str, ...]) -> 
 
 def _conv_to_torch(torch: Any, m: Any) -> Any:
     cls = torch.nn.Conv2d if len(m.kernel_size) == 2 else torch.nn.Conv1d
-    out = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
-              dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
-              dtype=torch.from_numpy(np.asarray(m.weight._data)).dtype)
+    out = cls(
+        m.in_channels,
+        m.out_channels,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.padding,
+        dilation=m.dilation,
+        groups=m.groups,
+        bias=m.bias is not None,
+        dtype=torch.from_numpy(np.asarray(m.weight._data)).dtype,
+    )
     _copy_into(torch, out, m, ("weight", "bias"))
     return out
 
@@ -88,8 +99,9 @@ def _float_dtype(m: Any, names: tuple[str, ...], default: Any = None) -> Any:
     for name in names:
         value = getattr(m, name, None)
         if value is not None:
-            dtype = np.dtype(value.detach().numpy().dtype if hasattr(value, "detach")
-                             else value.dtype)
+            dtype = np.dtype(
+                value.detach().numpy().dtype if hasattr(value, "detach") else value.dtype
+            )
             if dtype.kind == "f":
                 return dtype
     return default
@@ -102,34 +114,43 @@ def _torch_dtype(torch: Any, m: Any, names: tuple[str, ...]) -> Any:
 
 def _batch_norm_to_torch(torch: Any, m: Any) -> Any:
     cls = {"BatchNorm1d": torch.nn.BatchNorm1d, "BatchNorm2d": torch.nn.BatchNorm2d}
-    out = cls[type(m).__name__](m.num_features, eps=m.eps, momentum=m.momentum,
-                                affine=m.affine, track_running_stats=m.track_running_stats,
-                                dtype=_torch_dtype(torch, m, ("weight", "running_mean")))
-    _copy_into(torch, out, m, ("weight", "bias", "running_mean", "running_var",
-                               "num_batches_tracked"))
+    out = cls[type(m).__name__](
+        m.num_features,
+        eps=m.eps,
+        momentum=m.momentum,
+        affine=m.affine,
+        track_running_stats=m.track_running_stats,
+        dtype=_torch_dtype(torch, m, ("weight", "running_mean")),
+    )
+    _copy_into(
+        torch, out, m, ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    )
     return out
 
 
 def _layer_norm_to_torch(torch: Any, m: Any) -> Any:
-    out = torch.nn.LayerNorm(m.normalized_shape, eps=m.eps,
-                             elementwise_affine=m.weight is not None,
-                             dtype=_torch_dtype(torch, m, ("weight",)))
+    out = torch.nn.LayerNorm(
+        m.normalized_shape,
+        eps=m.eps,
+        elementwise_affine=m.weight is not None,
+        dtype=_torch_dtype(torch, m, ("weight",)),
+    )
     _copy_into(torch, out, m, ("weight", "bias"))
     return out
 
 
 # Convolutions and normalisation (nn/conv.py).
-_TO_TORCH.update({
-    _convs.Conv2d: _conv_to_torch,
-    _convs.Conv1d: _conv_to_torch,
-    _convs.MaxPool2d: lambda torch, m: torch.nn.MaxPool2d(m.kernel_size, m.stride,
-                                                          m.padding),
-    _convs.AvgPool2d: lambda torch, m: torch.nn.AvgPool2d(m.kernel_size, m.stride,
-                                                          m.padding),
-    _convs.BatchNorm1d: _batch_norm_to_torch,
-    _convs.BatchNorm2d: _batch_norm_to_torch,
-    _convs.LayerNorm: _layer_norm_to_torch,
-})
+_TO_TORCH.update(
+    {
+        _convs.Conv2d: _conv_to_torch,
+        _convs.Conv1d: _conv_to_torch,
+        _convs.MaxPool2d: lambda torch, m: torch.nn.MaxPool2d(m.kernel_size, m.stride, m.padding),
+        _convs.AvgPool2d: lambda torch, m: torch.nn.AvgPool2d(m.kernel_size, m.stride, m.padding),
+        _convs.BatchNorm1d: _batch_norm_to_torch,
+        _convs.BatchNorm2d: _batch_norm_to_torch,
+        _convs.LayerNorm: _layer_norm_to_torch,
+    }
+)
 
 
 def to_torch(model: Module) -> Any:
@@ -143,8 +164,12 @@ def to_torch(model: Module) -> Any:
         if id(m) in made:
             return made[id(m)]
         if type(m) in _CONTAINERS:
-            out = torch.nn.Sequential(*(convert(layer, f"{where}.layers.{i}".lstrip("."))
-                                        for i, layer in enumerate(m.layers)))
+            out = torch.nn.Sequential(
+                *(
+                    convert(layer, f"{where}.layers.{i}".lstrip("."))
+                    for i, layer in enumerate(m.layers)
+                )
+            )
         elif type(m) in _TO_TORCH:  # exact types: a subclass may compute something else
             out = _TO_TORCH[type(m)](torch, m)
         else:
@@ -164,8 +189,7 @@ def to_torch(model: Module) -> Any:
 
 def _linear_from_torch(torch: Any, m: Any, where: str) -> layers.Linear:
     weight = m.weight.detach().cpu().numpy().copy()
-    out = layers.Linear(m.in_features, m.out_features, bias=m.bias is not None,
-                        dtype=weight.dtype)
+    out = layers.Linear(m.in_features, m.out_features, bias=m.bias is not None, dtype=weight.dtype)
     state = {"weight": weight}
     if m.bias is not None:
         state["bias"] = m.bias.detach().cpu().numpy().copy()
@@ -175,8 +199,10 @@ def _linear_from_torch(torch: Any, m: Any, where: str) -> layers.Linear:
 
 def _flatten_from_torch(torch: Any, m: Any, where: str) -> layers.Flatten:
     if m.end_dim != -1:
-        raise TypeError(f"from_torch: module {where!r} is Flatten(end_dim={m.end_dim}); only "
-                        f"end_dim=-1 (flatten to the last axis) has a counterpart")
+        raise TypeError(
+            f"from_torch: module {where!r} is Flatten(end_dim={m.end_dim}); only "
+            f"end_dim=-1 (flatten to the last axis) has a counterpart"
+        )
     return layers.Flatten(m.start_dim)
 
 
@@ -188,8 +214,11 @@ def _softmax_from_torch(torch: Any, m: Any, where: str) -> layers.Softmax:
 
 def _copy_from(torch: Any, target: Module, source: Any, names: tuple[str, ...]) -> Module:
     """Load the named tensors of a torch module into ours (checked by load_state_dict)."""
-    state = {name: getattr(source, name).detach().cpu().numpy().copy() for name in names
-             if getattr(source, name, None) is not None}
+    state = {
+        name: getattr(source, name).detach().cpu().numpy().copy()
+        for name in names
+        if getattr(source, name, None) is not None
+    }
     target.load_state_dict(state)
     return target
 
@@ -197,54 +226,90 @@ def _copy_from(torch: Any, target: Module, source: Any, names: tuple[str, ...]) 
 def _conv_from_torch(torch: Any, m: Any, where: str) -> Module:
     cls = _convs.Conv2d if isinstance(m, torch.nn.Conv2d) else _convs.Conv1d
     if m.padding_mode != "zeros":
-        raise TypeError(f"from_torch: module {where!r} pads with {m.padding_mode!r}; only "
-                        f"zero padding has a counterpart")
+        raise TypeError(
+            f"from_torch: module {where!r} pads with {m.padding_mode!r}; only "
+            f"zero padding has a counterpart"
+        )
     unwrap = (lambda v: v[0]) if cls is _convs.Conv1d else tuple
     padding = m.padding if isinstance(m.padding, str) else unwrap(m.padding)
-    out = cls(m.in_channels, m.out_channels, m.kernel_size, stride=unwrap(m.stride),
-              padding=padding, dilation=unwrap(m.dilation), groups=m.groups,
-              bias=m.bias is not None, dtype=m.weight.detach().numpy().dtype)
+    out = cls(
+        m.in_channels,
+        m.out_channels,
+        m.kernel_size,
+        stride=unwrap(m.stride),
+        padding=padding,
+        dilation=unwrap(m.dilation),
+        groups=m.groups,
+        bias=m.bias is not None,
+        dtype=m.weight.detach().numpy().dtype,
+    )
     return _copy_from(torch, out, m, ("weight", "bias"))
 
 
 def _pool_from_torch(torch: Any, m: Any, where: str) -> Module:
-    options = {"ceil_mode": False, "dilation": 1, "return_indices": False,
-               "count_include_pad": True, "divisor_override": None}
-    odd = [f"{k}={getattr(m, k)!r}" for k, default in options.items()
-           if hasattr(m, k) and getattr(m, k) != default]
+    options = {
+        "ceil_mode": False,
+        "dilation": 1,
+        "return_indices": False,
+        "count_include_pad": True,
+        "divisor_override": None,
+    }
+    odd = [
+        f"{k}={getattr(m, k)!r}"
+        for k, default in options.items()
+        if hasattr(m, k) and getattr(m, k) != default
+    ]
     if odd:
-        raise TypeError(f"from_torch: module {where!r} is {type(m).__name__} with "
-                        f"{', '.join(odd)}, which has no counterpart")
+        raise TypeError(
+            f"from_torch: module {where!r} is {type(m).__name__} with "
+            f"{', '.join(odd)}, which has no counterpart"
+        )
     cls = _convs.MaxPool2d if isinstance(m, torch.nn.MaxPool2d) else _convs.AvgPool2d
     return cls(m.kernel_size, m.stride, m.padding)
 
 
 def _batch_norm_from_torch(torch: Any, m: Any, where: str) -> Module:
     cls = _convs.BatchNorm2d if isinstance(m, torch.nn.BatchNorm2d) else _convs.BatchNorm1d
-    out = cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
-              track_running_stats=m.track_running_stats,
-              dtype=_float_dtype(m, ("weight", "running_mean"), np.float32))
-    return _copy_from(torch, out, m, ("weight", "bias", "running_mean", "running_var",
-                                      "num_batches_tracked"))
+    out = cls(
+        m.num_features,
+        eps=m.eps,
+        momentum=m.momentum,
+        affine=m.affine,
+        track_running_stats=m.track_running_stats,
+        dtype=_float_dtype(m, ("weight", "running_mean"), np.float32),
+    )
+    return _copy_from(
+        torch, out, m, ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    )
 
 
 def _layer_norm_from_torch(torch: Any, m: Any, where: str) -> Module:
     if m.weight is not None and m.bias is None:
-        raise TypeError(f"from_torch: module {where!r} is LayerNorm with a weight but no bias, "
-                        f"which has no counterpart")
-    out = _convs.LayerNorm(m.normalized_shape, eps=m.eps,
-                           elementwise_affine=m.weight is not None,
-                           dtype=_float_dtype(m, ("weight",), np.float32))
+        raise TypeError(
+            f"from_torch: module {where!r} is LayerNorm with a weight but no bias, "
+            f"which has no counterpart"
+        )
+    out = _convs.LayerNorm(
+        m.normalized_shape,
+        eps=m.eps,
+        elementwise_affine=m.weight is not None,
+        dtype=_float_dtype(m, ("weight",), np.float32),
+    )
     return _copy_from(torch, out, m, ("weight", "bias"))
 
 
 def _from_table(torch: Any) -> dict[type, Callable[[Any, Any, str], Module]]:
     tn = torch.nn
     if _convs is not None:
-        convs = {tn.Conv2d: _conv_from_torch, tn.Conv1d: _conv_from_torch,
-                 tn.MaxPool2d: _pool_from_torch, tn.AvgPool2d: _pool_from_torch,
-                 tn.BatchNorm1d: _batch_norm_from_torch, tn.BatchNorm2d: _batch_norm_from_torch,
-                 tn.LayerNorm: _layer_norm_from_torch}
+        convs = {
+            tn.Conv2d: _conv_from_torch,
+            tn.Conv1d: _conv_from_torch,
+            tn.MaxPool2d: _pool_from_torch,
+            tn.AvgPool2d: _pool_from_torch,
+            tn.BatchNorm1d: _batch_norm_from_torch,
+            tn.BatchNorm2d: _batch_norm_from_torch,
+            tn.LayerNorm: _layer_norm_from_torch,
+        }
     else:
         convs = {}
     return {
@@ -269,9 +334,11 @@ def _numpy_dtypes(torch: Any, m: Any, where: str) -> None:
         try:
             torch.empty(0, dtype=t.dtype).numpy()
         except TypeError:
-            raise TypeError(f"from_torch: {where or '(the model itself)'!r}.{name} is "
-                            f"{t.dtype}, which numpy cannot hold; convert the module first "
-                            f"(module.float())") from None
+            raise TypeError(
+                f"from_torch: {where or '(the model itself)'!r}.{name} is "
+                f"{t.dtype}, which numpy cannot hold; convert the module first "
+                f"(module.float())"
+            ) from None
 
 
 def from_torch(module: Any) -> Module:
@@ -290,8 +357,12 @@ def from_torch(module: Any) -> Module:
         if type(m) is torch.nn.Sequential:
             # Not named_children(): it lists a module used twice only once, which would drop
             # its second use from the model (torch.nn.Sequential(lin, relu, lin)).
-            out: Module = layers.Sequential(*(convert(child, f"{where}.{name}".lstrip("."))
-                                              for name, child in m._modules.items()))
+            out: Module = layers.Sequential(
+                *(
+                    convert(child, f"{where}.{name}".lstrip("."))
+                    for name, child in m._modules.items()
+                )
+            )
         elif type(m) in table:
             _numpy_dtypes(torch, m, where)
             out = table[type(m)](torch, m, where)

@@ -46,8 +46,9 @@ def _as_tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
 
 
-def _batches(data: Any, batch_size: int | None, caller: str = "fit",
-             what: str = "train_loader") -> DataLoader:
+def _batches(
+    data: Any, batch_size: int | None, caller: str = "fit", what: str = "train_loader"
+) -> DataLoader:
     """`data` as a DataLoader of (x, y) batches, or an error naming the caller and argument.
 
     `batch_size` batches an (x, y) pair (64 when None); a DataLoader has its own, so another
@@ -55,25 +56,34 @@ def _batches(data: Any, batch_size: int | None, caller: str = "fit",
     """
     if isinstance(data, DataLoader):
         if data.y is None:
-            raise ValueError(f"{caller}: {what} is a DataLoader without targets (y=None): "
-                             f"training and evaluation need (x, y) batches")
+            raise ValueError(
+                f"{caller}: {what} is a DataLoader without targets (y=None): "
+                f"training and evaluation need (x, y) batches"
+            )
         if batch_size is not None and batch_size != data.batch_size:
-            raise ValueError(f"{caller}: batch_size={batch_size} would be ignored: {what} is a "
-                             f"DataLoader with batch_size={data.batch_size}; set it there")
+            raise ValueError(
+                f"{caller}: batch_size={batch_size} would be ignored: {what} is a "
+                f"DataLoader with batch_size={data.batch_size}; set it there"
+            )
         return data
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        got = f"{type(data).__name__} of length {len(data)}" if isinstance(
-            data, (tuple, list)) else type(data).__name__
-        raise TypeError(f"{caller}: {what} must be a DataLoader or an (x, y) pair of arrays, "
-                        f"got a {got}")
+        got = (
+            f"{type(data).__name__} of length {len(data)}"
+            if isinstance(data, (tuple, list))
+            else type(data).__name__
+        )
+        raise TypeError(
+            f"{caller}: {what} must be a DataLoader or an (x, y) pair of arrays, got a {got}"
+        )
     x, y = data
     if y is None:
         raise ValueError(f"{caller}: {what} has no targets (y is None)")
     return DataLoader(x, y, batch_size=64 if batch_size is None else batch_size)
 
 
-def _check_number(name: str, value: Any, low: float | None = None,
-                  high: float | None = None) -> None:
+def _check_number(
+    name: str, value: Any, low: float | None = None, high: float | None = None
+) -> None:
     """Refuse a stopping rule that could never work (not a number, NaN, out of range)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise ValueError(f"fit: {name} must be a number, got {value!r}")
@@ -109,14 +119,17 @@ def _loss_value(loss: Any, caller: str) -> float:
     """One batch's loss as a float, or an error naming the caller if it is not one number."""
     shape = getattr(loss, "shape", np.shape(loss))
     if math.prod(shape) != 1:
-        raise ValueError(f"{caller}: loss_fn returned a loss of shape {shape}, not a single "
-                         f"number (with reduction='none' it gives one loss per sample: use "
-                         f"'mean' or 'sum')")
+        raise ValueError(
+            f"{caller}: loss_fn returned a loss of shape {shape}, not a single "
+            f"number (with reduction='none' it gives one loss per sample: use "
+            f"'mean' or 'sum')"
+        )
     return float(loss.item() if hasattr(loss, "item") else loss)
 
 
-def _default_metric(metric: Callable | None, loss_fn: Callable | None,
-                    y: Any) -> tuple[Callable | None, str]:
+def _default_metric(
+    metric: Callable | None, loss_fn: Callable | None, y: Any
+) -> tuple[Callable | None, str]:
     """The metric to use and, when there is none, why. Only `accuracy` (the default) is
     adapted; any other metric (or None) is the caller's choice and is used as it is.
 
@@ -133,22 +146,38 @@ def _default_metric(metric: Callable | None, loss_fn: Callable | None,
     # One integer label per sample (shape (N,)) is a class index; anything else must be 0/1
     # (binary targets, one-hot rows) or class probabilities for cross_entropy. Integers of
     # shape (N, 1) beyond 0 and 1 are counts to regress on, not classes.
-    labels = (values.dtype.kind in "biu" and values.ndim == 1
-              or loss is F.cross_entropy or isinstance(loss, CrossEntropyLoss)
-              or bool(((values == 0) | (values == 1)).all()))
+    labels = (
+        values.dtype.kind in "biu"
+        and values.ndim == 1
+        or loss is F.cross_entropy
+        or isinstance(loss, CrossEntropyLoss)
+        or bool(((values == 0) | (values == 1)).all())
+    )
     if not labels:
         finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-        shown = (f"values from {finite.min():.4g} to {finite.max():.4g}" if finite.size
-                 else "no finite values")
-        return None, (f"the targets are not class labels ({values.dtype} of shape "
-                      f"{values.shape} with {shown}, not only 0 and 1), so there is no default "
-                      f"accuracy")
+        shown = (
+            f"values from {finite.min():.4g} to {finite.max():.4g}"
+            if finite.size
+            else "no finite values"
+        )
+        return None, (
+            f"the targets are not class labels ({values.dtype} of shape "
+            f"{values.shape} with {shown}, not only 0 and 1), so there is no default "
+            f"accuracy"
+        )
     if loss is F.binary_cross_entropy_with_logits or isinstance(loss, BCEWithLogitsLoss):
         return _logit_accuracy, ""
     return accuracy, ""
 
-def evaluate(model: Module, x: Any, y: Any, loss_fn: Callable | None = None,
-             batch_size: int = 1000, metric: Callable | None = accuracy) -> tuple[float, float]:
+
+def evaluate(
+    model: Module,
+    x: Any,
+    y: Any,
+    loss_fn: Callable | None = None,
+    batch_size: int = 1000,
+    metric: Callable | None = accuracy,
+) -> tuple[float, float]:
     """(mean loss, metric) over a data set, in eval mode and without recording a graph.
 
     The default metric, `accuracy`, is adapted to the loss and targets as in `fit`; where it
@@ -171,8 +200,9 @@ def _restore(modes: list[tuple[Module, bool]]) -> None:
         object.__setattr__(m, "training", mode)
 
 
-def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
-              metric: Callable | None) -> tuple[float, float]:
+def _evaluate(
+    model: Module, batches: DataLoader, loss_fn: Callable | None, metric: Callable | None
+) -> tuple[float, float]:
     # fit calls this with the metric it chose for the training targets, so validation is
     # scored by the same rule.
     modes = _modes(model)
@@ -194,10 +224,11 @@ def _evaluate(model: Module, batches: DataLoader, loss_fn: Callable | None,
     finally:
         _restore(modes)
     if count == 0:  # a mean over nothing: 0.0 would look like a perfect score
-        raise ValueError(f"evaluate: no samples to evaluate (x has shape "
-                         f"{np.shape(batches.x)})")
-    return (total_loss / count if loss_fn is not None else float("nan"),
-            total_metric / count if metric is not None else float("nan"))
+        raise ValueError(f"evaluate: no samples to evaluate (x has shape {np.shape(batches.x)})")
+    return (
+        total_loss / count if loss_fn is not None else float("nan"),
+        total_metric / count if metric is not None else float("nan"),
+    )
 
 
 def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:
@@ -206,8 +237,10 @@ def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:
     model.eval()
     try:
         with no_grad():
-            outs = [np.asarray(model(_as_tensor(xb))._data)
-                    for xb in DataLoader(x, batch_size=batch_size)]
+            outs = [
+                np.asarray(model(_as_tensor(xb))._data)
+                for xb in DataLoader(x, batch_size=batch_size)
+            ]
     finally:
         _restore(modes)
     if not outs:
@@ -256,28 +289,36 @@ def fit(
     With `check_finite` (the default), a NaN or infinite loss stops training with a
     FloatingPointError naming the epoch and step, before that step changes any weight.
     """
-    if (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral)
-            or epochs < 1):
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
     _check_loss_and_optimizer(loss_fn, optimizer)
     callbacks = _checked_callbacks(callbacks, scheduler)
     epochs = int(epochs)
-    for name, value, low, high in (("loss_threshold", loss_threshold, None, None),
-                                   ("error_threshold", error_threshold, 0.0, 1.0),
-                                   ("update_threshold", update_threshold, 0.0, None)):
+    for name, value, low, high in (
+        ("loss_threshold", loss_threshold, None, None),
+        ("error_threshold", error_threshold, 0.0, 1.0),
+        ("update_threshold", update_threshold, 0.0, None),
+    ):
         if value is not None:
             _check_number(name, value, low, high)
     _warn_double_squash(model, loss_fn)
     loader = _batches(train_loader, batch_size)
     metric, why_none = _default_metric(metric, loss_fn, loader.y)
     if error_threshold is not None and metric is None:
-        raise ValueError("fit: error_threshold needs a metric (the error rate is 1 - metric), "
-                         + (f"but {why_none}: pass a metric that suits your targets"
-                            if why_none else "but metric=None"))
+        raise ValueError(
+            "fit: error_threshold needs a metric (the error rate is 1 - metric), "
+            + (
+                f"but {why_none}: pass a metric that suits your targets"
+                if why_none
+                else "but metric=None"
+            )
+        )
     if len(loader) == 0:
-        raise ValueError(f"fit: the training data gives no batch ({len(loader.x)} samples, "
-                         f"batch_size={loader.batch_size}, drop_last={loader.drop_last}): "
-                         f"nothing to train on")
+        raise ValueError(
+            f"fit: the training data gives no batch ({len(loader.x)} samples, "
+            f"batch_size={loader.batch_size}, drop_last={loader.drop_last}): "
+            f"nothing to train on"
+        )
     # validation is scored in batches of 1000 whatever the training batch size
     val = _batches(val_data, None, what="val_data") if val_data is not None else None
     history = History()
@@ -286,23 +327,30 @@ def fit(
     if not any(id(p) in own for group in optimizer.param_groups for p in group["params"]):
         # Else the first step would say "step() called before backward()": backward reached
         # the model's parameters, just not the optimizer's.
-        raise ValueError("fit: the optimizer holds none of the model's parameters, so training "
-                         "would change nothing (was it made for another model, or before the "
-                         "model was built again?): make it from this model's parameters(), "
-                         "after building the model")
+        raise ValueError(
+            "fit: the optimizer holds none of the model's parameters, so training "
+            "would change nothing (was it made for another model, or before the "
+            "model was built again?): make it from this model's parameters(), "
+            "after building the model"
+        )
     sums = _reduction(loss_fn) == "sum"
     for epoch in range(1, epochs + 1):
         model.train()
-        before = ([np.array(p._data, copy=True) for p in params]
-                  if update_threshold is not None else None)
+        before = (
+            [np.array(p._data, copy=True) for p in params] if update_threshold is not None else None
+        )
         total_loss, total_metric, count = 0.0, 0.0, 0
         batches = loader
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = batches = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False,
-                                 total=len(loader) if hasattr(loader, "__len__") else None)
+            bar = batches = tqdm(
+                loader,
+                desc=f"epoch {epoch}/{epochs}",
+                leave=False,
+                total=len(loader) if hasattr(loader, "__len__") else None,
+            )
         for step, (xb, yb) in enumerate(batches, start=1):
             out = model(_as_tensor(xb))
             loss = loss_fn(out, yb)
@@ -314,7 +362,8 @@ def fit(
                 raise FloatingPointError(
                     f"fit: the loss is {value} at epoch {epoch}, step {step}; the weights are "
                     f"as before this step. The batch's inputs hold {bad}; with finite data, "
-                    f"try a lower learning rate. Pass check_finite=False to train on anyway.")
+                    f"try a lower learning rate. Pass check_finite=False to train on anyway."
+                )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -332,16 +381,19 @@ def fit(
             history["accuracy"].append(total_metric / max(count, 1))
         if val is not None:
             vx, vy = val.x, val.y
-            val_loss, val_metric = _evaluate(model, DataLoader(vx, vy, batch_size=1000),
-                                             loss_fn, metric)
+            val_loss, val_metric = _evaluate(
+                model, DataLoader(vx, vy, batch_size=1000), loss_fn, metric
+            )
             history["val_loss"].append(val_loss)
             if metric is not None:
                 history["val_accuracy"].append(val_metric)
         if before is not None:
-            history["max_update"].append(max(
-                float(np.max(np.abs(np.asarray(p._data) - b))) if b.size else 0.0
-                for p, b in zip(params, before, strict=True)
-            ))
+            history["max_update"].append(
+                max(
+                    float(np.max(np.abs(np.asarray(p._data) - b))) if b.size else 0.0
+                    for p, b in zip(params, before, strict=True)
+                )
+            )
         if scheduler is not None:
             scheduler.step()
         for callback in callbacks:
@@ -364,17 +416,23 @@ def _warn_double_squash(model: Module, loss_fn: Any) -> None:
     loss = _innermost(loss_fn)
     takes_logits = {
         Softmax: loss is F.cross_entropy or isinstance(loss, CrossEntropyLoss),
-        Sigmoid: (loss is F.binary_cross_entropy_with_logits
-                  or isinstance(loss, BCEWithLogitsLoss)),
+        Sigmoid: (
+            loss is F.binary_cross_entropy_with_logits or isinstance(loss, BCEWithLogitsLoss)
+        ),
     }
     if last is not None and takes_logits.get(type(last), False):
         squash = type(last).__name__
-        instead = ("nll_loss on log_softmax outputs" if squash == "Softmax"
-                   else "binary_cross_entropy on probabilities")
-        warnings.warn(f"fit: the model ends in {squash} but the loss takes logits (it applies "
-                      f"the {squash.lower()} itself), so the outputs are squashed twice and "
-                      f"the gradients flattened: drop the final {squash} (or use {instead})",
-                      stacklevel=3)
+        instead = (
+            "nll_loss on log_softmax outputs"
+            if squash == "Softmax"
+            else "binary_cross_entropy on probabilities"
+        )
+        warnings.warn(
+            f"fit: the model ends in {squash} but the loss takes logits (it applies "
+            f"the {squash.lower()} itself), so the outputs are squashed twice and "
+            f"the gradients flattened: drop the final {squash} (or use {instead})",
+            stacklevel=3,
+        )
 
 
 def _checked_callbacks(callbacks: Any, scheduler: Any) -> list[Callback]:
@@ -383,18 +441,25 @@ def _checked_callbacks(callbacks: Any, scheduler: Any) -> list[Callback]:
     if callable(callbacks):
         callbacks = [callbacks]
     if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
-        raise TypeError(f"fit: callbacks must be a list of functions called as "
-                        f"callback(epoch, history), got {type(callbacks).__name__}")
+        raise TypeError(
+            f"fit: callbacks must be a list of functions called as "
+            f"callback(epoch, history), got {type(callbacks).__name__}"
+        )
     for i, callback in enumerate(callbacks):
         if not callable(callback):
-            raise TypeError(f"fit: callback {i} is a {type(callback).__name__}, not a function "
-                            f"called as callback(epoch, history)")
-    if scheduler is not None and (isinstance(scheduler, Optimizer)
-                                  or not callable(getattr(scheduler, "step", None))):
+            raise TypeError(
+                f"fit: callback {i} is a {type(callback).__name__}, not a function "
+                f"called as callback(epoch, history)"
+            )
+    if scheduler is not None and (
+        isinstance(scheduler, Optimizer) or not callable(getattr(scheduler, "step", None))
+    ):
         # an optimizer here would take a second, silent step each epoch
-        raise TypeError(f"fit: scheduler must be a learning-rate schedule with step() (e.g. "
-                        f"nn.optim.StepLR(optimizer, step_size=10)), got "
-                        f"{type(scheduler).__name__}")
+        raise TypeError(
+            f"fit: scheduler must be a learning-rate schedule with step() (e.g. "
+            f"nn.optim.StepLR(optimizer, step_size=10)), got "
+            f"{type(scheduler).__name__}"
+        )
     return list(callbacks)
 
 
@@ -402,20 +467,29 @@ def _check_loss_and_optimizer(loss_fn: Any, optimizer: Any) -> None:
     """Refuse, by name, the first-hour mix-ups that would otherwise fail mid-step with an
     error about something else."""
     if isinstance(loss_fn, type):
-        raise TypeError(f"fit: loss_fn is the class {loss_fn.__name__}; pass an instance, "
-                        f"{loss_fn.__name__}()")
+        raise TypeError(
+            f"fit: loss_fn is the class {loss_fn.__name__}; pass an instance, {loss_fn.__name__}()"
+        )
     if not callable(loss_fn) or isinstance(loss_fn, Optimizer):
-        raise TypeError(f"fit: loss_fn must be a function or loss module called as "
-                        f"loss_fn(outputs, targets), got {type(loss_fn).__name__} (the order "
-                        f"is fit(model, loss_fn, optimizer, data))")
+        raise TypeError(
+            f"fit: loss_fn must be a function or loss module called as "
+            f"loss_fn(outputs, targets), got {type(loss_fn).__name__} (the order "
+            f"is fit(model, loss_fn, optimizer, data))"
+        )
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"fit: optimizer must be an nn.optim optimizer, e.g. "
-                        f"nn.optim.SGD(model.parameters(), lr=0.1), got "
-                        f"{type(optimizer).__name__}")
+        raise TypeError(
+            f"fit: optimizer must be an nn.optim optimizer, e.g. "
+            f"nn.optim.SGD(model.parameters(), lr=0.1), got "
+            f"{type(optimizer).__name__}"
+        )
 
 
-def _stop_reason(history: History, loss_threshold: float | None,
-                 error_threshold: float | None, update_threshold: float | None) -> str:
+def _stop_reason(
+    history: History,
+    loss_threshold: float | None,
+    error_threshold: float | None,
+    update_threshold: float | None,
+) -> str:
     loss = history["loss"][-1]
     if loss_threshold is not None and loss < loss_threshold:
         return f"loss {loss:.4g} below threshold {loss_threshold}"

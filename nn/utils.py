@@ -16,13 +16,19 @@ def _parameters_with_grads(parameters: Iterable[Tensor] | Tensor, who: str) -> l
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     for p in params:
         if not isinstance(p, Tensor):
-            raise TypeError(f"{who}: expected parameters (Tensors), e.g. model.parameters(), "
-                            f"got {type(p).__name__}")
+            raise TypeError(
+                f"{who}: expected parameters (Tensors), e.g. model.parameters(), "
+                f"got {type(p).__name__}"
+            )
     return [p for p in params if p.grad is not None]
 
 
-def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float,
-                    norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
+def clip_grad_norm_(
+    parameters: Iterable[Tensor] | Tensor,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+) -> Tensor:
     """Scale all gradients together so that their joint norm is at most `max_norm`.
 
     The norm is taken over every gradient as if concatenated into one vector (`norm_type` 2,
@@ -49,7 +55,8 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float,
         if error_if_nonfinite:
             raise FloatingPointError(
                 f"clip_grad_norm_: the gradients' {norm_type:g}-norm is {total}; find where it "
-                "starts with autodiff.detect_anomaly()")
+                "starts with autodiff.detect_anomaly()"
+            )
         return Tensor(total)
     # The small epsilon is PyTorch's: a norm at the limit scales by slightly under 1.
     scale = max_norm / (total + 1e-6)

@@ -33,10 +33,12 @@ def _save(fig: Any, path: PathLike | None) -> Any:
 def plot_history(history: Mapping[str, Sequence[float]], path: PathLike | None = None) -> Any:
     """Loss (and accuracy, when recorded) per epoch, training and validation."""
     has_acc = bool(history.get("accuracy") or history.get("val_accuracy"))
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 3.6),
-                             squeeze=False)
-    panels = [("loss", "val_loss", "loss")] + ([("accuracy", "val_accuracy", "accuracy")]
-                                               if has_acc else [])
+    fig, axes = plt.subplots(
+        1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 3.6), squeeze=False
+    )
+    panels = [("loss", "val_loss", "loss")] + (
+        [("accuracy", "val_accuracy", "accuracy")] if has_acc else []
+    )
     for ax, (train_key, val_key, label) in zip(axes[0], panels, strict=True):
         for key, style, name in ((train_key, "-o", "training"), (val_key, "--s", "validation")):
             values = history.get(key) or []
@@ -77,8 +79,9 @@ class WeightRecorder:
     copies of its weights only for a GIF to drop most of them.
     """
 
-    def __init__(self, model: Any, epochs: int | None = None,
-                 max_frames: int | None = None) -> None:
+    def __init__(
+        self, model: Any, epochs: int | None = None, max_frames: int | None = None
+    ) -> None:
         self.model = model
         self.snapshots: list[dict[str, np.ndarray]] = []
         self.epochs: list[int] = []
@@ -90,8 +93,13 @@ class WeightRecorder:
         self._record(0)
 
     def _record(self, epoch: int) -> None:
-        self.snapshots.append({name: np.array(p._data, copy=True)
-                               for name, p in self.model.named_parameters() if p.ndim == 2})
+        self.snapshots.append(
+            {
+                name: np.array(p._data, copy=True)
+                for name, p in self.model.named_parameters()
+                if p.ndim == 2
+            }
+        )
         self.epochs.append(epoch)
 
     def __call__(self, epoch: int, history: Any = None) -> None:
@@ -119,7 +127,7 @@ def _tiles(w: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
     out = np.full((rows * (h + 1) - 1, cols * (wd + 1) - 1), np.nan, dtype=np.float64)
     for i in range(units):
         r, c = divmod(i, cols)
-        out[r * (h + 1):r * (h + 1) + h, c * (wd + 1):c * (wd + 1) + wd] = w[i].reshape(h, wd)
+        out[r * (h + 1) : r * (h + 1) + h, c * (wd + 1) : c * (wd + 1) + wd] = w[i].reshape(h, wd)
     return out
 
 
@@ -137,17 +145,24 @@ def _is_image_layer(w: np.ndarray, image_shape: tuple[int, int] | None) -> bool:
     return image_shape is not None and w.shape[1] == image_shape[0] * image_shape[1]
 
 
-def _heatmap_panels(snapshot: Mapping[str, np.ndarray], limits: Mapping[str, float] | None,
-                    image_shape: tuple[int, int] | None) -> tuple[Any, list[Any]]:
+def _heatmap_panels(
+    snapshot: Mapping[str, np.ndarray],
+    limits: Mapping[str, float] | None,
+    image_shape: tuple[int, int] | None,
+) -> tuple[Any, list[Any]]:
     """The figure and one image artist per weight matrix (updated in place for GIF frames)."""
     names = list(snapshot)
     tiled = [_is_image_layer(np.asarray(snapshot[n]), image_shape) for n in names]
     # A tiled panel gets enough pixels for each weight to stay visible (128 tiles of 28x28
     # are ~460 pixels wide); shrunk below that, the tiles alias into noise.
     widths = [2.5 if t else 1.0 for t in tiled]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * sum(widths), 4.4 if any(tiled)
-                                                     else 3.4),
-                             squeeze=False, gridspec_kw={"width_ratios": widths})
+    fig, axes = plt.subplots(
+        1,
+        len(names),
+        figsize=(3.2 * sum(widths), 4.4 if any(tiled) else 3.4),
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
     # The gaps between tiles (NaN) in white: zero is already light grey in coolwarm.
     cmap = plt.get_cmap("coolwarm").with_extremes(bad="white")
     artists = []
@@ -155,11 +170,20 @@ def _heatmap_panels(snapshot: Mapping[str, np.ndarray], limits: Mapping[str, flo
         w = np.asarray(snapshot[name])
         limit = (limits or {}).get(name) or _limit([w])
         shown = _tiles(w, image_shape) if tile else w
-        image = ax.imshow(shown, cmap=cmap, vmin=-limit, vmax=limit,
-                          aspect="equal" if tile else "auto", interpolation="nearest")
+        image = ax.imshow(
+            shown,
+            cmap=cmap,
+            vmin=-limit,
+            vmax=limit,
+            aspect="equal" if tile else "auto",
+            interpolation="nearest",
+        )
         if tile:
-            ax.set_title(f"{name} {w.shape[0]}x{w.shape[1]}: each unit's weights as a "
-                         f"{image_shape[0]}x{image_shape[1]} image", fontsize=9)
+            ax.set_title(
+                f"{name} {w.shape[0]}x{w.shape[1]}: each unit's weights as a "
+                f"{image_shape[0]}x{image_shape[1]} image",
+                fontsize=9,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         else:
@@ -171,9 +195,12 @@ def _heatmap_panels(snapshot: Mapping[str, np.ndarray], limits: Mapping[str, flo
     return fig, artists
 
 
-def heatmap_figure(snapshot: Mapping[str, np.ndarray], title: str | None = None,
-                   limits: Mapping[str, float] | None = None,
-                   image_shape: tuple[int, int] | None = None) -> Any:
+def heatmap_figure(
+    snapshot: Mapping[str, np.ndarray],
+    title: str | None = None,
+    limits: Mapping[str, float] | None = None,
+    image_shape: tuple[int, int] | None = None,
+) -> Any:
     """One panel per weight matrix, blue negative, red positive, zero white.
 
     With `image_shape` (e.g. (28, 28)), a matrix whose inputs are an image's pixels is drawn
@@ -191,10 +218,15 @@ def _frame_title(label: Any) -> str:
     return "initial weights" if label == 0 else f"epoch {label}"
 
 
-def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]] | WeightRecorder,
-                    path: PathLike, fps: float = 2, *, labels: Sequence[Any] | None = None,
-                    max_frames: int | None = 60,
-                    image_shape: tuple[int, int] | None = None) -> Path:
+def weight_heatmaps(
+    snapshots: Sequence[Mapping[str, np.ndarray]] | WeightRecorder,
+    path: PathLike,
+    fps: float = 2,
+    *,
+    labels: Sequence[Any] | None = None,
+    max_frames: int | None = 60,
+    image_shape: tuple[int, int] | None = None,
+) -> Path:
     """An animated GIF, one frame per snapshot, one panel per layer; each layer keeps one
     symmetric colour scale across frames, so changes in colour are changes in weight.
 
@@ -213,8 +245,7 @@ def weight_heatmaps(snapshots: Sequence[Mapping[str, np.ndarray]] | WeightRecord
     if labels is None:
         labels = range(1, len(snapshots) + 1)
     if len(labels) != len(snapshots):
-        raise ValueError(f"weight_heatmaps: {len(labels)} labels for {len(snapshots)} "
-                         "snapshots")
+        raise ValueError(f"weight_heatmaps: {len(labels)} labels for {len(snapshots)} snapshots")
     pairs = list(zip(snapshots, labels, strict=True))
     if max_frames is not None:
         pairs = _evenly(pairs, max_frames)
@@ -259,35 +290,46 @@ def _write_gif(frames: Sequence[np.ndarray], path: Path, fps: float) -> None:
 
     sample = np.concatenate([frames[0], frames[len(frames) // 2], frames[-1]], axis=0)
     palette = Image.fromarray(sample).quantize(256)
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)
-              for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:],
-                   duration=round(1000.0 / fps), loop=0)
+    images = [
+        Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames
+    ]
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=round(1000.0 / fps), loop=0
+    )
 
 
 # --- predictions ---------------------------------------------------------------------------
 
 
-def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Sequence[int],
-                       path: PathLike | None = None, n: int = 25,
-                       image_shape: tuple[int, int] = (28, 28),
-                       mistakes_first: bool = False) -> Any:
+def prediction_gallery(
+    images: np.ndarray,
+    predicted: Sequence[int],
+    true: Sequence[int],
+    path: PathLike | None = None,
+    n: int = 25,
+    image_shape: tuple[int, int] = (28, 28),
+    mistakes_first: bool = False,
+) -> Any:
     """A grid of images titled "pred / true"; mistakes in red with a red frame.
 
     `predicted` holds class labels, or the model's scores (N, C), whose argmax is taken.
     """
     if not isinstance(images, np.ndarray) and hasattr(images, "parameters"):
-        raise TypeError(f"prediction_gallery: images must be the images, got a model "
-                        f"({type(images).__name__}); call prediction_gallery(x, "
-                        f"nn.predict(model, x), y)")
+        raise TypeError(
+            f"prediction_gallery: images must be the images, got a model "
+            f"({type(images).__name__}); call prediction_gallery(x, "
+            f"nn.predict(model, x), y)"
+        )
     images = _numbers(images)
     predicted, true = _numbers(predicted), _numbers(true)
     if predicted.ndim == 2 and predicted.shape[0] == len(images):
         predicted = predicted.argmax(axis=1)  # logits or probabilities, one row per image
     if not (predicted.ndim == true.ndim == 1 and len(predicted) == len(true) == len(images)):
-        raise ValueError(f"prediction_gallery: need one predicted and one true label per "
-                         f"image, got images {images.shape}, predicted {predicted.shape}, "
-                         f"true {true.shape}")
+        raise ValueError(
+            f"prediction_gallery: need one predicted and one true label per "
+            f"image, got images {images.shape}, predicted {predicted.shape}, "
+            f"true {true.shape}"
+        )
     order = np.arange(len(images))
     if mistakes_first:
         order = np.concatenate([order[predicted != true], order[predicted == true]])
@@ -300,8 +342,7 @@ def prediction_gallery(images: np.ndarray, predicted: Sequence[int], true: Seque
     for ax, i in zip(axes.ravel(), order, strict=False):
         wrong = predicted[i] != true[i]
         ax.imshow(images[i].reshape(image_shape), cmap="gray_r")
-        ax.set_title(f"{predicted[i]} / {true[i]}", fontsize=9,
-                     color="red" if wrong else "black")
+        ax.set_title(f"{predicted[i]} / {true[i]}", fontsize=9, color="red" if wrong else "black")
         if wrong:
             ax.axis("on")
             ax.set_xticks([])
@@ -332,9 +373,15 @@ def _predictor(predict_fn: Any) -> Callable[[np.ndarray], np.ndarray]:
     return lambda points: predict(predict_fn, points)
 
 
-def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                      y: np.ndarray, path: PathLike | None = None, resolution: int = 200,
-                      *, threshold: float | None = None) -> Any:
+def decision_boundary(
+    predict_fn: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    path: PathLike | None = None,
+    resolution: int = 200,
+    *,
+    threshold: float | None = None,
+) -> Any:
     """The classifier's decision over the plane, with the data points on top.
 
     `predict_fn` (a function, or the model itself, run in eval mode) maps (M, 2) points to
@@ -381,8 +428,13 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndar
     return _save(fig, path)
 
 
-def regression_fit(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                   y: np.ndarray, path: PathLike | None = None, label: str = "model") -> Any:
+def regression_fit(
+    predict_fn: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    path: PathLike | None = None,
+    label: str = "model",
+) -> Any:
     """Data points and the fitted curve over a dense grid (1-D regression); `predict_fn` is a
     function or the model itself (run in eval mode)."""
     predict_fn = _predictor(predict_fn)
@@ -415,9 +467,13 @@ class GradientFlowRecorder:
                 self.history.setdefault(name, []).append(float(np.abs(p.grad._data).mean()))
 
 
-def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]]
-                  | GradientFlowRecorder, path: PathLike | None = None,
-                  title: str = "Gradient flow") -> Any:
+def gradient_flow(
+    grad_history: Mapping[str, Sequence[float]]
+    | Sequence[Mapping[str, float]]
+    | GradientFlowRecorder,
+    path: PathLike | None = None,
+    title: str = "Gradient flow",
+) -> Any:
     """Mean |gradient| per layer over training, log scale: vanishing gradients show as layers
     near the input sitting orders of magnitude below those near the output. Takes the
     GradientFlowRecorder itself, its `history`, or a list of {layer: value} rows."""
@@ -436,10 +492,15 @@ def gradient_flow(grad_history: Mapping[str, Sequence[float]] | Sequence[Mapping
         # layer whose gradient is exactly 0 (dead ReLUs, a frozen or unused layer), the most
         # vanished of all, was missing from the plot, or the plot was empty. Say so.
         zeros = int(np.sum(values == 0))
-        label = name if not zeros else (
-            f"{name} (0 at all {zeros} steps: not drawable on a log scale)"
-            if zeros == len(values)
-            else f"{name} (0 at {zeros} step{'s' * (zeros != 1)}, not drawn)")
+        label = (
+            name
+            if not zeros
+            else (
+                f"{name} (0 at all {zeros} steps: not drawable on a log scale)"
+                if zeros == len(values)
+                else f"{name} (0 at {zeros} step{'s' * (zeros != 1)}, not drawn)"
+            )
+        )
         ax.plot(range(1, len(values) + 1), np.where(values == 0, np.nan, values), label=label)
     if not any(np.any(np.asarray(v, dtype=np.float64) > 0) for v in grad_history.values()):
         ax.set_ylim(1e-8, 1.0)  # nothing positive to scale by: a fixed range, and no warning
@@ -465,22 +526,27 @@ def conv_filters(weight: Any, path: PathLike | None = None, title: str | None = 
     """
     if hasattr(weight, "parameters") and not hasattr(weight, "weight"):
         # a whole model: its np.asarray was a 0-d object array ("got shape ()")
-        raise TypeError(f"conv_filters: got a {type(weight).__name__}; pass one Conv2d layer "
-                        f"(e.g. model.features[0]) or its weight")
+        raise TypeError(
+            f"conv_filters: got a {type(weight).__name__}; pass one Conv2d layer "
+            f"(e.g. model.features[0]) or its weight"
+        )
     w = np.asarray(getattr(getattr(weight, "weight", weight), "data", weight))
     if w.ndim != 4:
-        raise ValueError(f"conv_filters: expected a Conv2d or an (out, in, kh, kw) weight, "
-                         f"got shape {w.shape}")
+        raise ValueError(
+            f"conv_filters: expected a Conv2d or an (out, in, kh, kw) weight, got shape {w.shape}"
+        )
     out_ch, in_ch = w.shape[:2]
     limit = float(np.abs(w).max()) or 1.0
-    fig, axes = plt.subplots(in_ch, out_ch, figsize=(1.1 * out_ch + 0.8, 1.1 * in_ch + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        in_ch, out_ch, figsize=(1.1 * out_ch + 0.8, 1.1 * in_ch + 0.6), squeeze=False
+    )
     image = None
     for i in range(in_ch):
         for o in range(out_ch):
             ax = axes[i, o]
-            image = ax.imshow(w[o, i], cmap="coolwarm", vmin=-limit, vmax=limit,
-                              interpolation="nearest")
+            image = ax.imshow(
+                w[o, i], cmap="coolwarm", vmin=-limit, vmax=limit, interpolation="nearest"
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
@@ -488,13 +554,18 @@ def conv_filters(weight: Any, path: PathLike | None = None, title: str | None = 
             if o == 0 and in_ch > 1:
                 ax.set_ylabel(f"in {i}", fontsize=8)
     fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02)
-    fig.suptitle(title or f"{out_ch} filters of {w.shape[2]}x{w.shape[3]}"
-                 f" over {in_ch} input channel{'s' if in_ch > 1 else ''}", fontsize=10)
+    fig.suptitle(
+        title
+        or f"{out_ch} filters of {w.shape[2]}x{w.shape[3]}"
+        f" over {in_ch} input channel{'s' if in_ch > 1 else ''}",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
-def feature_maps(layers: Any, image: Any, path: PathLike | None = None,
-                 max_channels: int = 16) -> Any:
+def feature_maps(
+    layers: Any, image: Any, path: PathLike | None = None, max_channels: int = 16
+) -> Any:
     """What each layer makes of one image: the image, then one row per layer whose output is
     an (N, C, H, W) map, one tile per channel (at most `max_channels`).
 
@@ -506,19 +577,27 @@ def feature_maps(layers: Any, image: Any, path: PathLike | None = None,
 
     if hasattr(layers, "parameters") and not hasattr(layers, "__iter__"):
         hint = " (its .features)" if hasattr(layers, "features") else ""
-        raise TypeError(f"feature_maps: layers must be a sequence of layers applied in order"
-                        f"{hint}, got a {type(layers).__name__}")
+        raise TypeError(
+            f"feature_maps: layers must be a sequence of layers applied in order"
+            f"{hint}, got a {type(layers).__name__}"
+        )
     x = np.asarray(image, dtype=np.float32)
-    if x.ndim in (2, 4) and x.shape[0] == 1 and x.size == x[0].size and (
-            x.ndim == 4 or x.shape[1] == 28 * 28):
+    if (
+        x.ndim in (2, 4)
+        and x.shape[0] == 1
+        and x.size == x[0].size
+        and (x.ndim == 4 or x.shape[1] == 28 * 28)
+    ):
         x = x[0]  # a batch of one: x_test[:1] was read as a 1 x 784 picture
     if x.ndim == 1 and x.size == 28 * 28:
         x = x.reshape(28, 28)
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3:
-        raise ValueError(f"feature_maps: expected one image (H, W), (C, H, W) or a flat 784 "
-                         f"row, got shape {np.asarray(image).shape}")
+        raise ValueError(
+            f"feature_maps: expected one image (H, W), (C, H, W) or a flat 784 "
+            f"row, got shape {np.asarray(image).shape}"
+        )
     rows: list[tuple[str, np.ndarray]] = []
     out = Tensor(x[None])
     with no_grad():
@@ -530,8 +609,9 @@ def feature_maps(layers: Any, image: Any, path: PathLike | None = None,
     if not rows:
         raise ValueError("feature_maps: no layer gave an (N, C, H, W) output to show")
     cols = min(max(m.shape[0] for _, m in rows), max_channels)
-    fig, axes = plt.subplots(len(rows) + 1, cols, figsize=(1.1 * cols, 1.25 * (len(rows) + 1)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows) + 1, cols, figsize=(1.1 * cols, 1.25 * (len(rows) + 1)), squeeze=False
+    )
     for ax in axes.ravel():
         ax.axis("off")
     axes[0, 0].imshow(x[0], cmap="gray_r")
@@ -540,7 +620,6 @@ def feature_maps(layers: Any, image: Any, path: PathLike | None = None,
         for c in range(min(maps.shape[0], cols)):
             axes[r, c].imshow(maps[c], cmap="viridis")
         axes[r, 0].set_title(name, fontsize=8, loc="left")
-    fig.suptitle("Feature maps of one image, layer by layer (one tile per channel)",
-                 fontsize=10)
+    fig.suptitle("Feature maps of one image, layer by layer (one tile per channel)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

@@ -91,8 +91,9 @@ def test_conv2d_with_no_output_channels_is_empty():
     np.testing.assert_array_equal(xt.grad.data, np.zeros_like(x))
 
 
-@pytest.mark.parametrize("shape,expected", [((0, 2, 6, 6), (0, 2, 3, 3)),
-                                            ((2, 0, 6, 6), (2, 0, 3, 3))])
+@pytest.mark.parametrize(
+    "shape,expected", [((0, 2, 6, 6), (0, 2, 3, 3)), ((2, 0, 6, 6), (2, 0, 3, 3))]
+)
 def test_max_pool_of_an_empty_batch_is_empty(shape, expected):
     """An empty batch made max_pool2d fail with "max: empty tensor ... has no max", although
     every window has elements (avg_pool2d, and PyTorch for N = 0, give the empty output)."""
@@ -111,15 +112,18 @@ def test_max_over_a_nonempty_axis_of_an_empty_tensor():
     assert t.min(axis=1).shape == (0,)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda x, w: ad.conv2d(x, w, stride=1.0), r"conv2d: stride must be an int >= 1.*1\.0"),
-    (lambda x, w: ad.conv2d(x, w, stride=True), r"conv2d: stride must be an int >= 1.*True"),
-    (lambda x, w: ad.conv2d(x, w, padding=(1.5, 1)), r"conv2d: padding must be"),
-    (lambda x, w: ad.conv2d(x, w, groups=True), r"conv2d: groups must be a positive int"),
-    (lambda x, w: ad.max_pool2d(x, 2.0), r"max_pool2d: kernel_size must be an int"),
-    (lambda x, w: ad.conv2d(x, w, dilation=None), r"conv2d: dilation must be an int.*None"),
-    (lambda x, w: ad.conv1d(x[0], w[..., 0], stride=(1, 1)), r"conv1d: stride must be an int"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda x, w: ad.conv2d(x, w, stride=1.0), r"conv2d: stride must be an int >= 1.*1\.0"),
+        (lambda x, w: ad.conv2d(x, w, stride=True), r"conv2d: stride must be an int >= 1.*True"),
+        (lambda x, w: ad.conv2d(x, w, padding=(1.5, 1)), r"conv2d: padding must be"),
+        (lambda x, w: ad.conv2d(x, w, groups=True), r"conv2d: groups must be a positive int"),
+        (lambda x, w: ad.max_pool2d(x, 2.0), r"max_pool2d: kernel_size must be an int"),
+        (lambda x, w: ad.conv2d(x, w, dilation=None), r"conv2d: dilation must be an int.*None"),
+        (lambda x, w: ad.conv1d(x[0], w[..., 0], stride=(1, 1)), r"conv1d: stride must be an int"),
+    ],
+)
 def test_bad_sizes_get_a_clear_error(call, match):
     """A float size used to fail with a bare "'float' object is not iterable"; True passed
     as 1."""
@@ -139,8 +143,11 @@ def test_conv1d_takes_pytorchs_one_tuples():
     kwargs = dict(stride=(2,), padding=(1,), dilation=(2,), groups=2)
     np.testing.assert_allclose(
         ad.conv1d(x, w, **kwargs).data,
-        TF.conv1d(torch.tensor(x), torch.tensor(w), **kwargs).numpy(), rtol=1e-12)
+        TF.conv1d(torch.tensor(x), torch.tensor(w), **kwargs).numpy(),
+        rtol=1e-12,
+    )
     import nn
+
     layer = nn.Conv1d(4, 6, 3, dtype=np.float64, rng=0, **kwargs)
     assert layer(x).shape == (2, 6, 6)  # (13 + 2 - 2 * 2 - 1) // 2 + 1
 
@@ -172,12 +179,15 @@ def test_from_torch_keeps_a_layer_used_twice():
 # --- ONNX -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("names,match", [
-    (dict(input_name="layers.0.weight"), "input_name 'layers.0.weight' is the name of one of"),
-    (dict(output_name="layers.1.bias"), "output_name 'layers.1.bias' is the name of one of"),
-    (dict(input_name="x", output_name="x"), "input_name and output_name are both 'x'"),
-    (dict(input_name=""), "input_name must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "names,match",
+    [
+        (dict(input_name="layers.0.weight"), "input_name 'layers.0.weight' is the name of one of"),
+        (dict(output_name="layers.1.bias"), "output_name 'layers.1.bias' is the name of one of"),
+        (dict(input_name="x", output_name="x"), "input_name and output_name are both 'x'"),
+        (dict(input_name=""), "input_name must be a non-empty string"),
+    ],
+)
 def test_onnx_input_and_output_names_cannot_alias_weights(tmp_path, names, match):
     """An input named like a weight made a file in which onnxruntime fed the input in place of
     the weight (it lets graph inputs override initialisers): silently wrong outputs. Equal
@@ -199,14 +209,22 @@ def _safetensors(path, header: bytes, data: bytes = b""):
     return path
 
 
-@pytest.mark.parametrize("header,data", [
-    (b'{"a":{"dtype":"F32","shape":[0,1000000000000000000000000000000],"data_offsets":[0,0]}}',
-     b""),
-    (b'{"a":{"dtype":"F64","shape":[4611686018427387904,4,0],"data_offsets":[0,0]}}', b""),
-    (b'{"a":{"dtype":"F32","shape":[' + b",".join([b"1"] * 65) + b'],"data_offsets":[0,4]}}',
-     b"\0" * 4),
-    (b'{"a":{"dtype":"F32","shape":[' + b"9" * 5000 + b'],"data_offsets":[0,4]}}', b"\0" * 4),
-], ids=["0-by-1e30", "2**62-by-4-by-0", "65-axes", "5000-digits"])
+@pytest.mark.parametrize(
+    "header,data",
+    [
+        (
+            b'{"a":{"dtype":"F32","shape":[0,1000000000000000000000000000000],"data_offsets":[0,0]}}',
+            b"",
+        ),
+        (b'{"a":{"dtype":"F64","shape":[4611686018427387904,4,0],"data_offsets":[0,0]}}', b""),
+        (
+            b'{"a":{"dtype":"F32","shape":[' + b",".join([b"1"] * 65) + b'],"data_offsets":[0,4]}}',
+            b"\0" * 4,
+        ),
+        (b'{"a":{"dtype":"F32","shape":[' + b"9" * 5000 + b'],"data_offsets":[0,4]}}', b"\0" * 4),
+    ],
+    ids=["0-by-1e30", "2**62-by-4-by-0", "65-axes", "5000-digits"],
+)
 def test_crafted_safetensors_shapes_are_refused_naming_the_file(tmp_path, header, data):
     """Shapes that pass the size check (an empty axis makes any other axis hold no bytes) or
     a 5,000-digit integer reached numpy or json and came out as their own ValueErrors
@@ -222,8 +240,10 @@ def test_crafted_safetensors_shapes_are_refused_naming_the_file(tmp_path, header
 def test_a_name_given_twice_is_still_named(tmp_path):
     import nn
 
-    header = b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},' \
-             b'"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}'
+    header = (
+        b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
+        b'"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}'
+    )
     with pytest.raises(ValueError, match="names 'a' twice"):
         nn.load(_safetensors(tmp_path / "w.safetensors", header, b"\1\2"))
 
@@ -267,11 +287,15 @@ def test_saving_a_ragged_list_names_the_parameter(tmp_path):
 
 
 @needs_torch
-@pytest.mark.parametrize("make", [
-    lambda C: C.BatchNorm1d(3, dtype=np.float64),
-    lambda C: C.BatchNorm2d(3, affine=False, dtype=np.float64),
-    lambda C: C.LayerNorm(3, dtype=np.float64),
-], ids=["batch_norm", "batch_norm_no_affine", "layer_norm"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda C: C.BatchNorm1d(3, dtype=np.float64),
+        lambda C: C.BatchNorm2d(3, affine=False, dtype=np.float64),
+        lambda C: C.LayerNorm(3, dtype=np.float64),
+    ],
+    ids=["batch_norm", "batch_norm_no_affine", "layer_norm"],
+)
 def test_float64_normalisation_round_trips_through_torch_exactly(make):
     """to_torch built BatchNorm and LayerNorm in torch's default float32 (silently rounding
     float64 statistics and weights), and from_torch of a float64 one failed with
@@ -281,8 +305,10 @@ def test_float64_normalisation_round_trips_through_torch_exactly(make):
 
     ours = make(C)
     rng = np.random.default_rng(0)
-    state = {name: (rng.uniform(0.5, 1.5, v.shape) if v.dtype.kind == "f" else v)
-             for name, v in ours.state_dict().items()}
+    state = {
+        name: (rng.uniform(0.5, 1.5, v.shape) if v.dtype.kind == "f" else v)
+        for name, v in ours.state_dict().items()
+    }
     ours.load_state_dict(state)
     theirs = nn.to_torch(ours)
     for name, value in theirs.state_dict().items():
@@ -313,8 +339,11 @@ def test_checkpoint_with_integer_labels_and_a_frozen_parameter():
     rng = np.random.default_rng(0)
     x = Tensor(rng.normal(size=(2, 3)))
     labels = np.array([1, 0])
-    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64, rng=0), nn.Tanh(),
-                          nn.Linear(4, 4, dtype=np.float64, rng=1))
+    model = nn.Sequential(
+        nn.Linear(3, 4, dtype=np.float64, rng=0),
+        nn.Tanh(),
+        nn.Linear(4, 4, dtype=np.float64, rng=1),
+    )
     model.layers[0].weight.requires_grad_(False)
     w = Tensor(rng.normal(size=(4, 4)), requires_grad=True)
 
@@ -340,6 +369,7 @@ def test_explain_forward_shows_each_value_as_it_was_at_its_step():
     """Rows held views of the tensors' memory, so a later write into a tensor (b[0] = ...)
     changed the value printed for an earlier step: v1 = a * 1 showed [4, 2] for a = [1, 2].
     And the observer's own rule call warned at sqrt(0), where jvp is quiet."""
+
     def f(a):
         b = a * 1
         b[0] = a[1] * 2
@@ -372,8 +402,9 @@ def test_jvp_tangent_is_not_a_view_of_the_callers_array():
 
 
 @needs_torch
-@pytest.mark.parametrize("kernel,dilation", [((2, 2), 1), ((4, 3), 1), ((2, 3), (3, 2)),
-                                             ((1, 2), 1)])
+@pytest.mark.parametrize(
+    "kernel,dilation", [((2, 2), 1), ((4, 3), 1), ((2, 3), (3, 2)), ((1, 2), 1)]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_same_padding_with_an_even_kernel_matches_torch(kernel, dilation, dtype):
     """padding='same' refused an even dilated kernel, which PyTorch pads with the odd zero
@@ -405,24 +436,32 @@ def test_conv1d_same_with_an_even_kernel_and_from_torch():
     x, w = rng.normal(size=(2, 4, 9)), rng.normal(size=(6, 2, 4))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        expected = TF.conv1d(torch.tensor(x), torch.tensor(w), padding="same", dilation=3,
-                             groups=2).numpy()
-        np.testing.assert_allclose(ad.conv1d(x, w, padding="same", dilation=3, groups=2).data,
-                                   expected, rtol=1e-12)
-        for layer, shape in ((torch.nn.Conv2d(2, 3, 2, padding="same"), (1, 2, 5, 5)),
-                             (torch.nn.Conv1d(2, 3, 4, padding="same"), (1, 2, 7))):
+        expected = TF.conv1d(
+            torch.tensor(x), torch.tensor(w), padding="same", dilation=3, groups=2
+        ).numpy()
+        np.testing.assert_allclose(
+            ad.conv1d(x, w, padding="same", dilation=3, groups=2).data, expected, rtol=1e-12
+        )
+        for layer, shape in (
+            (torch.nn.Conv2d(2, 3, 2, padding="same"), (1, 2, 5, 5)),
+            (torch.nn.Conv1d(2, 3, 4, padding="same"), (1, 2, 7)),
+        ):
             xs = torch.randn(*shape)
             with torch.no_grad():
                 want = layer(xs).numpy()
-            np.testing.assert_allclose(nn.from_torch(layer)(xs.numpy()).data, want, rtol=1e-5,
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                nn.from_torch(layer)(xs.numpy()).data, want, rtol=1e-5, atol=1e-6
+            )
 
 
-@pytest.mark.parametrize("make,shape", [
-    (lambda C: C.Conv2d(2, 3, (2, 4), padding="same", rng=0), (2, 5, 6)),
-    (lambda C: C.Conv2d(2, 2, 2, padding="same", dilation=(1, 3), groups=2, rng=0), (2, 5, 6)),
-    (lambda C: C.Conv1d(2, 3, 4, padding="same", rng=0), (2, 9)),
-])
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda C: C.Conv2d(2, 3, (2, 4), padding="same", rng=0), (2, 5, 6)),
+        (lambda C: C.Conv2d(2, 2, 2, padding="same", dilation=(1, 3), groups=2, rng=0), (2, 5, 6)),
+        (lambda C: C.Conv1d(2, 3, 4, padding="same", rng=0), (2, 9)),
+    ],
+)
 def test_onnx_export_of_same_padding_with_an_even_kernel(tmp_path, make, shape):
     onnx = pytest.importorskip("onnx", reason="onnx not installed")
     from onnx.reference import ReferenceEvaluator
@@ -440,8 +479,9 @@ def test_onnx_export_of_same_padding_with_an_even_kernel(tmp_path, make, shape):
     except ImportError:
         return
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"input": x})[0], model(x).data, rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        session.run(None, {"input": x})[0], model(x).data, rtol=1e-5, atol=1e-5
+    )
 
 
 # --- atomic saving ------------------------------------------------------------------------------
@@ -475,8 +515,7 @@ def test_failing_to_create_the_temporary_file_names_the_users_path(tmp_path, mon
 
     monkeypatch.setattr(tempfile, "mkstemp", refused)
     path = tmp_path / "w.npz"
-    with pytest.raises(OSError, match=f"save: could not write {path}: Permission denied$") \
-            as info:
+    with pytest.raises(OSError, match=f"save: could not write {path}: Permission denied$") as info:
         nn.save({"a": np.ones(2)}, path)
     assert info.value.errno == errno.EACCES
 
@@ -487,8 +526,11 @@ def test_failing_to_create_the_temporary_file_names_the_users_path(tmp_path, mon
 def _dropout_model(rng=None):
     import nn
 
-    return nn.Sequential(nn.Linear(4, 6, dtype=np.float64, rng=0), nn.Dropout(0.5, rng=rng),
-                         nn.Linear(6, 3, dtype=np.float64, rng=1))
+    return nn.Sequential(
+        nn.Linear(4, 6, dtype=np.float64, rng=0),
+        nn.Dropout(0.5, rng=rng),
+        nn.Linear(6, 3, dtype=np.float64, rng=1),
+    )
 
 
 @pytest.mark.parametrize("own_generator", [False, True])
@@ -513,13 +555,13 @@ def test_jacobians_of_a_model_with_dropout_use_one_mask(own_generator):
     assert after_rev == after_fwd == after
 
 
-@pytest.mark.parametrize("transform", [F.grad, F.jacrev, F.jacfwd, F.jacobian,
-                                       F.value_and_grad])
+@pytest.mark.parametrize("transform", [F.grad, F.jacrev, F.jacfwd, F.jacobian, F.value_and_grad])
 @pytest.mark.parametrize("argnums", [(0, 0), (1, -1)])
 def test_an_argument_named_twice_in_argnums_is_refused(transform, argnums):
     """argnums=(0, 0) gave (0, true gradient) from grad and jacrev: the first fresh leaf was
     replaced by the second in the call, so its gradient came back as zeros. torch.func
     refuses ("argnums elements must be unique")."""
+
     def f(a, b):
         return (a * a * b).sum()
 
@@ -555,14 +597,18 @@ def test_forward_mode_through_a_checkpoint_with_integer_labels():
     _, ours = ad.jvp(lambda a: F.checkpoint(loss)(x, a, labels), (w,), (v,))
     _, plain = ad.jvp(lambda a: loss(x, a, labels), (w,), (v,))
     np.testing.assert_allclose(_np(ours), _np(plain), rtol=1e-12)
-    np.testing.assert_allclose(F.hvp(lambda a: F.checkpoint(loss)(x, a, labels), w, v),
-                               F.hvp(lambda a: loss(x, a, labels), w, v), rtol=1e-10)
+    np.testing.assert_allclose(
+        F.hvp(lambda a: F.checkpoint(loss)(x, a, labels), w, v),
+        F.hvp(lambda a: loss(x, a, labels), w, v),
+        rtol=1e-10,
+    )
 
 
 @needs_torch
 def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch():
     """Inside jvp, `b[1] = 7.0` (a number, not a Tensor, written into a tensor that carries a
     tangent) failed with "'float' object has no attribute '_data'" in write_tangents."""
+
     def f(a, ones, zeros, tensor):
         b = a + zeros(3)  # its tangent is a broadcast (read-only) view
         b[0] = a * 5
@@ -576,13 +622,17 @@ def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch():
         return f(a, np.ones, np.zeros, np.array)
 
     def theirs(a):
-        return f(a, lambda n: torch.ones(n, dtype=torch.float64),
-                 lambda n: torch.zeros(n, dtype=torch.float64),
-                 lambda v: torch.tensor(v, dtype=torch.float64))
+        return f(
+            a,
+            lambda n: torch.ones(n, dtype=torch.float64),
+            lambda n: torch.zeros(n, dtype=torch.float64),
+            lambda v: torch.tensor(v, dtype=torch.float64),
+        )
 
     y, dy = ad.jvp(ours, (2.0,), (1.0,))
-    ty, tdy = torch.func.jvp(theirs, (torch.tensor(2.0, dtype=torch.float64),),
-                             (torch.tensor(1.0, dtype=torch.float64),))
+    ty, tdy = torch.func.jvp(
+        theirs, (torch.tensor(2.0, dtype=torch.float64),), (torch.tensor(1.0, dtype=torch.float64),)
+    )
     assert y.item() == ty.item() and dy.item() == tdy.item()
     for nested in (lambda a: ad.jvp(ours, (a,), (1.0,))[1], F.grad(ours)):
         np.testing.assert_allclose(_np(ad.jvp(nested, (2.0,), (1.0,))[1]), 10.0)
@@ -598,9 +648,13 @@ def test_a_float64_model_with_only_buffers_exports_as_double(tmp_path):
     from nn import conv as C
 
     model = C.BatchNorm1d(3, affine=False, dtype=np.float64)
-    model.load_state_dict({**model.state_dict(),
-                           "running_mean": np.array([0.1, -0.2, 0.3]),
-                           "running_var": np.array([0.5, 1.5, 2.5])})
+    model.load_state_dict(
+        {
+            **model.state_dict(),
+            "running_mean": np.array([0.1, -0.2, 0.3]),
+            "running_var": np.array([0.5, 1.5, 2.5]),
+        }
+    )
     model.eval()
     x = np.random.default_rng(0).normal(size=(4, 3))
     proto = onnx.load(nn.export_onnx(model, tmp_path / "bn.onnx", x[:1]))
@@ -651,8 +705,7 @@ def test_kinks_and_ties_match_torch_in_both_modes_and_second_order(name, dtype):
     expected = torch.autograd.functional.hessian(scalar(theirs, torch.tensor), tx)
     np.testing.assert_allclose(hess, expected.numpy(), rtol=tol, atol=tol)
     hvp = F.hvp(scalar(ours, Tensor), x, v, mode="reverse-over-forward")
-    np.testing.assert_allclose(hvp, np.tensordot(expected.numpy(), v, axes=2), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(hvp, np.tensordot(expected.numpy(), v, axes=2), rtol=1e-5, atol=1e-5)
 
 
 # --- state: threads and exceptions --------------------------------------------------------------
@@ -673,8 +726,7 @@ def test_forward_mode_and_no_grad_in_two_threads_at_once():
                 x = np.array([1.0, 2.0]) * (i + 1)
                 _, dy = ad.jvp(lambda a: (a * a).sum(), (x,), (np.ones(2),))
                 assert dy.item() == 2 * x.sum()
-                np.testing.assert_array_equal(F.hessian(lambda a: (a ** 3).sum())(x),
-                                              np.diag(6 * x))
+                np.testing.assert_array_equal(F.hessian(lambda a: (a**3).sum())(x), np.diag(6 * x))
         except Exception as exc:  # reported below, with the thread's name
             errors.append(f"forward: {exc!r}")
 
@@ -707,8 +759,10 @@ FAILURES = {
     "jacrev": (lambda f, x: F.jacrev(f)(x), 1),
     "hvp": (lambda f, x: F.hvp(f, x, x), 1),
     "hvp_rof": (lambda f, x: F.hvp(f, x, x, mode="reverse-over-forward"), 1),
-    "explain_forward": (lambda f, x: ad.explain_forward(lambda a: f(a) + f(a), (x,), (x,),
-                                                        print_rows=False), 2),
+    "explain_forward": (
+        lambda f, x: ad.explain_forward(lambda a: f(a) + f(a), (x,), (x,), print_rows=False),
+        2,
+    ),
     "checkpoint_backward": (lambda f, x: F.grad(lambda a: F.checkpoint(f)(a))(x), 2),
     "checkpoint_jvp": (lambda f, x: ad.jvp(lambda a: F.checkpoint(f)(a), (x,), (x,)), 2),
 }
@@ -726,7 +780,7 @@ def test_an_exception_inside_a_transform_leaves_no_state_behind(name, grad_mode)
         calls["n"] += 1
         if calls["n"] >= fail_at:
             raise KeyError("inside f")
-        return (a ** 3).sum() + (a ** 3).sum()
+        return (a**3).sum() + (a**3).sum()
 
     with ad.set_grad_enabled(grad_mode):
         with pytest.raises(KeyError, match="inside f"):
@@ -747,14 +801,18 @@ BAD_RESULTS = {
 
 
 @pytest.mark.parametrize("result", sorted(BAD_RESULTS))
-@pytest.mark.parametrize("who,call", [
-    ("jvp", lambda f, x: ad.jvp(f, (x,), (x,))),
-    ("vjp", lambda f, x: F.vjp(f, x)),
-    ("grad", lambda f, x: F.grad(f)(x)),
-    ("jacrev", lambda f, x: F.jacrev(f)(x)),
-    ("jacfwd", lambda f, x: F.jacfwd(f)(x)),
-    ("jacobian", lambda f, x: F.jacobian(f)(x)),
-], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "who,call",
+    [
+        ("jvp", lambda f, x: ad.jvp(f, (x,), (x,))),
+        ("vjp", lambda f, x: F.vjp(f, x)),
+        ("grad", lambda f, x: F.grad(f)(x)),
+        ("jacrev", lambda f, x: F.jacrev(f)(x)),
+        ("jacfwd", lambda f, x: F.jacfwd(f)(x)),
+        ("jacobian", lambda f, x: F.jacobian(f)(x)),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_results_that_are_not_tensors_are_refused_by_name(result, who, call):
     """f returning ((a, 2a), 3a) gave jvp tangents (zeros, 3v): the inner tuple was taken
     for a constant; a dict made grad and jacrev answer zeros (np.size of a dict is 1) and
@@ -792,17 +850,23 @@ def test_pullback_and_hvp_are_differentiable_in_their_direction():
     theirs = torch.func.grad(lambda u: (torch.func.vjp(tg, torch.tensor(x))[1](u)[0] ** 2).sum())
     np.testing.assert_allclose(ours, theirs(torch.tensor(u0)).numpy(), rtol=1e-12)
     _, tangent = ad.jvp(lambda u: F.vjp(g, x)[1](u)[0], (u0,), (v,))
-    _, expected = torch.func.jvp(lambda u: torch.func.vjp(tg, torch.tensor(x))[1](u)[0],
-                                 (torch.tensor(u0),), (torch.tensor(v),))
+    _, expected = torch.func.jvp(
+        lambda u: torch.func.vjp(tg, torch.tensor(x))[1](u)[0],
+        (torch.tensor(u0),),
+        (torch.tensor(v),),
+    )
     np.testing.assert_allclose(_np(tangent), expected.numpy(), rtol=1e-12)
 
     def f(a):
-        return (a ** 3).sum() + (a[0] * a[1]).tanh()
+        return (a**3).sum() + (a[0] * a[1]).tanh()
 
     hessian = F.hessian(f)(x)
     for mode in ("forward-over-reverse", "reverse-over-forward"):
-        np.testing.assert_allclose(F.grad(lambda w, m=mode: F.hvp(f, x, w, mode=m).sum())(v),
-                                   hessian.sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(
+            F.grad(lambda w, m=mode: F.hvp(f, x, w, mode=m).sum())(v),
+            hessian.sum(axis=0),
+            rtol=1e-12,
+        )
         assert isinstance(F.hvp(f, x, v, mode=mode), np.ndarray)  # arrays in, arrays out
 
 
@@ -820,22 +884,38 @@ def _inner(a, w):
 
 
 NESTED = {
-    "grad_of_grad": (lambda x: lambda w: (F.grad(lambda a: _inner(a, w))(x) ** 2).sum(),
-                     lambda x: lambda w: (torch.func.grad(lambda a: _inner(a, w))(x) ** 2).sum()),
-    "grad_of_jacrev": (lambda x: lambda w: F.jacrev(lambda a: (a * w).tanh())(x).sum(),
-                       lambda x: lambda w: torch.func.jacrev(lambda a: (a * w).tanh())(x).sum()),
-    "grad_of_jacfwd": (lambda x: lambda w: F.jacfwd(lambda a: (a * w).tanh())(x).sum(),
-                       lambda x: lambda w: torch.func.jacfwd(lambda a: (a * w).tanh())(x).sum()),
-    "grad_of_hessian": (lambda x: lambda w: F.hessian(lambda a: _inner(a, w))(x).sum(),
-                        lambda x: lambda w: torch.func.hessian(lambda a: _inner(a, w))(x).sum()),
+    "grad_of_grad": (
+        lambda x: lambda w: (F.grad(lambda a: _inner(a, w))(x) ** 2).sum(),
+        lambda x: lambda w: (torch.func.grad(lambda a: _inner(a, w))(x) ** 2).sum(),
+    ),
+    "grad_of_jacrev": (
+        lambda x: lambda w: F.jacrev(lambda a: (a * w).tanh())(x).sum(),
+        lambda x: lambda w: torch.func.jacrev(lambda a: (a * w).tanh())(x).sum(),
+    ),
+    "grad_of_jacfwd": (
+        lambda x: lambda w: F.jacfwd(lambda a: (a * w).tanh())(x).sum(),
+        lambda x: lambda w: torch.func.jacfwd(lambda a: (a * w).tanh())(x).sum(),
+    ),
+    "grad_of_hessian": (
+        lambda x: lambda w: F.hessian(lambda a: _inner(a, w))(x).sum(),
+        lambda x: lambda w: torch.func.hessian(lambda a: _inner(a, w))(x).sum(),
+    ),
     "grad_of_vjp": (
         lambda x: lambda w: F.vjp(lambda a: (a * w).tanh(), x)[1](np.ones(3))[0].sum(),
-        lambda x: lambda w: torch.func.vjp(lambda a: (a * w).tanh(), x)[1](
-            torch.ones(3, dtype=torch.float64))[0].sum()),
+        lambda x: (
+            lambda w: torch.func.vjp(lambda a: (a * w).tanh(), x)[1](
+                torch.ones(3, dtype=torch.float64)
+            )[0].sum()
+        ),
+    ),
     "grad_of_hvp": (
         lambda x: lambda w: F.hvp(lambda a: _inner(a, w), x, np.ones(3)).sum(),
-        lambda x: lambda w: torch.func.jvp(torch.func.grad(lambda a: _inner(a, w)), (x,), (
-            torch.ones(3, dtype=torch.float64),))[1].sum()),
+        lambda x: (
+            lambda w: torch.func.jvp(
+                torch.func.grad(lambda a: _inner(a, w)), (x,), (torch.ones(3, dtype=torch.float64),)
+            )[1].sum()
+        ),
+    ),
 }
 
 
@@ -849,8 +929,9 @@ def test_an_inner_transform_of_arrays_closing_over_the_outer_variable(name):
     ours, theirs = NESTED[name]
     x, w = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 3.0])
     tx, tw = torch.tensor(x), torch.tensor(w)
-    np.testing.assert_allclose(F.grad(ours(x))(w), torch.func.grad(theirs(tx))(tw).numpy(),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        F.grad(ours(x))(w), torch.func.grad(theirs(tx))(tw).numpy(), rtol=1e-10, atol=1e-12
+    )
     _, tangent = ad.jvp(ours(x), (w,), (np.ones(3),))
     _, expected = torch.func.jvp(theirs(tx), (tw,), (torch.ones(3, dtype=torch.float64),))
     np.testing.assert_allclose(_np(tangent), expected.numpy(), rtol=1e-10, atol=1e-12)
@@ -858,8 +939,9 @@ def test_an_inner_transform_of_arrays_closing_over_the_outer_variable(name):
     assert isinstance(F.grad(lambda a: _inner(a, parameter))(x), np.ndarray)
 
 
-@pytest.mark.parametrize("transform", [F.jacrev, F.jacfwd, F.jacobian],
-                         ids=["jacrev", "jacfwd", "jacobian"])
+@pytest.mark.parametrize(
+    "transform", [F.jacrev, F.jacfwd, F.jacobian], ids=["jacrev", "jacfwd", "jacobian"]
+)
 def test_jacobians_of_a_batchnorm_in_training_update_its_statistics_once(transform):
     """jacfwd ran the module once per input element, each run updating the running
     statistics (12 updates for a 4x3 input), and jacobian's shape probe added one more: the
@@ -887,14 +969,14 @@ def test_power_with_exponent_zero_has_zero_base_derivative_even_at_subnormal_bas
     b = Tensor(np.array([0.0]), requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        (a ** b).sum().backward()
+        (a**b).sum().backward()
     assert a.grad.data.tolist() == [0.0]
     # d(a**b)/db = a**b log a; at a = 0 the engine's convention is 0 (see ops._log_base).
     np.testing.assert_allclose(b.grad.data, [np.log(base) if base else 0.0])
     # Second order in b is left exact where the first-order formula is finite.
     x = Tensor(np.array([3.0]), requires_grad=True)
     y = Tensor(np.array([0.0]), requires_grad=True)
-    (gx,) = ad.grad(x ** y, [x], create_graph=True)
+    (gx,) = ad.grad(x**y, [x], create_graph=True)
     (gxy,) = ad.grad(gx.sum(), [y])
     np.testing.assert_allclose(gxy.data, [1 / 3])  # d/dy (y x**(y-1)) at y = 0 is 1/x
 
@@ -970,8 +1052,11 @@ def test_an_empty_batch_cross_entropy_is_nan_quietly_in_every_mode():
         assert np.isnan(loss.item()) and loss.dtype == np.float32
         loss.backward()
         assert z.grad.shape == (0, 3)
-        value, tangent = ad.jvp(lambda a: nn.F.cross_entropy(a, labels),
-                                (Tensor(np.zeros((0, 3))),), (Tensor(np.ones((0, 3))),))
+        value, tangent = ad.jvp(
+            lambda a: nn.F.cross_entropy(a, labels),
+            (Tensor(np.zeros((0, 3))),),
+            (Tensor(np.ones((0, 3))),),
+        )
         assert np.isnan(value.item()) and tangent.item() == 0.0
         (g,) = ad.grad(nn.F.cross_entropy(z, labels), [z], create_graph=True)
         assert g.shape == (0, 3)

@@ -33,14 +33,27 @@ def conv_setup(draw):
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
-    size = tuple(max(1, d * (kk - 1) + 1 - 2 * p) + draw(st.integers(0, 5))
-                 for kk, d, p in zip(k, dilation, padding, strict=True))
+    size = tuple(
+        max(1, d * (kk - 1) + 1 - 2 * p) + draw(st.integers(0, 5))
+        for kk, d, p in zip(k, dilation, padding, strict=True)
+    )
     n = draw(st.integers(1, 3))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     seed = draw(st.integers(0, 2**16))
-    return dict(groups=groups, c=c, o=o, k=k, stride=stride, dilation=dilation,
-                padding=padding, size=size, n=n, dtype=dtype, seed=seed,
-                bias=draw(st.booleans()))
+    return dict(
+        groups=groups,
+        c=c,
+        o=o,
+        k=k,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        size=size,
+        n=n,
+        dtype=dtype,
+        seed=seed,
+        bias=draw(st.booleans()),
+    )
 
 
 def _close(ours, theirs, dtype):
@@ -55,8 +68,9 @@ def test_conv2d_matches_pytorch_values_and_gradients(s):
     x = rng.normal(size=(s["n"], s["c"], *s["size"])).astype(s["dtype"])
     w = rng.normal(size=(s["o"], s["c"] // s["groups"], *s["k"])).astype(s["dtype"])
     b = rng.normal(size=s["o"]).astype(s["dtype"]) if s["bias"] else None
-    args = dict(stride=s["stride"], padding=s["padding"], dilation=s["dilation"],
-                groups=s["groups"])
+    args = dict(
+        stride=s["stride"], padding=s["padding"], dilation=s["dilation"], groups=s["groups"]
+    )
     ours = [Tensor(v, requires_grad=True) for v in (x, w, b) if v is not None]
     out = ad.conv2d(ours[0], ours[1], ours[2] if b is not None else None, **args)
     theirs = [torch.tensor(v, requires_grad=True) for v in (x, w, b) if v is not None]
@@ -72,13 +86,16 @@ def test_conv2d_matches_pytorch_values_and_gradients(s):
 
 
 @needs_torch
-@pytest.mark.parametrize("fn,kwargs", [
-    ("max_pool2d", dict(kernel_size=2)),
-    ("max_pool2d", dict(kernel_size=3, stride=2, padding=1)),
-    ("max_pool2d", dict(kernel_size=(2, 3), stride=(1, 2))),
-    ("avg_pool2d", dict(kernel_size=2)),
-    ("avg_pool2d", dict(kernel_size=3, stride=1, padding=1)),
-])
+@pytest.mark.parametrize(
+    "fn,kwargs",
+    [
+        ("max_pool2d", dict(kernel_size=2)),
+        ("max_pool2d", dict(kernel_size=3, stride=2, padding=1)),
+        ("max_pool2d", dict(kernel_size=(2, 3), stride=(1, 2))),
+        ("avg_pool2d", dict(kernel_size=2)),
+        ("avg_pool2d", dict(kernel_size=3, stride=1, padding=1)),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pooling_matches_pytorch(fn, kwargs, dtype):
     rng = np.random.default_rng(1)
@@ -95,12 +112,16 @@ def test_pooling_matches_pytorch(fn, kwargs, dtype):
 
 
 @needs_torch
-@pytest.mark.parametrize("kwargs", [dict(), dict(stride=2, padding=1), dict(dilation=2),
-                                    dict(groups=2, padding="same")])
+@pytest.mark.parametrize(
+    "kwargs", [dict(), dict(stride=2, padding=1), dict(dilation=2), dict(groups=2, padding="same")]
+)
 def test_conv1d_matches_pytorch(kwargs):
     rng = np.random.default_rng(2)
-    x, w, b = rng.normal(size=(2, 4, 11)), rng.normal(size=(6, 4 // kwargs.get("groups", 1), 3)), \
-        rng.normal(size=6)
+    x, w, b = (
+        rng.normal(size=(2, 4, 11)),
+        rng.normal(size=(6, 4 // kwargs.get("groups", 1), 3)),
+        rng.normal(size=6),
+    )
     ours = [Tensor(v, requires_grad=True) for v in (x, w, b)]
     out = ad.conv1d(*ours, **kwargs)
     theirs = [torch.tensor(v, requires_grad=True) for v in (x, w, b)]
@@ -113,15 +134,21 @@ def test_conv1d_matches_pytorch(kwargs):
         _close(mine.grad.data, ref.grad, np.float64)
 
 
-@given(st.integers(0, 2**16), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2),
-       st.integers(1, 2))
+@given(
+    st.integers(0, 2**16),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(0, 2),
+    st.integers(1, 2),
+)
 def test_fold_is_the_transpose_of_unfold(seed, k, stride, pad, dilation):
     """<unfold(x), c> == <x, fold(c)> for random x and c: the two rules are adjoint."""
     rng = np.random.default_rng(seed)
     h = w = dilation * (k - 1) + 1 + rng.integers(0, 4)
     x = rng.normal(size=(2, 3, h, w))
-    window = dict(kernel=(k, k), stride=(stride, stride), padding=(pad, pad),
-                  dilation=(dilation, dilation))
+    window = dict(
+        kernel=(k, k), stride=(stride, stride), padding=(pad, pad), dilation=(dilation, dilation)
+    )
     cols = ad.conv.unfold2d.forward(x, **window)
     c = rng.normal(size=cols.shape)
     back = ad.conv.fold2d.forward(c, shape=x.shape, **window)
@@ -146,25 +173,40 @@ def test_conv_of_integer_images_computes_in_floating_point():
     assert out.dtype == np.float32 and out.item() == 510.0
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: ad.conv2d(np.zeros((1, 3, 5, 5)), np.zeros((2, 2, 3, 3))), r"\(1, 3, 5, 5\).*groups"),
-    (lambda: ad.conv2d(np.zeros((3, 5, 5)), np.zeros((2, 3, 3, 3))), r"conv2d.*4-d.*\(3, 5, 5\)"),
-    (lambda: ad.conv2d(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3))), "conv2d.*smaller"),
-    (lambda: ad.conv2d(np.zeros((1, 2, 5, 5)), np.zeros((2, 1, 3, 3)), groups=3), "groups"),
-    (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), stride=0), "stride"),
-    (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), np.zeros(2)), "bias"),
-    (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 2, 2)), padding="same",
-                       stride=2), "same.*stride 1"),
-    (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 2, 2)), padding="full"),
-     "'same' or 'valid'"),
-    (lambda: ad.max_pool2d(np.zeros((1, 1, 4, 4)), 2, padding=2), "max_pool2d.*padding"),
-    (lambda: ad.max_pool2d(np.zeros((1, 1, 1, 4)), 2), "max_pool2d.*smaller"),
-    (lambda: nn.Conv2d(3, 4, 3)(np.zeros((1, 2, 5, 5))), r"Conv2d\(3 -> 4.*\(1, 2, 5, 5\)"),
-    (lambda: nn.Conv2d(3, 4, 3, groups=2), "divisible"),
-    (lambda: nn.BatchNorm2d(3)(np.zeros((2, 4, 2, 2))), r"BatchNorm2d\(3\).*\(2, 4, 2, 2\)"),
-    (lambda: nn.BatchNorm1d(3)(np.zeros((1, 3))), "more than one value"),
-    (lambda: nn.LayerNorm(4)(np.zeros((2, 3))), r"LayerNorm.*\(2, 3\)"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda: ad.conv2d(np.zeros((1, 3, 5, 5)), np.zeros((2, 2, 3, 3))),
+            r"\(1, 3, 5, 5\).*groups",
+        ),
+        (
+            lambda: ad.conv2d(np.zeros((3, 5, 5)), np.zeros((2, 3, 3, 3))),
+            r"conv2d.*4-d.*\(3, 5, 5\)",
+        ),
+        (lambda: ad.conv2d(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3))), "conv2d.*smaller"),
+        (lambda: ad.conv2d(np.zeros((1, 2, 5, 5)), np.zeros((2, 1, 3, 3)), groups=3), "groups"),
+        (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), stride=0), "stride"),
+        (lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), np.zeros(2)), "bias"),
+        (
+            lambda: ad.conv2d(
+                np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 2, 2)), padding="same", stride=2
+            ),
+            "same.*stride 1",
+        ),
+        (
+            lambda: ad.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 2, 2)), padding="full"),
+            "'same' or 'valid'",
+        ),
+        (lambda: ad.max_pool2d(np.zeros((1, 1, 4, 4)), 2, padding=2), "max_pool2d.*padding"),
+        (lambda: ad.max_pool2d(np.zeros((1, 1, 1, 4)), 2), "max_pool2d.*smaller"),
+        (lambda: nn.Conv2d(3, 4, 3)(np.zeros((1, 2, 5, 5))), r"Conv2d\(3 -> 4.*\(1, 2, 5, 5\)"),
+        (lambda: nn.Conv2d(3, 4, 3, groups=2), "divisible"),
+        (lambda: nn.BatchNorm2d(3)(np.zeros((2, 4, 2, 2))), r"BatchNorm2d\(3\).*\(2, 4, 2, 2\)"),
+        (lambda: nn.BatchNorm1d(3)(np.zeros((1, 3))), "more than one value"),
+        (lambda: nn.LayerNorm(4)(np.zeros((2, 3))), r"LayerNorm.*\(2, 3\)"),
+    ],
+)
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -174,8 +216,11 @@ def test_bad_input_gets_a_clear_error(call, match):
 def test_layers_have_pytorchs_names_shapes_and_outputs():
     rng = np.random.default_rng(3)
     pairs = [
-        (nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2, rng=0),
-         torch.nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2), (2, 4, 7, 6)),
+        (
+            nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2, rng=0),
+            torch.nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2),
+            (2, 4, 7, 6),
+        ),
         (nn.Conv1d(3, 5, 3, dilation=2), torch.nn.Conv1d(3, 5, 3, dilation=2), (2, 3, 9)),
         (nn.LayerNorm((3, 4)), torch.nn.LayerNorm((3, 4)), (2, 3, 4)),
     ]
@@ -242,8 +287,9 @@ def test_batchnorm_eval_is_differentiable_and_saved_statistics_are_not_trained()
     assert bn.running_mean.grad is None
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(stride=2, padding=1), dict(dilation=2),
-                                    dict(groups=2, padding=1)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(), dict(stride=2, padding=1), dict(dilation=2), dict(groups=2, padding=1)]
+)
 def test_conv2d_second_derivatives_match_numerical(kwargs):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(1, 2, 4, 4))
@@ -265,7 +311,15 @@ def test_lenet_learns_mini_mnist():
     (x, y), (xt, yt) = nn.data.load_mini_mnist()
     model = nn.LeNet5(rng=0)
     optimizer = nn.optim.Adam(model.parameters(), lr=2e-3)
-    history = nn.fit(model, nn.F.cross_entropy, optimizer, (x, y), epochs=2,
-                     val_data=(xt, yt), progress=False, batch_size=64)
+    history = nn.fit(
+        model,
+        nn.F.cross_entropy,
+        optimizer,
+        (x, y),
+        epochs=2,
+        val_data=(xt, yt),
+        progress=False,
+        batch_size=64,
+    )
     assert history["val_accuracy"][-1] > 0.85, history
     assert history["loss"][-1] < history["loss"][0]

@@ -36,8 +36,10 @@ TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 @pytest.fixture(scope="module")
 def shared_dir() -> Path:
     if not all((SHARED_MNIST / f"{n}.gz").is_file() for n in NAMES):
-        pytest.skip(f"shared MNIST files not found in {SHARED_MNIST} (clone ../shared beside "
-                    f"the repository to run the MNIST tests)")
+        pytest.skip(
+            f"shared MNIST files not found in {SHARED_MNIST} (clone ../shared beside "
+            f"the repository to run the MNIST tests)"
+        )
     return SHARED_MNIST
 
 
@@ -104,23 +106,40 @@ def test_raw_files_load_the_same_as_gzipped(tmp_path, shared_dir, shared):
     np.testing.assert_array_equal(yt, shared[1][1])
 
 
-@pytest.mark.parametrize("problem", ["checksum", "magic", "dims", "truncated", "too long",
-                                     "gzip truncated", "gzip checksum"])
+@pytest.mark.parametrize(
+    "problem",
+    ["checksum", "magic", "dims", "truncated", "too long", "gzip truncated", "gzip checksum"],
+)
 def test_corrupt_file_is_named_with_the_problem(problem, tmp_path, shared_dir):
     good = _uncompressed(shared_dir, TEST_LABELS)
     blob, file_name, expected = {
         "checksum": (_bad_labels(shared_dir), TEST_LABELS, "checksum mismatch"),
-        "magic": (struct.pack(">I", 2051) + good[4:], TEST_LABELS,
-                  "bad magic number 2051, expected 2049"),
-        "dims": (good[:4] + struct.pack(">I", 9999) + good[8:], TEST_LABELS,
-                 r"declares shape \(9999,\), expected \(10000,\)"),
-        "truncated": (good[:-10], TEST_LABELS, "truncated, 9998 bytes uncompressed instead "
-                                               "of 10008"),
+        "magic": (
+            struct.pack(">I", 2051) + good[4:],
+            TEST_LABELS,
+            "bad magic number 2051, expected 2049",
+        ),
+        "dims": (
+            good[:4] + struct.pack(">I", 9999) + good[8:],
+            TEST_LABELS,
+            r"declares shape \(9999,\), expected \(10000,\)",
+        ),
+        "truncated": (
+            good[:-10],
+            TEST_LABELS,
+            "truncated, 9998 bytes uncompressed instead of 10008",
+        ),
         "too long": (good + b"\x00", TEST_LABELS, "too long"),
-        "gzip truncated": (gzip.compress(good)[:2000], f"{TEST_LABELS}.gz",
-                           "not a valid gzip file"),
-        "gzip checksum": (gzip.compress(_bad_labels(shared_dir)), f"{TEST_LABELS}.gz",
-                          "checksum mismatch"),
+        "gzip truncated": (
+            gzip.compress(good)[:2000],
+            f"{TEST_LABELS}.gz",
+            "not a valid gzip file",
+        ),
+        "gzip checksum": (
+            gzip.compress(_bad_labels(shared_dir)),
+            f"{TEST_LABELS}.gz",
+            "checksum mismatch",
+        ),
     }[problem]
     folder = _folder(tmp_path / "d", shared_dir, {file_name: blob})
     with pytest.raises(ValueError, match=expected) as info:
@@ -172,8 +191,11 @@ def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch, shared
 
 def test_env_folder_may_hold_an_mnist_subfolder(tmp_path, monkeypatch, shared_dir):
     _folder(tmp_path / "env" / "mnist", shared_dir)
-    _folder(tmp_path / "xdg-cache" / "autodiff" / "mnist", shared_dir,
-            {TEST_LABELS: _bad_labels(shared_dir)})
+    _folder(
+        tmp_path / "xdg-cache" / "autodiff" / "mnist",
+        shared_dir,
+        {TEST_LABELS: _bad_labels(shared_dir)},
+    )
     monkeypatch.setenv("AUTODIFF_DATA", str(tmp_path / "env"))
     _, (_, yt) = load_mnist(download=False)
     assert yt[:10].tolist() == FIRST_TEST
@@ -222,24 +244,29 @@ def _stub(shared_dir: Path, calls: list[str], bad: dict[str, object] | None = No
 
 def test_download_tries_the_next_mirror_and_keeps_only_verified_files(tmp_path, shared_dir):
     calls: list[str] = []
-    opener = _stub(shared_dir, calls, {
-        "https://down.example/": OSError("connection refused"),
-        "https://wrong.example/": gzip.compress(b"this is not MNIST"),
-    })
+    opener = _stub(
+        shared_dir,
+        calls,
+        {
+            "https://down.example/": OSError("connection refused"),
+            "https://wrong.example/": gzip.compress(b"this is not MNIST"),
+        },
+    )
     mirrors = ("https://down.example/", "https://wrong.example", "https://good.example/mnist/")
-    (x, y), (xt, yt) = load_mnist(tmp_path / "dl", opener=opener, mirrors=mirrors,
-                                  progress=False)
+    (x, y), (xt, yt) = load_mnist(tmp_path / "dl", opener=opener, mirrors=mirrors, progress=False)
     assert y[:10].tolist() == FIRST_TRAIN and yt[:10].tolist() == FIRST_TEST
     assert x.shape == (60000, 784) and x.dtype == np.float32
-    assert calls[:3] == ["https://down.example/train-images-idx3-ubyte.gz",
-                         "https://wrong.example/train-images-idx3-ubyte.gz",
-                         "https://good.example/mnist/train-images-idx3-ubyte.gz"]
+    assert calls[:3] == [
+        "https://down.example/train-images-idx3-ubyte.gz",
+        "https://wrong.example/train-images-idx3-ubyte.gz",
+        "https://good.example/mnist/train-images-idx3-ubyte.gz",
+    ]
     assert len(calls) == 12
     # Exactly the verified archives, byte for byte, and no temporary files.
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == sorted(f"{n}.gz"
-                                                                        for n in NAMES)
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == sorted(f"{n}.gz" for n in NAMES)
     assert (tmp_path / "dl" / f"{TEST_LABELS}.gz").read_bytes() == (
-        shared_dir / f"{TEST_LABELS}.gz").read_bytes()
+        shared_dir / f"{TEST_LABELS}.gz"
+    ).read_bytes()
     # A second run finds them and downloads nothing.
     load_mnist(tmp_path / "dl", opener=_stub(shared_dir, calls, {"": OSError("offline")}))
     assert len(calls) == 12
@@ -247,40 +274,51 @@ def test_download_tries_the_next_mirror_and_keeps_only_verified_files(tmp_path, 
 
 def test_download_goes_to_the_cache_without_data_dir(tmp_path, shared_dir):
     calls: list[str] = []
-    load_mnist(opener=_stub(shared_dir, calls), mirrors=("https://m.example/",),
-               progress=False)
+    load_mnist(opener=_stub(shared_dir, calls), mirrors=("https://m.example/",), progress=False)
     cached = tmp_path / "xdg-cache" / "autodiff" / "mnist"
     assert sorted(p.name for p in cached.iterdir()) == sorted(f"{n}.gz" for n in NAMES)
 
 
 def test_wrong_checksum_download_is_never_left_in_place(tmp_path, shared_dir):
     calls: list[str] = []
-    opener = _stub(shared_dir, calls, {"https://tampered.example/": gzip.compress(
-        _bad_labels(shared_dir))})
+    opener = _stub(
+        shared_dir, calls, {"https://tampered.example/": gzip.compress(_bad_labels(shared_dir))}
+    )
     folder = _folder(tmp_path / "d", shared_dir)
     (folder / f"{TEST_LABELS}.gz").unlink()
     with pytest.raises(MNISTNotFoundError) as info:
-        load_mnist(folder, opener=opener, mirrors=("https://tampered.example/",),
-                   progress=False)
+        load_mnist(folder, opener=opener, mirrors=("https://tampered.example/",), progress=False)
     message = str(info.value)
-    assert "https://tampered.example/t10k-labels-idx1-ubyte.gz is corrupt: checksum " \
-           "mismatch" in message
+    assert (
+        "https://tampered.example/t10k-labels-idx1-ubyte.gz is corrupt: checksum "
+        "mismatch" in message
+    )
     assert str(folder) in message and "xdg-cache" in message
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.gz" for n in NAMES[:3])
 
 
 def test_every_mirror_failing_is_reported(tmp_path):
     calls: list[str] = []
-    opener = _stub(tmp_path, calls, {
-        "https://a.example/": OSError("name does not resolve"),
-        "https://b.example/": b"\x1f\x8bnot really gzip",
-    })
+    opener = _stub(
+        tmp_path,
+        calls,
+        {
+            "https://a.example/": OSError("name does not resolve"),
+            "https://b.example/": b"\x1f\x8bnot really gzip",
+        },
+    )
     with pytest.raises(MNISTNotFoundError) as info:
-        load_mnist(tmp_path / "dl", opener=opener, progress=False,
-                   mirrors=("https://a.example/", "https://b.example/"))
+        load_mnist(
+            tmp_path / "dl",
+            opener=opener,
+            progress=False,
+            mirrors=("https://a.example/", "https://b.example/"),
+        )
     message = str(info.value)
-    assert "https://a.example/train-images-idx3-ubyte.gz: download failed (OSError: name " \
-           "does not resolve)" in message
+    assert (
+        "https://a.example/train-images-idx3-ubyte.gz: download failed (OSError: name "
+        "does not resolve)" in message
+    )
     assert "https://b.example/train-images-idx3-ubyte.gz is not a valid gzip file" in message
     assert str(tmp_path / "dl") in message
     assert not (tmp_path / "dl").exists() or not any((tmp_path / "dl").iterdir())
@@ -301,8 +339,7 @@ def test_oversized_download_is_cut_off(tmp_path):
 
     started = time.perf_counter()
     with pytest.raises(MNISTNotFoundError, match="more than 94145568 bytes"):
-        load_mnist(tmp_path, opener=lambda url: Endless(), mirrors=("https://x/",),
-                   progress=False)
+        load_mnist(tmp_path, opener=lambda url: Endless(), mirrors=("https://x/",), progress=False)
     assert time.perf_counter() - started < 10
 
 
@@ -312,8 +349,9 @@ def test_crash_while_storing_a_download_leaves_nothing(tmp_path, monkeypatch, sh
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        load_mnist(tmp_path / "dl", opener=_stub(shared_dir, []), mirrors=("https://m/",),
-                   progress=False)
+        load_mnist(
+            tmp_path / "dl", opener=_stub(shared_dir, []), mirrors=("https://m/",), progress=False
+        )
     assert list((tmp_path / "dl").iterdir()) == []
 
 
@@ -323,8 +361,7 @@ def http_mirror(tmp_path, monkeypatch, shared_dir):
     missing/ (404 for everything), bad/ (tampered test labels) and good/."""
     root = tmp_path / "www"
     _folder(root / "good", shared_dir)
-    _folder(root / "bad", shared_dir, {f"{TEST_LABELS}.gz": gzip.compress(
-        _bad_labels(shared_dir))})
+    _folder(root / "bad", shared_dir, {f"{TEST_LABELS}.gz": gzip.compress(_bad_labels(shared_dir))})
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
@@ -349,8 +386,7 @@ def test_download_over_local_http(tmp_path, http_mirror, capsys):
     (x, y), (xt, yt) = load_mnist(tmp_path / "dl", mirrors=mirrors, progress=True)
     assert y[:10].tolist() == FIRST_TRAIN and yt[:10].tolist() == FIRST_TEST
     assert np.bincount(y).tolist() == TRAIN_COUNTS
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == sorted(f"{n}.gz"
-                                                                        for n in NAMES)
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == sorted(f"{n}.gz" for n in NAMES)
     assert "t10k-labels-idx1-ubyte.gz" in capsys.readouterr().err  # the progress bar
 
 
@@ -373,13 +409,24 @@ def test_local_http_failures_are_all_reported(tmp_path, http_mirror, shared_dir)
 
 def _idx(array: np.ndarray, type_code: int = 0x08) -> bytes:
     big_endian = array.astype(array.dtype.newbyteorder(">"))
-    return (struct.pack(">HBB", 0, type_code, array.ndim)
-            + struct.pack(f">{array.ndim}I", *array.shape) + big_endian.tobytes())
+    return (
+        struct.pack(">HBB", 0, type_code, array.ndim)
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + big_endian.tobytes()
+    )
 
 
-@pytest.mark.parametrize("dtype,code", [(np.uint8, 0x08), (np.int8, 0x09), (np.int16, 0x0B),
-                                        (np.int32, 0x0C), (np.float32, 0x0D),
-                                        (np.float64, 0x0E)])
+@pytest.mark.parametrize(
+    "dtype,code",
+    [
+        (np.uint8, 0x08),
+        (np.int8, 0x09),
+        (np.int16, 0x0B),
+        (np.int32, 0x0C),
+        (np.float32, 0x0D),
+        (np.float64, 0x0E),
+    ],
+)
 def test_read_idx_every_type_raw_gzip_and_bytes(dtype, code, tmp_path):
     array = (np.arange(24) - 3).astype(dtype).reshape(2, 3, 4) * 3
     (tmp_path / "a").write_bytes(_idx(array, code))
@@ -396,21 +443,26 @@ def test_read_idx_reads_the_real_labels(shared_dir):
     assert labels.shape == (10000,) and labels[:10].tolist() == FIRST_TEST
 
 
-@pytest.mark.parametrize("blob,match", [
-    (b"", "too short"),
-    (b"\x00\x00\x08", "too short"),
-    (b"\x01\x02\x08\x01" + b"\x00" * 8, "bad magic number 0x01020801"),
-    (b"\x00\x00\x07\x01" + b"\x00" * 8, "bad magic"),
-    (b"\x00\x00\x08\x00", "bad magic"),
-    (struct.pack(">HBB", 0, 0x08, 2) + b"\x00\x00", "truncated inside its header"),
-    (struct.pack(">HBBII", 0, 0x08, 2, 60000, 784) + b"\x00" * 100,
-     r"declares shape \(60000, 784\) \(47040000 bytes of data\) but holds 100 bytes"),
-    (struct.pack(">HBBI", 0, 0x08, 1, 3) + b"\x00" * 4, "trailing bytes"),
-    (struct.pack(">HBBIII", 0, 0x0E, 3, 2**32 - 1, 2**32 - 1, 2**32 - 1), "truncated"),
-    (struct.pack(">HBB", 0, 0x08, 100) + b"\x00" * 400, "unusable shape"),
-    (b"\x1f\x8b" + b"garbage", "not a valid gzip file"),
-    (gzip.compress(_idx(np.zeros(100, np.uint8)))[:-6], "not a valid gzip file"),
-])
+@pytest.mark.parametrize(
+    "blob,match",
+    [
+        (b"", "too short"),
+        (b"\x00\x00\x08", "too short"),
+        (b"\x01\x02\x08\x01" + b"\x00" * 8, "bad magic number 0x01020801"),
+        (b"\x00\x00\x07\x01" + b"\x00" * 8, "bad magic"),
+        (b"\x00\x00\x08\x00", "bad magic"),
+        (struct.pack(">HBB", 0, 0x08, 2) + b"\x00\x00", "truncated inside its header"),
+        (
+            struct.pack(">HBBII", 0, 0x08, 2, 60000, 784) + b"\x00" * 100,
+            r"declares shape \(60000, 784\) \(47040000 bytes of data\) but holds 100 bytes",
+        ),
+        (struct.pack(">HBBI", 0, 0x08, 1, 3) + b"\x00" * 4, "trailing bytes"),
+        (struct.pack(">HBBIII", 0, 0x0E, 3, 2**32 - 1, 2**32 - 1, 2**32 - 1), "truncated"),
+        (struct.pack(">HBB", 0, 0x08, 100) + b"\x00" * 400, "unusable shape"),
+        (b"\x1f\x8b" + b"garbage", "not a valid gzip file"),
+        (gzip.compress(_idx(np.zeros(100, np.uint8)))[:-6], "not a valid gzip file"),
+    ],
+)
 def test_read_idx_refuses_bad_input(blob, match):
     with pytest.raises(ValueError, match=match) as info:
         read_idx(blob)
@@ -466,8 +518,7 @@ def test_gzip_bomb_behind_a_small_header_is_refused_after_the_declared_size():
 
 def test_gzip_bomb_in_place_of_an_mnist_file_is_refused_cheaply(tmp_path, shared_dir):
     labels = _uncompressed(shared_dir, TEST_LABELS)
-    folder = _folder(tmp_path / "d", shared_dir,
-                     {f"{TEST_LABELS}.gz": _bomb(labels, 64 << 20)})
+    folder = _folder(tmp_path / "d", shared_dir, {f"{TEST_LABELS}.gz": _bomb(labels, 64 << 20)})
 
     def refuse():
         with pytest.raises(ValueError, match="too long") as info:
@@ -483,14 +534,14 @@ def test_flipped_deflate_bytes_name_the_file_and_how_to_recover(tmp_path, shared
     for position in rng.integers(20, len(blob) - 8, size=5):  # inside the deflate stream
         damaged = bytearray(blob)
         damaged[position] ^= 0xFF
-        folder = _folder(tmp_path / f"d{position}", shared_dir,
-                         {f"{TEST_LABELS}.gz": bytes(damaged)})
+        folder = _folder(
+            tmp_path / f"d{position}", shared_dir, {f"{TEST_LABELS}.gz": bytes(damaged)}
+        )
         with pytest.raises(ValueError) as info:
             load_mnist(folder, download=False)
         message = str(info.value)
         assert message.startswith(f"load_mnist: {folder / TEST_LABELS}.gz is ")
-        assert f"Delete {folder / TEST_LABELS}.gz and load_mnist will download it again" \
-            in message
+        assert f"Delete {folder / TEST_LABELS}.gz and load_mnist will download it again" in message
         assert "gzip" in message or "corrupt" in message
 
 
@@ -529,8 +580,11 @@ def test_fuzz_truncated_valid_files(values, draw):
         assert _only_value_errors(whole[:cut]) is None
 
 
-@given(st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]),
-       st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=6), st.binary(max_size=64))
+@given(
+    st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]),
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=6),
+    st.binary(max_size=64),
+)
 def test_fuzz_huge_declared_dimensions(code, dims, body):
     blob = struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims) + body
     result = _only_value_errors(blob)
@@ -556,7 +610,8 @@ def test_mini_mnist_file_is_small_and_verified(tmp_path, monkeypatch):
     assert hashlib.sha256(blob).hexdigest() == data.MINI_MNIST_SHA256
     with np.load(data.MINI_MNIST_PATH, allow_pickle=False) as f:
         assert {k: f[k].dtype for k in f.files} == dict.fromkeys(
-            ["x_train", "y_train", "x_test", "y_test"], np.uint8)
+            ["x_train", "y_train", "x_test", "y_test"], np.uint8
+        )
     tampered = bytearray(blob)
     tampered[len(blob) // 2] ^= 0xFF
     (tmp_path / "mini.npz").write_bytes(bytes(tampered))
@@ -568,8 +623,10 @@ def test_mini_mnist_file_is_small_and_verified(tmp_path, monkeypatch):
 def test_mini_mnist_is_the_first_images_of_each_digit(shared):
     (x_all, y_all), (xt_all, yt_all) = shared
     (x, y), (xt, yt) = data.load_mini_mnist()
-    for full_x, full_y, mini_x, mini_y, per in ((x_all, y_all, x, y, 500),
-                                                (xt_all, yt_all, xt, yt, 100)):
+    for full_x, full_y, mini_x, mini_y, per in (
+        (x_all, y_all, x, y, 500),
+        (xt_all, yt_all, xt, yt, 100),
+    ):
         index = np.sort(np.concatenate([np.flatnonzero(full_y == d)[:per] for d in range(10)]))
         np.testing.assert_array_equal(mini_y, full_y[index])
         np.testing.assert_array_equal(mini_x, full_x[index])
@@ -579,8 +636,10 @@ def test_mini_mnist_build_script_reproduces_the_shipped_arrays(tmp_path, shared_
     from nn._data import make_mini_mnist
 
     out = make_mini_mnist.build(shared_dir, tmp_path / "rebuilt.npz")
-    with np.load(out, allow_pickle=False) as new, \
-            np.load(data.MINI_MNIST_PATH, allow_pickle=False) as old:
+    with (
+        np.load(out, allow_pickle=False) as new,
+        np.load(data.MINI_MNIST_PATH, allow_pickle=False) as old,
+    ):
         assert new.files == old.files
         for key in old.files:
             np.testing.assert_array_equal(new[key], old[key])
@@ -626,11 +685,22 @@ def test_dataloader_shuffle_is_seeded_and_changes_every_epoch():
         np.testing.assert_array_equal(xb, yb * 10)  # pairs stay together
 
 
-@given(n=st.integers(0, 60), batch_size=st.integers(1, 25), shuffle=st.booleans(),
-       drop_last=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    n=st.integers(0, 60),
+    batch_size=st.integers(1, 25),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_dataloader_every_sample_once_per_epoch(n, batch_size, shuffle, drop_last, seed):
-    loader = DataLoader(np.arange(n), np.arange(n) * 2, batch_size=batch_size,
-                        shuffle=shuffle, seed=seed, drop_last=drop_last)
+    loader = DataLoader(
+        np.arange(n),
+        np.arange(n) * 2,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+    )
     for _ in range(2):
         batches = list(loader)
         assert len(batches) == len(loader)
@@ -645,16 +715,23 @@ def test_dataloader_every_sample_once_per_epoch(n, batch_size, shuffle, drop_las
             np.testing.assert_array_equal(yb, xb * 2)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"y": np.arange(3)}, ValueError, r"x has 10 samples but y has 3 samples \(shapes "
-                                      r"\(10, 2\) and \(3,\)\)"),
-    ({"y": np.array(1.0)}, ValueError, "y has no sample axis"),
-    ({"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
-    ({"batch_size": -5}, ValueError, "batch_size must be a positive int, got -5"),
-    ({"batch_size": 2.5}, TypeError, "batch_size must be an int, got float 2.5"),
-    ({"batch_size": "8"}, TypeError, "batch_size must be an int, got str '8'"),
-    ({"batch_size": True}, TypeError, "batch_size must be an int, got bool"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (
+            {"y": np.arange(3)},
+            ValueError,
+            r"x has 10 samples but y has 3 samples \(shapes "
+            r"\(10, 2\) and \(3,\)\)",
+        ),
+        ({"y": np.array(1.0)}, ValueError, "y has no sample axis"),
+        ({"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
+        ({"batch_size": -5}, ValueError, "batch_size must be a positive int, got -5"),
+        ({"batch_size": 2.5}, TypeError, "batch_size must be an int, got float 2.5"),
+        ({"batch_size": "8"}, TypeError, "batch_size must be an int, got str '8'"),
+        ({"batch_size": True}, TypeError, "batch_size must be an int, got bool"),
+    ],
+)
 def test_dataloader_errors_name_the_argument(kwargs, error, match):
     with pytest.raises(error, match=match):
         DataLoader(np.zeros((10, 2)), **{"y": np.arange(10), **kwargs})

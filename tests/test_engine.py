@@ -215,7 +215,8 @@ def test_second_and_third_derivatives_closed_form():
     (s2,) = grad(s1, [x], create_graph=True)
     (s3,) = grad(s2, [x])
     assert [s1.item(), s2.item(), s3.item()] == pytest.approx(
-        [2 * np.cos(1.4), -4 * np.sin(1.4), -8 * np.cos(1.4)])
+        [2 * np.cos(1.4), -4 * np.sin(1.4), -8 * np.cos(1.4)]
+    )
 
 
 def test_hessian_vector_product():
@@ -272,8 +273,13 @@ def test_python_numbers_and_lists_are_float64_integers_stay_constants():
 
 def test_numpy_array_on_the_left_gives_a_tensor():
     t = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
-    for result in (np.ones(3) + t, np.ones(3) * t, np.ones(3) - t, np.ones(3) / t,
-                   np.ones((2, 3)) @ t):
+    for result in (
+        np.ones(3) + t,
+        np.ones(3) * t,
+        np.ones(3) - t,
+        np.ones(3) / t,
+        np.ones((2, 3)) @ t,
+    ):
         assert isinstance(result, Tensor)
         assert result.requires_grad
 
@@ -342,11 +348,16 @@ def test_constructors_are_reproducible_with_seed_or_generator():
 
 def test_stable_functions_at_large_magnitude_without_warnings():
     for dtype in (np.float32, np.float64):
-        x = Tensor(np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dtype=dtype),
-                   requires_grad=True)
+        x = Tensor(
+            np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dtype=dtype), requires_grad=True
+        )
         with np.errstate(over="raise", divide="raise", invalid="raise"):
-            for fn in (lambda t: t.sigmoid(), lambda t: t.softmax(), lambda t: t.log_softmax(),
-                       lambda t: t.logsumexp(axis=1)):
+            for fn in (
+                lambda t: t.sigmoid(),
+                lambda t: t.softmax(),
+                lambda t: t.log_softmax(),
+                lambda t: t.logsumexp(axis=1),
+            ):
                 x.zero_grad()
                 out = fn(x)
                 weights = np.arange(out.size, dtype=dtype).reshape(out.shape)
@@ -388,8 +399,11 @@ def test_setitem_on_a_tensor_in_a_graph_is_refused():
 
 def test_detect_anomaly_names_op_and_line():
     x = Tensor(np.array([0.0, 1.0]), requires_grad=True)
-    with ad.detect_anomaly(), pytest.raises(FloatingPointError) as info, \
-            np.errstate(divide="ignore"):
+    with (
+        ad.detect_anomaly(),
+        pytest.raises(FloatingPointError) as info,
+        np.errstate(divide="ignore"),
+    ):
         x.log()
     message = str(info.value)
     assert "log forward" in message and "(2,)" in message and "x.log()" in message
@@ -399,8 +413,10 @@ def test_detect_anomaly_catches_nan_in_backward():
     x = Tensor(np.array([0.0, 4.0]), requires_grad=True)
     with ad.detect_anomaly():
         y = x.sqrt().sum()  # finite forward, infinite derivative at 0
-        with pytest.raises(FloatingPointError, match="pow backward"), \
-                np.errstate(divide="ignore", invalid="ignore"):
+        with (
+            pytest.raises(FloatingPointError, match="pow backward"),
+            np.errstate(divide="ignore", invalid="ignore"),
+        ):
             y.backward()
 
 
@@ -441,8 +457,9 @@ def test_bce_with_logits_at_zero_has_gradient_sigmoid_minus_target():
     np.testing.assert_allclose(big.grad.data, [-1.0, 1.0])
 
 
-@pytest.mark.parametrize("alias", ["detach", "view_of_constant", "reshape_of_constant",
-                                   "same_array", "setitem_on_view"])
+@pytest.mark.parametrize(
+    "alias", ["detach", "view_of_constant", "reshape_of_constant", "same_array", "setitem_on_view"]
+)
 def test_writes_through_shared_memory_are_caught(alias):
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     base = np.array([2.0, 3.0, 4.0, 5.0])
@@ -548,8 +565,14 @@ def test_reading_data_gives_plain_arrays_and_asarray_is_read_only():
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     y = (x * x).sum()
     snapshot = x.data.copy()
-    for result in (x.data * 2, x.data.sum(), np.exp(x.data), x.data.copy(), np.stack([x.data]),
-                   x.data.astype(np.float32)):
+    for result in (
+        x.data * 2,
+        x.data.sum(),
+        np.exp(x.data),
+        x.data.copy(),
+        np.stack([x.data]),
+        x.data.astype(np.float32),
+    ):
         assert type(result) in (np.ndarray, np.float64)
     assert repr(x.data) == "array([1., 2.])" and type(snapshot) is np.ndarray
     with pytest.raises(ValueError, match="read-only"):
@@ -599,11 +622,14 @@ def test_grad_of_an_input_listed_twice_is_given_at_both_places():
     assert not np.shares_memory(g1.data, g2.data)
 
 
-@pytest.mark.parametrize("expr,expected", [
-    (lambda x: x ** 0, [0.0, 0.0]),
-    (lambda x: x ** Tensor(np.array([0.0, 1.0])), [0.0, 1.0]),
-    (lambda x: x ** Tensor(np.array([2.0, 0.0])), [0.0, 0.0]),
-])
+@pytest.mark.parametrize(
+    "expr,expected",
+    [
+        (lambda x: x**0, [0.0, 0.0]),
+        (lambda x: x ** Tensor(np.array([0.0, 1.0])), [0.0, 1.0]),
+        (lambda x: x ** Tensor(np.array([2.0, 0.0])), [0.0, 0.0]),
+    ],
+)
 def test_powers_at_zero_have_finite_gradients(expr, expected):
     x = Tensor(np.zeros(2), requires_grad=True)
     expr(x).sum().backward()
@@ -630,8 +656,9 @@ def test_std_of_a_constant_row_has_zero_gradient_and_spreads_no_nan():
     assert one.grad.data.tolist() == [[0.0], [0.0]]
 
 
-@pytest.mark.parametrize("fn", [ad.sigmoid, ad.softmax, ad.log_softmax, ad.logsumexp, ad.exp,
-                                ad.tanh, ad.log, ad.sqrt])
+@pytest.mark.parametrize(
+    "fn", [ad.sigmoid, ad.softmax, ad.log_softmax, ad.logsumexp, ad.exp, ad.tanh, ad.log, ad.sqrt]
+)
 def test_unsigned_inputs_compute_in_floating_point(fn):
     pixels = np.array([1, 2, 200], np.uint8)
     with np.errstate(divide="ignore"):
@@ -646,15 +673,21 @@ def test_arrays_kept_for_backward_are_copied_at_record_time():
     index = np.array([0, 1])
     mask = np.array([True, False, True, False])
     labels = np.array([0, 1])
-    y = x[index].sum() + ad.where(mask, x, 0.0).sum() + ad.softmax_cross_entropy(
-        x.reshape(2, 2), labels)
+    y = (
+        x[index].sum()
+        + ad.where(mask, x, 0.0).sum()
+        + ad.softmax_cross_entropy(x.reshape(2, 2), labels)
+    )
     index[:] = 3
     mask[:] = False
     labels[:] = 0
     y.backward()
     x2 = Tensor(np.arange(4.0), requires_grad=True)
-    (x2[np.array([0, 1])].sum() + ad.where(np.array([True, False, True, False]), x2, 0.0).sum()
-     + ad.softmax_cross_entropy(x2.reshape(2, 2), np.array([0, 1]))).backward()
+    (
+        x2[np.array([0, 1])].sum()
+        + ad.where(np.array([True, False, True, False]), x2, 0.0).sum()
+        + ad.softmax_cross_entropy(x2.reshape(2, 2), np.array([0, 1]))
+    ).backward()
     np.testing.assert_array_equal(x.grad.data, x2.grad.data)
 
 
@@ -666,7 +699,7 @@ def test_gradients_handed_out_never_share_memory():
     z.sum().backward()
     grads = [a.grad.data, b.grad.data, y.grad.data, z.grad.data]
     for i, g in enumerate(grads):
-        for h in grads[i + 1:]:
+        for h in grads[i + 1 :]:
             assert not np.shares_memory(g, h)
     a.grad.data[0] = 99.0
     assert b.grad.data[0] == 1.0
@@ -769,8 +802,11 @@ def test_anomaly_names_user_code_in_a_folder_called_nn(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     x = Tensor(np.array([0.0]), requires_grad=True)
-    with ad.detect_anomaly(), np.errstate(divide="ignore"), \
-            pytest.raises(FloatingPointError) as info:
+    with (
+        ad.detect_anomaly(),
+        np.errstate(divide="ignore"),
+        pytest.raises(FloatingPointError) as info,
+    ):
         module.build(x)
     assert str(folder / "model.py") in str(info.value)
 
@@ -853,16 +889,26 @@ def test_in_place_operators_update_parameters_under_no_grad_as_pytorch_does():
 
 @pytest.mark.parametrize("op", ["+=", "-=", "*=", "/=", "**="])
 def test_recorded_in_place_operators_give_the_out_of_place_gradient(op):
-    apply_op = {"+=": lambda a, b: a + b, "-=": lambda a, b: a - b, "*=": lambda a, b: a * b,
-                "/=": lambda a, b: a / b, "**=": lambda a, b: a ** b}[op]
+    apply_op = {
+        "+=": lambda a, b: a + b,
+        "-=": lambda a, b: a - b,
+        "*=": lambda a, b: a * b,
+        "/=": lambda a, b: a / b,
+        "**=": lambda a, b: a**b,
+    }[op]
     values = np.array([0.5, 1.5, 2.0])
     expected = []
     for in_place in (False, True):
         h = Tensor(values, requires_grad=True)
         y = h * 2 + 1
         if in_place:  # `y op= h` is `y = operator.iop(y, h)`
-            update = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul,
-                      "/=": operator.itruediv, "**=": operator.ipow}[op]
+            update = {
+                "+=": operator.iadd,
+                "-=": operator.isub,
+                "*=": operator.imul,
+                "/=": operator.itruediv,
+                "**=": operator.ipow,
+            }[op]
             y = update(y, h)
             y = update(y, y)
         else:
@@ -945,8 +991,9 @@ def test_manual_seed_reaches_dropout_made_before_it_and_checkpoint_replays_the_m
     np.testing.assert_array_equal(dropout(x).data, first)
 
     def block():
-        return nn.Sequential(nn.Linear(6, 6, rng=1), nn.Dropout(0.5, rng=7), nn.ReLU(),
-                             nn.Linear(6, 1, rng=2))
+        return nn.Sequential(
+            nn.Linear(6, 6, rng=1), nn.Dropout(0.5, rng=7), nn.ReLU(), nn.Linear(6, 1, rng=2)
+        )
 
     inputs = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
     grads = []
@@ -960,16 +1007,22 @@ def test_manual_seed_reaches_dropout_made_before_it_and_checkpoint_replays_the_m
         np.testing.assert_allclose(checkpointed, plain, rtol=1e-6)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: ad.repeat(Tensor(np.ones(3)), -1), "^repeat: repeats must be non-negative"),
-    (lambda: ad.tile(Tensor(np.ones(3)), -1), "^tile: reps must be non-negative"),
-    (lambda: ad.eye(-1), "^eye: the sizes must be non-negative"),
-    (lambda: ad.full((2,), "x"), "^full: fill_value must be a number"),
-    (lambda: ad.argmax(Tensor(np.ones((2, 3))), axis=4), "argmax"),
-    (lambda: ad.conv1d(Tensor(np.ones((1, 1, 5))), Tensor(np.ones((1, 1, 2))), padding="same",
-                       stride=2),
-     "^conv1d: padding='same' needs stride 1, got 2"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: ad.repeat(Tensor(np.ones(3)), -1), "^repeat: repeats must be non-negative"),
+        (lambda: ad.tile(Tensor(np.ones(3)), -1), "^tile: reps must be non-negative"),
+        (lambda: ad.eye(-1), "^eye: the sizes must be non-negative"),
+        (lambda: ad.full((2,), "x"), "^full: fill_value must be a number"),
+        (lambda: ad.argmax(Tensor(np.ones((2, 3))), axis=4), "argmax"),
+        (
+            lambda: ad.conv1d(
+                Tensor(np.ones((1, 1, 5))), Tensor(np.ones((1, 1, 2))), padding="same", stride=2
+            ),
+            "^conv1d: padding='same' needs stride 1, got 2",
+        ),
+    ],
+)
 def test_more_bad_arguments_name_the_op(call, message):
     with pytest.raises((ValueError, TypeError, IndexError), match=message):
         call()
@@ -994,19 +1047,25 @@ def test_edge_values_answer_quietly_and_pytorch_spellings_exist():
 def test_cached_number_constants_cannot_be_changed():
     x = Tensor(np.float32(2.0), requires_grad=True)
     shared = (x * 0.1).parents[1]  # the one constant every `* 0.1` on float32 uses
-    for change in (lambda: setattr(shared, "data", 5.0), lambda: shared.__setitem__((), 5.0),
-                   lambda: shared.__iadd__(1.0)):
+    for change in (
+        lambda: setattr(shared, "data", 5.0),
+        lambda: shared.__setitem__((), 5.0),
+        lambda: shared.__iadd__(1.0),
+    ):
         with pytest.raises(RuntimeError, match="constant is shared by every expression"):
             change()
     assert (x * 0.1).item() == pytest.approx(0.2)
     assert (x * -0.0).parents[1].data == 0.0 and np.signbit((x * -0.0).parents[1].data)
 
 
-@pytest.mark.parametrize("make", [
-    lambda a: [a * 1, a * 2],
-    lambda a: [[1.0, 2.0], [3.0, a * 1]],
-    lambda a: (0.0, (1.0, a)),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: [a * 1, a * 2],
+        lambda a: [[1.0, 2.0], [3.0, a * 1]],
+        lambda a: (0.0, (1.0, a)),
+    ],
+)
 def test_a_tensor_from_a_list_holding_graph_tensors_is_refused_naming_stack(make):
     # Tensor() copies numbers: from tensors that require grad it would silently cut the graph.
     a = Tensor(2.0, requires_grad=True)

@@ -63,11 +63,11 @@ def test_safetensors_layout_matches_the_documented_format(tmp_path):
     raw = path.read_bytes()
     (length,) = struct.unpack("<Q", raw[:8])
     assert length % 8 == 0  # padded so the data starts aligned
-    header = json.loads(raw[8:8 + length])
+    header = json.loads(raw[8 : 8 + length])
     assert header["w"] == {"dtype": "F32", "shape": [1, 2], "data_offsets": [0, 8]}
     assert header["b"] == {"dtype": "I64", "shape": [1], "data_offsets": [8, 16]}
     assert header["__metadata__"]["producer"].startswith("autodiff-nn")
-    assert raw[8 + length:] == struct.pack("<ffq", 1.0, 2.0, 3)
+    assert raw[8 + length :] == struct.pack("<ffq", 1.0, 2.0, 3)
 
 
 def test_module_round_trip_through_safetensors(tmp_path):
@@ -85,8 +85,11 @@ def test_the_safetensors_package_reads_our_files_and_we_read_its(tmp_path):
     ours = nn.save(state, tmp_path / "ours.safetensors")
     _assert_same({k: st.load_file(ours)[k] for k in state}, state)
     theirs = tmp_path / "theirs.safetensors"
-    st.save_file({k: np.asarray(v, dtype=v.dtype.newbyteorder("="), order="C")
-                  for k, v in state.items()}, theirs, metadata={"format": "np"})
+    st.save_file(
+        {k: np.asarray(v, dtype=v.dtype.newbyteorder("="), order="C") for k, v in state.items()},
+        theirs,
+        metadata={"format": "np"},
+    )
     got = nn.load(theirs)
     assert set(got) == set(state)
     for name, array in state.items():
@@ -120,14 +123,18 @@ def test_safetensors_save_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]  # no temp left
 
 
-_DTYPES = st.sampled_from(["?", "u1", "i1", "<u2", ">i2", "<u4", "<i4", "<u8", ">i8", "<f2",
-                           "<f4", ">f8"]).map(np.dtype)
+_DTYPES = st.sampled_from(
+    ["?", "u1", "i1", "<u2", ">i2", "<u4", "<i4", "<u8", ">i8", "<f2", "<f4", ">f8"]
+).map(np.dtype)
 _ARRAYS = st.dictionaries(
     st.text(st.characters(codec="utf-8"), min_size=1, max_size=8).filter(
-        lambda n: not n.startswith("__")),
-    _DTYPES.flatmap(lambda d: hnp.arrays(d, hnp.array_shapes(min_dims=0, max_dims=3,
-                                                             min_side=0, max_side=3))),
-    max_size=5)
+        lambda n: not n.startswith("__")
+    ),
+    _DTYPES.flatmap(
+        lambda d: hnp.arrays(d, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+    ),
+    max_size=5,
+)
 
 
 @given(state=_ARRAYS)
@@ -157,22 +164,27 @@ def _valid_file_bytes() -> bytes:
         import tempfile
 
         with tempfile.TemporaryDirectory() as folder:
-            path = nn.save({"a": np.arange(6, dtype=np.float32).reshape(2, 3),
-                            "b": np.array([1, 2], dtype=np.int64)}, Path(folder) / "v.safetensors")
+            path = nn.save(
+                {
+                    "a": np.arange(6, dtype=np.float32).reshape(2, 3),
+                    "b": np.array([1, 2], dtype=np.int64),
+                },
+                Path(folder) / "v.safetensors",
+            )
             _VALID = path.read_bytes()
     return _VALID
 
 
-@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1,
-                      max_size=4),
-       cut=st.none() | st.integers(0, 10**6))
-def test_damaged_files_load_or_raise_valueerror_never_anything_else(tmp_path_factory, edits,
-                                                                    cut):
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.none() | st.integers(0, 10**6),
+)
+def test_damaged_files_load_or_raise_valueerror_never_anything_else(tmp_path_factory, edits, cut):
     raw = bytearray(_valid_file_bytes())
     for where, value in edits:
         raw[where % len(raw)] = value
     if cut is not None:
-        raw = raw[:cut % len(raw)]
+        raw = raw[: cut % len(raw)]
     path = tmp_path_factory.mktemp("bad") / "d.safetensors"
     path.write_bytes(bytes(raw))
     try:
@@ -194,21 +206,32 @@ def _file(tmp_path: Path, header: object, data: bytes = b"", length: int | None 
 GOOD = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
 
 
-@pytest.mark.parametrize("header, data, message", [
-    (b"not json", b"", "not valid JSON"),
-    (b"[" * 100_000, b"", "nested too deeply"),
-    ([1, 2], b"", "not a JSON object"),
-    ({"w": {"dtype": "F32", "shape": [2]}}, bytes(8), "malformed"),
-    ({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}, bytes(4), "no numpy dtype"),
-    ({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, bytes(8), "invalid shape"),
-    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 10**12]}}, bytes(8), "outside"),
-    ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8), "span 8 bytes"),
-    (GOOD, bytes(12), "cover 8 of the 12"),
-    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), "gap"),
-    ({**GOOD, "v": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), "overlap"),
-    ({**GOOD, "__metadata__": {"a": 1}}, bytes(8), "__metadata__"),
-    (b'{"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "w": {}}', b"x", "twice"),
-])
+@pytest.mark.parametrize(
+    "header, data, message",
+    [
+        (b"not json", b"", "not valid JSON"),
+        (b"[" * 100_000, b"", "nested too deeply"),
+        ([1, 2], b"", "not a JSON object"),
+        ({"w": {"dtype": "F32", "shape": [2]}}, bytes(8), "malformed"),
+        (
+            {"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}},
+            bytes(4),
+            "no numpy dtype",
+        ),
+        ({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, bytes(8), "invalid shape"),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 10**12]}}, bytes(8), "outside"),
+        ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8), "span 8 bytes"),
+        (GOOD, bytes(12), "cover 8 of the 12"),
+        ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), "gap"),
+        (
+            {**GOOD, "v": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}},
+            bytes(8),
+            "overlap",
+        ),
+        ({**GOOD, "__metadata__": {"a": 1}}, bytes(8), "__metadata__"),
+        (b'{"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "w": {}}', b"x", "twice"),
+    ],
+)
 def test_malformed_safetensors_are_refused_naming_the_file(tmp_path, header, data, message):
     path = _file(tmp_path, header, data)
     with pytest.raises(ValueError, match=message) as info:
@@ -283,10 +306,20 @@ def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "flatten_from_2": (nn.Flatten(2), (2, 3, 4)),
         "flatten_last": (nn.Flatten(-1), (2, 3)),
         "empty_sequential": (nn.Sequential(), (3,)),
-        "nested": (nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(12, 6, rng=1), nn.Tanh()),
-                                 nn.Dropout(0.3), nn.Linear(6, 2, rng=2), nn.Softmax()), (3, 4)),
-        **{f"mlp_{a}": (nn.MLP(6, [8, 5], 3, activation=a, rng=3), (6,))
-           for a in ("relu", "sigmoid", "tanh", "leaky_relu")},
+        "nested": (
+            nn.Sequential(
+                nn.Flatten(),
+                nn.Sequential(nn.Linear(12, 6, rng=1), nn.Tanh()),
+                nn.Dropout(0.3),
+                nn.Linear(6, 2, rng=2),
+                nn.Softmax(),
+            ),
+            (3, 4),
+        ),
+        **{
+            f"mlp_{a}": (nn.MLP(6, [8, 5], 3, activation=a, rng=3), (6,))
+            for a in ("relu", "sigmoid", "tanh", "leaky_relu")
+        },
         "mlp_sigmoid_output": (nn.MLP(6, [8], 1, output_activation="sigmoid", rng=4), (6,)),
     }
 
@@ -304,8 +337,11 @@ def _randomised(model: nn.Module, seed: int) -> nn.Module:
     rng = np.random.default_rng(seed)
     for name, value in model.state_dict().items():
         if value.dtype.kind == "f":
-            fresh = rng.uniform(0.5, 1.5, value.shape) if "var" in name \
+            fresh = (
+                rng.uniform(0.5, 1.5, value.shape)
+                if "var" in name
                 else rng.normal(size=value.shape)
+            )
             value = fresh.astype(value.dtype)
         model.load_state_dict({**model.state_dict(), name: value})
     return model
@@ -318,9 +354,12 @@ def _conv_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "conv2d": (convs.Conv2d(2, 4, 3, stride=2, padding=1, rng=0), (2, 7, 6)),
         "conv2d_same_dilated_grouped": (
             convs.Conv2d(4, 6, 3, padding="same", dilation=2, groups=2, bias=False, rng=0),
-            (4, 8, 7)),
-        "conv2d_rect": (convs.Conv2d(1, 2, (2, 3), stride=(1, 2), padding=(1, 0), rng=0),
-                        (1, 5, 6)),
+            (4, 8, 7),
+        ),
+        "conv2d_rect": (
+            convs.Conv2d(1, 2, (2, 3), stride=(1, 2), padding=(1, 0), rng=0),
+            (1, 5, 6),
+        ),
         "conv1d": (convs.Conv1d(3, 2, 3, stride=2, padding=1, rng=0), (3, 9)),
         "max_pool": (convs.MaxPool2d(3, stride=2, padding=1), (2, 7, 7)),
         "avg_pool": (convs.AvgPool2d(2), (2, 6, 6)),
@@ -332,9 +371,20 @@ def _conv_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "layer_norm_plain": (convs.LayerNorm(5, elementwise_affine=False), (5,)),
         "lenet5": (convs.LeNet5(rng=0), (784,)),
         "lenet5_images": (convs.LeNet5(rng=1), (1, 28, 28)),
-        "cnn": (_randomised(nn.Sequential(
-            convs.Conv2d(1, 4, 3, padding=1, rng=0), convs.BatchNorm2d(4), nn.ReLU(),
-            convs.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 3, rng=1)), 5), (1, 8, 8)),
+        "cnn": (
+            _randomised(
+                nn.Sequential(
+                    convs.Conv2d(1, 4, 3, padding=1, rng=0),
+                    convs.BatchNorm2d(4),
+                    nn.ReLU(),
+                    convs.MaxPool2d(2),
+                    nn.Flatten(),
+                    nn.Linear(64, 3, rng=1),
+                ),
+                5,
+            ),
+            (1, 8, 8),
+        ),
     }
 
 
@@ -369,8 +419,10 @@ def test_onnx_export_is_valid_and_computes_what_we_compute(tmp_path, name):
     for name, value in state.items():
         if not name.endswith("num_batches_tracked"):
             np.testing.assert_array_equal(inits[name], value, err_msg=name)
-    assert all(name.endswith((".shape", "image_shape", ".ones", ".zeros"))
-               for name in set(inits) - set(state))
+    assert all(
+        name.endswith((".shape", "image_shape", ".ones", ".zeros"))
+        for name in set(inits) - set(state)
+    )
 
     runners = [lambda x: ReferenceEvaluator(proto).run(None, {"input": x})[0]]
     try:
@@ -388,8 +440,9 @@ def test_onnx_export_is_valid_and_computes_what_we_compute(tmp_path, name):
             theirs = run(x)
             assert theirs.dtype == np.float32 and theirs.shape == ours.shape
             # float32 precision relative to the outputs' scale (logits can reach ~100)
-            np.testing.assert_allclose(theirs, ours, rtol=1e-5,
-                                       atol=1e-6 * max(1.0, float(np.abs(ours).max())))
+            np.testing.assert_allclose(
+                theirs, ours, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(ours).max()))
+            )
 
 
 def test_float64_models_export_as_double_and_mixed_dtypes_are_refused():
@@ -400,8 +453,12 @@ def test_float64_models_export_as_double_and_mixed_dtypes_are_refused():
     proto = nn.export.to_onnx(model, np.zeros((1, 3)))
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     x = np.random.default_rng(0).normal(size=(6, 3))
-    np.testing.assert_allclose(ReferenceEvaluator(proto).run(None, {"input": x})[0],
-                               nn.predict(model, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        ReferenceEvaluator(proto).run(None, {"input": x})[0],
+        nn.predict(model, x),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     mixed = nn.Sequential(nn.Linear(3, 3, rng=0), nn.Linear(3, 3, dtype=np.float64, rng=0))
     with pytest.raises(TypeError, match=r"one float dtype, got \['float32', 'float64'\]"):
         nn.export.to_onnx(mixed, np.zeros((1, 3)))
@@ -411,7 +468,10 @@ def test_onnx_uses_gemm_for_matrices_and_names_nodes_by_module():
     pytest.importorskip("onnx", reason="onnx not installed")
     proto = nn.export.to_onnx(nn.MLP(4, [3], 2, rng=0), np.zeros((1, 4)))
     assert [(n.op_type, n.name) for n in proto.graph.node] == [
-        ("Gemm", "layers.0/Gemm"), ("Relu", "layers.1/Relu"), ("Gemm", "layers.2/Gemm")]
+        ("Gemm", "layers.0/Gemm"),
+        ("Relu", "layers.1/Relu"),
+        ("Gemm", "layers.2/Gemm"),
+    ]
     assert proto.graph.node[-1].output[0] == "output"
     assert proto.graph.node[0].input == ["input", "layers.0.weight", "layers.0.bias"]
 
@@ -426,15 +486,22 @@ def test_a_shared_layer_is_one_initialiser():
     assert [i.name for i in proto.graph.initializer] == ["layers.0.weight", "layers.0.bias"]
     onnx.checker.check_model(proto, full_check=True)
     x = _batch((3,), 4, 0)
-    np.testing.assert_allclose(ReferenceEvaluator(proto).run(None, {"input": x})[0],
-                               nn.predict(model, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ReferenceEvaluator(proto).run(None, {"input": x})[0],
+        nn.predict(model, x),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("model, where, kind", [
-    (nn.Sequential(nn.Linear(2, 2), Doubler()), "layers.1", "Doubler"),
-    (nn.Sequential(nn.Sequential(MyLinear(2, 2))), "layers.0.layers.0", "MyLinear"),
-    (Doubler(), "(the model itself)", "Doubler"),
-])
+@pytest.mark.parametrize(
+    "model, where, kind",
+    [
+        (nn.Sequential(nn.Linear(2, 2), Doubler()), "layers.1", "Doubler"),
+        (nn.Sequential(nn.Sequential(MyLinear(2, 2))), "layers.0.layers.0", "MyLinear"),
+        (Doubler(), "(the model itself)", "Doubler"),
+    ],
+)
 def test_unsupported_modules_are_named(tmp_path, model, where, kind):
     pytest.importorskip("onnx", reason="onnx not installed")
     with pytest.raises(TypeError, match=rf"'{re.escape(where)}' is a {kind}, which has no ONNX"):
@@ -489,8 +556,9 @@ def test_missing_optional_packages_give_the_install_command(monkeypatch, tmp_pat
 
 def test_draw_onnx_shows_operators_weights_and_edges(tmp_path):
     pytest.importorskip("onnx", reason="onnx not installed")
-    path = nn.export_onnx(nn.MLP(4, [3], 2, activation="leaky_relu", rng=0),
-                          tmp_path / "m.onnx", np.zeros((1, 4)))
+    path = nn.export_onnx(
+        nn.MLP(4, [3], 2, activation="leaky_relu", rng=0), tmp_path / "m.onnx", np.zeros((1, 4))
+    )
     source = nn.export.draw_onnx(path).source
     assert source.count("Gemm") == 2 and "LeakyRelu" in source and "alpha=0.01" in source
     assert "init0 -> op0" in source and 'init0 [label="layers.0.weight' in source
@@ -563,16 +631,27 @@ def test_one_training_step_matches_after_to_torch(torch):
     updated = {k: v.detach().numpy() for k, v in twin.state_dict().items()}
     for name, value in model.state_dict().items():
         # ours "layers.1.layers.0.weight" is torch's "1.0.weight"
-        np.testing.assert_allclose(updated[name.replace("layers.", "")], value,
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            updated[name.replace("layers.", "")], value, rtol=1e-5, atol=1e-6
+        )
 
 
 def test_from_torch_computes_and_trains_like_torch(torch):
     torch.manual_seed(0)
     tn = torch.nn
-    module = tn.Sequential(tn.Flatten(), tn.Linear(12, 10), tn.LeakyReLU(0.1), tn.Dropout(0.2),
-                           tn.Linear(10, 6), tn.Sigmoid(), tn.Linear(6, 5, bias=False),
-                           tn.Identity(), tn.ReLU(), tn.Tanh(), tn.Linear(5, 3))
+    module = tn.Sequential(
+        tn.Flatten(),
+        tn.Linear(12, 10),
+        tn.LeakyReLU(0.1),
+        tn.Dropout(0.2),
+        tn.Linear(10, 6),
+        tn.Sigmoid(),
+        tn.Linear(6, 5, bias=False),
+        tn.Identity(),
+        tn.ReLU(),
+        tn.Tanh(),
+        tn.Linear(5, 3),
+    )
     ours = nn.from_torch(module)
     assert type(ours) is nn.Sequential and type(ours[3]) is nn.Dropout and ours[3].p == 0.2
     assert ours[6].bias is None
@@ -580,28 +659,31 @@ def test_from_torch_computes_and_trains_like_torch(torch):
     ours.eval()
     x = _batch((3, 4), 9, 3)
     with torch.no_grad():
-        np.testing.assert_allclose(nn.predict(ours, x), module(torch.from_numpy(x)).numpy(),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            nn.predict(ours, x), module(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6
+        )
     softmax = nn.from_torch(tn.Softmax(dim=1))
-    np.testing.assert_allclose(nn.predict(softmax, x[:, 0]),
-                               torch.softmax(torch.from_numpy(x[:, 0]), 1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        nn.predict(softmax, x[:, 0]), torch.softmax(torch.from_numpy(x[:, 0]), 1).numpy(), rtol=1e-6
+    )
     y = np.random.default_rng(4).integers(0, 3, size=9)
     assert _sgd_step_ours(ours, x, y, 0.3) == pytest.approx(
-        _sgd_step_torch(torch, module, x, y, 0.3), rel=1e-6)
+        _sgd_step_torch(torch, module, x, y, 0.3), rel=1e-6
+    )
     theirs = {k: v.detach().numpy() for k, v in module.state_dict().items()}
     mine = ours.state_dict()
     assert [k.removeprefix("layers.") for k in mine] == list(theirs)
     for name, value in mine.items():
-        np.testing.assert_allclose(value, theirs[name.removeprefix("layers.")],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            value, theirs[name.removeprefix("layers.")], rtol=1e-5, atol=1e-6
+        )
 
 
 def test_round_trip_through_torch_is_exact(torch):
     model = nn.MLP(5, [7], 2, activation="leaky_relu", output_activation="sigmoid", rng=6)
     back = nn.from_torch(nn.to_torch(model))
     assert [type(m).__name__ for m in back] == [type(m).__name__ for m in model]
-    for (a, va), (b, vb) in zip(model.state_dict().items(), back.state_dict().items(),
-                                strict=True):
+    for (a, va), (b, vb) in zip(model.state_dict().items(), back.state_dict().items(), strict=True):
         assert a == b and va.dtype == vb.dtype
         np.testing.assert_array_equal(va, vb)
 
@@ -629,8 +711,23 @@ def test_main_job_exports_the_trained_model(tmp_path, capsys, suffix):
     from nn.__main__ import main
 
     target = tmp_path / f"model{suffix}"
-    assert main(["--dataset", "moons", "--epochs", "3", "--no-plots", "--quiet",
-                 "--out", str(tmp_path), "--export", str(target)]) == 0
+    assert (
+        main(
+            [
+                "--dataset",
+                "moons",
+                "--epochs",
+                "3",
+                "--no-plots",
+                "--quiet",
+                "--out",
+                str(tmp_path),
+                "--export",
+                str(target),
+            ]
+        )
+        == 0
+    )
     assert re.search(rf"^export\s+{re.escape(str(target))}$", capsys.readouterr().out, re.M)
     trained = nn.MLP(2, [16, 16], 2)
     trained.load_state_dict(nn.load(tmp_path / "weights.npz"))
@@ -644,10 +741,13 @@ def test_main_job_exports_the_trained_model(tmp_path, capsys, suffix):
         _assert_same(nn.load(target), trained.state_dict())
 
 
-@pytest.mark.parametrize("target, message", [
-    ("model.pt", "expected a path ending in .onnx or .safetensors"),
-    ("missing/model.safetensors", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("model.pt", "expected a path ending in .onnx or .safetensors"),
+        ("missing/model.safetensors", "does not exist"),
+    ],
+)
 def test_main_job_checks_the_export_path_before_training(tmp_path, capsys, target, message):
     from nn.__main__ import main
 
@@ -667,44 +767,65 @@ def test_conv_export_details(tmp_path):
     model, _ = MODELS["cnn"]
     proto = nn.export.to_onnx(model, np.zeros((1, 1, 8, 8)))
     assert [n.op_type for n in proto.graph.node] == [
-        "Conv", "BatchNormalization", "Relu", "MaxPool", "Flatten", "Gemm"]
+        "Conv",
+        "BatchNormalization",
+        "Relu",
+        "MaxPool",
+        "Flatten",
+        "Gemm",
+    ]
     names = {i.name for i in proto.graph.initializer}
     assert names == set(model.state_dict()) - {"layers.1.num_batches_tracked"}
     conv = onnx.helper.get_attribute_value
     attrs = {a.name: conv(a) for a in proto.graph.node[0].attribute}
-    assert attrs == {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1],
-                     "dilations": [1, 1], "group": 1}
+    assert attrs == {
+        "kernel_shape": [3, 3],
+        "strides": [1, 1],
+        "pads": [1, 1, 1, 1],
+        "dilations": [1, 1],
+        "group": 1,
+    }
     with pytest.raises(ValueError, match=r"layers.0 has no running statistics"):
-        nn.export.to_onnx(nn.Sequential(convs.BatchNorm1d(3, track_running_stats=False)),
-                          np.zeros((2, 3)))
+        nn.export.to_onnx(
+            nn.Sequential(convs.BatchNorm1d(3, track_running_stats=False)), np.zeros((2, 3))
+        )
 
 
 @needs_conv
 def test_conv_models_train_like_torch_both_ways(torch):
     tn = torch.nn
     torch.manual_seed(0)
-    module = tn.Sequential(tn.Conv2d(2, 4, 3, padding=1), tn.BatchNorm2d(4), tn.ReLU(),
-                           tn.MaxPool2d(2), tn.Conv2d(4, 4, 3, padding="same", groups=2),
-                           tn.AvgPool2d(2), tn.Flatten(), tn.LayerNorm(16), tn.Linear(16, 3))
+    module = tn.Sequential(
+        tn.Conv2d(2, 4, 3, padding=1),
+        tn.BatchNorm2d(4),
+        tn.ReLU(),
+        tn.MaxPool2d(2),
+        tn.Conv2d(4, 4, 3, padding="same", groups=2),
+        tn.AvgPool2d(2),
+        tn.Flatten(),
+        tn.LayerNorm(16),
+        tn.Linear(16, 3),
+    )
     ours = nn.from_torch(module)
     assert [type(m).__name__ for m in ours] == [type(m).__name__ for m in module]
     x = _batch((2, 8, 8), 6, 7)
     y = np.random.default_rng(8).integers(0, 3, size=6)
     # Training mode: BatchNorm normalises by the batch and updates its running statistics.
     assert _sgd_step_ours(ours, x, y, 0.2) == pytest.approx(
-        _sgd_step_torch(torch, module, x, y, 0.2), rel=1e-5)
+        _sgd_step_torch(torch, module, x, y, 0.2), rel=1e-5
+    )
     theirs = {k: v.detach().numpy() for k, v in module.state_dict().items()}
     mine = ours.state_dict()
     assert sorted(k.removeprefix("layers.") for k in mine) == sorted(theirs)
     for name, value in mine.items():
-        np.testing.assert_allclose(value, theirs[name.removeprefix("layers.")], rtol=1e-4,
-                                   atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            value, theirs[name.removeprefix("layers.")], rtol=1e-4, atol=1e-5, err_msg=name
+        )
     twin = nn.to_torch(ours.eval())
     module.eval()
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
-        np.testing.assert_allclose(twin(torch.from_numpy(x)).numpy(), want, rtol=1e-5,
-                                   atol=1e-5)
+        np.testing.assert_allclose(twin(torch.from_numpy(x)).numpy(), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(nn.predict(ours, x), want, rtol=1e-4, atol=1e-5)
 
 

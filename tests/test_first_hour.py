@@ -72,8 +72,10 @@ def test_argsort_method_and_in_as_numpy_and_pytorch():
     assert order.dtype == np.int64 and order.tolist() == np.argsort(a, kind="stable").tolist()
     assert t.argsort(axis=0).tolist() == np.argsort(a, axis=0, kind="stable").tolist()
     torch = pytest.importorskip("torch")
-    assert t.argsort(dim=1, descending=True).tolist() == torch.argsort(
-        torch.tensor(a), dim=1, descending=True, stable=True).tolist()
+    assert (
+        t.argsort(dim=1, descending=True).tolist()
+        == torch.argsort(torch.tensor(a), dim=1, descending=True, stable=True).tolist()
+    )
     assert 5.0 in t and -1 in t and 4.0 not in t
     assert (5.0 in t) == (5.0 in a) and (4.0 in t) == (4.0 in a)
 
@@ -85,8 +87,10 @@ X = np.array([[3.0, -1.0, 2.0, 0.5], [-2.0, 4.0, 1.0, 1.5], [0.0, 2.5, -3.0, 5.0
 DIM_CASES = {
     # name: (our call with dim=, the same with numpy's axis=)
     "argmax": (lambda t: ad.argmax(t, dim=1), lambda t: ad.argmax(t, axis=1)),
-    "argmin keepdim": (lambda t: ad.argmin(t, dim=0, keepdim=True),
-                       lambda t: ad.argmin(t, axis=0, keepdims=True)),
+    "argmin keepdim": (
+        lambda t: ad.argmin(t, dim=0, keepdim=True),
+        lambda t: ad.argmin(t, axis=0, keepdims=True),
+    ),
     "cumsum": (lambda t: ad.cumsum(t, dim=1), lambda t: ad.cumsum(t, axis=1)),
     "cumprod method": (lambda t: t.cumprod(dim=0), lambda t: t.cumprod(axis=0)),
     "prod keepdim": (lambda t: t.prod(dim=1, keepdim=True), lambda t: t.prod(1, True)),
@@ -99,8 +103,10 @@ DIM_CASES = {
     "norm": (lambda t: t.norm(dim=1, keepdim=True), lambda t: t.norm(axis=1, keepdims=True)),
     "any": (lambda t: (t > 4).any(dim=1), lambda t: (t > 4).any(axis=1)),
     "all": (lambda t: ad.all(t > -2.5, dim=0), lambda t: ad.all(t > -2.5, axis=0)),
-    "take_along_axis": (lambda t: ad.take_along_axis(t, np.zeros((3, 1), int), dim=1),
-                        lambda t: ad.take_along_axis(t, np.zeros((3, 1), int), 1)),
+    "take_along_axis": (
+        lambda t: ad.take_along_axis(t, np.zeros((3, 1), int), dim=1),
+        lambda t: ad.take_along_axis(t, np.zeros((3, 1), int), 1),
+    ),
 }
 
 
@@ -119,12 +125,15 @@ def test_torch_argmax_over_classes_matches_pytorch():
     assert got.dtype == np.int64
 
 
-@pytest.mark.parametrize("call", [
-    lambda t: ad.cumsum(t, 0, dim=1),
-    lambda t: ad.sort(t, 0, dim=1),
-    lambda t: ad.argmax(t, 0, dim=1),
-    lambda t: t.norm(axis=0, dim=1),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda t: ad.cumsum(t, 0, dim=1),
+        lambda t: ad.sort(t, 0, dim=1),
+        lambda t: ad.argmax(t, 0, dim=1),
+        lambda t: t.norm(axis=0, dim=1),
+    ],
+)
 def test_axis_and_dim_together_are_refused(call):
     with pytest.raises(TypeError, match="axis= or dim="):
         call(Tensor(X))
@@ -151,8 +160,9 @@ def _printed_claims(block: str) -> list[str]:
     return claims
 
 
-@pytest.mark.parametrize("heading", ["## A scalar, the micrograd way",
-                                     "## Tensors, broadcasting and matmul"])
+@pytest.mark.parametrize(
+    "heading", ["## A scalar, the micrograd way", "## Tensors, broadcasting and matmul"]
+)
 def test_readme_snippets_print_what_their_comments_say(heading, capsys):
     # The broadcasting snippet claimed `Tensor(1.7871, op=mul)`; mean prints as op=mean.
     from pathlib import Path
@@ -198,8 +208,12 @@ def test_a_picture_named_with_its_suffix_is_written_under_that_name(tmp_path, mo
     assert (tmp_path / "graph.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "other.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (tmp_path / "vector.svg").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.png", "other.png", "sub",
-                                                         "vector.svg"]  # no source left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "graph.png",
+        "other.png",
+        "sub",
+        "vector.svg",
+    ]  # no source left
     # as before: a bare name gets the format's suffix, and render() defaults to SVG
     assert drawing.render("x", format="png") == "x.png"
     assert render(drawing, "y") == Path("y.svg")
@@ -220,12 +234,15 @@ def test_animate_backward_to_an_html_path_writes_the_page(tmp_path):
 # --- PyTorch habits: training ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, torch_gain, fan", [
-    ({"a": 5 ** 0.5}, ("leaky_relu", 5 ** 0.5), "fan_in"),  # PyTorch's own Linear init
-    ({"mode": "fan_out"}, ("relu", None), "fan_out"),
-    ({"nonlinearity": "tanh", "mode": "fan_out"}, ("tanh", None), "fan_out"),
-    ({}, ("relu", None), "fan_in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, torch_gain, fan",
+    [
+        ({"a": 5**0.5}, ("leaky_relu", 5**0.5), "fan_in"),  # PyTorch's own Linear init
+        ({"mode": "fan_out"}, ("relu", None), "fan_out"),
+        ({"nonlinearity": "tanh", "mode": "fan_out"}, ("tanh", None), "fan_out"),
+        ({}, ("relu", None), "fan_in"),
+    ],
+)
 def test_kaiming_takes_pytorchs_a_and_mode(kwargs, torch_gain, fan):
     # kaiming_uniform_(w, a=math.sqrt(5)) and mode="fan_out" were TypeErrors.
     import math
@@ -269,8 +286,15 @@ def test_weight_heatmaps_takes_the_recorder_itself(tmp_path):
     x, y = nn.data.make_xor()
     model = nn.MLP(2, [3], 1, activation="sigmoid", rng=0)
     recorder = viz.WeightRecorder(model)
-    nn.fit(model, nn.F.mse_loss, nn.optim.SGD(model.parameters(), lr=0.5), (x, y), epochs=3,
-           progress=False, callbacks=[recorder])
+    nn.fit(
+        model,
+        nn.F.mse_loss,
+        nn.optim.SGD(model.parameters(), lr=0.5),
+        (x, y),
+        epochs=3,
+        progress=False,
+        callbacks=[recorder],
+    )
     from PIL import Image
 
     direct = viz.weight_heatmaps(recorder, tmp_path / "a.gif")
@@ -297,8 +321,10 @@ def test_conv_pictures_take_a_batch_of_one_and_name_a_whole_model():
     one = viz.feature_maps(model.features, row[0])
     batch = viz.feature_maps(model.features, row)
     grid = viz.feature_maps(model.features, row.reshape(1, 1, 28, 28))
-    pictures = [[np.asarray(image.get_array()) for ax in f.axes for image in ax.get_images()]
-                for f in (one, batch, grid)]  # the input, then every channel of every layer
+    pictures = [
+        [np.asarray(image.get_array()) for ax in f.axes for image in ax.get_images()]
+        for f in (one, batch, grid)
+    ]  # the input, then every channel of every layer
     assert len(pictures[0]) > 1 + 6 + 16  # at least one row per conv layer
     for other in pictures[1:]:
         assert len(other) == len(pictures[0])
@@ -306,11 +332,17 @@ def test_conv_pictures_take_a_batch_of_one_and_name_a_whole_model():
             np.testing.assert_array_equal(a, b)
     for fig in (one, batch, grid):
         plt.close(fig)
-    with pytest.raises(TypeError, match=r"conv_filters: got a LeNet5; pass one Conv2d layer "
-                                        r"\(e\.g\. model\.features\[0\]\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv_filters: got a LeNet5; pass one Conv2d layer "
+        r"\(e\.g\. model\.features\[0\]\)",
+    ):
         viz.conv_filters(model)
-    with pytest.raises(TypeError, match=r"feature_maps: layers must be a sequence of layers "
-                                        r"applied in order \(its \.features\), got a LeNet5"):
+    with pytest.raises(
+        TypeError,
+        match=r"feature_maps: layers must be a sequence of layers "
+        r"applied in order \(its \.features\), got a LeNet5",
+    ):
         viz.feature_maps(model, row[0])
 
 
@@ -324,8 +356,15 @@ def test_gradient_flow_takes_the_recorder_itself():
     x, y = nn.data.make_moons(40, seed=0)
     model = nn.MLP(2, [4, 4], 2, activation="sigmoid", rng=0)
     recorder = viz.GradientFlowRecorder(model)
-    nn.fit(model, nn.F.cross_entropy, nn.optim.SGD(model.parameters(), lr=0.1), (x, y),
-           epochs=3, progress=False, callbacks=[recorder])
+    nn.fit(
+        model,
+        nn.F.cross_entropy,
+        nn.optim.SGD(model.parameters(), lr=0.1),
+        (x, y),
+        epochs=3,
+        progress=False,
+        callbacks=[recorder],
+    )
     fig = viz.gradient_flow(recorder)
     lines = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].get_lines()}
     assert lines == recorder.history and len(lines) == 3
@@ -343,8 +382,9 @@ def test_decision_boundary_of_logits_is_drawn_where_their_sign_changes():
     y = np.array([0, 1, 1, 0])  # class 1 where x1 > 0.3
 
     def level(fig):
-        (contour,) = [c for c in fig.axes[0].collections if hasattr(c, "levels")
-                      and len(c.levels) == 1]
+        (contour,) = [
+            c for c in fig.axes[0].collections if hasattr(c, "levels") and len(c.levels) == 1
+        ]
         return float(contour.levels[0])
 
     logits = viz.decision_boundary(lambda p: 4 * (p[:, 0] - 0.3), x, y)
@@ -418,18 +458,35 @@ def test_fit_refuses_a_batch_size_its_loader_would_ignore():
     model = nn.MLP(2, [4], 2, rng=0)
     opt = nn.optim.SGD(model.parameters(), lr=0.1)
     loader = nn.data.DataLoader(x, y, batch_size=8)
-    with pytest.raises(ValueError, match=r"fit: batch_size=16 would be ignored: train_loader "
-                                         r"is a DataLoader with batch_size=8"):
+    with pytest.raises(
+        ValueError,
+        match=r"fit: batch_size=16 would be ignored: train_loader "
+        r"is a DataLoader with batch_size=8",
+    ):
         nn.fit(model, nn.F.cross_entropy, opt, loader, epochs=1, progress=False, batch_size=16)
     steps = []
-    history = nn.fit(model, nn.F.cross_entropy, opt, loader, epochs=1, progress=False,
-                     batch_size=8, callbacks=[lambda e, h: steps.append(e)])  # the same: fine
+    history = nn.fit(
+        model,
+        nn.F.cross_entropy,
+        opt,
+        loader,
+        epochs=1,
+        progress=False,
+        batch_size=8,
+        callbacks=[lambda e, h: steps.append(e)],
+    )  # the same: fine
     assert history.epochs == 1 and steps == [1]
     seen = []
     counting = nn.Sequential(nn.Linear(2, 2, rng=0))
     counting.forward = lambda xb: (seen.append(len(xb)), counting.layers[0](xb))[1]
-    nn.fit(counting, nn.F.cross_entropy, nn.optim.SGD(counting.parameters(), lr=0.1), (x, y),
-           epochs=1, progress=False)
+    nn.fit(
+        counting,
+        nn.F.cross_entropy,
+        nn.optim.SGD(counting.parameters(), lr=0.1),
+        (x, y),
+        epochs=1,
+        progress=False,
+    )
     assert seen == [40]  # an (x, y) pair: batches of 64 by default, here all 40 at once
 
 
@@ -451,10 +508,10 @@ def test_manual_seed_repeats_the_shuffled_order_of_a_loader_without_seed():
     assert first == second
     assert first[:4] != first[4:]  # a new order each epoch still
     assert sorted(sum(first[:4], [])) == list(range(20))
-    seeded = [yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5, shuffle=True,
-                                                            seed=3)]
-    assert seeded == [yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5,
-                                                                    shuffle=True, seed=3)]
+    seeded = [yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5, shuffle=True, seed=3)]
+    assert seeded == [
+        yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5, shuffle=True, seed=3)
+    ]
 
 
 def test_make_moons_takes_the_scikit_learn_names_of_micrograds_demo():
@@ -503,8 +560,11 @@ def test_the_main_job_never_prints_an_epoch_time_of_zero(tmp_path):
 
     from nn.__main__ import build_parser, resolve, run
 
-    settings = resolve(build_parser("python -m nn").parse_args(
-        ["--dataset", "xor", "--epochs", "5", "--no-plots", "--quiet", "--out", str(tmp_path)]))
+    settings = resolve(
+        build_parser("python -m nn").parse_args(
+            ["--dataset", "xor", "--epochs", "5", "--no-plots", "--quiet", "--out", str(tmp_path)]
+        )
+    )
     summary = run(settings)
     per_epoch = summary["seconds_per_epoch"]
     assert 0 < per_epoch < 0.01
@@ -567,12 +627,14 @@ def _example(*args: str):
 
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root), MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("script", ["xor", "regression", "moons", "layers_by_hand",
-                                    "readme_figures"])
+@pytest.mark.parametrize(
+    "script", ["xor", "regression", "moons", "layers_by_hand", "readme_figures"]
+)
 def test_an_example_answers_help_without_running(script):
     # --help trained the network (and readme_figures redrew docs/) instead of answering.
     result = _example(f"examples/{script}.py", "--help")
@@ -619,11 +681,14 @@ def test_numerical_grad_of_a_transposed_view_perturbs_the_array_itself():
     np.testing.assert_array_equal(w, np.arange(6.0).reshape(3, 2).T)  # restored
 
 
-@pytest.mark.parametrize("array, error", [
-    (np.arange(6, dtype=np.float32) + 100, r"array 0 is float32.*need float64"),  # was all 0
-    (np.arange(6), r"array 0 is int64.*need float64"),  # was 500000, 1500000, ...
-    (Tensor(np.arange(6.0)), r"array 0 must be a numpy array.*t\.data\.copy\(\)"),
-])
+@pytest.mark.parametrize(
+    "array, error",
+    [
+        (np.arange(6, dtype=np.float32) + 100, r"array 0 is float32.*need float64"),  # was all 0
+        (np.arange(6), r"array 0 is int64.*need float64"),  # was 500000, 1500000, ...
+        (Tensor(np.arange(6.0)), r"array 0 must be a numpy array.*t\.data\.copy\(\)"),
+    ],
+)
 def test_numerical_grad_refuses_arrays_it_cannot_perturb(array, error):
     from autodiff.testing import numerical_grad
 
@@ -648,16 +713,18 @@ def test_the_main_job_refuses_a_loss_it_would_not_use(capsys):
 
     parser = build_parser("python -m nn")
     with pytest.raises(SystemExit):
-        resolve(parser.parse_args(["--dataset", "regression", "--loss", "cross-entropy"]),
-                parser)
+        resolve(parser.parse_args(["--dataset", "regression", "--loss", "cross-entropy"]), parser)
     assert "--dataset regression has no classes for a cross-entropy" in capsys.readouterr().err
     assert resolve(parser.parse_args(["--dataset", "regression"]), parser)["loss"] == "mse"
 
 
-@pytest.mark.parametrize("path, message", [
-    ("model.pt", "--save: expected a path ending in .npz or .safetensors, got 'model.pt'"),
-    ("no/such/folder/w.npz", "--save: folder no/such/folder does not exist"),
-])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("model.pt", "--save: expected a path ending in .npz or .safetensors, got 'model.pt'"),
+        ("no/such/folder/w.npz", "--save: folder no/such/folder does not exist"),
+    ],
+)
 def test_the_main_job_checks_save_before_training(path, message, capsys):
     # --save model.pt wrote .npz bytes under a PyTorch name; a missing folder was found only
     # after training, when the weights could not be written.

@@ -104,8 +104,9 @@ def test_hessian_vector_products_agree_three_ways(case: Case, data):
     arrays, extras = _draw(case, data)
     assume(all(a.size <= 24 for a in arrays))
     v = tuple(_random_like(arrays, 3))
-    weights = np.random.default_rng(4).uniform(0.5, 1.5, case.fn(
-        *[Tensor(a) for a in arrays], *extras).shape)
+    weights = np.random.default_rng(4).uniform(
+        0.5, 1.5, case.fn(*[Tensor(a) for a in arrays], *extras).shape
+    )
 
     def scalar(*ts):
         return (case.fn(*ts, *extras) * weights).sum()
@@ -134,7 +135,7 @@ def test_tangents_take_the_output_dtype(dtype):
 
 def test_scalar_dual_numbers_micrograd_style():
     # b = -3a + a^2 at a = 2: b = -2, db/da = -3 + 2a = 1.
-    b, db = ad.jvp(lambda a: a * -3 + a ** 2, 2.0, 1.0)
+    b, db = ad.jvp(lambda a: a * -3 + a**2, 2.0, 1.0)
     assert b.item() == -2.0 and db.item() == 1.0
     assert b.shape == () and db.shape == ()
 
@@ -160,7 +161,7 @@ def test_outputs_not_depending_on_the_inputs_get_zero_tangents():
 def test_forward_over_forward_second_derivative():
     # f = x^3: f'' = 6x = 12 at x = 2, as the forward-mode derivative of the forward-mode one.
     def first(x):
-        return ad.jvp(lambda y: y ** 3, (x,), (1.0,))[1]
+        return ad.jvp(lambda y: y**3, (x,), (1.0,))[1]
 
     _, second = ad.jvp(first, (2.0,), (1.0,))
     assert second.item() == pytest.approx(12.0)
@@ -218,8 +219,11 @@ def test_forward_mode_is_per_thread():
 
 
 def test_bad_tangents_are_named():
-    with pytest.raises(ValueError, match=r"jvp: tangent 0 has shape \(2,\) but primal 0 has "
-                                         r"shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"jvp: tangent 0 has shape \(2,\) but primal 0 has "
+        r"shape \(3,\)",
+    ):
         ad.jvp(lambda x: x, (np.ones(3),), (np.ones(2),))
     with pytest.raises(ValueError, match="jvp: 2 primals but 1 tangents"):
         ad.jvp(lambda x, y: x, (1.0, 2.0), (1.0,))

@@ -37,7 +37,7 @@ def layer(x):  # R^3 -> R^4, through several primitives
 
 
 def energy(x):  # R^3 -> R
-    return (x ** 3).sum() + (x[0] * x[1]).exp() + (x * x).sum().log()
+    return (x**3).sum() + (x[0] * x[1]).exp() + (x * x).sum().log()
 
 
 X = np.array([0.3, -0.7, 1.1])
@@ -47,7 +47,7 @@ X = np.array([0.3, -0.7, 1.1])
 
 
 def test_grad_of_a_python_function_of_a_number():
-    df = grad(lambda x: x ** 3)
+    df = grad(lambda x: x**3)
     assert df(2.0) == 12.0 and isinstance(df(2.0), float)
     assert grad(df)(2.0) == 12.0  # 6x
     assert grad(grad(df))(2.0) == 6.0
@@ -77,8 +77,9 @@ def test_argnums_and_value_and_grad():
 
 
 def test_grad_and_aux_returns_the_aux_untouched():
-    g, aux = grad_and_aux(lambda x: ((x * x).sum(), {"norm": float(np.sqrt((x.data ** 2).sum()))}))(
-        np.array([3.0, 4.0]))
+    g, aux = grad_and_aux(lambda x: ((x * x).sum(), {"norm": float(np.sqrt((x.data**2).sum()))}))(
+        np.array([3.0, 4.0])
+    )
     np.testing.assert_array_equal(g, [6.0, 8.0])
     assert aux == {"norm": 5.0}
     (value, aux2), g2 = value_and_grad(lambda x: (x.sum(), "tag"), has_aux=True)(1.0)
@@ -95,8 +96,11 @@ def test_vjp_pullback_can_be_called_many_times():
     np.testing.assert_allclose(out, layer(Tensor(X)).data)
     rows = np.stack([pullback(e)[0] for e in np.eye(4)])
     np.testing.assert_allclose(rows, jacfwd(layer)(X), atol=1e-12)
-    with pytest.raises(ValueError, match=r"vjp: cotangent 0 has shape \(3,\) but output 0 has "
-                                         r"shape \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"vjp: cotangent 0 has shape \(3,\) but output 0 has "
+        r"shape \(4,\)",
+    ):
         pullback(np.ones(3))
 
 
@@ -111,8 +115,9 @@ def test_vjp_of_several_outputs():
 def test_a_constant_function_has_zero_derivatives():
     assert grad(lambda x: 3.0)(2.0) == 0.0
     np.testing.assert_array_equal(grad(lambda x: Tensor(1.0) + 0 * 0)(np.ones(2)), [0, 0])
-    np.testing.assert_array_equal(jacrev(lambda x: Tensor(np.ones(2)))(np.ones(3)),
-                                  np.zeros((2, 3)))
+    np.testing.assert_array_equal(
+        jacrev(lambda x: Tensor(np.ones(2)))(np.ones(3)), np.zeros((2, 3))
+    )
 
 
 # --- Jacobians and Hessians -------------------------------------------------------------------
@@ -151,7 +156,7 @@ def test_hessian_exact():
     h = hessian(lambda x: (x[0] ** 2) * x[1] + x[1] ** 3)(np.array([1.0, 2.0]))
     np.testing.assert_allclose(h, [[4.0, 2.0], [2.0, 12.0]])
     # With respect to the second argument only: d^2/dy^2 (x y^3) = 6 x y.
-    assert hessian(lambda x, y: x * y ** 3, argnums=1)(2.0, 3.0) == 36.0
+    assert hessian(lambda x, y: x * y**3, argnums=1)(2.0, 3.0) == 36.0
     with pytest.raises(ValueError, match="hessian: argnums must be one int"):
         hessian(lambda x, y: x * y, argnums=(0, 1))
 
@@ -160,8 +165,7 @@ def test_hvp_both_ways_equals_hessian_times_v():
     v = np.array([1.0, -2.0, 0.5])
     expected = hessian(energy)(X) @ v
     np.testing.assert_allclose(hvp(energy, X, v), expected, rtol=1e-10)
-    np.testing.assert_allclose(hvp(energy, X, v, mode="reverse-over-forward"), expected,
-                               rtol=1e-10)
+    np.testing.assert_allclose(hvp(energy, X, v, mode="reverse-over-forward"), expected, rtol=1e-10)
     with pytest.raises(ValueError, match="hvp: mode must be"):
         hvp(energy, X, v, mode="sideways")
 
@@ -217,8 +221,9 @@ def test_jacobians_match_torch_func(transform):
 def test_hessian_matches_torch_func():
     t = _torch()
     ours = hessian(energy)(X)
-    theirs = t.func.hessian(
-        lambda x: (x ** 3).sum() + t.exp(x[0] * x[1]) + t.log((x * x).sum()))(t.tensor(X))
+    theirs = t.func.hessian(lambda x: (x**3).sum() + t.exp(x[0] * x[1]) + t.log((x * x).sum()))(
+        t.tensor(X)
+    )
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10)
     np.testing.assert_allclose(ours, ours.T, rtol=1e-12)  # symmetric, as a Hessian must be
 
@@ -231,8 +236,9 @@ def test_mlp_hessian_vector_product_matches_torch():
     v = rng.standard_normal(w1.shape)
 
     def loss(a):
-        return ad.softmax_cross_entropy(ad.linear(ad.linear(Tensor(x), a).tanh(), Tensor(w2)),
-                                        labels)
+        return ad.softmax_cross_entropy(
+            ad.linear(ad.linear(Tensor(x), a).tanh(), Tensor(w2)), labels
+        )
 
     def torch_loss(a):
         h = t.tanh(t.tensor(x) @ a.T) @ t.tensor(w2).T
@@ -299,15 +305,17 @@ def test_checkpoint_of_a_module_finds_its_parameters():
 def test_checkpoint_refuses_a_closed_over_parameter():
     w = Tensor(np.ones(3), requires_grad=True)
     y = checkpoint(lambda a: a * w)(Tensor(np.ones(3), requires_grad=True)).sum()
-    with pytest.raises(RuntimeError, match=r"checkpoint: f uses a tensor of shape \(3,\) that "
-                                           "requires grad but is not an argument"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"checkpoint: f uses a tensor of shape \(3,\) that "
+        "requires grad but is not an argument",
+    ):
         y.backward()
 
 
 def test_checkpoint_keeps_less_memory_on_a_deep_mlp():
     rng = np.random.default_rng(5)
-    weights = [Tensor(rng.standard_normal((256, 256)) / 16, requires_grad=True)
-               for _ in range(16)]
+    weights = [Tensor(rng.standard_normal((256, 256)) / 16, requires_grad=True) for _ in range(16)]
     x = Tensor(rng.standard_normal((512, 256)))
 
     def block(h, *ws):
@@ -319,7 +327,7 @@ def test_checkpoint_keeps_less_memory_on_a_deep_mlp():
         tracemalloc.start()
         h = x
         for i in range(0, 16, 4):
-            ws = weights[i:i + 4]
+            ws = weights[i : i + 4]
             h = checkpoint(block)(h, *ws) if segment else block(h, *ws)
         h.sum().backward()
         _, top = tracemalloc.get_traced_memory()
@@ -340,8 +348,9 @@ def test_bench_forward_section_is_written(monkeypatch):
 
     monkeypatch.setattr(bench_forward, "SIZES", (1, 10, 20))  # small: this checks the table
     ours_only = bench_forward.hvp_candidates  # PyTorch's side: test_mlp_hessian_vector_...
-    monkeypatch.setattr(bench_forward, "hvp_candidates",
-                        lambda x, y: ours_only(x, y, with_torch=False))
+    monkeypatch.setattr(
+        bench_forward, "hvp_candidates", lambda x, y: ours_only(x, y, with_torch=False)
+    )
     rng = np.random.default_rng(6)
     x, y = rng.random((128, 784)), rng.integers(0, 10, 128)
     lines, ratios = [], {}

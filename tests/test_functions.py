@@ -33,12 +33,18 @@ UNARY = {
     "expm1": (ad.expm1, torch and torch.expm1, (-3, 3)),
     "softplus": (ad.softplus, torch and torch.nn.functional.softplus, (-30, 30)),
     "gelu": (ad.gelu, torch and torch.nn.functional.gelu, (-4, 4)),
-    "gelu_tanh": (lambda x: ad.gelu(x, "tanh"),
-                  torch and (lambda x: torch.nn.functional.gelu(x, approximate="tanh")), (-4, 4)),
+    "gelu_tanh": (
+        lambda x: ad.gelu(x, "tanh"),
+        torch and (lambda x: torch.nn.functional.gelu(x, approximate="tanh")),
+        (-4, 4),
+    ),
     "elu": (ad.elu, torch and torch.nn.functional.elu, (-3, 3)),
     "silu": (ad.silu, torch and torch.nn.functional.silu, (-3, 3)),
-    "leaky_relu": (lambda x: ad.leaky_relu(x, 0.2),
-                   torch and (lambda x: torch.nn.functional.leaky_relu(x, 0.2)), (-3, 3)),
+    "leaky_relu": (
+        lambda x: ad.leaky_relu(x, 0.2),
+        torch and (lambda x: torch.nn.functional.leaky_relu(x, 0.2)),
+        (-3, 3),
+    ),
     "erf": (ad.erf, torch and torch.erf, (-3, 3)),
     "floor": (ad.floor, torch and torch.floor, (-3, 3)),
     "ceil": (ad.ceil, torch and torch.ceil, (-3, 3)),
@@ -51,31 +57,52 @@ UNARY = {
     "cumprod": (lambda x: ad.cumprod(x, 0), torch and (lambda x: torch.cumprod(x, 0)), (-2, 2)),
     "prod": (lambda x: ad.prod(x, -1), torch and (lambda x: torch.prod(x, -1)), (-2, 2)),
     "prod_all": (ad.prod, torch and torch.prod, (-1.5, 1.5)),
-    "norm2": (lambda x: ad.norm(x, 2, axis=-1),
-              torch and (lambda x: torch.linalg.vector_norm(x, 2, dim=-1)), (-3, 3)),
-    "norm1": (lambda x: ad.norm(x, 1), torch and (lambda x: torch.linalg.vector_norm(x, 1)),
-              (-3, 3)),
-    "norm_inf": (lambda x: ad.norm(x, np.inf, axis=-1),
-                 torch and (lambda x: torch.linalg.vector_norm(x, float("inf"), dim=-1)),
-                 (-3, 3)),
-    "sort": (lambda x: ad.sort(x, descending=True),
-             torch and (lambda x: torch.sort(x, descending=True).values), (-3, 3)),
+    "norm2": (
+        lambda x: ad.norm(x, 2, axis=-1),
+        torch and (lambda x: torch.linalg.vector_norm(x, 2, dim=-1)),
+        (-3, 3),
+    ),
+    "norm1": (
+        lambda x: ad.norm(x, 1),
+        torch and (lambda x: torch.linalg.vector_norm(x, 1)),
+        (-3, 3),
+    ),
+    "norm_inf": (
+        lambda x: ad.norm(x, np.inf, axis=-1),
+        torch and (lambda x: torch.linalg.vector_norm(x, float("inf"), dim=-1)),
+        (-3, 3),
+    ),
+    "sort": (
+        lambda x: ad.sort(x, descending=True),
+        torch and (lambda x: torch.sort(x, descending=True).values),
+        (-3, 3),
+    ),
     "topk": (lambda x: ad.topk(x, 2)[0], torch and (lambda x: torch.topk(x, 2).values), (-3, 3)),
     "flip": (lambda x: ad.flip(x, 0), torch and (lambda x: torch.flip(x, (0,))), (-3, 3)),
     "roll": (lambda x: ad.roll(x, 2, -1), torch and (lambda x: torch.roll(x, 2, -1)), (-3, 3)),
     "tril": (ad.tril, torch and torch.tril, (-3, 3)),
     "triu": (lambda x: ad.triu(x, 1), torch and (lambda x: torch.triu(x, 1)), (-3, 3)),
-    "repeat": (lambda x: ad.repeat(x, 3, 1),
-               torch and (lambda x: torch.repeat_interleave(x, 3, 1)), (-3, 3)),
+    "repeat": (
+        lambda x: ad.repeat(x, 3, 1),
+        torch and (lambda x: torch.repeat_interleave(x, 3, 1)),
+        (-3, 3),
+    ),
     "tile": (lambda x: ad.tile(x, (2, 3)), torch and (lambda x: x.repeat(2, 3)), (-3, 3)),
-    "pad_reflect": (lambda x: ad.pad(x, ((0, 0), (2, 1)), mode="reflect"),
-                    torch and (lambda x: torch.nn.functional.pad(x[None], (2, 1),
-                                                                 mode="reflect")[0]), (-3, 3)),
-    "pad_constant": (lambda x: ad.pad(x, ((1, 0), (2, 1)), value=0.5),
-                     torch and (lambda x: torch.nn.functional.pad(x, (2, 1, 1, 0), value=0.5)),
-                     (-3, 3)),
-    "masked_fill": (lambda x: ad.masked_fill(x, x.data > 0.5, -1.0),
-                    torch and (lambda x: x.masked_fill(x > 0.5, -1.0)), (-3, 3)),
+    "pad_reflect": (
+        lambda x: ad.pad(x, ((0, 0), (2, 1)), mode="reflect"),
+        torch and (lambda x: torch.nn.functional.pad(x[None], (2, 1), mode="reflect")[0]),
+        (-3, 3),
+    ),
+    "pad_constant": (
+        lambda x: ad.pad(x, ((1, 0), (2, 1)), value=0.5),
+        torch and (lambda x: torch.nn.functional.pad(x, (2, 1, 1, 0), value=0.5)),
+        (-3, 3),
+    ),
+    "masked_fill": (
+        lambda x: ad.masked_fill(x, x.data > 0.5, -1.0),
+        torch and (lambda x: x.masked_fill(x > 0.5, -1.0)),
+        (-3, 3),
+    ),
 }
 
 
@@ -90,7 +117,8 @@ def matrices(draw, low: float, high: float, zeros: bool):
     if zeros:  # products must be right with exact zeros, one or several
         elements = st.one_of(elements, st.just(0.0))
     return draw(hnp.arrays(dtype, shape, elements=elements, unique=not zeros)), draw(
-        st.integers(0, 2**16))
+        st.integers(0, 2**16)
+    )
 
 
 @needs_torch
@@ -125,8 +153,10 @@ def test_gather_scatter_and_einsum_match_pytorch():
     ours = [Tensor(v, requires_grad=True) for v in (x, src)]
     theirs = [torch.tensor(v, requires_grad=True) for v in (x, src)]
     out = ad.gather(ours[0], 0, index) * 2 + ad.scatter_add(ours[0], 0, index, ours[1]).sum()
-    expected = torch.gather(theirs[0], 0, torch.tensor(index)) * 2 + theirs[0].scatter_add(
-        0, torch.tensor(index), theirs[1]).sum()
+    expected = (
+        torch.gather(theirs[0], 0, torch.tensor(index)) * 2
+        + theirs[0].scatter_add(0, torch.tensor(index), theirs[1]).sum()
+    )
     np.testing.assert_allclose(out.data, expected.detach().numpy())
     g = rng.normal(size=out.shape)
     out.backward(g)
@@ -200,21 +230,33 @@ def test_split_and_chunk_follow_numpy_and_pytorch():
         ad.split(x, 3)
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda: ad.einsum("ii->i", np.eye(2)), ValueError, "einsum.*diagonal"),
-    (lambda: ad.einsum("ij,jk->ik", np.ones((2, 3)), np.ones((2, 3))), ValueError,
-     r"einsum.*'j'.*3 and 2"),
-    (lambda: ad.einsum("ij", np.ones(2)), ValueError, r"einsum.*'ij'.*\(2,\)"),
-    (lambda: ad.topk(np.ones(3), 5), ValueError, "topk.*k"),
-    (lambda: ad.take_along_axis(np.ones((2, 3)), np.ones((2, 3)), 1), ValueError,
-     "take_along_axis.*integers"),
-    (lambda: ad.take_along_axis(np.ones((2, 3)), np.full((2, 1), 3), 1), IndexError,
-     "take_along_axis.*range"),
-    (lambda: ad.pad(np.ones(3), 3, mode="reflect"), ValueError, "pad.*reflect"),
-    (lambda: ad.pad(np.ones(3), 1, mode="wrap"), ValueError, "pad.*mode"),
-    (lambda: ad.norm(np.ones(3), 3), ValueError, "norm.*ord"),
-    (lambda: ad.gelu(np.ones(3), "fast"), ValueError, "gelu.*approximate"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: ad.einsum("ii->i", np.eye(2)), ValueError, "einsum.*diagonal"),
+        (
+            lambda: ad.einsum("ij,jk->ik", np.ones((2, 3)), np.ones((2, 3))),
+            ValueError,
+            r"einsum.*'j'.*3 and 2",
+        ),
+        (lambda: ad.einsum("ij", np.ones(2)), ValueError, r"einsum.*'ij'.*\(2,\)"),
+        (lambda: ad.topk(np.ones(3), 5), ValueError, "topk.*k"),
+        (
+            lambda: ad.take_along_axis(np.ones((2, 3)), np.ones((2, 3)), 1),
+            ValueError,
+            "take_along_axis.*integers",
+        ),
+        (
+            lambda: ad.take_along_axis(np.ones((2, 3)), np.full((2, 1), 3), 1),
+            IndexError,
+            "take_along_axis.*range",
+        ),
+        (lambda: ad.pad(np.ones(3), 3, mode="reflect"), ValueError, "pad.*reflect"),
+        (lambda: ad.pad(np.ones(3), 1, mode="wrap"), ValueError, "pad.*mode"),
+        (lambda: ad.norm(np.ones(3), 3), ValueError, "norm.*ord"),
+        (lambda: ad.gelu(np.ones(3), "fast"), ValueError, "gelu.*approximate"),
+    ],
+)
 def test_bad_arguments_get_clear_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
@@ -241,13 +283,19 @@ def test_cumprod_gradient_exact_at_subnormal_inputs():
     np.testing.assert_allclose(x.grad.data[1], [0.0, tiny, tiny], rtol=0, atol=1e-45)
 
 
-@pytest.mark.parametrize("x, upstream, expected", [
-    # No zero, but subnormal numbers: reverse-cumsum(g * out) / x would keep 4 bits.
-    (np.full(3, 1.8e-44, np.float32), np.array([0.3, -0.1321, 0.64], np.float32),
-     np.array([0.3, -0.1321 * 1.8e-44, 0.64 * 1.8e-44 ** 2], np.float64)),
-    # Normal numbers whose products underflow to 0: dividing 0 back gives nothing.
-    (np.full(3, 1e-200), np.array([1.0, 2.0, 3.0]), np.array([1.0, 2e-200, 0.0])),
-])
+@pytest.mark.parametrize(
+    "x, upstream, expected",
+    [
+        # No zero, but subnormal numbers: reverse-cumsum(g * out) / x would keep 4 bits.
+        (
+            np.full(3, 1.8e-44, np.float32),
+            np.array([0.3, -0.1321, 0.64], np.float32),
+            np.array([0.3, -0.1321 * 1.8e-44, 0.64 * 1.8e-44**2], np.float64),
+        ),
+        # Normal numbers whose products underflow to 0: dividing 0 back gives nothing.
+        (np.full(3, 1e-200), np.array([1.0, 2.0, 3.0]), np.array([1.0, 2e-200, 0.0])),
+    ],
+)
 def test_cumprod_gradient_exact_when_products_underflow(x, upstream, expected):
     t = Tensor(x, requires_grad=True)
     ad.cumprod(t, 0).backward(upstream)

@@ -287,24 +287,33 @@ C = RNG.normal(size=(3, 4))
         ("var/std", lambda c: np.var(c, axis=0, ddof=1) + np.std(c), (C,)),
         ("reshape/transpose", lambda c: np.transpose(np.reshape(c, (2, 6))) @ np.ones(2), (C,)),
         ("swapaxes/ravel", lambda c: np.ravel(np.swapaxes(c, 0, 1)) * np.arange(12.0), (C,)),
-        ("concatenate/stack", lambda a, c: np.concatenate([a, c], axis=1) * np.stack([c, a]).sum(),
-         (A, C)),
+        (
+            "concatenate/stack",
+            lambda a, c: np.concatenate([a, c], axis=1) * np.stack([c, a]).sum(),
+            (A, C),
+        ),
         ("where", lambda a, c: np.where(c > 0, a, c * 2), (A, C)),
         ("clip", lambda c: np.clip(c, -0.5, 0.5) * c, (C,)),
         ("squeeze/expand_dims", lambda c: np.squeeze(np.expand_dims(c, (0, 2)), 0), (C,)),
         ("broadcast_to", lambda c: np.broadcast_to(c[0], (3, 4)) * c, (C,)),
         ("reduce", lambda c: np.add.reduce(c) * np.maximum.reduce(c, axis=1).sum(), (C,)),
         # numpy names for autodiff.functions
-        ("trigonometry", lambda c: np.sin(c) * np.cos(c) + np.tan(c) + np.sinh(c) * np.cosh(c),
-         (C,)),
+        (
+            "trigonometry",
+            lambda c: np.sin(c) * np.cos(c) + np.tan(c) + np.sinh(c) * np.cosh(c),
+            (C,),
+        ),
         ("log1p/expm1", lambda a: np.log1p(a) + np.expm1(a), (A,)),
         ("cumsum/cumprod", lambda a: np.cumsum(a) + np.ravel(np.cumprod(a, axis=1)), (A,)),
         ("prod", lambda a: np.prod(a, axis=1) + np.prod(a[0]), (A,)),
         ("sort", lambda c: np.sort(c) * np.arange(4.0) + np.sort(c, axis=None).sum(), (C,)),
         ("norm", lambda c: np.linalg.norm(c) + np.linalg.norm(c, 1, axis=1).sum(), (C,)),
         ("flip/roll/tile", lambda c: np.flip(c, 0) * np.roll(c, 1) + np.tile(c[:, :2], 2), (C,)),
-        ("repeat/tril/triu", lambda c: np.repeat(c, 2, axis=0)[::2] + np.tril(c) - np.triu(c, 1),
-         (C,)),
+        (
+            "repeat/tril/triu",
+            lambda c: np.repeat(c, 2, axis=0)[::2] + np.tril(c) - np.triu(c, 1),
+            (C,),
+        ),
         ("split/pad", lambda c: np.split(c, 2, axis=1)[1] * np.pad(c, 1)[1:-1, 1:3], (C,)),
         ("take_along_axis", lambda c: np.take_along_axis(c, np.array([[0], [3], [1]]), 1), (C,)),
         ("einsum", lambda a, b: np.einsum("ij,jk->ik", a, b), (A, B)),
@@ -376,8 +385,12 @@ def test_second_derivatives_through_numpy_calls():
     from autodiff.testing import gradgradcheck
 
     def fn(x):
-        return (np.exp(x) * np.sum(x, axis=1, keepdims=True) + np.maximum(x, 1.0) ** 2
-                + np.matmul(x, np.transpose(x)).sum() + np.log(x).var(ddof=1))
+        return (
+            np.exp(x) * np.sum(x, axis=1, keepdims=True)
+            + np.maximum(x, 1.0) ** 2
+            + np.matmul(x, np.transpose(x)).sum()
+            + np.log(x).var(ddof=1)
+        )
 
     assert gradgradcheck(fn, A)
 
@@ -420,8 +433,13 @@ def test_micrograds_spellings_label_and_mlp_sizes():
         Tensor(1.0, name="x", label="y")
     model = nn.MLP(2, [16, 16, 1], rng=0)  # micrograd's MLP(nin, nouts)
     assert model.sizes == [2, 16, 16, 1]
-    assert [type(m).__name__ for m in model.layers] == ["Linear", "ReLU", "Linear", "ReLU",
-                                                        "Linear"]
+    assert [type(m).__name__ for m in model.layers] == [
+        "Linear",
+        "ReLU",
+        "Linear",
+        "ReLU",
+        "Linear",
+    ]
     assert nn.MLP(2, [16, 16], 1, rng=0).sizes == [2, 16, 16, 1]
     with pytest.raises(TypeError, match="MLP: give out_features"):
         nn.MLP(2, [])

@@ -71,7 +71,7 @@ def test_power_by_numpy_float64_scalar_keeps_dtype_like_other_operators(dtype):
     x = Tensor(np.array([1.5, 2.0], dtype), requires_grad=True)
     e = np.float64(2.5)
     assert (x * e).dtype == dtype
-    y = x ** e
+    y = x**e
     assert y.dtype == dtype and x.pow(e).dtype == dtype
     np.testing.assert_allclose(y.data, np.array([1.5, 2.0], dtype) ** 2.5, rtol=1e-3)
     y.sum().backward()
@@ -160,9 +160,12 @@ def test_float16_layer_norm_and_batch_norm_normalise_large_values():
     batch = np.array([[300.0, 1.0], [-300.0, 2.0], [0.0, 3.0]])
     out = bn(Tensor(batch.astype(np.float16)))
     assert out.dtype == np.float16
-    np.testing.assert_allclose(out.data.astype(np.float64),
-                               (batch - batch.mean(0)) / np.sqrt(batch.var(0) + 1e-5),
-                               rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(
+        out.data.astype(np.float64),
+        (batch - batch.mean(0)) / np.sqrt(batch.var(0) + 1e-5),
+        rtol=2e-3,
+        atol=2e-3,
+    )
 
 
 def test_pow_mixed_second_derivative_at_zero_exponent_is_exact():
@@ -224,8 +227,10 @@ def test_float16_cross_entropy_adds_up_in_float32():
     np.testing.assert_allclose(loss.item(), np.log(100000), rtol=1e-3)
     loss.backward()
     assert z.grad.dtype == np.float16
-    np.testing.assert_allclose(z.grad.data[0, :4].astype(np.float64),
-                               [1e-5, 1e-5, 1e-5, -1 + 1e-5], rtol=1e-2, atol=1e-6)
-    batch = ad.softmax_cross_entropy(Tensor(np.zeros((30000, 10), np.float16)),
-                                     np.zeros(30000, np.int64))
+    np.testing.assert_allclose(
+        z.grad.data[0, :4].astype(np.float64), [1e-5, 1e-5, 1e-5, -1 + 1e-5], rtol=1e-2, atol=1e-6
+    )
+    batch = ad.softmax_cross_entropy(
+        Tensor(np.zeros((30000, 10), np.float16)), np.zeros(30000, np.int64)
+    )
     np.testing.assert_allclose(batch.item(), np.log(10), rtol=1e-3)

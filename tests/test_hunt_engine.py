@@ -11,11 +11,14 @@ import autodiff as ad
 from autodiff import Tensor
 
 
-@pytest.mark.parametrize(("data", "expected"), [
-    ([1.0, np.nan, 0.0], np.nan),   # was 0.0: the NaN vanished from the norm
-    ([1.0, np.inf, 0.0], np.inf),   # was NaN: x / inf made every element NaN
-    ([-np.inf, 3.0], np.inf),
-])
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ([1.0, np.nan, 0.0], np.nan),  # was 0.0: the NaN vanished from the norm
+        ([1.0, np.inf, 0.0], np.inf),  # was NaN: x / inf made every element NaN
+        ([-np.inf, 3.0], np.inf),
+    ],
+)
 def test_norm_of_non_finite_vector(data, expected):
     x = Tensor(data, requires_grad=True)
     n = ad.norm(x)
@@ -68,8 +71,9 @@ def test_tril_gradient_is_the_mask():
     x = Tensor(np.ones((2, 3, 3), dtype=np.float32), requires_grad=True)
     ad.tril(x, -1).sum().backward()
     assert x.grad.dtype == np.float32
-    np.testing.assert_array_equal(x.grad.data, np.broadcast_to(np.tril(np.ones((3, 3)), -1),
-                                                               (2, 3, 3)))
+    np.testing.assert_array_equal(
+        x.grad.data, np.broadcast_to(np.tril(np.ones((3, 3)), -1), (2, 3, 3))
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint32, np.int8, np.float64])
@@ -180,8 +184,9 @@ def test_sqrt_of_a_scalar_is_the_same_as_of_an_array():
     values = np.random.default_rng(0).random(5000) * 100
     roots = np.array([Tensor(v).sqrt().item() for v in values])
     np.testing.assert_array_equal(roots, np.sqrt(values))
-    np.testing.assert_array_equal(Tensor(values.astype(np.float32)).sqrt().data,
-                                  np.sqrt(values.astype(np.float32)))
+    np.testing.assert_array_equal(
+        Tensor(values.astype(np.float32)).sqrt().data, np.sqrt(values.astype(np.float32))
+    )
 
 
 def test_sqrt_gradient_unchanged():
@@ -189,7 +194,7 @@ def test_sqrt_gradient_unchanged():
     (g,) = ad.grad(x.sqrt(), [x], create_graph=True)
     assert g.item() == 0.25
     (h,) = ad.grad(g, [x])
-    np.testing.assert_allclose(h.item(), -0.25 * 4.0 ** -1.5)
+    np.testing.assert_allclose(h.item(), -0.25 * 4.0**-1.5)
 
 
 def test_float16_mean_accumulates_in_float32():
@@ -217,8 +222,9 @@ def test_numpy_ufunc_error_is_reported_not_replaced_by_a_constructor_error():
 def test_indices_and_masks_given_as_lists_or_numbers():
     # Were AttributeError: 'list' object has no attribute '_data'.
     x = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    np.testing.assert_array_equal(ad.masked_fill(x, [[True, False], [False, True]], 0.0).data,
-                                  [[0.0, 2.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(
+        ad.masked_fill(x, [[True, False], [False, True]], 0.0).data, [[0.0, 2.0], [3.0, 0.0]]
+    )
     np.testing.assert_array_equal(ad.masked_fill(x, True, 5.0).data, np.full((2, 2), 5.0))
     taken = ad.take_along_axis(x, [[1], [1]], 1)
     np.testing.assert_array_equal(taken.data, [[2.0], [4.0]])
@@ -251,13 +257,12 @@ def test_elu_gradient_finite_for_large_inputs(dtype):
     x = Tensor(np.array([1000.0, 100.0, 1.0, -1.0, -1000.0], dtype=dtype), requires_grad=True)
     with np.errstate(all="raise"):
         y = ad.elu(x, alpha=0.5)
-    np.testing.assert_allclose(y.data, [1000.0, 100.0, 1.0, 0.5 * np.expm1(-1.0), -0.5],
-                               rtol=1e-6)
+    np.testing.assert_allclose(y.data, [1000.0, 100.0, 1.0, 0.5 * np.expm1(-1.0), -0.5], rtol=1e-6)
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.data, [1.0, 1.0, 1.0, 0.5 * np.exp(-1.0), 0.0],
-                               rtol=1e-6)
-    _, t = ad.jvp(ad.elu, (Tensor(np.array([1000.0, -1.0], dtype=dtype)),),
-                  (np.ones(2, dtype=dtype),))
+    np.testing.assert_allclose(x.grad.data, [1.0, 1.0, 1.0, 0.5 * np.exp(-1.0), 0.0], rtol=1e-6)
+    _, t = ad.jvp(
+        ad.elu, (Tensor(np.array([1000.0, -1.0], dtype=dtype)),), (np.ones(2, dtype=dtype),)
+    )
     np.testing.assert_allclose(t.data, [1.0, np.exp(-1.0)], rtol=1e-6)
 
 
@@ -379,5 +384,5 @@ def test_integer_power_one_half_stays_float64(dtype):
     # Guards the sqrt fix above: np.sqrt of small integers answers in float16.
     a = np.array([1, 4, 9]).astype(dtype)
     y = Tensor(a) ** 0.5
-    assert y.dtype == (a ** 0.5).dtype == np.float64
+    assert y.dtype == (a**0.5).dtype == np.float64
     np.testing.assert_array_equal(y.data, np.sqrt(a.astype(np.float64)))

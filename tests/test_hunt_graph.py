@@ -103,7 +103,7 @@ def test_detect_anomaly_with_create_graph_checks_the_tensor_gradients():
     # them and stopped with numpy's "would drop the graph" TypeError instead of checking.
     x = Tensor([0.0, 1.0], requires_grad=True)
     with ad.detect_anomaly():
-        (g,) = ad.grad((x ** 1.5).sum(), [x], create_graph=True)
+        (g,) = ad.grad((x**1.5).sum(), [x], create_graph=True)
         assert g.tolist() == [0.0, 1.5]
         with pytest.raises(FloatingPointError, match="pow backward") as info:
             ad.grad(g.sum(), [x])

@@ -28,8 +28,7 @@ def test_nll_loss_refuses_boolean_and_float_labels_by_name():
     # Integer labels (list or array) still work, with the right value.
     expected = -(np.log(0.9) + np.log(0.8)) / 2
     assert F.nll_loss(log_probs, [1, 0]).item() == pytest.approx(expected)
-    assert F.nll_loss(log_probs, np.array([1, 0], dtype=np.uint8)).item() == \
-        pytest.approx(expected)
+    assert F.nll_loss(log_probs, np.array([1, 0], dtype=np.uint8)).item() == pytest.approx(expected)
     # No labels at all (np.asarray([]) is float64): the sum over nothing is 0.
     assert F.nll_loss(Tensor(np.zeros((0, 2))), [], reduction="sum").item() == 0.0
 
@@ -43,10 +42,13 @@ def _sum_loss_data():
     return x, y
 
 
-@pytest.mark.parametrize("loss_fn", [
-    functools.partial(F.cross_entropy, reduction="sum"),
-    nn.CrossEntropyLoss(reduction="sum"),
-])
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        functools.partial(F.cross_entropy, reduction="sum"),
+        nn.CrossEntropyLoss(reduction="sum"),
+    ],
+)
 def test_evaluate_and_fit_report_the_mean_loss_for_a_sum_loss(loss_fn):
     # A sum-reduced batch loss was multiplied by the batch size again: evaluate in batches of
     # 4 reported 2.61 where the mean per sample is 0.684 (and the total 6.84), and fit's
@@ -57,8 +59,15 @@ def test_evaluate_and_fit_report_the_mean_loss_for_a_sum_loss(loss_fn):
     loss, _ = nn.evaluate(model, x, y, loss_fn, batch_size=4)
     assert loss == pytest.approx(mean, rel=1e-6)
     # fit with a learning rate too small to move anything: the epoch's loss is that mean.
-    history = nn.fit(model, loss_fn, nn.optim.SGD(model.parameters(), lr=1e-12), (x, y),
-                     epochs=1, batch_size=4, progress=False)
+    history = nn.fit(
+        model,
+        loss_fn,
+        nn.optim.SGD(model.parameters(), lr=1e-12),
+        (x, y),
+        epochs=1,
+        batch_size=4,
+        progress=False,
+    )
     assert history["loss"][0] == pytest.approx(mean, rel=1e-6)
 
 
@@ -69,8 +78,15 @@ def test_fit_and_evaluate_name_a_loss_that_is_not_one_number():
     model = nn.Linear(3, 2, rng=0)
     per_sample = functools.partial(F.cross_entropy, reduction="none")
     with pytest.raises(ValueError, match=r"fit: loss_fn returned a loss of shape \(10,\).*'none'"):
-        nn.fit(model, per_sample, nn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
-               batch_size=10, progress=False)
+        nn.fit(
+            model,
+            per_sample,
+            nn.optim.SGD(model.parameters(), lr=0.1),
+            (x, y),
+            epochs=1,
+            batch_size=10,
+            progress=False,
+        )
     with pytest.raises(ValueError, match=r"evaluate: loss_fn returned a loss of shape \(10,\)"):
         nn.evaluate(model, x, y, per_sample)
 
@@ -83,8 +99,11 @@ def test_fit_names_first_hour_mix_ups_of_its_arguments():
     x, y = _sum_loss_data()
     model = nn.Linear(3, 2, rng=0)
     sgd = nn.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(TypeError, match=r"fit: loss_fn is the class CrossEntropyLoss; .*"
-                                        r"CrossEntropyLoss\(\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"fit: loss_fn is the class CrossEntropyLoss; .*"
+        r"CrossEntropyLoss\(\)",
+    ):
         nn.fit(model, nn.CrossEntropyLoss, sgd, (x, y), epochs=1, progress=False)
     with pytest.raises(TypeError, match=r"fit: loss_fn must be .* got SGD"):
         nn.fit(model, sgd, F.cross_entropy, (x, y), epochs=1, progress=False)
@@ -97,8 +116,14 @@ def test_fit_names_first_hour_mix_ups_of_its_arguments():
     assert np.array_equal(model.weight.numpy(), before)
     # An optimizer over part of the model (the rest frozen by choice) is fine.
     part = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
-    history = nn.fit(part, F.cross_entropy, nn.optim.SGD(part[1].parameters(), lr=0.1),
-                     (x, y), epochs=1, progress=False)
+    history = nn.fit(
+        part,
+        F.cross_entropy,
+        nn.optim.SGD(part[1].parameters(), lr=0.1),
+        (x, y),
+        epochs=1,
+        progress=False,
+    )
     assert history.epochs == 1
 
 
@@ -117,8 +142,11 @@ def test_a_weight_made_as_a_plain_tensor_is_flagged_not_silently_dropped():
         def forward(self, x):
             return self.linear(x) * self.scale
 
-    with pytest.warns(UserWarning, match=r"Scale: attribute 'scale' is a Tensor that requires "
-                                         r"grad, not a Parameter.*nn.Parameter"):
+    with pytest.warns(
+        UserWarning,
+        match=r"Scale: attribute 'scale' is a Tensor that requires "
+        r"grad, not a Parameter.*nn.Parameter",
+    ):
         model = Scale()
     assert [name for name, _ in model.named_parameters()] == ["linear.weight", "linear.bias"]
     # What the warning asks for works, silently; so do constants and results kept around.
@@ -136,11 +164,14 @@ def test_a_weight_made_as_a_plain_tensor_is_flagged_not_silently_dropped():
 # --- optimizers --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: nn.optim.SGD(p, lr=0.1),
-    lambda p: nn.optim.SGD(p, lr=0.1, momentum=0.9),
-    lambda p: nn.optim.Adam(p, lr=0.1),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: nn.optim.SGD(p, lr=0.1),
+        lambda p: nn.optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: nn.optim.Adam(p, lr=0.1),
+    ],
+)
 def test_setting_a_bad_learning_rate_is_refused_where_it_is_set(make):
     # opt.lr = "0.01" (a string from argparse) was accepted and failed at the next step deep
     # in numpy ("ufunc 'multiply' did not contain a loop ..."); opt.lr = -5 was accepted and
@@ -170,8 +201,7 @@ def test_setting_a_bad_learning_rate_is_refused_where_it_is_set(make):
         assert not np.array_equal(model.weight.numpy(), before)
 
 
-def test_load_state_dict_not_strict_reports_what_it_skipped_and_refuses_to_load_nothing(
-        tmp_path):
+def test_load_state_dict_not_strict_reports_what_it_skipped_and_refuses_to_load_nothing(tmp_path):
     # strict=False with names that match nothing (a bare Linear's "weight" into a Sequential's
     # "layers.0.weight") loaded nothing and returned None: the model kept its random weights,
     # silently. Now a state sharing no name is refused, and a partial load returns PyTorch's
@@ -209,13 +239,16 @@ def test_layer_norm_refuses_an_eps_that_is_not_a_positive_number():
     np.testing.assert_array_equal(out.numpy(), np.zeros((2, 3), np.float32))
 
 
-@pytest.mark.parametrize("loss,args", [
-    (F.mse_loss, (np.zeros((0, 2)), np.zeros((0, 2)))),
-    (F.l1_loss, (np.zeros(0), np.zeros(0))),
-    (F.binary_cross_entropy, (np.zeros(0), np.zeros(0))),
-    (F.binary_cross_entropy_with_logits, (np.zeros(0), np.zeros(0))),
-    (F.nll_loss, (np.zeros((0, 3)), np.zeros(0, np.int64))),
-])
+@pytest.mark.parametrize(
+    "loss,args",
+    [
+        (F.mse_loss, (np.zeros((0, 2)), np.zeros((0, 2)))),
+        (F.l1_loss, (np.zeros(0), np.zeros(0))),
+        (F.binary_cross_entropy, (np.zeros(0), np.zeros(0))),
+        (F.binary_cross_entropy_with_logits, (np.zeros(0), np.zeros(0))),
+        (F.nll_loss, (np.zeros((0, 3)), np.zeros(0, np.int64))),
+    ],
+)
 def test_a_loss_of_an_empty_batch_names_the_loss(loss, args):
     # The mean of an empty batch failed with the engine's "mean: no elements to average",
     # naming no loss; it now names the loss and the way out. The sum is still 0.
@@ -223,14 +256,18 @@ def test_a_loss_of_an_empty_batch_names_the_loss(loss, args):
     with pytest.raises(ValueError, match=rf"{name}: the batch is empty .*reduction='sum'"):
         loss(Tensor(args[0]), args[1])
     assert loss(Tensor(args[0]), args[1], reduction="sum").item() == 0.0
-    assert loss(Tensor(args[0]), args[1], reduction="none").shape == args[0].shape[:1] + \
-        (args[0].shape[1:] if loss is not F.nll_loss else ())
+    assert loss(Tensor(args[0]), args[1], reduction="none").shape == args[0].shape[:1] + (
+        args[0].shape[1:] if loss is not F.nll_loss else ()
+    )
 
 
-@pytest.mark.parametrize("call", [
-    lambda model, x, y: nn.evaluate(model, x, y, F.cross_entropy),
-    lambda model, x, y: nn.predict(model, x),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda model, x, y: nn.evaluate(model, x, y, F.cross_entropy),
+        lambda model, x, y: nn.predict(model, x),
+    ],
+)
 def test_evaluate_and_predict_give_each_sub_module_its_own_mode_back(call):
     # Fine-tuning with a frozen BatchNorm: model in training mode, its BatchNorm in eval mode.
     # evaluate/predict restored the mode with model.train(True), which put the BatchNorm back
@@ -259,8 +296,10 @@ def test_cli_out_that_is_a_file_is_a_usage_error_not_a_traceback(tmp_path, capsy
     afile = tmp_path / "afile"
     afile.write_text("keep me")
     common = ["--dataset", "xor", "--epochs", "1", "--no-plots", "--quiet"]
-    for out, says in ((afile, f"{afile} is a file, not a folder"),
-                      (afile / "sub", f"{afile} is a file, not a folder (on the way to")):
+    for out, says in (
+        (afile, f"{afile} is a file, not a folder"),
+        (afile / "sub", f"{afile} is a file, not a folder (on the way to"),
+    ):
         with pytest.raises(SystemExit) as info:
             main([*common, "--out", str(out)])
         assert info.value.code == 2
@@ -287,11 +326,18 @@ def test_the_torch_bridge_keeps_frozen_weights_frozen():
     theirs[2].bias.requires_grad_(False)
     ours = nn.from_torch(theirs)
     assert [(n, p.requires_grad) for n, p in ours.named_parameters()] == [
-        ("layers.0.weight", False), ("layers.0.bias", False),
-        ("layers.2.weight", True), ("layers.2.bias", False)]
+        ("layers.0.weight", False),
+        ("layers.0.bias", False),
+        ("layers.2.weight", True),
+        ("layers.2.bias", False),
+    ]
     back = nn.to_torch(ours)
     assert [(n, p.requires_grad) for n, p in back.named_parameters()] == [
-        ("0.weight", False), ("0.bias", False), ("2.weight", True), ("2.bias", False)]
+        ("0.weight", False),
+        ("0.bias", False),
+        ("2.weight", True),
+        ("2.bias", False),
+    ]
     # The frozen ones are then left alone by a step here, as they would be there.
     opt = nn.optim.SGD(ours.parameters(), lr=0.1)
     frozen = ours[0].weight.numpy().copy()
@@ -320,14 +366,17 @@ def test_loading_a_pytorch_sequential_state_dict_says_why_the_names_differ():
 # --- data --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("call,says", [
-    (lambda: nn.data.make_moons(noise=-0.1), r"make_moons: noise is a standard deviation"),
-    (lambda: nn.data.make_moons(n=-5), r"make_moons: n must be an int >= 1, got -5"),
-    (lambda: nn.data.make_moons(n_samples=1.5), r"make_moons: n must be an int >= 1, got 1.5"),
-    (lambda: nn.data.make_spirals(n_classes=0), r"make_spirals: n_classes must be an int >= 1"),
-    (lambda: nn.data.make_spirals(noise=float("nan")), r"make_spirals: noise is a standard"),
-    (lambda: nn.data.make_regression(n=-1), r"make_regression: n must be an int >= 1, got -1"),
-])
+@pytest.mark.parametrize(
+    "call,says",
+    [
+        (lambda: nn.data.make_moons(noise=-0.1), r"make_moons: noise is a standard deviation"),
+        (lambda: nn.data.make_moons(n=-5), r"make_moons: n must be an int >= 1, got -5"),
+        (lambda: nn.data.make_moons(n_samples=1.5), r"make_moons: n must be an int >= 1, got 1.5"),
+        (lambda: nn.data.make_spirals(n_classes=0), r"make_spirals: n_classes must be an int >= 1"),
+        (lambda: nn.data.make_spirals(noise=float("nan")), r"make_spirals: noise is a standard"),
+        (lambda: nn.data.make_regression(n=-1), r"make_regression: n must be an int >= 1, got -1"),
+    ],
+)
 def test_toy_data_sets_name_a_bad_size_or_noise(call, says):
     # These failed inside numpy: "scale < 0", "Number of samples, -3, must be non-negative",
     # "'float' object cannot be interpreted as an integer", "need at least one array to
@@ -345,7 +394,7 @@ def test_toy_data_sets_still_give_the_same_points():
     xs, ys = nn.data.make_spirals(n_per_class=3, n_classes=2, noise=0)
     assert xs.shape == (6, 2) and ys.tolist() == [0, 0, 0, 1, 1, 1]
     xr, yr = nn.data.make_regression(n=5, noise=0, kind="quadratic")
-    np.testing.assert_allclose(yr, xr ** 2)
+    np.testing.assert_allclose(yr, xr**2)
 
 
 def test_cross_entropy_with_integer_one_hot_rows_says_what_to_pass():
@@ -357,8 +406,9 @@ def test_cross_entropy_with_integer_one_hot_rows_says_what_to_pass():
     with pytest.raises(ValueError, match=r"got \(4, 3\) \(one-hot rows\? .*\.astype"):
         F.cross_entropy(logits, rows)
     # What it suggests gives the same loss as the labels.
-    assert F.cross_entropy(logits, rows.astype(np.float64)).item() == \
-        pytest.approx(F.cross_entropy(logits, labels).item())
+    assert F.cross_entropy(logits, rows.astype(np.float64)).item() == pytest.approx(
+        F.cross_entropy(logits, labels).item()
+    )
 
 
 def _stepped(make):
@@ -369,19 +419,38 @@ def _stepped(make):
     return model, opt
 
 
-@pytest.mark.parametrize("make,key,value,says", [
-    # a 0-d momentum for a (3, 2) weight: accepted, then the next step failed deep in numpy
-    (lambda p: nn.optim.SGD(p, lr=0.1, momentum=0.9), "state.0.momentum", np.array(5.0),
-     r"'state.0.momentum' has shape \(\), parameter 0 has \(3, 2\)"),
-    # an array of step counts: accepted, and Adam's bias correction silently went elementwise
-    (lambda p: nn.optim.Adam(p), "state.0.t", np.ones((3, 2), np.int64),
-     r"'state.0.t' is a step count"),
-    (lambda p: nn.optim.Adam(p), "state.0.t", np.array(2.5), r"'state.0.t' is a step count"),
-    (lambda p: nn.optim.Adam(p), "state.0.m", np.ones((3, 2), np.int64),
-     r"'state.0.m' has dtype int64"),
-    (lambda p: nn.optim.Adam(p), "state.0.bogus", np.ones((3, 2)),
-     r"unexpected entry 'state.0.bogus'"),
-])
+@pytest.mark.parametrize(
+    "make,key,value,says",
+    [
+        # a 0-d momentum for a (3, 2) weight: accepted, then the next step failed deep in numpy
+        (
+            lambda p: nn.optim.SGD(p, lr=0.1, momentum=0.9),
+            "state.0.momentum",
+            np.array(5.0),
+            r"'state.0.momentum' has shape \(\), parameter 0 has \(3, 2\)",
+        ),
+        # an array of step counts: accepted, and Adam's bias correction silently went elementwise
+        (
+            lambda p: nn.optim.Adam(p),
+            "state.0.t",
+            np.ones((3, 2), np.int64),
+            r"'state.0.t' is a step count",
+        ),
+        (lambda p: nn.optim.Adam(p), "state.0.t", np.array(2.5), r"'state.0.t' is a step count"),
+        (
+            lambda p: nn.optim.Adam(p),
+            "state.0.m",
+            np.ones((3, 2), np.int64),
+            r"'state.0.m' has dtype int64",
+        ),
+        (
+            lambda p: nn.optim.Adam(p),
+            "state.0.bogus",
+            np.ones((3, 2)),
+            r"unexpected entry 'state.0.bogus'",
+        ),
+    ],
+)
 def test_optimizer_load_state_dict_refuses_buffers_it_would_misuse(make, key, value, says):
     model, opt = _stepped(make)
     state = opt.state_dict()
@@ -410,12 +479,15 @@ def test_optimizer_load_state_dict_refuses_an_incomplete_adam_state():
     assert np.array_equal(model.weight.numpy(), twin.weight.numpy())
 
 
-@pytest.mark.parametrize("entry,value,says", [
-    ("epoch", np.array(2.7), r"epoch is a count of steps"),
-    ("epoch", np.array(-3), r"epoch is a count of steps"),
-    ("base_lr", np.array(-0.1), r"base_lr must be a positive number"),
-    ("base_lr", np.array([0.1, 0.2]), r"base_lr must be one number"),
-])
+@pytest.mark.parametrize(
+    "entry,value,says",
+    [
+        ("epoch", np.array(2.7), r"epoch is a count of steps"),
+        ("epoch", np.array(-3), r"epoch is a count of steps"),
+        ("base_lr", np.array(-0.1), r"base_lr must be a positive number"),
+        ("base_lr", np.array([0.1, 0.2]), r"base_lr must be one number"),
+    ],
+)
 def test_step_lr_load_state_dict_refuses_what_it_would_misread(entry, value, says):
     # epoch 2.7 was read as 2 and -3 as -3 (a rate above the base: 0.1 * 0.5**-1 = 0.2), a
     # negative base rate was taken as it was, and an array failed inside float().
@@ -427,15 +499,18 @@ def test_step_lr_load_state_dict_refuses_what_it_would_misread(entry, value, say
     assert sched.epoch == 0 and sched.base_lr == 0.1
     sched.load_state_dict({"epoch": np.array(2), "base_lr": np.array(0.1)})
     sched.step()
-    assert sched.get_last_lr() == pytest.approx(0.1 * 0.5 ** 3)
+    assert sched.get_last_lr() == pytest.approx(0.1 * 0.5**3)
 
 
 def test_optimizer_given_the_parameters_method_itself_says_to_call_it():
     # SGD(model.parameters, lr=0.1), the parentheses forgotten, failed with "'method' object
     # is not iterable", naming neither the optimizer nor the fix.
     model = nn.Linear(2, 2, rng=0)
-    with pytest.raises(TypeError, match=r"SGD: params is the function parameters itself.*"
-                                        r"SGD\(model.parameters\(\), lr=...\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"SGD: params is the function parameters itself.*"
+        r"SGD\(model.parameters\(\), lr=...\)",
+    ):
         nn.optim.SGD(model.parameters, lr=0.1)
     with pytest.raises(TypeError, match=r"AdamW: params is the function parameters itself"):
         nn.optim.AdamW(model.parameters)
@@ -494,14 +569,26 @@ def test_load_mnist_finds_files_under_kaggles_names(tmp_path, monkeypatch, mnist
         nn.data.load_mnist(tmp_path, download=False)
 
 
-@pytest.mark.parametrize("model,loss_fn,squash", [
-    (lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.Softmax(dim=1)), F.cross_entropy,
-     "Softmax"),
-    (lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.Softmax()), nn.CrossEntropyLoss(),
-     "Softmax"),
-    (lambda: nn.MLP(3, [4], 1, output_activation="sigmoid", rng=0),
-     nn.BCEWithLogitsLoss(), "Sigmoid"),
-])
+@pytest.mark.parametrize(
+    "model,loss_fn,squash",
+    [
+        (
+            lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.Softmax(dim=1)),
+            F.cross_entropy,
+            "Softmax",
+        ),
+        (
+            lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.Softmax()),
+            nn.CrossEntropyLoss(),
+            "Softmax",
+        ),
+        (
+            lambda: nn.MLP(3, [4], 1, output_activation="sigmoid", rng=0),
+            nn.BCEWithLogitsLoss(),
+            "Sigmoid",
+        ),
+    ],
+)
 def test_fit_warns_when_the_model_squashes_what_the_loss_squashes_again(model, loss_fn, squash):
     # A final Softmax before cross_entropy (or Sigmoid before a with-logits loss) trains,
     # slowly and silently: the first-hour double softmax.
@@ -509,10 +596,12 @@ def test_fit_warns_when_the_model_squashes_what_the_loss_squashes_again(model, l
     if squash == "Sigmoid":
         y = y.reshape(-1, 1).astype(np.float32)
     m = model()
-    with pytest.warns(UserWarning, match=rf"fit: the model ends in {squash} but the loss "
-                                         rf"takes logits.*drop the final {squash}"):
-        nn.fit(m, loss_fn, nn.optim.SGD(m.parameters(), lr=0.1), (x, y), epochs=1,
-               progress=False)
+    with pytest.warns(
+        UserWarning,
+        match=rf"fit: the model ends in {squash} but the loss "
+        rf"takes logits.*drop the final {squash}",
+    ):
+        nn.fit(m, loss_fn, nn.optim.SGD(m.parameters(), lr=0.1), (x, y), epochs=1, progress=False)
 
 
 def test_fit_does_not_warn_about_a_model_that_outputs_logits():
@@ -523,10 +612,22 @@ def test_fit_does_not_warn_about_a_model_that_outputs_logits():
     probs = nn.Sequential(nn.Linear(3, 1, rng=0), nn.Sigmoid())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        nn.fit(m, F.cross_entropy, nn.optim.SGD(m.parameters(), lr=0.1), (x, y), epochs=1,
-               progress=False)
-        nn.fit(probs, nn.BCELoss(), nn.optim.SGD(probs.parameters(), lr=0.1),
-               (x, y.reshape(-1, 1).astype(np.float32)), epochs=1, progress=False)
+        nn.fit(
+            m,
+            F.cross_entropy,
+            nn.optim.SGD(m.parameters(), lr=0.1),
+            (x, y),
+            epochs=1,
+            progress=False,
+        )
+        nn.fit(
+            probs,
+            nn.BCELoss(),
+            nn.optim.SGD(probs.parameters(), lr=0.1),
+            (x, y.reshape(-1, 1).astype(np.float32)),
+            epochs=1,
+            progress=False,
+        )
 
 
 def test_two_weights_under_one_name_are_refused_not_half_saved(tmp_path):
@@ -540,8 +641,11 @@ def test_two_weights_under_one_name_are_refused_not_half_saved(tmp_path):
 
     model = Heads()
     assert len(model.parameters()) == 4
-    with pytest.raises(ValueError, match=r"state_dict: Heads has several tensors named "
-                                         r"\['heads.1.bias', 'heads.1.weight'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"state_dict: Heads has several tensors named "
+        r"\['heads.1.bias', 'heads.1.weight'\]",
+    ):
         model.state_dict()
     with pytest.raises(ValueError, match=r"several tensors named"):
         nn.save(model, tmp_path / "heads.npz")
@@ -558,8 +662,15 @@ def test_fit_takes_one_callback_alone_and_checks_callbacks_before_training():
     model = nn.Linear(3, 2, rng=0)
     sgd = nn.optim.SGD(model.parameters(), lr=0.1)
     seen = []
-    history = nn.fit(model, F.cross_entropy, sgd, (x, y), epochs=3, progress=False,
-                     callbacks=lambda epoch, h: seen.append(epoch))
+    history = nn.fit(
+        model,
+        F.cross_entropy,
+        sgd,
+        (x, y),
+        epochs=3,
+        progress=False,
+        callbacks=lambda epoch, h: seen.append(epoch),
+    )
     assert seen == [1, 2, 3] and history.epochs == 3
     before = model.weight.numpy().copy()
     with pytest.raises(TypeError, match=r"fit: callback 0 is a int"):
@@ -595,9 +706,12 @@ def test_a_float_dtype_mismatch_on_load_says_how_to_convert():
     # refused without a way forward (PyTorch converts silently; we keep refusing, and say how).
     model = nn.Linear(2, 2, rng=0)
     state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
-    with pytest.raises(ValueError, match=r"float32 in the model but float64 in the state dict "
-                                         r"\(convert the model first, "
-                                         r"model.to_dtype\(np.float64\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"float32 in the model but float64 in the state dict "
+        r"\(convert the model first, "
+        r"model.to_dtype\(np.float64\)",
+    ):
         model.load_state_dict(state)
     model.to_dtype(np.float64).load_state_dict(state)  # what it suggests works
     assert model.weight.dtype == np.float64
@@ -609,9 +723,25 @@ def test_cli_save_and_export_may_go_into_the_out_folder_the_run_makes(tmp_path):
     from nn.__main__ import main
 
     out = tmp_path / "runs" / "a"
-    assert main(["--dataset", "xor", "--epochs", "1", "--no-plots", "--quiet",
-                 "--out", str(out), "--save", str(out / "w.safetensors"),
-                 "--export", str(out / "w2.safetensors")]) == 0
+    assert (
+        main(
+            [
+                "--dataset",
+                "xor",
+                "--epochs",
+                "1",
+                "--no-plots",
+                "--quiet",
+                "--out",
+                str(out),
+                "--save",
+                str(out / "w.safetensors"),
+                "--export",
+                str(out / "w2.safetensors"),
+            ]
+        )
+        == 0
+    )
     saved = nn.load(out / "w.safetensors")
     assert saved.keys() == nn.load(out / "w2.safetensors").keys()
     assert all(np.array_equal(saved[k], v) for k, v in nn.load(out / "w2.safetensors").items())
@@ -621,11 +751,21 @@ def test_cli_save_into_a_missing_folder_elsewhere_is_still_refused(tmp_path, cap
     from nn.__main__ import main
 
     with pytest.raises(SystemExit) as info:
-        main(["--dataset", "xor", "--out", str(tmp_path / "out"),
-              "--save", str(tmp_path / "elsewhere" / "w.npz")])
+        main(
+            [
+                "--dataset",
+                "xor",
+                "--out",
+                str(tmp_path / "out"),
+                "--save",
+                str(tmp_path / "elsewhere" / "w.npz"),
+            ]
+        )
     assert info.value.code == 2
-    assert f"argument --save: folder {tmp_path / 'elsewhere'} does not exist" in \
-        capsys.readouterr().err
+    assert (
+        f"argument --save: folder {tmp_path / 'elsewhere'} does not exist"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "out").exists()  # refused before anything was made
 
 

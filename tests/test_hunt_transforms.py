@@ -33,9 +33,12 @@ def _dropout_net():
     import nn
 
     rng = np.random.default_rng(1)
-    model = nn.Sequential(nn.Linear(3, 6, dtype=np.float64, rng=rng), nn.Tanh(),
-                          nn.Dropout(0.5, rng=np.random.default_rng(1)),
-                          nn.Linear(6, 1, dtype=np.float64, rng=rng))
+    model = nn.Sequential(
+        nn.Linear(3, 6, dtype=np.float64, rng=rng),
+        nn.Tanh(),
+        nn.Dropout(0.5, rng=np.random.default_rng(1)),
+        nn.Linear(6, 1, dtype=np.float64, rng=rng),
+    )
     model.train()
     return model
 
@@ -64,8 +67,11 @@ def test_hessian_of_a_module_in_training_mode_is_of_one_dropout_mask():
     expected = np.asarray(func.hessian(fixed)(x)).reshape(3, 3)
     np.testing.assert_allclose(h, expected, atol=1e-12)
     # BatchNorm's running statistics move once, as for one call of the model.
-    bn = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64),
-                       nn.Linear(4, 1, dtype=np.float64))
+    bn = nn.Sequential(
+        nn.Linear(3, 4, dtype=np.float64),
+        nn.BatchNorm1d(4, dtype=np.float64),
+        nn.Linear(4, 1, dtype=np.float64),
+    )
 
     class Total(nn.Module):
         def __init__(self, inner):
@@ -87,7 +93,6 @@ def test_jacfwd_replays_the_modules_a_lambda_names_and_refuses_what_it_cannot_re
     # module reached through another object) is an error.
     import types
 
-
     model = _dropout_net()
     x = np.array([[0.3, -0.2, 0.5]])
     jac = np.asarray(func.jacfwd(lambda a: model(a))(x))
@@ -103,8 +108,11 @@ def test_jacfwd_replays_the_modules_a_lambda_names_and_refuses_what_it_cannot_re
         func.hessian(lambda a: holder.net(a).sum())(x)
     # Deterministic in evaluation mode: fine, and as jacrev.
     holder.net.eval()
-    np.testing.assert_allclose(np.asarray(func.jacfwd(lambda a: holder.net(a))(x)),
-                               np.asarray(func.jacrev(lambda a: holder.net(a))(x)), atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(func.jacfwd(lambda a: holder.net(a))(x)),
+        np.asarray(func.jacrev(lambda a: holder.net(a))(x)),
+        atol=1e-12,
+    )
 
 
 def test_jacfwd_and_jacobian_of_a_lambda_move_batchnorm_statistics_once():
@@ -134,7 +142,6 @@ def test_checkpoint_replays_a_named_module_and_refuses_a_recomputation_that_diff
     # another object cannot be replayed: an error, not a wrong gradient).
     import types
 
-
     model = _dropout_net()
     for p in model.parameters():
         p.requires_grad = False
@@ -161,8 +168,10 @@ def test_weights_stored_big_endian_load_into_the_model(tmp_path):
     import nn
 
     model = nn.Linear(3, 2)
-    state = {k: np.asarray(v).astype(np.asarray(v).dtype.newbyteorder(">"))
-             for k, v in model.state_dict().items()}
+    state = {
+        k: np.asarray(v).astype(np.asarray(v).dtype.newbyteorder(">"))
+        for k, v in model.state_dict().items()
+    }
     path = nn.save(state, tmp_path / "w.npz")
     fresh = nn.Linear(3, 2)
     nn.load(path, into=fresh)
@@ -181,8 +190,9 @@ def test_from_torch_names_a_bfloat16_module():
     import nn
 
     torch = pytest.importorskip("torch", reason="torch not installed")
-    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(),
-                                torch.nn.Linear(2, 1, dtype=torch.bfloat16))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1, dtype=torch.bfloat16)
+    )
     with pytest.raises(TypeError, match=r"from_torch: '2'\.weight is torch\.bfloat16.*float\(\)"):
         nn.from_torch(model)
     ours = nn.from_torch(model.float())
@@ -198,8 +208,9 @@ def test_checkpoint_recomputation_leaves_batchnorm_statistics_as_one_call_does()
 
     def make():
         rng = np.random.default_rng(3)
-        return nn.Sequential(nn.Linear(3, 4, dtype=np.float64, rng=rng),
-                             nn.BatchNorm1d(4, dtype=np.float64))
+        return nn.Sequential(
+            nn.Linear(3, 4, dtype=np.float64, rng=rng), nn.BatchNorm1d(4, dtype=np.float64)
+        )
 
     data = np.random.default_rng(0).standard_normal((5, 3))
     plain, checked = make(), make()
@@ -209,10 +220,12 @@ def test_checkpoint_recomputation_leaves_batchnorm_statistics_as_one_call_does()
     np.testing.assert_allclose(g_checked.numpy(), g_plain.numpy(), atol=1e-12)
     bn_plain, bn_checked = plain.layers[1], checked.layers[1]
     assert int(np.asarray(bn_checked.num_batches_tracked.numpy())) == 1
-    np.testing.assert_allclose(bn_checked.running_mean.numpy(), bn_plain.running_mean.numpy(),
-                               atol=1e-15)
-    np.testing.assert_allclose(bn_checked.running_var.numpy(), bn_plain.running_var.numpy(),
-                               atol=1e-15)
+    np.testing.assert_allclose(
+        bn_checked.running_mean.numpy(), bn_plain.running_mean.numpy(), atol=1e-15
+    )
+    np.testing.assert_allclose(
+        bn_checked.running_var.numpy(), bn_plain.running_var.numpy(), atol=1e-15
+    )
     ad.jvp(func.checkpoint(checked), (data,), (np.ones((5, 3)),))
     assert int(np.asarray(bn_checked.num_batches_tracked.numpy())) == 2  # one more call
 
@@ -234,8 +247,9 @@ def test_a_bad_argument_is_named_by_the_transform_it_was_given_to():
         for bad in ("abc", [[1.0], [2.0, 3.0]]):
             with pytest.raises(TypeError, match=f"^{who}: argument 0 is not a number"):
                 call(bad)
-    np.testing.assert_allclose(func.hessian(lambda a: (a ** 3).sum())([1.0, 2.0]),
-                               [[6.0, 0.0], [0.0, 12.0]])
+    np.testing.assert_allclose(
+        func.hessian(lambda a: (a**3).sum())([1.0, 2.0]), [[6.0, 0.0], [0.0, 12.0]]
+    )
 
 
 def test_a_function_naming_a_module_class_is_not_taken_for_a_model():
@@ -254,14 +268,16 @@ def test_a_function_naming_a_module_class_is_not_taken_for_a_model():
     np.testing.assert_allclose(func.grad(func.checkpoint(g))(np.ones(2)), [2.0, 2.0])
     Linear = nn.Linear  # a closure variable holding the class
 
-    np.testing.assert_allclose(func.jacfwd(lambda x: x * (Linear is not None))(np.ones(2)),
-                               np.eye(2))
+    np.testing.assert_allclose(
+        func.jacfwd(lambda x: x * (Linear is not None))(np.ones(2)), np.eye(2)
+    )
     # Nor a torch module it names (its buffers are torch tensors, not ours).
     torch = pytest.importorskip("torch", reason="torch not installed")
 
     torch_bn = torch.nn.BatchNorm1d(2)
     np.testing.assert_allclose(
-        func.jacfwd(lambda x: x * (torch_bn is not None))(np.ones(2)), np.eye(2))
+        func.jacfwd(lambda x: x * (torch_bn is not None))(np.ones(2)), np.eye(2)
+    )
 
 
 def test_the_value_checks_allow_rounding_but_not_another_function():

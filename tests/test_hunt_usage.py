@@ -21,8 +21,7 @@ def test_readme_jvp_example_prints_the_value_its_comment_claims():
     # 0.8399, and so is what the line prints.
     line = next(li for li in README.splitlines() if li.startswith("print(dy)"))
     claimed = float(re.search(r"Tensor\(([-0-9.]+)", line).group(1))
-    _, dy = ad.jvp(lambda x: (x * x).tanh().sum(), (np.array([1.0, 2.0]),),
-                   (np.array([1.0, 0.0]),))
+    _, dy = ad.jvp(lambda x: (x * x).tanh().sum(), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),))
     assert round(dy.item(), 4) == claimed
     assert claimed == round(2 * 1 * (1 - np.tanh(1.0) ** 2), 4)
 
@@ -46,7 +45,7 @@ def test_gradcheck_of_a_scalar_function_reports_its_true_derivatives():
     from autodiff.engine import apply
     from autodiff.ops import Op
 
-    forgets_g = Op("cube", lambda x: x ** 3, lambda g, out, x: 3 * x ** 2)
+    forgets_g = Op("cube", lambda x: x**3, lambda g, out, x: 3 * x**2)
     with pytest.raises(AssertionError, match=r"vs numerical 3 \("):
         gradcheck(lambda x: apply(forgets_g, (x,)), np.array(1.0))
 
@@ -100,8 +99,7 @@ def test_a_weight_heatmap_keeps_its_colour_scale_when_a_weight_is_nan_or_inf(bad
 
 
 @pytest.mark.parametrize("first", [True, False])
-def test_the_weight_gif_scale_ignores_a_nan_snapshot_wherever_it_is(first, tmp_path,
-                                                                    monkeypatch):
+def test_the_weight_gif_scale_ignores_a_nan_snapshot_wherever_it_is(first, tmp_path, monkeypatch):
     # Python's max() over frames gave NaN when the NaN frame came first (and not when last).
     from nn import viz
 
@@ -183,15 +181,19 @@ def test_gradient_flow_says_when_a_layer_s_gradient_is_exactly_zero(recwarn):
 
     from nn import viz
 
-    fig = viz.gradient_flow({"layers.0.weight": [0.0, 0.0, 0.0],
-                             "layers.2.weight": [1e-3, 0.0, 2e-3]})
+    fig = viz.gradient_flow(
+        {"layers.0.weight": [0.0, 0.0, 0.0], "layers.2.weight": [1e-3, 0.0, 2e-3]}
+    )
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert labels == ["layers.0.weight (0 at all 3 steps: not drawable on a log scale)",
-                      "layers.2.weight (0 at 1 step, not drawn)"]
+    assert labels == [
+        "layers.0.weight (0 at all 3 steps: not drawable on a log scale)",
+        "layers.2.weight (0 at 1 step, not drawn)",
+    ]
     plt.close(fig)
     fig = viz.gradient_flow({"w": [0.0, 0.0]})
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
-        "w (0 at all 2 steps: not drawable on a log scale)"]
+        "w (0 at all 2 steps: not drawable on a log scale)"
+    ]
     plt.close(fig)
     assert not [w for w in recwarn if "positive" in str(w.message)]
 
@@ -202,8 +204,11 @@ def test_check_jvp_and_check_vjp_say_that_several_inputs_are_a_tuple():
     x, y = Tensor(np.array([0.3, 0.5])), Tensor(np.array([1.5, -2.0]))
     for check in (check_jvp, check_vjp):
         # It failed with "missing 1 required positional argument", the list stacked into one.
-        with pytest.raises(TypeError, match=rf"{check.__name__}: give several inputs as a "
-                                            r"tuple"):
+        with pytest.raises(
+            TypeError,
+            match=rf"{check.__name__}: give several inputs as a "
+            r"tuple",
+        ):
             check(lambda a, b: (a * b).sum(), [x, y])
         assert check(lambda a, b: (a * b.tanh()).sum(), (x, y))
         assert check(lambda a: (a * a).sum(), [0.3, 0.5])  # a list of numbers: one input

@@ -51,7 +51,7 @@ def test_chain_shortcut_and_heap_agree_with_the_recurrence():
     ys[-1].backward()
     assert x.grad.item() == pytest.approx(deriv[-1], rel=1e-9)
     # y[N-3] reaches y[N] directly (0.3) and through y[N-2], y[N-1] (0.7 ** 3).
-    assert ys[-4].grad.item() == pytest.approx(0.3 + 0.7 ** 3, rel=1e-12)
+    assert ys[-4].grad.item() == pytest.approx(0.3 + 0.7**3, rel=1e-12)
 
 
 def test_two_threads_backward_over_shared_nodes():
@@ -68,8 +68,10 @@ def test_two_threads_backward_over_shared_nodes():
         barrier.wait()
         for _ in range(200):
             gx, gw = ad.grad(losses[i], [x, w])
-            if not (np.allclose(gx.data, expected[i][0].data)
-                    and np.allclose(gw.data, expected[i][1].data)):
+            if not (
+                np.allclose(gx.data, expected[i][0].data)
+                and np.allclose(gw.data, expected[i][1].data)
+            ):
                 errors.append(f"thread {i} got another pass's gradient")
                 return
 
@@ -259,8 +261,9 @@ def test_cross_entropy_extreme_logits_stay_finite():
     loss = nn.F.cross_entropy(logits, np.array([1, 2]))
     loss.backward()
     assert loss.item() == pytest.approx((1e4 + np.log(3)) / 2, rel=1e-6)
-    np.testing.assert_allclose(logits.grad.data,
-                               [[0.5, -0.5, 0.0], [1 / 6, 1 / 6, -1 / 3]], atol=1e-7)
+    np.testing.assert_allclose(
+        logits.grad.data, [[0.5, -0.5, 0.0], [1 / 6, 1 / 6, -1 / 3]], atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -298,8 +301,12 @@ def test_bias_gradient_is_the_column_sum_for_any_batch(dtype):
         layer.zero_grad()
         layer(x).backward(g)
         assert layer.bias.grad.dtype == dtype
-        np.testing.assert_allclose(layer.bias.grad.data, g.astype(np.float64).sum(axis=0),
-                                   rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+        np.testing.assert_allclose(
+            layer.bias.grad.data,
+            g.astype(np.float64).sum(axis=0),
+            rtol=1e-5 if dtype == np.float32 else 1e-12,
+            atol=1e-5,
+        )
     # Batched inputs of any rank reduce over every leading axis; inf and NaN propagate.
     x = Tensor(np.ones((2, 3, 5), dtype=dtype))
     g = np.ones((2, 3, 3), dtype=dtype)
@@ -333,9 +340,17 @@ def test_an_index_array_is_kept_as_given_only_where_no_node_keeps_it():
     np.testing.assert_array_equal(tangent.data, np.full((2, 4), 2.0))
 
 
-@pytest.mark.parametrize(("index", "index_dtype"), [
-    ([2, 0, -1, 2], np.int64), ([2, 0, -1, 2], np.int32), ([2, 0, 1, 2], np.uint8),
-    ([], np.int64), ([[0, 1], [2, 2]], np.int64), ([[0, 1], [2, 2]], np.uint64)])
+@pytest.mark.parametrize(
+    ("index", "index_dtype"),
+    [
+        ([2, 0, -1, 2], np.int64),
+        ([2, 0, -1, 2], np.int32),
+        ([2, 0, 1, 2], np.uint8),
+        ([], np.int64),
+        ([[0, 1], [2, 2]], np.int64),
+        ([[0, 1], [2, 2]], np.uint64),
+    ],
+)
 def test_rows_gathered_by_an_integer_array_match_numpy_indexing(index, index_dtype):
     """getitem with an integer array takes the rows with ndarray.take (faster for a batch):
     the same values, shape, gradient and error as numpy's indexing."""

@@ -60,8 +60,14 @@ def test_feature_maps_one_row_per_4d_layer(tmp_path):
     # input row + 6 layers (conv, relu, pool, conv, relu, pool), 16 columns (the widest).
     assert len(fig.axes) == 7 * 16
     titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
-    assert titles == ["0: Conv2d(1 -> 6, 5x5)", "1: ReLU", "2: MaxPool2d",
-                      "3: Conv2d(6 -> 16, 5x5)", "4: ReLU", "5: MaxPool2d"]
+    assert titles == [
+        "0: Conv2d(1 -> 6, 5x5)",
+        "1: ReLU",
+        "2: MaxPool2d",
+        "3: Conv2d(6 -> 16, 5x5)",
+        "4: ReLU",
+        "5: MaxPool2d",
+    ]
     # The first tile of the first row is the first channel of the first conv's output.
     shown = fig.axes[16].images[0].get_array()
     expected = np.asarray(model.features[0](Tensor(image.reshape(1, 1, 28, 28))).data)[0, 0]
@@ -84,8 +90,11 @@ def test_collapsed_drawing_gives_each_conv_layer_its_own_box():
     boxes = [line for line in source.splitlines() if "box3d" in line]
     # Twelve layers inside the two Sequentials, each one box, as an MLP's Linear layers are.
     assert len(boxes) == 12
-    labels = [line.split('"')[1].split("\n")[0] for line in source.splitlines()
-              if "[label=" in line and "cluster_" in line]
+    labels = [
+        line.split('"')[1].split("\n")[0]
+        for line in source.splitlines()
+        if "[label=" in line and "cluster_" in line
+    ]
     assert "features.layers.0: Conv2d(1 -> 6, kernel_size=(5, 5), padding=2)" in source
     assert "features.layers.3: Conv2d(6 -> 16, kernel_size=(5, 5))" in source
     assert "weight 16x6x5x5" in source and "weight 120x400" in source
@@ -95,21 +104,33 @@ def test_collapsed_drawing_gives_each_conv_layer_its_own_box():
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg", OMP_NUM_THREADS="1",
-               OPENBLAS_NUM_THREADS="1")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        MPLBACKEND="Agg",
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_main_job_lenet_on_mini_mnist(tmp_path):
-    result = _run("-m", "nn", "--model", "lenet", "--epochs", "1", "--out", str(tmp_path),
-                  "--quiet")
+    result = _run(
+        "-m", "nn", "--model", "lenet", "--epochs", "1", "--out", str(tmp_path), "--quiet"
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["model"].startswith("LeNet5") and summary["parameters"] == 61_706
     assert summary["epochs"] == 1 and summary["test_accuracy"] > 0.6
-    for name in ("weights.npz", "loss_curve.png", "predictions.png", "filters.png",
-                 "feature_maps.png"):
+    for name in (
+        "weights.npz",
+        "loss_curve.png",
+        "predictions.png",
+        "filters.png",
+        "feature_maps.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     restored = nn.LeNet5().load(tmp_path / "weights.npz")
     assert restored.features[0].weight.shape == (6, 1, 5, 5)

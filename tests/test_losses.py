@@ -40,8 +40,9 @@ def reference(logits, target, weight=None, ignore_index=-100, reduction="mean", 
             q = np.full(classes, smoothing / classes)
             q[y] += 1 - smoothing
             # PyTorch weights the target class's part by w[y] and the smoothed part per class.
-            loss[i] = -(1 - smoothing) * w[y] * log_p[i, y] - (smoothing / classes) * (
-                w * log_p[i]).sum()
+            loss[i] = (
+                -(1 - smoothing) * w[y] * log_p[i, y] - (smoothing / classes) * (w * log_p[i]).sum()
+            )
             total += w[y]
     if reduction == "none":
         return loss
@@ -57,23 +58,36 @@ OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("options", "reduction"),
-                         list(itertools.product(OPTIONS, ("mean", "sum", "none"))))
+@pytest.mark.parametrize(
+    ("options", "reduction"), list(itertools.product(OPTIONS, ("mean", "sum", "none")))
+)
 def test_cross_entropy_options_with_labels(options, reduction):
     out = F.cross_entropy(Tensor(LOGITS), LABELS, reduction=reduction, **options)
-    expected = reference(LOGITS, LABELS, options.get("weight"), options.get("ignore_index", -100),
-                         reduction, options.get("label_smoothing", 0.0))
+    expected = reference(
+        LOGITS,
+        LABELS,
+        options.get("weight"),
+        options.get("ignore_index", -100),
+        reduction,
+        options.get("label_smoothing", 0.0),
+    )
     np.testing.assert_allclose(out.data, expected, rtol=1e-12, atol=1e-14)
-    assert gradcheck(lambda z: F.cross_entropy(z, LABELS, reduction=reduction, **options),
-                     LOGITS)
+    assert gradcheck(lambda z: F.cross_entropy(z, LABELS, reduction=reduction, **options), LOGITS)
 
 
-@pytest.mark.parametrize(("options", "reduction"), list(itertools.product(
-    [dict(), dict(weight=WEIGHT), dict(label_smoothing=0.3)], ("mean", "sum", "none"))))
+@pytest.mark.parametrize(
+    ("options", "reduction"),
+    list(
+        itertools.product(
+            [dict(), dict(weight=WEIGHT), dict(label_smoothing=0.3)], ("mean", "sum", "none")
+        )
+    ),
+)
 def test_cross_entropy_options_with_probabilities(options, reduction):
     out = F.cross_entropy(Tensor(LOGITS), PROBS, reduction=reduction, **options)
-    expected = reference(LOGITS, PROBS, options.get("weight"), -100, reduction,
-                         options.get("label_smoothing", 0.0))
+    expected = reference(
+        LOGITS, PROBS, options.get("weight"), -100, reduction, options.get("label_smoothing", 0.0)
+    )
     np.testing.assert_allclose(out.data, expected, rtol=1e-12)
     assert gradcheck(lambda z: F.cross_entropy(z, PROBS, reduction=reduction, **options), LOGITS)
 
@@ -85,8 +99,9 @@ def test_probability_targets_given_as_tensors_get_gradients():
         F.cross_entropy(Tensor(LOGITS), target, "sum", label_smoothing=smoothing).backward()
         log_p = LOGITS - np.log(np.exp(LOGITS).sum(axis=1, keepdims=True))
         np.testing.assert_allclose(target.grad.data, -(1 - smoothing) * log_p, rtol=1e-12)
-    assert gradcheck(lambda z, p: F.cross_entropy(z, p, weight=WEIGHT, label_smoothing=0.1),
-                     LOGITS, PROBS)
+    assert gradcheck(
+        lambda z, p: F.cross_entropy(z, p, weight=WEIGHT, label_smoothing=0.1), LOGITS, PROBS
+    )
 
 
 def test_unbatched_row_matches_a_batch_of_one():
@@ -94,8 +109,9 @@ def test_unbatched_row_matches_a_batch_of_one():
     for target in (np.int64(3), PROBS[1]):
         for reduction in ("mean", "sum", "none"):
             out = F.cross_entropy(Tensor(row), target, reduction=reduction, label_smoothing=0.1)
-            batch = F.cross_entropy(Tensor(row[None]), np.asarray(target)[None],
-                                    reduction="none", label_smoothing=0.1)
+            batch = F.cross_entropy(
+                Tensor(row[None]), np.asarray(target)[None], reduction="none", label_smoothing=0.1
+            )
             assert out.shape == ()
             np.testing.assert_allclose(out.item(), batch.data[0], rtol=1e-12)
     assert F.cross_entropy(Tensor(row), 3).item() == pytest.approx(reference(row, [3]))
@@ -114,10 +130,16 @@ def test_plain_cross_entropy_keeps_the_fused_node():
 
 
 def test_reduction_is_the_third_positional_parameter_as_for_the_other_losses():
-    np.testing.assert_allclose(F.cross_entropy(Tensor(LOGITS), LABELS, "sum").data,
-                               reference(LOGITS, LABELS, reduction="sum"), rtol=1e-12)
-    np.testing.assert_allclose(F.cross_entropy(Tensor(LOGITS), PROBS, "none").data,
-                               reference(LOGITS, PROBS, reduction="none"), rtol=1e-12)
+    np.testing.assert_allclose(
+        F.cross_entropy(Tensor(LOGITS), LABELS, "sum").data,
+        reference(LOGITS, LABELS, reduction="sum"),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        F.cross_entropy(Tensor(LOGITS), PROBS, "none").data,
+        reference(LOGITS, PROBS, reduction="none"),
+        rtol=1e-12,
+    )
 
 
 def test_all_labels_ignored_gives_nan_as_pytorch():
@@ -129,42 +151,91 @@ def test_all_labels_ignored_gives_nan_as_pytorch():
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda: F.cross_entropy(Tensor(LOGITS), LABELS, label_smoothing=1.5), ValueError,
-         r"label_smoothing must lie in \[0, 1\], got 1.5"),
-        (lambda: F.cross_entropy(Tensor(LOGITS), LABELS, weight=np.ones(3)), ValueError,
-         r"weight must have shape \(4,\), got \(3,\)"),
-        (lambda: F.cross_entropy(Tensor(LOGITS), LABELS, weight=Tensor(np.ones(4),
-                                 requires_grad=True)), TypeError, "weight is a constant"),
-        (lambda: F.cross_entropy(Tensor(LOGITS), np.array([0, 1, 9, 2, 0]), ignore_index=0),
-         ValueError, r"labels must lie in \[0, 4\)"),
-        (lambda: F.cross_entropy(Tensor(LOGITS), PROBS, ignore_index=1), ValueError,
-         "ignore_index applies to integer labels only"),
-        (lambda: F.cross_entropy(Tensor(LOGITS[0]), np.array([1, 2])), ValueError,
-         r"one unbatched row\) take one integer label"),
-        (lambda: F.cross_entropy(Tensor(LOGITS), LABELS, reduction="avg"), ValueError,
-         "reduction must be one of"),
-        (lambda: F.cross_entropy(Tensor(LOGITS), LABELS, WEIGHT), ValueError,
-         "reduction must be one of"),  # PyTorch's positional weight: ours is keyword-only
-        (lambda: F.cross_entropy(Tensor(np.zeros((2, 3, 4))), LABELS), ValueError,
-         r"logits must be \(N, C\) or \(C,\), got \(2, 3, 4\)"),
-        (lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [0.0, 1.5]), ValueError,
-         r"binary_cross_entropy: targets must lie in \[0, 1\].*from 0.0 to 1.5"),
-        (lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [-1.0, 1.0]), ValueError,
-         r"targets must lie in \[0, 1\]"),
-        (lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [np.nan, 1.0]), ValueError,
-         "and NaN"),
+        (
+            lambda: F.cross_entropy(Tensor(LOGITS), LABELS, label_smoothing=1.5),
+            ValueError,
+            r"label_smoothing must lie in \[0, 1\], got 1.5",
+        ),
+        (
+            lambda: F.cross_entropy(Tensor(LOGITS), LABELS, weight=np.ones(3)),
+            ValueError,
+            r"weight must have shape \(4,\), got \(3,\)",
+        ),
+        (
+            lambda: F.cross_entropy(
+                Tensor(LOGITS), LABELS, weight=Tensor(np.ones(4), requires_grad=True)
+            ),
+            TypeError,
+            "weight is a constant",
+        ),
+        (
+            lambda: F.cross_entropy(Tensor(LOGITS), np.array([0, 1, 9, 2, 0]), ignore_index=0),
+            ValueError,
+            r"labels must lie in \[0, 4\)",
+        ),
+        (
+            lambda: F.cross_entropy(Tensor(LOGITS), PROBS, ignore_index=1),
+            ValueError,
+            "ignore_index applies to integer labels only",
+        ),
+        (
+            lambda: F.cross_entropy(Tensor(LOGITS[0]), np.array([1, 2])),
+            ValueError,
+            r"one unbatched row\) take one integer label",
+        ),
+        (
+            lambda: F.cross_entropy(Tensor(LOGITS), LABELS, reduction="avg"),
+            ValueError,
+            "reduction must be one of",
+        ),
+        (
+            lambda: F.cross_entropy(Tensor(LOGITS), LABELS, WEIGHT),
+            ValueError,
+            "reduction must be one of",
+        ),  # PyTorch's positional weight: ours is keyword-only
+        (
+            lambda: F.cross_entropy(Tensor(np.zeros((2, 3, 4))), LABELS),
+            ValueError,
+            r"logits must be \(N, C\) or \(C,\), got \(2, 3, 4\)",
+        ),
+        (
+            lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [0.0, 1.5]),
+            ValueError,
+            r"binary_cross_entropy: targets must lie in \[0, 1\].*from 0.0 to 1.5",
+        ),
+        (
+            lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [-1.0, 1.0]),
+            ValueError,
+            r"targets must lie in \[0, 1\]",
+        ),
+        (lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [np.nan, 1.0]), ValueError, "and NaN"),
         # Labels that are not integers: they used to reach the row indexing unchecked
         # (getitem's numpy error for floats; booleans would be taken as a mask).
-        (lambda: F.nll_loss(Tensor(LOGITS), LABELS.astype(float)), ValueError,
-         r"nll_loss: labels must be integers \(class indices\), got dtype float64 \(cast"),
-        (lambda: F.nll_loss(Tensor(LOGITS), LABELS > 1), ValueError,
-         r"nll_loss: labels must be integers \(class indices\), got dtype bool"),
-        (lambda: F.nll_loss(Tensor(LOGITS), np.array([0, 1, -1, 2, 0])), ValueError,
-         r"nll_loss: labels must lie in \[0, 4\), got values from -1 to 2"),
-        (lambda: nn.MSELoss(reduction="avg"), ValueError,
-         r"MSELoss: reduction must be one of \('mean', 'sum', 'none'\), got 'avg'"),
-        (lambda: nn.CrossEntropyLoss(label_smoothing=-0.1), ValueError,
-         r"CrossEntropyLoss: label_smoothing must lie in \[0, 1\]"),
+        (
+            lambda: F.nll_loss(Tensor(LOGITS), LABELS.astype(float)),
+            ValueError,
+            r"nll_loss: labels must be integers \(class indices\), got dtype float64 \(cast",
+        ),
+        (
+            lambda: F.nll_loss(Tensor(LOGITS), LABELS > 1),
+            ValueError,
+            r"nll_loss: labels must be integers \(class indices\), got dtype bool",
+        ),
+        (
+            lambda: F.nll_loss(Tensor(LOGITS), np.array([0, 1, -1, 2, 0])),
+            ValueError,
+            r"nll_loss: labels must lie in \[0, 4\), got values from -1 to 2",
+        ),
+        (
+            lambda: nn.MSELoss(reduction="avg"),
+            ValueError,
+            r"MSELoss: reduction must be one of \('mean', 'sum', 'none'\), got 'avg'",
+        ),
+        (
+            lambda: nn.CrossEntropyLoss(label_smoothing=-0.1),
+            ValueError,
+            r"CrossEntropyLoss: label_smoothing must lie in \[0, 1\]",
+        ),
     ],
 )
 def test_bad_loss_arguments_are_named(call, error, message):
@@ -194,8 +265,9 @@ def test_loss_modules_equal_their_functions():
             criterion = module(reduction=reduction)
             assert criterion.reduction == reduction and reduction in repr(criterion)
             out = criterion(Tensor(x, requires_grad=True), y)
-            np.testing.assert_array_equal(out.data, function(Tensor(x), y, reduction=reduction)
-                                          .data, err_msg=module.__name__)
+            np.testing.assert_array_equal(
+                out.data, function(Tensor(x), y, reduction=reduction).data, err_msg=module.__name__
+            )
         assert not list(criterion.parameters())
     l1 = nn.L1Loss()(Tensor(pred), target).item()
     assert l1 == pytest.approx(np.abs(pred - target).mean())
@@ -204,7 +276,9 @@ def test_loss_modules_equal_their_functions():
     assert not list(criterion.parameters())  # the class weights are not trained
     np.testing.assert_allclose(
         criterion(Tensor(LOGITS), LABELS).item(),
-        reference(LOGITS, LABELS, WEIGHT, 1, "mean", 0.1), rtol=1e-12)
+        reference(LOGITS, LABELS, WEIGHT, 1, "mean", 0.1),
+        rtol=1e-12,
+    )
 
 
 def test_a_training_step_with_a_loss_module():
@@ -242,14 +316,14 @@ def test_cross_entropy_matches_pytorch(options, reduction):
         mine = F.cross_entropy(mine_in, target, reduction=reduction, **options)
         theirs_in = torch.tensor(LOGITS, requires_grad=True)
         kwargs = {k: (torch.tensor(v) if k == "weight" else v) for k, v in options.items()}
-        theirs = torch.nn.functional.cross_entropy(theirs_in, torch.tensor(target),
-                                                   reduction=reduction, **kwargs)
+        theirs = torch.nn.functional.cross_entropy(
+            theirs_in, torch.tensor(target), reduction=reduction, **kwargs
+        )
         np.testing.assert_allclose(mine.data, theirs.detach().numpy(), rtol=1e-10)
         weights = np.arange(1.0, 1.0 + mine.size).reshape(mine.shape)
         (mine * weights).sum().backward()
         (theirs * torch.tensor(weights)).sum().backward()
-        np.testing.assert_allclose(mine_in.grad.data, theirs_in.grad.numpy(), rtol=1e-9,
-                                   atol=1e-12)
+        np.testing.assert_allclose(mine_in.grad.data, theirs_in.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
 def test_unbatched_and_loss_modules_match_pytorch():
@@ -262,11 +336,16 @@ def test_unbatched_and_loss_modules_match_pytorch():
         assert mine.item() == pytest.approx(theirs.item(), rel=1e-12)
     pred = RNG.uniform(0.1, 0.9, size=(4, 3))
     target = RNG.uniform(0, 1, size=(4, 3))
-    pairs = [(nn.MSELoss, tnn.MSELoss), (nn.L1Loss, tnn.L1Loss), (nn.BCELoss, tnn.BCELoss),
-             (nn.BCEWithLogitsLoss, tnn.BCEWithLogitsLoss)]
+    pairs = [
+        (nn.MSELoss, tnn.MSELoss),
+        (nn.L1Loss, tnn.L1Loss),
+        (nn.BCELoss, tnn.BCELoss),
+        (nn.BCEWithLogitsLoss, tnn.BCEWithLogitsLoss),
+    ]
     for mine_cls, theirs_cls in pairs:
         for reduction in ("mean", "sum", "none"):
             mine = mine_cls(reduction=reduction)(Tensor(pred), target)
             theirs = theirs_cls(reduction=reduction)(torch.tensor(pred), torch.tensor(target))
-            np.testing.assert_allclose(mine.data, theirs.numpy(), rtol=1e-6,
-                                       err_msg=f"{mine_cls.__name__} {reduction}")
+            np.testing.assert_allclose(
+                mine.data, theirs.numpy(), rtol=1e-6, err_msg=f"{mine_cls.__name__} {reduction}"
+            )

@@ -15,8 +15,9 @@ from nn.__main__ import GIF_FRAMES, build_parser, resolve, run
 
 
 def _run(tmp_path, *argv: str) -> tuple[dict, dict]:
-    settings = resolve(build_parser("python -m nn").parse_args(
-        ["--out", str(tmp_path), "--quiet", *argv]))
+    settings = resolve(
+        build_parser("python -m nn").parse_args(["--out", str(tmp_path), "--quiet", *argv])
+    )
     summary = run(settings)
     history = json.loads((tmp_path / "history.json").read_text())
     return summary, history
@@ -33,8 +34,7 @@ def test_default_main_job_validation_curve_has_no_dip(tmp_path):
     # was the 8-example last batch of each epoch taking a full SGD step (5,000 = 78 x 64 + 8).
     summary, history = _run(tmp_path, "--no-plots")
     accuracy = history["val_accuracy"]
-    assert len(accuracy) == 10 and summary["test_accuracy"] == pytest.approx(accuracy[-1],
-                                                                            abs=1e-4)
+    assert len(accuracy) == 10 and summary["test_accuracy"] == pytest.approx(accuracy[-1], abs=1e-4)
     assert _worst_dip(accuracy) < 0.03, np.round(accuracy, 3)
     assert accuracy[-1] > 0.89
 
@@ -44,8 +44,15 @@ def test_the_partial_last_batch_was_the_cause_of_the_dip():
     (x, y), (xt, yt) = nn.data.load_mini_mnist()
     model = nn.MLP(784, [128], 10, activation="relu", rng=0)
     loader = nn.data.DataLoader(x, y, batch_size=64, shuffle=True, seed=0, drop_last=False)
-    history = nn.fit(model, nn.F.cross_entropy, nn.optim.SGD(model.parameters(), lr=0.1),
-                     loader, epochs=10, val_data=(xt, yt), progress=False)
+    history = nn.fit(
+        model,
+        nn.F.cross_entropy,
+        nn.optim.SGD(model.parameters(), lr=0.1),
+        loader,
+        epochs=10,
+        val_data=(xt, yt),
+        progress=False,
+    )
     assert _worst_dip(history["val_accuracy"]) > 0.05
 
 
@@ -54,11 +61,14 @@ def _frames(path) -> int:
         return gif.n_frames
 
 
-@pytest.mark.parametrize("dataset,epochs,picture", [
-    ("xor", "400", "decision_boundary.png"),
-    ("moons", "100", "decision_boundary.png"),
-    ("regression", "20", "regression_fit.png"),
-])
+@pytest.mark.parametrize(
+    "dataset,epochs,picture",
+    [
+        ("xor", "400", "decision_boundary.png"),
+        ("moons", "100", "decision_boundary.png"),
+        ("regression", "20", "regression_fit.png"),
+    ],
+)
 def test_pictures_per_dataset_and_a_capped_weight_gif(tmp_path, dataset, epochs, picture):
     summary, history = _run(tmp_path, "--dataset", dataset, "--epochs", epochs)
     names = {p.rsplit("/", 1)[-1] for p in summary["pictures"]}
@@ -95,12 +105,13 @@ def test_weight_heatmaps_caps_frames_of_an_uncapped_recording(tmp_path):
 
 def test_image_layers_are_drawn_as_one_tile_per_unit():
     w = np.random.default_rng(0).normal(size=(128, 784))
-    fig = viz.heatmap_figure({"layers.0.weight": w, "layers.2.weight": w[:10, :128]},
-                             image_shape=(28, 28))
+    fig = viz.heatmap_figure(
+        {"layers.0.weight": w, "layers.2.weight": w[:10, :128]}, image_shape=(28, 28)
+    )
     mosaic = np.ma.getdata(fig.axes[0].images[0].get_array())
     assert mosaic.shape == (8 * 29 - 1, 16 * 29 - 1)  # 8 rows of 16 tiles, 1-pixel gaps
     np.testing.assert_array_equal(mosaic[:28, :28], w[0].reshape(28, 28))
-    np.testing.assert_array_equal(mosaic[29:57, 29 * 3:29 * 3 + 28], w[19].reshape(28, 28))
+    np.testing.assert_array_equal(mosaic[29:57, 29 * 3 : 29 * 3 + 28], w[19].reshape(28, 28))
     assert np.isnan(mosaic[28, :]).all() and np.isnan(mosaic[:, 28]).all()
     assert fig.axes[1].images[0].get_array().shape == (10, 128)  # not an image layer: plain
 
@@ -114,8 +125,7 @@ def test_full_mnist_writes_the_gif_with_tiles(tmp_path, mnist_dir):
         assert gif.size[0] > 900  # the tiled 128x784 panel is drawn large enough to see
 
 
-def test_the_main_job_multiplies_on_the_threads_asked_and_gives_them_back(
-        tmp_path, monkeypatch):
+def test_the_main_job_multiplies_on_the_threads_asked_and_gives_them_back(tmp_path, monkeypatch):
     """--threads (default 1) limits numpy's BLAS for the run only: on a busy machine two
     threads made the tutorial run many times slower, each product waiting for both."""
     from threadpoolctl import threadpool_info
@@ -134,8 +144,9 @@ def test_the_main_job_multiplies_on_the_threads_asked_and_gives_them_back(
 
     monkeypatch.setattr(nn, "fit", spying_fit)
     default, _ = _run(tmp_path / "default", "--dataset", "xor", "--epochs", "2", "--no-plots")
-    unlimited, _ = _run(tmp_path / "all", "--dataset", "xor", "--epochs", "2", "--no-plots",
-                        "--threads", "0")
+    unlimited, _ = _run(
+        tmp_path / "all", "--dataset", "xor", "--epochs", "2", "--no-plots", "--threads", "0"
+    )
     assert seen == [[1] * len(before), before]
     assert default["options"]["threads"] == 1 and unlimited["options"]["threads"] == 0
     assert blas_threads() == before  # given back after the run

@@ -36,11 +36,23 @@ class Block(nn.Module):
 def test_registration_in_lists_dicts_and_nesting():
     model = Block()
     names = [name for name, _ in model.named_parameters()]
-    assert names == ["scale", "layers.0.weight", "layers.0.bias", "heads.a.weight",
-                     "heads.a.bias", "heads.b.weight", "heads.b.bias"]
+    assert names == [
+        "scale",
+        "layers.0.weight",
+        "layers.0.bias",
+        "heads.a.weight",
+        "heads.a.bias",
+        "heads.b.weight",
+        "heads.b.bias",
+    ]
     assert model.num_parameters() == 1 + 12 + 4 + 8 + 2 + 4 + 1
     assert [type(m).__name__ for m in model.modules()] == [
-        "Block", "Linear", "ReLU", "Linear", "Linear"]
+        "Block",
+        "Linear",
+        "ReLU",
+        "Linear",
+        "Linear",
+    ]
 
 
 def test_sequential_slices_are_sequentials_that_share_the_layers():
@@ -117,14 +129,22 @@ def test_nested_containers_are_registered_at_any_depth():
 
     model = Deep()
     assert [n for n, _ in model.named_parameters()] == [
-        "grid.0.0.weight", "grid.0.0.bias", "grid.0.1.weight", "grid.0.1.bias",
-        "heads.a.0.weight", "heads.a.0.bias", "heads.b.c.weight", "heads.b.c.bias"]
+        "grid.0.0.weight",
+        "grid.0.0.bias",
+        "grid.0.1.weight",
+        "grid.0.1.bias",
+        "heads.a.0.weight",
+        "heads.a.0.bias",
+        "heads.b.c.weight",
+        "heads.b.c.bias",
+    ]
     # Saved and trained: a round trip restores the deepest weight.
     other = Deep()
     other.heads["b"]["c"].weight.data[...] = 0
     other.load_state_dict(model.state_dict())
-    np.testing.assert_array_equal(other.heads["b"]["c"].weight.data,
-                                  model.heads["b"]["c"].weight.data)
+    np.testing.assert_array_equal(
+        other.heads["b"]["c"].weight.data, model.heads["b"]["c"].weight.data
+    )
 
 
 def test_modules_in_a_set_are_refused():
@@ -153,7 +173,11 @@ def test_module_list_registers_indexes_and_grows():
 
     net = Net()
     assert [n for n, _ in net.named_parameters()] == [
-        "blocks.0.weight", "blocks.0.bias", "blocks.2.weight", "blocks.2.bias"]
+        "blocks.0.weight",
+        "blocks.0.bias",
+        "blocks.2.weight",
+        "blocks.2.bias",
+    ]
     assert len(blocks) == 3 and blocks[-1] is blocks[2] and isinstance(blocks[1], nn.ReLU)
     assert [type(m).__name__ for m in blocks[:2]] == ["Linear", "ReLU"]
     before = np.array(blocks[2].weight.data)
@@ -175,7 +199,11 @@ def test_module_dict_registers_by_key():
     heads = nn.ModuleDict({"cls": nn.Linear(4, 3, rng=0)})
     heads["box"] = nn.Linear(4, 2, rng=1)
     assert [n for n, _ in heads.named_parameters()] == [
-        "cls.weight", "cls.bias", "box.weight", "box.bias"]
+        "cls.weight",
+        "cls.bias",
+        "box.weight",
+        "box.bias",
+    ]
     assert list(heads) == ["cls", "box"] and "box" in heads and len(heads) == 2
     assert heads["box"].out_features == 2
     with pytest.raises(KeyError, match=r"ModuleDict: no module named 'reg'.*\['cls', 'box'\]"):
@@ -232,7 +260,8 @@ def test_double_and_float_convert_in_place_for_existing_optimizers():
     norm = nn.BatchNorm1d(3)
     norm.double()
     assert {t.dtype for t in norm.state_dict().values() if t.dtype.kind == "f"} == {
-        np.dtype(np.float64)}
+        np.dtype(np.float64)
+    }
     scalar = nn.Module()
     scalar.t = nn.Parameter(2.0)
     scalar.float()
@@ -282,9 +311,19 @@ def _linear64(rng=0, n_in=3, n_out=2):
     return nn.Linear(n_in, n_out, dtype=np.float64, rng=rng)
 
 
-@pytest.mark.parametrize("layer", [nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.LeakyReLU(0.1),
-                                   nn.Softmax(), nn.Flatten(), nn.Identity()],
-                         ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.ReLU(),
+        nn.Sigmoid(),
+        nn.Tanh(),
+        nn.LeakyReLU(0.1),
+        nn.Softmax(),
+        nn.Flatten(),
+        nn.Identity(),
+    ],
+    ids=lambda m: type(m).__name__,
+)
 def test_activation_layers_gradcheck(layer):
     x = RNG.uniform(-2, 2, size=(3, 4))
     x[np.abs(x) < 1e-2] = 0.5  # away from the kinks of relu and leaky relu
@@ -298,6 +337,7 @@ def test_linear_gradcheck_all_inputs():
     def fn(x_t, w, b):
         layer.weight.data, layer.bias.data = w.data, b.data  # route through the layer
         from autodiff import linear
+
         return linear(x_t, w, b)
 
     assert gradcheck(fn, x, layer.weight.data, layer.bias.data)
@@ -329,8 +369,9 @@ def test_cross_entropy_forms_gradcheck(reduction):
 
 
 def test_cross_entropy_label_and_onehot_agree_and_are_finite_at_1e4():
-    logits = Tensor(np.array([[1e4, -1e4, 0.0], [0.0, 1e4, -1e4]], dtype=np.float32),
-                    requires_grad=True)
+    logits = Tensor(
+        np.array([[1e4, -1e4, 0.0], [0.0, 1e4, -1e4]], dtype=np.float32), requires_grad=True
+    )
     labels = np.array([1, 2])
     a = F.cross_entropy(logits, labels)
     b = F.cross_entropy(logits, np.eye(3, dtype=np.float32)[labels])
@@ -375,19 +416,28 @@ def _to_torch(torch, model):
                 t.bias.copy_(torch.tensor(m.bias.data))
             layers.append(t)
         else:
-            layers.append({"ReLU": torch.nn.ReLU, "Sigmoid": torch.nn.Sigmoid,
-                           "Tanh": torch.nn.Tanh}[type(m).__name__]())
+            layers.append(
+                {"ReLU": torch.nn.ReLU, "Sigmoid": torch.nn.Sigmoid, "Tanh": torch.nn.Tanh}[
+                    type(m).__name__
+                ]()
+            )
     return torch.nn.Sequential(*layers)
 
 
 OPTIMIZERS = {
     "sgd": (lambda p: nn.optim.SGD(p, lr=0.1), lambda t, p: t.optim.SGD(p, lr=0.1)),
-    "momentum": (lambda p: nn.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
-                 lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3)),
-    "nesterov": (lambda p: nn.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
-                 lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True)),
-    "adam": (lambda p: nn.optim.Adam(p, lr=0.01, weight_decay=1e-2),
-             lambda t, p: t.optim.Adam(p, lr=0.01, weight_decay=1e-2)),
+    "momentum": (
+        lambda p: nn.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
+        lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
+    ),
+    "nesterov": (
+        lambda p: nn.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+        lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    ),
+    "adam": (
+        lambda p: nn.optim.Adam(p, lr=0.01, weight_decay=1e-2),
+        lambda t, p: t.optim.Adam(p, lr=0.01, weight_decay=1e-2),
+    ),
     "adamw": (lambda p: nn.optim.AdamW(p, lr=0.01), lambda t, p: t.optim.AdamW(p, lr=0.01)),
 }
 
@@ -416,15 +466,16 @@ def test_training_steps_match_pytorch(torch, opt, activation):
         ref_linears = [m for m in reference if isinstance(m, torch.nn.Linear)]
         ours_linears = [m for m in model.layers if isinstance(m, nn.Linear)]
         for a, b in zip(ours_linears, ref_linears, strict=True):
-            np.testing.assert_allclose(a.weight.grad.data, b.weight.grad.numpy(), rtol=1e-4,
-                                       atol=1e-6)
-            np.testing.assert_allclose(a.bias.grad.data, b.bias.grad.numpy(), rtol=1e-4,
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                a.weight.grad.data, b.weight.grad.numpy(), rtol=1e-4, atol=1e-6
+            )
+            np.testing.assert_allclose(a.bias.grad.data, b.bias.grad.numpy(), rtol=1e-4, atol=1e-6)
         ours_opt.step()
         ref_opt.step()
         for a, b in zip(ours_linears, ref_linears, strict=True):
-            np.testing.assert_allclose(a.weight.data, b.weight.detach().numpy(), rtol=1e-4,
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                a.weight.data, b.weight.detach().numpy(), rtol=1e-4, atol=1e-5
+            )
 
 
 @pytest.mark.parametrize("name", ["mse", "bce", "bce_logits"])
@@ -436,10 +487,11 @@ def test_losses_match_pytorch(torch, name):
     loss.backward()
     tp = torch.tensor(pred, requires_grad=True)
     tt = torch.tensor(target)
-    ref = {"mse": lambda: torch.nn.functional.mse_loss(tp, tt),
-           "bce": lambda: torch.nn.functional.binary_cross_entropy(torch.sigmoid(tp), tt),
-           "bce_logits": lambda: torch.nn.functional.binary_cross_entropy_with_logits(tp, tt),
-           }[name]()
+    ref = {
+        "mse": lambda: torch.nn.functional.mse_loss(tp, tt),
+        "bce": lambda: torch.nn.functional.binary_cross_entropy(torch.sigmoid(tp), tt),
+        "bce_logits": lambda: torch.nn.functional.binary_cross_entropy_with_logits(tp, tt),
+    }[name]()
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
     np.testing.assert_allclose(p.grad.data, tp.grad.numpy(), rtol=1e-5, atol=1e-8)
@@ -454,10 +506,14 @@ def test_step_before_backward_is_an_error():
         opt.step()
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"lr": -1}, "lr must be a positive"), ({"lr": 0.1, "momentum": -1}, "momentum"),
-    ({"lr": 0.1, "nesterov": True}, "nesterov needs momentum"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"lr": -1}, "lr must be a positive"),
+        ({"lr": 0.1, "momentum": -1}, "momentum"),
+        ({"lr": 0.1, "nesterov": True}, "nesterov needs momentum"),
+    ],
+)
 def test_bad_optimizer_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         nn.optim.SGD(nn.Linear(2, 2).parameters(), **kwargs)
@@ -530,15 +586,21 @@ def _train(model, opt, batches, scheduler=None):
             scheduler.step()
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    lambda ps: nn.optim.Adam(ps, lr=0.01),
-    lambda ps: nn.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
-], ids=["sgd", "adam", "adamw"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda ps: nn.optim.Adam(ps, lr=0.01),
+        lambda ps: nn.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+    ],
+    ids=["sgd", "adam", "adamw"],
+)
 def test_resuming_from_saved_state_gives_the_weights_of_an_unbroken_run(make, tmp_path):
     rng = np.random.default_rng(0)
-    batches = [(rng.normal(size=(8, 3)).astype(np.float32),
-                rng.normal(size=(8, 2)).astype(np.float32)) for _ in range(6)]
+    batches = [
+        (rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 2)).astype(np.float32))
+        for _ in range(6)
+    ]
     unbroken = nn.MLP(3, [5], 2, rng=0)
     opt = make(unbroken.parameters())
     schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
@@ -558,8 +620,9 @@ def test_resuming_from_saved_state_gives_the_weights_of_an_unbroken_run(make, tm
     schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
     schedule.load_state_dict(nn.load(tmp_path / "schedule.npz"))
     _train(resumed, opt, batches[3:], schedule)
-    for (name, p), (_, q) in zip(unbroken.named_parameters(), resumed.named_parameters(),
-                                 strict=True):
+    for (name, p), (_, q) in zip(
+        unbroken.named_parameters(), resumed.named_parameters(), strict=True
+    ):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
     # Without the optimizer's state (fresh moments), the weights would differ.
     fresh = nn.MLP(3, [5], 2, rng=7).load(tmp_path / "model.npz")
@@ -608,9 +671,12 @@ _leaf = st.builds(lambda n: nn.Linear(1, n, dtype=np.float64), st.integers(1, 3)
 
 
 def _containers(inner):
-    return st.one_of(st.lists(inner, max_size=3), st.tuples(inner, inner),
-                     st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
-                     st.builds(nn.ModuleList, st.lists(_leaf, max_size=2)))
+    return st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
+        st.builds(nn.ModuleList, st.lists(_leaf, max_size=2)),
+    )
 
 
 _nested = st.recursive(_leaf, _containers, max_leaves=8)
@@ -651,8 +717,11 @@ def test_listing_parameters_any_number_of_times_gives_one_update(picks, kind):
         chosen = [params[i] for i in order]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            opt = (nn.optim.SGD(chosen, lr=0.1, momentum=0.9) if kind == "sgd"
-                   else nn.optim.Adam(chosen, lr=0.1))
+            opt = (
+                nn.optim.SGD(chosen, lr=0.1, momentum=0.9)
+                if kind == "sgd"
+                else nn.optim.Adam(chosen, lr=0.1)
+            )
         for _ in range(2):
             opt.zero_grad()
             model(Tensor(np.ones((1, 2)))).sum().backward()

@@ -83,10 +83,23 @@ def _alias_write(kind: str, x: Tensor, c: Tensor, base: np.ndarray, where: int, 
         raise AssertionError(kind)
 
 
-WRITES = ["detach", "constant", "view_of_constant", "reshape_view", "other_wrapper",
-          "data_then_bump", "raw_data_write", "raw_data_write_x", "data_inplace_operator",
-          "data_ufunc_out", "data_view_write", "data_rebind", "users_own_array",
-          "leaf_under_no_grad", "unrelated"]
+WRITES = [
+    "detach",
+    "constant",
+    "view_of_constant",
+    "reshape_view",
+    "other_wrapper",
+    "data_then_bump",
+    "raw_data_write",
+    "raw_data_write_x",
+    "data_inplace_operator",
+    "data_ufunc_out",
+    "data_view_write",
+    "data_rebind",
+    "users_own_array",
+    "leaf_under_no_grad",
+    "unrelated",
+]
 
 
 def _gradient(graph, x_values, base_values):
@@ -100,8 +113,12 @@ def _gradient(graph, x_values, base_values):
 @pytest.mark.parametrize("graph", sorted(GRAPHS))
 @pytest.mark.parametrize("kind", WRITES)
 @settings(max_examples=8)
-@given(x=hnp.arrays(np.float64, 4, elements=VALUES),
-       base=hnp.arrays(np.float64, 4, elements=VALUES), where=st.integers(0, 3), value=VALUES)
+@given(
+    x=hnp.arrays(np.float64, 4, elements=VALUES),
+    base=hnp.arrays(np.float64, 4, elements=VALUES),
+    where=st.integers(0, 3),
+    value=VALUES,
+)
 def test_every_write_into_saved_memory_is_refused_or_harmless(graph, kind, x, base, where, value):
     expected = _gradient(GRAPHS[graph], x, base)  # from the numbers before the write
     xt = Tensor(x.copy(), requires_grad=True)
@@ -112,8 +129,9 @@ def test_every_write_into_saved_memory_is_refused_or_harmless(graph, kind, x, ba
     try:
         out.backward()
     except RuntimeError as exc:
-        assert re.match(r"^\w+: a tensor this op saved for backward was modified in place",
-                        str(exc)), str(exc)
+        assert re.match(
+            r"^\w+: a tensor this op saved for backward was modified in place", str(exc)
+        ), str(exc)
         assert kind != "unrelated"
         return
     np.testing.assert_allclose(xt.grad.data, expected, rtol=1e-12, atol=1e-12)
@@ -146,9 +164,12 @@ ALIASING_GRAPHS = {
 }
 
 
-@given(graph=st.sampled_from(sorted(ALIASING_GRAPHS)),
-       a=hnp.arrays(np.float64, 4, elements=VALUES), b=hnp.arrays(np.float64, 4, elements=VALUES),
-       use_grad=st.booleans())
+@given(
+    graph=st.sampled_from(sorted(ALIASING_GRAPHS)),
+    a=hnp.arrays(np.float64, 4, elements=VALUES),
+    b=hnp.arrays(np.float64, 4, elements=VALUES),
+    use_grad=st.booleans(),
+)
 def test_gradients_never_share_memory(graph, a, b, use_grad):
     at, bt = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
     mid = ALIASING_GRAPHS[graph](at, bt)
@@ -175,14 +196,22 @@ def test_gradients_never_share_memory(graph, a, b, use_grad):
 KEEPERS = {
     "getitem_int": (lambda x, k: x[k].sum() * x[k].sum(), lambda: np.array([0, 2, 2])),
     "getitem_bool": (lambda x, k: (x[k] ** 2).sum(), lambda: np.array([True, False, True, True])),
-    "where_mask": (lambda x, k: (ad.where(k, x, -x) ** 2).sum(),
-                   lambda: np.array([True, False, True, False])),
-    "sce_labels": (lambda x, k: ad.softmax_cross_entropy(x.reshape(2, 2), k),
-                   lambda: np.array([0, 1])),
-    "cross_entropy": (lambda x, k: nn.F.cross_entropy(x.reshape(2, 2), k, reduction="sum"),
-                      lambda: np.array([1, 0])),
-    "nll_loss": (lambda x, k: nn.F.nll_loss(x.reshape(2, 2), k, reduction="sum") ** 2,
-                 lambda: np.array([1, 1])),
+    "where_mask": (
+        lambda x, k: (ad.where(k, x, -x) ** 2).sum(),
+        lambda: np.array([True, False, True, False]),
+    ),
+    "sce_labels": (
+        lambda x, k: ad.softmax_cross_entropy(x.reshape(2, 2), k),
+        lambda: np.array([0, 1]),
+    ),
+    "cross_entropy": (
+        lambda x, k: nn.F.cross_entropy(x.reshape(2, 2), k, reduction="sum"),
+        lambda: np.array([1, 0]),
+    ),
+    "nll_loss": (
+        lambda x, k: nn.F.nll_loss(x.reshape(2, 2), k, reduction="sum") ** 2,
+        lambda: np.array([1, 1]),
+    ),
     "setitem_index": (lambda x, k: _write_at(x, k), lambda: np.array([1, 3])),
 }
 
@@ -193,8 +222,11 @@ def _write_at(x, index):
     return (buf * buf).sum()
 
 
-@given(name=st.sampled_from(sorted(KEEPERS)), x=hnp.arrays(np.float64, 4, elements=VALUES),
-       scramble=st.sampled_from(["zeros", "reverse", "ones"]))
+@given(
+    name=st.sampled_from(sorted(KEEPERS)),
+    x=hnp.arrays(np.float64, 4, elements=VALUES),
+    scramble=st.sampled_from(["zeros", "reverse", "ones"]),
+)
 def test_arrays_given_to_an_op_can_be_reused_by_the_caller(name, x, scramble):
     fn, make = KEEPERS[name]
     expected = Tensor(x.copy(), requires_grad=True)
@@ -215,8 +247,10 @@ def test_arrays_given_to_an_op_can_be_reused_by_the_caller(name, x, scramble):
 # --- grad() with repeated inputs -------------------------------------------------------------
 
 
-@given(order=st.lists(st.integers(0, 2), min_size=1, max_size=6),
-       values=hnp.arrays(np.float64, 3, elements=VALUES))
+@given(
+    order=st.lists(st.integers(0, 2), min_size=1, max_size=6),
+    values=hnp.arrays(np.float64, 3, elements=VALUES),
+)
 def test_grad_gives_every_listed_input_its_gradient(order, values):
     ts = [Tensor(np.array([v]), requires_grad=True) for v in values]
     out = (ts[0] * ts[1] * 2 + ts[2] ** 3 + ts[0]).sum()
@@ -225,15 +259,18 @@ def test_grad_gives_every_listed_input_its_gradient(order, values):
     for position, i in enumerate(order):
         np.testing.assert_array_equal(got[position].data, single[i])
     for i, g in enumerate(got):
-        for h in got[i + 1:]:
+        for h in got[i + 1 :]:
             assert not np.shares_memory(g.data, h.data)
 
 
 # --- a write of a tensor in the graph is part of the graph -----------------------------------
 
 
-@given(index=st.sampled_from([0, -1, slice(1, 3), [0, 2], np.array([True, False, True, False])]),
-       w=VALUES, base=hnp.arrays(np.float64, 4, elements=VALUES))
+@given(
+    index=st.sampled_from([0, -1, slice(1, 3), [0, 2], np.array([True, False, True, False])]),
+    w=VALUES,
+    base=hnp.arrays(np.float64, 4, elements=VALUES),
+)
 def test_writing_a_tensor_that_requires_grad_keeps_its_gradient_path(index, w, base):
     wt = Tensor(w, requires_grad=True)
     buf = Tensor(base.copy())
@@ -248,14 +285,20 @@ def test_writing_a_tensor_that_requires_grad_keeps_its_gradient_path(index, w, b
 
 # --- in-place operators ------------------------------------------------------------------------
 
-UPDATES = {"+=": (operator.iadd, operator.add), "-=": (operator.isub, operator.sub),
-           "*=": (operator.imul, operator.mul), "/=": (operator.itruediv, operator.truediv)}
+UPDATES = {
+    "+=": (operator.iadd, operator.add),
+    "-=": (operator.isub, operator.sub),
+    "*=": (operator.imul, operator.mul),
+    "/=": (operator.itruediv, operator.truediv),
+}
 
 
-@given(op=st.sampled_from(sorted(UPDATES)), dtype=st.sampled_from([np.float32, np.float64]),
-       shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3,
-                                                max_side=3),
-       data=st.data())
+@given(
+    op=st.sampled_from(sorted(UPDATES)),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3),
+    data=st.data(),
+)
 def test_in_place_operators_agree_with_their_out_of_place_op(op, dtype, shapes, data):
     """`t op= v` gives the numbers of `t op v` in t's own memory (no graph) or the gradient of
     `t op v` (recorded), keeping t's shape and dtype; a result of another shape is refused."""

@@ -38,8 +38,7 @@ THIS_FILE = str(Path(__file__).resolve())
 
 def test_anomaly_forward_names_op_shapes_and_the_users_line():
     x = Tensor(np.array([[1000.0, 1.0]]), requires_grad=True)
-    with ad.detect_anomaly(), pytest.raises(FloatingPointError) as info, \
-            np.errstate(over="ignore"):
+    with ad.detect_anomaly(), pytest.raises(FloatingPointError) as info, np.errstate(over="ignore"):
         x.exp()  # overflows to infinity
     message = str(info.value)
     assert message.startswith("detect_anomaly: exp forward")
@@ -65,8 +64,11 @@ def test_anomaly_in_a_module_points_at_the_callers_line_not_inside_nn():
     layer = nn.Linear(2, 2)
     with ad.no_grad():
         layer.weight.data[...] = 3e38  # float32: the products overflow
-    with ad.detect_anomaly(), pytest.raises(FloatingPointError) as info, \
-            np.errstate(over="ignore", invalid="ignore"):
+    with (
+        ad.detect_anomaly(),
+        pytest.raises(FloatingPointError) as info,
+        np.errstate(over="ignore", invalid="ignore"),
+    ):
         layer(Tensor(np.full((1, 2), 10.0, np.float32)))
     message = str(info.value)
     assert "linear forward" in message and "(1, 2), (2, 2), (2,)" in message
@@ -75,8 +77,11 @@ def test_anomaly_in_a_module_points_at_the_callers_line_not_inside_nn():
 
 def test_anomaly_reports_where_nan_is_born_not_where_it_spreads():
     x = Tensor(np.array([-1.0, 4.0]), requires_grad=True)
-    with ad.detect_anomaly(), pytest.raises(FloatingPointError) as info, \
-            np.errstate(invalid="ignore"):
+    with (
+        ad.detect_anomaly(),
+        pytest.raises(FloatingPointError) as info,
+        np.errstate(invalid="ignore"),
+    ):
         y = x.log()  # NaN is born here...
         y * 2  # ...and would spread here
     assert "log forward" in str(info.value) and "NaN" in str(info.value)
@@ -138,12 +143,16 @@ def test_write_into_a_tensor_not_in_the_graph_is_harmless():
     assert w.grad.data.tolist() == [2.0, 3.0]
 
 
-@pytest.mark.parametrize("make_optimizer", [
-    lambda ps: nn.optim.SGD(ps, lr=0.1),
-    lambda ps: nn.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
-    lambda ps: nn.optim.Adam(ps, lr=0.01),
-    lambda ps: nn.optim.AdamW(ps, lr=0.01),
-], ids=["sgd", "nesterov", "adam", "adamw"])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda ps: nn.optim.SGD(ps, lr=0.1),
+        lambda ps: nn.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+        lambda ps: nn.optim.Adam(ps, lr=0.01),
+        lambda ps: nn.optim.AdamW(ps, lr=0.01),
+    ],
+    ids=["sgd", "nesterov", "adam", "adamw"],
+)
 def test_optimizer_step_between_forward_and_backward_is_refused(make_optimizer):
     model = nn.MLP(3, [4], 2, rng=0)
     opt = make_optimizer(model.parameters())
@@ -252,8 +261,7 @@ def test_graph_of_a_failed_backward_is_freed():
     def build():
         x = Tensor(np.array([0.0, 1.0]), requires_grad=True)
         y = x.sqrt().sum()
-        with ad.detect_anomaly(), np.errstate(divide="ignore"), \
-                pytest.raises(FloatingPointError):
+        with ad.detect_anomaly(), np.errstate(divide="ignore"), pytest.raises(FloatingPointError):
             y.backward()
         return [weakref.ref(x), weakref.ref(y)]
 
@@ -376,8 +384,14 @@ def test_two_threads_training_match_sequential_runs_bit_for_bit():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"
-    done = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     sequential, threaded = result["sequential"], result["threaded"]
@@ -470,7 +484,7 @@ def test_read_idx_random_bytes(blob):
     values = _read_idx_or_clear_error(blob)
     if values is not None:  # random bytes can spell a valid (often empty) IDX file
         ndim = blob[3]
-        assert values.shape == struct.unpack(f">{ndim}I", blob[4:4 + 4 * ndim])
+        assert values.shape == struct.unpack(f">{ndim}I", blob[4 : 4 + 4 * ndim])
 
 
 @given(idx_arrays, st.booleans())
@@ -497,7 +511,7 @@ def test_read_idx_mutated_bytes(spec, data):
     array, blob = _random_idx(*spec)
     position = data.draw(st.integers(0, len(blob) - 1), label="position")
     value = data.draw(st.integers(0, 255), label="value")
-    mutated = blob[:position] + bytes([value]) + blob[position + 1:]
+    mutated = blob[:position] + bytes([value]) + blob[position + 1 :]
     values = _read_idx_or_clear_error(mutated)
     header = 4 + 4 * array.ndim
     if position >= header:  # a changed data byte is still a valid file of the same shape
@@ -506,8 +520,7 @@ def test_read_idx_mutated_bytes(spec, data):
         assert values is None  # a wrong magic number is always refused
 
 
-@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4),
-       st.binary(max_size=64))
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4), st.binary(max_size=64))
 def test_read_idx_huge_declared_sizes_allocate_nothing(dims, body):
     assume(np.prod(np.array(dims, dtype=object)) > 10**6)
     blob = struct.pack(">HBB", 0, 0x0E, len(dims)) + struct.pack(f">{len(dims)}I", *dims) + body
@@ -630,8 +643,10 @@ def _forged_npy(shape: tuple[int, ...], body: bytes) -> bytes:
 def _marker_entries(manifest: dict) -> dict[str, bytes]:
     from nn.serialization import FORMAT
 
-    return {"__format__": _npy(np.array(FORMAT)),
-            "__manifest__": _npy(np.array(json.dumps(manifest)))}
+    return {
+        "__format__": _npy(np.array(FORMAT)),
+        "__manifest__": _npy(np.array(json.dumps(manifest))),
+    }
 
 
 @given(st.lists(st.integers(0, 2**40), min_size=1, max_size=3), st.binary(max_size=64))
@@ -662,8 +677,9 @@ class _Evil:
         return (Path.touch, (self.path,))
 
 
-@pytest.mark.parametrize("disguise", ["foreign", "with_marker_and_manifest", "bare_npy",
-                                      "raw_pickle"])
+@pytest.mark.parametrize(
+    "disguise", ["foreign", "with_marker_and_manifest", "bare_npy", "raw_pickle"]
+)
 def test_load_never_runs_a_pickle(tmp_path, disguise):
     marker = tmp_path / "pickle_ran"
     evil = np.array([_Evil(marker)], dtype=object)
@@ -694,21 +710,31 @@ def test_load_never_runs_a_pickle(tmp_path, disguise):
 
 # --- fuzzing: state dicts ---------------------------------------------------------------------
 
-_NAMES = ["layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias", "bogus",
-          "layers.9.weight", ""]
+_NAMES = [
+    "layers.0.weight",
+    "layers.0.bias",
+    "layers.2.weight",
+    "layers.2.bias",
+    "bogus",
+    "layers.9.weight",
+    "",
+]
 _JUNK = st.one_of(
-    st.none(), st.text(max_size=3), st.integers(), st.floats(allow_nan=True),
+    st.none(),
+    st.text(max_size=3),
+    st.integers(),
+    st.floats(allow_nan=True),
     st.lists(st.floats(-2, 2), max_size=4),
-    st.builds(lambda shape, dtype: np.zeros(shape, dtype=dtype),
-              st.lists(st.integers(0, 5), max_size=3).map(tuple),
-              st.sampled_from([np.float32, np.float64, np.int64, np.bool_])),
+    st.builds(
+        lambda shape, dtype: np.zeros(shape, dtype=dtype),
+        st.lists(st.integers(0, 5), max_size=3).map(tuple),
+        st.sampled_from([np.float32, np.float64, np.int64, np.bool_]),
+    ),
 )
 
 
-@given(st.dictionaries(st.sampled_from(_NAMES), _JUNK, max_size=7), st.booleans(),
-       st.booleans())
-def test_load_state_dict_fuzzed_dicts_fail_cleanly_and_leave_model_intact(state, strict,
-                                                                          complete):
+@given(st.dictionaries(st.sampled_from(_NAMES), _JUNK, max_size=7), st.booleans(), st.booleans())
+def test_load_state_dict_fuzzed_dicts_fail_cleanly_and_leave_model_intact(state, strict, complete):
     model = nn.MLP(3, [4], 2, rng=0)
     before = model.state_dict()
     if complete:  # start from a valid dict so the deeper checks are reached too

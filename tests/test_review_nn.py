@@ -36,20 +36,24 @@ def _steps(opt, params, grads_per_step):
         opt.step()
 
 
-GRADS = [[np.array([1.0, -2.0]), np.array([0.5])],
-         [np.array([0.3, 0.1]), np.array([-1.5])],
-         [np.array([-0.7, 2.0]), np.array([0.25])]]
+GRADS = [
+    [np.array([1.0, -2.0]), np.array([0.5])],
+    [np.array([0.3, 0.1]), np.array([-1.5])],
+    [np.array([-0.7, 2.0]), np.array([0.25])],
+]
 
 
 @needs_torch
-@pytest.mark.parametrize("kind, group, defaults", [
-    ("SGD", {"lr": 0.5}, {"lr": 0.1}),
-    ("SGD", {"lr": 0.5, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1},
-     {"lr": 0.1}),
-    ("SGD", {"momentum": 0.0}, {"lr": 0.1, "momentum": 0.9}),
-    ("Adam", {"lr": 0.05, "betas": (0.5, 0.6), "eps": 1e-3, "weight_decay": 0.2}, {}),
-    ("AdamW", {"weight_decay": 0.5}, {"lr": 0.1}),
-])
+@pytest.mark.parametrize(
+    "kind, group, defaults",
+    [
+        ("SGD", {"lr": 0.5}, {"lr": 0.1}),
+        ("SGD", {"lr": 0.5, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1}, {"lr": 0.1}),
+        ("SGD", {"momentum": 0.0}, {"lr": 0.1, "momentum": 0.9}),
+        ("Adam", {"lr": 0.05, "betas": (0.5, 0.6), "eps": 1e-3, "weight_decay": 0.2}, {}),
+        ("AdamW", {"weight_decay": 0.5}, {"lr": 0.1}),
+    ],
+)
 def test_a_group_dicts_settings_override_the_defaults_as_in_torch(kind, group, defaults):
     start = [np.array([1.0, 2.0]), np.array([-3.0])]
     ours = [nn.Parameter(v, dtype=np.float64) for v in start]
@@ -91,8 +95,11 @@ def test_group_settings_are_checked_like_constructor_arguments():
         nn.optim.Adam([{"params": [c], "betas": (0.9, 1.5)}])
     with pytest.raises(ValueError, match="Adam: eps must be a positive number, got 0.0"):
         nn.optim.Adam([{"params": [c], "eps": 0.0}])
-    with pytest.raises(ValueError, match=r"SGD: unknown setting\(s\) \['betas'\] in the "
-                                         r"parameter group; SGD takes \['lr', 'momentum'"):
+    with pytest.raises(
+        ValueError,
+        match=r"SGD: unknown setting\(s\) \['betas'\] in the "
+        r"parameter group; SGD takes \['lr', 'momentum'",
+    ):
         nn.optim.SGD([{"params": [c], "betas": (0.9, 0.99)}], lr=0.1)
     with pytest.raises(ValueError, match=r"Adam: unknown setting\(s\) \['momentum'\]"):
         nn.optim.Adam([{"params": [c], "momentum": 0.9}])
@@ -118,8 +125,15 @@ def test_group_settings_survive_state_dict_round_trip():
     with pytest.raises(ValueError, match="SGD.load_state_dict: momentum must be a number >= 0"):
         other.load_state_dict(dict(state, **{"param_groups.0.momentum": np.array(-1.0)}))
     with pytest.raises(ValueError, match="SGD.load_state_dict: nesterov needs momentum > 0"):
-        other.load_state_dict(dict(state, **{"param_groups.0.momentum": np.array(0.0),
-                                             "param_groups.0.nesterov": np.array(True)}))
+        other.load_state_dict(
+            dict(
+                state,
+                **{
+                    "param_groups.0.momentum": np.array(0.0),
+                    "param_groups.0.nesterov": np.array(True),
+                },
+            )
+        )
     assert other.momentum == 0.9  # a refused load changes nothing
 
 
@@ -137,11 +151,15 @@ def _train_steps(model, opt, steps):
         opt.step()
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9),
-    lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
-    lambda ps: nn.optim.Adam(ps, lr=0.01),
-], ids=["momentum", "nesterov", "adam"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9),
+        lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
+        lambda ps: nn.optim.Adam(ps, lr=0.01),
+    ],
+    ids=["momentum", "nesterov", "adam"],
+)
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 def test_a_copied_model_and_optimizer_continue_exactly_as_the_original(make, how):
     model = nn.MLP(3, [5], 2, rng=0)
@@ -158,8 +176,7 @@ def test_a_copied_model_and_optimizer_continue_exactly_as_the_original(make, how
         assert p is not q and set(opt2.state[q]) == set(opt.state[p])
     _train_steps(model, opt, 2)
     _train_steps(model2, opt2, 2)
-    for (name, p), (_, q) in zip(model.named_parameters(), model2.named_parameters(),
-                                 strict=True):
+    for (name, p), (_, q) in zip(model.named_parameters(), model2.named_parameters(), strict=True):
         np.testing.assert_array_equal(p._data, q._data, err_msg=name)
     # Without the carried-over state the copy would have diverged: the check has teeth.
     model3 = copy.deepcopy(model2)
@@ -172,17 +189,24 @@ def test_a_copied_model_and_optimizer_continue_exactly_as_the_original(make, how
 # --- modules: a registered Parameter is not silently replaced --------------------------------
 
 
-@pytest.mark.parametrize("value", [
-    Tensor(np.ones((1, 2), np.float32), requires_grad=True),
-    np.ones((1, 2), np.float32),
-    [[1.0, 1.0]],
-], ids=["tensor", "ndarray", "list"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        Tensor(np.ones((1, 2), np.float32), requires_grad=True),
+        np.ones((1, 2), np.float32),
+        [[1.0, 1.0]],
+    ],
+    ids=["tensor", "ndarray", "list"],
+)
 def test_assigning_a_non_parameter_over_a_parameter_is_refused(value):
     model = nn.Linear(2, 1, rng=0)
     before = model.weight
     kind = type(value).__name__
-    with pytest.raises(TypeError, match=f"Linear: cannot assign {kind} to parameter 'weight' "
-                                        r"\(Parameter or None expected"):
+    with pytest.raises(
+        TypeError,
+        match=f"Linear: cannot assign {kind} to parameter 'weight' "
+        r"\(Parameter or None expected",
+    ):
         model.weight = value
     assert model.weight is before
     assert list(model.state_dict()) == ["weight", "bias"]
@@ -207,8 +231,11 @@ def test_buffers_take_tensors_or_none():
     stats = Tensor(np.full(2, 0.5, np.float32))
     bn.running_mean = stats  # a Tensor stays a buffer, saved with the model
     np.testing.assert_array_equal(bn.state_dict()["running_mean"], [0.5, 0.5])
-    with pytest.raises(TypeError, match="BatchNorm2d: cannot assign ndarray to buffer "
-                                        r"'running_var' \(Tensor or None expected\)"):
+    with pytest.raises(
+        TypeError,
+        match="BatchNorm2d: cannot assign ndarray to buffer "
+        r"'running_var' \(Tensor or None expected\)",
+    ):
         bn.running_var = np.ones(2, np.float32)
     bn.running_var = None
     assert "running_var" not in bn.state_dict() and "running_mean" in bn.state_dict()
@@ -218,23 +245,54 @@ def test_buffers_take_tensors_or_none():
 
 # Probabilities where the old clipping to [1e-7, 1 - 1e-7] went wrong: exactly 0 and 1, the
 # sigmoid of large logits in either dtype, subnormals, and ordinary values.
-EDGE_PROBS = [0.0, 1.0, 5e-324, 1e-45, 1e-30, 4.1399e-8, 1e-13, 1e-12, 2e-12, 1e-7, 0.5,
-              1 - 1e-7, 1 - 6e-8, 1 - 1e-12, 1 - 1e-16, 0.3]
+EDGE_PROBS = [
+    0.0,
+    1.0,
+    5e-324,
+    1e-45,
+    1e-30,
+    4.1399e-8,
+    1e-13,
+    1e-12,
+    2e-12,
+    1e-7,
+    0.5,
+    1 - 1e-7,
+    1 - 6e-8,
+    1 - 1e-12,
+    1 - 1e-16,
+    0.3,
+]
 
 
 @st.composite
 def bce_cases(draw):
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     n = draw(st.integers(1, 6))
-    probs = draw(st.lists(st.one_of(st.sampled_from(EDGE_PROBS), st.floats(0.0, 1.0)),
-                          min_size=n, max_size=n))
-    target = draw(st.lists(st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)),
-                           min_size=n, max_size=n))
-    weight = draw(st.one_of(st.none(), st.lists(st.floats(0.0, 3.0), min_size=n, max_size=n),
-                            st.floats(0.0, 3.0).map(lambda w: [w])))
+    probs = draw(
+        st.lists(
+            st.one_of(st.sampled_from(EDGE_PROBS), st.floats(0.0, 1.0)), min_size=n, max_size=n
+        )
+    )
+    target = draw(
+        st.lists(
+            st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)), min_size=n, max_size=n
+        )
+    )
+    weight = draw(
+        st.one_of(
+            st.none(),
+            st.lists(st.floats(0.0, 3.0), min_size=n, max_size=n),
+            st.floats(0.0, 3.0).map(lambda w: [w]),
+        )
+    )
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
-    return (np.array(probs, dtype=dtype), np.array(target, dtype=dtype),
-            None if weight is None else np.array(weight, dtype=dtype), reduction)
+    return (
+        np.array(probs, dtype=dtype),
+        np.array(target, dtype=dtype),
+        None if weight is None else np.array(weight, dtype=dtype),
+        reduction,
+    )
 
 
 @needs_torch
@@ -246,8 +304,11 @@ def test_binary_cross_entropy_matches_torch_value_and_gradient_everywhere(case):
     loss = nn.F.binary_cross_entropy(p, target, reduction, weight=weight)
     tp = torch.tensor(probs, requires_grad=True)
     expected = torch.nn.functional.binary_cross_entropy(
-        tp, torch.tensor(target), None if weight is None else torch.tensor(weight),
-        reduction=reduction)
+        tp,
+        torch.tensor(target),
+        None if weight is None else torch.tensor(weight),
+        reduction=reduction,
+    )
     assert loss.dtype == probs.dtype
     rtol = 1e-5 if probs.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(loss._data, expected.detach().numpy(), rtol=rtol, atol=0)
@@ -261,15 +322,17 @@ def test_binary_cross_entropy_matches_torch_value_and_gradient_everywhere(case):
 
 @needs_torch
 @pytest.mark.parametrize("dtype", [np.float64])  # float32 sigmoids differ from torch's at 17
-@pytest.mark.parametrize("logit, label", [(17.0, 0.0), (-17.0, 1.0), (40.0, 0.0), (-40.0, 1.0),
-                                          (2.0, 1.0), (0.0, 0.0)])
+@pytest.mark.parametrize(
+    "logit, label", [(17.0, 0.0), (-17.0, 1.0), (40.0, 0.0), (-40.0, 1.0), (2.0, 1.0), (0.0, 0.0)]
+)
 def test_a_confident_wrong_prediction_still_gets_torchs_gradient(logit, label, dtype):
     z = Tensor(np.array([logit], dtype), requires_grad=True)
     loss = nn.F.binary_cross_entropy(z.sigmoid(), np.array([label], dtype))
     loss.backward()
     tz = torch.tensor([logit], dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True)
-    expected = torch.nn.functional.binary_cross_entropy(torch.sigmoid(tz),
-                                                        torch.tensor([label], dtype=tz.dtype))
+    expected = torch.nn.functional.binary_cross_entropy(
+        torch.sigmoid(tz), torch.tensor([label], dtype=tz.dtype)
+    )
     expected.backward()
     np.testing.assert_allclose(loss._data, expected.item(), rtol=1e-6)
     np.testing.assert_allclose(z.grad._data, tz.grad.numpy(), rtol=1e-5)
@@ -280,11 +343,17 @@ def test_a_confident_wrong_prediction_still_gets_torchs_gradient(logit, label, d
 
 
 def test_binary_cross_entropy_refuses_inputs_outside_0_1_and_bad_weights():
-    with pytest.raises(ValueError, match=r"binary_cross_entropy: inputs must be probabilities "
-                                         r"in \[0, 1\], got values from -0.5 to 2.0"):
+    with pytest.raises(
+        ValueError,
+        match=r"binary_cross_entropy: inputs must be probabilities "
+        r"in \[0, 1\], got values from -0.5 to 2.0",
+    ):
         nn.F.binary_cross_entropy(Tensor([-0.5, 2.0]), [0.0, 1.0])
-    with pytest.raises(ValueError, match=r"weight of shape \(3,\) does not broadcast to the "
-                                         r"input's shape \(2,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight of shape \(3,\) does not broadcast to the "
+        r"input's shape \(2,\)",
+    ):
         nn.F.binary_cross_entropy(Tensor([0.5, 0.5]), [0.0, 1.0], weight=[1.0, 2.0, 3.0])
     criterion = nn.BCELoss(weight=[1.0, 3.0], reduction="sum")
     assert "weight=[1.0, 3.0]" in repr(criterion)
@@ -307,11 +376,13 @@ def test_binary_cross_entropy_second_derivative_and_jvp_are_the_losss():
     assert g_y.item() == pytest.approx(-np.log(p / (1 - p)), rel=1e-12)
     (mixed,) = ad.grad(g_p.sum(), u)
     assert mixed.item() == pytest.approx(-1 / (p * (1 - p)), rel=1e-12)
-    value, tangent = ad.jvp(lambda q: nn.F.binary_cross_entropy(q, [y], "sum"),
-                            (Tensor([p]),), (Tensor([2.0]),))
+    value, tangent = ad.jvp(
+        lambda q: nn.F.binary_cross_entropy(q, [y], "sum"), (Tensor([p]),), (Tensor([2.0]),)
+    )
     assert value.item() == pytest.approx(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
     assert np.asarray(getattr(tangent, "_data", tangent)).item() == pytest.approx(
-        2 * (p - y) / (p * (1 - p)), rel=1e-12)
+        2 * (p - y) / (p * (1 - p)), rel=1e-12
+    )
 
 
 # --- fit / evaluate: the default accuracy suits the loss and the targets ---------------------
@@ -320,8 +391,9 @@ def test_binary_cross_entropy_second_derivative_and_jvp_are_the_losss():
 def _identity_scorer(columns=1):
     """A Linear model whose outputs are exactly its inputs (weight 1, bias 0)."""
     model = nn.Linear(columns, columns, rng=0)
-    model.load_state_dict({"weight": np.eye(columns, dtype=np.float32),
-                           "bias": np.zeros(columns, np.float32)})
+    model.load_state_dict(
+        {"weight": np.eye(columns, dtype=np.float32), "bias": np.zeros(columns, np.float32)}
+    )
     return model
 
 
@@ -331,28 +403,46 @@ SCORES = np.linspace(-1, 1, 40, endpoint=False, dtype=np.float32)[:, None]
 LABELS = (SCORES > 0).astype(np.float32)
 
 
-@pytest.mark.parametrize("loss_fn", [
-    nn.F.binary_cross_entropy_with_logits,
-    nn.BCEWithLogitsLoss(),
-    functools.partial(nn.F.binary_cross_entropy_with_logits, reduction="sum"),
-], ids=["function", "module", "partial"])
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        nn.F.binary_cross_entropy_with_logits,
+        nn.BCEWithLogitsLoss(),
+        functools.partial(nn.F.binary_cross_entropy_with_logits, reduction="sum"),
+    ],
+    ids=["function", "module", "partial"],
+)
 def test_logit_losses_are_scored_at_0(loss_fn):
     assert nn.F.accuracy(SCORES, LABELS) == 0.75  # what the 0.5 threshold gave
     assert nn.F.accuracy(SCORES, LABELS, threshold=0.0) == 1.0
     _, acc = nn.evaluate(_identity_scorer(), SCORES, LABELS, loss_fn)
     assert acc == 1.0
     model = _identity_scorer()
-    history = nn.fit(model, loss_fn, nn.optim.SGD(model.parameters(), lr=1e-9), (SCORES, LABELS),
-                     epochs=1, batch_size=len(SCORES), val_data=(SCORES, LABELS),
-                     progress=False)
+    history = nn.fit(
+        model,
+        loss_fn,
+        nn.optim.SGD(model.parameters(), lr=1e-9),
+        (SCORES, LABELS),
+        epochs=1,
+        batch_size=len(SCORES),
+        val_data=(SCORES, LABELS),
+        progress=False,
+    )
     assert history["accuracy"] == [1.0] and history["val_accuracy"] == [1.0]
 
 
 def test_probabilities_are_scored_at_one_half_and_columns_by_argmax():
     probs = (SCORES + 1) / 2  # in [0, 1): above 0.5 exactly where the label is 1
     model = _identity_scorer()
-    history = nn.fit(model, nn.F.binary_cross_entropy, nn.optim.SGD(model.parameters(), lr=1e-9),
-                     (probs, LABELS), epochs=1, batch_size=len(SCORES), progress=False)
+    history = nn.fit(
+        model,
+        nn.F.binary_cross_entropy,
+        nn.optim.SGD(model.parameters(), lr=1e-9),
+        (probs, LABELS),
+        epochs=1,
+        batch_size=len(SCORES),
+        progress=False,
+    )
     assert history["accuracy"] == [1.0]
     assert nn.evaluate(_identity_scorer(), probs, LABELS, nn.BCELoss())[1] == 1.0
     # Two columns: argmax, for integer labels and for one-hot rows alike.
@@ -368,34 +458,53 @@ def test_regression_targets_get_no_accuracy_and_no_error_threshold():
     x, y = x.astype(np.float32), y.astype(np.float32)
     model = nn.MLP(x.shape[1], [4], y.shape[1], rng=0)
     opt = nn.optim.SGD(model.parameters(), lr=0.01)
-    history = nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, val_data=(x, y),
-                     progress=False)
+    history = nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, val_data=(x, y), progress=False)
     assert history["accuracy"] == [] and history["val_accuracy"] == []
     assert len(history["loss"]) == 2 and len(history["val_loss"]) == 2
     loss, metric = nn.evaluate(model, x, y, nn.F.mse_loss)
     assert loss > 0 and np.isnan(metric)
-    with pytest.raises(ValueError, match=r"fit: error_threshold needs a metric .* the targets "
-                                         r"are not class labels \(float32 of shape \(64, "
-                                         r"1\) with values from -?\d"):
-        nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, error_threshold=0.1,
-               progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"fit: error_threshold needs a metric .* the targets "
+        r"are not class labels \(float32 of shape \(64, "
+        r"1\) with values from -?\d",
+    ):
+        nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, error_threshold=0.1, progress=False)
     # Integer counts of shape (N, 1) are regressed on too: no accuracy either.
     counts = np.arange(64)[:, None] % 5
-    history = nn.fit(model, lambda out, t: nn.F.mse_loss(out, t.astype(np.float32)), opt,
-                     (x, counts), epochs=1, progress=False)
+    history = nn.fit(
+        model,
+        lambda out, t: nn.F.mse_loss(out, t.astype(np.float32)),
+        opt,
+        (x, counts),
+        epochs=1,
+        progress=False,
+    )
     assert history["accuracy"] == []
     # An explicit metric is the caller's: used as given.
-    history = nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=1, progress=False,
-                     metric=lambda out, t: 0.25, error_threshold=0.8)
+    history = nn.fit(
+        model,
+        nn.F.mse_loss,
+        opt,
+        (x, y),
+        epochs=1,
+        progress=False,
+        metric=lambda out, t: 0.25,
+        error_threshold=0.8,
+    )
     assert history["accuracy"] == [0.25] and "error rate" in history.stopped_reason
 
 
 def test_accuracy_refuses_targets_that_are_not_binary_labels_for_one_score():
-    with pytest.raises(ValueError, match=r"accuracy: outputs of shape \(3, 1\) give one score "
-                                         r"per sample .* got values from 0.2 to 3.0"):
+    with pytest.raises(
+        ValueError,
+        match=r"accuracy: outputs of shape \(3, 1\) give one score "
+        r"per sample .* got values from 0.2 to 3.0",
+    ):
         nn.F.accuracy(np.zeros((3, 1)), np.array([[0.2], [1.0], [3.0]]))
-    assert nn.F.accuracy(np.array([0.7, 0.2, 0.9]), np.array([True, False, False])) == \
-        pytest.approx(2 / 3)
+    assert nn.F.accuracy(
+        np.array([0.7, 0.2, 0.9]), np.array([True, False, False])
+    ) == pytest.approx(2 / 3)
 
 
 # --- nn.save: symbolic links are written through; names an .npz cannot keep are refused -------
@@ -432,25 +541,34 @@ def test_save_through_a_dangling_link_creates_its_target_and_a_loop_is_refused(t
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     a.symlink_to(b)
     b.symlink_to(a)
-    with pytest.raises(OSError, match=f"save: could not write {re.escape(str(a))}: it is a loop "
-                                      f"of symbolic links"):
+    with pytest.raises(
+        OSError, match=f"save: could not write {re.escape(str(a))}: it is a loop of symbolic links"
+    ):
         nn.save({"w": np.ones(2)}, a)
     assert a.is_symlink() and b.is_symlink()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "made.npz",
-                                                          "model.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "made.npz", "model.npz"]
 
 
 def test_npz_names_that_cannot_read_back_are_refused_by_name(tmp_path):
     path = tmp_path / "w.npz"
     nn.save({"w": np.ones(1)}, path)
-    with pytest.raises(ValueError, match=r"save: parameter names 'x' and 'x.npy' cannot both be "
-                                         r"saved in an .npz: numpy's reader drops '.npy'"):
+    with pytest.raises(
+        ValueError,
+        match=r"save: parameter names 'x' and 'x.npy' cannot both be "
+        r"saved in an .npz: numpy's reader drops '.npy'",
+    ):
         nn.save({"x": np.zeros(1), "x.npy": np.ones(1)}, path)
-    with pytest.raises(ValueError, match=r"save: parameter name 'a\\x00b' contains a NUL "
-                                         r"character.*read back as 'a'"):
+    with pytest.raises(
+        ValueError,
+        match=r"save: parameter name 'a\\x00b' contains a NUL "
+        r"character.*read back as 'a'",
+    ):
         nn.save({"a\0b": np.zeros(1)}, path)
-    with pytest.raises(ValueError, match=r"is 70000 bytes long in UTF-8; an .npz entry name "
-                                         r"holds at most 65531"):
+    with pytest.raises(
+        ValueError,
+        match=r"is 70000 bytes long in UTF-8; an .npz entry name "
+        r"holds at most 65531",
+    ):
         nn.save({"a" * 70000: np.zeros(1)}, path)
     with pytest.raises(ValueError, match=r"save: parameter name 'a\\udc80' is not valid text"):
         nn.save({"a\udc80": np.zeros(1)}, path)
@@ -458,9 +576,13 @@ def test_npz_names_that_cannot_read_back_are_refused_by_name(tmp_path):
     # Each alone is fine in an .npz, and .safetensors keeps even the pair apart.
     for state in ({"x.npy": np.ones(1)}, {"x": np.zeros(1), "x.NPY": np.ones(1)}):
         nn.save(state, path)
-        assert {k: v.tolist() for k, v in nn.load(path).items()} == \
-            {k: v.tolist() for k, v in state.items()}
+        assert {k: v.tolist() for k, v in nn.load(path).items()} == {
+            k: v.tolist() for k, v in state.items()
+        }
     pair = {"x": np.zeros(1), "x.npy": np.ones(1), "a\0b": np.full(1, 2.0)}
     nn.save(pair, tmp_path / "w.safetensors")
-    assert {k: v.tolist() for k, v in nn.load(tmp_path / "w.safetensors").items()} == \
-        {"x": [0.0], "x.npy": [1.0], "a\0b": [2.0]}
+    assert {k: v.tolist() for k, v in nn.load(tmp_path / "w.safetensors").items()} == {
+        "x": [0.0],
+        "x.npy": [1.0],
+        "a\0b": [2.0],
+    }

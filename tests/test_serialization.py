@@ -93,8 +93,10 @@ def test_file_is_a_plain_npz_with_marker_and_manifest(tmp_path):
         assert sorted(f.files) == ["__format__", "__manifest__", "a.b", "n"]
         assert f["__format__"].dtype.kind == "U" and str(f["__format__"]) == FORMAT
         manifest = json.loads(str(f["__manifest__"]))
-    assert manifest == {"a.b": {"shape": [2, 3], "dtype": "<f4"},
-                        "n": {"shape": [4], "dtype": np.dtype(np.int64).str}}
+    assert manifest == {
+        "a.b": {"shape": [2, 3], "dtype": "<f4"},
+        "n": {"shape": [4], "dtype": np.dtype(np.int64).str},
+    }
 
 
 def test_same_arrays_give_the_same_bytes(tmp_path):
@@ -110,20 +112,27 @@ def test_same_arrays_give_the_same_bytes(tmp_path):
 def test_older_files_with_byte_entries_still_load(tmp_path):
     path = tmp_path / "old.npz"
     manifest = json.dumps({"w": {"shape": [2], "dtype": "<f8"}}).encode()
-    np.savez(path, __format__=np.frombuffer(FORMAT.encode(), np.uint8),
-             __manifest__=np.frombuffer(manifest, np.uint8), w=np.array([1.0, 2.0]))
+    np.savez(
+        path,
+        __format__=np.frombuffer(FORMAT.encode(), np.uint8),
+        __manifest__=np.frombuffer(manifest, np.uint8),
+        w=np.array([1.0, 2.0]),
+    )
     assert load(path)["w"].tolist() == [1.0, 2.0]
 
 
 # --- what save refuses -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value,dtype", [
-    (np.array([object()]), "object"),
-    (np.array(["text"]), "<U4"),
-    (np.array([1 + 2j]), "complex128"),
-    (np.array([b"raw"]), "|S3"),
-])
+@pytest.mark.parametrize(
+    "value,dtype",
+    [
+        (np.array([object()]), "object"),
+        (np.array(["text"]), "<U4"),
+        (np.array([1 + 2j]), "complex128"),
+        (np.array([b"raw"]), "|S3"),
+    ],
+)
 def test_save_refuses_non_numeric_dtypes(value, dtype, tmp_path):
     with pytest.raises(TypeError, match=f"save: parameter 'w' has dtype {dtype}"):
         save({"w": value}, tmp_path / "w.npz")
@@ -179,8 +188,9 @@ def test_data_is_synced_before_the_rename(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"),
-                                                     real_replace(a, b))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1]
+    )
     save({"w": np.ones(3)}, tmp_path / "w.npz")
     assert events[:2] == ["fsync", "replace"]
 
@@ -196,8 +206,12 @@ def test_save_overwrites_and_accepts_str_paths(tmp_path):
 def test_names_that_clash_with_numpy_keywords_are_stored_as_data(tmp_path):
     """`np.savez(path, **state)` would take these as its own arguments: `file` raises
     TypeError, `allow_pickle` writes a file that does not load."""
-    state = {"allow_pickle": np.arange(3.0), "file": np.ones(2, np.float32),
-             "args": np.zeros(1), "kwds": np.array([True])}
+    state = {
+        "allow_pickle": np.arange(3.0),
+        "file": np.ones(2, np.float32),
+        "args": np.zeros(1),
+        "kwds": np.array([True]),
+    }
     back = load(save(state, tmp_path / "w.npz"))
     assert list(back) == list(state)
     for name, value in state.items():
@@ -214,8 +228,9 @@ def test_a_save_that_does_not_read_back_never_replaces_the_old_file(tmp_path, mo
         real_writer(f, {k: v for k, v in arrays.items() if k != "w"}, **kwargs)
 
     monkeypatch.setattr(serialization, "_write_npz", drops_an_entry)
-    with pytest.raises(ValueError, match=f"save: {path} was left as it was: the new file did "
-                                         "not read back"):
+    with pytest.raises(
+        ValueError, match=f"save: {path} was left as it was: the new file did not read back"
+    ):
         save({"w": np.zeros(5)}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
@@ -288,8 +303,12 @@ def test_pickled_npz_is_refused_and_never_unpickled(tmp_path):
         load(plain)
     # Even disguised with our marker and manifest, the object entry is refused unread.
     disguised = tmp_path / "disguised.npz"
-    np.savez(disguised, __format__=np.array(FORMAT), w=np.array([Payload()], dtype=object),
-             __manifest__=np.array(json.dumps({"w": {"shape": [1], "dtype": "|O"}})))
+    np.savez(
+        disguised,
+        __format__=np.array(FORMAT),
+        w=np.array([Payload()], dtype=object),
+        __manifest__=np.array(json.dumps({"w": {"shape": [1], "dtype": "|O"}})),
+    )
     with pytest.raises(ValueError, match="entry 'w.npy' holds Python objects"):
         load(disguised)
     assert not marker.exists()
@@ -299,12 +318,15 @@ def test_pickled_npz_is_refused_and_never_unpickled(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("blob,match", [
-    (pickle.dumps({"w": [1.0]}), "a Python pickle"),
-    (b"\x93NUMPY\x01\x00" + b"\x00" * 60, "a bare .npy array"),
-    (b"hello, world", "it starts with b'hello,'"),
-    (b"", "it starts with b''"),
-])
+@pytest.mark.parametrize(
+    "blob,match",
+    [
+        (pickle.dumps({"w": [1.0]}), "a Python pickle"),
+        (b"\x93NUMPY\x01\x00" + b"\x00" * 60, "a bare .npy array"),
+        (b"hello, world", "it starts with b'hello,'"),
+        (b"", "it starts with b''"),
+    ],
+)
 def test_files_that_are_not_npz_are_refused(blob, match, tmp_path):
     path = tmp_path / "w.npz"
     path.write_bytes(blob)
@@ -327,31 +349,36 @@ def test_foreign_npz_is_refused(tmp_path):
         load(path)
 
 
-def _forge(path: Path, entries: dict[str, np.ndarray], manifest: dict | None = None,
-           marker: str = FORMAT) -> Path:
+def _forge(
+    path: Path, entries: dict[str, np.ndarray], manifest: dict | None = None, marker: str = FORMAT
+) -> Path:
     """A file like save's, but with whatever marker, manifest and entries a test needs."""
     if manifest is None:
         manifest = {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in entries.items()}
-    np.savez(path, __format__=np.array(marker), __manifest__=np.array(json.dumps(manifest)),
-             **entries)
+    np.savez(
+        path, __format__=np.array(marker), __manifest__=np.array(json.dumps(manifest)), **entries
+    )
     return path
 
 
-@pytest.mark.parametrize("case,match", [
-    ("other version", "has format 'autodiff-nn/99'"),
-    ("unlisted array", r"manifest lists \['w'\] but it holds \['extra', 'w'\]"),
-    ("missing array", r"manifest lists \['gone', 'w'\] but it holds \['w'\]"),
-    ("wrong shape", r"'w' is float64 \(3,\) but the manifest says <f8 \(4,\)"),
-    ("wrong dtype", r"'w' is float64 \(3,\) but the manifest says <f4"),
-    ("malformed manifest", "manifest entry for 'w' is malformed"),
-    ("manifest not an object", "manifest is not a JSON object"),
-    ("text data", "'w' is <U3"),
-    ("complex data", "'w' is complex128"),
-    ("manifest entry not a dict", "manifest entry for 'w' is malformed: 3"),
-    ("manifest shape of strings", "manifest entry for 'w' is malformed"),
-    ("manifest not JSON", "truncated or damaged"),
-    ("member without .npy", "unexpected entry 'w' \\(not an uncompressed .npy\\)"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("other version", "has format 'autodiff-nn/99'"),
+        ("unlisted array", r"manifest lists \['w'\] but it holds \['extra', 'w'\]"),
+        ("missing array", r"manifest lists \['gone', 'w'\] but it holds \['w'\]"),
+        ("wrong shape", r"'w' is float64 \(3,\) but the manifest says <f8 \(4,\)"),
+        ("wrong dtype", r"'w' is float64 \(3,\) but the manifest says <f4"),
+        ("malformed manifest", "manifest entry for 'w' is malformed"),
+        ("manifest not an object", "manifest is not a JSON object"),
+        ("text data", "'w' is <U3"),
+        ("complex data", "'w' is complex128"),
+        ("manifest entry not a dict", "manifest entry for 'w' is malformed: 3"),
+        ("manifest shape of strings", "manifest entry for 'w' is malformed"),
+        ("manifest not JSON", "truncated or damaged"),
+        ("member without .npy", "unexpected entry 'w' \\(not an uncompressed .npy\\)"),
+    ],
+)
 def test_inconsistent_files_are_refused(case, match, tmp_path):
     w = {"w": np.ones(3)}
     path = tmp_path / "w.npz"
@@ -360,8 +387,11 @@ def test_inconsistent_files_are_refused(case, match, tmp_path):
     elif case == "unlisted array":
         _forge(path, {**w, "extra": np.ones(1)}, manifest={"w": {"shape": [3], "dtype": "<f8"}})
     elif case == "missing array":
-        _forge(path, w, manifest={"w": {"shape": [3], "dtype": "<f8"},
-                                  "gone": {"shape": [1], "dtype": "<f8"}})
+        _forge(
+            path,
+            w,
+            manifest={"w": {"shape": [3], "dtype": "<f8"}, "gone": {"shape": [1], "dtype": "<f8"}},
+        )
     elif case == "wrong shape":
         _forge(path, w, manifest={"w": {"shape": [4], "dtype": "<f8"}})
     elif case == "wrong dtype":
@@ -394,9 +424,12 @@ def test_inconsistent_files_are_refused(case, match, tmp_path):
 
 def test_compressed_entries_are_refused(tmp_path):
     path = tmp_path / "w.npz"
-    np.savez_compressed(path, __format__=np.array(FORMAT), w=np.ones(3),
-                        __manifest__=np.array(json.dumps({"w": {"shape": [3],
-                                                                "dtype": "<f8"}})))
+    np.savez_compressed(
+        path,
+        __format__=np.array(FORMAT),
+        w=np.ones(3),
+        __manifest__=np.array(json.dumps({"w": {"shape": [3], "dtype": "<f8"}})),
+    )
     with pytest.raises(ValueError, match="not an uncompressed .npy"):
         load(path)
 
@@ -406,17 +439,20 @@ def test_forged_huge_header_is_refused_without_allocating(tmp_path):
     path = tmp_path / "w.npz"
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    )
     manifest = json.dumps({"w": {"shape": [10**12], "dtype": "<f8"}})
     with zipfile.ZipFile(path, "w") as archive:
-        for name, array in (("__format__", np.array(FORMAT)), ("__manifest__",
-                                                                np.array(manifest))):
+        for name, array in (("__format__", np.array(FORMAT)), ("__manifest__", np.array(manifest))):
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, array)
             archive.writestr(f"{name}.npy", buffer.getvalue())
         archive.writestr("w.npy", header.getvalue() + b"\x00" * 8)
-    with pytest.raises(ValueError, match=r"declares float64 \(1000000000000,\) "
-                                         r"\(8000000000000 bytes\) but holds 8 bytes"):
+    with pytest.raises(
+        ValueError,
+        match=r"declares float64 \(1000000000000,\) "
+        r"\(8000000000000 bytes\) but holds 8 bytes",
+    ):
         load(path)
 
 
@@ -425,7 +461,8 @@ def test_a_72_tib_header_in_300_bytes_is_refused_without_allocating(tmp_path):
     shape = (9 * 2**40,)  # float64: 72 TiB
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        header, {"descr": "<f8", "fortran_order": False, "shape": shape}
+    )
     _forge(path, {"w": np.ones(1)}, manifest={"w": {"shape": list(shape), "dtype": "<f8"}})
     with zipfile.ZipFile(path) as archive:
         entries = {i.filename: archive.read(i) for i in archive.infolist()}
@@ -436,8 +473,11 @@ def test_a_72_tib_header_in_300_bytes_is_refused_without_allocating(tmp_path):
     assert path.stat().st_size < 1000
     tracemalloc.start()
     try:
-        with pytest.raises(ValueError, match=r"declares float64 \(9895604649984,\) "
-                                             r"\(79164837199872 bytes\) but holds 0 bytes"):
+        with pytest.raises(
+            ValueError,
+            match=r"declares float64 \(9895604649984,\) "
+            r"\(79164837199872 bytes\) but holds 0 bytes",
+        ):
             load(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -473,15 +513,24 @@ def test_fuzz_random_bytes_only_value_errors(tmp_path_factory, blob):
 
 
 _GOOD = io.BytesIO()
-serialization._write_npz(_GOOD, {"__format__": np.array(FORMAT),
-                                 "__manifest__": np.array(json.dumps(
-                                     {"w": {"shape": [5], "dtype": "<f8"}})),
-                                 "w": np.arange(5.0)})
+serialization._write_npz(
+    _GOOD,
+    {
+        "__format__": np.array(FORMAT),
+        "__manifest__": np.array(json.dumps({"w": {"shape": [5], "dtype": "<f8"}})),
+        "w": np.arange(5.0),
+    },
+)
 
 
-@given(st.lists(st.tuples(st.integers(0, len(_GOOD.getvalue()) - 1), st.integers(1, 255)),
-                min_size=1, max_size=4),
-       st.integers(1, len(_GOOD.getvalue())))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_GOOD.getvalue()) - 1), st.integers(1, 255)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(1, len(_GOOD.getvalue())),
+)
 def test_fuzz_damaged_real_files(tmp_path_factory, flips, keep):
     """Flipped bytes and truncation of a real file: it loads unchanged (the flip hit a field
     nothing depends on, such as a timestamp) or it is refused with ValueError."""
@@ -489,7 +538,7 @@ def test_fuzz_damaged_real_files(tmp_path_factory, flips, keep):
     for position, xor in flips:
         blob[position] ^= xor
     path = tmp_path_factory.mktemp("fuzz") / "f.npz"
-    for candidate in (bytes(blob), _GOOD.getvalue()[:keep - 1]):
+    for candidate in (bytes(blob), _GOOD.getvalue()[: keep - 1]):
         path.write_bytes(candidate)
         try:
             back = load(path)

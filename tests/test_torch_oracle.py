@@ -14,22 +14,33 @@ from hypothesis import strategies as st
 import autodiff as ad
 from autodiff import Tensor
 
-torch = pytest.importorskip("torch", reason="PyTorch is the optional oracle: "
-                                            "pip install torch==2.13.0 to run these tests")
+torch = pytest.importorskip(
+    "torch", reason="PyTorch is the optional oracle: pip install torch==2.13.0 to run these tests"
+)
 F = torch.nn.functional
 
 # Each step is written once, against a small namespace `L` that both libraries fill in, so the
 # two sides cannot drift apart. Operators (+ - * / ** @, indexing, .reshape, .transpose(1, 0),
 # comparisons) mean the same in both and are used directly.
 OURS = SimpleNamespace(
-    exp=ad.exp, log=ad.log, tanh=ad.tanh, sigmoid=ad.sigmoid, relu=ad.relu, abs=ad.abs,
+    exp=ad.exp,
+    log=ad.log,
+    tanh=ad.tanh,
+    sigmoid=ad.sigmoid,
+    relu=ad.relu,
+    abs=ad.abs,
     clip=lambda x, lo, hi: x.clip(lo, hi),
     sum=lambda x, axis=None, keepdims=False: x.sum(axis=axis, keepdims=keepdims),
     mean=lambda x, axis=None, keepdims=False: x.mean(axis=axis, keepdims=keepdims),
     max=lambda x, axis=None, keepdims=False: x.max(axis=axis, keepdims=keepdims),
-    softmax=ad.softmax, log_softmax=ad.log_softmax,
+    softmax=ad.softmax,
+    log_softmax=ad.log_softmax,
     logsumexp=lambda x, axis=None, keepdims=False: ad.logsumexp(x, axis=axis, keepdims=keepdims),
-    cat=ad.concatenate, stack=ad.stack, where=ad.where, maximum=ad.maximum, linear=ad.linear,
+    cat=ad.concatenate,
+    stack=ad.stack,
+    where=ad.where,
+    maximum=ad.maximum,
+    linear=ad.linear,
     cross_entropy=ad.softmax_cross_entropy,
 )
 
@@ -39,18 +50,27 @@ def _dims(x, axis):
 
 
 THEIRS = SimpleNamespace(
-    exp=torch.exp, log=torch.log, tanh=torch.tanh, sigmoid=torch.sigmoid, relu=torch.relu,
-    abs=torch.abs, clip=torch.clamp,
+    exp=torch.exp,
+    log=torch.log,
+    tanh=torch.tanh,
+    sigmoid=torch.sigmoid,
+    relu=torch.relu,
+    abs=torch.abs,
+    clip=torch.clamp,
     sum=lambda x, axis=None, keepdims=False: x.sum(dim=_dims(x, axis), keepdim=keepdims),
     mean=lambda x, axis=None, keepdims=False: x.mean(dim=_dims(x, axis), keepdim=keepdims),
     # amax shares the gradient among ties, as ours does (torch.max(dim) picks one element).
     max=lambda x, axis=None, keepdims=False: x.amax(dim=_dims(x, axis), keepdim=keepdims),
     softmax=lambda x, axis: torch.softmax(x, dim=axis),
     log_softmax=lambda x, axis: torch.log_softmax(x, dim=axis),
-    logsumexp=lambda x, axis=None, keepdims=False: torch.logsumexp(x, dim=_dims(x, axis),
-                                                                   keepdim=keepdims),
-    cat=lambda xs, axis: torch.cat(xs, dim=axis), stack=lambda xs, axis: torch.stack(xs, axis),
-    where=torch.where, maximum=torch.maximum, linear=F.linear,
+    logsumexp=lambda x, axis=None, keepdims=False: torch.logsumexp(
+        x, dim=_dims(x, axis), keepdim=keepdims
+    ),
+    cat=lambda xs, axis: torch.cat(xs, dim=axis),
+    stack=lambda xs, axis: torch.stack(xs, axis),
+    where=torch.where,
+    maximum=torch.maximum,
+    linear=F.linear,
     cross_entropy=lambda z, y: F.cross_entropy(z, torch.as_tensor(y)),
 )
 
@@ -79,7 +99,7 @@ STEPS = {
     "sigmoid": lambda L, v, w: L.sigmoid(v) * w,
     "relu": lambda L, v, w: L.relu(v) + 0.1 * v,
     "abs": lambda L, v, w: L.abs(v) - 0.3 * w,
-    "pow_int": lambda L, v, w: v ** 3 / (v * v + 1),
+    "pow_int": lambda L, v, w: v**3 / (v * v + 1),
     "pow_frac": lambda L, v, w: (v * v + 1) ** -0.75,
     "sum0": lambda L, v, w: L.sum(v, axis=0) + w,
     "sum1": lambda L, v, w: L.sum(v, axis=1, keepdims=True) * w,
@@ -104,8 +124,7 @@ STEPS = {
     # + 0.1 w: applied twice, a bare maximum would tie with its own output, and ties are a
     # convention (ours sends the gradient to the first argument, PyTorch splits it).
     "maximum": lambda L, v, w: L.maximum(v, w + 0.05) + 0.1 * w,
-    "linear": lambda L, v, w: L.linear(v, L.tanh(w).transpose(1, 0) @ L.tanh(w) / v.shape[0],
-                                       w[0]),
+    "linear": lambda L, v, w: L.linear(v, L.tanh(w).transpose(1, 0) @ L.tanh(w) / v.shape[0], w[0]),
 }
 NAMES = sorted(STEPS)
 
@@ -132,8 +151,10 @@ def _compose(L, inputs, steps, head, aux):
 def _case(seed, n_inputs, rows, cols, dtype):
     rng = np.random.default_rng(seed)
     arrays = [rng.uniform(-1.5, 1.5, size=(rows, cols)).astype(dtype) for _ in range(n_inputs)]
-    aux = {"weights": rng.normal(size=(rows, cols)).astype(dtype),
-           "labels": rng.integers(0, cols, size=rows)}
+    aux = {
+        "weights": rng.normal(size=(rows, cols)).astype(dtype),
+        "labels": rng.integers(0, cols, size=rows),
+    }
     return arrays, aux
 
 
@@ -166,51 +187,100 @@ def _check_composition(steps, head, n_inputs, rows, cols, seed, dtype, rtol, ato
     loss.backward()
     ref_loss.backward()
     for i, (mine, ref) in enumerate(zip(trail, ref_trail, strict=True)):
-        _close(_grad_of(mine, mine.data), _grad_of(ref, mine.data), rtol, atol,
-               f"gradient of step {i} {steps[i]}")
+        _close(
+            _grad_of(mine, mine.data),
+            _grad_of(ref, mine.data),
+            rtol,
+            atol,
+            f"gradient of step {i} {steps[i]}",
+        )
     for i, (mine, ref) in enumerate(zip(ours_in, theirs_in, strict=True)):
         got = _grad_of(mine, arrays[i])
         assert got.dtype == dtype
         _close(got, _grad_of(ref, arrays[i]), rtol, atol, f"gradient of input {i}")
 
 
-compositions = st.lists(st.tuples(st.sampled_from(NAMES), st.integers(0, 2)),
-                        min_size=3, max_size=8)
+compositions = st.lists(
+    st.tuples(st.sampled_from(NAMES), st.integers(0, 2)), min_size=3, max_size=8
+)
 
 
-@given(steps=compositions, head=st.sampled_from(sorted(HEADS)), n_inputs=st.integers(1, 3),
-       rows=st.integers(2, 4), cols=st.integers(2, 4), seed=st.integers(0, 2**16))
+@given(
+    steps=compositions,
+    head=st.sampled_from(sorted(HEADS)),
+    n_inputs=st.integers(1, 3),
+    rows=st.integers(2, 4),
+    cols=st.integers(2, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_random_compositions_match_pytorch_float64(steps, head, n_inputs, rows, cols, seed):
-    _check_composition(steps, head, n_inputs, rows, cols, seed, np.float64,
-                       rtol=1e-9, atol=1e-11)
+    _check_composition(steps, head, n_inputs, rows, cols, seed, np.float64, rtol=1e-9, atol=1e-11)
 
 
-@given(steps=compositions, head=st.sampled_from(sorted(HEADS)), n_inputs=st.integers(1, 3),
-       rows=st.integers(2, 4), cols=st.integers(2, 4), seed=st.integers(0, 2**16))
+@given(
+    steps=compositions,
+    head=st.sampled_from(sorted(HEADS)),
+    n_inputs=st.integers(1, 3),
+    rows=st.integers(2, 4),
+    cols=st.integers(2, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_random_compositions_match_pytorch_float32(steps, head, n_inputs, rows, cols, seed):
     # Same compositions in float32 end to end: dtypes stay float32 and the numbers agree to
     # float32 precision (summation orders differ, so exact agreement is not expected).
-    _check_composition(steps, head, n_inputs, rows, cols, seed, np.float32,
-                       rtol=2e-3, atol=2e-4)
+    _check_composition(steps, head, n_inputs, rows, cols, seed, np.float32, rtol=2e-3, atol=2e-4)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_step_alone_matches_pytorch(name):
     # Each op once, deterministically, with all three inputs in play.
-    _check_composition([(name, 1), (name, 2), ("tanh", 0)], "weighted_sum", 3, 3, 4,
-                       seed=len(name), dtype=np.float64, rtol=1e-9, atol=1e-11)
+    _check_composition(
+        [(name, 1), (name, 2), ("tanh", 0)],
+        "weighted_sum",
+        3,
+        3,
+        4,
+        seed=len(name),
+        dtype=np.float64,
+        rtol=1e-9,
+        atol=1e-11,
+    )
 
 
 # Steps whose second derivative is not zero almost everywhere, so an HVP tests something.
-SMOOTH = ["add", "mul", "div", "log", "tanh", "sigmoid", "pow_int", "pow_frac", "sum0",
-          "mean0", "matmul", "transpose", "reshape", "softmax", "log_softmax", "logsumexp",
-          "gather", "concatenate", "linear", "where", "maximum", "exp", "relu"]
+SMOOTH = [
+    "add",
+    "mul",
+    "div",
+    "log",
+    "tanh",
+    "sigmoid",
+    "pow_int",
+    "pow_frac",
+    "sum0",
+    "mean0",
+    "matmul",
+    "transpose",
+    "reshape",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "gather",
+    "concatenate",
+    "linear",
+    "where",
+    "maximum",
+    "exp",
+    "relu",
+]
 
 
-@given(steps=st.lists(st.tuples(st.sampled_from(SMOOTH), st.integers(0, 1)),
-                      min_size=2, max_size=5),
-       head=st.sampled_from(["weighted_sum", "logsumexp", "cross_entropy"]),
-       n_inputs=st.integers(1, 2), seed=st.integers(0, 2**16))
+@given(
+    steps=st.lists(st.tuples(st.sampled_from(SMOOTH), st.integers(0, 1)), min_size=2, max_size=5),
+    head=st.sampled_from(["weighted_sum", "logsumexp", "cross_entropy"]),
+    n_inputs=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
 def test_hessian_vector_products_match_pytorch(steps, head, n_inputs, seed):
     arrays, aux = _case(seed, n_inputs, 3, 3, np.float64)
     vectors = [np.random.default_rng(seed + 1).normal(size=a.shape) for a in arrays]
@@ -228,10 +298,16 @@ def test_hessian_vector_products_match_pytorch(steps, head, n_inputs, seed):
     # H v = d/dx <grad, v>, summed over all inputs: the mixed second derivatives count too.
     dot = sum((g * v).sum() for g, v in zip(grads, vectors, strict=True))
     hvp = ad.grad(dot, ours_in) if dot.requires_grad else [Tensor(np.zeros((3, 3)))] * n_inputs
-    ref_parts = [(tg * torch.tensor(v)).sum() for tg, v in zip(ref_grads, vectors, strict=True)
-                 if tg is not None and tg.requires_grad]
-    ref_hvp = (torch.autograd.grad(sum(ref_parts), theirs_in, allow_unused=True) if ref_parts
-               else [None] * n_inputs)
+    ref_parts = [
+        (tg * torch.tensor(v)).sum()
+        for tg, v in zip(ref_grads, vectors, strict=True)
+        if tg is not None and tg.requires_grad
+    ]
+    ref_hvp = (
+        torch.autograd.grad(sum(ref_parts), theirs_in, allow_unused=True)
+        if ref_parts
+        else [None] * n_inputs
+    )
     for i, (h, th) in enumerate(zip(hvp, ref_hvp, strict=True)):
         expected = np.zeros((3, 3)) if th is None else th.numpy()
         _close(h.data, expected, 1e-8, 1e-10, f"Hessian-vector product, input {i}")
@@ -248,8 +324,9 @@ def test_hessian_of_a_small_network_matches_pytorch_exactly_enough():
         return ad.softmax_cross_entropy(ad.linear(Tensor(x), w).tanh() @ Tensor(w0), labels)
 
     def loss_theirs(w):
-        return F.cross_entropy(torch.tanh(F.linear(torch.tensor(x), w)) @ torch.tensor(w0),
-                               torch.tensor(labels))
+        return F.cross_entropy(
+            torch.tanh(F.linear(torch.tensor(x), w)) @ torch.tensor(w0), torch.tensor(labels)
+        )
 
     w = Tensor(w0.copy(), requires_grad=True)
     (g,) = ad.grad(loss_ours(w), [w], create_graph=True)
@@ -277,8 +354,9 @@ def test_float32_network_matches_pytorch_within_float32_tolerance():
     loss = ad.softmax_cross_entropy(ad.linear(ad.linear(Tensor(x), W1, B1).relu(), W2), labels)
     loss.backward()
     T1, TB1, T2 = (torch.tensor(a, requires_grad=True) for a in (w1, b1, w2))
-    ref = F.cross_entropy(F.linear(torch.relu(F.linear(torch.tensor(x), T1, TB1)), T2),
-                          torch.tensor(labels))
+    ref = F.cross_entropy(
+        F.linear(torch.relu(F.linear(torch.tensor(x), T1, TB1)), T2), torch.tensor(labels)
+    )
     ref.backward()
     assert loss.dtype == np.float32
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)

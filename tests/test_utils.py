@@ -30,8 +30,11 @@ GRADS = [np.array([[3.0, -4.0], [1.0, 2.0]]), np.array([12.0, -0.5])]
 def test_clip_grad_norm_scales_all_gradients_together(norm_type):
     params = _params_with_grads(GRADS)
     flat = np.concatenate([g.ravel() for g in GRADS])
-    expected = (np.max(np.abs(flat)) if norm_type == math.inf
-                else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type))
+    expected = (
+        np.max(np.abs(flat))
+        if norm_type == math.inf
+        else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type)
+    )
     total = nn.utils.clip_grad_norm_(params, 1.0, norm_type=norm_type)
     assert total.item() == pytest.approx(expected)
     for p, g in zip(params, GRADS, strict=True):
@@ -81,7 +84,8 @@ def test_one_hot_as_pytorch():
     assert nn.F.one_hot(Tensor(np.array([1])), num_classes=4).tolist() == [[0, 1, 0, 0]]
     if torch is not None:
         np.testing.assert_array_equal(
-            out.data, torch.nn.functional.one_hot(torch.tensor(labels)).numpy())
+            out.data, torch.nn.functional.one_hot(torch.tensor(labels)).numpy()
+        )
     with pytest.raises(ValueError, match="label 3 does not fit num_classes=2"):
         nn.F.one_hot(np.array([3]), num_classes=2)
     with pytest.raises(ValueError, match=">= 0"):

@@ -55,8 +55,7 @@ def test_trace_nodes_edges_and_argument_order():
     graph = trace(d)
     assert len(graph.tensors) == 4 and len(graph.ops) == 2
     kinds = {node.label: node.kind for node in graph.tensors.values()}
-    assert kinds == {"a": "leaf_param", "b": "leaf_param", "mul1": "intermediate",
-                     "add1": "output"}
+    assert kinds == {"a": "leaf_param", "b": "leaf_param", "mul1": "intermediate", "add1": "output"}
     mul = graph.ops[f"op{id(c)}"]
     assert mul.op == "mul" and mul.output == node_id(c)
     assert graph.inputs(mul.id) == [node_id(a), node_id(b)]
@@ -151,12 +150,16 @@ def test_a_2_16_2_network_drawing_fits_a_screen():
     model = nn.MLP(2, [16], 2, rng=0)
     loss = nn.F.cross_entropy(model(Tensor(np.ones((4, 2)), name="x")), np.array([0, 1, 0, 1]))
     for group in (False, "cluster", "collapse"):
-        width, height = _svg_size(draw_graph(loss, model=model, group_by_module=group)
-                                  .pipe(format="svg", encoding="utf-8"))
+        width, height = _svg_size(
+            draw_graph(loss, model=model, group_by_module=group).pipe(
+                format="svg", encoding="utf-8"
+            )
+        )
         assert width <= 900 and height <= 900, (group, width, height)
     # left to right, as every drawing was before, it is about twice as wide as a screen
-    wide, _ = _svg_size(draw_graph(loss, model=model, rankdir="LR").pipe(format="svg",
-                                                                           encoding="utf-8"))
+    wide, _ = _svg_size(
+        draw_graph(loss, model=model, rankdir="LR").pipe(format="svg", encoding="utf-8")
+    )
     assert wide > 1400
 
 
@@ -194,7 +197,10 @@ def test_explain_backward_rows_match_hand_computed_chain_rule(capsys):
     # step 1: d = c + a with upstream 1 -> c and a each get 1 (local derivative 1)
     # step 2: c = a * b with upstream 1 -> a gets b = -3, b gets a = 2
     assert [(r["step"], r["parent"], r["local"], r["contribution"]) for r in rows] == [
-        (1, "mul1", 1.0, 1.0), (1, "a", 1.0, 1.0), (2, "a", -3.0, -3.0), (2, "b", 2.0, 2.0),
+        (1, "mul1", 1.0, 1.0),
+        (1, "a", 1.0, 1.0),
+        (2, "a", -3.0, -3.0),
+        (2, "b", 2.0, 2.0),
     ]
     by_parent = {}
     for r in rows:
@@ -240,9 +246,13 @@ def no_system_dot(monkeypatch):
     import autodiff.viz as viz
 
     real_which = viz.shutil.which
-    monkeypatch.setattr(viz.shutil, "which",
-                        lambda name, *a, **k: None if name in ("dot", "graphviz-pure")
-                        else real_which(name, *a, **k))
+    monkeypatch.setattr(
+        viz.shutil,
+        "which",
+        lambda name, *a, **k: (
+            None if name in ("dot", "graphviz-pure") else real_which(name, *a, **k)
+        ),
+    )
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -251,8 +261,7 @@ def no_system_dot(monkeypatch):
     return viz
 
 
-def test_digraph_methods_work_without_a_system_dot(no_system_dot, tmp_path, monkeypatch,
-                                                   capsys):
+def test_digraph_methods_work_without_a_system_dot(no_system_dot, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     _, _, _, d = _expression()
     drawing = draw_graph(d)
@@ -338,8 +347,12 @@ def test_animation_has_one_frame_per_backward_step(tmp_path):
 def test_history_plot_panels(tmp_path):
     from nn import viz
 
-    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "accuracy": [0.5, 0.8],
-               "val_accuracy": [0.4, 0.7]}
+    history = {
+        "loss": [1.0, 0.5],
+        "val_loss": [1.1, 0.6],
+        "accuracy": [0.5, 0.8],
+        "val_accuracy": [0.4, 0.7],
+    }
     fig = viz.plot_history(history)
     assert len(fig.axes) == 2
     assert len(viz.plot_history({"loss": [1.0, 0.5]}).axes) == 1
@@ -355,8 +368,16 @@ def test_weight_heatmap_gif_has_one_frame_per_epoch(tmp_path):
 
     model = nn.MLP(2, [3], 1, rng=0)
     recorder = viz.WeightRecorder(model)
-    nn.fit(model, nn.F.mse_loss, nn.optim.SGD(model.parameters(), lr=0.1),
-           nn.data.make_xor(), epochs=4, metric=None, progress=False, callbacks=[recorder])
+    nn.fit(
+        model,
+        nn.F.mse_loss,
+        nn.optim.SGD(model.parameters(), lr=0.1),
+        nn.data.make_xor(),
+        epochs=4,
+        metric=None,
+        progress=False,
+        callbacks=[recorder],
+    )
     assert len(recorder.snapshots) == 5 and recorder.epochs == [0, 1, 2, 3, 4]  # 0: init
     assert len(viz.heatmap_figure(recorder.snapshots[0]).axes) == 4  # 2 panels + 2 colorbars
     gif = viz.weight_heatmaps(recorder.snapshots, tmp_path / "w.gif")
@@ -379,8 +400,9 @@ def test_decision_boundary_and_regression_fit(tmp_path):
     from nn import viz
 
     x, y = nn.data.make_moons(40, seed=0)
-    two_class = viz.decision_boundary(lambda g: 1 / (1 + np.exp(-g[:, 0])), x, y,
-                                      tmp_path / "b.png")
+    two_class = viz.decision_boundary(
+        lambda g: 1 / (1 + np.exp(-g[:, 0])), x, y, tmp_path / "b.png"
+    )
     assert (tmp_path / "b.png").exists() and two_class is not None
     multi = viz.decision_boundary(lambda g: np.stack([g[:, 0], g[:, 1], -g[:, 0]], 1), x, y)
     assert len(multi.axes) == 1
@@ -396,8 +418,9 @@ def test_gradient_flow_uses_log_scale_and_records_layers():
     recorder = viz.GradientFlowRecorder(model)
     for _ in range(3):
         model.zero_grad()
-        nn.F.mse_loss(model(Tensor(np.ones((5, 2), np.float32))),
-                      np.zeros((5, 1), np.float32)).backward()
+        nn.F.mse_loss(
+            model(Tensor(np.ones((5, 2), np.float32))), np.zeros((5, 1), np.float32)
+        ).backward()
         recorder()
     assert sorted(recorder.history) == ["layers.0.weight", "layers.2.weight", "layers.4.weight"]
     assert all(len(v) == 3 for v in recorder.history.values())

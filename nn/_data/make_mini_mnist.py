@@ -31,9 +31,12 @@ def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def build(source_dir: str | os.PathLike[str] = DEFAULT_SOURCE,
-          out: str | os.PathLike[str] = MINI_MNIST_PATH,
-          per_class_train: int = 500, per_class_test: int = 100) -> Path:
+def build(
+    source_dir: str | os.PathLike[str] = DEFAULT_SOURCE,
+    out: str | os.PathLike[str] = MINI_MNIST_PATH,
+    per_class_train: int = 500,
+    per_class_test: int = 100,
+) -> Path:
     """Write the subset of the verified MNIST files in `source_dir` to `out`."""
     (x_train, y_train), (x_test, y_test) = load_mnist(source_dir, download=False)
     train = first_per_class(y_train, per_class_train)
@@ -41,8 +44,10 @@ def build(source_dir: str | os.PathLike[str] = DEFAULT_SOURCE,
     # Back to the original bytes: load_mnist's floats are exactly k / 255.
     to_uint8 = lambda x: np.round(x * 255).astype(np.uint8).reshape(-1, 28, 28)
     arrays = {
-        "x_train": to_uint8(x_train[train]), "y_train": y_train[train].astype(np.uint8),
-        "x_test": to_uint8(x_test[test]), "y_test": y_test[test].astype(np.uint8),
+        "x_train": to_uint8(x_train[train]),
+        "y_train": y_train[train].astype(np.uint8),
+        "x_test": to_uint8(x_test[test]),
+        "y_test": y_test[test].astype(np.uint8),
     }
     out = Path(out)
     with out.open("wb") as f:
@@ -52,8 +57,12 @@ def build(source_dir: str | os.PathLike[str] = DEFAULT_SOURCE,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", nargs="?", default=DEFAULT_SOURCE,
-                        help="folder with the four MNIST IDX files (default: %(default)s)")
+    parser.add_argument(
+        "source",
+        nargs="?",
+        default=DEFAULT_SOURCE,
+        help="folder with the four MNIST IDX files (default: %(default)s)",
+    )
     parser.add_argument("--out", default=MINI_MNIST_PATH, help="default: %(default)s")
     args = parser.parse_args(argv)
     path = build(args.source, args.out)

@@ -62,10 +62,14 @@ def _expect_clear(call, prefix: str, path: Path | None = None):
         return None
 
 
-headers = st.builds(_idx_header, st.sampled_from(IDX_CODES),
-                    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4))
-small_headers = st.builds(_idx_header, st.sampled_from(IDX_CODES),
-                          st.lists(st.integers(0, 64), min_size=1, max_size=3))
+headers = st.builds(
+    _idx_header,
+    st.sampled_from(IDX_CODES),
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4),
+)
+small_headers = st.builds(
+    _idx_header, st.sampled_from(IDX_CODES), st.lists(st.integers(0, 64), min_size=1, max_size=3)
+)
 
 
 def _mutate(blob: bytes, flips: list[tuple[int, int]], keep: int) -> bytes:
@@ -79,8 +83,13 @@ flips = st.lists(st.tuples(st.integers(0, 2**16), st.integers(1, 255)), max_size
 
 
 def properties(work: Path, examples: int) -> list:
-    config = settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                      suppress_health_check=list(HealthCheck))
+    config = settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
 
     @config
     @given(small_headers, st.binary(max_size=64))
@@ -106,16 +115,22 @@ def properties(work: Path, examples: int) -> list:
         _expect_clear(lambda: nn.data.read_idx(path), f"read_idx: {path}")
 
     @config
-    @given(st.one_of(st.binary(max_size=512),
-                     st.builds(lambda h: gzip.compress(h) + BOMB_TAIL, headers)))
+    @given(
+        st.one_of(
+            st.binary(max_size=512), st.builds(lambda h: gzip.compress(h) + BOMB_TAIL, headers)
+        )
+    )
     def mnist_files(blob):
         folder = work / "mnist"
         folder.mkdir(exist_ok=True)
         # The loader reads the training images first: this file must be refused.
         target = folder / "train-images-idx3-ubyte.gz"
         target.write_bytes(blob)
-        _expect_clear(lambda: nn.data.load_mnist(folder, download=False, progress=False),
-                      "load_mnist: ", target)
+        _expect_clear(
+            lambda: nn.data.load_mnist(folder, download=False, progress=False),
+            "load_mnist: ",
+            target,
+        )
 
     good_npz = _weights_file()
 
@@ -127,8 +142,11 @@ def properties(work: Path, examples: int) -> list:
         _expect_clear(lambda: nn.load(path), "load: ", path)
 
     @config
-    @given(st.lists(st.integers(0, 2**40), min_size=0, max_size=3),
-           st.sampled_from(["<f8", "<f4", "|u1", "<i8", "<c16", "<U4"]), st.integers(0, 64))
+    @given(
+        st.lists(st.integers(0, 2**40), min_size=0, max_size=3),
+        st.sampled_from(["<f8", "<f4", "|u1", "<i8", "<c16", "<U4"]),
+        st.integers(0, 64),
+    )
     def npz_crafted_headers(shape, dtype, held):
         # A .npy header that claims any shape (up to petabytes) while holding a few bytes,
         # in an otherwise well-formed file whose manifest agrees with it.
@@ -154,8 +172,12 @@ def properties(work: Path, examples: int) -> list:
         _expect_clear(lambda: nn.load(path), "load: ", path)
 
     @config
-    @given(st.lists(st.integers(0, 2**40), max_size=3), st.sampled_from(["F64", "U8", "C64"]),
-           st.integers(0, 2**50), st.integers(0, 64))
+    @given(
+        st.lists(st.integers(0, 2**40), max_size=3),
+        st.sampled_from(["F64", "U8", "C64"]),
+        st.integers(0, 2**50),
+        st.integers(0, 64),
+    )
     def safetensors_crafted_headers(shape, dtype, end, held):
         # A header claiming any shape and any span, over a data section of a few bytes.
         header = json.dumps({"w": {"dtype": dtype, "shape": shape, "data_offsets": [0, end]}})
@@ -164,9 +186,17 @@ def properties(work: Path, examples: int) -> list:
         path.write_bytes(len(blob).to_bytes(8, "little") + blob + bytes(held))
         _expect_clear(lambda: nn.load(path), "load: ", path)
 
-    return [idx_bomb_behind_a_small_header, idx_huge_header_with_a_bomb_under_max_bytes,
-            idx_mutated_files, mnist_files, npz_mutated_files, npz_crafted_headers,
-            npz_deflated_bomb, safetensors_mutated_files, safetensors_crafted_headers]
+    return [
+        idx_bomb_behind_a_small_header,
+        idx_huge_header_with_a_bomb_under_max_bytes,
+        idx_mutated_files,
+        mnist_files,
+        npz_mutated_files,
+        npz_crafted_headers,
+        npz_deflated_bomb,
+        safetensors_mutated_files,
+        safetensors_crafted_headers,
+    ]
 
 
 def _safetensors_file(work: Path) -> bytes:
@@ -180,12 +210,12 @@ def _crafted(shape: list[int], dtype: str, data: bytes | None, method: int) -> b
     by `data` (None: 512 MiB of zeros, written in chunks), stored with `method`."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        header, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)})
+        header, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)}
+    )
     manifest = json.dumps({"w": {"shape": shape, "dtype": dtype}})
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
-        for name, array in (("__format__", np.array(FORMAT)),
-                            ("__manifest__", np.array(manifest))):
+        for name, array in (("__format__", np.array(FORMAT)), ("__manifest__", np.array(manifest))):
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, array)
             archive.writestr(f"{name}.npy", buffer.getvalue())
@@ -203,10 +233,16 @@ def _crafted(shape: list[int], dtype: str, data: bytes | None, method: int) -> b
 
 def _weights_file() -> bytes:
     buffer = io.BytesIO()
-    arrays = {"__format__": np.array(FORMAT),
-              "__manifest__": np.array(json.dumps({"w": {"shape": [4, 3], "dtype": "<f4"},
-                                                   "b": {"shape": [3], "dtype": "<f8"}})),
-              "w": np.arange(12, dtype=np.float32).reshape(4, 3), "b": np.ones(3)}
+    arrays = {
+        "__format__": np.array(FORMAT),
+        "__manifest__": np.array(
+            json.dumps(
+                {"w": {"shape": [4, 3], "dtype": "<f4"}, "b": {"shape": [3], "dtype": "<f8"}}
+            )
+        ),
+        "w": np.arange(12, dtype=np.float32).reshape(4, 3),
+        "b": np.ones(3),
+    }
     nn.serialization._write_npz(buffer, arrays)
     return buffer.getvalue()
 
