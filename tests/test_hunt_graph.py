@@ -110,4 +110,4 @@ def test_detect_anomaly_with_create_graph_checks_the_tensor_gradients():
     # The node was made by the backward pass that line 1 of this block ran: that line is
     # named, not numpy's np.errstate wrapper around the engine's backward.
     assert __file__ in str(info.value) and "_ufunc_config" not in str(info.value)
-    assert "ad.grad((x ** 1.5).sum(), [x], create_graph=True)" in str(info.value)
+    assert "ad.grad((x**1.5).sum(), [x], create_graph=True)" in str(info.value)
