@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import autodiff as ad
+
 ROOT = Path(__file__).resolve().parent
 while not (ROOT / "pyproject.toml").exists():  # tests/ may be nested one level deeper
     ROOT = ROOT.parent
@@ -105,3 +107,16 @@ def test_relative_links_and_anchors_resolve(doc):
             assert anchor in _anchors(target.read_text()), f"{doc.name}: no anchor {link}"
         checked += 1
     assert checked or doc.name == "CHANGELOG.md" or not links
+
+
+# From the tests branch (tests/test_hunt_usage.py dissolved into subjects), kept verbatim so
+# that merging the two branches' tests/test_readme.py is taking this file.
+def test_readme_jvp_example_prints_the_value_its_comment_claims():
+    """Found using the project as a newcomer (README, habits, testing kit, drawings)."""
+    # The comment said `Tensor(0.1413...) = 2 * 1 * (1 - tanh(1)**2)`; that product is
+    # 0.8399, and so is what the line prints.
+    line = next(li for li in README.splitlines() if li.startswith("print(dy)"))
+    claimed = float(re.search(r"Tensor\(([-0-9.]+)", line).group(1))
+    _, dy = ad.jvp(lambda x: (x * x).tanh().sum(), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),))
+    assert round(dy.item(), 4) == claimed
+    assert claimed == round(2 * 1 * (1 - np.tanh(1.0) ** 2), 4)
