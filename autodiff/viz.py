@@ -35,6 +35,7 @@ from graphviz.backend import rendering as gv_rendering
 
 from . import engine
 from .graph import Graph, check_root, node_id, summarize, trace
+from .page import Page, page  # noqa: F401 - viz.page: the step-through page (autodiff/page.py)
 from .tensor import Tensor, op_name
 
 # Colours that say what a node is; the same in every drawing, frame and legend.
