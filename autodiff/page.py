@@ -106,7 +106,7 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
         if other is not None and other not in "+-*/^(),":
             raise ValueError(f"to_mathml: unexpected {other!r} at {m.start(3)} in {text!r}")
         kind = "num" if number else "id" if name else other
-        out.append((kind, number or name or other, m.start()))
+        out.append((kind, number or name or other, m.start(m.lastindex or 0)))
         pos = m.end()
     return out
 
@@ -324,6 +324,20 @@ class _GraphData:
     tensors: dict[str, Tensor]
     short: dict[str, str] = field(default_factory=dict)  # graph id -> page id (n0, o0, b0)
     grads: dict[str, Any] = field(default_factory=dict)  # graph id -> its gradient (arrays)
+    mathml: dict[str, int] = field(default_factory=dict)  # each formula once: index in "ml"
+
+    def formula(self, op: Any, index: int, names: list[str]) -> int | None:
+        """The MathML of op's local derivative for input `index`, as an index into the
+        page's formula list (a 200-node page repeats a handful of formulas)."""
+        text = _formula(op, index)
+        if not text:
+            return None
+        try:
+            markup = to_mathml(text, ("out", names[index]))
+        except ValueError:
+            return None  # a malformed table entry must not cost the whole page
+        return self.mathml.setdefault(markup, len(self.mathml))
+
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -393,10 +407,7 @@ def _backward_steps(gd: _GraphData, roots: list[Tensor], seeds: list[Any], lim: 
             totals[pid] = contribution if pid not in totals else totals[pid] + contribution
             paths[pid] = paths.get(pid, 0) + 1
             text = _formula(op, index)
-            try:
-                formula = to_mathml(text, ("out", names[index])) if text else None
-            except ValueError:
-                formula = None  # a malformed table entry must not cost the whole page
+            formula = gd.formula(op, index, names)
             local = _local(op, index, parents, node._data, params)
             shape = np.shape(parent._data)
             part: dict[str, Any] = {
@@ -434,7 +445,14 @@ def _tangent_steps(gd: _GraphData, wrt: Tensor | None, lim: _Limits) -> dict[str
     from .forward import _fit  # the same fitting of a tangent to its output's shape
 
     graph, tensors, short = gd.graph, gd.tensors, gd.short
-    leaves = [tid for tid, n in graph.tensors.items() if n.kind == "leaf_param"]
+    # By default the first leaf the computation read (x1 in x1*w1 + x2*w2 + b).
+    leaves = [
+        p
+        for tid in graph.tensors
+        if f"op{tid[1:]}" in graph.ops
+        for p in graph.inputs(f"op{tid[1:]}")
+        if graph.tensors[p].kind == "leaf_param"
+    ]
     if wrt is None:
         if not leaves:
             return {"steps": [], "wrt": None, "tangents": {}, "note": "no leaf requires grad"}
@@ -481,11 +499,7 @@ def _tangent_steps(gd: _GraphData, wrt: Tensor | None, lim: _Limits) -> dict[str
                         continue
                     contribution = op.jvps[i](x, t._data, *data, **params)
                     total = contribution if total is None else total + contribution
-                    text = _formula(op, i)
-                    try:
-                        formula = to_mathml(text, ("out", names[i])) if text else None
-                    except ValueError:
-                        formula = None
+                    formula = gd.formula(op, i, names)
                     parts.append(
                         {
                             "i": i,
@@ -551,6 +565,7 @@ def _collect(
         "boxes": {gd.short[cid]: c.label for cid, c in graph.clusters.items()},
         "scalar": {},
         "views": [],
+        "ml": list(gd.mathml),
     }
 
 

@@ -10,6 +10,7 @@
   const steps = () => G()[state.phase];
   const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
   const label = (id) => esc(G().nodes[id].l);
+  const ml = (k) => (k === null || k === undefined ? "" : G().ml[k]);
   const shapeText = (s) => (s.length ? s.join("\u00d7") : "scalar");
 
   function fmt(x) {
@@ -82,8 +83,8 @@
       const pn = g.nodes[p.p];
       h += '<div class="part" data-parent="' + p.p + '"><h3>to input ' + p.i + ": <b>" + esc(pn.l) + "</b>" +
         (p.name !== pn.l ? ' <span class="note">(' + esc(p.name) + " in the formula)</span>" : "") + "</h3>";
-      h += "<p>local derivative " + (p.ml || (p.f ? esc(p.f) : "")) +
-        (p.local ? " = " + arr(p.local) : p.ml ? "" : " (the op's vector-Jacobian product)") + "</p>";
+      h += "<p>local derivative " + (ml(p.ml) || (p.f ? esc(p.f) : "")) +
+        (p.local ? " = " + arr(p.local) : " (the op's vector-Jacobian product: no number per element)") + "</p>";
       if (p.raw) {
         h += "<p>upstream \u00d7 local = " + arr(p.raw) + sh(p.raw) + "</p>";
         h += '<p>un-broadcasting: summed over axes [' + p.axes.join(", ") + "] to " + esc(pn.l) + "'s shape " +
@@ -117,7 +118,7 @@
     h += '<p class="note">tangents: d/d' + w + " of each node (" + w + "'s tangent is all ones)</p>";
     for (const p of s.parts) {
       h += '<div class="part"><h3>from input ' + p.i + ": <b>" + label(p.p) + "</b>, tangent " + arr(p.tan) + "</h3>";
-      if (p.ml || p.local) h += "<p>local derivative " + (p.ml || "") + (p.local ? " = " + arr(p.local) : "") + "</p>";
+      if (ml(p.ml) || p.local) h += "<p>local derivative " + ml(p.ml) + (p.local ? " = " + arr(p.local) : "") + "</p>";
       if (p.prod) h += "<p>local \u00d7 tangent = " + arr(p.prod) + "</p>";
       h += "</div>";
     }
