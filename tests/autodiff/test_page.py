@@ -241,6 +241,18 @@ def test_page_is_viz_page_and_refuses_what_it_cannot_show():
     assert "<iframe srcdoc=" in page(_neuron()[0])._repr_html_()
 
 
+def test_a_drawing_offers_its_page(tmp_path):
+    from autodiff.viz import draw_graph
+
+    root, _ = _neuron()
+    drawing = draw_graph(root)
+    assert repr(drawing).endswith(".page() steps through it>")
+    p = drawing.copy().page(tmp_path / "from_drawing.html")
+    assert p.path.exists() and p.steps == 5 and "tanh1: backpropagation" in p.html
+    with pytest.raises(ValueError, match="only a drawing made by draw_graph"):
+        __import__("autodiff.viz").viz.Drawing("x").page()
+
+
 def _chain(nodes):
     """A graph of about `nodes` nodes (tensors and ops): a chain of scalar ops."""
     x = ad.Tensor(0.5, requires_grad=True, name="x")
