@@ -63,7 +63,8 @@ _FALLBACK_FORMULAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "transpose": (("x",), ("1",)),
     "broadcast_to": (("x",), ("1",)),
     "matmul": (("a", "b"), ("b^T", "a^T")),
-    "linear": (("x", "weight", "bias"), ("weight", "x^T", "1")),
+    # out = x weight^T + bias: the gradient for x is g weight, for weight g^T x.
+    "linear": (("x", "weight", "bias"), ("weight", "x", "1")),
     "maximum": (("a", "b"), ("step(a - b)", "step(b - a)")),
     "minimum": (("a", "b"), ("step(b - a)", "step(a - b)")),
     "softmax_cross_entropy": (("logits",), ("(softmax(logits) - onehot(labels))/N",)),

@@ -63,7 +63,8 @@
     $("collapse").hidden = !(v && g.collapsed !== undefined && g.views.indexOf(v) !== g.collapsed);
     $("expandall").hidden = !(v && g.all !== undefined && g.views.indexOf(v) !== g.all);
     $("back").hidden = state.graph === DATA.main;
-    $("where").innerHTML = esc(g.title) + (v ? ' <span class="note">(' + esc(v.label) + ")</span>" : "");
+    const title = state.graph === DATA.main ? "" : esc(g.title) + " ";
+    $("where").innerHTML = title + (v ? '<span class="note">(' + esc(v.label) + ")</span>" : "");
   }
 
   function call(n) {

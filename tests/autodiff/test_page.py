@@ -253,6 +253,26 @@ def test_a_drawing_offers_its_page(tmp_path):
         __import__("autodiff.viz").viz.Drawing("x").page()
 
 
+def test_python_m_nn_page_writes_the_page_of_a_training_step(tmp_path):
+    from nn.__main__ import main
+
+    argv = ["--dataset", "xor", "--epochs", "1", "--no-plots", "--quiet", "--page"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    written = tmp_path / "backward.html"
+    assert summary["page"] == str(written) and summary["options"]["page"] is True
+    html = written.read_text()
+    data = json.loads(html.split('id="data">', 1)[1].split("</script>", 1)[0])
+    graph = data["graphs"]["g"]
+    assert {n["l"] for n in graph["nodes"].values() if n["k"] == "leaf_param"} == {
+        "layers.0.weight",
+        "layers.0.bias",
+        "layers.2.weight",
+        "layers.2.bias",
+    }
+    assert len(graph["backward"]) >= 4 and graph["views"]
+
+
 def _chain(nodes):
     """A graph of about `nodes` nodes (tensors and ops): a chain of scalar ops."""
     x = ad.Tensor(0.5, requires_grad=True, name="x")
