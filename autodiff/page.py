@@ -976,7 +976,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <button id="next" type="button">next &rarr;</button>
 <input id="slider" type="range" min="0" max="0" value="0" aria-label="step">
 <span id="counter"></span>
-<span class="note">(arrow keys step, space plays; click a node for its arrays)</span>
+<span class="note">(keys: &larr; &rarr; step, space plays; click a node for its arrays)</span>
 </div>
 <div id="graphbar">
 <span id="where"></span>

@@ -64,7 +64,8 @@
     $("expandall").hidden = !(v && g.all !== undefined && g.views.indexOf(v) !== g.all);
     $("back").hidden = state.graph === DATA.main;
     const title = state.graph === DATA.main ? "" : esc(g.title) + " ";
-    $("where").innerHTML = title + (v ? '<span class="note">(' + esc(v.label) + ")</span>" : "");
+    const several = g.views.length > 1 || (v && v.label !== "every node");
+    $("where").innerHTML = title + (v && several ? '<span class="note">(' + esc(v.label) + ")</span>" : "");
   }
 
   function call(n) {
@@ -134,7 +135,7 @@
     if (state.phase === "backward") {
       for (let j = 0; j <= k && j < g.backward.length; j++) for (const p of g.backward[j].parts) so[p.p] = p;
     }
-    let h = "<tr><th>leaf</th><th>shape</th><th>" + (state.phase === "tangent" ? "tangent" : "gradient so far") + "</th></tr>";
+    let h = "<tr><th>leaf</th><th>shape</th><th>" + (state.phase === "tangent" ? "tangent" : "gradient so far") + "</th><th></th></tr>";
     for (const id of g.order) {
       const n = g.nodes[id];
       if (n.k !== "leaf_param") continue;
@@ -195,6 +196,8 @@
       mark(current, "cur");
       const n = g.nodes[current];
       if (n.op) mark("o" + current.slice(1), "cur");
+      const e = el(current);
+      if (e && e.scrollIntoView) e.scrollIntoView({ block: "nearest", inline: "nearest" }); // big graphs
     }
     if (state.sel) mark(state.sel, "sel");
     $("step").innerHTML = html;
