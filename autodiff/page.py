@@ -315,6 +315,10 @@ class _Limits:
     full: int = FULL_ELEMENTS
     max_nodes: float = 300
     scalar_elements: int = 12  # the largest input or output a "scalar view" expands
+    # Bytes of SVG past which a module call gets no drawing of its own (clicking its box
+    # opens the drawing of every node instead): LeNet-5's 12 views were 365 KB of SVG.
+    view_budget: int = 160_000
+    scalar_budget: int = 80_000  # bytes of the scalar views (drawings and data) together
 
 
 @dataclass
@@ -656,7 +660,8 @@ def _scene(gd: _GraphData, box: dict[str, str | None], frames: set[str]) -> dict
                 label = _dot_text(graph.clusters[child].label)
                 out += [
                     f"subgraph cluster_{short[child]} {{",
-                    f'label={label} style="rounded,dashed" color="#8a8a8a" fontsize=10 labeljust=l',
+                    f"id=@{short[child]} label={label}",
+                    'style="rounded,dashed" color="#8a8a8a" fontsize=10 labeljust=l',
                     *inner,
                     "}",
                 ]
@@ -708,14 +713,17 @@ def _views(gd: _GraphData, lim: _Limits) -> list[str]:
         plans.append(("every node", {}, set(graph.clusters)))
     if any(b is not None for b in boxed.values()):
         plans.insert(0, ("modules collapsed", boxed, set()))
-        for cid in dict.fromkeys(b for b in boxed.values() if b is not None):
+        order = list(graph.clusters)  # the modules in the order they ran
+        for cid in sorted({b for b in boxed.values() if b is not None}, key=order.index):
             opened = {k: (None if b == cid else b) for k, b in boxed.items()}
             inside = {c for c in graph.clusters if c == cid or boxes.get(c) == cid}
             plans.append((f"{graph.clusters[cid].label} opened", opened, inside))
     svgs = []
     views = gd.data["views"]
     rankdir = _auto_rankdir(graph)
-    for name, box, frames in plans[:40]:  # a model of many layers: one view per layer, capped
+    for name, box, frames in plans:
+        if name.endswith(" opened") and sum(map(len, svgs)) > lim.view_budget:
+            continue
         scene = _scene(gd, box, frames)
         if scene["count"] > lim.max_nodes:
             continue
@@ -738,6 +746,8 @@ def _views(gd: _GraphData, lim: _Limits) -> list[str]:
             label = f"{graph.clusters[_long(gd, b)].label} opened"
             if label in labels:
                 v["expand"][b] = labels.index(label)
+            elif "every node" in labels:  # no drawing of its own: the one of every node
+                v["expand"][b] = labels.index("every node")
     if "modules collapsed" in labels:
         gd.data["collapsed"] = labels.index("modules collapsed")
     if "every node" in labels:
@@ -829,6 +839,19 @@ def _scalar_view(
     return sub
 
 
+def _interest(gd: _GraphData, tid: str) -> int:
+    """Which small ops most deserve a scalar view: a matmul (its sum over k is what a scalar
+    view shows best), then broadcasting, then reductions, then the rest."""
+    t = gd.tensors[tid]
+    if t._op is None:
+        return 9
+    if t._op.name == "matmul":
+        return 0
+    if any(np.shape(p._data) != np.shape(t._data) for p in t.parents):
+        return 1 if t._op.name in _ELEMENTWISE else 2
+    return 3
+
+
 def _merged_trace(roots: list[Tensor]) -> Graph:
     """One Graph for several outputs (a scalar view has one per element)."""
     merged = Graph(root=node_id(roots[-1]))
@@ -897,7 +920,7 @@ def page(
     title: str | None = None,
     max_nodes: int | None = 300,
     full_elements: int = FULL_ELEMENTS,
-    scalar_views: int = 12,
+    scalar_views: int = 8,
 ) -> Page:
     """One self-contained HTML page to step through `root`'s forward pass, backward pass and
     forward mode, node by node (no network: it works from file:// and in Jupyter).
@@ -907,7 +930,8 @@ def page(
     requires grad by default). Arrays of up to `full_elements` elements are stored in full,
     larger ones summarised. A graph of more than `max_nodes` nodes is drawn only with each
     module call collapsed (or not drawn, with a message). Up to `scalar_views` small tensor
-    ops get a scalar view. Nothing is written into any `.grad`. Returns a Page; with `path`,
+    ops get a scalar view (matmuls first, then broadcasting ops, then sums; within a budget
+    of bytes). Nothing is written into any `.grad`. Returns a Page; with `path`,
     the page is also written there (".html" added if missing).
     """
     from .graph import check_root
@@ -929,13 +953,15 @@ def page(
     _collect(main, [root], [seed], wrt, lim)
     graphs = [main]
     svgs = {"g": _views(main, lim)}
-    for tid in graph.tensors:
-        if len(graphs) > scalar_views:
+    spent = 0
+    for tid in sorted(graph.tensors, key=lambda tid: _interest(main, tid)):
+        if len(graphs) > scalar_views or spent > lim.scalar_budget:
             break
         key = f"s{len(graphs)}"
         sub = _scalar_view(main, tid, main.grads.get(tid), key, lim)
         if sub is not None:
             svgs[key] = _views(sub, lim)
+            spent += sum(map(len, svgs[key])) + len(json.dumps(sub.data))
             main.data["scalar"][main.short[tid]] = key
             graphs.append(sub)
     data = {"main": "g", "graphs": {g.key: g.data for g in graphs}}

@@ -238,7 +238,13 @@
     const v = currentView();
     if (!node || !v || !node.id.startsWith(v.prefix)) return;
     const id = node.id.slice(v.prefix.length);
-    if (id in v.expand) { state.view[G().key] = v.expand[id]; render(); return; }
+    if (id in v.expand) {
+      state.view[G().key] = v.expand[id];
+      render();
+      const frame = el(id); // the module's frame in the view just opened
+      if (frame && frame.scrollIntoView) frame.scrollIntoView({ block: "nearest", inline: "nearest" });
+      return;
+    }
     const tensor = id.startsWith("o") ? "n" + id.slice(1) : id;
     if (G().nodes[tensor]) { state.sel = tensor; detail(tensor); render(); }
   });

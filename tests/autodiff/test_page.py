@@ -200,6 +200,36 @@ def test_big_arrays_are_summarised_and_the_graph_is_not_drawn_past_max_nodes():
     assert "<svg" not in p.html
 
 
+def test_too_many_nodes_keeps_the_collapsed_drawing_and_says_so():
+    import nn
+
+    model = nn.MLP(4, [3, 3], 2, rng=0)
+    loss = nn.functional.cross_entropy(model(ad.Tensor(np.ones((2, 4)))), np.array([0, 1]))
+    full = _data(page(loss, model=model))["graphs"]["g"]
+    assert [v["label"] for v in full["views"]][:2] == ["modules collapsed", "every node"]
+    # 19 nodes; collapsed 13; a Linear opened 15, a ReLU opened 14.
+    small = _data(page(loss, model=model, max_nodes=14))["graphs"]["g"]
+    labels = [v["label"] for v in small["views"]]
+    assert labels == [
+        "modules collapsed; 19 nodes are too many to draw each (max_nodes=14)",
+        "layers.1: ReLU opened",
+        "layers.3: ReLU opened",
+    ]
+    # Boxes with no drawing of their own (too big opened) do not open.
+    assert set(small["views"][0]["expand"].values()) == {1, 2}
+    none = _data(page(loss, model=model, max_nodes=5))["graphs"]["g"]
+    assert none["views"] == [] and "even with each module call collapsed" in none["message"]
+
+
+def test_nan_and_inf_reach_the_page_as_text():
+    x = ad.Tensor([0.0, 1.0], requires_grad=True, name="x")
+    with np.errstate(all="ignore"):
+        g = _data(page((x.log() * x).sum()))["graphs"]["g"]
+    node = next(n for n in g["nodes"].values() if n.get("op") == "log")
+    assert node["v"]["d"] == ["-Infinity", 0]
+    assert g["nodes"][next(k for k, n in g["nodes"].items() if n["l"] == "x")]["g"]["d"][0] == "NaN"
+
+
 def test_the_page_needs_no_network():
     p = page(_tensors()[0])
     assert "<link" not in p.html and "<img" not in p.html
@@ -343,6 +373,14 @@ def test_in_the_browser_stepping_shows_the_gradients_of_backward(make, tmp_path,
     assert _counter(tab) == f"step 1 of {steps}"
     assert tab.query_selector("#step math") is not None  # the local derivative, as MathML
     assert "?" in tab.inner_text("#leaves")  # at step 1 not every leaf has its gradient
+    # The slider and the play button.
+    tab.eval_on_selector("#slider", "s => { s.value = 1; s.dispatchEvent(new Event('input')); }")
+    assert _counter(tab) == f"step 2 of {steps}"
+    tab.click("#play")
+    tab.wait_for_function("document.getElementById('counter').textContent.startsWith('step 3')")
+    tab.click("#play")  # pauses
+    tab.click("#prev")
+    assert _counter(tab) == f"step 2 of {steps}"
     for _ in range(steps + 2):  # past the end: it stays on the last step
         tab.keyboard.press("ArrowRight")
     assert _counter(tab) == f"step {steps} of {steps}"
