@@ -330,6 +330,7 @@ class _GraphData:
     short: dict[str, str] = field(default_factory=dict)  # graph id -> page id (n0, o0, b0)
     grads: dict[str, Any] = field(default_factory=dict)  # graph id -> its gradient (arrays)
     mathml: dict[str, int] = field(default_factory=dict)  # each formula once: index in "ml"
+    data: dict[str, Any] = field(default_factory=dict)  # what the page's script reads
 
     def formula(self, op: Any, index: int, names: list[str]) -> int | None:
         """The MathML of op's local derivative for input `index`, as an index into the
@@ -342,8 +343,6 @@ class _GraphData:
         except ValueError:
             return None  # a malformed table entry must not cost the whole page
         return self.mathml.setdefault(markup, len(self.mathml))
-
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def _tensors_of(roots: list[Tensor]) -> dict[str, Tensor]:
@@ -402,7 +401,8 @@ def _backward_steps(gd: _GraphData, roots: list[Tensor], seeds: list[Any], lim: 
     for node, upstream, contribs in recorded:
         tid = node_id(node)
         grads[tid] = upstream
-        op, params = node._op, node._params
+        op: Any = node._op  # set on every node backward processes
+        params = node._params
         parents = node.parents
         names = _input_names(op, len(parents))
         out_shape = np.shape(node._data)
@@ -718,7 +718,7 @@ def _views(gd: _GraphData, lim: _Limits) -> list[str]:
             opened = {k: (None if b == cid else b) for k, b in boxed.items()}
             inside = {c for c in graph.clusters if c == cid or boxes.get(c) == cid}
             plans.append((f"{graph.clusters[cid].label} opened", opened, inside))
-    svgs = []
+    svgs: list[str] = []
     views = gd.data["views"]
     rankdir = _auto_rankdir(graph)
     for name, box, frames in plans:
