@@ -35,6 +35,7 @@ from graphviz.backend import rendering as gv_rendering
 
 from . import engine, rules
 from .graph import Graph, check_root, node_id, summarize, trace
+from .page import Page, page  # viz.page: the step-through page (autodiff/page.py)
 from .tensor import Tensor, op_name
 
 # Colours that say what a node is; the same in every drawing, frame and legend.
@@ -247,6 +248,15 @@ class Drawing(graphviz.Digraph):
     """
 
     summary = "a graph"  # what __repr__ says the drawing shows; draw_graph sets it
+    _page_of: Any = None  # (root, options): draw_graph sets it, for .page()
+
+    def page(self, path: str | os.PathLike | None = None, **options: Any) -> Page:
+        """This graph's step-through page (viz.page): in Jupyter it shows, running, in the
+        cell's output; with a path it is also written there."""
+        if self._page_of is None:
+            raise ValueError("page: only a drawing made by draw_graph knows its graph")
+        root, made_with = self._page_of
+        return page(root, path, **{**made_with, **options})
 
     # graphviz looks these up on the instance (its own tests mock them the same way).
     @property
@@ -374,12 +384,13 @@ class Drawing(graphviz.Digraph):
     def copy(self) -> Drawing:
         twin = super().copy()
         twin.summary = self.summary
+        twin._page_of = self._page_of
         return twin
 
     def __repr__(self) -> str:
         return (
             f"<Drawing of {self.summary}: .render('name', format='png') writes name.png, "
-            f".source is the DOT text; Jupyter shows it inline>"
+            f".source is the DOT text; Jupyter shows it inline; .page() steps through it>"
         )
 
 
@@ -424,7 +435,9 @@ def draw_graph(
         "cluster" if group_by_module is True else group_by_module,
         _check_max_nodes(max_nodes, "draw_graph"),
     )
-    return _draw(trace(root, names=names, model=model), options)
+    drawing = _draw(trace(root, names=names, model=model), options)
+    drawing._page_of = (root, {"model": model, "names": names})
+    return drawing
 
 
 @dataclass
