@@ -20,6 +20,7 @@ Module calls are drawn collapsed, one box each, and open on a click; a small ten
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import math
 import os
@@ -38,55 +39,28 @@ __all__ = ["Page", "page", "to_mathml"]
 
 # --- formulas: plain text to MathML ------------------------------------------------------------
 
-# TEMPORARY: the local derivative of each op, per input, until the rules table in
-# autodiff/rules/ gives every row a `formula` column; `_formula` reads that column first, so
-# this dict can then be deleted. Formulas use the op's input names (and `out`, its output).
-_FALLBACK_FORMULAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "add": (("a", "b"), ("1", "1")),
-    "sub": (("a", "b"), ("1", "-1")),
-    "mul": (("a", "b"), ("b", "a")),
-    "div": (("a", "b"), ("1/b", "-a/b^2")),
-    "neg": (("x",), ("-1",)),
-    "pow": (("x",), ("exponent*x^(exponent - 1)",)),
-    "pow_tensor": (("a", "b"), ("b*a^(b - 1)", "log(a)*a^b")),
-    "exp": (("x",), ("exp(x)",)),
-    "log": (("x",), ("1/x",)),
-    "tanh": (("x",), ("1 - out^2",)),
-    "sigmoid": (("x",), ("out*(1 - out)",)),
-    "relu": (("x",), ("step(x)",)),
-    "abs": (("x",), ("sign(x)",)),
-    "sin": (("x",), ("cos(x)",)),
-    "cos": (("x",), ("-sin(x)",)),
-    "sum": (("x",), ("1",)),
-    "mean": (("x",), ("1/count",)),
-    "reshape": (("x",), ("1",)),
-    "transpose": (("x",), ("1",)),
-    "broadcast_to": (("x",), ("1",)),
-    "matmul": (("a", "b"), ("b^T", "a^T")),
-    # out = x weight^T + bias: the gradient for x is g weight, for weight g^T x.
-    "linear": (("x", "weight", "bias"), ("weight", "x", "1")),
-    "maximum": (("a", "b"), ("step(a - b)", "step(b - a)")),
-    "minimum": (("a", "b"), ("step(b - a)", "step(a - b)")),
-    "softmax_cross_entropy": (("logits",), ("(softmax(logits) - onehot(labels))/N",)),
-}
-
 
 def _formula(op: Any, index: int) -> str | None:
-    """The local derivative of `op` for input `index` as plain text, or None if unknown.
-
-    THE one place formulas are read: from the rules table's `formula` column once it exists
-    (a tuple, one per input), else from the temporary dict above."""
+    """The local derivative of `op` for input `index` as plain text, or None if unknown:
+    the `formula` column of the op's row in the rules table (one entry per input)."""
     column = getattr(op, "formula", None)
-    if column is None:
-        column = _FALLBACK_FORMULAS.get(op.name, (None, None))[1]
     if column is None or index >= len(column):
         return None
     return column[index]
 
 
 def _input_names(op: Any, count: int) -> list[str]:
-    """The names the formula uses for the op's inputs (x0, x1, ... when unknown)."""
-    names = getattr(op, "input_names", None) or _FALLBACK_FORMULAS.get(op.name, ((),))[0]
+    """The names the formula uses for the op's inputs: the parameter names of the row's VJP
+    rules (`lambda g, out, a, b: ...` names them a and b); x0, x1, ... when they say none."""
+    names: list[str] = []
+    rules = getattr(op, "vjps", ())
+    if rules and not getattr(op, "variadic", False):
+        try:
+            parameters = inspect.signature(rules[0]).parameters.values()
+        except (TypeError, ValueError):
+            parameters = []
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        names = [p.name for p in parameters if p.kind in positional][2:]  # after g and out
     return [names[i] if i < len(names) else f"x{i}" for i in range(count)]
 
 

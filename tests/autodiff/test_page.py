@@ -59,26 +59,24 @@ def test_to_mathml_names_where_a_formula_is_malformed(text, message):
         to_mathml(text)
 
 
-def test_every_fallback_formula_parses():
-    from autodiff.page import _FALLBACK_FORMULAS
+def test_every_rows_formula_renders_as_mathml():
+    from autodiff.rules import OPS
 
-    for name, (inputs, formulas) in _FALLBACK_FORMULAS.items():
-        assert len(inputs) == len(formulas), name
-        for f in formulas:
+    for name, op in OPS.items():
+        for f in op.formula:
             assert to_mathml(f).startswith("<math"), (name, f)
 
 
-def test_formula_prefers_the_rules_tables_column():
-    class Row:  # an op row once autodiff/rules/ gives it a formula column
-        name = "tanh"
-        formula = ("sech(x)^2",)
+def test_formula_and_input_names_come_from_the_row():
+    from autodiff.page import _input_names
+    from autodiff.rules import OPS
 
-    class Bare:
-        name = "tanh"
-
-    assert _formula(Row(), 0) == "sech(x)^2"
-    assert _formula(Bare(), 0) == "1 - out^2"
-    assert _formula(Bare(), 1) is None
+    assert _formula(OPS["tanh"], 0) == "1 - out^2"
+    assert _formula(OPS["tanh"], 1) is None
+    assert _formula(OPS["mul"], 1) == "a"
+    assert _input_names(OPS["mul"], 2) == ["a", "b"]
+    assert _input_names(OPS["linear"], 3) == ["x", "w", "b"]
+    assert _input_names(OPS["concatenate"], 2) == ["x0", "x1"]  # variadic: no names
 
 
 # --- the page's data: the engine's own numbers -------------------------------------------------
