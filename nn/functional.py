@@ -143,6 +143,13 @@ def binary_cross_entropy_with_logits(
 
 
 def _class_labels(target: Any, n: int, classes: int, who: str) -> np.ndarray:
+    labels = _integer_labels(target, who)
+    if labels.shape != (n,):
+        raise ValueError(f"{who}: integer labels must have shape ({n},), got {labels.shape}")
+    return _labels_in_range(who, labels, classes)
+
+
+def _integer_labels(target: Any, who: str) -> np.ndarray:
     labels = np.asarray(target._data if isinstance(target, Tensor) else target)
     if labels.size == 0 and labels.dtype.kind == "f":
         labels = labels.astype(np.int64)  # np.asarray([]) is float64: no labels, no doubt
@@ -154,20 +161,147 @@ def _class_labels(target: Any, n: int, classes: int, who: str) -> np.ndarray:
             f"{labels.dtype}"
             + (" (cast with .astype(np.int64))" if labels.dtype.kind in "bf" else "")
         )
-    if labels.shape != (n,):
-        raise ValueError(f"{who}: integer labels must have shape ({n},), got {labels.shape}")
-    return _labels_in_range(who, labels, classes)
+    return labels
 
 
-def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of integer labels under log-probabilities (N, C)."""
+def _class_weight(weight: Any, classes: int, dtype: Any, who: str) -> np.ndarray | None:
+    if weight is None:
+        return None
+    if isinstance(weight, Tensor) and weight.requires_grad:
+        raise TypeError(f"{who}: weight is a constant; pass weight.detach()")
+    w = np.asarray(weight._data if isinstance(weight, Tensor) else weight, dtype=dtype)
+    if w.shape != (classes,):
+        raise ValueError(f"{who}: weight must have shape ({classes},), got {w.shape}")
+    return w
+
+
+def _rows(x: Tensor) -> Tensor:
+    """(N, C, d1, ..., dk) scores as (N * d1 * ... * dk, C) rows, one per position."""
+    if x.ndim == 2:
+        return x
+    order = (0, *range(2, x.ndim), 1)  # the class axis last, then one row per position
+    return x.transpose(order).reshape(-1, x.shape[1])
+
+
+def _spatial_labels(labels: np.ndarray, scores: tuple[int, ...], who: str) -> np.ndarray:
+    """Labels (N, d1, ..., dk) for scores (N, C, d1, ..., dk), flattened as `_rows` orders."""
+    want = scores[:1] + scores[2:]
+    if labels.shape != want:
+        one_hot = len(scores) == 2 and labels.shape == scores  # F.one_hot's int64 rows, say
+        raise ValueError(
+            f"{who}: integer labels for input of shape {scores} must have shape "
+            f"{want}, got {labels.shape}"
+            + (
+                " (one-hot rows? pass the labels themselves, or the rows as "
+                "class probabilities in floats, .astype(np.float32))"
+                if one_hot
+                else ""
+            )
+        )
+    return labels.reshape(-1)
+
+
+def _label_loss(
+    rows: Tensor,
+    labels: np.ndarray,
+    w: np.ndarray | None,
+    ignore_index: int,
+    smoothing: float,
+    who: str,
+    *,
+    logits: bool,
+) -> tuple[Tensor, Any]:
+    """Per-row loss of integer labels over (M, C) rows, and the weighted mean's denominator.
+
+    A row whose label is `ignore_index` is left out before anything is computed from it: its
+    loss is an exact 0 and its gradient 0, whatever it holds (NaN, -inf), as in PyTorch. Only
+    picking it with a stand-in label and weighting it by 0 would turn an -inf or NaN there
+    into a NaN loss (0 * inf), and a NaN gradient for every parameter.
+    """
+    m, classes = rows.shape
+    keep = labels != ignore_index
+    kept = np.flatnonzero(keep)
+    picked = _labels_in_range(who, labels[kept], classes)
+    every_row = kept.size == m
+    sub = rows if every_row else rows[kept]
+    log_probs = sub.log_softmax(axis=1) if logits else sub
+    index = np.arange(kept.size)
+    if w is None:
+        label_weight = np.ones(kept.size, rows.dtype)
+        loss = -log_probs[index, picked]
+    else:
+        label_weight = w[picked]
+        loss = -log_probs[index, picked] * Tensor(label_weight)
+    if smoothing:
+        # PyTorch's form: (1 - e) * nll + e / C * (the loss against every class, weighted).
+        every = -(log_probs if w is None else log_probs * Tensor(w)).sum(axis=1)
+        loss = loss * (1 - smoothing) + every * (smoothing / classes)
+    if not every_row:
+        # Back to one entry per row: the ignored rows point at an appended exact zero.
+        where = np.full(m, kept.size)
+        where[kept] = index
+        loss = ad.concatenate([loss, Tensor(np.zeros(1, rows.dtype))])[where]
+    return loss, label_weight.sum()
+
+
+def _reduce_weighted(
+    loss: Tensor, total: Any, reduction: str, shape: tuple[int, ...], dtype: Any
+) -> Tensor:
+    """'none' as `shape`, 'sum', or the mean weighted by `total` (PyTorch's for labels)."""
+    if reduction == "none":
+        return loss.reshape(shape)
+    if reduction == "sum":
+        return loss.sum()
+    if total == 0:
+        # Every label ignored: the mean is 0 / 0 = NaN (as PyTorch), but the gradient is 0 (as
+        # PyTorch), not NaN spread into every weight by the division.
+        return loss.sum() * 0.0 + Tensor(np.asarray(np.nan, dtype=dtype))
+    return loss.sum() / Tensor(np.asarray(total, dtype=dtype))
+
+
+def nll_loss(
+    log_probs: Tensor,
+    target: Any,
+    reduction: str = "mean",
+    *,
+    weight: Any = None,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Negative log-likelihood of integer labels under log-probabilities, as PyTorch's.
+
+    Inputs are (N, C) with labels (N,), one row (C,) with one label, or (N, C, d1, ...)
+    with labels (N, d1, ...). `weight` (C,) scales each class's loss, labels equal to
+    `ignore_index` add nothing (their rows are not read), and the mean is weighted,
+    sum(w[y] * loss) / sum(w[y]) (NaN if every label is ignored, as in PyTorch).
+    """
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"nll_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     log_probs = _tensor(log_probs)
-    if log_probs.ndim != 2:
+    if log_probs.ndim == 0:
         raise ValueError(f"nll_loss: log-probabilities must be (N, C), got {log_probs.shape}")
-    n, classes = log_probs.shape
-    labels = _class_labels(target, n, classes, "nll_loss")
-    picked = log_probs[np.arange(n), labels]
-    return _reduce(-picked, reduction, "nll_loss")
+    labels = _integer_labels(target, "nll_loss")
+    unbatched = log_probs.ndim == 1
+    if unbatched:
+        if labels.shape != ():
+            raise ValueError(
+                f"nll_loss: log-probabilities must be (N, C) with labels (N,), or one row "
+                f"(C,) with one label (shape ()): got {log_probs.shape} with labels of shape "
+                f"{labels.shape}"
+            )
+        log_probs, labels = log_probs.reshape(1, -1), labels.reshape(1)
+    scores = log_probs.shape
+    flat = _spatial_labels(labels, scores, "nll_loss")
+    w = _class_weight(weight, scores[1], log_probs.dtype, "nll_loss")
+    loss, total = _label_loss(
+        _rows(log_probs), flat, w, ignore_index, 0.0, "nll_loss", logits=False
+    )
+    out = () if unbatched else scores[:1] + scores[2:]
+    if reduction == "mean" and flat.size == 0:
+        raise ValueError(
+            f"nll_loss: the batch is empty (input of shape {scores}), so it has no mean; "
+            f"reduction='sum' gives 0 for it"
+        )
+    return _reduce_weighted(loss, total, reduction, out, log_probs.dtype)
 
 
 def cross_entropy(
@@ -179,13 +313,16 @@ def cross_entropy(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
 ) -> Tensor:
-    """Softmax cross-entropy of logits (N, C) or one unbatched row (C,), as PyTorch's.
+    """Softmax cross-entropy of logits, as PyTorch's.
 
-    `target` is integer labels (N,) (a single int for a (C,) row) or class probabilities of
-    the logits' shape. `weight` (C,) scales each class's loss; labels equal to `ignore_index`
-    add nothing; `label_smoothing` mixes each one-hot target with the uniform distribution.
-    The mean over labels is weighted, sum(w[y] * loss) / sum(w[y]), so a batch whose labels
-    are all ignored gives NaN (0 / 0), as in PyTorch.
+    Logits are (N, C), one unbatched row (C,), or (N, C, d1, ..., dk) (a class score per
+    position, e.g. per pixel). `target` is integer labels (N,), a single int for a (C,) row,
+    (N, d1, ..., dk) for the spatial form, or class probabilities of the logits' shape.
+    `weight` (C,) scales each class's loss; labels equal to `ignore_index` add nothing and
+    their rows are never read (NaN or -inf there cannot leak into the loss or gradient);
+    `label_smoothing` mixes each one-hot target with the uniform distribution. The mean over
+    labels is weighted, sum(w[y] * loss) / sum(w[y]), so a batch whose labels are all
+    ignored gives NaN (0 / 0), as in PyTorch.
 
     The options are keyword-only (PyTorch's third positional parameter is `weight`, ours
     is `reduction`, as for the other losses here): a misplaced one is an error, not a
@@ -235,77 +372,40 @@ def cross_entropy(
             )
         logits = logits.reshape(1, -1)
         target_data = target_data.reshape((1,) + target_data.shape)
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got {logits.shape}")
-    n, classes = logits.shape
-    w = None
-    if weight is not None:
-        if isinstance(weight, Tensor) and weight.requires_grad:
-            raise TypeError("cross_entropy: weight is a constant; pass weight.detach()")
-        w = np.asarray(weight._data if isinstance(weight, Tensor) else weight, dtype=logits.dtype)
-        if w.shape != (classes,):
-            raise ValueError(f"cross_entropy: weight must have shape ({classes},), got {w.shape}")
-    log_probs = logits.log_softmax(axis=1)
+    if logits.ndim < 2:
+        raise ValueError(
+            f"cross_entropy: logits must be (N, C), (C,) or (N, C, d1, ...), got {logits.shape}"
+        )
+    scores = logits.shape
+    classes = scores[1]
+    out = () if unbatched else scores[:1] + scores[2:]
+    w = _class_weight(weight, classes, logits.dtype, "cross_entropy")
     if target_data.dtype.kind in "iu":
-        loss, total = _label_cross_entropy(log_probs, target_data, w, ignore_index, label_smoothing)
-    elif target_data.dtype.kind == "f" and target_data.shape == logits.shape:
+        flat = _spatial_labels(target_data, scores, "cross_entropy")
+        loss, total = _label_loss(
+            _rows(logits), flat, w, ignore_index, label_smoothing, "cross_entropy", logits=True
+        )
+    elif target_data.dtype.kind == "f" and target_data.shape == scores:
         if ignore_index != -100:
             raise ValueError(
                 "cross_entropy: ignore_index applies to integer labels only, not "
                 "to class probabilities"
             )
         # A Tensor target keeps its gradient path (PyTorch differentiates in the target too).
-        probs = _tensor(target).astype(logits.dtype).reshape(logits.shape)
+        probs = _rows(_tensor(target).astype(logits.dtype).reshape(scores))
         if label_smoothing:
             probs = probs * (1 - label_smoothing) + label_smoothing / classes
         weighted = probs if w is None else probs * w
-        loss = -(log_probs * weighted).sum(axis=1)
-        total = n  # probability targets: a plain mean over the batch, as in PyTorch
+        loss = -(_rows(logits).log_softmax(axis=1) * weighted).sum(axis=1)
+        total = loss.shape[0]  # probability targets: a plain mean, as in PyTorch
     else:
-        shape = "()" if unbatched else f"({n},)"
+        want = "()" if unbatched else str(out)
         raise ValueError(
-            f"cross_entropy: targets must be integer labels {shape} or probabilities "
-            f"{(classes,) if unbatched else logits.shape}, got {target_data.dtype} "
+            f"cross_entropy: targets must be integer labels {want} or probabilities "
+            f"{(classes,) if unbatched else scores}, got {target_data.dtype} "
             f"{target_data.shape[1:] if unbatched else target_data.shape}"
         )
-    if reduction == "none":
-        return loss.reshape(()) if unbatched else loss
-    if reduction == "sum":
-        return loss.sum()
-    if total == 0:
-        # Every label ignored: the mean is 0 / 0 = NaN (as PyTorch), but the gradient is 0 (as
-        # PyTorch), not NaN spread into every weight by the division.
-        return loss.sum() * 0.0 + Tensor(np.asarray(np.nan, dtype=logits.dtype))
-    return loss.sum() / Tensor(np.asarray(total, dtype=logits.dtype))
-
-
-def _label_cross_entropy(
-    log_probs: Tensor, labels: np.ndarray, w: np.ndarray | None, ignore_index: int, smoothing: float
-) -> tuple[Tensor, Any]:
-    """Per-sample loss for integer labels and the mean's denominator (the weight in play)."""
-    n, classes = log_probs.shape
-    if labels.shape != (n,):
-        one_hot = labels.shape == (n, classes)  # F.one_hot's int64 rows, say
-        raise ValueError(
-            f"cross_entropy: integer labels must have shape ({n},), got "
-            f"{labels.shape}"
-            + (
-                " (one-hot rows? pass the labels themselves, or the rows as "
-                "class probabilities in floats, .astype(np.float32))"
-                if one_hot
-                else ""
-            )
-        )
-    keep = labels != ignore_index
-    safe = np.where(keep, labels, 0)
-    _class_labels(safe, n, classes, "cross_entropy")
-    label_weight = (np.ones(n, log_probs.dtype) if w is None else w[safe]) * keep
-    loss = -log_probs[np.arange(n), safe] * label_weight
-    if smoothing:
-        # PyTorch's form: (1 - e) * nll + e / C * (the loss against every class, weighted).
-        every = -(log_probs if w is None else log_probs * w).sum(axis=1) * keep
-        loss = loss * (1 - smoothing) + every * (smoothing / classes)
-    return loss, label_weight.sum()
+    return _reduce_weighted(loss, total, reduction, out, logits.dtype)
 
 
 # --- metrics -------------------------------------------------------------------------------
