@@ -411,17 +411,36 @@ def cross_entropy(
 # --- metrics -------------------------------------------------------------------------------
 
 
-def accuracy(outputs: Any, target: Any, *, threshold: float = 0.5) -> float:
+def accuracy(
+    outputs: Any, target: Any, *, threshold: float = 0.5, ignore_index: int | None = None
+) -> float:
     """Fraction correct: argmax for (N, C) outputs; for one score per sample ((N,) or (N, 1)
     outputs), the score above `threshold` means class 1: 0.5 for probabilities (the default),
     0.0 for logits (`threshold=0.0`, what `nn.fit` uses with the with-logits losses).
 
     Targets may be integer labels or one-hot rows for (N, C) outputs, and must be 0 or 1 for
-    one score per sample (other values are not binary labels: an error, not a guess).
+    one score per sample (other values are not binary labels: an error, not a guess). Scores
+    (N, C, d1, ...) with labels (N, d1, ...) count every position. Labels equal to
+    `ignore_index` are not counted at all (as cross_entropy leaves them out of the loss).
     """
+    correct, count = accuracy_counts(
+        outputs, target, threshold=threshold, ignore_index=ignore_index
+    )
+    return correct / count if count else 0.0
+
+
+def accuracy_counts(
+    outputs: Any, target: Any, *, threshold: float = 0.5, ignore_index: int | None = None
+) -> tuple[int, int]:
+    """`accuracy` as (number correct, number counted), for adding up over batches."""
     out = np.asarray(outputs._data if isinstance(outputs, Tensor) else outputs)
     tgt = np.asarray(target._data if isinstance(target, Tensor) else target)
-    if out.ndim == 2 and out.shape[1] > 1:
+    if out.ndim > 2 and out.shape[1] > 1 and tgt.dtype.kind in "iu" and tgt.ndim == out.ndim - 1:
+        # (N, C, d1, ...) scores and (N, d1, ...) labels: a class per position, as
+        # cross_entropy's spatial form.
+        predicted = out.argmax(axis=1).reshape(-1)
+        labels = tgt.reshape(-1)
+    elif out.ndim == 2 and out.shape[1] > 1:
         predicted = out.argmax(axis=1)
         if tgt.ndim == 2 and tgt.shape[1] == 1 and out.shape[1] > 1:
             # A column of labels, not one-hot rows of one class (argmax would say 0 for all).
@@ -441,4 +460,7 @@ def accuracy(outputs: Any, target: Any, *, threshold: float = 0.5) -> float:
         labels = flat.astype(np.int64)
     if predicted.shape != labels.shape:
         raise ValueError(f"accuracy: outputs {out.shape} and targets {tgt.shape} do not match")
-    return float(np.mean(predicted == labels)) if predicted.size else 0.0
+    if ignore_index is not None and labels.dtype.kind in "iu":
+        keep = labels != ignore_index
+        predicted, labels = predicted[keep], labels[keep]
+    return int(np.count_nonzero(predicted == labels)), int(labels.size)
