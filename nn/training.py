@@ -17,6 +17,7 @@ from . import functional as F
 from .data import DataLoader
 from .functional import accuracy
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss
+from .lr_scheduler import OneCycleLR, ReduceLROnPlateau
 from .module import Module
 from .optim import Optimizer
 
@@ -400,7 +401,9 @@ def fit(
     sums added up and divided by the number of samples), so `loss_threshold` means the same
     for both. A batch whose labels are all ignored has nothing to learn: it takes no step.
     The default accuracy skips the labels the loss ignores.
-    `callbacks` are called as `callback(epoch, history)` after each epoch. `batch_size`
+    `callbacks` are called as `callback(epoch, history)` after each epoch. `scheduler`
+    steps after each epoch (ReduceLROnPlateau with the validation loss, or the training
+    loss without `val_data`), OneCycleLR after each batch. `batch_size`
     (default 64) batches an (x, y) pair; a DataLoader brings its own.
 
     With `check_finite` (the default), a NaN or infinite loss stops training with a
@@ -450,6 +453,8 @@ def fit(
             "model was built again?): make it from this model's parameters(), "
             "after building the model"
         )
+    # OneCycleLR is a schedule over batches (PyTorch's convention); the others over epochs.
+    per_batch = isinstance(scheduler, OneCycleLR)
     for epoch in range(1, epochs + 1):
         model.train()
         before = (
@@ -490,6 +495,8 @@ def fit(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if per_batch:
+                scheduler.step()
             losses.add(value, weight, n)
             metrics.add(out, yb, n)
             if bar is not None:
@@ -514,8 +521,12 @@ def fit(
                     for p, b in zip(params, before, strict=True)
                 )
             )
-        if scheduler is not None:
-            scheduler.step()
+        if scheduler is not None and not per_batch:
+            if isinstance(scheduler, ReduceLROnPlateau):
+                # It watches a number: the validation loss, else the training loss.
+                scheduler.step(history["val_loss"][-1] if val is not None else history["loss"][-1])
+            else:
+                scheduler.step()
         for callback in callbacks:
             callback(epoch, history)
         reason = _stop_reason(history, loss_threshold, error_threshold, update_threshold)
