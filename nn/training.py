@@ -455,86 +455,101 @@ def fit(
         )
     # OneCycleLR is a schedule over batches (PyTorch's convention); the others over epochs.
     per_batch = isinstance(scheduler, OneCycleLR)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        before = (
-            [np.array(p._data, copy=True) for p in params] if update_threshold is not None else None
-        )
-        losses, metrics = _LossTotal(loss_fn), _MetricTotal(metric)
-        batches = loader
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = batches = tqdm(
-                loader,
-                desc=f"epoch {epoch}/{epochs}",
-                leave=False,
-                total=len(loader) if hasattr(loader, "__len__") else None,
+    # One bar for the whole run (epochs x batches), its label naming the epoch: a bar per
+    # epoch left a finished or frozen line behind for every epoch (in Jupyter, a column of
+    # "0%" bars when epochs are quick).
+    bar = _progress_bar(epochs, len(loader)) if progress else None
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            before = (
+                [np.array(p._data, copy=True) for p in params]
+                if update_threshold is not None
+                else None
             )
-        for step, (xb, yb) in enumerate(batches, start=1):
-            out = model(_as_tensor(xb))
-            loss = loss_fn(out, yb)
-            value = _loss_value(loss, "fit")
-            n = len(xb)
-            weight = losses.batch_weight(yb, n)
-            if weight == 0 and not losses.sums:
-                # Every label of the batch ignored: its loss is 0 / 0 (NaN, as PyTorch's)
-                # with a zero gradient. Nothing to learn, and no divergence to report.
-                metrics.add(out, yb, n)
-                continue
-            if check_finite and not math.isfinite(value):
-                if bar is not None:
-                    bar.close()
-                bad = "NaN or inf" if not np.all(np.isfinite(xb)) else "only finite values"
-                raise FloatingPointError(
-                    f"fit: the loss is {value} at epoch {epoch}, step {step}; the weights are "
-                    f"as before this step. The batch's inputs hold {bad}; with finite data, "
-                    f"try a lower learning rate. Pass check_finite=False to train on anyway."
-                )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if per_batch:
-                scheduler.step()
-            losses.add(value, weight, n)
-            metrics.add(out, yb, n)
+            losses, metrics = _LossTotal(loss_fn), _MetricTotal(metric)
             if bar is not None:
-                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
+            for step, (xb, yb) in enumerate(loader, start=1):
+                if bar is not None:
+                    bar.update(1)
+                out = model(_as_tensor(xb))
+                loss = loss_fn(out, yb)
+                value = _loss_value(loss, "fit")
+                n = len(xb)
+                weight = losses.batch_weight(yb, n)
+                if weight == 0 and not losses.sums:
+                    # Every label of the batch ignored: its loss is 0 / 0 (NaN, as PyTorch's)
+                    # with a zero gradient. Nothing to learn, and no divergence to report.
+                    metrics.add(out, yb, n)
+                    continue
+                if check_finite and not math.isfinite(value):
+                    bad = "NaN or inf" if not np.all(np.isfinite(xb)) else "only finite values"
+                    raise FloatingPointError(
+                        f"fit: the loss is {value} at epoch {epoch}, step {step}; the weights are "
+                        f"as before this step. The batch's inputs hold {bad}; with finite data, "
+                        f"try a lower learning rate. Pass check_finite=False to train on anyway."
+                    )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if per_batch:
+                    scheduler.step()
+                losses.add(value, weight, n)
+                metrics.add(out, yb, n)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            history["loss"].append(losses.value)
+            if metric is not None:
+                history["accuracy"].append(metrics.value)
+            if val is not None:
+                vx, vy = val.x, val.y
+                val_loss, val_metric = _evaluate(
+                    model, DataLoader(vx, vy, batch_size=1000), loss_fn, metric
+                )
+                history["val_loss"].append(val_loss)
+                if metric is not None:
+                    history["val_accuracy"].append(val_metric)
+            if before is not None:
+                history["max_update"].append(
+                    max(
+                        float(np.max(np.abs(np.asarray(p._data) - b))) if b.size else 0.0
+                        for p, b in zip(params, before, strict=True)
+                    )
+                )
+            if scheduler is not None and not per_batch:
+                if isinstance(scheduler, ReduceLROnPlateau):
+                    # It watches a number: the validation loss, else the training loss.
+                    scheduler.step(
+                        history["val_loss"][-1] if val is not None else history["loss"][-1]
+                    )
+                else:
+                    scheduler.step()
+            if bar is not None:
+                bar.set_postfix(_epoch_summary(history), refresh=True)
+            for callback in callbacks:
+                callback(epoch, history)
+            reason = _stop_reason(history, loss_threshold, error_threshold, update_threshold)
+            if reason:
+                history.stopped_reason = reason
+                return history
+    finally:
         if bar is not None:
             bar.close()
-        history["loss"].append(losses.value)
-        if metric is not None:
-            history["accuracy"].append(metrics.value)
-        if val is not None:
-            vx, vy = val.x, val.y
-            val_loss, val_metric = _evaluate(
-                model, DataLoader(vx, vy, batch_size=1000), loss_fn, metric
-            )
-            history["val_loss"].append(val_loss)
-            if metric is not None:
-                history["val_accuracy"].append(val_metric)
-        if before is not None:
-            history["max_update"].append(
-                max(
-                    float(np.max(np.abs(np.asarray(p._data) - b))) if b.size else 0.0
-                    for p, b in zip(params, before, strict=True)
-                )
-            )
-        if scheduler is not None and not per_batch:
-            if isinstance(scheduler, ReduceLROnPlateau):
-                # It watches a number: the validation loss, else the training loss.
-                scheduler.step(history["val_loss"][-1] if val is not None else history["loss"][-1])
-            else:
-                scheduler.step()
-        for callback in callbacks:
-            callback(epoch, history)
-        reason = _stop_reason(history, loss_threshold, error_threshold, update_threshold)
-        if reason:
-            history.stopped_reason = reason
-            return history
     history.stopped_reason = f"reached the maximum of {epochs} epochs"
     return history
+
+
+def _progress_bar(epochs: int, batches: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs * batches, desc=f"epoch 1/{epochs}", unit="batch", leave=True)
+
+
+def _epoch_summary(history: History) -> dict[str, str]:
+    """The last epoch's numbers, for the bar's postfix."""
+    names = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
+    return {short: f"{history[key][-1]:.4f}" for key, short in names.items() if history[key]}
 
 
 def _warn_double_squash(model: Module, loss_fn: Any) -> None:
