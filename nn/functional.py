@@ -126,19 +126,62 @@ def binary_cross_entropy(
     return _reduce(loss, reduction, "binary_cross_entropy")
 
 
+def _constant(value: Any, who: str, name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A constant weight that broadcasts to `shape`, as a numpy array of `dtype`."""
+    if isinstance(value, Tensor) and value.requires_grad:
+        raise TypeError(f"{who}: {name} is a constant; pass {name}.detach()")
+    w = np.asarray(value._data if isinstance(value, Tensor) else value, dtype=dtype)
+    try:
+        fits = np.broadcast_shapes(w.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{who}: {name} of shape {w.shape} does not broadcast to the input's shape {shape}"
+        )
+    return w
+
+
 def binary_cross_entropy_with_logits(
-    logits: Tensor, target: Any, reduction: str = "mean"
+    logits: Tensor,
+    target: Any,
+    reduction: str = "mean",
+    *,
+    weight: Any = None,
+    pos_weight: Any = None,
 ) -> Tensor:
-    """BCE on logits: softplus(x) - x*y, finite for any logit, gradient sigmoid(x) - y."""
+    """BCE on logits: softplus(x) - x*y, finite for any logit, gradient sigmoid(x) - y.
+
+    `pos_weight` (keyword-only, a constant broadcasting along the last axis, one per class
+    as in PyTorch) scales the loss of the positive targets: -[p y log s(x) + (1-y) log(1-s(x))]
+    (p > 1 trades precision for recall on a rare class). `weight` scales each element's loss.
+    """
     logits, target = _tensor(logits), _tensor(target)
     _same_shape(logits, target, "binary_cross_entropy_with_logits")
+    if logits.dtype.kind != "f":
+        logits = logits.astype(np.float64)
+    target = target.astype(logits.dtype)
     # softplus(x) = log(1 + e^x) = logsumexp over the pair (0, x): logsumexp shifts by the max,
     # so it is finite for any logit, and its gradient is exactly sigmoid(x) everywhere. The
     # textbook max(x, 0) + log(1 + exp(-|x|)) has the same value, but goes through relu and
     # abs, whose kinks at 0 give gradient -y instead of 0.5 - y at a logit of exactly 0 (where
     # a zero-initialised model starts).
-    pair = ad.stack([ad.zeros_like(logits), logits], axis=-1)
-    loss = pair.logsumexp(axis=-1) - logits * target
+    if pos_weight is None:
+        pair = ad.stack([ad.zeros_like(logits), logits], axis=-1)
+        loss = pair.logsumexp(axis=-1) - logits * target
+    else:
+        p = _constant(
+            pos_weight, "binary_cross_entropy_with_logits", "pos_weight", logits.dtype, logits.shape
+        )
+        # -[p y log s(x) + (1 - y) log(1 - s(x))] with log s(x) = -softplus(-x) and
+        # log(1 - s(x)) = -x - softplus(-x): (1 - y) x + (1 + (p - 1) y) softplus(-x).
+        minus = ad.stack([ad.zeros_like(logits), -logits], axis=-1).logsumexp(axis=-1)
+        loss = (1 - target) * logits + (1 + (Tensor(p) - 1) * target) * minus
+    if weight is not None:
+        w = _constant(
+            weight, "binary_cross_entropy_with_logits", "weight", logits.dtype, logits.shape
+        )
+        loss = loss * Tensor(w)
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
@@ -464,3 +507,174 @@ def accuracy_counts(
         keep = labels != ignore_index
         predicted, labels = predicted[keep], labels[keep]
     return int(np.count_nonzero(predicted == labels)), int(labels.size)
+
+
+# --- pooling with PyTorch's options ------------------------------------------------------------
+
+
+def _two(value: Any, name: str, who: str, minimum: int) -> tuple[int, int]:
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum for v in pair
+    ):
+        raise ValueError(
+            f"{who}: {name} must be an int >= {minimum} or a pair of them, got {value!r}"
+        )
+    return int(pair[0]), int(pair[1])
+
+
+def _pool_geometry(
+    who: str,
+    shape: tuple[int, ...],
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: bool,
+) -> tuple[tuple[int, int], ...]:
+    """(kernel, stride, padding, dilation, output size, extra end padding) per spatial axis,
+    by PyTorch's rules: the output size rounds up with ceil_mode, but a last window that
+    would start in the right padding (or beyond) is dropped."""
+    if len(shape) != 4:
+        raise ValueError(f"{who}: expected an (N, C, H, W) input, got shape {shape}")
+    kernel = _two(kernel_size, "kernel_size", who, 1)
+    step = kernel if stride is None or stride == () else _two(stride, "stride", who, 1)
+    pad = _two(padding, "padding", who, 0)
+    dil = _two(dilation, "dilation", who, 1)
+    out, extra = [], []
+    for axis in range(2):
+        k, s, p, d, size = kernel[axis], step[axis], pad[axis], dil[axis], shape[2 + axis]
+        if p > k // 2:
+            raise ValueError(f"{who}: padding {pad} must be at most half the kernel size {kernel}")
+        span = size + 2 * p - d * (k - 1) - 1
+        if span < 0:
+            raise ValueError(
+                f"{who}: input of shape {shape} (padding {pad}) is smaller than the "
+                f"kernel {kernel} with dilation {dil}"
+            )
+        n = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (n - 1) * s >= size + p:
+            n -= 1
+        out.append(n)
+        extra.append(max(0, (n - 1) * s + d * (k - 1) + 1 - (size + 2 * p)))
+    return kernel, step, pad, dil, (out[0], out[1]), (extra[0], extra[1])
+
+
+def _padded(x: Tensor, pad: tuple[int, int], extra: tuple[int, int], value: float) -> Tensor:
+    widths = ((0, 0), (0, 0), (pad[0], pad[0] + extra[0]), (pad[1], pad[1] + extra[1]))
+    if not any(a or b for a, b in widths):
+        return x
+    return ad.pad(x, widths, value=value)
+
+
+def max_pool2d(
+    x: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Max pooling with PyTorch's options: `dilation` spreads the window, `ceil_mode` keeps a
+    last partial window, and `return_indices` also gives each maximum's position in its
+    (H * W) input plane, as `max_unpool2d` takes. Ties inside a window share the gradient,
+    as `autodiff.max_pool2d` (PyTorch picks one); the index is the first maximum."""
+    who = "max_pool2d"
+    x = _tensor(x)
+    kernel, step, pad, dil, out, extra = _pool_geometry(
+        who, x.shape, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    if dil == (1, 1) and extra == (0, 0) and not return_indices:
+        return ad.max_pool2d(x, kernel, step, pad)
+    # -inf, so padding never wins a window (every window holds an input element).
+    cols = ad.unfold(_padded(x, pad, extra, -np.inf), kernel, step, 0, dil)
+    pooled = cols.max(axis=(4, 5))
+    if not return_indices:
+        return pooled
+    n, c = x.shape[:2]
+    flat = np.asarray(cols._data).reshape(n, c, out[0], out[1], kernel[0] * kernel[1])
+    first = flat.argmax(axis=-1)  # the first maximum (NaN, if any, counts as the maximum)
+    dr, dc = np.divmod(first, kernel[1])
+    rows = np.arange(out[0])[:, None] * step[0] - pad[0] + dr * dil[0]
+    columns = np.arange(out[1])[None, :] * step[1] - pad[1] + dc * dil[1]
+    return pooled, rows * x.shape[3] + columns
+
+
+def avg_pool2d(
+    x: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """Average pooling with PyTorch's options: `ceil_mode` keeps a last partial window, and
+    `count_include_pad=False` divides by the input elements a window covers, not counting
+    its zero padding. (A window hanging past the padded input, from ceil_mode, divides by
+    what lies inside it, as PyTorch does.)"""
+    who = "avg_pool2d"
+    x = _tensor(x)
+    kernel, step, pad, dil, out, extra = _pool_geometry(
+        who, x.shape, kernel_size, stride, padding, 1, ceil_mode
+    )
+    if extra == (0, 0) and count_include_pad:
+        return ad.avg_pool2d(x, kernel, step, pad)
+    sums = ad.unfold(_padded(x, pad, extra, 0.0), kernel, step, 0, 1).sum(axis=(4, 5))
+    counts = []
+    for axis in range(2):
+        size, k, s, p = x.shape[2 + axis], kernel[axis], step[axis], pad[axis]
+        begin = np.arange(out[axis]) * s - p
+        end = begin + k
+        if count_include_pad:  # the padding counts, what lies beyond it does not
+            counts.append(np.minimum(end, size + p) - np.maximum(begin, -p))
+        else:
+            counts.append(np.minimum(end, size) - np.maximum(begin, 0))
+    divisor = (counts[0][:, None] * counts[1][None, :]).astype(sums.dtype)
+    return sums / Tensor(divisor)
+
+
+def max_unpool2d(
+    x: Any,
+    indices: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    output_size: Any = None,
+) -> Tensor:
+    """The inverse of `max_pool2d(..., return_indices=True)`: each value put back at its index
+    in an (H * W) plane of zeros. The plane is (H_in - 1) * stride - 2 * padding + kernel on
+    each axis, or `output_size` ((H, W), or (N, C, H, W), as PyTorch takes)."""
+    who = "max_unpool2d"
+    x = _tensor(x)
+    index = np.asarray(getattr(indices, "_data", indices))
+    if x.ndim != 4:
+        raise ValueError(f"{who}: expected an (N, C, H, W) input, got shape {x.shape}")
+    if index.shape != x.shape or index.dtype.kind not in "iu":
+        raise ValueError(
+            f"{who}: indices must be integers of the input's shape {x.shape}, got "
+            f"{index.dtype} {index.shape}"
+        )
+    kernel = _two(kernel_size, "kernel_size", who, 1)
+    step = kernel if stride is None else _two(stride, "stride", who, 1)
+    pad = _two(padding, "padding", who, 0)
+    if output_size is None:
+        size = tuple((x.shape[2 + a] - 1) * step[a] - 2 * pad[a] + kernel[a] for a in range(2))
+    else:
+        size = tuple(int(v) for v in tuple(output_size)[-2:])
+    n, c = x.shape[:2]
+    plane = size[0] * size[1]
+    flat = index.reshape(n, c, -1)
+    if flat.size and (flat.min() < 0 or flat.max() >= plane):
+        raise ValueError(
+            f"{who}: indices must lie in [0, {plane}) for an output of {size[0]}x{size[1]}, "
+            f"got values from {flat.min()} to {flat.max()}"
+        )
+    # Each output position takes one value (of a position picked by two windows, the same
+    # input element twice: once, as PyTorch's assignment): a gather from x plus one zero.
+    values = ad.concatenate([x.reshape(n, c, -1), ad.zeros((n, c, 1), dtype=x.dtype)], axis=2)
+    source = np.full((n, c, plane), flat.shape[2], dtype=np.int64)
+    batch, channel = np.indices(flat.shape[:2])
+    for j in range(flat.shape[2] - 1, -1, -1):  # the first window wins, as written last
+        source[batch, channel, flat[:, :, j]] = j
+    return ad.take_along_axis(values, source, axis=2).reshape(n, c, size[0], size[1])

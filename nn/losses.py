@@ -69,10 +69,29 @@ class BCELoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary cross-entropy of logits (the sigmoid inside, stable for any logit)."""
+    """Binary cross-entropy of logits (the sigmoid inside, stable for any logit).
+
+    `weight` and `pos_weight` (see `F.binary_cross_entropy_with_logits`) are kept as
+    constant numpy arrays, neither trained nor saved.
+    """
+
+    def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
+        super().__init__(reduction)
+        self.weight = None if weight is None else np.array(getattr(weight, "data", weight))
+        self.pos_weight = (
+            None if pos_weight is None else np.array(getattr(pos_weight, "data", pos_weight))
+        )
 
     def forward(self, logits: Any, target: Any) -> Any:
-        return F.binary_cross_entropy_with_logits(logits, target, reduction=self.reduction)
+        return F.binary_cross_entropy_with_logits(
+            logits, target, reduction=self.reduction, weight=self.weight, pos_weight=self.pos_weight
+        )
+
+    def extra_repr(self) -> str:
+        parts = [] if self.weight is None else [f"weight={self.weight.tolist()}"]
+        if self.pos_weight is not None:
+            parts.append(f"pos_weight={self.pos_weight.tolist()}")
+        return ", ".join(parts + [super().extra_repr()])
 
 
 class NLLLoss(_Loss):
