@@ -244,10 +244,11 @@ class DataLoader:
                 continue
             # Unshuffled batches are slices: views, no copy.
             index: Any = slice(start, stop) if order is None else order[start:stop]
+            x: Any = self._x  # set whenever there is no data set
             if self._y is None:
-                yield self._x[index]
+                yield x[index]
             else:
-                yield self._x[index], self._y[index]
+                yield x[index], self._y[index]
 
 
 def _samples(name: str, values: Any) -> np.ndarray:

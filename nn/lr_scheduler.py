@@ -144,6 +144,9 @@ class LRScheduler:
 class StepLR(LRScheduler):
     """Multiply the optimizer's rate by `gamma` every `step_size` steps."""
 
+    step_size: int
+    gamma: float
+
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
         if (
