@@ -466,13 +466,13 @@ def accuracy(
     (N, C, d1, ...) with labels (N, d1, ...) count every position. Labels equal to
     `ignore_index` are not counted at all (as cross_entropy leaves them out of the loss).
     """
-    correct, count = accuracy_counts(
+    correct, count = _accuracy_counts(
         outputs, target, threshold=threshold, ignore_index=ignore_index
     )
     return correct / count if count else 0.0
 
 
-def accuracy_counts(
+def _accuracy_counts(
     outputs: Any, target: Any, *, threshold: float = 0.5, ignore_index: int | None = None
 ) -> tuple[int, int]:
     """`accuracy` as (number correct, number counted), for adding up over batches."""

@@ -104,7 +104,7 @@ class _Accuracy:
         self.ignore_index = ignore_index
 
     def counts(self, outputs: Any, target: Any) -> tuple[int, int]:
-        return F.accuracy_counts(
+        return F._accuracy_counts(
             outputs, target, threshold=self.threshold, ignore_index=self.ignore_index
         )
 
