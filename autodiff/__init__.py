@@ -5,6 +5,7 @@ from .conv import avg_pool2d, conv1d, conv2d, max_pool2d, unfold
 from .engine import (
     detect_anomaly,
     enable_grad,
+    inference_mode,
     is_grad_enabled,
     no_grad,
     set_grad_enabled,
@@ -110,6 +111,7 @@ __all__ = [
     "full",
     "func",
     "grad",
+    "inference_mode",
     "is_grad_enabled",
     "jvp",
     "linear",

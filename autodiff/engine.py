@@ -297,6 +297,17 @@ def no_grad(func: Callable | None = None) -> Any:
     return _GradMode(False) if func is None else _GradMode(False)(func)
 
 
+def inference_mode(mode: Any = True) -> Any:
+    """PyTorch's name for evaluation without a graph: here the same as `no_grad` (this engine
+    has no separate inference tensors). A context manager and decorator, `@inference_mode()`
+    and bare `@inference_mode`; `inference_mode(False)` leaves the mode as it is, as in
+    PyTorch."""
+    if callable(mode):
+        return no_grad(mode)
+    # Off: a mode that sets what is already set (each use reads the mode current then).
+    return _GradMode(False) if mode else _GradMode(state.grad_enabled)
+
+
 def enable_grad(func: Callable | None = None) -> Any:
     return _GradMode(True) if func is None else _GradMode(True)(func)
 

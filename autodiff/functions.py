@@ -664,9 +664,11 @@ _METHODS = {
         "argmin",
     )
 }
-# t.round() and t.ravel() as numpy's arrays and PyTorch's tensors have them (the builtin
-# round(t) is another protocol, __round__, which neither library gives a tensor either).
+# t.round() and t.ravel() as numpy's arrays and PyTorch's tensors have them; the builtin
+# round(t) (the __round__ protocol, which neither library's arrays have) gives t.round(),
+# a Tensor, as the method does (round(t, 2) rounds to 2 decimals).
 _METHODS.update(any=any_, all=all_, round=round_, ravel=lambda self: self.reshape(-1))
+_METHODS["__round__"] = lambda self, ndigits=None: round_(self, 0 if ndigits is None else ndigits)
 
 
 def _numel(self: Tensor) -> int:

@@ -1,5 +1,7 @@
 """nn: modules, layers, losses, optimizers, data and training on top of autodiff."""
 
+from autodiff import inference_mode, no_grad
+
 from . import data, functional, init, optim, utils
 from . import functional as F
 from .conv import (
@@ -48,6 +50,7 @@ __all__ = [
     "CrossEntropyLoss",
     "L1Loss",
     "MSELoss",
+    "no_grad",
     "NLLLoss",
     "MLP",
     "Dropout",
@@ -68,6 +71,7 @@ __all__ = [
     "evaluate",
     "fit",
     "functional",
+    "inference_mode",
     "init",
     "load",
     "optim",
