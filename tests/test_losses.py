@@ -194,9 +194,10 @@ def test_all_labels_ignored_gives_nan_as_pytorch():
             "reduction must be one of",
         ),  # PyTorch's positional weight: ours is keyword-only
         (
+            # (N, C, d1) logits are PyTorch's per-position form: labels must be (N, d1)
             lambda: F.cross_entropy(Tensor(np.zeros((2, 3, 4))), LABELS),
             ValueError,
-            r"logits must be \(N, C\) or \(C,\), got \(2, 3, 4\)",
+            r"integer labels for input of shape \(2, 3, 4\) must have shape \(2, 4\)",
         ),
         (
             lambda: F.binary_cross_entropy(Tensor([0.2, 0.7]), [0.0, 1.5]),

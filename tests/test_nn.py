@@ -525,8 +525,8 @@ def test_step_lr_schedule():
     rates = []
     for _ in range(5):
         schedule.step()
-        rates.append(schedule.get_last_lr())
-    assert rates == [1.0, 0.5, 0.5, 0.25, 0.25]
+        rates.append(schedule.get_last_lr())  # a list, one rate per group, as PyTorch's
+    assert rates == [[1.0], [0.5], [0.5], [0.25], [0.25]]
 
 
 def test_optimizer_update_records_no_graph_and_keeps_float32():

@@ -881,6 +881,7 @@ NOT_OPS = {
         [
             "grad",
             "no_grad",
+            "inference_mode",
             "enable_grad",
             "set_grad_enabled",
             "is_grad_enabled",
@@ -894,6 +895,15 @@ NOT_OPS = {
         "forward mode: its own PyTorch comparison (torch.func.jvp) in its tests",
     ),
     "manual_seed": "seeds the random constructors, computes nothing",
+    **dict.fromkeys(
+        [
+            "nn.functional.max_pool2d",
+            "nn.functional.avg_pool2d",
+            "nn.functional.max_unpool2d",
+        ],
+        "pooling with PyTorch's options: values, indices and gradients against torch over "
+        "random settings in tests/nn/test_pooling_options.py",
+    ),
     **dict.fromkeys(
         [
             "Tensor.item",
