@@ -34,8 +34,9 @@ from graphviz.backend import dot_command, execute
 from graphviz.backend import rendering as gv_rendering
 
 from . import engine, rules
+from .composites import op_name
 from .graph import Graph, check_root, node_id, summarize, trace
-from .tensor import Tensor, op_name
+from .tensor import Tensor
 
 # Colours that say what a node is; the same in every drawing, frame and legend.
 COLORS = {
