@@ -1,7 +1,42 @@
 """autodiff: reverse-mode automatic differentiation on numpy arrays, small enough to read."""
 
 from . import conv, engine, func, functions, rules
+from .composites import (
+    abs,  # noqa: A004 (numpy's name, as np.abs)
+    cat,
+    concatenate,
+    exp,
+    linear,
+    log,
+    log_softmax,
+    logsumexp,
+    matmul,
+    maximum,
+    minimum,
+    relu,
+    sigmoid,
+    softmax,
+    softmax_cross_entropy,
+    sqrt,
+    stack,
+    tanh,
+    where,
+)
 from .conv import avg_pool2d, conv1d, conv2d, max_pool2d, unfold
+from .creation import (
+    arange,
+    eye,
+    from_numpy,
+    full,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from .engine import (
     detect_anomaly,
     enable_grad,
@@ -12,6 +47,7 @@ from .engine import (
 )
 from .forward import jvp
 from .forward_steps import explain_forward
+from .func import gradients as grad
 from .functions import all_ as all  # noqa: A004 (numpy's names, as np.all / np.any)
 from .functions import any_ as any  # noqa: A004
 from .functions import (
@@ -27,7 +63,6 @@ from .functions import (
     elu,
     erf,
     expm1,
-    eye,
     flip,
     floor,
     floor_divide,
@@ -61,40 +96,7 @@ from .functions import (
     triu,
 )
 from .functions import round_ as round  # noqa: A004
-from .tensor import (
-    Tensor,
-    abs,
-    arange,
-    cat,
-    concatenate,
-    exp,
-    from_numpy,
-    full,
-    grad,
-    linear,
-    log,
-    log_softmax,
-    logsumexp,
-    manual_seed,
-    matmul,
-    maximum,
-    minimum,
-    ones,
-    ones_like,
-    rand,
-    randn,
-    relu,
-    sigmoid,
-    softmax,
-    softmax_cross_entropy,
-    sqrt,
-    stack,
-    tanh,
-    tensor,
-    where,
-    zeros,
-    zeros_like,
-)
+from .tensor import Tensor
 
 __all__ = [
     "Tensor",

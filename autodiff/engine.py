@@ -29,9 +29,6 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .rules import Op
 
-# Forward mode's tangent-carrying step (see `apply`), bound by `forward.py`.
-carry_tangents: Any = None
-
 
 class Node:
     """What the engine knows of a tensor: the array, and the node that computed it.
@@ -816,3 +813,84 @@ def constant(data: Any) -> Node:
     t._clock = 0
     t._modified = 0
     return t
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward mode: the tangent of each op's output, from its row's JVP rules (autodiff.jvp
+# manages the levels; see autodiff/forward.py)
+
+
+def carry_tangents(op: Op, parents: tuple[Node, ...], out: Node, params: dict) -> None:
+    """Called by `engine.apply` in forward mode: the output's tangent at every active level.
+
+    `params` are the op's parameters (an untracked output does not keep them)."""
+    st = state
+    levels = st.forward
+    if np.result_type(out._data).kind != "f":
+        return  # integer and boolean results are constants
+    for depth, level in enumerate(levels):
+        tangents = [level.get(p) for p in parents]
+        if all(t is None for t in tangents):
+            continue
+        if op.jvps is None:
+            raise NotImplementedError(
+                f"{op.name}: this op has no JVP rule, so forward mode cannot go through it "
+                f"(input shapes {_shapes([p._data for p in parents])})"
+            )
+        # The rule's own ops carry the tangents of the enclosing levels only: a tangent is a
+        # value to them, which they may perturb, but this level's perturbation is the tangent.
+        st.forward = levels[:depth]
+        try:
+            # A rule at a point where the derivative is infinite or undefined (sqrt at 0)
+            # answers inf or NaN quietly, as the forwards and the backward pass do.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tangent = _push(op, parents, out, params, tangents, depth)
+        finally:
+            st.forward = levels
+        level.set(out, tangent)
+        if level.observer is not None:
+            level.observer(op, parents, out, params, tangents, tangent)
+
+
+def _push(
+    op: Op, parents: tuple[Node, ...], out: Node, params: dict, tangents: list, depth: int
+) -> Any:
+    # On Tensors (recorded) when the result must be differentiated again; on arrays otherwise.
+    symbolic = depth > 0 or (
+        state.grad_enabled
+        and (out.requires_grad or any(isinstance(t, Node) and t.requires_grad for t in tangents))
+    )
+    if symbolic:
+        args: Any = parents
+        result: Any = out
+        ts = [t if t is None or isinstance(t, Node) else constant(t) for t in tangents]
+    else:
+        args = [p._data for p in parents]
+        result = out._data
+        ts = [t._data if isinstance(t, Node) else t for t in tangents]
+    if op.variadic:
+        zeros = [np.zeros_like(p._data) for p in parents]
+        filled = [z if t is None else t for t, z in zip(ts, zeros, strict=True)]
+        total = op.jvps[0](filled, result, *args, **params)
+    else:
+        total = None
+        # zip stops at the shorter: linear's bias rule goes unused when there is no bias.
+        for rule, t in zip(op.jvps, ts, strict=False):
+            if t is not None:
+                part = rule(t, result, *args, **params)
+                total = part if total is None else total + part
+    return _fit(total, out._data)
+
+
+def _fit(tangent: Any, like: Any) -> Any:
+    """A tangent in its output's shape and dtype: the forward counterpart of unbroadcast."""
+    shape, dtype = np.shape(like), np.result_type(like)
+    if isinstance(tangent, Node):
+        if tangent.shape != shape:
+            tangent = tangent.broadcast_to(shape)
+        return tangent if tangent.dtype == dtype else tangent.astype(dtype)
+    if np.shape(tangent) != shape:
+        tangent = np.broadcast_to(tangent, shape)
+    if np.result_type(tangent) != dtype:
+        tangent = np.asarray(tangent).astype(dtype)
+    return tangent

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import numbers
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -26,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from . import engine, forward, rules, tracked
+from .composites import concatenate
+from .creation import _default_generator
 from .forward import jvp
-from .tensor import Tensor, concatenate
-from .tensor import grad as _backward_grad
+from .tensor import Tensor
 
 __all__ = [
     "checkpoint",
@@ -199,7 +201,7 @@ def _gradients(
         return [engine.constant(np.zeros_like(leaf._data)) for leaf in leaves]
     outs, ins = [o for o, _ in live], [s for _, s in live]
     with engine.enable_grad():
-        return _backward_grad(outs, leaves, grad_outputs=ins, create_graph=create)
+        return gradients(outs, leaves, grad_outputs=ins, create_graph=create)
 
 
 def _split_aux(result: Any, who: str) -> tuple[Any, Any]:
@@ -640,7 +642,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 # Only what requires grad: integer labels, frozen parameters get none (the
                 # engine never asks for theirs).
                 asked = [i for i, leaf in enumerate(leaves) if leaf.requires_grad]
-                got = _backward_grad(
+                got = gradients(
                     recomputed, [leaves[i] for i in asked], grad_outputs=g, create_graph=symbolic
                 )
                 grads: list[Any] = [None] * len(leaves)
@@ -721,8 +723,6 @@ def _models_of(f: Any) -> list[Any]:
 def _generators(f: Any) -> list[np.random.Generator]:
     """The random generators f may draw from: the default one (see manual_seed) and every
     Generator held by the modules f runs (Dropout's; see _models_of)."""
-    from .tensor import _default_generator
-
     found = [_default_generator]
     for model in _models_of(f):
         for module in model.modules():
@@ -844,3 +844,63 @@ def _no_foreign_leaves(out: Tensor, leaves: Sequence[Tensor]) -> None:
                 "not an argument of f, so its gradient would be lost; pass it as an argument "
                 "(or checkpoint an nn.Module, whose parameters are found for you)"
             )
+
+
+# --- the functional gradient ------------------------------------------------------------------
+# autodiff.grad(outputs, inputs): what the transforms above compute their gradients with.
+
+
+def gradients(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Sequence[Tensor] | Tensor,
+    grad_outputs: Any = None,
+    create_graph: bool = False,
+) -> list[Tensor]:
+    """Gradients of `outputs` with respect to each of `inputs`, without touching any `.grad`.
+
+    `grad_outputs` gives the upstream gradient for each output (needed for non-scalars).
+    With `create_graph=True` the results are differentiable again (Hessian-vector products,
+    higher derivatives). An input the outputs do not depend on gets a gradient of zeros.
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if not outs or not ins:
+        raise ValueError("grad: needs at least one output and one input")
+    for t in outs + ins:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: outputs and inputs must be Tensors, got {type(t).__name__}")
+    for i, t in enumerate(ins):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
+    if grad_outputs is None or isinstance(grad_outputs, Tensor | np.ndarray | numbers.Number):
+        grad_outputs = (
+            [grad_outputs] * len(outs) if len(outs) == 1 or grad_outputs is None else grad_outputs
+        )
+    if not isinstance(grad_outputs, Sequence) or isinstance(grad_outputs, str | bytes):
+        raise TypeError(
+            f"grad: grad_outputs must be a Tensor, an array, a number or a list of them (one "
+            f"per output), got {type(grad_outputs).__name__}"
+        )
+    if len(grad_outputs) != len(outs):
+        raise ValueError(f"grad: {len(outs)} outputs but {len(grad_outputs)} grad_outputs")
+    seeds = [out._seed(g, "grad", create_graph) for out, g in zip(outs, grad_outputs, strict=True)]
+    found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False, inputs=ins)
+    results = []
+    handed: set[int] = set()  # gradients handed out never share memory with each other
+    for t, g in zip(ins, found, strict=True):
+        if g is None:
+            results.append(Tensor(np.zeros_like(t._data)))
+        elif isinstance(g, Tensor):
+            # With create_graph a rule may give one gradient to several inputs (add gives
+            # both the same Tensor; reshape a view of it): each input gets its own copy, a
+            # cast node so that it stays differentiable, else an in-place update of one
+            # gradient would change the others.
+            keys = {id(g), id(engine._owner(g._data))}
+            if keys & handed:
+                g = g.clone()
+                keys = {id(g), id(engine._owner(g._data))}
+            handed.update(keys)
+            results.append(g)
+        else:
+            results.append(Tensor(engine._own(g, handed) if g.flags.writeable else np.array(g)))
+    return results

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from . import engine
+from .composites import op_name
 from .graph import Graph, node_id, trace
-from .tensor import Tensor, op_name
+from .tensor import Tensor
 
 __all__ = ["Page", "page", "to_mathml"]
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, grad
+from .composites import concatenate
+from .func import gradients as grad
+from .tensor import Tensor
 
 __all__ = [
     "check_jvp",
@@ -246,8 +248,6 @@ def _first_gradient(fn: Callable[..., Tensor], inputs: Sequence[Any]) -> Callabl
 
 
 def _concat(a: Tensor, b: Tensor) -> Tensor:
-    from .tensor import concatenate
-
     return concatenate([a, b])
 
 

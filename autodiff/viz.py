@@ -34,9 +34,10 @@ from graphviz.backend import dot_command, execute
 from graphviz.backend import rendering as gv_rendering
 
 from . import engine, rules
+from .composites import op_name
 from .graph import Graph, check_root, node_id, summarize, trace
 from .page import Page, page  # viz.page: the step-through page (autodiff/page.py)
-from .tensor import Tensor, op_name
+from .tensor import Tensor
 
 # Colours that say what a node is; the same in every drawing, frame and legend.
 COLORS = {

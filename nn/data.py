@@ -195,7 +195,7 @@ class DataLoader:
         if seed is None and self.shuffle:
             # As PyTorch's loader: without a seed of its own, the order follows the default
             # generator, so autodiff.manual_seed(0) at the top of a script repeats the run.
-            from autodiff.tensor import as_generator
+            from autodiff.creation import as_generator
 
             seed = int(as_generator(None).integers(2**63))
         self._rng = np.random.default_rng(seed)

@@ -10,9 +10,9 @@ import autodiff as ad
 
 # The activations are the engine's own functions, under the names PyTorch users look for.
 from autodiff import Tensor, log_softmax, ops, relu, sigmoid, softmax, tanh  # noqa: F401
+from autodiff.composites import class_labels as _labels_in_range
 from autodiff.engine import apply as _apply
-from autodiff.functions import bce_op
-from autodiff.tensor import class_labels as _labels_in_range
+from autodiff.rules import binary_cross_entropy as bce_op
 
 from .utils import one_hot  # noqa: F401  (F.one_hot, as PyTorch's)
 

@@ -18,8 +18,8 @@ from hypothesis.extra import numpy as hnp
 
 import autodiff as ad
 from autodiff import Tensor, engine
-from autodiff.functions import bce_op
 from autodiff.rules import OPS
+from autodiff.rules import binary_cross_entropy as bce_op
 from autodiff.testing import broadcastable_shapes, gradcheck, gradgradcheck, shapes
 
 
