@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from test_ops import CASE_IDS, CASES, Case, _split
+from tests.autodiff.test_rules import CASE_IDS, CASES, Case, _split
 
 import autodiff as ad
 from autodiff import Tensor, engine, ops

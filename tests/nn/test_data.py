@@ -25,7 +25,7 @@ from nn import data
 from nn.data import DataLoader, MNISTNotFoundError, load_mnist, read_idx
 
 # In CI the repository is cloned with ../shared beside it; nothing is downloaded in tests.
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 NAMES = list(data.MNIST_FILES)
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 FIRST_TRAIN = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]

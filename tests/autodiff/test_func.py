@@ -365,7 +365,7 @@ def test_readme_forward_mode_examples_run():
     """The README's forward-mode section: its code blocks run and say what they claim."""
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = text.split("## Forward mode, Jacobians and Hessians")[1].split("\n## ")[0]
     blocks = [b.split("```")[0] for b in section.split("```python\n")[1:]]
     assert len(blocks) == 2
