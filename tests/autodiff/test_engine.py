@@ -1120,3 +1120,85 @@ def test_from_numpy_shares_a_read_only_memory_map(tmp_path):
     assert x[np.array([2, 0])].tolist() == [[8.0, 9.0, 10.0, 11.0], [0.0, 1.0, 2.0, 3.0]]
     with pytest.raises(ValueError, match="could still be written"):
         ad.from_numpy(np.load(path, mmap_mode="r+"))
+
+
+def test_a_cached_number_constant_cannot_be_changed_through_a_graph():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # `x * 3.0` shares one cached constant 3.0 with every other expression using it: zero_()
+    # on it (reached as y.parents[1]) made every later `t * 3.0` zero, and requires_grad_()
+    # made every `t * 7.0` require grad and pile gradients into the shared constant.
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    three = (x * 3.0).parents[1]
+    with pytest.raises(RuntimeError, match="shared"), ad.no_grad():
+        three.zero_()
+    seven = (x * 7.0).parents[1]
+    with pytest.raises(RuntimeError, match="shared"):
+        seven.requires_grad_(True)
+    assert (Tensor([5.0]) * 3.0).item() == 15.0
+    assert not (Tensor([1.0]) * 7.0).requires_grad
+    seven.requires_grad_(False)  # asking for what it already is stays allowed
+
+
+def test_grad_with_create_graph_gives_each_input_its_own_gradient():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # add gives the same gradient Tensor to both parents: grad(..., [a, b], create_graph=True)
+    # returned one object twice, so updating a's gradient in place changed b's.
+    a = Tensor([1.0, 2.0], requires_grad=True)
+    b = Tensor([3.0, 4.0], requires_grad=True)
+    ga, gb = ad.grad((a + b) * 1.0, [a, b], grad_outputs=np.ones(2), create_graph=True)
+    assert ga is not gb and not np.shares_memory(ga.data, gb.data)
+    with ad.no_grad():
+        ga += 1
+    np.testing.assert_array_equal(gb.data, [1.0, 1.0])
+    # Still differentiable: d/da of sum(ga * a) with ga = 1 (+1 for the update is a constant).
+    c = Tensor([1.0, 2.0], requires_grad=True)
+    gc, gc2 = ad.grad((c * c).sum(), [c, c], create_graph=True)
+    assert gc is not gc2
+    (h,) = ad.grad((gc * gc2).sum(), [c])
+    np.testing.assert_allclose(h.data, 8 * np.array([1.0, 2.0]))  # d/dc (2c)^2 = 8c
+    s = Tensor(2.0, requires_grad=True)  # 0-d gradients (numpy scalars) too
+    gs1, gs2 = ad.grad(s + s * 0.0, [s, s], create_graph=True)
+    assert gs1 is not gs2
+
+
+def test_create_graph_seed_is_not_the_callers_tensor():
+    """Found in hunt round 3 (graph semantics and memory)."""
+    # With create_graph=True the seed was kept as the caller's Tensor itself: a leaf root's
+    # .grad *was* g, and a non-leaf root's .grad (and its parents' through reshape) viewed
+    # g's memory, so writing a gradient (zero_, -= under no_grad, .data) changed g.
+    x = Tensor([3.0, 4.0], requires_grad=True)
+    g = Tensor([2.0, 2.0])
+    x.backward(g, create_graph=True)
+    assert x.grad is not g
+    x.grad.zero_()
+    assert g.tolist() == [2.0, 2.0]
+    x = Tensor([3.0, 4.0], requires_grad=True)
+    y = x.reshape(2)
+    y.backward(g, create_graph=True)
+    y.grad.data[0] = 99.0
+    x.grad.data[1] = 98.0
+    assert g.tolist() == [2.0, 2.0] and x.grad.tolist() == [2.0, 98.0]
+    # The seed stays differentiable: d/dv of (v . d(x*x)/dx) is 2x.
+    v = Tensor([1.0, 1.0], requires_grad=True)
+    (gx,) = ad.grad(x * x, [x], grad_outputs=[v], create_graph=True)
+    assert gx.tolist() == [6.0, 8.0]
+    assert ad.grad(gx.sum(), [v])[0].tolist() == [6.0, 8.0]
+    (same,) = ad.grad(x, [x], grad_outputs=[g], create_graph=True)
+    same.data[0] = 7.0
+    assert g.tolist() == [2.0, 2.0]
+
+
+def test_detect_anomaly_with_create_graph_checks_the_tensor_gradients():
+    """Found in hunt round 3 (graph semantics and memory)."""
+    # With create_graph the gradients are Tensors: the finiteness check called np.asarray on
+    # them and stopped with numpy's "would drop the graph" TypeError instead of checking.
+    x = Tensor([0.0, 1.0], requires_grad=True)
+    with ad.detect_anomaly():
+        (g,) = ad.grad((x**1.5).sum(), [x], create_graph=True)
+        assert g.tolist() == [0.0, 1.5]
+        with pytest.raises(FloatingPointError, match="pow backward") as info:
+            ad.grad(g.sum(), [x])
+    # The node was made by the backward pass that line 1 of this block ran: that line is
+    # named, not numpy's np.errstate wrapper around the engine's backward.
+    assert __file__ in str(info.value) and "_ufunc_config" not in str(info.value)
+    assert "ad.grad((x**1.5).sum(), [x], create_graph=True)" in str(info.value)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from tests.autodiff.test_rules import CASE_IDS, CASES, Case, _split
 
 import autodiff as ad
 from autodiff import Tensor, engine, ops
 from autodiff.forward import tangent_of
 from autodiff.func import grad, jacfwd, jacrev, vjp
+from tests.autodiff.test_rules import CASE_IDS, CASES, Case, _split
 
 
 def _draw(case: Case, data) -> tuple[list[np.ndarray], tuple]:

@@ -303,3 +303,261 @@ def test_cumprod_gradient_exact_when_products_underflow(x, upstream, expected):
     # Forward mode takes the same care: the tangent of out_2 is t0 x1 x2 + x0 t1 x2 + x0 x1 t2.
     _, tangent = ad.jvp(lambda v: ad.cumprod(v, 0), (Tensor(x),), (Tensor(upstream),))
     assert tangent.data[0] == upstream[0]
+
+
+def test_float16_norm_of_many_entries():
+    """Found in hunt round 3 (dtypes and higher-order derivatives)."""
+    # The 2-norm of 100000 float16 ones was inf (the sum of squares overflowed float16); the
+    # squares now add in float32: 316.2, in float16, with a float16 gradient of 1/316.2.
+    x = Tensor(np.ones(100000, np.float16), requires_grad=True)
+    n = ad.norm(x)
+    assert n.dtype == np.float16
+    np.testing.assert_allclose(float(n.data), np.sqrt(1e5), rtol=1e-3)
+    n.backward()
+    assert x.grad.dtype == np.float16
+    np.testing.assert_allclose(x.grad.data[:3].astype(np.float64), 1 / np.sqrt(1e5), rtol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ([1.0, np.nan, 0.0], np.nan),  # was 0.0: the NaN vanished from the norm
+        ([1.0, np.inf, 0.0], np.inf),  # was NaN: x / inf made every element NaN
+        ([-np.inf, 3.0], np.inf),
+    ],
+)
+def test_norm_of_non_finite_vector(data, expected):
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    x = Tensor(data, requires_grad=True)
+    n = ad.norm(x)
+    np.testing.assert_equal(n.item(), expected)
+    n.backward()
+    # Gradient x / |x|: 0 for finite entries next to an inf, NaN where undefined (as PyTorch).
+    if np.isinf(expected):
+        finite = np.isfinite(np.asarray(data))
+        np.testing.assert_equal(x.grad.data[finite], 0.0)
+
+
+def test_norm_of_non_finite_row_leaves_other_rows_scaled():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    x = Tensor([[np.inf, 1.0], [3e300, 4e300], [np.nan, 0.0]], requires_grad=True)
+    n = ad.norm(x, axis=1)
+    np.testing.assert_allclose(n.data[:2], [np.inf, 5e300])
+    assert np.isnan(n.data[2])
+    n[1].backward()
+    np.testing.assert_allclose(x.grad.data[1], [0.6, 0.8])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_, np.float32])
+@pytest.mark.parametrize("which", ["tril", "triu"])
+def test_tril_triu_keep_the_dtype(dtype, which):
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # Were float64 for integer and boolean input (numpy and PyTorch keep the dtype).
+    a = (np.arange(12).reshape(3, 4) % 3).astype(dtype)
+    out = getattr(ad, which)(Tensor(a), 1)
+    expected = getattr(np, which)(a, 1)
+    assert out.dtype == expected.dtype
+    np.testing.assert_array_equal(out.data, expected)
+
+
+def test_tril_gradient_is_the_mask():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    x = Tensor(np.ones((2, 3, 3), dtype=np.float32), requires_grad=True)
+    ad.tril(x, -1).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(
+        x.grad.data, np.broadcast_to(np.tril(np.ones((3, 3)), -1), (2, 3, 3))
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint32, np.int8, np.float64])
+def test_descending_order_of_unsigned_and_extreme_integers(dtype):
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # argsort(-x) wrapped around: uint8 topk(2) of [0, 1, 2, 200] gave [0, 200], and int8
+    # topk(1) of [-128, 1, 2] gave -128 (-(-128) is -128 in int8).
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    low = info.min if info is not None else -1e300
+    a = np.array([0, 1, low, 2, 100]).astype(dtype)
+    expected = np.argsort(-a.astype(np.float64), kind="stable")
+    values, indices = ad.topk(Tensor(a), 2)
+    np.testing.assert_array_equal(indices.data, expected[:2])
+    np.testing.assert_array_equal(values.data, a[expected[:2]])
+    np.testing.assert_array_equal(Tensor(a).argsort(descending=True).data, expected)
+    np.testing.assert_array_equal(ad.sort(Tensor(a), descending=True).data, a[expected])
+
+
+def test_descending_order_is_stable_and_puts_nan_first():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    a = np.array([1.0, 3.0, np.nan, 1.0, 3.0])
+    # As PyTorch's stable descending sort: NaN first, ties in their original order.
+    np.testing.assert_array_equal(Tensor(a).argsort(descending=True).data, [2, 1, 4, 0, 3])
+    values, indices = ad.topk(Tensor(a), 2)
+    np.testing.assert_array_equal(indices.data, [2, 1])
+    # Each value's gradient goes back to where it came from, ties in order.
+    x = Tensor(a, requires_grad=True)
+    (ad.sort(x, descending=True) * Tensor([10.0, 20.0, 30.0, 40.0, 50.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [40.0, 20.0, 10.0, 50.0, 30.0])
+
+
+def test_topk_of_booleans():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    values, indices = ad.topk(Tensor(np.array([False, True, False, True])), 2)
+    np.testing.assert_array_equal(values.data, [True, True])
+    np.testing.assert_array_equal(indices.data, [1, 3])
+
+
+def test_remainder_and_floor_divide_match_python():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # floor(a / b) rounded a / b first: 5.0 % 0.1 was 0.0 and 5.0 // 0.1 was 50.0.
+    a_values = [5.0, -7.5, 1e17, 3.0, -1.0]
+    b_values = [0.1, 2.0, 3.0, 0.7, 0.3]
+    pairs = list(zip(a_values, b_values, strict=True))
+    a = Tensor(a_values, requires_grad=True)
+    b = Tensor(b_values, requires_grad=True)
+    r = ad.remainder(a, b)
+    np.testing.assert_array_equal(r.data, [x % y for x, y in pairs])
+    np.testing.assert_array_equal((a // b).data, [x // y for x, y in pairs])
+    np.testing.assert_array_equal((a % b).data, r.data)
+    r.sum().backward()
+    # d(a % b)/da = 1, d(a % b)/db = -(a // b): -49 at (5.0, 0.1), as PyTorch.
+    np.testing.assert_array_equal(a.grad.data, np.ones(5))
+    np.testing.assert_array_equal(b.grad.data, [-(x // y) for x, y in pairs])
+
+
+def test_remainder_second_order_and_forward_mode():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    a, b = Tensor([7.0, -2.5], requires_grad=True), Tensor([2.0, 0.75], requires_grad=True)
+    (gb,) = ad.grad(ad.remainder(a, b * b).sum(), [b], create_graph=True)
+    np.testing.assert_allclose(gb.data, -2 * np.array([2.0, 0.75]) * np.array([1.0, -5.0]))
+    (h,) = ad.grad(gb.sum(), [b])  # d/db (-2 b q) = -2 q (q constant between its jumps)
+    np.testing.assert_allclose(h.data, [-2.0, 10.0])
+    _, t = ad.jvp(lambda x, y: x % y, (Tensor([5.0]), Tensor([0.1])), (np.ones(1), np.ones(1)))
+    np.testing.assert_allclose(t.data, [1.0 - 49.0])
+
+
+def test_remainder_dtypes_and_division_by_zero():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    x = Tensor(np.array([5.0, 1.0], dtype=np.float32))
+    assert (x % 0.3).dtype == np.float32 and (3.0 // x).dtype == np.float32
+    i = Tensor(np.array([7, -7]))
+    assert (i % 3).dtype == np.int64 and (i // 3).tolist() == [2, -3]
+    with np.errstate(all="raise"):  # quiet, as 1.0 / 0.0 is
+        assert np.isnan((Tensor([1.0]) % 0.0).item())
+        assert (Tensor([1.0]) // 0.0).item() == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sinh_cosh_accurate_near_zero_and_large(dtype):
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # (exp(x) - exp(-x)) / 2 cancelled: sinh(1e-20) was 0, and float32 sinh(1e-5) was off by
+    # 0.1%; exp(710) overflowed where sinh(710) and cosh(710) are finite.
+    x = np.array([1e-20, -1e-10, 1e-5, 0.5, -3.0, 20.0], dtype=dtype)
+    if dtype == np.float64:
+        x = np.append(x, 710.0)
+    t = Tensor(x, requires_grad=True)
+    np.testing.assert_allclose(ad.sinh(t).data, np.sinh(x), rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(ad.cosh(t).data, np.cosh(x), rtol=4 * np.finfo(dtype).eps)
+    (gs,) = ad.grad(ad.sinh(t).sum(), [t])
+    (gc,) = ad.grad(ad.cosh(t).sum(), [t])
+    np.testing.assert_allclose(gs.data, np.cosh(x), rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(gc.data, np.sinh(x), rtol=4 * np.finfo(dtype).eps)
+    assert gs.dtype == gc.dtype == dtype
+
+
+def test_sinh_cosh_higher_order_and_forward_mode():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    x = Tensor([0.3, -1.2], requires_grad=True)
+    (g,) = ad.grad(ad.sinh(x).sum(), [x], create_graph=True)
+    (h,) = ad.grad(g.sum(), [x])  # sinh'' = sinh
+    np.testing.assert_allclose(h.data, np.sinh([0.3, -1.2]))
+    _, t = ad.jvp(ad.cosh, (Tensor([0.3, -1.2]),), (np.array([2.0, 1.0]),))
+    np.testing.assert_allclose(t.data, np.sinh([0.3, -1.2]) * [2.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_elu_gradient_finite_for_large_inputs(dtype):
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # expm1 ran on every element: at x = 1000 (float32: 100) it overflowed, and the gradient
+    # of the branch where() did not take, 0 * inf, made elu'(x) NaN instead of 1.
+    x = Tensor(np.array([1000.0, 100.0, 1.0, -1.0, -1000.0], dtype=dtype), requires_grad=True)
+    with np.errstate(all="raise"):
+        y = ad.elu(x, alpha=0.5)
+    np.testing.assert_allclose(y.data, [1000.0, 100.0, 1.0, 0.5 * np.expm1(-1.0), -0.5], rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.data, [1.0, 1.0, 1.0, 0.5 * np.exp(-1.0), 0.0], rtol=1e-6)
+    _, t = ad.jvp(
+        ad.elu, (Tensor(np.array([1000.0, -1.0], dtype=dtype)),), (np.ones(2, dtype=dtype),)
+    )
+    np.testing.assert_allclose(t.data, [1.0, np.exp(-1.0)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_expm1_gradient_keeps_precision_far_below_zero(dtype):
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # The rule was (expm1(x) + 1), which is 0 once exp(x) < eps: elu'(-30) in float32 was 0.
+    x = Tensor(np.array([-30.0, -50.0, -1.0, 2.0], dtype=dtype), requires_grad=True)
+    ad.expm1(x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, np.exp(x.data), rtol=4 * np.finfo(dtype).eps)
+    assert x.grad.data[1] > 0
+    _, t = ad.jvp(ad.expm1, (Tensor(np.array([-50.0], dtype=dtype)),), (np.ones(1, dtype),))
+    np.testing.assert_allclose(t.data, np.exp(np.array([-50.0], dtype)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_erf_and_gelu_keep_the_dtype(dtype):
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # float16 came out float32 (PyTorch keeps float16), and a 0-d erf held a 0-d array.
+    x = Tensor(np.array([0.5, -1.0], dtype=dtype), requires_grad=True)
+    y = ad.erf(x)
+    assert y.dtype == dtype and ad.gelu(x).dtype == dtype
+    np.testing.assert_allclose(y.data, [0.5204998778, -0.8427007929], rtol=1e-3)
+    y.sum().backward()
+    assert x.grad.dtype == dtype
+    assert type(ad.erf(Tensor(dtype(0.5)))._data) is np.dtype(dtype).type
+
+
+def test_split_and_chunk_of_an_empty_axis_give_every_piece():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # An empty axis gave one piece: `a, b = split(empty, 2)` failed to unpack.
+    empty = Tensor(np.zeros((0, 2)))
+    assert [p.shape for p in ad.split(empty, 3)] == [(0, 2)] * 3
+    assert [p.shape for p in ad.chunk(empty, 3)] == [(0, 2)] * 3
+    assert [p.shape for p in ad.chunk(Tensor(np.zeros((5, 2))), 3)] == [(2, 2), (2, 2), (1, 2)]
+    assert [p.shape for p in ad.chunk(Tensor(np.zeros((2, 2))), 5)] == [(1, 2), (1, 2)]
+
+
+def test_scatter_add_of_floats_into_integers_neither_truncates_nor_cuts_the_gradient():
+    """Found in hunt round 1 (silent wrong answers in the engine and ops)."""
+    # Was [0, 0, 0] (int): 0.5 + 0.25 cast to int, and src got no gradient.
+    x = Tensor(np.zeros(3, dtype=np.int64))
+    src = Tensor([0.5, 0.25, 2.0], requires_grad=True)
+    out = ad.scatter_add(x, 0, np.array([0, 0, 2]), src)
+    np.testing.assert_array_equal(out.data, [0.75, 0.0, 2.0])
+    (out * Tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(src.grad.data, [1.0, 1.0, 3.0])
+    # A float32 x keeps its dtype with float64 src, and the gradient comes back in float64.
+    x32 = Tensor(np.zeros(3, dtype=np.float32))
+    src64 = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out32 = ad.scatter_add(x32, 0, np.array([2, 1, 0]), src64)
+    assert out32.dtype == np.float32
+    out32.sum().backward()
+    assert src64.grad.dtype == np.float64
+
+
+def test_scatter_add_keeps_its_own_index_for_backward():
+    """Found in hunt round 3 (graph semantics and memory)."""
+    # scatter_add's node kept the caller's index array: writing into it between forward and
+    # backward (reusing a buffer) gave src the gradient of other positions, silently.
+    x = Tensor(np.zeros((1, 3)))
+    src = Tensor([[1.0, 1.0]], requires_grad=True)
+    index = np.array([[2, 0]])
+    out = ad.scatter_add(x, 1, index, src)
+    (out * Tensor([[10.0, 20.0, 30.0]])).sum().backward()
+    expected = src.grad.tolist()
+    assert expected == [[30.0, 10.0]]
+    src.grad = None
+    out = ad.scatter_add(x, 1, index, src)
+    loss = (out * Tensor([[10.0, 20.0, 30.0]])).sum()
+    index[...] = 1
+    loss.backward()
+    assert src.grad.tolist() == expected

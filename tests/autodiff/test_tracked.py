@@ -326,3 +326,20 @@ def test_in_place_operators_agree_with_their_out_of_place_op(op, dtype, shapes, 
         (y * y).sum().backward()
         grads.append(leaf.grad.data)
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+
+
+def test_zero_writes_into_memory_shared_by_views_and_detached_aliases():
+    """Found in hunt round 3 (graph semantics and memory)."""
+    # zero_() made new zeros, so a view or detach() alias made before kept the old numbers,
+    # unlike `t -= t`, `t[:] = 0` here and PyTorch's zero_.
+    w = Tensor([1.0, 2.0, 3.0, 4.0])
+    view, alias = w[1:], w.detach()
+    assert w.zero_() is w
+    assert view.tolist() == [0.0, 0.0, 0.0] and alias.tolist() == [0.0] * 4
+    # A graph that saved the view is refused (its numbers changed), naming the op.
+    x = Tensor([1.0, 1.0, 1.0], requires_grad=True)
+    w = Tensor([1.0, 2.0, 3.0])
+    loss = (x * w.reshape(3)).sum()
+    w.zero_()
+    with pytest.raises(RuntimeError, match="mul: a tensor this op saved"):
+        loss.backward()
