@@ -263,3 +263,26 @@ def test_grad_setter_keeps_the_tensors_dtype():
     s = Tensor(np.float32(2.0), requires_grad=True)
     s.grad = 1.5
     assert s.grad.dtype == np.float32 and s.grad.shape == () and s.grad.item() == 1.5
+
+
+def test_flatten_takes_pytorchs_start_and_end_dim():
+    """Found using the project as a newcomer (README, habits, testing kit, drawings)."""
+    # x.flatten(1), the PyTorch habit in every CNN's forward, failed with "Tensor.flatten()
+    # takes 1 positional argument but 2 were given".
+    data = np.arange(24.0).reshape(2, 3, 4)
+    x = Tensor(data, requires_grad=True)
+    assert x.flatten().shape == (24,)
+    out = x.flatten(1)
+    assert out.shape == (2, 12)
+    np.testing.assert_array_equal(out.numpy(), data.reshape(2, 12))
+    assert x.flatten(0, 1).shape == (6, 4)
+    assert x.flatten(-2, -1).shape == (2, 12)
+    assert x.flatten(1, 1).shape == (2, 3, 4)
+    assert Tensor(np.zeros((2, 0, 3))).flatten(1).shape == (2, 0)
+    assert Tensor(5.0).flatten().shape == (1,)
+    (out * Tensor(np.arange(24.0).reshape(2, 12))).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.arange(24.0).reshape(2, 3, 4))
+    with pytest.raises(ValueError, match="start_dim 2 comes after end_dim 1"):
+        x.flatten(2, 1)
+    with pytest.raises(ValueError, match="flatten: axis 3 is out of range"):
+        x.flatten(3)

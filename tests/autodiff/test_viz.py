@@ -441,3 +441,65 @@ def test_pictures_take_tensors_computed_with_gradients():
     scores = nn.MLP(784, [8], 10, rng=0)(Tensor(images.reshape(4, -1)))
     assert scores.requires_grad
     assert nn.viz.prediction_gallery(images, scores, np.array([1, 2, 3, 4])) is not None
+
+
+def _svg_texts(drawing) -> list[str]:
+    import html
+
+    from autodiff.viz import _run_dot
+
+    svg = _run_dot(drawing.source, "svg").decode()
+    return [html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+
+
+def _chain(n: int) -> Tensor:
+    y = Tensor(1.0, requires_grad=True)
+    for i in range(n):
+        y = y * 1.001 if i % 2 else y + 0.5
+    return y
+
+
+def test_a_tensor_name_with_a_newline_is_drawn_on_two_lines():
+    """Found using the project as a newcomer (README, habits, testing kit, drawings)."""
+    # The raw newline went into the record label, and the picture read "line1line2".
+    from autodiff.viz import draw_graph
+
+    a = Tensor(np.ones(3), requires_grad=True, name="line1\nline2")
+    loss = (a * 2).sum()
+    loss.backward()
+    texts = _svg_texts(draw_graph(loss))
+    assert "line1line2" not in texts
+    assert "line1" in texts and "line2" in texts
+    # the other characters special to records still come out as they were written
+    b = Tensor(np.ones(3), requires_grad=True, name='q"<&>{|}\\')
+    texts = _svg_texts(draw_graph((b * 2).sum()))
+    assert 'q"<&>{|}\\' in texts
+
+
+@pytest.mark.parametrize("max_nodes", [1, 0, -1])
+def test_draw_graph_refuses_a_max_nodes_that_leaves_out_the_output(max_nodes, tmp_path):
+    """Found using the project as a newcomer (README, habits, testing kit, drawings)."""
+    # max_nodes=1 (0, -1) drew one "... 1003 earlier nodes" box, noting "only the 0 nodes
+    # nearest the output are drawn": not even the output.
+    from autodiff.viz import animate_backward, draw_graph
+
+    with pytest.raises(ValueError, match=f"max_nodes must be at least 2.*got {max_nodes}"):
+        draw_graph(_chain(500), max_nodes=max_nodes)
+    with pytest.raises(ValueError, match="animate_backward: max_nodes must be at least 2"):
+        animate_backward(_chain(3), tmp_path / "b.gif", max_nodes=max_nodes)
+
+
+def test_draw_graph_max_nodes_none_draws_everything_and_two_keeps_the_output():
+    """Found using the project as a newcomer (README, habits, testing kit, drawings)."""
+    # None ("no limit") failed with "'>' not supported between 'int' and 'NoneType'".
+    from autodiff.viz import draw_graph
+
+    root = _chain(200)
+    source = draw_graph(root, max_nodes=None).source
+    assert len(re.findall(r"^\t\S+ \[label", source, re.M)) == 403  # 1 + 200 * 2 + 2 constants
+    assert "earlier nodes" not in source
+    source = draw_graph(root, max_nodes=2).source
+    assert "only the 1 node nearest the output is drawn" in source
+    assert "... 402 earlier nodes" in source and f"t{id(root)} [label" in source
+    with pytest.raises(TypeError, match="max_nodes must be an int"):
+        draw_graph(root, max_nodes=2.5)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import autodiff as ad
+import nn
 from autodiff import Tensor
 
 
@@ -67,3 +68,18 @@ def test_float16_layer_norm_and_batch_norm_normalise_large_values():
         rtol=2e-3,
         atol=2e-3,
     )
+
+
+def test_layer_norm_refuses_an_eps_that_is_not_a_positive_number():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # LayerNorm(3, eps=-1) was accepted and gave NaN for every row whose variance is under 1
+    # (a constant row: sqrt(0 - 1)); eps="a" failed in float() without naming LayerNorm.
+    # BatchNorm refused both already; LayerNorm now does the same.
+    with pytest.raises(ValueError, match=r"LayerNorm: eps must be a positive number, got -1"):
+        nn.LayerNorm(3, eps=-1)
+    with pytest.raises(ValueError, match=r"LayerNorm: eps must be a positive number, got 'a'"):
+        nn.LayerNorm(3, eps="a")
+    with pytest.raises(ValueError, match=r"BatchNorm1d: eps must be a positive number, got nan"):
+        nn.BatchNorm1d(3, eps=float("nan"))
+    out = nn.LayerNorm(3, eps=1e-5)(Tensor(np.ones((2, 3), np.float32)))
+    np.testing.assert_array_equal(out.numpy(), np.zeros((2, 3), np.float32))

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import nn
 from nn import data
 from nn.data import DataLoader, MNISTNotFoundError, load_mnist, read_idx
 
@@ -794,3 +795,69 @@ def test_regression(kind, fn):
 def test_regression_kind_is_checked():
     with pytest.raises(ValueError, match="kind must be 'linear' or 'quadratic', got 'cubic'"):
         data.make_regression(kind="cubic")
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call,says",
+    [
+        (lambda: nn.data.make_moons(noise=-0.1), r"make_moons: noise is a standard deviation"),
+        (lambda: nn.data.make_moons(n=-5), r"make_moons: n must be an int >= 1, got -5"),
+        (lambda: nn.data.make_moons(n_samples=1.5), r"make_moons: n must be an int >= 1, got 1.5"),
+        (lambda: nn.data.make_spirals(n_classes=0), r"make_spirals: n_classes must be an int >= 1"),
+        (lambda: nn.data.make_spirals(noise=float("nan")), r"make_spirals: noise is a standard"),
+        (lambda: nn.data.make_regression(n=-1), r"make_regression: n must be an int >= 1, got -1"),
+    ],
+)
+def test_toy_data_sets_name_a_bad_size_or_noise(call, says):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # These failed inside numpy: "scale < 0", "Number of samples, -3, must be non-negative",
+    # "'float' object cannot be interpreted as an integer", "need at least one array to
+    # concatenate", "negative dimensions are not allowed" -- naming no generator.
+    with pytest.raises(ValueError, match=says):
+        call()
+
+
+def test_toy_data_sets_still_give_the_same_points():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    x, y = nn.data.make_moons(n_samples=7, noise=0.0, random_state=1)
+    assert x.shape == (7, 2) and sorted(y.tolist()) == [0, 0, 0, 1, 1, 1, 1]
+    # noise 0: every point lies on its arc (upper: centre (0, 0); lower: centre (1, 0.5))
+    radius = np.where(y == 0, np.hypot(x[:, 0], x[:, 1]), np.hypot(x[:, 0] - 1, x[:, 1] - 0.5))
+    np.testing.assert_allclose(radius, 1.0)
+    xs, ys = nn.data.make_spirals(n_per_class=3, n_classes=2, noise=0)
+    assert xs.shape == (6, 2) and ys.tolist() == [0, 0, 0, 1, 1, 1]
+    xr, yr = nn.data.make_regression(n=5, noise=0, kind="quadratic")
+    np.testing.assert_allclose(yr, xr**2)
+
+
+def test_load_mnist_finds_files_under_kaggles_names(tmp_path, monkeypatch, mnist_dir):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # Kaggle's MNIST names its files "train-images.idx3-ubyte" (a dot, not a hyphen, before
+    # idx): load_mnist said "not found" offline (and downloaded new copies online), though
+    # the user's files were the right ones. They are now found and, as always, verified.
+    import gzip
+    import shutil
+
+    src = mnist_dir
+    monkeypatch.setenv("AUTODIFF_OFFLINE", "1")
+    monkeypatch.delenv("AUTODIFF_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for i, name in enumerate(nn.data.MNIST_FILES):
+        kaggle = name.replace("-idx", ".idx")
+        if i % 2:  # raw and gzipped, both under the dotted name
+            (tmp_path / kaggle).write_bytes(gzip.decompress((src / f"{name}.gz").read_bytes()))
+        else:
+            shutil.copy(src / f"{name}.gz", tmp_path / f"{kaggle}.gz")
+    (x, y), (xt, yt) = nn.data.load_mnist(tmp_path, download=False)
+    assert x.shape == (60000, 784) and yt.shape == (10000,)
+    assert yt[:5].tolist() == [7, 2, 1, 0, 4]
+    # A damaged file under that name is still refused by its checksum, naming it.
+    bad = tmp_path / "t10k-labels.idx1-ubyte"
+    data = bytearray(bad.read_bytes())
+    data[100] ^= 1
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"t10k-labels.idx1-ubyte is corrupt: checksum"):
+        nn.data.load_mnist(tmp_path, download=False)

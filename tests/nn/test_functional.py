@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import autodiff as ad
+import nn
 import nn.functional as F
 from autodiff import Tensor
 
@@ -89,3 +90,64 @@ def test_float16_cross_entropy_adds_up_in_float32():
         Tensor(np.zeros((30000, 10), np.float16)), np.zeros(30000, np.int64)
     )
     np.testing.assert_allclose(batch.item(), np.log(10), rtol=1e-3)
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+
+def test_nll_loss_refuses_boolean_and_float_labels_by_name():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # Boolean labels used to index as a mask: [True, False] picked log p[0, 0] and log p[1, 0]
+    # (loss 1.26) where the labels 1, 0 give 0.16, silently. Float labels failed deep inside
+    # getitem. Both are now refused naming nll_loss and the dtype, as cross_entropy does.
+    log_probs = Tensor(np.log(np.array([[0.1, 0.9], [0.8, 0.2]])))
+    with pytest.raises(ValueError, match=r"nll_loss: labels must be integers .*bool"):
+        F.nll_loss(log_probs, np.array([True, False]))
+    with pytest.raises(ValueError, match=r"nll_loss: labels must be integers .*float64"):
+        F.nll_loss(log_probs, np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"labels must be integers"):
+        nn.NLLLoss()(log_probs, [1.0, 0.0])
+    # Integer labels (list or array) still work, with the right value.
+    expected = -(np.log(0.9) + np.log(0.8)) / 2
+    assert F.nll_loss(log_probs, [1, 0]).item() == pytest.approx(expected)
+    assert F.nll_loss(log_probs, np.array([1, 0], dtype=np.uint8)).item() == pytest.approx(expected)
+    # No labels at all (np.asarray([]) is float64): the sum over nothing is 0.
+    assert F.nll_loss(Tensor(np.zeros((0, 2))), [], reduction="sum").item() == 0.0
+
+
+@pytest.mark.parametrize(
+    "loss,args",
+    [
+        (F.mse_loss, (np.zeros((0, 2)), np.zeros((0, 2)))),
+        (F.l1_loss, (np.zeros(0), np.zeros(0))),
+        (F.binary_cross_entropy, (np.zeros(0), np.zeros(0))),
+        (F.binary_cross_entropy_with_logits, (np.zeros(0), np.zeros(0))),
+        (F.nll_loss, (np.zeros((0, 3)), np.zeros(0, np.int64))),
+    ],
+)
+def test_a_loss_of_an_empty_batch_names_the_loss(loss, args):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # The mean of an empty batch failed with the engine's "mean: no elements to average",
+    # naming no loss; it now names the loss and the way out. The sum is still 0.
+    name = loss.__name__
+    with pytest.raises(ValueError, match=rf"{name}: the batch is empty .*reduction='sum'"):
+        loss(Tensor(args[0]), args[1])
+    assert loss(Tensor(args[0]), args[1], reduction="sum").item() == 0.0
+    assert loss(Tensor(args[0]), args[1], reduction="none").shape == args[0].shape[:1] + (
+        args[0].shape[1:] if loss is not F.nll_loss else ()
+    )
+
+
+def test_cross_entropy_with_integer_one_hot_rows_says_what_to_pass():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # F.one_hot gives int64 rows; cross_entropy read them as labels of the wrong shape and
+    # said only "integer labels must have shape (4,), got (4, 3)".
+    logits = Tensor(np.random.default_rng(0).normal(size=(4, 3)))
+    labels = np.array([0, 2, 1, 2])
+    rows = F.one_hot(labels, 3).numpy()
+    with pytest.raises(ValueError, match=r"got \(4, 3\) \(one-hot rows\? .*\.astype"):
+        F.cross_entropy(logits, rows)
+    # What it suggests gives the same loss as the labels.
+    assert F.cross_entropy(logits, rows.astype(np.float64)).item() == pytest.approx(
+        F.cross_entropy(logits, labels).item()
+    )

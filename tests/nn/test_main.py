@@ -152,3 +152,89 @@ def test_the_main_job_multiplies_on_the_threads_asked_and_gives_them_back(tmp_pa
     assert blas_threads() == before  # given back after the run
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--threads", "-1"])
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_cli_out_that_is_a_file_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # --out naming a file (or a path through one) trained first and then died with a
+    # FileExistsError / NotADirectoryError traceback from mkdir; an artifact path that cannot
+    # be written (summary.json taken by a folder) died with IsADirectoryError. All three now
+    # exit 2 with one line naming the problem.
+    from nn.__main__ import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    common = ["--dataset", "xor", "--epochs", "1", "--no-plots", "--quiet"]
+    for out, says in (
+        (afile, f"{afile} is a file, not a folder"),
+        (afile / "sub", f"{afile} is a file, not a folder (on the way to"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main([*common, "--out", str(out)])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --out" in err and says in err and "Traceback" not in err
+    assert afile.read_text() == "keep me"
+    out = tmp_path / "run"
+    (out / "summary.json").mkdir(parents=True)
+    with pytest.raises(SystemExit) as info:
+        main([*common, "--out", str(out)])
+    assert info.value.code == 2
+    assert "summary.json" in capsys.readouterr().err
+
+
+def test_cli_save_and_export_may_go_into_the_out_folder_the_run_makes(tmp_path):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # `--out runs/a --save runs/a/w.npz` on a first run was refused ("--save: folder runs/a
+    # does not exist") though the run makes runs/a before it saves anything.
+    from nn.__main__ import main
+
+    out = tmp_path / "runs" / "a"
+    assert (
+        main(
+            [
+                "--dataset",
+                "xor",
+                "--epochs",
+                "1",
+                "--no-plots",
+                "--quiet",
+                "--out",
+                str(out),
+                "--save",
+                str(out / "w.safetensors"),
+                "--export",
+                str(out / "w2.safetensors"),
+            ]
+        )
+        == 0
+    )
+    saved = nn.load(out / "w.safetensors")
+    assert saved.keys() == nn.load(out / "w2.safetensors").keys()
+    assert all(np.array_equal(saved[k], v) for k, v in nn.load(out / "w2.safetensors").items())
+
+
+def test_cli_save_into_a_missing_folder_elsewhere_is_still_refused(tmp_path, capsys):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    from nn.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                "--dataset",
+                "xor",
+                "--out",
+                str(tmp_path / "out"),
+                "--save",
+                str(tmp_path / "elsewhere" / "w.npz"),
+            ]
+        )
+    assert info.value.code == 2
+    assert (
+        f"argument --save: folder {tmp_path / 'elsewhere'} does not exist"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()  # refused before anything was made

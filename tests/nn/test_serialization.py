@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import nn
 from nn import serialization
 from nn.serialization import FORMAT, load, save
 
@@ -555,3 +556,53 @@ def test_a_name_of_another_format_is_refused_before_writing(tmp_path, name):
         save({"w": np.ones(2)}, tmp_path / name)
     assert not list(tmp_path.iterdir())
     assert load(save({"w": np.ones(2)}, tmp_path / "plain")).keys() == {"w"}  # no suffix: .npz
+
+
+def test_two_weights_under_one_name_are_refused_not_half_saved(tmp_path):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+
+    # A dict attribute whose keys join to the same dotted name ({1: a, "1": b}) gave four
+    # parameters to optimizers but a state dict of two: nn.save silently lost one layer,
+    # and load_state_dict filled only one of them.
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads = {1: nn.Linear(2, 2, rng=0), "1": nn.Linear(2, 2, rng=1)}
+
+    model = Heads()
+    assert len(model.parameters()) == 4
+    with pytest.raises(
+        ValueError,
+        match=r"state_dict: Heads has several tensors named "
+        r"\['heads.1.bias', 'heads.1.weight'\]",
+    ):
+        model.state_dict()
+    with pytest.raises(ValueError, match=r"several tensors named"):
+        nn.save(model, tmp_path / "heads.npz")
+    assert not (tmp_path / "heads.npz").exists()
+    with pytest.raises(ValueError, match=r"load_state_dict: Heads has several tensors"):
+        model.load_state_dict({"heads.1.weight": np.zeros((2, 2), np.float32)}, strict=False)
+
+
+def test_weights_stored_big_endian_load_into_the_model(tmp_path):
+    """Found in hunt round 2 (function transforms, conv and export)."""
+    # An .npz holding '>f4' weights (same numbers, other byte order) was refused by
+    # load_state_dict ("has dtype float32 in the model but >f4 ... model.to_dtype(np.>f4)");
+    # now the values are converted to native order and loaded.
+    import nn
+
+    model = nn.Linear(3, 2)
+    state = {
+        k: np.asarray(v).astype(np.asarray(v).dtype.newbyteorder(">"))
+        for k, v in model.state_dict().items()
+    }
+    path = nn.save(state, tmp_path / "w.npz")
+    fresh = nn.Linear(3, 2)
+    nn.load(path, into=fresh)
+    np.testing.assert_array_equal(fresh.weight.numpy(), model.weight.numpy())
+    np.testing.assert_array_equal(fresh.bias.numpy(), model.bias.numpy())
+    assert fresh.weight.numpy().dtype == np.float32 and fresh.weight.numpy().dtype.isnative
+    # Another dtype is still refused.
+
+    with pytest.raises(ValueError, match="dtype float32 in the model but float64"):
+        fresh.load_state_dict({k: np.asarray(v, np.float64) for k, v in state.items()})

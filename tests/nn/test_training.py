@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import nn
+from autodiff import Tensor
 from nn import functional as F
 
 
@@ -259,3 +262,213 @@ def test_every_stopping_rule_works_or_is_refused(loss_t, error_t, update_t, metr
         assert history["max_update"][-1] < update_t
     else:
         assert history.epochs == 3
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def _sum_loss_data():
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    y = np.arange(10) % 2
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        functools.partial(F.cross_entropy, reduction="sum"),
+        nn.CrossEntropyLoss(reduction="sum"),
+    ],
+)
+def test_evaluate_and_fit_report_the_mean_loss_for_a_sum_loss(loss_fn):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # A sum-reduced batch loss was multiplied by the batch size again: evaluate in batches of
+    # 4 reported 2.61 where the mean per sample is 0.684 (and the total 6.84), and fit's
+    # History["loss"] was inflated the same way, so loss_threshold compared the wrong number.
+    x, y = _sum_loss_data()
+    model = nn.Linear(3, 2, rng=0)
+    mean = F.cross_entropy(model(Tensor(x)), y).item()
+    loss, _ = nn.evaluate(model, x, y, loss_fn, batch_size=4)
+    assert loss == pytest.approx(mean, rel=1e-6)
+    # fit with a learning rate too small to move anything: the epoch's loss is that mean.
+    history = nn.fit(
+        model,
+        loss_fn,
+        nn.optim.SGD(model.parameters(), lr=1e-12),
+        (x, y),
+        epochs=1,
+        batch_size=4,
+        progress=False,
+    )
+    assert history["loss"][0] == pytest.approx(mean, rel=1e-6)
+
+
+def test_fit_and_evaluate_name_a_loss_that_is_not_one_number():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # reduction="none" failed with "item: only a tensor with one element ...", naming
+    # neither fit nor the loss.
+    x, y = _sum_loss_data()
+    model = nn.Linear(3, 2, rng=0)
+    per_sample = functools.partial(F.cross_entropy, reduction="none")
+    with pytest.raises(ValueError, match=r"fit: loss_fn returned a loss of shape \(10,\).*'none'"):
+        nn.fit(
+            model,
+            per_sample,
+            nn.optim.SGD(model.parameters(), lr=0.1),
+            (x, y),
+            epochs=1,
+            batch_size=10,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match=r"evaluate: loss_fn returned a loss of shape \(10,\)"):
+        nn.evaluate(model, x, y, per_sample)
+
+
+def test_fit_names_first_hour_mix_ups_of_its_arguments():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # Each of these failed mid-step with an error about something else: the loss class (not an
+    # instance) was built as CrossEntropyLoss(weight=outputs, ...) and float() refused it;
+    # swapped arguments said "'SGD' object is not callable"; an optimizer made for another
+    # model (a notebook cell run again) said "step() called before backward()".
+    x, y = _sum_loss_data()
+    model = nn.Linear(3, 2, rng=0)
+    sgd = nn.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(
+        TypeError,
+        match=r"fit: loss_fn is the class CrossEntropyLoss; .*"
+        r"CrossEntropyLoss\(\)",
+    ):
+        nn.fit(model, nn.CrossEntropyLoss, sgd, (x, y), epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"fit: loss_fn must be .* got SGD"):
+        nn.fit(model, sgd, F.cross_entropy, (x, y), epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"fit: optimizer must be an nn.optim optimizer.*NoneType"):
+        nn.fit(model, F.cross_entropy, None, (x, y), epochs=1, progress=False)
+    stale = nn.optim.SGD(nn.Linear(3, 2).parameters(), lr=0.1)
+    before = model.weight.numpy().copy()
+    with pytest.raises(ValueError, match=r"fit: the optimizer holds none of the model's"):
+        nn.fit(model, F.cross_entropy, stale, (x, y), epochs=1, progress=False)
+    assert np.array_equal(model.weight.numpy(), before)
+    # An optimizer over part of the model (the rest frozen by choice) is fine.
+    part = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
+    history = nn.fit(
+        part,
+        F.cross_entropy,
+        nn.optim.SGD(part[1].parameters(), lr=0.1),
+        (x, y),
+        epochs=1,
+        progress=False,
+    )
+    assert history.epochs == 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda model, x, y: nn.evaluate(model, x, y, F.cross_entropy),
+        lambda model, x, y: nn.predict(model, x),
+    ],
+)
+def test_evaluate_and_predict_give_each_sub_module_its_own_mode_back(call):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # Fine-tuning with a frozen BatchNorm: model in training mode, its BatchNorm in eval mode.
+    # evaluate/predict restored the mode with model.train(True), which put the BatchNorm back
+    # in training mode, so the next forward silently updated its running statistics.
+    x, y = _sum_loss_data()
+    model = nn.Sequential(nn.Linear(3, 4, rng=0), nn.BatchNorm1d(4), nn.Linear(4, 2, rng=1))
+    model[1].eval()
+    call(model, x, y)
+    assert model.training and model[0].training and model[2].training
+    assert not model[1].training
+    before = model[1].running_mean.numpy().copy()
+    model(Tensor(x))
+    assert np.array_equal(model[1].running_mean.numpy(), before)
+
+
+@pytest.mark.parametrize(
+    "model,loss_fn,squash",
+    [
+        (
+            lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.Softmax(dim=1)),
+            F.cross_entropy,
+            "Softmax",
+        ),
+        (
+            lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.Softmax()),
+            nn.CrossEntropyLoss(),
+            "Softmax",
+        ),
+        (
+            lambda: nn.MLP(3, [4], 1, output_activation="sigmoid", rng=0),
+            nn.BCEWithLogitsLoss(),
+            "Sigmoid",
+        ),
+    ],
+)
+def test_fit_warns_when_the_model_squashes_what_the_loss_squashes_again(model, loss_fn, squash):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # A final Softmax before cross_entropy (or Sigmoid before a with-logits loss) trains,
+    # slowly and silently: the first-hour double softmax.
+    x, y = _sum_loss_data()
+    if squash == "Sigmoid":
+        y = y.reshape(-1, 1).astype(np.float32)
+    m = model()
+    with pytest.warns(
+        UserWarning,
+        match=rf"fit: the model ends in {squash} but the loss "
+        rf"takes logits.*drop the final {squash}",
+    ):
+        nn.fit(m, loss_fn, nn.optim.SGD(m.parameters(), lr=0.1), (x, y), epochs=1, progress=False)
+
+
+def test_fit_does_not_warn_about_a_model_that_outputs_logits():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    import warnings
+
+    x, y = _sum_loss_data()
+    m = nn.Sequential(nn.Linear(3, 2, rng=0))
+    probs = nn.Sequential(nn.Linear(3, 1, rng=0), nn.Sigmoid())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn.fit(
+            m,
+            F.cross_entropy,
+            nn.optim.SGD(m.parameters(), lr=0.1),
+            (x, y),
+            epochs=1,
+            progress=False,
+        )
+        nn.fit(
+            probs,
+            nn.BCELoss(),
+            nn.optim.SGD(probs.parameters(), lr=0.1),
+            (x, y.reshape(-1, 1).astype(np.float32)),
+            epochs=1,
+            progress=False,
+        )
+
+
+def test_fit_takes_one_callback_alone_and_checks_callbacks_before_training():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # callbacks=recorder (no list) failed with "'function' object is not iterable" only after
+    # the first epoch had trained; callbacks=[1] with "'int' object is not callable" likewise;
+    # scheduler=<an optimizer> took a second, silent step every epoch.
+    x, y = _sum_loss_data()
+    model = nn.Linear(3, 2, rng=0)
+    sgd = nn.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    history = nn.fit(
+        model,
+        F.cross_entropy,
+        sgd,
+        (x, y),
+        epochs=3,
+        progress=False,
+        callbacks=lambda epoch, h: seen.append(epoch),
+    )
+    assert seen == [1, 2, 3] and history.epochs == 3
+    before = model.weight.numpy().copy()
+    with pytest.raises(TypeError, match=r"fit: callback 0 is a int"):
+        nn.fit(model, F.cross_entropy, sgd, (x, y), epochs=1, progress=False, callbacks=[1])
+    with pytest.raises(TypeError, match=r"fit: scheduler must be a learning-rate schedule"):
+        nn.fit(model, F.cross_entropy, sgd, (x, y), epochs=1, progress=False, scheduler=sgd)
+    assert np.array_equal(model.weight.numpy(), before)  # refused before any step
