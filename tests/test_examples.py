@@ -240,3 +240,64 @@ def test_mnist_example_mini_offline():
     assert "1 BLAS thread(s)" in result.stdout
     accuracy = float(result.stdout.split("test accuracy ")[1].split("%")[0])
     assert accuracy > 75  # 77.1%: one epoch, ending on the noisy 8-example batch
+
+
+# --- examples/, run as a newcomer runs them --------------------------------------------------
+
+
+def _example(*args: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), MPLBACKEND="Agg")
+    return subprocess.run(
+        [sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "script", ["xor", "regression", "moons", "layers_by_hand", "readme_figures"]
+)
+def test_an_example_answers_help_without_running(script):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # --help trained the network (and readme_figures redrew docs/) instead of answering.
+    result = _example(f"examples/{script}.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {script}.py")
+    assert "epochs" not in result.stdout and "wrote" not in result.stdout
+
+
+def test_an_example_plot_option_without_its_file_is_a_usage_error():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # It was "IndexError: list index out of range", after the whole training.
+    result = _example("examples/moons.py", "--plot")
+    assert result.returncode == 2
+    assert "--plot: expected one argument" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _run_lenet(*args: str) -> subprocess.CompletedProcess:
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        MPLBACKEND="Agg",
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_lenet_example_runs_on_mini_mnist(tmp_path):
+    result = _run_lenet(
+        "examples/lenet_mnist.py", "--mini", "--epochs", "1", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("test accuracy"))
+    assert float(line.split()[2].rstrip("%")) > 60
+    assert (tmp_path / "filters.png").stat().st_size > 0
+    assert (tmp_path / "feature_maps.png").stat().st_size > 0

@@ -7,6 +7,8 @@ dilation, groups and odd sizes) are rows of the table in test_ops.py.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -323,3 +325,98 @@ def test_lenet_learns_mini_mnist():
     )
     assert history["val_accuracy"][-1] > 0.85, history
     assert history["loss"][-1] < history["loss"][0]
+
+
+# --- convolutions and pooling -----------------------------------------------------------------
+
+
+def test_conv2d_with_no_output_channels_is_empty():
+    """weight (0, C, kh, kw) failed inside reshape(out_channels, -1) with numpy's "cannot
+    reshape array of size 0 into shape (0,newaxis)" (PyTorch refuses it by name); no output
+    channels is an empty (N, 0, Ho, Wo), as with no images.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 5))
+    w = np.zeros((0, 3, 3, 3))
+    xt = Tensor(x, requires_grad=True)
+    out = ad.conv2d(xt, w, padding=1)
+    assert out.shape == (2, 0, 5, 5)
+    out.sum().backward()
+    np.testing.assert_array_equal(xt.grad.data, np.zeros_like(x))
+
+
+@pytest.mark.parametrize(
+    "shape,expected", [((0, 2, 6, 6), (0, 2, 3, 3)), ((2, 0, 6, 6), (2, 0, 3, 3))]
+)
+def test_max_pool_of_an_empty_batch_is_empty(shape, expected):
+    """An empty batch made max_pool2d fail with "max: empty tensor ... has no max", although
+    every window has elements (avg_pool2d, and PyTorch for N = 0, give the empty output).
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    x = Tensor(np.zeros(shape, np.float32), requires_grad=True)
+    out = ad.max_pool2d(x, 3, stride=2, padding=1)
+    if torch is not None and shape[0] == 0:
+        assert tuple(TF.max_pool2d(torch.zeros(shape), 3, stride=2, padding=1).shape) == expected
+    assert out.shape == expected and out.dtype == np.float32
+    out.sum().backward()
+    assert x.grad.shape == shape
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda x, w: ad.conv2d(x, w, stride=1.0), r"conv2d: stride must be an int >= 1.*1\.0"),
+        (lambda x, w: ad.conv2d(x, w, stride=True), r"conv2d: stride must be an int >= 1.*True"),
+        (lambda x, w: ad.conv2d(x, w, padding=(1.5, 1)), r"conv2d: padding must be"),
+        (lambda x, w: ad.conv2d(x, w, groups=True), r"conv2d: groups must be a positive int"),
+        (lambda x, w: ad.max_pool2d(x, 2.0), r"max_pool2d: kernel_size must be an int"),
+        (lambda x, w: ad.conv2d(x, w, dilation=None), r"conv2d: dilation must be an int.*None"),
+        (lambda x, w: ad.conv1d(x[0], w[..., 0], stride=(1, 1)), r"conv1d: stride must be an int"),
+    ],
+)
+def test_bad_sizes_get_a_clear_error(call, match):
+    """A float size used to fail with a bare "'float' object is not iterable"; True passed
+    as 1.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    x, w = np.zeros((1, 2, 5, 5)), np.zeros((3, 2, 3, 3))
+    with pytest.raises(ValueError, match=match):
+        call(x, w)
+    # Sequences of ints stay welcome, numpy's included.
+    assert ad.conv2d(x, w, stride=np.array([1, 2]), padding=[1, 0]).shape == (1, 3, 5, 2)
+
+
+# --- padding="same" with an even kernel ---------------------------------------------------------
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    "kernel,dilation", [((2, 2), 1), ((4, 3), 1), ((2, 3), (3, 2)), ((1, 2), 1)]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_padding_with_an_even_kernel_matches_torch(kernel, dilation, dtype):
+    """padding='same' refused an even dilated kernel, which PyTorch pads with the odd zero
+    at the end (bottom, right); so from_torch of such a Conv2d built a layer that failed.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 2, 5, 6)).astype(dtype)
+    w = rng.normal(size=(3, 2, *kernel)).astype(dtype)
+    ours = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (x, w)]
+    out = ad.conv2d(*ours, padding="same", dilation=dilation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: "may require a zero-padded copy"
+        expected = TF.conv2d(*theirs, padding="same", dilation=dilation)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert out.shape == tuple(expected.shape) == (2, 3, 5, 6) and out.dtype == dtype
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=tol, atol=tol)
+    upstream = rng.normal(size=out.shape).astype(dtype)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    for mine, ref in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine.grad.data, ref.grad.numpy(), rtol=tol, atol=tol)

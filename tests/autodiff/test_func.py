@@ -12,6 +12,7 @@ import pytest
 import autodiff as ad
 import nn
 from autodiff import Tensor, func
+from autodiff import func as F
 from autodiff.func import (
     checkpoint,
     elementwise_grad,
@@ -648,3 +649,442 @@ def test_the_value_checks_allow_rounding_but_not_another_function():
     assert _same_value(np.array([1, 2]), np.array([1, 2]))
     assert not _same_value(np.array([1, 2]), np.array([1, 3]))
     assert not _same_value(np.zeros(2), np.zeros(3))
+
+
+try:
+    import torch
+except ImportError:  # the oracle is optional
+    torch = None
+
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
+
+
+def _np(value):
+    return np.asarray(value.data if isinstance(value, Tensor) else value)
+
+
+# --- Jacobians of a function that draws random numbers ----------------------------------------
+
+
+def _dropout_model(rng=None):
+    import nn
+
+    return nn.Sequential(
+        nn.Linear(4, 6, dtype=np.float64, rng=0),
+        nn.Dropout(0.5, rng=rng),
+        nn.Linear(6, 3, dtype=np.float64, rng=1),
+    )
+
+
+# --- kinks and ties, both modes and second order, against PyTorch -------------------------------
+
+KINKS = {
+    "relu": (lambda t: t.relu(), lambda t: t.relu()),
+    "abs": (lambda t: abs(t), lambda t: t.abs()),
+    "amax_ties": (lambda t: t.max(axis=1), lambda t: t.amax(1)),
+    "amin_ties": (lambda t: t.min(axis=0), lambda t: t.amin(0)),
+    "maximum_tie": (lambda t: ad.maximum(t, t[::-1]), lambda t: torch.maximum(t, t.flip(0))),
+    "clip_at_bounds": (lambda t: t.clip(-1.0, 1.0), lambda t: t.clamp(-1.0, 1.0)),
+    "where_zero": (lambda t: ad.where(t > 0, t * t, -t), lambda t: torch.where(t > 0, t * t, -t)),
+    "sqrt_of_square": (lambda t: (t * t + 1.0).sqrt(), lambda t: (t * t + 1.0).sqrt()),
+}
+
+
+# (transform, the call of f that fails): mid-way through each transform
+FAILURES = {
+    "hessian": (lambda f, x: F.hessian(f)(x), 2),
+    "jacfwd": (lambda f, x: F.jacfwd(f)(x), 2),
+    "jacrev": (lambda f, x: F.jacrev(f)(x), 1),
+    "hvp": (lambda f, x: F.hvp(f, x, x), 1),
+    "hvp_rof": (lambda f, x: F.hvp(f, x, x, mode="reverse-over-forward"), 1),
+    "explain_forward": (
+        lambda f, x: ad.explain_forward(lambda a: f(a) + f(a), (x,), (x,), print_rows=False),
+        2,
+    ),
+    "checkpoint_backward": (lambda f, x: F.grad(lambda a: F.checkpoint(f)(a))(x), 2),
+    "checkpoint_jvp": (lambda f, x: ad.jvp(lambda a: F.checkpoint(f)(a), (x,), (x,)), 2),
+}
+
+
+# --- what f may return -------------------------------------------------------------------
+
+BAD_RESULTS = {
+    "dict": lambda a: {"y": a * 2},
+    "nested_tuple": lambda a: ((a, a * 2), a * 3),
+    "none": lambda a: None,
+    "string": lambda a: "y",
+}
+
+
+def _inner(a, w):
+    return ((a * w).tanh()).sum()
+
+
+NESTED = {
+    "grad_of_grad": (
+        lambda x: lambda w: (F.grad(lambda a: _inner(a, w))(x) ** 2).sum(),
+        lambda x: lambda w: (torch.func.grad(lambda a: _inner(a, w))(x) ** 2).sum(),
+    ),
+    "grad_of_jacrev": (
+        lambda x: lambda w: F.jacrev(lambda a: (a * w).tanh())(x).sum(),
+        lambda x: lambda w: torch.func.jacrev(lambda a: (a * w).tanh())(x).sum(),
+    ),
+    "grad_of_jacfwd": (
+        lambda x: lambda w: F.jacfwd(lambda a: (a * w).tanh())(x).sum(),
+        lambda x: lambda w: torch.func.jacfwd(lambda a: (a * w).tanh())(x).sum(),
+    ),
+    "grad_of_hessian": (
+        lambda x: lambda w: F.hessian(lambda a: _inner(a, w))(x).sum(),
+        lambda x: lambda w: torch.func.hessian(lambda a: _inner(a, w))(x).sum(),
+    ),
+    "grad_of_vjp": (
+        lambda x: lambda w: F.vjp(lambda a: (a * w).tanh(), x)[1](np.ones(3))[0].sum(),
+        lambda x: (
+            lambda w: torch.func.vjp(lambda a: (a * w).tanh(), x)[1](
+                torch.ones(3, dtype=torch.float64)
+            )[0].sum()
+        ),
+    ),
+    "grad_of_hvp": (
+        lambda x: lambda w: F.hvp(lambda a: _inner(a, w), x, np.ones(3)).sum(),
+        lambda x: (
+            lambda w: torch.func.jvp(
+                torch.func.grad(lambda a: _inner(a, w)), (x,), (torch.ones(3, dtype=torch.float64),)
+            )[1].sum()
+        ),
+    ),
+}
+
+
+@needs_torch
+def test_jacfwd_of_several_arguments_given_as_arrays_matches_torch():
+    """jacfwd(f, argnums=(0, 1)) passed the argument it was not perturbing as the raw numpy
+    array, so f(a, b) = a * b.exp() failed with "'numpy.ndarray' object has no attribute 'exp'"
+    (jacrev, and jacfwd of Tensors, gave f Tensors).
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=3), rng.normal(size=3)
+
+    def f(x, y):
+        return x * y.exp()
+
+    ours = F.jacfwd(f, (0, 1))(a, b)
+    theirs = torch.func.jacfwd(f, (0, 1))(torch.tensor(a), torch.tensor(b))
+    assert isinstance(ours, tuple) and len(ours) == 2
+    for mine, ref in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine, ref.numpy(), rtol=1e-12)
+    rev = F.jacrev(f, (0, 1))(a, b)
+    for mine, other in zip(ours, rev, strict=True):
+        np.testing.assert_allclose(mine, other, rtol=1e-12)
+
+
+def test_jacfwd_of_integers_names_jacfwd():
+    """Found in the attack round (forward mode, transforms, conv, export)."""
+    with pytest.raises(TypeError, match="jacfwd: argument 0 has dtype int"):
+        F.jacfwd(lambda x: x * 2)(np.array([1, 2]))
+
+
+# --- checkpoint ---------------------------------------------------------------------------------
+
+
+def test_checkpoint_with_integer_labels_and_a_frozen_parameter():
+    """The recomputing backward asked the engine for the gradient of every input, so an
+    integer label (or a parameter with requires_grad=False) failed with "grad: input 2
+    (shape (2,)) does not require grad".
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.normal(size=(2, 3)))
+    labels = np.array([1, 0])
+    model = nn.Sequential(
+        nn.Linear(3, 4, dtype=np.float64, rng=0),
+        nn.Tanh(),
+        nn.Linear(4, 4, dtype=np.float64, rng=1),
+    )
+    model.layers[0].weight.requires_grad_(False)
+    w = Tensor(rng.normal(size=(4, 4)), requires_grad=True)
+
+    def loss(features, weight, y):
+        return ad.softmax_cross_entropy(features @ weight, y)
+
+    loss(F.checkpoint(model)(x), w, labels).backward()  # a frozen parameter
+    F.checkpoint(loss)(model(x), w, labels).backward()  # integer labels
+    ours = [p.grad.data.copy() for p in (*model.parameters(), w) if p.requires_grad]
+    model.zero_grad()
+    w.grad = None
+    loss(model(x), w, labels).backward()
+    loss(model(x), w, labels).backward()
+    expected = [p.grad.data for p in (*model.parameters(), w) if p.requires_grad]
+    assert len(ours) == 4
+    for mine, ref in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(mine, ref, rtol=1e-12)
+    with pytest.raises(TypeError, match=r"^checkpoint: f must return one Tensor, got tuple"):
+        F.checkpoint(lambda t: (t, t))(Tensor(np.ones(2), requires_grad=True))
+
+
+@pytest.mark.parametrize("own_generator", [False, True])
+def test_jacobians_of_a_model_with_dropout_use_one_mask(own_generator):
+    """jacfwd runs f once per input element, and each run drew a new Dropout mask, so the
+    columns were of different functions (jacfwd differed from jacrev by 0.36); jacobian's
+    shape probe drew a mask too, so even when it chose jacrev its answer was not that of a
+    jacrev call made in its place. PyTorch's jacfwd refuses randomness; here every pass
+    replays the random state the first one started from.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    x = np.linspace(-1.0, 1.0, 4)
+    results = []
+    for transform in (F.jacrev, F.jacfwd, F.jacobian):
+        ad.manual_seed(0)
+        model = _dropout_model(np.random.default_rng(7) if own_generator else None)
+        results.append(transform(model)(x))
+        results.append(model.layers[1]._rng.random())  # the stream is left as one call leaves it
+    jac_rev, after_rev, jac_fwd, after_fwd, jac, after = results
+    plain = F.jacrev(_dropout_model().eval())(x)
+    assert not np.allclose(jac_rev, plain)  # a mask was drawn (else this test tests nothing)
+    np.testing.assert_allclose(jac_fwd, jac_rev, rtol=1e-12)
+    np.testing.assert_allclose(jac, jac_rev, rtol=1e-12)
+    assert after_rev == after_fwd == after
+
+
+@pytest.mark.parametrize("transform", [F.grad, F.jacrev, F.jacfwd, F.jacobian, F.value_and_grad])
+@pytest.mark.parametrize("argnums", [(0, 0), (1, -1)])
+def test_an_argument_named_twice_in_argnums_is_refused(transform, argnums):
+    """argnums=(0, 0) gave (0, true gradient) from grad and jacrev: the first fresh leaf was
+    replaced by the second in the call, so its gradient came back as zeros. torch.func
+    refuses ("argnums elements must be unique").
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+
+    def f(a, b):
+        return (a * a * b).sum()
+
+    with pytest.raises(ValueError, match=r"argnums \(.*\) names an argument twice"):
+        transform(f, argnums)(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+
+
+@pytest.mark.parametrize("argnums", [True, (0, False), 0.0, np.int64(0), "0"])
+def test_argnums_that_are_not_ints_are_refused(argnums):
+    """argnums=True was taken as 1 (a bool is an int to Python): the gradient of the wrong
+    argument, silently; np.int64(0) failed with "'numpy.int64' object is not iterable".
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    with pytest.raises(TypeError, match="grad: argnums must be an int or a tuple of ints"):
+        F.grad(lambda a, b: (a * b).sum(), argnums)(np.ones(2), np.ones(2))
+
+
+@pytest.mark.parametrize("mode", ["forward-over-reverse", "reverse-over-forward"])
+def test_hvp_names_itself_for_a_missing_tangent(mode):
+    """Found in the attack round (forward mode, transforms, conv, export)."""
+    with pytest.raises(ValueError, match="^hvp: 2 primals but 1 tangents"):
+        F.hvp(lambda a, b: (a * b).sum(), (np.ones(2), np.ones(2)), (np.ones(2),), mode=mode)
+
+
+def test_forward_mode_through_a_checkpoint_with_integer_labels():
+    """The checkpoint's JVP rule started a jvp level over every input, integer labels too,
+    and failed: "checkpoint: primal 2 has dtype int64; forward mode needs floats" (so jvp,
+    hvp and hessian of a checkpointed loss with labels could not run).
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    rng = np.random.default_rng(0)
+    x, w, labels = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), np.array([1, 3])
+
+    def loss(inputs, weight, y):
+        return ad.softmax_cross_entropy((inputs @ weight).tanh(), y)
+
+    v = rng.normal(size=w.shape)
+    _, ours = ad.jvp(lambda a: F.checkpoint(loss)(x, a, labels), (w,), (v,))
+    _, plain = ad.jvp(lambda a: loss(x, a, labels), (w,), (v,))
+    np.testing.assert_allclose(_np(ours), _np(plain), rtol=1e-12)
+    np.testing.assert_allclose(
+        F.hvp(lambda a: F.checkpoint(loss)(x, a, labels), w, v),
+        F.hvp(lambda a: loss(x, a, labels), w, v),
+        rtol=1e-10,
+    )
+
+
+@needs_torch
+@pytest.mark.parametrize("name", sorted(KINKS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kinks_and_ties_match_torch_in_both_modes_and_second_order(name, dtype):
+    """Found in the attack round (forward mode, transforms, conv, export)."""
+    ours, theirs = KINKS[name]
+    x = np.array([[0.0, 1.0, 1.0, -1.0], [-0.0, 2.0, 0.0, 2.0], [1.0, 1.0, -1.0, -1.0]], dtype)
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=x.shape).astype(dtype)
+    tx, tv = torch.tensor(x), torch.tensor(v)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    y, dy = ad.jvp(ours, (x,), (v,))
+    ty, tdy = torch.func.jvp(theirs, (tx,), (tv,))
+    assert _np(dy).dtype == dtype
+    np.testing.assert_allclose(_np(y), ty.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(_np(dy), tdy.numpy(), rtol=tol, atol=tol)
+    u = rng.normal(size=np.shape(_np(y))).astype(dtype)
+    (g,) = F.vjp(ours, x)[1](u)
+    (tg,) = torch.func.vjp(theirs, tx)[1](torch.tensor(u))
+    np.testing.assert_allclose(g, tg.numpy(), rtol=tol, atol=tol)
+
+    def scalar(f, lift):
+        return lambda t: (f(t) * lift(u)).sum()
+
+    hess = F.hessian(scalar(ours, Tensor))(x)
+    expected = torch.autograd.functional.hessian(scalar(theirs, torch.tensor), tx)
+    np.testing.assert_allclose(hess, expected.numpy(), rtol=tol, atol=tol)
+    hvp = F.hvp(scalar(ours, Tensor), x, v, mode="reverse-over-forward")
+    np.testing.assert_allclose(hvp, np.tensordot(expected.numpy(), v, axes=2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(FAILURES))
+@pytest.mark.parametrize("grad_mode", [True, False])
+def test_an_exception_inside_a_transform_leaves_no_state_behind(name, grad_mode):
+    """Found in the attack round (forward mode, transforms, conv, export)."""
+    from autodiff import engine
+
+    transform, fail_at = FAILURES[name]
+    calls = {"n": 0}
+
+    def failing(a):
+        calls["n"] += 1
+        if calls["n"] >= fail_at:
+            raise KeyError("inside f")
+        return (a**3).sum() + (a**3).sum()
+
+    with ad.set_grad_enabled(grad_mode):
+        with pytest.raises(KeyError, match="inside f"):
+            transform(failing, np.array([1.0, 2.0]))
+        assert engine.state.forward == ()
+        assert engine.is_grad_enabled() is grad_mode
+    assert engine.is_grad_enabled()
+
+
+@pytest.mark.parametrize("result", sorted(BAD_RESULTS))
+@pytest.mark.parametrize(
+    "who,call",
+    [
+        ("jvp", lambda f, x: ad.jvp(f, (x,), (x,))),
+        ("vjp", lambda f, x: F.vjp(f, x)),
+        ("grad", lambda f, x: F.grad(f)(x)),
+        ("jacrev", lambda f, x: F.jacrev(f)(x)),
+        ("jacfwd", lambda f, x: F.jacfwd(f)(x)),
+        ("jacobian", lambda f, x: F.jacobian(f)(x)),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_results_that_are_not_tensors_are_refused_by_name(result, who, call):
+    """f returning ((a, 2a), 3a) gave jvp tangents (zeros, 3v): the inner tuple was taken
+    for a constant; a dict made grad and jacrev answer zeros (np.size of a dict is 1) and
+    jvp fail with "float() argument must be ... not 'dict'".
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    with pytest.raises(TypeError, match=f"^{who}: f must return "):
+        call(BAD_RESULTS[result], np.ones(2))
+
+
+def test_constant_results_and_flat_tuples_are_still_fine():
+    """Found in the attack round (forward mode, transforms, conv, export)."""
+    _, tangents = ad.jvp(lambda a: (a * 2, 3.0, np.ones(2)), (np.ones(2),), (np.ones(2),))
+    np.testing.assert_array_equal(_np(tangents[0]), [2.0, 2.0])
+    np.testing.assert_array_equal(_np(tangents[1]), 0.0)
+    np.testing.assert_array_equal(_np(tangents[2]), [0.0, 0.0])
+    assert F.grad(lambda a: 3.0)(2.0) == 0.0
+
+
+# --- differentiating with respect to tangents and cotangents -----------------------------------
+
+
+@needs_torch
+def test_pullback_and_hvp_are_differentiable_in_their_direction():
+    """vjp's pullback took a Tensor cotangent u as numbers, and hvp exported its products as
+    arrays whenever the primals were arrays, so d/du pullback(u) and d/dv hvp(f, x, v) came
+    back as zeros, silently (grad of a function that no longer depended on its input).
+    PyTorch's pullback is differentiable in u; jvp here already was in its tangent.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    x, u0, v = np.array([0.5, -1.0, 2.0]), np.array([0.3, -0.2, 0.7]), np.array([1.0, 2.0, 3.0])
+
+    def g(a):
+        return (a * a[::-1]).tanh()
+
+    def tg(a):
+        return (a * a.flip(0)).tanh()
+
+    ours = F.grad(lambda u: (F.vjp(g, x)[1](u)[0] ** 2).sum())(u0)
+    theirs = torch.func.grad(lambda u: (torch.func.vjp(tg, torch.tensor(x))[1](u)[0] ** 2).sum())
+    np.testing.assert_allclose(ours, theirs(torch.tensor(u0)).numpy(), rtol=1e-12)
+    _, tangent = ad.jvp(lambda u: F.vjp(g, x)[1](u)[0], (u0,), (v,))
+    _, expected = torch.func.jvp(
+        lambda u: torch.func.vjp(tg, torch.tensor(x))[1](u)[0],
+        (torch.tensor(u0),),
+        (torch.tensor(v),),
+    )
+    np.testing.assert_allclose(_np(tangent), expected.numpy(), rtol=1e-12)
+
+    def f(a):
+        return (a**3).sum() + (a[0] * a[1]).tanh()
+
+    hessian = F.hessian(f)(x)
+    for mode in ("forward-over-reverse", "reverse-over-forward"):
+        np.testing.assert_allclose(
+            F.grad(lambda w, m=mode: F.hvp(f, x, w, mode=m).sum())(v),
+            hessian.sum(axis=0),
+            rtol=1e-12,
+        )
+        assert isinstance(F.hvp(f, x, v, mode=mode), np.ndarray)  # arrays in, arrays out
+
+
+@needs_torch
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_an_inner_transform_of_arrays_closing_over_the_outer_variable(name):
+    """An inner transform called with numpy arrays answered in numpy even when f closed over
+    the outer transform's variable w, cutting the chain rule: every outer derivative here was
+    silently zero. Its result now stays a Tensor exactly when an enclosing transform
+    differentiates something it depends on; at top level arrays still give numpy.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    ours, theirs = NESTED[name]
+    x, w = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 3.0])
+    tx, tw = torch.tensor(x), torch.tensor(w)
+    np.testing.assert_allclose(
+        F.grad(ours(x))(w), torch.func.grad(theirs(tx))(tw).numpy(), rtol=1e-10, atol=1e-12
+    )
+    _, tangent = ad.jvp(ours(x), (w,), (np.ones(3),))
+    _, expected = torch.func.jvp(theirs(tx), (tw,), (torch.ones(3, dtype=torch.float64),))
+    np.testing.assert_allclose(_np(tangent), expected.numpy(), rtol=1e-10, atol=1e-12)
+    parameter = Tensor(w, requires_grad=True)  # no enclosing transform: numpy, as before
+    assert isinstance(F.grad(lambda a: _inner(a, parameter))(x), np.ndarray)
+
+
+@pytest.mark.parametrize(
+    "transform", [F.jacrev, F.jacfwd, F.jacobian], ids=["jacrev", "jacfwd", "jacobian"]
+)
+def test_jacobians_of_a_batchnorm_in_training_update_its_statistics_once(transform):
+    """jacfwd ran the module once per input element, each run updating the running
+    statistics (12 updates for a 4x3 input), and jacobian's shape probe added one more: the
+    statistics ended far from where one training call leaves them, silently.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    from nn import conv as C
+
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    once = C.BatchNorm1d(3, dtype=np.float64)
+    once(x)
+    module = C.BatchNorm1d(3, dtype=np.float64)
+    jac = transform(module)(x)
+    assert int(module.num_batches_tracked.data) == 1
+    np.testing.assert_array_equal(module.running_mean.data, once.running_mean.data)
+    np.testing.assert_array_equal(module.running_var.data, once.running_var.data)
+    reference = F.jacrev(C.BatchNorm1d(3, dtype=np.float64))(x)
+    np.testing.assert_allclose(jac, reference, rtol=1e-10, atol=1e-12)

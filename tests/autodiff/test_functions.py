@@ -561,3 +561,70 @@ def test_scatter_add_keeps_its_own_index_for_backward():
     index[...] = 1
     loss.backward()
     assert src.grad.tolist() == expected
+
+
+A = np.arange(1.0, 13.0).reshape(3, 4)
+
+
+# --- numpy habits ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cumsum", "cumprod"])
+def test_scan_without_axis_runs_over_the_flattened_array_as_numpy(name):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # a.cumsum() in numpy is 1-D over every element; ours scanned axis 0 (a silent 3x4 answer).
+    expected = getattr(A, name)()
+    t = Tensor(A, requires_grad=True)
+    for got in (getattr(t, name)(), getattr(ad, name)(t)):
+        assert got.shape == (12,)
+        np.testing.assert_allclose(got.data, expected)
+    getattr(t, name)().sum().backward()
+    # d/dx_i of sum_k cumsum_k = the number of running sums x_i is in (12 - flat index)
+    if name == "cumsum":
+        np.testing.assert_allclose(t.grad.data, np.arange(12, 0, -1).reshape(3, 4))
+    # an axis still scans along it
+    np.testing.assert_allclose(getattr(ad, name)(A, 1).data, getattr(np, name)(A, axis=1))
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_prod_over_several_axes_as_numpy(keepdims):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # a.prod(axis=(0, 2)) was refused ("prod: axis must be an int, got tuple"), unlike sum/mean.
+    a = np.random.default_rng(1).normal(size=(2, 3, 4))
+    a[0, 1, 2] = 0.0  # a zero: its neighbours' product is its gradient
+    t = Tensor(a, requires_grad=True)
+    out = t.prod(axis=(0, 2), keepdims=keepdims)
+    np.testing.assert_allclose(out.data, a.prod(axis=(0, 2), keepdims=keepdims))
+    out.sum().backward()
+    expected = np.empty_like(a)
+    for j in range(3):
+        block = a[:, j, :]
+        for i, k in np.ndindex(2, 4):
+            others = np.delete(block.ravel(), i * 4 + k)
+            expected[i, j, k] = others.prod()
+    np.testing.assert_allclose(t.grad.data, expected)
+    np.testing.assert_allclose(np.prod(t, axis=(2, 0)).data, a.prod(axis=(0, 2)))
+
+
+def test_argsort_method_and_in_as_numpy_and_pytorch():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # t.argsort() was an AttributeError; `3.0 in t` for a 2-D t asked a row for its truth.
+    a = np.array([[3.0, -1.0, 2.0], [0.0, 5.0, 2.0]])
+    t = Tensor(a, requires_grad=True)
+    order = t.argsort()
+    assert order.dtype == np.int64 and order.tolist() == np.argsort(a, kind="stable").tolist()
+    assert t.argsort(axis=0).tolist() == np.argsort(a, axis=0, kind="stable").tolist()
+    torch = pytest.importorskip("torch")
+    assert (
+        t.argsort(dim=1, descending=True).tolist()
+        == torch.argsort(torch.tensor(a), dim=1, descending=True, stable=True).tolist()
+    )
+    assert 5.0 in t and -1 in t and 4.0 not in t
+    assert (5.0 in t) == (5.0 in a) and (4.0 in t) == (4.0 in a)
+
+
+def test_argmax_function_of_an_empty_tensor_names_the_op():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # the function went straight to numpy ("attempt to get argmax of an empty sequence")
+    with pytest.raises(ValueError, match=r"argmax: empty tensor of shape \(0, 3\)"):
+        ad.argmax(Tensor(np.zeros((0, 3))))

@@ -58,3 +58,33 @@ def test_check_jvp_and_check_vjp_say_that_several_inputs_are_a_tuple():
             check(lambda a, b: (a * b).sum(), [x, y])
         assert check(lambda a, b: (a * b.tanh()).sum(), (x, y))
         assert check(lambda a: (a * a).sum(), [0.3, 0.5])  # a list of numbers: one input
+
+
+# --- numerical gradients by hand -------------------------------------------------------------
+
+
+def test_numerical_grad_of_a_transposed_view_perturbs_the_array_itself():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # reshape(-1) of a non-contiguous view was a copy: every derivative came out 0.
+    from autodiff.testing import numerical_grad
+
+    w = np.arange(6.0).reshape(3, 2).T  # the (in, out) weight a newcomer stores transposed
+    (g,) = numerical_grad(lambda arrays: float((arrays[0] ** 2).sum()), [w])
+    np.testing.assert_allclose(g, 2 * w, atol=1e-6)
+    np.testing.assert_array_equal(w, np.arange(6.0).reshape(3, 2).T)  # restored
+
+
+@pytest.mark.parametrize(
+    "array, error",
+    [
+        (np.arange(6, dtype=np.float32) + 100, r"array 0 is float32.*need float64"),  # was all 0
+        (np.arange(6), r"array 0 is int64.*need float64"),  # was 500000, 1500000, ...
+        (Tensor(np.arange(6.0)), r"array 0 must be a numpy array.*t\.data\.copy\(\)"),
+    ],
+)
+def test_numerical_grad_refuses_arrays_it_cannot_perturb(array, error):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    from autodiff.testing import numerical_grad
+
+    with pytest.raises(TypeError, match=error):
+        numerical_grad(lambda arrays: float((np.asarray(arrays[0]) ** 2).sum()), [array])

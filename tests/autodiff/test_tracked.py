@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from hypothesis.extra import numpy as hnp
 
 import autodiff as ad
 import nn
-from autodiff import Tensor, no_grad
+from autodiff import Tensor, engine, no_grad
 
 VALUES = st.floats(-2, 2, allow_nan=False, allow_infinity=False)
 
@@ -343,3 +344,36 @@ def test_zero_writes_into_memory_shared_by_views_and_detached_aliases():
     w.zero_()
     with pytest.raises(RuntimeError, match="mul: a tensor this op saved"):
         loss.backward()
+
+
+def test_a_write_after_a_later_unrelated_write_is_still_caught():
+    """Guards a fast path of the lean engine (slots, chain shortcut, raw gradients)."""
+    # Backward checks inputs only for nodes older than the last write anywhere: a node made
+    # after some unrelated write, whose own input is written afterwards, must still be refused.
+    other = Tensor(np.ones(2))
+    other[0] = 5.0  # an unrelated write
+    w = Tensor(np.ones(2), requires_grad=True)
+    y = (w * w).sum()  # recorded after that write
+    with ad.no_grad():
+        w[0] = 3.0  # now the node's own input changes
+    with pytest.raises(RuntimeError, match="modified in place"):
+        y.backward()
+    z = (w * w).sum()  # recorded after every write: fine
+    z.backward()
+    assert w.grad.data.tolist() == [6.0, 2.0]
+
+
+def test_written_tick_only_grows_under_concurrent_writers():
+    """Guards a fast path of the lean engine (slots, chain shortcut, raw gradients)."""
+    tensors = [Tensor(np.ones(3)) for _ in range(8)]
+
+    def write(t: Tensor) -> None:
+        for _ in range(500):
+            t._bump_version()
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in tensors]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert engine._last_write >= max(t._modified for t in tensors)

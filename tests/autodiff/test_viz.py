@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import graphviz
 import numpy as np
@@ -503,3 +504,78 @@ def test_draw_graph_max_nodes_none_draws_everything_and_two_keeps_the_output():
     assert "... 402 earlier nodes" in source and f"t{id(root)} [label" in source
     with pytest.raises(TypeError, match="max_nodes must be an int"):
         draw_graph(root, max_nodes=2.5)
+
+
+# --- micrograd habits: drawing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root, hint", [(3.0, "float"), ([Tensor(1.0)], "list.*sum")])
+@pytest.mark.parametrize("who", ["draw_graph", "explain_backward", "animate_backward"])
+def test_drawing_something_that_is_not_a_tensor_says_so(who, root, hint, tmp_path):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # It failed with "'float' object has no attribute 'requires_grad'".
+    from autodiff import viz
+
+    args = (root, tmp_path / "b.gif") if who == "animate_backward" else (root,)
+    with pytest.raises(TypeError, match=f"{who}: root must be a Tensor, got {hint}"):
+        getattr(viz, who)(*args)
+
+
+def test_a_picture_named_with_its_suffix_is_written_under_that_name(tmp_path, monkeypatch):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # g.render("graph.png") wrote graph.png.png (graphviz took the name for the DOT source),
+    # and render(g, "graph.png") wrote SVG into graph.png.svg.
+    from autodiff.viz import draw_graph, render
+
+    monkeypatch.chdir(tmp_path)
+    a = Tensor(2.0, requires_grad=True)
+    drawing = draw_graph((a * a).tanh())
+    assert drawing.render("graph.png") == "graph.png"
+    assert render(drawing, "other.png") == Path("other.png")
+    assert render(drawing, "vector.svg") == Path("vector.svg")
+    assert drawing.render("sub/g.svg") == "sub/g.svg"
+    assert (tmp_path / "graph.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "other.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (tmp_path / "vector.svg").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "graph.png",
+        "other.png",
+        "sub",
+        "vector.svg",
+    ]  # no source left
+    # as before: a bare name gets the format's suffix, and render() defaults to SVG
+    assert drawing.render("x", format="png") == "x.png"
+    assert render(drawing, "y") == Path("y.svg")
+
+
+def test_animate_backward_to_an_html_path_writes_the_page(tmp_path):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # animate_backward(d, "backward.html") wrote a GIF named backward.html.gif.
+    from autodiff.viz import animate_backward
+
+    a = Tensor(2.0, requires_grad=True)
+    written = animate_backward((a * a).tanh(), tmp_path / "backward.html")
+    assert written == tmp_path / "backward.html"
+    assert written.read_text().lstrip().lower().startswith("<!doctype html")
+    gif = animate_backward((a * a).tanh(), tmp_path / "steps")
+    assert gif == tmp_path / "steps.gif" and gif.read_bytes().startswith(b"GIF8")
+
+
+def test_collapsed_drawing_gives_each_conv_layer_its_own_box():
+    model = nn.LeNet5(rng=0)
+    loss = nn.F.cross_entropy(model(Tensor(np.zeros((2, 784), np.float32))), np.array([1, 2]))
+    source = draw_graph(loss, model=model, group_by_module="collapse").source
+    boxes = [line for line in source.splitlines() if "box3d" in line]
+    # Twelve layers inside the two Sequentials, each one box, as an MLP's Linear layers are.
+    assert len(boxes) == 12
+    labels = [
+        line.split('"')[1].split("\n")[0]
+        for line in source.splitlines()
+        if "[label=" in line and "cluster_" in line
+    ]
+    assert "features.layers.0: Conv2d(1 -> 6, kernel_size=(5, 5), padding=2)" in source
+    assert "features.layers.3: Conv2d(6 -> 16, kernel_size=(5, 5))" in source
+    assert "weight 16x6x5x5" in source and "weight 120x400" in source
+    assert source.count("ops: unfold2d, max") == 2  # the two pooling layers
+    # No box stands for a whole Sequential: it would swallow the layers above.
+    assert not any(label.endswith(("features", "classifier")) for label in labels)

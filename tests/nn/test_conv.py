@@ -4,6 +4,8 @@ BatchNorm1d/2d, LayerNorm and LeNet5.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,61 @@ def test_layer_norm_refuses_an_eps_that_is_not_a_positive_number():
         nn.BatchNorm1d(3, eps=float("nan"))
     out = nn.LayerNorm(3, eps=1e-5)(Tensor(np.ones((2, 3), np.float32)))
     np.testing.assert_array_equal(out.numpy(), np.zeros((2, 3), np.float32))
+
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # the oracle is optional
+    torch = None
+
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
+
+
+@needs_torch
+def test_conv1d_takes_pytorchs_one_tuples():
+    """torch.nn.Conv1d keeps stride, padding and dilation as 1-tuples; conv1d refused them
+    ("stride must be an int >= 1, got (2,)"), so nn.Conv1d(..., stride=(2,)) failed.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(2, 4, 13)), rng.normal(size=(6, 2, 3))
+    kwargs = dict(stride=(2,), padding=(1,), dilation=(2,), groups=2)
+    np.testing.assert_allclose(
+        ad.conv1d(x, w, **kwargs).data,
+        TF.conv1d(torch.tensor(x), torch.tensor(w), **kwargs).numpy(),
+        rtol=1e-12,
+    )
+    import nn
+
+    layer = nn.Conv1d(4, 6, 3, dtype=np.float64, rng=0, **kwargs)
+    assert layer(x).shape == (2, 6, 6)  # (13 + 2 - 2 * 2 - 1) // 2 + 1
+
+
+@needs_torch
+def test_conv1d_same_with_an_even_kernel_and_from_torch():
+    """Found in the attack round (forward mode, transforms, conv, export)."""
+    import nn
+
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(2, 4, 9)), rng.normal(size=(6, 2, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        expected = TF.conv1d(
+            torch.tensor(x), torch.tensor(w), padding="same", dilation=3, groups=2
+        ).numpy()
+        np.testing.assert_allclose(
+            ad.conv1d(x, w, padding="same", dilation=3, groups=2).data, expected, rtol=1e-12
+        )
+        for layer, shape in (
+            (torch.nn.Conv2d(2, 3, 2, padding="same"), (1, 2, 5, 5)),
+            (torch.nn.Conv1d(2, 3, 4, padding="same"), (1, 2, 7)),
+        ):
+            xs = torch.randn(*shape)
+            with torch.no_grad():
+                want = layer(xs).numpy()
+            np.testing.assert_allclose(
+                nn.from_torch(layer)(xs.numpy()).data, want, rtol=1e-5, atol=1e-6
+            )

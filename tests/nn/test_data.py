@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import autodiff as ad
 import nn
 from nn import data
 from nn.data import DataLoader, MNISTNotFoundError, load_mnist, read_idx
@@ -861,3 +862,54 @@ def test_load_mnist_finds_files_under_kaggles_names(tmp_path, monkeypatch, mnist
     bad.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"t10k-labels.idx1-ubyte is corrupt: checksum"):
         nn.data.load_mnist(tmp_path, download=False)
+
+
+# --- PyTorch habits: data --------------------------------------------------------------------
+
+
+def test_manual_seed_repeats_the_shuffled_order_of_a_loader_without_seed():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # torch.manual_seed(0) makes DataLoader(shuffle=True) repeat; ours drew fresh entropy.
+    import nn
+
+    x, y = np.arange(40.0).reshape(20, 2), np.arange(20)
+
+    def run():
+        ad.manual_seed(0)
+        loader = nn.data.DataLoader(x, y, batch_size=5, shuffle=True)
+        return [yb.tolist() for _ in range(2) for _, yb in loader]
+
+    first, second = run(), run()
+    assert first == second
+    assert first[:4] != first[4:]  # a new order each epoch still
+    assert sorted(sum(first[:4], [])) == list(range(20))
+    seeded = [yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5, shuffle=True, seed=3)]
+    assert seeded == [
+        yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5, shuffle=True, seed=3)
+    ]
+
+
+def test_make_moons_takes_the_scikit_learn_names_of_micrograds_demo():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # make_moons(n_samples=100, noise=0.1), as micrograd's demo calls scikit-learn's, was a
+    # TypeError.
+    import nn
+
+    x, y = nn.data.make_moons(n_samples=50, noise=0.2, random_state=3)
+    x2, y2 = nn.data.make_moons(50, noise=0.2, seed=3)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert x.shape == (50, 2) and sorted(np.bincount(y)) == [25, 25]
+    with pytest.raises(TypeError, match="n or n_samples"):
+        nn.data.make_moons(40, n_samples=50)
+
+
+def test_a_loader_given_one_x_y_pair_says_to_pass_two_arguments():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    import nn
+
+    x, y = np.ones((10, 3)), np.zeros(10)
+    with pytest.raises(ValueError, match=r"pair; pass them as two arguments, DataLoader\(x, y"):
+        nn.data.DataLoader((x, y), batch_size=4)
+    with pytest.raises(ValueError, match=r"ragged.*two arrays, DataLoader\(x, y\)"):
+        nn.data.DataLoader(list(zip(x, y, strict=True)), batch_size=4)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nn
+from autodiff import Tensor
 from nn.formats import read_safetensors
 
 
@@ -601,7 +602,6 @@ def test_to_torch_names_and_layouts_are_pytorchs(torch):
 
 
 def _sgd_step_ours(model, x, y, lr):
-    from autodiff import Tensor
 
     optimizer = nn.optim.SGD(model.parameters(), lr=lr)
     loss = nn.F.cross_entropy(model(Tensor(x)), y)
@@ -837,3 +837,91 @@ def test_lenet5_and_odd_torch_layers_are_refused_by_name(torch):
         nn.from_torch(torch.nn.Sequential(torch.nn.MaxPool2d(2, ceil_mode=True)))
     with pytest.raises(TypeError, match="pads with 'reflect'"):
         nn.from_torch(torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"))
+
+
+# --- ONNX -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "names,match",
+    [
+        (dict(input_name="layers.0.weight"), "input_name 'layers.0.weight' is the name of one of"),
+        (dict(output_name="layers.1.bias"), "output_name 'layers.1.bias' is the name of one of"),
+        (dict(input_name="x", output_name="x"), "input_name and output_name are both 'x'"),
+        (dict(input_name=""), "input_name must be a non-empty string"),
+    ],
+)
+def test_onnx_input_and_output_names_cannot_alias_weights(tmp_path, names, match):
+    """An input named like a weight made a file in which onnxruntime fed the input in place of
+    the weight (it lets graph inputs override initialisers): silently wrong outputs. Equal
+    input and output names failed deep in the ONNX checker.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    pytest.importorskip("onnx", reason="onnx not installed")
+    import nn
+
+    model = nn.Sequential(nn.Linear(3, 3, rng=0), nn.Linear(3, 2, rng=1))
+    with pytest.raises(ValueError, match=match):
+        nn.export_onnx(model, tmp_path / "m.onnx", np.ones((1, 3), np.float32), **names)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda C: C.Conv2d(2, 3, (2, 4), padding="same", rng=0), (2, 5, 6)),
+        (lambda C: C.Conv2d(2, 2, 2, padding="same", dilation=(1, 3), groups=2, rng=0), (2, 5, 6)),
+        (lambda C: C.Conv1d(2, 3, 4, padding="same", rng=0), (2, 9)),
+    ],
+)
+def test_onnx_export_of_same_padding_with_an_even_kernel(tmp_path, make, shape):
+    """Found in the attack round (forward mode, transforms, conv, export)."""
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    from onnx.reference import ReferenceEvaluator
+
+    import nn
+    from nn import conv as C
+
+    model = make(C)
+    x = np.random.default_rng(2).normal(size=(3, *shape)).astype(np.float32)
+    path = nn.export_onnx(model, tmp_path / "m.onnx", x[:1])
+    (got,) = ReferenceEvaluator(onnx.load(path)).run(None, {"input": x})
+    np.testing.assert_allclose(got, model(x).data, rtol=1e-5, atol=1e-5)
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(
+        session.run(None, {"input": x})[0], model(x).data, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_a_float64_model_with_only_buffers_exports_as_double(tmp_path):
+    """The export's dtype came from the parameters alone, so a float64 BatchNorm without
+    affine parameters (its running statistics are buffers) became a float32 file.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    onnx = pytest.importorskip("onnx", reason="onnx not installed")
+    from onnx.reference import ReferenceEvaluator
+
+    import nn
+    from nn import conv as C
+
+    model = C.BatchNorm1d(3, affine=False, dtype=np.float64)
+    model.load_state_dict(
+        {
+            **model.state_dict(),
+            "running_mean": np.array([0.1, -0.2, 0.3]),
+            "running_var": np.array([0.5, 1.5, 2.5]),
+        }
+    )
+    model.eval()
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    proto = onnx.load(nn.export_onnx(model, tmp_path / "bn.onnx", x[:1]))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    (got,) = ReferenceEvaluator(proto).run(None, {"input": x})
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, model(x).data, rtol=1e-12)

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import autodiff as ad
 import nn
-from autodiff import Tensor
+from autodiff import Tensor, engine
 from autodiff.testing import gradcheck
 from nn import functional as F
 
@@ -732,3 +733,108 @@ def test_listing_parameters_any_number_of_times_gives_one_update(picks, kind):
     many = run(picks)
     for a, b in zip(once, many, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_softmax_module_takes_pytorchs_dim():
+    """A habit from micrograd, PyTorch or numpy (issue 10, items 8, 9, 10 and 12)."""
+    import nn
+
+    x = Tensor(np.array([[1.0, 2.0], [3.0, 5.0]]))
+    np.testing.assert_allclose(nn.Softmax(dim=0)(x).data, x.softmax(axis=0).data)
+    np.testing.assert_allclose(nn.Softmax(dim=1)(x).data.sum(axis=1), [1.0, 1.0])
+
+
+def test_micrograds_spellings_label_and_mlp_sizes():
+    """A habit from micrograd, PyTorch or numpy (issue 10, items 8, 9, 10 and 12)."""
+    import nn
+
+    a = Tensor(2.0, requires_grad=True, label="a")
+    assert a.name == "a"
+    with pytest.raises(TypeError, match="name= or label="):
+        Tensor(1.0, name="x", label="y")
+    model = nn.MLP(2, [16, 16, 1], rng=0)  # micrograd's MLP(nin, nouts)
+    assert model.sizes == [2, 16, 16, 1]
+    assert [type(m).__name__ for m in model.layers] == [
+        "Linear",
+        "ReLU",
+        "Linear",
+        "ReLU",
+        "Linear",
+    ]
+    assert nn.MLP(2, [16, 16], 1, rng=0).sizes == [2, 16, 16, 1]
+    with pytest.raises(TypeError, match="MLP: give out_features"):
+        nn.MLP(2, [])
+
+
+def test_sequential_tags_each_layer_call_as_its_own_call_would():
+    """Guards a fast path of the lean engine (slots, chain shortcut, raw gradients)."""
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(engine.state.scope)
+            return x * 2.0
+
+    class OwnCall(nn.Module):  # a layer with a __call__ of its own still gets it
+        def forward(self, x):
+            return x + 1.0
+
+        def __call__(self, x):
+            seen.append("own call")
+            return super().__call__(x)
+
+    class GradOff(nn.Module):  # switches grad mode for what follows, as a plain call would
+        def forward(self, x):
+            ad.set_grad_enabled(False)
+            return x
+
+    first, second, own = Spy(), Spy(), OwnCall()
+    model = nn.Sequential(first, own, second)
+    y = model(Tensor(np.ones(2), requires_grad=True))
+    assert seen[0] == (model, first) and seen[1] == "own call" and seen[2] == (model, second)
+    assert seen[0] is not seen[2]  # a fresh scope per call: drawings tell calls apart
+    assert y._scope == (model, second) and engine.state.scope is None
+    np.testing.assert_array_equal(y.data, [6.0, 6.0])
+    # Called directly, outside any module call, the layers still get their own scopes.
+    seen.clear()
+    nn.Sequential(first).forward(Tensor(np.ones(2)))
+    assert seen == [(first,)] and engine.state.scope is None
+    # A layer that fails leaves the scope as it was; one that switches grad mode keeps it.
+    with pytest.raises(TypeError):
+        nn.Sequential(first, nn.Linear(2, 2))(Tensor(np.ones(2)), "extra")
+    with pytest.raises(ValueError, match="Linear"):
+        nn.Sequential(first, nn.Linear(3, 2))(Tensor(np.ones(2)))
+    assert engine.state.scope is None
+    try:
+        out = nn.Sequential(GradOff(), second)(Tensor(np.ones(2), requires_grad=True))
+        assert not out.requires_grad and not engine.state.grad_enabled
+    finally:
+        ad.set_grad_enabled(True)
+    assert engine.state.scope is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_gradient_is_the_column_sum_for_any_batch(dtype):
+    """Guards a fast path of the lean engine (slots, chain shortcut, raw gradients)."""
+    rng = np.random.default_rng(3)
+    layer = nn.Linear(5, 3, dtype=dtype)
+    for n in (4, 1, 300, 2):  # the cached ones grow, and shorter batches use a prefix
+        x = Tensor(rng.normal(size=(n, 5)).astype(dtype))
+        g = rng.normal(size=(n, 3)).astype(dtype)
+        layer.zero_grad()
+        layer(x).backward(g)
+        assert layer.bias.grad.dtype == dtype
+        np.testing.assert_allclose(
+            layer.bias.grad.data,
+            g.astype(np.float64).sum(axis=0),
+            rtol=1e-5 if dtype == np.float32 else 1e-12,
+            atol=1e-5,
+        )
+    # Batched inputs of any rank reduce over every leading axis; inf and NaN propagate.
+    x = Tensor(np.ones((2, 3, 5), dtype=dtype))
+    g = np.ones((2, 3, 3), dtype=dtype)
+    g[0, 0, 0], g[1, 2, 1] = np.inf, np.nan
+    layer.zero_grad()
+    layer(x).backward(g)
+    got = layer.bias.grad.data
+    assert got[0] == np.inf and np.isnan(got[1]) and got[2] == 6

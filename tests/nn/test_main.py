@@ -4,6 +4,10 @@ what they cost, run in-process for speed (the CLI itself is in test_cli_examples
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,3 +242,102 @@ def test_cli_save_into_a_missing_folder_elsewhere_is_still_refused(tmp_path, cap
         in capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+def test_the_main_job_never_prints_an_epoch_time_of_zero(tmp_path):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # XOR's 3,000 epochs of 0.2 ms each printed "seconds_per_epoch  0.0".
+    import json
+
+    from nn.__main__ import build_parser, resolve, run
+
+    settings = resolve(
+        build_parser("python -m nn").parse_args(
+            ["--dataset", "xor", "--epochs", "5", "--no-plots", "--quiet", "--out", str(tmp_path)]
+        )
+    )
+    summary = run(settings)
+    per_epoch = summary["seconds_per_epoch"]
+    assert 0 < per_epoch < 0.01
+    assert per_epoch == float(f"{per_epoch:.2g}")  # two significant digits
+    # a 50-epoch XOR run takes milliseconds: its training and wall times were 0.0 too
+    for key in ("seconds", "wall_seconds"):
+        assert summary[key] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["seconds_per_epoch"] == per_epoch
+
+
+def test_the_main_job_refuses_a_loss_it_would_not_use(capsys):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # --dataset regression --loss cross-entropy trained with mse and recorded cross-entropy.
+    from nn.__main__ import build_parser, resolve
+
+    parser = build_parser("python -m nn")
+    with pytest.raises(SystemExit):
+        resolve(parser.parse_args(["--dataset", "regression", "--loss", "cross-entropy"]), parser)
+    assert "--dataset regression has no classes for a cross-entropy" in capsys.readouterr().err
+    assert resolve(parser.parse_args(["--dataset", "regression"]), parser)["loss"] == "mse"
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("model.pt", "--save: expected a path ending in .npz or .safetensors, got 'model.pt'"),
+        ("no/such/folder/w.npz", "--save: folder no/such/folder does not exist"),
+    ],
+)
+def test_the_main_job_checks_save_before_training(path, message, capsys):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # --save model.pt wrote .npz bytes under a PyTorch name; a missing folder was found only
+    # after training, when the weights could not be written.
+    from nn.__main__ import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser("python -m nn").parse_args(["--save", path])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_lenet(*args: str) -> subprocess.CompletedProcess:
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        MPLBACKEND="Agg",
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_main_job_lenet_on_mini_mnist(tmp_path):
+    result = _run_lenet(
+        "-m", "nn", "--model", "lenet", "--epochs", "1", "--out", str(tmp_path), "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["model"].startswith("LeNet5") and summary["parameters"] == 61_706
+    assert summary["epochs"] == 1 and summary["test_accuracy"] > 0.6
+    for name in (
+        "weights.npz",
+        "loss_curve.png",
+        "predictions.png",
+        "filters.png",
+        "feature_maps.png",
+    ):
+        assert (tmp_path / name).stat().st_size > 0, name
+    restored = nn.LeNet5().load(tmp_path / "weights.npz")
+    assert restored.features[0].weight.shape == (6, 1, 5, 5)
+
+
+def test_main_job_lenet_refuses_flat_datasets(tmp_path):
+    result = _run_lenet(
+        "-m", "nn", "--model", "lenet", "--dataset", "moons", "--out", str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert "--model lenet needs 28x28 images" in result.stderr
+    result = _run_lenet("-m", "nn", "--model", "lenet", "--hidden", "64", "--out", str(tmp_path))
+    assert result.returncode == 2 and "--hidden sets the MLP's layers" in result.stderr

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nn
-from autodiff import Tensor
+from autodiff import Tensor, engine
 
 # --- modules -----------------------------------------------------------------------------------
 
@@ -144,3 +144,85 @@ def test_a_float_dtype_mismatch_on_load_says_how_to_convert():
         model.load_state_dict(state)
     model.to_dtype(np.float64).load_state_dict(state)  # what it suggests works
     assert model.weight.dtype == np.float64
+
+
+# --- modules: a registered Parameter is not silently replaced --------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Tensor(np.ones((1, 2), np.float32), requires_grad=True),
+        np.ones((1, 2), np.float32),
+        [[1.0, 1.0]],
+    ],
+    ids=["tensor", "ndarray", "list"],
+)
+def test_assigning_a_non_parameter_over_a_parameter_is_refused(value):
+    """Found in the adversarial review of nn."""
+    model = nn.Linear(2, 1, rng=0)
+    before = model.weight
+    kind = type(value).__name__
+    with pytest.raises(
+        TypeError,
+        match=f"Linear: cannot assign {kind} to parameter 'weight' "
+        r"\(Parameter or None expected",
+    ):
+        model.weight = value
+    assert model.weight is before
+    assert list(model.state_dict()) == ["weight", "bias"]
+
+
+def test_parameters_can_still_be_replaced_by_parameters_or_removed_with_none():
+    """Found in the adversarial review of nn."""
+    model = nn.Linear(2, 1, rng=0)
+    new = nn.Parameter(np.full((1, 2), 3.0, np.float32))
+    model.weight = new
+    assert model.parameters()[0] is new
+    np.testing.assert_array_equal(model.state_dict()["weight"], [[3.0, 3.0]])
+    model.bias = None  # as in PyTorch: the parameter is gone
+    assert list(model.state_dict()) == ["weight"] and model.bias is None
+    model.bias = Tensor(np.zeros(1))  # no longer a parameter slot: any value is fine
+    assert [n for n, _ in model.named_parameters()] == ["weight"]
+    model.extra = np.ones(3)  # names that never held a Parameter take anything
+    model.extra = Tensor(np.ones(3))
+
+
+def test_buffers_take_tensors_or_none():
+    """Found in the adversarial review of nn."""
+    bn = nn.BatchNorm2d(2)
+    stats = Tensor(np.full(2, 0.5, np.float32))
+    bn.running_mean = stats  # a Tensor stays a buffer, saved with the model
+    np.testing.assert_array_equal(bn.state_dict()["running_mean"], [0.5, 0.5])
+    with pytest.raises(
+        TypeError,
+        match="BatchNorm2d: cannot assign ndarray to buffer "
+        r"'running_var' \(Tensor or None expected\)",
+    ):
+        bn.running_var = np.ones(2, np.float32)
+    bn.running_var = None
+    assert "running_var" not in bn.state_dict() and "running_mean" in bn.state_dict()
+
+
+def test_module_call_restores_the_scope_even_after_an_error():
+    """Guards a fast path of the lean engine (slots, chain shortcut, raw gradients)."""
+
+    class Boom(nn.Module):
+        def forward(self, x):
+            raise ValueError("boom")
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(2, 2, rng=0)
+
+        def forward(self, x):
+            return self.inner(x)
+
+    with pytest.raises(ValueError, match="boom"):
+        Boom()(Tensor(np.ones(2)))
+    assert engine.state.scope is None
+    outer = Outer()
+    y = outer(Tensor(np.ones((1, 2))))
+    assert y._scope == (outer, outer.inner)  # nested calls are both tagged
+    assert engine.state.scope is None and engine.state.grad_enabled

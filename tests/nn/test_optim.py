@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -179,3 +182,201 @@ def test_optimizer_zero_grad_with_zeros_leaves_frozen_weights_alone():
     assert not np.array_equal(m[1].weight.numpy(), w1)  # the trainable layer did move
     opt.zero_grad(set_to_none=False)
     np.testing.assert_array_equal(m[1].weight.grad.data, np.zeros((1, 2)))
+
+
+try:
+    import torch
+except ImportError:  # the oracle is optional: tests that need it skip
+    torch = None
+
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
+
+
+# --- optimizers: a parameter group's own settings ------------------------------------------
+
+
+def _steps(opt, params, grads_per_step):
+    """Give each parameter the listed gradient and step, once per entry."""
+    for grads in grads_per_step:
+        for p, g in zip(params, grads, strict=True):
+            p.grad = np.asarray(g, dtype=p.dtype)
+        opt.step()
+
+
+GRADS = [
+    [np.array([1.0, -2.0]), np.array([0.5])],
+    [np.array([0.3, 0.1]), np.array([-1.5])],
+    [np.array([-0.7, 2.0]), np.array([0.25])],
+]
+
+
+# --- optimizers: copies keep their state ---------------------------------------------------
+
+
+def _train_steps(model, opt, steps):
+    rng = np.random.default_rng(3)
+    for _ in range(steps):
+        x = Tensor(rng.normal(size=(8, 3)).astype(np.float32))
+        y = rng.normal(size=(8, 2)).astype(np.float32)
+        loss = nn.F.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    "kind, group, defaults",
+    [
+        ("SGD", {"lr": 0.5}, {"lr": 0.1}),
+        ("SGD", {"lr": 0.5, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1}, {"lr": 0.1}),
+        ("SGD", {"momentum": 0.0}, {"lr": 0.1, "momentum": 0.9}),
+        ("Adam", {"lr": 0.05, "betas": (0.5, 0.6), "eps": 1e-3, "weight_decay": 0.2}, {}),
+        ("AdamW", {"weight_decay": 0.5}, {"lr": 0.1}),
+    ],
+)
+def test_a_group_dicts_settings_override_the_defaults_as_in_torch(kind, group, defaults):
+    """Found in the adversarial review of nn."""
+    start = [np.array([1.0, 2.0]), np.array([-3.0])]
+    ours = [nn.Parameter(v, dtype=np.float64) for v in start]
+    opt = getattr(nn.optim, kind)([{"params": ours, **group}], **defaults)
+    theirs = [torch.tensor(v, requires_grad=True) for v in start]
+    ref = getattr(torch.optim, kind)([{"params": theirs, **group}], **defaults)
+    for key, value in group.items():
+        assert opt.param_groups[0][key] == pytest.approx(value)
+    _steps(opt, ours, GRADS)
+    for grads in GRADS:
+        for p, g in zip(theirs, grads, strict=True):
+            p.grad = torch.tensor(g)
+        ref.step()
+    for p, q in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(p._data, q.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_group_dicts_lr_is_the_one_used():
+    """Found in the adversarial review of nn."""
+    c = nn.Parameter(np.array([1.0]), dtype=np.float64)
+    opt = nn.optim.SGD([{"params": [c], "lr": 0.5}], lr=0.1)
+    _steps(opt, [c], [[np.array([1.0])]])
+    assert c._data.tolist() == [0.5]  # 1 - 0.5 * 1 (lr 0.1 gave 0.9)
+    # A group without an lr takes the constructor's; one with it needs none.
+    assert nn.optim.SGD([{"params": [c]}], lr=0.1).lr == 0.1
+    assert nn.optim.SGD([{"params": c, "lr": 0.3}]).lr == 0.3  # a lone tensor, as in torch
+
+
+def test_group_settings_are_checked_like_constructor_arguments():
+    """Found in the adversarial review of nn."""
+    c = nn.Parameter(np.array([1.0]))
+    with pytest.raises(ValueError, match="SGD: lr must be a positive number, got -0.5"):
+        nn.optim.SGD([{"params": [c], "lr": -0.5}], lr=0.1)
+    with pytest.raises(ValueError, match="SGD: momentum must be a number, got str"):
+        nn.optim.SGD([{"params": [c], "momentum": "0.9"}], lr=0.1)
+    with pytest.raises(ValueError, match="SGD: nesterov needs momentum > 0"):
+        nn.optim.SGD([{"params": [c], "nesterov": True}], lr=0.1, momentum=0.0)
+    with pytest.raises(ValueError, match="SGD: nesterov must be True or False, got str 'no'"):
+        nn.optim.SGD([{"params": [c], "nesterov": "no"}], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"Adam: betas must be in \[0, 1\), got \(0.9, 1.5\)"):
+        nn.optim.Adam([{"params": [c], "betas": (0.9, 1.5)}])
+    with pytest.raises(ValueError, match="Adam: eps must be a positive number, got 0.0"):
+        nn.optim.Adam([{"params": [c], "eps": 0.0}])
+    with pytest.raises(
+        ValueError,
+        match=r"SGD: unknown setting\(s\) \['betas'\] in the "
+        r"parameter group; SGD takes \['lr', 'momentum'",
+    ):
+        nn.optim.SGD([{"params": [c], "betas": (0.9, 0.99)}], lr=0.1)
+    with pytest.raises(ValueError, match=r"Adam: unknown setting\(s\) \['momentum'\]"):
+        nn.optim.Adam([{"params": [c], "momentum": 0.9}])
+    with pytest.raises(KeyError, match="SGD: the parameter group has no 'params' entry"):
+        nn.optim.SGD([{"lr": 0.1}], lr=0.1)
+    with pytest.raises(TypeError, match="SGD: no learning rate"):
+        nn.optim.SGD([{"params": [c]}])
+    with pytest.raises(ValueError, match="one parameter group is supported, got 2"):
+        nn.optim.SGD([{"params": [c]}, {"params": [c], "lr": 0.1}], lr=0.1)
+
+
+def test_group_settings_survive_state_dict_round_trip():
+    """Found in the adversarial review of nn."""
+    c = nn.Parameter(np.array([1.0, 2.0]))
+    opt = nn.optim.SGD([{"params": [c], "lr": 0.5, "momentum": 0.9}], lr=0.1)
+    _steps(opt, [c], [[np.array([1.0, 1.0])]])
+    state = opt.state_dict()
+    assert float(state["param_groups.0.lr"]) == 0.5
+    assert float(state["param_groups.0.momentum"]) == 0.9
+    other = nn.optim.SGD([c], lr=0.1, momentum=0.1)
+    other.load_state_dict(state)
+    assert (other.lr, other.momentum, other.nesterov) == (0.5, 0.9, False)
+    np.testing.assert_array_equal(other.state[c]["momentum"], opt.state[c]["momentum"])
+    with pytest.raises(ValueError, match="SGD.load_state_dict: momentum must be a number >= 0"):
+        other.load_state_dict(dict(state, **{"param_groups.0.momentum": np.array(-1.0)}))
+    with pytest.raises(ValueError, match="SGD.load_state_dict: nesterov needs momentum > 0"):
+        other.load_state_dict(
+            dict(
+                state,
+                **{
+                    "param_groups.0.momentum": np.array(0.0),
+                    "param_groups.0.nesterov": np.array(True),
+                },
+            )
+        )
+    assert other.momentum == 0.9  # a refused load changes nothing
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9),
+        lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
+        lambda ps: nn.optim.Adam(ps, lr=0.01),
+    ],
+    ids=["momentum", "nesterov", "adam"],
+)
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_and_optimizer_continue_exactly_as_the_original(make, how):
+    """Found in the adversarial review of nn."""
+    model = nn.MLP(3, [5], 2, rng=0)
+    opt = make(model.parameters())
+    _train_steps(model, opt, 3)
+    if how == "deepcopy":
+        model2, opt2 = copy.deepcopy((model, opt))
+    else:
+        model2, opt2 = pickle.loads(pickle.dumps((model, opt)))
+    assert opt2.params == model2.parameters()
+    # Every buffer is keyed by the copy's own parameter, with the original's values.
+    assert len(opt2.state) == len(opt.state) == len(model.parameters())
+    for p, q in zip(opt.params, opt2.params, strict=True):
+        assert p is not q and set(opt2.state[q]) == set(opt.state[p])
+    _train_steps(model, opt, 2)
+    _train_steps(model2, opt2, 2)
+    for (name, p), (_, q) in zip(model.named_parameters(), model2.named_parameters(), strict=True):
+        np.testing.assert_array_equal(p._data, q._data, err_msg=name)
+    # Without the carried-over state the copy would have diverged: the check has teeth.
+    model3 = copy.deepcopy(model2)
+    opt3 = make(model3.parameters())
+    _train_steps(model2, opt2, 1)
+    _train_steps(model3, opt3, 1)
+    assert not np.array_equal(model2[0].weight._data, model3[0].weight._data)
+
+
+def test_an_optimizer_given_the_model_itself_says_to_pass_its_parameters():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    import nn
+
+    with pytest.raises(TypeError, match=r"SGD.*model\.parameters\(\)"):
+        nn.optim.SGD(nn.Linear(3, 2), lr=0.1)
+
+
+def test_sgd_momentum_updates_in_place_and_never_writes_the_gradient():
+    """Guards a fast path of the lean engine (slots, chain shortcut, raw gradients)."""
+    p = nn.Parameter(np.array([1.0, -2.0]), dtype=np.float64)
+    data = p._data
+    opt = nn.optim.SGD([p], lr=0.1, momentum=0.9)
+    (p * p).sum().backward()  # gradient 2p = [2, -4]
+    grad = p.grad.data.copy()
+    opt.step()
+    assert p._data is data  # the model keeps the same array
+    np.testing.assert_allclose(p.data, [1.0 - 0.2, -2.0 + 0.4])
+    np.testing.assert_array_equal(p.grad.data, grad)  # the buffer is a copy, not the grad
+    opt.step()  # buffer = 0.9 * g + g with the same gradient
+    np.testing.assert_allclose(p.data, [0.8 - 0.1 * 1.9 * 2.0, -1.6 + 0.1 * 1.9 * 4.0])

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -606,3 +607,173 @@ def test_weights_stored_big_endian_load_into_the_model(tmp_path):
 
     with pytest.raises(ValueError, match="dtype float32 in the model but float64"):
         fresh.load_state_dict({k: np.asarray(v, np.float64) for k, v in state.items()})
+
+
+def _npz_with_header(path, shape_text: str, manifest_shape: list[int]):
+    """A file nn.save could have written but for one entry's forged .npy header."""
+    import io
+    import json
+    import zipfile
+
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape_text + ", }"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+    manifest = json.dumps({"a": {"shape": manifest_shape, "dtype": "<f8"}})
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in (("__format__", "autodiff-nn/1"), ("__manifest__", manifest)):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.array(text))
+            archive.writestr(f"{name}.npy", buffer.getvalue())
+        archive.writestr("a.npy", npy)
+    return path
+
+
+def test_an_npz_entry_of_impossible_shape_is_refused_naming_the_file(tmp_path):
+    """An entry declaring shape (0, 10**30) holds no bytes, so it passed the size check and
+    numpy's reader then raised OverflowError ("Python int too large to convert to C long"),
+    neither a ValueError nor naming the file.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+
+    path = _npz_with_header(tmp_path / "w.npz", f"(0, {10**30})", [0, 10**30])
+    with pytest.raises(ValueError, match=r"load: .*w\.npz was refused: .*no numpy array"):
+        nn.load(path)
+
+
+def test_saving_a_ragged_list_names_the_parameter(tmp_path):
+    """numpy's "setting an array element with a sequence..." came out bare.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+
+    with pytest.raises(TypeError, match="save: parameter 'w' is not an array"):
+        nn.save({"w": [[1.0], [2.0, 3.0]]}, tmp_path / "w.npz")
+
+
+# --- atomic saving ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_a_long_but_legal_file_name_can_be_saved(tmp_path, suffix):
+    """The temporary file was named "." + the whole target name + ".XXXXXXXX.tmp", so a
+    target name of 240-255 bytes, which the file system accepts, failed with "File name too
+    long" naming the temporary file.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+
+    path = tmp_path / ("\u00e9" * ((250 - len(suffix)) // 2) + suffix)  # ~250 bytes: é is 2
+    path.write_bytes(b"")  # the name itself is legal here
+    nn.save({"a": np.arange(3.0)}, path)
+    np.testing.assert_array_equal(nn.load(path)["a"], np.arange(3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_failing_to_create_the_temporary_file_names_the_users_path(tmp_path, monkeypatch):
+    """A folder the user cannot write into failed in mkstemp, outside the error translation:
+    "Permission denied: '.../.w.npz.abc123.tmp'", a hidden file they never asked for.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import errno
+    import os
+    import tempfile
+
+    import nn
+
+    def refused(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, ".w.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    path = tmp_path / "w.npz"
+    with pytest.raises(OSError, match=f"save: could not write {path}: Permission denied$") as info:
+        nn.save({"a": np.ones(2)}, path)
+    assert info.value.errno == errno.EACCES
+
+
+# --- nn.save: symbolic links are written through; names an .npz cannot keep are refused -------
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_save_writes_through_a_symlink_and_keeps_it(tmp_path, suffix):
+    """Found in the adversarial review of nn."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "links").mkdir()
+    real = tmp_path / "store" / f"weights{suffix}"
+    old = {"w": np.zeros(3, np.float32)}
+    nn.save(old, real)
+    real.chmod(0o640)
+    link = tmp_path / "links" / f"current{suffix}"
+    link.symlink_to(Path("..") / "store" / real.name)  # relative, from another folder
+    chain = tmp_path / f"chain{suffix}"
+    chain.symlink_to(link)
+    for i, path in enumerate([link, chain], start=1):
+        new = {"w": np.full(3, float(i), np.float32)}
+        assert nn.save(new, path) == path
+        assert link.is_symlink() and chain.is_symlink()  # the links are still links
+        np.testing.assert_array_equal(nn.load(real)["w"], new["w"])  # the target is updated
+        np.testing.assert_array_equal(nn.load(path)["w"], new["w"])
+    assert (real.stat().st_mode & 0o777) == 0o640  # the target's permissions are kept
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [real.name]  # no litter
+
+
+def test_save_through_a_dangling_link_creates_its_target_and_a_loop_is_refused(tmp_path):
+    """Found in the adversarial review of nn."""
+    link = tmp_path / "model.npz"
+    link.symlink_to(tmp_path / "made.npz")
+    nn.save({"w": np.ones(2)}, link)
+    assert link.is_symlink() and (tmp_path / "made.npz").is_file()
+    np.testing.assert_array_equal(nn.load(tmp_path / "made.npz")["w"], [1.0, 1.0])
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(
+        OSError, match=f"save: could not write {re.escape(str(a))}: it is a loop of symbolic links"
+    ):
+        nn.save({"w": np.ones(2)}, a)
+    assert a.is_symlink() and b.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "made.npz", "model.npz"]
+
+
+def test_npz_names_that_cannot_read_back_are_refused_by_name(tmp_path):
+    """Found in the adversarial review of nn."""
+    path = tmp_path / "w.npz"
+    nn.save({"w": np.ones(1)}, path)
+    with pytest.raises(
+        ValueError,
+        match=r"save: parameter names 'x' and 'x.npy' cannot both be "
+        r"saved in an .npz: numpy's reader drops '.npy'",
+    ):
+        nn.save({"x": np.zeros(1), "x.npy": np.ones(1)}, path)
+    with pytest.raises(
+        ValueError,
+        match=r"save: parameter name 'a\\x00b' contains a NUL "
+        r"character.*read back as 'a'",
+    ):
+        nn.save({"a\0b": np.zeros(1)}, path)
+    with pytest.raises(
+        ValueError,
+        match=r"is 70000 bytes long in UTF-8; an .npz entry name "
+        r"holds at most 65531",
+    ):
+        nn.save({"a" * 70000: np.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"save: parameter name 'a\\udc80' is not valid text"):
+        nn.save({"a\udc80": np.zeros(1)}, path)
+    np.testing.assert_array_equal(nn.load(path)["w"], [1.0])  # the old file is untouched
+    # Each alone is fine in an .npz, and .safetensors keeps even the pair apart.
+    for state in ({"x.npy": np.ones(1)}, {"x": np.zeros(1), "x.NPY": np.ones(1)}):
+        nn.save(state, path)
+        assert {k: v.tolist() for k, v in nn.load(path).items()} == {
+            k: v.tolist() for k, v in state.items()
+        }
+    pair = {"x": np.zeros(1), "x.npy": np.ones(1), "a\0b": np.full(1, 2.0)}
+    nn.save(pair, tmp_path / "w.safetensors")
+    assert {k: v.tolist() for k, v in nn.load(tmp_path / "w.safetensors").items()} == {
+        "x": [0.0],
+        "x.npy": [1.0],
+        "a\0b": [2.0],
+    }

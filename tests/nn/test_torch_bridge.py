@@ -59,3 +59,83 @@ def test_from_torch_names_a_bfloat16_module():
         nn.from_torch(model)
     ours = nn.from_torch(model.float())
     assert ours.layers[2].weight.numpy().dtype == np.float32
+
+
+try:
+    import torch
+except ImportError:  # the oracle is optional
+    torch = None
+
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
+
+
+# --- PyTorch bridge ---------------------------------------------------------------------------
+
+
+@needs_torch
+def test_from_torch_keeps_a_layer_used_twice():
+    """torch's named_children() lists a shared module once, so from_torch turned
+    Sequential(lin, ReLU, lin) into Sequential(lin, ReLU): a model silently computing
+    something else (to_torch of our shared layer gives exactly that torch model).
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 3, dtype=torch.float64)
+    model = torch.nn.Sequential(lin, torch.nn.ReLU(), lin)
+    ours = nn.from_torch(model)
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    with torch.no_grad():
+        expected = model(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(ours(x).data, expected, rtol=1e-12)
+    assert ours.layers[0] is ours.layers[2]  # still one layer, as in torch
+    ours_shared = nn.Sequential(ours.layers[0], nn.Tanh(), ours.layers[0])
+    back = nn.from_torch(nn.to_torch(ours_shared))
+    np.testing.assert_array_equal(back(x).data, ours_shared(x).data)
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda C: C.BatchNorm1d(3, dtype=np.float64),
+        lambda C: C.BatchNorm2d(3, affine=False, dtype=np.float64),
+        lambda C: C.LayerNorm(3, dtype=np.float64),
+    ],
+    ids=["batch_norm", "batch_norm_no_affine", "layer_norm"],
+)
+def test_float64_normalisation_round_trips_through_torch_exactly(make):
+    """to_torch built BatchNorm and LayerNorm in torch's default float32 (silently rounding
+    float64 statistics and weights), and from_torch of a float64 one failed with
+    "parameter 'weight' has dtype float32 in the model but float64 in the state dict".
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+    from nn import conv as C
+
+    ours = make(C)
+    rng = np.random.default_rng(0)
+    state = {
+        name: (rng.uniform(0.5, 1.5, v.shape) if v.dtype.kind == "f" else v)
+        for name, v in ours.state_dict().items()
+    }
+    ours.load_state_dict(state)
+    theirs = nn.to_torch(ours)
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), state[name])
+        assert value.numpy().dtype == state[name].dtype
+    back = nn.from_torch(theirs)
+    for name, value in back.state_dict().items():
+        assert value.dtype == state[name].dtype
+        np.testing.assert_array_equal(value, state[name])
+    for module in (ours, theirs, back):
+        module.eval()
+    x = rng.normal(size=(4, 3, 2, 2) if isinstance(ours, C.BatchNorm2d) else (4, 3))
+    with torch.no_grad():
+        expected = theirs(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(ours(x).data, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(back(x).data, ours(x).data)

@@ -472,3 +472,173 @@ def test_fit_takes_one_callback_alone_and_checks_callbacks_before_training():
     with pytest.raises(TypeError, match=r"fit: scheduler must be a learning-rate schedule"):
         nn.fit(model, F.cross_entropy, sgd, (x, y), epochs=1, progress=False, scheduler=sgd)
     assert np.array_equal(model.weight.numpy(), before)  # refused before any step
+
+
+# --- fit / evaluate: the default accuracy suits the loss and the targets ---------------------
+
+
+def _identity_scorer(columns=1):
+    """A Linear model whose outputs are exactly its inputs (weight 1, bias 0)."""
+    model = nn.Linear(columns, columns, rng=0)
+    model.load_state_dict(
+        {"weight": np.eye(columns, dtype=np.float32), "bias": np.zeros(columns, np.float32)}
+    )
+    return model
+
+
+# Scores in [-1, 1) and the labels they separate perfectly at 0: thresholding these logits at
+# 0.5 instead of 0 would call a quarter of them wrong.
+SCORES = np.linspace(-1, 1, 40, endpoint=False, dtype=np.float32)[:, None]
+
+
+LABELS = (SCORES > 0).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        nn.F.binary_cross_entropy_with_logits,
+        nn.BCEWithLogitsLoss(),
+        functools.partial(nn.F.binary_cross_entropy_with_logits, reduction="sum"),
+    ],
+    ids=["function", "module", "partial"],
+)
+def test_logit_losses_are_scored_at_0(loss_fn):
+    """Found in the adversarial review of nn."""
+    assert nn.F.accuracy(SCORES, LABELS) == 0.75  # what the 0.5 threshold gave
+    assert nn.F.accuracy(SCORES, LABELS, threshold=0.0) == 1.0
+    _, acc = nn.evaluate(_identity_scorer(), SCORES, LABELS, loss_fn)
+    assert acc == 1.0
+    model = _identity_scorer()
+    history = nn.fit(
+        model,
+        loss_fn,
+        nn.optim.SGD(model.parameters(), lr=1e-9),
+        (SCORES, LABELS),
+        epochs=1,
+        batch_size=len(SCORES),
+        val_data=(SCORES, LABELS),
+        progress=False,
+    )
+    assert history["accuracy"] == [1.0] and history["val_accuracy"] == [1.0]
+
+
+def test_probabilities_are_scored_at_one_half_and_columns_by_argmax():
+    """Found in the adversarial review of nn."""
+    probs = (SCORES + 1) / 2  # in [0, 1): above 0.5 exactly where the label is 1
+    model = _identity_scorer()
+    history = nn.fit(
+        model,
+        nn.F.binary_cross_entropy,
+        nn.optim.SGD(model.parameters(), lr=1e-9),
+        (probs, LABELS),
+        epochs=1,
+        batch_size=len(SCORES),
+        progress=False,
+    )
+    assert history["accuracy"] == [1.0]
+    assert nn.evaluate(_identity_scorer(), probs, LABELS, nn.BCELoss())[1] == 1.0
+    # Two columns: argmax, for integer labels and for one-hot rows alike.
+    two = np.hstack([-SCORES, SCORES])
+    labels = LABELS[:, 0].astype(np.int64)
+    assert nn.evaluate(_identity_scorer(2), two, labels, nn.F.cross_entropy)[1] == 1.0
+    onehot = np.eye(2, dtype=np.float32)[labels]
+    assert nn.evaluate(_identity_scorer(2), two, onehot, nn.F.mse_loss)[1] == 1.0
+
+
+def test_regression_targets_get_no_accuracy_and_no_error_threshold():
+    """Found in the adversarial review of nn."""
+    x, y = nn.data.make_regression(64, seed=0)
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    model = nn.MLP(x.shape[1], [4], y.shape[1], rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=0.01)
+    history = nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, val_data=(x, y), progress=False)
+    assert history["accuracy"] == [] and history["val_accuracy"] == []
+    assert len(history["loss"]) == 2 and len(history["val_loss"]) == 2
+    loss, metric = nn.evaluate(model, x, y, nn.F.mse_loss)
+    assert loss > 0 and np.isnan(metric)
+    with pytest.raises(
+        ValueError,
+        match=r"fit: error_threshold needs a metric .* the targets "
+        r"are not class labels \(float32 of shape \(64, "
+        r"1\) with values from -?\d",
+    ):
+        nn.fit(model, nn.F.mse_loss, opt, (x, y), epochs=2, error_threshold=0.1, progress=False)
+    # Integer counts of shape (N, 1) are regressed on too: no accuracy either.
+    counts = np.arange(64)[:, None] % 5
+    history = nn.fit(
+        model,
+        lambda out, t: nn.F.mse_loss(out, t.astype(np.float32)),
+        opt,
+        (x, counts),
+        epochs=1,
+        progress=False,
+    )
+    assert history["accuracy"] == []
+    # An explicit metric is the caller's: used as given.
+    history = nn.fit(
+        model,
+        nn.F.mse_loss,
+        opt,
+        (x, y),
+        epochs=1,
+        progress=False,
+        metric=lambda out, t: 0.25,
+        error_threshold=0.8,
+    )
+    assert history["accuracy"] == [0.25] and "error rate" in history.stopped_reason
+
+
+def test_evaluate_without_a_loss_gives_nan_not_a_perfect_zero():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    import nn
+
+    model = nn.Linear(2, 2, rng=0)
+    x, y = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), np.array([0, 1, 1])
+    loss, acc = nn.evaluate(model, x, y)
+    assert np.isnan(loss)  # it was 0.0
+    expected = float(np.mean(nn.predict(model, x).argmax(1) == y))
+    assert acc == pytest.approx(expected)
+    loss, _ = nn.evaluate(model, x, y, nn.F.cross_entropy)
+    assert loss == pytest.approx(nn.F.cross_entropy(model(x), y).item())
+
+
+def test_fit_refuses_a_batch_size_its_loader_would_ignore():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # fit(..., DataLoader(x, y, batch_size=64), batch_size=128) trained on batches of 64.
+    import nn
+
+    x, y = nn.data.make_moons(40, seed=0)
+    model = nn.MLP(2, [4], 2, rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=0.1)
+    loader = nn.data.DataLoader(x, y, batch_size=8)
+    with pytest.raises(
+        ValueError,
+        match=r"fit: batch_size=16 would be ignored: train_loader "
+        r"is a DataLoader with batch_size=8",
+    ):
+        nn.fit(model, nn.F.cross_entropy, opt, loader, epochs=1, progress=False, batch_size=16)
+    steps = []
+    history = nn.fit(
+        model,
+        nn.F.cross_entropy,
+        opt,
+        loader,
+        epochs=1,
+        progress=False,
+        batch_size=8,
+        callbacks=[lambda e, h: steps.append(e)],
+    )  # the same: fine
+    assert history.epochs == 1 and steps == [1]
+    seen = []
+    counting = nn.Sequential(nn.Linear(2, 2, rng=0))
+    counting.forward = lambda xb: (seen.append(len(xb)), counting.layers[0](xb))[1]
+    nn.fit(
+        counting,
+        nn.F.cross_entropy,
+        nn.optim.SGD(counting.parameters(), lr=0.1),
+        (x, y),
+        epochs=1,
+        progress=False,
+    )
+    assert seen == [40]  # an (x, y) pair: batches of 64 by default, here all 40 at once
