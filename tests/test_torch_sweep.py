@@ -25,10 +25,9 @@ from hypothesis.extra import numpy as hnp
 import autodiff as ad
 import nn
 from autodiff import Tensor, engine
+from tests.oracle import require_torch
 
-torch = pytest.importorskip(
-    "torch", reason="PyTorch is the optional oracle: pip install torch==2.13.0 to run these tests"
-)
+torch = require_torch()  # every test here compares with PyTorch
 TF = torch.nn.functional
 OF = nn.functional
 

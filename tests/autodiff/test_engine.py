@@ -1201,17 +1201,7 @@ def test_detect_anomaly_with_create_graph_checks_the_tensor_gradients():
     assert "ad.grad((x**1.5).sum(), [x], create_graph=True)" in str(info.value)
 
 
-try:
-    import torch
-except ImportError:  # the oracle is optional
-    torch = None
-
-
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
-
-
-@needs_torch
-def test_grad_is_differentiable_in_its_grad_outputs():
+def test_grad_is_differentiable_in_its_grad_outputs(torch):
     """Found in the attack round (forward mode, transforms, conv, export)."""
     x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
     u = Tensor(np.array([2.0, 3.0]), requires_grad=True)

@@ -298,15 +298,6 @@ def test_in_place_operators_carry_tangents_like_their_out_of_place_op():
     np.testing.assert_allclose(ours[1].data, 6 * primal * tangent)
 
 
-try:
-    import torch
-except ImportError:  # the oracle is optional
-    torch = None
-
-
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
-
-
 def _np(value):
     return np.asarray(value.data if isinstance(value, Tensor) else value)
 
@@ -314,9 +305,8 @@ def _np(value):
 # --- forward mode and transforms ---------------------------------------------------------------
 
 
-@needs_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_jvp_at_an_infinite_derivative_is_quiet_and_matches_torch(dtype):
+def test_jvp_at_an_infinite_derivative_is_quiet_and_matches_torch(torch, dtype):
     """sqrt'(0) = inf: jvp answered it with a numpy RuntimeWarning from inside the pow rule,
     where the backward pass (and the README) promise the answer quietly.
 
@@ -374,8 +364,7 @@ def test_jvp_tangent_is_not_a_view_of_the_callers_array():
     np.testing.assert_array_equal(dy.data, [[1.0, 2.0], [3.0, 4.0]])
 
 
-@needs_torch
-def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch():
+def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch(torch):
     """Inside jvp, `b[1] = 7.0` (a number, not a Tensor, written into a tensor that carries a
     tangent) failed with "'float' object has no attribute '_data'" in write_tangents.
 

@@ -28,6 +28,7 @@ from autodiff.func import (
     vjp,
 )
 from autodiff.testing import check_jvp, check_vjp, gradcheck
+from tests.oracle import torch_if_installed
 
 RNG = np.random.default_rng(0)
 W = RNG.standard_normal((4, 3))
@@ -207,21 +208,17 @@ def test_grad_needs_a_scalar_and_floats():
         grad_and_aux(lambda x: x)(1.0)
 
 
-def _torch():
-    return pytest.importorskip("torch")
-
-
 @pytest.mark.parametrize("transform", ["jacrev", "jacfwd", "jacobian"])
-def test_jacobians_match_torch_func(transform):
-    t = _torch()
+def test_jacobians_match_torch_func(torch, transform):
+    t = torch
     ours = {"jacrev": jacrev, "jacfwd": jacfwd, "jacobian": jacobian}[transform](layer)(X)
     tw, tb = t.tensor(W), t.tensor(B)
     theirs = t.func.jacrev(lambda x: t.tanh(tw @ x + tb) * x.sum())(t.tensor(X))
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-12)
 
 
-def test_hessian_matches_torch_func():
-    t = _torch()
+def test_hessian_matches_torch_func(torch):
+    t = torch
     ours = hessian(energy)(X)
     theirs = t.func.hessian(lambda x: (x**3).sum() + t.exp(x[0] * x[1]) + t.log((x * x).sum()))(
         t.tensor(X)
@@ -230,8 +227,8 @@ def test_hessian_matches_torch_func():
     np.testing.assert_allclose(ours, ours.T, rtol=1e-12)  # symmetric, as a Hessian must be
 
 
-def test_mlp_hessian_vector_product_matches_torch():
-    t = _torch()
+def test_mlp_hessian_vector_product_matches_torch(torch):
+    t = torch
     rng = np.random.default_rng(1)
     w1, w2 = rng.standard_normal((5, 3)), rng.standard_normal((2, 5))
     x, labels = rng.standard_normal((4, 3)), np.array([0, 1, 1, 0])
@@ -603,7 +600,7 @@ def test_a_bad_argument_is_named_by_the_transform_it_was_given_to():
     )
 
 
-def test_a_function_naming_a_module_class_is_not_taken_for_a_model():
+def test_a_function_naming_a_module_class_is_not_taken_for_a_model(torch):
     """Found in hunt round 2 (function transforms, conv and export)."""
     # The replay of the modules a function names took a module *class* it names for a model
     # and called Linear.modules() unbound (TypeError: missing 'self').
@@ -624,7 +621,6 @@ def test_a_function_naming_a_module_class_is_not_taken_for_a_model():
         func.jacfwd(lambda x: x * (Linear is not None))(np.ones(2)), np.eye(2)
     )
     # Nor a torch module it names (its buffers are torch tensors, not ours).
-    torch = pytest.importorskip("torch", reason="torch not installed")
 
     torch_bn = torch.nn.BatchNorm1d(2)
     np.testing.assert_allclose(
@@ -651,15 +647,6 @@ def test_the_value_checks_allow_rounding_but_not_another_function():
     assert not _same_value(np.zeros(2), np.zeros(3))
 
 
-try:
-    import torch
-except ImportError:  # the oracle is optional
-    torch = None
-
-
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
-
-
 def _np(value):
     return np.asarray(value.data if isinstance(value, Tensor) else value)
 
@@ -678,6 +665,10 @@ def _dropout_model(rng=None):
 
 
 # --- kinks and ties, both modes and second order, against PyTorch -------------------------------
+
+# The tables below name torch's functions when it is installed; their tests take the `torch`
+# fixture, so they skip without it.
+torch = torch_if_installed()
 
 KINKS = {
     "relu": (lambda t: t.relu(), lambda t: t.relu()),
@@ -757,8 +748,7 @@ NESTED = {
 }
 
 
-@needs_torch
-def test_jacfwd_of_several_arguments_given_as_arrays_matches_torch():
+def test_jacfwd_of_several_arguments_given_as_arrays_matches_torch(torch):
     """jacfwd(f, argnums=(0, 1)) passed the argument it was not perturbing as the raw numpy
     array, so f(a, b) = a * b.exp() failed with "'numpy.ndarray' object has no attribute 'exp'"
     (jacrev, and jacfwd of Tensors, gave f Tensors).
@@ -912,10 +902,9 @@ def test_forward_mode_through_a_checkpoint_with_integer_labels():
     )
 
 
-@needs_torch
 @pytest.mark.parametrize("name", sorted(KINKS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kinks_and_ties_match_torch_in_both_modes_and_second_order(name, dtype):
+def test_kinks_and_ties_match_torch_in_both_modes_and_second_order(torch, name, dtype):
     """Found in the attack round (forward mode, transforms, conv, export)."""
     ours, theirs = KINKS[name]
     x = np.array([[0.0, 1.0, 1.0, -1.0], [-0.0, 2.0, 0.0, 2.0], [1.0, 1.0, -1.0, -1.0]], dtype)
@@ -1002,8 +991,7 @@ def test_constant_results_and_flat_tuples_are_still_fine():
 # --- differentiating with respect to tangents and cotangents -----------------------------------
 
 
-@needs_torch
-def test_pullback_and_hvp_are_differentiable_in_their_direction():
+def test_pullback_and_hvp_are_differentiable_in_their_direction(torch):
     """vjp's pullback took a Tensor cotangent u as numbers, and hvp exported its products as
     arrays whenever the primals were arrays, so d/du pullback(u) and d/dv hvp(f, x, v) came
     back as zeros, silently (grad of a function that no longer depended on its input).
@@ -1043,9 +1031,8 @@ def test_pullback_and_hvp_are_differentiable_in_their_direction():
         assert isinstance(F.hvp(f, x, v, mode=mode), np.ndarray)  # arrays in, arrays out
 
 
-@needs_torch
 @pytest.mark.parametrize("name", sorted(NESTED))
-def test_an_inner_transform_of_arrays_closing_over_the_outer_variable(name):
+def test_an_inner_transform_of_arrays_closing_over_the_outer_variable(torch, name):
     """An inner transform called with numpy arrays answered in numpy even when f closed over
     the outer transform's variable w, cutting the chain rule: every outer derivative here was
     silently zero. Its result now stays a Tensor exactly when an enclosing transform

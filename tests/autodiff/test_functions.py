@@ -15,12 +15,11 @@ from hypothesis.extra import numpy as hnp
 
 import autodiff as ad
 from autodiff import Tensor
+from tests.oracle import torch_if_installed
 
-try:
-    import torch
-except ImportError:
-    torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
+# The table names torch's functions when it is installed; its test takes the `torch` fixture,
+# so it skips without it.
+torch = torch_if_installed()
 
 # name: (ours, theirs, input domain)
 UNARY = {
@@ -121,10 +120,9 @@ def matrices(draw, low: float, high: float, zeros: bool):
     )
 
 
-@needs_torch
 @pytest.mark.parametrize("name", sorted(UNARY))
 @given(data=st.data())
-def test_matches_pytorch_value_gradient_and_dtype(name, data):
+def test_matches_pytorch_value_gradient_and_dtype(torch, name, data):
     ours, theirs, (low, high) = UNARY[name]
     zeros = name.startswith(("prod", "cumprod"))
     x, seed = data.draw(matrices(low, high, zeros))
@@ -144,8 +142,7 @@ def test_matches_pytorch_value_gradient_and_dtype(name, data):
     np.testing.assert_allclose(mine.grad.data, ref.grad.numpy(), rtol=tol * 10, atol=tol * 10)
 
 
-@needs_torch
-def test_gather_scatter_and_einsum_match_pytorch():
+def test_gather_scatter_and_einsum_match_pytorch(torch):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 4))
     index = rng.integers(0, 3, size=(5, 4))
@@ -606,7 +603,7 @@ def test_prod_over_several_axes_as_numpy(keepdims):
     np.testing.assert_allclose(np.prod(t, axis=(2, 0)).data, a.prod(axis=(0, 2)))
 
 
-def test_argsort_method_and_in_as_numpy_and_pytorch():
+def test_argsort_method_and_in_as_numpy_and_pytorch(torch):
     """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
     # t.argsort() was an AttributeError; `3.0 in t` for a 2-D t asked a row for its truth.
     a = np.array([[3.0, -1.0, 2.0], [0.0, 5.0, 2.0]])
@@ -614,7 +611,6 @@ def test_argsort_method_and_in_as_numpy_and_pytorch():
     order = t.argsort()
     assert order.dtype == np.int64 and order.tolist() == np.argsort(a, kind="stable").tolist()
     assert t.argsort(axis=0).tolist() == np.argsort(a, axis=0, kind="stable").tolist()
-    torch = pytest.importorskip("torch")
     assert (
         t.argsort(dim=1, descending=True).tolist()
         == torch.argsort(torch.tensor(a), dim=1, descending=True, stable=True).tolist()

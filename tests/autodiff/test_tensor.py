@@ -387,9 +387,8 @@ def test_pytorch_dim_is_numpy_axis(name):
     np.testing.assert_array_equal(got.data, expected.data)
 
 
-def test_torch_argmax_over_classes_matches_pytorch():
+def test_torch_argmax_over_classes_matches_pytorch(torch):
     """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
-    torch = pytest.importorskip("torch")
     got = ad.argmax(Tensor(X), dim=1)
     assert got.tolist() == torch.argmax(torch.tensor(X), dim=1).tolist() == [0, 1, 3]
     assert got.dtype == np.int64

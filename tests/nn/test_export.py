@@ -98,9 +98,8 @@ def test_the_safetensors_package_reads_our_files_and_we_read_its(tmp_path):
         assert got[name].dtype == array.dtype.newbyteorder("=")
 
 
-def test_pytorch_users_load_our_file(tmp_path):
+def test_pytorch_users_load_our_file(torch, tmp_path):
     pytest.importorskip("safetensors", reason="safetensors not installed")
-    torch = pytest.importorskip("torch", reason="torch not installed")
     from safetensors.torch import load_file
 
     model = nn.MLP(4, [5], 3, rng=1)
@@ -568,11 +567,6 @@ def test_draw_onnx_shows_operators_weights_and_edges(tmp_path):
 
 
 # --- PyTorch ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="torch not installed")
 
 
 @pytest.mark.parametrize("name", TORCH_MODELS)

@@ -15,12 +15,11 @@ import nn.functional as F
 from autodiff import Tensor
 
 
-def test_bce_third_derivative_is_pytorch_double_backward():
+def test_bce_third_derivative_is_pytorch_double_backward(torch):
     """Found in hunt round 3 (dtypes and higher-order derivatives)."""
     # The gradient of binary_cross_entropy in p is PyTorch's G = (p - y) / (p (1 - p)); its
     # higher derivatives are G's. The composite (p - p.detach()) * slope matched G and dG/dp
     # but gave 1.5 d2G/dp2 for the third derivative, and 0 for d3/dp2 dy.
-    torch = pytest.importorskip("torch", reason="torch not installed")
     tf = torch.nn.functional
     p0 = np.array([0.2, 0.45, 0.7, 0.9])
     y0 = np.array([0.1, 0.6, 0.3, 1.0])
@@ -183,15 +182,6 @@ def test_an_empty_batch_cross_entropy_is_nan_quietly_in_every_mode():
         assert g.shape == (0, 3)
 
 
-try:
-    import torch
-except ImportError:  # the oracle is optional: tests that need it skip
-    torch = None
-
-
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
-
-
 # --- binary_cross_entropy: PyTorch's value and gradient, also at and next to 0 and 1 ---------
 
 # Probabilities where the old clipping to [1e-7, 1 - 1e-7] went wrong: exactly 0 and 1, the
@@ -246,10 +236,9 @@ def bce_cases(draw):
     )
 
 
-@needs_torch
 @settings(max_examples=300, deadline=None)
 @given(bce_cases())
-def test_binary_cross_entropy_matches_torch_value_and_gradient_everywhere(case):
+def test_binary_cross_entropy_matches_torch_value_and_gradient_everywhere(torch, case):
     """Found in the adversarial review of nn."""
     probs, target, weight, reduction = case
     p = Tensor(probs, requires_grad=True)
@@ -272,12 +261,11 @@ def test_binary_cross_entropy_matches_torch_value_and_gradient_everywhere(case):
     np.testing.assert_allclose(p.grad._data, tp.grad.numpy(), rtol=rtol * 10, atol=1e-30)
 
 
-@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64])  # float32 sigmoids differ from torch's at 17
 @pytest.mark.parametrize(
     "logit, label", [(17.0, 0.0), (-17.0, 1.0), (40.0, 0.0), (-40.0, 1.0), (2.0, 1.0), (0.0, 0.0)]
 )
-def test_a_confident_wrong_prediction_still_gets_torchs_gradient(logit, label, dtype):
+def test_a_confident_wrong_prediction_still_gets_torchs_gradient(torch, logit, label, dtype):
     """Found in the adversarial review of nn."""
     z = Tensor(np.array([logit], dtype), requires_grad=True)
     loss = nn.F.binary_cross_entropy(z.sigmoid(), np.array([label], dtype))

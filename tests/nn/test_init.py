@@ -17,7 +17,7 @@ import pytest
         ({}, ("relu", None), "fan_in"),
     ],
 )
-def test_kaiming_takes_pytorchs_a_and_mode(kwargs, torch_gain, fan):
+def test_kaiming_takes_pytorchs_a_and_mode(torch, kwargs, torch_gain, fan):
     """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
     # kaiming_uniform_(w, a=math.sqrt(5)) and mode="fan_out" were TypeErrors.
     import math
@@ -26,7 +26,6 @@ def test_kaiming_takes_pytorchs_a_and_mode(kwargs, torch_gain, fan):
 
     w = nn.Parameter(np.zeros((300, 200)))  # fan_in 200, fan_out 300
     fans = {"fan_in": 200, "fan_out": 300}
-    torch = pytest.importorskip("torch")
     std = torch.nn.init.calculate_gain(*torch_gain) / math.sqrt(fans[fan])
     nn.init.kaiming_uniform_(w, rng=0, **kwargs)
     bound = math.sqrt(3.0) * std

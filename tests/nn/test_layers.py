@@ -402,11 +402,6 @@ def test_dropout_train_scales_eval_is_identity():
 # --- against PyTorch ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch not installed: the oracle is optional")
-
-
 def _to_torch(torch, model):
     layers = []
     for m in model.layers:

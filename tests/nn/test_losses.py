@@ -300,14 +300,9 @@ def test_a_training_step_with_a_loss_module():
 # --- PyTorch as the oracle -----------------------------------------------------------------
 
 
-def _torch():
-    return pytest.importorskip("torch")  # the numerical tests above run without it
-
-
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("options", OPTIONS + [dict(weight=WEIGHT, label_smoothing=0.4)])
-def test_cross_entropy_matches_pytorch(options, reduction):
-    torch = _torch()
+def test_cross_entropy_matches_pytorch(torch, options, reduction):
     labels = LABELS.copy()
     for target in (labels, PROBS):
         if target is PROBS and "ignore_index" in options:
@@ -326,8 +321,7 @@ def test_cross_entropy_matches_pytorch(options, reduction):
         np.testing.assert_allclose(mine_in.grad.data, theirs_in.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
-def test_unbatched_and_loss_modules_match_pytorch():
-    torch = _torch()
+def test_unbatched_and_loss_modules_match_pytorch(torch):
     tnn = torch.nn
     row = torch.tensor(LOGITS[0])
     for target in (2, PROBS[0]):

@@ -184,15 +184,6 @@ def test_optimizer_zero_grad_with_zeros_leaves_frozen_weights_alone():
     np.testing.assert_array_equal(m[1].weight.grad.data, np.zeros((1, 2)))
 
 
-try:
-    import torch
-except ImportError:  # the oracle is optional: tests that need it skip
-    torch = None
-
-
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
-
-
 # --- optimizers: a parameter group's own settings ------------------------------------------
 
 
@@ -225,7 +216,6 @@ def _train_steps(model, opt, steps):
         opt.step()
 
 
-@needs_torch
 @pytest.mark.parametrize(
     "kind, group, defaults",
     [
@@ -236,7 +226,7 @@ def _train_steps(model, opt, steps):
         ("AdamW", {"weight_decay": 0.5}, {"lr": 0.1}),
     ],
 )
-def test_a_group_dicts_settings_override_the_defaults_as_in_torch(kind, group, defaults):
+def test_a_group_dicts_settings_override_the_defaults_as_in_torch(torch, kind, group, defaults):
     """Found in the adversarial review of nn."""
     start = [np.array([1.0, 2.0]), np.array([-3.0])]
     ours = [nn.Parameter(v, dtype=np.float64) for v in start]

@@ -11,11 +11,10 @@ from autodiff import Tensor
 # --- PyTorch bridge ----------------------------------------------------------------------------
 
 
-def test_the_torch_bridge_keeps_frozen_weights_frozen():
+def test_the_torch_bridge_keeps_frozen_weights_frozen(torch):
     """Found in the nn hunt (adversarial testing of nn/)."""
     # Fine-tuning: a backbone frozen with requires_grad False came back trainable from
     # from_torch (and went to PyTorch trainable from to_torch), so it was silently trained.
-    torch = pytest.importorskip("torch")
     theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     theirs[0].requires_grad_(False)
     theirs[2].bias.requires_grad_(False)
@@ -45,13 +44,12 @@ def test_the_torch_bridge_keeps_frozen_weights_frozen():
     assert [p.requires_grad for p in nn.from_torch(bn).parameters()] == [False, True]
 
 
-def test_from_torch_names_a_bfloat16_module():
+def test_from_torch_names_a_bfloat16_module(torch):
     """Found in hunt round 2 (function transforms, conv and export)."""
     # Was torch's TypeError "Got unsupported ScalarType BFloat16", naming neither the module
     # nor what to do; now from_torch names the weight and the conversion.
     import nn
 
-    torch = pytest.importorskip("torch", reason="torch not installed")
     model = torch.nn.Sequential(
         torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1, dtype=torch.bfloat16)
     )
@@ -61,20 +59,10 @@ def test_from_torch_names_a_bfloat16_module():
     assert ours.layers[2].weight.numpy().dtype == np.float32
 
 
-try:
-    import torch
-except ImportError:  # the oracle is optional
-    torch = None
-
-
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) not installed")
-
-
 # --- PyTorch bridge ---------------------------------------------------------------------------
 
 
-@needs_torch
-def test_from_torch_keeps_a_layer_used_twice():
+def test_from_torch_keeps_a_layer_used_twice(torch):
     """torch's named_children() lists a shared module once, so from_torch turned
     Sequential(lin, ReLU, lin) into Sequential(lin, ReLU): a model silently computing
     something else (to_torch of our shared layer gives exactly that torch model).
@@ -97,7 +85,6 @@ def test_from_torch_keeps_a_layer_used_twice():
     np.testing.assert_array_equal(back(x).data, ours_shared(x).data)
 
 
-@needs_torch
 @pytest.mark.parametrize(
     "make",
     [
@@ -107,7 +94,7 @@ def test_from_torch_keeps_a_layer_used_twice():
     ],
     ids=["batch_norm", "batch_norm_no_affine", "layer_norm"],
 )
-def test_float64_normalisation_round_trips_through_torch_exactly(make):
+def test_float64_normalisation_round_trips_through_torch_exactly(torch, make):
     """to_torch built BatchNorm and LayerNorm in torch's default float32 (silently rounding
     float64 statistics and weights), and from_torch of a float64 one failed with
     "parameter 'weight' has dtype float32 in the model but float64 in the state dict".
