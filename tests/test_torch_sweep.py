@@ -239,7 +239,7 @@ SWEEP: dict[str, Entry] = {
         ints=False,
     ),
     # Second order at base 0 is infinite or undefined (PyTorch even gives NaN for an empty
-    # exponent); test_ops checks it numerically on positive bases.
+    # exponent); test_rules checks it numerically on positive bases.
     "Tensor.__pow__(tensor)": _binary(
         lambda a, b: a**b,
         lambda a, b: a**b,
@@ -610,7 +610,7 @@ SWEEP: dict[str, Entry] = {
     "Tensor.__mod__": _binary(
         lambda a, b: a % b, lambda a, b: a % b, low=0.5, kinks=(1.0,), ints=False
     ),
-    # PyTorch has no derivative of a % b in b; ours (-floor(a / b)) is checked by test_ops.
+    # PyTorch has no derivative of a % b in b; ours (-floor(a / b)) is checked by test_rules.
     "Tensor.__rmod__": _unary(
         lambda a: 3.0 % a,
         lambda a: 3.0 % a.detach(),

@@ -1,8 +1,9 @@
-"""Convolutions, pooling and normalisation layers: against PyTorch (when installed), by their
-algebra (fold is unfold's transpose), by their errors, and by LeNet learning mini-MNIST.
+"""autodiff/conv.py, convolutions and pooling as functions: against PyTorch (when installed),
+by their algebra (fold is unfold's transpose) and by their errors. The layers built on them are
+in tests/nn/test_conv.py.
 
 The numerical gradient checks (first and second order, hypothesis-drawn strides, padding,
-dilation, groups and odd sizes) are rows of the table in test_ops.py.
+dilation, groups and odd sizes) are rows of the table in test_rules.py.
 """
 
 from __future__ import annotations
@@ -208,79 +209,6 @@ def test_bad_input_gets_a_clear_error(call, match):
         call()
 
 
-def test_layers_have_pytorchs_names_shapes_and_outputs(torch):
-    rng = np.random.default_rng(3)
-    pairs = [
-        (
-            nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2, rng=0),
-            torch.nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2),
-            (2, 4, 7, 6),
-        ),
-        (nn.Conv1d(3, 5, 3, dilation=2), torch.nn.Conv1d(3, 5, 3, dilation=2), (2, 3, 9)),
-        (nn.LayerNorm((3, 4)), torch.nn.LayerNorm((3, 4)), (2, 3, 4)),
-    ]
-    for ours, theirs, shape in pairs:
-        theirs_state = theirs.state_dict()
-        assert set(ours.state_dict()) == set(theirs_state)
-        for name, value in ours.state_dict().items():
-            assert value.shape == tuple(theirs_state[name].shape)
-        theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
-        x = rng.normal(size=shape).astype(np.float32)
-        _close(ours(x).data, theirs(torch.tensor(x)), np.float32)
-
-
-@pytest.mark.parametrize("kind,shape", [("1d", (8, 3)), ("1d", (4, 3, 5)), ("2d", (4, 3, 5, 5))])
-@pytest.mark.parametrize("momentum", [0.1, None])
-def test_batchnorm_statistics_and_eval_match_pytorch_over_steps(torch, kind, shape, momentum):
-    ours = getattr(nn, f"BatchNorm{kind}")(3, momentum=momentum)
-    theirs = getattr(torch.nn, f"BatchNorm{kind}")(3, momentum=momentum)
-    assert set(ours.state_dict()) == set(theirs.state_dict())
-    rng = np.random.default_rng(4)
-    for _ in range(4):  # several training steps: running statistics accumulate
-        x = (rng.normal(size=shape) * 3 + 1).astype(np.float32)
-        xt = Tensor(x, requires_grad=True)
-        out = ours(xt)
-        xr = torch.tensor(x, requires_grad=True)
-        expected = theirs(xr)
-        _close(out.data, expected, np.float32)
-        upstream = rng.normal(size=shape).astype(np.float32)
-        out.backward(upstream)
-        expected.backward(torch.tensor(upstream))
-        _close(xt.grad.data, xr.grad, np.float32)
-        _close(ours.weight.grad.data, theirs.weight.grad, np.float32)
-        ours.zero_grad()
-        theirs.zero_grad()
-    for name, value in ours.state_dict().items():
-        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-5)
-    ours.eval()
-    theirs.eval()
-    x = rng.normal(size=shape).astype(np.float32)
-    _close(ours(x).data, theirs(torch.tensor(x)), np.float32)
-
-
-def test_batchnorm_buffers_round_trip_through_save_and_load(tmp_path):
-    bn = nn.BatchNorm2d(2)
-    bn(np.random.default_rng(5).normal(size=(4, 2, 3, 3)).astype(np.float32) + 2)
-    state = bn.state_dict()
-    assert {"running_mean", "running_var", "num_batches_tracked"} <= set(state)
-    assert state["num_batches_tracked"] == 1 and np.all(state["running_mean"] > 0.1)
-    path = tmp_path / "bn.npz"
-    nn.save(bn, path)
-    fresh = nn.BatchNorm2d(2)
-    fresh.load_state_dict(nn.load(path))
-    for name, value in state.items():
-        np.testing.assert_array_equal(fresh.state_dict()[name], value)
-    assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]  # buffers are not trained
-
-
-def test_batchnorm_eval_is_differentiable_and_saved_statistics_are_not_trained():
-    bn = nn.BatchNorm1d(3).eval()
-    x = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
-    bn(x).sum().backward()
-    np.testing.assert_allclose(x.grad.data, 1 / np.sqrt(1 + 1e-5), rtol=1e-6)
-    assert bn.running_mean.grad is None
-
-
 @pytest.mark.parametrize(
     "kwargs", [dict(), dict(stride=2, padding=1), dict(dilation=2), dict(groups=2, padding=1)]
 )
@@ -299,24 +227,6 @@ def test_conv_graph_is_differentiable_twice():
     (gw,) = ad.grad(gx.sum(), [w])
     assert gw.shape == w.shape and np.all(np.isfinite(gw.data)) and np.any(gw.data != 0)
     assert engine.toposort  # the engine's one traversal did all of it
-
-
-def test_lenet_learns_mini_mnist():
-    (x, y), (xt, yt) = nn.data.load_mini_mnist()
-    model = nn.LeNet5(rng=0)
-    optimizer = nn.optim.Adam(model.parameters(), lr=2e-3)
-    history = nn.fit(
-        model,
-        nn.F.cross_entropy,
-        optimizer,
-        (x, y),
-        epochs=2,
-        val_data=(xt, yt),
-        progress=False,
-        batch_size=64,
-    )
-    assert history["val_accuracy"][-1] > 0.85, history
-    assert history["loss"][-1] < history["loss"][0]
 
 
 # --- convolutions and pooling -----------------------------------------------------------------

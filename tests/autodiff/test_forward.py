@@ -1,6 +1,6 @@
 """Forward mode: every primitive's JVP rule against numerical derivatives and against its own VJP.
 
-The cases are the table of tests/test_ops.py (same domains, same hypothesis shapes), so an op
+The cases are the table of test_rules.py (same domains, same hypothesis shapes), so an op
 added there is checked in both directions here; `test_every_primitive_has_a_jvp` fails when a
 primitive of `autodiff.ops.OPS` has no JVP rule.
 """

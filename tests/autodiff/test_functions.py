@@ -2,7 +2,7 @@
 dtypes, and the edge cases (zeros in products, the zero vector's norm, ties, integers).
 
 Numerical gradient checks (first and second order) for the same functions are rows of the
-table in test_ops.py.
+table in test_rules.py.
 """
 
 from __future__ import annotations

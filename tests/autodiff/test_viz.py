@@ -1,4 +1,6 @@
-"""Drawings of graphs, the step-by-step backward table, animations and training pictures."""
+"""autodiff.viz and autodiff.graph: drawings of graphs, the step-by-step backward table and
+animations of the backward pass. Training pictures (nn.viz) are in tests/nn/test_viz.py.
+"""
 
 from __future__ import annotations
 
@@ -340,108 +342,6 @@ def test_animation_has_one_frame_per_backward_step(tmp_path):
     page = animate_backward(d, tmp_path / "anim.html", format="html").read_text()
     assert page.count('class="frame"') == steps and 'type="range"' in page
     assert page.count("backward is here") == steps  # the legend names the orange node
-
-
-# --- training pictures ------------------------------------------------------------------------
-
-
-def test_history_plot_panels(tmp_path):
-    from nn import viz
-
-    history = {
-        "loss": [1.0, 0.5],
-        "val_loss": [1.1, 0.6],
-        "accuracy": [0.5, 0.8],
-        "val_accuracy": [0.4, 0.7],
-    }
-    fig = viz.plot_history(history)
-    assert len(fig.axes) == 2
-    assert len(viz.plot_history({"loss": [1.0, 0.5]}).axes) == 1
-    path = tmp_path / "h.png"
-    viz.plot_history(history, path)
-    assert path.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_weight_heatmap_gif_has_one_frame_per_epoch(tmp_path):
-    import imageio.v2 as imageio
-
-    from nn import viz
-
-    model = nn.MLP(2, [3], 1, rng=0)
-    recorder = viz.WeightRecorder(model)
-    nn.fit(
-        model,
-        nn.F.mse_loss,
-        nn.optim.SGD(model.parameters(), lr=0.1),
-        nn.data.make_xor(),
-        epochs=4,
-        metric=None,
-        progress=False,
-        callbacks=[recorder],
-    )
-    assert len(recorder.snapshots) == 5 and recorder.epochs == [0, 1, 2, 3, 4]  # 0: init
-    assert len(viz.heatmap_figure(recorder.snapshots[0]).axes) == 4  # 2 panels + 2 colorbars
-    gif = viz.weight_heatmaps(recorder.snapshots, tmp_path / "w.gif")
-    assert len(imageio.mimread(gif)) == 5
-
-
-def test_prediction_gallery_highlights_exactly_the_mistakes():
-    from nn import viz
-
-    images = np.random.default_rng(0).random((6, 784))
-    predicted, true = np.array([1, 2, 3, 4, 5, 6]), np.array([1, 0, 3, 0, 5, 6])
-    fig = viz.prediction_gallery(images, predicted, true)
-    red = [ax for ax in fig.axes if ax.title.get_color() == "red"]
-    assert len(red) == 2 and {ax.get_title() for ax in red} == {"2 / 0", "4 / 0"}
-    first = viz.prediction_gallery(images, predicted, true, mistakes_first=True)
-    assert first.axes[0].get_title() == "2 / 0"
-
-
-def test_decision_boundary_and_regression_fit(tmp_path):
-    from nn import viz
-
-    x, y = nn.data.make_moons(40, seed=0)
-    two_class = viz.decision_boundary(
-        lambda g: 1 / (1 + np.exp(-g[:, 0])), x, y, tmp_path / "b.png"
-    )
-    assert (tmp_path / "b.png").exists() and two_class is not None
-    multi = viz.decision_boundary(lambda g: np.stack([g[:, 0], g[:, 1], -g[:, 0]], 1), x, y)
-    assert len(multi.axes) == 1
-    xr, yr = nn.data.make_regression(30)
-    fig = viz.regression_fit(lambda g: g, xr, yr)
-    assert len(fig.axes[0].lines) == 1
-
-
-def test_gradient_flow_uses_log_scale_and_records_layers():
-    from nn import viz
-
-    model = nn.MLP(2, [4, 4], 1, activation="sigmoid", rng=0)
-    recorder = viz.GradientFlowRecorder(model)
-    for _ in range(3):
-        model.zero_grad()
-        nn.F.mse_loss(
-            model(Tensor(np.ones((5, 2), np.float32))), np.zeros((5, 1), np.float32)
-        ).backward()
-        recorder()
-    assert sorted(recorder.history) == ["layers.0.weight", "layers.2.weight", "layers.4.weight"]
-    assert all(len(v) == 3 for v in recorder.history.values())
-    fig = viz.gradient_flow(recorder.history)
-    assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 3
-
-
-def test_pictures_take_tensors_computed_with_gradients():
-    # np.asarray refuses those (numpy computing with them would drop the graph); a picture
-    # only draws the numbers, so it takes them as they are.
-    import nn
-    from autodiff import Tensor
-
-    x, y = nn.data.make_moons(40, noise=0.1, seed=0)
-    model = nn.MLP(2, [8], 1, rng=0)
-    assert nn.viz.decision_boundary(lambda p: model(Tensor(p)), x, y) is not None
-    images = np.random.default_rng(0).random((4, 28, 28)).astype(np.float32)
-    scores = nn.MLP(784, [8], 10, rng=0)(Tensor(images.reshape(4, -1)))
-    assert scores.requires_grad
-    assert nn.viz.prediction_gallery(images, scores, np.array([1, 2, 3, 4])) is not None
 
 
 def _svg_texts(drawing) -> list[str]:

@@ -13,6 +13,7 @@ import autodiff as ad
 import nn
 import nn.functional as F
 from autodiff import Tensor
+from autodiff.testing import gradcheck
 
 
 def test_bce_third_derivative_is_pytorch_double_backward(torch):
@@ -430,3 +431,35 @@ def test_cross_entropy_extreme_logits_stay_finite():
     np.testing.assert_allclose(
         logits.grad.data, [[0.5, -0.5, 0.0], [1 / 6, 1 / 6, -1 / 3]], atol=1e-7
     )
+
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_forms_gradcheck(reduction):
+    logits = RNG.normal(size=(5, 4))
+    labels = np.array([0, 3, 1, 1, 2])
+    assert gradcheck(lambda z: F.cross_entropy(z, labels, reduction=reduction), logits)
+    onehot = np.eye(4)[labels]
+    assert gradcheck(lambda z: F.cross_entropy(z, onehot, reduction=reduction), logits)
+    assert gradcheck(lambda z: F.nll_loss(z.log_softmax(), labels, reduction=reduction), logits)
+
+
+def test_cross_entropy_label_and_onehot_agree_and_are_finite_at_1e4():
+    logits = Tensor(
+        np.array([[1e4, -1e4, 0.0], [0.0, 1e4, -1e4]], dtype=np.float32), requires_grad=True
+    )
+    labels = np.array([1, 2])
+    a = F.cross_entropy(logits, labels)
+    b = F.cross_entropy(logits, np.eye(3, dtype=np.float32)[labels])
+    assert np.isfinite(a.item()) and a.item() == pytest.approx(b.item(), rel=1e-6)
+    assert a.item() == pytest.approx(2e4, rel=1e-6)  # each row: 1e4 - (-1e4)
+    a.backward()
+    assert np.all(np.isfinite(logits.grad.data))
+
+
+def test_accuracy_forms():
+    assert F.accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1])) == 0.5
+    assert F.accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.eye(2)[[1, 0]]) == 1.0
+    assert F.accuracy(np.array([0.7, 0.2, 0.6]), np.array([1, 0, 0])) == pytest.approx(2 / 3)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import copy
 import pickle
+import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nn
 from autodiff import Tensor
+from nn import functional as F
 
 
 def _stepped(make):
@@ -370,3 +374,263 @@ def test_sgd_momentum_updates_in_place_and_never_writes_the_gradient():
     np.testing.assert_array_equal(p.grad.data, grad)  # the buffer is a copy, not the grad
     opt.step()  # buffer = 0.9 * g + g with the same gradient
     np.testing.assert_allclose(p.data, [0.8 - 0.1 * 1.9 * 2.0, -1.6 + 0.1 * 1.9 * 4.0])
+
+
+# --- against PyTorch ------------------------------------------------------------------------
+
+
+def _to_torch(torch, model):
+    layers = []
+    for m in model.layers:
+        if isinstance(m, nn.Linear):
+            t = torch.nn.Linear(m.in_features, m.out_features)
+            with torch.no_grad():
+                t.weight.copy_(torch.tensor(m.weight.data))
+                t.bias.copy_(torch.tensor(m.bias.data))
+            layers.append(t)
+        else:
+            layers.append(
+                {"ReLU": torch.nn.ReLU, "Sigmoid": torch.nn.Sigmoid, "Tanh": torch.nn.Tanh}[
+                    type(m).__name__
+                ]()
+            )
+    return torch.nn.Sequential(*layers)
+
+
+OPTIMIZERS = {
+    "sgd": (lambda p: nn.optim.SGD(p, lr=0.1), lambda t, p: t.optim.SGD(p, lr=0.1)),
+    "momentum": (
+        lambda p: nn.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
+        lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
+    ),
+    "nesterov": (
+        lambda p: nn.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+        lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    ),
+    "adam": (
+        lambda p: nn.optim.Adam(p, lr=0.01, weight_decay=1e-2),
+        lambda t, p: t.optim.Adam(p, lr=0.01, weight_decay=1e-2),
+    ),
+    "adamw": (lambda p: nn.optim.AdamW(p, lr=0.01), lambda t, p: t.optim.AdamW(p, lr=0.01)),
+}
+
+
+def _train(model, opt, batches, scheduler=None):
+    for x, y in batches:
+        loss = F.mse_loss(model(Tensor(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_training_steps_match_pytorch(torch, opt, activation):
+    model = nn.MLP(6, [8], 3, activation=activation, rng=0)
+    reference = _to_torch(torch, model)
+    ours_opt = OPTIMIZERS[opt][0](model.parameters())
+    ref_opt = OPTIMIZERS[opt][1](torch, reference.parameters())
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        x = rng.normal(size=(7, 6)).astype(np.float32)
+        y = rng.integers(0, 3, size=7)
+        out = model(Tensor(x))
+        loss = F.cross_entropy(out, y)
+        ours_opt.zero_grad()
+        loss.backward()
+        ref_out = reference(torch.tensor(x))
+        ref_loss = torch.nn.functional.cross_entropy(ref_out, torch.tensor(y))
+        ref_opt.zero_grad()
+        ref_loss.backward()
+        np.testing.assert_allclose(out.data, ref_out.detach().numpy(), rtol=1e-4, atol=1e-5)
+        assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
+        ref_linears = [m for m in reference if isinstance(m, torch.nn.Linear)]
+        ours_linears = [m for m in model.layers if isinstance(m, nn.Linear)]
+        for a, b in zip(ours_linears, ref_linears, strict=True):
+            np.testing.assert_allclose(
+                a.weight.grad.data, b.weight.grad.numpy(), rtol=1e-4, atol=1e-6
+            )
+            np.testing.assert_allclose(a.bias.grad.data, b.bias.grad.numpy(), rtol=1e-4, atol=1e-6)
+        ours_opt.step()
+        ref_opt.step()
+        for a, b in zip(ours_linears, ref_linears, strict=True):
+            np.testing.assert_allclose(
+                a.weight.data, b.weight.detach().numpy(), rtol=1e-4, atol=1e-5
+            )
+
+
+# --- optimizers -----------------------------------------------------------------------------
+
+
+def test_step_before_backward_is_an_error():
+    opt = nn.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="before backward"):
+        opt.step()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"lr": -1}, "lr must be a positive"),
+        ({"lr": 0.1, "momentum": -1}, "momentum"),
+        ({"lr": 0.1, "nesterov": True}, "nesterov needs momentum"),
+    ],
+)
+def test_bad_optimizer_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nn.optim.SGD(nn.Linear(2, 2).parameters(), **kwargs)
+
+
+def test_step_lr_schedule():
+    opt = nn.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0)
+    schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    rates = []
+    for _ in range(5):
+        schedule.step()
+        rates.append(schedule.get_last_lr())
+    assert rates == [1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_optimizer_update_records_no_graph_and_keeps_float32():
+    model = nn.Linear(3, 2)
+    loss = (model(Tensor(np.ones((1, 3), np.float32))) ** 2).sum()
+    loss.backward()
+    nn.optim.Adam(model.parameters(), lr=0.1).step()
+    assert model.weight.is_leaf and model.weight.dtype == np.float32
+
+
+def test_shared_weight_listed_twice_is_updated_once():
+    layer = nn.Linear(2, 2, rng=0)
+    with pytest.warns(UserWarning, match="SGD: 2 parameter.*more than once.*updated once"):
+        opt = nn.optim.SGD([*layer.parameters(), *layer.parameters()], lr=0.5)
+    assert len(opt.params) == 2
+    before = np.array(layer.weight.data)
+    layer(Tensor(np.ones((1, 2), np.float32))).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(layer.weight.data, before - 0.5 * layer.weight.grad.data)
+
+
+def test_numpy_scalars_are_numbers_for_optimizers():
+    params = nn.Linear(2, 2).parameters()
+    opt = nn.optim.SGD(params, lr=np.float32(0.1), momentum=np.float64(0.9))
+    assert opt.lr == pytest.approx(0.1) and type(opt.lr) is float
+    adam = nn.optim.Adam(params, lr=np.float64(0.01), betas=np.array([0.8, 0.9]))
+    assert adam.betas == (0.8, 0.9)
+    with pytest.raises(ValueError, match="SGD: lr must be a number, got bool True"):
+        nn.optim.SGD(params, lr=True)
+
+
+def test_param_groups_is_the_live_settings_dict():
+    model = nn.Linear(2, 1, rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    (group,) = opt.param_groups
+    assert group["params"] == model.parameters() and group["lr"] == 0.1
+    assert group["momentum"] == 0.5 and group["nesterov"] is False
+    for g in opt.param_groups:
+        g["lr"] = 0.01  # the PyTorch way to change the rate by hand
+    assert opt.lr == 0.01
+    opt.lr = 0.2
+    assert opt.param_groups[0]["lr"] == 0.2
+    # A PyTorch-style list with one group dict is accepted; several are refused clearly.
+    same = nn.optim.Adam([{"params": model.parameters()}], lr=0.1)
+    assert same.params == model.parameters()
+    with pytest.raises(ValueError, match="one parameter group.*got 2"):
+        nn.optim.Adam([{"params": [model.weight]}, {"params": [model.bias]}])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: nn.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda ps: nn.optim.Adam(ps, lr=0.01),
+        lambda ps: nn.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+    ],
+    ids=["sgd", "adam", "adamw"],
+)
+def test_resuming_from_saved_state_gives_the_weights_of_an_unbroken_run(make, tmp_path):
+    rng = np.random.default_rng(0)
+    batches = [
+        (rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 2)).astype(np.float32))
+        for _ in range(6)
+    ]
+    unbroken = nn.MLP(3, [5], 2, rng=0)
+    opt = make(unbroken.parameters())
+    schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    _train(unbroken, opt, batches, schedule)
+
+    first = nn.MLP(3, [5], 2, rng=0)
+    opt = make(first.parameters())
+    schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    _train(first, opt, batches[:3], schedule)
+    nn.save(first, tmp_path / "model.npz")
+    nn.save(opt.state_dict(), tmp_path / "optimizer.npz")  # flat arrays: plain nn.save
+    nn.save(schedule.state_dict(), tmp_path / "schedule.npz")
+
+    resumed = nn.MLP(3, [5], 2, rng=7).load(tmp_path / "model.npz")
+    opt = make(resumed.parameters())
+    opt.load_state_dict(nn.load(tmp_path / "optimizer.npz"))
+    schedule = nn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    schedule.load_state_dict(nn.load(tmp_path / "schedule.npz"))
+    _train(resumed, opt, batches[3:], schedule)
+    for (name, p), (_, q) in zip(
+        unbroken.named_parameters(), resumed.named_parameters(), strict=True
+    ):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    # Without the optimizer's state (fresh moments), the weights would differ.
+    fresh = nn.MLP(3, [5], 2, rng=7).load(tmp_path / "model.npz")
+    opt = make(fresh.parameters())
+    opt.lr = resumed_lr = nn.load(tmp_path / "optimizer.npz")["param_groups.0.lr"].item()
+    assert resumed_lr > 0
+    _train(fresh, opt, batches[3:])
+    assert not np.array_equal(fresh[0].weight.data, unbroken[0].weight.data)
+
+
+def test_optimizer_state_dict_is_checked_before_anything_changes():
+    model = nn.Linear(2, 2, rng=0)
+    opt = nn.optim.Adam(model.parameters(), lr=0.1)
+    model(Tensor(np.ones((1, 2), np.float32))).sum().backward()
+    opt.step()
+    state = opt.state_dict()
+    assert state["state.0.m"].shape == (2, 2) and int(state["state.0.t"]) == 1
+    state["state.0.m"] = np.zeros(state["state.0.m"].shape)  # a copy: opt is unaffected
+    assert np.any(opt.state[model.weight]["m"])
+    bad = dict(state, **{"state.1.m": np.zeros((3,))})
+    with pytest.raises(ValueError, match=r"'state.1.m' has shape \(3,\), parameter 1 has \(2,\)"):
+        opt.load_state_dict(bad)
+    with pytest.raises(ValueError, match="for 2 parameters, this optimizer has 1"):
+        nn.optim.Adam([model.weight]).load_state_dict(opt.state_dict())
+    with pytest.raises(KeyError, match="unexpected entry 'momentum'"):
+        opt.load_state_dict({"momentum": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: lr must be a positive number"):
+        opt.load_state_dict(dict(state, **{"param_groups.0.lr": np.array(-1.0)}))
+    with pytest.raises(ValueError, match="setting 'betas' is float64 \\(3,\\)"):
+        opt.load_state_dict(dict(state, **{"param_groups.0.betas": np.ones(3) / 2}))
+    assert opt.lr == 0.1
+    assert np.any(opt.state[model.weight]["m"])  # untouched by the failed loads
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=12), st.sampled_from(["sgd", "adam"]))
+def test_listing_parameters_any_number_of_times_gives_one_update(picks, kind):
+    def run(order):
+        model = nn.Linear(2, 2, dtype=np.float64, rng=0)
+        params = [*model.parameters(), *model.parameters()]
+        chosen = [params[i] for i in order]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = (
+                nn.optim.SGD(chosen, lr=0.1, momentum=0.9)
+                if kind == "sgd"
+                else nn.optim.Adam(chosen, lr=0.1)
+            )
+        for _ in range(2):
+            opt.zero_grad()
+            model(Tensor(np.ones((1, 2)))).sum().backward()
+            opt.step()
+        return model.weight.data, model.bias.data
+
+    once = run(sorted({i % 2 for i in picks}))
+    many = run(picks)
+    for a, b in zip(once, many, strict=True):
+        np.testing.assert_array_equal(a, b)

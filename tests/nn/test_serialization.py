@@ -777,3 +777,20 @@ def test_npz_names_that_cannot_read_back_are_refused_by_name(tmp_path):
         "x.npy": [1.0],
         "a\0b": [2.0],
     }
+
+
+def test_load_into_a_model_and_model_save_load(tmp_path):
+    a, b = nn.MLP(3, [4], 2, rng=0), nn.MLP(3, [4], 2, rng=1)
+    path = a.save(tmp_path / "w.npz")
+    assert nn.load(path, into=b) is b
+    for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    c = nn.MLP(3, [4], 2, rng=2)
+    assert c.load(path) is c
+    np.testing.assert_array_equal(c[0].weight.data, a[0].weight.data)
+    state = nn.load(path)  # the dict form is kept
+    assert isinstance(state, dict) and list(state) == list(a.state_dict())
+    with pytest.raises(ValueError, match="load_state_dict: parameter 'layers.0.weight'"):
+        nn.load(path, into=nn.MLP(3, [5], 2))
+    with pytest.raises(TypeError, match="load: into= must be a module"):
+        nn.load(path, into={})
