@@ -9,6 +9,7 @@ import pickle
 import threading
 import warnings
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1357,3 +1358,199 @@ def test_two_threads_backward_over_shared_nodes():
     for t in threads:
         t.join()
     assert not errors
+
+
+THIS_FILE = str(Path(__file__).resolve())
+
+
+# --- graphs are freed by reference counting alone -------------------------------------------
+
+
+def _freed_without_gc(make_graph) -> bool:
+    """Build a graph, drop it, and report whether every node died with the cycle collector off:
+    then reference counting alone freed it, so the graph held no reference cycles."""
+    gc.collect()
+    gc.disable()
+    try:
+        refs = make_graph()
+        return all(r() is None for r in refs)
+    finally:
+        gc.enable()
+
+
+# --- anomaly mode ---------------------------------------------------------------------------
+
+
+def test_anomaly_forward_names_op_shapes_and_the_users_line():
+    x = Tensor(np.array([[1000.0, 1.0]]), requires_grad=True)
+    with ad.detect_anomaly(), pytest.raises(FloatingPointError) as info, np.errstate(over="ignore"):
+        x.exp()  # overflows to infinity
+    message = str(info.value)
+    assert message.startswith("detect_anomaly: exp forward")
+    assert "(1, 2)" in message and "infinity" in message
+    assert THIS_FILE in message and "x.exp()  # overflows to infinity" in message
+
+
+def test_anomaly_backward_names_op_shapes_and_the_line_that_made_the_node():
+    x = Tensor(np.array([0.0, 4.0]), requires_grad=True)
+    with ad.detect_anomaly(), np.errstate(divide="ignore"):
+        root = x.sqrt()  # finite forward; d sqrt/dx at 0 is infinite
+        loss = (root * 3).sum()
+        with pytest.raises(FloatingPointError) as info:
+            loss.backward()
+    message = str(info.value)
+    assert "backward, gradient for input 0" in message and "(2,)" in message
+    assert "infinity" in message
+    assert "root = x.sqrt()" in message and THIS_FILE in message
+    assert x.grad is None  # stopped before anything reached the leaf
+
+
+def test_anomaly_in_a_module_points_at_the_callers_line_not_inside_nn():
+    layer = nn.Linear(2, 2)
+    with ad.no_grad():
+        layer.weight.data[...] = 3e38  # float32: the products overflow
+    with (
+        ad.detect_anomaly(),
+        pytest.raises(FloatingPointError) as info,
+        np.errstate(over="ignore", invalid="ignore"),
+    ):
+        layer(Tensor(np.full((1, 2), 10.0, np.float32)))
+    message = str(info.value)
+    assert "linear forward" in message and "(1, 2), (2, 2), (2,)" in message
+    assert f'File "{THIS_FILE}"' in message  # the test's line, not nn/layers.py
+
+
+def test_anomaly_reports_where_nan_is_born_not_where_it_spreads():
+    x = Tensor(np.array([-1.0, 4.0]), requires_grad=True)
+    with (
+        ad.detect_anomaly(),
+        pytest.raises(FloatingPointError) as info,
+        np.errstate(invalid="ignore"),
+    ):
+        y = x.log()  # NaN is born here...
+        y * 2  # ...and would spread here
+    assert "log forward" in str(info.value) and "NaN" in str(info.value)
+    # Values already NaN on the way in are not blamed on the next op.
+    with ad.detect_anomaly():
+        z = Tensor(np.array([np.nan, 1.0]), requires_grad=True) * 2
+    assert np.isnan(z.data[0])
+
+
+def test_anomaly_mode_is_per_thread_and_restored():
+    seen = {}
+
+    def plain_thread():
+        with np.errstate(divide="ignore"):
+            seen["plain"] = np.isinf(Tensor(np.array([0.0]), requires_grad=True).log().data).all()
+
+    def anomaly_thread():
+        with ad.detect_anomaly(), np.errstate(divide="ignore"):
+            try:
+                Tensor(np.array([0.0]), requires_grad=True).log()
+            except FloatingPointError:
+                seen["anomaly"] = "raised"
+
+    with ad.detect_anomaly():
+        worker = threading.Thread(target=plain_thread)  # the main thread's mode is not its
+        worker.start()
+        worker.join()
+    worker = threading.Thread(target=anomaly_thread)  # nor is a worker's mode the main one's
+    worker.start()
+    worker.join()
+    with np.errstate(divide="ignore"):
+        assert np.isinf(Tensor(np.array([0.0]), requires_grad=True).log().data).all()
+    assert seen == {"plain": True, "anomaly": "raised"}
+    assert not ad.engine.state.anomaly  # left as found, even after an error inside
+
+
+# --- exact accumulation -----------------------------------------------------------------------
+
+
+def test_double_backward_accumulates_exactly_twice():
+    model = nn.MLP(4, [6], 3, rng=2)
+    x = Tensor(np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32))
+    hidden = model[0](x)
+    loss = nn.F.cross_entropy(model[2](model[1](hidden)), np.arange(5) % 3)
+    loss.backward()
+    once = [p.grad.data.copy() for p in model.parameters()]
+    hidden_once = hidden.grad.data.copy()
+    loss.backward()
+    for p, g in zip(model.parameters(), once, strict=True):
+        np.testing.assert_array_equal(p.grad.data, 2 * g)  # g + g is exact in floating point
+    # An intermediate holds this pass's gradient, it does not accumulate.
+    np.testing.assert_array_equal(hidden.grad.data, hidden_once)
+
+
+def test_graph_is_freed_when_the_output_goes():
+    def build():
+        x = Tensor(np.ones((3, 3)), requires_grad=True)
+        nodes = [x.exp()]
+        for _ in range(50):
+            nodes.append((nodes[-1] @ x).tanh() + nodes[-1][0])
+        loss = nodes[-1].sum()
+        loss.backward()
+        return [weakref.ref(t) for t in (*nodes, loss, x)]
+
+    assert _freed_without_gc(build)
+
+
+def test_second_order_graphs_are_freed_too():
+    def build():
+        x = Tensor(np.linspace(-1, 1, 4), requires_grad=True)
+        y = (x.sigmoid() * x).sum()
+        (g,) = ad.grad(y, [x], create_graph=True)
+        (h,) = ad.grad((g * g).sum(), [x])
+        assert h.shape == (4,)
+        return [weakref.ref(t) for t in (x, y, g, h)]
+
+    assert _freed_without_gc(build)
+
+
+def test_graph_of_a_failed_backward_is_freed():
+    def build():
+        x = Tensor(np.array([0.0, 1.0]), requires_grad=True)
+        y = x.sqrt().sum()
+        with ad.detect_anomaly(), np.errstate(divide="ignore"), pytest.raises(FloatingPointError):
+            y.backward()
+        return [weakref.ref(x), weakref.ref(y)]
+
+    assert _freed_without_gc(build)
+
+
+def test_training_graph_is_freed_every_step():
+    model = nn.MLP(4, [8], 2, rng=0)
+    opt = nn.optim.SGD(model.parameters(), lr=0.1)
+    refs = []
+    gc.disable()
+    try:
+        for _ in range(3):
+            out = model(Tensor(np.ones((5, 4), np.float32)))
+            loss = nn.F.cross_entropy(out, np.zeros(5, dtype=np.int64))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            refs.append(weakref.ref(out))
+        del out, loss
+        assert all(r() is None for r in refs)
+    finally:
+        gc.enable()
+
+
+def test_no_grad_is_per_thread_reliability():
+    seen = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def worker():
+        with ad.no_grad():
+            inside.set()
+            release.wait(5)
+            seen["worker"] = (Tensor(1.0, requires_grad=True) * 2).requires_grad
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    inside.wait(5)
+    seen["main"] = (Tensor(1.0, requires_grad=True) * 2).requires_grad  # while worker is in
+    release.set()
+    thread.join()
+    assert seen == {"worker": False, "main": True}

@@ -787,3 +787,24 @@ def test_rows_gathered_by_an_integer_array_match_numpy_indexing(index, index_dty
         t[np.array([0, 3])]
     with pytest.raises(IndexError):
         t[np.array([-4])]
+
+
+# --- small semantics that reliability depends on --------------------------------------------
+
+
+def test_detach_cuts_the_graph():
+    x = Tensor(2.0, requires_grad=True)
+    y = (x * 3).detach() * x
+    y.backward()
+    assert x.grad.item() == 6.0  # only the non-detached path
+
+
+def test_augmented_assignment_is_out_of_place_and_differentiable():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x * 3
+    before = y
+    y += x  # rebinds y to a new node; the old one is untouched
+    y *= 2
+    assert before.data.tolist() == [3.0, 6.0]
+    y.sum().backward()
+    assert x.grad.data.tolist() == [8.0, 8.0]

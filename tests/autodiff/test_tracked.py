@@ -377,3 +377,28 @@ def test_written_tick_only_grows_under_concurrent_writers():
     for t in threads:
         t.join()
     assert engine._last_write >= max(t._modified for t in tensors)
+
+
+# --- in-place safety --------------------------------------------------------------------------
+
+
+def test_write_into_a_saved_tensor_is_caught_at_backward():
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    c = Tensor(np.array([4.0, 5.0, 6.0]))
+    loss = (w * c).tanh().sum()
+    c[0] = -1.0  # mul saved c to compute w's gradient
+    with pytest.raises(RuntimeError, match=r"^mul: a tensor this op saved .* \(3,\), \(3,\)"):
+        loss.backward()
+    # Recomputing after the write is fine, and uses the new value.
+    (w * c).sum().backward()
+    assert w.grad.data.tolist() == [-1.0, 5.0, 6.0]
+
+
+def test_write_into_a_tensor_not_in_the_graph_is_harmless():
+    w = Tensor(np.ones(2), requires_grad=True)
+    c = Tensor(np.array([2.0, 3.0]))
+    loss = (w * c).sum()
+    unrelated = Tensor(np.zeros(2))
+    unrelated[0] = 1.0
+    loss.backward()
+    assert w.grad.data.tolist() == [2.0, 3.0]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import autodiff as ad
@@ -913,3 +913,118 @@ def test_a_loader_given_one_x_y_pair_says_to_pass_two_arguments():
         nn.data.DataLoader((x, y), batch_size=4)
     with pytest.raises(ValueError, match=r"ragged.*two arrays, DataLoader\(x, y\)"):
         nn.data.DataLoader(list(zip(x, y, strict=True)), batch_size=4)
+
+
+# --- fuzzing: IDX files -----------------------------------------------------------------------
+
+IDX_CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _idx_bytes(array: np.ndarray, code: int) -> bytes:
+    header = struct.pack(">HBB", 0, code, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(IDX_CODES[code]).tobytes()
+
+
+def _read_idx_or_clear_error(blob: bytes, **kwargs):
+    """read_idx's only allowed outcomes: a consistent array, or ValueError naming itself."""
+    try:
+        values = nn.data.read_idx(blob, **kwargs)
+    except ValueError as exc:
+        assert str(exc).startswith("read_idx: "), exc
+        return None
+    assert isinstance(values, np.ndarray) and values.flags.writeable
+    return values
+
+
+idx_arrays = st.tuples(
+    st.sampled_from(sorted(IDX_CODES)),
+    st.lists(st.integers(0, 5), min_size=1, max_size=3),
+    st.integers(0, 2**32 - 1),
+)
+
+
+def _random_idx(code, shape, seed):
+    rng = np.random.default_rng(seed)
+    array = (rng.normal(size=shape) * 100).astype(IDX_CODES[code])
+    return array, _idx_bytes(array, code)
+
+
+@given(st.binary(max_size=300))
+def test_read_idx_random_bytes(blob):
+    values = _read_idx_or_clear_error(blob)
+    if values is not None:  # random bytes can spell a valid (often empty) IDX file
+        ndim = blob[3]
+        assert values.shape == struct.unpack(f">{ndim}I", blob[4 : 4 + 4 * ndim])
+
+
+@given(idx_arrays, st.booleans())
+def test_read_idx_round_trip_raw_and_gzipped(spec, gzipped):
+    array, blob = _random_idx(*spec)
+    values = nn.data.read_idx(gzip.compress(blob) if gzipped else blob)
+    np.testing.assert_array_equal(values, array)
+    assert values.dtype == array.dtype.newbyteorder("=")
+
+
+@given(idx_arrays, st.data())
+def test_read_idx_truncated_or_extended_is_refused(spec, data):
+    _, blob = _random_idx(*spec)
+    cut = data.draw(st.integers(0, len(blob) - 1), label="cut")
+    assert _read_idx_or_clear_error(blob[:cut]) is None
+    extra = data.draw(st.binary(min_size=1, max_size=8), label="extra")
+    assert _read_idx_or_clear_error(blob + extra) is None
+    gz = gzip.compress(blob)
+    assert _read_idx_or_clear_error(gz[: data.draw(st.integers(2, len(gz) - 1))]) is None
+
+
+@given(idx_arrays, st.data())
+def test_read_idx_mutated_bytes(spec, data):
+    array, blob = _random_idx(*spec)
+    position = data.draw(st.integers(0, len(blob) - 1), label="position")
+    value = data.draw(st.integers(0, 255), label="value")
+    mutated = blob[:position] + bytes([value]) + blob[position + 1 :]
+    values = _read_idx_or_clear_error(mutated)
+    header = 4 + 4 * array.ndim
+    if position >= header:  # a changed data byte is still a valid file of the same shape
+        assert values is not None and values.shape == array.shape
+    elif position < 4 and (mutated[:2] != b"\0\0" or mutated[2] not in IDX_CODES):
+        assert values is None  # a wrong magic number is always refused
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4), st.binary(max_size=64))
+def test_read_idx_huge_declared_sizes_allocate_nothing(dims, body):
+    assume(np.prod(np.array(dims, dtype=object)) > 10**6)
+    blob = struct.pack(">HBB", 0, 0x0E, len(dims)) + struct.pack(f">{len(dims)}I", *dims) + body
+    tracemalloc.start()
+    try:
+        assert _read_idx_or_clear_error(blob) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024
+
+
+def test_read_idx_gzip_bomb_is_bounded_by_max_bytes():
+    # 64 MB of zeros behind a header that declares them: a few kB compressed.
+    size = 64 * 2**20
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    chunks = [packer.compress(struct.pack(">HBBI", 0, 0x08, 1, size))]
+    zeros = bytes(2**20)
+    chunks += [packer.compress(zeros) for _ in range(size // len(zeros))]
+    bomb = b"".join(chunks) + packer.flush()
+    assert len(bomb) < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="^read_idx: .*max_bytes"):
+            nn.data.read_idx(bomb, max_bytes=2**20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20  # never the declared 64 MB
+
+
+def test_read_idx_of_a_pickle_is_refused(tmp_path):
+    path = tmp_path / "labels.idx"
+    path.write_bytes(b"\x80\x04\x95" + bytes(40))
+    with pytest.raises(ValueError, match="^read_idx: .*labels.idx.*magic"):
+        nn.data.read_idx(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -477,3 +478,63 @@ def test_every_layer_in_any_nesting_is_registered_saved_and_restored(structure):
         p.data[...] = 7.0
     holder.load_state_dict(state)
     assert not any(np.any(p.data == 7.0) for p in params if p.size)
+
+
+# --- fuzzing: state dicts ---------------------------------------------------------------------
+
+_NAMES = [
+    "layers.0.weight",
+    "layers.0.bias",
+    "layers.2.weight",
+    "layers.2.bias",
+    "bogus",
+    "layers.9.weight",
+    "",
+]
+
+
+_JUNK = st.one_of(
+    st.none(),
+    st.text(max_size=3),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.lists(st.floats(-2, 2), max_size=4),
+    st.builds(
+        lambda shape, dtype: np.zeros(shape, dtype=dtype),
+        st.lists(st.integers(0, 5), max_size=3).map(tuple),
+        st.sampled_from([np.float32, np.float64, np.int64, np.bool_]),
+    ),
+)
+
+
+def test_load_state_dict_between_forward_and_backward_is_refused():
+    model = nn.Linear(3, 2)
+    loss = model(Tensor(np.ones((1, 3), np.float32))).sum()
+    model.load_state_dict(nn.Linear(3, 2).state_dict())
+    with pytest.raises(RuntimeError, match="^linear: "):
+        loss.backward()
+
+
+@given(st.dictionaries(st.sampled_from(_NAMES), _JUNK, max_size=7), st.booleans(), st.booleans())
+def test_load_state_dict_fuzzed_dicts_fail_cleanly_and_leave_model_intact(state, strict, complete):
+    model = nn.MLP(3, [4], 2, rng=0)
+    before = model.state_dict()
+    if complete:  # start from a valid dict so the deeper checks are reached too
+        state = {**before, **state}
+    try:
+        model.load_state_dict(state, strict=strict)
+    except (KeyError, ValueError, TypeError) as exc:
+        assert "load_state_dict" in str(exc), exc
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(value, before[name])  # nothing half-loaded
+    else:
+        for name, value in model.state_dict().items():
+            expected = state.get(name, before[name])
+            np.testing.assert_array_equal(value, np.asarray(expected))
+
+
+def test_load_state_dict_round_trip_through_a_file_is_exact(tmp_path):
+    source, target = nn.MLP(3, [4], 2, rng=0), nn.MLP(3, [4], 2, rng=1)
+    target.load_state_dict(nn.load(nn.save(source, tmp_path / "w.npz")))
+    digest = [hashlib.sha256(p.data.tobytes()).digest() for p in target.parameters()]
+    assert digest == [hashlib.sha256(p.data.tobytes()).digest() for p in source.parameters()]

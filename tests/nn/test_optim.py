@@ -634,3 +634,51 @@ def test_listing_parameters_any_number_of_times_gives_one_update(picks, kind):
     many = run(picks)
     for a, b in zip(once, many, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda ps: nn.optim.SGD(ps, lr=0.1),
+        lambda ps: nn.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+        lambda ps: nn.optim.Adam(ps, lr=0.01),
+        lambda ps: nn.optim.AdamW(ps, lr=0.01),
+    ],
+    ids=["sgd", "nesterov", "adam", "adamw"],
+)
+def test_optimizer_step_between_forward_and_backward_is_refused(make_optimizer):
+    model = nn.MLP(3, [4], 2, rng=0)
+    opt = make_optimizer(model.parameters())
+    x = Tensor(np.ones((2, 3), np.float32))
+    first = nn.F.cross_entropy(model(x), np.array([0, 1]))
+    first.backward()
+    stale = nn.F.cross_entropy(model(x), np.array([0, 1]))  # built with the old weights
+    opt.step()
+    with pytest.raises(RuntimeError, match="^linear: a tensor this op saved"):
+        stale.backward()
+    opt.zero_grad()
+    nn.F.cross_entropy(model(x), np.array([0, 1])).backward()  # a fresh graph is fine
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_optimizer_updates_record_no_graph_and_never_touch_gradients():
+    model = nn.MLP(3, [5], 2, rng=1)
+    params = model.parameters()
+    arrays = [p._data for p in params]
+    opts = [nn.optim.SGD(params, lr=0.1, momentum=0.9), nn.optim.Adam(params, lr=0.01)]
+    x = Tensor(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32))
+    for step in range(6):
+        loss = nn.F.cross_entropy(model(x), np.array([0, 1, 1, 0]))
+        for p in params:
+            p.zero_grad()
+        # Also with differentiable gradients: the step must still use plain numbers.
+        loss.backward(create_graph=step % 2 == 1)
+        grads = [p.grad.data.copy() for p in params]
+        opts[step % 2].step()
+        for p, g, a in zip(params, grads, arrays, strict=True):
+            assert p.is_leaf and p._parents == () and p.requires_grad
+            assert p._data is a  # updated in place: the model keeps its arrays
+            np.testing.assert_array_equal(p.grad.data, g)  # the gradient was not modified
+    for opt in opts:
+        for slot in opt.state.values():
+            assert not any(isinstance(v, Tensor) for v in slot.values())

@@ -794,3 +794,152 @@ def test_load_into_a_model_and_model_save_load(tmp_path):
         nn.load(path, into=nn.MLP(3, [5], 2))
     with pytest.raises(TypeError, match="load: into= must be a module"):
         nn.load(path, into={})
+
+
+# --- fuzzing: weight files --------------------------------------------------------------------
+
+
+def _saved_bytes(tmp_path: Path) -> tuple[bytes, dict[str, np.ndarray]]:
+    model = nn.MLP(3, [4], 2, rng=0)
+    path = nn.save(model, tmp_path / "good.npz")
+    return path.read_bytes(), model.state_dict()
+
+
+def _load_or_clear_error(path: Path, original: dict[str, np.ndarray]):
+    try:
+        loaded = nn.load(path)
+    except ValueError as exc:
+        assert str(exc).startswith("load: ") and str(path) in str(exc), exc
+        return None
+    # Whatever survived a mutation must still be exactly what the file claims to hold.
+    assert list(loaded) == list(original)
+    for name, value in loaded.items():
+        assert value.shape == original[name].shape and value.dtype == original[name].dtype
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return _saved_bytes(tmp_path_factory.mktemp("weights"))
+
+
+def _npz_with(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, payload in entries.items():
+            archive.writestr(f"{name}.npy", payload)
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def _forged_npy(shape: tuple[int, ...], body: bytes) -> bytes:
+    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + body
+
+
+def _marker_entries(manifest: dict) -> dict[str, bytes]:
+    from nn.serialization import FORMAT
+
+    return {
+        "__format__": _npy(np.array(FORMAT)),
+        "__manifest__": _npy(np.array(json.dumps(manifest))),
+    }
+
+
+class _Evil:
+    """Unpickling this creates the file `path`: proof that a pickle ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@given(st.data())
+def test_load_truncated_weight_files(tmp_path_factory, weights, data):
+    blob, original = weights
+    cut = data.draw(st.integers(0, len(blob) - 1), label="cut")
+    path = tmp_path_factory.mktemp("cut") / "w.npz"
+    path.write_bytes(blob[:cut])
+    assert _load_or_clear_error(path, original) is None
+
+
+@given(st.data())
+def test_load_mutated_weight_files(tmp_path_factory, weights, data):
+    blob, original = weights
+    mutated = bytearray(blob)
+    for _ in range(data.draw(st.integers(1, 4), label="mutations")):
+        position = data.draw(st.integers(0, len(blob) - 1), label="position")
+        mutated[position] = data.draw(st.integers(0, 255), label="value")
+    path = tmp_path_factory.mktemp("mutated") / "w.npz"
+    path.write_bytes(bytes(mutated))
+    loaded = _load_or_clear_error(path, original)
+    if loaded is not None and bytes(mutated) != blob:
+        # Only bytes nobody checks (zip timestamps, padding) may change without an error.
+        for name, value in loaded.items():
+            np.testing.assert_array_equal(value, original[name])
+
+
+@given(st.binary(max_size=400))
+def test_load_random_bytes(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("random") / "w.npz"
+    path.write_bytes(blob)
+    with pytest.raises(ValueError, match="^load: "):
+        nn.load(path)
+
+
+@given(st.lists(st.integers(0, 2**40), min_size=1, max_size=3), st.binary(max_size=64))
+def test_load_huge_declared_shapes_allocate_nothing(tmp_path_factory, shape, body):
+    shape = tuple(shape)
+    entries = _marker_entries({"w": {"shape": list(shape), "dtype": "<f8"}})
+    entries["w"] = _forged_npy(shape, body)
+    path = tmp_path_factory.mktemp("huge") / "w.npz"
+    path.write_bytes(_npz_with(entries))
+    fits = len(body) == 8 * np.prod(shape, dtype=object)  # rarely: a valid (tiny) array
+    tracemalloc.start()
+    try:
+        loaded = _load_or_clear_error(path, {"w": np.zeros(shape)} if fits else {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (loaded is not None) == fits
+    assert peak < 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "disguise", ["foreign", "with_marker_and_manifest", "bare_npy", "raw_pickle"]
+)
+def test_load_never_runs_a_pickle(tmp_path, disguise):
+    marker = tmp_path / "pickle_ran"
+    evil = np.array([_Evil(marker)], dtype=object)
+    path = tmp_path / "weights.npz"
+    if disguise == "foreign":
+        np.savez(path, w=evil)
+    elif disguise == "with_marker_and_manifest":
+        # Everything a real file has; the manifest even claims a harmless float array.
+        entries = _marker_entries({"w": {"shape": [1], "dtype": "<f8"}})
+        entries["w"] = _npy(evil)
+        path.write_bytes(_npz_with(entries))
+    elif disguise == "bare_npy":
+        path.write_bytes(_npy(evil))
+    else:
+        import pickle
+
+        path.write_bytes(pickle.dumps(evil))
+    with pytest.raises(ValueError, match="^load: ") as info:
+        nn.load(path)
+    assert str(path) in str(info.value)
+    assert not marker.exists()
+    # The marker trick itself works: numpy with pickles allowed would have run it.
+    if disguise == "foreign":
+        with np.load(path, allow_pickle=True) as npz:
+            npz["w"]
+        assert marker.exists()
