@@ -22,6 +22,7 @@ def _installed(engine_name: str) -> bool:
     return module is None or importlib.util.find_spec(module) is not None
 
 
+@pytest.mark.slow
 def test_quick_suite_writes_every_section(tmp_path):
     out = tmp_path / "RESULTS.md"
     assert main(["--quick", "--workloads", "ops,chain", "--out", str(out)]) == 0
@@ -75,6 +76,7 @@ def test_profile_prints_where_the_time_goes(capsys):
     assert main(["--profile", "nope"]) == 2
 
 
+@pytest.mark.slow
 def test_lenet_bench_engines_take_the_same_steps():
     import importlib.util
 

@@ -27,6 +27,7 @@ def test_example_runs(script, tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_mnist_example_shortened(mnist_dir):
     result = _run("examples/mnist_mlp.py", "--data-dir", str(mnist_dir), "--epochs", "1")
     assert result.returncode == 0, result.stderr
@@ -110,6 +111,7 @@ def _run_lenet(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_lenet_example_runs_on_mini_mnist(tmp_path):
     result = _run_lenet(
         "examples/lenet_mnist.py", "--mini", "--epochs", "1", "--out", str(tmp_path)

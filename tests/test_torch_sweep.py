@@ -1023,6 +1023,8 @@ def _torch(a: np.ndarray, dtype: Any, grad: bool) -> Any:
     return t.requires_grad_(grad)
 
 
+# ~140 hypothesis-driven entries: a minute of CPU, so the quick loop leaves them to CI.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SWEEP))
 @settings(max_examples=20)
 @given(data=st.data())

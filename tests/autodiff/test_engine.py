@@ -110,6 +110,7 @@ def test_user_seed_is_copied_not_aliased():
     np.testing.assert_array_equal(x.grad.data, [1, 2, 3])
 
 
+@pytest.mark.slow
 def test_million_op_chain_differentiates_without_recursion_and_is_freed():
     x = Tensor(1.0, requires_grad=True)
     y = x

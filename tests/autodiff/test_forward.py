@@ -99,6 +99,7 @@ def test_jvp_is_the_transpose_of_vjp(case: Case, data):
     assert abs(left - right) <= tol * (1 + abs(left)), (left, right)
 
 
+@pytest.mark.slow  # a second-order sweep over the table, like test_rules' (CI runs it)
 @pytest.mark.parametrize("case", [c for c in CASES if c.second_order], ids=lambda c: c.name)
 @given(data=st.data())
 def test_hessian_vector_products_agree_three_ways(case: Case, data):

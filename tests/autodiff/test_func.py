@@ -312,6 +312,7 @@ def test_checkpoint_refuses_a_closed_over_parameter():
         y.backward()
 
 
+@pytest.mark.slow
 def test_checkpoint_keeps_less_memory_on_a_deep_mlp():
     rng = np.random.default_rng(5)
     weights = [Tensor(rng.standard_normal((256, 256)) / 16, requires_grad=True) for _ in range(16)]
@@ -340,6 +341,7 @@ def test_checkpoint_keeps_less_memory_on_a_deep_mlp():
     print(f"peak {plain / 2**20:.1f} MiB plain, {segmented / 2**20:.1f} MiB checkpointed")
 
 
+@pytest.mark.slow
 def test_bench_forward_section_is_written(monkeypatch):
     from types import SimpleNamespace
 

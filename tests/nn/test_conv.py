@@ -212,6 +212,7 @@ def test_batchnorm_eval_is_differentiable_and_saved_statistics_are_not_trained()
     assert bn.running_mean.grad is None
 
 
+@pytest.mark.slow
 def test_lenet_learns_mini_mnist():
     (x, y), (xt, yt) = nn.data.load_mini_mnist()
     model = nn.LeNet5(rng=0)

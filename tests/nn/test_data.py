@@ -88,6 +88,7 @@ def _bad_labels(shared_dir: Path) -> bytes:
 # --- the shared MNIST copy ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shared_mnist_matches_the_documented_checks(shared):
     (x, y), (xt, yt) = shared
     assert x.shape == (60000, 784) and xt.shape == (10000, 784)
@@ -100,6 +101,7 @@ def test_shared_mnist_matches_the_documented_checks(shared):
     assert np.bincount(yt, minlength=10).sum() == 10000
 
 
+@pytest.mark.slow
 def test_raw_files_load_the_same_as_gzipped(tmp_path, shared_dir, shared):
     for name in NAMES:
         (tmp_path / name).write_bytes(_uncompressed(shared_dir, name))
@@ -108,6 +110,7 @@ def test_raw_files_load_the_same_as_gzipped(tmp_path, shared_dir, shared):
     np.testing.assert_array_equal(yt, shared[1][1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "problem",
     ["checksum", "magic", "dims", "truncated", "too long", "gzip truncated", "gzip checksum"],
@@ -170,6 +173,7 @@ def test_offline_environment_never_downloads(tmp_path, monkeypatch):
         load_mnist(tmp_path, opener=opener)
 
 
+@pytest.mark.slow
 def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch, shared_dir):
     corrupt = {TEST_LABELS: _bad_labels(shared_dir)}
     env = _folder(tmp_path / "env", shared_dir, corrupt)
@@ -191,6 +195,7 @@ def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch, shared
     assert data.cache_dir() == cache
 
 
+@pytest.mark.slow
 def test_env_folder_may_hold_an_mnist_subfolder(tmp_path, monkeypatch, shared_dir):
     _folder(tmp_path / "env" / "mnist", shared_dir)
     _folder(
@@ -244,6 +249,7 @@ def _stub(shared_dir: Path, calls: list[str], bad: dict[str, object] | None = No
     return opener
 
 
+@pytest.mark.slow
 def test_download_tries_the_next_mirror_and_keeps_only_verified_files(tmp_path, shared_dir):
     calls: list[str] = []
     opener = _stub(
@@ -274,6 +280,7 @@ def test_download_tries_the_next_mirror_and_keeps_only_verified_files(tmp_path, 
     assert len(calls) == 12
 
 
+@pytest.mark.slow
 def test_download_goes_to_the_cache_without_data_dir(tmp_path, shared_dir):
     calls: list[str] = []
     load_mnist(opener=_stub(shared_dir, calls), mirrors=("https://m.example/",), progress=False)
@@ -383,6 +390,7 @@ def http_mirror(tmp_path, monkeypatch, shared_dir):
     server.server_close()
 
 
+@pytest.mark.slow
 def test_download_over_local_http(tmp_path, http_mirror, capsys):
     mirrors = (http_mirror + "missing/", http_mirror + "bad/", http_mirror + "good/")
     (x, y), (xt, yt) = load_mnist(tmp_path / "dl", mirrors=mirrors, progress=True)
@@ -530,6 +538,7 @@ def test_gzip_bomb_in_place_of_an_mnist_file_is_refused_cheaply(tmp_path, shared
     assert _peak_bytes(refuse) < 1 << 20
 
 
+@pytest.mark.slow
 def test_flipped_deflate_bytes_name_the_file_and_how_to_recover(tmp_path, shared_dir):
     blob = bytearray(gzip.compress(_uncompressed(shared_dir, TEST_LABELS)))
     rng = np.random.default_rng(0)
@@ -634,6 +643,7 @@ def test_mini_mnist_is_the_first_images_of_each_digit(shared):
         np.testing.assert_array_equal(mini_x, full_x[index])
 
 
+@pytest.mark.slow
 def test_mini_mnist_build_script_reproduces_the_shipped_arrays(tmp_path, shared_dir):
     from nn._data import make_mini_mnist
 

@@ -215,6 +215,7 @@ def test_safetensors_save_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]  # no temp left
 
 
+@pytest.mark.slow
 @given(state=_ARRAYS)
 def test_any_state_round_trips_exactly_and_the_package_agrees(tmp_path_factory, state):
     path = nn.save(state, tmp_path_factory.mktemp("st") / "w.safetensors")

@@ -237,6 +237,7 @@ def bce_cases(draw):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(bce_cases())
 def test_binary_cross_entropy_matches_torch_value_and_gradient_everywhere(torch, case):

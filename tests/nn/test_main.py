@@ -36,6 +36,7 @@ def _worst_dip(values: list[float]) -> float:
     return float(np.max(np.maximum.accumulate(v)[1:-1] - v[2:]))
 
 
+@pytest.mark.slow
 def test_default_main_job_validation_curve_has_no_dip(tmp_path):
     # Before: val accuracy 0.884 at epoch 5, 0.764 at epoch 6, 0.895 at epoch 7. The cause
     # was the 8-example last batch of each epoch taking a full SGD step (5,000 = 78 x 64 + 8).
@@ -46,6 +47,7 @@ def test_default_main_job_validation_curve_has_no_dip(tmp_path):
     assert accuracy[-1] > 0.89
 
 
+@pytest.mark.slow
 def test_the_partial_last_batch_was_the_cause_of_the_dip():
     # The same run, keeping the partial batch: the dip comes back (so the test above can fail).
     (x, y), (xt, yt) = nn.data.load_mini_mnist()
@@ -68,6 +70,7 @@ def _frames(path) -> int:
         return gif.n_frames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "dataset,epochs,picture",
     [
@@ -123,6 +126,7 @@ def test_image_layers_are_drawn_as_one_tile_per_unit():
     assert fig.axes[1].images[0].get_array().shape == (10, 128)  # not an image layer: plain
 
 
+@pytest.mark.slow
 def test_full_mnist_writes_the_gif_with_tiles(tmp_path, mnist_dir):
     # --data-dir alone implies --dataset mnist.
     summary, history = _run(tmp_path, "--data-dir", str(mnist_dir), "--epochs", "1")
@@ -316,6 +320,7 @@ def _run_lenet(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_main_job_lenet_on_mini_mnist(tmp_path):
     result = _run_lenet(
         "-m", "nn", "--model", "lenet", "--epochs", "1", "--out", str(tmp_path), "--quiet"
@@ -336,6 +341,7 @@ def test_main_job_lenet_on_mini_mnist(tmp_path):
     assert restored.features[0].weight.shape == (6, 1, 5, 5)
 
 
+@pytest.mark.slow
 def test_main_job_lenet_refuses_flat_datasets(tmp_path):
     result = _run_lenet(
         "-m", "nn", "--model", "lenet", "--dataset", "moons", "--out", str(tmp_path)
@@ -423,6 +429,7 @@ def _run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_main_job_default_trains_and_writes_artifacts(tmp_path):
     result = _run_cli("-m", "nn", "--out", str(tmp_path), "--epochs", "3", "--quiet")
     assert result.returncode == 0, result.stderr

@@ -59,6 +59,7 @@ def test_error_threshold_rule():
     assert history["accuracy"][-1] == 1.0 and "error rate" in history.stopped_reason
 
 
+@pytest.mark.slow
 def test_update_threshold_rule():
     model, opt, x, y = _xor_setup()
     history = nn.fit(
@@ -207,6 +208,7 @@ def test_validation_history_and_evaluate_restores_mode():
     assert model.training and acc == pytest.approx(history["val_accuracy"][-1])
 
 
+@pytest.mark.slow
 def test_full_mnist_one_epoch_reaches_95_percent(mnist_dir):
     (x, y), (xt, yt) = nn.data.load_mnist(mnist_dir, download=False)
     model = nn.MLP(784, [128], 10, rng=0)
@@ -716,6 +718,7 @@ _THREADS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_10000_steps():
     rng = np.random.default_rng(0)
     model = nn.MLP(8, [16], 3, rng=0)

@@ -110,6 +110,7 @@ def test_weight_heatmaps_takes_the_recorder_itself(tmp_path):
     assert bare == tmp_path / "weights.gif" and bare.read_bytes() == direct.read_bytes()
 
 
+@pytest.mark.slow
 def test_conv_pictures_take_a_batch_of_one_and_name_a_whole_model():
     """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
     # feature_maps(model.features, x_test[:1]) read the row as a 1 x 784 picture and failed in
@@ -291,6 +292,7 @@ def test_conv_filters_refuses_a_matrix():
         nn.viz.conv_filters(np.zeros((3, 4)))
 
 
+@pytest.mark.slow
 def test_feature_maps_one_row_per_4d_layer(tmp_path):
     model = nn.LeNet5(rng=0)
     image = np.zeros(784, np.float32)
@@ -325,6 +327,7 @@ def test_feature_maps_refuses_a_batch():
 # --- training pictures ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_history_plot_panels(tmp_path):
     from nn import viz
 
@@ -342,6 +345,7 @@ def test_history_plot_panels(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_weight_heatmap_gif_has_one_frame_per_epoch(tmp_path):
     import imageio.v2 as imageio
 
