@@ -1,8 +1,11 @@
-"""Drawings of graphs, the step-by-step backward table, animations and training pictures."""
+"""autodiff.viz and autodiff.graph: drawings of graphs, the step-by-step backward table and
+animations of the backward pass. Training pictures (nn.viz) are in tests/nn/test_viz.py.
+"""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import graphviz
 import numpy as np
@@ -341,103 +344,138 @@ def test_animation_has_one_frame_per_backward_step(tmp_path):
     assert page.count("backward is here") == steps  # the legend names the orange node
 
 
-# --- training pictures ------------------------------------------------------------------------
+def _svg_texts(drawing) -> list[str]:
+    import html
+
+    from autodiff.viz import _run_dot
+
+    svg = _run_dot(drawing.source, "svg").decode()
+    return [html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
 
 
-def test_history_plot_panels(tmp_path):
-    from nn import viz
-
-    history = {
-        "loss": [1.0, 0.5],
-        "val_loss": [1.1, 0.6],
-        "accuracy": [0.5, 0.8],
-        "val_accuracy": [0.4, 0.7],
-    }
-    fig = viz.plot_history(history)
-    assert len(fig.axes) == 2
-    assert len(viz.plot_history({"loss": [1.0, 0.5]}).axes) == 1
-    path = tmp_path / "h.png"
-    viz.plot_history(history, path)
-    assert path.read_bytes()[:4] == b"\x89PNG"
+def _chain(n: int) -> Tensor:
+    y = Tensor(1.0, requires_grad=True)
+    for i in range(n):
+        y = y * 1.001 if i % 2 else y + 0.5
+    return y
 
 
-def test_weight_heatmap_gif_has_one_frame_per_epoch(tmp_path):
-    import imageio.v2 as imageio
+def test_a_tensor_name_with_a_newline_is_drawn_on_two_lines():
+    """Found using the project as a newcomer (README, habits, testing kit, drawings)."""
+    # The raw newline went into the record label, and the picture read "line1line2".
+    from autodiff.viz import draw_graph
 
-    from nn import viz
-
-    model = nn.MLP(2, [3], 1, rng=0)
-    recorder = viz.WeightRecorder(model)
-    nn.fit(
-        model,
-        nn.F.mse_loss,
-        nn.optim.SGD(model.parameters(), lr=0.1),
-        nn.data.make_xor(),
-        epochs=4,
-        metric=None,
-        progress=False,
-        callbacks=[recorder],
-    )
-    assert len(recorder.snapshots) == 5 and recorder.epochs == [0, 1, 2, 3, 4]  # 0: init
-    assert len(viz.heatmap_figure(recorder.snapshots[0]).axes) == 4  # 2 panels + 2 colorbars
-    gif = viz.weight_heatmaps(recorder.snapshots, tmp_path / "w.gif")
-    assert len(imageio.mimread(gif)) == 5
+    a = Tensor(np.ones(3), requires_grad=True, name="line1\nline2")
+    loss = (a * 2).sum()
+    loss.backward()
+    texts = _svg_texts(draw_graph(loss))
+    assert "line1line2" not in texts
+    assert "line1" in texts and "line2" in texts
+    # the other characters special to records still come out as they were written
+    b = Tensor(np.ones(3), requires_grad=True, name='q"<&>{|}\\')
+    texts = _svg_texts(draw_graph((b * 2).sum()))
+    assert 'q"<&>{|}\\' in texts
 
 
-def test_prediction_gallery_highlights_exactly_the_mistakes():
-    from nn import viz
+@pytest.mark.parametrize("max_nodes", [1, 0, -1])
+def test_draw_graph_refuses_a_max_nodes_that_leaves_out_the_output(max_nodes, tmp_path):
+    """Found using the project as a newcomer (README, habits, testing kit, drawings)."""
+    # max_nodes=1 (0, -1) drew one "... 1003 earlier nodes" box, noting "only the 0 nodes
+    # nearest the output are drawn": not even the output.
+    from autodiff.viz import animate_backward, draw_graph
 
-    images = np.random.default_rng(0).random((6, 784))
-    predicted, true = np.array([1, 2, 3, 4, 5, 6]), np.array([1, 0, 3, 0, 5, 6])
-    fig = viz.prediction_gallery(images, predicted, true)
-    red = [ax for ax in fig.axes if ax.title.get_color() == "red"]
-    assert len(red) == 2 and {ax.get_title() for ax in red} == {"2 / 0", "4 / 0"}
-    first = viz.prediction_gallery(images, predicted, true, mistakes_first=True)
-    assert first.axes[0].get_title() == "2 / 0"
-
-
-def test_decision_boundary_and_regression_fit(tmp_path):
-    from nn import viz
-
-    x, y = nn.data.make_moons(40, seed=0)
-    two_class = viz.decision_boundary(
-        lambda g: 1 / (1 + np.exp(-g[:, 0])), x, y, tmp_path / "b.png"
-    )
-    assert (tmp_path / "b.png").exists() and two_class is not None
-    multi = viz.decision_boundary(lambda g: np.stack([g[:, 0], g[:, 1], -g[:, 0]], 1), x, y)
-    assert len(multi.axes) == 1
-    xr, yr = nn.data.make_regression(30)
-    fig = viz.regression_fit(lambda g: g, xr, yr)
-    assert len(fig.axes[0].lines) == 1
+    with pytest.raises(ValueError, match=f"max_nodes must be at least 2.*got {max_nodes}"):
+        draw_graph(_chain(500), max_nodes=max_nodes)
+    with pytest.raises(ValueError, match="animate_backward: max_nodes must be at least 2"):
+        animate_backward(_chain(3), tmp_path / "b.gif", max_nodes=max_nodes)
 
 
-def test_gradient_flow_uses_log_scale_and_records_layers():
-    from nn import viz
+def test_draw_graph_max_nodes_none_draws_everything_and_two_keeps_the_output():
+    """Found using the project as a newcomer (README, habits, testing kit, drawings)."""
+    # None ("no limit") failed with "'>' not supported between 'int' and 'NoneType'".
+    from autodiff.viz import draw_graph
 
-    model = nn.MLP(2, [4, 4], 1, activation="sigmoid", rng=0)
-    recorder = viz.GradientFlowRecorder(model)
-    for _ in range(3):
-        model.zero_grad()
-        nn.F.mse_loss(
-            model(Tensor(np.ones((5, 2), np.float32))), np.zeros((5, 1), np.float32)
-        ).backward()
-        recorder()
-    assert sorted(recorder.history) == ["layers.0.weight", "layers.2.weight", "layers.4.weight"]
-    assert all(len(v) == 3 for v in recorder.history.values())
-    fig = viz.gradient_flow(recorder.history)
-    assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 3
+    root = _chain(200)
+    source = draw_graph(root, max_nodes=None).source
+    assert len(re.findall(r"^\t\S+ \[label", source, re.M)) == 403  # 1 + 200 * 2 + 2 constants
+    assert "earlier nodes" not in source
+    source = draw_graph(root, max_nodes=2).source
+    assert "only the 1 node nearest the output is drawn" in source
+    assert "... 402 earlier nodes" in source and f"t{id(root)} [label" in source
+    with pytest.raises(TypeError, match="max_nodes must be an int"):
+        draw_graph(root, max_nodes=2.5)
 
 
-def test_pictures_take_tensors_computed_with_gradients():
-    # np.asarray refuses those (numpy computing with them would drop the graph); a picture
-    # only draws the numbers, so it takes them as they are.
-    import nn
-    from autodiff import Tensor
+# --- micrograd habits: drawing ---------------------------------------------------------------
 
-    x, y = nn.data.make_moons(40, noise=0.1, seed=0)
-    model = nn.MLP(2, [8], 1, rng=0)
-    assert nn.viz.decision_boundary(lambda p: model(Tensor(p)), x, y) is not None
-    images = np.random.default_rng(0).random((4, 28, 28)).astype(np.float32)
-    scores = nn.MLP(784, [8], 10, rng=0)(Tensor(images.reshape(4, -1)))
-    assert scores.requires_grad
-    assert nn.viz.prediction_gallery(images, scores, np.array([1, 2, 3, 4])) is not None
+
+@pytest.mark.parametrize("root, hint", [(3.0, "float"), ([Tensor(1.0)], "list.*sum")])
+@pytest.mark.parametrize("who", ["draw_graph", "explain_backward", "animate_backward"])
+def test_drawing_something_that_is_not_a_tensor_says_so(who, root, hint, tmp_path):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # It failed with "'float' object has no attribute 'requires_grad'".
+    from autodiff import viz
+
+    args = (root, tmp_path / "b.gif") if who == "animate_backward" else (root,)
+    with pytest.raises(TypeError, match=f"{who}: root must be a Tensor, got {hint}"):
+        getattr(viz, who)(*args)
+
+
+def test_a_picture_named_with_its_suffix_is_written_under_that_name(tmp_path, monkeypatch):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # g.render("graph.png") wrote graph.png.png (graphviz took the name for the DOT source),
+    # and render(g, "graph.png") wrote SVG into graph.png.svg.
+    from autodiff.viz import draw_graph, render
+
+    monkeypatch.chdir(tmp_path)
+    a = Tensor(2.0, requires_grad=True)
+    drawing = draw_graph((a * a).tanh())
+    assert drawing.render("graph.png") == "graph.png"
+    assert render(drawing, "other.png") == Path("other.png")
+    assert render(drawing, "vector.svg") == Path("vector.svg")
+    assert drawing.render("sub/g.svg") == "sub/g.svg"
+    assert (tmp_path / "graph.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "other.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (tmp_path / "vector.svg").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "graph.png",
+        "other.png",
+        "sub",
+        "vector.svg",
+    ]  # no source left
+    # as before: a bare name gets the format's suffix, and render() defaults to SVG
+    assert drawing.render("x", format="png") == "x.png"
+    assert render(drawing, "y") == Path("y.svg")
+
+
+def test_animate_backward_to_an_html_path_writes_the_page(tmp_path):
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # animate_backward(d, "backward.html") wrote a GIF named backward.html.gif.
+    from autodiff.viz import animate_backward
+
+    a = Tensor(2.0, requires_grad=True)
+    written = animate_backward((a * a).tanh(), tmp_path / "backward.html")
+    assert written == tmp_path / "backward.html"
+    assert written.read_text().lstrip().lower().startswith("<!doctype html")
+    gif = animate_backward((a * a).tanh(), tmp_path / "steps")
+    assert gif == tmp_path / "steps.gif" and gif.read_bytes().startswith(b"GIF8")
+
+
+def test_collapsed_drawing_gives_each_conv_layer_its_own_box():
+    model = nn.LeNet5(rng=0)
+    loss = nn.F.cross_entropy(model(Tensor(np.zeros((2, 784), np.float32))), np.array([1, 2]))
+    source = draw_graph(loss, model=model, group_by_module="collapse").source
+    boxes = [line for line in source.splitlines() if "box3d" in line]
+    # Twelve layers inside the two Sequentials, each one box, as an MLP's Linear layers are.
+    assert len(boxes) == 12
+    labels = [
+        line.split('"')[1].split("\n")[0]
+        for line in source.splitlines()
+        if "[label=" in line and "cluster_" in line
+    ]
+    assert "features.layers.0: Conv2d(1 -> 6, kernel_size=(5, 5), padding=2)" in source
+    assert "features.layers.3: Conv2d(6 -> 16, kernel_size=(5, 5))" in source
+    assert "weight 16x6x5x5" in source and "weight 120x400" in source
+    assert source.count("ops: unfold2d, max") == 2  # the two pooling layers
+    # No box stands for a whole Sequential: it would swallow the layers above.
+    assert not any(label.endswith(("features", "classifier")) for label in labels)

@@ -301,14 +301,9 @@ def test_a_training_step_with_a_loss_module():
 # --- PyTorch as the oracle -----------------------------------------------------------------
 
 
-def _torch():
-    return pytest.importorskip("torch")  # the numerical tests above run without it
-
-
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("options", OPTIONS + [dict(weight=WEIGHT, label_smoothing=0.4)])
-def test_cross_entropy_matches_pytorch(options, reduction):
-    torch = _torch()
+def test_cross_entropy_matches_pytorch(torch, options, reduction):
     labels = LABELS.copy()
     for target in (labels, PROBS):
         if target is PROBS and "ignore_index" in options:
@@ -327,8 +322,7 @@ def test_cross_entropy_matches_pytorch(options, reduction):
         np.testing.assert_allclose(mine_in.grad.data, theirs_in.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
-def test_unbatched_and_loss_modules_match_pytorch():
-    torch = _torch()
+def test_unbatched_and_loss_modules_match_pytorch(torch):
     tnn = torch.nn
     row = torch.tensor(LOGITS[0])
     for target in (2, PROBS[0]):
@@ -350,3 +344,40 @@ def test_unbatched_and_loss_modules_match_pytorch():
             np.testing.assert_allclose(
                 mine.data, theirs.numpy(), rtol=1e-6, err_msg=f"{mine_cls.__name__} {reduction}"
             )
+
+
+RNG_nn = np.random.default_rng(0)
+
+
+LOSSES = {
+    "mse": lambda p, t: F.mse_loss(p, t),
+    "mse_sum": lambda p, t: F.mse_loss(p, t, reduction="sum"),
+    "bce": lambda p, t: F.binary_cross_entropy(p.sigmoid(), t),
+    "bce_logits": lambda p, t: F.binary_cross_entropy_with_logits(p, t),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_regression_losses_gradcheck(name):
+    pred = RNG_nn.normal(size=(4, 3))
+    target = RNG_nn.uniform(0, 1, size=(4, 3))
+    assert gradcheck(lambda p: LOSSES[name](p, target), pred)
+
+
+@pytest.mark.parametrize("name", ["mse", "bce", "bce_logits"])
+def test_losses_match_pytorch(torch, name):
+    pred = RNG_nn.normal(size=(4, 3))
+    target = RNG_nn.uniform(0, 1, size=(4, 3))
+    p = Tensor(pred, requires_grad=True)
+    loss = LOSSES[name](p, target)
+    loss.backward()
+    tp = torch.tensor(pred, requires_grad=True)
+    tt = torch.tensor(target)
+    ref = {
+        "mse": lambda: torch.nn.functional.mse_loss(tp, tt),
+        "bce": lambda: torch.nn.functional.binary_cross_entropy(torch.sigmoid(tp), tt),
+        "bce_logits": lambda: torch.nn.functional.binary_cross_entropy_with_logits(tp, tt),
+    }[name]()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    np.testing.assert_allclose(p.grad.data, tp.grad.numpy(), rtol=1e-5, atol=1e-8)

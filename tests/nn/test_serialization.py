@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import nn
 from nn import serialization
 from nn.serialization import FORMAT, load, save
 
@@ -555,3 +557,389 @@ def test_a_name_of_another_format_is_refused_before_writing(tmp_path, name):
         save({"w": np.ones(2)}, tmp_path / name)
     assert not list(tmp_path.iterdir())
     assert load(save({"w": np.ones(2)}, tmp_path / "plain")).keys() == {"w"}  # no suffix: .npz
+
+
+def test_two_weights_under_one_name_are_refused_not_half_saved(tmp_path):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+
+    # A dict attribute whose keys join to the same dotted name ({1: a, "1": b}) gave four
+    # parameters to optimizers but a state dict of two: nn.save silently lost one layer,
+    # and load_state_dict filled only one of them.
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads = {1: nn.Linear(2, 2, rng=0), "1": nn.Linear(2, 2, rng=1)}
+
+    model = Heads()
+    assert len(model.parameters()) == 4
+    with pytest.raises(
+        ValueError,
+        match=r"state_dict: Heads has several tensors named "
+        r"\['heads.1.bias', 'heads.1.weight'\]",
+    ):
+        model.state_dict()
+    with pytest.raises(ValueError, match=r"several tensors named"):
+        nn.save(model, tmp_path / "heads.npz")
+    assert not (tmp_path / "heads.npz").exists()
+    with pytest.raises(ValueError, match=r"load_state_dict: Heads has several tensors"):
+        model.load_state_dict({"heads.1.weight": np.zeros((2, 2), np.float32)}, strict=False)
+
+
+def test_weights_stored_big_endian_load_into_the_model(tmp_path):
+    """Found in hunt round 2 (function transforms, conv and export)."""
+    # An .npz holding '>f4' weights (same numbers, other byte order) was refused by
+    # load_state_dict ("has dtype float32 in the model but >f4 ... model.to_dtype(np.>f4)");
+    # now the values are converted to native order and loaded.
+    import nn
+
+    model = nn.Linear(3, 2)
+    state = {
+        k: np.asarray(v).astype(np.asarray(v).dtype.newbyteorder(">"))
+        for k, v in model.state_dict().items()
+    }
+    path = nn.save(state, tmp_path / "w.npz")
+    fresh = nn.Linear(3, 2)
+    nn.load(path, into=fresh)
+    np.testing.assert_array_equal(fresh.weight.numpy(), model.weight.numpy())
+    np.testing.assert_array_equal(fresh.bias.numpy(), model.bias.numpy())
+    assert fresh.weight.numpy().dtype == np.float32 and fresh.weight.numpy().dtype.isnative
+    # Another dtype is still refused.
+
+    with pytest.raises(ValueError, match="dtype float32 in the model but float64"):
+        fresh.load_state_dict({k: np.asarray(v, np.float64) for k, v in state.items()})
+
+
+def _npz_with_header(path, shape_text: str, manifest_shape: list[int]):
+    """A file nn.save could have written but for one entry's forged .npy header."""
+    import io
+    import json
+    import zipfile
+
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape_text + ", }"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+    manifest = json.dumps({"a": {"shape": manifest_shape, "dtype": "<f8"}})
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in (("__format__", "autodiff-nn/1"), ("__manifest__", manifest)):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.array(text))
+            archive.writestr(f"{name}.npy", buffer.getvalue())
+        archive.writestr("a.npy", npy)
+    return path
+
+
+def test_an_npz_entry_of_impossible_shape_is_refused_naming_the_file(tmp_path):
+    """An entry declaring shape (0, 10**30) holds no bytes, so it passed the size check and
+    numpy's reader then raised OverflowError ("Python int too large to convert to C long"),
+    neither a ValueError nor naming the file.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+
+    path = _npz_with_header(tmp_path / "w.npz", f"(0, {10**30})", [0, 10**30])
+    with pytest.raises(ValueError, match=r"load: .*w\.npz was refused: .*no numpy array"):
+        nn.load(path)
+
+
+def test_saving_a_ragged_list_names_the_parameter(tmp_path):
+    """numpy's "setting an array element with a sequence..." came out bare.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+
+    with pytest.raises(TypeError, match="save: parameter 'w' is not an array"):
+        nn.save({"w": [[1.0], [2.0, 3.0]]}, tmp_path / "w.npz")
+
+
+# --- atomic saving ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_a_long_but_legal_file_name_can_be_saved(tmp_path, suffix):
+    """The temporary file was named "." + the whole target name + ".XXXXXXXX.tmp", so a
+    target name of 240-255 bytes, which the file system accepts, failed with "File name too
+    long" naming the temporary file.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import nn
+
+    path = tmp_path / ("\u00e9" * ((250 - len(suffix)) // 2) + suffix)  # ~250 bytes: é is 2
+    path.write_bytes(b"")  # the name itself is legal here
+    nn.save({"a": np.arange(3.0)}, path)
+    np.testing.assert_array_equal(nn.load(path)["a"], np.arange(3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_failing_to_create_the_temporary_file_names_the_users_path(tmp_path, monkeypatch):
+    """A folder the user cannot write into failed in mkstemp, outside the error translation:
+    "Permission denied: '.../.w.npz.abc123.tmp'", a hidden file they never asked for.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    import errno
+    import os
+    import tempfile
+
+    import nn
+
+    def refused(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, ".w.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    path = tmp_path / "w.npz"
+    with pytest.raises(OSError, match=f"save: could not write {path}: Permission denied$") as info:
+        nn.save({"a": np.ones(2)}, path)
+    assert info.value.errno == errno.EACCES
+
+
+# --- nn.save: symbolic links are written through; names an .npz cannot keep are refused -------
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_save_writes_through_a_symlink_and_keeps_it(tmp_path, suffix):
+    """Found in the adversarial review of nn."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "links").mkdir()
+    real = tmp_path / "store" / f"weights{suffix}"
+    old = {"w": np.zeros(3, np.float32)}
+    nn.save(old, real)
+    real.chmod(0o640)
+    link = tmp_path / "links" / f"current{suffix}"
+    link.symlink_to(Path("..") / "store" / real.name)  # relative, from another folder
+    chain = tmp_path / f"chain{suffix}"
+    chain.symlink_to(link)
+    for i, path in enumerate([link, chain], start=1):
+        new = {"w": np.full(3, float(i), np.float32)}
+        assert nn.save(new, path) == path
+        assert link.is_symlink() and chain.is_symlink()  # the links are still links
+        np.testing.assert_array_equal(nn.load(real)["w"], new["w"])  # the target is updated
+        np.testing.assert_array_equal(nn.load(path)["w"], new["w"])
+    assert (real.stat().st_mode & 0o777) == 0o640  # the target's permissions are kept
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [real.name]  # no litter
+
+
+def test_save_through_a_dangling_link_creates_its_target_and_a_loop_is_refused(tmp_path):
+    """Found in the adversarial review of nn."""
+    link = tmp_path / "model.npz"
+    link.symlink_to(tmp_path / "made.npz")
+    nn.save({"w": np.ones(2)}, link)
+    assert link.is_symlink() and (tmp_path / "made.npz").is_file()
+    np.testing.assert_array_equal(nn.load(tmp_path / "made.npz")["w"], [1.0, 1.0])
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(
+        OSError, match=f"save: could not write {re.escape(str(a))}: it is a loop of symbolic links"
+    ):
+        nn.save({"w": np.ones(2)}, a)
+    assert a.is_symlink() and b.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "made.npz", "model.npz"]
+
+
+def test_npz_names_that_cannot_read_back_are_refused_by_name(tmp_path):
+    """Found in the adversarial review of nn."""
+    path = tmp_path / "w.npz"
+    nn.save({"w": np.ones(1)}, path)
+    with pytest.raises(
+        ValueError,
+        match=r"save: parameter names 'x' and 'x.npy' cannot both be "
+        r"saved in an .npz: numpy's reader drops '.npy'",
+    ):
+        nn.save({"x": np.zeros(1), "x.npy": np.ones(1)}, path)
+    with pytest.raises(
+        ValueError,
+        match=r"save: parameter name 'a\\x00b' contains a NUL "
+        r"character.*read back as 'a'",
+    ):
+        nn.save({"a\0b": np.zeros(1)}, path)
+    with pytest.raises(
+        ValueError,
+        match=r"is 70000 bytes long in UTF-8; an .npz entry name "
+        r"holds at most 65531",
+    ):
+        nn.save({"a" * 70000: np.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"save: parameter name 'a\\udc80' is not valid text"):
+        nn.save({"a\udc80": np.zeros(1)}, path)
+    np.testing.assert_array_equal(nn.load(path)["w"], [1.0])  # the old file is untouched
+    # Each alone is fine in an .npz, and .safetensors keeps even the pair apart.
+    for state in ({"x.npy": np.ones(1)}, {"x": np.zeros(1), "x.NPY": np.ones(1)}):
+        nn.save(state, path)
+        assert {k: v.tolist() for k, v in nn.load(path).items()} == {
+            k: v.tolist() for k, v in state.items()
+        }
+    pair = {"x": np.zeros(1), "x.npy": np.ones(1), "a\0b": np.full(1, 2.0)}
+    nn.save(pair, tmp_path / "w.safetensors")
+    assert {k: v.tolist() for k, v in nn.load(tmp_path / "w.safetensors").items()} == {
+        "x": [0.0],
+        "x.npy": [1.0],
+        "a\0b": [2.0],
+    }
+
+
+def test_load_into_a_model_and_model_save_load(tmp_path):
+    a, b = nn.MLP(3, [4], 2, rng=0), nn.MLP(3, [4], 2, rng=1)
+    path = a.save(tmp_path / "w.npz")
+    assert nn.load(path, into=b) is b
+    for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    c = nn.MLP(3, [4], 2, rng=2)
+    assert c.load(path) is c
+    np.testing.assert_array_equal(c[0].weight.data, a[0].weight.data)
+    state = nn.load(path)  # the dict form is kept
+    assert isinstance(state, dict) and list(state) == list(a.state_dict())
+    with pytest.raises(ValueError, match="load_state_dict: parameter 'layers.0.weight'"):
+        nn.load(path, into=nn.MLP(3, [5], 2))
+    with pytest.raises(TypeError, match="load: into= must be a module"):
+        nn.load(path, into={})
+
+
+# --- fuzzing: weight files --------------------------------------------------------------------
+
+
+def _saved_bytes(tmp_path: Path) -> tuple[bytes, dict[str, np.ndarray]]:
+    model = nn.MLP(3, [4], 2, rng=0)
+    path = nn.save(model, tmp_path / "good.npz")
+    return path.read_bytes(), model.state_dict()
+
+
+def _load_or_clear_error(path: Path, original: dict[str, np.ndarray]):
+    try:
+        loaded = nn.load(path)
+    except ValueError as exc:
+        assert str(exc).startswith("load: ") and str(path) in str(exc), exc
+        return None
+    # Whatever survived a mutation must still be exactly what the file claims to hold.
+    assert list(loaded) == list(original)
+    for name, value in loaded.items():
+        assert value.shape == original[name].shape and value.dtype == original[name].dtype
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return _saved_bytes(tmp_path_factory.mktemp("weights"))
+
+
+def _npz_with(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, payload in entries.items():
+            archive.writestr(f"{name}.npy", payload)
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def _forged_npy(shape: tuple[int, ...], body: bytes) -> bytes:
+    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + body
+
+
+def _marker_entries(manifest: dict) -> dict[str, bytes]:
+    from nn.serialization import FORMAT
+
+    return {
+        "__format__": _npy(np.array(FORMAT)),
+        "__manifest__": _npy(np.array(json.dumps(manifest))),
+    }
+
+
+class _Evil:
+    """Unpickling this creates the file `path`: proof that a pickle ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@given(st.data())
+def test_load_truncated_weight_files(tmp_path_factory, weights, data):
+    blob, original = weights
+    cut = data.draw(st.integers(0, len(blob) - 1), label="cut")
+    path = tmp_path_factory.mktemp("cut") / "w.npz"
+    path.write_bytes(blob[:cut])
+    assert _load_or_clear_error(path, original) is None
+
+
+@given(st.data())
+def test_load_mutated_weight_files(tmp_path_factory, weights, data):
+    blob, original = weights
+    mutated = bytearray(blob)
+    for _ in range(data.draw(st.integers(1, 4), label="mutations")):
+        position = data.draw(st.integers(0, len(blob) - 1), label="position")
+        mutated[position] = data.draw(st.integers(0, 255), label="value")
+    path = tmp_path_factory.mktemp("mutated") / "w.npz"
+    path.write_bytes(bytes(mutated))
+    loaded = _load_or_clear_error(path, original)
+    if loaded is not None and bytes(mutated) != blob:
+        # Only bytes nobody checks (zip timestamps, padding) may change without an error.
+        for name, value in loaded.items():
+            np.testing.assert_array_equal(value, original[name])
+
+
+@given(st.binary(max_size=400))
+def test_load_random_bytes(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("random") / "w.npz"
+    path.write_bytes(blob)
+    with pytest.raises(ValueError, match="^load: "):
+        nn.load(path)
+
+
+@given(st.lists(st.integers(0, 2**40), min_size=1, max_size=3), st.binary(max_size=64))
+def test_load_huge_declared_shapes_allocate_nothing(tmp_path_factory, shape, body):
+    shape = tuple(shape)
+    entries = _marker_entries({"w": {"shape": list(shape), "dtype": "<f8"}})
+    entries["w"] = _forged_npy(shape, body)
+    path = tmp_path_factory.mktemp("huge") / "w.npz"
+    path.write_bytes(_npz_with(entries))
+    fits = len(body) == 8 * np.prod(shape, dtype=object)  # rarely: a valid (tiny) array
+    tracemalloc.start()
+    try:
+        loaded = _load_or_clear_error(path, {"w": np.zeros(shape)} if fits else {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (loaded is not None) == fits
+    assert peak < 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "disguise", ["foreign", "with_marker_and_manifest", "bare_npy", "raw_pickle"]
+)
+def test_load_never_runs_a_pickle(tmp_path, disguise):
+    marker = tmp_path / "pickle_ran"
+    evil = np.array([_Evil(marker)], dtype=object)
+    path = tmp_path / "weights.npz"
+    if disguise == "foreign":
+        np.savez(path, w=evil)
+    elif disguise == "with_marker_and_manifest":
+        # Everything a real file has; the manifest even claims a harmless float array.
+        entries = _marker_entries({"w": {"shape": [1], "dtype": "<f8"}})
+        entries["w"] = _npy(evil)
+        path.write_bytes(_npz_with(entries))
+    elif disguise == "bare_npy":
+        path.write_bytes(_npy(evil))
+    else:
+        import pickle
+
+        path.write_bytes(pickle.dumps(evil))
+    with pytest.raises(ValueError, match="^load: ") as info:
+        nn.load(path)
+    assert str(path) in str(info.value)
+    assert not marker.exists()
+    # The marker trick itself works: numpy with pickles allowed would have run it.
+    if disguise == "foreign":
+        with np.load(path, allow_pickle=True) as npz:
+            npz["w"]
+        assert marker.exists()

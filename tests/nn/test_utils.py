@@ -7,11 +7,9 @@ import pytest
 
 import nn
 from autodiff import Tensor
+from tests.oracle import torch_if_installed
 
-try:
-    import torch
-except ImportError:  # pragma: no cover - the oracle is optional
-    torch = None
+torch = torch_if_installed()  # the hand-computed checks run without it
 
 
 def _params_with_grads(grads):

@@ -18,14 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import autodiff as ad
+import nn
 from nn import data
 from nn.data import DataLoader, MNISTNotFoundError, load_mnist, read_idx
 
 # In CI the repository is cloned with ../shared beside it; nothing is downloaded in tests.
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 NAMES = list(data.MNIST_FILES)
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 FIRST_TRAIN = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
@@ -86,6 +88,7 @@ def _bad_labels(shared_dir: Path) -> bytes:
 # --- the shared MNIST copy ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shared_mnist_matches_the_documented_checks(shared):
     (x, y), (xt, yt) = shared
     assert x.shape == (60000, 784) and xt.shape == (10000, 784)
@@ -98,6 +101,7 @@ def test_shared_mnist_matches_the_documented_checks(shared):
     assert np.bincount(yt, minlength=10).sum() == 10000
 
 
+@pytest.mark.slow
 def test_raw_files_load_the_same_as_gzipped(tmp_path, shared_dir, shared):
     for name in NAMES:
         (tmp_path / name).write_bytes(_uncompressed(shared_dir, name))
@@ -106,6 +110,7 @@ def test_raw_files_load_the_same_as_gzipped(tmp_path, shared_dir, shared):
     np.testing.assert_array_equal(yt, shared[1][1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "problem",
     ["checksum", "magic", "dims", "truncated", "too long", "gzip truncated", "gzip checksum"],
@@ -168,6 +173,7 @@ def test_offline_environment_never_downloads(tmp_path, monkeypatch):
         load_mnist(tmp_path, opener=opener)
 
 
+@pytest.mark.slow
 def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch, shared_dir):
     corrupt = {TEST_LABELS: _bad_labels(shared_dir)}
     env = _folder(tmp_path / "env", shared_dir, corrupt)
@@ -189,6 +195,7 @@ def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch, shared
     assert data.cache_dir() == cache
 
 
+@pytest.mark.slow
 def test_env_folder_may_hold_an_mnist_subfolder(tmp_path, monkeypatch, shared_dir):
     _folder(tmp_path / "env" / "mnist", shared_dir)
     _folder(
@@ -242,6 +249,7 @@ def _stub(shared_dir: Path, calls: list[str], bad: dict[str, object] | None = No
     return opener
 
 
+@pytest.mark.slow
 def test_download_tries_the_next_mirror_and_keeps_only_verified_files(tmp_path, shared_dir):
     calls: list[str] = []
     opener = _stub(
@@ -272,6 +280,7 @@ def test_download_tries_the_next_mirror_and_keeps_only_verified_files(tmp_path, 
     assert len(calls) == 12
 
 
+@pytest.mark.slow
 def test_download_goes_to_the_cache_without_data_dir(tmp_path, shared_dir):
     calls: list[str] = []
     load_mnist(opener=_stub(shared_dir, calls), mirrors=("https://m.example/",), progress=False)
@@ -381,6 +390,7 @@ def http_mirror(tmp_path, monkeypatch, shared_dir):
     server.server_close()
 
 
+@pytest.mark.slow
 def test_download_over_local_http(tmp_path, http_mirror, capsys):
     mirrors = (http_mirror + "missing/", http_mirror + "bad/", http_mirror + "good/")
     (x, y), (xt, yt) = load_mnist(tmp_path / "dl", mirrors=mirrors, progress=True)
@@ -460,7 +470,7 @@ def test_read_idx_reads_the_real_labels(shared_dir):
         (struct.pack(">HBBIII", 0, 0x0E, 3, 2**32 - 1, 2**32 - 1, 2**32 - 1), "truncated"),
         (struct.pack(">HBB", 0, 0x08, 100) + b"\x00" * 400, "unusable shape"),
         (b"\x1f\x8b" + b"garbage", "not a valid gzip file"),
-        (gzip.compress(_idx(np.zeros(100, np.uint8)))[:-6], "not a valid gzip file"),
+        (gzip.compress(_idx(np.zeros(100, np.uint8)), mtime=0)[:-6], "not a valid gzip file"),
     ],
 )
 def test_read_idx_refuses_bad_input(blob, match):
@@ -528,6 +538,7 @@ def test_gzip_bomb_in_place_of_an_mnist_file_is_refused_cheaply(tmp_path, shared
     assert _peak_bytes(refuse) < 1 << 20
 
 
+@pytest.mark.slow
 def test_flipped_deflate_bytes_name_the_file_and_how_to_recover(tmp_path, shared_dir):
     blob = bytearray(gzip.compress(_uncompressed(shared_dir, TEST_LABELS)))
     rng = np.random.default_rng(0)
@@ -632,6 +643,7 @@ def test_mini_mnist_is_the_first_images_of_each_digit(shared):
         np.testing.assert_array_equal(mini_x, full_x[index])
 
 
+@pytest.mark.slow
 def test_mini_mnist_build_script_reproduces_the_shipped_arrays(tmp_path, shared_dir):
     from nn._data import make_mini_mnist
 
@@ -794,3 +806,235 @@ def test_regression(kind, fn):
 def test_regression_kind_is_checked():
     with pytest.raises(ValueError, match="kind must be 'linear' or 'quadratic', got 'cubic'"):
         data.make_regression(kind="cubic")
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call,says",
+    [
+        (lambda: nn.data.make_moons(noise=-0.1), r"make_moons: noise is a standard deviation"),
+        (lambda: nn.data.make_moons(n=-5), r"make_moons: n must be an int >= 1, got -5"),
+        (lambda: nn.data.make_moons(n_samples=1.5), r"make_moons: n must be an int >= 1, got 1.5"),
+        (lambda: nn.data.make_spirals(n_classes=0), r"make_spirals: n_classes must be an int >= 1"),
+        (lambda: nn.data.make_spirals(noise=float("nan")), r"make_spirals: noise is a standard"),
+        (lambda: nn.data.make_regression(n=-1), r"make_regression: n must be an int >= 1, got -1"),
+    ],
+)
+def test_toy_data_sets_name_a_bad_size_or_noise(call, says):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # These failed inside numpy: "scale < 0", "Number of samples, -3, must be non-negative",
+    # "'float' object cannot be interpreted as an integer", "need at least one array to
+    # concatenate", "negative dimensions are not allowed" -- naming no generator.
+    with pytest.raises(ValueError, match=says):
+        call()
+
+
+def test_toy_data_sets_still_give_the_same_points():
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    x, y = nn.data.make_moons(n_samples=7, noise=0.0, random_state=1)
+    assert x.shape == (7, 2) and sorted(y.tolist()) == [0, 0, 0, 1, 1, 1, 1]
+    # noise 0: every point lies on its arc (upper: centre (0, 0); lower: centre (1, 0.5))
+    radius = np.where(y == 0, np.hypot(x[:, 0], x[:, 1]), np.hypot(x[:, 0] - 1, x[:, 1] - 0.5))
+    np.testing.assert_allclose(radius, 1.0)
+    xs, ys = nn.data.make_spirals(n_per_class=3, n_classes=2, noise=0)
+    assert xs.shape == (6, 2) and ys.tolist() == [0, 0, 0, 1, 1, 1]
+    xr, yr = nn.data.make_regression(n=5, noise=0, kind="quadratic")
+    np.testing.assert_allclose(yr, xr**2)
+
+
+def test_load_mnist_finds_files_under_kaggles_names(tmp_path, monkeypatch, mnist_dir):
+    """Found in the nn hunt (adversarial testing of nn/)."""
+    # Kaggle's MNIST names its files "train-images.idx3-ubyte" (a dot, not a hyphen, before
+    # idx): load_mnist said "not found" offline (and downloaded new copies online), though
+    # the user's files were the right ones. They are now found and, as always, verified.
+    import gzip
+    import shutil
+
+    src = mnist_dir
+    monkeypatch.setenv("AUTODIFF_OFFLINE", "1")
+    monkeypatch.delenv("AUTODIFF_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for i, name in enumerate(nn.data.MNIST_FILES):
+        kaggle = name.replace("-idx", ".idx")
+        if i % 2:  # raw and gzipped, both under the dotted name
+            (tmp_path / kaggle).write_bytes(gzip.decompress((src / f"{name}.gz").read_bytes()))
+        else:
+            shutil.copy(src / f"{name}.gz", tmp_path / f"{kaggle}.gz")
+    (x, y), (xt, yt) = nn.data.load_mnist(tmp_path, download=False)
+    assert x.shape == (60000, 784) and yt.shape == (10000,)
+    assert yt[:5].tolist() == [7, 2, 1, 0, 4]
+    # A damaged file under that name is still refused by its checksum, naming it.
+    bad = tmp_path / "t10k-labels.idx1-ubyte"
+    data = bytearray(bad.read_bytes())
+    data[100] ^= 1
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"t10k-labels.idx1-ubyte is corrupt: checksum"):
+        nn.data.load_mnist(tmp_path, download=False)
+
+
+# --- PyTorch habits: data --------------------------------------------------------------------
+
+
+def test_manual_seed_repeats_the_shuffled_order_of_a_loader_without_seed():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # torch.manual_seed(0) makes DataLoader(shuffle=True) repeat; ours drew fresh entropy.
+    import nn
+
+    x, y = np.arange(40.0).reshape(20, 2), np.arange(20)
+
+    def run():
+        ad.manual_seed(0)
+        loader = nn.data.DataLoader(x, y, batch_size=5, shuffle=True)
+        return [yb.tolist() for _ in range(2) for _, yb in loader]
+
+    first, second = run(), run()
+    assert first == second
+    assert first[:4] != first[4:]  # a new order each epoch still
+    assert sorted(sum(first[:4], [])) == list(range(20))
+    seeded = [yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5, shuffle=True, seed=3)]
+    assert seeded == [
+        yb.tolist() for _, yb in nn.data.DataLoader(x, y, batch_size=5, shuffle=True, seed=3)
+    ]
+
+
+def test_make_moons_takes_the_scikit_learn_names_of_micrograds_demo():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    # make_moons(n_samples=100, noise=0.1), as micrograd's demo calls scikit-learn's, was a
+    # TypeError.
+    import nn
+
+    x, y = nn.data.make_moons(n_samples=50, noise=0.2, random_state=3)
+    x2, y2 = nn.data.make_moons(50, noise=0.2, seed=3)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert x.shape == (50, 2) and sorted(np.bincount(y)) == [25, 25]
+    with pytest.raises(TypeError, match="n or n_samples"):
+        nn.data.make_moons(40, n_samples=50)
+
+
+def test_a_loader_given_one_x_y_pair_says_to_pass_two_arguments():
+    """Found in the first-hour walk (micrograd, PyTorch and numpy habits)."""
+    import nn
+
+    x, y = np.ones((10, 3)), np.zeros(10)
+    with pytest.raises(ValueError, match=r"pair; pass them as two arguments, DataLoader\(x, y"):
+        nn.data.DataLoader((x, y), batch_size=4)
+    with pytest.raises(ValueError, match=r"ragged.*two arrays, DataLoader\(x, y\)"):
+        nn.data.DataLoader(list(zip(x, y, strict=True)), batch_size=4)
+
+
+# --- fuzzing: IDX files -----------------------------------------------------------------------
+
+IDX_CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _idx_bytes(array: np.ndarray, code: int) -> bytes:
+    header = struct.pack(">HBB", 0, code, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(IDX_CODES[code]).tobytes()
+
+
+def _read_idx_or_clear_error(blob: bytes, **kwargs):
+    """read_idx's only allowed outcomes: a consistent array, or ValueError naming itself."""
+    try:
+        values = nn.data.read_idx(blob, **kwargs)
+    except ValueError as exc:
+        assert str(exc).startswith("read_idx: "), exc
+        return None
+    assert isinstance(values, np.ndarray) and values.flags.writeable
+    return values
+
+
+idx_arrays = st.tuples(
+    st.sampled_from(sorted(IDX_CODES)),
+    st.lists(st.integers(0, 5), min_size=1, max_size=3),
+    st.integers(0, 2**32 - 1),
+)
+
+
+def _random_idx(code, shape, seed):
+    rng = np.random.default_rng(seed)
+    array = (rng.normal(size=shape) * 100).astype(IDX_CODES[code])
+    return array, _idx_bytes(array, code)
+
+
+@given(st.binary(max_size=300))
+def test_read_idx_random_bytes(blob):
+    values = _read_idx_or_clear_error(blob)
+    if values is not None:  # random bytes can spell a valid (often empty) IDX file
+        ndim = blob[3]
+        assert values.shape == struct.unpack(f">{ndim}I", blob[4 : 4 + 4 * ndim])
+
+
+@given(idx_arrays, st.booleans())
+def test_read_idx_round_trip_raw_and_gzipped(spec, gzipped):
+    array, blob = _random_idx(*spec)
+    values = nn.data.read_idx(gzip.compress(blob) if gzipped else blob)
+    np.testing.assert_array_equal(values, array)
+    assert values.dtype == array.dtype.newbyteorder("=")
+
+
+@given(idx_arrays, st.data())
+def test_read_idx_truncated_or_extended_is_refused(spec, data):
+    _, blob = _random_idx(*spec)
+    cut = data.draw(st.integers(0, len(blob) - 1), label="cut")
+    assert _read_idx_or_clear_error(blob[:cut]) is None
+    extra = data.draw(st.binary(min_size=1, max_size=8), label="extra")
+    assert _read_idx_or_clear_error(blob + extra) is None
+    gz = gzip.compress(blob)
+    assert _read_idx_or_clear_error(gz[: data.draw(st.integers(2, len(gz) - 1))]) is None
+
+
+@given(idx_arrays, st.data())
+def test_read_idx_mutated_bytes(spec, data):
+    array, blob = _random_idx(*spec)
+    position = data.draw(st.integers(0, len(blob) - 1), label="position")
+    value = data.draw(st.integers(0, 255), label="value")
+    mutated = blob[:position] + bytes([value]) + blob[position + 1 :]
+    values = _read_idx_or_clear_error(mutated)
+    header = 4 + 4 * array.ndim
+    if position >= header:  # a changed data byte is still a valid file of the same shape
+        assert values is not None and values.shape == array.shape
+    elif position < 4 and (mutated[:2] != b"\0\0" or mutated[2] not in IDX_CODES):
+        assert values is None  # a wrong magic number is always refused
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4), st.binary(max_size=64))
+def test_read_idx_huge_declared_sizes_allocate_nothing(dims, body):
+    assume(np.prod(np.array(dims, dtype=object)) > 10**6)
+    blob = struct.pack(">HBB", 0, 0x0E, len(dims)) + struct.pack(f">{len(dims)}I", *dims) + body
+    tracemalloc.start()
+    try:
+        assert _read_idx_or_clear_error(blob) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024
+
+
+def test_read_idx_gzip_bomb_is_bounded_by_max_bytes():
+    # 64 MB of zeros behind a header that declares them: a few kB compressed.
+    size = 64 * 2**20
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    chunks = [packer.compress(struct.pack(">HBBI", 0, 0x08, 1, size))]
+    zeros = bytes(2**20)
+    chunks += [packer.compress(zeros) for _ in range(size // len(zeros))]
+    bomb = b"".join(chunks) + packer.flush()
+    assert len(bomb) < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="^read_idx: .*max_bytes"):
+            nn.data.read_idx(bomb, max_bytes=2**20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20  # never the declared 64 MB
+
+
+def test_read_idx_of_a_pickle_is_refused(tmp_path):
+    path = tmp_path / "labels.idx"
+    path.write_bytes(b"\x80\x04\x95" + bytes(40))
+    with pytest.raises(ValueError, match="^read_idx: .*labels.idx.*magic"):
+        nn.data.read_idx(path)

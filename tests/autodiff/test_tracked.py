@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from hypothesis.extra import numpy as hnp
 
 import autodiff as ad
 import nn
-from autodiff import Tensor, no_grad
+from autodiff import Tensor, engine, no_grad
 
 VALUES = st.floats(-2, 2, allow_nan=False, allow_infinity=False)
 
@@ -326,3 +327,78 @@ def test_in_place_operators_agree_with_their_out_of_place_op(op, dtype, shapes, 
         (y * y).sum().backward()
         grads.append(leaf.grad.data)
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+
+
+def test_zero_writes_into_memory_shared_by_views_and_detached_aliases():
+    """Found in hunt round 3 (graph semantics and memory)."""
+    # zero_() made new zeros, so a view or detach() alias made before kept the old numbers,
+    # unlike `t -= t`, `t[:] = 0` here and PyTorch's zero_.
+    w = Tensor([1.0, 2.0, 3.0, 4.0])
+    view, alias = w[1:], w.detach()
+    assert w.zero_() is w
+    assert view.tolist() == [0.0, 0.0, 0.0] and alias.tolist() == [0.0] * 4
+    # A graph that saved the view is refused (its numbers changed), naming the op.
+    x = Tensor([1.0, 1.0, 1.0], requires_grad=True)
+    w = Tensor([1.0, 2.0, 3.0])
+    loss = (x * w.reshape(3)).sum()
+    w.zero_()
+    with pytest.raises(RuntimeError, match="mul: a tensor this op saved"):
+        loss.backward()
+
+
+def test_a_write_after_a_later_unrelated_write_is_still_caught():
+    """Guards a fast path of the lean engine (slots, chain shortcut, raw gradients)."""
+    # Backward checks inputs only for nodes older than the last write anywhere: a node made
+    # after some unrelated write, whose own input is written afterwards, must still be refused.
+    other = Tensor(np.ones(2))
+    other[0] = 5.0  # an unrelated write
+    w = Tensor(np.ones(2), requires_grad=True)
+    y = (w * w).sum()  # recorded after that write
+    with ad.no_grad():
+        w[0] = 3.0  # now the node's own input changes
+    with pytest.raises(RuntimeError, match="modified in place"):
+        y.backward()
+    z = (w * w).sum()  # recorded after every write: fine
+    z.backward()
+    assert w.grad.data.tolist() == [6.0, 2.0]
+
+
+def test_written_tick_only_grows_under_concurrent_writers():
+    """Guards a fast path of the lean engine (slots, chain shortcut, raw gradients)."""
+    tensors = [Tensor(np.ones(3)) for _ in range(8)]
+
+    def write(t: Tensor) -> None:
+        for _ in range(500):
+            t._bump_version()
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in tensors]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert engine._last_write >= max(t._modified for t in tensors)
+
+
+# --- in-place safety --------------------------------------------------------------------------
+
+
+def test_write_into_a_saved_tensor_is_caught_at_backward():
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    c = Tensor(np.array([4.0, 5.0, 6.0]))
+    loss = (w * c).tanh().sum()
+    c[0] = -1.0  # mul saved c to compute w's gradient
+    with pytest.raises(RuntimeError, match=r"^mul: a tensor this op saved .* \(3,\), \(3,\)"):
+        loss.backward()
+    # Recomputing after the write is fine, and uses the new value.
+    (w * c).sum().backward()
+    assert w.grad.data.tolist() == [-1.0, 5.0, 6.0]
+
+
+def test_write_into_a_tensor_not_in_the_graph_is_harmless():
+    w = Tensor(np.ones(2), requires_grad=True)
+    c = Tensor(np.array([2.0, 3.0]))
+    loss = (w * c).sum()
+    unrelated = Tensor(np.zeros(2))
+    unrelated[0] = 1.0
+    loss.backward()
+    assert w.grad.data.tolist() == [2.0, 3.0]

@@ -552,6 +552,7 @@ def test_gradient_matches_numerical(case: Case, data):
 @pytest.mark.parametrize("case", [c for c in CASES if c.second_order], ids=lambda c: c.name)
 # The size filter below rejects most pooling images (up to 196 numbers): expected, so the
 # health check that counts rejections would fail those cases at random seeds.
+@pytest.mark.slow  # second order over the whole table: the largest sweep (CI runs it)
 @settings(suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(data=st.data())
 def test_second_derivative_matches_numerical(case: Case, data):

@@ -1,6 +1,6 @@
 """Forward mode: every primitive's JVP rule against numerical derivatives and against its own VJP.
 
-The cases are the table of tests/test_ops.py (same domains, same hypothesis shapes), so an op
+The cases are the table of test_rules.py (same domains, same hypothesis shapes), so an op
 added there is checked in both directions here; `test_every_primitive_has_a_jvp` fails when a
 primitive of `autodiff.ops.OPS` has no JVP rule.
 """
@@ -8,17 +8,19 @@ primitive of `autodiff.ops.OPS` has no JVP rule.
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from test_ops import CASE_IDS, CASES, Case, _split
 
 import autodiff as ad
 from autodiff import Tensor, engine, ops
+from autodiff import func as F
 from autodiff.forward import tangent_of
 from autodiff.func import grad, jacfwd, jacrev, vjp
+from tests.autodiff.test_rules import CASE_IDS, CASES, Case, _split
 
 
 def _draw(case: Case, data) -> tuple[list[np.ndarray], tuple]:
@@ -97,6 +99,7 @@ def test_jvp_is_the_transpose_of_vjp(case: Case, data):
     assert abs(left - right) <= tol * (1 + abs(left)), (left, right)
 
 
+@pytest.mark.slow  # a second-order sweep over the table, like test_rules' (CI runs it)
 @pytest.mark.parametrize("case", [c for c in CASES if c.second_order], ids=lambda c: c.name)
 @given(data=st.data())
 def test_hessian_vector_products_agree_three_ways(case: Case, data):
@@ -294,3 +297,150 @@ def test_in_place_operators_carry_tangents_like_their_out_of_place_op():
     np.testing.assert_allclose(ours[0].data, expected[0].data)
     np.testing.assert_allclose(ours[1].data, expected[1].data)  # 6 x t
     np.testing.assert_allclose(ours[1].data, 6 * primal * tangent)
+
+
+def _np(value):
+    return np.asarray(value.data if isinstance(value, Tensor) else value)
+
+
+# --- forward mode and transforms ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_jvp_at_an_infinite_derivative_is_quiet_and_matches_torch(torch, dtype):
+    """sqrt'(0) = inf: jvp answered it with a numpy RuntimeWarning from inside the pow rule,
+    where the backward pass (and the README) promise the answer quietly.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    x = np.array([0.0, 4.0, 0.0], dtype=dtype)
+    v = np.array([1.0, 1.0, -2.0], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        y, dy = ad.jvp(lambda a: a.sqrt(), (x,), (v,))
+        _, dz = ad.jvp(lambda a: abs(a) ** 0.5, (x,), (v,))
+    _, expected = torch.func.jvp(torch.sqrt, (torch.tensor(x),), (torch.tensor(v),))
+    np.testing.assert_array_equal(_np(dy), expected.numpy())  # inf, 0.25, -inf
+    _, expected = torch.func.jvp(lambda a: a.abs() ** 0.5, (torch.tensor(x),), (torch.tensor(v),))
+    np.testing.assert_array_equal(_np(dz), expected.numpy())  # 0 * inf = NaN at 0, as torch
+    assert _np(dy).dtype == dtype
+
+
+def test_explain_forward_shows_each_value_as_it_was_at_its_step():
+    """Rows held views of the tensors' memory, so a later write into a tensor (b[0] = ...)
+    changed the value printed for an earlier step: v1 = a * 1 showed [4, 2] for a = [1, 2].
+    And the observer's own rule call warned at sqrt(0), where jvp is quiet.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+
+    def f(a):
+        b = a * 1
+        b[0] = a[1] * 2
+        return b.sqrt()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rows = ad.explain_forward(f, (np.array([0.0, 2.0]),), (np.ones(2),), print_rows=False)
+        ad.explain_forward(lambda a: a.sqrt(), (0.0,), (1.0,), print_rows=False)
+    first = next(r for r in rows if r["op"] == "mul")
+    np.testing.assert_array_equal(first["value"], [0.0, 2.0])
+    assert rows[-1]["op"] == "pow"
+    np.testing.assert_allclose(rows[-1]["value"], [2.0, np.sqrt(2.0)])
+
+
+def test_jvp_tangent_is_not_a_view_of_the_callers_array():
+    """The primal is copied (Tensor(x)), the tangent was not: for f = reshape the output
+    tangent was a view of the caller's v, and `dy += 1` (written in place on a constant)
+    changed v.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+    x, v = np.ones(4), np.arange(4.0)
+    y, dy = ad.jvp(lambda a: a.reshape(2, 2), (x,), (v,))
+    y += 1
+    dy += 1
+    np.testing.assert_array_equal(x, np.ones(4))
+    np.testing.assert_array_equal(v, np.arange(4.0))
+    np.testing.assert_array_equal(dy.data, [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch(torch):
+    """Inside jvp, `b[1] = 7.0` (a number, not a Tensor, written into a tensor that carries a
+    tangent) failed with "'float' object has no attribute '_data'" in write_tangents.
+
+    Found in the attack round (forward mode, transforms, conv, export).
+    """
+
+    def f(a, ones, zeros, tensor):
+        b = a + zeros(3)  # its tangent is a broadcast (read-only) view
+        b[0] = a * 5
+        b[1] = 7.0
+        b[2:] = tensor([1.5])
+        c = a * ones(2)
+        c[...] = 3.0
+        return b.sum() * a + c.sum()
+
+    def ours(a):
+        return f(a, np.ones, np.zeros, np.array)
+
+    def theirs(a):
+        return f(
+            a,
+            lambda n: torch.ones(n, dtype=torch.float64),
+            lambda n: torch.zeros(n, dtype=torch.float64),
+            lambda v: torch.tensor(v, dtype=torch.float64),
+        )
+
+    y, dy = ad.jvp(ours, (2.0,), (1.0,))
+    ty, tdy = torch.func.jvp(
+        theirs, (torch.tensor(2.0, dtype=torch.float64),), (torch.tensor(1.0, dtype=torch.float64),)
+    )
+    assert y.item() == ty.item() and dy.item() == tdy.item()
+    for nested in (lambda a: ad.jvp(ours, (a,), (1.0,))[1], F.grad(ours)):
+        np.testing.assert_allclose(_np(ad.jvp(nested, (2.0,), (1.0,))[1]), 10.0)
+
+
+# --- state: threads and exceptions --------------------------------------------------------------
+
+
+def test_forward_mode_and_no_grad_in_two_threads_at_once():
+    """Found in the attack round (forward mode, transforms, conv, export)."""
+    import threading
+
+    from autodiff import engine
+
+    errors: list[str] = []
+    start = threading.Barrier(2)
+
+    def forward_mode():
+        try:
+            start.wait(5)
+            for i in range(60):
+                x = np.array([1.0, 2.0]) * (i + 1)
+                _, dy = ad.jvp(lambda a: (a * a).sum(), (x,), (np.ones(2),))
+                assert dy.item() == 2 * x.sum()
+                np.testing.assert_array_equal(F.hessian(lambda a: (a**3).sum())(x), np.diag(6 * x))
+        except Exception as exc:  # reported below, with the thread's name
+            errors.append(f"forward: {exc!r}")
+
+    def no_grad_and_backward():
+        try:
+            start.wait(5)
+            for _ in range(60):
+                w = Tensor(np.ones(2), requires_grad=True)
+                with ad.no_grad():
+                    assert not (w * w).requires_grad
+                    assert engine.state.forward == ()
+                (w * w).sum().backward()
+                np.testing.assert_array_equal(w.grad.data, [2.0, 2.0])
+        except Exception as exc:
+            errors.append(f"no_grad: {exc!r}")
+
+    threads = [threading.Thread(target=t) for t in (forward_mode, no_grad_and_backward)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert engine.state.forward == () and engine.is_grad_enabled()
