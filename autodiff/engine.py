@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Tensor: Any = None
 # Likewise `forward.py` binds the tangent-carrying step of forward mode (see `apply`).
 carry_tangents: Any = None
+# And `func.py` binds check_concrete(t, who): it raises when t's value depends on what a running
+# transform differentiates, so float(t) or np.asarray(t) cannot make a silent constant of it.
+check_concrete: Any = lambda t, who: None  # noqa: E731
 
 
 class _State(threading.local):

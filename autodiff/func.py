@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -67,7 +68,16 @@ def _export(value: Any, kind: str) -> Any:
     (x * w).sum())(x0) ...)): numbers would cut the outer chain rule, silently, to zero.
     """
     if kind == "tensor":
-        return value if isinstance(value, Tensor) else engine.constant(np.array(value))
+        if not isinstance(value, Tensor):
+            return engine.constant(np.array(value))
+        if value.requires_grad and _own_graph_only(value):
+            # Recorded only because a transform of ours differentiates it again (hessian is
+            # jacfwd over jacrev): nothing of the caller's requires its gradient, so it
+            # answers as the inputs do, without a graph (and can be turned into numpy).
+            detached = engine.constant(value._data)
+            forward.copy_tangents(value, detached)
+            return detached
+        return value
     if isinstance(value, Tensor) and _seen_by_enclosing(value):
         return value
     arr = np.array(value._data if isinstance(value, Tensor) else value)
@@ -79,6 +89,28 @@ def _export(value: Any, kind: str) -> Any:
 _running = threading.local()
 
 
+# The leaves our transforms made for their variables (id -> weak reference, dropped when the
+# leaf dies): a result whose graph reaches only those, once their transforms have returned,
+# has no gradient the caller could ask for.
+_made: dict[int, weakref.ref] = {}
+
+
+def _made_leaf(leaf: Tensor) -> Tensor:
+    key = id(leaf)
+    _made[key] = weakref.ref(leaf, lambda _, key=key: _made.pop(key, None))
+    return leaf
+
+
+def _own_graph_only(value: Tensor) -> bool:
+    active = getattr(_running, "leaves", None) or {}
+    for node in engine.toposort(value):
+        if node._op is None and node.requires_grad:
+            ref = _made.get(id(node))
+            if ref is None or ref() is not node or id(node) in active:
+                return False
+    return True
+
+
 def _seen_by_enclosing(value: Tensor) -> bool:
     if any(level.get(value) is not None for level in engine.state.forward):
         return True
@@ -86,6 +118,36 @@ def _seen_by_enclosing(value: Tensor) -> bool:
     if not outer or not value.requires_grad:
         return False
     return any(id(node) in outer for node in engine.toposort(value))
+
+
+_CONCRETE = {
+    "numpy": "numpy would take the plain numbers of",
+    "item()": "float(), int() or .item() would make a plain number of",
+    "tolist()": ".tolist() would make plain numbers of",
+}
+
+
+def _check_concrete(t: Tensor, who: str) -> None:
+    """Refuse to turn a value a running transform differentiates into plain numbers.
+
+    Reverse mode already refuses numpy on a computed tensor, but the transform's own variable
+    is a leaf, and forward mode records nothing: there np.array([x, 2 * x]) or float(x) made
+    a constant, and the derivative came out silently zero (JAX raises here too). Values that
+    do not depend on the transform's variables (a model's weights in a closure) pass.
+    """
+    if not engine.state.forward and not getattr(_running, "leaves", None):
+        return  # no transform running: the common case costs one attribute read
+    if _seen_by_enclosing(t):
+        raise TypeError(
+            f"{_CONCRETE.get(who, who)} a tensor (shape {t.shape}) that a running transform "
+            "(grad, jvp, hessian, ...) differentiates, and its derivative would silently be "
+            "lost; keep it a Tensor (autodiff.stack([...]) instead of np.array([...]), "
+            "autodiff.concatenate instead of np.r_ / np.c_, t[0] instead of float(t[0])), or "
+            "call .detach() first if a constant is really meant"
+        )
+
+
+engine.check_concrete = _check_concrete
 
 
 def _argnums(argnums: Argnums, nargs: int, who: str) -> tuple[int, ...]:
@@ -137,7 +199,7 @@ def _leaf(arg: Any, i: int, who: str) -> Tensor:
             )
         if arg.requires_grad:
             return engine.apply(ops.reshape, (arg,), shape=arg.shape)
-        leaf = Tensor(arg._data, requires_grad=True)
+        leaf = _made_leaf(Tensor(arg._data, requires_grad=True))
         forward.copy_tangents(arg, leaf)
         return leaf
     t = _as_tensor(arg, i, who)
@@ -146,7 +208,7 @@ def _leaf(arg: Any, i: int, who: str) -> Tensor:
             f"{who}: argument {i} has dtype {t.dtype}; differentiate with respect "
             "to floating-point values (pass 2.0, not 2)"
         )
-    return t.requires_grad_(True)
+    return _made_leaf(t.requires_grad_(True))
 
 
 def _needs_graph(outputs: Sequence[Tensor], leaves: Sequence[Tensor], caller_grad: bool) -> bool:
