@@ -95,6 +95,7 @@ from .tensor import (
     zeros,
     zeros_like,
 )
+from .trees import TreeDef, tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten
 
 __all__ = [
     "Tensor",
@@ -190,5 +191,13 @@ __all__ += [
     "topk",
     "tril",
     "triu",
+]
+__all__ += [
+    "TreeDef",
+    "tree_flatten",
+    "tree_leaves",
+    "tree_map",
+    "tree_structure",
+    "tree_unflatten",
 ]
 __version__ = "0.1.0"

@@ -18,6 +18,7 @@ import operator
 import os
 import threading
 import traceback
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
@@ -728,11 +729,24 @@ def _store_grad(node: Tensor, grad: Any, create_graph: bool, handed: set[int]) -
             grad = grad.detach()  # a graph-carrying grad on a non-leaf would be a cycle
         elif previous is not None:
             grad = grad + previous
+        if node._op is None and isinstance(grad, Tensor) and grad.requires_grad:
+            # leaf -> .grad -> graph -> leaf: inherent to a differentiable .grad, so warned
+            # of (as PyTorch does) rather than broken; autodiff.grad returns it instead.
+            warnings.warn(_CYCLE_WARNING.format(shape=node.shape), stacklevel=5)
         node._grad = _own_tensor(grad, handed, node._op is None)
         return
     if previous is not None:
         grad = grad + (previous._data if isinstance(previous, Tensor) else previous)
     node._grad = _own(grad, handed)
+
+
+_CYCLE_WARNING = (
+    "backward(create_graph=True) put a gradient that carries its graph into .grad of a leaf "
+    "(shape {shape}): the leaf and its gradient now refer to each other, a reference cycle "
+    "that only Python's cycle collector frees (not the last name going away); use "
+    "autodiff.grad(outputs, inputs, create_graph=True) for differentiable gradients, or set "
+    "x.grad = None once done with them"
+)
 
 
 def _own_tensor(grad: Any, handed: set[int], differentiable: bool) -> Any:

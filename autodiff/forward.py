@@ -288,19 +288,8 @@ def output_tangent(out: Any, level: Level) -> Any:
 
 
 def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
-    """f's outputs and their tangents J_f(primals) @ tangents, in one forward pass.
+    """f's outputs and their tangents J_f(primals) @ tangents: `autodiff.func.jvp` (trees of
+    inputs and outputs, results in the kind of the inputs), reachable from here as well."""
+    from .func import jvp as _jvp  # func builds on this module: imported when first used
 
-    `primals` and `tangents` are tuples (or a single value each) of Tensors, arrays or
-    numbers, with matching shapes; f takes one Tensor per primal and returns a Tensor or a
-    tuple of Tensors. Returns (outputs, output_tangents) with the same structure as f's result.
-    Works inside `grad` (forward over reverse) and under `grad` (reverse over forward).
-    """
-    primals, tangents = _as_tuple(primals), _as_tuple(tangents)
-    level, inputs, saved = enter(primals, tangents, "jvp")
-    try:
-        outputs = f(*inputs)
-    finally:
-        leave(saved)
-    if check_outputs(outputs, "jvp"):
-        return outputs, same_kind(outputs, (output_tangent(o, level) for o in outputs))
-    return outputs, output_tangent(outputs, level)
+    return _jvp(f, primals, tangents)

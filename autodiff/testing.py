@@ -375,7 +375,7 @@ def check_jvp(
             for t in (tangents if isinstance(tangents, tuple) else (tangents,))
         ]
     _, dt = jvp(fn, tuple(arrays), tuple(v))
-    analytic = float(np.sum(np.asarray(dt._data) * u))
+    analytic = float(np.sum(np.asarray(dt._data if isinstance(dt, Tensor) else dt) * u))
     return _agree("check_jvp", analytic, _directional(projected, arrays, v, eps), atol, rtol)
 
 

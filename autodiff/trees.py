@@ -1,4 +1,4 @@
-"""Trees of values: nested tuples, lists, dicts and namedtuples with arrays or Tensors at the leaves.
+"""Trees of values: nested tuples, lists, dicts and namedtuples of arrays or Tensors (leaves).
 
     params = {"w": np.ones((3, 2)), "b": np.zeros(2)}
     leaves, treedef = tree_flatten(params)        # [b, w] (dict keys sorted), and the shape
@@ -85,12 +85,19 @@ class TreeDef:
             return "[" + ", ".join(inner) + "]"
         if self.kind == _NAMEDTUPLE:
             fields = self.aux._fields
-            return f"{self.aux.__name__}(" + ", ".join(
-                f"{k}={v}" for k, v in zip(fields, inner, strict=True)
-            ) + ")"
+            return (
+                f"{self.aux.__name__}("
+                + ", ".join(f"{k}={v}" for k, v in zip(fields, inner, strict=True))
+                + ")"
+            )
         keys = self.aux[0] if self.kind == _DEFAULT else self.aux
         body = "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(keys, inner, strict=True)) + "}"
         return body if self.kind == _DICT else f"{_NAMES[self.kind]}({body})"
+
+    @property
+    def is_leaf(self) -> bool:
+        """Whether this structure is one bare leaf (no container around it)."""
+        return self.kind == _LEAF
 
     def unflatten(self, leaves: Iterable[Any]) -> Any:
         """The tree of this structure with `leaves` in order (see `tree_unflatten`)."""

@@ -123,3 +123,134 @@ def test_property_forward_and_reverse_agree_or_both_refuse(values, path):
     _, t = jvp(lambda u: autodiff.stack([u, 2 * u]).sum(), (x,), (v,))
     np.testing.assert_allclose(g, np.full_like(x, 3.0))
     np.testing.assert_allclose(t, g @ v, atol=1e-12)
+
+
+# --- item 2: results answer in the kind of the inputs, without leaked graphs ------------------
+
+
+def _cube(x):
+    return (x**3).sum()
+
+
+TRANSFORMS = {
+    "grad": lambda x: grad(_cube)(x),
+    "value_and_grad": lambda x: value_and_grad(_cube)(x)[1],
+    "jacrev": lambda x: jacrev(lambda v: v * v)(x),
+    "jacfwd": lambda x: jacfwd(lambda v: v * v)(x),
+    "hessian": lambda x: hessian(_cube)(x),
+    "hvp": lambda x: hvp(_cube, x, x * 0 + 1),
+    "hvp reverse-over-forward": lambda x: hvp(_cube, x, x * 0 + 1, mode="reverse-over-forward"),
+    "jvp": lambda x: jvp(lambda v: v * v, (x,), (x * 0 + 1,))[1],
+    "jvp value": lambda x: jvp(lambda v: v * v, (x,), (x * 0 + 1,))[0],
+    "vjp": lambda x: vjp(lambda v: v * v, x)[1](x * 0 + 1)[0],
+    "vjp value": lambda x: vjp(lambda v: v * v, x)[0],
+}
+EXPECTED = {
+    "grad": lambda a: 3 * a**2,
+    "value_and_grad": lambda a: 3 * a**2,
+    "jacrev": lambda a: np.diag(2 * a),
+    "jacfwd": lambda a: np.diag(2 * a),
+    "hessian": lambda a: np.diag(6 * a),
+    "hvp": lambda a: 6 * a,
+    "hvp reverse-over-forward": lambda a: 6 * a,
+    "jvp": lambda a: 2 * a,
+    "jvp value": lambda a: a * a,
+    "vjp": lambda a: 2 * a,
+    "vjp value": lambda a: a * a,
+}
+
+
+@given(st.lists(st.floats(-2, 2), min_size=1, max_size=4), st.sampled_from(sorted(TRANSFORMS)))
+def test_property_results_answer_in_kind(values, name):
+    # Before: hessian and hvp of a plain Tensor gave a Tensor that required grad (so np.asarray
+    # of it raised), and jvp of arrays gave Tensors where grad, jacrev and vjp gave arrays.
+    a = np.array(values)
+    want = EXPECTED[name](a)
+    from_array = TRANSFORMS[name](a)
+    assert type(from_array) is np.ndarray
+    np.testing.assert_allclose(from_array, want, rtol=1e-12, atol=1e-12)
+    from_tensor = TRANSFORMS[name](Tensor(a))
+    assert isinstance(from_tensor, Tensor) and not from_tensor.requires_grad
+    np.testing.assert_allclose(np.asarray(from_tensor), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["grad", "jvp", "hessian", "hvp"])
+def test_numbers_in_give_numpy_out(name):
+    f = {
+        "grad": lambda: grad(lambda x: x**3)(2.0),
+        "jvp": lambda: jvp(lambda x: x**3, 2.0, 1.0)[1],
+        "hessian": lambda: hessian(lambda x: x**3)(2.0),
+        "hvp": lambda: hvp(lambda x: x**3, 2.0, 1.0),
+    }[name]
+    out = f()
+    assert isinstance(out, np.floating | np.ndarray) and not isinstance(out, Tensor)
+    assert float(np.asarray(out)) == {"grad": 12.0, "jvp": 12.0, "hessian": 12.0, "hvp": 12.0}[name]
+
+
+def test_a_tensor_that_requires_grad_keeps_its_graph_through_every_transform():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    h = hessian(_cube)(x)  # diag(6x): its derivative is 6 on the diagonal
+    assert h.requires_grad
+    h.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 6.0])
+    x.grad = None
+    p = hvp(_cube, x, Tensor(np.array([1.0, 1.0])))  # 6x
+    p.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 6.0])
+
+
+def test_nested_transforms_still_see_the_outer_variable():
+    # grad of a hessian-based quantity: the inner results stay connected to the outer leaf.
+    outer = grad(lambda w: hessian(lambda x: (w * x**3).sum())(np.array([1.0, 2.0])).sum())
+    np.testing.assert_allclose(outer(2.0), 6.0 * 3.0)
+    # jvp over hessian (forward over the detached result keeps the tangent).
+    _, t = jvp(lambda w: hessian(lambda x: (w * x**3).sum())(np.array([1.0, 2.0])), 2.0, 1.0)
+    np.testing.assert_allclose(t, np.diag([6.0, 12.0]))
+
+
+# --- item 7: backward(create_graph=True) and the reference cycle -------------------------------
+
+
+def test_backward_create_graph_warns_of_the_cycle_and_grad_makes_none():
+    import gc
+    import warnings
+    import weakref
+
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.warns(UserWarning, match="reference cycle"):
+        (x**3).sum().backward(create_graph=True)
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 12.0])
+    ref = weakref.ref(x)
+    gc.disable()
+    try:
+        del x
+        assert ref() is not None  # held by the cycle leaf -> grad -> graph -> leaf
+    finally:
+        gc.enable()
+    gc.collect()
+    assert ref() is None
+
+    # The functional form makes no cycle: freed by reference counting alone, no warning.
+    y = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (g,) = autodiff.grad((y**3).sum(), [y], create_graph=True)
+        (dg,) = autodiff.grad(g.sum(), [y])
+    np.testing.assert_allclose(dg.numpy(), [6.0, 12.0])
+    ref = weakref.ref(y)
+    gc.disable()
+    try:
+        del y, g
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_a_constant_gradient_is_no_cycle_and_is_not_warned_of():
+    import warnings
+
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (3 * x).sum().backward(create_graph=True)
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
