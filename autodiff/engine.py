@@ -488,6 +488,22 @@ def unbroadcast(grad: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return grad
 
 
+def _check_grad_shape(op: Op, index: int, got: tuple, want: tuple, out: Any) -> None:
+    """A rule's gradient must have its input's shape, or one the input broadcasts to with
+    no more axes than the output (the engine sums the broadcast axes away); else name the
+    op and both shapes, instead of numpy's reshape error or, worse, a reshape or sum that
+    happens to fit ((4,) into (2, 2), or (2, 3) summed into (3,) for a (3,) output)."""
+    if len(want) <= len(got) <= max(len(want), np.ndim(out)) and all(
+        w == g or w == 1 for w, g in zip(reversed(want), reversed(got), strict=False)
+    ):
+        return
+    raise ValueError(
+        f"{op.name}: the gradient rule for input {index} returned shape {got}, but input "
+        f"{index} has shape {want} (a gradient has its input's shape, or a shape the input "
+        "broadcasts to)"
+    )
+
+
 StepHook = Callable[[Any, Any, list], None]
 
 
@@ -611,6 +627,8 @@ def backward(
                 if (type(contrib) is not type(data) or type(data) is np.ndarray) and (
                     contrib.shape != data.shape or contrib.dtype != data.dtype
                 ):
+                    if contrib.shape != data.shape:
+                        _check_grad_shape(op, index, contrib.shape, data.shape, node._data)
                     contrib = unbroadcast(contrib, data.shape, data.dtype)
                 if watched:
                     if anomaly:

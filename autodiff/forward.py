@@ -137,7 +137,14 @@ def _push(
             if t is not None:
                 part = rule(t, result, *args, **params)
                 total = part if total is None else total + part
-    return _fit(total, out._data)
+    try:
+        return _fit(total, out._data)
+    except ValueError:
+        # A rule's tangent must broadcast to its output's shape: name the op and both.
+        raise ValueError(
+            f"{op.name}: the JVP rule returned a tangent of shape {np.shape(total)}, but "
+            f"the output has shape {out.shape}"
+        ) from None
 
 
 def _fit(tangent: Any, like: Any) -> Any:

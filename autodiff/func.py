@@ -439,6 +439,7 @@ def elementwise_grad(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..
 
     def total(*args: Any, **kwargs: Any) -> Any:
         out = f(*args, **kwargs)
+        _outputs(out, "elementwise_grad", single=True)
         return out.sum() if isinstance(out, Tensor) else np.sum(out)
 
     return _grad(_wrapping(total, f), argnums, False, "elementwise_grad")
@@ -848,26 +849,36 @@ def hvp(
 # --- memory -------------------------------------------------------------------------------------
 
 
-def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
+def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
     """f, recorded as ONE node that keeps only its inputs: the backward pass runs f again.
 
     Training keeps every intermediate of the forward pass until backward; a checkpointed
     block keeps none of its own, and recomputes them when its gradient is needed (about one
-    extra forward pass in total). Tensors that need gradients must be arguments of f, or
-    parameters of f when f is an `nn.Module` (they are found by `f.parameters()`).
+    extra forward pass in total). Tensors that need gradients must be arguments of f (also
+    inside tuples, lists and dicts, or keyword arguments), or parameters of f when f is an
+    `nn.Module` (they are found by `f.parameters()`). Keyword arguments and the other
+    leaves of argument trees that are not Tensors or arrays (scale=2.0, dim=1) are passed
+    to f as they are, as PyTorch's checkpoint does. f returns a Tensor, or a tree of float
+    Tensors (a tuple, list or dict), given back in that structure.
     Recomputing replays the random state f started from (the default generator, and the
     Generators of the modules f is or names, as `lambda x: model(x)`), so a Dropout mask is
     drawn again the same; a recomputation that still comes out different is refused.
     """
     params_of = getattr(f, "parameters", None)
+    who = "checkpoint"
 
-    def checkpointed(*args: Any) -> Tensor:
-        inputs = tuple(_as_tensor(a, i, "checkpoint") for i, a in enumerate(args))
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
+        slots, rebuild = _checkpoint_inputs(args, kwargs, who)
+        inputs = tuple(slots)
         params = tuple(params_of()) if callable(params_of) else ()
         parents = inputs + params
         n = len(inputs)
         wanted = [i for i, p in enumerate(parents) if p.requires_grad]
         memo: dict[str, Any] = {}
+
+        def call(values: Sequence[Any]) -> Any:
+            call_args, call_kwargs = rebuild(values)
+            return f(*call_args, **call_kwargs)
 
         def run(*values: Any) -> Any:
             # The random state f starts from, so that recomputing it draws the same numbers
@@ -877,15 +888,14 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
             with engine.no_grad():
                 # Read-only views of the caller's numbers: an in-place update inside f (under
                 # no_grad here) then makes a new array instead of changing the caller's input.
-                out = f(
-                    *[
+                out = call(
+                    [
                         engine.constant(tracked.read_only(v) if type(v) is np.ndarray else v)
                         for v in values[:n]
                     ]
                 )
-            if not isinstance(out, Tensor):
-                raise TypeError(f"f must return one Tensor, got {type(out).__name__}")
-            return out._data
+                flat, memo["layout"] = _pack(out, who)
+            return flat._data
 
         def vjp_rule(index: int, g: Any, out: Any, *xs: Any) -> Any:
             # The engine asks once per input, in order, with the same g: recompute once.
@@ -893,7 +903,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 symbolic = isinstance(g, Tensor)  # create_graph: differentiable gradients
                 with engine.enable_grad(), _kept(f), _replayed(memo["rng"]):
                     leaves = [_recompute_leaf(x, symbolic) for x in xs[:n]] + list(params)
-                    recomputed = f(*leaves[:n])
+                    recomputed = _pack(call(leaves[:n]), who)[0]
                 _same_as_recorded(recomputed, out)
                 if not symbolic:
                     _no_foreign_leaves(recomputed, leaves)
@@ -923,26 +933,94 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 if np.result_type(xs[i]._data if isinstance(xs[i], Tensor) else xs[i]).kind == "f"
             ]
             level, ins, saved = forward.enter(
-                tuple(xs[i] for i in floats), tuple(ts[i] for i in floats), "checkpoint"
+                tuple(xs[i] for i in floats), tuple(ts[i] for i in floats), who
             )
             try:
-                args = [x if isinstance(x, Tensor) else Tensor(x) for x in xs[:n]]
+                values = [x if isinstance(x, Tensor) else Tensor(x) for x in xs[:n]]
                 for i, x in zip(floats, ins, strict=True):
-                    args[i] = x
+                    values[i] = x
                 for p, t in zip(params, ts[n:], strict=True):
                     level.set(p, t)
                 with _kept(f), _replayed(memo["rng"]):
-                    again = f(*args)
+                    again = _pack(call(values), who)[0]
                     _same_as_recorded(again, out)
                     tangent = forward.output_tangent(again, level)
             finally:
                 forward.leave(saved)
             return tangent if isinstance(out, Tensor) else tangent._data
 
-        op = ops.Op("checkpoint", run, vjp_rule, variadic=True, jvp=jvp_rule)
-        return engine.apply(op, parents)
+        op = ops.Op(who, run, vjp_rule, variadic=True, jvp=jvp_rule)
+        result = engine.apply(op, parents)
+        return _unpack(result, memo["layout"])
 
-    return checkpointed
+    return _wrapping(checkpointed, f)
+
+
+def _checkpoint_inputs(
+    args: tuple, kwargs: dict, who: str
+) -> tuple[list[Tensor], Callable[[Sequence[Any]], tuple[tuple, dict]]]:
+    """The Tensors checkpoint's node takes as inputs, and how to rebuild f's arguments from
+    (new values for) them. A positional argument that is a Tensor, array, number or list of
+    numbers is an input (as it always was); inside trees and keyword arguments, Tensors and
+    arrays are inputs and everything else is passed through untouched."""
+    leaves, treedef = trees.tree_flatten((args, kwargs), is_leaf=_arg_leaf)
+    # The leaf index of each positional argument that is one leaf itself: always an input
+    # (numbers become Tensors, as they always did).
+    top: dict[int, int] = {}
+    offset = 0
+    for i, a in enumerate(args):
+        if _arg_leaf(a):
+            top[offset] = i
+        offset += len(trees.tree_leaves(a, is_leaf=_arg_leaf))
+    positions = []
+    slots: list[Tensor] = []
+    for k, leaf in enumerate(leaves):
+        if k in top or isinstance(leaf, Tensor | np.ndarray):
+            slots.append(_as_tensor(leaf, top.get(k, f"leaf {k}"), who))
+            positions.append(k)
+    for i, a in enumerate(args):  # a string or object as an argument: refused, as before
+        if not _arg_leaf(a) and trees.tree_structure(a).is_leaf:
+            _as_tensor(a, i, who)
+
+    def rebuild(values: Sequence[Any]) -> tuple[tuple, dict]:
+        filled = list(leaves)
+        for k, v in zip(positions, values, strict=True):
+            filled[k] = v
+        new_args, new_kwargs = treedef.unflatten(filled)
+        return new_args, new_kwargs
+
+    return slots, rebuild
+
+
+def _pack(out: Any, who: str) -> tuple[Tensor, Any]:
+    """f's result as one Tensor for checkpoint's node: itself, or a tree's float Tensors
+    raveled and joined (with the layout to take them apart again)."""
+    if isinstance(out, Tensor):
+        return out, None
+    leaves, treedef = trees.tree_flatten(out)
+    if not leaves or not all(isinstance(t, Tensor) and t.dtype.kind == "f" for t in leaves):
+        raise TypeError(
+            f"{who}: f must return a Tensor, or a tuple, list or dict of float Tensors, "
+            f"got {forward._describe(out)}"
+        )
+    dtype = np.result_type(*[t.dtype for t in leaves])
+    parts = [t.reshape(-1) if t.dtype == dtype else t.reshape(-1).astype(dtype) for t in leaves]
+    layout = (treedef, [(t.shape, t.dtype) for t in leaves])
+    return concatenate(parts, axis=0), layout
+
+
+def _unpack(flat: Tensor, layout: Any) -> Any:
+    if layout is None:
+        return flat
+    treedef, specs = layout
+    parts = []
+    start = 0
+    for shape, dtype in specs:
+        size = int(np.prod(shape))
+        part = flat[start : start + size].reshape(shape)
+        parts.append(part if part.dtype == dtype else part.astype(dtype))
+        start += size
+    return treedef.unflatten(parts)
 
 
 def _wrapping(transformed: Callable, f: Callable) -> Callable:

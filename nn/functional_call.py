@@ -12,9 +12,10 @@ own back afterwards (also when the call raises), so the model is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from autodiff import Tensor
 
 from .module import Module
 
-__all__ = ["functional_call"]
+__all__ = ["functional_call", "swapped"]
 
 # One lock per model: two functional_calls on one model from two threads would otherwise
 # swap each other's values in and out mid-call. (A plain model(x) running in another thread
@@ -60,6 +61,21 @@ def functional_call(
     Not thread-safe for one model: calls on the same module are serialized, but a plain
     `module(x)` in another thread during the call sees the given values.
     """
+    call_args = args if isinstance(args, tuple) else (args,)
+    with swapped(module, parameters_and_buffers, strict=strict):
+        return module(*call_args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def swapped(
+    module: Module,
+    parameters_and_buffers: Mapping[str, Any] | tuple[Mapping[str, Any], ...],
+    *,
+    strict: bool = False,
+) -> Iterator[Module]:
+    """`with swapped(model, values):` runs the block with the given values in place of the
+    named parameters and buffers (as `functional_call`, for code that calls the module
+    itself, several times or inside a loss), and puts the module's own back on exit."""
     values = _merged(parameters_and_buffers)
     known = dict(module.named_parameters())
     known.update(dict(module.named_buffers()))
@@ -72,9 +88,7 @@ def functional_call(
     if strict:
         missing = [k for k in known if k not in values]
         if missing:
-            raise KeyError(
-                f"functional_call: strict=True, but no value for {', '.join(missing)}"
-            )
+            raise KeyError(f"functional_call: strict=True, but no value for {', '.join(missing)}")
     replacement: dict[int, Tensor] = {}
     for name, value in values.items():
         old = known[name]
@@ -85,13 +99,12 @@ def functional_call(
                 f"shape {new.shape}"
             )
         replacement[id(old)] = new
-    call_args = args if isinstance(args, tuple) else (args,)
     with _lock_for(module):
         undo: list[tuple[Any, Any, Any]] = []
         try:
             for m in module.modules():
                 _swap(m, replacement, undo)
-            return module(*call_args, **(kwargs or {}))
+            yield module
         finally:
             for owner, key, old in reversed(undo):
                 _put(owner, key, old)

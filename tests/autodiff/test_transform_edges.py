@@ -10,7 +10,20 @@ from hypothesis import strategies as st
 
 import autodiff
 from autodiff import Tensor
-from autodiff.func import grad, hessian, hvp, jacfwd, jacrev, jvp, value_and_grad, vjp
+from autodiff.func import (
+    checkpoint,
+    elementwise_grad,
+    grad,
+    grad_and_aux,
+    hessian,
+    hvp,
+    jacfwd,
+    jacobian,
+    jacrev,
+    jvp,
+    value_and_grad,
+    vjp,
+)
 
 # --- item 1: numpy / float() on a value a transform differentiates ---------------------------
 
@@ -254,3 +267,191 @@ def test_a_constant_gradient_is_no_cycle_and_is_not_warned_of():
         warnings.simplefilter("error")
         (3 * x).sum().backward(create_graph=True)
     np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+
+
+# --- item 10: errors name the transform called; checkpoint passes keywords --------------------
+
+
+def _two_draws(x):
+    return x * np.random.default_rng().standard_normal()  # different on every pass
+
+
+NAMED_ERRORS = [
+    ("hvp", lambda: hvp(lambda x: x * 2, np.ones(2), np.ones(2)), "f must return a scalar"),
+    ("hvp", lambda: hvp(_cube, "x", np.ones(2)), "argument 0"),
+    ("hvp", lambda: hvp(_cube, {"a": np.ones(2)}, {"b": np.ones(2)}), "structure"),
+    ("hessian", lambda: hessian(lambda x: "y")(np.ones(2)), "f must return"),
+    ("hessian", lambda: hessian(lambda x: _two_draws(x).sum())(np.ones(2)), "different value"),
+    ("hessian", lambda: hessian(_cube)(np.array([1, 2])), "dtype"),
+    ("jacobian", lambda: jacobian(lambda x: None)(np.ones(2)), "f must return"),
+    ("value_and_grad", lambda: value_and_grad(lambda x: x)(np.ones(2)), "scalar"),
+    ("elementwise_grad", lambda: elementwise_grad(lambda x: "y")(np.ones(2)), "f must return"),
+    ("grad_and_aux", lambda: grad_and_aux(lambda x: x.sum())(np.ones(2)), "pair"),
+    ("checkpoint", lambda: checkpoint(lambda x: "y")(np.ones(2)), "f must return"),
+    ("checkpoint", lambda: checkpoint(lambda x: x)("x"), "argument 0"),
+]
+
+
+@pytest.mark.parametrize(("who", "call", "what"), NAMED_ERRORS)
+def test_errors_name_the_transform_the_user_called(who, call, what):
+    # Before: hvp's errors said "grad:" or "jvp:", hessian's "jacfwd:" or "jacrev:", and
+    # checkpoint's "f must return one Tensor" named no transform.
+    with pytest.raises((TypeError, ValueError, RuntimeError)) as info:
+        call()
+    assert str(info.value).startswith(f"{who}: "), str(info.value)
+    assert what in str(info.value)
+
+
+def test_checkpoint_passes_keyword_arguments_through():
+    def block(x, w, *, scale, power=2):
+        return ((x @ w).tanh() * scale) ** power
+
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 2)), requires_grad=True)
+    out = checkpoint(block)(x, w, scale=2.0, power=3)
+    out.sum().backward()
+    got = (x.grad.numpy().copy(), w.grad.numpy().copy())
+    x.grad = w.grad = None
+    ref = block(x, w, scale=2.0, power=3)
+    np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-12)
+    ref.sum().backward()
+    np.testing.assert_allclose(got[0], x.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(got[1], w.grad.numpy(), rtol=1e-12)
+    # A Tensor passed by keyword is an input too: it gets its gradient.
+    x.grad = w.grad = None
+    checkpoint(lambda x, *, w: (x @ w).sum())(x, w=w).backward()
+    np.testing.assert_allclose(w.grad.numpy(), np.repeat(x.numpy().sum(0)[:, None], 2, 1))
+
+
+def test_checkpoint_returns_a_tree():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    out = checkpoint(lambda t: {"sq": t * t, "pair": (t.sum(), t * 3)})(x)
+    assert set(out) == {"pair", "sq"} and isinstance(out["pair"], tuple)
+    (out["sq"].sum() + out["pair"][0] + out["pair"][1].sum()).backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy() + 1 + 3)
+
+
+# --- item 12: a rule's gradient of the wrong shape --------------------------------------------
+
+
+def _op_with_gradient_shape(shape, name="bad_rule"):
+    return autodiff.ops.Op(
+        name,
+        lambda x: 2 * x,
+        lambda g, out, x: np.ones(shape),
+        jvp=lambda t, out, x: np.ones(shape),
+    )
+
+
+def test_a_wrong_gradient_shape_names_the_op_and_both_shapes():
+    x = Tensor(np.ones(3), requires_grad=True)
+    op = _op_with_gradient_shape((7,), "my_double")
+    with pytest.raises(
+        ValueError, match=r"my_double: .* shape \(7,\), but input 0 has shape \(3,\)"
+    ):
+        autodiff.engine.apply(op, (x,)).sum().backward()
+    with pytest.raises(ValueError, match=r"my_double: .* \(7,\).*\(3,\)"):
+        autodiff.grad(autodiff.engine.apply(op, (x,)).sum(), [x], create_graph=True)
+    with pytest.raises(ValueError, match=r"my_double: the JVP rule .* \(7,\).*\(3,\)"):
+        jvp(lambda v: autodiff.engine.apply(op, (v,)), (np.ones(3),), (np.ones(3),))
+    # Silent before: (4,) reshaped into (2, 2), and (2, 3) summed into a (3,) gradient.
+    for shape, wrong in (((2, 2), (4,)), ((3,), (2, 3))):
+        y = Tensor(np.ones(shape), requires_grad=True)
+        with pytest.raises(ValueError, match="bad_rule: the gradient rule for input 0"):
+            autodiff.engine.apply(_op_with_gradient_shape(wrong), (y,)).sum().backward()
+
+
+@given(
+    st.lists(st.integers(1, 3), min_size=0, max_size=3),
+    st.lists(st.integers(1, 3), min_size=0, max_size=3),
+)
+def test_property_a_gradient_is_used_only_if_the_input_broadcasts_to_it(in_shape, g_shape):
+    in_shape, g_shape = tuple(in_shape), tuple(g_shape)
+    x = Tensor(np.ones(in_shape), requires_grad=True)
+    fits = len(g_shape) == len(in_shape) and all(
+        i == g or i == 1 for i, g in zip(in_shape, g_shape, strict=True)
+    )
+    try:
+        autodiff.engine.apply(_op_with_gradient_shape(g_shape), (x,)).sum().backward()
+    except ValueError as exc:
+        assert not fits
+        assert str(g_shape) in str(exc) and str(in_shape) in str(exc)
+    else:
+        assert fits
+        np.testing.assert_array_equal(
+            x.grad.numpy(),
+            np.ones(g_shape).sum(
+                axis=tuple(k for k, n in enumerate(in_shape) if n == 1 and g_shape[k] != 1),
+                keepdims=True,
+            ),
+        )
+
+
+# --- item 14: gradcheck ------------------------------------------------------------------------
+
+
+_WRONG = autodiff.ops.Op(
+    "wrong_square",
+    lambda x: x * x,
+    lambda g, out, x: g * 3 * x,  # should be 2x
+    jvp=lambda t, out, x: 2 * t * x,
+)
+
+
+def test_gradcheck_refuses_an_input_the_function_ignores():
+    import nn
+    from autodiff.testing import gradcheck
+
+    model = nn.Linear(3, 2, dtype=np.float64, rng=0)
+    x = Tensor(np.ones((2, 3)))
+    # Before: passed, checking nothing (the weights are read through the closure).
+    with pytest.raises(AssertionError, match="does not use input 0"):
+        gradcheck(lambda w: model(x).sum(), model.weight.data.copy())
+    assert gradcheck(lambda w, v: (v * v).sum(), np.ones(2), np.ones(3), allow_unused=True)
+
+
+@given(st.lists(st.floats(0.5, 3), min_size=1, max_size=4))
+def test_property_gradcheck_reports_real_jacobian_entries(values):
+    import re
+
+    from autodiff.testing import gradcheck
+
+    x = np.array(values)
+    with pytest.raises(AssertionError) as info:
+        gradcheck(lambda v: autodiff.engine.apply(_WRONG, (v,)), x)
+    message = str(info.value)
+    found = re.search(
+        r"d out\[(\d+)\] / d input 0\[(\d+)\]: backprop (\S+) vs numerical (\S+)", message
+    )
+    assert found, message
+    row, col, analytic, numeric = found.groups()
+    assert row == col  # an elementwise op: only the diagonal is nonzero
+    k = int(row)
+    np.testing.assert_allclose(float(analytic), 3 * x[k], rtol=1e-7)
+    np.testing.assert_allclose(float(numeric), 2 * x[k], rtol=1e-6)
+    # The worst entry is the largest error, |3x - 2x| = x: at the largest element.
+    assert x[k] == x.max()
+
+
+def test_gradcheck_module_checks_every_parameter_in_one_call():
+    import nn
+    from autodiff.testing import gradcheck_module
+
+    model = nn.MLP(3, [4], 2, activation="tanh", dtype=np.float64, rng=0)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    before = [p.data.copy() for p in model.parameters()]
+    assert gradcheck_module(model, lambda m, x: m(x), x, check_inputs=True)
+    for p, b in zip(model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(p.data, b)
+
+    class Wrong(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(np.array([[1.0, 2.0]]))
+
+        def forward(self, x):
+            return autodiff.engine.apply(_WRONG, (x * self.w,))
+
+    with pytest.raises(AssertionError, match=r"parameter 'w' .* d out\[0, 1\] / d w\[0, 1\]"):
+        gradcheck_module(Wrong(), lambda m, x: m(x), np.ones((1, 2)))
