@@ -21,7 +21,6 @@ what makes forward-over-reverse and reverse-over-forward compose (Hessian-vector
 
 from __future__ import annotations
 
-import numbers
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -250,34 +249,11 @@ def _tangent_for(x: Tensor, t: Any, i: int, who: str) -> Any:
     return value
 
 
-def check_outputs(result: Any, who: str, several: bool = True) -> bool:
-    """Whether f returned several outputs (a tuple or list), after checking each is a Tensor,
-    a number or an array (a constant). Anything else (a dict, a nested tuple, None) is refused
-    by name: taken as a constant, its derivative would silently be zero."""
-    items = result if several and isinstance(result, tuple | list) else (result,)
-    for item in items:
-        if (
-            not isinstance(item, Tensor | numbers.Number | np.ndarray | np.number | np.bool_)
-            or isinstance(item, np.ndarray)
-            and item.dtype.kind not in "biuf"
-        ):
-            what = "one Tensor" if not several else "a Tensor or a flat tuple or list of Tensors"
-            raise TypeError(f"{who}: f must return {what}, got {_describe(result)}")
-    return items is result
-
-
 def _describe(value: Any) -> str:
     if isinstance(value, tuple | list):
         inner = ", ".join(type(v).__name__ for v in value[:4])
         return f"a {type(value).__name__} of ({inner}{', ...' if len(value) > 4 else ''})"
     return "None" if value is None else f"a {type(value).__name__}"
-
-
-def same_kind(like: tuple | list, items: Any) -> tuple | list:
-    """`items` in the container type of f's result: a tuple, a list or a namedtuple (whose
-    constructor takes the fields one by one, not an iterable)."""
-    items = list(items)
-    return type(like)(*items) if hasattr(like, "_fields") else type(like)(items)
 
 
 def output_tangent(out: Any, level: Level) -> Any:

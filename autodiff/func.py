@@ -10,9 +10,20 @@ takes Tensors, numpy arrays or Python numbers and answers in kind: Tensors in, T
 (still connected to any enclosing transform, so transforms nest); arrays or numbers in,
 numpy out (a 0-d result is an np.float64, which is a Python float), unless the result depends
 on what an enclosing transform differentiates (f closes over its variable): then a Tensor.
+A Tensor result carries a graph only when something of the caller's requires its gradient
+(hessian of a plain Tensor is a plain Tensor).
+
+Arguments and results may be trees: tuples, lists, dicts and namedtuples of those values,
+nested as you like, with JAX's rules (see `autodiff.trees`): `grad(loss)(params_dict)` is a
+dict of the same keys, and `nn.functional_call` makes a model's loss a function of such a
+dict. A list or tuple of plain numbers stays one array, as numpy reads it.
+
+Inside a transform, a value it differentiates cannot become plain numbers (float(x),
+x.item(), np.array([x, 2 * x])): that would silently cut its derivative, so it is refused.
 
 Nothing here has its own traversal: reverse mode is `engine.backward` (via `tensor.grad`),
-forward mode is `forward.jvp`, and every other transform is a few lines on top of those.
+forward mode is `forward.enter` (the tangent-carrying pass), and every other transform is a
+few lines on top of those.
 """
 
 from __future__ import annotations
