@@ -97,7 +97,14 @@ def _export(value: Any, kind: str) -> Any:
 
 # The variables of the reverse-mode transforms now running f, per thread: id -> leaf. (Forward
 # mode needs no such list: its levels, in engine.state, hold the tangents themselves.)
-_running = threading.local()
+class _Running(threading.local):
+    # A class default, so that reading it in a thread that set none is a plain attribute
+    # read (getattr with a default on a bare threading.local costs a microsecond: item()
+    # and np.asarray(t) ask on every call). Replaced, never mutated.
+    leaves: dict[int, Tensor] = {}  # noqa: RUF012
+
+
+_running = _Running()
 
 
 # The leaves our transforms made for their variables (id -> weak reference, dropped when the
@@ -113,7 +120,7 @@ def _made_leaf(leaf: Tensor) -> Tensor:
 
 
 def _own_graph_only(value: Tensor) -> bool:
-    active = getattr(_running, "leaves", None) or {}
+    active = _running.leaves
     for node in engine.toposort(value):
         if node._op is None and node.requires_grad:
             ref = _made.get(id(node))
@@ -125,7 +132,7 @@ def _own_graph_only(value: Tensor) -> bool:
 def _seen_by_enclosing(value: Tensor) -> bool:
     if any(level.get(value) is not None for level in engine.state.forward):
         return True
-    outer = getattr(_running, "leaves", None)
+    outer = _running.leaves
     if not outer or not value.requires_grad:
         return False
     return any(id(node) in outer for node in engine.toposort(value))
@@ -146,7 +153,7 @@ def _check_concrete(t: Tensor, who: str) -> None:
     a constant, and the derivative came out silently zero (JAX raises here too). Values that
     do not depend on the transform's variables (a model's weights in a closure) pass.
     """
-    if not engine.state.forward and not getattr(_running, "leaves", None):
+    if not engine.state.mode[3] and not _running.leaves:
         return  # no transform running: the common case costs one attribute read
     if _seen_by_enclosing(t):
         raise TypeError(
@@ -327,7 +334,7 @@ def _call(
         leaves = [_leaf(v, w, who) for v, w in zip(spec.values, spec.where, strict=True)]
         call_args = spec.build(leaves)
         # Transforms inside f see these leaves as an enclosing transform's (see _export).
-        saved = getattr(_running, "leaves", {})
+        saved = _running.leaves
         _running.leaves = {**saved, **{id(leaf): leaf for leaf in leaves}}
         try:
             return f(*call_args, **kwargs), leaves, spec
