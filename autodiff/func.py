@@ -34,6 +34,7 @@ import numbers
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -115,8 +116,12 @@ _made: dict[int, weakref.ref] = {}
 
 def _made_leaf(leaf: Tensor) -> Tensor:
     key = id(leaf)
-    _made[key] = weakref.ref(leaf, lambda _, key=key: _made.pop(key, None))
+    _made[key] = weakref.ref(leaf, partial(_unmade, key))
     return leaf
+
+
+def _unmade(key: int, _dead: Any) -> None:
+    _made.pop(key, None)
 
 
 def _own_graph_only(value: Tensor) -> bool:

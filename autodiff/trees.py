@@ -55,9 +55,9 @@ class TreeDef:
 
     def __init__(self, kind: int, aux: Any, children: tuple[TreeDef, ...]) -> None:
         self.kind = kind
-        self.aux = aux  # dict keys, the namedtuple class, (keys, default factory)
+        self.aux: Any = aux  # dict keys, the namedtuple class, (keys, default factory)
         self.children = children
-        self.num_leaves = 1 if kind == _LEAF else sum(c.num_leaves for c in children)
+        self.num_leaves: int = 1 if kind == _LEAF else sum(c.num_leaves for c in children)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -145,6 +145,7 @@ def _flatten(x: Any, is_leaf: Callable[[Any], bool] | None, leaves: list[Any]) -
         return _LEAF_DEF
     if x is None:
         return TreeDef(_NONE, None, ())
+    aux: Any
     if isinstance(x, tuple):
         kind, aux = (_NAMEDTUPLE, type(x)) if _is_namedtuple(x) else (_TUPLE, None)
         if kind == _TUPLE and type(x) is not tuple:

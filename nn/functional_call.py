@@ -77,7 +77,7 @@ def swapped(
     named parameters and buffers (as `functional_call`, for code that calls the module
     itself, several times or inside a loss), and puts the module's own back on exit."""
     values = _merged(parameters_and_buffers)
-    known = dict(module.named_parameters())
+    known: dict[str, Tensor] = dict(module.named_parameters())
     known.update(dict(module.named_buffers()))
     unknown = sorted(set(values) - set(known))
     if unknown:
