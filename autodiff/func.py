@@ -371,6 +371,12 @@ def _split_aux(result: Any, who: str) -> tuple[Any, Any]:
     return result
 
 
+def _aux_out(aux: Any) -> Any:
+    """aux as f returned it, except that its Tensors lose a graph only our transform made
+    (predictions computed from the transform's variable), as results do (see _export)."""
+    return trees.tree_map(lambda v: _export(v, "tensor") if isinstance(v, Tensor) else v, aux)
+
+
 def _scalar(out: Any, who: str) -> Any:
     size = out.size if isinstance(out, Tensor) else np.size(out)
     if size != 1:
@@ -425,7 +431,7 @@ def _value_and_grad(
         value = _export(out, kind)
         if isinstance(argnums, int):
             exported = exported[0]
-        return ((value, aux) if has_aux else value), exported
+        return ((value, _aux_out(aux)) if has_aux else value), exported
 
     return _wrapping(value_and_grad_f, f)
 
@@ -515,7 +521,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
         return spec.regroup([_export(g, kind) for g in grads])
 
     exported = outdef.unflatten([_export(o, kind) for o in outputs])
-    return (exported, pullback, aux) if has_aux else (exported, pullback)
+    return (exported, pullback, _aux_out(aux)) if has_aux else (exported, pullback)
 
 
 def _cotangent_leaves(cotangents: tuple, outdef: trees.TreeDef, who: str) -> list[Any]:

@@ -455,3 +455,16 @@ def test_gradcheck_module_checks_every_parameter_in_one_call():
 
     with pytest.raises(AssertionError, match=r"parameter 'w' .* d out\[0, 1\] / d w\[0, 1\]"):
         gradcheck_module(Wrong(), lambda m, x: m(x), np.ones((1, 2)))
+
+
+def test_aux_tensors_come_back_without_the_transforms_graph():
+    # Before: the aux Tensor (predictions computed from x) still required grad, so
+    # np.asarray(aux) raised; values that are not Tensors come back untouched.
+    g, aux = grad(lambda x: ((x * x).sum(), {"pred": x * 2, "tag": "t"}), has_aux=True)(
+        np.array([1.0, 2.0])
+    )
+    assert aux["tag"] == "t" and not aux["pred"].requires_grad
+    np.testing.assert_allclose(np.asarray(aux["pred"]), [2.0, 4.0])
+    np.testing.assert_allclose(g, [2.0, 4.0])
+    _, _, aux = vjp(lambda x: (x * x, x.sum()), np.array([1.0, 2.0]), has_aux=True)
+    np.testing.assert_allclose(np.asarray(aux), 3.0)
