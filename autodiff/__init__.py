@@ -45,9 +45,9 @@ from .engine import (
     no_grad,
     set_grad_enabled,
 )
-from .forward import jvp
 from .forward_steps import explain_forward
 from .func import gradients as grad
+from .func import jvp
 from .functions import all_ as all  # noqa: A004 (numpy's names, as np.all / np.any)
 from .functions import any_ as any  # noqa: A004
 from .functions import (
@@ -97,6 +97,7 @@ from .functions import (
 )
 from .functions import round_ as round  # noqa: A004
 from .tensor import Tensor
+from .trees import TreeDef, tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten
 
 __all__ = [
     "Tensor",
@@ -197,4 +198,12 @@ __all__ += [
 __all__ += ["rules"]
 # The table's earlier name: `autodiff.ops.OPS`, `autodiff.ops.tanh` still answer.
 ops = rules
+__all__ += [
+    "TreeDef",
+    "tree_flatten",
+    "tree_leaves",
+    "tree_map",
+    "tree_structure",
+    "tree_unflatten",
+]
 __version__ = "0.1.0"

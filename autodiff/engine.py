@@ -19,6 +19,7 @@ import operator
 import os
 import threading
 import traceback
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
@@ -130,6 +131,57 @@ class _State(threading.local):
 
 
 state = _State()
+
+
+class _Traced(threading.local):
+    """The variables of the reverse-mode transforms (grad, hessian, ...) now running, per
+    thread: id -> leaf. (Forward mode needs no such record: its levels in `state.forward`
+    hold the tangents.) A class default, so a thread that set none reads it as a plain
+    attribute: item() and np.asarray(t) ask on every call. Replaced, never mutated."""
+
+    leaves: dict[int, Node] = {}  # noqa: RUF012
+
+
+traced = _Traced()
+
+
+def seen_by_transforms(value: Node) -> bool:
+    """Whether `value` carries a tangent of a running `jvp` or depends on a variable of a
+    running reverse-mode transform."""
+    if any(level.get(value) is not None for level in state.forward):
+        return True
+    outer = traced.leaves
+    if not outer or not value.requires_grad:
+        return False
+    return any(id(node) in outer for node in toposort(value))
+
+
+_CONCRETE = {
+    "numpy": "numpy would take the plain numbers of",
+    "item()": "float(), int() or .item() would make a plain number of",
+    "tolist()": ".tolist() would make plain numbers of",
+}
+
+
+def check_concrete(t: Node, who: str) -> None:
+    """Refuse to turn a value a running transform differentiates into plain numbers.
+
+    Reverse mode already refuses numpy on a computed tensor, but the transform's own variable
+    is a leaf, and forward mode records nothing: there np.array([x, 2 * x]) or float(x) made
+    a constant, and the derivative came out silently zero (JAX raises here too). Values that
+    do not depend on the transform's variables (a model's weights in a closure) pass.
+    """
+    if not state.mode[3] and not traced.leaves:
+        return  # no transform running: the common case costs two attribute reads
+    if seen_by_transforms(t):
+        raise TypeError(
+            f"{_CONCRETE.get(who, who)} a tensor (shape {t._data.shape}) that a running "
+            "transform (grad, jvp, hessian, ...) differentiates, and its derivative would "
+            "silently be lost; keep it a Tensor (autodiff.stack([...]) instead of "
+            "np.array([...]), autodiff.concatenate instead of np.r_ / np.c_, t[0] instead of "
+            "float(t[0])), or call .detach() first if a constant is really meant"
+        )
+
 
 # One logical clock orders everything. Each recorded node takes the next tick at creation, so
 # a child always has a later tick than its parents: processing nodes from the latest tick down
@@ -537,6 +589,22 @@ def unbroadcast(grad: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return grad
 
 
+def _check_grad_shape(op: Op, index: int, got: tuple, want: tuple, out: Any) -> None:
+    """A rule's gradient must have its input's shape, or one the input broadcasts to with
+    no more axes than the output (the engine sums the broadcast axes away); else name the
+    op and both shapes, instead of numpy's reshape error or, worse, a reshape or sum that
+    happens to fit ((4,) into (2, 2), or (2, 3) summed into (3,) for a (3,) output)."""
+    if len(want) <= len(got) <= max(len(want), np.ndim(out)) and all(
+        w == g or w == 1 for w, g in zip(reversed(want), reversed(got), strict=False)
+    ):
+        return
+    raise ValueError(
+        f"{op.name}: the gradient rule for input {index} returned shape {got}, but input "
+        f"{index} has shape {want} (a gradient has its input's shape, or a shape the input "
+        "broadcasts to)"
+    )
+
+
 StepHook = Callable[[Any, Any, list], None]
 
 
@@ -660,6 +728,8 @@ def backward(
                 if (type(contrib) is not type(data) or type(data) is np.ndarray) and (
                     contrib.shape != data.shape or contrib.dtype != data.dtype
                 ):
+                    if contrib.shape != data.shape:
+                        _check_grad_shape(op, index, contrib.shape, data.shape, node._data)
                     contrib = unbroadcast(contrib, data.shape, data.dtype)
                 if watched:
                     if anomaly:
@@ -778,11 +848,24 @@ def _store_grad(node: Node, grad: Any, create_graph: bool, handed: set[int]) -> 
             grad = grad.detach()  # a graph-carrying grad on a non-leaf would be a cycle
         elif previous is not None:
             grad = grad + previous
+        if node._op is None and isinstance(grad, Node) and grad.requires_grad:
+            # leaf -> .grad -> graph -> leaf: inherent to a differentiable .grad, so warned
+            # of (as PyTorch does) rather than broken; autodiff.grad returns it instead.
+            warnings.warn(_CYCLE_WARNING.format(shape=node.shape), stacklevel=5)
         node._grad = _own_tensor(grad, handed, node._op is None)
         return
     if previous is not None:
         grad = grad + (previous._data if isinstance(previous, Node) else previous)
     node._grad = _own(grad, handed)
+
+
+_CYCLE_WARNING = (
+    "backward(create_graph=True) put a gradient that carries its graph into .grad of a leaf "
+    "(shape {shape}): the leaf and its gradient now refer to each other, a reference cycle "
+    "that only Python's cycle collector frees (not the last name going away); use "
+    "autodiff.grad(outputs, inputs, create_graph=True) for differentiable gradients, or set "
+    "x.grad = None once done with them"
+)
 
 
 def _own_tensor(grad: Any, handed: set[int], differentiable: bool) -> Any:
@@ -879,7 +962,14 @@ def _push(
             if t is not None:
                 part = rule(t, result, *args, **params)
                 total = part if total is None else total + part
-    return _fit(total, out._data)
+    try:
+        return _fit(total, out._data)
+    except ValueError:
+        # A rule's tangent must broadcast to its output's shape: name the op and both.
+        raise ValueError(
+            f"{op.name}: the JVP rule returned a tangent of shape {np.shape(total)}, but "
+            f"the output has shape {out._data.shape}"
+        ) from None
 
 
 def _fit(tangent: Any, like: Any) -> Any:

@@ -1,6 +1,6 @@
 """Forward mode: Jacobian-vector products in one pass that carries a tangent beside each value.
 
-    y, dy = autodiff.jvp(f, (x,), (v,))     # y = f(x), dy = J_f(x) @ v
+    y, dy = autodiff.jvp(f, (x,), (v,))     # y = f(x), dy = J_f(x) @ v  (autodiff/func.py)
 
 Reverse mode asks "how does the output change with each input?" and answers for all inputs at
 once, in a backward pass over a recorded graph. Forward mode asks "how does everything change
@@ -21,7 +21,6 @@ what makes forward-over-reverse and reverse-over-forward compose (Hessian-vector
 
 from __future__ import annotations
 
-import numbers
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -33,7 +32,7 @@ from . import engine, rules
 from . import tensor as tensor_module
 from .tensor import Tensor
 
-__all__ = ["jvp", "tangent_of"]
+__all__ = ["tangent_of"]
 
 
 class Level:
@@ -145,34 +144,11 @@ def _tangent_for(x: Tensor, t: Any, i: int, who: str) -> Any:
     return value
 
 
-def check_outputs(result: Any, who: str, several: bool = True) -> bool:
-    """Whether f returned several outputs (a tuple or list), after checking each is a Tensor,
-    a number or an array (a constant). Anything else (a dict, a nested tuple, None) is refused
-    by name: taken as a constant, its derivative would silently be zero."""
-    items = result if several and isinstance(result, tuple | list) else (result,)
-    for item in items:
-        if (
-            not isinstance(item, Tensor | numbers.Number | np.ndarray | np.number | np.bool_)
-            or isinstance(item, np.ndarray)
-            and item.dtype.kind not in "biuf"
-        ):
-            what = "one Tensor" if not several else "a Tensor or a flat tuple or list of Tensors"
-            raise TypeError(f"{who}: f must return {what}, got {_describe(result)}")
-    return items is result
-
-
 def _describe(value: Any) -> str:
     if isinstance(value, tuple | list):
         inner = ", ".join(type(v).__name__ for v in value[:4])
         return f"a {type(value).__name__} of ({inner}{', ...' if len(value) > 4 else ''})"
     return "None" if value is None else f"a {type(value).__name__}"
-
-
-def same_kind(like: tuple | list, items: Any) -> tuple | list:
-    """`items` in the container type of f's result: a tuple, a list or a namedtuple (whose
-    constructor takes the fields one by one, not an iterable)."""
-    items = list(items)
-    return type(like)(*items) if hasattr(like, "_fields") else type(like)(items)
 
 
 def output_tangent(out: Any, level: Level) -> Any:
@@ -187,22 +163,3 @@ def output_tangent(out: Any, level: Level) -> Any:
     if isinstance(t, np.ndarray) and not t.flags.writeable:
         t = np.array(t)  # a broadcast view: give the caller an array of its own
     return engine.constant(t)
-
-
-def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
-    """f's outputs and their tangents J_f(primals) @ tangents, in one forward pass.
-
-    `primals` and `tangents` are tuples (or a single value each) of Tensors, arrays or
-    numbers, with matching shapes; f takes one Tensor per primal and returns a Tensor or a
-    tuple of Tensors. Returns (outputs, output_tangents) with the same structure as f's result.
-    Works inside `grad` (forward over reverse) and under `grad` (reverse over forward).
-    """
-    primals, tangents = _as_tuple(primals), _as_tuple(tangents)
-    level, inputs, saved = enter(primals, tangents, "jvp")
-    try:
-        outputs = f(*inputs)
-    finally:
-        leave(saved)
-    if check_outputs(outputs, "jvp"):
-        return outputs, same_kind(outputs, (output_tangent(o, level) for o in outputs))
-    return outputs, output_tangent(outputs, level)

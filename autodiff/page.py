@@ -33,6 +33,7 @@ import numpy as np
 
 from . import engine
 from .composites import op_name
+from .dot import COLORS, FONT, _auto_rankdir, _box_of, _check_max_nodes, _run_dot
 from .graph import Graph, node_id, trace
 from .tensor import Tensor
 
@@ -562,7 +563,6 @@ def _scene(gd: _GraphData, box: dict[str, str | None], frames: set[str]) -> dict
     """The DOT source of one view: nodes whose box is None are drawn, others stand in their
     box; a tensor stays visible if something outside its box reads it. `frames`: the module
     calls drawn as dashed frames around their (visible) members."""
-    from .viz import COLORS
 
     graph, short = gd.graph, gd.short
     readers: dict[str, set[str | None]] = {}
@@ -653,7 +653,6 @@ def _short_value(t: Tensor) -> str:
 
 
 def _svg(gd: _GraphData, scene: dict[str, Any], prefix: str, rankdir: str) -> str:
-    from .viz import FONT, _run_dot
 
     source = "\n".join(
         [
@@ -674,7 +673,6 @@ def _svg(gd: _GraphData, scene: dict[str, Any], prefix: str, rankdir: str) -> st
 
 def _views(gd: _GraphData, lim: _Limits) -> list[str]:
     """Fill gd.data["views"] (and the default view); return the SVG of each view."""
-    from .viz import _auto_rankdir, _box_of
 
     graph = gd.graph
     boxes = _box_of(graph) if graph.clusters else {}
@@ -910,7 +908,6 @@ def page(
     the page is also written there (".html" added if missing).
     """
     from .graph import check_root
-    from .viz import _check_max_nodes  # viz imports this module: a late import
 
     check_root(root, "page")
     limit = _check_max_nodes(max_nodes, "page")

@@ -209,6 +209,7 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
         return self.transpose()
 
     def item(self) -> float | int | bool:
+        engine.check_concrete(self, "item()")
         if self._data.size != 1:
             raise ValueError(f"item: only a tensor with one element has an item, not {self.shape}")
         return self._data.item()
@@ -219,11 +220,13 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
         return tracked.view_of(data) if type(data) is np.ndarray else np.asarray(data)
 
     def tolist(self) -> Any:
+        engine.check_concrete(self, "tolist()")
         return self._data.tolist()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         if self._op is not None and engine.state.mode[0]:
             raise TypeError(_NUMPY_DROPS_GRAPH.format(shape=self.shape))
+        engine.check_concrete(self, "numpy")
         array = np.asarray(self._data, dtype=dtype)
         if copy:
             return array.copy()

@@ -15,6 +15,7 @@ from .conv import (
     MaxPool2d,
 )
 from .export import export_onnx
+from .functional_call import functional_call
 from .layers import (
     MLP,
     Dropout,
@@ -37,6 +38,7 @@ from .torch_bridge import from_torch, to_torch
 from .training import History, evaluate, fit, predict
 
 __all__ = [
+    "functional_call",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",

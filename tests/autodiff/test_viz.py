@@ -11,6 +11,7 @@ import graphviz
 import numpy as np
 import pytest
 
+import autodiff.dot
 import nn
 from autodiff import Tensor
 from autodiff.graph import node_id, trace
@@ -303,7 +304,7 @@ def test_missing_dot_is_a_clear_error(monkeypatch, tmp_path):
     import autodiff.viz as viz
 
     monkeypatch.setattr(viz.shutil, "which", lambda name, *a, **k: None)
-    monkeypatch.setattr(viz, "_graphviz_pure", lambda: None)
+    monkeypatch.setattr(autodiff.dot, "_graphviz_pure", lambda: None)
     monkeypatch.chdir(tmp_path)
     _, _, _, d = _expression()
     drawing = draw_graph(d)
