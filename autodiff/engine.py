@@ -414,6 +414,8 @@ def op_error(op_name: str, parents: Sequence[Node], exc: Exception) -> Exception
     """Rewrite a numpy failure so that it names our op and the shapes, not numpy's internals."""
     shapes = _shapes([p._data for p in parents])
     message = str(exc)
+    if message.startswith(f"{op_name}: "):
+        return exc  # the op's own error already names it (a checkpointed f's, say)
     if "broadcast" in message:
         message = f"shapes {shapes} do not broadcast together"
     elif op_name in ("matmul", "linear") and ("mismatch" in message or "aligned" in message):

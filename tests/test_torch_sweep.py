@@ -881,6 +881,11 @@ NOT_OPS = {
             "grad",
             "no_grad",
             "inference_mode",
+            "tree_flatten",  # tree utilities, not ops (autodiff/trees.py)
+            "tree_leaves",
+            "tree_map",
+            "tree_structure",
+            "tree_unflatten",
             "enable_grad",
             "set_grad_enabled",
             "is_grad_enabled",
