@@ -72,7 +72,7 @@ class _Graph:
         """The initialiser for a parameter, named by its path; added once even if shared."""
         name = self.param_names[id(p)]
         if name not in self.initializers:
-            array = np.asarray(p._data, dtype=self.dtype)
+            array = np.asarray(p.raw(), dtype=self.dtype)
             self.initializers[name] = self.onnx.numpy_helper.from_array(array, name)
             self._used.add(name)
         return name
@@ -288,7 +288,7 @@ def to_onnx(
             f"export_onnx: parameters must share one float dtype, got "
             f"{sorted({str(p.dtype) for p in params})}"
         )
-    x = np.asarray(example_input._data if isinstance(example_input, Tensor) else example_input)
+    x = np.asarray(example_input.raw() if isinstance(example_input, Tensor) else example_input)
     if x.ndim == 0 or x.dtype.kind not in "biuf":
         raise ValueError(
             f"export_onnx: example_input must be a numeric array with a batch "
@@ -320,7 +320,7 @@ def to_onnx(
             object.__setattr__(m, "training", mode)
 
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
-    y_shape = np.shape(y._data)
+    y_shape = np.shape(y.raw())
     if g.nodes and g.nodes[-1].output[0] == out:
         g.nodes[-1].output[0] = output_name  # the last operator writes the graph's output
     else:  # a model that computes nothing (Identity, an empty Sequential)
@@ -387,14 +387,9 @@ def draw_onnx(model: Any) -> Any:
     onnx = _onnx()
     if not hasattr(model, "graph"):
         model = onnx.load(os.fspath(model))
-    try:
-        from autodiff.viz import _digraph_class  # renders inline through graphviz-pure
+    from autodiff.viz import Drawing  # renders inline, without a system Graphviz too
 
-        dot = _digraph_class()(graph_attr={"rankdir": "TB"})
-    except ImportError:  # pragma: no cover - graphviz is a dependency
-        import graphviz
-
-        dot = graphviz.Digraph(graph_attr={"rankdir": "TB"})
+    dot = Drawing(graph_attr={"rankdir": "TB"})
     graph = model.graph
     # Node ids are plain words: graphviz reads "a:b" as node a's port b.
     producers: dict[str, str] = {}
