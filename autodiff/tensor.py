@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -211,6 +212,12 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
     @property
     def is_leaf(self) -> bool:
         return self._op is None
+
+    @property
+    def op_params(self) -> Any:
+        """The non-tensor parameters of the op that made this tensor (`axis=`, `shape=`, ...),
+        read-only; empty for a leaf and for an op that takes none."""
+        return MappingProxyType(self._params)
 
     @property
     def op(self) -> str | None:
