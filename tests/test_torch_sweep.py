@@ -937,6 +937,14 @@ NOT_OPS = {
     ),
     "Tensor.long": "an integer cast: a constant, no gradient (astype's entry covers casts)",
     **dict.fromkeys(
+        ["apply", "mark_written", "enter_scope", "exit_scope"],
+        "the surface for libraries (autodiff.extend): runs a row, or bookkeeping",
+    ),
+    **dict.fromkeys(
+        ["Tensor.raw", "Tensor.raw_grad", "Tensor.op_params"],
+        "the raw array, gradient or params: no op",
+    ),
+    **dict.fromkeys(
         [
             "nn.functional.relu",
             "nn.functional.sigmoid",
