@@ -382,6 +382,24 @@ def detect_anomaly() -> Iterator[None]:
         state.anomaly = saved
 
 
+def enter_scope(module: object) -> tuple | None:
+    """Tag every tensor created from now on (this thread) with `module`, inside the module
+    stack already active; returns that stack, for `exit_scope`. What `module_scope` does as a
+    context manager, as two calls for a framework's hot path (nn's Module.__call__)."""
+    st = state
+    enabled, anomaly, scope, forward = st.mode
+    st.mode = (enabled, anomaly, (module,) if scope is None else scope + (module,), forward)
+    return scope
+
+
+def exit_scope(scope: tuple | None) -> None:
+    """Restore the module stack `enter_scope` returned (only it: a grad-mode switch made
+    inside the module stays made)."""
+    st = state
+    enabled, anomaly, _, forward = st.mode
+    st.mode = (enabled, anomaly, scope, forward)
+
+
 class module_scope:  # noqa: N801 - used like a function, as `with module_scope(m):`
     """Tag every tensor created inside with the active module stack, for drawings by module.
 

@@ -62,6 +62,14 @@ from .windows import fold2d, unfold2d
 
 # --- lists derived from the rows ----------------------------------------------------------------
 
+# Every row is `rules.<its name in its family file>`: the imports above name the rows of this
+# version for readers and type checkers; this loop makes a row added later reachable the same
+# way with no edit here (see docs/add_a_primitive.md).
+for _family in (elementwise, reductions, shape, linalg, windows, losses):
+    for _name, _row in vars(_family).items():
+        if isinstance(_row, Op) and not _name.startswith("_"):
+            globals().setdefault(_name, _row)
+
 #: Ops whose output element i depends only on input element i (a diagonal Jacobian).
 ELEMENTWISE: frozenset[str] = frozenset(name for name, op in OPS.items() if op.elementwise)
 #: Ops linear in their inputs (their own JVP).
@@ -168,3 +176,6 @@ __all__ = [
     "where",
     "windows",
 ]
+__all__ += sorted(
+    name for name, row in globals().items() if isinstance(row, Op) and name not in __all__
+)
