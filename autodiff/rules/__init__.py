@@ -6,7 +6,7 @@ The rows live by family (`elementwise`, `reductions`, `shape`, `linalg`, `window
 particular op is kept anywhere else: interop's numpy routes (`NUMPY`), the elementwise ops
 whose local derivative drawings show as numbers (`ELEMENTWISE`), the Tensor methods backed by a
 primitive (`METHODS`) are all derived here from the rows. To add a primitive, see
-docs/add_a_primitive.md.
+CONTRIBUTING.md (Adding a primitive).
 
 The next columns have their place in `Op`: `batch` (a batching rule, for vmap) is on every
 row and None for now.
@@ -64,7 +64,7 @@ from .windows import fold2d, unfold2d
 
 # Every row is `rules.<its name in its family file>`: the imports above name the rows of this
 # version for readers and type checkers; this loop makes a row added later reachable the same
-# way with no edit here (see docs/add_a_primitive.md).
+# way with no edit here (see CONTRIBUTING.md (Adding a primitive)).
 for _family in (elementwise, reductions, shape, linalg, windows, losses):
     for _name, _row in vars(_family).items():
         if isinstance(_row, Op) and not _name.startswith("_"):
