@@ -983,7 +983,7 @@ def _push(
                 part = rule(t, result, *args, **params)
                 total = part if total is None else total + part
     try:
-        return _fit(total, out._data)
+        return fit_tangent(total, out._data)
     except ValueError:
         # A rule's tangent must broadcast to its output's shape: name the op and both.
         raise ValueError(
@@ -992,7 +992,7 @@ def _push(
         ) from None
 
 
-def _fit(tangent: Any, like: Any) -> Any:
+def fit_tangent(tangent: Any, like: Any) -> Any:
     """A tangent in its output's shape and dtype: the forward counterpart of unbroadcast."""
     shape, dtype = np.shape(like), np.result_type(like)
     if isinstance(tangent, Node):
