@@ -2,6 +2,7 @@
 
 from . import conv, engine, func, functions, rules
 from .conv import avg_pool2d, conv1d, conv2d, max_pool2d, unfold
+from .custom import CustomOp, custom_op
 from .engine import (
     detect_anomaly,
     enable_grad,
@@ -191,6 +192,7 @@ __all__ += [
     "triu",
 ]
 __all__ += ["rules"]
+__all__ += ["CustomOp", "custom_op"]
 # The table's earlier name: `autodiff.ops.OPS`, `autodiff.ops.tanh` still answer.
 ops = rules
 __version__ = "0.1.0"
