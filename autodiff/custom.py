@@ -210,7 +210,13 @@ class CustomOp:
 
         def rule(g: Any, out: Any, *args: Any, **params: Any) -> Any:
             grads = self._gradients(g, out, args, params)
-            if index == last:
+            # Recorded (create_graph), the inputs say which will be asked for; on arrays the
+            # engine may skip the last input (no grad wanted): then the entry stays until the
+            # op's next backward step, one step's arrays.
+            if index == last or (
+                isinstance(g, Tensor)
+                and not any(isinstance(a, Tensor) and a.requires_grad for a in args[index + 1 :])
+            ):
                 self._last.entry = None  # asked for the last input: keep no graph alive
             return grads[index]
 

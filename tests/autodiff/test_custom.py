@@ -7,6 +7,8 @@ checked against closed forms and central differences, never against the op itsel
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -248,8 +250,12 @@ def test_explain_backward():
 
 
 def test_explain_forward():
-    rows = ad.explain_forward(log1pexp, (np.array(0.5),), (np.array(2.0),))
-    assert "log1pexp" in str(rows)
+    rows = ad.explain_forward(log1pexp, (np.array(0.5),), (np.array(2.0),), print_rows=False)
+    step = rows[-1]
+    assert step["op"] == "log1pexp"
+    assert step["value"] == pytest.approx(np.logaddexp(0, 0.5))
+    assert step["parts"][0]["local"] == pytest.approx(_sigmoid(0.5))  # the derived JVP
+    assert step["tangent"] == pytest.approx(2 * _sigmoid(0.5))
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -341,14 +347,35 @@ def test_given_batching_rule_is_stored_and_called():
 @pytest.mark.skipif(not hasattr(ad, "vmap"), reason="vmap not available")
 def test_vmap_and_its_compositions():
     xs = np.linspace(-2, 2, 12).reshape(4, 3)
-    np.testing.assert_allclose(ad.vmap(log1pexp)(xs).data, np.logaddexp(0, xs))
-    per_example = ad.vmap(func.grad(lambda x: log1pexp(x).sum()))(xs)
-    np.testing.assert_allclose(per_example.data, _sigmoid(xs), rtol=1e-12)
-    g = func.grad(lambda x: ad.vmap(log1pexp)(x).sum())(xs)
-    np.testing.assert_allclose(g.data, _sigmoid(xs), rtol=1e-12)
-    _, tangent = ad.jvp(ad.vmap(log1pexp), (xs,), (np.ones_like(xs),))
-    np.testing.assert_allclose(tangent.data, _sigmoid(xs), rtol=1e-12)
-    # no batching rule: vmap computes it one example at a time, and says so
+    s = _sigmoid(xs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the derived elementwise rule: no one-by-one loop
+        np.testing.assert_allclose(ad.vmap(log1pexp)(xs).data, np.logaddexp(0, xs))
+        np.testing.assert_allclose(ad.vmap(log1pexp, in_axes=1)(xs).data, np.logaddexp(0, xs).T)
+        per_example = ad.vmap(func.grad(lambda x: log1pexp(x).sum()))(xs)
+        np.testing.assert_allclose(per_example.data, s, rtol=1e-12)
+        g = func.grad(lambda x: ad.vmap(log1pexp)(x).sum())(xs)
+        np.testing.assert_allclose(g.data, s, rtol=1e-12)
+        _, tangent = ad.jvp(ad.vmap(log1pexp), (xs,), (np.ones_like(xs),))
+        np.testing.assert_allclose(tangent.data, s, rtol=1e-12)
+        hessians = ad.vmap(func.hessian(lambda x: log1pexp(x).sum()))(xs)
+        np.testing.assert_allclose(hessians.data, np.stack([np.diag(r * (1 - r)) for r in s]))
+
+
+@pytest.mark.skipif(not hasattr(ad, "vmap"), reason="vmap not available")
+def test_vmap_uses_the_given_rule_or_says_it_loops():
+    seen = []
+
+    def rule(inputs, dims, size, **params):
+        seen.append((dims, size))
+        return smul(*inputs, **params)  # b, unbatched, broadcasts against a's trailing axes
+
+    batched = ad.custom_op(smul.forward, vjp=_smul_vjp, batch=rule, name="batched_mul")
+    stacked = np.stack([A, 2 * A])
+    out = ad.vmap(lambda a, b: batched(a, b, scale=2.0), in_axes=(0, None))(stacked, B)
+    np.testing.assert_allclose(out.data, 2 * stacked * B)
+    assert seen == [([0, None], 2)]
+    # no batching rule: vmap computes it one example at a time, and names the op
     with pytest.warns(UserWarning, match="scaled_mul"):
-        out = ad.vmap(_smul2, in_axes=(0, None))(np.stack([A, 2 * A]), B)
-    np.testing.assert_allclose(out.data, np.stack([2 * A * B, 4 * A * B]))
+        out = ad.vmap(_smul2, in_axes=(0, None))(stacked, B)
+    np.testing.assert_allclose(out.data, 2 * stacked * B)
