@@ -7,6 +7,7 @@ the result is a primitive like `tanh` or `matmul`: every transform (`grad`, `jvp
 
     import numpy as np
     import autodiff as ad
+    from autodiff.testing import gradcheck
 
     def log1pexp_vjp(g, out, x):          # d/dx log(1 + e^x) = sigmoid(x)
         return g * ad.sigmoid(x)
@@ -16,8 +17,11 @@ the result is a primitive like `tanh` or `matmul`: every transform (`grad`, `jvp
         return np.logaddexp(0.0, x)
 
     x = ad.tensor([-800.0, 0.0, 800.0], requires_grad=True)
-    log1pexp(x).sum().backward()          # x.grad == [0, 0.5, 1]
-    ad.jvp(log1pexp, (x,), (np.ones(3),)) # forward mode, derived from the VJP
+    log1pexp(x).sum().backward()
+    assert np.allclose(x.grad.data, [0.0, 0.5, 1.0])
+    _, tangent = ad.jvp(log1pexp, (x,), (np.ones(3),))  # forward mode: derived from the VJP
+    assert np.allclose(tangent.data, [0.0, 0.5, 1.0])
+    assert gradcheck(log1pexp, [0.3, -1.2], modes=("rev", "fwd"), order=2)
 
 The pieces (all but the forward and the VJP are optional):
 
@@ -124,6 +128,12 @@ class CustomOp:
         if not callable(forward):
             raise TypeError(f"custom_op: forward must be a function, got {type(forward).__name__}")
         self.name: str = name or getattr(forward, "__name__", None) or "custom_op"
+        if self.name in rules.OPS:
+            # Drawings and the page look some facts up by op name: a user's "tanh" would be
+            # taken for the library's.
+            raise ValueError(
+                f"custom_op: {self.name!r} is the name of a built-in primitive; give name="
+            )
         self.forward = forward
         self.inputs = _input_names(forward, self.name)
         self.vjp = vjp

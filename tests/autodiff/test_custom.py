@@ -7,6 +7,7 @@ checked against closed forms and central differences, never against the op itsel
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 
 import numpy as np
@@ -93,6 +94,15 @@ def test_arrays_and_numbers_are_lifted():
     assert isinstance(y, ad.Tensor) and y.dtype == np.float32
     np.testing.assert_allclose(y.data, A.astype(np.float32))
     assert not y.requires_grad and y.op is None
+
+
+def test_the_module_example_runs():
+    doc = ad.custom.__doc__
+    code = doc[doc.index("    import numpy as np") : doc.index("\nThe pieces")]
+    assert "@ad.custom_op" in code and "gradcheck" in code
+    namespace: dict = {}
+    exec(textwrap.dedent(code), namespace)  # noqa: S102 - our own docstring's example
+    assert namespace["log1pexp"].op.name == "log1pexp"
 
 
 # --- reverse mode -------------------------------------------------------------------------------
@@ -249,6 +259,15 @@ def test_explain_backward():
     assert "log1pexp" in str(rows)
 
 
+def test_page_shows_the_name_and_the_formula():
+    from autodiff.page import page
+
+    x = ad.tensor([0.5, -1.0], requires_grad=True, name="x")
+    html = page(_smul2(log1pexp(x), 3.0).sum()).html
+    assert "log1pexp" in html and "scaled_mul" in html
+    assert "sigmoid" in html  # log1pexp's formula column: nothing else in this graph says it
+
+
 def test_explain_forward():
     rows = ad.explain_forward(log1pexp, (np.array(0.5),), (np.array(2.0),), print_rows=False)
     step = rows[-1]
@@ -306,6 +325,13 @@ def test_calls_and_definitions_are_checked():
         ad.custom_op(lambda *xs: xs[0], vjp=lambda g, out, *xs: g, name="star")
     with pytest.raises(TypeError, match=r"tensor_out.*forward returned a Tensor"):
         ad.custom_op(lambda x: ad.tensor(x), vjp=lambda g, out, x: g, name="tensor_out")(X)
+
+
+def test_a_built_in_name_is_refused():
+    with pytest.raises(ValueError, match="'tanh' is the name of a built-in primitive"):
+        ad.custom_op(np.tanh, vjp=lambda g, out, x: g * (1 - out * out))
+    own = ad.custom_op(np.tanh, vjp=lambda g, out, x: g * (1 - out * out), name="my_tanh")
+    assert gradcheck(own, X, modes=("rev", "fwd"), order=2)
 
 
 def test_forward_errors_name_the_op():
