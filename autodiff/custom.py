@@ -64,7 +64,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -74,7 +74,31 @@ from .tensor import Tensor
 
 __all__ = ["CustomOp", "custom_op"]
 
-Node = engine.Node
+
+@overload
+def custom_op(
+    forward: Callable[..., Any],
+    *,
+    vjp: Callable[..., Any] | None = ...,
+    jvp: Callable[..., Any] | None = ...,
+    batch: Callable[..., Any] | None = ...,
+    name: str | None = ...,
+    formula: str | tuple[str, ...] | None = ...,
+    elementwise: bool = ...,
+) -> CustomOp: ...
+
+
+@overload
+def custom_op(
+    forward: None = ...,
+    *,
+    vjp: Callable[..., Any] | None = ...,
+    jvp: Callable[..., Any] | None = ...,
+    batch: Callable[..., Any] | None = ...,
+    name: str | None = ...,
+    formula: str | tuple[str, ...] | None = ...,
+    elementwise: bool = ...,
+) -> Callable[[Callable[..., Any]], CustomOp]: ...
 
 
 def custom_op(
@@ -86,7 +110,7 @@ def custom_op(
     name: str | None = None,
     formula: str | tuple[str, ...] | None = None,
     elementwise: bool = False,
-) -> Any:
+) -> CustomOp | Callable[[Callable[..., Any]], CustomOp]:
     """Make `forward` (numpy in, numpy out) a differentiable primitive; see the module doc.
 
     As a decorator, `@custom_op(vjp=...)` or bare `@custom_op` (then `@f.defvjp`); as a call,
