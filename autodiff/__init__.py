@@ -37,6 +37,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .custom import CustomOp, custom_op
 from .engine import (
     detect_anomaly,
     enable_grad,
@@ -197,6 +198,7 @@ __all__ += [
     "triu",
 ]
 __all__ += ["rules", "extend", "apply", "mark_written", "enter_scope", "exit_scope"]
+__all__ += ["CustomOp", "custom_op"]
 # The table's earlier name: `autodiff.ops.OPS`, `autodiff.ops.tanh` still answer.
 ops = rules
 __all__ += [

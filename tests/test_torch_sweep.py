@@ -900,6 +900,7 @@ NOT_OPS = {
         "forward mode: its own PyTorch comparison (torch.func.jvp) in its tests",
     ),
     "manual_seed": "seeds the random constructors, computes nothing",
+    "custom_op": "makes a user's primitive; tested in tests/autodiff/test_custom.py",
     **dict.fromkeys(
         [
             "nn.functional.max_pool2d",
