@@ -22,6 +22,15 @@ class ElementwiseMethods(Node):
 
     __slots__ = ()
 
+    if TYPE_CHECKING:  # pragma: no cover
+        # Tensor's own (autodiff/tensor.py), which these methods are part of.
+        @property
+        def shape(self) -> tuple[int, ...]: ...
+        @property
+        def ndim(self) -> int: ...
+        @property
+        def dtype(self) -> np.dtype: ...
+
     def _floating(self) -> Tensor:
         """This tensor, or its numbers in float64 if they are integers or booleans.
 

@@ -29,6 +29,17 @@ class ReductionMethods(Node):
 
     __slots__ = ()
 
+    if TYPE_CHECKING:  # pragma: no cover
+        # Tensor's own (autodiff/tensor.py), which these methods are part of.
+        @property
+        def shape(self) -> tuple[int, ...]: ...
+        @property
+        def ndim(self) -> int: ...
+        @property
+        def dtype(self) -> np.dtype: ...
+        def _floating(self) -> Tensor: ...
+        def astype(self, dtype: Any) -> Tensor: ...
+
     def sum(
         self,
         axis: Axis = None,
