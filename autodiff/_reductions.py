@@ -112,7 +112,7 @@ class ReductionMethods(Node):
             axis, keepdims = _torch_names(op.name, axis, keepdims, dim, keepdim)
             values = self._extremum(op, axis, keepdims)
             pick = self.argmax if op is rules.max_ else self.argmin
-            return ValuesIndices(values, pick(axis=axis, keepdims=keepdims))
+            return ValuesIndices(values, pick(axis=int(dim), keepdims=keepdims))
         if keepdim is not None:
             keepdims = bool(keepdim)
         axes = _axes(axis, self.ndim, op.name)

@@ -133,7 +133,8 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
         g = self._grad
         return g._data if isinstance(g, engine.Node) else g
 
-    @data.setter
+    # mypy takes a setter only right after its getter; raw() and raw_grad() sit between.
+    @data.setter  # type: ignore[no-redef, attr-defined]
     def data(self, value: ArrayLike) -> None:
         """Replace the numbers (`p.data = p.data - lr * p.grad`, micrograd style).
 
@@ -727,7 +728,7 @@ class _Size(int):
         return self._shape[_axis(dim, len(self._shape), "size")]
 
 
-def _rebuild_leaf(cls: type, data: Any, requires_grad: bool, name: str | None, grad: Any) -> Tensor:
+def _rebuild_leaf(cls: type[Tensor], data: Any, requires_grad: bool, name: str | None, grad: Any) -> Tensor:
     t = cls.__new__(cls)
     Tensor.__init__(t, data, name=name)
     t.requires_grad = requires_grad

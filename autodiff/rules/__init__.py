@@ -22,6 +22,7 @@ from . import elementwise, linalg, losses, reductions, shape, windows
 from .elementwise import (
     abs_,
     add,
+    arctan,
     cast,
     ceil,
     cos,
