@@ -25,9 +25,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -57,6 +58,7 @@ def _input_names(op: Any, count: int) -> list[str]:
     names: list[str] = []
     rules = getattr(op, "vjps", ())
     if rules and not getattr(op, "variadic", False):
+        parameters: Iterable[inspect.Parameter]
         try:
             parameters = inspect.signature(rules[0]).parameters.values()
         except (TypeError, ValueError):
@@ -327,13 +329,13 @@ def _tensors_of(roots: list[Tensor]) -> dict[str, Tensor]:
     for root in roots:
         computed = engine.toposort(root) if root.requires_grad else [root]
         for t in computed:
-            for p in t._parents:
-                found.setdefault(node_id(p), p)
-            found.setdefault(node_id(t), t)
+            for p in t.parents:
+                found.setdefault(node_id(p), cast(Tensor, p))
+            found.setdefault(node_id(t), cast(Tensor, t))
     return found
 
 
-def _local(op: Any, index: int, parents: tuple, out: Any, params: dict) -> Any:
+def _local(op: Any, index: int, parents: tuple, out: Any, params: Mapping[str, Any]) -> Any:
     """The local derivative of an elementwise op for one input, as numbers (output-shaped):
     the op's own JVP rule applied to a tangent of ones, which is exact (no division by the
     upstream gradient, which may be 0). None for other ops (their Jacobian is a matrix)."""
@@ -423,7 +425,7 @@ def _tangent_steps(gd: _GraphData, wrt: Tensor | None, lim: _Limits) -> dict[str
     """Forward mode over the recorded graph: the tangent of `wrt` is ones, every other leaf's
     zero, and each node's tangent is the sum over its inputs of the op's JVP rule applied to
     that input's tangent (the rules `autodiff.jvp` uses, on the values the graph recorded)."""
-    from .forward import _fit  # the same fitting of a tangent to its output's shape
+    from .engine import _fit  # the same fitting of a tangent to its output's shape
 
     graph, tensors, short = gd.graph, gd.tensors, gd.short
     # By default the first leaf the computation read (x1 in x1*w1 + x2*w2 + b).

@@ -728,7 +728,9 @@ class _Size(int):
         return self._shape[_axis(dim, len(self._shape), "size")]
 
 
-def _rebuild_leaf(cls: type[Tensor], data: Any, requires_grad: bool, name: str | None, grad: Any) -> Tensor:
+def _rebuild_leaf(
+    cls: type[Tensor], data: Any, requires_grad: bool, name: str | None, grad: Any
+) -> Tensor:
     t = cls.__new__(cls)
     Tensor.__init__(t, data, name=name)
     t.requires_grad = requires_grad

@@ -114,6 +114,7 @@ __all__ = [
     "_op",
     "abs_",
     "add",
+    "arctan",
     "binary_cross_entropy",
     "broadcast_to",
     "call",
