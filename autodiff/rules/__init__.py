@@ -22,6 +22,7 @@ from . import elementwise, linalg, losses, reductions, shape, windows
 from .elementwise import (
     abs_,
     add,
+    arctan,
     cast,
     ceil,
     cos,
@@ -113,6 +114,7 @@ __all__ = [
     "_op",
     "abs_",
     "add",
+    "arctan",
     "binary_cross_entropy",
     "broadcast_to",
     "call",

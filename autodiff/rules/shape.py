@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .elementwise import where
-from .table import call, is_basic_index, register, value
+from .table import Op, call, is_basic_index, register, value
 
 reshape = register(
     "reshape",
@@ -149,7 +149,7 @@ getitem = register(
     onnx="Gather",
 )
 # The adjoint of indexing (used by getitem's rule, so second derivatives through indexing work).
-scatter_add = register(
+scatter_add: Op = register(  # typed: getitem's rule names it before it is defined
     "scatter_add",
     _scatter_forward,
     lambda g, out, x, *, shape, index: call(getitem, g, index=index),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .table import call, register
+from .table import Op, call, register
 
 Pair = tuple[int, int]
 
@@ -60,7 +60,7 @@ unfold2d = register(
     formula="1",
     onnx="none: ONNX has no im2col; nn/export translates Conv and pooling layers whole",
 )
-fold2d = register(
+fold2d: Op = register(  # typed: unfold2d's rule names it before it is defined
     "fold2d",
     _fold_forward,
     lambda g, out, cols, *, shape, **window: call(unfold2d, g, **window),
