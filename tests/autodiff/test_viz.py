@@ -260,7 +260,7 @@ def no_system_dot(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    if viz._graphviz_pure() is None:
+    if autodiff.dot._graphviz_pure() is None:
         pytest.skip("graphviz-pure is not installed")
     return viz
 
