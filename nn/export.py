@@ -418,9 +418,10 @@ class _Emitter:
 def _refuse_baked(t: Any, what: str) -> None:
     raise TypeError(
         f"export_onnx: op {t._op.name!r} ({_in_forward(t)}) takes {what}, which follows "
-        f"the batch size: it was computed from the input outside the recorded graph (a "
-        f"comparison, a mask, .data), so the file would hold the example's values; compute "
-        f"it with Tensor ops (maximum, relu, where with a mask of the weights) instead"
+        f"the batch size: computed from the input outside the recorded graph (a "
+        f"comparison, a mask, .data), the file would hold the example's values. Compute "
+        f"it with Tensor ops (maximum, relu, x * 0 + c), or give a constant no batch "
+        f"axis and let it broadcast"
     )
 
 
@@ -646,8 +647,11 @@ def export_onnx(
 
     The file takes an input named "input" of shape (batch, *example_input.shape[1:]) in the
     parameters' dtype (float32 by default) and gives "output". Weights are initialisers named
-    as in `model.state_dict()`. Raises ImportError without the onnx package and TypeError
-    naming any module it cannot translate.
+    as in `model.state_dict()`. Any Module is accepted: one made of nn's layers is written
+    layer by layer, any other is traced on `example_input` (see the module docstring).
+    Raises ImportError without the onnx package, and TypeError naming the first op of the
+    forward without an ONNX translation (with the module whose forward ran it and why), or
+    an array computed from the input outside the graph that the file would freeze.
     """
     proto = to_onnx(model, example_input, input_name=input_name, output_name=output_name)
     data = proto.SerializeToString()

@@ -248,3 +248,38 @@ def test_the_models_modes_are_restored_and_its_forward_unpatched():
     nn.export.to_onnx(model, np.zeros((1, 1, 8, 8), np.float32))
     assert all(m.training for m in model.modules())
     assert "forward" not in vars(model.conv) and "forward" not in vars(model.pool)
+
+
+def test_binary_cross_entropy_is_composed_of_onnx_operators():
+    # The row's translation writes the floored logs: compared at p = 0 and 1 (where the floor
+    # at -100 decides) and within float epsilon of them. The input is the probabilities.
+    target = np.array([0.0, 1.0, 0.25, 1.0], np.float32)
+
+    def bce(x, p):
+        # The target broadcast by recorded ops: a constant of the batch's shape is refused.
+        return nn.functional.binary_cross_entropy(x, x * 0 + target, "none")
+
+    model = Fn(bce)
+    proto = nn.export.to_onnx(model, np.full((2, 4), 0.5, np.float32))
+    assert "Log" in _ops(proto)
+    x = np.array([[1.0, 0.0, 0.3, 0.8], [1e-8, 1 - 6e-8, 0.5, 1.0], [0, 1, 1, 0]], np.float32)
+    (got,) = _session(proto).run(None, {"input": x})
+    want = model(Tensor(x)).data
+    assert got[0, 0] == got[0, 1] == 100.0
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_softmax_cross_entropy_is_onnxs_fused_loss():
+    # Labels are a param the file holds: a forward with fixed labels runs on their batch.
+    labels = np.array([2, 0])
+    model = Fn(lambda x, p: ad.softmax_cross_entropy(x * p, labels))
+    proto = nn.export.to_onnx(model, np.zeros((2, 4), np.float32))
+    assert "SoftmaxCrossEntropyLoss" in _ops(proto)
+    x = RNG.normal(size=(2, 4)).astype(np.float32)
+    (got,) = _session(proto).run(None, {"input": x})
+    np.testing.assert_allclose(got, model(Tensor(x)).data, rtol=1e-6)
+
+
+def test_draw_onnx_draws_a_traced_model():
+    source = nn.export.draw_onnx(nn.export.to_onnx(Residual(), np.zeros((1, 2, 3)))).source
+    assert "Tanh" in source and "w\n(6, 6)" in source
