@@ -286,9 +286,20 @@ def _layers_only(model: Module) -> bool:
 
 # --- tracing any Module ----------------------------------------------------------------------
 
-# Modules a trace records as one node and writes with their layer translator: their forward
-# runs through unfold2d (im2col), whose row has no ONNX operator, while ONNX has theirs whole.
-WHOLE: tuple[type, ...] = (_convs.Conv2d, _convs.Conv1d, _convs.MaxPool2d, _convs.AvgPool2d)
+# Modules a trace records as one node and writes with their layer translator. Convolution
+# and pooling run through unfold2d (im2col), whose row has no ONNX operator, while ONNX has
+# them whole; LeakyReLU picks by a mask of its input (`x > 0`), which no row records;
+# BatchNorm reshapes its running statistics outside the graph, so traced they would be
+# anonymous constants, where ONNX's BatchNormalization takes them by their state_dict names.
+WHOLE: tuple[type, ...] = (
+    _convs.Conv2d,
+    _convs.Conv1d,
+    _convs.MaxPool2d,
+    _convs.AvgPool2d,
+    _convs.BatchNorm1d,
+    _convs.BatchNorm2d,
+    layers.LeakyReLU,
+)
 
 # The node such a module call becomes: its output is the module's (computed without a graph),
 # its one input the module's input. Not registered: it exists only while export traces. The
@@ -350,8 +361,8 @@ class _Batch:
     `.data`): the file would hold the example's values and compute something else for any
     other input, so it is refused."""
 
-    def __init__(self, nodes: list[Any], other: list[Any] | None, why: str) -> None:
-        self.axes: dict[int, tuple[int, ...]] = {}
+    def __init__(self, nodes: list[Any], other: list[Any] | None, why: str, leaf: Any) -> None:
+        self.axes: dict[int, tuple[int, ...]] = {id(leaf): (0,)}
         self.static: str | None = None
         if other is None:
             self.static = why
@@ -442,7 +453,7 @@ def _traced_graph(
             other = _computed(root_b)
     except Exception as exc:  # noqa: BLE001 - any failure only costs the symbolic batch
         why = f"the model does not run on a batch of {len(x) + 1}: {exc}"
-    batch = _Batch(nodes, other, why)
+    batch = _Batch(nodes, other, why, leaf)
     paths = {id(m): name for name, m in model.named_modules()}
     names: dict[int, str] = {id(leaf): input_name}
 

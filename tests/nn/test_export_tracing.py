@@ -28,6 +28,7 @@ def _assert_runs_as_model(model, shape, batches=(1, 3, 7), rtol=1e-5, atol=1e-5,
     example = RNG.uniform(low, high, (2, *shape)).astype(np.float32)
     proto = nn.export.to_onnx(model, example)
     session = _session(proto)
+    model.eval()  # what the file describes (Dropout off, BatchNorm's running statistics)
     for n in batches:
         x = RNG.uniform(low, high, (n, *shape)).astype(np.float32)
         (got,) = session.run(None, {"input": x})
@@ -283,3 +284,49 @@ def test_softmax_cross_entropy_is_onnxs_fused_loss():
 def test_draw_onnx_draws_a_traced_model():
     source = nn.export.draw_onnx(nn.export.to_onnx(Residual(), np.zeros((1, 2, 3)))).source
     assert "Tanh" in source and "w\n(6, 6)" in source
+
+
+class Layers(nn.Module):
+    """nn's layers inside a custom forward: the windowed ones, LeakyReLU (a mask of its
+    input, which no row records) and BatchNorm written whole, the rest through rows; one
+    Linear called twice (one set of initialisers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 3, 3, padding=1, rng=0)
+        self.bn = nn.BatchNorm1d(3)
+        self.ln = nn.LayerNorm(5)
+        self.drop = nn.Dropout(0.5)
+        self.act = nn.LeakyReLU(0.1)
+        self.pool = nn.AvgPool2d(2)
+        self.soft = nn.Softmax(axis=1)
+        self.flat = nn.Flatten()
+        self.shared = nn.Linear(5, 5, rng=1)
+        self.bn.running_mean = Tensor(RNG.normal(size=3).astype(np.float32))
+        self.bn.running_var = Tensor(RNG.uniform(0.5, 2, size=3).astype(np.float32))
+
+    def forward(self, x):
+        h = self.ln(self.drop(self.act(self.bn(self.conv(x)))))
+        h = self.shared(self.shared(h))[:, None]  # (N, 1, 3, 5)
+        return self.soft(self.flat(self.pool(ad.concatenate([h, h], axis=2))))
+
+
+def test_nn_layers_inside_a_custom_forward():
+    proto = _assert_runs_as_model(Layers(), (2, 5))
+    ops = _ops(proto)
+    for op in ("Conv", "BatchNormalization", "LeakyRelu", "AveragePool", "Concat"):
+        assert op in ops, (op, ops)
+    inits = [i.name for i in proto.graph.initializer]
+    assert inits.count("shared.weight") == 1
+    assert {"bn.running_mean", "bn.running_var", "ln.weight"} <= set(inits)
+
+
+class Same(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_a_forward_that_returns_its_input():
+    proto = _assert_runs_as_model(Same(), (3,))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3]
