@@ -24,6 +24,16 @@ def _int64(values: Any) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
+def _index_parts(index: Any, ndim: int) -> list[Any]:
+    """An index as a list of parts, an Ellipsis spelled out as the full slices it stands for."""
+    parts = list(index) if isinstance(index, tuple) else [index]
+    if any(p is Ellipsis for p in parts):
+        at = next(i for i, p in enumerate(parts) if p is Ellipsis)
+        named = sum(1 for p in parts if p is not None and p is not Ellipsis)
+        parts[at : at + 1] = [slice(None)] * (ndim - named)
+    return parts
+
+
 # ONNX: the traced output shape, with -1 on the axis that follows the batch size, so that the
 # file reshapes any batch (a merged axis, N*6, is one varying axis too).
 def _reshape_onnx(e: Any, names: list[str], out: Any, x: Any, *, shape: Any) -> str:
@@ -149,6 +159,43 @@ def _setitem_jvp_v(t: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
     return call(setitem, zeros, t, index=index)
 
 
+# ONNX: ScatterND of the written places, their flat positions known from the traced shape.
+# With a symbolic batch the write must keep the batch axis whole (x[:, 1:3] = v): x is seen
+# as a (positions, batch) matrix and whole rows are written, so any batch size works.
+def _setitem_onnx(e: Any, names: list[str], out: Any, x: Any, v: Any, *, index: Any) -> str:
+    if not is_basic_index(index):
+        raise NoOnnx("only writes through slices and integers are translated")
+    parts = _index_parts(index, np.ndim(x))
+    x_name, v_name = names
+    if np.result_type(v) != np.result_type(x):  # numpy converts the value to x's dtype
+        v_name = e.node("Cast", [v_name], to=e.tensor_type(np.result_type(x)))
+    # The value broadcast to the written region's shape, read at run time off x[index].
+    region = _getitem_onnx(e, [x_name], np.asarray(x)[index], x, index=index)
+    update = e.node("Expand", [v_name, e.node("Shape", [region])])
+    shape = np.shape(x)
+    batched = e.varying(0) == (0,) and parts[0] == slice(None) and None not in parts
+    if e.varying(0) and not batched:
+        e.static("a write that does not keep the batch axis whole")
+    if not batched:  # every written place by its flat position in x
+        at = np.arange(np.prod(shape, dtype=np.int64)).reshape(shape)[index].reshape(-1, 1)
+        flat = e.node("Reshape", [x_name, e.const(_int64([-1]))])
+        values = e.node("Reshape", [update, e.const(_int64([-1]))])
+        written = e.node("ScatterND", [flat, e.const(at), values])
+        return e.node("Reshape", [written, e.const(_int64(shape))])
+    rest = shape[1:]
+    size = int(np.prod(rest, dtype=np.int64))
+    at = np.arange(size).reshape(rest)[tuple(parts[1:])].reshape(-1, 1)
+    if at.size == 0 or 0 in shape:  # nothing is written
+        return e.node("Identity", [x_name])
+    swap = {"perm": [1, 0]}
+    matrix = e.node("Transpose", [e.node("Reshape", [x_name, e.const(_int64([-1, size]))])], **swap)
+    values = e.node(
+        "Transpose", [e.node("Reshape", [update, e.const(_int64([-1, at.size]))])], **swap
+    )
+    written = e.node("Transpose", [e.node("ScatterND", [matrix, e.const(at), values])], **swap)
+    return e.node("Reshape", [written, e.const(_int64([-1, *rest]))])
+
+
 # `buf[i] = w` with w (or buf) in a graph: recorded so w gets its gradient (as PyTorch does).
 # x's rule is a mask: the same both ways.
 setitem = register(
@@ -160,7 +207,7 @@ setitem = register(
     linear=True,
     method="__setitem__",
     formula=("1 - written", "1"),
-    onnx="none: writing into a tensor (ScatterND with index tensors per write) is not translated",
+    onnx=_setitem_onnx,
 )
 
 
@@ -187,17 +234,13 @@ def _getitem_onnx(e: Any, names: list[str], out: Any, x: Any, *, index: Any) -> 
     clamps, as Python does), then a Gather per integer (highest axis first, so the lower
     axes keep their numbers), then one Unsqueeze for the Nones; or one integer array on
     one axis as a Gather. Boolean masks and several arrays are refused."""
-    parts = list(index) if isinstance(index, tuple) else [index]
+    parts = _index_parts(index, np.ndim(x))
     arrays = [p for p in parts if isinstance(p, (np.ndarray, list))]
     if any(np.asarray(p).dtype == bool for p in arrays):
         raise NoOnnx("a boolean mask index gives a shape that depends on the data")
     ints = [p for p in parts if isinstance(p, (int, np.integer)) and not isinstance(p, bool)]
     if len(arrays) > 1 or (arrays and ints):
         raise NoOnnx("only one integer-array index (and no other integer) is translated")
-    if Ellipsis in [p for p in parts if not isinstance(p, np.ndarray)]:
-        at = next(i for i, p in enumerate(parts) if p is Ellipsis)
-        named = sum(1 for p in parts if p is not None and p is not Ellipsis)
-        parts[at : at + 1] = [slice(None)] * (np.ndim(x) - named)
     starts, ends, axes, steps, picks, new = [], [], [], [], [], []
     axis = place = 0  # the axis of x, and of the output, that the part reads and writes
     for p in parts:

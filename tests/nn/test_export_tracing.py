@@ -330,3 +330,42 @@ def test_a_forward_that_returns_its_input():
     proto = _assert_runs_as_model(Same(), (3,))
     dims = [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3]
+
+
+def _write_columns(x, p):
+    y = x * 1.0
+    y[:, 1:3] = p[:2] * 10  # a slice of every row: the batch axis whole
+    return y
+
+
+def _write_from_input(x, p):
+    y = x * 1.0
+    y[..., 0] = x[:, 3] * 2
+    return y
+
+
+def _write_strided(x, p):
+    y = (x[:, :, None] * p).sum(-1)[:, None, :] * 1.0
+    y[:, 0, ::2] = 5.0
+    return y
+
+
+@pytest.mark.parametrize("f", [_write_columns, _write_from_input, _write_strided])
+def test_writes_into_a_tensor_keep_the_batch_symbolic(f):
+    proto = _assert_runs_as_model(Fn(f), (4,))
+    assert "ScatterND" in _ops(proto)
+
+
+def test_a_write_along_the_batch_axis_fixes_the_batch_size():
+    def write_first_row(x, p):
+        y = x * 1.0
+        y[0] = p
+        return y
+
+    model = Fn(write_first_row)
+    proto = nn.export.to_onnx(model, np.zeros((2, 4), np.float32))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 4]
+    x = RNG.normal(size=(2, 4)).astype(np.float32)
+    (got,) = _session(proto).run(None, {"input": x})
+    np.testing.assert_array_equal(got, np.concatenate([model.p.data[None], x[1:]]))
