@@ -2,13 +2,25 @@
 
     nn.export_onnx(model, "model.onnx", x[:1])
 
-The graph is built with the `onnx` package's helper API (`pip install "autodiff-nn[export]"`);
-each module becomes the ONNX operator that computes the same function, weights become
-initialisers named by their parameter path ("layers.0.weight", as in `state_dict`), and the
-first axis is a symbolic "batch" dimension, so the file accepts any batch size.
+The graph is built with the `onnx` package's helper API (`pip install "autodiff-nn[export]"`).
+A model made only of nn's own layers (Sequential, MLP, Linear, Conv2d, ...) is written module
+by module, each as the ONNX operator that computes the same function. Any other Module is
+traced, as `torch.onnx.export` does: `model(example_input)` runs once with the example as a
+leaf, and the recorded graph of primitives is written op by op, each through the `onnx` column
+of its row in `autodiff/rules` (an operator name or a translation function beside the row);
+convolution and pooling modules inside it are recorded as one node each and written whole,
+since their primitive (im2col) has no ONNX operator. An op without a translation is refused
+by name, with the module whose forward ran it and the row's reason.
+
+Either way weights become initialisers named by their parameter path ("layers.0.weight", as
+in `state_dict`), and the first axis is a symbolic "batch" dimension, so the file accepts any
+batch size. A traced model finds which axes follow the batch by tracing a second time with
+one more example row; if its forward bakes the batch size in (a constant of the batch's
+shape, a reshape that spreads the batch over two axes) the file is exported for the
+example's batch size only.
 
 The export describes the model in evaluation mode (Dropout is the identity there), which is
-what a deployed model runs. Modules without a translation are refused by name.
+what a deployed model runs.
 """
 
 from __future__ import annotations
@@ -20,8 +32,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from autodiff import Tensor, enable_grad, no_grad, rules
+from autodiff import Tensor, enable_grad, engine, no_grad, rules
 from autodiff.conv import same_padding
+from autodiff.rules.table import NoOnnx, Op
 
 from . import conv as _convs
 from . import layers
@@ -302,13 +315,261 @@ def _translate(g: _Graph, module: Any, where: str, x: str, rank: int) -> tuple[s
     return translator(g, module, where, x, rank)
 
 
+def _layers_only(model: Module) -> bool:
+    """Whether every module in the tree has a translator of its exact type (the layer path)."""
+    return all(type(m) in TRANSLATORS for m in model.modules())
+
+
+# --- tracing any Module ----------------------------------------------------------------------
+
+# Modules a trace records as one node and writes with their layer translator. Convolution
+# and pooling run through unfold2d (im2col), whose row has no ONNX operator, while ONNX has
+# them whole; LeakyReLU picks by a mask of its input (`x > 0`), which no row records;
+# BatchNorm reshapes its running statistics outside the graph, so traced they would be
+# anonymous constants, where ONNX's BatchNormalization takes them by their state_dict names.
+WHOLE: tuple[type, ...] = (
+    _convs.Conv2d,
+    _convs.Conv1d,
+    _convs.MaxPool2d,
+    _convs.AvgPool2d,
+    _convs.BatchNorm1d,
+    _convs.BatchNorm2d,
+    layers.LeakyReLU,
+)
+
+# The node such a module call becomes: its output is the module's (computed without a graph),
+# its one input the module's input. Not registered: it exists only while export traces. The
+# output is handed over in a closure, not as an array param, which would read as a mask.
+_LAYER = Op("layer", lambda x, *, module, result: result())
+
+
+def _record_whole(module: Any) -> Callable[[Any], Any]:
+    forward = module.forward
+
+    def record(x: Any) -> Any:
+        with no_grad():
+            y = forward(x)
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        return engine.apply(_LAYER, (x,), module=module, result=lambda: y._data)
+
+    return record
+
+
+def _trace(model: Module, x: np.ndarray) -> tuple[Any, Tensor]:
+    """Run the model on `x` as a leaf with grad mode on: (its output, the leaf)."""
+    patched = [m for m in model.modules() if type(m) in WHOLE]
+    for m in patched:  # an instance attribute: Module.__call__ finds it before the class's
+        vars(m)["forward"] = _record_whole(m)
+    try:
+        leaf = Tensor(x, requires_grad=True)
+        with enable_grad():
+            return model(leaf), leaf
+    finally:
+        for m in patched:
+            vars(m).pop("forward", None)
+
+
+def _computed(root: Tensor) -> list[Any]:
+    """The tensors the output was computed through, parents before children."""
+    if not root.requires_grad:
+        return []
+    ordered: list[Any] = engine.toposort(root)
+    return [t for t in ordered if t._op is not None]
+
+
+def _shapes_of(params: dict[str, Any]) -> dict[str, Any]:
+    """The shapes of a node's array params (a mask, labels, an index array), to compare."""
+    shapes = {}
+    for key, value in params.items():
+        parts = value if isinstance(value, tuple) else (value,)
+        arrays = [np.shape(p) for p in parts if isinstance(p, (np.ndarray, list))]
+        if arrays:
+            shapes[key] = arrays
+    return shapes
+
+
+class _Batch:
+    """Which axes of each traced tensor follow the batch size, read off a second trace with
+    one more example row, matched node by node; `static` says why there are none to use.
+
+    An array the graph takes as it is (a constant tensor, a mask or index param) that
+    follows the batch size was computed from the input outside the graph (a comparison,
+    `.data`): the file would hold the example's values and compute something else for any
+    other input, so it is refused."""
+
+    def __init__(self, nodes: list[Any], other: list[Any] | None, why: str, leaf: Any) -> None:
+        self.axes: dict[int, tuple[int, ...]] = {id(leaf): (0,)}
+        self.static: str | None = None
+        if other is None:
+            self.static = why
+            return
+        if [t._op.name for t in nodes] != [t._op.name for t in other]:
+            self.static = "the forward records other ops for another batch size"
+            return
+        for a, b in zip(nodes, other, strict=True):
+            if len(a.parents) != len(b.parents):
+                self.static = f"op {a._op.name!r} takes other inputs for another batch size"
+                return
+            mine, theirs = _shapes_of(a._params), _shapes_of(b._params)
+            for key in mine:
+                if mine[key] != theirs.get(key):
+                    _refuse_baked(a, f"its param {key!r} of shape {mine[key][0]}")
+            for ta, tb in [*zip(a.parents, b.parents, strict=True), (a, b)]:
+                sa, sb = np.shape(ta._data), np.shape(tb._data)
+                if len(sa) != len(sb):
+                    self.static = f"op {a._op.name!r} gives another rank for another batch"
+                    return
+                axes = tuple(i for i, (m, n) in enumerate(zip(sa, sb, strict=True)) if m != n)
+                self.axes[id(ta)] = axes
+                if axes and ta._op is None and not ta.requires_grad:
+                    _refuse_baked(a, f"a constant of shape {sa}")
+
+    def of(self, t: Any) -> tuple[int, ...]:
+        return () if self.static else self.axes.get(id(t), ())
+
+
+class _Emitter:
+    """What a row's translation function writes with (see autodiff/rules/table.py)."""
+
+    def __init__(
+        self,
+        g: _Graph,
+        batch: _Batch,
+        where: str,
+        ins: list[tuple[int, ...]],
+        out: tuple[int, ...],
+    ) -> None:
+        self.g, self._batch, self.where = g, batch, where
+        self._ins, self._out = ins, out
+
+    def node(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
+        return self.g.node(op_type, inputs, self.where, **attrs)
+
+    def const(self, values: Any) -> str:
+        return self.g.constant(f"{self.where}.const" if self.where else "const", np.asarray(values))
+
+    def varying(self, i: int) -> tuple[int, ...]:
+        return () if self._batch.static else self._ins[i]
+
+    @property
+    def varying_out(self) -> tuple[int, ...]:
+        return () if self._batch.static else self._out
+
+    def static(self, reason: str) -> None:
+        self._batch.static = self._batch.static or reason
+
+    def tensor_type(self, dtype: np.dtype) -> int:
+        return int(self.g.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+
+def _refuse_baked(t: Any, what: str) -> None:
+    raise TypeError(
+        f"export_onnx: op {t._op.name!r} ({_in_forward(t)}) takes {what}, which follows "
+        f"the batch size: computed from the input outside the recorded graph (a "
+        f"comparison, a mask, .data), the file would hold the example's values. Compute "
+        f"it with Tensor ops (maximum, relu, x * 0 + c), or give a constant no batch "
+        f"axis and let it broadcast"
+    )
+
+
+def _in_forward(t: Any) -> str:
+    scope = t._scope
+    return f"in {type(scope[-1]).__name__}.forward" if scope else "outside any module's forward"
+
+
+def _traced_graph(
+    g: _Graph, model: Module, x: np.ndarray, root: Tensor, leaf: Tensor, input_name: str
+) -> tuple[str, _Batch]:
+    """Write the traced graph into `g`: (the output's name, the batch axes)."""
+    nodes = _computed(root)
+    other, why = None, f"{type(model).__name__}.forward returns no Tensor for another batch"
+    try:  # the second trace: one more row (the first again), to see which axes follow it
+        root_b, _ = _trace(model, np.concatenate([x, x[:1]]))
+        if isinstance(root_b, Tensor):
+            other = _computed(root_b)
+    except Exception as exc:  # noqa: BLE001 - any failure only costs the symbolic batch
+        why = f"the model does not run on a batch of {len(x) + 1}: {exc}"
+    batch = _Batch(nodes, other, why, leaf)
+    paths = {id(m): name for name, m in model.named_modules()}
+    names: dict[int, str] = {id(leaf): input_name}
+
+    converted: dict[tuple[int, str], str] = {}
+
+    def name_of(t: Any, where: str) -> str:
+        key = id(t)
+        if key not in names:
+            if key in g.param_names:
+                names[key] = g.parameter(t)
+            else:  # a constant: a number in the forward, a mask, a tensor the module holds
+                names[key] = g.constant(f"{where}.const" if where else "const", _array(t))
+        return names[key]
+
+    def as_dtype(t: Any, dtype: np.dtype, where: str) -> str:
+        """t's name in `dtype`: ONNX operators take one type where numpy promotes (float32
+        times a float64 constant is float64), so constants are stored converted, and
+        computed tensors pass through a Cast."""
+        name = name_of(t, where)
+        if np.result_type(t._data) == dtype:
+            return name
+        cached = (id(t), dtype.str)
+        if cached not in converted:
+            if t._op is None and id(t) not in g.param_names and t is not leaf:
+                converted[cached] = g.constant(f"{where}.const", _array(t).astype(dtype))
+            else:
+                to = int(g.onnx.helper.np_dtype_to_tensor_dtype(dtype))
+                converted[cached] = g.node("Cast", [name], where, to=to)
+        return converted[cached]
+
+    for t in nodes:
+        op = t._op
+        scope = t._scope
+        where = paths.get(id(scope[-1]), type(scope[-1]).__name__) if scope else ""
+        where = where or type(model).__name__
+        entry = op.onnx
+        if isinstance(entry, str):  # an operator on inputs of one type: the output's
+            ins = [as_dtype(p, np.result_type(t._data), where) for p in t.parents]
+        else:  # a translation function, which knows its operators' types
+            ins = [name_of(p, where) for p in t.parents]
+        ins_axes = [batch.axes.get(id(p), ()) for p in t.parents]
+        e = _Emitter(g, batch, where, ins_axes, batch.axes.get(id(t), ()))
+        if op is _LAYER:
+            module, rank = t._params["module"], np.ndim(t.parents[0]._data)
+            names[id(t)], _ = TRANSLATORS[type(module)](g, module, where, ins[0], rank)
+            continue
+        try:
+            if callable(entry):
+                data = [p._data for p in t.parents]
+                names[id(t)] = entry(e, ins, t._data, *data, **t._params)
+            elif not isinstance(entry, str) or entry.startswith("none: "):
+                raise NoOnnx(entry[len("none: ") :] if isinstance(entry, str) else "none given")
+            elif t._params:
+                raise NoOnnx(
+                    f"its row names only the operator {entry!r}, but the node has params "
+                    f"{sorted(t._params)}: the row needs a translation function"
+                )
+            else:
+                names[id(t)] = e.node(entry, ins)
+        except NoOnnx as exc:
+            raise TypeError(
+                f"export_onnx: op {op.name!r} ({_in_forward(t)}) has no ONNX translation: {exc}"
+            ) from None
+    if id(root) not in names:  # the output is the input, or a constant
+        names[id(root)] = name_of(root, "")
+    return names[id(root)], batch
+
+
+def _array(t: Any) -> np.ndarray:
+    return np.asarray(t._data)
+
+
 def to_onnx(
     model: Module, example_input: Any, *, input_name: str = "input", output_name: str = "output"
 ) -> Any:
     """The model as an `onnx.ModelProto` (checked with the ONNX checker), without writing it.
 
     `example_input` fixes every axis but the first (the batch axis, left symbolic) and is
-    run through the model once, so a mismatch is reported here rather than by the runtime.
+    run through the model once (twice when traced), so a mismatch is reported here rather
+    than by the runtime.
     """
     onnx = _onnx()
     if not isinstance(model, Module):
@@ -332,16 +593,25 @@ def to_onnx(
         )
     x = x.astype(dtype)
 
+    layered = _layers_only(model)
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with no_grad():
-            try:
-                y = model(Tensor(x))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(
-                    f"export_onnx: the model cannot run on example_input of shape {x.shape}: {exc}"
-                ) from None
+        try:
+            if layered:
+                with no_grad():
+                    y, leaf = model(Tensor(x)), None
+            else:
+                y, leaf = _trace(model, x)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"export_onnx: the model cannot run on example_input of shape {x.shape}: {exc}"
+            ) from None
+        if not isinstance(y, Tensor):
+            raise TypeError(
+                f"export_onnx: {type(model).__name__}.forward returned "
+                f"{type(y).__name__}; export needs one Tensor as the output"
+            )
         param_names = {id(p): name for name, p in model.named_parameters()}
         # Buffers (BatchNorm's running statistics) travel as initialisers too, by their path.
         if hasattr(model, "named_buffers"):
@@ -350,22 +620,38 @@ def to_onnx(
         g = _Graph(onnx, dtype, param_names)
         g.fresh(input_name)
         g.fresh(output_name)
-        out, _ = _translate(g, model, "", input_name, x.ndim)
+        if layered:
+            out, _ = _translate(g, model, "", input_name, x.ndim)
+            in_dims: list[Any] = [BATCH, *x.shape[1:]]
+            out_dims: list[Any] = [BATCH, *np.shape(y._data)[1:]]
+        else:
+            assert leaf is not None
+            out, batch = _traced_graph(g, model, x, y, leaf, input_name)
+            in_dims = list(x.shape) if batch.static else [BATCH, *x.shape[1:]]
+            out_dims = [
+                (BATCH if n == len(x) else None) if i in batch.of(y) else n
+                for i, n in enumerate(np.shape(y._data))
+            ]
     finally:
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
 
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
     y_shape = np.shape(y.raw())
-    if g.nodes and g.nodes[-1].output[0] == out:
-        g.nodes[-1].output[0] = output_name  # the last operator writes the graph's output
+    out_elem = onnx.helper.np_dtype_to_tensor_dtype(np.result_type(y._data))
+    produced = [n for n in g.nodes if out in n.output]
+    if produced and out not in g.initializers and out != input_name:
+        # The operator that computes the output writes the graph's output under its name.
+        for node in g.nodes:
+            node.output[:] = [output_name if n == out else n for n in node.output]
+            node.input[:] = [output_name if n == out else n for n in node.input]
     else:  # a model that computes nothing (Identity, an empty Sequential)
         g.nodes.append(onnx.helper.make_node("Identity", [out], [output_name], name=output_name))
     graph = onnx.helper.make_graph(
         g.nodes,
         type(model).__name__,
-        [onnx.helper.make_tensor_value_info(input_name, elem, [BATCH, *x.shape[1:]])],
-        [onnx.helper.make_tensor_value_info(output_name, elem, [BATCH, *y_shape[1:]])],
+        [onnx.helper.make_tensor_value_info(input_name, elem, in_dims)],
+        [onnx.helper.make_tensor_value_info(output_name, out_elem, out_dims)],
         initializer=list(g.initializers.values()),
     )
     proto = onnx.helper.make_model(
@@ -409,8 +695,11 @@ def export_onnx(
 
     The file takes an input named "input" of shape (batch, *example_input.shape[1:]) in the
     parameters' dtype (float32 by default) and gives "output". Weights are initialisers named
-    as in `model.state_dict()`. Raises ImportError without the onnx package and TypeError
-    naming any module it cannot translate.
+    as in `model.state_dict()`. Any Module is accepted: one made of nn's layers is written
+    layer by layer, any other is traced on `example_input` (see the module docstring).
+    Raises ImportError without the onnx package, and TypeError naming the first op of the
+    forward without an ONNX translation (with the module whose forward ran it and why), or
+    an array computed from the input outside the graph that the file would freeze.
     """
     proto = to_onnx(model, example_input, input_name=input_name, output_name=output_name)
     data = proto.SerializeToString()

@@ -127,6 +127,12 @@ def _pow_const_vjp(g: Any, out: Any, x: Any, *, exponent: float) -> Any:
 
 
 # Elementwise, so the same rule is its JVP: d(x**c) = c x**(c-1) dx, and 0 for c = 0.
+# ONNX: the constant exponent is a second input, in the output's dtype (Pow's two inputs may
+# differ in type, but a float exponent on a float tensor keeps every runtime on one kernel).
+def _pow_const_onnx(e: Any, names: list[str], out: Any, x: Any, *, exponent: float) -> str:
+    return e.node("Pow", [names[0], e.const(np.asarray(exponent, dtype=np.result_type(out)))])
+
+
 pow_const = register(
     "pow",
     _pow_const_forward,
@@ -136,7 +142,7 @@ pow_const = register(
     numpy=((np.sqrt, "ufunc:sqrt"),),
     method="__pow__",
     formula="exponent * x^(exponent - 1)",
-    onnx="Pow",
+    onnx=_pow_const_onnx,
 )
 
 
@@ -264,6 +270,13 @@ abs_ = register(
     formula="sign(x)",
     onnx="Abs",
 )
+
+
+# ONNX Where takes the mask first, as a bool input (here a constant: the mask is a param).
+def _where_onnx(e: Any, names: list[str], out: Any, a: Any, b: Any, *, cond: Any) -> str:
+    return e.node("Where", [e.const(np.asarray(cond, dtype=bool)), *names])
+
+
 where = register(
     "where",
     lambda a, b, *, cond: np.where(cond, a, b),
@@ -277,7 +290,7 @@ where = register(
     linear=True,
     numpy=((np.where, "where"),),
     formula=("cond", "1 - cond"),
-    onnx="Where",
+    onnx=_where_onnx,
 )
 
 
@@ -319,6 +332,11 @@ minimum = register(
     onnx="Min",
 )
 
+
+def _cast_onnx(e: Any, names: list[str], out: Any, x: Any, *, dtype: Any) -> str:
+    return e.node("Cast", names, to=e.tensor_type(np.dtype(dtype)))
+
+
 # A dtype conversion: the gradient is converted back by the engine's unbroadcast, the tangent
 # forward to the output's dtype by forward mode.
 cast = register(
@@ -330,7 +348,7 @@ cast = register(
     linear=True,
     method="astype",
     formula="1",
-    onnx="Cast",
+    onnx=_cast_onnx,
 )
 
 # --- trigonometry and friends ----------------------------------------------------------------
@@ -504,6 +522,17 @@ ceil = register(
     formula="0",
     onnx="Ceil",
 )
+
+
+# ONNX Round rounds half to even, as np.round; other decimals scale as numpy does: x * 10**d
+# rounded, then divided back.
+def _round_onnx(e: Any, names: list[str], out: Any, x: Any, *, decimals: int) -> str:
+    if decimals == 0:
+        return e.node("Round", names)
+    scale = e.const(np.asarray(10.0**decimals, dtype=np.result_type(out)))
+    return e.node("Div", [e.node("Round", [e.node("Mul", [names[0], scale])]), scale])
+
+
 round_ = register(
     "round",
     lambda x, *, decimals: np.round(x, decimals),
@@ -512,7 +541,7 @@ round_ = register(
     elementwise=True,
     method="round",
     formula="0",
-    onnx="Round",
+    onnx=_round_onnx,
 )
 sign = register(
     "sign",

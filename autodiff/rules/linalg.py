@@ -90,6 +90,15 @@ def _linear_bias_vjp(g: Any, out: Any, x: Any, w: Any, b: Any = None) -> Any:
     return ones[:n] @ g
 
 
+# ONNX: one Gemm (x @ W.T + b) for a batch of rows, which Gemm is limited to; otherwise
+# MatMul with the transposed weight, then Add.
+def _linear_onnx(e: Any, names: list[str], out: Any, x: Any, w: Any, b: Any = None) -> str:
+    if np.ndim(x) == 2:
+        return e.node("Gemm", names, transB=1)
+    y = e.node("MatMul", [names[0], e.node("Transpose", [names[1]], perm=[1, 0])])
+    return e.node("Add", [y, names[2]]) if len(names) == 3 else y
+
+
 # Fused x @ W.T + b, W stored (out, in) as in PyTorch: one node instead of three (transpose,
 # matmul, add) in every layer, which is both faster and easier to read in a drawing.
 linear = register(
@@ -104,7 +113,7 @@ linear = register(
         lambda t, out, x, w, b=None: t,
     ),
     formula=("w", "x", "1"),
-    onnx="Gemm",
+    onnx=_linear_onnx,
 )
 
 
@@ -168,6 +177,10 @@ def _einsum_jvp(ts: list, out: Any, *xs: Any, subscripts: str) -> Any:
     return np.zeros_like(out if isinstance(out, ARRAY) else out._data) if total is None else total
 
 
+def _einsum_onnx(e: Any, names: list[str], out: Any, *xs: Any, subscripts: str) -> str:
+    return e.node("Einsum", names, equation=subscripts.replace(" ", ""))
+
+
 einsum = register(
     "einsum",
     lambda *xs, subscripts: np.asarray(np.einsum(subscripts, *xs, optimize=True)),
@@ -176,5 +189,5 @@ einsum = register(
     jvp=_einsum_jvp,
     numpy=((np.einsum, "einsum"),),
     formula="einsum(g, others)",
-    onnx="Einsum",
+    onnx=_einsum_onnx,
 )

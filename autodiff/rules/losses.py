@@ -88,6 +88,15 @@ def _cross_entropy_jvp(
     return (_cross_entropy_vjp(1.0, out, logits, labels=labels, saved=saved) * t).sum()
 
 
+# ONNX's SoftmaxCrossEntropyLoss is the same fused loss (mean over the batch by default); the
+# labels are a param, so the file holds them as a constant.
+def _cross_entropy_onnx(
+    e: Any, names: list[str], out: Any, logits: Any, *, labels: Any, saved: Any
+) -> str:
+    target = e.const(np.asarray(labels, dtype=np.int64))
+    return e.node("SoftmaxCrossEntropyLoss", [names[0], target], reduction="mean")
+
+
 # Fused log-softmax + negative log-likelihood (mean over the batch, integer labels): its
 # gradient (softmax - onehot) / N is exact and stable, and it saves four nodes per step.
 softmax_cross_entropy = register(
@@ -97,7 +106,7 @@ softmax_cross_entropy = register(
     saves=True,
     jvp=_cross_entropy_jvp,
     formula="(softmax(logits) - onehot(labels)) / n",
-    onnx="SoftmaxCrossEntropyLoss",
+    onnx=_cross_entropy_onnx,
 )
 
 
@@ -143,6 +152,19 @@ def _bce_slope_y(g: Any, out: Any, p: Any, y: Any) -> Any:
     return g * (log_q - log_p)
 
 
+# ONNX has no such loss: composed of the operators its forward is written with. Log(1 - p)
+# stands for log1p(-p); the two differ only for p below float epsilon, where both are ~ -p.
+def _bce_onnx(e: Any, names: list[str], out: Any, p: Any, y: Any) -> str:
+    dtype = np.result_type(out)
+    one, floor = (e.const(np.asarray(v, dtype=dtype)) for v in (1.0, BCE_LOG_FLOOR))
+    p_name, y_name = names
+    log_p = e.node("Max", [e.node("Log", [p_name]), floor])
+    log_q = e.node("Max", [e.node("Log", [e.node("Sub", [one, p_name])]), floor])
+    q_y = e.node("Sub", [one, y_name])
+    total = e.node("Add", [e.node("Mul", [y_name, log_p]), e.node("Mul", [q_y, log_q])])
+    return e.node("Neg", [total])
+
+
 binary_cross_entropy = register(
     "binary_cross_entropy",
     _bce_forward,
@@ -151,5 +173,5 @@ binary_cross_entropy = register(
     jvp=(_bce_slope_p, _bce_slope_y),
     elementwise=True,
     formula=("(p - y) / (p * (1 - p))", "log(1 - p) - log(p)"),
-    onnx="none: ONNX has no cross-entropy on probabilities; it would be composed of Log ops",
+    onnx=_bce_onnx,
 )

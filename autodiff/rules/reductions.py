@@ -13,7 +13,26 @@ import numpy as np
 
 from .elementwise import exp, where
 from .shape import broadcast
-from .table import ARRAY, call, keepdims, register, value, wide_sum
+from .table import ARRAY, NoOnnx, call, keepdims, register, value, wide_sum
+
+
+def _onnx_axes(axis: Any) -> list[int] | None:
+    """A reduction's axis param as ONNX's list of axes (None: every axis)."""
+    if axis is None:
+        return None
+    return [int(a) for a in axis] if isinstance(axis, (tuple, list)) else [int(axis)]
+
+
+def _onnx_reduce(op_type: str) -> Any:
+    """The translation of a reduction whose axes are an attribute in opset 17 (ReduceMean,
+    ReduceMax, ...: all but ReduceSum, which took them as an input already in opset 13)."""
+
+    def translate(e: Any, names: list[str], out: Any, x: Any, **params: Any) -> str:
+        axes = _onnx_axes(params["axis"])
+        extra = {} if axes is None else {"axes": axes}
+        return e.node(op_type, names, keepdims=int(params["keepdims"]), **extra)
+
+    return translate
 
 
 def _sum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
@@ -25,6 +44,13 @@ def _sum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
 
 _keep = keepdims
 
+
+def _sum_onnx(e: Any, names: list[str], out: Any, x: Any, *, axis: Any, keepdims: bool) -> str:
+    axes = _onnx_axes(axis)
+    inputs = names if axes is None else [*names, e.const(np.array(axes, dtype=np.int64))]
+    return e.node("ReduceSum", inputs, keepdims=int(keepdims))
+
+
 sum_ = register(
     "sum",
     # The ufunc's own reduce: np.sum's Python wrapper costs more than a small sum itself.
@@ -35,7 +61,7 @@ sum_ = register(
     numpy=((np.sum, "reduce"), (np.add.reduce, "ufunc.reduce")),
     method="sum",
     formula="1",
-    onnx="ReduceSum",
+    onnx=_sum_onnx,
 )
 
 
@@ -68,7 +94,7 @@ mean = register(
     numpy=((np.mean, "reduce"),),
     method="mean",
     formula="1 / count",
-    onnx="ReduceMean",
+    onnx=_onnx_reduce("ReduceMean"),
 )
 
 
@@ -94,7 +120,7 @@ max_ = register(
     numpy=((np.max, "extremum"), (np.amax, "extremum"), (np.maximum.reduce, "ufunc.reduce")),
     method="max",
     formula="onehot(argmax(x)) / ties",
-    onnx="ReduceMax",
+    onnx=_onnx_reduce("ReduceMax"),
 )
 min_ = register(
     "min",
@@ -104,7 +130,7 @@ min_ = register(
     numpy=((np.min, "extremum"), (np.amin, "extremum"), (np.minimum.reduce, "ufunc.reduce")),
     method="min",
     formula="onehot(argmin(x)) / ties",
-    onnx="ReduceMin",
+    onnx=_onnx_reduce("ReduceMin"),
 )
 
 
@@ -134,7 +160,7 @@ logsumexp = register(
     ).sum(axis=axis, keepdims=keepdims),
     method="logsumexp",
     formula="exp(x - out)",
-    onnx="ReduceLogSumExp",
+    onnx=_onnx_reduce("ReduceLogSumExp"),
 )
 
 
@@ -186,7 +212,7 @@ prod = register(
     numpy=((np.prod, "reduce"),),
     method="prod",
     formula="out / x",
-    onnx="ReduceProd",
+    onnx=_onnx_reduce("ReduceProd"),
 )
 
 
@@ -206,6 +232,12 @@ def _reverse_cumsum(g: Any, axis: int) -> Any:
     return call(cumsum, g[flip], axis=axis)[flip]
 
 
+def _cumsum_onnx(e: Any, names: list[str], out: Any, x: Any, *, axis: int) -> str:
+    if x.dtype.char == "e":  # ours sums float16 in float32 (see above); CumSum would not
+        raise NoOnnx("a float16 CumSum would round every running sum, which cumsum avoids")
+    return e.node("CumSum", [*names, e.const(np.array(axis, dtype=np.int64))])
+
+
 cumsum = register(
     "cumsum",
     _cumsum_forward,
@@ -214,7 +246,7 @@ cumsum = register(
     numpy=((np.cumsum, "scan"),),
     method="cumsum",
     formula="1",
-    onnx="CumSum",
+    onnx=_cumsum_onnx,
 )
 
 

@@ -14,7 +14,39 @@ from typing import Any
 import numpy as np
 
 from .elementwise import where
-from .table import Op, call, is_basic_index, register, value
+from .table import NoOnnx, Op, call, is_basic_index, register, value
+
+# Slice bounds meaning "to the end" (either way): ONNX clamps them to the axis, as Python does.
+_INT64_MAX, _INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+
+
+def _int64(values: Any) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _index_parts(index: Any, ndim: int) -> list[Any]:
+    """An index as a list of parts, an Ellipsis spelled out as the full slices it stands for."""
+    parts = list(index) if isinstance(index, tuple) else [index]
+    if any(p is Ellipsis for p in parts):
+        at = next(i for i, p in enumerate(parts) if p is Ellipsis)
+        named = sum(1 for p in parts if p is not None and p is not Ellipsis)
+        parts[at : at + 1] = [slice(None)] * (ndim - named)
+    return parts
+
+
+# ONNX: the traced output shape, with -1 on the axis that follows the batch size, so that the
+# file reshapes any batch (a merged axis, N*6, is one varying axis too).
+def _reshape_onnx(e: Any, names: list[str], out: Any, x: Any, *, shape: Any) -> str:
+    target = list(np.shape(out))
+    varying = e.varying_out
+    if len(varying) > 1:
+        e.static(f"reshape to {tuple(target)} spreads the batch over several axes")
+    elif varying:
+        target[varying[0]] = -1
+    # allowzero: an axis of size 0 means 0 here, not "copy the input's" (ONNX's default).
+    extra = {"allowzero": 1} if 0 in target else {}
+    return e.node("Reshape", [names[0], e.const(_int64(target))], **extra)
+
 
 reshape = register(
     "reshape",
@@ -24,8 +56,15 @@ reshape = register(
     numpy=((np.reshape, "reshape"), (np.ravel, "ravel")),
     method="reshape",
     formula="1",
-    onnx="Reshape",
+    onnx=_reshape_onnx,
 )
+
+
+def _transpose_onnx(e: Any, names: list[str], out: Any, x: Any, *, axes: Any) -> str:
+    perm = list(range(np.ndim(x)))[::-1] if axes is None else [int(a) % np.ndim(x) for a in axes]
+    return e.node("Transpose", names, perm=perm)
+
+
 transpose = register(
     "transpose",
     lambda x, *, axes: np.transpose(x, axes),
@@ -34,7 +73,7 @@ transpose = register(
     numpy=((np.transpose, "transpose"), (np.swapaxes, "method:swapaxes")),
     method="transpose",
     formula="1",
-    onnx="Transpose",
+    onnx=_transpose_onnx,
 )
 
 
@@ -48,6 +87,20 @@ def _broadcast_forward(x: Any, *, shape: tuple[int, ...]) -> Any:
     return out
 
 
+# ONNX Expand broadcasts both ways, so a 1 where the input itself follows the batch keeps
+# the file batch-size free; a batch axis the input lacks would need the size at run time.
+def _broadcast_onnx(e: Any, names: list[str], out: Any, x: Any, *, shape: Any) -> str:
+    target = list(np.shape(out))
+    lead = len(target) - np.ndim(x)
+    mine = {lead + a for a in e.varying(0)}
+    for axis in e.varying_out:
+        if axis in mine:
+            target[axis] = 1
+        else:
+            e.static(f"broadcast_to {tuple(np.shape(out))} gives a constant the batch size")
+    return e.node("Expand", [names[0], e.const(_int64(target))])
+
+
 # The engine's unbroadcast turns g back into x's shape, so this rule is the identity.
 broadcast_to = register(
     "broadcast_to",
@@ -57,7 +110,7 @@ broadcast_to = register(
     numpy=((np.broadcast_to, "method"),),
     method="broadcast_to",
     formula="1",
-    onnx="Expand",
+    onnx=_broadcast_onnx,
 )
 
 
@@ -106,6 +159,43 @@ def _setitem_jvp_v(t: Any, out: Any, x: Any, v: Any, *, index: Any) -> Any:
     return call(setitem, zeros, t, index=index)
 
 
+# ONNX: ScatterND of the written places, their flat positions known from the traced shape.
+# With a symbolic batch the write must keep the batch axis whole (x[:, 1:3] = v): x is seen
+# as a (positions, batch) matrix and whole rows are written, so any batch size works.
+def _setitem_onnx(e: Any, names: list[str], out: Any, x: Any, v: Any, *, index: Any) -> str:
+    if not is_basic_index(index):
+        raise NoOnnx("only writes through slices and integers are translated")
+    parts = _index_parts(index, np.ndim(x))
+    x_name, v_name = names
+    if np.result_type(v) != np.result_type(x):  # numpy converts the value to x's dtype
+        v_name = e.node("Cast", [v_name], to=e.tensor_type(np.result_type(x)))
+    # The value broadcast to the written region's shape, read at run time off x[index].
+    region = _getitem_onnx(e, [x_name], np.asarray(x)[index], x, index=index)
+    update = e.node("Expand", [v_name, e.node("Shape", [region])])
+    shape = np.shape(x)
+    batched = e.varying(0) == (0,) and parts[0] == slice(None) and None not in parts
+    if e.varying(0) and not batched:
+        e.static("a write that does not keep the batch axis whole")
+    if not batched:  # every written place by its flat position in x
+        at = np.arange(np.prod(shape, dtype=np.int64)).reshape(shape)[index].reshape(-1, 1)
+        flat = e.node("Reshape", [x_name, e.const(_int64([-1]))])
+        values = e.node("Reshape", [update, e.const(_int64([-1]))])
+        written = e.node("ScatterND", [flat, e.const(at), values])
+        return e.node("Reshape", [written, e.const(_int64(shape))])
+    rest = shape[1:]
+    size = int(np.prod(rest, dtype=np.int64))
+    at = np.arange(size).reshape(rest)[tuple(parts[1:])].reshape(-1, 1)
+    if at.size == 0 or 0 in shape:  # nothing is written
+        return e.node("Identity", [x_name])
+    swap = {"perm": [1, 0]}
+    matrix = e.node("Transpose", [e.node("Reshape", [x_name, e.const(_int64([-1, size]))])], **swap)
+    values = e.node(
+        "Transpose", [e.node("Reshape", [update, e.const(_int64([-1, at.size]))])], **swap
+    )
+    written = e.node("Transpose", [e.node("ScatterND", [matrix, e.const(at), values])], **swap)
+    return e.node("Reshape", [written, e.const(_int64([-1, *rest]))])
+
+
 # `buf[i] = w` with w (or buf) in a graph: recorded so w gets its gradient (as PyTorch does).
 # x's rule is a mask: the same both ways.
 setitem = register(
@@ -117,7 +207,7 @@ setitem = register(
     linear=True,
     method="__setitem__",
     formula=("1 - written", "1"),
-    onnx="ScatterND",
+    onnx=_setitem_onnx,
 )
 
 
@@ -139,6 +229,49 @@ def _scatter_forward(g: Any, *, shape: tuple[int, ...], index: Any) -> np.ndarra
     return result
 
 
+def _getitem_onnx(e: Any, names: list[str], out: Any, x: Any, *, index: Any) -> str:
+    """Basic indexing as one Slice (Python's bounds: ONNX counts negatives from the end and
+    clamps, as Python does), then a Gather per integer (highest axis first, so the lower
+    axes keep their numbers), then one Unsqueeze for the Nones; or one integer array on
+    one axis as a Gather. Boolean masks and several arrays are refused."""
+    parts = _index_parts(index, np.ndim(x))
+    arrays = [p for p in parts if isinstance(p, (np.ndarray, list))]
+    if any(np.asarray(p).dtype == bool for p in arrays):
+        raise NoOnnx("a boolean mask index gives a shape that depends on the data")
+    ints = [p for p in parts if isinstance(p, (int, np.integer)) and not isinstance(p, bool)]
+    if len(arrays) > 1 or (arrays and ints):
+        raise NoOnnx("only one integer-array index (and no other integer) is translated")
+    starts, ends, axes, steps, picks, new = [], [], [], [], [], []
+    axis = place = 0  # the axis of x, and of the output, that the part reads and writes
+    for p in parts:
+        if p is None:
+            new.append(place)
+            place += 1
+        elif isinstance(p, slice):
+            step = 1 if p.step is None else int(p.step)
+            if (p.start, p.stop, step) != (None, None, 1):
+                up = step > 0
+                starts.append((0 if up else _INT64_MAX) if p.start is None else int(p.start))
+                ends.append((_INT64_MAX if up else _INT64_MIN) if p.stop is None else int(p.stop))
+                axes.append(axis)
+                steps.append(step)
+            axis += 1
+            place += 1
+        else:  # an integer (the axis goes) or an integer array (its axes replace it)
+            picks.append((axis, p))
+            place += np.ndim(p)
+            axis += 1
+    y = names[0]
+    if axes:
+        bounds = [e.const(_int64(v)) for v in (starts, ends, axes, steps)]
+        y = e.node("Slice", [y, *bounds])
+    for at, p in reversed(picks):
+        y = e.node("Gather", [y, e.const(_int64(p))], axis=at)
+    if new:
+        y = e.node("Unsqueeze", [y, e.const(_int64(new))])
+    return y if y != names[0] else e.node("Identity", names)
+
+
 getitem = register(
     "getitem",
     _getitem_forward,
@@ -146,7 +279,7 @@ getitem = register(
     linear=True,
     method="__getitem__",
     formula="1",
-    onnx="Gather",
+    onnx=_getitem_onnx,
 )
 # The adjoint of indexing (used by getitem's rule, so second derivatives through indexing work).
 scatter_add: Op = register(  # typed: getitem's rule names it before it is defined
@@ -155,7 +288,7 @@ scatter_add: Op = register(  # typed: getitem's rule names it before it is defin
     lambda g, out, x, *, shape, index: call(getitem, g, index=index),
     linear=True,
     formula="1",
-    onnx="ScatterND",
+    onnx="none: scatter_add is the adjoint of indexing, met in backward graphs, not forwards",
 )
 
 
@@ -163,6 +296,10 @@ def _concatenate_vjp(i: int, g: Any, out: Any, *xs: Any, axis: int) -> Any:
     start = sum(x.shape[axis] for x in xs[:i])
     window = (slice(None),) * axis + (slice(start, start + xs[i].shape[axis]),)
     return g[window]
+
+
+def _concatenate_onnx(e: Any, names: list[str], out: Any, *xs: Any, axis: int) -> str:
+    return e.node("Concat", names, axis=int(axis))
 
 
 concatenate = register(
@@ -173,5 +310,5 @@ concatenate = register(
     linear=True,
     numpy=((np.concatenate, "concatenate"),),
     formula="1",
-    onnx="Concat",
+    onnx=_concatenate_onnx,
 )

@@ -50,6 +50,22 @@ QUIET: _Quiet = {"divide": "ignore", "invalid": "ignore"}
 # convention interop uses for it (see autodiff/interop.py) or the Tensor method it goes to.
 NumpyEntry = Callable | tuple[Callable, str]
 
+# The onnx column of a row that needs more than an operator name: called by nn/export.py as
+#     translate(e, names, out, *xs, **params) -> the ONNX name of the output
+# with `e` the exporter's emitter (e.node(op_type, inputs, **attrs) -> output name,
+# e.const(array) -> initialiser name, e.varying(i) / e.varying_out: the axes of
+# input i / of the output that follow the batch size, e.static(reason): give up the symbolic
+# batch axis, e.tensor_type(dtype): ONNX's code for a numpy dtype), `names` the ONNX names of
+# the node's inputs, `out` and `xs` the traced arrays (for shapes and dtypes) and `params` the
+# node's params. It raises `NoOnnx(reason)` for the cases it cannot write. Kept free of the
+# onnx package: this table must import without it.
+OnnxTranslation = Callable[..., str]
+OnnxEntry = str | OnnxTranslation
+
+
+class NoOnnx(Exception):
+    """A translation function's refusal for one node: the reason goes into export's error."""
+
 
 class Op:
     """A primitive: one row of the table, holding every fact about the op.
@@ -72,7 +88,10 @@ class Op:
     - `formula`: the local derivative for each input, as plain text in the input names
       (`cos(x)` for sin, `1 - out^2` for tanh, `b` and `a` for mul): identifiers, numbers,
       `+ - * / ^`, calls and parentheses, so that it can be rendered (MathML, a drawing).
-    - `onnx`: the ONNX operator that computes it ("Sin"), or "none: <reason>".
+    - `onnx`: how `nn.export_onnx` writes it: the ONNX operator that computes it ("Sin",
+      for a row whose node has no params and maps its inputs to the operator's in order),
+      a translation function (an `OnnxTranslation`, defined beside its row, for a row that
+      needs attributes, constant inputs or several operators), or "none: <reason>".
     - `batch`: the next column, reserved for `vmap`'s batching rule (None for every row).
     """
 
@@ -105,7 +124,7 @@ class Op:
         numpy: tuple[NumpyEntry, ...] = (),
         method: str | None = None,
         formula: str | tuple[str, ...] | None = None,
-        onnx: str | None = None,
+        onnx: OnnxEntry | None = None,
         batch: Callable | None = None,
     ):
         self.name = name

@@ -58,7 +58,7 @@ unfold2d = register(
     lambda g, out, x, **window: call(fold2d, g, shape=x.shape, **window),
     linear=True,
     formula="1",
-    onnx="none: ONNX has no im2col; nn/export translates Conv and pooling layers whole",
+    onnx="none: ONNX has no im2col; nn/export translates Conv and pooling modules whole",
 )
 fold2d: Op = register(  # typed: unfold2d's rule names it before it is defined
     "fold2d",
@@ -66,5 +66,5 @@ fold2d: Op = register(  # typed: unfold2d's rule names it before it is defined
     lambda g, out, cols, *, shape, **window: call(unfold2d, g, **window),
     linear=True,
     formula="1",
-    onnx="Col2Im",
+    onnx="none: ONNX's Col2Im needs opset 18 and export writes 17; fold2d is met in backward",
 )
