@@ -26,14 +26,15 @@ what a deployed model runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from autodiff import Tensor, enable_grad, engine, no_grad, rules
+from autodiff import Tensor, enable_grad, no_grad, rules
 from autodiff.conv import same_padding
+from autodiff.extend import apply, recorded, rule_of, scope_of
 from autodiff.rules.table import NoOnnx, Op
 
 from . import conv as _convs
@@ -284,7 +285,7 @@ def _elementwise_chain(module: Any, rank: int, dtype: np.dtype) -> list[str] | N
         if (
             row is None
             or not row.elementwise
-            or row.onnx is None
+            or not isinstance(row.onnx, str)  # an operator name, not a translation function
             or row.onnx.startswith("none")
             or node.op_params
             or len(node.parents) != 1
@@ -350,7 +351,7 @@ def _record_whole(module: Any) -> Callable[[Any], Any]:
         with no_grad():
             y = forward(x)
         x = x if isinstance(x, Tensor) else Tensor(x)
-        return engine.apply(_LAYER, (x,), module=module, result=lambda: y._data)
+        return apply(_LAYER, x, module=module, result=lambda: y.raw())
 
     return record
 
@@ -373,11 +374,11 @@ def _computed(root: Tensor) -> list[Any]:
     """The tensors the output was computed through, parents before children."""
     if not root.requires_grad:
         return []
-    ordered: list[Any] = engine.toposort(root)
-    return [t for t in ordered if t._op is not None]
+    ordered: list[Any] = recorded(root)
+    return [t for t in ordered if rule_of(t) is not None]
 
 
-def _shapes_of(params: dict[str, Any]) -> dict[str, Any]:
+def _shapes_of(params: Mapping[str, Any]) -> dict[str, Any]:
     """The shapes of a node's array params (a mask, labels, an index array), to compare."""
     shapes = {}
     for key, value in params.items():
@@ -403,25 +404,25 @@ class _Batch:
         if other is None:
             self.static = why
             return
-        if [t._op.name for t in nodes] != [t._op.name for t in other]:
+        if [t.op for t in nodes] != [t.op for t in other]:
             self.static = "the forward records other ops for another batch size"
             return
         for a, b in zip(nodes, other, strict=True):
             if len(a.parents) != len(b.parents):
-                self.static = f"op {a._op.name!r} takes other inputs for another batch size"
+                self.static = f"op {a.op!r} takes other inputs for another batch size"
                 return
-            mine, theirs = _shapes_of(a._params), _shapes_of(b._params)
+            mine, theirs = _shapes_of(a.op_params), _shapes_of(b.op_params)
             for key in mine:
                 if mine[key] != theirs.get(key):
                     _refuse_baked(a, f"its param {key!r} of shape {mine[key][0]}")
             for ta, tb in [*zip(a.parents, b.parents, strict=True), (a, b)]:
-                sa, sb = np.shape(ta._data), np.shape(tb._data)
+                sa, sb = np.shape(ta.raw()), np.shape(tb.raw())
                 if len(sa) != len(sb):
-                    self.static = f"op {a._op.name!r} gives another rank for another batch"
+                    self.static = f"op {a.op!r} gives another rank for another batch"
                     return
                 axes = tuple(i for i, (m, n) in enumerate(zip(sa, sb, strict=True)) if m != n)
                 self.axes[id(ta)] = axes
-                if axes and ta._op is None and not ta.requires_grad:
+                if axes and rule_of(ta) is None and not ta.requires_grad:
                     _refuse_baked(a, f"a constant of shape {sa}")
 
     def of(self, t: Any) -> tuple[int, ...]:
@@ -464,7 +465,7 @@ class _Emitter:
 
 def _refuse_baked(t: Any, what: str) -> None:
     raise TypeError(
-        f"export_onnx: op {t._op.name!r} ({_in_forward(t)}) takes {what}, which follows "
+        f"export_onnx: op {t.op!r} ({_in_forward(t)}) takes {what}, which follows "
         f"the batch size: computed from the input outside the recorded graph (a "
         f"comparison, a mask, .data), the file would hold the example's values. Compute "
         f"it with Tensor ops (maximum, relu, x * 0 + c), or give a constant no batch "
@@ -473,7 +474,7 @@ def _refuse_baked(t: Any, what: str) -> None:
 
 
 def _in_forward(t: Any) -> str:
-    scope = t._scope
+    scope = scope_of(t)
     return f"in {type(scope[-1]).__name__}.forward" if scope else "outside any module's forward"
 
 
@@ -509,11 +510,11 @@ def _traced_graph(
         times a float64 constant is float64), so constants are stored converted, and
         computed tensors pass through a Cast."""
         name = name_of(t, where)
-        if np.result_type(t._data) == dtype:
+        if np.result_type(t.raw()) == dtype:
             return name
         cached = (id(t), dtype.str)
         if cached not in converted:
-            if t._op is None and id(t) not in g.param_names and t is not leaf:
+            if rule_of(t) is None and id(t) not in g.param_names and t is not leaf:
                 converted[cached] = g.constant(f"{where}.const", _array(t).astype(dtype))
             else:
                 to = int(g.onnx.helper.np_dtype_to_tensor_dtype(dtype))
@@ -521,31 +522,32 @@ def _traced_graph(
         return converted[cached]
 
     for t in nodes:
-        op = t._op
-        scope = t._scope
+        op = rule_of(t)
+        assert op is not None  # `nodes` holds computed tensors only
+        scope = scope_of(t)
         where = paths.get(id(scope[-1]), type(scope[-1]).__name__) if scope else ""
         where = where or type(model).__name__
         entry = op.onnx
         if isinstance(entry, str):  # an operator on inputs of one type: the output's
-            ins = [as_dtype(p, np.result_type(t._data), where) for p in t.parents]
+            ins = [as_dtype(p, np.result_type(t.raw()), where) for p in t.parents]
         else:  # a translation function, which knows its operators' types
             ins = [name_of(p, where) for p in t.parents]
         ins_axes = [batch.axes.get(id(p), ()) for p in t.parents]
         e = _Emitter(g, batch, where, ins_axes, batch.axes.get(id(t), ()))
         if op is _LAYER:
-            module, rank = t._params["module"], np.ndim(t.parents[0]._data)
+            module, rank = t.op_params["module"], np.ndim(t.parents[0].raw())
             names[id(t)], _ = TRANSLATORS[type(module)](g, module, where, ins[0], rank)
             continue
         try:
             if callable(entry):
-                data = [p._data for p in t.parents]
-                names[id(t)] = entry(e, ins, t._data, *data, **t._params)
+                data = [p.raw() for p in t.parents]
+                names[id(t)] = entry(e, ins, t.raw(), *data, **t.op_params)
             elif not isinstance(entry, str) or entry.startswith("none: "):
                 raise NoOnnx(entry[len("none: ") :] if isinstance(entry, str) else "none given")
-            elif t._params:
+            elif t.op_params:
                 raise NoOnnx(
                     f"its row names only the operator {entry!r}, but the node has params "
-                    f"{sorted(t._params)}: the row needs a translation function"
+                    f"{sorted(t.op_params)}: the row needs a translation function"
                 )
             else:
                 names[id(t)] = e.node(entry, ins)
@@ -559,7 +561,7 @@ def _traced_graph(
 
 
 def _array(t: Any) -> np.ndarray:
-    return np.asarray(t._data)
+    return np.asarray(t.raw())
 
 
 def to_onnx(
@@ -623,22 +625,21 @@ def to_onnx(
         if layered:
             out, _ = _translate(g, model, "", input_name, x.ndim)
             in_dims: list[Any] = [BATCH, *x.shape[1:]]
-            out_dims: list[Any] = [BATCH, *np.shape(y._data)[1:]]
+            out_dims: list[Any] = [BATCH, *np.shape(y.raw())[1:]]
         else:
             assert leaf is not None
             out, batch = _traced_graph(g, model, x, y, leaf, input_name)
             in_dims = list(x.shape) if batch.static else [BATCH, *x.shape[1:]]
             out_dims = [
                 (BATCH if n == len(x) else None) if i in batch.of(y) else n
-                for i, n in enumerate(np.shape(y._data))
+                for i, n in enumerate(np.shape(y.raw()))
             ]
     finally:
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
 
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
-    y_shape = np.shape(y.raw())
-    out_elem = onnx.helper.np_dtype_to_tensor_dtype(np.result_type(y._data))
+    out_elem = onnx.helper.np_dtype_to_tensor_dtype(np.result_type(y.raw()))
     produced = [n for n in g.nodes if out in n.output]
     if produced and out not in g.initializers and out != input_name:
         # The operator that computes the output writes the graph's output under its name.

@@ -309,12 +309,12 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: None (PyTorch's default), or zeros with set_to_none=False."""
         for p in self.param_groups[0]["params"]:
-            # The slot itself (what Tensor.zero_grad sets): this runs every step. A frozen
-            # weight keeps None, as in PyTorch: a zero gradient would let weight decay and
-            # momentum move it.
-            p._grad = (
-                None if set_to_none or not p.requires_grad else np.zeros(p.shape, dtype=p.dtype)
-            )
+            # A frozen weight keeps None, as in PyTorch: a zero gradient would let weight
+            # decay and momentum move it.
+            if set_to_none or not p.requires_grad:
+                p.zero_grad()
+            else:
+                p.grad = np.zeros(p.shape, dtype=p.dtype)
 
     def _with_grads(self) -> list[tuple[Tensor, np.ndarray]]:
         # The raw gradient arrays as backward stored them: reading `p.grad` would wrap each
