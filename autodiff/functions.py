@@ -153,7 +153,10 @@ def _scan(op: Any, who: str, x: Any, axis: int | None, dim: int | None) -> Tenso
     axis = _dim(who, axis, dim)
     if axis is None:  # numpy's default: over the flattened array (a.cumsum() is 1-D)
         x, axis = x.reshape(-1), 0
-    return engine.apply(op, (x,), axis=_axis(axis, max(x.ndim, 1), who)) if x.ndim else x
+    # Checked on a 0-d tensor too: its one implicit axis is 0 or -1 (as PyTorch; numpy sees
+    # it as 1-d), and any other axis is an error there as on a 1-d tensor.
+    ax = _axis(axis, x.ndim, who)
+    return engine.apply(op, (x,), axis=ax) if x.ndim else x
 
 
 def cumsum(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
@@ -453,24 +456,58 @@ def flip(x: Any, axis: Axis = None, *, dims: Axis = None) -> Tensor:
     return x[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))]
 
 
-def roll(x: Any, shift: int, axis: int | None = None, *, dims: int | None = None) -> Tensor:
+def _whole_numbers(value: Any, who: str, what: str) -> np.ndarray:
+    """An int or an integer array-like (a list, tuple or array of ints) as an integer array.
+
+    numpy also takes floats (np.repeat(x, 2.5) repeats twice) and booleans here; they are
+    refused, as PyTorch refuses them, because a truncated count is a silently wrong answer.
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{who}: {what} must be integers, got {value!r}")
+    array = np.asarray(_numbers(value))
+    if array.size == 0 and array.dtype.kind == "f":
+        array = array.astype(np.intp)  # [] is no integers, not floats
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{who}: {what} must be integers, got {value!r}")
+    return array
+
+
+def roll(x: Any, shift: Any, axis: Axis = None, *, dims: Axis = None) -> Tensor:
+    """numpy's roll: elements shifted along `axis` (`dims`), coming back at the other end.
+
+    `shift` and `axis` may be tuples (one shift per axis, or broadcast against each other,
+    as numpy and PyTorch take them); without an axis, the flattened array is rolled.
+    """
     x = _lift(x)
     axis = _dim("roll", axis, dims)
-    if axis is None:
-        return roll(x.reshape(-1), shift, 0).reshape(x.shape)
-    ax = _axis(axis, x.ndim, "roll")
-    index = np.roll(np.arange(x.shape[ax]), shift)
-    return x[(slice(None),) * ax + (index,)]
+    shifts = _whole_numbers(shift, "roll", "shifts")
+    if axis is not None:
+        _whole_numbers(axis, "roll", "axes")
+    # numpy rolls the positions, and so checks shapes and axes exactly as it does for arrays.
+    try:
+        index = np.roll(np.arange(x.size).reshape(x.shape), shifts, axis)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValueError(
+            f"roll: {exc} (shift {shift!r}, axis {axis!r}, tensor of shape {x.shape})"
+        ) from None
+    return x.reshape(-1)[index.reshape(-1)].reshape(x.shape)
 
 
-def repeat(x: Any, repeats: int, axis: int | None = None) -> Tensor:
-    """numpy's repeat: each element `repeats` times along axis (flattened when None)."""
+def repeat(x: Any, repeats: Any, axis: int | None = None) -> Tensor:
+    """numpy's repeat: each element `repeats` times along axis (flattened when None);
+    `repeats` may give one count per element (a list or an integer array)."""
     x = _lift(x)
-    _count(repeats, "repeat", "repeats")
+    counts = _whole_numbers(repeats, "repeat", "repeats")
     if axis is None:
         x, axis = x.reshape(-1), 0
     ax = _axis(axis, x.ndim, "repeat")
-    return x[(slice(None),) * ax + (np.repeat(np.arange(x.shape[ax]), repeats),)]
+    try:
+        index = np.repeat(np.arange(x.shape[ax]), counts)
+    except ValueError as exc:
+        raise ValueError(
+            f"repeat: {exc} (repeats {repeats!r} for axis {ax} of size {x.shape[ax]})"
+        ) from None
+    return x[(slice(None),) * ax + (index,)]
 
 
 def tile(x: Any, reps: int | Sequence[int]) -> Tensor:

@@ -624,3 +624,106 @@ def test_argmax_function_of_an_empty_tensor_names_the_op():
     # the function went straight to numpy ("attempt to get argmax of an empty sequence")
     with pytest.raises(ValueError, match=r"argmax: empty tensor of shape \(0, 3\)"):
         ad.argmax(Tensor(np.zeros((0, 3))))
+
+
+# --- issue 22 items 8 and 9: scans of a scalar, roll and repeat as numpy takes them ---------
+
+
+@pytest.mark.parametrize("op", ["cumsum", "cumprod"])
+def test_scan_of_a_0d_tensor_checks_its_axis(op, torch):
+    """A 0-d tensor has one implicit axis (0 or -1); any other was accepted silently."""
+    x = Tensor(3.0, requires_grad=True)
+    for axis in (0, -1):
+        out = getattr(ad, op)(x, axis)
+        assert out.shape == tuple(getattr(torch, op)(torch.tensor(3.0), dim=axis).shape)
+        assert out.item() == 3.0
+        assert getattr(x, op)(dim=axis).item() == 3.0
+    for axis in (1, -2, 5):
+        with pytest.raises(ValueError, match=f"{op}: axis {axis} is out of range"):
+            getattr(ad, op)(x, axis)
+        with pytest.raises(IndexError):  # PyTorch refuses it too
+            getattr(torch, op)(torch.tensor(3.0), dim=axis)
+        with pytest.raises(ValueError):  # and numpy, on the same tensor as 1-d
+            getattr(np, op)(np.array([3.0]), axis=axis)
+
+
+def _same_as_numpy(ours, theirs):
+    """ours() equals theirs() exactly, or both raise (TypeError/ValueError)."""
+    try:
+        want = theirs()
+    except (TypeError, ValueError):
+        with pytest.raises((TypeError, ValueError)):
+            ours()
+        return
+    got = ours()
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.data, want)
+
+
+def test_roll_and_repeat_take_numpys_forms():
+    """Differential test against numpy over random shapes: tuple shifts and axes for roll
+    (refused with "axis must be an int"), integer arrays and lists of counts for repeat
+    (refused as "must be non-negative integers"); numpy's refusals (a count list of the
+    wrong length, a negative count, an axis out of range) stay refusals. Gradients follow
+    the values: each input element receives the sum of the gradients of its copies."""
+    rng = np.random.default_rng(9)
+    for _ in range(80):
+        ndim = int(rng.integers(1, 4))
+        shape = tuple(int(n) for n in rng.integers(1, 4, size=ndim))
+        data = rng.standard_normal(shape)
+        x = Tensor(data, requires_grad=True)
+        k = int(rng.integers(1, 3))
+        shifts = [int(s) for s in rng.integers(-5, 6, size=k)]
+        axes = [int(a) for a in rng.integers(-ndim - 1, ndim + 1, size=k)]  # some out of range
+        for shift, axis in (
+            (tuple(shifts), tuple(axes)),
+            (np.array(shifts), np.array(axes)),
+            (shifts[0], tuple(axes)),
+            (tuple(shifts), axes[0]),
+            (tuple(shifts), None),
+            (shifts[0], axes[0]),
+            (tuple(shifts) + (1,), tuple(axes)),  # a length that may not broadcast
+        ):
+            _same_as_numpy(
+                lambda s=shift, a=axis, x=x: ad.roll(x, s, a),
+                lambda s=shift, a=axis, d=data: np.roll(d, s, a),
+            )
+        axis = int(rng.integers(-ndim, ndim))
+        n = shape[axis]
+        counts = [int(c) for c in rng.integers(0, 4, size=n)]
+        for repeats, ax in (
+            (np.array(counts), axis),
+            (counts, axis),
+            (tuple(counts), axis),
+            ([counts[0]], axis),  # one count broadcasts
+            (np.array(counts[0]), axis),
+            (counts + [1], axis),  # the wrong length
+            ([-1] + counts[1:], axis),  # a negative count
+            (int(rng.integers(0, 3)), None),
+            (np.array([int(c) for c in rng.integers(0, 3, size=data.size)]), None),
+        ):
+            _same_as_numpy(
+                lambda r=repeats, a=ax, x=x: ad.repeat(x, r, a),
+                lambda r=repeats, a=ax, d=data: np.repeat(d, r, a),
+            )
+        # The gradient of a repeat: each element's copies add up.
+        out = x.repeat(np.array(counts), axis)
+        out.backward(np.ones(out.shape))
+        expected = np.broadcast_to(
+            np.array(counts, dtype=float).reshape(
+                [-1 if i == axis % ndim else 1 for i in range(ndim)]
+            ),
+            shape,
+        )
+        np.testing.assert_array_equal(x.grad, expected)
+
+
+def test_roll_and_repeat_refuse_counts_that_are_not_integers():
+    """numpy truncates np.repeat(x, 2.5) and np.roll(x, 1.5) silently; PyTorch refuses
+    them and so does this engine (a truncated count is a wrong answer, not a form)."""
+    x = Tensor(np.arange(3.0))
+    for bad in (2.5, [2.0, 1.0, 1.0], "2", np.array([True, False, True])):
+        with pytest.raises(TypeError, match="repeat: repeats must be integers"):
+            ad.repeat(x, bad)
+    with pytest.raises(TypeError, match="roll: shifts must be integers"):
+        ad.roll(x, 1.5)
