@@ -173,7 +173,7 @@ def _pool(op: str, **extra: int) -> Translator:
                 f"export_onnx: {where or op} returns indices (return_indices=True), "
                 "a pair that a chain of layers cannot pass on"
             )
-        options = dict(extra, ceil_mode=int(m.ceil_mode))
+        options: dict[str, Any] = {**extra, "ceil_mode": int(m.ceil_mode)}
         if hasattr(m, "dilation"):
             options["dilations"] = _ints(m.dilation, 2)
         if hasattr(m, "count_include_pad"):
