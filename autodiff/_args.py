@@ -286,13 +286,32 @@ def _pair(a: ArrayLike, b: ArrayLike) -> tuple[Tensor, Tensor]:
     return _operand(a, like), _operand(b, like)
 
 
-def _shape(shape: tuple, who: str) -> tuple[int, ...]:
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
+def _unpack(args: tuple) -> tuple:
+    """The integers of a shape or an axis order, given as numpy takes them: separately
+    (`reshape(6, 4)`), or as one tuple, list or integer array (`reshape(np.array([6, 4]))`,
+    the shape of another array); a 0-d array is one integer."""
+    if len(args) == 1:
+        only = args[0]
+        if isinstance(only, (tuple, list)):
+            return tuple(only)
+        if isinstance(only, np.ndarray) and only.ndim:
+            return tuple(only.tolist()) if only.dtype.kind in "iu" else tuple(only)
+    return tuple(args)
+
+
+def _integers(values: tuple, who: str, what: str) -> tuple[int, ...]:
+    """Each value as an int, as numpy takes it: ints, numpy integers and 0-d integer arrays;
+    not floats (6.0), booleans or longer arrays, which numpy refuses too."""
     try:
-        sizes = tuple(operator.index(n) for n in shape)
+        if any(isinstance(v, (bool, np.bool_)) for v in values):
+            raise TypeError
+        return tuple(operator.index(v) for v in values)
     except TypeError:
-        raise TypeError(f"{who}: shape must be integers, got {shape}") from None
+        raise TypeError(f"{who}: {what} must be integers, got {values!r}") from None
+
+
+def _shape(shape: tuple, who: str) -> tuple[int, ...]:
+    sizes = _integers(_unpack(shape), who, "shape")
     if any(n < 0 for n in sizes):
         raise ValueError(f"{who}: negative size in shape {sizes}")
     return sizes

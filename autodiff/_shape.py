@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import functions, rules
-from ._args import Axis, _axes, _axis
+from ._args import Axis, _axes, _axis, _integers, _unpack
 from .engine import Node, apply
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,12 +33,7 @@ class ShapeMethods(Node):
         def dtype(self) -> np.dtype: ...
 
     def reshape(self, *shape: Any) -> Tensor:
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        try:
-            shape = tuple(int(n) for n in shape)
-        except (TypeError, ValueError):
-            raise TypeError(f"reshape: shape must be integers, got {shape}") from None
+        shape = _integers(_unpack(shape), "reshape", "shape")
         return apply(rules.reshape, (self,), shape=shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -62,19 +57,30 @@ class ShapeMethods(Node):
     def transpose(self, *axes: Any) -> Tensor:
         """numpy's transpose: `transpose()` reverses the axes, `transpose(axes)` permutes them.
 
-        Note for PyTorch users: `t.transpose(0, 1)` has numpy's meaning, a full permutation:
-        on a 2-D tensor it is the identity (no swap!) and on 3 or more axes it is an error. To
-        swap two axes use `swapaxes(0, 1)` (or `.T` for 2-D); `permute(2, 0, 1)` is PyTorch's
-        name for a permutation.
+        Note for PyTorch users: `t.transpose(1, 0)` swaps in both libraries, but
+        `t.transpose(0, 1)` on a 2-D tensor is numpy's identity and PyTorch's swap, so that
+        call is refused rather than silently doing one of them; on 3 or more axes two axes
+        are not a permutation and are refused too. To swap two axes use `swapaxes(0, 1)`
+        (or `.T` for 2-D); `permute(2, 0, 1)` is PyTorch's name for a permutation.
         """
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
+        given = axes
+        none = len(axes) == 1 and axes[0] is None  # numpy: transpose(None) reverses
+        axes = () if none else _integers(_unpack(axes), "transpose", "axes")
         if not axes:
             axes = tuple(reversed(range(self.ndim)))
         elif sorted(_axis(a, self.ndim, "transpose") for a in axes) != list(range(self.ndim)):
+            swap = " (to swap two axes use swapaxes(a, b))" if len(given) == 2 else ""
             raise ValueError(
                 f"transpose: axes {axes} are not a permutation of the {self.ndim} axes of a "
-                f"tensor of shape {self.shape}"
+                f"tensor of shape {self.shape}{swap}"
+            )
+        elif len(given) == 2 and self.ndim == 2 and _axis(given[0], 2, "transpose") == 0:
+            # Two separate ints that leave a matrix as it is: numpy's identity, but the swap
+            # a PyTorch user means by t.transpose(0, 1). Neither answer is safe to give.
+            raise TypeError(
+                f"transpose{tuple(given)!r} on a 2-d tensor is ambiguous: numpy's identity "
+                "permutation, PyTorch's swap of the two axes; write .T or swapaxes(0, 1) "
+                "for the swap, permute(0, 1) or transpose((0, 1)) for the identity"
             )
         axes = tuple(_axis(a, self.ndim, "transpose") for a in axes)
         return apply(rules.transpose, (self,), axes=axes)
@@ -110,7 +116,8 @@ class ShapeMethods(Node):
         """PyTorch's name for a permutation of the axes: numpy's `transpose(dims)`."""
         if not dims:
             raise TypeError(f"permute: give the new order of the {self.ndim} axes")
-        return self.transpose(*dims)
+        # As one tuple: permute(0, 1) is the identity here and in PyTorch, not ambiguous.
+        return self.transpose(_unpack(dims))
 
     def view(self, *shape: Any) -> Tensor:
         """PyTorch's name for `reshape` (here a reshape of the data, never shared writes)."""
@@ -120,11 +127,11 @@ class ShapeMethods(Node):
         """`autodiff.flip` on this tensor (see there)."""
         return functions.flip(self, axis, dims=dims)
 
-    def roll(self, shift: int, axis: int | None = None, *, dims: int | None = None) -> Tensor:
+    def roll(self, shift: Any, axis: Axis = None, *, dims: Axis = None) -> Tensor:
         """`autodiff.roll` on this tensor (see there)."""
         return functions.roll(self, shift, axis, dims=dims)
 
-    def repeat(self, repeats: int, axis: int | None = None) -> Tensor:
+    def repeat(self, repeats: Any, axis: int | None = None) -> Tensor:
         """`autodiff.repeat` on this tensor (see there)."""
         return functions.repeat(self, repeats, axis)
 

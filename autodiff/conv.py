@@ -51,12 +51,13 @@ def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> i
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _image(x: Any, who: str, ndim: int = 4) -> Tensor:
+def _image(x: Any, who: str, ndim: int = 4, keep: str = "f") -> Tensor:
+    """x as an image tensor; a dtype whose kind is not in `keep` is made floating."""
     x = _lift(x)
     if x.ndim != ndim:
         layout = "(N, C, H, W)" if ndim == 4 else "(N, C, L)"
         raise ValueError(f"{who}: expected a {ndim}-d input {layout}, got shape {x.shape}")
-    if x.dtype.kind not in "f":
+    if x.dtype.kind not in keep:
         x = x.astype(np.float64 if x.dtype.itemsize > 2 else np.float32)
     return x
 
@@ -259,12 +260,16 @@ def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -
     share goes nowhere, as relu'(0) = 0 sends nothing through a tie with the constant 0.
     """
     who = "max_pool2d"
-    x = _image(x, who)
+    # A maximum is one of the values: integers stay integers (int32 pixels in, int32 out), as
+    # PyTorch keeps them; a mean or a convolution is what needs floating point.
+    x = _image(x, who, keep="fiu")
     window = _pool_window(who, x, kernel_size, stride, padding)
     if window["padding"] != (0, 0):
-        # Pad with -inf by hand (unfold pads with zeros, which could win the max).
+        # Pad with -inf by hand (unfold pads with zeros, which could win the max); integers
+        # with their smallest value, which likewise never beats a value.
         ph, pw = window["padding"]
-        x = _pad_constant(x, ph, pw, -math.inf)
+        lowest = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -math.inf
+        x = _pad_constant(x, ph, pw, lowest)
         window["padding"] = (0, 0)
     cols = engine.apply(unfold2d, (x,), **window)
     return cols.max(axis=(4, 5))

@@ -94,7 +94,7 @@ def ones(*shape: Any, dtype: Any = np.float64, requires_grad: bool = False) -> T
 def full(
     shape: Any, fill_value: float, dtype: Any = np.float64, requires_grad: bool = False
 ) -> Tensor:
-    shape = _shape((shape,) if isinstance(shape, int) else tuple(shape), "full")
+    shape = _shape((shape,), "full")
     if not isinstance(fill_value, numbers.Number | np.generic) or isinstance(fill_value, str):
         raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
     return Tensor(np.full(shape, fill_value, dtype=dtype), requires_grad=requires_grad)

@@ -12,6 +12,7 @@ other op.
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -153,7 +154,10 @@ def _scan(op: Any, who: str, x: Any, axis: int | None, dim: int | None) -> Tenso
     axis = _dim(who, axis, dim)
     if axis is None:  # numpy's default: over the flattened array (a.cumsum() is 1-D)
         x, axis = x.reshape(-1), 0
-    return engine.apply(op, (x,), axis=_axis(axis, max(x.ndim, 1), who)) if x.ndim else x
+    # Checked on a 0-d tensor too: its one implicit axis is 0 or -1 (as PyTorch; numpy sees
+    # it as 1-d), and any other axis is an error there as on a 1-d tensor.
+    ax = _axis(axis, x.ndim, who)
+    return engine.apply(op, (x,), axis=ax) if x.ndim else x
 
 
 def cumsum(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
@@ -257,18 +261,60 @@ def norm(
     dim: Axis = None,
     keepdim: bool | None = None,
 ) -> Tensor:
-    """Vector norm over `axis` (all elements by default): ord 1, 2 or inf.
+    """Vector norm over `axis` (all elements by default): ord 1, 2, inf, -inf, 0 (the count
+    of nonzeros) or any other p, (sum |x|^p)^(1/p); 'fro' is the 2-norm of all elements of
+    the matrices, and 'nuc' the nuclear norm (the sum of singular values) of a matrix (or of
+    the matrices on the two axes `axis` names).
 
-    The 2-norm's gradient at the zero vector is 0 (a valid subgradient, as PyTorch), not NaN.
+    The p-norm's gradient at the zero vector is 0 (a valid subgradient, as PyTorch), not NaN.
+    The nuclear norm's gradient is U V^T from the SVD; its second derivative is not
+    implemented (refused, not silently 0).
     """
     x = _float(x)
     axis, keepdims = _dim("norm", axis, dim), _keep(keepdims, keepdim)
+    if isinstance(ord, str) and ord in ("nuc", "fro"):
+        return _matrix_norm(x, ord, axis, keepdims)
+    if isinstance(ord, bool) or not isinstance(ord, (int, float, np.integer, np.floating, str)):
+        raise ValueError(f"norm: ord must be a number, inf, 'fro' or 'nuc', got {ord!r}")
+    if isinstance(ord, str):
+        if ord not in ("inf", "-inf"):
+            raise ValueError(f"norm: ord must be a number, inf, 'fro' or 'nuc', got {ord!r}")
+        ord = float(ord)
     if ord == 1:
         return x.abs().sum(axis=axis, keepdims=keepdims)
-    if ord in (math.inf, "inf"):
+    if ord == math.inf:
         return x.abs().max(axis=axis, keepdims=keepdims)
-    if ord != 2:
-        raise ValueError(f"norm: ord must be 1, 2 or inf, got {ord!r}")
+    if ord == -math.inf:
+        return x.abs().min(axis=axis, keepdims=keepdims)
+    if ord == 0:  # how many are nonzero: piecewise constant, its gradient is 0
+        return (x != 0).astype(x.dtype).sum(axis=axis, keepdims=keepdims)
+    if math.isnan(ord):
+        raise ValueError(f"norm: ord must be a number, inf, 'fro' or 'nuc', got {ord!r}")
+    return _p_norm(x, float(ord), axis, keepdims)
+
+
+def _matrix_norm(x: Tensor, ord: str, axis: Axis, keepdims: bool) -> Tensor:
+    """'fro' and 'nuc' over two axes: the last two of a 2-d or wider tensor by default."""
+    if axis is None:
+        if x.ndim != 2:
+            raise ValueError(
+                f"norm: ord={ord!r} is a matrix norm; give the two matrix axes (axis=(-2, -1)) "
+                f"for a tensor of shape {x.shape}"
+            )
+        axis = (0, 1)
+    axes = _axes(axis, x.ndim, "norm")
+    if axes is None or len(axes) != 2:
+        raise ValueError(f"norm: ord={ord!r} needs two axes, got axis={axis!r}")
+    if ord == "fro":
+        return _p_norm(x, 2.0, axes, keepdims)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    out = engine.apply(rules.nuclear_norm, (x.transpose([*kept, *axes]),))
+    if keepdims:
+        out = out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+    return out
+
+
+def _p_norm(x: Tensor, p: float, axis: Axis, keepdims: bool) -> Tensor:
     # Scaled by the largest |x| (a constant: m * |x / m| is the norm for any m > 0, so the
     # gradient is unchanged), so x * x neither underflows for tiny x nor overflows for huge x.
     axes = _axes(axis, x.ndim, "norm")
@@ -287,11 +333,15 @@ def norm(
     # up (the norm of 100000 ones, 316, was inf): float16 adds them in float32.
     if scaled.dtype == np.float16:
         scaled = scaled.astype(np.float32)
-    squares = (scaled * scaled).sum(axis=axis, keepdims=keepdims)
+    if p == 2:
+        squares = (scaled * scaled).sum(axis=axis, keepdims=keepdims)
+    else:  # |x|^p: each scaled term is at most 1 for p > 0 (for p < 0, 0 gives inf, as numpy)
+        squares = (scaled.abs() ** p).sum(axis=axis, keepdims=keepdims)
     # "!= 0", not "> 0": a NaN sum must reach sqrt and stay NaN, not become a norm of 0.
     positive = squares._data != 0
-    # Two wheres: sqrt never sees a 0, so its infinite slope never meets a zero gradient.
-    root = where(positive, where(positive, squares, 1.0).sqrt(), 0.0).astype(x.dtype)
+    # Two wheres: the root never sees a 0, so its infinite slope never meets a zero gradient.
+    inner = where(positive, squares, 1.0)
+    root = where(positive, inner.sqrt() if p == 2 else inner ** (1.0 / p), 0.0).astype(x.dtype)
     return root * (largest if keepdims else largest.reshape(np.shape(root._data)))
 
 
@@ -453,24 +503,58 @@ def flip(x: Any, axis: Axis = None, *, dims: Axis = None) -> Tensor:
     return x[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))]
 
 
-def roll(x: Any, shift: int, axis: int | None = None, *, dims: int | None = None) -> Tensor:
+def _whole_numbers(value: Any, who: str, what: str) -> np.ndarray:
+    """An int or an integer array-like (a list, tuple or array of ints) as an integer array.
+
+    numpy also takes floats (np.repeat(x, 2.5) repeats twice) and booleans here; they are
+    refused, as PyTorch refuses them, because a truncated count is a silently wrong answer.
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{who}: {what} must be integers, got {value!r}")
+    array = np.asarray(_numbers(value))
+    if array.size == 0 and array.dtype.kind == "f":
+        array = array.astype(np.intp)  # [] is no integers, not floats
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{who}: {what} must be integers, got {value!r}")
+    return array
+
+
+def roll(x: Any, shift: Any, axis: Axis = None, *, dims: Axis = None) -> Tensor:
+    """numpy's roll: elements shifted along `axis` (`dims`), coming back at the other end.
+
+    `shift` and `axis` may be tuples (one shift per axis, or broadcast against each other,
+    as numpy and PyTorch take them); without an axis, the flattened array is rolled.
+    """
     x = _lift(x)
     axis = _dim("roll", axis, dims)
-    if axis is None:
-        return roll(x.reshape(-1), shift, 0).reshape(x.shape)
-    ax = _axis(axis, x.ndim, "roll")
-    index = np.roll(np.arange(x.shape[ax]), shift)
-    return x[(slice(None),) * ax + (index,)]
+    shifts = _whole_numbers(shift, "roll", "shifts")
+    if axis is not None:
+        _whole_numbers(axis, "roll", "axes")
+    # numpy rolls the positions, and so checks shapes and axes exactly as it does for arrays.
+    try:
+        index = np.roll(np.arange(x.size).reshape(x.shape), shifts, axis)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValueError(
+            f"roll: {exc} (shift {shift!r}, axis {axis!r}, tensor of shape {x.shape})"
+        ) from None
+    return x.reshape(-1)[index.reshape(-1)].reshape(x.shape)
 
 
-def repeat(x: Any, repeats: int, axis: int | None = None) -> Tensor:
-    """numpy's repeat: each element `repeats` times along axis (flattened when None)."""
+def repeat(x: Any, repeats: Any, axis: int | None = None) -> Tensor:
+    """numpy's repeat: each element `repeats` times along axis (flattened when None);
+    `repeats` may give one count per element (a list or an integer array)."""
     x = _lift(x)
-    _count(repeats, "repeat", "repeats")
+    counts = _whole_numbers(repeats, "repeat", "repeats")
     if axis is None:
         x, axis = x.reshape(-1), 0
     ax = _axis(axis, x.ndim, "repeat")
-    return x[(slice(None),) * ax + (np.repeat(np.arange(x.shape[ax]), repeats),)]
+    try:
+        index = np.repeat(np.arange(x.shape[ax]), counts)
+    except ValueError as exc:
+        raise ValueError(
+            f"repeat: {exc} (repeats {repeats!r} for axis {ax} of size {x.shape[ax]})"
+        ) from None
+    return x[(slice(None),) * ax + (index,)]
 
 
 def tile(x: Any, reps: int | Sequence[int]) -> Tensor:
@@ -527,61 +611,206 @@ def chunk(x: Any, chunks: int, axis: int = 0, *, dim: int | None = None) -> list
     return split(x, list(range(size, x.shape[ax], size)), ax)
 
 
+_PAD_MODES = {"edge": "edge", "replicate": "edge", "wrap": "wrap", "circular": "wrap"}
+
+
+def _pad_index(n: int, before: int, after: int, mode: str, axis: int) -> np.ndarray:
+    """The source position of each output position along one axis, for the index modes.
+
+    A negative width crops that side (as torch.nn.functional.pad). 'edge' and 'reflect'
+    read the uncropped axis (the values PyTorch gives); 'wrap' wraps around what is left
+    after cropping, as PyTorch's 'circular' does.
+    """
+    if mode == "wrap":
+        start, stop = max(-before, 0), n - max(-after, 0)
+        kept = stop - start
+        if kept <= 0 and (before > 0 or after > 0):
+            raise ValueError(
+                f"pad: mode 'wrap' needs a non-empty axis after cropping, got widths "
+                f"({before}, {after}) on axis {axis} of size {n}"
+            )
+        return start + np.arange(-max(before, 0), kept + max(after, 0)) % max(kept, 1)
+    if n == 0:
+        raise ValueError(f"pad: mode {mode!r} cannot extend the empty axis {axis}")
+    positions = np.arange(-before, n + after)
+    if mode == "edge":
+        return np.clip(positions, 0, n - 1)
+    # reflect: the mirror image about the first and last element (which are not repeated).
+    if before >= n or after >= n:
+        raise ValueError(
+            f"pad: reflect needs widths smaller than the axis ({n}), "
+            f"got {before}, {after} on axis {axis}"
+        )
+    positions = np.abs(positions)
+    return np.where(positions > n - 1, 2 * (n - 1) - positions, positions)
+
+
 def pad(x: Any, pad_width: Any, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """numpy's pad for modes 'constant' and 'reflect' (pad_width as numpy takes it)."""
+    """numpy's pad (pad_width as numpy takes it) for modes 'constant', 'reflect', 'edge'
+    and 'wrap', under PyTorch's names 'replicate' and 'circular' too.
+
+    A negative width removes that many elements from that side instead (cropping, as
+    torch.nn.functional.pad does; numpy refuses negative widths).
+    """
     x = _lift(x)
     widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
-    if np.any(widths < 0):
-        raise ValueError(f"pad: widths must be >= 0, got {pad_width!r}")
-    if mode == "constant":
-        for ax, (before, after) in enumerate(widths.tolist()):
-            parts = []
-            for width in (before, after):
-                shape = list(x.shape)
-                shape[ax] = width
-                parts.append(_lift(np.full(shape, value, dtype=x.dtype)))
-            if before or after:
-                x = concatenate([parts[0], x, parts[1]], axis=ax)
-        return x
-    if mode == "reflect":
-        for ax, (before, after) in enumerate(widths.tolist()):
-            n = x.shape[ax]
-            if (before or after) and (before >= n or after >= n):
-                raise ValueError(
-                    f"pad: reflect needs widths smaller than the axis ({n}), "
-                    f"got {before}, {after} on axis {ax}"
-                )
-            index = np.concatenate(
-                [np.arange(before, 0, -1), np.arange(n), np.arange(n - 2, n - 2 - after, -1)]
-            )
-            x = x[(slice(None),) * ax + (index,)]
-        return x
-    raise ValueError(f"pad: mode must be 'constant' or 'reflect', got {mode!r}")
-
-
-def einsum(subscripts: str, *operands: Any) -> Tensor:
-    """Einstein summation, as numpy's (letters only, no diagonals): 'ij,jk->ik' is a matmul.
-
-    Its gradients are einsums too, so it is differentiable to any order.
-    """
-    if not isinstance(subscripts, str):
-        raise TypeError(
-            f"einsum: the first argument must be the subscripts string, got "
-            f"{type(subscripts).__name__}"
+    name = mode
+    mode = _PAD_MODES.get(mode, mode)
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ValueError(
+            "pad: mode must be 'constant', 'reflect', 'edge' (PyTorch's 'replicate') or "
+            f"'wrap' (PyTorch's 'circular'), got {name!r}"
         )
-    tensors = tuple(_lift(x) for x in operands)
-    terms, output = _parse_einsum(subscripts, len(tensors))
-    sizes: dict[str, int] = {}
+    for ax, (before, after) in enumerate(widths.tolist()):
+        n = x.shape[ax]
+        if n + min(before, 0) + min(after, 0) < 0:
+            raise ValueError(
+                f"pad: widths ({before}, {after}) crop more than the {n} elements of axis {ax}"
+            )
+        if mode != "constant":
+            if before or after:
+                x = x[(slice(None),) * ax + (_pad_index(n, before, after, mode, ax),)]
+            continue
+        if before < 0 or after < 0:  # crop first; constants added on the other side stay
+            x = x[(slice(None),) * ax + (slice(max(-before, 0), n - max(-after, 0)),)]
+            before, after = max(before, 0), max(after, 0)
+        parts = []
+        for width in (before, after):
+            shape = list(x.shape)
+            shape[ax] = width
+            parts.append(_lift(np.full(shape, value, dtype=x.dtype)))
+        if before or after:
+            x = concatenate([parts[0], x, parts[1]], axis=ax)
+    return x
+
+
+def _sublist_subscripts(args: tuple) -> tuple[str, tuple]:
+    """numpy's second form, einsum(a, [0, 1], b, [1, 2], [0, 2]), as its subscripts string:
+    integers 0-25 are 'A'-'Z' and 26-51 'a'-'z' (numpy's order), Ellipsis is '...'."""
+
+    def letters(sublist: Any) -> str:
+        out = []
+        for item in sublist:
+            if item is Ellipsis:
+                out.append("...")
+            elif (
+                isinstance(item, (int, np.integer))
+                and not isinstance(item, bool)
+                and 0 <= item < 52
+            ):
+                out.append(string.ascii_letters[(int(item) + 26) % 52])
+            else:
+                raise ValueError(
+                    f"einsum: a sublist holds integers in [0, 52) or Ellipsis, got {item!r}"
+                )
+        return "".join(out)
+
+    pairs, output = (args[:-1], args[-1]) if len(args) % 2 else (args, None)
+    inputs = ",".join(letters(t) for t in pairs[1::2])
+    return (inputs if output is None else inputs + "->" + letters(output)), pairs[0::2]
+
+
+def _einsum_plain(subscripts: str, tensors: tuple) -> tuple[str, tuple]:
+    """Rewrite numpy's full einsum language into one letter per axis of each operand, which
+    the einsum row takes: '...' becomes unused letters (right-aligned, broadcasting), a
+    letter repeated in one operand takes that diagonal (indexing, so its gradient is
+    right), and an axis of length 1 against a longer one broadcasts (is dropped)."""
+    subscripts = subscripts.replace(" ", "")
+    inputs, arrow, output = subscripts.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(tensors):
+        raise ValueError(f"einsum: {subscripts!r} names {len(terms)} operands, got {len(tensors)}")
+    named = "".join(terms).replace("...", "") + output.replace("...", "")
+    if not all(c in string.ascii_letters for c in named):
+        raise ValueError(f"einsum: subscripts must be letters (and '...'), got {subscripts!r}")
+    if any(t.count("...") > 1 or ("." in t.replace("...", "")) for t in [*terms, output]):
+        raise ValueError(f"einsum: an ellipsis is written '...', once per operand: {subscripts!r}")
+    spare = iter(c for c in string.ascii_letters if c not in named)
+    dims = [
+        t.ndim - len(term.replace("...", "")) if "..." in term else 0
+        for term, t in zip(terms, tensors, strict=True)
+    ]
+    ellipsis = "".join(next(spare) for _ in range(max(dims, default=0)))
+    terms = [
+        term.replace("...", ellipsis[len(ellipsis) - k :] if k > 0 else "")
+        for term, k in zip(terms, dims, strict=True)
+    ]
+    letters = "".join(terms)
+    if not arrow:  # implicit output: broadcast axes, then the letters used once, sorted
+        once = sorted(c for c in set(letters) if c not in ellipsis and letters.count(c) == 1)
+        output = ellipsis + "".join(once)
+    elif "..." in output:
+        output = output.replace("...", ellipsis)
+    elif ellipsis:
+        raise ValueError(
+            f"einsum: {subscripts!r} broadcasts axes by '...' but its output has no '...' "
+            "to put them in"
+        )
+    if len(set(output)) != len(output):
+        raise ValueError(f"einsum: the output {output!r} repeats a letter")
+    plain = []
     for term, t in zip(terms, tensors, strict=True):
         if len(term) != t.ndim:
             raise ValueError(
                 f"einsum: {term!r} names {len(term)} axes but the operand has shape {t.shape}"
             )
+        for c in sorted(set(term), key=term.index):
+            while term.count(c) > 1:  # the diagonal of the first two axes named c, put last
+                i = term.index(c)
+                j = term.index(c, i + 1)
+                if t.shape[i] != t.shape[j]:
+                    raise ValueError(
+                        f"einsum: axis {c!r} repeated in {term!r} has sizes {t.shape[i]} and "
+                        f"{t.shape[j]} (shape {t.shape}); a diagonal needs equal sizes"
+                    )
+                rest = [k for k in range(t.ndim) if k not in (i, j)]
+                diagonal = np.arange(t.shape[i])
+                t = t.transpose([*rest, i, j])[..., diagonal, diagonal]
+                term = "".join(term[k] for k in rest) + c
+        plain.append([term, t])
+    sizes: dict[str, list[int]] = {}  # each letter's sizes, in the order met
+    for term, t in plain:
         for c, n in zip(term, t.shape, strict=True):
-            if sizes.setdefault(c, n) != n:
-                raise ValueError(
-                    f"einsum: axis {c!r} has sizes {sizes[c]} and {n} in "
-                    f"{subscripts!r} (shapes {[t.shape for t in tensors]})"
-                )
-    spec = ",".join(terms) + "->" + output
+            if n not in sizes.setdefault(c, []):
+                sizes[c].append(n)
+    for c, seen in sizes.items():
+        longer = set(seen) - {1}
+        if len(longer) > 1:
+            shapes = [t.shape for t in tensors]
+            raise ValueError(
+                f"einsum: axis {c!r} has sizes {' and '.join(map(str, seen))} in "
+                f"{subscripts!r} (shapes {shapes})"
+            )
+        if longer and 1 in seen:  # broadcast: drop the length-1 axes named c
+            for pair in plain:
+                term, t = pair
+                if c in term and t.shape[term.index(c)] == 1:
+                    k = term.index(c)
+                    pair[0] = term[:k] + term[k + 1 :]
+                    pair[1] = t.reshape(t.shape[:k] + t.shape[k + 1 :])
+    final = [term for term, _ in plain]
+    missing = set(output) - set("".join(final))
+    if missing:
+        raise ValueError(f"einsum: output letters {sorted(missing)} name no operand axis")
+    return ",".join(final) + "->" + output, tuple(t for _, t in plain)
+
+
+def einsum(subscripts: Any, *operands: Any) -> Tensor:
+    """Einstein summation, as numpy's: 'ij,jk->ik' is a matmul, 'ii->' a trace, 'ii->i' a
+    diagonal, '...ij,...jk->...ik' a batched matmul; numpy's sublist form
+    einsum(a, [0, 1], b, [1, 2], [0, 2]) is taken too.
+
+    Its gradients are einsums (and, for diagonals, indexing), so it is differentiable to
+    any order.
+    """
+    if not isinstance(subscripts, str):
+        if isinstance(subscripts, (bytes, dict, set)) or subscripts is None:
+            raise TypeError(
+                "einsum: the first argument must be the subscripts string (or an operand, "
+                f"in numpy's sublist form), got {type(subscripts).__name__}"
+            )
+        subscripts, operands = _sublist_subscripts((subscripts, *operands))
+    tensors = tuple(_lift(x) for x in operands)
+    spec, tensors = _einsum_plain(subscripts, tensors)
+    _parse_einsum(spec, len(tensors))  # the row's own checks
     return engine.apply(rules.einsum, tensors, subscripts=spec)

@@ -89,7 +89,7 @@ _HINTS = {
     "copy": "t.detach() (a constant copy) or t * 1 (a differentiable one)",
     "array_split": "autodiff.chunk(t, n) or autodiff.split(t, indices)",
     "tensordot": "autodiff.einsum, or autodiff.matmul with reshape and transpose",
-    "norm": "autodiff.norm(t, ord, axis) (vector norms; (t * t).sum().sqrt() for Frobenius)",
+    "norm": "autodiff.norm(t, ord, axis) (vector norms, and the matrix norms 'fro', 'nuc')",
     "average": "(t * w).sum() / w.sum()",
     "linspace": "autodiff.Tensor(np.linspace(...))",
 }
@@ -353,11 +353,14 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
     vector = isinstance(axis, (int, np.integer)) or (axis is None and x.ndim == 1)
     if ord is None:  # numpy: the 2-norm of a vector, Frobenius of a matrix (all elements)
         return fn.norm(x, 2, axis, keepdims)
-    if vector and ord in (1, 2, np.inf):
+    if vector and not isinstance(ord, str):
+        return fn.norm(x, ord, axis, keepdims)
+    if not vector and ord in ("fro", "nuc"):
         return fn.norm(x, ord, axis, keepdims)
     raise TypeError(
         f"numpy.linalg.norm: ord={ord!r} on shape {x.shape} (axis {axis}) is not supported on "
-        "autodiff Tensors: autodiff.norm has the vector norms 1, 2 and inf along one axis"
+        "autodiff Tensors: autodiff.norm has the vector norms along one axis and the matrix "
+        "norms 'fro' and 'nuc'"
     )
 
 

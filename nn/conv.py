@@ -16,6 +16,7 @@ import numpy as np
 from autodiff import Tensor, conv, no_grad
 from autodiff.extend import mark_written
 
+from . import functional as F
 from . import init
 from .module import Module, Parameter
 
@@ -135,24 +136,89 @@ class Conv1d(_ConvNd):
 
 
 class MaxPool2d(Module):
-    """The largest value of each window; stride defaults to the window size (as PyTorch)."""
+    """The largest value of each window; stride defaults to the window size (as PyTorch).
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+    PyTorch's options too, run by `nn.functional.max_pool2d`: `dilation` spreads the
+    window, `ceil_mode` keeps a last partial window, and `return_indices=True` makes the
+    output a pair (values, indices) for `max_unpool2d`.
+    """
+
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
-    def forward(self, x: Any) -> Tensor:
-        return conv.max_pool2d(_as_input(x), self.kernel_size, self.stride, self.padding)
+    def forward(self, x: Any) -> Any:
+        return F.max_pool2d(
+            _as_input(x),
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            ceil_mode=self.ceil_mode,
+            return_indices=self.return_indices,
+        )
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+        text = f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+        if self.padding:
+            text += f", padding={self.padding}"
+        if self.dilation != 1:
+            text += f", dilation={self.dilation}"
+        if self.ceil_mode:
+            text += ", ceil_mode=True"
+        if self.return_indices:
+            text += ", return_indices=True"
+        return text
 
 
-class AvgPool2d(MaxPool2d):
-    """The mean of each window (zero padding counts, as PyTorch's default)."""
+class AvgPool2d(Module):
+    """The mean of each window (zero padding counts, as PyTorch's default).
+
+    PyTorch's options too, run by `nn.functional.avg_pool2d`: `ceil_mode` keeps a last
+    partial window, and `count_include_pad=False` divides by the input elements a window
+    covers, not counting its padding.
+    """
+
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x: Any) -> Tensor:
-        return conv.avg_pool2d(_as_input(x), self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(
+            _as_input(x),
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+        )
+
+    def extra_repr(self) -> str:
+        text = f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+        if self.padding:
+            text += f", padding={self.padding}"
+        if self.ceil_mode:
+            text += ", ceil_mode=True"
+        if not self.count_include_pad:
+            text += ", count_include_pad=False"
+        return text
 
 
 class _BatchNorm(Module):

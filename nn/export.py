@@ -182,8 +182,19 @@ def _pool(op: str, **extra: int) -> Translator:
         kernel = _ints(m.kernel_size, 2)
         stride = kernel if m.stride is None else _ints(m.stride, 2)
         pads = _ints(m.padding, 2)
+        # The pooling modules' PyTorch options, as ONNX's attributes of the same meaning.
+        if getattr(m, "return_indices", False):
+            raise ValueError(
+                f"export_onnx: {where or op} returns indices (return_indices=True), "
+                "a pair that a chain of layers cannot pass on"
+            )
+        options: dict[str, Any] = {**extra, "ceil_mode": int(m.ceil_mode)}
+        if hasattr(m, "dilation"):
+            options["dilations"] = _ints(m.dilation, 2)
+        if hasattr(m, "count_include_pad"):
+            options["count_include_pad"] = int(m.count_include_pad)
         return g.node(
-            op, [x], where, kernel_shape=kernel, strides=stride, pads=pads + pads, **extra
+            op, [x], where, kernel_shape=kernel, strides=stride, pads=pads + pads, **options
         ), rank
 
     return translate
@@ -258,8 +269,8 @@ TRANSLATORS.update(
         _convs.Conv2d: _conv,
         _convs.Conv1d: _conv,
         _convs.MaxPool2d: _pool("MaxPool"),
-        # PyTorch's default (and ours): zero padding counts in the mean.
-        _convs.AvgPool2d: _pool("AveragePool", count_include_pad=1),
+        # count_include_pad comes from the module (PyTorch's default and ours: 1).
+        _convs.AvgPool2d: _pool("AveragePool"),
         _convs.BatchNorm1d: _batch_norm,
         _convs.BatchNorm2d: _batch_norm,
         _convs.LayerNorm: _layer_norm,

@@ -144,8 +144,12 @@ _TO_TORCH.update(
     {
         _convs.Conv2d: _conv_to_torch,
         _convs.Conv1d: _conv_to_torch,
-        _convs.MaxPool2d: lambda torch, m: torch.nn.MaxPool2d(m.kernel_size, m.stride, m.padding),
-        _convs.AvgPool2d: lambda torch, m: torch.nn.AvgPool2d(m.kernel_size, m.stride, m.padding),
+        _convs.MaxPool2d: lambda torch, m: torch.nn.MaxPool2d(
+            m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode
+        ),
+        _convs.AvgPool2d: lambda torch, m: torch.nn.AvgPool2d(
+            m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad
+        ),
         _convs.BatchNorm1d: _batch_norm_to_torch,
         _convs.BatchNorm2d: _batch_norm_to_torch,
         _convs.LayerNorm: _layer_norm_to_torch,
@@ -257,13 +261,7 @@ def _conv_from_torch(torch: Any, m: Any, where: str) -> Module:
 
 
 def _pool_from_torch(torch: Any, m: Any, where: str) -> Module:
-    options = {
-        "ceil_mode": False,
-        "dilation": 1,
-        "return_indices": False,
-        "count_include_pad": True,
-        "divisor_override": None,
-    }
+    options = {"divisor_override": None}  # the other options are the modules' own
     odd = [
         f"{k}={getattr(m, k)!r}"
         for k, default in options.items()
@@ -274,8 +272,11 @@ def _pool_from_torch(torch: Any, m: Any, where: str) -> Module:
             f"from_torch: module {where!r} is {type(m).__name__} with "
             f"{', '.join(odd)}, which has no counterpart"
         )
-    cls = _convs.MaxPool2d if isinstance(m, torch.nn.MaxPool2d) else _convs.AvgPool2d
-    return cls(m.kernel_size, m.stride, m.padding)
+    if isinstance(m, torch.nn.MaxPool2d):
+        return _convs.MaxPool2d(
+            m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode
+        )
+    return _convs.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
 
 
 def _batch_norm_from_torch(torch: Any, m: Any, where: str) -> Module:

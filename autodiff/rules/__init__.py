@@ -54,7 +54,7 @@ from .elementwise import (
     tanh,
     where,
 )
-from .linalg import einsum, linear, matmul
+from .linalg import einsum, linear, matmul, nuclear_norm
 from .losses import binary_cross_entropy, softmax_cross_entropy
 from .reductions import cumprod, cumsum, logsumexp, max_, mean, min_, prod, sum_
 from .shape import broadcast_to, concatenate, getitem, reshape, scatter_add, setitem, transpose
@@ -150,6 +150,7 @@ __all__ = [
     "minimum",
     "mul",
     "neg",
+    "nuclear_norm",
     "numpy_routes",
     "pow_const",
     "pow_tensor",

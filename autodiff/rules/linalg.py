@@ -191,3 +191,37 @@ einsum = register(
     formula="einsum(g, others)",
     onnx=_einsum_onnx,
 )
+
+
+# --- the nuclear norm ------------------------------------------------------------------------
+
+
+def _nuclear_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sum of the singular values of each matrix (the last two axes), and U V^T, which
+    is its gradient (the polar factor: the nearest matrix with singular values 1)."""
+    u, s, vh = np.linalg.svd(x, full_matrices=False)
+    return s.sum(axis=-1), u @ vh
+
+
+def _nuclear_vjp(g: Any, out: Any, x: Any, *, saved: np.ndarray) -> Any:
+    if not isinstance(x, ARRAY) and x.requires_grad:
+        # U V^T as a differentiable expression needs the SVD's own derivative, which is not
+        # in the table: a constant here would make every second derivative silently 0.
+        raise NotImplementedError(
+            "norm(ord='nuc'): the second derivative (create_graph=True, hessian, jvp of a "
+            "gradient) is not implemented; the first derivative is U V^T from the SVD"
+        )
+    return g[..., None, None] * saved
+
+
+# A primitive because its gradient comes from the SVD that computes it (U V^T, a subgradient
+# where a singular value is 0, as PyTorch's); the SVD is not itself in the table.
+nuclear_norm = register(
+    "nuclear_norm",
+    _nuclear_forward,
+    _nuclear_vjp,
+    saves=True,
+    jvp=lambda t, out, x, *, saved: (t * saved).sum(axis=(-2, -1)),
+    formula="polar(x)",
+    onnx="none: ONNX has no singular value decomposition",
+)

@@ -325,3 +325,23 @@ def test_same_padding_with_an_even_kernel_matches_torch(torch, kernel, dilation,
     expected.backward(torch.tensor(upstream))
     for mine, ref in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(mine.grad.data, ref.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.int16])
+def test_max_pool2d_keeps_an_integer_dtype(dtype, torch):
+    """Issue 22 item 8: int32 pixels came out float64. A maximum is one of the values, so
+    the dtype stays (as PyTorch keeps it), also with padding, which must never win."""
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        low = 0 if np.dtype(dtype).kind == "u" else -100
+        x = rng.integers(low, 100, size=(2, 3, 7, 6)).astype(dtype)
+        kernel, stride = int(rng.integers(2, 4)), int(rng.integers(1, 3))
+        padding = int(rng.integers(0, kernel // 2 + 1))
+        out = ad.max_pool2d(x, kernel, stride, padding)
+        assert out.dtype == dtype
+        if dtype != np.uint8:  # PyTorch's max_pool2d has no uint8 kernel on the CPU
+            want = torch.nn.functional.max_pool2d(torch.tensor(x), kernel, stride, padding)
+            np.testing.assert_array_equal(out.data, want.numpy())
+    assert (
+        nn.MaxPool2d(2)(Tensor(np.arange(16, dtype=np.int32).reshape(1, 1, 4, 4))).dtype == np.int32
+    )

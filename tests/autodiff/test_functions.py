@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 import autodiff as ad
 from autodiff import Tensor
+from autodiff.testing import gradcheck
 from tests.oracle import torch_if_installed
 
 # The table names torch's functions when it is installed; its test takes the `torch` fixture,
@@ -230,7 +231,9 @@ def test_split_and_chunk_follow_numpy_and_pytorch():
 @pytest.mark.parametrize(
     "call,error,match",
     [
-        (lambda: ad.einsum("ii->i", np.eye(2)), ValueError, "einsum.*diagonal"),
+        (lambda: ad.einsum("ij->ii", np.eye(2)), ValueError, "einsum.*output.*repeats"),
+        (lambda: ad.einsum("ii->i", np.ones((2, 3))), ValueError, "einsum.*diagonal.*equal"),
+        (lambda: ad.einsum("...i->i", np.ones((2, 3))), ValueError, r"einsum.*no '\.\.\.'"),
         (
             lambda: ad.einsum("ij,jk->ik", np.ones((2, 3)), np.ones((2, 3))),
             ValueError,
@@ -249,8 +252,10 @@ def test_split_and_chunk_follow_numpy_and_pytorch():
             "take_along_axis.*range",
         ),
         (lambda: ad.pad(np.ones(3), 3, mode="reflect"), ValueError, "pad.*reflect"),
-        (lambda: ad.pad(np.ones(3), 1, mode="wrap"), ValueError, "pad.*mode"),
-        (lambda: ad.norm(np.ones(3), 3), ValueError, "norm.*ord"),
+        (lambda: ad.pad(np.ones(3), 1, mode="symmetric"), ValueError, "pad.*mode"),
+        (lambda: ad.pad(np.ones(3), (-2, -2)), ValueError, "pad.*crop more"),
+        (lambda: ad.norm(np.ones(3), "max"), ValueError, "norm.*ord"),
+        (lambda: ad.norm(np.ones((2, 2, 2)), "nuc"), ValueError, "norm.*matrix axes"),
         (lambda: ad.gelu(np.ones(3), "fast"), ValueError, "gelu.*approximate"),
     ],
 )
@@ -624,3 +629,277 @@ def test_argmax_function_of_an_empty_tensor_names_the_op():
     # the function went straight to numpy ("attempt to get argmax of an empty sequence")
     with pytest.raises(ValueError, match=r"argmax: empty tensor of shape \(0, 3\)"):
         ad.argmax(Tensor(np.zeros((0, 3))))
+
+
+# --- issue 22 items 8 and 9: scans of a scalar, roll and repeat as numpy takes them ---------
+
+
+@pytest.mark.parametrize("op", ["cumsum", "cumprod"])
+def test_scan_of_a_0d_tensor_checks_its_axis(op, torch):
+    """A 0-d tensor has one implicit axis (0 or -1); any other was accepted silently."""
+    x = Tensor(3.0, requires_grad=True)
+    for axis in (0, -1):
+        out = getattr(ad, op)(x, axis)
+        assert out.shape == tuple(getattr(torch, op)(torch.tensor(3.0), dim=axis).shape)
+        assert out.item() == 3.0
+        assert getattr(x, op)(dim=axis).item() == 3.0
+    for axis in (1, -2, 5):
+        with pytest.raises(ValueError, match=f"{op}: axis {axis} is out of range"):
+            getattr(ad, op)(x, axis)
+        with pytest.raises(IndexError):  # PyTorch refuses it too
+            getattr(torch, op)(torch.tensor(3.0), dim=axis)
+        with pytest.raises(ValueError):  # and numpy, on the same tensor as 1-d
+            getattr(np, op)(np.array([3.0]), axis=axis)
+
+
+def _same_as_numpy(ours, theirs):
+    """ours() equals theirs() exactly, or both raise (TypeError/ValueError)."""
+    try:
+        want = theirs()
+    except (TypeError, ValueError):
+        with pytest.raises((TypeError, ValueError)):
+            ours()
+        return
+    got = ours()
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.data, want)
+
+
+def test_roll_and_repeat_take_numpys_forms():
+    """Differential test against numpy over random shapes: tuple shifts and axes for roll
+    (refused with "axis must be an int"), integer arrays and lists of counts for repeat
+    (refused as "must be non-negative integers"); numpy's refusals (a count list of the
+    wrong length, a negative count, an axis out of range) stay refusals. Gradients follow
+    the values: each input element receives the sum of the gradients of its copies."""
+    rng = np.random.default_rng(9)
+    for _ in range(80):
+        ndim = int(rng.integers(1, 4))
+        shape = tuple(int(n) for n in rng.integers(1, 4, size=ndim))
+        data = rng.standard_normal(shape)
+        x = Tensor(data, requires_grad=True)
+        k = int(rng.integers(1, 3))
+        shifts = [int(s) for s in rng.integers(-5, 6, size=k)]
+        axes = [int(a) for a in rng.integers(-ndim - 1, ndim + 1, size=k)]  # some out of range
+        for shift, axis in (
+            (tuple(shifts), tuple(axes)),
+            (np.array(shifts), np.array(axes)),
+            (shifts[0], tuple(axes)),
+            (tuple(shifts), axes[0]),
+            (tuple(shifts), None),
+            (shifts[0], axes[0]),
+            (tuple(shifts) + (1,), tuple(axes)),  # a length that may not broadcast
+        ):
+            _same_as_numpy(
+                lambda s=shift, a=axis, x=x: ad.roll(x, s, a),
+                lambda s=shift, a=axis, d=data: np.roll(d, s, a),
+            )
+        axis = int(rng.integers(-ndim, ndim))
+        n = shape[axis]
+        counts = [int(c) for c in rng.integers(0, 4, size=n)]
+        for repeats, ax in (
+            (np.array(counts), axis),
+            (counts, axis),
+            (tuple(counts), axis),
+            ([counts[0]], axis),  # one count broadcasts
+            (np.array(counts[0]), axis),
+            (counts + [1], axis),  # the wrong length
+            ([-1] + counts[1:], axis),  # a negative count
+            (int(rng.integers(0, 3)), None),
+            (np.array([int(c) for c in rng.integers(0, 3, size=data.size)]), None),
+        ):
+            _same_as_numpy(
+                lambda r=repeats, a=ax, x=x: ad.repeat(x, r, a),
+                lambda r=repeats, a=ax, d=data: np.repeat(d, r, a),
+            )
+        # The gradient of a repeat: each element's copies add up.
+        out = x.repeat(np.array(counts), axis)
+        out.backward(np.ones(out.shape))
+        expected = np.broadcast_to(
+            np.array(counts, dtype=float).reshape(
+                [-1 if i == axis % ndim else 1 for i in range(ndim)]
+            ),
+            shape,
+        )
+        np.testing.assert_array_equal(x.grad, expected)
+
+
+def test_roll_and_repeat_refuse_counts_that_are_not_integers():
+    """numpy truncates np.repeat(x, 2.5) and np.roll(x, 1.5) silently; PyTorch refuses
+    them and so does this engine (a truncated count is a wrong answer, not a form)."""
+    x = Tensor(np.arange(3.0))
+    for bad in (2.5, [2.0, 1.0, 1.0], "2", np.array([True, False, True])):
+        with pytest.raises(TypeError, match="repeat: repeats must be integers"):
+            ad.repeat(x, bad)
+    with pytest.raises(TypeError, match="roll: shifts must be integers"):
+        ad.roll(x, 1.5)
+
+
+# --- issue 22 item 19: pad modes and cropping, numpy's einsum language, more norms --------
+
+_TORCH_PAD_MODE = {
+    "constant": "constant",
+    "reflect": "reflect",
+    "edge": "replicate",
+    "wrap": "circular",
+}
+
+
+def _torch_widths(widths):
+    """numpy's ((before, after) per axis) as torch.nn.functional.pad's flat, last-axis-first."""
+    return tuple(w for pair in reversed(widths) for w in pair)
+
+
+def test_pad_modes_and_negative_widths(torch):
+    """Differential over random shapes, modes (numpy's and PyTorch's names) and widths:
+    values against numpy where numpy pads (no negative width), against PyTorch where a
+    width is negative (cropping), and gradients against PyTorch. 'edge', 'wrap' and
+    negative widths were refused before ("mode must be 'constant' or 'reflect'",
+    "widths must be >= 0")."""
+    rng = np.random.default_rng(19)
+    for _ in range(60):
+        ndim = int(rng.integers(1, 4))
+        shape = tuple(int(n) for n in rng.integers(2, 6, size=ndim))
+        mode = str(rng.choice(["constant", "reflect", "edge", "wrap"]))
+        crop = rng.random() < 0.5
+        widths = []
+        for n in shape:
+            low = -((n - 1) // 2) if crop else 0  # at least one element is left
+            high = n - 1 if mode == "reflect" else n + 2
+            widths.append(tuple(int(w) for w in rng.integers(low, high + 1, size=2)))
+        data = rng.standard_normal(shape)
+        names = [mode, {"edge": "replicate", "wrap": "circular"}.get(mode, mode)]
+        for name in names:
+            out = ad.pad(data, widths, mode=name)
+            if not crop or min(min(w) for w in widths) >= 0:
+                np.testing.assert_array_equal(out.data, np.pad(data, widths, mode=mode))
+        # PyTorch pads (and crops) the last axes of a (N, C, ...) batch; wrap is limited to
+        # one period there, and replicate/reflect/circular need 1-3 padded axes.
+        kept = [n - max(-a, 0) - max(-b, 0) for (a, b), n in zip(widths, shape, strict=True)]
+        if mode == "wrap" and any(max(w) > k for w, k in zip(widths, kept, strict=True)):
+            continue
+        x = Tensor(data, requires_grad=True)
+        t = torch.tensor(data, requires_grad=True)
+        out = ad.pad(x, widths, mode=mode)
+        want = torch.nn.functional.pad(
+            t[None, None], _torch_widths(widths), mode=_TORCH_PAD_MODE[mode]
+        )[0, 0]
+        np.testing.assert_array_equal(out.data, want.detach().numpy())
+        g = rng.standard_normal(out.shape)
+        out.backward(g)
+        want.backward(torch.tensor(g))
+        np.testing.assert_allclose(x.grad.data, t.grad.numpy(), atol=1e-12)
+    data = rng.standard_normal((3, 4))
+    for mode in ("edge", "wrap", "reflect", "constant"):
+        assert gradcheck(lambda a, m=mode: ad.pad(a, ((1, -1), (-1, 2)), mode=m), data)
+        np.testing.assert_array_equal(
+            np.pad(Tensor(data), ((1, 2), (0, 3)), mode=mode).data,
+            np.pad(data, ((1, 2), (0, 3)), mode=mode),
+        )
+
+
+def _einsum_case(rng):
+    """A random einsum: subscripts (with '...', diagonals, implicit outputs) and operands."""
+    size = {c: int(rng.integers(1, 4)) for c in "abcdefg"}
+    kind = int(rng.integers(6))
+    if kind == 0:  # a diagonal or a trace of one operand, maybe with a kept axis
+        term = "".join(rng.choice(list("abc"), size=int(rng.integers(2, 5))))
+        letters = sorted(set(term))
+        out = "".join(c for c in letters if rng.random() < 0.5)
+        spec = term + ("->" + out if rng.random() < 0.7 else "")
+        return spec, [(tuple(size[c] for c in term))]
+    if kind == 1:  # a batched product with '...', broadcasting batch axes
+        batch = tuple(int(n) for n in rng.integers(1, 4, size=int(rng.integers(0, 3))))
+        other = tuple(
+            1 if rng.random() < 0.3 else n for n in batch[int(rng.integers(0, len(batch) + 1)) :]
+        )
+        spec = "...ij,...jk->...ik" if rng.random() < 0.5 else "...ij,...jk"
+        return spec, [batch + (size["a"], size["b"]), other + (size["b"], size["c"])]
+    if kind == 2:  # '...' in the middle of a term, summed by an implicit output
+        return "i...j,j...", [(size["a"], 2, size["b"]), (size["b"], 2)]
+    if kind == 3:  # diagonals inside a product
+        return "iij,jk->ik", [(size["a"], size["a"], size["b"]), (size["b"], size["c"])]
+    if kind == 4:  # a length-1 axis against a longer one
+        return "ij,ij->ij", [(1, size["b"]), (size["a"], size["b"])]
+    return "ii...->...i", [(size["a"], size["a"], 2)]
+
+
+def test_einsum_takes_numpys_language(torch):
+    """Differential against numpy (values) and PyTorch (gradients) over random subscripts
+    with '...', letters repeated in one operand (diagonals, traces) and implicit outputs;
+    each was refused before ("ellipsis ... is not supported", "takes a diagonal, which is
+    not supported")."""
+    rng = np.random.default_rng(22)
+    for _ in range(80):
+        spec, shapes = _einsum_case(rng)
+        data = [rng.standard_normal(shape) for shape in shapes]
+        want = np.einsum(spec, *data)
+        xs = [Tensor(d, requires_grad=True) for d in data]
+        out = ad.einsum(spec, *xs)
+        np.testing.assert_allclose(out.data, want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.einsum(spec, *xs).data, want, rtol=1e-12, atol=1e-12)
+        ts = [torch.tensor(d, requires_grad=True) for d in data]
+        theirs = torch.einsum(spec, *ts)
+        g = rng.standard_normal(out.shape)
+        out.backward(g)
+        theirs.backward(torch.tensor(g))
+        for x, t in zip(xs, ts, strict=True):
+            np.testing.assert_allclose(x.grad.data, t.grad.numpy(), atol=1e-12)
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((3, 4))
+    # numpy's sublist form, with and without the output, and with Ellipsis.
+    np.testing.assert_allclose(ad.einsum(a, [0, 1], b, [1, 2], [0, 2]).data, a @ b)
+    np.testing.assert_allclose(
+        ad.einsum(a, [0, 1], b, [1, 2]).data, np.einsum(a, [0, 1], b, [1, 2])
+    )
+    np.testing.assert_allclose(
+        ad.einsum(a, [Ellipsis, 1], [Ellipsis]).data, np.einsum(a, [Ellipsis, 1], [Ellipsis])
+    )
+    square = rng.standard_normal((3, 3, 2))
+    assert gradcheck(lambda x: ad.einsum("iij->ji", x), square, order=2)
+    assert gradcheck(lambda x, y: ad.einsum("...ij,jk->...ik", x, y), square, b[:2], order=2)
+
+
+def test_more_norms_against_numpy_and_pytorch(torch):
+    """ord 3, 4 and other p, -inf, 0 and the nuclear norm were refused ("ord must be 1, 2
+    or inf"); values against numpy, gradients against PyTorch, gradcheck in float64."""
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        shape = tuple(int(n) for n in rng.integers(1, 5, size=2))
+        data = rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4)
+        for ord in (3, 4, 1.5, -np.inf, 0):
+            want = np.linalg.norm(data, ord, axis=1)
+            np.testing.assert_allclose(ad.norm(data, ord, axis=1).data, want, rtol=1e-12)
+            np.testing.assert_allclose(
+                np.linalg.norm(Tensor(data), ord, axis=1).data, want, rtol=1e-12
+            )
+            if ord in (0, -np.inf):
+                continue
+            x = Tensor(data, requires_grad=True)
+            t = torch.tensor(data, requires_grad=True)
+            ad.norm(x, ord, axis=1).sum().backward()
+            torch.linalg.vector_norm(t, ord, dim=1).sum().backward()
+            np.testing.assert_allclose(x.grad.data, t.grad.numpy(), rtol=1e-9, atol=1e-12)
+        want = np.linalg.norm(data, "nuc")
+        np.testing.assert_allclose(ad.norm(data, "nuc").data, want, rtol=1e-12)
+        np.testing.assert_allclose(np.linalg.norm(Tensor(data), "nuc").data, want, rtol=1e-12)
+        x = Tensor(data, requires_grad=True)
+        t = torch.tensor(data, requires_grad=True)
+        ad.norm(x, "nuc").backward()
+        torch.linalg.matrix_norm(t, "nuc").backward()
+        np.testing.assert_allclose(x.grad.data, t.grad.numpy(), rtol=1e-9, atol=1e-12)
+    stack = rng.standard_normal((2, 3, 4))
+    for axis in ((0, 2), (-1, -2)):
+        np.testing.assert_allclose(
+            ad.norm(stack, "nuc", axis=axis, keepdims=True).data,
+            np.linalg.norm(stack, "nuc", axis=axis, keepdims=True),
+        )
+    np.testing.assert_allclose(ad.norm(stack[0], "fro").data, np.linalg.norm(stack[0], "fro"))
+    assert ad.norm(np.zeros(3), 3).item() == 0.0
+    zero = Tensor(np.zeros(3), requires_grad=True)
+    ad.norm(zero, 3).backward()
+    assert zero.grad.tolist() == [0.0, 0.0, 0.0]  # not NaN, as the 2-norm
+    for ord in (3, 4):
+        assert gradcheck(lambda a, o=ord: ad.norm(a, o, axis=-1), stack, order=2)
+    assert gradcheck(lambda a: ad.norm(a, "nuc", axis=(1, 2)), stack, modes=("rev", "fwd"))
+    # The second derivative needs the SVD's derivative: refused, not silently 0.
+    with pytest.raises(NotImplementedError, match="nuc.*second derivative"):
+        ad.norm(Tensor(stack[0], requires_grad=True), "nuc").backward(create_graph=True)

@@ -462,6 +462,15 @@ CASES = [
         ("where", "abs", "max"),
     ),
     Case(
+        "nuclear_norm",  # the SVD's derivative is not in the table: first order only
+        lambda a: ad.norm(a, "nuc", axis=(-2, -1)),
+        unary(min_dims=2, max_dims=3),
+        ("nuclear_norm",),
+        # Away from rank deficiency, where the norm has a kink (a 0 singular value).
+        valid=lambda arrays: np.linalg.svd(arrays[0], compute_uv=False).min() > 0.1,
+        second_order=False,
+    ),
+    Case(
         "sort_topk",
         lambda a: (
             ad.sort(a) * (np.arange(a.shape[-1]) + 1.0).astype(a.dtype)

@@ -649,10 +649,22 @@ def test_sum_and_softmax_of_a_scalar_along_its_implicit_axis():
 
 
 def test_transpose_keeps_numpys_meaning_and_says_so():
-    """A habit from micrograd, PyTorch or numpy (issue 10, items 8, 9, 10 and 12)."""
+    """A habit from micrograd, PyTorch or numpy (issue 10, items 8, 9, 10 and 12).
+
+    Issue 22 item 8: transpose(0, 1) on a 2-d tensor (numpy's identity, PyTorch's swap) was
+    the identity; it is now refused, naming the three unambiguous spellings."""
     x = Tensor(np.arange(6.0).reshape(2, 3))
-    assert x.transpose(0, 1).shape == (2, 3)  # numpy: the identity permutation
-    assert x.swapaxes(0, 1).shape == (3, 2)
+    for axes in ((0, 1), (-2, -1), (0, -1)):
+        with pytest.raises(TypeError, match=r"ambiguous.*\.T.*swapaxes.*permute"):
+            x.transpose(*axes)
+    # The calls that mean the same in both libraries still work.
+    assert x.transpose(1, 0).shape == (3, 2)  # a swap in both
+    assert x.transpose((0, 1)).shape == (2, 3)  # numpy's identity (PyTorch has no such call)
+    assert x.permute(0, 1).shape == (2, 3)  # the identity in both
+    assert x.T.shape == x.swapaxes(0, 1).shape == (3, 2)
+    np.testing.assert_array_equal(x.swapaxes(0, 1).data, x.data.T)
+    with pytest.raises(ValueError, match="swapaxes"):
+        ad.zeros(2, 3, 4).transpose(0, 1)  # numpy: not a permutation; PyTorch: a swap
     doc = Tensor.transpose.__doc__
     assert "swapaxes" in doc and "permute" in doc and "numpy" in doc
 
@@ -808,3 +820,87 @@ def test_augmented_assignment_is_out_of_place_and_differentiable():
     assert before.data.tolist() == [3.0, 6.0]
     y.sum().backward()
     assert x.grad.data.tolist() == [8.0, 8.0]
+
+
+# --- issue 22 item 9: shapes and axes as numpy takes them ----------------------------------
+
+
+def _numpy_or_error(make):
+    try:
+        return make(), None
+    except (TypeError, ValueError) as exc:
+        return None, type(exc)
+
+
+def _shape_forms(rng, sizes):
+    """The ways numpy takes a shape (and some it refuses), for the sizes `sizes`."""
+    ints = [np.int64, np.int32] + ([np.uint8] if min(sizes) >= 0 else [])
+    forms = [
+        tuple(sizes),
+        (list(sizes),),
+        (tuple(sizes),),
+        (np.array(sizes, dtype=ints[int(rng.integers(len(ints)))]),),
+        tuple(np.int64(n) for n in sizes),
+        tuple(np.array(n) for n in sizes),  # 0-d integer arrays
+        tuple(float(n) for n in sizes),  # refused by numpy
+        (np.array(sizes, dtype=float),),  # refused by numpy
+        (np.array([sizes]),),  # 2-d: refused by numpy
+        tuple(bool(n % 2) for n in sizes),  # refused by numpy
+    ]
+    if len(sizes) == 1:
+        forms.append((np.array(sizes[0]),))
+    return forms
+
+
+def test_shapes_and_axes_are_taken_as_numpy_takes_them():
+    """Differential test against numpy over random shapes and the forms they are given in:
+    reshape, zeros/ones and transpose/permute accept what numpy accepts (integer arrays
+    among them: they were refused with "shape must be integers") and refuse what it refuses
+    (float sizes were silently truncated by int())."""
+    rng = np.random.default_rng(22)
+    for _ in range(60):
+        ndim = int(rng.integers(1, 4))
+        sizes = [int(n) for n in rng.integers(1, 4, size=ndim)]
+        data = np.arange(float(np.prod(sizes))).reshape(sizes)
+        x = Tensor(data.reshape(-1))
+        if rng.random() < 0.5 and ndim > 1:
+            sizes[int(rng.integers(ndim))] = -1
+        for args in _shape_forms(rng, sizes):
+            want, error = _numpy_or_error(lambda args=args, d=data: d.reshape(-1).reshape(*args))
+            if error is None:
+                np.testing.assert_array_equal(x.reshape(*args).data, want)
+                np.testing.assert_array_equal(x.view(*args).data, want)
+            else:
+                with pytest.raises(error):
+                    x.reshape(*args)
+        positive = [abs(n) for n in sizes]
+        for args in _shape_forms(rng, positive):
+            for make, ours in ((np.zeros, ad.zeros), (np.ones, ad.ones)):
+                call = args if len(args) == 1 else (args,)  # numpy takes one shape argument
+                want, error = _numpy_or_error(lambda make=make, call=call: make(*call))
+                if error is None:
+                    np.testing.assert_array_equal(ours(*args).data, want)
+                else:
+                    with pytest.raises(error):
+                        ours(*args)
+        t = Tensor(data)
+        perm = [int(a) for a in rng.permutation(ndim)]
+        negative = [a - ndim if rng.random() < 0.5 else a for a in perm]
+        for args in (
+            (np.array(perm),),
+            (np.array(negative),),
+            (perm,),
+            (tuple(np.int64(a) for a in perm),),
+            (tuple(float(a) for a in perm),),
+            (np.array(perm, dtype=float),),
+        ):
+            want, error = _numpy_or_error(lambda args=args, d=data: d.transpose(*args))
+            if error is None:
+                np.testing.assert_array_equal(t.transpose(*args).data, want)
+                np.testing.assert_array_equal(t.permute(*args).data, want)
+                np.testing.assert_array_equal(np.transpose(t, *args).data, want)
+            else:
+                with pytest.raises(error):
+                    t.transpose(*args)
+    assert ad.full(np.int64(3), 1.0).shape == (3,)
+    assert ad.full(np.array([2, 3]), 1.0).shape == (2, 3)

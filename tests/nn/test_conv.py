@@ -229,3 +229,38 @@ def test_lenet_learns_mini_mnist():
     )
     assert history["val_accuracy"][-1] > 0.85, history
     assert history["loss"][-1] < history["loss"][0]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pooling_modules_take_pytorchs_options(seed, torch):
+    """Issue 22 item 19: MaxPool2d / AvgPool2d took only kernel_size, stride, padding
+    (MaxPool2d(2, ceil_mode=True) was a TypeError). Now they take every option of
+    nn.functional's pooling and agree with torch.nn's modules, values and gradients."""
+    rng = np.random.default_rng(seed)
+    k, s = int(rng.integers(2, 4)), int(rng.integers(1, 3))
+    p, d = int(rng.integers(0, k // 2 + 1)), int(rng.integers(1, 3))
+    ceil, include = bool(rng.integers(2)), bool(rng.integers(2))
+    x = rng.normal(size=(2, 3, int(rng.integers(6, 10)), int(rng.integers(6, 10))))
+    pairs = [
+        (
+            nn.MaxPool2d(k, s, p, dilation=d, ceil_mode=ceil, return_indices=True),
+            torch.nn.MaxPool2d(k, s, p, dilation=d, ceil_mode=ceil, return_indices=True),
+        ),
+        (
+            nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=include),
+            torch.nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=include),
+        ),
+    ]
+    for ours, theirs in pairs:
+        mine_in = Tensor(x, requires_grad=True)
+        their_in = torch.tensor(x, requires_grad=True)
+        mine, want = ours(mine_in), theirs(their_in)
+        if isinstance(want, tuple):  # return_indices: (values, indices)
+            np.testing.assert_array_equal(mine[1], want[1].numpy())
+            mine, want = mine[0], want[0]
+        np.testing.assert_allclose(mine.data, want.detach().numpy(), rtol=1e-12, atol=1e-15)
+        weights = rng.normal(size=mine.shape)
+        (mine * weights).sum().backward()
+        (want * torch.tensor(weights)).sum().backward()
+        np.testing.assert_allclose(mine_in.grad.data, their_in.grad.numpy(), atol=1e-12)
+    assert "ceil_mode=True" in repr(nn.MaxPool2d(2, ceil_mode=True))

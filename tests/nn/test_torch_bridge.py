@@ -300,7 +300,7 @@ def test_conv_models_train_like_torch_both_ways(torch):
 def test_lenet5_and_odd_torch_layers_are_refused_by_name(torch):
     with pytest.raises(TypeError, match="'\\(the model itself\\)' is a LeNet5"):
         nn.to_torch(convs.LeNet5())
-    with pytest.raises(TypeError, match="'0' is MaxPool2d with ceil_mode=True"):
-        nn.from_torch(torch.nn.Sequential(torch.nn.MaxPool2d(2, ceil_mode=True)))
+    with pytest.raises(TypeError, match="'0' is AvgPool2d with divisor_override=3"):
+        nn.from_torch(torch.nn.Sequential(torch.nn.AvgPool2d(2, divisor_override=3)))
     with pytest.raises(TypeError, match="pads with 'reflect'"):
         nn.from_torch(torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"))

@@ -94,6 +94,12 @@ def _conv_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "max_pool": (convs.MaxPool2d(3, stride=2, padding=1), (2, 7, 7)),
         "avg_pool": (convs.AvgPool2d(2), (2, 6, 6)),
         "avg_pool_padded": (convs.AvgPool2d(3, 2, 1), (1, 7, 7)),
+        # PyTorch's options (issue #22 item 19): exported, bridged and compared like the rest.
+        "max_pool_options": (convs.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True), (2, 8, 9)),
+        "avg_pool_options": (
+            convs.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+            (1, 8, 7),
+        ),
         "batch_norm2d": (_randomised(convs.BatchNorm2d(3), 1), (3, 4, 4)),
         "batch_norm1d": (_randomised(convs.BatchNorm1d(5), 2), (5,)),
         "batch_norm1d_no_affine": (_randomised(convs.BatchNorm1d(4, affine=False), 3), (4, 6)),
