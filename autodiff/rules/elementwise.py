@@ -474,8 +474,8 @@ erf = register(
 
 
 # --- piecewise constant ----------------------------------------------------------------------
-# np.floor, np.ceil, np.sign and np.round on a Tensor stay constants (interop's rule for step
-# functions), so these rows list no numpy function.
+# np.floor, np.ceil, np.sign and np.round on a Tensor answer constants, as numpy's other step
+# functions do (their derivative is 0 wherever it exists): the "constant" convention.
 
 
 def _zero_rule(g: Any, out: Any, *inputs: Any, **params: Any) -> Any:
@@ -490,6 +490,7 @@ floor = register(
     _zero_rule,
     jvp=_zero_rule,
     elementwise=True,
+    numpy=((np.floor, "constant"),),
     method="floor",
     formula="0",
     onnx="Floor",
@@ -500,6 +501,7 @@ ceil = register(
     _zero_rule,
     jvp=_zero_rule,
     elementwise=True,
+    numpy=((np.ceil, "constant"),),
     method="ceil",
     formula="0",
     onnx="Ceil",
@@ -510,6 +512,7 @@ round_ = register(
     _zero_rule,
     jvp=_zero_rule,
     elementwise=True,
+    numpy=((np.round, "constant"), (np.around, "constant")),
     method="round",
     formula="0",
     onnx="Round",
@@ -520,6 +523,7 @@ sign = register(
     _zero_rule,
     jvp=_zero_rule,
     elementwise=True,
+    numpy=((np.sign, "constant"),),
     method="sign",
     formula="0",
     onnx="Sign",
