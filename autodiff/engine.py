@@ -457,7 +457,9 @@ def op_error(op_name: str, parents: Sequence[Node], exc: Exception) -> Exception
         return exc  # the op's own error already names it (a checkpointed f's, say)
     if "broadcast" in message:
         message = f"shapes {shapes} do not broadcast together"
-    elif op_name in ("matmul", "linear") and ("mismatch" in message or "aligned" in message):
+    elif "mismatch in its core dimension" in message or "not aligned" in message:
+        # numpy's words for a matrix product whose inner sizes differ (matmul, linear): by
+        # the message, so that the engine names no op.
         message = f"inner sizes do not match for shapes {shapes}"
     else:
         message = f"{message} (input shapes {shapes})"

@@ -65,9 +65,6 @@ _CONSTANT_UFUNCS = {
     np.isnan,
     np.isinf,
     np.signbit,
-    np.sign,
-    np.floor,
-    np.ceil,
     np.trunc,
     np.rint,
     np.logical_and,
@@ -428,6 +425,8 @@ def _routes() -> tuple[dict[Any, Callable[..., Any]], dict[Callable, Callable[..
         f: run for f, run in _COMPOSITES.items() if not isinstance(f, np.ufunc)
     }
     for func, (_op, convention, method) in rules.NUMPY.items():
+        if convention == "constant":
+            continue  # the constant sets below
         run = _CONVENTIONS[convention](method, func)
         if isinstance(func, np.ufunc) or convention == "ufunc.reduce":
             ufuncs[func] = run
@@ -437,6 +436,10 @@ def _routes() -> tuple[dict[Any, Callable[..., Any]], dict[Callable, Callable[..
 
 
 _UFUNCS, _FUNCTIONS = _routes()
+# Step functions with a row (floor, ceil, sign, round) answer constants too, as numpy's other
+# step functions do: their rows' numpy entries say "constant".
+_STEPS = {f for f, (_op, convention, _m) in rules.NUMPY.items() if convention == "constant"}
+_CONSTANT_UFUNCS |= {f for f in _STEPS if isinstance(f, np.ufunc)}
 
 # Functions whose answer has no gradient (indices, truth values, shapes, rounding): they run
 # on the numbers.
@@ -455,11 +458,10 @@ _CONSTANT_FUNCTIONS = {
     np.all,
     np.count_nonzero,
     np.nonzero,
-    np.round,
-    np.around,
     np.result_type,
     np.iscomplexobj,
     np.isrealobj,
+    *(f for f in _STEPS if not isinstance(f, np.ufunc)),
 }
 
 

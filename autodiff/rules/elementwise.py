@@ -492,8 +492,8 @@ erf = register(
 
 
 # --- piecewise constant ----------------------------------------------------------------------
-# np.floor, np.ceil, np.sign and np.round on a Tensor stay constants (interop's rule for step
-# functions), so these rows list no numpy function.
+# np.floor, np.ceil, np.sign and np.round on a Tensor answer constants, as numpy's other step
+# functions do (their derivative is 0 wherever it exists): the "constant" convention.
 
 
 def _zero_rule(g: Any, out: Any, *inputs: Any, **params: Any) -> Any:
@@ -508,6 +508,7 @@ floor = register(
     _zero_rule,
     jvp=_zero_rule,
     elementwise=True,
+    numpy=((np.floor, "constant"),),
     method="floor",
     formula="0",
     onnx="Floor",
@@ -518,6 +519,7 @@ ceil = register(
     _zero_rule,
     jvp=_zero_rule,
     elementwise=True,
+    numpy=((np.ceil, "constant"),),
     method="ceil",
     formula="0",
     onnx="Ceil",
@@ -539,6 +541,7 @@ round_ = register(
     _zero_rule,
     jvp=_zero_rule,
     elementwise=True,
+    numpy=((np.round, "constant"), (np.around, "constant")),
     method="round",
     formula="0",
     onnx=_round_onnx,
@@ -549,6 +552,7 @@ sign = register(
     _zero_rule,
     jvp=_zero_rule,
     elementwise=True,
+    numpy=((np.sign, "constant"),),
     method="sign",
     formula="0",
     onnx="Sign",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .elementwise import exp, where
-from .shape import broadcast
+from .shape import broadcast, broadcast_to
 from .table import ARRAY, NoOnnx, call, keepdims, register, value, wide_sum
 
 
@@ -37,8 +37,10 @@ def _onnx_reduce(op_type: str) -> Any:
 
 def _sum_vjp(g: Any, out: Any, x: Any, *, axis: Any, keepdims: bool) -> Any:
     if axis is None and isinstance(g, ARRAY):
-        # A total: g holds one number, which broadcasts as it is (no reshape needed first).
-        return broadcast(g, x.shape)
+        # A total: g holds one number, which broadcasts as it is (no reshape needed first),
+        # by the row's own forward: through `call` the dispatch costs as much as the small
+        # broadcast itself, in the backward pass of every loss.
+        return broadcast_to.forward(g, shape=x.shape)
     return broadcast(_keep(g, x.shape, axis, keepdims), x.shape)
 
 
