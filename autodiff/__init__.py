@@ -95,6 +95,7 @@ from .tensor import (
     zeros,
     zeros_like,
 )
+from .vmap import vmap
 
 __all__ = [
     "Tensor",
@@ -136,6 +137,7 @@ __all__ = [
     "stack",
     "tanh",
     "tensor",
+    "vmap",
     "where",
     "zeros",
     "zeros_like",

@@ -21,6 +21,7 @@ what makes forward-over-reverse and reverse-over-forward compose (Hessian-vector
 
 from __future__ import annotations
 
+import importlib
 import numbers
 import weakref
 from collections.abc import Callable, Sequence
@@ -296,6 +297,11 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
     Works inside `grad` (forward over reverse) and under `grad` (reverse over forward).
     """
     primals, tangents = _as_tuple(primals), _as_tuple(tangents)
+    if engine.interpreting:  # inside vmap: the jvp of the batched computation (vmap.py)
+        vmap = importlib.import_module(".vmap", __package__)
+        if (batched := vmap.lowering_level()) is not None:
+            out, tangent = vmap.jvp(batched, f, primals, tangents)
+            return out, tangent
     level, inputs, saved = enter(primals, tangents, "jvp")
     try:
         outputs = f(*inputs)

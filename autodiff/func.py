@@ -18,6 +18,7 @@ forward mode is `forward.jvp`, and every other transform is a few lines on top o
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +50,16 @@ Argnums = int | tuple[int, ...]
 
 
 # --- inputs and outputs -------------------------------------------------------------------------
+
+
+def _vmapped() -> Any:
+    """The vmap level a transform called inside vmap works at (None outside vmap): there it
+    is the same transform of the batched computation (autodiff/vmap.py)."""
+    if not engine.interpreting:
+        return None
+    vmap = importlib.import_module(".vmap", __package__)
+    level = vmap.lowering_level()
+    return None if level is None else (vmap, level)
 
 
 def _kind(args: Sequence[Any]) -> str:
@@ -235,6 +246,8 @@ def value_and_grad(
     """
 
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        if batched := _vmapped():
+            return batched[0].value_and_grad(batched[1], f, argnums, has_aux, args, kwargs)
         nums = _argnums(argnums, len(args), "grad")
         caller_grad = engine.is_grad_enabled()
         result, leaves = _call(f, args, kwargs, nums, "grad")
@@ -306,6 +319,8 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     """
     if not primals:
         raise ValueError("vjp: needs at least one primal")
+    if batched := _vmapped():
+        return batched[0].vjp(batched[1], f, primals, has_aux)
     nums = tuple(range(len(primals)))
     caller_grad = engine.is_grad_enabled()
     result, leaves = _call(f, primals, {}, nums, "vjp")
@@ -367,6 +382,8 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     outputs). Shape: output shape + input shape (a tuple of those for a tuple `argnums`)."""
 
     def jacrev_f(*args: Any) -> Any:
+        if batched := _vmapped():
+            return batched[0].jacrev(batched[1], f, argnums, args)
         nums = _argnums(argnums, len(args), "jacrev")
         caller_grad = engine.is_grad_enabled()
         out, leaves = _call(f, args, {}, nums, "jacrev")
@@ -416,6 +433,8 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
     refused (RuntimeError)."""
 
     def jacfwd_f(*args: Any) -> Any:
+        if batched := _vmapped():
+            return batched[0].jacfwd(batched[1], f, argnums, args)
         nums = _argnums(argnums, len(args), "jacfwd")
         # f sees a Tensor at every differentiated position, also at those held constant while
         # another one is perturbed (as jacrev and grad call it).

@@ -776,6 +776,8 @@ def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
 def masked_fill(x: Any, mask: Any, value: float) -> Tensor:
     """x with value where mask is true (the gradient there is 0)."""
     x = _lift(x)
+    if getattr(mask, "_batched", False):  # a mask batched by vmap: where batches it
+        return where(mask, value, x)
     return where(np.asarray(_numbers(mask), dtype=bool), value, x)
 
 

@@ -1492,6 +1492,8 @@ def _unsigned(dtype: np.dtype) -> np.dtype:
 
 def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
     """Mean cross-entropy of integer class labels under softmax(logits), fused and stable."""
+    if getattr(labels, "_batched", False):  # labels batched by vmap (autodiff/vmap.py)
+        return _vmap().cross_entropy(logits, labels)
     logits = logits if isinstance(logits, Tensor) else Tensor(logits)
     labels = np.asarray(labels._data if isinstance(labels, Tensor) else labels)
     shape = logits._data.shape  # the array's, not Tensor.shape: this runs every step
@@ -1524,7 +1526,17 @@ def class_labels(who: str, labels: np.ndarray, classes: int) -> np.ndarray:
     return labels
 
 
+def _vmap() -> Any:
+    # Late (vmap.py builds on this module), and by module name: the package's `vmap` is the
+    # function of the same name.
+    import importlib
+
+    return importlib.import_module(".vmap", __package__)
+
+
 def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:
+    if getattr(condition, "_batched", False):  # a mask inside vmap (autodiff/vmap.py)
+        return _vmap().where(condition, a, b)
     # A copy of the mask: the node keeps it for backward, and the caller may reuse their array.
     cond = np.array(condition._data if isinstance(condition, Tensor) else condition, dtype=bool)
     a_t, b_t = _pair(a, b)

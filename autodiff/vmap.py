@@ -1,0 +1,1131 @@
+"""`vmap`: a function of one example, run on a whole batch without a Python loop.
+
+    per_example = vmap(grad(loss), in_axes=(None, 0, 0))(params, xs, ys)
+
+Inside `f` every batched value is a `BatchedTensor`: it shows the PER-EXAMPLE shape (so `f`
+is written for one example) and holds underneath a real Tensor with the batch axis in front.
+Every primitive applied to one goes through that primitive's *batching rule* (the `batch`
+column of the table, `RULES` below until the table has that column): the rule computes the
+whole batch at once by applying primitives to the real Tensors. So the graph is recorded on
+the batched Tensors, and the derivative transforms compose with vmap in both orders:
+`grad(vmap(f))` differentiates through the batched ops, and a transform inside `f`
+(`vmap(grad(f))`) is lowered to the same transform of the batched computation, which is
+block-diagonal across examples (no rule mixes two examples), so its derivative with respect
+to the batched input is every example's own derivative.
+
+Nested vmaps are levels (outermost first) in the engine's stack of interpreters; a value
+batched at level 2 may hold, underneath, a value batched at level 1. The engine knows none of
+this: `engine.apply` hands an application to the innermost interpreter when one is active,
+which hands it down when none of the inputs belongs to it.
+
+Numbers of a batched value cannot be read one example at a time: `bool(x)`, `float(x)`,
+`x.item()`, `np.asarray(x)` and numpy on its numbers raise an error naming vmap and the line.
+Data-dependent choices are written with `autodiff.where(x > 0, a, b)`, which is batched.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import engine, ops
+from .tensor import Tensor
+
+__all__ = ["BatchedTensor", "RULES", "LOOP_FALLBACK", "vmap"]
+
+InAxes = Any  # int | None | a tuple/list/dict of those matching the arguments
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def _refusal(what: str, shape: tuple[int, ...], size: int) -> TypeError:
+    return TypeError(
+        f"vmap: {what} reads the numbers of a value batched by vmap (per-example shape "
+        f"{shape}, batch of {size}); inside vmap the function sees every example at once, "
+        "so Python control flow and numpy cannot look at one example's numbers. Use "
+        "autodiff.where(cond, a, b) for a data-dependent choice, or return the value and "
+        f"inspect it after vmap (at {engine._user_frame()})"
+    )
+
+
+class _PerExample:
+    """What a BatchedTensor holds as `_data`: the per-example shape and dtype, and no numbers.
+
+    Tensor's code reads `.shape`, `.ndim`, `.dtype` and `.size` from `_data`: those answer
+    for one example. Anything that would read numbers (numpy, bool(), item()) raises the
+    vmap error instead of silently mixing the batch's shape with one example's.
+    """
+
+    __slots__ = ("shape", "dtype", "owner")
+    __array_priority__ = 1e9
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, owner: BatchedTensor) -> None:
+        self.shape = shape
+        self.dtype = dtype
+        self.owner = owner
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def _refuse(self, what: str) -> TypeError:
+        return _refusal(what, self.shape, self.owner._level.size)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise self._refuse("numpy (np.asarray)")
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        raise self._refuse(f"numpy's {getattr(ufunc, '__name__', ufunc)}")
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func in (np.shape, np.ndim, np.size):
+            return func(_Shape(self.shape), *args[1:], **kwargs)
+        raise self._refuse(f"numpy's {getattr(func, '__name__', func)}")
+
+    def __bool__(self) -> bool:
+        raise self._refuse("bool() (an `if` on a tensor)")
+
+    def __float__(self) -> float:
+        raise self._refuse("float()")
+
+    def __int__(self) -> int:
+        raise self._refuse("int()")
+
+    def __index__(self) -> int:
+        raise self._refuse("an index")
+
+    def __getitem__(self, index: Any) -> Any:
+        raise self._refuse("indexing the numbers")
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._refuse(f"numbers.{name}")
+
+
+class _Shape:
+    """np.shape / np.ndim / np.size of a per-example value: only its shape is known."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.ndim = len(shape)
+        self.size = math.prod(shape)
+
+
+# --- the batched value ------------------------------------------------------------------------
+
+
+class BatchedTensor(Tensor):
+    """A value inside `vmap`: per-example shape outside, the whole batch (axis 0) inside."""
+
+    __slots__ = ("_real", "_level")
+    _batched = True  # what tensor.py's where/softmax_cross_entropy look for
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchedTensor(per-example shape {self.shape}, dtype {self.dtype}, batch of "
+            f"{self._level.size}, vmap level {self._level.depth})"
+        )
+
+    # Reading numbers: refused, naming vmap and the user's line.
+    def item(self) -> Any:
+        raise _refusal(".item()", self.shape, self._level.size)
+
+    def tolist(self) -> Any:
+        raise _refusal(".tolist()", self.shape, self._level.size)
+
+    def numpy(self) -> np.ndarray:
+        raise _refusal(".numpy()", self.shape, self._level.size)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise _refusal("numpy (np.asarray)", self.shape, self._level.size)
+
+    def __bool__(self) -> bool:
+        raise _refusal("bool() (an `if` on a tensor)", self.shape, self._level.size)
+
+    def __float__(self) -> float:
+        raise _refusal("float()", self.shape, self._level.size)
+
+    def __int__(self) -> int:
+        raise _refusal("int()", self.shape, self._level.size)
+
+    def __format__(self, spec: str) -> str:
+        if not spec:
+            return repr(self)
+        raise _refusal("format()", self.shape, self._level.size)
+
+    def backward(self, grad: Any = None, create_graph: bool = False) -> None:
+        raise RuntimeError(
+            "vmap: .backward() on a batched value; inside vmap use autodiff.func.grad (or "
+            f"vjp), which computes every example's gradient (at {engine._user_frame()})"
+        )
+
+    # Methods that build a result from `_data` directly: done on the real Tensor instead.
+    def detach(self) -> Tensor:
+        return self._level.wrap(self._real.detach())
+
+    def clone(self) -> Tensor:
+        return self._level.wrap(self._real.clone())
+
+    def astype(self, dtype: Any) -> Tensor:
+        return self._level.wrap(self._real.astype(dtype))
+
+    def _floating(self) -> Tensor:
+        return self if self.dtype.kind == "f" else self.astype(np.float64)
+
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        # The bounds broadcast against the per-example shape, which is the real Tensor's
+        # trailing axes: the same bounds work on the batch.
+        return self._level.wrap(self._real.clip(min, max))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        # Functional: this name now stands for a new batched value (as recorded setitem does).
+        out = engine.apply(
+            ops.setitem,
+            (self._level.wrap(self._real), _lift(value, self)),
+            index=_plain_index(index),
+        )
+        self._real = out._real if isinstance(out, BatchedTensor) else out
+        self._data = _PerExample(tuple(out.shape), out.dtype, self)
+
+    def argmax(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return self._arg("argmax", axis, keepdims, kw)
+
+    def argmin(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return self._arg("argmin", axis, keepdims, kw)
+
+    def _arg(self, who: str, axis: Any, keepdims: bool, kw: dict) -> Tensor:
+        axis = kw.pop("dim", axis)
+        keepdims = kw.pop("keepdim", keepdims)
+        n = self.ndim
+        if axis is None:
+            real = self._real.reshape((self._level.size, -1))
+            out = getattr(real, who)(axis=1)
+            if keepdims:
+                out = out.reshape((self._level.size,) + (1,) * n)
+        else:
+            axis = axis % max(n, 1) + 1 if n else None
+            out = getattr(self._real, who)(axis=axis, keepdims=keepdims)
+        return self._level.wrap(out)
+
+    # Comparisons make masks: batched like any elementwise op (as the reflected method of a
+    # subclass, these run for `plain > batched` too).
+    def __lt__(self, other: Any) -> Tensor:
+        return _compare(self, other, "__lt__")
+
+    def __le__(self, other: Any) -> Tensor:
+        return _compare(self, other, "__le__")
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _compare(self, other, "__gt__")
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _compare(self, other, "__ge__")
+
+    def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
+        return _compare(self, other, "__eq__")
+
+    def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
+        return _compare(self, other, "__ne__")
+
+    __hash__ = Tensor.__hash__
+
+
+def _lift(value: Any, like: Tensor) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    from .tensor import _operand
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _operand(value, like)
+    return Tensor(np.asarray(value))
+
+
+def _plain_index(index: Any) -> Any:
+    from .tensor import _index
+
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(getattr(p, "_batched", False) for p in parts):
+        raise TypeError(
+            "vmap: indexing with a batched index is not supported; use take_along_axis or "
+            f"gather with the batched indices (at {engine._user_frame()})"
+        )
+    return _index(index)
+
+
+# --- levels: the interpreters -------------------------------------------------------------------
+
+_local = threading.local()
+_count_lock = threading.Lock()
+
+
+def _levels() -> tuple:
+    return engine.state.interpreters
+
+
+class _Level:
+    """One active vmap: its batch size and its place in the stack (depth 1 is outermost)."""
+
+    def __init__(self, size: int, depth: int) -> None:
+        self.size = size
+        self.depth = depth
+        self.hidden = False  # while a transform inside f runs on this level's real values
+
+    def __repr__(self) -> str:
+        return f"vmap level {self.depth} (batch of {self.size})"
+
+    # The engine's hook: one application of a primitive.
+    def process(self, op: ops.Op, parents: tuple, params: dict) -> Any:
+        for level in reversed(_levels()):
+            if any(type(p) is BatchedTensor and p._level is level for p in parents):
+                return level.batch(op, parents, params)
+        return NotImplemented
+
+    def wrap(self, real: Tensor) -> Tensor:
+        out = object.__new__(BatchedTensor)
+        out._real = real
+        out._level = self
+        out._data = _PerExample(tuple(real.shape[1:]), real.dtype, out)
+        out._grad = None
+        out.requires_grad = False
+        out.name = None
+        out._op = out._in0 = out._in1 = out._ins = None
+        out._params = engine.NO_PARAMS
+        out._scope = None
+        out._clock = 0
+        out._modified = 0
+        return out
+
+    def unwrap(self, value: Any) -> tuple[Any, int | None]:
+        """(the real value, 0) for a value batched at this level, else (value, None)."""
+        if type(value) is BatchedTensor and value._level is self:
+            return value._real, 0
+        return value, None
+
+    def batch(self, op: ops.Op, parents: tuple, params: dict) -> Any:
+        reals, dims = zip(*(self.unwrap(p) for p in parents), strict=True)
+        rule = RULES.get(op.name)
+        if rule is None:
+            if op.name not in LOOP_FALLBACK:
+                warnings.warn(
+                    f"vmap: op {op.name!r} has no batching rule; computing it with a loop "
+                    "over the batch (slow)",
+                    stacklevel=4,
+                )
+            rule = _loop
+        out = rule(op, list(reals), list(dims), self.size, **params)
+        return self.wrap(out)
+
+
+def _top_visible() -> _Level | None:
+    for level in reversed(_levels()):
+        if not level.hidden:
+            return level
+    return None
+
+
+def _enter(size: int) -> _Level:
+    stack = _levels()
+    level = _Level(size, len(stack) + 1)
+    engine.state.interpreters = stack + (level,)
+    with _count_lock:
+        engine.interpreting += 1
+    return level
+
+
+def _leave(level: _Level) -> None:
+    engine.state.interpreters = tuple(x for x in _levels() if x is not level)
+    with _count_lock:
+        engine.interpreting -= 1
+
+
+# --- rules ------------------------------------------------------------------------------------
+# A rule receives (op, reals, dims, size, **params): dims[i] is 0 when reals[i] carries the
+# batch in front, None when it is the same for every example. It returns the real result with
+# the batch in front, computed by applying primitives (so the graph is recorded on them).
+
+
+def _apply(op: ops.Op, reals: Sequence[Any], **params: Any) -> Tensor:
+    return engine.apply(op, tuple(reals), **params)
+
+
+def _ndim(real: Tensor, dim: int | None) -> int:
+    return real.ndim - (dim is not None)
+
+
+def _pad(real: Tensor, dim: int | None, ndim: int) -> Tensor:
+    """A batched real Tensor reshaped to (B, 1, ..., *shape) with `ndim` per-example axes, so
+    that it broadcasts against unbatched values aligned on the right; unbatched: as it is."""
+    if dim is None or real.ndim - 1 >= ndim:
+        return real
+    shape = tuple(real.shape)
+    return _apply(
+        ops.reshape, (real,), shape=shape[:1] + (1,) * (ndim - len(shape) + 1) + shape[1:]
+    )
+
+
+def _expand(real: Tensor, dim: int | None, size: int) -> Tensor:
+    """A real Tensor with the batch in front: an unbatched one is broadcast to the batch."""
+    if dim is not None:
+        return real
+    shape = tuple(real.shape)
+    return _apply(
+        ops.broadcast_to, (_apply(ops.reshape, (real,), shape=(1,) + shape),), shape=(size,) + shape
+    )
+
+
+def _elementwise(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
+    """Elementwise ops: batched inputs padded to the output's rank, unbatched ones broadcast."""
+    n = max(_ndim(r, d) for r, d in zip(reals, dims, strict=True))
+    if "cond" in params:  # where: its mask takes part in the broadcast
+        n = max(n, np.ndim(params["cond"]))
+    out = _apply(op, [_pad(r, d, n) for r, d in zip(reals, dims, strict=True)], **params)
+    if out.ndim == n:  # every batched input was 0-d and something broadcast (cannot: kept safe)
+        out = _expand(out, None, size)
+    return out
+
+
+def _shift_axis(axis: Any, ndim: int) -> Any:
+    """A per-example axis (or tuple, or None for all) as the real Tensor's axis."""
+    if axis is None:
+        return tuple(range(1, ndim + 1))
+    if isinstance(axis, tuple):
+        return tuple(_shift_axis(a, ndim) for a in axis)
+    return axis % ndim + 1 if ndim else axis
+
+
+def _reduction(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
+    (x,) = reals
+    n = x.ndim - 1
+    axis = params["axis"]
+    if n == 0:
+        params["axis"] = () if axis is None or axis == () else axis
+        if op.name in ("cumsum", "cumprod"):
+            return _apply(ops.reshape, (x,), shape=(size,)) if params["axis"] == () else x
+    else:
+        params["axis"] = _shift_axis(axis, n)
+    return _apply(op, [x], **params)
+
+
+def _cum(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
+    (x,) = reals
+    n = x.ndim - 1
+    if n == 0:
+        return _apply(op, [_apply(ops.reshape, (x,), shape=(size, 1))], axis=1).reshape((size,))
+    return _apply(op, [x], axis=params["axis"] % n + 1)
+
+
+def _reshape(op: ops.Op, reals: list, dims: list, size: int, *, shape: tuple) -> Tensor:
+    return _apply(op, reals, shape=(size,) + tuple(shape))
+
+
+def _transpose(op: ops.Op, reals: list, dims: list, size: int, *, axes: Any) -> Tensor:
+    n = reals[0].ndim - 1
+    axes = tuple(range(n))[::-1] if axes is None else axes
+    return _apply(op, reals, axes=(0,) + tuple(a % n + 1 for a in axes))
+
+
+def _broadcast(op: ops.Op, reals: list, dims: list, size: int, *, shape: tuple) -> Tensor:
+    x = _pad(reals[0], 0, len(shape))
+    return _apply(op, [x], shape=(size,) + tuple(shape))
+
+
+def _index_parts(index: Any) -> tuple:
+    return index if isinstance(index, tuple) else (index,)
+
+
+def _batched_index(index: Any, per_example: tuple[int, ...]) -> tuple[tuple, int]:
+    """The index for the real Tensor (a full slice over the batch in front) and the axis the
+    batch lands on in the result (numpy moves the axes of non-adjacent advanced indices to the
+    front)."""
+    parts = _index_parts(index)
+    real = (slice(None),) + parts
+    advanced = [
+        i
+        for i, p in enumerate(real)
+        if isinstance(p, np.ndarray | list)
+        or (isinstance(p, (int, np.integer)) and not isinstance(p, bool))
+    ]
+    arrays = [p for p in real if isinstance(p, np.ndarray | list)]
+    if not arrays or advanced == list(range(advanced[0], advanced[-1] + 1)):
+        return real, 0
+    # Separated advanced indices: their broadcast axes come first, then the rest in order.
+    shapes = []
+    for p in real:
+        if isinstance(p, np.ndarray | list):
+            a = np.asarray(p)
+            shapes.append((int(a.sum()),) if a.dtype == bool and a.ndim == 1 else a.shape)
+    return real, len(np.broadcast_shapes(*shapes))
+
+
+def _to_front(real: Tensor, axis: int) -> Tensor:
+    if axis == 0:
+        return real
+    order = (axis,) + tuple(i for i in range(real.ndim) if i != axis)
+    return _apply(ops.transpose, (real,), axes=order)
+
+
+def _getitem(op: ops.Op, reals: list, dims: list, size: int, *, index: Any) -> Tensor:
+    real_index, at = _batched_index(index, tuple(reals[0].shape[1:]))
+    return _to_front(_apply(op, reals, index=real_index), at)
+
+
+def _selection(shape: tuple[int, ...], index: Any) -> tuple[int, ...]:
+    return np.broadcast_to(np.empty((), dtype=bool), shape)[index].shape
+
+
+def _setitem(op: ops.Op, reals: list, dims: list, size: int, *, index: Any) -> Tensor:
+    x, v = reals
+    x = _expand(x, dims[0], size)
+    real_index, at = _batched_index(index, tuple(x.shape[1:]))
+    if at != 0:
+        raise ValueError(
+            "vmap: setitem with advanced indices separated by a slice is not batched; "
+            "write the indices next to each other"
+        )
+    if dims[1] is not None:
+        v = _pad(v, 0, len(_selection(tuple(x.shape[1:]), index)))
+    return _apply(op, (x, v), index=real_index)
+
+
+def _scatter(op: ops.Op, reals: list, dims: list, size: int, *, shape: tuple, index: Any) -> Tensor:
+    real_index, at = _batched_index(index, tuple(shape))
+    if at != 0:
+        raise ValueError("vmap: scatter_add with separated advanced indices is not batched")
+    x = _pad(reals[0], 0, len(_selection(tuple(shape), index)))
+    return _apply(op, [x], shape=(size,) + tuple(shape), index=real_index)
+
+
+def _concatenate(op: ops.Op, reals: list, dims: list, size: int, *, axis: int) -> Tensor:
+    n = max(_ndim(r, d) for r, d in zip(reals, dims, strict=True))
+    xs = [_expand(r, d, size) for r, d in zip(reals, dims, strict=True)]
+    return _apply(op, xs, axis=axis % n + 1)
+
+
+def _matmul(op: ops.Op, reals: list, dims: list, size: int) -> Tensor:
+    (a, b), (da, db) = reals, dims
+    na, nb = _ndim(a, da), _ndim(b, db)
+    # 1-d operands as matrices (a row, a column), squeezed again after: numpy's own rule,
+    # made explicit so that the batch axis never lands in a 1-d operand's place.
+    if na == 1:
+        a = _apply(ops.reshape, (a,), shape=tuple(a.shape[:-1]) + (1, a.shape[-1]))
+    if nb == 1:
+        b = _apply(ops.reshape, (b,), shape=tuple(b.shape) + (1,))
+    n = max(na, nb, 2)
+    out = _apply(ops.matmul, (_pad(a, da, n), _pad(b, db, n)))
+    shape = tuple(out.shape)
+    if na == 1 and nb == 1:
+        return _apply(ops.reshape, (out,), shape=shape[:-2])
+    if na == 1:
+        return _apply(ops.reshape, (out,), shape=shape[:-2] + shape[-1:])
+    if nb == 1:
+        return _apply(ops.reshape, (out,), shape=shape[:-1])
+    return out
+
+
+def _linear(op: ops.Op, reals: list, dims: list, size: int) -> Tensor:
+    if dims[0] == 0 and all(d is None for d in dims[1:]) and reals[0].ndim >= 2:
+        return _apply(op, reals)  # linear already maps over leading axes
+    x, w = reals[0], reals[1]
+    wt = _apply(ops.transpose, (w,), axes=(0, 2, 1) if dims[1] == 0 else (1, 0))
+    y = _matmul(ops.matmul, [x, wt], [dims[0], dims[1]], size)
+    if len(reals) == 3:
+        y = _elementwise(ops.add, [y, reals[2]], [0, dims[2]], size)
+    return y
+
+
+def _free_letter(spec: str) -> str:
+    return next(c for c in string.ascii_letters if c not in spec)
+
+
+def _einsum(op: ops.Op, reals: list, dims: list, size: int, *, subscripts: str) -> Tensor:
+    inputs, _, output = subscripts.partition("->")
+    if not _:
+        letters = inputs.replace(",", "")
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    z = _free_letter(subscripts)
+    terms = [z + t if d is not None else t for t, d in zip(inputs.split(","), dims, strict=True)]
+    return _apply(op, reals, subscripts=",".join(terms) + "->" + z + output)
+
+
+def _windows(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
+    """unfold2d and fold2d take (N, ...) images: the batch is merged into N and split again."""
+    (x,) = reals
+    shape = tuple(x.shape)
+    merged = _apply(ops.reshape, (x,), shape=(size * shape[1],) + shape[2:])
+    if "shape" in params:
+        s = tuple(params["shape"])
+        params["shape"] = (size * s[0],) + s[1:]
+    out = _apply(op, [merged], **params)
+    return _apply(ops.reshape, (out,), shape=(size, shape[1]) + tuple(out.shape[1:]))
+
+
+def _cross_entropy(
+    op: ops.Op, reals: list, dims: list, size: int, *, labels: Any, saved: Any = None
+) -> Tensor:
+    """softmax_cross_entropy of one example's (N, C) logits, for every example: the mean over N
+    of logsumexp minus the label's logit, from primitives (the fused op is one batch's mean)."""
+    (x,) = reals  # (B, N, C)
+    return _cross_entropy_real(x, np.broadcast_to(np.asarray(labels), (size, len(labels))), size)
+
+
+def _cross_entropy_real(x: Tensor, labels: np.ndarray, size: int) -> Tensor:
+    n = x.shape[1]
+    lse = _apply(ops.logsumexp, (x,), axis=2, keepdims=False)
+    rows = np.arange(size)[:, None]
+    cols = np.arange(n)[None, :]
+    picked = _apply(ops.getitem, (x,), index=(rows, cols, np.asarray(labels)))
+    diff = _apply(ops.sub, (lse, picked))
+    return _apply(ops.mean, (diff,), axis=1, keepdims=False, count=n)
+
+
+def _loop(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
+    """The fallback: the op once per example, stacked. Correct for any op, and slow."""
+    params.pop("saved", None)
+    rows = []
+    for i in range(size):
+        args = [
+            _apply(ops.getitem, (r,), index=i) if d is not None else r
+            for r, d in zip(reals, dims, strict=True)
+        ]
+        out = _apply(op, args, **params)
+        rows.append(_apply(ops.reshape, (out,), shape=(1,) + tuple(out.shape)))
+    return _apply(ops.concatenate, rows, axis=0)
+
+
+_ELEMENTWISE = [
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "pow",
+    "pow_tensor",
+    "exp",
+    "log",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "abs",
+    "where",
+    "maximum",
+    "minimum",
+    "cast",
+    "sin",
+    "cos",
+    "sinh",
+    "cosh",
+    "tan",
+    "log1p",
+    "expm1",
+    "softplus",
+    "erf",
+    "binary_cross_entropy",
+    "floor",
+    "ceil",
+    "round",
+    "sign",
+    "floor_divide",
+    "remainder",
+]
+
+# The batching column of the table, by op name (moved onto the rows when they have one).
+RULES: dict[str, Callable[..., Tensor]] = {name: _elementwise for name in _ELEMENTWISE}
+RULES.update(
+    {
+        "sum": _reduction,
+        "mean": _reduction,
+        "max": _reduction,
+        "min": _reduction,
+        "logsumexp": _reduction,
+        "prod": _reduction,
+        "cumsum": _cum,
+        "cumprod": _cum,
+        "reshape": _reshape,
+        "transpose": _transpose,
+        "broadcast_to": _broadcast,
+        "getitem": _getitem,
+        "setitem": _setitem,
+        "scatter_add": _scatter,
+        "concatenate": _concatenate,
+        "matmul": _matmul,
+        "linear": _linear,
+        "einsum": _einsum,
+        "unfold2d": _windows,
+        "fold2d": _windows,
+        "softmax_cross_entropy": _cross_entropy,
+    }
+)
+# Ops computed by the loop on purpose (no rule can exist): ops made at run time, such as
+# checkpoint's, whose forward is the user's own function.
+LOOP_FALLBACK: set[str] = {"checkpoint"}
+
+
+# --- tensor-level entry points (where, comparisons, labels) ---------------------------------------
+
+
+def _highest(*values: Any) -> _Level | None:
+    best = None
+    for v in values:
+        if type(v) is BatchedTensor and (best is None or v._level.depth > best.depth):
+            best = v._level
+    return best if best in _levels() else None
+
+
+def _compare(a: Any, b: Any, method: str) -> Tensor:
+    level = _highest(a, b)
+    if level is None:  # a value from a vmap that has returned
+        raise _refusal("a comparison", a.shape, a._level.size)
+    ra, da = level.unwrap(a)
+    rb, db = level.unwrap(b) if isinstance(b, Tensor) else (b, None)
+    n = max(_ndim(ra, da), _ndim(rb, db) if isinstance(rb, Tensor) else np.ndim(rb))
+    ra, rb = _pad(ra, da, n), (_pad(rb, db, n) if isinstance(rb, Tensor) else rb)
+    if not isinstance(ra, Tensor):
+        ra = Tensor(np.asarray(ra))
+    return level.wrap(
+        getattr(Tensor, method)(ra, rb) if type(ra) is Tensor else getattr(ra, method)(rb)
+    )
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """autodiff.where with a batched condition (tensor.where sends it here)."""
+    from .tensor import where as plain_where
+
+    level = _highest(condition, a, b)
+    if level is None:
+        raise _refusal("where's condition", condition.shape, condition._level.size)
+    rc, dc = level.unwrap(condition)
+    ra, da = level.unwrap(a) if isinstance(a, Tensor) else (a, None)
+    rb, db = level.unwrap(b) if isinstance(b, Tensor) else (b, None)
+    n = max(
+        _ndim(x, d) if isinstance(x, Tensor) else np.ndim(x)
+        for x, d in ((rc, dc), (ra, da), (rb, db))
+    )
+    rc, ra, rb = (
+        _pad(x, d, n) if isinstance(x, Tensor) else x for x, d in ((rc, dc), (ra, da), (rb, db))
+    )
+    out = plain_where(rc, ra, rb)
+    if dc is not None or out.ndim > n:
+        return level.wrap(out)
+    return level.wrap(_expand(out, None, level.size))
+
+
+def cross_entropy(logits: Any, labels: Any) -> Tensor:
+    """softmax_cross_entropy with batched labels (tensor.py sends it here)."""
+    level = _highest(logits, labels)
+    if level is None:
+        raise _refusal("the labels", labels.shape, labels._level.size)
+    rx, dx = level.unwrap(logits if isinstance(logits, Tensor) else Tensor(logits))
+    ry, dy = level.unwrap(labels)
+    if dy is None:
+        return level.wrap(
+            _cross_entropy(ops.softmax_cross_entropy, [rx], [dx], level.size, labels=np.asarray(ry))
+        )
+    if type(ry) is not Tensor:
+        raise TypeError("vmap: labels batched by two nested vmaps are not supported")
+    labels_real = np.asarray(ry._data)
+    if labels_real.ndim != 2 or labels_real.dtype.kind not in "iu":
+        raise ValueError(
+            f"softmax_cross_entropy: labels must be integers of shape (N,) per example, got "
+            f"{labels_real.dtype} {labels_real.shape[1:]}"
+        )
+    rx = _expand(rx, dx, level.size)
+    if rx.ndim != 3 or rx.shape[1] != labels_real.shape[1]:
+        raise ValueError(
+            f"softmax_cross_entropy: logits must be (N, C) per example with N labels, got "
+            f"{tuple(rx.shape[1:])} and {labels_real.shape[1:]}"
+        )
+    classes = rx.shape[2]
+    if labels_real.size and (labels_real.min() < 0 or labels_real.max() >= classes):
+        raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {classes})")
+    return level.wrap(_cross_entropy_real(rx, labels_real, level.size))
+
+
+# --- trees (a private flatten until autodiff.trees lands) -------------------------------------
+
+
+def _flatten(tree: Any) -> tuple[list[Any], Any]:
+    """Leaves (anything but tuples, lists and dicts) in order, and the structure to rebuild."""
+    if isinstance(tree, tuple | list):
+        leaves: list[Any] = []
+        shapes = []
+        for item in tree:
+            sub, shape = _flatten(item)
+            leaves += sub
+            shapes.append((len(sub), shape))
+        return leaves, (type(tree), shapes)
+    if isinstance(tree, dict):
+        keys = list(tree)
+        leaves, shape = _flatten([tree[k] for k in keys])
+        return leaves, (dict, (keys, shape))
+    return [tree], None
+
+
+def _unflatten(structure: Any, leaves: Sequence[Any]) -> Any:
+    if structure is None:
+        return leaves[0]
+    kind, inner = structure
+    if kind is dict:
+        keys, shape = inner
+        return dict(zip(keys, _unflatten(shape, leaves), strict=True))
+    items, at = [], 0
+    for count, shape in inner:
+        items.append(_unflatten(shape, leaves[at : at + count]))
+        at += count
+    return kind(items) if kind in (tuple, list) else kind(*items)
+
+
+def _axes_for(axes: Any, tree: Any, who: str) -> list[Any]:
+    """One axis per leaf of `tree`: `axes` is a prefix of the tree (an int or None applies to
+    everything under it)."""
+    if axes is None or isinstance(axes, int):
+        return [axes] * len(_flatten(tree)[0])
+    if isinstance(axes, tuple | list) and isinstance(tree, tuple | list):
+        if len(axes) != len(tree):
+            raise ValueError(
+                f"vmap: {who} has {len(axes)} entries but there are {len(tree)} values to match"
+            )
+        return [
+            a
+            for sub_axes, sub in zip(axes, tree, strict=True)
+            for a in _axes_for(sub_axes, sub, who)
+        ]
+    if isinstance(axes, dict) and isinstance(tree, dict):
+        if set(axes) != set(tree):
+            raise ValueError(
+                f"vmap: {who} has keys {sorted(axes)} but the value has {sorted(tree)}"
+            )
+        return [a for k in tree for a in _axes_for(axes[k], tree[k], who)]
+    raise ValueError(f"vmap: {who} {axes!r} does not match the structure of the values")
+
+
+# --- vmap -------------------------------------------------------------------------------------
+
+
+def _move(t: Tensor, source: int, dest: int) -> Tensor:
+    if source == dest:
+        return t
+    order = [i for i in range(t.ndim) if i != source]
+    order.insert(dest, source)
+    return engine.apply(ops.transpose, (t,), axes=tuple(order))
+
+
+def vmap(
+    f: Callable[..., Any],
+    in_axes: InAxes = 0,
+    out_axes: InAxes = 0,
+    axis_size: int | None = None,
+) -> Callable[..., Any]:
+    """f mapped over an axis of its arguments, as JAX's vmap: f is written for one example.
+
+    `in_axes`: the batched axis of each argument (an int, None for an argument shared by all
+    examples, or a tuple/list/dict matching the arguments' structure). `out_axes`: where the
+    batch axis goes in each output (None: an output that does not depend on the batch).
+    `axis_size`: the batch size when no argument is batched. Outputs are Tensors when an
+    argument is a Tensor, numpy arrays otherwise.
+    """
+    if not callable(f):
+        raise TypeError(f"vmap: f must be callable, got {type(f).__name__}")
+
+    def batched(*args: Any, **kwargs: Any) -> Any:
+        axes = _axes_for(
+            in_axes if not isinstance(in_axes, list) else tuple(in_axes), args, "in_axes"
+        )
+        leaves, structure = _flatten(args)
+        size = axis_size
+        sized_by = None
+        prepared = []
+        any_tensor = False
+        for i, (leaf, ax) in enumerate(zip(leaves, axes, strict=True)):
+            if isinstance(leaf, Tensor):
+                any_tensor = True
+            if ax is None:
+                prepared.append(leaf)
+                continue
+            t = leaf if isinstance(leaf, Tensor) else Tensor(leaf)
+            if t.ndim == 0:
+                raise ValueError(
+                    f"vmap: in_axes={ax} for argument leaf {i}, a 0-d value (nothing to map over)"
+                )
+            if not -t.ndim <= ax < t.ndim:
+                raise ValueError(
+                    f"vmap: in_axes={ax} is out of range for argument leaf {i} of shape {t.shape}"
+                )
+            ax %= t.ndim
+            if size is None:
+                size, sized_by = t.shape[ax], (i, t.shape)
+            elif t.shape[ax] != size:
+                origin = (
+                    "axis_size"
+                    if sized_by is None
+                    else f"leaf {sized_by[0]} of shape {sized_by[1]}"
+                )
+                raise ValueError(
+                    f"vmap: the batched axes have different sizes: {size} (from {origin}) "
+                    f"and {t.shape[ax]} (leaf {i} of shape {t.shape}, axis {ax})"
+                )
+            prepared.append((t, ax))
+        if size is None:
+            raise ValueError("vmap: no argument is batched (all in_axes are None); pass axis_size=")
+        inputs = [
+            _move(p[0], p[1], 0) if isinstance(p, tuple) and ax is not None else p
+            for p, ax in zip(prepared, axes, strict=True)
+        ]
+        level = _enter(size)
+        try:
+            wrapped = [
+                level.wrap(x) if ax is not None else x for x, ax in zip(inputs, axes, strict=True)
+            ]
+            out = f(*_unflatten(structure, wrapped), **kwargs)
+        finally:
+            _leave(level)
+        return _finish(out, level, out_axes, any_tensor)
+
+    batched.__wrapped__ = f  # type: ignore[attr-defined]
+    batched.__name__ = f"vmap({getattr(f, '__name__', 'f')})"
+    return batched
+
+
+def _unbatch(value: Any, level: _Level, ax: int | None, who: str) -> Any:
+    """One output leaf of a vmap: the real value with the batch axis at `ax`."""
+    if type(value) is BatchedTensor and value._level is level:
+        if ax is None:
+            raise ValueError(
+                f"vmap: {who} is None for an output that depends on the batch (per-example "
+                f"shape {value.shape}); give the axis to put the batch at"
+            )
+        real = value._real
+        return _move(real, 0, ax % real.ndim)
+    if ax is None:
+        return value
+    if not isinstance(value, Tensor):
+        value = Tensor(np.asarray(value))
+    real = _expand(value, None, level.size)
+    return _move(real, 0, ax % real.ndim)
+
+
+def _finish(out: Any, level: _Level, out_axes: Any, any_tensor: bool) -> Any:
+    leaves, structure = _flatten(out)
+    axes = _axes_for(
+        out_axes if not isinstance(out_axes, list) else tuple(out_axes), out, "out_axes"
+    )
+    results = [_unbatch(v, level, ax, "out_axes") for v, ax in zip(leaves, axes, strict=True)]
+    if not any_tensor:  # arrays in, arrays out (as the transforms answer in kind)
+        from .func import _export
+
+        results = [_export(r, "array") if type(r) is Tensor else r for r in results]
+    return _unflatten(structure, results)
+
+
+# --- transforms inside vmap -------------------------------------------------------------------
+# A transform called inside f (grad, vjp, jvp, jacrev, jacfwd; hessian and the rest are built
+# on those) is the same transform of the batched computation: every differentiated argument
+# batched (an unbatched one broadcast, so that each example gets its own derivative), f run on
+# it at this level, and the transform applied to the real Tensors with this level hidden from
+# transforms (not from the engine: f's ops are still batched by it).
+
+
+def lowering_level() -> _Level | None:
+    """The level a transform called now works at: the innermost one not already lowered."""
+    return _top_visible() if engine.interpreting and _levels() else None
+
+
+class _Hidden:
+    """While a transform runs on a level's real values: the level is hidden from transforms;
+    f itself runs with the level visible again (`_shown`)."""
+
+    def __init__(self, level: _Level, hidden: bool = True) -> None:
+        self.level, self.hidden = level, hidden
+
+    def __enter__(self) -> None:
+        self.saved = self.level.hidden
+        self.level.hidden = self.hidden
+
+    def __exit__(self, *exc: object) -> None:
+        self.level.hidden = self.saved
+
+
+def _real_arg(level: _Level, value: Any, who: str) -> Tensor:
+    t = value if isinstance(value, Tensor) else Tensor(value)
+    real, dim = level.unwrap(t)
+    return _expand(real, dim, level.size)
+
+
+def _run(
+    level: _Level,
+    f: Callable,
+    args: Sequence[Any],
+    nums: Sequence[int],
+    reals: Sequence[Any],
+    kwargs: dict | None = None,
+) -> Any:
+    call = list(args)
+    for n, r in zip(nums, reals, strict=True):
+        call[n] = level.wrap(r)
+    with _Hidden(level, False):
+        return f(*call, **(kwargs or {}))
+
+
+def _real_out(level: _Level, out: Any) -> Any:
+    if isinstance(out, tuple | list):
+        return type(out)(_real_out(level, o) for o in out)
+    return _unbatch(out, level, 0, "out")
+
+
+def _wrap_out(level: _Level, out: Any) -> Any:
+    if isinstance(out, tuple | list):
+        return type(out)(_wrap_out(level, o) for o in out)
+    return level.wrap(out) if isinstance(out, Tensor) else out
+
+
+def value_and_grad(
+    level: _Level, f: Callable, argnums: Any, has_aux: bool, args: tuple, kwargs: dict
+) -> Any:
+    from . import func
+
+    nums = func._argnums(argnums, len(args), "grad")
+    reals = [_real_arg(level, args[n], "grad") for n in nums]
+    kept: dict[str, Any] = {}
+
+    def total(*rs: Any) -> Any:
+        result = _run(level, f, args, nums, rs, kwargs)
+        out, aux = func._split_aux(result, "grad") if has_aux else (result, None)
+        real = _unbatch(out, level, 0, "out")
+        if real.ndim != 1:
+            raise ValueError(
+                f"grad: f must return a scalar (one element), got per-example shape "
+                f"{tuple(real.shape[1:])} inside vmap"
+            )
+        kept["out"], kept["aux"] = real, aux
+        return real.sum()
+
+    with _Hidden(level):
+        _, grads = func.value_and_grad(total, tuple(range(len(nums))))(*reals)
+    wrapped = tuple(level.wrap(g) for g in grads)
+    value = level.wrap(kept["out"])
+    g = wrapped[0] if isinstance(argnums, int) else wrapped
+    return ((value, kept["aux"]) if has_aux else value), g
+
+
+def vjp(level: _Level, f: Callable, primals: tuple, has_aux: bool) -> Any:
+    from . import func
+
+    nums = tuple(range(len(primals)))
+    reals = [_real_arg(level, p, "vjp") for p in primals]
+    kept: dict[str, Any] = {}
+
+    def g(*rs: Any) -> Any:
+        result = _run(level, f, primals, nums, rs)
+        out, kept["aux"] = func._split_aux(result, "vjp") if has_aux else (result, None)
+        return _real_out(level, out)
+
+    with _Hidden(level):
+        out, pull = func.vjp(g, *reals)
+
+    def pullback(*cotangents: Any) -> tuple:
+        cots = cotangents
+        if isinstance(out, tuple | list) and len(cots) == 1 and isinstance(cots[0], tuple | list):
+            cots = tuple(cots[0])
+        real_cots = [_real_arg(level, c, "vjp") for c in cots]
+        with _Hidden(level):
+            grads = pull(*real_cots)
+        return tuple(level.wrap(x) for x in grads)
+
+    wrapped = _wrap_out(level, out)
+    return (wrapped, pullback, kept["aux"]) if has_aux else (wrapped, pullback)
+
+
+def jvp(level: _Level, f: Callable, primals: tuple, tangents: tuple) -> Any:
+    from . import forward
+
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    nums = tuple(range(len(primals)))
+    reals = [_real_arg(level, p, "jvp") for p in primals]
+    real_tangents = []
+    for r, t in zip(reals, tangents, strict=True):
+        t = t if isinstance(t, Tensor) else Tensor(np.asarray(t, dtype=r.dtype))
+        real_tangents.append(_real_arg(level, t, "jvp"))
+
+    def g(*rs: Any) -> Any:
+        return _real_out(level, _run(level, f, primals, nums, rs))
+
+    with _Hidden(level):
+        out, tangent = forward.jvp(g, tuple(reals), tuple(real_tangents))
+    return _wrap_out(level, out), _wrap_out(level, tangent)
+
+
+def jacrev(level: _Level, f: Callable, argnums: Any, args: tuple) -> Any:
+    from . import func
+    from .tensor import stack
+
+    nums = func._argnums(argnums, len(args), "jacrev")
+    reals = [_real_arg(level, args[n], "jacrev") for n in nums]
+
+    def g(*rs: Any) -> Any:
+        out = _run(level, f, args, nums, rs)
+        func._one_output(out, "jacrev")
+        return _unbatch(out, level, 0, "out")
+
+    with _Hidden(level):
+        out, pull = func.vjp(g, *reals)
+        out_shape = tuple(out.shape[1:])
+        count = math.prod(out_shape)
+        rows: list[list[Tensor]] = [[] for _ in nums]
+        for i in range(count):
+            seed = np.zeros((level.size, count), dtype=out.dtype)
+            seed[:, i] = 1
+            for row, gr in zip(rows, pull(seed.reshape(out.shape)), strict=True):
+                row.append(gr)
+        jacs = []
+        for row, r in zip(rows, reals, strict=True):
+            in_shape = tuple(r.shape[1:])
+            if not row:
+                jacs.append(Tensor(np.zeros((level.size,) + out_shape + in_shape, dtype=out.dtype)))
+                continue
+            jacs.append(stack(row, axis=1).reshape((level.size,) + out_shape + in_shape))
+    wrapped = tuple(level.wrap(j) for j in jacs)
+    return wrapped[0] if isinstance(argnums, int) else wrapped
+
+
+def jacfwd(level: _Level, f: Callable, argnums: Any, args: tuple) -> Any:
+    from . import forward, func
+    from .tensor import stack
+
+    nums = func._argnums(argnums, len(args), "jacfwd")
+    jacs = []
+    for n in nums:
+        real = _real_arg(level, args[n], "jacfwd")
+
+        def g(r: Any, n: int = n) -> Any:
+            out = _run(level, f, args, (n,), (r,))
+            func._one_output(out, "jacfwd")
+            return _unbatch(out, level, 0, "out")
+
+        in_shape = tuple(real.shape[1:])
+        count = math.prod(in_shape)
+        columns = []
+        out = None
+        with _Hidden(level):
+            for j in range(count):
+                basis = np.zeros((level.size, count), dtype=real.dtype)
+                basis[:, j] = 1
+                out, column = forward.jvp(g, (real,), (basis.reshape(real.shape),))
+                columns.append(column)
+            if not columns:
+                out = g(real)
+                jac = Tensor(np.zeros(tuple(out.shape) + in_shape, dtype=real.dtype))
+            else:
+                stacked = stack(columns, axis=-1)
+                jac = stacked.reshape(tuple(out.shape) + in_shape)
+        jacs.append(level.wrap(jac))
+    return jacs[0] if isinstance(argnums, int) else tuple(jacs)
