@@ -22,6 +22,7 @@ from . import engine
 from .ops import _ARRAY, _QUIET, _value, defop
 from .ops import maximum as maximum_op
 from .tensor import Axis, Tensor, _axes, _axis, _lift, _pair, where
+from .vmap import over_axis  # these read their input's numbers: inside vmap, the batch's
 
 # --- elementwise primitives ------------------------------------------------------------------
 
@@ -571,6 +572,7 @@ def _count(value: Any, who: str, what: str) -> None:
         raise ValueError(f"{who}: {what} must be non-negative integers, got {value!r}")
 
 
+@over_axis
 def any_(
     x: Any,
     axis: Axis = None,
@@ -584,6 +586,7 @@ def any_(
     return Tensor(np.any(x._data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
 
 
+@over_axis
 def all_(
     x: Any,
     axis: Axis = None,
@@ -597,6 +600,7 @@ def all_(
     return Tensor(np.all(x._data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
 
 
+@over_axis
 def norm(
     x: Any,
     ord: float = 2,
@@ -659,6 +663,7 @@ def _order(data: Any, axis: int, descending: bool) -> np.ndarray:
     return np.flip(n - 1 - reversed_order, axis)
 
 
+@over_axis
 def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = None) -> Tensor:
     """Sorted values; each value's gradient goes back to where it came from.
 
@@ -672,6 +677,7 @@ def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = 
     return take_along_axis(x, _order(x._data, ax, descending), ax)
 
 
+@over_axis
 def argsort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = None) -> Tensor:
     """The indices that sort `x` along `axis` (stable; an int64 constant, no gradient), as
     numpy's a.argsort() and PyTorch's t.argsort(dim=, descending=)."""
@@ -683,6 +689,7 @@ def argsort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None
     return Tensor(np.asarray(_order(x._data, ax, descending), dtype=np.int64))
 
 
+@over_axis
 def topk(
     x: Any, k: int, axis: int = -1, largest: bool = True, *, dim: int | None = None
 ) -> tuple[Tensor, Tensor]:

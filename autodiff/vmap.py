@@ -25,6 +25,8 @@ Data-dependent choices are written with `autodiff.where(x > 0, a, b)`, which is 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import string
 import threading
@@ -108,7 +110,41 @@ class _PerExample:
     def __getitem__(self, index: Any) -> Any:
         raise self._refuse("indexing the numbers")
 
+    # `x._data > 0` is how the library makes a mask for `where` (elu, leaky_relu, ...): a
+    # comparison of the per-example numbers gives the batched mask's own numbers, which
+    # `where` takes as a batched condition.
+    def _mask(self, other: Any, method: str) -> _PerExample:
+        if isinstance(other, _PerExample):
+            other = other.owner
+        return getattr(self.owner, method)(other)._data
+
+    def __gt__(self, other: Any) -> Any:
+        return self._mask(other, "__gt__")
+
+    def __ge__(self, other: Any) -> Any:
+        return self._mask(other, "__ge__")
+
+    def __lt__(self, other: Any) -> Any:
+        return self._mask(other, "__lt__")
+
+    def __le__(self, other: Any) -> Any:
+        return self._mask(other, "__le__")
+
+    def __eq__(self, other: object) -> Any:  # type: ignore[override]
+        return self._mask(other, "__eq__")
+
+    def __ne__(self, other: object) -> Any:  # type: ignore[override]
+        return self._mask(other, "__ne__")
+
+    __hash__ = object.__hash__
+
+    @property
+    def _batched(self) -> bool:  # where() takes these numbers as a batched condition
+        return True
+
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # numpy's probes (__array_interface__, ...): not here
+            raise AttributeError(name)
         raise self._refuse(f"numbers.{name}")
 
 
@@ -204,8 +240,10 @@ class BatchedTensor(Tensor):
         return self._arg("argmin", axis, keepdims, kw)
 
     def _arg(self, who: str, axis: Any, keepdims: bool, kw: dict) -> Tensor:
-        axis = kw.pop("dim", axis)
-        keepdims = kw.pop("keepdim", keepdims)
+        if kw.get("dim") is not None:
+            axis = kw["dim"]
+        if kw.get("keepdim") is not None:
+            keepdims = kw["keepdim"]
         n = self.ndim
         if axis is None:
             real = self._real.reshape((self._level.size, -1))
@@ -253,12 +291,6 @@ def _lift(value: Any, like: Tensor) -> Tensor:
 def _plain_index(index: Any) -> Any:
     from .tensor import _index
 
-    parts = index if isinstance(index, tuple) else (index,)
-    if any(getattr(p, "_batched", False) for p in parts):
-        raise TypeError(
-            "vmap: indexing with a batched index is not supported; use take_along_axis or "
-            f"gather with the batched indices (at {engine._user_frame()})"
-        )
     return _index(index)
 
 
@@ -285,8 +317,12 @@ class _Level:
 
     # The engine's hook: one application of a primitive.
     def process(self, op: ops.Op, parents: tuple, params: dict) -> Any:
+        index = params.get("index")  # the one param that may hold a batched value
+        owners = _index_levels(index) if index is not None else ()
         for level in reversed(_levels()):
-            if any(type(p) is BatchedTensor and p._level is level for p in parents):
+            if level in owners or any(
+                type(p) is BatchedTensor and p._level is level for p in parents
+            ):
                 return level.batch(op, parents, params)
         return NotImplemented
 
@@ -324,6 +360,11 @@ class _Level:
             rule = _loop
         out = rule(op, list(reals), list(dims), self.size, **params)
         return self.wrap(out)
+
+
+def _index_levels(index: Any) -> tuple:
+    parts = index if isinstance(index, tuple) else (index,)
+    return tuple(p.owner._level for p in parts if type(p) is _PerExample)
 
 
 def _top_visible() -> _Level | None:
@@ -475,8 +516,52 @@ def _to_front(real: Tensor, axis: int) -> Tensor:
 
 
 def _getitem(op: ops.Op, reals: list, dims: list, size: int, *, index: Any) -> Tensor:
+    parts = _index_parts(index)
+    if any(type(p) is _PerExample for p in parts):
+        return _gather(op, reals[0], dims[0], size, parts)
     real_index, at = _batched_index(index, tuple(reals[0].shape[1:]))
     return _to_front(_apply(op, reals, index=real_index), at)
+
+
+def _gather(op: ops.Op, x: Tensor, dim: int | None, size: int, parts: tuple) -> Tensor:
+    """x[i] with a batched integer index i: each example picks with its own indices. Batched
+    when the index arrays come first and together (x[i], x[i, j], x[i, :]), where the picked
+    axes lead the result for the example and for the batch alike."""
+    arrays = [k for k, p in enumerate(parts) if not (p is None or isinstance(p, slice | type(...)))]
+    if arrays != list(range(len(arrays))):
+        raise TypeError(
+            "vmap: indexing with a batched index is batched when the index arrays come first "
+            "(x[i], x[i, j], x[i, :]); use take_along_axis for other layouts "
+            f"(at {engine._user_frame()})"
+        )
+    level = next(p.owner._level for p in parts if type(p) is _PerExample)
+    reals = []
+    for p in parts:
+        if type(p) is _PerExample:
+            if p.owner._level is not level or type(p.owner._real) is not Tensor:
+                raise TypeError("vmap: an index batched by two nested vmaps is not supported")
+            if p.dtype.kind not in "iub":
+                raise IndexError(f"getitem: index arrays must be integers, got {p.dtype}")
+            reals.append(np.asarray(p.owner._real._data))
+        else:
+            reals.append(p)
+    ndim = max(np.ndim(r) - (type(p) is _PerExample) for r, p in zip(reals, parts, strict=True))
+    rows = np.arange(size).reshape((size,) + (1,) * ndim)
+    reals = [
+        r if type(p) is _PerExample else np.broadcast_to(np.asarray(r), (size,) + np.shape(r))
+        for r, p in zip(reals[: len(arrays)], parts, strict=False)
+    ] + reals[len(arrays) :]
+    if any(np.asarray(r).dtype == bool for r in reals[: len(arrays)]):
+        raise TypeError("vmap: a batched boolean mask as an index is not supported; use where")
+    reals = [_pad_index(r, ndim) for r in reals[: len(arrays)]] + reals[len(arrays) :]
+    x = _expand(x, dim, size)
+    return _apply(op, [x], index=(rows, *reals))
+
+
+def _pad_index(r: np.ndarray, ndim: int) -> np.ndarray:
+    """A batched index array (B, *shape) with its shape padded to `ndim` axes on the left."""
+    r = np.asarray(r)
+    return r.reshape(r.shape[:1] + (1,) * (ndim - r.ndim + 1) + r.shape[1:])
 
 
 def _selection(shape: tuple[int, ...], index: Any) -> tuple[int, ...]:
@@ -539,7 +624,8 @@ def _linear(op: ops.Op, reals: list, dims: list, size: int) -> Tensor:
     wt = _apply(ops.transpose, (w,), axes=(0, 2, 1) if dims[1] == 0 else (1, 0))
     y = _matmul(ops.matmul, [x, wt], [dims[0], dims[1]], size)
     if len(reals) == 3:
-        y = _elementwise(ops.add, [y, reals[2]], [0, dims[2]], size)
+        batched = 0 if dims[0] is not None or dims[1] is not None else None
+        y = _elementwise(ops.add, [y, reals[2]], [batched, dims[2]], size)
     return y
 
 
@@ -580,12 +666,12 @@ def _cross_entropy(
 
 def _cross_entropy_real(x: Tensor, labels: np.ndarray, size: int) -> Tensor:
     n = x.shape[1]
-    lse = _apply(ops.logsumexp, (x,), axis=2, keepdims=False)
+    lse = _apply(ops.logsumexp, (x,), axis=(2,), keepdims=False)
     rows = np.arange(size)[:, None]
     cols = np.arange(n)[None, :]
     picked = _apply(ops.getitem, (x,), index=(rows, cols, np.asarray(labels)))
     diff = _apply(ops.sub, (lse, picked))
-    return _apply(ops.mean, (diff,), axis=1, keepdims=False, count=n)
+    return _apply(ops.mean, (diff,), axis=(1,), keepdims=False, count=n)
 
 
 def _loop(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
@@ -673,6 +759,41 @@ LOOP_FALLBACK: set[str] = {"checkpoint"}
 # --- tensor-level entry points (where, comparisons, labels) ---------------------------------------
 
 
+def over_axis(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """For library functions of one tensor and an axis that read its numbers (sort, topk,
+    any, norm): on a batched value, the same function of the real Tensor, with the axis
+    shifted past the batch (None, for all axes, becomes every per-example axis)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def batched_or_not(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(x) is not BatchedTensor or x._level not in _levels():
+            return fn(x, *args, **kwargs)
+        bound = signature.bind(x, *args, **kwargs)
+        bound.apply_defaults()
+        call = dict(bound.arguments)
+        if call.get("dim") is not None:
+            call["axis"], call["dim"] = call["dim"], None
+        n = x.ndim
+        axis = call["axis"]
+        call["axis"] = (
+            _shift_axis(axis, n)
+            if axis is None or isinstance(axis, tuple | list)
+            else (axis % n + 1 if n else axis)
+        )
+        if isinstance(call["axis"], list):
+            call["axis"] = tuple(call["axis"])
+        level = x._level
+        call[next(iter(signature.parameters))] = x._real
+        out = fn(**call)
+        if isinstance(out, tuple):
+            parts = [level.wrap(o) for o in out]
+            return type(out)(*parts) if hasattr(out, "_fields") else tuple(parts)
+        return level.wrap(out)
+
+    return batched_or_not
+
+
 def _highest(*values: Any) -> _Level | None:
     best = None
     for v in values:
@@ -700,6 +821,8 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     """autodiff.where with a batched condition (tensor.where sends it here)."""
     from .tensor import where as plain_where
 
+    if type(condition) is _PerExample:
+        condition = condition.owner
     level = _highest(condition, a, b)
     if level is None:
         raise _refusal("where's condition", condition.shape, condition._level.size)
