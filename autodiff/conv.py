@@ -10,7 +10,7 @@ new derivative rules are these two, and they are each other's transpose:
 
 Everything else (conv2d, conv1d, max_pool2d, avg_pool2d) is a composite of ops already in the
 table, so it is differentiable to any order and drawn, tested and exported like any other op.
-The rows are registered in the same table (`ops.OPS`) as every other primitive.
+The two rows are in the table with every other primitive (autodiff/rules/windows.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import engine
-from .ops import _ARRAY, defop
+from .rules.windows import fold2d, unfold2d  # noqa: F401 (fold2d: conv.fold2d, as before)
 from .tensor import Tensor, _lift
 
 Pair = tuple[int, int]
@@ -47,71 +47,6 @@ def _pair(value: Any, name: str, who: str, minimum: int) -> Pair:
 
 def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _unfold_forward(
-    x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
-) -> np.ndarray:
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    # A view: (N, C, H', W', span_h, span_w); striding picks the output positions and the
-    # dilated kernel taps without copying anything.
-    windows = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
-    return windows[:, :, ::sh, ::sw, ::dh, ::dw]
-
-
-def _fold_forward(
-    cols: np.ndarray,
-    *,
-    shape: tuple[int, ...],
-    kernel: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-) -> np.ndarray:
-    """col2im: add each window's values back at the pixels it was read from."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    n, c, h, w = shape
-    ho, wo = cols.shape[2], cols.shape[3]
-    image = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    # One strided slice per kernel tap (25 for a 5x5 kernel), not one per output pixel.
-    for i in range(kh):
-        rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
-        for j in range(kw):
-            image[:, :, rows, slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)] += cols[..., i, j]
-    return image[:, :, ph : ph + h, pw : pw + w]
-
-
-def _window(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: params[k] for k in ("kernel", "stride", "padding", "dilation")}
-
-
-def _unfold(x: Any, **window: Any) -> Any:
-    if isinstance(x, _ARRAY):
-        return _unfold_forward(x, **window)
-    return engine.apply(unfold2d, (x,), **window)
-
-
-def _fold(cols: Any, shape: tuple[int, ...], **window: Any) -> Any:
-    if isinstance(cols, _ARRAY):
-        return _fold_forward(cols, shape=shape, **window)
-    return engine.apply(fold2d, (cols,), shape=shape, **window)
-
-
-unfold2d = defop(
-    "unfold2d",
-    _unfold_forward,
-    lambda g, out, x, **window: _fold(g, x.shape, **window),
-    jvp=lambda t, out, x, **window: _unfold(t, **window),  # linear: the op itself
-)
-fold2d = defop(
-    "fold2d",
-    _fold_forward,
-    lambda g, out, cols, *, shape, **window: _unfold(g, **window),
-    jvp=lambda t, out, cols, *, shape, **window: _fold(t, shape, **window),
-)
 
 
 def _image(x: Any, who: str, ndim: int = 4) -> Tensor:

@@ -3,7 +3,8 @@
 One order serves everything: the creation clock (see `_ticks`). `backward` pops nodes
 latest-first; `toposort`, which drawings use, sorts by the same clock. Every gradient is
 reduced to its input's shape in one place, `unbroadcast`. The derivative rules themselves
-live in `ops.py`; this module knows nothing about any particular op.
+live in `autodiff/rules/`; this module knows nothing about any particular op, nor about
+the Tensor class (a tensor is a `Node` here).
 """
 
 from __future__ import annotations
@@ -26,14 +27,62 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .ops import Op
-    from .tensor import Tensor
+    from .rules import Op
 
-# `tensor.py` binds the Tensor class here once it is defined: the engine creates Tensors, and
-# Tensor methods call the engine, so one of the two imports must be late.
-Tensor: Any = None
-# Likewise `forward.py` binds the tangent-carrying step of forward mode (see `apply`).
+# Forward mode's tangent-carrying step (see `apply`), bound by `forward.py`.
 carry_tangents: Any = None
+
+
+class Node:
+    """What the engine knows of a tensor: the array, and the node that computed it.
+
+    `Tensor` (autodiff/tensor.py) is the one subclass users meet; the engine and the rules
+    recognise a tensor as a Node, so that they need not import the class that uses them.
+    The class declared with `result=True` is the class of every op output and constant.
+
+    A node is this one object: its parents sit in slots (`_in0`, `_in1`, and `_ins` holding
+    all of them when there are three or more) rather than in a tuple of their own, and a node
+    without params shares one empty mapping. Each extra object per node was more work for
+    Python's cycle collector, which scans every live node (see `parents` for the tuple).
+    """
+
+    __slots__ = (
+        "_data",
+        "_grad",
+        "requires_grad",
+        "name",
+        "_op",
+        "_in0",
+        "_in1",
+        "_ins",
+        "_params",
+        "_scope",
+        "_clock",
+        "_modified",
+        "_origin",
+        "_born",
+        "_composite",
+        "__weakref__",
+    )
+
+    # The class of op outputs and constants (Tensor): set by its class statement.
+    _result: type[Node]
+
+    def __init_subclass__(cls, result: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if result:
+            Node._result = cls
+
+    @property
+    def parents(self) -> tuple[Node, ...]:
+        """The inputs of the op that made this tensor, in argument order (() for a leaf)."""
+        first = self._in0
+        if first is None:
+            return ()
+        if self._ins is not None:
+            return self._ins
+        second = self._in1
+        return (first,) if second is None else (first, second)
 
 
 class _State(threading.local):
@@ -104,10 +153,6 @@ _write_lock = threading.Lock()
 _data_of = operator.attrgetter("_data")  # map(_data_of, ...) is cheaper than a comprehension
 
 
-def tick() -> int:
-    return next(_ticks)  # atomic in CPython, so threads never share a tick
-
-
 # In-place writes are tracked per block of memory, not per Tensor: `detach()`, views made by
 # indexing or reshaping, and `t.data` (a tracked numpy view, see tracked.py) share memory with
 # the tensor a node saved, and a write through any of them changes what backward would read (as
@@ -137,7 +182,7 @@ def mark_written(data: Any) -> int:
     return now
 
 
-def mark_tensors_written(tensors: Sequence[Tensor]) -> None:
+def mark_tensors_written(tensors: Sequence[Node]) -> None:
     """`mark_written` for several tensors at once, under one lock and one tick (an optimizer
     step writes every parameter before any node can use them again)."""
     global _last_write
@@ -307,7 +352,7 @@ def _shapes(values: Sequence[Any]) -> str:
     return ", ".join(str(tuple(np.shape(v))) for v in values)
 
 
-def op_error(op_name: str, parents: Sequence[Tensor], exc: Exception) -> Exception:
+def op_error(op_name: str, parents: Sequence[Node], exc: Exception) -> Exception:
     """Rewrite a numpy failure so that it names our op and the shapes, not numpy's internals."""
     shapes = _shapes([p._data for p in parents])
     message = str(exc)
@@ -360,7 +405,7 @@ def _user_frame() -> str:
 def _check_finite(value: Any, what: str, origin: str | None) -> None:
     # With create_graph the backward pass's gradients are Tensors, and np.asarray refuses a
     # Tensor that carries a graph while grad mode is on: check their numbers.
-    arr = np.asarray(value._data if isinstance(value, Tensor) else value)
+    arr = np.asarray(value._data if isinstance(value, Node) else value)
     if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
         bad = "NaN" if np.isnan(arr).any() else "infinity"
         where = f"\n  created at {origin}" if origin else ""
@@ -379,7 +424,7 @@ _new = object.__new__
 interpreting = 0
 
 
-def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
+def apply(op: Op, parents: tuple[Node, ...], **params: Any) -> Node:
     """Run `op` forward on the parents' data and, when gradients are wanted, record the node."""
     if interpreting and state.interpreters:
         out = state.interpreters[-1].process(op, parents, params)
@@ -407,7 +452,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
     if op.saves:
         data, params["saved"] = data
     grad_enabled, anomaly, scope, forward = state.mode
-    out = _new(Tensor)
+    out = _new(first._result)
     out._data = data
     out._grad = None
     out.name = None
@@ -455,7 +500,7 @@ def apply(op: Op, parents: tuple[Tensor, ...], **params: Any) -> Tensor:
 # Walking the graph
 
 
-def toposort(root: Tensor) -> list[Tensor]:
+def toposort(root: Node) -> list[Node]:
     """Tensors that require grad reachable from `root`, parents before children.
 
     Iterative (a 1,000,000-node chain must not hit the recursion limit); visited nodes are
@@ -472,7 +517,7 @@ def toposort(root: Tensor) -> list[Tensor]:
     return sorted(seen.values(), key=_tick_of)
 
 
-def _tick_of(t: Tensor) -> int:
+def _tick_of(t: Node) -> int:
     return t._clock
 
 
@@ -500,16 +545,16 @@ StepHook = Callable[[Any, Any, list], None]
 
 
 # A rule at a point where the derivative is infinite or undefined (log or sqrt at 0) answers
-# inf or NaN quietly, as the forwards do (ops._QUIET); detect_anomaly finds it. errstate as a
+# inf or NaN quietly, as the forwards do (rules.table.QUIET); detect_anomaly finds it. errstate as a
 # decorator: it costs less than half of a `with np.errstate(...)` block per call.
 @np.errstate(divide="ignore", invalid="ignore")
 def backward(
-    roots: Sequence[Tensor],
+    roots: Sequence[Node],
     seeds: Sequence[Any],
     *,
     create_graph: bool = False,
     accumulate: bool = True,
-    inputs: Sequence[Tensor] | None = None,
+    inputs: Sequence[Node] | None = None,
     on_step: StepHook | None = None,
 ) -> list[Any] | None:
     """Reverse-mode accumulation from `roots` (each with its upstream gradient `seeds`).
@@ -522,14 +567,14 @@ def backward(
     """
     # Gradients received so far, keyed by the node itself: Tensor hashes by identity, and a
     # dict local to this call keeps two threads' passes over shared nodes apart.
-    pending: dict[Tensor, Any] = {}
+    pending: dict[Node, Any] = {}
     # Computed nodes waiting for their turn, latest tick first (heapq is a min-heap, hence the
     # minus; ticks are unique, so nodes are never compared). A node enters when its first
     # contribution arrives; by the time it is taken, every node created after it has been
     # processed, so its gradient is complete. Leaves have no rule to run: they are only
     # collected, in `leaves`, and given their gradients at the end.
-    queue: list[tuple[int, Tensor]] = []
-    leaves: list[Tensor] = []
+    queue: list[tuple[int, Node]] = []
+    leaves: list[Node] = []
     for root, seed in zip(roots, seeds, strict=True):
         if root in pending:
             pending[root] = pending[root] + seed
@@ -542,7 +587,7 @@ def backward(
     # An input may be listed more than once (grad(y, [x, x])): `found` is keyed by node, so it
     # gets its gradient at every position it was listed in.
     wanted = set(inputs) if inputs is not None else ()
-    found: dict[Tensor, Any] = {}
+    found: dict[Node, Any] = {}
     # Owners of the arrays handed out as `.grad` in this pass: a rule may pass one array to
     # two parents (add) or a view of it (reshape), and users must get arrays of their own.
     handed: set[int] = set()
@@ -682,7 +727,7 @@ def backward(
     return [found.get(t) for t in inputs]
 
 
-def _check_not_stale(node: Tensor) -> None:
+def _check_not_stale(node: Node) -> None:
     """Refuse a node whose output or inputs were written in place after it was recorded,
     directly or through another tensor sharing their memory (a view, a detach() alias)."""
     clock = node._clock
@@ -696,7 +741,7 @@ def _check_not_stale(node: Tensor) -> None:
         raise _stale_error(node._op, parents)
 
 
-def _stale_error(op: Op, parents: Sequence[Tensor]) -> RuntimeError:
+def _stale_error(op: Op, parents: Sequence[Node]) -> RuntimeError:
     return RuntimeError(
         f"{op.name}: a tensor this op saved for backward was modified in place (or its .data "
         f"replaced) after the op ran (shapes {_shapes([p._data for p in parents])}); compute "
@@ -725,7 +770,7 @@ def _own(grad: Any, handed: set[int]) -> Any:
     return grad
 
 
-def _store_grad(node: Tensor, grad: Any, create_graph: bool, handed: set[int]) -> None:
+def _store_grad(node: Node, grad: Any, create_graph: bool, handed: set[int]) -> None:
     """Leaves add into `.grad`; other nodes get this pass's gradient (see Tensor.backward).
 
     A plain backward stores the raw array; `Tensor.grad` wraps it in a Tensor when read,
@@ -740,7 +785,7 @@ def _store_grad(node: Tensor, grad: Any, create_graph: bool, handed: set[int]) -
         node._grad = _own_tensor(grad, handed, node._op is None)
         return
     if previous is not None:
-        grad = grad + (previous._data if isinstance(previous, Tensor) else previous)
+        grad = grad + (previous._data if isinstance(previous, Node) else previous)
     node._grad = _own(grad, handed)
 
 
@@ -749,7 +794,7 @@ def _own_tensor(grad: Any, handed: set[int], differentiable: bool) -> Any:
     several inputs (add gives both the same), so one whose numbers another tensor already
     holds is copied: through a node when it must stay differentiable (a leaf's), else as a
     constant."""
-    if not isinstance(grad, Tensor):
+    if not isinstance(grad, Node):
         return _own(grad, handed)
     key = id(_owner(grad._data))
     if key in handed:
@@ -759,9 +804,9 @@ def _own_tensor(grad: Any, handed: set[int], differentiable: bool) -> Any:
     return grad
 
 
-def constant(data: Any) -> Tensor:
+def constant(data: Any) -> Node:
     """Wrap an array the engine made as a Tensor outside any graph (no copy, no checks)."""
-    t = _new(Tensor)
+    t = _new(Node._result)
     t._data = data
     t._grad = None
     t.requires_grad = False

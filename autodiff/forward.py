@@ -5,7 +5,7 @@
 Reverse mode asks "how does the output change with each input?" and answers for all inputs at
 once, in a backward pass over a recorded graph. Forward mode asks "how does everything change
 when the inputs move along v?" and answers while the values are computed: every op's output
-gets a tangent from its inputs' tangents by the op's JVP rule (in `ops.py`, beside its VJP
+gets a tangent from its inputs' tangents by the op's JVP rule (in `autodiff/rules/`, beside its VJP
 rules). Nothing is recorded for it and nothing is kept once a value is no longer needed.
 
 There is no second engine. `engine.apply`, which runs every op, checks one per-thread switch
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, ops
+from . import engine, rules
 from .tensor import Tensor
 
 __all__ = ["jvp", "tangent_of"]
@@ -79,7 +79,7 @@ def copy_tangents(source: Tensor, target: Tensor) -> None:
             level.set(target, tangent)
 
 
-def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict) -> None:
+def carry_tangents(op: rules.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict) -> None:
     """Called by `engine.apply` in forward mode: the output's tangent at every active level.
 
     `params` are the op's parameters (an untracked output does not keep them)."""
@@ -112,7 +112,7 @@ def carry_tangents(op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params:
 
 
 def _push(
-    op: ops.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict, tangents: list, depth: int
+    op: rules.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict, tangents: list, depth: int
 ) -> Any:
     # On Tensors (recorded) when the result must be differentiated again; on arrays otherwise.
     symbolic = depth > 0 or (
@@ -146,7 +146,7 @@ def _fit(tangent: Any, like: Any) -> Any:
     shape, dtype = np.shape(like), np.result_type(like)
     if isinstance(tangent, Tensor):
         if tangent.shape != shape:
-            tangent = engine.apply(ops.broadcast_to, (tangent,), shape=shape)
+            tangent = engine.apply(rules.broadcast_to, (tangent,), shape=shape)
         return tangent if tangent.dtype == dtype else tangent.astype(dtype)
     if np.shape(tangent) != shape:
         tangent = np.broadcast_to(tangent, shape)
@@ -176,11 +176,11 @@ def write_tangents(target: Tensor, index: Any, value: Any) -> None:
             st.forward = levels[:depth]
             try:
                 lifted = [t if isinstance(t, Tensor) else engine.constant(t) for t in (old, new)]
-                tangent = engine.apply(ops.setitem, tuple(lifted), index=index)
+                tangent = engine.apply(rules.setitem, tuple(lifted), index=index)
             finally:
                 st.forward = levels
         else:
-            tangent = ops.OPS["setitem"].forward(old, np.asarray(new, dtype), index=index)
+            tangent = rules.setitem.forward(old, np.asarray(new, dtype), index=index)
         level.set(target, tangent)
 
 
@@ -218,7 +218,7 @@ def _fresh_input(p: Any, i: int, who: str) -> Tensor:
         if p.requires_grad or any(level.get(p) is not None for level in engine.state.forward):
             # A new node, connected to p (so outer transforms see through it) but distinct
             # from p, so this level's tangent cannot leak to other uses of p in a closure.
-            return engine.apply(ops.reshape, (p,), shape=p.shape)
+            return engine.apply(rules.reshape, (p,), shape=p.shape)
         return engine.constant(p._data)
     try:
         t = Tensor(p)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, forward, ops, tracked
+from . import engine, forward, rules, tracked
 from .forward import jvp
 from .tensor import Tensor, concatenate
 from .tensor import grad as _backward_grad
@@ -147,7 +147,7 @@ def _leaf(arg: Any, i: int, who: str) -> Tensor:
                 "with respect to floating-point values"
             )
         if arg.requires_grad:
-            return engine.apply(ops.reshape, (arg,), shape=arg.shape)
+            return engine.apply(rules.reshape, (arg,), shape=arg.shape)
         leaf = Tensor(arg._data, requires_grad=True)
         forward.copy_tangents(arg, leaf)
         return leaf
@@ -698,7 +698,7 @@ def checkpoint(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
                 forward.leave(saved)
             return tangent if isinstance(out, Tensor) else tangent._data
 
-        op = ops.Op("checkpoint", run, vjp_rule, variadic=True, jvp=jvp_rule)
+        op = rules.Op("checkpoint", run, vjp_rule, variadic=True, jvp=jvp_rule)
         return engine.apply(op, parents)
 
     return checkpointed

@@ -12,159 +12,30 @@ other op.
 from __future__ import annotations
 
 import math
-import string
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from . import engine
-from .ops import _ARRAY, _QUIET, _value, defop
-from .ops import maximum as maximum_op
+from . import engine, rules
+from .rules.linalg import parse_einsum as _parse_einsum
 from .tensor import Axis, Tensor, _axes, _axis, _lift, _pair, where
 from .vmap import over_axis  # these read their input's numbers: inside vmap, the batch's
 
-# --- elementwise primitives ------------------------------------------------------------------
-
-
-def _sin(x: Any) -> Any:
-    return np.sin(x) if isinstance(x, _ARRAY) else engine.apply(sin_op, (x,))
-
-
-def _cos(x: Any) -> Any:
-    return np.cos(x) if isinstance(x, _ARRAY) else engine.apply(cos_op, (x,))
+# The rows behind these functions, under the names earlier versions gave them.
+sin_op, cos_op, tan_op, sinh_op, cosh_op = rules.sin, rules.cos, rules.tan, rules.sinh, rules.cosh
+log1p_op, expm1_op, softplus_op, erf_op = rules.log1p, rules.expm1, rules.softplus, rules.erf
+floor_op, ceil_op, round_op, sign_op = rules.floor, rules.ceil, rules.round_, rules.sign
+floor_divide_op, remainder_op = rules.floor_divide, rules.remainder
+cumsum_op, cumprod_op, prod_op = rules.cumsum, rules.cumprod, rules.prod
+einsum_op, bce_op = rules.einsum, rules.binary_cross_entropy
+BCE_LOG_FLOOR, BCE_GRAD_FLOOR = rules.losses.BCE_LOG_FLOOR, rules.losses.BCE_GRAD_FLOOR
 
 
 def _float(x: Any) -> Any:
     """Integer input to a floating-point function computes in floating point (uint8 pixels)."""
     x = _lift(x)
     return x.astype(np.float64) if x.dtype.kind in "biu" else x
-
-
-def _exp_any(x: Any) -> Any:
-    return np.exp(x) if isinstance(x, _ARRAY) else x.exp()
-
-
-sin_op = defop("sin", np.sin, lambda g, out, x: g * _cos(x), jvp=lambda t, out, x: t * _cos(x))
-cos_op = defop("cos", np.cos, lambda g, out, x: -g * _sin(x), jvp=lambda t, out, x: -t * _sin(x))
-
-
-def _sinh(x: Any) -> Any:
-    return np.sinh(x) if isinstance(x, _ARRAY) else engine.apply(sinh_op, (x,))
-
-
-def _cosh(x: Any) -> Any:
-    return np.cosh(x) if isinstance(x, _ARRAY) else engine.apply(cosh_op, (x,))
-
-
-# Primitives, not (exp(x) -+ exp(-x)) / 2: that difference cancels for small |x| (sinh(1e-20)
-# was 0, sinh(1e-5) in float32 off by 0.1%) and exp overflows before sinh and cosh do (710).
-sinh_op = defop("sinh", np.sinh, lambda g, out, x: g * _cosh(x), jvp=lambda t, out, x: t * _cosh(x))
-cosh_op = defop("cosh", np.cosh, lambda g, out, x: g * _sinh(x), jvp=lambda t, out, x: t * _sinh(x))
-tan_op = defop(
-    "tan", np.tan, lambda g, out, x: g * (1 + out * out), jvp=lambda t, out, x: t * (1 + out * out)
-)
-
-
-def _log1p_forward(x: Any) -> Any:
-    with np.errstate(**_QUIET):  # log1p(-1) = -inf quietly, as log(0) (see ops._QUIET)
-        return np.log1p(x)
-
-
-log1p_op = defop(
-    "log1p", _log1p_forward, lambda g, out, x: g / (1 + x), jvp=lambda t, out, x: t / (1 + x)
-)
-# The derivative is exp(x), computed as such: out + 1 rounds to 0 once exp(x) is below the
-# precision of 1 (x < -17 in float32, -37 in float64), where exp(x) itself is still exact.
-expm1_op = defop(
-    "expm1", np.expm1, lambda g, out, x: g * _exp_any(x), jvp=lambda t, out, x: t * _exp_any(x)
-)
-
-
-def _softplus_forward(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0, x)  # log(1 + e^x) without overflow for large x
-
-
-# d/dx log(1 + e^x) = sigmoid(x); written through the engine's sigmoid so it runs on Tensors.
-softplus_op = defop(
-    "softplus",
-    _softplus_forward,
-    lambda g, out, x: g * (x.sigmoid() if isinstance(x, Tensor) else np.exp(-np.logaddexp(0, -x))),
-    jvp=lambda t, out, x: (
-        t * (x.sigmoid() if isinstance(x, Tensor) else np.exp(-np.logaddexp(0, -x)))
-    ),
-)
-
-# numpy has no erf; math.erf is exact to double precision, applied element by element.
-_erf_elements = np.vectorize(math.erf, otypes=[np.float64])
-
-
-def _erf_forward(x: np.ndarray) -> np.ndarray:
-    # In x's own dtype (float16 stays float16, as for every other op), and a numpy scalar
-    # for a 0-d x, as every 0-d tensor holds.
-    return np.asarray(_erf_elements(x), dtype=np.result_type(x))[()]
-
-
-erf_op = defop(
-    "erf",
-    _erf_forward,
-    lambda g, out, x: g * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)),
-    jvp=lambda t, out, x: t * (2 / math.sqrt(math.pi)) * _exp_any(-(x * x)),
-)
-
-
-# Binary cross-entropy on probabilities, -[y log p + (1-y) log(1-p)] with each log floored at
-# -100, as PyTorch computes it (nn.functional.binary_cross_entropy validates and reduces).
-# A primitive, because its gradient in p is not the derivative of that formula but PyTorch's
-# G = (p - y) / max(p (1 - p), 1e-12) (finite at p = 0 or 1, no cancellation as p nears y).
-# Rules written with G as a differentiable expression give every higher derivative too:
-# d2/dp2 = dG/dp, d3/dp3 = d2G/dp2, d2/dp dy = dG/dy, as PyTorch's double backward. (A
-# composite (p - p.detach()) * G' that is 0 forward can match G and one derivative of it,
-# not all of them: its third derivative in p came out 1.5 d2G/dp2.)
-BCE_LOG_FLOOR = -100.0
-BCE_GRAD_FLOOR = float(np.float32(1e-12))  # PyTorch's 1e-12 is a float32 in every dtype
-
-
-def _bce_logs(p: Any) -> tuple[Any, Any]:
-    """log p and log(1 - p), each floored at -100; on arrays or (create_graph) Tensors."""
-    floor = BCE_LOG_FLOOR
-    if isinstance(p, _ARRAY):
-        with np.errstate(divide="ignore"):  # log(0) = -inf, floored just below
-            return (
-                np.maximum(np.log(p), p.dtype.type(floor)),
-                np.maximum(np.log1p(-p), p.dtype.type(floor)),
-            )
-    return (
-        engine.apply(maximum_op, (p.log(), _lift(p.dtype.type(floor)))),
-        engine.apply(maximum_op, (log1p(-p), _lift(p.dtype.type(floor)))),
-    )
-
-
-def _bce_forward(p: Any, y: Any) -> Any:
-    log_p, log_q = _bce_logs(p)
-    return -(y * log_p + (1 - y) * log_q)
-
-
-def _bce_slope_p(g: Any, out: Any, p: Any, y: Any) -> Any:
-    if isinstance(p, _ARRAY) and isinstance(y, _ARRAY):
-        return g * ((p - y) / np.maximum(p * (1 - p), p.dtype.type(BCE_GRAD_FLOOR)))
-    p, y = _lift(p), _lift(y)
-    spread = engine.apply(maximum_op, (p * (1 - p), _lift(p.dtype.type(BCE_GRAD_FLOOR))))
-    return g * ((p - y) / spread)
-
-
-def _bce_slope_y(g: Any, out: Any, p: Any, y: Any) -> Any:
-    log_p, log_q = _bce_logs(p)
-    return g * (log_q - log_p)
-
-
-bce_op = defop(
-    "binary_cross_entropy",
-    _bce_forward,
-    _bce_slope_p,
-    _bce_slope_y,
-    jvp=(_bce_slope_p, _bce_slope_y),
-)
 
 
 def _dim(who: str, axis: Any, dim: Any, default: Any = None) -> Any:
@@ -178,49 +49,6 @@ def _dim(who: str, axis: Any, dim: Any, default: Any = None) -> Any:
 
 def _keep(keepdims: bool, keepdim: bool | None) -> bool:
     return bool(keepdims if keepdim is None else keepdim)
-
-
-def _zero_rule(g: Any, out: Any, *inputs: Any, **params: Any) -> Any:
-    # Piecewise constant: the derivative is 0 wherever it exists (as PyTorch reports it).
-    return g * 0
-
-
-# (_zero_rule serves forward mode too: a zero tangent out, whatever comes in.)
-floor_op = defop("floor", np.floor, _zero_rule, jvp=_zero_rule)
-ceil_op = defop("ceil", np.ceil, _zero_rule, jvp=_zero_rule)
-round_op = defop("round", lambda x, *, decimals: np.round(x, decimals), _zero_rule, jvp=_zero_rule)
-sign_op = defop("sign", np.sign, _zero_rule, jvp=_zero_rule)
-
-
-# a // b and a % b as numpy computes them, not as floor(a / b): a / b is rounded before the
-# floor, so 5.0 // 0.1 would be 50 and 5.0 % 0.1 would be 0.0 (Python and numpy: 49 and
-# 0.09999999999999973; 1e17 % 3.0: 1.0, not 0.0). Quietly at b = 0, as division (ops._QUIET).
-def _floor_divide_forward(a: Any, b: Any) -> Any:
-    with np.errstate(**_QUIET):
-        return np.floor_divide(a, b)
-
-
-def _remainder_forward(a: Any, b: Any) -> Any:
-    with np.errstate(**_QUIET):
-        return np.remainder(a, b)
-
-
-def _quotient(a: Any, b: Any) -> Any:
-    # The integer quotient q in a = q * b + a % b: piecewise constant, so a constant here.
-    return _floor_divide_forward(_value(a), _value(b))
-
-
-floor_divide_op = defop(
-    "floor_divide", _floor_divide_forward, _zero_rule, _zero_rule, jvp=(_zero_rule, _zero_rule)
-)
-# a % b = a - q * b with q constant between its jumps: the gradient is 1 for a and -q for b.
-remainder_op = defop(
-    "remainder",
-    _remainder_forward,
-    lambda g, out, a, b: g,
-    lambda g, out, a, b: -g * _quotient(a, b),
-    jvp=(lambda t, out, a, b: t, lambda t, out, a, b: -t * _quotient(a, b)),
-)
 
 
 def sin(x: Any) -> Tensor:
@@ -342,151 +170,6 @@ def remainder(a: Any, b: Any) -> Tensor:
     """
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 % x stays float32
     return engine.apply(remainder_op, (a, b))
-
-
-# --- reductions and scans --------------------------------------------------------------------
-
-
-def _cumsum_forward(x: Any, *, axis: int) -> Any:
-    if x.dtype.char == "e":
-        # float16 running sums rounded at every step drift (off by about 1 after 500 terms of
-        # size 4): accumulate in float32 and round each sum once, as PyTorch does.
-        return np.cumsum(x, axis=axis, dtype=np.float32).astype(x.dtype)
-    return np.cumsum(x, axis=axis)
-
-
-def _cumsum(x: Any, axis: int) -> Any:
-    return (
-        _cumsum_forward(x, axis=axis)
-        if isinstance(x, _ARRAY)
-        else engine.apply(cumsum_op, (x,), axis=axis)
-    )
-
-
-def _reverse_cumsum(g: Any, axis: int) -> Any:
-    flip = (slice(None),) * (axis % g.ndim) + (slice(None, None, -1),)
-    return _cumsum(g[flip], axis)[flip]
-
-
-cumsum_op = defop(
-    "cumsum",
-    _cumsum_forward,
-    lambda g, out, x, *, axis: _reverse_cumsum(g, axis),
-    jvp=lambda t, out, x, *, axis: _cumsum(t, axis),
-)  # linear: the op itself
-
-
-def _others_product(x: Any, axis: int) -> Any:
-    """For each element, the product of all the others along `axis` (right with zeros).
-
-    On arrays: exclusive products from the left times exclusive products from the right,
-    O(n). On Tensors (create_graph): the product of a (..., n, n) stack in which row k has
-    x_k replaced by 1, so the result is again a differentiable product.
-    """
-    if isinstance(x, _ARRAY):
-        x = np.moveaxis(np.asarray(x), axis, -1)
-        if x.shape[-1] == 0:  # an empty axis: nothing to differentiate (its product is 1)
-            return np.moveaxis(x.copy(), -1, axis)
-        ones = np.ones(x.shape[:-1] + (1,), dtype=x.dtype)
-        left = np.cumprod(np.concatenate([ones, x[..., :-1]], axis=-1), axis=-1)
-        right = np.cumprod(np.concatenate([ones, x[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
-        return np.moveaxis(left * right, -1, axis)
-    moved = x.swapaxes(axis, -1)
-    n = moved.shape[-1]
-    stacked = where(np.eye(n, dtype=bool), 1.0, moved.reshape(moved.shape[:-1] + (1, n)))
-    return prod(stacked, axis=-1).swapaxes(axis, -1)
-
-
-def _prod_vjp(g: Any, out: Any, x: Any, *, axis: int | None, keepdims: bool) -> Any:
-    if axis is None:
-        flat = x.reshape(-1)
-        return (g * _others_product(flat, 0)).reshape(x.shape)
-    if not keepdims:
-        g = g.reshape(g.shape[:axis] + (1,) + g.shape[axis:])
-    return g * _others_product(x, axis)
-
-
-def _prod_jvp(t: Any, out: Any, x: Any, *, axis: int | None, keepdims: bool) -> Any:
-    # Each element's tangent times the product of the others, summed: right with zeros too.
-    if axis is None:
-        return (t.reshape(-1) * _others_product(x.reshape(-1), 0)).sum()
-    return (t * _others_product(x, axis)).sum(axis=axis, keepdims=keepdims)
-
-
-prod_op = defop(
-    "prod",
-    lambda x, *, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-    _prod_vjp,
-    jvp=_prod_jvp,
-)
-
-
-def _cumprod(x: Any, axis: int) -> Any:
-    return (
-        np.cumprod(x, axis=axis)
-        if isinstance(x, _ARRAY)
-        else engine.apply(cumprod_op, (x,), axis=axis)
-    )
-
-
-def _divides_exactly(x: np.ndarray, out: np.ndarray, other: Any) -> bool:
-    """Whether dividing by x recovers cumprod's products to full precision: no zero in x, and
-    no number involved below the smallest normal float, where digits are lost (at x ~ 1e-44 in
-    float32 the quotient keeps 4 bits; a product that underflowed to 0 cannot be divided back).
-    PyTorch divides there too and is off by up to 100%; the stack form is exact."""
-    if x.dtype.kind != "f":
-        return bool(np.all(x != 0))
-    tiny = np.finfo(x.dtype).tiny
-    other = np.abs(other)
-    return bool(
-        np.all(np.abs(x) >= tiny)
-        and np.all(np.abs(out) >= tiny)
-        and not np.any((other < tiny) & (other != 0))
-    )
-
-
-def _cumprod_vjp(g: Any, out: Any, x: Any, *, axis: int) -> Any:
-    """d/dx_k of sum_i g_i prod_{j<=i} x_j = sum_{i>=k} g_i prod_{j<=i, j!=k} x_j.
-
-    Without zeros that is reverse-cumsum(g * out) / x, O(n). With a zero, with numbers so
-    small that the quotient would lose digits (see _divides_exactly), or on Tensors (for
-    higher derivatives) the products leaving x_k out are formed explicitly: row k of an
-    (n, n) stack has x_k replaced by 1, its cumulative product is prod_{j<=i, j!=k} x_j.
-    """
-    if isinstance(x, _ARRAY):
-        weighted = g * out
-        if _divides_exactly(x, out, weighted):
-            return _reverse_cumsum(weighted, axis) / x
-    moved_x, moved_g = x.swapaxes(axis, -1), g.swapaxes(axis, -1)
-    n = moved_x.shape[-1]
-    rows = moved_x.reshape(moved_x.shape[:-1] + (1, n))
-    eye = np.eye(n, dtype=bool)
-    stacked = np.where(eye, 1.0, rows) if isinstance(x, _ARRAY) else where(eye, 1.0, rows)
-    partial = _cumprod(stacked, -1)  # [..., k, i] = prod_{j<=i, j!=k} x_j
-    upper = np.triu(np.ones((n, n), dtype=bool))  # only i >= k contributes
-    weighted = partial * moved_g.reshape(moved_g.shape[:-1] + (1, n)) * upper
-    return weighted.sum(axis=-1).swapaxes(axis, -1)
-
-
-def _cumprod_jvp(t: Any, out: Any, x: Any, *, axis: int) -> Any:
-    """d out_i = sum_{k<=i} t_k prod_{j<=i, j!=k} x_j: out * cumsum(t / x) without zeros, else
-    from the same (n, n) stack as the VJP, summed over k instead of over i."""
-    if isinstance(x, _ARRAY) and _divides_exactly(x, out, t):
-        return out * _cumsum(t / x, axis)
-    moved_x, moved_t = x.swapaxes(axis, -1), t.swapaxes(axis, -1)
-    n = moved_x.shape[-1]
-    rows = moved_x.reshape(moved_x.shape[:-1] + (1, n))
-    eye = np.eye(n, dtype=bool)
-    stacked = np.where(eye, 1.0, rows) if isinstance(x, _ARRAY) else where(eye, 1.0, rows)
-    partial = _cumprod(stacked, -1)  # [..., k, i] = prod_{j<=i, j!=k} x_j
-    upper = np.triu(np.ones((n, n), dtype=bool))  # only k <= i contributes
-    weighted = partial * moved_t.reshape(moved_t.shape[:-1] + (n, 1)) * upper
-    return weighted.sum(axis=-2).swapaxes(axis, -1)
-
-
-cumprod_op = defop(
-    "cumprod", lambda x, *, axis: np.cumprod(x, axis=axis), _cumprod_vjp, jvp=_cumprod_jvp
-)
 
 
 def _scan(op: Any, who: str, x: Any, axis: int | None, dim: int | None) -> Tensor:
@@ -767,7 +450,7 @@ def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
             f"scatter_add: index shape {index.shape} must match src shape "
             f"{src.shape} and have {x.ndim} axes like the input {x.shape}"
         )
-    from .ops import scatter_add as scatter_primitive
+    scatter_primitive = rules.scatter_add
 
     full = _full_index(index, ax, x.shape)
     if src.shape != index.shape:
@@ -925,77 +608,6 @@ def pad(x: Any, pad_width: Any, mode: str = "constant", value: float = 0.0) -> T
             x = x[(slice(None),) * ax + (index,)]
         return x
     raise ValueError(f"pad: mode must be 'constant' or 'reflect', got {mode!r}")
-
-
-# --- einsum ----------------------------------------------------------------------------------
-
-
-def _parse_einsum(subscripts: str, n: int) -> tuple[list[str], str]:
-    subscripts = subscripts.replace(" ", "")
-    if "." in subscripts:
-        raise ValueError("einsum: ellipsis ('...') is not supported; name every axis")
-    inputs, arrow, output = subscripts.partition("->")
-    terms = inputs.split(",")
-    if len(terms) != n:
-        raise ValueError(f"einsum: {subscripts!r} names {len(terms)} operands, got {n}")
-    letters = "".join(terms)
-    if not arrow:  # implicit output: the letters used once, in alphabetical order
-        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    for term in [*terms, output]:
-        if not all(c in string.ascii_letters for c in term):
-            raise ValueError(f"einsum: subscripts must be letters, got {subscripts!r}")
-        if len(set(term)) != len(term):
-            raise ValueError(
-                f"einsum: a repeated letter inside one operand ({term!r}) takes a "
-                "diagonal, which is not supported; use explicit indexing"
-            )
-    return terms, output
-
-
-def _einsum_vjp(i: int, g: Any, out: Any, *xs: Any, subscripts: str) -> Any:
-    """The gradient for operand i is again an einsum: g with every other operand, giving
-    operand i's letters; letters only operand i had were summed, so g is broadcast back."""
-    terms, output = _parse_einsum(subscripts, len(xs))
-    others = [t for j, t in enumerate(terms) if j != i]
-    available = set(output).union(*others) if others else set(output)
-    target = "".join(c for c in terms[i] if c in available)
-    spec = ",".join([output, *others]) + "->" + target
-    operands = [g, *(x for j, x in enumerate(xs) if j != i)]
-    grad = _einsum(spec, operands)
-    if target != terms[i]:  # letters summed away in the forward: broadcast along them
-        shape = tuple(xs[i].shape[terms[i].index(c)] if c in target else 1 for c in terms[i])
-        grad = grad.reshape(shape)
-        if isinstance(grad, _ARRAY):
-            grad = np.broadcast_to(grad, xs[i].shape)
-        else:
-            grad = grad.broadcast_to(xs[i].shape)
-    return grad
-
-
-def _einsum(spec: str, operands: Sequence[Any]) -> Any:
-    if all(isinstance(x, _ARRAY) for x in operands):
-        return np.einsum(spec, *operands, optimize=True)
-    return engine.apply(einsum_op, tuple(_lift(x) for x in operands), subscripts=spec)
-
-
-def _einsum_jvp(ts: list, out: Any, *xs: Any, subscripts: str) -> Any:
-    # Multilinear: one einsum per operand with a tangent, that operand replaced by it.
-    total = None
-    for i, t in enumerate(ts):
-        if isinstance(t, _ARRAY) and not np.any(t):
-            continue  # an operand without a tangent (forward mode passes zeros)
-        part = _einsum(subscripts, [t if j == i else x for j, x in enumerate(xs)])
-        total = part if total is None else total + part
-    return np.zeros_like(out._data if isinstance(out, Tensor) else out) if total is None else total
-
-
-einsum_op = defop(
-    "einsum",
-    lambda *xs, subscripts: np.asarray(np.einsum(subscripts, *xs, optimize=True)),
-    _einsum_vjp,
-    variadic=True,
-    jvp=_einsum_jvp,
-)
 
 
 def einsum(subscripts: str, *operands: Any) -> Tensor:

@@ -19,74 +19,39 @@ from typing import Any
 import numpy as np
 
 from . import functions as fn
+from . import rules
 from .tensor import (
     Tensor,
     _axis,
     _operand,
     concatenate,
     matmul,
-    maximum,
-    minimum,
     stack,
     where,
 )
 
-# --- ufuncs ----------------------------------------------------------------------------------
+# --- calling conventions -----------------------------------------------------------------------
+# Which numpy callable goes to which primitive is a column of the table (`numpy` on each row,
+# collected in `rules.NUMPY`). How numpy's arguments become the Tensor call is one of a few
+# calling conventions, named by the rows and defined here, one per kind of numpy signature.
 
 
-def _binary(fn: Callable[[Any, Any], Tensor]) -> Callable[[Any, Any], Tensor]:
-    """Run an operator with a Tensor on the left, so Tensor's own operator takes the call
-    (an array on the left would hand it straight back to numpy, and to us, forever)."""
+def _ufunc(method: str) -> Callable[..., Tensor]:
+    """A ufunc called on Tensors: the Tensor method of the same meaning. A binary ufunc runs
+    with a Tensor on the left (an array there would hand the call straight back to numpy,
+    and to us, forever), a number taking the other side's dtype (float32 stays float32)."""
 
-    def run(a: Any, b: Any) -> Tensor:
-        if isinstance(a, Tensor):
-            return fn(a, b)
-        return fn(_operand(a, b), b)
-
-    return run
-
-
-def _pair(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Any, Any], Tensor]:
-    """A two-Tensor function with numbers wrapped in the other side's dtype (float32 stays)."""
-
-    def run(a: Any, b: Any) -> Tensor:
+    def run(*inputs: Any) -> Tensor:
+        first = inputs[0]
+        if len(inputs) == 1:
+            return getattr(_lift(first), method)()
+        a, b = inputs
         if not isinstance(a, Tensor):
             a = _operand(a, b)
-        if not isinstance(b, Tensor):
-            b = _operand(b, a)
-        return fn(a, b)
+        return getattr(a, method)(b)
 
     return run
 
-
-_UFUNCS: dict[np.ufunc, Callable[..., Tensor]] = {
-    np.add: _binary(operator.add),
-    np.subtract: _binary(operator.sub),
-    np.multiply: _binary(operator.mul),
-    np.divide: _binary(operator.truediv),
-    np.power: _binary(operator.pow),
-    np.matmul: matmul,
-    np.maximum: _pair(maximum),
-    np.minimum: _pair(minimum),
-    np.negative: operator.neg,
-    np.positive: operator.pos,
-    np.absolute: Tensor.abs,
-    np.exp: Tensor.exp,
-    np.log: Tensor.log,
-    np.sqrt: Tensor.sqrt,
-    np.tanh: Tensor.tanh,
-    np.square: lambda x: x * x,
-    np.reciprocal: lambda x: 1.0 / x,
-    np.sin: fn.sin,
-    np.cos: fn.cos,
-    np.tan: fn.tan,
-    np.sinh: fn.sinh,
-    np.cosh: fn.cosh,
-    np.log1p: fn.log1p,
-    np.expm1: fn.expm1,
-    np.floor_divide: fn.floor_divide,
-    np.remainder: fn.remainder,
-}
 
 # Answers with no gradient: a comparison, a predicate, or a step function (derivative 0
 # wherever it exists). They run on the numbers and give constant Tensors.
@@ -111,9 +76,6 @@ _CONSTANT_UFUNCS = {
     np.logical_xor,
     np.logical_not,
 }
-
-# ufunc.reduce has the same meaning as these reductions (note numpy's default axis=0).
-_REDUCE = {np.add: "sum", np.maximum: "max", np.minimum: "min"}
 
 # What to write instead, for numpy callables that have no differentiable counterpart here.
 _HINTS = {
@@ -197,11 +159,9 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
             raise unsupported(ufunc)
         _no_extra_options(ufunc, kwargs)
         return rule(*inputs)
-    if method == "reduce" and ufunc in _REDUCE and isinstance(inputs[0], Tensor):
-        axis = kwargs.pop("axis", 0)
-        keepdims = kwargs.pop("keepdims", False)
-        _no_extra_options(ufunc, kwargs)
-        return getattr(inputs[0], _REDUCE[ufunc])(axis=axis, keepdims=keepdims)
+    rule = _UFUNCS.get(getattr(ufunc, method))
+    if method == "reduce" and rule is not None and isinstance(inputs[0], Tensor):
+        return rule(inputs[0], **kwargs)
     raise TypeError(
         f"numpy.{ufunc.__name__}.{method} is not supported on autodiff Tensors: of the ufunc "
         "methods only add.reduce, maximum.reduce and minimum.reduce have counterparts "
@@ -212,7 +172,17 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
 # --- other numpy functions ---------------------------------------------------------------------
 
 
-def _reduction(method: str) -> Callable[..., Tensor]:
+def _reduce_method(method: str) -> Callable[..., Tensor]:
+    """ufunc.reduce (np.add.reduce): the reduction, with numpy's default axis=0."""
+
+    def run(a: Tensor, axis: Any = 0, keepdims: bool = False, **options: Any) -> Tensor:
+        _no_extra_options(getattr(np, method, np.sum), options)
+        return getattr(a, method)(axis=axis, keepdims=keepdims)
+
+    return run
+
+
+def _reduction(method: str, func: Callable) -> Callable[..., Tensor]:
     def run(
         a: Any,
         axis: Any = None,
@@ -221,18 +191,37 @@ def _reduction(method: str) -> Callable[..., Tensor]:
         keepdims: bool = False,
         **options: Any,
     ) -> Tensor:
-        _no_extra_options(getattr(np, method), {"dtype": dtype, "out": out, **options})
+        _no_extra_options(func, {"dtype": dtype, "out": out, **options})
         return getattr(_lift(a), method)(axis=axis, keepdims=keepdims)
 
     return run
 
 
-def _extremum(method: str) -> Callable[..., Tensor]:
+def _extremum(method: str, func: Callable) -> Callable[..., Tensor]:
     def run(
         a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **options: Any
     ) -> Tensor:
-        _no_extra_options(getattr(np, method), {"out": out, **options})
+        _no_extra_options(func, {"out": out, **options})
         return getattr(_lift(a), method)(axis=axis, keepdims=keepdims)
+
+    return run
+
+
+def _scan(method: str, func: Callable) -> Callable[..., Tensor]:
+    """A scan with numpy's default axis=None: over the flattened array (as the method)."""
+
+    def run(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Tensor:
+        _no_extra_options(func, {"dtype": dtype, "out": out})
+        return getattr(_lift(a), method)(axis)
+
+    return run
+
+
+def _method(method: str, func: Callable) -> Callable[..., Tensor]:
+    """The method on the first argument, the others passed as numpy received them."""
+
+    def run(a: Any, *args: Any, **kwargs: Any) -> Tensor:
+        return getattr(_lift(a), method)(*args, **kwargs)
 
     return run
 
@@ -330,19 +319,10 @@ def _expand_dims(a: Any, axis: Any) -> Tensor:
     return a.reshape(tuple(1 if i in new else next(sizes) for i in range(ndim)))
 
 
-def _broadcast_to(array: Any, shape: Any, subok: bool = False) -> Tensor:
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    return _lift(array).broadcast_to(shape)
-
-
 def _ravel(a: Any, order: str = "C") -> Tensor:
     if order != "C":
         raise TypeError(f"numpy.ravel: order={order!r} is not supported (only 'C')")
     return _lift(a).reshape(-1)
-
-
-def _swapaxes(a: Any, axis1: int, axis2: int) -> Tensor:
-    return _lift(a).swapaxes(axis1, axis2)
 
 
 def _dot(a: Any, b: Any, out: Any = None) -> Tensor:
@@ -363,29 +343,6 @@ def _dot(a: Any, b: Any, out: Any = None) -> Tensor:
 def _outer(a: Any, b: Any, out: Any = None) -> Tensor:
     _no_extra_options(np.outer, {"out": out})
     return _lift(a).reshape(-1, 1) * _lift(b).reshape(1, -1)
-
-
-def _flattened(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """A scan with numpy's default axis=None: over the flattened array."""
-
-    def run(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Tensor:
-        _no_extra_options(getattr(np, function.__name__), {"dtype": dtype, "out": out})
-        a = _lift(a)
-        return function(a.reshape(-1), 0) if axis is None else function(a, axis)
-
-    return run
-
-
-def _prod(
-    a: Any,
-    axis: Any = None,
-    dtype: Any = None,
-    out: Any = None,
-    keepdims: bool = False,
-    **options: Any,
-) -> Tensor:
-    _no_extra_options(np.prod, {"dtype": dtype, "out": out, **options})
-    return fn.prod(a, axis, keepdims)
 
 
 def _sort(
@@ -425,31 +382,17 @@ def _einsum(subscripts: Any, *operands: Any, out: Any = None, **options: Any) ->
     return fn.einsum(subscripts, *operands)
 
 
-_FUNCTIONS: dict[Callable, Callable[..., Any]] = {
-    np.sum: _reduction("sum"),
-    np.mean: _reduction("mean"),
-    np.max: _extremum("max"),
-    np.amax: _extremum("max"),
-    np.min: _extremum("min"),
-    np.amin: _extremum("min"),
+# numpy functions that autodiff computes by a composite of primitives (no row of their own).
+_COMPOSITES: dict[Callable, Callable[..., Any]] = {
+    np.positive: operator.pos,
     np.var: _spread("var"),
     np.std: _spread("std"),
-    np.reshape: _reshape,
-    np.transpose: _transpose,
-    np.swapaxes: _swapaxes,
-    np.concatenate: _concatenate,
     np.stack: _stack,
-    np.where: _where,
     np.clip: _clip,
     np.squeeze: _squeeze,
     np.expand_dims: _expand_dims,
-    np.broadcast_to: _broadcast_to,
-    np.ravel: _ravel,
     np.dot: _dot,
     np.outer: _outer,
-    np.cumsum: _flattened(fn.cumsum),
-    np.cumprod: _flattened(fn.cumprod),
-    np.prod: _prod,
     np.sort: _sort,
     np.linalg.norm: _norm,
     np.flip: lambda m, axis=None: fn.flip(m, axis),
@@ -461,8 +404,41 @@ _FUNCTIONS: dict[Callable, Callable[..., Any]] = {
     np.split: lambda ary, indices_or_sections, axis=0: fn.split(ary, indices_or_sections, axis),
     np.take_along_axis: lambda arr, indices, axis: fn.take_along_axis(arr, indices, axis),
     np.pad: _pad,
-    np.einsum: _einsum,
 }
+
+# The calling conventions rows name: (Tensor method, numpy callable) -> the adapter.
+_CONVENTIONS: dict[str, Callable[[Any, Callable], Callable[..., Any]]] = {
+    "ufunc": lambda method, func: _ufunc(method),
+    "ufunc.reduce": lambda method, func: _reduce_method(method),
+    "reduce": _reduction,
+    "extremum": _extremum,
+    "scan": _scan,
+    "method": _method,
+    "reshape": lambda method, func: _reshape,
+    "ravel": lambda method, func: _ravel,
+    "transpose": lambda method, func: _transpose,
+    "where": lambda method, func: _where,
+    "concatenate": lambda method, func: _concatenate,
+    "einsum": lambda method, func: _einsum,
+}
+
+
+def _routes() -> tuple[dict[Any, Callable[..., Any]], dict[Callable, Callable[..., Any]]]:
+    """The ufunc and function tables, from the rows' numpy column (rules.NUMPY)."""
+    ufuncs: dict[Any, Callable[..., Any]] = {np.positive: operator.pos}
+    functions: dict[Callable, Callable[..., Any]] = {
+        f: run for f, run in _COMPOSITES.items() if not isinstance(f, np.ufunc)
+    }
+    for func, (_op, convention, method) in rules.NUMPY.items():
+        run = _CONVENTIONS[convention](method, func)
+        if isinstance(func, np.ufunc) or convention == "ufunc.reduce":
+            ufuncs[func] = run
+        else:
+            functions[func] = run
+    return ufuncs, functions
+
+
+_UFUNCS, _FUNCTIONS = _routes()
 
 # Functions whose answer has no gradient (indices, truth values, shapes, rounding): they run
 # on the numbers.

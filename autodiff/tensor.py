@@ -1,6 +1,6 @@
 """The Tensor: a numpy array that remembers how it was computed.
 
-Primitives come from the table in `ops.py`; everything else here (mean, softmax, maximum, ...)
+Primitives come from the table in `rules/`; everything else here (mean, softmax, maximum, ...)
 is composed from them, so it is differentiable, to any order, for free.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import engine, ops, tracked
+from . import engine, rules, tracked
 from .engine import apply
 
 ArrayLike = Any
@@ -99,7 +99,7 @@ def _holds_graph(items: list | tuple, budget: int = 100_000) -> bool:
     return False
 
 
-class Tensor:
+class Tensor(engine.Node, result=True):
     """An n-dimensional array that records the operations computing it, for backpropagation.
 
     A 0-d Tensor is a scalar and works like micrograd's Value::
@@ -119,28 +119,7 @@ class Tensor:
     than a 0-d array. Inside the library the array itself is the slot `_data`.
     """
 
-    # A node is this one object: its parents sit in slots (`_in0`, `_in1`, and `_ins` holding
-    # all of them when there are three or more) rather than in a tuple of their own, and a node
-    # without params shares one empty mapping. Each extra object per node was more work for
-    # Python's cycle collector, which scans every live node (see `parents` for the tuple).
-    __slots__ = (
-        "_data",
-        "_grad",
-        "requires_grad",
-        "name",
-        "_op",
-        "_in0",
-        "_in1",
-        "_ins",
-        "_params",
-        "_scope",
-        "_clock",
-        "_modified",
-        "_origin",
-        "_born",
-        "_composite",
-        "__weakref__",
-    )
+    __slots__ = ()  # every slot is the engine's (engine.Node)
 
     # numpy hands its ufuncs and functions on Tensors to autodiff/interop.py, which answers
     # with differentiable Tensors (np.exp(t), np.ones(3) + t) or a clear TypeError.
@@ -278,17 +257,7 @@ class Tensor:
         """The name of the op that produced this tensor (None for a leaf)."""
         return None if self._op is None else self._op.name
 
-    @property
-    def parents(self) -> tuple[Tensor, ...]:
-        """The inputs of the op that made this tensor, in argument order (() for a leaf)."""
-        first = self._in0
-        if first is None:
-            return ()
-        if self._ins is not None:
-            return self._ins
-        second = self._in1
-        return (first,) if second is None else (first, second)
-
+    parents = engine.Node.parents
     _parents = parents  # the name the engine's older code and some tests use
 
     @property
@@ -387,7 +356,7 @@ class Tensor:
     def clone(self) -> Tensor:
         """A copy of the numbers that stays in the graph (gradients flow back through it), as
         PyTorch's clone; `detach()` is the other way round."""
-        return apply(ops.cast, (self,), dtype=np.asarray(self._data).dtype)
+        return apply(rules.cast, (self,), dtype=np.asarray(self._data).dtype)
 
     def detach(self) -> Tensor:
         """The same numbers, cut from the graph (shares memory with this tensor)."""
@@ -467,7 +436,7 @@ class Tensor:
                 # reached through add or reshape, are this seed or views of it, and were the
                 # caller's tensor itself (x.backward(g, create_graph=True); x.grad.zero_()
                 # zeroed g).
-                return apply(ops.cast, (grad,), dtype=self.dtype)
+                return apply(rules.cast, (grad,), dtype=self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(
                     f"{who}: grad has shape {seed.shape} but the tensor has shape {self.shape}"
@@ -540,7 +509,7 @@ class Tensor:
         # Earlier than the new node, later than any node that used self; a write, so backward
         # checks the nodes recorded before it (see engine._last_write).
         written = engine.mark_written(None)
-        out = apply(ops.setitem, (before, value), index=index)
+        out = apply(rules.setitem, (before, value), index=index)
         for slot in ("_data", "requires_grad", "_op", "_in0", "_in1", "_ins", "_params", "_clock"):
             setattr(self, slot, getattr(out, slot))
         self._grad = None
@@ -617,31 +586,39 @@ class Tensor:
     # (A Tensor operand is passed as is, without the call into _operand: one frame per op.)
 
     def __add__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.add, (self, other if isinstance(other, Tensor) else _operand(other, self)))
+        return apply(
+            rules.add, (self, other if isinstance(other, Tensor) else _operand(other, self))
+        )
 
     def __radd__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.add, (_operand(other, self), self))
+        return apply(rules.add, (_operand(other, self), self))
 
     def __sub__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.sub, (self, other if isinstance(other, Tensor) else _operand(other, self)))
+        return apply(
+            rules.sub, (self, other if isinstance(other, Tensor) else _operand(other, self))
+        )
 
     def __rsub__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.sub, (_operand(other, self), self))
+        return apply(rules.sub, (_operand(other, self), self))
 
     def __mul__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.mul, (self, other if isinstance(other, Tensor) else _operand(other, self)))
+        return apply(
+            rules.mul, (self, other if isinstance(other, Tensor) else _operand(other, self))
+        )
 
     def __rmul__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.mul, (_operand(other, self), self))
+        return apply(rules.mul, (_operand(other, self), self))
 
     def __truediv__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.div, (self, other if isinstance(other, Tensor) else _operand(other, self)))
+        return apply(
+            rules.div, (self, other if isinstance(other, Tensor) else _operand(other, self))
+        )
 
     def __rtruediv__(self, other: ArrayLike) -> Tensor:
-        return apply(ops.div, (_operand(other, self), self))
+        return apply(rules.div, (_operand(other, self), self))
 
     def __neg__(self) -> Tensor:
-        return apply(ops.neg, (self,))
+        return apply(rules.neg, (self,))
 
     def __pos__(self) -> Tensor:
         return self
@@ -653,11 +630,11 @@ class Tensor:
                 # does (_operand); numpy would compute x ** np.float64(c) in float64, so the
                 # exponent goes in as the plain float it is (as PyTorch treats it too).
                 exponent = float(exponent)
-            return apply(ops.pow_const, (self,), exponent=exponent)
-        return apply(ops.pow_tensor, (self, _operand(exponent, self)))
+            return apply(rules.pow_const, (self,), exponent=exponent)
+        return apply(rules.pow_tensor, (self, _operand(exponent, self)))
 
     def __rpow__(self, base: ArrayLike) -> Tensor:
-        return apply(ops.pow_tensor, (_operand(base, self), self))
+        return apply(rules.pow_tensor, (_operand(base, self), self))
 
     def __matmul__(self, other: ArrayLike) -> Tensor:
         return matmul(self, other)
@@ -694,8 +671,8 @@ class Tensor:
         if type(index) is np.ndarray and not self.requires_grad:
             # No node will keep this index (the result is a constant), so it needs no copy
             # of its own: a batch gathered from a data set, every training step.
-            return apply(ops.getitem, (self,), index=index)
-        return apply(ops.getitem, (self,), index=_index(index))
+            return apply(rules.getitem, (self,), index=index)
+        return apply(rules.getitem, (self,), index=_index(index))
 
     # --- elementwise methods ---------------------------------------------------------------
 
@@ -711,25 +688,25 @@ class Tensor:
         return Tensor(np.asarray(self._data).astype(np.float64))
 
     def exp(self) -> Tensor:
-        return apply(ops.exp, (self._floating(),))
+        return apply(rules.exp, (self._floating(),))
 
     def log(self) -> Tensor:
-        return apply(ops.log, (self._floating(),))
+        return apply(rules.log, (self._floating(),))
 
     def sqrt(self) -> Tensor:
-        return apply(ops.pow_const, (self._floating(),), exponent=0.5)
+        return apply(rules.pow_const, (self._floating(),), exponent=0.5)
 
     def tanh(self) -> Tensor:
-        return apply(ops.tanh, (self._floating(),))
+        return apply(rules.tanh, (self._floating(),))
 
     def sigmoid(self) -> Tensor:
-        return apply(ops.sigmoid, (self._floating(),))
+        return apply(rules.sigmoid, (self._floating(),))
 
     def relu(self) -> Tensor:
-        return apply(ops.relu, (self,))
+        return apply(rules.relu, (self,))
 
     def abs(self) -> Tensor:
-        return apply(ops.abs_, (self,))
+        return apply(rules.abs_, (self,))
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
         """Values limited to [min, max]; the gradient is 1 inside and 0 where clipped.
@@ -764,7 +741,7 @@ class Tensor:
             return self
         if target.kind != "f":
             return Tensor(np.asarray(self._data).astype(target))
-        return apply(ops.cast, (self,), dtype=target)
+        return apply(rules.cast, (self,), dtype=target)
 
     # --- reductions ----------------------------------------------------------------------
 
@@ -780,7 +757,7 @@ class Tensor:
     ) -> Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names("sum", axis, keepdims, dim, keepdim)
-        return apply(ops.sum_, (self,), axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
+        return apply(rules.sum_, (self,), axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
 
     def mean(
         self,
@@ -796,7 +773,7 @@ class Tensor:
         count = self._data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         if count == 0:
             raise ValueError(f"mean: no elements to average in shape {self.shape}")
-        return apply(ops.mean, (self,), axis=axes, keepdims=keepdims, count=count)
+        return apply(rules.mean, (self,), axis=axes, keepdims=keepdims, count=count)
 
     def max(
         self,
@@ -813,7 +790,7 @@ class Tensor:
         and either reading can unpack a batch of two without an error into the wrong thing.
         """
         _named_axis_only("max", by_position)
-        return self._extremum(ops.max_, axis, keepdims, dim, keepdim)
+        return self._extremum(rules.max_, axis, keepdims, dim, keepdim)
 
     def min(
         self,
@@ -826,10 +803,10 @@ class Tensor:
         """The smallest value: numpy's meaning with `axis=`, PyTorch's (values, indices)
         with `dim=` (see max)."""
         _named_axis_only("min", by_position)
-        return self._extremum(ops.min_, axis, keepdims, dim, keepdim)
+        return self._extremum(rules.min_, axis, keepdims, dim, keepdim)
 
     def _extremum(
-        self, op: ops.Op, axis: Axis, keepdims: bool, dim: Any = None, keepdim: bool | None = None
+        self, op: rules.Op, axis: Axis, keepdims: bool, dim: Any = None, keepdim: bool | None = None
     ) -> Any:
         if dim is not None:
             # PyTorch's max(dim=) gives (values, indices): answering values alone would let
@@ -841,7 +818,7 @@ class Tensor:
                 )
             axis, keepdims = _torch_names(op.name, axis, keepdims, dim, keepdim)
             values = self._extremum(op, axis, keepdims)
-            pick = self.argmax if op is ops.max_ else self.argmin
+            pick = self.argmax if op is rules.max_ else self.argmin
             return ValuesIndices(values, pick(axis=axis, keepdims=keepdims))
         if keepdim is not None:
             keepdims = bool(keepdim)
@@ -937,7 +914,7 @@ class Tensor:
         if dim is not None or keepdim is not None:
             axis, keepdims = _torch_names("logsumexp", axis, keepdims, dim, keepdim)
         axes = _axes(axis, self.ndim, "logsumexp")
-        return apply(ops.logsumexp, (self._floating(),), axis=axes, keepdims=keepdims)
+        return apply(rules.logsumexp, (self._floating(),), axis=axes, keepdims=keepdims)
 
     def log_softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
         if dim is not None:
@@ -962,7 +939,7 @@ class Tensor:
             shape = tuple(int(n) for n in shape)
         except (TypeError, ValueError):
             raise TypeError(f"reshape: shape must be integers, got {shape}") from None
-        return apply(ops.reshape, (self,), shape=shape)
+        return apply(rules.reshape, (self,), shape=shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         """All axes into one, as numpy's flatten(); PyTorch's `flatten(start_dim, end_dim)`
@@ -1000,16 +977,25 @@ class Tensor:
                 f"tensor of shape {self.shape}"
             )
         axes = tuple(_axis(a, self.ndim, "transpose") for a in axes)
-        return apply(ops.transpose, (self,), axes=axes)
+        return apply(rules.transpose, (self,), axes=axes)
 
     def swapaxes(self, axis1: int, axis2: int) -> Tensor:
         axes = list(range(self.ndim))
         a, b = _axis(axis1, self.ndim, "swapaxes"), _axis(axis2, self.ndim, "swapaxes")
         axes[a], axes[b] = axes[b], axes[a]
-        return apply(ops.transpose, (self,), axes=tuple(axes))
+        return apply(rules.transpose, (self,), axes=tuple(axes))
 
-    def broadcast_to(self, shape: Sequence[int]) -> Tensor:
-        return apply(ops.broadcast_to, (self,), shape=tuple(shape))
+    def broadcast_to(self, shape: int | Sequence[int]) -> Tensor:
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        return apply(rules.broadcast_to, (self,), shape=shape)
+
+    def maximum(self, other: ArrayLike) -> Tensor:
+        """Elementwise max with `other` (autodiff.maximum; PyTorch's `t.maximum(u)`)."""
+        return maximum(self, other)
+
+    def minimum(self, other: ArrayLike) -> Tensor:
+        """Elementwise min with `other` (autodiff.minimum; PyTorch's `t.minimum(u)`)."""
+        return minimum(self, other)
 
     # --- habits from micrograd, PyTorch and numpy ----------------------------------------
     # Aliases only where the name means nothing else in numpy; each is a composite of the
@@ -1151,9 +1137,6 @@ class _Size(int):
         if dim is None:
             return self._shape
         return self._shape[_axis(dim, len(self._shape), "size")]
-
-
-engine.Tensor = Tensor
 
 
 # --- argument normalization --------------------------------------------------------------
@@ -1460,7 +1443,7 @@ def matmul(a: ArrayLike, b: ArrayLike) -> Tensor:
         raise ValueError(
             f"matmul: inner sizes do not match: {a.shape} @ {b.shape} ({inner_a} != {inner_b})"
         )
-    return apply(ops.matmul, (a, b))
+    return apply(rules.matmul, (a, b))
 
 
 def linear(x: ArrayLike, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -1476,7 +1459,7 @@ def linear(x: ArrayLike, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias shape {bias.shape} != ({weight.shape[0]},)")
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return apply(ops.linear, parents)
+    return apply(rules.linear, parents)
 
 
 _UNSIGNED: dict[np.dtype, np.dtype] = {}
@@ -1505,7 +1488,7 @@ def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
             f"got {labels.dtype} {labels.shape}"
         )
     return apply(
-        ops.softmax_cross_entropy,
+        rules.softmax_cross_entropy,
         (logits,),
         labels=class_labels("softmax_cross_entropy", labels, shape[1]),
     )
@@ -1552,7 +1535,7 @@ def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:
                 f"where: the condition's shape {cond.shape} does not broadcast with the values' "
                 f"shape {values} (shapes {a_t.shape}, {b_t.shape})"
             ) from None
-    return apply(ops.where, (a_t, b_t), cond=cond)
+    return apply(rules.where, (a_t, b_t), cond=cond)
 
 
 def _pair(a: ArrayLike, b: ArrayLike) -> tuple[Tensor, Tensor]:
@@ -1568,12 +1551,12 @@ def _pair(a: ArrayLike, b: ArrayLike) -> tuple[Tensor, Tensor]:
 def maximum(a: ArrayLike, b: ArrayLike) -> Tensor:
     """Elementwise max. On a tie each side gets half the gradient, as `max()` splits ties (and
     as PyTorch does): the result is symmetric in its arguments."""
-    return apply(ops.maximum, _pair(a, b))
+    return apply(rules.maximum, _pair(a, b))
 
 
 def minimum(a: ArrayLike, b: ArrayLike) -> Tensor:
     """Elementwise min; ties split the gradient equally, as in `maximum`."""
-    return apply(ops.minimum, _pair(a, b))
+    return apply(rules.minimum, _pair(a, b))
 
 
 def concatenate(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
@@ -1583,7 +1566,7 @@ def concatenate(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
     ndim = parts[0].ndim
     if ndim == 0:
         raise ValueError("concatenate: 0-d tensors cannot be concatenated; use stack")
-    return apply(ops.concatenate, parts, axis=_axis(axis, ndim, "concatenate"))
+    return apply(rules.concatenate, parts, axis=_axis(axis, ndim, "concatenate"))
 
 
 def cat(tensors: Sequence[ArrayLike], dim: int = 0) -> Tensor:
@@ -1756,5 +1739,3 @@ def grad(
 
 # Last: the interop tables refer to the Tensor class and the functions above.
 from . import interop as _interop  # noqa: E402
-
-tracked.Tensor = Tensor

@@ -24,9 +24,6 @@ import numpy as np
 
 from . import engine
 
-# The Tensor class, set by tensor.py (which imports this module first).
-Tensor: type = type(None)
-
 # numpy functions (reached through __array_function__) that write into an argument.
 _WRITERS = frozenset(
     getattr(np, name)
@@ -168,4 +165,4 @@ def _raw(value: Any) -> Any:
     """The plain array behind a DataArray or a Tensor; anything else as it is."""
     if isinstance(value, DataArray):
         return value.view(np.ndarray)
-    return value._data if isinstance(value, Tensor) else value
+    return value._data if isinstance(value, engine.Node) else value

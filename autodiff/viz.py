@@ -33,7 +33,7 @@ import numpy as np
 from graphviz.backend import dot_command, execute
 from graphviz.backend import rendering as gv_rendering
 
-from . import engine
+from . import engine, rules
 from .graph import Graph, check_root, node_id, summarize, trace
 from .tensor import Tensor, op_name
 
@@ -832,26 +832,8 @@ def _caption_and_legend(caption: str, notes: list[str], present: set[str]) -> st
 # --- the backward pass, step by step ------------------------------------------------------------
 
 # Ops whose output element i depends only on input element i: their local derivative is a
-# number per element (a diagonal Jacobian), which a table can show.
-ELEMENTWISE = frozenset(
-    {
-        "add",
-        "sub",
-        "mul",
-        "div",
-        "neg",
-        "pow",
-        "pow_tensor",
-        "exp",
-        "log",
-        "tanh",
-        "sigmoid",
-        "relu",
-        "abs",
-        "where",
-        "cast",
-    }
-)
+# number per element (a diagonal Jacobian), which a table can show. Read off the table's rows.
+ELEMENTWISE = rules.ELEMENTWISE
 
 
 @dataclass

@@ -43,7 +43,7 @@ def test_gradcheck_of_a_scalar_function_reports_its_true_derivatives():
     assert "backprop 0 vs" in message and "w fixed random" not in message
     # a rule that ignores its upstream gradient is still caught behind a scalar output
     from autodiff.engine import apply
-    from autodiff.ops import Op
+    from autodiff.rules import Op
 
     forgets_g = Op("cube", lambda x: x**3, lambda g, out, x: 3 * x**2)
     with pytest.raises(AssertionError, match=r"vs numerical 3 \("):

@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 import autodiff as ad
 from autodiff import Tensor, engine
 from autodiff.functions import bce_op
-from autodiff.ops import OPS
+from autodiff.rules import OPS
 from autodiff.testing import broadcastable_shapes, gradcheck, gradgradcheck, shapes
 
 
