@@ -5,7 +5,7 @@
 Inside `f` every batched value is a `BatchedTensor`: it shows the PER-EXAMPLE shape (so `f`
 is written for one example) and holds underneath a real Tensor with the batch axis in front.
 Every primitive applied to one goes through that primitive's *batching rule* (the `batch`
-column of the table, `RULES` below until the table has that column): the rule computes the
+column of the table, autodiff/rules/batching.py): the rule computes the
 whole batch at once by applying primitives to the real Tensors. So the graph is recorded on
 the batched Tensors, and the derivative transforms compose with vmap in both orders:
 `grad(vmap(f))` differentiates through the batched ops, and a transform inside `f`
@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import string
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -36,10 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, ops
+from . import engine, rules
+from .rules import batching
+from .rules.batching import LOOP_FALLBACK
 from .tensor import Tensor
 
-__all__ = ["BatchedTensor", "RULES", "LOOP_FALLBACK", "vmap"]
+__all__ = ["LOOP_FALLBACK", "BatchedTensor", "vmap"]
 
 InAxes = Any  # int | None | a tuple/list/dict of those matching the arguments
 
@@ -67,6 +68,7 @@ class _PerExample:
 
     __slots__ = ("shape", "dtype", "owner")
     __array_priority__ = 1e9
+    per_example = True  # how the batching rules recognise a batched index
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype, owner: BatchedTensor) -> None:
         self.shape = shape
@@ -226,7 +228,7 @@ class BatchedTensor(Tensor):
     def __setitem__(self, index: Any, value: Any) -> None:
         # Functional: this name now stands for a new batched value (as recorded setitem does).
         out = engine.apply(
-            ops.setitem,
+            rules.setitem,
             (self._level.wrap(self._real), _lift(value, self)),
             index=_plain_index(index),
         )
@@ -316,7 +318,7 @@ class _Level:
         return f"vmap level {self.depth} (batch of {self.size})"
 
     # The engine's hook: one application of a primitive.
-    def process(self, op: ops.Op, parents: tuple, params: dict) -> Any:
+    def process(self, op: rules.Op, parents: tuple, params: dict) -> Any:
         index = params.get("index")  # the one param that may hold a batched value
         owners = _index_levels(index) if index is not None else ()
         for level in reversed(_levels()):
@@ -347,9 +349,9 @@ class _Level:
             return value._real, 0
         return value, None
 
-    def batch(self, op: ops.Op, parents: tuple, params: dict) -> Any:
+    def batch(self, op: rules.Op, parents: tuple, params: dict) -> Any:
         reals, dims = zip(*(self.unwrap(p) for p in parents), strict=True)
-        rule = RULES.get(op.name)
+        rule = op.batch
         if rule is None:
             if op.name not in LOOP_FALLBACK:
                 warnings.warn(
@@ -357,7 +359,7 @@ class _Level:
                     "over the batch (slow)",
                     stacklevel=4,
                 )
-            rule = _loop
+            rule = batching.loop
         out = rule(op, list(reals), list(dims), self.size, **params)
         return self.wrap(out)
 
@@ -389,373 +391,6 @@ def _leave(level: _Level) -> None:
         engine.interpreting -= 1
 
 
-# --- rules ------------------------------------------------------------------------------------
-# A rule receives (op, reals, dims, size, **params): dims[i] is 0 when reals[i] carries the
-# batch in front, None when it is the same for every example. It returns the real result with
-# the batch in front, computed by applying primitives (so the graph is recorded on them).
-
-
-def _apply(op: ops.Op, reals: Sequence[Any], **params: Any) -> Tensor:
-    return engine.apply(op, tuple(reals), **params)
-
-
-def _ndim(real: Tensor, dim: int | None) -> int:
-    return real.ndim - (dim is not None)
-
-
-def _pad(real: Tensor, dim: int | None, ndim: int) -> Tensor:
-    """A batched real Tensor reshaped to (B, 1, ..., *shape) with `ndim` per-example axes, so
-    that it broadcasts against unbatched values aligned on the right; unbatched: as it is."""
-    if dim is None or real.ndim - 1 >= ndim:
-        return real
-    shape = tuple(real.shape)
-    return _apply(
-        ops.reshape, (real,), shape=shape[:1] + (1,) * (ndim - len(shape) + 1) + shape[1:]
-    )
-
-
-def _expand(real: Tensor, dim: int | None, size: int) -> Tensor:
-    """A real Tensor with the batch in front: an unbatched one is broadcast to the batch."""
-    if dim is not None:
-        return real
-    shape = tuple(real.shape)
-    return _apply(
-        ops.broadcast_to, (_apply(ops.reshape, (real,), shape=(1,) + shape),), shape=(size,) + shape
-    )
-
-
-def _elementwise(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
-    """Elementwise ops: batched inputs padded to the output's rank, unbatched ones broadcast."""
-    n = max(_ndim(r, d) for r, d in zip(reals, dims, strict=True))
-    if "cond" in params:  # where: its mask takes part in the broadcast
-        n = max(n, np.ndim(params["cond"]))
-    out = _apply(op, [_pad(r, d, n) for r, d in zip(reals, dims, strict=True)], **params)
-    if out.ndim == n:  # every batched input was 0-d and something broadcast (cannot: kept safe)
-        out = _expand(out, None, size)
-    return out
-
-
-def _shift_axis(axis: Any, ndim: int) -> Any:
-    """A per-example axis (or tuple, or None for all) as the real Tensor's axis."""
-    if axis is None:
-        return tuple(range(1, ndim + 1))
-    if isinstance(axis, tuple):
-        return tuple(_shift_axis(a, ndim) for a in axis)
-    return axis % ndim + 1 if ndim else axis
-
-
-def _reduction(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
-    (x,) = reals
-    n = x.ndim - 1
-    axis = params["axis"]
-    if n == 0:
-        params["axis"] = () if axis is None or axis == () else axis
-        if op.name in ("cumsum", "cumprod"):
-            return _apply(ops.reshape, (x,), shape=(size,)) if params["axis"] == () else x
-    else:
-        params["axis"] = _shift_axis(axis, n)
-    return _apply(op, [x], **params)
-
-
-def _cum(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
-    (x,) = reals
-    n = x.ndim - 1
-    if n == 0:
-        return _apply(op, [_apply(ops.reshape, (x,), shape=(size, 1))], axis=1).reshape((size,))
-    return _apply(op, [x], axis=params["axis"] % n + 1)
-
-
-def _reshape(op: ops.Op, reals: list, dims: list, size: int, *, shape: tuple) -> Tensor:
-    return _apply(op, reals, shape=(size,) + tuple(shape))
-
-
-def _transpose(op: ops.Op, reals: list, dims: list, size: int, *, axes: Any) -> Tensor:
-    n = reals[0].ndim - 1
-    axes = tuple(range(n))[::-1] if axes is None else axes
-    return _apply(op, reals, axes=(0,) + tuple(a % n + 1 for a in axes))
-
-
-def _broadcast(op: ops.Op, reals: list, dims: list, size: int, *, shape: tuple) -> Tensor:
-    x = _pad(reals[0], 0, len(shape))
-    return _apply(op, [x], shape=(size,) + tuple(shape))
-
-
-def _index_parts(index: Any) -> tuple:
-    return index if isinstance(index, tuple) else (index,)
-
-
-def _batched_index(index: Any, per_example: tuple[int, ...]) -> tuple[tuple, int]:
-    """The index for the real Tensor (a full slice over the batch in front) and the axis the
-    batch lands on in the result (numpy moves the axes of non-adjacent advanced indices to the
-    front)."""
-    parts = _index_parts(index)
-    real = (slice(None),) + parts
-    advanced = [
-        i
-        for i, p in enumerate(real)
-        if isinstance(p, np.ndarray | list)
-        or (isinstance(p, (int, np.integer)) and not isinstance(p, bool))
-    ]
-    arrays = [p for p in real if isinstance(p, np.ndarray | list)]
-    if not arrays or advanced == list(range(advanced[0], advanced[-1] + 1)):
-        return real, 0
-    # Separated advanced indices: their broadcast axes come first, then the rest in order.
-    shapes = []
-    for p in real:
-        if isinstance(p, np.ndarray | list):
-            a = np.asarray(p)
-            shapes.append((int(a.sum()),) if a.dtype == bool and a.ndim == 1 else a.shape)
-    return real, len(np.broadcast_shapes(*shapes))
-
-
-def _to_front(real: Tensor, axis: int) -> Tensor:
-    if axis == 0:
-        return real
-    order = (axis,) + tuple(i for i in range(real.ndim) if i != axis)
-    return _apply(ops.transpose, (real,), axes=order)
-
-
-def _getitem(op: ops.Op, reals: list, dims: list, size: int, *, index: Any) -> Tensor:
-    parts = _index_parts(index)
-    if any(type(p) is _PerExample for p in parts):
-        return _gather(op, reals[0], dims[0], size, parts)
-    real_index, at = _batched_index(index, tuple(reals[0].shape[1:]))
-    return _to_front(_apply(op, reals, index=real_index), at)
-
-
-def _gather(op: ops.Op, x: Tensor, dim: int | None, size: int, parts: tuple) -> Tensor:
-    """x[i] with a batched integer index i: each example picks with its own indices. Batched
-    when the index arrays come first and together (x[i], x[i, j], x[i, :]), where the picked
-    axes lead the result for the example and for the batch alike."""
-    arrays = [k for k, p in enumerate(parts) if not (p is None or isinstance(p, slice | type(...)))]
-    if arrays != list(range(len(arrays))):
-        raise TypeError(
-            "vmap: indexing with a batched index is batched when the index arrays come first "
-            "(x[i], x[i, j], x[i, :]); use take_along_axis for other layouts "
-            f"(at {engine._user_frame()})"
-        )
-    level = next(p.owner._level for p in parts if type(p) is _PerExample)
-    reals = []
-    for p in parts:
-        if type(p) is _PerExample:
-            if p.owner._level is not level or type(p.owner._real) is not Tensor:
-                raise TypeError("vmap: an index batched by two nested vmaps is not supported")
-            if p.dtype.kind not in "iub":
-                raise IndexError(f"getitem: index arrays must be integers, got {p.dtype}")
-            reals.append(np.asarray(p.owner._real._data))
-        else:
-            reals.append(p)
-    ndim = max(np.ndim(r) - (type(p) is _PerExample) for r, p in zip(reals, parts, strict=True))
-    rows = np.arange(size).reshape((size,) + (1,) * ndim)
-    reals = [
-        r if type(p) is _PerExample else np.broadcast_to(np.asarray(r), (size,) + np.shape(r))
-        for r, p in zip(reals[: len(arrays)], parts, strict=False)
-    ] + reals[len(arrays) :]
-    if any(np.asarray(r).dtype == bool for r in reals[: len(arrays)]):
-        raise TypeError("vmap: a batched boolean mask as an index is not supported; use where")
-    reals = [_pad_index(r, ndim) for r in reals[: len(arrays)]] + reals[len(arrays) :]
-    x = _expand(x, dim, size)
-    return _apply(op, [x], index=(rows, *reals))
-
-
-def _pad_index(r: np.ndarray, ndim: int) -> np.ndarray:
-    """A batched index array (B, *shape) with its shape padded to `ndim` axes on the left."""
-    r = np.asarray(r)
-    return r.reshape(r.shape[:1] + (1,) * (ndim - r.ndim + 1) + r.shape[1:])
-
-
-def _selection(shape: tuple[int, ...], index: Any) -> tuple[int, ...]:
-    return np.broadcast_to(np.empty((), dtype=bool), shape)[index].shape
-
-
-def _setitem(op: ops.Op, reals: list, dims: list, size: int, *, index: Any) -> Tensor:
-    x, v = reals
-    x = _expand(x, dims[0], size)
-    real_index, at = _batched_index(index, tuple(x.shape[1:]))
-    if at != 0:
-        raise ValueError(
-            "vmap: setitem with advanced indices separated by a slice is not batched; "
-            "write the indices next to each other"
-        )
-    if dims[1] is not None:
-        v = _pad(v, 0, len(_selection(tuple(x.shape[1:]), index)))
-    return _apply(op, (x, v), index=real_index)
-
-
-def _scatter(op: ops.Op, reals: list, dims: list, size: int, *, shape: tuple, index: Any) -> Tensor:
-    real_index, at = _batched_index(index, tuple(shape))
-    if at != 0:
-        raise ValueError("vmap: scatter_add with separated advanced indices is not batched")
-    x = _pad(reals[0], 0, len(_selection(tuple(shape), index)))
-    return _apply(op, [x], shape=(size,) + tuple(shape), index=real_index)
-
-
-def _concatenate(op: ops.Op, reals: list, dims: list, size: int, *, axis: int) -> Tensor:
-    n = max(_ndim(r, d) for r, d in zip(reals, dims, strict=True))
-    xs = [_expand(r, d, size) for r, d in zip(reals, dims, strict=True)]
-    return _apply(op, xs, axis=axis % n + 1)
-
-
-def _matmul(op: ops.Op, reals: list, dims: list, size: int) -> Tensor:
-    (a, b), (da, db) = reals, dims
-    na, nb = _ndim(a, da), _ndim(b, db)
-    # 1-d operands as matrices (a row, a column), squeezed again after: numpy's own rule,
-    # made explicit so that the batch axis never lands in a 1-d operand's place.
-    if na == 1:
-        a = _apply(ops.reshape, (a,), shape=tuple(a.shape[:-1]) + (1, a.shape[-1]))
-    if nb == 1:
-        b = _apply(ops.reshape, (b,), shape=tuple(b.shape) + (1,))
-    n = max(na, nb, 2)
-    out = _apply(ops.matmul, (_pad(a, da, n), _pad(b, db, n)))
-    shape = tuple(out.shape)
-    if na == 1 and nb == 1:
-        return _apply(ops.reshape, (out,), shape=shape[:-2])
-    if na == 1:
-        return _apply(ops.reshape, (out,), shape=shape[:-2] + shape[-1:])
-    if nb == 1:
-        return _apply(ops.reshape, (out,), shape=shape[:-1])
-    return out
-
-
-def _linear(op: ops.Op, reals: list, dims: list, size: int) -> Tensor:
-    if dims[0] == 0 and all(d is None for d in dims[1:]) and reals[0].ndim >= 2:
-        return _apply(op, reals)  # linear already maps over leading axes
-    x, w = reals[0], reals[1]
-    wt = _apply(ops.transpose, (w,), axes=(0, 2, 1) if dims[1] == 0 else (1, 0))
-    y = _matmul(ops.matmul, [x, wt], [dims[0], dims[1]], size)
-    if len(reals) == 3:
-        batched = 0 if dims[0] is not None or dims[1] is not None else None
-        y = _elementwise(ops.add, [y, reals[2]], [batched, dims[2]], size)
-    return y
-
-
-def _free_letter(spec: str) -> str:
-    return next(c for c in string.ascii_letters if c not in spec)
-
-
-def _einsum(op: ops.Op, reals: list, dims: list, size: int, *, subscripts: str) -> Tensor:
-    inputs, _, output = subscripts.partition("->")
-    if not _:
-        letters = inputs.replace(",", "")
-        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    z = _free_letter(subscripts)
-    terms = [z + t if d is not None else t for t, d in zip(inputs.split(","), dims, strict=True)]
-    return _apply(op, reals, subscripts=",".join(terms) + "->" + z + output)
-
-
-def _windows(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
-    """unfold2d and fold2d take (N, ...) images: the batch is merged into N and split again."""
-    (x,) = reals
-    shape = tuple(x.shape)
-    merged = _apply(ops.reshape, (x,), shape=(size * shape[1],) + shape[2:])
-    if "shape" in params:
-        s = tuple(params["shape"])
-        params["shape"] = (size * s[0],) + s[1:]
-    out = _apply(op, [merged], **params)
-    return _apply(ops.reshape, (out,), shape=(size, shape[1]) + tuple(out.shape[1:]))
-
-
-def _cross_entropy(
-    op: ops.Op, reals: list, dims: list, size: int, *, labels: Any, saved: Any = None
-) -> Tensor:
-    """softmax_cross_entropy of one example's (N, C) logits, for every example: the mean over N
-    of logsumexp minus the label's logit, from primitives (the fused op is one batch's mean)."""
-    (x,) = reals  # (B, N, C)
-    return _cross_entropy_real(x, np.broadcast_to(np.asarray(labels), (size, len(labels))), size)
-
-
-def _cross_entropy_real(x: Tensor, labels: np.ndarray, size: int) -> Tensor:
-    n = x.shape[1]
-    lse = _apply(ops.logsumexp, (x,), axis=(2,), keepdims=False)
-    rows = np.arange(size)[:, None]
-    cols = np.arange(n)[None, :]
-    picked = _apply(ops.getitem, (x,), index=(rows, cols, np.asarray(labels)))
-    diff = _apply(ops.sub, (lse, picked))
-    return _apply(ops.mean, (diff,), axis=(1,), keepdims=False, count=n)
-
-
-def _loop(op: ops.Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
-    """The fallback: the op once per example, stacked. Correct for any op, and slow."""
-    params.pop("saved", None)
-    rows = []
-    for i in range(size):
-        args = [
-            _apply(ops.getitem, (r,), index=i) if d is not None else r
-            for r, d in zip(reals, dims, strict=True)
-        ]
-        out = _apply(op, args, **params)
-        rows.append(_apply(ops.reshape, (out,), shape=(1,) + tuple(out.shape)))
-    return _apply(ops.concatenate, rows, axis=0)
-
-
-_ELEMENTWISE = [
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "neg",
-    "pow",
-    "pow_tensor",
-    "exp",
-    "log",
-    "tanh",
-    "sigmoid",
-    "relu",
-    "abs",
-    "where",
-    "maximum",
-    "minimum",
-    "cast",
-    "sin",
-    "cos",
-    "sinh",
-    "cosh",
-    "tan",
-    "log1p",
-    "expm1",
-    "softplus",
-    "erf",
-    "binary_cross_entropy",
-    "floor",
-    "ceil",
-    "round",
-    "sign",
-    "floor_divide",
-    "remainder",
-]
-
-# The batching column of the table, by op name (moved onto the rows when they have one).
-RULES: dict[str, Callable[..., Tensor]] = {name: _elementwise for name in _ELEMENTWISE}
-RULES.update(
-    {
-        "sum": _reduction,
-        "mean": _reduction,
-        "max": _reduction,
-        "min": _reduction,
-        "logsumexp": _reduction,
-        "prod": _reduction,
-        "cumsum": _cum,
-        "cumprod": _cum,
-        "reshape": _reshape,
-        "transpose": _transpose,
-        "broadcast_to": _broadcast,
-        "getitem": _getitem,
-        "setitem": _setitem,
-        "scatter_add": _scatter,
-        "concatenate": _concatenate,
-        "matmul": _matmul,
-        "linear": _linear,
-        "einsum": _einsum,
-        "unfold2d": _windows,
-        "fold2d": _windows,
-        "softmax_cross_entropy": _cross_entropy,
-    }
-)
-# Ops computed by the loop on purpose (no rule can exist): ops made at run time, such as
-# checkpoint's, whose forward is the user's own function.
-LOOP_FALLBACK: set[str] = {"checkpoint"}
-
-
 # --- tensor-level entry points (where, comparisons, labels) ---------------------------------------
 
 
@@ -777,7 +412,7 @@ def over_axis(fn: Callable[..., Any]) -> Callable[..., Any]:
         n = x.ndim
         axis = call["axis"]
         call["axis"] = (
-            _shift_axis(axis, n)
+            batching.shift_axis(axis, n)
             if axis is None or isinstance(axis, tuple | list)
             else (axis % n + 1 if n else axis)
         )
@@ -808,8 +443,8 @@ def _compare(a: Any, b: Any, method: str) -> Tensor:
         raise _refusal("a comparison", a.shape, a._level.size)
     ra, da = level.unwrap(a)
     rb, db = level.unwrap(b) if isinstance(b, Tensor) else (b, None)
-    n = max(_ndim(ra, da), _ndim(rb, db) if isinstance(rb, Tensor) else np.ndim(rb))
-    ra, rb = _pad(ra, da, n), (_pad(rb, db, n) if isinstance(rb, Tensor) else rb)
+    n = max(batching.ndim(ra, da), batching.ndim(rb, db) if isinstance(rb, Tensor) else np.ndim(rb))
+    ra, rb = batching.pad(ra, da, n), (batching.pad(rb, db, n) if isinstance(rb, Tensor) else rb)
     if not isinstance(ra, Tensor):
         ra = Tensor(np.asarray(ra))
     return level.wrap(
@@ -830,16 +465,17 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     ra, da = level.unwrap(a) if isinstance(a, Tensor) else (a, None)
     rb, db = level.unwrap(b) if isinstance(b, Tensor) else (b, None)
     n = max(
-        _ndim(x, d) if isinstance(x, Tensor) else np.ndim(x)
+        batching.ndim(x, d) if isinstance(x, Tensor) else np.ndim(x)
         for x, d in ((rc, dc), (ra, da), (rb, db))
     )
     rc, ra, rb = (
-        _pad(x, d, n) if isinstance(x, Tensor) else x for x, d in ((rc, dc), (ra, da), (rb, db))
+        batching.pad(x, d, n) if isinstance(x, Tensor) else x
+        for x, d in ((rc, dc), (ra, da), (rb, db))
     )
     out = plain_where(rc, ra, rb)
     if dc is not None or out.ndim > n:
         return level.wrap(out)
-    return level.wrap(_expand(out, None, level.size))
+    return level.wrap(batching.expand(out, None, level.size))
 
 
 def cross_entropy(logits: Any, labels: Any) -> Tensor:
@@ -851,7 +487,9 @@ def cross_entropy(logits: Any, labels: Any) -> Tensor:
     ry, dy = level.unwrap(labels)
     if dy is None:
         return level.wrap(
-            _cross_entropy(ops.softmax_cross_entropy, [rx], [dx], level.size, labels=np.asarray(ry))
+            batching.cross_entropy(
+                rules.softmax_cross_entropy, [rx], [dx], level.size, labels=np.asarray(ry)
+            )
         )
     if type(ry) is not Tensor:
         raise TypeError("vmap: labels batched by two nested vmaps are not supported")
@@ -861,7 +499,7 @@ def cross_entropy(logits: Any, labels: Any) -> Tensor:
             f"softmax_cross_entropy: labels must be integers of shape (N,) per example, got "
             f"{labels_real.dtype} {labels_real.shape[1:]}"
         )
-    rx = _expand(rx, dx, level.size)
+    rx = batching.expand(rx, dx, level.size)
     if rx.ndim != 3 or rx.shape[1] != labels_real.shape[1]:
         raise ValueError(
             f"softmax_cross_entropy: logits must be (N, C) per example with N labels, got "
@@ -870,7 +508,7 @@ def cross_entropy(logits: Any, labels: Any) -> Tensor:
     classes = rx.shape[2]
     if labels_real.size and (labels_real.min() < 0 or labels_real.max() >= classes):
         raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {classes})")
-    return level.wrap(_cross_entropy_real(rx, labels_real, level.size))
+    return level.wrap(batching.cross_entropy_real(rx, labels_real, level.size))
 
 
 # --- trees (a private flatten until autodiff.trees lands) -------------------------------------
@@ -939,7 +577,7 @@ def _move(t: Tensor, source: int, dest: int) -> Tensor:
         return t
     order = [i for i in range(t.ndim) if i != source]
     order.insert(dest, source)
-    return engine.apply(ops.transpose, (t,), axes=tuple(order))
+    return engine.apply(rules.transpose, (t,), axes=tuple(order))
 
 
 def vmap(
@@ -1032,7 +670,7 @@ def _unbatch(value: Any, level: _Level, ax: int | None, who: str) -> Any:
         return value
     if not isinstance(value, Tensor):
         value = Tensor(np.asarray(value))
-    real = _expand(value, None, level.size)
+    real = batching.expand(value, None, level.size)
     return _move(real, 0, ax % real.ndim)
 
 
@@ -1080,7 +718,7 @@ class _Hidden:
 def _real_arg(level: _Level, value: Any, who: str) -> Tensor:
     t = value if isinstance(value, Tensor) else Tensor(value)
     real, dim = level.unwrap(t)
-    return _expand(real, dim, level.size)
+    return batching.expand(real, dim, level.size)
 
 
 def _run(

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import batching
 from .table import ARRAY, call, register, swap
 
 
@@ -47,6 +48,7 @@ matmul = register(
     method="__matmul__",
     formula=("transpose(b)", "transpose(a)"),
     onnx="MatMul",
+    batch=batching.matmul,
 )
 
 
@@ -104,6 +106,7 @@ linear = register(
     ),
     formula=("w", "x", "1"),
     onnx="Gemm",
+    batch=batching.linear,
 )
 
 
@@ -176,4 +179,5 @@ einsum = register(
     numpy=((np.einsum, "einsum"),),
     formula="einsum(g, others)",
     onnx="Einsum",
+    batch=batching.einsum,
 )

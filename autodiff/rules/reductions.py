@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import batching
 from .elementwise import exp, where
 from .shape import broadcast
 from .table import ARRAY, call, keepdims, register, value, wide_sum
@@ -36,6 +37,7 @@ sum_ = register(
     method="sum",
     formula="1",
     onnx="ReduceSum",
+    batch=batching.reduction,
 )
 
 
@@ -68,6 +70,7 @@ mean = register(
     method="mean",
     formula="1 / count",
     onnx="ReduceMean",
+    batch=batching.reduction,
 )
 
 
@@ -94,6 +97,7 @@ max_ = register(
     method="max",
     formula="onehot(argmax(x)) / ties",
     onnx="ReduceMax",
+    batch=batching.reduction,
 )
 min_ = register(
     "min",
@@ -104,6 +108,7 @@ min_ = register(
     method="min",
     formula="onehot(argmin(x)) / ties",
     onnx="ReduceMin",
+    batch=batching.reduction,
 )
 
 
@@ -134,6 +139,7 @@ logsumexp = register(
     method="logsumexp",
     formula="exp(x - out)",
     onnx="ReduceLogSumExp",
+    batch=batching.reduction,
 )
 
 
@@ -186,6 +192,7 @@ prod = register(
     method="prod",
     formula="out / x",
     onnx="ReduceProd",
+    batch=batching.reduction,
 )
 
 
@@ -214,6 +221,7 @@ cumsum = register(
     method="cumsum",
     formula="1",
     onnx="CumSum",
+    batch=batching.cumulative,
 )
 
 
@@ -283,4 +291,5 @@ cumprod = register(
     method="cumprod",
     formula="out / x",
     onnx="none: ONNX has no cumulative product",
+    batch=batching.cumulative,
 )

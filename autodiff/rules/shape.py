@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import batching
 from .elementwise import where
 from .table import call, is_basic_index, register, value
 
@@ -25,6 +26,7 @@ reshape = register(
     method="reshape",
     formula="1",
     onnx="Reshape",
+    batch=batching.reshape,
 )
 transpose = register(
     "transpose",
@@ -35,6 +37,7 @@ transpose = register(
     method="transpose",
     formula="1",
     onnx="Transpose",
+    batch=batching.transpose,
 )
 
 
@@ -58,6 +61,7 @@ broadcast_to = register(
     method="broadcast_to",
     formula="1",
     onnx="Expand",
+    batch=batching.broadcast,
 )
 
 
@@ -118,6 +122,7 @@ setitem = register(
     method="__setitem__",
     formula=("1 - written", "1"),
     onnx="ScatterND",
+    batch=batching.setitem,
 )
 
 
@@ -147,6 +152,7 @@ getitem = register(
     method="__getitem__",
     formula="1",
     onnx="Gather",
+    batch=batching.getitem,
 )
 # The adjoint of indexing (used by getitem's rule, so second derivatives through indexing work).
 scatter_add = register(
@@ -156,6 +162,7 @@ scatter_add = register(
     linear=True,
     formula="1",
     onnx="ScatterND",
+    batch=batching.scatter,
 )
 
 
@@ -174,4 +181,5 @@ concatenate = register(
     numpy=((np.concatenate, "concatenate"),),
     formula="1",
     onnx="Concat",
+    batch=batching.concatenate,
 )

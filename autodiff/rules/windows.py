@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import batching
 from .table import call, register
 
 Pair = tuple[int, int]
@@ -59,6 +60,7 @@ unfold2d = register(
     linear=True,
     formula="1",
     onnx="none: ONNX has no im2col; nn/export translates Conv and pooling layers whole",
+    batch=batching.windows,
 )
 fold2d = register(
     "fold2d",
@@ -67,4 +69,5 @@ fold2d = register(
     linear=True,
     formula="1",
     onnx="Col2Im",
+    batch=batching.windows,
 )
