@@ -770,11 +770,69 @@ def value_and_grad(
         return real.sum()
 
     with _Hidden(level):
-        _, grads = func.value_and_grad(total, tuple(range(len(nums))))(*reals)
+        grads = _grad_of_total(total, reals)
     wrapped = tuple(level.wrap(g) for g in grads)
     value = level.wrap(kept["out"])
     g = wrapped[0] if isinstance(argnums, int) else wrapped
     return ((value, kept["aux"]) if has_aux else value), g
+
+
+def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Tensor]:
+    """func.value_and_grad(total) at `reals`, for the batched arguments: an argument shared by
+    the examples is a broadcast view (batch x parameter size), which autodiff.grad would copy
+    into a fresh leaf; here a leaf holds the view itself (nothing writes into it)."""
+    from . import forward, func
+
+    if lowering_level() is not None:  # an outer vmap too: autodiff.grad lowers it in turn
+        _, grads = func.value_and_grad(total, tuple(range(len(reals))))(*reals)
+        return list(grads)
+    caller_grad = engine.is_grad_enabled()
+    with engine.enable_grad():
+        leaves = []
+        for i, r in enumerate(reals):
+            plain = (
+                type(r) is Tensor
+                and not r.requires_grad
+                and not any(lv.get(r) is not None for lv in engine.state.forward)
+            )
+            if plain and r.dtype.kind == "f":
+                leaf = engine.constant(r._data)
+                leaf.requires_grad = True
+                leaves.append(leaf)
+            else:
+                leaves.append(func._leaf(r, i, "grad"))
+        saved = getattr(func._running, "leaves", {})
+        func._running.leaves = {**saved, **{id(leaf): leaf for leaf in leaves}}
+        try:
+            out = total(*leaves)
+        finally:
+            func._running.leaves = saved
+    forward.check_outputs(out, "grad", several=False)
+    if not out.requires_grad:  # f does not depend on its inputs
+        return [engine.constant(np.zeros_like(leaf._data)) for leaf in leaves]
+    create = func._needs_graph([out], leaves, caller_grad)
+    seed = np.ones((), dtype=out.dtype)
+    # engine.backward itself rather than autodiff.grad, which copies every gradient into a
+    # new Tensor: a batch of per-example gradients is large (64 x an MNIST layer: 25 MB).
+    with engine.enable_grad():
+        found = engine.backward(
+            [out],
+            [engine.constant(seed) if create else seed],
+            create_graph=create,
+            accumulate=False,
+            inputs=leaves,
+        )
+    grads, seen = [], set()
+    for leaf, g in zip(leaves, found or [None] * len(leaves), strict=True):
+        if g is None:
+            g = np.zeros_like(leaf._data)
+        if not isinstance(g, Tensor):
+            if id(g) in seen or not (isinstance(g, np.ndarray) and g.flags.writeable):
+                g = np.array(g)  # an array handed to two inputs, or a read-only view
+            seen.add(id(g))
+            g = engine.constant(g)
+        grads.append(g)
+    return grads
 
 
 def vjp(level: _Level, f: Callable, primals: tuple, has_aux: bool) -> Any:
