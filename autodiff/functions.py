@@ -20,7 +20,9 @@ import numpy as np
 from . import engine, rules
 from .rules.linalg import parse_einsum as _parse_einsum
 from .tensor import Axis, Tensor, _axes, _axis, _lift, _pair, where
-from .vmap import over_axis  # these read their input's numbers: inside vmap, the batch's
+
+# Functions that read their input's numbers: inside vmap, the batch's (autodiff/vmap.py).
+from .vmap import along_axis, over_axis
 
 # The rows behind these functions, under the names earlier versions gave them.
 sin_op, cos_op, tan_op, sinh_op, cosh_op = rules.sin, rules.cos, rules.tan, rules.sinh, rules.cosh
@@ -404,6 +406,7 @@ def _full_index(index: np.ndarray, axis: int, shape: tuple[int, ...]) -> tuple:
     return tuple(parts)
 
 
+@along_axis("x", "indices", axis="axis")
 def take_along_axis(
     x: Any, indices: Any, axis: int | None = None, *, dim: int | None = None
 ) -> Tensor:
@@ -438,6 +441,7 @@ def gather(x: Any, dim: int, index: Any) -> Tensor:
     return take_along_axis(x, index, dim)
 
 
+@along_axis("x", "index", "src", axis="dim")
 def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
     """PyTorch's scatter_add: a copy of x with src added at index along dim (repeats add up)."""
     x, src = _lift(x), _lift(src)

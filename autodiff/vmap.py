@@ -132,10 +132,10 @@ class _PerExample:
     def __le__(self, other: Any) -> Any:
         return self._mask(other, "__le__")
 
-    def __eq__(self, other: object) -> Any:  # type: ignore[override]
+    def __eq__(self, other: object) -> Any:
         return self._mask(other, "__eq__")
 
-    def __ne__(self, other: object) -> Any:  # type: ignore[override]
+    def __ne__(self, other: object) -> Any:
         return self._mask(other, "__ne__")
 
     __hash__ = object.__hash__
@@ -167,6 +167,8 @@ class BatchedTensor(Tensor):
 
     __slots__ = ("_real", "_level")
     _batched = True  # what tensor.py's where/softmax_cross_entropy look for
+    _real: Any  # the whole batch, batch axis first (a Tensor, or a lower level's value)
+    _level: _Level
 
     def __repr__(self) -> str:
         return (
@@ -227,7 +229,7 @@ class BatchedTensor(Tensor):
 
     def __setitem__(self, index: Any, value: Any) -> None:
         # Functional: this name now stands for a new batched value (as recorded setitem does).
-        out = engine.apply(
+        out: Any = engine.apply(
             rules.setitem,
             (self._level.wrap(self._real), _lift(value, self)),
             index=_plain_index(index),
@@ -236,12 +238,12 @@ class BatchedTensor(Tensor):
         self._data = _PerExample(tuple(out.shape), out.dtype, self)
 
     def argmax(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
-        return self._arg("argmax", axis, keepdims, kw)
+        return self._batched_arg("argmax", axis, keepdims, kw)
 
     def argmin(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
-        return self._arg("argmin", axis, keepdims, kw)
+        return self._batched_arg("argmin", axis, keepdims, kw)
 
-    def _arg(self, who: str, axis: Any, keepdims: bool, kw: dict) -> Tensor:
+    def _batched_arg(self, who: str, axis: Any, keepdims: bool, kw: dict) -> Tensor:
         if kw.get("dim") is not None:
             axis = kw["dim"]
         if kw.get("keepdim") is not None:
@@ -429,6 +431,46 @@ def over_axis(fn: Callable[..., Any]) -> Callable[..., Any]:
     return batched_or_not
 
 
+def along_axis(*names: str, axis: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For library functions that take indices along an axis of `x` as numbers (gather,
+    take_along_axis, scatter_add): when any of the arguments `names` is batched, the same
+    function of the whole batch, every one of them given the batch (an index shared by the
+    examples repeated for each), and the axis shifted past it."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def batched_or_not(*args: Any, **kwargs: Any) -> Any:
+            if not engine.interpreting:  # outside vmap: one check
+                return fn(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
+            level = _highest(*(bound.arguments.get(n) for n in names))
+            if level is None:
+                return fn(*args, **kwargs)
+            bound.apply_defaults()
+            call = dict(bound.arguments)
+            n = np.ndim(call[names[0]]) if not isinstance(call[names[0]], Tensor) else None
+            n = call[names[0]].ndim if n is None else n
+            for name in names:
+                value = call[name]
+                if isinstance(value, Tensor):
+                    real, dim = level.unwrap(value)
+                    call[name] = batching.expand(real, dim, level.size)
+                else:  # numbers shared by the examples: the same for each
+                    array = np.asarray(value)
+                    call[name] = np.broadcast_to(array, (level.size, *array.shape))
+            if call.get("dim") is not None and axis != "dim":
+                call[axis], call["dim"] = call["dim"], None
+            if call[axis] is not None:
+                call[axis] = call[axis] % n + 1 if n else call[axis]
+            return level.wrap(batched_or_not(**call))
+
+        return batched_or_not
+
+    return decorate
+
+
 def _highest(*values: Any) -> _Level | None:
     best = None
     for v in values:
@@ -572,7 +614,7 @@ def _axes_for(axes: Any, tree: Any, who: str) -> list[Any]:
 # --- vmap -------------------------------------------------------------------------------------
 
 
-def _move(t: Tensor, source: int, dest: int) -> Tensor:
+def _move(t: Any, source: int, dest: int) -> Any:
     if source == dest:
         return t
     order = [i for i in range(t.ndim) if i != source]
@@ -593,6 +635,12 @@ def vmap(
     batch axis goes in each output (None: an output that does not depend on the batch).
     `axis_size`: the batch size when no argument is batched. Outputs are Tensors when an
     argument is a Tensor, numpy arrays otherwise.
+
+    Inside f a batched value shows one example's shape; its numbers cannot be read (bool,
+    float, .item(), numpy): choose with autodiff.where. Random numbers drawn inside f (a
+    Dropout mask, randn) are drawn once, for one example's shape, and shared by every
+    example, as one JAX key would be. Transforms compose in both orders: vmap(grad(f)) is
+    every example's gradient, grad(vmap(f)) differentiates the batched computation.
     """
     if not callable(f):
         raise TypeError(f"vmap: f must be callable, got {type(f).__name__}")
@@ -777,7 +825,7 @@ def value_and_grad(
     return ((value, kept["aux"]) if has_aux else value), g
 
 
-def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Tensor]:
+def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Any]:
     """func.value_and_grad(total) at `reals`, for the batched arguments: an argument shared by
     the examples is a broadcast view (batch x parameter size), which autodiff.grad would copy
     into a fresh leaf; here a leaf holds the view itself (nothing writes into it)."""
@@ -788,7 +836,7 @@ def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Tensor]:
         return list(grads)
     caller_grad = engine.is_grad_enabled()
     with engine.enable_grad():
-        leaves = []
+        leaves: list[Any] = []
         for i, r in enumerate(reals):
             plain = (
                 type(r) is Tensor
@@ -796,7 +844,7 @@ def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Tensor]:
                 and not any(lv.get(r) is not None for lv in engine.state.forward)
             )
             if plain and r.dtype.kind == "f":
-                leaf = engine.constant(r._data)
+                leaf: Any = engine.constant(r._data)
                 leaf.requires_grad = True
                 leaves.append(leaf)
             else:
@@ -809,7 +857,7 @@ def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Tensor]:
             func._running.leaves = saved
     forward.check_outputs(out, "grad", several=False)
     if not out.requires_grad:  # f does not depend on its inputs
-        return [engine.constant(np.zeros_like(leaf._data)) for leaf in leaves]
+        return [engine.constant(np.zeros_like(x._data)) for x in leaves]
     create = func._needs_graph([out], leaves, caller_grad)
     seed = np.ones((), dtype=out.dtype)
     # engine.backward itself rather than autodiff.grad, which copies every gradient into a
@@ -933,7 +981,7 @@ def jacfwd(level: _Level, f: Callable, argnums: Any, args: tuple) -> Any:
         in_shape = tuple(real.shape[1:])
         count = math.prod(in_shape)
         columns = []
-        out = None
+        out: Any = None
         with _Hidden(level):
             for j in range(count):
                 basis = np.zeros((level.size, count), dtype=real.dtype)
