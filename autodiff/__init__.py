@@ -1,16 +1,53 @@
 """autodiff: reverse-mode automatic differentiation on numpy arrays, small enough to read."""
 
 from . import conv, engine, func, functions, rules
+from .composites import (
+    abs,  # noqa: A004 (numpy's name, as np.abs)
+    cat,
+    concatenate,
+    exp,
+    linear,
+    log,
+    log_softmax,
+    logsumexp,
+    matmul,
+    maximum,
+    minimum,
+    relu,
+    sigmoid,
+    softmax,
+    softmax_cross_entropy,
+    sqrt,
+    stack,
+    tanh,
+    where,
+)
 from .conv import avg_pool2d, conv1d, conv2d, max_pool2d, unfold
+from .creation import (
+    arange,
+    eye,
+    from_numpy,
+    full,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from .engine import (
     detect_anomaly,
     enable_grad,
+    inference_mode,
     is_grad_enabled,
     no_grad,
     set_grad_enabled,
 )
-from .forward import jvp
 from .forward_steps import explain_forward
+from .func import gradients as grad
+from .func import jvp
 from .functions import all_ as all  # noqa: A004 (numpy's names, as np.all / np.any)
 from .functions import any_ as any  # noqa: A004
 from .functions import (
@@ -26,7 +63,6 @@ from .functions import (
     elu,
     erf,
     expm1,
-    eye,
     flip,
     floor,
     floor_divide,
@@ -60,40 +96,8 @@ from .functions import (
     triu,
 )
 from .functions import round_ as round  # noqa: A004
-from .tensor import (
-    Tensor,
-    abs,
-    arange,
-    cat,
-    concatenate,
-    exp,
-    from_numpy,
-    full,
-    grad,
-    linear,
-    log,
-    log_softmax,
-    logsumexp,
-    manual_seed,
-    matmul,
-    maximum,
-    minimum,
-    ones,
-    ones_like,
-    rand,
-    randn,
-    relu,
-    sigmoid,
-    softmax,
-    softmax_cross_entropy,
-    sqrt,
-    stack,
-    tanh,
-    tensor,
-    where,
-    zeros,
-    zeros_like,
-)
+from .tensor import Tensor
+from .trees import TreeDef, tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten
 from .vmap import vmap
 
 __all__ = [
@@ -111,6 +115,7 @@ __all__ = [
     "full",
     "func",
     "grad",
+    "inference_mode",
     "is_grad_enabled",
     "jvp",
     "linear",
@@ -195,4 +200,12 @@ __all__ += [
 __all__ += ["rules"]
 # The table's earlier name: `autodiff.ops.OPS`, `autodiff.ops.tanh` still answer.
 ops = rules
+__all__ += [
+    "TreeDef",
+    "tree_flatten",
+    "tree_leaves",
+    "tree_map",
+    "tree_structure",
+    "tree_unflatten",
+]
 __version__ = "0.1.0"

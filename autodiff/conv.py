@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from . import engine
+from ._args import _lift
+from .composites import concatenate
 from .rules.windows import fold2d, unfold2d  # noqa: F401 (fold2d: conv.fold2d, as before)
-from .tensor import Tensor, _lift
+from .tensor import Tensor
 
 Pair = tuple[int, int]
 
@@ -182,8 +184,6 @@ def _padding(
 
 def _pad_end(x: Tensor, rows: int, columns: int) -> Tensor:
     """Zeros after the last row and column (differentiable: a concatenation)."""
-    from .tensor import concatenate
-
     n, c, h, w = x.shape
     if columns:
         x = concatenate([x, engine.constant(np.zeros((n, c, h, columns), x.dtype))], axis=3)
@@ -280,8 +280,6 @@ def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -
 
 
 def _pad_constant(x: Tensor, ph: int, pw: int, value: float) -> Tensor:
-    from .tensor import concatenate
-
     n, c, h, w = x.shape
     if pw:
         side = engine.constant(np.full((n, c, h, pw), value, dtype=x.dtype))

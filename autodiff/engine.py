@@ -19,6 +19,7 @@ import operator
 import os
 import threading
 import traceback
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
@@ -28,9 +29,6 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from .rules import Op
-
-# Forward mode's tangent-carrying step (see `apply`), bound by `forward.py`.
-carry_tangents: Any = None
 
 
 class Node:
@@ -135,6 +133,57 @@ class _State(threading.local):
 
 
 state = _State()
+
+
+class _Traced(threading.local):
+    """The variables of the reverse-mode transforms (grad, hessian, ...) now running, per
+    thread: id -> leaf. (Forward mode needs no such record: its levels in `state.forward`
+    hold the tangents.) A class default, so a thread that set none reads it as a plain
+    attribute: item() and np.asarray(t) ask on every call. Replaced, never mutated."""
+
+    leaves: dict[int, Node] = {}  # noqa: RUF012
+
+
+traced = _Traced()
+
+
+def seen_by_transforms(value: Node) -> bool:
+    """Whether `value` carries a tangent of a running `jvp` or depends on a variable of a
+    running reverse-mode transform."""
+    if any(level.get(value) is not None for level in state.forward):
+        return True
+    outer = traced.leaves
+    if not outer or not value.requires_grad:
+        return False
+    return any(id(node) in outer for node in toposort(value))
+
+
+_CONCRETE = {
+    "numpy": "numpy would take the plain numbers of",
+    "item()": "float(), int() or .item() would make a plain number of",
+    "tolist()": ".tolist() would make plain numbers of",
+}
+
+
+def check_concrete(t: Node, who: str) -> None:
+    """Refuse to turn a value a running transform differentiates into plain numbers.
+
+    Reverse mode already refuses numpy on a computed tensor, but the transform's own variable
+    is a leaf, and forward mode records nothing: there np.array([x, 2 * x]) or float(x) made
+    a constant, and the derivative came out silently zero (JAX raises here too). Values that
+    do not depend on the transform's variables (a model's weights in a closure) pass.
+    """
+    if not state.mode[3] and not traced.leaves:
+        return  # no transform running: the common case costs two attribute reads
+    if seen_by_transforms(t):
+        raise TypeError(
+            f"{_CONCRETE.get(who, who)} a tensor (shape {t._data.shape}) that a running "
+            "transform (grad, jvp, hessian, ...) differentiates, and its derivative would "
+            "silently be lost; keep it a Tensor (autodiff.stack([...]) instead of "
+            "np.array([...]), autodiff.concatenate instead of np.r_ / np.c_, t[0] instead of "
+            "float(t[0])), or call .detach() first if a constant is really meant"
+        )
+
 
 # One logical clock orders everything. Each recorded node takes the next tick at creation, so
 # a child always has a later tick than its parents: processing nodes from the latest tick down
@@ -297,6 +346,17 @@ def no_grad(func: Callable | None = None) -> Any:
     `@no_grad()` and bare `@no_grad` both decorate; generator functions keep the mode at
     every resumption."""
     return _GradMode(False) if func is None else _GradMode(False)(func)
+
+
+def inference_mode(mode: Any = True) -> Any:
+    """PyTorch's name for evaluation without a graph: here the same as `no_grad` (this engine
+    has no separate inference tensors). A context manager and decorator, `@inference_mode()`
+    and bare `@inference_mode`; `inference_mode(False)` leaves the mode as it is, as in
+    PyTorch."""
+    if callable(mode):
+        return no_grad(mode)
+    # Off: a mode that sets what is already set (each use reads the mode current then).
+    return _GradMode(False) if mode else _GradMode(state.grad_enabled)
 
 
 def enable_grad(func: Callable | None = None) -> Any:
@@ -541,6 +601,22 @@ def unbroadcast(grad: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return grad
 
 
+def _check_grad_shape(op: Op, index: int, got: tuple, want: tuple, out: Any) -> None:
+    """A rule's gradient must have its input's shape, or one the input broadcasts to with
+    no more axes than the output (the engine sums the broadcast axes away); else name the
+    op and both shapes, instead of numpy's reshape error or, worse, a reshape or sum that
+    happens to fit ((4,) into (2, 2), or (2, 3) summed into (3,) for a (3,) output)."""
+    if len(want) <= len(got) <= max(len(want), np.ndim(out)) and all(
+        w == g or w == 1 for w, g in zip(reversed(want), reversed(got), strict=False)
+    ):
+        return
+    raise ValueError(
+        f"{op.name}: the gradient rule for input {index} returned shape {got}, but input "
+        f"{index} has shape {want} (a gradient has its input's shape, or a shape the input "
+        "broadcasts to)"
+    )
+
+
 StepHook = Callable[[Any, Any, list], None]
 
 
@@ -664,6 +740,8 @@ def backward(
                 if (type(contrib) is not type(data) or type(data) is np.ndarray) and (
                     contrib.shape != data.shape or contrib.dtype != data.dtype
                 ):
+                    if contrib.shape != data.shape:
+                        _check_grad_shape(op, index, contrib.shape, data.shape, node._data)
                     contrib = unbroadcast(contrib, data.shape, data.dtype)
                 if watched:
                     if anomaly:
@@ -782,11 +860,24 @@ def _store_grad(node: Node, grad: Any, create_graph: bool, handed: set[int]) -> 
             grad = grad.detach()  # a graph-carrying grad on a non-leaf would be a cycle
         elif previous is not None:
             grad = grad + previous
+        if node._op is None and isinstance(grad, Node) and grad.requires_grad:
+            # leaf -> .grad -> graph -> leaf: inherent to a differentiable .grad, so warned
+            # of (as PyTorch does) rather than broken; autodiff.grad returns it instead.
+            warnings.warn(_CYCLE_WARNING.format(shape=node.shape), stacklevel=5)
         node._grad = _own_tensor(grad, handed, node._op is None)
         return
     if previous is not None:
         grad = grad + (previous._data if isinstance(previous, Node) else previous)
     node._grad = _own(grad, handed)
+
+
+_CYCLE_WARNING = (
+    "backward(create_graph=True) put a gradient that carries its graph into .grad of a leaf "
+    "(shape {shape}): the leaf and its gradient now refer to each other, a reference cycle "
+    "that only Python's cycle collector frees (not the last name going away); use "
+    "autodiff.grad(outputs, inputs, create_graph=True) for differentiable gradients, or set "
+    "x.grad = None once done with them"
+)
 
 
 def _own_tensor(grad: Any, handed: set[int], differentiable: bool) -> Any:
@@ -817,3 +908,91 @@ def constant(data: Any) -> Node:
     t._clock = 0
     t._modified = 0
     return t
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward mode: the tangent of each op's output, from its row's JVP rules (autodiff.jvp
+# manages the levels; see autodiff/forward.py)
+
+
+def carry_tangents(op: Op, parents: tuple[Node, ...], out: Node, params: dict) -> None:
+    """Called by `engine.apply` in forward mode: the output's tangent at every active level.
+
+    `params` are the op's parameters (an untracked output does not keep them)."""
+    st = state
+    levels = st.forward
+    if np.result_type(out._data).kind != "f":
+        return  # integer and boolean results are constants
+    for depth, level in enumerate(levels):
+        tangents = [level.get(p) for p in parents]
+        if all(t is None for t in tangents):
+            continue
+        if op.jvps is None:
+            raise NotImplementedError(
+                f"{op.name}: this op has no JVP rule, so forward mode cannot go through it "
+                f"(input shapes {_shapes([p._data for p in parents])})"
+            )
+        # The rule's own ops carry the tangents of the enclosing levels only: a tangent is a
+        # value to them, which they may perturb, but this level's perturbation is the tangent.
+        st.forward = levels[:depth]
+        try:
+            # A rule at a point where the derivative is infinite or undefined (sqrt at 0)
+            # answers inf or NaN quietly, as the forwards and the backward pass do.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tangent = _push(op, parents, out, params, tangents, depth)
+        finally:
+            st.forward = levels
+        level.set(out, tangent)
+        if level.observer is not None:
+            level.observer(op, parents, out, params, tangents, tangent)
+
+
+def _push(
+    op: Op, parents: tuple[Node, ...], out: Node, params: dict, tangents: list, depth: int
+) -> Any:
+    # On Tensors (recorded) when the result must be differentiated again; on arrays otherwise.
+    symbolic = depth > 0 or (
+        state.grad_enabled
+        and (out.requires_grad or any(isinstance(t, Node) and t.requires_grad for t in tangents))
+    )
+    if symbolic:
+        args: Any = parents
+        result: Any = out
+        ts = [t if t is None or isinstance(t, Node) else constant(t) for t in tangents]
+    else:
+        args = [p._data for p in parents]
+        result = out._data
+        ts = [t._data if isinstance(t, Node) else t for t in tangents]
+    if op.variadic:
+        zeros = [np.zeros_like(p._data) for p in parents]
+        filled = [z if t is None else t for t, z in zip(ts, zeros, strict=True)]
+        total = op.jvps[0](filled, result, *args, **params)
+    else:
+        total = None
+        # zip stops at the shorter: linear's bias rule goes unused when there is no bias.
+        for rule, t in zip(op.jvps, ts, strict=False):
+            if t is not None:
+                part = rule(t, result, *args, **params)
+                total = part if total is None else total + part
+    try:
+        return _fit(total, out._data)
+    except ValueError:
+        # A rule's tangent must broadcast to its output's shape: name the op and both.
+        raise ValueError(
+            f"{op.name}: the JVP rule returned a tangent of shape {np.shape(total)}, but "
+            f"the output has shape {out._data.shape}"
+        ) from None
+
+
+def _fit(tangent: Any, like: Any) -> Any:
+    """A tangent in its output's shape and dtype: the forward counterpart of unbroadcast."""
+    shape, dtype = np.shape(like), np.result_type(like)
+    if isinstance(tangent, Node):
+        if tangent.shape != shape:
+            tangent = tangent.broadcast_to(shape)
+        return tangent if tangent.dtype == dtype else tangent.astype(dtype)
+    if np.shape(tangent) != shape:
+        tangent = np.broadcast_to(tangent, shape)
+    if np.result_type(tangent) != dtype:
+        tangent = np.asarray(tangent).astype(dtype)
+    return tangent

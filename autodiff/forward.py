@@ -1,6 +1,6 @@
 """Forward mode: Jacobian-vector products in one pass that carries a tangent beside each value.
 
-    y, dy = autodiff.jvp(f, (x,), (v,))     # y = f(x), dy = J_f(x) @ v
+    y, dy = autodiff.jvp(f, (x,), (v,))     # y = f(x), dy = J_f(x) @ v  (autodiff/func.py)
 
 Reverse mode asks "how does the output change with each input?" and answers for all inputs at
 once, in a backward pass over a recorded graph. Forward mode asks "how does everything change
@@ -9,7 +9,7 @@ gets a tangent from its inputs' tangents by the op's JVP rule (in `autodiff/rule
 rules). Nothing is recorded for it and nothing is kept once a value is no longer needed.
 
 There is no second engine. `engine.apply`, which runs every op, checks one per-thread switch
-(`state.forward`); when `jvp` has turned it on, apply calls `carry_tangents` below. A tangent
+(`state.forward`); when `jvp` has turned it on, apply calls `engine.carry_tangents`. A tangent
 is stored per *level* (one level per active `jvp` call, so `jvp` inside `jvp` keeps its
 perturbations apart), keyed by the tensor's identity and dropped when the tensor dies.
 
@@ -21,8 +21,6 @@ what makes forward-over-reverse and reverse-over-forward compose (Hessian-vector
 
 from __future__ import annotations
 
-import importlib
-import numbers
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -31,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from . import engine, rules
+from . import tensor as tensor_module
 from .tensor import Tensor
 
-__all__ = ["jvp", "tangent_of"]
+__all__ = ["tangent_of"]
 
 
 class Level:
@@ -79,109 +78,10 @@ def copy_tangents(source: Tensor, target: Tensor) -> None:
             level.set(target, tangent)
 
 
-def carry_tangents(op: rules.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict) -> None:
-    """Called by `engine.apply` in forward mode: the output's tangent at every active level.
-
-    `params` are the op's parameters (an untracked output does not keep them)."""
-    st = engine.state
-    levels = st.forward
-    if np.result_type(out._data).kind != "f":
-        return  # integer and boolean results are constants
-    for depth, level in enumerate(levels):
-        tangents = [level.get(p) for p in parents]
-        if all(t is None for t in tangents):
-            continue
-        if op.jvps is None:
-            raise NotImplementedError(
-                f"{op.name}: this op has no JVP rule, so forward mode cannot go through it "
-                f"(input shapes {engine._shapes([p._data for p in parents])})"
-            )
-        # The rule's own ops carry the tangents of the enclosing levels only: a tangent is a
-        # value to them, which they may perturb, but this level's perturbation is the tangent.
-        st.forward = levels[:depth]
-        try:
-            # A rule at a point where the derivative is infinite or undefined (sqrt at 0)
-            # answers inf or NaN quietly, as the forwards and the backward pass do.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                tangent = _push(op, parents, out, params, tangents, depth)
-        finally:
-            st.forward = levels
-        level.set(out, tangent)
-        if level.observer is not None:
-            level.observer(op, parents, out, params, tangents, tangent)
-
-
-def _push(
-    op: rules.Op, parents: tuple[Tensor, ...], out: Tensor, params: dict, tangents: list, depth: int
-) -> Any:
-    # On Tensors (recorded) when the result must be differentiated again; on arrays otherwise.
-    symbolic = depth > 0 or (
-        engine.state.grad_enabled
-        and (out.requires_grad or any(isinstance(t, Tensor) and t.requires_grad for t in tangents))
-    )
-    if symbolic:
-        args: Any = parents
-        result: Any = out
-        ts = [t if t is None or isinstance(t, Tensor) else engine.constant(t) for t in tangents]
-    else:
-        args = [p._data for p in parents]
-        result = out._data
-        ts = [t._data if isinstance(t, Tensor) else t for t in tangents]
-    if op.variadic:
-        zeros = [np.zeros_like(p._data) for p in parents]
-        filled = [z if t is None else t for t, z in zip(ts, zeros, strict=True)]
-        total = op.jvps[0](filled, result, *args, **params)
-    else:
-        total = None
-        # zip stops at the shorter: linear's bias rule goes unused when there is no bias.
-        for rule, t in zip(op.jvps, ts, strict=False):
-            if t is not None:
-                part = rule(t, result, *args, **params)
-                total = part if total is None else total + part
-    return _fit(total, out._data)
-
-
-def _fit(tangent: Any, like: Any) -> Any:
-    """A tangent in its output's shape and dtype: the forward counterpart of unbroadcast."""
-    shape, dtype = np.shape(like), np.result_type(like)
-    if isinstance(tangent, Tensor):
-        if tangent.shape != shape:
-            tangent = engine.apply(rules.broadcast_to, (tangent,), shape=shape)
-        return tangent if tangent.dtype == dtype else tangent.astype(dtype)
-    if np.shape(tangent) != shape:
-        tangent = np.broadcast_to(tangent, shape)
-    if np.result_type(tangent) != dtype:
-        tangent = np.asarray(tangent).astype(dtype)
-    return tangent
-
-
-engine.carry_tangents = carry_tangents
-
-
-def write_tangents(target: Tensor, index: Any, value: Any) -> None:
-    """Called by `Tensor.__setitem__` in forward mode: `target[index] = value` writes the
-    value's tangent into the target's tangent the same way (setitem is linear in both)."""
-    st = engine.state
-    levels = st.forward
-    for depth, level in enumerate(levels):
-        old = level.get(target)
-        new = level.get(value) if isinstance(value, Tensor) else None
-        if old is None and new is None:
-            continue
-        dtype = np.result_type(target._data)
-        old = np.zeros(np.shape(target._data), dtype) if old is None else old
-        if new is None:  # a constant written in (a Tensor without tangent, or a number)
-            new = np.zeros(np.shape(value._data if isinstance(value, Tensor) else value), dtype)
-        if isinstance(old, Tensor) or isinstance(new, Tensor):
-            st.forward = levels[:depth]
-            try:
-                lifted = [t if isinstance(t, Tensor) else engine.constant(t) for t in (old, new)]
-                tangent = engine.apply(rules.setitem, tuple(lifted), index=index)
-            finally:
-                st.forward = levels
-        else:
-            tangent = rules.setitem.forward(old, np.asarray(new, dtype), index=index)
-        level.set(target, tangent)
+# carry_tangents, the step `engine.apply` takes for every op inside `jvp`, is the engine's
+# (it reads only the op's row); `Tensor.__setitem__` writes tangents itself (tensor.py).
+carry_tangents = engine.carry_tangents
+write_tangents = tensor_module.write_tangents
 
 
 # --- the user-facing transform ----------------------------------------------------------------
@@ -244,34 +144,11 @@ def _tangent_for(x: Tensor, t: Any, i: int, who: str) -> Any:
     return value
 
 
-def check_outputs(result: Any, who: str, several: bool = True) -> bool:
-    """Whether f returned several outputs (a tuple or list), after checking each is a Tensor,
-    a number or an array (a constant). Anything else (a dict, a nested tuple, None) is refused
-    by name: taken as a constant, its derivative would silently be zero."""
-    items = result if several and isinstance(result, tuple | list) else (result,)
-    for item in items:
-        if (
-            not isinstance(item, Tensor | numbers.Number | np.ndarray | np.number | np.bool_)
-            or isinstance(item, np.ndarray)
-            and item.dtype.kind not in "biuf"
-        ):
-            what = "one Tensor" if not several else "a Tensor or a flat tuple or list of Tensors"
-            raise TypeError(f"{who}: f must return {what}, got {_describe(result)}")
-    return items is result
-
-
 def _describe(value: Any) -> str:
     if isinstance(value, tuple | list):
         inner = ", ".join(type(v).__name__ for v in value[:4])
         return f"a {type(value).__name__} of ({inner}{', ...' if len(value) > 4 else ''})"
     return "None" if value is None else f"a {type(value).__name__}"
-
-
-def same_kind(like: tuple | list, items: Any) -> tuple | list:
-    """`items` in the container type of f's result: a tuple, a list or a namedtuple (whose
-    constructor takes the fields one by one, not an iterable)."""
-    items = list(items)
-    return type(like)(*items) if hasattr(like, "_fields") else type(like)(items)
 
 
 def output_tangent(out: Any, level: Level) -> Any:
@@ -286,27 +163,3 @@ def output_tangent(out: Any, level: Level) -> Any:
     if isinstance(t, np.ndarray) and not t.flags.writeable:
         t = np.array(t)  # a broadcast view: give the caller an array of its own
     return engine.constant(t)
-
-
-def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
-    """f's outputs and their tangents J_f(primals) @ tangents, in one forward pass.
-
-    `primals` and `tangents` are tuples (or a single value each) of Tensors, arrays or
-    numbers, with matching shapes; f takes one Tensor per primal and returns a Tensor or a
-    tuple of Tensors. Returns (outputs, output_tangents) with the same structure as f's result.
-    Works inside `grad` (forward over reverse) and under `grad` (reverse over forward).
-    """
-    primals, tangents = _as_tuple(primals), _as_tuple(tangents)
-    if engine.interpreting:  # inside vmap: the jvp of the batched computation (vmap.py)
-        vmap = importlib.import_module(".vmap", __package__)
-        if (batched := vmap.lowering_level()) is not None:
-            out, tangent = vmap.jvp(batched, f, primals, tangents)
-            return out, tangent
-    level, inputs, saved = enter(primals, tangents, "jvp")
-    try:
-        outputs = f(*inputs)
-    finally:
-        leave(saved)
-    if check_outputs(outputs, "jvp"):
-        return outputs, same_kind(outputs, (output_tangent(o, level) for o in outputs))
-    return outputs, output_tangent(outputs, level)

@@ -1,8 +1,8 @@
 """The ops people reach for after the basics: trigonometry, smooth activations, rounding, scans,
 products, norms, sorting, selection, padding and einsum.
 
-New primitives (each a row of the same table, `ops.OPS`, with its forward and VJP rules side
-by side) are kept to what cannot be composed well: sin/cos/tan, log1p/expm1 (accuracy near 0),
+New primitives (each a row of the same table, autodiff/rules/, with its forward and VJP rules
+side by side) are kept to what cannot be composed well: sin/cos/tan, log1p/expm1 (accuracy near 0),
 softplus and erf (stability), binary cross-entropy (PyTorch's gradient), the piecewise-constant
 rounding ops (zero gradient), cumsum, cumprod, prod (correct with zeros) and einsum. Everything
 else is a composite of primitives, so it is differentiable to any order and drawn like any
@@ -13,87 +13,62 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import engine, rules
+from ._args import Axis, _axes, _axis, _count, _dim, _float, _keep, _lift, _pair
+from .composites import concatenate, where
+from .engine import Node
+from .rules.batching import along_axis, over_axis  # (read numbers: batched inside vmap)
 from .rules.linalg import parse_einsum as _parse_einsum
-from .tensor import Axis, Tensor, _axes, _axis, _lift, _pair, where
 
-# Functions that read their input's numbers: inside vmap, the batch's (autodiff/vmap.py).
-from .vmap import along_axis, over_axis
-
-# The rows behind these functions, under the names earlier versions gave them.
-sin_op, cos_op, tan_op, sinh_op, cosh_op = rules.sin, rules.cos, rules.tan, rules.sinh, rules.cosh
-log1p_op, expm1_op, softplus_op, erf_op = rules.log1p, rules.expm1, rules.softplus, rules.erf
-floor_op, ceil_op, round_op, sign_op = rules.floor, rules.ceil, rules.round_, rules.sign
-floor_divide_op, remainder_op = rules.floor_divide, rules.remainder
-cumsum_op, cumprod_op, prod_op = rules.cumsum, rules.cumprod, rules.prod
-einsum_op, bce_op = rules.einsum, rules.binary_cross_entropy
-BCE_LOG_FLOOR, BCE_GRAD_FLOOR = rules.losses.BCE_LOG_FLOOR, rules.losses.BCE_GRAD_FLOOR
-
-
-def _float(x: Any) -> Any:
-    """Integer input to a floating-point function computes in floating point (uint8 pixels)."""
-    x = _lift(x)
-    return x.astype(np.float64) if x.dtype.kind in "biu" else x
-
-
-def _dim(who: str, axis: Any, dim: Any, default: Any = None) -> Any:
-    """PyTorch's dim= (or dims=) as numpy's axis=: both spellings are taken, one per call."""
-    if dim is None:
-        return axis
-    if axis is not default and axis != default:
-        raise TypeError(f"{who}: pass axis= or dim= (the same thing), not both")
-    return dim
-
-
-def _keep(keepdims: bool, keepdim: bool | None) -> bool:
-    return bool(keepdims if keepdim is None else keepdim)
+if TYPE_CHECKING:  # pragma: no cover
+    from .tensor import Tensor
 
 
 def sin(x: Any) -> Tensor:
-    return engine.apply(sin_op, (_float(x),))
+    return engine.apply(rules.sin, (_float(x),))
 
 
 def cos(x: Any) -> Tensor:
-    return engine.apply(cos_op, (_float(x),))
+    return engine.apply(rules.cos, (_float(x),))
 
 
 def tan(x: Any) -> Tensor:
-    return engine.apply(tan_op, (_float(x),))
+    return engine.apply(rules.tan, (_float(x),))
 
 
 def sinh(x: Any) -> Tensor:
     """sinh(x), accurate for tiny x: (exp(x) - exp(-x)) / 2 cancels to 0 at x = 1e-20."""
-    return engine.apply(sinh_op, (_float(x),))
+    return engine.apply(rules.sinh, (_float(x),))
 
 
 def cosh(x: Any) -> Tensor:
-    return engine.apply(cosh_op, (_float(x),))
+    return engine.apply(rules.cosh, (_float(x),))
 
 
 def log1p(x: Any) -> Tensor:
     """log(1 + x), accurate for tiny x."""
-    return engine.apply(log1p_op, (_float(x),))
+    return engine.apply(rules.log1p, (_float(x),))
 
 
 def expm1(x: Any) -> Tensor:
     """exp(x) - 1, accurate for tiny x."""
-    return engine.apply(expm1_op, (_float(x),))
+    return engine.apply(rules.expm1, (_float(x),))
 
 
 def erf(x: Any) -> Tensor:
-    return engine.apply(erf_op, (_float(x),))
+    return engine.apply(rules.erf, (_float(x),))
 
 
 def softplus(x: Any, beta: float = 1.0) -> Tensor:
     """log(1 + exp(beta x)) / beta, stable for large |x| (a smooth relu)."""
     x = _float(x)
     if beta == 1.0:
-        return engine.apply(softplus_op, (x,))
-    return engine.apply(softplus_op, (x * beta,)) * (1.0 / beta)
+        return engine.apply(rules.softplus, (x,))
+    return engine.apply(rules.softplus, (x * beta,)) * (1.0 / beta)
 
 
 def gelu(x: Any, approximate: str = "none") -> Tensor:
@@ -128,22 +103,22 @@ def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
 
 def floor(x: Any) -> Tensor:
     """Rounded down; its gradient is 0 (piecewise constant)."""
-    return engine.apply(floor_op, (_lift(x),))
+    return engine.apply(rules.floor, (_lift(x),))
 
 
 def ceil(x: Any) -> Tensor:
     """Rounded up; its gradient is 0 (piecewise constant)."""
-    return engine.apply(ceil_op, (_lift(x),))
+    return engine.apply(rules.ceil, (_lift(x),))
 
 
 def round_(x: Any, decimals: int = 0) -> Tensor:
     """Rounded half to even, as numpy and PyTorch; its gradient is 0."""
-    return engine.apply(round_op, (_lift(x),), decimals=int(decimals))
+    return engine.apply(rules.round_, (_lift(x),), decimals=int(decimals))
 
 
 def sign(x: Any) -> Tensor:
     """-1, 0 or 1; its gradient is 0."""
-    return engine.apply(sign_op, (_lift(x),))
+    return engine.apply(rules.sign, (_lift(x),))
 
 
 def reciprocal(x: Any) -> Tensor:
@@ -162,7 +137,7 @@ def square(x: Any) -> Tensor:
 def floor_divide(a: Any, b: Any) -> Tensor:
     """a // b (rounded toward minus infinity, as Python and numpy); its gradient is 0."""
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 // x stays float32
-    return engine.apply(floor_divide_op, (a, b))
+    return engine.apply(rules.floor_divide, (a, b))
 
 
 def remainder(a: Any, b: Any) -> Tensor:
@@ -171,7 +146,7 @@ def remainder(a: Any, b: Any) -> Tensor:
     Its gradient is 1 for a and -(a // b) for b, as in PyTorch.
     """
     a, b = _pair(a, b)  # a Python number takes the tensor's dtype: 3.0 % x stays float32
-    return engine.apply(remainder_op, (a, b))
+    return engine.apply(rules.remainder, (a, b))
 
 
 def _scan(op: Any, who: str, x: Any, axis: int | None, dim: int | None) -> Tensor:
@@ -184,12 +159,12 @@ def _scan(op: Any, who: str, x: Any, axis: int | None, dim: int | None) -> Tenso
 
 def cumsum(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
     """Running sum along `axis` (`dim`); without one, over the flattened array, as numpy."""
-    return _scan(cumsum_op, "cumsum", x, axis, dim)
+    return _scan(rules.cumsum, "cumsum", x, axis, dim)
 
 
 def cumprod(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
     """Running product along `axis` (`dim`); without one, over the flattened array."""
-    return _scan(cumprod_op, "cumprod", x, axis, dim)
+    return _scan(rules.cumprod, "cumprod", x, axis, dim)
 
 
 def prod(
@@ -210,7 +185,7 @@ def prod(
         axes = _axes(axis, x.ndim, "prod") or ()
         kept = [i for i in range(x.ndim) if i not in axes]
         merged = x.transpose(kept + list(axes)).reshape(tuple(x.shape[i] for i in kept) + (-1,))
-        out = engine.apply(prod_op, (merged,), axis=len(kept), keepdims=False)
+        out = engine.apply(rules.prod, (merged,), axis=len(kept), keepdims=False)
         return (
             out.reshape(tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
             if keepdims
@@ -218,10 +193,10 @@ def prod(
         )
     ax = None if axis is None or x.ndim == 0 else _axis(axis, x.ndim, "prod")
     if axis is None and keepdims:
-        return engine.apply(prod_op, (x.reshape(-1),), axis=0, keepdims=False).reshape(
+        return engine.apply(rules.prod, (x.reshape(-1),), axis=0, keepdims=False).reshape(
             (1,) * x.ndim
         )
-    return engine.apply(prod_op, (x,), axis=ax, keepdims=keepdims)
+    return engine.apply(rules.prod, (x,), axis=ax, keepdims=keepdims)
 
 
 def argmax(
@@ -248,15 +223,6 @@ def argmin(
     return _lift(x).argmin(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def _count(value: Any, who: str, what: str) -> None:
-    """Refuse a negative or non-integer count with the op's name (numpy's says neither)."""
-    values = value if isinstance(value, (tuple, list)) else (value,)
-    if not all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in values
-    ):
-        raise ValueError(f"{who}: {what} must be non-negative integers, got {value!r}")
-
-
 @over_axis
 def any_(
     x: Any,
@@ -268,7 +234,7 @@ def any_(
 ) -> Tensor:
     x = _lift(x)
     axis, keepdims = _dim("any", axis, dim), _keep(keepdims, keepdim)
-    return Tensor(np.any(x._data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
+    return _lift(np.any(x._data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
 
 
 @over_axis
@@ -282,7 +248,7 @@ def all_(
 ) -> Tensor:
     x = _lift(x)
     axis, keepdims = _dim("all", axis, dim), _keep(keepdims, keepdim)
-    return Tensor(np.all(x._data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
+    return _lift(np.all(x._data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
 
 
 @over_axis
@@ -369,9 +335,9 @@ def argsort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None
     x = _lift(x)
     axis = _dim("argsort", axis, dim, -1)
     if x.ndim == 0:
-        return Tensor(np.int64(0))
+        return _lift(np.int64(0))
     ax = _axis(axis, x.ndim, "argsort")
-    return Tensor(np.asarray(_order(x._data, ax, descending), dtype=np.int64))
+    return _lift(np.asarray(_order(x._data, ax, descending), dtype=np.int64))
 
 
 @over_axis
@@ -387,7 +353,7 @@ def topk(
             f"topk: k must be an int in [0, {x.shape[ax]}] for shape {x.shape}, got {k!r}"
         )
     index = np.take(_order(x._data, ax, largest), np.arange(k), axis=ax)
-    return take_along_axis(x, index, ax), Tensor(index)
+    return take_along_axis(x, index, ax), _lift(index)
 
 
 # --- selection and shape ---------------------------------------------------------------------
@@ -395,7 +361,7 @@ def topk(
 
 def _numbers(x: Any) -> Any:
     """A Tensor's numbers; lists, arrays and numbers as they are (indices and masks)."""
-    return x._data if isinstance(x, Tensor) else x
+    return x._data if isinstance(x, Node) else x
 
 
 def _full_index(index: np.ndarray, axis: int, shape: tuple[int, ...]) -> tuple:
@@ -454,12 +420,11 @@ def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
             f"scatter_add: index shape {index.shape} must match src shape "
             f"{src.shape} and have {x.ndim} axes like the input {x.shape}"
         )
-    scatter_primitive = rules.scatter_add
 
     full = _full_index(index, ax, x.shape)
     if src.shape != index.shape:
         src = src[tuple(slice(n) for n in index.shape)]
-    added = engine.apply(scatter_primitive, (src,), shape=x.shape, index=full)
+    added = engine.apply(rules.scatter_add, (src,), shape=x.shape, index=full)
     if added.dtype != x.dtype and x.dtype.kind == "f":
         added = added.astype(x.dtype)  # float64 src into a float32 x: x's dtype stays
     # Into an integer x, float src promotes (as x + src would): cast to the integers it was
@@ -477,7 +442,7 @@ def masked_fill(x: Any, mask: Any, value: float) -> Tensor:
 
 def _zero_of(x: Tensor) -> Tensor:
     """A zero in x's own dtype: a float 0.0 would turn an integer or boolean x into float64."""
-    return Tensor(np.zeros((), dtype=x.dtype))
+    return _lift(np.zeros((), dtype=x.dtype))
 
 
 def tril(x: Any, k: int = 0) -> Tensor:
@@ -488,13 +453,6 @@ def tril(x: Any, k: int = 0) -> Tensor:
 def triu(x: Any, k: int = 0) -> Tensor:
     x = _lift(x)
     return where(np.triu(np.ones(x.shape[-2:], dtype=bool), k), x, _zero_of(x))
-
-
-def eye(
-    n: int, m: int | None = None, dtype: Any = np.float64, requires_grad: bool = False
-) -> Tensor:
-    _count(n if m is None else (n, m), "eye", "the sizes")
-    return Tensor(np.eye(n, m, dtype=dtype), requires_grad=requires_grad)
 
 
 def flip(x: Any, axis: Axis = None, *, dims: Axis = None) -> Tensor:
@@ -587,14 +545,12 @@ def pad(x: Any, pad_width: Any, mode: str = "constant", value: float = 0.0) -> T
     if np.any(widths < 0):
         raise ValueError(f"pad: widths must be >= 0, got {pad_width!r}")
     if mode == "constant":
-        from .tensor import concatenate
-
         for ax, (before, after) in enumerate(widths.tolist()):
             parts = []
             for width in (before, after):
                 shape = list(x.shape)
                 shape[ax] = width
-                parts.append(Tensor(np.full(shape, value, dtype=x.dtype)))
+                parts.append(_lift(np.full(shape, value, dtype=x.dtype)))
             if before or after:
                 x = concatenate([parts[0], x, parts[1]], axis=ax)
         return x
@@ -639,81 +595,4 @@ def einsum(subscripts: str, *operands: Any) -> Tensor:
                     f"{subscripts!r} (shapes {[t.shape for t in tensors]})"
                 )
     spec = ",".join(terms) + "->" + output
-    return engine.apply(einsum_op, tensors, subscripts=spec)
-
-
-# Tensor methods for the functions above that PyTorch and numpy users call as methods
-# (any, all: numpy's names; the module defines them as any_/all_ so as not to hide builtins).
-_METHODS = {
-    name: globals()[name]
-    for name in (
-        "sin",
-        "cos",
-        "tan",
-        "sinh",
-        "cosh",
-        "log1p",
-        "expm1",
-        "floor",
-        "ceil",
-        "sign",
-        "reciprocal",
-        "rsqrt",
-        "square",
-        "cumsum",
-        "cumprod",
-        "prod",
-        "norm",
-        "sort",
-        "topk",
-        "flip",
-        "roll",
-        "repeat",
-        "tile",
-        "masked_fill",
-        "tril",
-        "triu",
-        "argmax",
-        "argmin",
-    )
-}
-# t.round() and t.ravel() as numpy's arrays and PyTorch's tensors have them (the builtin
-# round(t) is another protocol, __round__, which neither library gives a tensor either).
-_METHODS.update(any=any_, all=all_, round=round_, ravel=lambda self: self.reshape(-1))
-
-
-def _numel(self: Tensor) -> int:
-    """PyTorch's numel(): the number of elements (numpy's `.size`)."""
-    return int(np.size(self._data))
-
-
-def _dim_method(self: Tensor) -> int:
-    """PyTorch's dim(): the number of axes (numpy's `.ndim`)."""
-    return self.ndim
-
-
-def _long(self: Tensor) -> Tensor:
-    """PyTorch's long(): an int64 copy (class labels), a constant as every integer cast."""
-    return self.astype(np.int64)
-
-
-def _cpu(self: Tensor) -> Tensor:
-    """PyTorch's cpu(): the tensor itself, whose numbers already live in host memory, so
-    `out.detach().cpu().numpy()` runs as written."""
-    return self
-
-
-# PyTorch habits of the first hour: sum(p.numel() for p in model.parameters()),
-# y.long() for labels, out.detach().cpu().numpy().
-_METHODS.update(numel=_numel, dim=_dim_method, long=_long, cpu=_cpu, argsort=argsort)
-for _name, _function in _METHODS.items():
-    if not hasattr(Tensor, _name):
-        setattr(Tensor, _name, _function)
-# `v in t` as numpy's and PyTorch's: whether any element equals v (Python's fallback iterated
-# rows and asked a whole row for its truth value, an error for every tensor of 2 or more axes).
-Tensor.__contains__ = lambda self, value: bool(np.any(self._data == _lift(value)._data))
-# The operators // and %, with Python's meaning (floor division, remainder with b's sign).
-Tensor.__floordiv__ = lambda self, other: floor_divide(self, other)
-Tensor.__rfloordiv__ = lambda self, other: floor_divide(other, self)
-Tensor.__mod__ = lambda self, other: remainder(self, other)
-Tensor.__rmod__ = lambda self, other: remainder(other, self)
+    return engine.apply(rules.einsum, tensors, subscripts=spec)

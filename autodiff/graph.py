@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import engine
-from .tensor import Tensor, op_name
+from .composites import op_name
+from .tensor import Tensor
 
 # What a tensor is, for colours and legends.
 KINDS = ("leaf_param", "constant", "intermediate", "output")

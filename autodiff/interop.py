@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import functions as fn
 from . import rules
-from .tensor import (
-    Tensor,
-    _axis,
-    _operand,
-    concatenate,
-    matmul,
-    stack,
-    where,
-)
+from ._args import _axis, _lift, _operand
+from .composites import concatenate, matmul, stack, where
+from .engine import Node
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tensor import Tensor
 
 # --- calling conventions -----------------------------------------------------------------------
 # Which numpy callable goes to which primitive is a column of the table (`numpy` on each row,
@@ -46,7 +43,7 @@ def _ufunc(method: str) -> Callable[..., Tensor]:
         if len(inputs) == 1:
             return getattr(_lift(first), method)()
         a, b = inputs
-        if not isinstance(a, Tensor):
+        if not isinstance(a, Node):
             a = _operand(a, b)
         return getattr(a, method)(b)
 
@@ -132,7 +129,7 @@ def _no_extra_options(func: Any, options: dict[str, Any]) -> None:
 
 
 def _data(x: Any) -> Any:
-    if isinstance(x, Tensor):
+    if isinstance(x, Node):
         return x._data
     if isinstance(x, (list, tuple)):
         return type(x)(_data(v) for v in x)
@@ -142,7 +139,7 @@ def _data(x: Any) -> Any:
 def _constant(value: Any) -> Any:
     """Arrays of numbers come back as constant Tensors; everything else unchanged."""
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
-        return Tensor(value)
+        return _lift(value)
     return value
 
 
@@ -160,7 +157,7 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
         _no_extra_options(ufunc, kwargs)
         return rule(*inputs)
     rule = _UFUNCS.get(getattr(ufunc, method))
-    if method == "reduce" and rule is not None and isinstance(inputs[0], Tensor):
+    if method == "reduce" and rule is not None and isinstance(inputs[0], Node):
         return rule(inputs[0], **kwargs)
     raise TypeError(
         f"numpy.{ufunc.__name__}.{method} is not supported on autodiff Tensors: of the ufunc "
@@ -246,10 +243,6 @@ def _spread(method: str) -> Callable[..., Tensor]:
     return run
 
 
-def _lift(x: Any) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(x)
-
-
 def _reshape(
     a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None, copy: Any = None
 ) -> Tensor:
@@ -296,7 +289,7 @@ def _clip(
     low = a_min if a_min is not None else min
     high = a_max if a_max is not None else max
     for bound in (low, high):
-        if isinstance(bound, Tensor) and bound.requires_grad:
+        if isinstance(bound, Node) and bound.requires_grad:
             raise TypeError(
                 "numpy.clip: a bound that requires grad would get no gradient from clip; "
                 "write autodiff.minimum(autodiff.maximum(t, low), high)"
@@ -467,7 +460,7 @@ _CONSTANT_FUNCTIONS = {
 
 def array_function(func: Callable, types: tuple, args: tuple, kwargs: dict) -> Any:
     """Tensor.__array_function__: a numpy function on Tensors (see the module docstring)."""
-    if not all(issubclass(t, (Tensor, np.ndarray)) for t in types):
+    if not all(issubclass(t, (Node, np.ndarray)) for t in types):
         return NotImplemented  # another library's array type: let it answer
     if func in _CONSTANT_FUNCTIONS:
         return _constant(func(*_data(args), **{k: _data(v) for k, v in kwargs.items()}))

@@ -16,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, grad
+from .composites import concatenate
+from .func import gradients as grad
+from .tensor import Tensor
 
 __all__ = [
     "check_jvp",
     "check_vjp",
     "gradcheck",
+    "gradcheck_module",
     "gradgradcheck",
     "numerical_grad",
     "tensors",
@@ -106,6 +109,7 @@ def gradcheck(
     rtol: float = 1e-3,
     modes: Sequence[str] = ("rev",),
     order: int = 1,
+    allow_unused: bool = False,
 ) -> bool:
     """Check fn's derivatives against central differences, in float64.
 
@@ -113,7 +117,13 @@ def gradcheck(
     to float64). `modes` picks reverse mode ("rev", the backward pass) and/or forward mode
     ("fwd", one `jvp` per input element); `order=2` also checks the derivatives of the first
     gradient (in every mode: "fwd" then means forward over reverse). Returns True, or raises
-    AssertionError naming the mode, the input, the element, both values and the difference.
+    AssertionError naming the mode and the input, with the worst entry of the Jacobians: the
+    output and input elements, the analytical and the numerical derivative, the difference.
+
+    An input fn does not use at all fails the check (`allow_unused=True` accepts it): its
+    derivatives are zero on both sides, so it would pass without testing anything, which is
+    what happens when fn reads a model's weights through a closure instead of its arguments
+    (check those with `gradcheck_module`, or pass them as inputs).
     """
     unknown = set(modes) - {"rev", "fwd"}
     if unknown or not modes:
@@ -123,12 +133,24 @@ def gradcheck(
     if order not in (1, 2):
         raise ValueError(f"gradcheck: order must be 1 or 2, got {order}")
     if order == 2:
-        gradcheck(fn, *inputs, eps=eps, atol=atol, rtol=rtol, modes=modes)
+        gradcheck(
+            fn, *inputs, eps=eps, atol=atol, rtol=rtol, modes=modes, allow_unused=allow_unused
+        )
+        # The first gradient of a linear fn uses no input at all, rightly: the first-order
+        # check above has already refused inputs fn does not use.
         return gradcheck(
-            _first_gradient(fn, inputs), *inputs, eps=eps, atol=atol, rtol=rtol, modes=modes
+            _first_gradient(fn, inputs),
+            *inputs,
+            eps=eps,
+            atol=atol,
+            rtol=rtol,
+            modes=modes,
+            allow_unused=True,
         )
     tensors = _float64_inputs(inputs)
     total, weights = _scalar_output(fn, tensors, None)
+    if not allow_unused:
+        _refuse_unused(total, tensors)
     arrays = [np.array(t._data, dtype=np.float64) for t in tensors]
 
     def value(current: list[np.ndarray]) -> float:
@@ -147,15 +169,162 @@ def gradcheck(
             )
         else:
             analytic = _forward_gradient(fn, arrays, weights)
-        _compare(mode, analytic, numeric, tensors, atol, rtol, weights=weights)
+        try:
+            _compare(mode, analytic, numeric, tensors, atol, rtol, weights=weights)
+        except AssertionError as exc:
+            # The weighted sums disagree: find the Jacobian entries that do, for a message
+            # a reader can check by hand (d out[j] / d input[k], not a random projection).
+            detail = _worst_entry(fn, mode, arrays, eps, atol, rtol)
+            if detail is None:
+                raise
+            raise AssertionError(detail) from exc
     return True
+
+
+def _refuse_unused(total: Tensor, tensors: Sequence[Tensor]) -> None:
+    from . import engine
+
+    reached = {id(node) for node in engine.toposort(total)} if total.requires_grad else set()
+    unused = [i for i, t in enumerate(tensors) if id(t) not in reached]
+    if unused:
+        which = ", ".join(f"{i} (shape {tensors[i].shape})" for i in unused)
+        raise AssertionError(
+            f"gradcheck: fn does not use input {which}, so its derivatives are zero on both "
+            "sides and the check would pass without testing anything; if fn reads a model's "
+            "parameters through a closure, check them with gradcheck_module(model, ...) or "
+            "pass them as inputs (allow_unused=True if the input is unused on purpose)"
+        )
+
+
+def _jacobians(
+    fn: Callable[..., Tensor], mode: str, arrays: list[np.ndarray], eps: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Full Jacobians (output size x input size, one per input): analytical in `mode` and by
+    central differences. Only for the failure message: one pass per element."""
+    from .func import jacfwd, jacrev
+
+    nums = tuple(range(len(arrays)))
+
+    def flat(*ts: Tensor) -> Tensor:
+        return fn(*ts).reshape(-1)
+
+    jac = (jacrev if mode == "rev" else jacfwd)(flat, nums)(*[Tensor(a) for a in arrays])
+    analytic = [np.asarray(j).reshape(j.shape[0], -1) for j in jac]
+    numeric = []
+    work = [a.copy() for a in arrays]
+    for a in work:
+        columns = []
+        for index in np.ndindex(a.shape):
+            original = a[index]
+            a[index] = original + eps
+            up = np.asarray(fn(*[Tensor(w) for w in work])._data, dtype=np.float64).reshape(-1)
+            a[index] = original - eps
+            down = np.asarray(fn(*[Tensor(w) for w in work])._data, dtype=np.float64).reshape(-1)
+            a[index] = original
+            columns.append((up - down) / (2 * eps))
+        size = analytic[0].shape[0]
+        numeric.append(np.stack(columns, axis=1) if columns else np.zeros((size, 0)))
+    return analytic, numeric
+
+
+def _worst_entry(
+    fn: Callable[..., Tensor],
+    mode: str,
+    arrays: list[np.ndarray],
+    eps: float,
+    atol: float,
+    rtol: float,
+) -> str | None:
+    try:
+        analytic, numeric = _jacobians(fn, mode, arrays, eps)
+    except Exception:  # noqa: BLE001 - the message falls back to the weighted comparison
+        return None
+    out_shape = np.shape(fn(*[Tensor(a) for a in arrays])._data)
+    name = "backprop" if mode == "rev" else "forward mode"
+    worst = None
+    for i, (a, n) in enumerate(zip(analytic, numeric, strict=True)):
+        if a.size == 0:
+            continue
+        excess = np.abs(a - n) - (atol + rtol * np.abs(n))
+        k = int(np.argmax(excess))
+        if excess.flat[k] > 0 and (worst is None or excess.flat[k] > worst[0]):
+            bad = int((excess > 0).sum())
+            worst = (excess.flat[k], i, np.unravel_index(k, a.shape), a, n, bad)
+    if worst is None:
+        return None
+    _, i, (row, col), a, n, bad = worst
+    out_el = tuple(int(v) for v in np.unravel_index(row, out_shape)) if out_shape else ()
+    in_el = tuple(int(v) for v in np.unravel_index(col, arrays[i].shape)) if arrays[i].ndim else ()
+    out_at = str(list(out_el)) if out_el else ""
+    in_at = str(list(in_el)) if in_el else ""
+    return (
+        f"gradcheck: input {i} (shape {arrays[i].shape}): Jacobian entry d out{out_at} / "
+        f"d input {i}{in_at}: {name} {a[row, col]:.8g} vs numerical {n[row, col]:.8g} "
+        f"(difference {abs(a[row, col] - n[row, col]):.3g}, atol={atol}, rtol={rtol}); "
+        f"{bad} of {a.size} entries of this input's Jacobian differ"
+    )
+
+
+def gradcheck_module(
+    module: Any,
+    fn: Callable[..., Tensor],
+    *inputs: Any,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    modes: Sequence[str] = ("rev",),
+    check_inputs: bool = False,
+) -> bool:
+    """gradcheck over all of a module's parameters (and, with `check_inputs`, its inputs) in
+    one call: `fn(module, *inputs)` returns a Tensor; the parameters are set by
+    `nn.functional_call` for every evaluation, so the module is left unchanged.
+
+        gradcheck_module(model, lambda m, x: m(x), x)
+
+    On a failure the message names the parameter (its dotted name) and the worst entry."""
+    from nn.functional_call import swapped  # nn builds on autodiff: imported when used
+
+    named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError(f"gradcheck_module: {type(module).__name__} has no trainable parameters")
+    names = [name for name, _ in named]
+    params = [np.array(p._data, dtype=np.float64) for _, p in named]
+    n_inputs = len(inputs)
+    if any(p.dtype != np.float64 for _, p in named):
+        raise TypeError(
+            "gradcheck_module: central differences need float64 parameters; call "
+            "module.double() first (or build it with dtype=np.float64)"
+        )
+
+    def wrapped(*tensors: Tensor) -> Tensor:
+        xs = tensors[:n_inputs] if check_inputs else inputs
+        values = dict(zip(names, tensors[n_inputs if check_inputs else 0 :], strict=True))
+        with swapped(module, values):
+            return fn(module, *xs)
+
+    try:
+        return gradcheck(
+            wrapped,
+            *((*inputs, *params) if check_inputs else params),
+            eps=eps,
+            atol=atol,
+            rtol=rtol,
+            modes=modes,
+        )
+    except AssertionError as exc:
+        message = str(exc)
+        offset = n_inputs if check_inputs else 0
+        for k in sorted(range(len(names)), reverse=True):
+            message = message.replace(f"input {k + offset} (", f"parameter '{names[k]}' (")
+            message = message.replace(f"d input {k + offset}", f"d {names[k]}")
+        raise AssertionError(message) from None
 
 
 def _forward_gradient(
     fn: Callable[..., Tensor], arrays: list[np.ndarray], weights: np.ndarray
 ) -> list[np.ndarray]:
     """The gradient of sum(fn * weights) by forward mode: one jvp per input element."""
-    from .forward import jvp
+    from .func import jvp
 
     def weighted(*ts: Tensor) -> Tensor:
         return (fn(*ts) * weights).sum()
@@ -220,8 +389,11 @@ def gradgradcheck(
     atol: float = 1e-5,
     rtol: float = 1e-3,
 ) -> bool:
-    """Check second derivatives: gradcheck of the (weighted) first gradient of fn."""
-    return gradcheck(_first_gradient(fn, inputs), *inputs, eps=eps, atol=atol, rtol=rtol)
+    """Check second derivatives: gradcheck of the (weighted) first gradient of fn (which
+    uses no input at all when fn is linear: that is not refused here)."""
+    return gradcheck(
+        _first_gradient(fn, inputs), *inputs, eps=eps, atol=atol, rtol=rtol, allow_unused=True
+    )
 
 
 def _first_gradient(fn: Callable[..., Tensor], inputs: Sequence[Any]) -> Callable[..., Tensor]:
@@ -246,8 +418,6 @@ def _first_gradient(fn: Callable[..., Tensor], inputs: Sequence[Any]) -> Callabl
 
 
 def _concat(a: Tensor, b: Tensor) -> Tensor:
-    from .tensor import concatenate
-
     return concatenate([a, b])
 
 
@@ -363,7 +533,7 @@ def check_jvp(
     One scalar per check whatever the sizes, so it scales to big tensors; a wrong rule is
     caught with probability 1 over the random draw.
     """
-    from .forward import jvp
+    from .func import jvp
 
     arrays, projected, u = _projection(fn, primals, "check_jvp")
     rng = np.random.default_rng(seed)
@@ -375,7 +545,7 @@ def check_jvp(
             for t in (tangents if isinstance(tangents, tuple) else (tangents,))
         ]
     _, dt = jvp(fn, tuple(arrays), tuple(v))
-    analytic = float(np.sum(np.asarray(dt._data) * u))
+    analytic = float(np.sum(np.asarray(dt._data if isinstance(dt, Tensor) else dt) * u))
     return _agree("check_jvp", analytic, _directional(projected, arrays, v, eps), atol, rtol)
 
 

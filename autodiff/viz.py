@@ -14,13 +14,11 @@ here comes from the engine's own `backward` through its `on_step` hook.
 from __future__ import annotations
 
 import html
-import importlib.metadata
 import io
 import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -34,84 +32,24 @@ from graphviz.backend import dot_command, execute
 from graphviz.backend import rendering as gv_rendering
 
 from . import engine, rules
+from .composites import op_name
+from .dot import (
+    COLORS,
+    FONT,
+    LEGEND,
+    LEGEND_STYLE,
+    GraphvizNotFound,
+    _auto_rankdir,
+    _box_of,
+    _check_max_nodes,
+    _run_dot,
+    dot_executable,
+)
 from .graph import Graph, check_root, node_id, summarize, trace
-from .tensor import Tensor, op_name
-
-# Colours that say what a node is; the same in every drawing, frame and legend.
-COLORS = {
-    "leaf_param": "#cfe2ff",  # blue: a leaf that requires grad (weights, inputs you study)
-    "constant": "#e9ecef",  # grey: data, no gradient
-    "intermediate": "#ffffff",  # white: computed by an op
-    "output": "#c8ecc8",  # green: the root backward starts from
-    "op": "#ffe8a3",  # amber: an operation
-    "module": "#e5dbff",  # lavender: a module call drawn as one box
-    "current": "#ff9b73",  # orange: the node backward is processing (animations)
-}
-LEGEND = {
-    "leaf_param": "parameter (requires grad)",
-    "constant": "constant",
-    "intermediate": "computed",
-    "output": "output",
-    "op": "op",
-    "module": "module call (collapsed)",
-    "frame": "module call",
-    "current": "backward is here",
-}
-LEGEND_STYLE = {"op": ' style="rounded"', "frame": ' style="dashed"'}
-FONT = "Helvetica"
-
+from .page import Page, page  # viz.page: the step-through page (autodiff/page.py)
+from .tensor import Tensor
 
 # --- finding and running `dot` ----------------------------------------------------------------
-
-
-class GraphvizNotFound(graphviz.ExecutableNotFound):
-    """No `dot` program: drawings can still be built and their DOT text read (`.source`).
-
-    A graphviz.ExecutableNotFound (so a RuntimeError too): code written for graphviz
-    catches it as it catches graphviz's own."""
-
-    def __init__(self, message: str) -> None:
-        RuntimeError.__init__(self, message)
-
-
-def dot_executable() -> str:
-    """The system `dot` if it is on PATH, else the binary the `graphviz-pure` wheel ships."""
-    found = shutil.which("dot") or _graphviz_pure()
-    if found is None:
-        raise GraphvizNotFound(
-            "rendering needs Graphviz's `dot` program: install it with `apt install graphviz` "
-            "(or brew, conda, ...) or `pip install graphviz-pure`. The drawing's DOT text is "
-            "still available as `digraph.source`."
-        )
-    return found
-
-
-def _graphviz_pure() -> str | None:
-    # pip puts the binary in the environment's scripts folder, which need not be on PATH
-    # (a venv that is not activated, pyenv, --user installs): the wheel's file list says where.
-    try:
-        files = importlib.metadata.files("graphviz-pure") or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for f in files:
-        if f.name in ("graphviz-pure", "graphviz-pure.exe"):
-            path = Path(str(f.locate())).resolve()
-            if path.is_file() and os.access(path, os.X_OK):
-                return str(path)
-    return shutil.which("graphviz-pure")
-
-
-def _run_dot(source: str, fmt: str) -> bytes:
-    # -Kdot: graphviz-pure picks its layout engine from its own name unless told.
-    result = subprocess.run(
-        [dot_executable(), "-Kdot", f"-T{fmt}"],
-        input=source.encode(),
-        capture_output=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"dot failed: {result.stderr.decode(errors='replace')[:500]}")
-    return result.stdout
 
 
 def render(digraph: graphviz.Digraph, path: str | os.PathLike, format: str | None = None) -> Path:  # noqa: A002 - the name graphviz itself uses
@@ -247,6 +185,15 @@ class Drawing(graphviz.Digraph):
     """
 
     summary = "a graph"  # what __repr__ says the drawing shows; draw_graph sets it
+    _page_of: Any = None  # (root, options): draw_graph sets it, for .page()
+
+    def page(self, path: str | os.PathLike | None = None, **options: Any) -> Page:
+        """This graph's step-through page (viz.page): in Jupyter it shows, running, in the
+        cell's output; with a path it is also written there."""
+        if self._page_of is None:
+            raise ValueError("page: only a drawing made by draw_graph knows its graph")
+        root, made_with = self._page_of
+        return page(root, path, **{**made_with, **options})
 
     # graphviz looks these up on the instance (its own tests mock them the same way).
     @property
@@ -374,12 +321,13 @@ class Drawing(graphviz.Digraph):
     def copy(self) -> Drawing:
         twin = super().copy()
         twin.summary = self.summary
+        twin._page_of = self._page_of
         return twin
 
     def __repr__(self) -> str:
         return (
             f"<Drawing of {self.summary}: .render('name', format='png') writes name.png, "
-            f".source is the DOT text; Jupyter shows it inline>"
+            f".source is the DOT text; Jupyter shows it inline; .page() steps through it>"
         )
 
 
@@ -424,7 +372,9 @@ def draw_graph(
         "cluster" if group_by_module is True else group_by_module,
         _check_max_nodes(max_nodes, "draw_graph"),
     )
-    return _draw(trace(root, names=names, model=model), options)
+    drawing = _draw(trace(root, names=names, model=model), options)
+    drawing._page_of = (root, {"model": model, "names": names})
+    return drawing
 
 
 @dataclass
@@ -457,50 +407,9 @@ class _Scene:
     notes: list[str] = field(default_factory=list)
 
 
-def _check_max_nodes(max_nodes: Any, who: str) -> float:
-    """max_nodes as a limit: None for none. Below 2 the cut kept nothing but its "... earlier
-    nodes" marker (max_nodes=1, 0 or -1 drew one box and "only the 0 nodes nearest the output
-    are drawn", not even the output); None failed deep inside with "'>' not supported"."""
-    if max_nodes is None:
-        return math.inf
-    if isinstance(max_nodes, bool) or not isinstance(max_nodes, (int, np.integer)):
-        raise TypeError(
-            f"{who}: max_nodes must be an int (or None for no limit), got {max_nodes!r}"
-        )
-    if max_nodes < 2:
-        raise ValueError(
-            f"{who}: max_nodes must be at least 2 (the output and a note of what "
-            f"was left out), got {max_nodes}"
-        )
-    return int(max_nodes)
-
-
 def _check_rankdir(rankdir: str, who: str) -> None:
     if rankdir not in ("auto", "LR", "TB"):
         raise ValueError(f"{who}: rankdir must be 'auto', 'LR' or 'TB', got {rankdir!r}")
-
-
-# rankdir="auto" draws left to right only expressions of scalars (or tensors of up to 4
-# elements, drawn on one line) whose longest chain has at most this many ops: micrograd's
-# neuron, tanh(x1*w1 + x2*w2 + b), has 4. Arrays make wide records: a 2-16-2 network's
-# cross-entropy loss has 4 ops and left to right it is 1,627 pt (2,169 px) wide; top down
-# it is 744 x 585 pt.
-AUTO_LR_DEPTH = 6
-
-
-def _auto_rankdir(graph: Graph) -> str:
-    small = all(math.prod(node.shape) <= 4 for node in graph.tensors.values())
-    return "LR" if small and _depth(graph) <= AUTO_LR_DEPTH else "TB"
-
-
-def _depth(graph: Graph) -> int:
-    """The longest chain of ops from a leaf to the output."""
-    depth: dict[str, int] = {}
-    for tid in graph.tensors:  # parents before children
-        op_id = f"op{tid[1:]}"
-        parents = graph.inputs(op_id) if op_id in graph.ops else []
-        depth[tid] = 1 + max((depth.get(p, 0) for p in parents), default=0) if parents else 0
-    return max(depth.values(), default=0)
 
 
 def _draw(graph: Graph, options: _Options, frame: _Frame | None = None) -> Drawing:
@@ -651,37 +560,6 @@ def _full(graph: Graph, options: _Options, frame: _Frame | None, clusters: bool)
         for e in graph.edges
     ]
     return scene
-
-
-def _box_of(graph: Graph) -> dict[str, str | None]:
-    """For each cluster, the module call it is collapsed into: the children of each top-level
-    call (a model's layers), or the top-level call itself when it has no children."""
-    has_children = {c.parent for c in graph.clusters.values()}
-    boxes: dict[str, str | None] = {}
-    for cid in graph.clusters:
-        chain = [cid]
-        while graph.clusters[chain[-1]].parent is not None:
-            chain.append(graph.clusters[chain[-1]].parent)
-        chain.reverse()  # outermost first
-        if chain[0] not in has_children:
-            boxes[cid] = chain[0]
-        elif len(chain) == 1:
-            boxes[cid] = None
-        else:
-            # A container (LeNet5.features is a Sequential) is not a layer: look inside it,
-            # so a Conv2d gets its own box just as a Linear does.
-            level = 1
-            while (
-                level + 1 < len(chain)
-                and type(graph.clusters[chain[level]].module).__name__ in _CONTAINERS
-            ):
-                level += 1
-            boxes[cid] = chain[level]
-    return boxes
-
-
-# nn's pure containers, named rather than imported: the drawing must not depend on nn.
-_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 
 
 def _collapsed(graph: Graph, options: _Options, frame: _Frame | None) -> _Scene:

@@ -25,8 +25,6 @@ Data-dependent choices are written with `autodiff.where(x > 0, a, b)`, which is 
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import threading
 import warnings
@@ -35,7 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, rules
+from . import engine, func, rules, trees
+from ._args import _index, _operand
+from .composites import stack
+from .composites import where as plain_where
 from .rules import batching
 from .rules.batching import LOOP_FALLBACK
 from .tensor import Tensor
@@ -143,6 +144,9 @@ class _PerExample:
     @property
     def _batched(self) -> bool:  # where() takes these numbers as a batched condition
         return True
+
+    def _vmap_where(self, a: Any, b: Any) -> Tensor:
+        return where(self.owner, a, b)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # numpy's probes (__array_interface__, ...): not here
@@ -281,20 +285,23 @@ class BatchedTensor(Tensor):
 
     __hash__ = Tensor.__hash__
 
+    # What composites.where and softmax_cross_entropy call on a batched mask or labels.
+    def _vmap_where(self, a: Any, b: Any) -> Tensor:
+        return where(self, a, b)
+
+    def _vmap_cross_entropy(self, logits: Any) -> Tensor:
+        return cross_entropy(logits, self)
+
 
 def _lift(value: Any, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
-    from .tensor import _operand
-
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _operand(value, like)
     return Tensor(np.asarray(value))
 
 
 def _plain_index(index: Any) -> Any:
-    from .tensor import _index
-
     return _index(index)
 
 
@@ -329,6 +336,26 @@ class _Level:
             ):
                 return level.batch(op, parents, params)
         return NotImplemented
+
+    # The transforms' side of the protocol (autodiff/func.py asks the innermost interpreter
+    # which level a transform called now works at, then hands the transform to it).
+    def lowering(self) -> _Level | None:
+        return lowering_level()
+
+    def value_and_grad(self, *args: Any) -> Any:
+        return value_and_grad(self, *args)
+
+    def vjp(self, *args: Any) -> Any:
+        return vjp(self, *args)
+
+    def jvp(self, *args: Any) -> Any:
+        return jvp(self, *args)
+
+    def jacrev(self, *args: Any) -> Any:
+        return jacrev(self, *args)
+
+    def jacfwd(self, *args: Any) -> Any:
+        return jacfwd(self, *args)
 
     def wrap(self, real: Tensor) -> Tensor:
         out = object.__new__(BatchedTensor)
@@ -396,81 +423,6 @@ def _leave(level: _Level) -> None:
 # --- tensor-level entry points (where, comparisons, labels) ---------------------------------------
 
 
-def over_axis(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """For library functions of one tensor and an axis that read its numbers (sort, topk,
-    any, norm): on a batched value, the same function of the real Tensor, with the axis
-    shifted past the batch (None, for all axes, becomes every per-example axis)."""
-    signature = inspect.signature(fn)
-
-    @functools.wraps(fn)
-    def batched_or_not(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if type(x) is not BatchedTensor or x._level not in _levels():
-            return fn(x, *args, **kwargs)
-        bound = signature.bind(x, *args, **kwargs)
-        bound.apply_defaults()
-        call = dict(bound.arguments)
-        if call.get("dim") is not None:
-            call["axis"], call["dim"] = call["dim"], None
-        n = x.ndim
-        axis = call["axis"]
-        call["axis"] = (
-            batching.shift_axis(axis, n)
-            if axis is None or isinstance(axis, tuple | list)
-            else (axis % n + 1 if n else axis)
-        )
-        if isinstance(call["axis"], list):
-            call["axis"] = tuple(call["axis"])
-        level = x._level
-        call[next(iter(signature.parameters))] = x._real
-        out = fn(**call)
-        if isinstance(out, tuple):
-            parts = [level.wrap(o) for o in out]
-            return type(out)(*parts) if hasattr(out, "_fields") else tuple(parts)
-        return level.wrap(out)
-
-    return batched_or_not
-
-
-def along_axis(*names: str, axis: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """For library functions that take indices along an axis of `x` as numbers (gather,
-    take_along_axis, scatter_add): when any of the arguments `names` is batched, the same
-    function of the whole batch, every one of them given the batch (an index shared by the
-    examples repeated for each), and the axis shifted past it."""
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def batched_or_not(*args: Any, **kwargs: Any) -> Any:
-            if not engine.interpreting:  # outside vmap: one check
-                return fn(*args, **kwargs)
-            bound = signature.bind(*args, **kwargs)
-            level = _highest(*(bound.arguments.get(n) for n in names))
-            if level is None:
-                return fn(*args, **kwargs)
-            bound.apply_defaults()
-            call = dict(bound.arguments)
-            n = np.ndim(call[names[0]]) if not isinstance(call[names[0]], Tensor) else None
-            n = call[names[0]].ndim if n is None else n
-            for name in names:
-                value = call[name]
-                if isinstance(value, Tensor):
-                    real, dim = level.unwrap(value)
-                    call[name] = batching.expand(real, dim, level.size)
-                else:  # numbers shared by the examples: the same for each
-                    array = np.asarray(value)
-                    call[name] = np.broadcast_to(array, (level.size, *array.shape))
-            if call.get("dim") is not None and axis != "dim":
-                call[axis], call["dim"] = call["dim"], None
-            if call[axis] is not None:
-                call[axis] = call[axis] % n + 1 if n else call[axis]
-            return level.wrap(batched_or_not(**call))
-
-        return batched_or_not
-
-    return decorate
-
-
 def _highest(*values: Any) -> _Level | None:
     best = None
     for v in values:
@@ -496,8 +448,6 @@ def _compare(a: Any, b: Any, method: str) -> Tensor:
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     """autodiff.where with a batched condition (tensor.where sends it here)."""
-    from .tensor import where as plain_where
-
     if type(condition) is _PerExample:
         condition = condition.owner
     level = _highest(condition, a, b)
@@ -553,62 +503,36 @@ def cross_entropy(logits: Any, labels: Any) -> Tensor:
     return level.wrap(batching.cross_entropy_real(rx, labels_real, level.size))
 
 
-# --- trees (a private flatten until autodiff.trees lands) -------------------------------------
+# --- trees: in_axes and out_axes are prefixes of the arguments' and results' trees ----------
 
 
-def _flatten(tree: Any) -> tuple[list[Any], Any]:
-    """Leaves (anything but tuples, lists and dicts) in order, and the structure to rebuild."""
-    if isinstance(tree, tuple | list):
-        leaves: list[Any] = []
-        shapes = []
-        for item in tree:
-            sub, shape = _flatten(item)
-            leaves += sub
-            shapes.append((len(sub), shape))
-        return leaves, (type(tree), shapes)
-    if isinstance(tree, dict):
-        keys = list(tree)
-        leaves, shape = _flatten([tree[k] for k in keys])
-        return leaves, (dict, (keys, shape))
-    return [tree], None
-
-
-def _unflatten(structure: Any, leaves: Sequence[Any]) -> Any:
-    if structure is None:
-        return leaves[0]
-    kind, inner = structure
-    if kind is dict:
-        keys, shape = inner
-        return dict(zip(keys, _unflatten(shape, leaves), strict=True))
-    items, at = [], 0
-    for count, shape in inner:
-        items.append(_unflatten(shape, leaves[at : at + count]))
-        at += count
-    return kind(items) if kind in (tuple, list) else kind(*items)
-
-
-def _axes_for(axes: Any, tree: Any, who: str) -> list[Any]:
-    """One axis per leaf of `tree`: `axes` is a prefix of the tree (an int or None applies to
-    everything under it)."""
-    if axes is None or isinstance(axes, int):
-        return [axes] * len(_flatten(tree)[0])
-    if isinstance(axes, tuple | list) and isinstance(tree, tuple | list):
-        if len(axes) != len(tree):
+def _axes_for(axes: Any, treedef: trees.TreeDef, who: str) -> list[Any]:
+    """One axis per leaf of a tree of structure `treedef`: `axes` is a prefix of the tree (an
+    int or None stands for every leaf under it), as JAX's in_axes and out_axes."""
+    if axes is None or (isinstance(axes, int) and not isinstance(axes, bool)):
+        return [axes] * treedef.num_leaves
+    kind = treedef.kind
+    if isinstance(axes, tuple | list) and kind in (trees._TUPLE, trees._LIST, trees._NAMEDTUPLE):
+        if len(axes) != len(treedef.children):
             raise ValueError(
-                f"vmap: {who} has {len(axes)} entries but there are {len(tree)} values to match"
+                f"vmap: {who} has {len(axes)} entries but the value has "
+                f"{len(treedef.children)} ({treedef})"
             )
         return [
             a
-            for sub_axes, sub in zip(axes, tree, strict=True)
-            for a in _axes_for(sub_axes, sub, who)
+            for sub, child in zip(axes, treedef.children, strict=True)
+            for a in _axes_for(sub, child, who)
         ]
-    if isinstance(axes, dict) and isinstance(tree, dict):
-        if set(axes) != set(tree):
-            raise ValueError(
-                f"vmap: {who} has keys {sorted(axes)} but the value has {sorted(tree)}"
-            )
-        return [a for k in tree for a in _axes_for(axes[k], tree[k], who)]
-    raise ValueError(f"vmap: {who} {axes!r} does not match the structure of the values")
+    if isinstance(axes, dict) and kind in (trees._DICT, trees._ORDERED, trees._DEFAULT):
+        keys = treedef.aux[0] if kind == trees._DEFAULT else treedef.aux
+        if set(axes) != set(keys):
+            raise ValueError(f"vmap: {who} has keys {sorted(axes)} but the value has {list(keys)}")
+        return [
+            a
+            for k, child in zip(keys, treedef.children, strict=True)
+            for a in _axes_for(axes[k], child, who)
+        ]
+    raise ValueError(f"vmap: {who} {axes!r} does not match the structure of the value, {treedef}")
 
 
 # --- vmap -------------------------------------------------------------------------------------
@@ -646,10 +570,12 @@ def vmap(
         raise TypeError(f"vmap: f must be callable, got {type(f).__name__}")
 
     def batched(*args: Any, **kwargs: Any) -> Any:
-        axes = _axes_for(
-            in_axes if not isinstance(in_axes, list) else tuple(in_axes), args, "in_axes"
-        )
-        leaves, structure = _flatten(args)
+        # Each argument a tree (autodiff.trees; a list of plain numbers is one array, as the
+        # transforms read it); the arguments together the tuple that in_axes describes.
+        flat = [func._flatten_arg(a) for a in args]
+        structure = trees.TreeDef(trees._TUPLE, None, tuple(d for _, d in flat))
+        leaves = [leaf for sub, _ in flat for leaf in sub]
+        axes = _axes_for(in_axes, structure, "in_axes")
         size = axis_size
         sized_by = None
         prepared = []
@@ -694,7 +620,7 @@ def vmap(
             wrapped = [
                 level.wrap(x) if ax is not None else x for x, ax in zip(inputs, axes, strict=True)
             ]
-            out = f(*_unflatten(structure, wrapped), **kwargs)
+            out = f(*structure.unflatten(wrapped), **kwargs)
         finally:
             _leave(level)
         return _finish(out, level, out_axes, any_tensor)
@@ -723,16 +649,12 @@ def _unbatch(value: Any, level: _Level, ax: int | None, who: str) -> Any:
 
 
 def _finish(out: Any, level: _Level, out_axes: Any, any_tensor: bool) -> Any:
-    leaves, structure = _flatten(out)
-    axes = _axes_for(
-        out_axes if not isinstance(out_axes, list) else tuple(out_axes), out, "out_axes"
-    )
+    leaves, structure = func._flatten_arg(out)
+    axes = _axes_for(out_axes, structure, "out_axes")
     results = [_unbatch(v, level, ax, "out_axes") for v, ax in zip(leaves, axes, strict=True)]
     if not any_tensor:  # arrays in, arrays out (as the transforms answer in kind)
-        from .func import _export
-
-        results = [_export(r, "array") if type(r) is Tensor else r for r in results]
-    return _unflatten(structure, results)
+        results = [func._export(r, "array") if type(r) is Tensor else r for r in results]
+    return structure.unflatten(results)
 
 
 # --- transforms inside vmap -------------------------------------------------------------------
@@ -784,53 +706,52 @@ def _run(
         return f(*call, **(kwargs or {}))
 
 
-def _real_out(level: _Level, out: Any) -> Any:
-    if isinstance(out, tuple | list):
-        return type(out)(_real_out(level, o) for o in out)
-    return _unbatch(out, level, 0, "out")
+def _leaves_out(level: _Level, out: Any, who: str) -> tuple[Any, trees.TreeDef]:
+    """f's result at this level as real leaves (batch first) for the transform of the batch:
+    one leaf as itself, several as a tuple; and the result's structure."""
+    outs, outdef = func._outputs(out, who)
+    reals = [_unbatch(o, level, 0, "out") for o in outs]
+    return (reals[0] if len(reals) == 1 else tuple(reals)), outdef
 
 
-def _wrap_out(level: _Level, out: Any) -> Any:
-    if isinstance(out, tuple | list):
-        return type(out)(_wrap_out(level, o) for o in out)
-    return level.wrap(out) if isinstance(out, Tensor) else out
+def _as_list(values: Any) -> list[Any]:
+    return list(values) if isinstance(values, tuple | list) else [values]
 
 
 def value_and_grad(
-    level: _Level, f: Callable, argnums: Any, has_aux: bool, args: tuple, kwargs: dict
+    level: _Level, f: Callable, argnums: Any, has_aux: bool, args: tuple, kwargs: dict, who: str
 ) -> Any:
-    from . import func
-
-    nums = func._argnums(argnums, len(args), "grad")
-    reals = [_real_arg(level, args[n], "grad") for n in nums]
+    nums = func._argnums(argnums, len(args), who)
+    spec = func._Args(args, nums)
+    reals = [_real_arg(level, v, who) for v in spec.values]
     kept: dict[str, Any] = {}
 
     def total(*rs: Any) -> Any:
-        result = _run(level, f, args, nums, rs, kwargs)
-        out, aux = func._split_aux(result, "grad") if has_aux else (result, None)
+        with _Hidden(level, False):
+            result = f(*spec.build([level.wrap(r) for r in rs]), **kwargs)
+        out, aux = func._split_aux(result, who) if has_aux else (result, None)
+        func._outputs(out, who, single=True)
         real = _unbatch(out, level, 0, "out")
         if real.ndim != 1:
             raise ValueError(
-                f"grad: f must return a scalar (one element), got per-example shape "
+                f"{who}: f must return a scalar (one element), got per-example shape "
                 f"{tuple(real.shape[1:])} inside vmap"
             )
         kept["out"], kept["aux"] = real, aux
         return real.sum()
 
     with _Hidden(level):
-        grads = _grad_of_total(total, reals)
-    wrapped = tuple(level.wrap(g) for g in grads)
+        grads = _grad_of_total(total, reals, who)
+    exported: Any = spec.regroup([level.wrap(g) for g in grads])
     value = level.wrap(kept["out"])
-    g = wrapped[0] if isinstance(argnums, int) else wrapped
+    g = exported[0] if isinstance(argnums, int) else exported
     return ((value, kept["aux"]) if has_aux else value), g
 
 
-def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Any]:
+def _grad_of_total(total: Callable, reals: list[Tensor], who: str) -> list[Any]:
     """func.value_and_grad(total) at `reals`, for the batched arguments: an argument shared by
     the examples is a broadcast view (batch x parameter size), which autodiff.grad would copy
     into a fresh leaf; here a leaf holds the view itself (nothing writes into it)."""
-    from . import forward, func
-
     if lowering_level() is not None:  # an outer vmap too: autodiff.grad lowers it in turn
         _, grads = func.value_and_grad(total, tuple(range(len(reals))))(*reals)
         return list(grads)
@@ -848,14 +769,13 @@ def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Any]:
                 leaf.requires_grad = True
                 leaves.append(leaf)
             else:
-                leaves.append(func._leaf(r, i, "grad"))
-        saved = getattr(func._running, "leaves", {})
-        func._running.leaves = {**saved, **{id(leaf): leaf for leaf in leaves}}
+                leaves.append(func._leaf(r, i, who))
+        saved = engine.traced.leaves
+        engine.traced.leaves = {**saved, **{id(leaf): leaf for leaf in leaves}}
         try:
             out = total(*leaves)
         finally:
-            func._running.leaves = saved
-    forward.check_outputs(out, "grad", several=False)
+            engine.traced.leaves = saved
     if not out.requires_grad:  # f does not depend on its inputs
         return [engine.constant(np.zeros_like(x._data)) for x in leaves]
     create = func._needs_graph([out], leaves, caller_grad)
@@ -874,7 +794,7 @@ def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Any]:
     for leaf, g in zip(leaves, found or [None] * len(leaves), strict=True):
         if g is None:
             g = np.zeros_like(leaf._data)
-        if not isinstance(g, Tensor):
+        if not isinstance(g, engine.Node):
             if id(g) in seen or not (isinstance(g, np.ndarray) and g.flags.writeable):
                 g = np.array(g)  # an array handed to two inputs, or a read-only view
             seen.add(id(g))
@@ -884,63 +804,77 @@ def _grad_of_total(total: Callable, reals: list[Tensor]) -> list[Any]:
 
 
 def vjp(level: _Level, f: Callable, primals: tuple, has_aux: bool) -> Any:
-    from . import func
-
-    nums = tuple(range(len(primals)))
-    reals = [_real_arg(level, p, "vjp") for p in primals]
+    spec = func._Args(primals, tuple(range(len(primals))))
+    reals = [_real_arg(level, p, "vjp") for p in spec.values]
     kept: dict[str, Any] = {}
 
     def g(*rs: Any) -> Any:
-        result = _run(level, f, primals, nums, rs)
+        with _Hidden(level, False):
+            result = f(*spec.build([level.wrap(r) for r in rs]))
         out, kept["aux"] = func._split_aux(result, "vjp") if has_aux else (result, None)
-        return _real_out(level, out)
+        real, kept["outdef"] = _leaves_out(level, out, "vjp")
+        return real
 
     with _Hidden(level):
         out, pull = func.vjp(g, *reals)
+    outdef = kept["outdef"]
 
     def pullback(*cotangents: Any) -> tuple:
-        cots = cotangents
-        if isinstance(out, tuple | list) and len(cots) == 1 and isinstance(cots[0], tuple | list):
-            cots = tuple(cots[0])
+        cots = func._cotangent_leaves(cotangents, outdef, "vjp")
         real_cots = [_real_arg(level, c, "vjp") for c in cots]
         with _Hidden(level):
             grads = pull(*real_cots)
-        return tuple(level.wrap(x) for x in grads)
+        return spec.regroup([level.wrap(x) for x in grads])
 
-    wrapped = _wrap_out(level, out)
+    wrapped = outdef.unflatten([level.wrap(o) for o in _as_list(out)])
     return (wrapped, pullback, kept["aux"]) if has_aux else (wrapped, pullback)
 
 
-def jvp(level: _Level, f: Callable, primals: tuple, tangents: tuple) -> Any:
-    from . import forward
-
+def jvp(level: _Level, f: Callable, primals: tuple, tangents: tuple, who: str) -> Any:
     if len(primals) != len(tangents):
-        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    nums = tuple(range(len(primals)))
-    reals = [_real_arg(level, p, "jvp") for p in primals]
+        raise ValueError(f"{who}: {len(primals)} primals but {len(tangents)} tangents")
+    spec = func._Args(primals, tuple(range(len(primals))))
+    tspec = func._Args(tangents, tuple(range(len(tangents))))
+    if spec.defs != tspec.defs:
+        raise ValueError(f"{who}: the tangents' structure differs from the primals'")
+    reals = [_real_arg(level, p, who) for p in spec.values]
     real_tangents = []
-    for r, t in zip(reals, tangents, strict=True):
+    for r, t in zip(reals, tspec.values, strict=True):
         t = t if isinstance(t, Tensor) else Tensor(np.asarray(t, dtype=r.dtype))
-        real_tangents.append(_real_arg(level, t, "jvp"))
+        real_tangents.append(_real_arg(level, t, who))
+    kept: dict[str, Any] = {}
 
     def g(*rs: Any) -> Any:
-        return _real_out(level, _run(level, f, primals, nums, rs))
+        with _Hidden(level, False):
+            out = f(*spec.build([level.wrap(r) for r in rs]))
+        real, kept["outdef"] = _leaves_out(level, out, who)
+        return real
 
     with _Hidden(level):
-        out, tangent = forward.jvp(g, tuple(reals), tuple(real_tangents))
-    return _wrap_out(level, out), _wrap_out(level, tangent)
+        out, tangent = func.jvp(g, tuple(reals), tuple(real_tangents))
+    outdef = kept["outdef"]
+    return (
+        outdef.unflatten([level.wrap(o) for o in _as_list(out)]),
+        outdef.unflatten([level.wrap(t) for t in _as_list(tangent)]),
+    )
+
+
+def _single(spec: Any, who: str) -> None:
+    if len(spec.values) != len(spec.nums):
+        raise NotImplementedError(
+            f"{who} inside vmap: differentiate with respect to arrays or Tensors, not trees"
+        )
 
 
 def jacrev(level: _Level, f: Callable, argnums: Any, args: tuple) -> Any:
-    from . import func
-    from .tensor import stack
-
     nums = func._argnums(argnums, len(args), "jacrev")
+    spec = func._Args(args, nums)
+    _single(spec, "jacrev")
     reals = [_real_arg(level, args[n], "jacrev") for n in nums]
 
     def g(*rs: Any) -> Any:
         out = _run(level, f, args, nums, rs)
-        func._one_output(out, "jacrev")
+        func._outputs(out, "jacrev", single=True)
         return _unbatch(out, level, 0, "out")
 
     with _Hidden(level):
@@ -965,17 +899,15 @@ def jacrev(level: _Level, f: Callable, argnums: Any, args: tuple) -> Any:
 
 
 def jacfwd(level: _Level, f: Callable, argnums: Any, args: tuple) -> Any:
-    from . import forward, func
-    from .tensor import stack
-
     nums = func._argnums(argnums, len(args), "jacfwd")
+    _single(func._Args(args, nums), "jacfwd")
     jacs = []
     for n in nums:
         real = _real_arg(level, args[n], "jacfwd")
 
         def g(r: Any, n: int = n) -> Any:
             out = _run(level, f, args, (n,), (r,))
-            func._one_output(out, "jacfwd")
+            func._outputs(out, "jacfwd", single=True)
             return _unbatch(out, level, 0, "out")
 
         in_shape = tuple(real.shape[1:])
@@ -986,7 +918,7 @@ def jacfwd(level: _Level, f: Callable, argnums: Any, args: tuple) -> Any:
             for j in range(count):
                 basis = np.zeros((level.size, count), dtype=real.dtype)
                 basis[:, j] = 1
-                out, column = forward.jvp(g, (real,), (basis.reshape(real.shape),))
+                out, column = func.jvp(g, (real,), (Tensor(basis.reshape(real.shape)),))
                 columns.append(column)
             if not columns:
                 out = g(real)

@@ -1,5 +1,7 @@
 """nn: modules, layers, losses, optimizers, data and training on top of autodiff."""
 
+from autodiff import inference_mode, no_grad
+
 from . import data, functional, init, optim, utils
 from . import functional as F
 from .conv import (
@@ -13,6 +15,7 @@ from .conv import (
     MaxPool2d,
 )
 from .export import export_onnx
+from .functional_call import functional_call
 from .layers import (
     MLP,
     Dropout,
@@ -35,6 +38,7 @@ from .torch_bridge import from_torch, to_torch
 from .training import History, evaluate, fit, predict
 
 __all__ = [
+    "functional_call",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
@@ -48,6 +52,7 @@ __all__ = [
     "CrossEntropyLoss",
     "L1Loss",
     "MSELoss",
+    "no_grad",
     "NLLLoss",
     "MLP",
     "Dropout",
@@ -68,6 +73,7 @@ __all__ = [
     "evaluate",
     "fit",
     "functional",
+    "inference_mode",
     "init",
     "load",
     "optim",

@@ -257,6 +257,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars (default: one bar per epoch)"
     )
+    parser.add_argument(
+        "--page",
+        action="store_true",
+        help="also write OUT/backward.html: one training step (the first batch) to step "
+        "through node by node in a browser, offline (default: no page)",
+    )
     return parser
 
 
@@ -330,7 +336,7 @@ def resolve(
         settings[key] = preset[key] if given is None else given
     settings["optimizer"] = args.optimizer or preset.get("optimizer", "sgd")
     settings["lr"] = preset["lr"][settings["optimizer"]] if args.lr is None else args.lr
-    for key in ("seed", "save", "export", "out", "no_plots", "quiet", "threads"):
+    for key in ("seed", "save", "export", "out", "no_plots", "quiet", "threads", "page"):
         value = getattr(args, key, None)
         settings[key] = str(value) if isinstance(value, Path) else value  # JSON-ready
     return settings
@@ -537,11 +543,23 @@ def _train(settings: dict[str, Any], wall_start: float) -> dict[str, Any]:
             settings, model, history, recorder, x, y, xt, yt, targets, n_classes, loss_fn, out_dir
         )
         summary["pictures_seconds"] = _seconds(time.perf_counter() - drawing, 2)
+    if settings.get("page"):
+        summary["page"] = _page(model, x, targets, loss_fn, settings["batch_size"], out_dir)
     # Everything this function did: loading, training, evaluating, saving and drawing.
     summary["wall_seconds"] = _seconds(time.perf_counter() - wall_start, 2)
     summary["options"] = settings
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _page(model, x, targets, loss_fn, batch_size: int, out_dir: Path) -> str:
+    """The step-through page of one training step of the trained model, on the first batch:
+    its forward pass, the backward pass that step takes, and forward mode."""
+    from autodiff import Tensor
+    from autodiff.viz import page
+
+    loss = loss_fn(model(Tensor(x[:batch_size])), targets[:batch_size])
+    return str(page(loss, out_dir / "backward.html", model=model).path)
 
 
 def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:

@@ -29,7 +29,9 @@ __all__ = [
     "MNIST_FILES",
     "MNIST_MIRRORS",
     "DataLoader",
+    "Dataset",
     "MNISTNotFoundError",
+    "TensorDataset",
     "Opener",
     "cache_dir",
     "load_mini_mnist",
@@ -50,13 +52,90 @@ def __dir__() -> list[str]:
 # --- batching --------------------------------------------------------------------------------
 
 
-class DataLoader:
-    """Mini-batches over numpy arrays: `for xb, yb in DataLoader(x, y, batch_size=64)`.
+class Dataset:
+    """A map-style data set, as PyTorch's: subclass it and give `__len__` and
+    `__getitem__(i)` (one sample: an array, a tuple such as `(x_i, y_i)`, or a dict).
+    `DataLoader(dataset, batch_size=...)` batches it. Any object with those two methods
+    works as well; this base only names the idea."""
 
-    Yields `(xb, yb)`, or `xb` alone when `y` is None. With shuffle=True the order changes every
-    epoch, drawn from one Generator seeded once from `seed`, so two loaders built with the same
-    seed give the same batches in the same order, epoch after epoch. Without a seed, that
-    Generator is seeded from autodiff's default generator (see autodiff.manual_seed).
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Any:
+        raise NotImplementedError
+
+
+class TensorDataset(Dataset):
+    """Arrays (or Tensors) with the same first axis, sample i being the tuple of their row i,
+    as PyTorch's. `DataLoader(TensorDataset(x, y))` batches them as `DataLoader(x, y)` does."""
+
+    def __init__(self, *arrays: Any) -> None:
+        if not arrays:
+            raise ValueError("TensorDataset: give at least one array")
+        self.tensors = tuple(
+            _samples(f"array {i}", getattr(a, "_data", a)) for i, a in enumerate(arrays)
+        )
+        lengths = [len(a) if a.ndim else None for a in self.tensors]
+        if None in lengths or len(set(lengths)) != 1:
+            shapes = ", ".join(str(a.shape) for a in self.tensors)
+            raise ValueError(
+                f"TensorDataset: the arrays must share their first (sample) axis, got "
+                f"shapes {shapes}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: Any) -> tuple[np.ndarray, ...]:
+        return tuple(a[index] for a in self.tensors)
+
+
+def _is_dataset(x: Any) -> bool:
+    """A map-style data set: indexable and sized, but not the arrays DataLoader takes."""
+    if isinstance(x, Dataset):
+        return True
+    plain = (np.ndarray, list, tuple, str, bytes, dict)
+    tensor = hasattr(x, "_data") and hasattr(x, "requires_grad")  # autodiff's, not imported
+    return (
+        not isinstance(x, plain)
+        and not tensor
+        and hasattr(x, "__getitem__")
+        and hasattr(x, "__len__")
+    )
+
+
+def _collate(samples: list[Any], where: str) -> Any:
+    """Stack a batch of samples field by field, as PyTorch's default collate: tuples give a
+    tuple of arrays, dicts a dict, anything else one array."""
+    first = samples[0]
+    if isinstance(first, (tuple, list)):
+        if any(not isinstance(s, (tuple, list)) or len(s) != len(first) for s in samples):
+            raise ValueError(f"DataLoader: the samples of {where} have different lengths")
+        return tuple(_collate([s[k] for s in samples], where) for k in range(len(first)))
+    if isinstance(first, dict):
+        if any(not isinstance(s, dict) or s.keys() != first.keys() for s in samples):
+            raise ValueError(f"DataLoader: the samples of {where} have different keys")
+        return {k: _collate([s[k] for s in samples], where) for k in first}
+    values = [np.asarray(getattr(s, "_data", s)) for s in samples]
+    shapes = {v.shape for v in values}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"DataLoader: the samples of {where} have different shapes "
+            f"{sorted(shapes, key=str)[:4]}, so they cannot be stacked into one batch"
+        )
+    return np.stack(values)
+
+
+class DataLoader:
+    """Mini-batches: `for xb, yb in DataLoader(x, y, batch_size=64)`.
+
+    Over arrays, yields `(xb, yb)`, or `xb` alone when `y` is None. Over a map-style data
+    set (`TensorDataset(x, y)`, or any object with `__len__` and `__getitem__`, as PyTorch's
+    DataLoader takes), yields its samples stacked field by field (a data set of `(x_i, y_i)`
+    pairs gives `(xb, yb)` batches). With shuffle=True the order changes every epoch, drawn
+    from one Generator seeded once from `seed`, so two loaders built with the same seed give
+    the same batches in the same order, epoch after epoch. Without a seed, that Generator is
+    seeded from autodiff's default generator (see autodiff.manual_seed).
     """
 
     def __init__(
@@ -68,16 +147,40 @@ class DataLoader:
         seed: Any = None,
         drop_last: bool = False,
     ) -> None:
-        self.x = _samples("x", x)
-        self.y = None if y is None else _samples("y", y)
-        if self.x.ndim == 0:
-            raise ValueError("DataLoader: x must have a first (sample) axis, got a 0-d array")
-        if self.y is not None and (self.y.ndim == 0 or len(self.y) != len(self.x)):
-            n_y = "no sample axis" if self.y.ndim == 0 else f"{len(self.y)} samples"
-            raise ValueError(
-                f"DataLoader: x has {len(self.x)} samples but y has {n_y} "
-                f"(shapes {self.x.shape} and {self.y.shape})"
-            )
+        self.dataset: Any = None
+        if _is_dataset(x) and isinstance(y, (int, np.integer)) and not isinstance(y, bool):
+            # PyTorch's order, DataLoader(dataset, 64): the second argument is batch_size.
+            if batch_size != 64 and batch_size != y:
+                raise ValueError(
+                    f"DataLoader: two batch sizes, {y} (the second argument, PyTorch's "
+                    f"batch_size) and batch_size={batch_size}"
+                )
+            y, batch_size = None, y
+        if isinstance(x, TensorDataset) and len(x.tensors) <= 2 and y is None:
+            # Two arrays are what this loader batches best: slices, no per-sample calls.
+            x, y = x.tensors if len(x.tensors) == 2 else (x.tensors[0], None)
+        elif _is_dataset(x):
+            if y is not None:
+                raise ValueError(
+                    f"DataLoader: x is a data set ({type(x).__name__}), which yields whole "
+                    f"samples; y must be None"
+                )
+            self.dataset = x
+        if self.dataset is None:
+            self._x: np.ndarray | None = _samples("x", x)
+            self._y = None if y is None else _samples("y", y)
+            if self._x.ndim == 0:
+                raise ValueError("DataLoader: x must have a first (sample) axis, got a 0-d array")
+            if self._y is not None and (self._y.ndim == 0 or len(self._y) != len(self._x)):
+                n_y = "no sample axis" if self._y.ndim == 0 else f"{len(self._y)} samples"
+                raise ValueError(
+                    f"DataLoader: x has {len(self._x)} samples but y has {n_y} "
+                    f"(shapes {self._x.shape} and {self._y.shape})"
+                )
+            self._n = len(self._x)
+        else:
+            self._x = self._y = None  # stacked only if asked for (.x, .y)
+            self._n = len(self.dataset)
         # bool is an int subclass, but batch_size=True is surely a mistake.
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(
@@ -92,26 +195,60 @@ class DataLoader:
         if seed is None and self.shuffle:
             # As PyTorch's loader: without a seed of its own, the order follows the default
             # generator, so autodiff.manual_seed(0) at the top of a script repeats the run.
-            from autodiff.tensor import as_generator
+            from autodiff.creation import as_generator
 
             seed = int(as_generator(None).integers(2**63))
         self._rng = np.random.default_rng(seed)
 
+    def _stack_dataset(self) -> None:
+        # fit and evaluate read the whole set's inputs and targets (to choose the metric, to
+        # score validation data): over a data set they are its samples, stacked once.
+        if self._x is not None or self._n == 0:
+            return
+        whole = _collate([self.dataset[i] for i in range(self._n)], type(self.dataset).__name__)
+        if isinstance(whole, tuple) and len(whole) == 2:
+            self._x, self._y = whole
+        elif isinstance(whole, np.ndarray):
+            self._x = whole
+        else:
+            raise ValueError(
+                f"DataLoader: the samples of {type(self.dataset).__name__} are not arrays or "
+                f"(input, target) pairs, so there is no x and y to give"
+            )
+
+    @property
+    def x(self) -> np.ndarray:
+        """The inputs (over a data set: its samples' first fields, stacked)."""
+        self._stack_dataset()
+        return self._x if self._x is not None else np.zeros((0,))
+
+    @property
+    def y(self) -> np.ndarray | None:
+        """The targets, or None (over a data set: its samples' second fields, stacked)."""
+        self._stack_dataset()
+        return self._y
+
     def __len__(self) -> int:
-        n = len(self.x)
+        n = self._n
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
-        n = len(self.x)
+        n = self._n
         order = self._rng.permutation(n) if self.shuffle else None
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             stop = min(start + self.batch_size, n)
+            if self.dataset is not None:
+                picks = range(start, stop) if order is None else order[start:stop]
+                where = type(self.dataset).__name__
+                yield _collate([self.dataset[int(i)] for i in picks], where)
+                continue
             # Unshuffled batches are slices: views, no copy.
             index: Any = slice(start, stop) if order is None else order[start:stop]
-            if self.y is None:
-                yield self.x[index]
+            x: Any = self._x  # set whenever there is no data set
+            if self._y is None:
+                yield x[index]
             else:
-                yield self.x[index], self.y[index]
+                yield x[index], self._y[index]
 
 
 def _samples(name: str, values: Any) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from autodiff import Tensor
-from autodiff.tensor import as_generator
+from autodiff.creation import as_generator
 
 _GAINS = {
     "linear": 1.0,

@@ -69,17 +69,58 @@ class BCELoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary cross-entropy of logits (the sigmoid inside, stable for any logit)."""
+    """Binary cross-entropy of logits (the sigmoid inside, stable for any logit).
+
+    `weight` and `pos_weight` (see `F.binary_cross_entropy_with_logits`) are kept as
+    constant numpy arrays, neither trained nor saved.
+    """
+
+    def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
+        super().__init__(reduction)
+        self.weight = None if weight is None else np.array(getattr(weight, "data", weight))
+        self.pos_weight = (
+            None if pos_weight is None else np.array(getattr(pos_weight, "data", pos_weight))
+        )
 
     def forward(self, logits: Any, target: Any) -> Any:
-        return F.binary_cross_entropy_with_logits(logits, target, reduction=self.reduction)
+        return F.binary_cross_entropy_with_logits(
+            logits, target, reduction=self.reduction, weight=self.weight, pos_weight=self.pos_weight
+        )
+
+    def extra_repr(self) -> str:
+        parts = [] if self.weight is None else [f"weight={self.weight.tolist()}"]
+        if self.pos_weight is not None:
+            parts.append(f"pos_weight={self.pos_weight.tolist()}")
+        return ", ".join(parts + [super().extra_repr()])
 
 
 class NLLLoss(_Loss):
-    """Negative log-likelihood of integer labels under log-probabilities, `F.nll_loss`."""
+    """Negative log-likelihood of integer labels under log-probabilities, `F.nll_loss`.
+
+    `weight` (one number per class) is a constant numpy array, as in CrossEntropyLoss.
+    """
+
+    def __init__(
+        self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
+        super().__init__(reduction)
+        self.weight = None if weight is None else np.array(getattr(weight, "data", weight))
+        self.ignore_index = ignore_index
 
     def forward(self, log_probs: Any, target: Any) -> Any:
-        return F.nll_loss(log_probs, target, reduction=self.reduction)
+        return F.nll_loss(
+            log_probs,
+            target,
+            reduction=self.reduction,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+        )
+
+    def extra_repr(self) -> str:
+        parts = [] if self.weight is None else [f"weight={self.weight.tolist()}"]
+        if self.ignore_index != -100:
+            parts.append(f"ignore_index={self.ignore_index}")
+        return ", ".join(parts + [super().extra_repr()])
 
 
 class CrossEntropyLoss(_Loss):

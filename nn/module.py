@@ -29,6 +29,36 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor") :]
 
 
+_DEVICE_NAMES = ("cpu", "cuda", "mps", "xpu", "meta", "hip", "xla", "npu", "vulkan", "ipu")
+
+
+def _is_device(value: Any) -> bool:
+    """A device name ("cpu", "cuda:0") or a torch.device, rather than a dtype."""
+    if isinstance(value, str):
+        return value.split(":")[0].strip().lower() in _DEVICE_NAMES
+    return type(value).__name__ == "device" and isinstance(getattr(value, "type", None), str)
+
+
+def _check_cpu(who: str, device: Any) -> None:
+    kind = device if isinstance(device, str) else getattr(device, "type", repr(device))
+    if str(kind).split(":")[0].strip().lower() != "cpu":
+        raise RuntimeError(
+            f"{who}: device {str(device)!r} is not available: this library computes with "
+            f"numpy, on the CPU only; use 'cpu' (or drop the .to(device) call)"
+        )
+
+
+def _numpy_dtype(who: str, dtype: Any) -> np.dtype:
+    """A numpy dtype from numpy's names or types, or from a torch dtype (torch.float64)."""
+    text = str(dtype)
+    if text.startswith("torch."):
+        text = text[len("torch.") :]
+    try:
+        return np.dtype(dtype if not str(dtype).startswith("torch.") else text)
+    except TypeError:
+        raise TypeError(f"{who}: expected a device ('cpu') or a dtype, got {dtype!r}") from None
+
+
 class IncompatibleKeys(NamedTuple):
     """What `load_state_dict(strict=False)` skipped, as PyTorch returns it."""
 
@@ -190,6 +220,38 @@ class Module:
                 if p._grad is not None:
                     p._grad = np.asarray(getattr(p._grad, "_data", p._grad), dtype=dtype)
                 p._bump_version()  # a graph recorded with the old array must not backward
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """PyTorch's `model.to(device)`, `.to(dtype)` or `.to(device, dtype)`: "cpu" (or a
+        torch.device("cpu")) is where the weights already are, so it changes nothing; a
+        float dtype converts as `to_dtype`. Any other device is an error, not a silent
+        no-op: nothing here runs on a GPU. Returns self."""
+        name = type(self).__name__
+        unknown = sorted(set(kwargs) - {"device", "dtype", "non_blocking", "copy"})
+        if unknown:
+            raise TypeError(f"{name}.to: unexpected argument(s) {unknown}")
+        if len(args) > 2:
+            raise TypeError(f"{name}.to: takes a device and/or a dtype, got {len(args)} values")
+        device, dtype = kwargs.get("device"), kwargs.get("dtype")
+        for arg in args:
+            if _is_device(arg):
+                device = arg
+            else:
+                dtype = arg
+        if device is not None:
+            _check_cpu(f"{name}.to", device)
+        if dtype is not None:
+            self.to_dtype(_numpy_dtype(f"{name}.to", dtype))
+        return self
+
+    def cpu(self) -> Module:
+        """PyTorch's `model.cpu()`: the weights are numpy arrays, on the CPU already."""
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        """There is no GPU here: an error naming the way out, not a silent no-op."""
+        _check_cpu(f"{type(self).__name__}.cuda", "cuda" if device is None else f"cuda:{device}")
         return self
 
     def double(self) -> Module:

@@ -1,4 +1,5 @@
-"""Optimizers: SGD (momentum, Nesterov, weight decay), Adam, AdamW, and a step-decay schedule.
+"""Optimizers: SGD (momentum, Nesterov, weight decay), Adam, AdamW; the schedules of
+nn/lr_scheduler.py are reachable here too (nn.optim.StepLR, nn.optim.lr_scheduler).
 
 Updates are written into each parameter's array in place (so the model keeps the same
 arrays), under no graph, and stamp the parameter as modified: a backward pass through a graph
@@ -22,7 +23,21 @@ from autodiff import Tensor, engine
 
 _first = operator.itemgetter(0)  # the parameter of a (parameter, gradient) pair, in C
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "StepLR"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "LambdaLR",
+    "LRScheduler",
+    "MultiStepLR",
+    "OneCycleLR",
+    "Optimizer",
+    "ReduceLROnPlateau",
+    "StepLR",
+    "lr_scheduler",
+]
 
 
 def __dir__() -> list[str]:
@@ -479,60 +494,22 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
-class StepLR:
-    """Multiply the optimizer's learning rate by `gamma` every `step_size` calls to step()."""
-
-    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"StepLR: expected an optimizer, got {type(optimizer).__name__}")
-        if (
-            isinstance(step_size, bool)
-            or not isinstance(step_size, numbers.Integral)
-            or step_size <= 0
-        ):
-            raise ValueError(
-                f"StepLR: step_size must be a positive int (a number of steps), got {step_size!r}"
-            )
-        self.optimizer = optimizer
-        self.step_size = int(step_size)
-        self.gamma = _number("StepLR", "gamma", gamma, low_ok=False)
-        self.base_lr = optimizer.lr
-        self.epoch = 0
-
-    def step(self) -> None:
-        self.epoch += 1
-        self.optimizer.lr = self.base_lr * self.gamma ** (self.epoch // self.step_size)
-
-    def get_last_lr(self) -> float:
-        return self.optimizer.lr
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """How many steps were taken and the starting rate: enough to resume the schedule."""
-        return {"epoch": np.array(self.epoch), "base_lr": np.array(self.base_lr)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not isinstance(state, dict) or set(state) != {"epoch", "base_lr"}:
-            got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise KeyError(
-                f"StepLR.load_state_dict: expected entries ['base_lr', 'epoch'], got {got}"
-            )
-        epoch, base_lr = np.asarray(state["epoch"]), np.asarray(state["base_lr"])
-        if not (epoch.ndim == 0 and epoch.dtype.kind in "iu" and epoch >= 0):
-            # int() would take 2.7 as 2, and a negative count would raise the rate above base
-            raise ValueError(
-                f"StepLR.load_state_dict: epoch is a count of steps, a whole "
-                f"number >= 0, got {epoch.dtype} {epoch.tolist()!r}"
-            )
-        if base_lr.ndim != 0 or base_lr.dtype.kind not in "fiu":
-            raise ValueError(
-                f"StepLR.load_state_dict: base_lr must be one number, got "
-                f"{base_lr.dtype} of shape {base_lr.shape}"
-            )
-        base = _number("StepLR.load_state_dict", "base_lr", base_lr[()], low_ok=False)
-        self.epoch, self.base_lr = int(epoch), base
-
-
 def _is_param(p: Tensor) -> bool:
     from .module import Parameter  # module imports nothing from here; import on use anyway
 
     return isinstance(p, Parameter)
+
+
+# The schedules live in nn/lr_scheduler.py (they need Optimizer, defined above); they are
+# also reachable here, as nn.optim.StepLR and nn.optim.lr_scheduler.StepLR (PyTorch's path).
+from . import lr_scheduler  # noqa: E402
+from .lr_scheduler import (  # noqa: E402
+    CosineAnnealingLR,
+    ExponentialLR,
+    LambdaLR,
+    LRScheduler,
+    MultiStepLR,
+    OneCycleLR,
+    ReduceLROnPlateau,
+    StepLR,
+)

@@ -5,6 +5,13 @@ arrays plus two text entries: `__format__`, the format name and version, and `__
 JSON object of the names, shapes and dtypes it holds. Both are plain string arrays, so
 `np.load(path, allow_pickle=False)` reads every entry.
 
+A checkpoint, a dict that nests dicts (or modules, optimizers, schedulers: their
+state_dict()) and plain numbers or strings beside the arrays, e.g. `{"model": model.state_dict(),
+"optimizer": opt.state_dict(), "epoch": 3}`, is written the same way: its arrays under
+"model/layers.0.weight"-style names, and one more text entry, `__tree__`, the JSON of the
+nesting with the numbers and strings themselves. Such files carry the format "autodiff-nn/2";
+`load` gives the same nested dict back (numbers as Python numbers), still never unpickling.
+
 `load` trusts nothing in the file: it checks every entry's .npy header against the size the
 zip directory gives for it (so a forged header cannot make it allocate gigabytes), the format
 marker, and the manifest, before reading any array, and it never unpickles.
@@ -31,8 +38,11 @@ import numpy as np
 from .formats import numpy_can_hold
 
 FORMAT = "autodiff-nn/1"
+TREE_FORMAT = "autodiff-nn/2"  # a checkpoint: FORMAT plus the __tree__ entry
 _FORMAT_KEY = "__format__"
 _MANIFEST_KEY = "__manifest__"
+_TREE_KEY = "__tree__"
+_OWN_KEYS = (_FORMAT_KEY, _MANIFEST_KEY, _TREE_KEY)
 _NUMERIC_KINDS = "biuf"  # bool, signed and unsigned ints, floats
 
 
@@ -88,6 +98,84 @@ def _as_state_dict(obj: Any) -> dict[str, np.ndarray]:
             )
         arrays[name] = array
     return arrays
+
+
+def _is_checkpoint(obj: Any) -> bool:
+    """A dict holding more than arrays: nested dicts, objects with state_dict(), strings,
+    None or Python numbers beside them. (A flat dict of arrays keeps the original format:
+    a Python number in it is saved as a 0-d array, as before.)"""
+    if hasattr(obj, "state_dict") or not isinstance(obj, Mapping):
+        return False
+    return any(
+        isinstance(v, (Mapping, str)) or v is None or hasattr(v, "state_dict") for v in obj.values()
+    )
+
+
+def _flatten_checkpoint(obj: Mapping) -> tuple[dict[str, np.ndarray], Any]:
+    """(name -> array, the JSON tree) of a checkpoint. Array leaves are named by their path
+    joined with "/" ("model/layers.0.weight"); numbers, bools, strings and None are kept in
+    the tree itself, so they come back as the Python values they were."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def node(value: Any, path: tuple[str, ...]) -> Any:
+        where = "/".join(path)
+        if hasattr(value, "state_dict") and not isinstance(value, Mapping):
+            value = value.state_dict()
+        if isinstance(value, Mapping):
+            items = []
+            for key, item in value.items():
+                if not isinstance(key, str) or not key or key.startswith("__"):
+                    raise ValueError(
+                        f"save: invalid key {key!r} in the checkpoint"
+                        + (f" under {where!r}" if where else "")
+                        + " (keys are non-empty strings; a leading '__' is reserved)"
+                    )
+                items.append([key, node(item, (*path, key))])
+            return {"dict": items}
+        if value is None or isinstance(value, (bool, str)):
+            return {"value": value}
+        if isinstance(value, (int, float)) and not isinstance(value, np.generic):
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise ValueError(f"save: the number at {where!r} does not fit in 64 bits")
+            return {"value": value}
+        if where in arrays:
+            raise ValueError(
+                f"save: two entries of the checkpoint are both named {where!r} once their "
+                f"keys are joined with '/'; rename one"
+            )
+        arrays[where] = _as_state_dict({where: value})[where]
+        return {"array": where}
+
+    return arrays, node(obj, ())
+
+
+def _unflatten_checkpoint(tree: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The nested dict a checkpoint's tree describes, or _Refused if the tree is malformed
+    or does not use every array exactly once."""
+    used: set[str] = set()
+
+    def build(n: Any, depth: int) -> Any:
+        if depth > 100 or not isinstance(n, dict) or len(n) != 1:
+            raise _Refused(f"its {_TREE_KEY} entry is malformed")
+        ((kind, value),) = n.items()
+        if kind == "dict" and isinstance(value, list):
+            out = {}
+            for item in value:
+                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                    raise _Refused(f"its {_TREE_KEY} entry is malformed")
+                out[item[0]] = build(item[1], depth + 1)
+            return out
+        if kind == "value" and (value is None or isinstance(value, (bool, int, float, str))):
+            return value
+        if kind == "array" and isinstance(value, str) and value in arrays and value not in used:
+            used.add(value)
+            return arrays[value]
+        raise _Refused(f"its {_TREE_KEY} entry is malformed or names a missing array")
+
+    result = build(tree, 0)
+    if not isinstance(result, dict) or used != set(arrays):
+        raise _Refused(f"its {_TREE_KEY} entry does not account for every array it holds")
+    return result
 
 
 # A zip entry's name length is a 16-bit field, and ours is the name plus ".npy".
@@ -153,9 +241,11 @@ _OTHER_FORMATS = {
 
 
 def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
-    """Write a module's weights (anything with `.state_dict()`) or a dict of name -> array to
-    `path` as .npz, atomically: the file is written beside the target, synced, and renamed
-    over it, so a crash mid-save leaves the old file intact. Returns the path.
+    """Write a module's weights (anything with `.state_dict()`), a dict of name -> array, or
+    a checkpoint dict (`{"model": sd, "optimizer": osd, "epoch": 3}`: nested dicts, modules,
+    numbers and strings; `load` gives it back as it was) to `path` as .npz, atomically: the
+    file is written beside the target, synced, and renamed over it, so a crash mid-save
+    leaves the old file intact. Returns the path.
 
     Only bool, integer and float arrays are accepted (TypeError otherwise). A path ending in
     `.safetensors` is written in that format instead (readable by the `safetensors` package
@@ -170,24 +260,35 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
             "or .safetensors (name it .npz or .safetensors; PyTorch reads .safetensors, and "
             "nn.to_torch(model) gives a torch module for torch.save, nn.export_onnx an ONNX file)"
         )
-    arrays = _as_state_dict(module_or_state_dict)
+    tree = None
+    if _is_checkpoint(module_or_state_dict):
+        arrays, tree = _flatten_checkpoint(module_or_state_dict)
+    else:
+        arrays = _as_state_dict(module_or_state_dict)
     if suffix == ".safetensors":
+        if tree is not None:
+            raise ValueError(
+                "save: a .safetensors file holds a flat dict of arrays; this checkpoint "
+                "nests dicts or holds numbers or strings: save it as .npz"
+            )
         from .formats import write_safetensors
 
         return write_safetensors(arrays, path, metadata={"producer": FORMAT})
     _check_npz_names(arrays)
     manifest = {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
     entries = {
-        _FORMAT_KEY: np.array(FORMAT),
+        _FORMAT_KEY: np.array(FORMAT if tree is None else TREE_FORMAT),
         _MANIFEST_KEY: np.array(json.dumps(manifest)),
-        **arrays,
     }
+    if tree is not None:
+        entries[_TREE_KEY] = np.array(json.dumps(tree))
+    entries.update(arrays)
     path = Path(path)
     return write_atomic(
         path,
         lambda f: _write_npz(f, entries),
         "save",
-        check=lambda written: _verify(written, arrays, path),
+        check=lambda written: _verify(written, arrays, path, tree),
     )
 
 
@@ -266,11 +367,13 @@ def _umask() -> int:
     return mask
 
 
-def _verify(written: Path, arrays: Mapping[str, np.ndarray], path: Path) -> None:
+def _verify(written: Path, arrays: Mapping[str, np.ndarray], path: Path, tree: Any = None) -> None:
     """Read the new file back as `load` would and compare it bit for bit with `arrays`."""
     try:
         with np.load(written, allow_pickle=False) as npz:
-            back = _read_checked(npz)
+            back, back_tree = _read_tree(npz)
+        if tree is not None and json.dumps(back_tree) != json.dumps(tree):
+            raise _Refused("the checkpoint's structure did not read back unchanged")
     except (_Refused, *_DAMAGE) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, _Refused):
             raise
@@ -371,16 +474,30 @@ def _manifest(text: str) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def _read_checked(npz: Any) -> dict[str, np.ndarray]:
+    return _read_tree(npz)[0]
+
+
+def _read_tree(npz: Any) -> tuple[dict[str, np.ndarray], Any]:
+    """The arrays, checked, and the checkpoint's tree (None for a plain dict of arrays)."""
     archive: zipfile.ZipFile = npz.zip
     names = archive.namelist()
     if f"{_FORMAT_KEY}.npy" not in names or f"{_MANIFEST_KEY}.npy" not in names:
         raise _Refused("it was not written by nn.save (no format marker or manifest)")
     headers = {info.filename[:-4]: _entry_header(archive, info) for info in archive.infolist()}
     marker = _text(npz[_FORMAT_KEY])
-    if marker != FORMAT:
+    if marker not in (FORMAT, TREE_FORMAT):
         raise _Refused(f"it has format {marker!r}; this version reads {FORMAT!r}")
+    tree = None
+    if marker == TREE_FORMAT:
+        if f"{_TREE_KEY}.npy" not in names:
+            raise _Refused(f"it has format {marker!r} but no {_TREE_KEY} entry")
+        try:
+            tree = json.loads(_text(npz[_TREE_KEY]))
+        except json.JSONDecodeError:
+            raise _Refused(f"its {_TREE_KEY} entry is not JSON") from None
     manifest = _manifest(_text(npz[_MANIFEST_KEY]))
-    stored = {name: h for name, h in headers.items() if name not in (_FORMAT_KEY, _MANIFEST_KEY)}
+    own = _OWN_KEYS if tree is not None else (_FORMAT_KEY, _MANIFEST_KEY)
+    stored = {name: h for name, h in headers.items() if name not in own}
     if set(manifest) != set(stored) or len(headers) != len(names):
         raise _Refused(f"its manifest lists {sorted(manifest)} but it holds {sorted(stored)}")
     for name, (shape, dtype) in stored.items():
@@ -390,11 +507,12 @@ def _read_checked(npz: Any) -> dict[str, np.ndarray]:
                 f"{manifest[name][1]} {manifest[name][0]}"
             )
     # Every header is now known to be sound: reading allocates only what the file holds.
-    return {name: npz[name] for name in manifest}
+    return {name: npz[name] for name in manifest}, tree
 
 
 def load(path: str | os.PathLike[str], into: Any = None, strict: bool = True) -> Any:
-    """Read the dict of name -> array written by `save`, in the order it was saved.
+    """Read the dict of name -> array written by `save`, in the order it was saved (or the
+    checkpoint dict, nested as it was, with its numbers and strings as Python values).
 
     With `into=model`, the arrays are loaded into that module instead (its
     `load_state_dict(..., strict=strict)`: every name, shape and dtype is checked before any
@@ -412,6 +530,13 @@ def load(path: str | os.PathLike[str], into: Any = None, strict: bool = True) ->
     state = _load(path)
     if into is None:
         return state
+    if any(isinstance(v, dict) for v in state.values()) or not all(
+        isinstance(v, np.ndarray) for v in state.values()
+    ):
+        raise ValueError(
+            f"load: {path} is a checkpoint with entries {list(state)}, not one module's "
+            f"weights: load it, then model.load_state_dict(checkpoint[<the model's key>])"
+        )
     into.load_state_dict(state, strict=strict)
     return into
 
@@ -434,7 +559,8 @@ def _load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise ValueError(f"load: {path} is not an .npz weights file ({kind})")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return _read_checked(npz)
+            arrays, tree = _read_tree(npz)
+            return arrays if tree is None else _unflatten_checkpoint(tree, arrays)
     except _Refused as exc:
         raise ValueError(f"load: {path} was refused: {exc}") from None
     except _DAMAGE as exc:

@@ -155,10 +155,15 @@ _TO_TORCH.update(
 
 def to_torch(model: Module) -> Any:
     """An equivalent `torch.nn.Module` holding copies of the weights, in the same training
-    mode. Sequential and MLP become `torch.nn.Sequential`; a module used twice stays shared.
+    mode. Sequential and MLP become `torch.nn.Sequential`; a module used twice stays shared,
+    and so does a Parameter two modules hold (tied weights), so PyTorch counts it once.
     Raises TypeError naming any module without a PyTorch counterpart."""
     torch = _torch("to_torch")
     made: dict[int, Any] = {}
+    # A Parameter held by two different modules (tied weights: a decoder reusing the
+    # encoder's matrix) must come out as one torch Parameter, else training the copy unties
+    # them and PyTorch counts the weight twice.
+    tied: dict[int, Any] = {}
 
     def convert(m: Any, where: str) -> Any:
         if id(m) in made:
@@ -176,8 +181,13 @@ def to_torch(model: Module) -> Any:
             raise _unsupported("to_torch", where, m, [*_TO_TORCH, *_CONTAINERS])
         out.training = m.training  # this module only: its children were set already
         for name, p in m._children_items():  # frozen weights stay frozen
-            if isinstance(p, Parameter) and getattr(out, name, None) is not None:
-                getattr(out, name).requires_grad_(p.requires_grad)
+            theirs = getattr(out, name, None) if isinstance(p, Parameter) else None
+            if isinstance(theirs, torch.nn.Parameter):
+                if id(p) in tied:
+                    setattr(out, name, tied[id(p)])  # registers the shared one in its place
+                else:
+                    tied[id(p)] = theirs
+                    theirs.requires_grad_(p.requires_grad)
         made[id(m)] = out
         return out
 
@@ -343,13 +353,15 @@ def _numpy_dtypes(torch: Any, m: Any, where: str) -> None:
 
 def from_torch(module: Any) -> Module:
     """Our equivalent of a `torch.nn.Module` built from Sequential, Linear, the activations,
-    Flatten and Dropout, with copies of its weights and in the same training mode.
+    Flatten and Dropout, with copies of its weights and in the same training mode. A module
+    or Parameter used twice (tied weights) stays one here too.
     Raises TypeError naming any module without a counterpart here."""
     torch = _torch("from_torch")
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
     table = _from_table(torch)
     made: dict[int, Module] = {}
+    tied: dict[int, Parameter] = {}  # torch Parameter -> ours, to keep tied weights tied
 
     def convert(m: Any, where: str) -> Module:
         if id(m) in made:
@@ -370,8 +382,13 @@ def from_torch(module: Any) -> Module:
             raise _unsupported("from_torch", where, m, [*table, torch.nn.Sequential])
         object.__setattr__(out, "training", m.training)  # this module only, as above
         for name, p in m.named_parameters(recurse=False):  # frozen weights stay frozen
-            if isinstance(vars(out).get(name), Parameter):
-                vars(out)[name].requires_grad = p.requires_grad
+            ours = vars(out).get(name)
+            if isinstance(ours, Parameter):
+                if id(p) in tied:
+                    object.__setattr__(out, name, tied[id(p)])
+                else:
+                    tied[id(p)] = ours
+                    ours.requires_grad = p.requires_grad
         made[id(m)] = out
         return out
 

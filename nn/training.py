@@ -17,6 +17,7 @@ from . import functional as F
 from .data import DataLoader
 from .functional import accuracy
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss
+from .lr_scheduler import OneCycleLR, ReduceLROnPlateau
 from .module import Module
 from .optim import Optimizer
 
@@ -92,9 +93,123 @@ def _check_number(
         raise ValueError(f"fit: {name} must be {wanted}, got {value!r}")
 
 
-def _logit_accuracy(outputs: Any, target: Any) -> float:
-    """`accuracy` for logits: one score per sample is class 1 above 0 (sigmoid 0.5)."""
-    return accuracy(outputs, target, threshold=0.0)
+class _Accuracy:
+    """The default metric as fit and evaluate use it: `accuracy` with the threshold and
+    ignore_index that suit the loss, added up over batches as counts (correct / counted
+    labels over the whole set), not as one fraction per batch weighted by its size, which
+    is wrong as soon as a batch holds ignored labels or several positions per sample."""
+
+    def __init__(self, threshold: float = 0.5, ignore_index: int | None = None) -> None:
+        self.threshold = threshold
+        self.ignore_index = ignore_index
+
+    def counts(self, outputs: Any, target: Any) -> tuple[int, int]:
+        return F._accuracy_counts(
+            outputs, target, threshold=self.threshold, ignore_index=self.ignore_index
+        )
+
+    def __call__(self, outputs: Any, target: Any) -> float:
+        correct, count = self.counts(outputs, target)
+        return correct / count if count else 0.0
+
+
+_LABEL_LOSSES = (F.cross_entropy, F.nll_loss)
+
+
+def _loss_options(loss_fn: Any) -> dict[str, Any]:
+    """The options a loss was given: keywords of (nested) functools.partial layers, then a
+    loss module's attributes. The outermost keyword wins, as when the partial is called."""
+    options: dict[str, Any] = {}
+    fn = loss_fn
+    while isinstance(fn, functools.partial):
+        for key, value in fn.keywords.items():
+            options.setdefault(key, value)
+        fn = fn.func
+    for key in ("weight", "ignore_index", "reduction"):
+        if hasattr(fn, key):
+            options.setdefault(key, getattr(fn, key))
+    return options
+
+
+def _takes_labels(loss_fn: Any) -> bool:
+    """cross_entropy or nll_loss, as a function, partial or module: a loss whose mean over
+    integer labels is weighted (by class weight, and 0 for an ignored label)."""
+    from .losses import NLLLoss
+
+    loss = _innermost(loss_fn)
+    return loss in _LABEL_LOSSES or isinstance(loss, (CrossEntropyLoss, NLLLoss))
+
+
+class _LossTotal:
+    """One loss value for a whole data set from its batches' values, as the loss defines it.
+
+    A mean reduction is a weighted mean for cross_entropy and nll_loss: each batch's value
+    is sum(w[y] * loss) / sum(w[y]) over its counted labels (w = 1 without `weight`, 0 for
+    an ignored label), so the set's value is the sum of the batches' numerators over the sum
+    of their denominators. Weighting each batch by its number of samples instead made the
+    reported loss depend on batch_size. Any other mean loss counts each sample alike (its
+    batch value times the batch's size); a "sum" loss is reported per sample, its batch sums
+    added up and divided by the number of samples.
+    """
+
+    def __init__(self, loss_fn: Any) -> None:
+        self.sums = _reduction(loss_fn) == "sum"
+        self.labels = _takes_labels(loss_fn) and not self.sums
+        options = _loss_options(loss_fn) if self.labels else {}
+        weight = options.get("weight")
+        self.weight = None if weight is None else np.asarray(getattr(weight, "_data", weight))
+        self.ignore_index = options.get("ignore_index", -100)
+        self.total = 0.0
+        self.denominator = 0.0
+
+    def batch_weight(self, target: Any, n: int) -> float:
+        """What a batch's mean loss is divided by (0: a batch of ignored labels only)."""
+        if not self.labels:
+            return float(n)
+        labels = np.asarray(getattr(target, "_data", target))
+        if labels.dtype.kind not in "iu":  # class probabilities: a plain mean over rows
+            return float(labels.size // labels.shape[1]) if labels.ndim >= 2 else 1.0
+        kept = labels[labels != self.ignore_index]
+        return float(kept.size if self.weight is None else self.weight[kept].sum())
+
+    def add(self, value: float, weight: float, n: int) -> None:
+        if self.sums:
+            self.total += value
+            self.denominator += n
+        elif weight:  # else the batch's value is 0 / 0 and counts for nothing
+            self.total += value * weight
+            self.denominator += weight
+
+    @property
+    def value(self) -> float:
+        return self.total / self.denominator if self.denominator else float("nan")
+
+
+class _MetricTotal:
+    """A metric over a whole data set: counts for the default accuracy, else each batch's
+    value weighted by its number of samples."""
+
+    def __init__(self, metric: Callable | None) -> None:
+        self.metric = metric
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, outputs: Any, target: Any, n: int) -> None:
+        if self.metric is None:
+            return
+        if isinstance(self.metric, _Accuracy):
+            correct, counted = self.metric.counts(outputs, target)
+            self.total += correct
+            self.count += counted
+        else:
+            self.total += float(self.metric(outputs, target)) * n
+            self.count += n
+
+    @property
+    def value(self) -> float:
+        if self.metric is None:
+            return float("nan")
+        return self.total / self.count if self.count else 0.0
 
 
 def _innermost(fn: Any) -> Any:
@@ -149,8 +264,7 @@ def _default_metric(
     labels = (
         values.dtype.kind in "biu"
         and values.ndim == 1
-        or loss is F.cross_entropy
-        or isinstance(loss, CrossEntropyLoss)
+        or _takes_labels(loss_fn)
         or bool(((values == 0) | (values == 1)).all())
     )
     if not labels:
@@ -166,8 +280,11 @@ def _default_metric(
             f"accuracy"
         )
     if loss is F.binary_cross_entropy_with_logits or isinstance(loss, BCEWithLogitsLoss):
-        return _logit_accuracy, ""
-    return accuracy, ""
+        return _Accuracy(threshold=0.0), ""
+    if _takes_labels(loss_fn):
+        # The labels the loss leaves out are not scored either.
+        return _Accuracy(ignore_index=_loss_options(loss_fn).get("ignore_index", -100)), ""
+    return _Accuracy(), ""
 
 
 def evaluate(
@@ -178,7 +295,10 @@ def evaluate(
     batch_size: int = 1000,
     metric: Callable | None = accuracy,
 ) -> tuple[float, float]:
-    """(mean loss, metric) over a data set, in eval mode and without recording a graph.
+    """(loss, metric) over a data set, in eval mode and without recording a graph.
+
+    The loss is the whole set's, as the loss defines it (a weighted mean stays weighted, so
+    the value does not depend on `batch_size`; see `fit`).
 
     The default metric, `accuracy`, is adapted to the loss and targets as in `fit`; where it
     does not apply (targets that are not class labels) the metric is NaN. Without a
@@ -207,28 +327,22 @@ def _evaluate(
     # scored by the same rule.
     modes = _modes(model)
     model.eval()
-    total_loss, total_metric, count = 0.0, 0.0, 0
-    sums = _reduction(loss_fn) == "sum"
+    losses, metrics, count = _LossTotal(loss_fn), _MetricTotal(metric), 0
     try:
         with no_grad():
             for xb, yb in batches:
                 out = model(_as_tensor(xb))
                 n = len(xb)
                 if loss_fn is not None:
-                    # A mean stands for n samples; a sum already holds their n losses.
                     value = _loss_value(loss_fn(out, yb), "evaluate")
-                    total_loss += value if sums else value * n
-                if metric is not None:
-                    total_metric += float(metric(out, yb)) * n
+                    losses.add(value, losses.batch_weight(yb, n), n)
+                metrics.add(out, yb, n)
                 count += n
     finally:
         _restore(modes)
     if count == 0:  # a mean over nothing: 0.0 would look like a perfect score
         raise ValueError(f"evaluate: no samples to evaluate (x has shape {np.shape(batches.x)})")
-    return (
-        total_loss / count if loss_fn is not None else float("nan"),
-        total_metric / count if metric is not None else float("nan"),
-    )
+    return (losses.value if loss_fn is not None else float("nan"), metrics.value)
 
 
 def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:
@@ -280,10 +394,16 @@ def fit(
     (binary_cross_entropy_with_logits, BCEWithLogitsLoss), above 0.5 otherwise; and none at
     all for targets that are not class labels (continuous values: regression). Pass
     `metric=functools.partial(nn.F.accuracy, threshold=0.0)` for logits behind a custom loss.
-    History's "loss" is the epoch's mean loss per sample, for a loss with reduction="sum"
-    too (given to a `functools.partial` or a loss module: its batch sums are added up and
-    divided by the number of samples), so `loss_threshold` means the same for both.
-    `callbacks` are called as `callback(epoch, history)` after each epoch. `batch_size`
+    History's "loss" is the epoch's loss over all its samples as the loss defines it, so it
+    does not depend on `batch_size`: cross_entropy's and nll_loss's weighted mean stays
+    weighted (class `weight`, ignored labels left out), and a loss with reduction="sum"
+    (given to a `functools.partial` or a loss module) is reported per sample (its batch
+    sums added up and divided by the number of samples), so `loss_threshold` means the same
+    for both. A batch whose labels are all ignored has nothing to learn: it takes no step.
+    The default accuracy skips the labels the loss ignores.
+    `callbacks` are called as `callback(epoch, history)` after each epoch. `scheduler`
+    steps after each epoch (ReduceLROnPlateau with the validation loss, or the training
+    loss without `val_data`), OneCycleLR after each batch. `batch_size`
     (default 64) batches an (x, y) pair; a DataLoader brings its own.
 
     With `check_finite` (the default), a NaN or infinite loss stops training with a
@@ -333,77 +453,103 @@ def fit(
             "model was built again?): make it from this model's parameters(), "
             "after building the model"
         )
-    sums = _reduction(loss_fn) == "sum"
-    for epoch in range(1, epochs + 1):
-        model.train()
-        before = (
-            [np.array(p._data, copy=True) for p in params] if update_threshold is not None else None
-        )
-        total_loss, total_metric, count = 0.0, 0.0, 0
-        batches = loader
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = batches = tqdm(
-                loader,
-                desc=f"epoch {epoch}/{epochs}",
-                leave=False,
-                total=len(loader) if hasattr(loader, "__len__") else None,
+    # OneCycleLR is a schedule over batches (PyTorch's convention); the others over epochs.
+    per_batch = isinstance(scheduler, OneCycleLR)
+    # One bar for the whole run (epochs x batches), its label naming the epoch: a bar per
+    # epoch left a finished or frozen line behind for every epoch (in Jupyter, a column of
+    # "0%" bars when epochs are quick).
+    bar = _progress_bar(epochs, len(loader)) if progress else None
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            before = (
+                [np.array(p._data, copy=True) for p in params]
+                if update_threshold is not None
+                else None
             )
-        for step, (xb, yb) in enumerate(batches, start=1):
-            out = model(_as_tensor(xb))
-            loss = loss_fn(out, yb)
-            value = _loss_value(loss, "fit")
-            if check_finite and not math.isfinite(value):
-                if bar is not None:
-                    bar.close()
-                bad = "NaN or inf" if not np.all(np.isfinite(xb)) else "only finite values"
-                raise FloatingPointError(
-                    f"fit: the loss is {value} at epoch {epoch}, step {step}; the weights are "
-                    f"as before this step. The batch's inputs hold {bad}; with finite data, "
-                    f"try a lower learning rate. Pass check_finite=False to train on anyway."
-                )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            n = len(xb)
-            total_loss += value if sums else value * n  # the per-sample mean, as in evaluate
-            if metric is not None:
-                total_metric += float(metric(out, yb)) * n
-            count += n
+            losses, metrics = _LossTotal(loss_fn), _MetricTotal(metric)
             if bar is not None:
-                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
+            for step, (xb, yb) in enumerate(loader, start=1):
+                if bar is not None:
+                    bar.update(1)
+                out = model(_as_tensor(xb))
+                loss = loss_fn(out, yb)
+                value = _loss_value(loss, "fit")
+                n = len(xb)
+                weight = losses.batch_weight(yb, n)
+                if weight == 0 and not losses.sums:
+                    # Every label of the batch ignored: its loss is 0 / 0 (NaN, as PyTorch's)
+                    # with a zero gradient. Nothing to learn, and no divergence to report.
+                    metrics.add(out, yb, n)
+                    continue
+                if check_finite and not math.isfinite(value):
+                    bad = "NaN or inf" if not np.all(np.isfinite(xb)) else "only finite values"
+                    raise FloatingPointError(
+                        f"fit: the loss is {value} at epoch {epoch}, step {step}; the weights are "
+                        f"as before this step. The batch's inputs hold {bad}; with finite data, "
+                        f"try a lower learning rate. Pass check_finite=False to train on anyway."
+                    )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if per_batch:
+                    scheduler.step()
+                losses.add(value, weight, n)
+                metrics.add(out, yb, n)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            history["loss"].append(losses.value)
+            if metric is not None:
+                history["accuracy"].append(metrics.value)
+            if val is not None:
+                vx, vy = val.x, val.y
+                val_loss, val_metric = _evaluate(
+                    model, DataLoader(vx, vy, batch_size=1000), loss_fn, metric
+                )
+                history["val_loss"].append(val_loss)
+                if metric is not None:
+                    history["val_accuracy"].append(val_metric)
+            if before is not None:
+                history["max_update"].append(
+                    max(
+                        float(np.max(np.abs(np.asarray(p._data) - b))) if b.size else 0.0
+                        for p, b in zip(params, before, strict=True)
+                    )
+                )
+            if scheduler is not None and not per_batch:
+                if isinstance(scheduler, ReduceLROnPlateau):
+                    # It watches a number: the validation loss, else the training loss.
+                    scheduler.step(
+                        history["val_loss"][-1] if val is not None else history["loss"][-1]
+                    )
+                else:
+                    scheduler.step()
+            if bar is not None:
+                bar.set_postfix(_epoch_summary(history), refresh=True)
+            for callback in callbacks:
+                callback(epoch, history)
+            reason = _stop_reason(history, loss_threshold, error_threshold, update_threshold)
+            if reason:
+                history.stopped_reason = reason
+                return history
+    finally:
         if bar is not None:
             bar.close()
-        history["loss"].append(total_loss / max(count, 1))
-        if metric is not None:
-            history["accuracy"].append(total_metric / max(count, 1))
-        if val is not None:
-            vx, vy = val.x, val.y
-            val_loss, val_metric = _evaluate(
-                model, DataLoader(vx, vy, batch_size=1000), loss_fn, metric
-            )
-            history["val_loss"].append(val_loss)
-            if metric is not None:
-                history["val_accuracy"].append(val_metric)
-        if before is not None:
-            history["max_update"].append(
-                max(
-                    float(np.max(np.abs(np.asarray(p._data) - b))) if b.size else 0.0
-                    for p, b in zip(params, before, strict=True)
-                )
-            )
-        if scheduler is not None:
-            scheduler.step()
-        for callback in callbacks:
-            callback(epoch, history)
-        reason = _stop_reason(history, loss_threshold, error_threshold, update_threshold)
-        if reason:
-            history.stopped_reason = reason
-            return history
     history.stopped_reason = f"reached the maximum of {epochs} epochs"
     return history
+
+
+def _progress_bar(epochs: int, batches: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs * batches, desc=f"epoch 1/{epochs}", unit="batch", leave=True)
+
+
+def _epoch_summary(history: History) -> dict[str, str]:
+    """The last epoch's numbers, for the bar's postfix."""
+    names = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
+    return {short: f"{history[key][-1]:.4f}" for key, short in names.items() if history[key]}
 
 
 def _warn_double_squash(model: Module, loss_fn: Any) -> None:

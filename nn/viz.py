@@ -19,12 +19,70 @@ import numpy as np  # noqa: E402
 PathLike = str | os.PathLike
 
 
+def _inline() -> bool:
+    """Is matplotlib drawing into a Jupyter notebook (the inline backend)?"""
+    return "inline" in matplotlib.get_backend().lower()
+
+
 def _save(fig: Any, path: PathLike | None) -> Any:
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
+    elif _inline():
+        # In Jupyter the inline backend shows every figure pyplot still holds when the cell
+        # ends, and the cell shows the returned Figure too: the same picture twice. Released
+        # from pyplot, it is shown once, as the returned value (display(fig) still works).
+        plt.close(fig)
     return fig
+
+
+def _what(obj: Any) -> str:
+    """How an object that is not what a function wanted reads in its error."""
+    if isinstance(obj, Mapping):
+        return f"a {type(obj).__name__} of {len(obj)} entries (a state_dict?)"
+    shape = getattr(obj, "shape", None)
+    return f"a {type(obj).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
+
+
+def _module(who: str, model: Any) -> Any:
+    """`model` if it is a module (has named_parameters), else an error naming `who`: a
+    state_dict holds copies of the weights, not the model that makes them."""
+    if not hasattr(model, "named_parameters"):
+        raise TypeError(
+            f"{who}: expected the model (a Module), got {_what(model)}; pass the model "
+            f"itself, not its state_dict()"
+        )
+    return model
+
+
+def _image_shape(who: str, image_shape: Any) -> tuple[int, int]:
+    ok = (
+        isinstance(image_shape, (tuple, list))
+        and len(image_shape) == 2
+        and all(isinstance(d, (int, np.integer)) and d > 0 for d in image_shape)
+    )
+    if not ok:
+        raise TypeError(
+            f"{who}: image_shape must be (height, width), e.g. (28, 28), got {image_shape!r}"
+        )
+    return int(image_shape[0]), int(image_shape[1])
+
+
+def _points(who: str, x: Any, y: Any, features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, features) points and N targets, or an error naming `who` and the shapes needed."""
+    x, y = _numbers(x), _numbers(y)
+    if features == 1 and x.ndim == 1:
+        x = x.reshape(-1, 1)
+    if x.ndim != 2 or x.shape[1] != features:
+        need = "(N,) or (N, 1) (one input feature)" if features == 1 else "(N, 2) (two features)"
+        raise ValueError(f"{who}: x must be {need}, got shape {x.shape}")
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(
+            f"{who}: y must hold one target per point, shape ({len(x)},), got shape {y.shape}"
+        )
+    return x, y
 
 
 # --- curves ----------------------------------------------------------------------------------
@@ -32,6 +90,11 @@ def _save(fig: Any, path: PathLike | None) -> Any:
 
 def plot_history(history: Mapping[str, Sequence[float]], path: PathLike | None = None) -> Any:
     """Loss (and accuracy, when recorded) per epoch, training and validation."""
+    if not isinstance(history, Mapping):
+        raise TypeError(
+            f"plot_history: expected fit's History (a dict of per-epoch lists), got "
+            f"{_what(history)}"
+        )
     has_acc = bool(history.get("accuracy") or history.get("val_accuracy"))
     fig, axes = plt.subplots(
         1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 3.6), squeeze=False
@@ -54,17 +117,25 @@ def plot_history(history: Mapping[str, Sequence[float]], path: PathLike | None =
 
 
 class LiveHistoryPlot:
-    """A `fit` callback that redraws the curves after each epoch, in a Jupyter notebook."""
+    """A `fit` callback that redraws the curves after each epoch, in a Jupyter notebook.
+
+    The picture is replaced in place (one display, updated), not by clearing the cell's
+    output, which would also wipe fit's progress bar."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
 
     def __call__(self, epoch: int, history: Mapping[str, Sequence[float]]) -> None:
         try:
-            from IPython.display import clear_output, display
+            from IPython.display import display
         except ImportError:  # outside IPython there is nothing to redraw
             return
         fig = plot_history(history)
-        clear_output(wait=True)
-        display(fig)
-        plt.close(fig)
+        plt.close(fig)  # shown through the handle only, not again by the inline backend
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
 
 
 # --- weights ---------------------------------------------------------------------------------
@@ -82,7 +153,7 @@ class WeightRecorder:
     def __init__(
         self, model: Any, epochs: int | None = None, max_frames: int | None = None
     ) -> None:
-        self.model = model
+        self.model = _module("WeightRecorder", model)
         self.snapshots: list[dict[str, np.ndarray]] = []
         self.epochs: list[int] = []
         self._keep: set[int] | None = None
@@ -195,6 +266,24 @@ def _heatmap_panels(
     return fig, artists
 
 
+def _matrices(who: str, snapshot: Any) -> dict[str, np.ndarray]:
+    """The 2-D weight matrices of a snapshot (a state_dict's biases are left out), or an
+    error naming `who` and what it needs."""
+    if hasattr(snapshot, "named_parameters"):
+        raise TypeError(
+            f"{who}: expected a snapshot {{name: 2-D array}} (WeightRecorder.snapshots[i], "
+            f"or model.state_dict()), got the model {type(snapshot).__name__}"
+        )
+    if not isinstance(snapshot, Mapping):
+        raise TypeError(f"{who}: expected a snapshot {{name: 2-D array}}, got {_what(snapshot)}")
+    arrays = {name: _numbers(value) for name, value in snapshot.items()}
+    matrices = {name: a for name, a in arrays.items() if a.ndim == 2}
+    if not matrices:
+        shapes = {name: a.shape for name, a in arrays.items()}
+        raise ValueError(f"{who}: no 2-D weight matrix to draw; the snapshot holds {shapes}")
+    return matrices
+
+
 def heatmap_figure(
     snapshot: Mapping[str, np.ndarray],
     title: str | None = None,
@@ -207,11 +296,13 @@ def heatmap_figure(
     as a grid of tiles, one per unit: the pattern each hidden unit responds to, which a raw
     128x784 heatmap hides as noise.
     """
-    fig, _ = _heatmap_panels(snapshot, limits, image_shape)
+    if image_shape is not None:
+        image_shape = _image_shape("heatmap_figure", image_shape)
+    fig, _ = _heatmap_panels(_matrices("heatmap_figure", snapshot), limits, image_shape)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return _save(fig, None)
 
 
 def _frame_title(label: Any) -> str:
@@ -240,12 +331,21 @@ def weight_heatmaps(
     if isinstance(snapshots, WeightRecorder):  # what a newcomer has in hand after fit
         labels = snapshots.epochs if labels is None else labels
         snapshots = snapshots.snapshots
+    if isinstance(snapshots, Mapping) or hasattr(snapshots, "named_parameters"):
+        raise TypeError(
+            f"weight_heatmaps: expected a WeightRecorder or a list of snapshots "
+            f"{{name: 2-D array}}, got {_what(snapshots)}"
+            + ("" if isinstance(snapshots, Mapping) else "; record it with WeightRecorder")
+        )
     if not snapshots:
         raise ValueError("weight_heatmaps: no snapshots (record some with WeightRecorder)")
+    snapshots = [_matrices("weight_heatmaps", s) for s in snapshots]
     if labels is None:
         labels = range(1, len(snapshots) + 1)
     if len(labels) != len(snapshots):
         raise ValueError(f"weight_heatmaps: {len(labels)} labels for {len(snapshots)} snapshots")
+    if image_shape is not None:
+        image_shape = _image_shape("weight_heatmaps", image_shape)
     pairs = list(zip(snapshots, labels, strict=True))
     if max_frames is not None:
         pairs = _evenly(pairs, max_frames)
@@ -320,7 +420,22 @@ def prediction_gallery(
             f"({type(images).__name__}); call prediction_gallery(x, "
             f"nn.predict(model, x), y)"
         )
+    image_shape = _image_shape("prediction_gallery", image_shape)
     images = _numbers(images)
+    pixels = image_shape[0] * image_shape[1]
+    if images.ndim == 0 or (len(images) and images[0].size != pixels):
+        each = "no sample axis" if images.ndim == 0 else f"{images[0].size} values"
+        side = int(round(np.sqrt(images[0].size))) if images.ndim else 0
+        hint = (
+            f"; pass image_shape=({side}, {side})"
+            if images.ndim and side * side == images[0].size
+            else ""
+        )
+        raise ValueError(
+            f"prediction_gallery: images must be (N, {pixels}) or (N, {image_shape[0]}, "
+            f"{image_shape[1]}) for image_shape={image_shape}, got shape {images.shape} "
+            f"(each image has {each}){hint}"
+        )
     predicted, true = _numbers(predicted), _numbers(true)
     if predicted.ndim == 2 and predicted.shape[0] == len(images):
         predicted = predicted.argmax(axis=1)  # logits or probabilities, one row per image
@@ -363,10 +478,16 @@ def _numbers(values: Any) -> np.ndarray:
     return np.asarray(values if data is None else data)
 
 
-def _predictor(predict_fn: Any) -> Callable[[np.ndarray], np.ndarray]:
+def _predictor(who: str, predict_fn: Any) -> Callable[[np.ndarray], np.ndarray]:
     """A model passed where a function is wanted runs as nn.predict runs it: in eval mode
     (Dropout off), without recording a graph, its mode put back afterwards."""
     if not hasattr(predict_fn, "parameters"):
+        if not callable(predict_fn):
+            raise TypeError(
+                f"{who}: expected the model or a function of the points, got "
+                f"{_what(predict_fn)}"
+                + ("; pass the model itself" if isinstance(predict_fn, Mapping) else "")
+            )
         return predict_fn
     from .training import predict
 
@@ -389,15 +510,22 @@ def decision_boundary(
     split at `threshold`. By default that is 0.5 when every value lies in [0, 1]
     (probabilities). Other scores are logits or raw scores (split at 0, as micrograd's moons
     demo) or outputs regressed onto 0/1 targets (split at 0.5): of 0 and 0.5, the one nearer
-    the midpoint of the two classes' mean scores on the drawn points is taken. (A 0.5
-    contour of logits was not the boundary the model decides by.)
+    the midpoint of the two classes' mean scores on the drawn points is taken, and 0 when
+    those means lie more than 2 apart. (A 0.5 contour of logits was not the boundary the
+    model decides by.) Logits are coloured as probabilities, sigmoid(logit) on a 0..1 scale.
     """
-    predict_fn = _predictor(predict_fn)
-    x, y = _numbers(x), _numbers(y).reshape(-1)
+    predict_fn = _predictor("decision_boundary", predict_fn)
+    x, y = _points("decision_boundary", x, y, 2)
     pad = 0.5
     (x0, y0), (x1, y1) = x.min(axis=0) - pad, x.max(axis=0) + pad
     gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
     scores = _numbers(predict_fn(np.c_[gx.ravel(), gy.ravel()].astype(np.float32)))
+    if scores.ndim == 0 or len(scores) != gx.size or scores.ndim > 2:
+        raise ValueError(
+            f"decision_boundary: the model gave shape {scores.shape} for {gx.size} points; "
+            f"it must give one number per point, ({gx.size},) or ({gx.size}, 1), or class "
+            f"scores ({gx.size}, C)"
+        )
     fig, ax = plt.subplots(figsize=(5, 4.2))
     if scores.ndim == 2 and scores.shape[1] > 1:
         field = scores.argmax(axis=1).reshape(gx.shape)
@@ -411,15 +539,27 @@ def decision_boundary(
             own = _numbers(predict_fn(x.astype(np.float32))).reshape(-1)
             positive = y > 0.5
             if not probabilities and positive.any() and not positive.all():
-                middle = (own[positive].mean() + own[~positive].mean()) / 2
-                threshold = 0.0 if abs(middle) < abs(middle - 0.5) else 0.5
+                high, low = own[positive].mean(), own[~positive].mean()
+                middle = (high + low) / 2
+                # Class means more than 2 apart are not outputs regressed onto 0 and 1 (those
+                # sit near 0 and 1): logits, whose midpoint may lie far from 0 and 0.5 alike.
+                logits = high - low > 2 or abs(middle) < abs(middle - 0.5)
+                threshold = 0.0 if logits else 0.5
+        shown = field
+        if not probabilities and threshold == 0.0:
+            # Logits: coloured as what they mean, P(class 1) = sigmoid(logit), on a 0..1
+            # scale; a colour bar of raw logits (-150 to 90) said nothing a reader could use.
+            # The boundary is still the logits' 0 contour (the same line as P = 0.5).
+            shown = 0.5 * (1.0 + np.tanh(0.5 * field))  # sigmoid, without exp overflow
+        as_probability = probabilities or shown is not field
         norm = None
-        if not probabilities and field.min() < threshold < field.max():
+        if not as_probability and field.min() < threshold < field.max():
             # scores: blue below the threshold, red above, however lopsided their range
             norm = matplotlib.colors.TwoSlopeNorm(threshold, field.min(), field.max())
-        image = ax.contourf(gx, gy, field, levels=20, cmap="coolwarm", alpha=0.35, norm=norm)
+        levels = np.linspace(0.0, 1.0, 21) if as_probability else 20
+        image = ax.contourf(gx, gy, shown, levels=levels, cmap="coolwarm", alpha=0.35, norm=norm)
         ax.contour(gx, gy, field, levels=[threshold], colors="k", linewidths=1)
-        fig.colorbar(image, ax=ax, label="P(class 1)" if probabilities else "score")
+        fig.colorbar(image, ax=ax, label="P(class 1)" if as_probability else "score")
     ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=25)
     ax.set_title("Decision boundary")
     ax.set_xlabel("x1")
@@ -437,8 +577,9 @@ def regression_fit(
 ) -> Any:
     """Data points and the fitted curve over a dense grid (1-D regression); `predict_fn` is a
     function or the model itself (run in eval mode)."""
-    predict_fn = _predictor(predict_fn)
-    x, y = _numbers(x).reshape(-1), _numbers(y).reshape(-1)
+    predict_fn = _predictor("regression_fit", predict_fn)
+    x, y = _points("regression_fit", x, y, 1)
+    x = x.reshape(-1)
     grid = np.linspace(x.min(), x.max(), 300).reshape(-1, 1).astype(np.float32)
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.scatter(x, y, s=12, alpha=0.6, label="data")
@@ -458,7 +599,7 @@ class GradientFlowRecorder:
     """Call after backward(): records mean |gradient| of every 2-D weight, per call."""
 
     def __init__(self, model: Any) -> None:
-        self.model = model
+        self.model = _module("GradientFlowRecorder", model)
         self.history: dict[str, list[float]] = {}
 
     def __call__(self, *args: Any) -> None:
@@ -479,6 +620,13 @@ def gradient_flow(
     GradientFlowRecorder itself, its `history`, or a list of {layer: value} rows."""
     if isinstance(grad_history, GradientFlowRecorder):  # it was "not iterable"
         grad_history = grad_history.history
+    if hasattr(grad_history, "named_parameters") or not isinstance(
+        grad_history, (Mapping, Sequence)
+    ):
+        raise TypeError(
+            f"gradient_flow: expected a GradientFlowRecorder (called after each backward), "
+            f"its history or a list of {{layer: value}} rows, got {_what(grad_history)}"
+        )
     if not isinstance(grad_history, Mapping):
         merged: dict[str, list[float]] = {}
         for row in grad_history:
@@ -530,7 +678,12 @@ def conv_filters(weight: Any, path: PathLike | None = None, title: str | None = 
             f"conv_filters: got a {type(weight).__name__}; pass one Conv2d layer "
             f"(e.g. model.features[0]) or its weight"
         )
-    w = np.asarray(getattr(getattr(weight, "weight", weight), "data", weight))
+    if isinstance(weight, Mapping):
+        raise TypeError(
+            f"conv_filters: expected a Conv2d or its (out, in, kh, kw) weight, got "
+            f"{_what(weight)}; pass state_dict['<name>.weight'] or the layer"
+        )
+    w = _numbers(getattr(weight, "weight", weight))
     if w.ndim != 4:
         raise ValueError(
             f"conv_filters: expected a Conv2d or an (out, in, kh, kw) weight, got shape {w.shape}"
@@ -575,6 +728,11 @@ def feature_maps(
     """
     from autodiff import Tensor, no_grad
 
+    if isinstance(layers, Mapping):
+        raise TypeError(
+            f"feature_maps: layers must be a sequence of layers applied in order, got "
+            f"{_what(layers)}; pass the layers themselves (e.g. model.features)"
+        )
     if hasattr(layers, "parameters") and not hasattr(layers, "__iter__"):
         hint = " (its .features)" if hasattr(layers, "features") else ""
         raise TypeError(

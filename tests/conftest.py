@@ -7,6 +7,8 @@ import matplotlib
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.oracle import require_torch
+
 matplotlib.use("Agg")  # tests never open windows
 
 # A quick profile for local runs, and a deterministic one with more examples for CI.
@@ -44,3 +46,12 @@ def mnist_dir() -> Path:
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"shared MNIST files not found at {MNIST_DIR}")
     return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, the optional oracle: the test skips, saying why, when it is not installed.
+
+    Session-scoped so that hypothesis tests may take it too (it holds no state).
+    """
+    return require_torch()

@@ -10,6 +10,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+import nn
 from bench import chain, micrograd_demo, mnist, small_ops
 from bench.__main__ import main
 
@@ -21,6 +22,7 @@ def _installed(engine_name: str) -> bool:
     return module is None or importlib.util.find_spec(module) is not None
 
 
+@pytest.mark.slow
 def test_quick_suite_writes_every_section(tmp_path):
     out = tmp_path / "RESULTS.md"
     assert main(["--quick", "--workloads", "ops,chain", "--out", str(out)]) == 0
@@ -72,3 +74,40 @@ def test_profile_prints_where_the_time_goes(capsys):
     assert "workload ops:" in out and "cycle collector" in out
     assert "engine.py" in out and "(backward)" in out  # the engine's own functions are listed
     assert main(["--profile", "nope"]) == 2
+
+
+@pytest.mark.slow
+def test_lenet_bench_engines_take_the_same_steps():
+    import importlib.util
+
+    from bench import lenet
+
+    (x, y), (xt, yt) = nn.data.load_mini_mnist()
+    problem = lenet.make_problem(x, y, xt, yt, batch_size=16, steps=6, test_size=200)
+    assert problem.x.shape == (len(x), 1, 28, 28) and len(problem.batches) == 6
+    assert problem.images_per_epoch_scale() == 60_000 / 96
+    _, accuracy, loss = lenet.numpy_im2col(problem)
+    assert 0 < loss < 5 and 0 <= accuracy <= 1
+    for name, engine in lenet.ENGINES.items():
+        if name == "PyTorch eager" and importlib.util.find_spec("torch") is None:
+            continue
+        seconds, other_accuracy, other_loss = engine(problem)
+        assert seconds > 0
+        # Same weights, same batches, same SGD steps: the same test loss to float32 rounding.
+        assert other_loss == pytest.approx(loss, rel=1e-4), name
+        assert other_accuracy == accuracy, name
+
+
+def test_lenet_bench_numpy_loop_gradient_is_right():
+    """The hand-written loop's gradients against our engine's, one step, float64."""
+    from bench import lenet
+
+    rng = np.random.default_rng(1)
+    x = rng.random((8, 784))
+    y = rng.integers(0, 10, 8)
+    problem = lenet.make_problem(x, y, x, y, batch_size=8, steps=1, test_size=8)
+    problem.x, problem.xt = problem.x.astype(np.float64), problem.xt.astype(np.float64)
+    problem.weights = {k: v.astype(np.float64) for k, v in problem.weights.items()}
+    _, _, numpy_loss = lenet.numpy_im2col(problem)
+    _, _, our_loss = lenet.ours(problem)
+    assert numpy_loss == pytest.approx(our_loss, rel=1e-10)

@@ -15,6 +15,7 @@ def test_the_teaching_notebooks_are_all_here():
     assert numbers >= {"01", "02", "03", "04", "05", "06", "07", "08", "09", "10"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 
 import autodiff as ad
 from autodiff import Tensor
+from tests.oracle import require_torch
 
-torch = pytest.importorskip(
-    "torch", reason="PyTorch is the optional oracle: pip install torch==2.13.0 to run these tests"
-)
+torch = require_torch()  # every test here compares with PyTorch
 F = torch.nn.functional
 
 # Each step is written once, against a small namespace `L` that both libraries fill in, so the

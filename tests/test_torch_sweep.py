@@ -25,10 +25,9 @@ from hypothesis.extra import numpy as hnp
 import autodiff as ad
 import nn
 from autodiff import Tensor, engine
+from tests.oracle import require_torch
 
-torch = pytest.importorskip(
-    "torch", reason="PyTorch is the optional oracle: pip install torch==2.13.0 to run these tests"
-)
+torch = require_torch()  # every test here compares with PyTorch
 TF = torch.nn.functional
 OF = nn.functional
 
@@ -240,7 +239,7 @@ SWEEP: dict[str, Entry] = {
         ints=False,
     ),
     # Second order at base 0 is infinite or undefined (PyTorch even gives NaN for an empty
-    # exponent); test_ops checks it numerically on positive bases.
+    # exponent); test_rules checks it numerically on positive bases.
     "Tensor.__pow__(tensor)": _binary(
         lambda a, b: a**b,
         lambda a, b: a**b,
@@ -611,7 +610,7 @@ SWEEP: dict[str, Entry] = {
     "Tensor.__mod__": _binary(
         lambda a, b: a % b, lambda a, b: a % b, low=0.5, kinks=(1.0,), ints=False
     ),
-    # PyTorch has no derivative of a % b in b; ours (-floor(a / b)) is checked by test_ops.
+    # PyTorch has no derivative of a % b in b; ours (-floor(a / b)) is checked by test_rules.
     "Tensor.__rmod__": _unary(
         lambda a: 3.0 % a,
         lambda a: 3.0 % a.detach(),
@@ -881,6 +880,7 @@ NOT_OPS = {
         [
             "grad",
             "no_grad",
+            "inference_mode",
             "enable_grad",
             "set_grad_enabled",
             "is_grad_enabled",
@@ -894,6 +894,15 @@ NOT_OPS = {
         "forward mode: its own PyTorch comparison (torch.func.jvp) in its tests",
     ),
     "manual_seed": "seeds the random constructors, computes nothing",
+    **dict.fromkeys(
+        [
+            "nn.functional.max_pool2d",
+            "nn.functional.avg_pool2d",
+            "nn.functional.max_unpool2d",
+        ],
+        "pooling with PyTorch's options: values, indices and gradients against torch over "
+        "random settings in tests/nn/test_pooling_options.py",
+    ),
     **dict.fromkeys(
         [
             "Tensor.item",
@@ -1024,6 +1033,8 @@ def _torch(a: np.ndarray, dtype: Any, grad: bool) -> Any:
     return t.requires_grad_(grad)
 
 
+# ~140 hypothesis-driven entries: a minute of CPU, so the quick loop leaves them to CI.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SWEEP))
 @settings(max_examples=20)
 @given(data=st.data())

@@ -17,8 +17,10 @@ This module imports only the engine and the table: rules name the rows they appl
 
 from __future__ import annotations
 
+import functools
+import inspect
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -354,3 +356,99 @@ def loop(op: Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
         out = _apply(op, args, **params)
         rows.append(_apply(OPS["reshape"], (out,), shape=(1,) + tuple(out.shape)))
     return _apply(OPS["concatenate"], rows, axis=0)
+
+
+# --- library functions that read their input's numbers ----------------------------------------
+# sort, topk, any, norm, take_along_axis, gather, scatter_add compute an order, a mask or an
+# index from the numbers of their input, which a value batched by vmap does not show. These
+# decorators run such a function on the whole batch instead. A batched value is recognised by
+# its `_batched` flag and its level (the vmap interpreter: `size`, `wrap`, `unwrap`, `depth`);
+# this module knows no vmap.
+
+
+def _active(value: Any) -> Any:
+    """The vmap level `value` is batched at, if that vmap is still running, else None."""
+    if getattr(type(value), "_batched", False) is not True:  # (a BatchedTensor's class flag)
+        return None
+    level = value._level
+    return level if level in engine.state.interpreters else None
+
+
+def _highest_of(values: Sequence[Any]) -> Any:
+    levels = [lv for lv in map(_active, values) if lv is not None]
+    return max(levels, key=lambda lv: lv.depth) if levels else None
+
+
+def over_axis(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """For library functions of one tensor and an axis that read its numbers (sort, topk,
+    any, norm): on a batched value, the same function of the real Tensor, with the axis
+    shifted past the batch (None, for all axes, becomes every per-example axis)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def batched_or_not(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if not engine.interpreting or _active(x) is None:
+            return fn(x, *args, **kwargs)
+        bound = signature.bind(x, *args, **kwargs)
+        bound.apply_defaults()
+        call = dict(bound.arguments)
+        if call.get("dim") is not None:
+            call["axis"], call["dim"] = call["dim"], None
+        n = x.ndim
+        axis = call["axis"]
+        call["axis"] = (
+            shift_axis(axis, n)
+            if axis is None or isinstance(axis, tuple | list)
+            else (axis % n + 1 if n else axis)
+        )
+        if isinstance(call["axis"], list):
+            call["axis"] = tuple(call["axis"])
+        level = x._level
+        call[next(iter(signature.parameters))] = x._real
+        out = fn(**call)
+        if isinstance(out, tuple):
+            parts = [level.wrap(o) for o in out]
+            return type(out)(*parts) if hasattr(out, "_fields") else tuple(parts)
+        return level.wrap(out)
+
+    return batched_or_not
+
+
+def along_axis(*names: str, axis: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For library functions that take indices along an axis of `x` as numbers (gather,
+    take_along_axis, scatter_add): when any of the arguments `names` is batched, the same
+    function of the whole batch, every one of them given the batch (an index shared by the
+    examples repeated for each), and the axis shifted past it."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def batched_or_not(*args: Any, **kwargs: Any) -> Any:
+            if not engine.interpreting:  # outside vmap: one check
+                return fn(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
+            level = _highest_of([bound.arguments.get(n) for n in names])
+            if level is None:
+                return fn(*args, **kwargs)
+            bound.apply_defaults()
+            call = dict(bound.arguments)
+            first = call[names[0]]
+            n = first.ndim if isinstance(first, engine.Node) else np.ndim(first)
+            for name in names:
+                value = call[name]
+                if isinstance(value, engine.Node):  # a Tensor
+                    real, dim = level.unwrap(value)
+                    call[name] = expand(real, dim, level.size)
+                else:  # numbers shared by the examples: the same for each
+                    array = np.asarray(value)
+                    call[name] = np.broadcast_to(array, (level.size, *array.shape))
+            if call.get("dim") is not None and axis != "dim":
+                call[axis], call["dim"] = call["dim"], None
+            if call[axis] is not None:
+                call[axis] = call[axis] % n + 1 if n else call[axis]
+            return level.wrap(batched_or_not(**call))
+
+        return batched_or_not
+
+    return decorate

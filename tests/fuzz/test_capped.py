@@ -16,6 +16,7 @@ import pytest
 CAPPED = Path(__file__).resolve().parent / "capped.py"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not Path("/proc/self/status").exists() or sys.platform != "linux",
     reason="the memory cap uses RLIMIT_AS and /proc (Linux)",
