@@ -1,6 +1,6 @@
 """autodiff: reverse-mode automatic differentiation on numpy arrays, small enough to read."""
 
-from . import conv, engine, func, functions, rules
+from . import conv, engine, extend, func, functions, rules
 from .composites import (
     abs,  # noqa: A004 (numpy's name, as np.abs)
     cat,
@@ -37,6 +37,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .custom import CustomOp, custom_op
 from .engine import (
     detect_anomaly,
     enable_grad,
@@ -45,6 +46,7 @@ from .engine import (
     no_grad,
     set_grad_enabled,
 )
+from .extend import apply, enter_scope, exit_scope, mark_written
 from .forward_steps import explain_forward
 from .func import gradients as grad
 from .func import jvp
@@ -197,7 +199,8 @@ __all__ += [
     "tril",
     "triu",
 ]
-__all__ += ["rules"]
+__all__ += ["rules", "extend", "apply", "mark_written", "enter_scope", "exit_scope"]
+__all__ += ["CustomOp", "custom_op"]
 # The table's earlier name: `autodiff.ops.OPS`, `autodiff.ops.tanh` still answer.
 ops = rules
 __all__ += [

@@ -51,6 +51,10 @@ class ElementwiseMethods(Node):
     def relu(self) -> Tensor:
         return apply(rules.relu, (self,))
 
+    def arctan(self) -> Tensor:
+        """The angle whose tangent is x, in radians (numpy's arctan, PyTorch's atan)."""
+        return apply(rules.arctan, (self._floating(),))
+
     def abs(self) -> Tensor:
         return apply(rules.abs_, (self,))
 

@@ -384,6 +384,24 @@ def detect_anomaly() -> Iterator[None]:
         state.anomaly = saved
 
 
+def enter_scope(module: object) -> tuple | None:
+    """Tag every tensor created from now on (this thread) with `module`, inside the module
+    stack already active; returns that stack, for `exit_scope`. What `module_scope` does as a
+    context manager, as two calls for a framework's hot path (nn's Module.__call__)."""
+    st = state
+    enabled, anomaly, scope, forward = st.mode
+    st.mode = (enabled, anomaly, (module,) if scope is None else scope + (module,), forward)
+    return scope
+
+
+def exit_scope(scope: tuple | None) -> None:
+    """Restore the module stack `enter_scope` returned (only it: a grad-mode switch made
+    inside the module stays made)."""
+    st = state
+    enabled, anomaly, _, forward = st.mode
+    st.mode = (enabled, anomaly, scope, forward)
+
+
 class module_scope:  # noqa: N801 - used like a function, as `with module_scope(m):`
     """Tag every tensor created inside with the active module stack, for drawings by module.
 
@@ -416,6 +434,8 @@ def op_error(op_name: str, parents: Sequence[Node], exc: Exception) -> Exception
     """Rewrite a numpy failure so that it names our op and the shapes, not numpy's internals."""
     shapes = _shapes([p._data for p in parents])
     message = str(exc)
+    if message.startswith(f"{op_name}: "):
+        return exc  # the op's own error already names it (a checkpointed f's, say)
     if "broadcast" in message:
         message = f"shapes {shapes} do not broadcast together"
     elif op_name in ("matmul", "linear") and ("mismatch" in message or "aligned" in message):
@@ -975,7 +995,7 @@ def _push(
                 part = rule(t, result, *args, **params)
                 total = part if total is None else total + part
     try:
-        return _fit(total, out._data)
+        return fit_tangent(total, out._data)
     except ValueError:
         # A rule's tangent must broadcast to its output's shape: name the op and both.
         raise ValueError(
@@ -984,7 +1004,7 @@ def _push(
         ) from None
 
 
-def _fit(tangent: Any, like: Any) -> Any:
+def fit_tangent(tangent: Any, like: Any) -> Any:
     """A tangent in its output's shape and dtype: the forward counterpart of unbroadcast."""
     shape, dtype = np.shape(like), np.result_type(like)
     if isinstance(tangent, Node):

@@ -1,8 +1,10 @@
 """numpy functions on Tensors: `np.exp(t)`, `np.sum(t)`, `np.maximum(t, 0)`, `np.matmul(a, b)`.
 
 numpy hands a call to the Tensor among its arguments: ufuncs through `Tensor.__array_ufunc__`,
-the other functions through `Tensor.__array_function__`. The tables below map each numpy
-callable to the Tensor method or autodiff function with the same meaning, so the answer is a
+the other functions through `Tensor.__array_function__`. Which numpy callable runs which
+primitive is the `numpy` column of the table's rows (`rules.NUMPY`); this module adds how
+numpy's arguments become the Tensor call (a few calling conventions, one per kind of numpy
+signature) and the numpy functions autodiff computes by composites, so the answer is a
 differentiable Tensor. Callables whose answer carries no gradient (comparisons, argmax,
 allclose, shape, ...) run on the numbers; their arrays come back as constant Tensors (as the
 comparison operators do) and their plain answers (bools, shapes) as they are. Anything else

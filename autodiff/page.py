@@ -423,7 +423,6 @@ def _tangent_steps(gd: _GraphData, wrt: Tensor | None, lim: _Limits) -> dict[str
     """Forward mode over the recorded graph: the tangent of `wrt` is ones, every other leaf's
     zero, and each node's tangent is the sum over its inputs of the op's JVP rule applied to
     that input's tangent (the rules `autodiff.jvp` uses, on the values the graph recorded)."""
-    from .forward import _fit  # the same fitting of a tangent to its output's shape
 
     graph, tensors, short = gd.graph, gd.tensors, gd.short
     # By default the first leaf the computation read (x1 in x1*w1 + x2*w2 + b).
@@ -489,10 +488,10 @@ def _tangent_steps(gd: _GraphData, wrt: Tensor | None, lim: _Limits) -> dict[str
                             "ml": formula,
                             "local": _array(_local(op, i, parents, t._data, params), lim.full),
                             "tan": _array(x, lim.full),
-                            "prod": _array(_fit(contribution, t._data), lim.full),
+                            "prod": _array(engine.fit_tangent(contribution, t._data), lim.full),
                         }
                     )
-        tangents[tid] = _fit(total, t._data)
+        tangents[tid] = engine.fit_tangent(total, t._data)
         steps.append({"n": short[tid], "parts": parts, "tan": _array(tangents[tid], lim.full)})
     return {"steps": steps, "wrt": short[seed_id], "tangents": tangents, "note": note}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,22 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
         data = self._data
         return tracked.view_of(data) if type(data) is np.ndarray else data
 
+    def raw(self) -> Any:
+        """This tensor's own array (a numpy scalar for a 0-d tensor): not a copy, and not the
+        tracked view `.data` hands out, so reading it costs nothing. For libraries on a hot
+        path (nn's layers and optimizers); after writing into it in place, call
+        `autodiff.mark_written(t)` so that backward refuses graphs that saved the old numbers
+        (see autodiff/extend.py)."""
+        return self._data
+
+    def raw_grad(self) -> Any:
+        """The gradient's array as backward stored it (None before a backward reached this
+        tensor), without wrapping it in a Tensor as `.grad` does on first read: for an
+        optimizer's step, which reads every parameter's gradient every step. Read it only: it
+        may be a read-only view that backward handed to several tensors."""
+        g = self._grad
+        return g._data if isinstance(g, engine.Node) else g
+
     @data.setter
     def data(self, value: ArrayLike) -> None:
         """Replace the numbers (`p.data = p.data - lr * p.grad`, micrograd style).
@@ -195,6 +212,12 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
     @property
     def is_leaf(self) -> bool:
         return self._op is None
+
+    @property
+    def op_params(self) -> Any:
+        """The non-tensor parameters of the op that made this tensor (`axis=`, `shape=`, ...),
+        read-only; empty for a leaf and for an op that takes none."""
+        return MappingProxyType(self._params)
 
     @property
     def op(self) -> str | None:

@@ -514,6 +514,7 @@ def _tensor_attrs(
 def _op_attrs(graph: Graph, op_id: str, frame: _Frame | None) -> dict[str, str]:
     op = graph.ops[op_id]
     label = op.op + (f"\n{op.params_text}" if op.params else "")
+    row = rules.OPS.get(op.primitive or op.op)
     attrs = {
         "label": label,
         "shape": "ellipse",
@@ -522,6 +523,11 @@ def _op_attrs(graph: Graph, op_id: str, frame: _Frame | None) -> dict[str, str]:
         "margin": "0.05,0.02",
         "height": "0.3",
     }
+    if row is not None and row.formula:
+        # The local derivative per input, from the row (shown on hover in SVG and notebooks).
+        attrs["tooltip"] = "; ".join(
+            f"d{row.name}/d(input {i}) = {text}" for i, text in enumerate(row.formula)
+        )
     if frame is not None and frame.current == op.output:
         attrs.update(color=COLORS["current"], penwidth="3")
     return attrs
@@ -768,11 +774,13 @@ def explain_backward(
     processed), `op`, `formula` ("c = mul(a, b)"), `upstream` (the gradient arriving at the
     node), `input` (the argument position), `parent`, `local` (the local derivative where it
     is a number or an elementwise array; None where only the vector-Jacobian product exists,
-    as for matmul), `contribution` (what is added into the parent's gradient: upstream times
-    local), `total` (the parent's gradient so far), `paths` (contributions received so far),
-    `uses` (how many it will receive: paths > 1 is the chain rule summing over paths) and
-    `leaf` (the parent is a leaf that requires grad). One-element values are Python floats,
-    others arrays. accumulate=False touches no `.grad`; True fills them as backward() does.
+    as for matmul), `derivative` (the same as a formula in the op's input names, from its
+    row of the table: "cos(x)" for sin, "b" for mul's input a), `contribution` (what is
+    added into the parent's gradient: upstream times local), `total` (the parent's gradient
+    so far), `paths` (contributions received so far), `uses` (how many it will receive:
+    paths > 1 is the chain rule summing over paths) and `leaf` (the parent is a leaf that
+    requires grad). One-element values are Python floats, others arrays. accumulate=False
+    touches no `.grad`; True fills them as backward() does.
     """
     check_root(root, "explain_backward")
     graph = trace(root, names=names, model=model)
@@ -797,6 +805,7 @@ def explain_backward(
                     "input": index,
                     "parent": graph.tensors[pid].label,
                     "local": _local_derivative(op, step.upstream, contribution),
+                    "derivative": _formula_of(step.node._op, index),
                     "contribution": _plain(contribution),
                     "total": _plain(totals[pid]),
                     "paths": paths[pid],
@@ -807,6 +816,15 @@ def explain_backward(
     if print_rows:
         print(format_rows(rows))
     return rows
+
+
+def _formula_of(op: Any, index: int) -> str | None:
+    """The row's readable local derivative for input `index` ("cos(x)" for sin), or None
+    for an op outside the table (a checkpoint's)."""
+    formula = getattr(op, "formula", None)
+    if not formula:
+        return None
+    return formula[min(index, len(formula) - 1)]  # a variadic row has one for all inputs
 
 
 def _formula(graph: Graph, t: Tensor) -> str:

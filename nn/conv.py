@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from autodiff import Tensor, conv, no_grad
+from autodiff.extend import mark_written
 
 from . import init
 from .module import Module, Parameter
@@ -212,7 +213,7 @@ class _BatchNorm(Module):
             # it takes in float32 (300 squared overflows float16 and zeroed the output).
             var = x.var(axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
-                self._update_running(mean._data.reshape(-1), var._data.reshape(-1), count)
+                self._update_running(mean.raw().reshape(-1), var.raw().reshape(-1), count)
         else:
             mean = self.running_mean.reshape(shape)
             var = self.running_var.reshape(shape)
@@ -224,23 +225,22 @@ class _BatchNorm(Module):
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         with no_grad():
-            self.num_batches_tracked._data = self.num_batches_tracked._data + 1
+            self.num_batches_tracked.data = self.num_batches_tracked.raw() + 1
             # momentum None means a cumulative average, as in PyTorch.
             m = (
-                1.0 / float(self.num_batches_tracked._data)
+                1.0 / float(self.num_batches_tracked.raw())
                 if self.momentum is None
                 else self.momentum
             )
             unbiased = var * (count / (count - 1))
             dtype = self.running_mean.dtype
-            self.running_mean._data[...] = ((1 - m) * self.running_mean._data + m * mean).astype(
+            self.running_mean.raw()[...] = ((1 - m) * self.running_mean.raw() + m * mean).astype(
                 dtype
             )
-            self.running_var._data[...] = ((1 - m) * self.running_var._data + m * unbiased).astype(
+            self.running_var.raw()[...] = ((1 - m) * self.running_var.raw() + m * unbiased).astype(
                 dtype
             )
-            self.running_mean._bump_version()
-            self.running_var._bump_version()
+            mark_written(self.running_mean, self.running_var)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from autodiff import Tensor, no_grad
+from autodiff import Tensor, enable_grad, no_grad, rules
 from autodiff.conv import same_padding
 
 from . import conv as _convs
@@ -72,7 +72,7 @@ class _Graph:
         """The initialiser for a parameter, named by its path; added once even if shared."""
         name = self.param_names[id(p)]
         if name not in self.initializers:
-            array = np.asarray(p._data, dtype=self.dtype)
+            array = np.asarray(p.raw(), dtype=self.dtype)
             self.initializers[name] = self.onnx.numpy_helper.from_array(array, name)
             self._used.add(name)
         return name
@@ -224,9 +224,10 @@ def _lenet(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
 
 TRANSLATORS: dict[type, Translator] = {
     layers.Linear: _linear,
-    layers.ReLU: _elementwise("Relu"),
-    layers.Sigmoid: _elementwise("Sigmoid"),
-    layers.Tanh: _elementwise("Tanh"),
+    # The activations' ONNX operators are their rows' `onnx` column (autodiff.rules).
+    layers.ReLU: _elementwise(rules.relu.onnx),
+    layers.Sigmoid: _elementwise(rules.sigmoid.onnx),
+    layers.Tanh: _elementwise(rules.tanh.onnx),
     layers.LeakyReLU: _elementwise("LeakyRelu", alpha=lambda m: m.negative_slope),
     layers.Softmax: _elementwise("Softmax", axis=lambda m: m.axis),
     layers.Identity: _elementwise("Identity"),
@@ -252,10 +253,43 @@ TRANSLATORS.update(
 )
 
 
+def _elementwise_chain(module: Any, rank: int, dtype: np.dtype) -> list[str] | None:
+    """The ONNX operators of a module whose forward is a chain of one-input elementwise
+    primitives without params (`x.arctan().tanh()`), read off their rows' `onnx` column; None
+    for any other forward. Found by running the module once on a probe of the input's rank:
+    elementwise ops do not depend on the sizes."""
+    probe = Tensor(np.full((1,) * rank, 0.5, dtype=dtype), requires_grad=True)
+    try:
+        with enable_grad():
+            node = module(probe)
+    except Exception:  # noqa: BLE001 - a forward that needs other sizes: not a chain
+        return None
+    chain = []
+    while node is not probe:
+        row = rules.OPS.get(node.op) if isinstance(node, Tensor) and node.op else None
+        if (
+            row is None
+            or not row.elementwise
+            or row.onnx.startswith("none")
+            or node.op_params
+            or len(node.parents) != 1
+        ):
+            return None
+        chain.append(row.onnx)
+        node = node.parents[0]
+    return chain[::-1] or None
+
+
 def _translate(g: _Graph, module: Any, where: str, x: str, rank: int) -> tuple[str, int]:
     # Exact types only: a subclass may override forward, and exporting it as its parent would
     # give a file that silently computes something else.
     translator = TRANSLATORS.get(type(module))
+    if translator is None and not isinstance(module, layers.Sequential | layers.ModuleList):
+        chain = _elementwise_chain(module, rank, g.dtype)
+        if chain is not None:
+            for op in chain:
+                x = g.node(op, [x], where)
+            return x, rank
     if translator is None:
         supported = ", ".join(sorted(t.__name__ for t in TRANSLATORS))
         raise TypeError(
@@ -288,7 +322,7 @@ def to_onnx(
             f"export_onnx: parameters must share one float dtype, got "
             f"{sorted({str(p.dtype) for p in params})}"
         )
-    x = np.asarray(example_input._data if isinstance(example_input, Tensor) else example_input)
+    x = np.asarray(example_input.raw() if isinstance(example_input, Tensor) else example_input)
     if x.ndim == 0 or x.dtype.kind not in "biuf":
         raise ValueError(
             f"export_onnx: example_input must be a numeric array with a batch "
@@ -320,7 +354,7 @@ def to_onnx(
             object.__setattr__(m, "training", mode)
 
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
-    y_shape = np.shape(y._data)
+    y_shape = np.shape(y.raw())
     if g.nodes and g.nodes[-1].output[0] == out:
         g.nodes[-1].output[0] = output_name  # the last operator writes the graph's output
     else:  # a model that computes nothing (Identity, an empty Sequential)
@@ -387,14 +421,9 @@ def draw_onnx(model: Any) -> Any:
     onnx = _onnx()
     if not hasattr(model, "graph"):
         model = onnx.load(os.fspath(model))
-    try:
-        from autodiff.viz import _digraph_class  # renders inline through graphviz-pure
+    from autodiff.viz import Drawing  # renders inline, without a system Graphviz too
 
-        dot = _digraph_class()(graph_attr={"rankdir": "TB"})
-    except ImportError:  # pragma: no cover - graphviz is a dependency
-        import graphviz
-
-        dot = graphviz.Digraph(graph_attr={"rankdir": "TB"})
+    dot = Drawing(graph_attr={"rankdir": "TB"})
     graph = model.graph
     # Node ids are plain words: graphviz reads "a:b" as node a's port b.
     producers: dict[str, str] = {}

@@ -9,10 +9,9 @@ import numpy as np
 import autodiff as ad
 
 # The activations are the engine's own functions, under the names PyTorch users look for.
-from autodiff import Tensor, log_softmax, ops, relu, sigmoid, softmax, tanh  # noqa: F401
+from autodiff import Tensor, log_softmax, relu, rules, sigmoid, softmax, tanh  # noqa: F401
 from autodiff.composites import class_labels as _labels_in_range
-from autodiff.engine import apply as _apply
-from autodiff.rules import binary_cross_entropy as bce_op
+from autodiff.extend import apply as _apply
 
 from .utils import one_hot  # noqa: F401  (F.one_hot, as PyTorch's)
 
@@ -25,7 +24,7 @@ def _tensor(x: Any) -> Tensor:
 
 def _reduce(loss: Tensor, reduction: str, who: str) -> Tensor:
     if reduction == "mean":
-        if loss._data.size == 0:  # else the engine's mean says "mean: no elements ..."
+        if loss.raw().size == 0:  # else the engine's mean says "mean: no elements ..."
             raise ValueError(
                 f"{who}: the batch is empty (loss of shape {loss.shape}), so it "
                 f"has no mean; reduction='sum' gives 0 for it"
@@ -48,7 +47,7 @@ def _same_shape(a: Tensor, b: Tensor, who: str) -> None:
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     x = _tensor(x)
-    return ad.where(x._data > 0, x, x * negative_slope)
+    return ad.where(x.raw() > 0, x, x * negative_slope)
 
 
 # --- losses --------------------------------------------------------------------------------
@@ -88,7 +87,7 @@ def binary_cross_entropy(
     """
     probs, target = _tensor(probs), _tensor(target)
     _same_shape(probs, target, "binary_cross_entropy")
-    values = np.asarray(target._data)
+    values = np.asarray(target.raw())
     if values.size and not ((values >= 0) & (values <= 1)).all():  # NaN fails both tests
         raise ValueError(
             f"binary_cross_entropy: targets must lie in [0, 1] (probabilities), got values "
@@ -97,7 +96,7 @@ def binary_cross_entropy(
         )
     if probs.dtype.kind != "f":
         probs = probs.astype(np.float64)
-    p = np.asarray(probs._data)
+    p = np.asarray(probs.raw())
     if p.size and ((p < 0) | (p > 1)).any():  # NaN passes: it makes a NaN loss, seen by fit
         raise ValueError(
             f"binary_cross_entropy: inputs must be probabilities in [0, 1], got values from "
@@ -106,13 +105,14 @@ def binary_cross_entropy(
         )
     dtype = probs.dtype
     target = target.astype(dtype)
-    # A primitive (autodiff.functions.bce_op): the floored logs forward, PyTorch's gradient
-    # (p - y) / max(p (1 - p), 1e-12) in p, and that gradient's derivatives to any order.
-    loss = _apply(bce_op, (probs, target))
+    # A primitive (autodiff.rules.binary_cross_entropy): the floored logs forward, PyTorch's
+    # gradient (p - y) / max(p (1 - p), 1e-12) in p, and that gradient's derivatives to any
+    # order.
+    loss = _apply(rules.binary_cross_entropy, probs, target)
     if weight is not None:
         if isinstance(weight, Tensor) and weight.requires_grad:
             raise TypeError("binary_cross_entropy: weight is a constant; pass weight.detach()")
-        w = np.asarray(weight._data if isinstance(weight, Tensor) else weight, dtype=dtype)
+        w = np.asarray(weight.raw() if isinstance(weight, Tensor) else weight, dtype=dtype)
         try:
             fits = np.broadcast_shapes(w.shape, probs.shape) == probs.shape
         except ValueError:
@@ -130,7 +130,7 @@ def _constant(value: Any, who: str, name: str, dtype: Any, shape: tuple[int, ...
     """A constant weight that broadcasts to `shape`, as a numpy array of `dtype`."""
     if isinstance(value, Tensor) and value.requires_grad:
         raise TypeError(f"{who}: {name} is a constant; pass {name}.detach()")
-    w = np.asarray(value._data if isinstance(value, Tensor) else value, dtype=dtype)
+    w = np.asarray(value.raw() if isinstance(value, Tensor) else value, dtype=dtype)
     try:
         fits = np.broadcast_shapes(w.shape, shape) == shape
     except ValueError:
@@ -193,7 +193,7 @@ def _class_labels(target: Any, n: int, classes: int, who: str) -> np.ndarray:
 
 
 def _integer_labels(target: Any, who: str) -> np.ndarray:
-    labels = np.asarray(target._data if isinstance(target, Tensor) else target)
+    labels = np.asarray(target.raw() if isinstance(target, Tensor) else target)
     if labels.size == 0 and labels.dtype.kind == "f":
         labels = labels.astype(np.int64)  # np.asarray([]) is float64: no labels, no doubt
     if labels.dtype.kind not in "iu":
@@ -212,7 +212,7 @@ def _class_weight(weight: Any, classes: int, dtype: Any, who: str) -> np.ndarray
         return None
     if isinstance(weight, Tensor) and weight.requires_grad:
         raise TypeError(f"{who}: weight is a constant; pass weight.detach()")
-    w = np.asarray(weight._data if isinstance(weight, Tensor) else weight, dtype=dtype)
+    w = np.asarray(weight.raw() if isinstance(weight, Tensor) else weight, dtype=dtype)
     if w.shape != (classes,):
         raise ValueError(f"{who}: weight must have shape ({classes},), got {w.shape}")
     return w
@@ -382,8 +382,8 @@ def cross_entropy(
             + " (weight=, ignore_index= and label_smoothing= are keyword-only)"
         )
     logits = logits if isinstance(logits, Tensor) else Tensor(logits)
-    target_data = np.asarray(target._data if isinstance(target, Tensor) else target)
-    shape = logits._data.shape
+    target_data = np.asarray(target.raw() if isinstance(target, Tensor) else target)
+    shape = logits.raw().shape
     # The fused node knows no options; a negative ignore_index cannot match a valid label,
     # and a batch that contains it fails the node's label check and takes the long way.
     if (
@@ -401,7 +401,7 @@ def cross_entropy(
             if not (target_data == ignore_index).any():
                 raise
         else:
-            return _apply(ops.softmax_cross_entropy, (logits,), labels=labels)
+            return _apply(rules.softmax_cross_entropy, logits, labels=labels)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(
             f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}"
@@ -476,8 +476,8 @@ def _accuracy_counts(
     outputs: Any, target: Any, *, threshold: float = 0.5, ignore_index: int | None = None
 ) -> tuple[int, int]:
     """`accuracy` as (number correct, number counted), for adding up over batches."""
-    out = np.asarray(outputs._data if isinstance(outputs, Tensor) else outputs)
-    tgt = np.asarray(target._data if isinstance(target, Tensor) else target)
+    out = np.asarray(outputs.raw() if isinstance(outputs, Tensor) else outputs)
+    tgt = np.asarray(target.raw() if isinstance(target, Tensor) else target)
     if out.ndim > 2 and out.shape[1] > 1 and tgt.dtype.kind in "iu" and tgt.ndim == out.ndim - 1:
         # (N, C, d1, ...) scores and (N, d1, ...) labels: a class per position, as
         # cross_entropy's spatial form.
@@ -593,7 +593,7 @@ def max_pool2d(
     if not return_indices:
         return pooled
     n, c = x.shape[:2]
-    flat = np.asarray(cols._data).reshape(n, c, out[0], out[1], kernel[0] * kernel[1])
+    flat = np.asarray(cols.raw()).reshape(n, c, out[0], out[1], kernel[0] * kernel[1])
     first = flat.argmax(axis=-1)  # the first maximum (NaN, if any, counts as the maximum)
     dr, dc = np.divmod(first, kernel[1])
     rows = np.arange(out[0])[:, None] * step[0] - pad[0] + dr * dil[0]

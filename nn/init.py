@@ -13,6 +13,7 @@ import numpy as np
 
 from autodiff import Tensor
 from autodiff.creation import as_generator
+from autodiff.extend import mark_written
 
 _GAINS = {
     "linear": 1.0,
@@ -39,11 +40,11 @@ def gain(nonlinearity: str = "linear", negative_slope: float = 0.01) -> float:
 
 def _fill(t: Tensor, values: np.ndarray) -> Tensor:
     values = values.astype(t.dtype, copy=False)
-    if isinstance(t._data, np.ndarray):
-        t._data[...] = values
+    if isinstance(t.raw(), np.ndarray):
+        t.raw()[...] = values
+        mark_written(t)
     else:
-        t._data = values[()]
-    t._bump_version()
+        t.data = values[()]  # a 0-d tensor holds a numpy scalar: new numbers (and recorded)
     return t
 
 

@@ -19,12 +19,15 @@ from typing import Any
 import numpy as np
 
 import autodiff as ad
-from autodiff import Tensor, engine, ops
-from autodiff.engine import apply
+from autodiff import Tensor, rules
+from autodiff.extend import apply, enter_scope, exit_scope
 
 from . import functional as F
 from . import init
 from .module import Module, Parameter
+
+# No scope entered yet (None is a scope: the top level).
+_NO_SCOPE = object()
 
 
 class Linear(Module):
@@ -60,7 +63,7 @@ class Linear(Module):
     def forward(self, x: Any) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
         # Shapes read from the arrays, not through Tensor.shape: every layer of every step.
-        shape = x._data.shape
+        shape = x.raw().shape
         if not shape or shape[-1] != self.in_features:
             raise ValueError(
                 f"{self.label()}: expected input with last axis {self.in_features}, "
@@ -69,15 +72,19 @@ class Linear(Module):
         weight, bias = self.weight, self.bias
         if (
             isinstance(weight, Tensor)
-            and weight._data.shape == (self.out_features, shape[-1])
+            and weight.raw().shape == (self.out_features, shape[-1])
             and (
                 bias is None
                 or isinstance(bias, Tensor)
-                and bias._data.shape == (self.out_features,)
+                and bias.raw().shape == (self.out_features,)
             )
         ):
             # The shapes ad.linear would check again, checked here: straight to the node.
-            return apply(ops.linear, (x, weight) if bias is None else (x, weight, bias))
+            return (
+                apply(rules.linear, x, weight)
+                if bias is None
+                else apply(rules.linear, x, weight, bias)
+            )
         return ad.linear(x, weight, bias)  # replaced weights: its checks name the shapes
 
     def label(self) -> str:
@@ -90,7 +97,7 @@ class Linear(Module):
 
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
-        return apply(ops.relu, (x,)) if isinstance(x, Tensor) else F.relu(x)
+        return apply(rules.relu, x) if isinstance(x, Tensor) else F.relu(x)
 
 
 class Sigmoid(Module):
@@ -206,24 +213,18 @@ class Sequential(Module):
         # thread-local accesses (those calls were a fifth of the Python time of an MNIST
         # step). The mode is read again per layer, so a grad-mode switch made by one layer
         # stays made, as it does across calls; a layer with a __call__ of its own gets it.
-        st = engine.state
-        outer = st.mode[2]  # this Sequential's own scope, set by its __call__
+        outer: Any = _NO_SCOPE  # this Sequential's own scope, once a layer has entered
         try:
             for layer in self.layers:
                 if type(layer).__call__ is not Module.__call__:
                     x = layer(x)
                     continue
-                enabled, anomaly, _, forward = st.mode
-                st.mode = (
-                    enabled,
-                    anomaly,
-                    (layer,) if outer is None else outer + (layer,),
-                    forward,
-                )
+                outer = enter_scope(layer)
                 x = layer.forward(x)
+                exit_scope(outer)
         finally:
-            enabled, anomaly, _, forward = st.mode
-            st.mode = (enabled, anomaly, outer, forward)
+            if outer is not _NO_SCOPE:
+                exit_scope(outer)  # also when a layer raised
         return x
 
     def __getitem__(self, index: int | slice) -> Module:

@@ -57,7 +57,7 @@ class BCELoss(_Loss):
         self.weight = (
             None
             if weight is None
-            else np.array(weight._data if isinstance(weight, Tensor) else weight)
+            else np.array(weight.raw() if isinstance(weight, Tensor) else weight)
         )
 
     def forward(self, probs: Any, target: Any) -> Any:

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from autodiff import Tensor, engine
+from autodiff import Tensor
+from autodiff.extend import enter_scope, exit_scope, mark_written
 
 
 class Parameter(Tensor):
@@ -20,7 +21,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any, dtype: Any = None, name: str | None = None) -> None:
-        array = np.asarray(data._data if isinstance(data, Tensor) else data)
+        array = np.asarray(data.raw() if isinstance(data, Tensor) else data)
         if dtype is None:
             dtype = array.dtype if array.dtype.kind == "f" else np.float32
         super().__init__(np.array(array, dtype=dtype), requires_grad=True, name=name)
@@ -187,7 +188,7 @@ class Module:
             if set_to_none or not p.requires_grad:
                 p.zero_grad()
             else:
-                p._grad = np.zeros(p.shape, dtype=p.dtype)
+                p.grad = np.zeros(p.shape, dtype=p.dtype)
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
         """Call `fn` on every sub-module, then on this one (PyTorch's order), e.g. to
@@ -216,10 +217,12 @@ class Module:
         for p in [*self.parameters(), *buffers]:  # running statistics follow the weights
             if p.dtype != dtype:
                 # 0-d tensors hold a numpy scalar, not a 0-d array (see Tensor)
-                p._data = dtype.type(p._data) if p.ndim == 0 else np.array(p._data, dtype=dtype)
-                if p._grad is not None:
-                    p._grad = np.asarray(getattr(p._grad, "_data", p._grad), dtype=dtype)
-                p._bump_version()  # a graph recorded with the old array must not backward
+                # New numbers through the data setter, which records the write: a graph recorded
+                # with the old array must not backward. 0-d tensors hold a numpy scalar.
+                grad = p.grad
+                p.data = dtype.type(p.raw()) if p.ndim == 0 else np.array(p.raw(), dtype=dtype)
+                if grad is not None:
+                    p.grad = np.asarray(grad.raw(), dtype=dtype)
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
@@ -291,7 +294,7 @@ class Module:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter (and buffer) name -> a copy of its values."""
         return {
-            name: np.array(p._data, copy=True)
+            name: np.array(p.raw(), copy=True)
             for name, p in self._named_state("state_dict").items()
         }
 
@@ -338,7 +341,7 @@ class Module:
             if name not in state:
                 continue
             value = state[name]
-            value = np.asarray(value._data if isinstance(value, Tensor) else value)
+            value = np.asarray(value.raw() if isinstance(value, Tensor) else value)
             if not value.dtype.isnative:
                 # The same numbers in the other byte order (an .npz written on a big-endian
                 # machine or by a tool that stores '>f4'): not another dtype, so convert.
@@ -361,11 +364,11 @@ class Module:
                 )
             updates.append((p, value))
         for p, value in updates:
-            if isinstance(p._data, np.ndarray):
-                p._data[...] = value  # in place: optimizers holding p keep seeing the same array
+            if isinstance(p.raw(), np.ndarray):
+                p.raw()[...] = value  # in place: optimizers holding p keep seeing the same array
+                mark_written(p)
             else:
-                p._data = value[()]  # a 0-d parameter holds a numpy scalar
-            p._bump_version()
+                p.data = value[()]  # a 0-d parameter holds a numpy scalar (recorded as written)
         return IncompatibleKeys(missing, unexpected)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -386,16 +389,14 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # engine.module_scope written out: no context-manager object per module call, and
-        # only the scope is restored (a grad-mode switch made inside forward stays made).
-        st = engine.state
-        enabled, anomaly, scope, forward = st.mode
-        st.mode = (enabled, anomaly, (self,) if scope is None else scope + (self,), forward)
+        # Two calls rather than `with module_scope(self)`: no context-manager object per
+        # module call, and only the scope is restored (a grad-mode switch made inside
+        # forward stays made).
+        scope = enter_scope(self)
         try:
             return self.forward(*args, **kwargs)
         finally:
-            enabled, anomaly, _, forward = st.mode
-            st.mode = (enabled, anomaly, scope, forward)
+            exit_scope(scope)
 
     # --- attributes -------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from autodiff import Tensor, engine
+from autodiff import Tensor
+from autodiff.extend import mark_written
 
 _first = operator.itemgetter(0)  # the parameter of a (parameter, gradient) pair, in C
 
@@ -222,7 +223,7 @@ class Optimizer:
         own = set(self._settings())
         settings, buffers = {}, {}
         for key, value in state.items():
-            value = np.asarray(value._data if isinstance(value, Tensor) else value)
+            value = np.asarray(value.raw() if isinstance(value, Tensor) else value)
             match = re.fullmatch(r"param_groups\.0\.(\w+)|state\.(\d+)\.(\w+)", str(key))
             if match is None:
                 raise KeyError(f"{name}: unexpected entry {key!r}")
@@ -319,9 +320,9 @@ class Optimizer:
         # in a Tensor first, an object per parameter per step that nobody keeps.
         pairs = []
         for p in self.param_groups[0]["params"]:
-            g = p._grad
+            g = p.raw_grad()
             if g is not None:
-                pairs.append((p, g._data if isinstance(g, Tensor) else g))
+                pairs.append((p, g))
         if not pairs:
             raise self._no_gradient_error()
         return pairs
@@ -335,11 +336,12 @@ class Optimizer:
     @staticmethod
     def _apply(p: Tensor, update: np.ndarray) -> None:
         """Subtract `update` from p's numbers, in place (the model keeps its arrays). The
-        caller stamps the written tensors once per step (engine.mark_tensors_written)."""
-        if isinstance(p._data, np.ndarray):
-            p._data -= update
+        caller stamps the written tensors once per step (autodiff.mark_written)."""
+        data = p.raw()
+        if isinstance(data, np.ndarray):
+            data -= update
         else:
-            p._data = p._data - update
+            p.data = data - update  # a 0-d tensor's numpy scalar: new numbers
 
     def step(self) -> None:
         raise NotImplementedError
@@ -394,22 +396,22 @@ class SGD(Optimizer):
             # the pairs _with_grads collects).
             written = []
             for p in group["params"]:
-                g = p._grad
+                g = p.raw_grad()
                 if g is not None:
-                    data = p._data
+                    data = p.raw()
                     if type(data) is np.ndarray and type(g) is np.ndarray:
                         data -= lr * g
-                    else:  # a numpy scalar, or a gradient kept as a Tensor (create_graph)
-                        self._apply(p, lr * (g._data if isinstance(g, Tensor) else g))
+                    else:  # a numpy scalar
+                        self._apply(p, lr * g)
                     written.append(p)
             if not written:
                 raise self._no_gradient_error()
-            engine.mark_tensors_written(written)
+            mark_written(*written)
             return
         pairs = self._with_grads()
         for p, g in pairs:
             if weight_decay:
-                g = g + weight_decay * p._data
+                g = g + weight_decay * p.raw()
             if momentum:
                 state = self.state.setdefault(p, {})
                 buf = state.get("momentum")
@@ -421,7 +423,7 @@ class SGD(Optimizer):
                 state["momentum"] = buf
                 g = g + momentum * buf if nesterov else buf
             self._apply(p, lr * g)
-        engine.mark_tensors_written(list(map(_first, pairs)))
+        mark_written(*map(_first, pairs))
 
 
 class Adam(Optimizer):
@@ -464,9 +466,9 @@ class Adam(Optimizer):
         pairs = self._with_grads()
         for p, g in pairs:
             if self.weight_decay and self.decoupled:
-                self._apply(p, self.lr * self.weight_decay * p._data)
+                self._apply(p, self.lr * self.weight_decay * p.raw())
             elif self.weight_decay:
-                g = g + self.weight_decay * p._data
+                g = g + self.weight_decay * p.raw()
             state = self.state.setdefault(p, {"t": 0, "m": 0.0, "v": 0.0})
             state["t"] += 1
             state["m"] = beta1 * state["m"] + (1 - beta1) * g
@@ -474,7 +476,7 @@ class Adam(Optimizer):
             m_hat = state["m"] / (1 - beta1 ** state["t"])
             v_hat = state["v"] / (1 - beta2 ** state["t"])
             self._apply(p, self.lr * m_hat / (np.sqrt(v_hat) + self.eps))
-        engine.mark_tensors_written(list(map(_first, pairs)))
+        mark_written(*map(_first, pairs))
 
 
 class AdamW(Adam):

@@ -42,14 +42,14 @@ def _unsupported(who: str, where: str, module: Any, supported: list[type]) -> Ty
 
 
 def _linear_to_torch(torch: Any, m: layers.Linear) -> Any:
-    weight = torch.from_numpy(np.array(m.weight._data, copy=True))
+    weight = torch.from_numpy(np.array(m.weight.raw(), copy=True))
     out = torch.nn.Linear(
         m.in_features, m.out_features, bias=m.bias is not None, dtype=weight.dtype
     )
     with torch.no_grad():
         out.weight.copy_(weight)
         if m.bias is not None:
-            out.bias.copy_(torch.from_numpy(np.array(m.bias._data, copy=True)))
+            out.bias.copy_(torch.from_numpy(np.array(m.bias.raw(), copy=True)))
     return out
 
 
@@ -73,7 +73,7 @@ def _copy_into(torch: Any, target: Any, source: Any, names: tuple[str, ...]) -> 
         for name in names:
             ours, theirs = getattr(source, name, None), getattr(target, name, None)
             if ours is not None and theirs is not None:
-                theirs.copy_(torch.from_numpy(np.array(ours._data, copy=True)))
+                theirs.copy_(torch.from_numpy(np.array(ours.raw(), copy=True)))
 
 
 def _conv_to_torch(torch: Any, m: Any) -> Any:
@@ -87,7 +87,7 @@ def _conv_to_torch(torch: Any, m: Any) -> Any:
         dilation=m.dilation,
         groups=m.groups,
         bias=m.bias is not None,
-        dtype=torch.from_numpy(np.asarray(m.weight._data)).dtype,
+        dtype=torch.from_numpy(np.asarray(m.weight.raw())).dtype,
     )
     _copy_into(torch, out, m, ("weight", "bias"))
     return out

@@ -257,7 +257,7 @@ def _default_metric(
     if metric is not accuracy:
         return metric, ""
     loss = _innermost(loss_fn)
-    values = np.asarray(y._data if isinstance(y, Tensor) else y)
+    values = np.asarray(y.raw() if isinstance(y, Tensor) else y)
     # One integer label per sample (shape (N,)) is a class index; anything else must be 0/1
     # (binary targets, one-hot rows) or class probabilities for cross_entropy. Integers of
     # shape (N, 1) beyond 0 and 1 are counts to regress on, not classes.
@@ -352,7 +352,7 @@ def predict(model: Module, x: Any, batch_size: int = 1000) -> np.ndarray:
     try:
         with no_grad():
             outs = [
-                np.asarray(model(_as_tensor(xb))._data)
+                np.asarray(model(_as_tensor(xb)).raw())
                 for xb in DataLoader(x, batch_size=batch_size)
             ]
     finally:
@@ -463,7 +463,7 @@ def fit(
         for epoch in range(1, epochs + 1):
             model.train()
             before = (
-                [np.array(p._data, copy=True) for p in params]
+                [np.array(p.raw(), copy=True) for p in params]
                 if update_threshold is not None
                 else None
             )
@@ -513,7 +513,7 @@ def fit(
             if before is not None:
                 history["max_update"].append(
                     max(
-                        float(np.max(np.abs(np.asarray(p._data) - b))) if b.size else 0.0
+                        float(np.max(np.abs(np.asarray(p.raw()) - b))) if b.size else 0.0
                         for p, b in zip(params, before, strict=True)
                     )
                 )

@@ -80,7 +80,7 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
 def one_hot(labels: Any, num_classes: int = -1) -> Tensor:
     """Integer labels (any shape) as one-hot rows along a new last axis, int64, as PyTorch's
     `F.one_hot`; `num_classes=-1` takes the largest label plus one."""
-    values = np.asarray(labels._data if isinstance(labels, Tensor) else labels)
+    values = np.asarray(labels.raw() if isinstance(labels, Tensor) else labels)
     if values.dtype.kind not in "iu":
         raise TypeError(f"one_hot: labels must be integers, got dtype {values.dtype}")
     if values.size and values.min() < 0:

@@ -166,7 +166,7 @@ class WeightRecorder:
     def _record(self, epoch: int) -> None:
         self.snapshots.append(
             {
-                name: np.array(p._data, copy=True)
+                name: np.array(p.raw(), copy=True)
                 for name, p in self.model.named_parameters()
                 if p.ndim == 2
             }
@@ -605,7 +605,7 @@ class GradientFlowRecorder:
     def __call__(self, *args: Any) -> None:
         for name, p in self.model.named_parameters():
             if p.ndim == 2 and p.grad is not None:
-                self.history.setdefault(name, []).append(float(np.abs(p.grad._data).mean()))
+                self.history.setdefault(name, []).append(float(np.abs(p.grad.raw()).mean()))
 
 
 def gradient_flow(
@@ -763,7 +763,7 @@ def feature_maps(
             out = layer(out)
             if out.ndim == 4:
                 name = layer.label() if hasattr(layer, "label") else type(layer).__name__
-                rows.append((f"{index}: {name}", np.asarray(out._data)[0]))
+                rows.append((f"{index}: {name}", np.asarray(out.raw())[0]))
     if not rows:
         raise ValueError("feature_maps: no layer gave an (N, C, H, W) output to show")
     cols = min(max(m.shape[0] for _, m in rows), max_channels)

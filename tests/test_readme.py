@@ -4,6 +4,7 @@ comments say, the guides' python blocks compile, and relative links and anchors 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ README = (ROOT / "README.md").read_text()
 DOCS = [
     ROOT / "README.md",
     ROOT / "CHANGELOG.md",
+    ROOT / "CONTRIBUTING.md",
     ROOT / "bench" / "HISTORY.md",
     *sorted((ROOT / "docs").glob("*.md")),
 ]
@@ -80,7 +82,8 @@ def test_every_readme_block_runs(index, tmp_path, monkeypatch, capsys):
 def test_the_guides_python_blocks_compile(doc):
     # They are not run (some download MNIST or train for minutes), but they must parse.
     for i, block in enumerate(_python_blocks(doc.read_text())):
-        compile(block, f"{doc.name} block {i}", "exec")
+        # A block inside a list item is indented with the item: dedent it first.
+        compile(textwrap.dedent(block), f"{doc.name} block {i}", "exec")
 
 
 def _anchors(text: str) -> set[str]:

@@ -564,6 +564,7 @@ SWEEP: dict[str, Entry] = {
     "sin": _unary(ad.sin, torch.sin, float_op=True),
     "cos": _unary(ad.cos, torch.cos, float_op=True),
     "tan": _unary(ad.tan, torch.tan, low=-1.25, high=1.25, float_op=True),
+    "Tensor.arctan": _unary(lambda x: x.arctan(), torch.atan, float_op=True),
     "sinh": _unary(ad.sinh, torch.sinh, float_op=True),
     "cosh": _unary(ad.cosh, torch.cosh, float_op=True),
     "log1p": _unary(ad.log1p, torch.log1p, low=-0.875, float_op=True),
@@ -881,6 +882,11 @@ NOT_OPS = {
             "grad",
             "no_grad",
             "inference_mode",
+            "tree_flatten",  # tree utilities, not ops (autodiff/trees.py)
+            "tree_leaves",
+            "tree_map",
+            "tree_structure",
+            "tree_unflatten",
             "enable_grad",
             "set_grad_enabled",
             "is_grad_enabled",
@@ -894,6 +900,7 @@ NOT_OPS = {
         "forward mode: its own PyTorch comparison (torch.func.jvp) in its tests",
     ),
     "manual_seed": "seeds the random constructors, computes nothing",
+    "custom_op": "makes a user's primitive; tested in tests/autodiff/test_custom.py",
     **dict.fromkeys(
         [
             "nn.functional.max_pool2d",
@@ -945,6 +952,14 @@ NOT_OPS = {
         ["Tensor.argmax", "Tensor.argmin", "Tensor.argsort"], "an integer index, no gradient"
     ),
     "Tensor.long": "an integer cast: a constant, no gradient (astype's entry covers casts)",
+    **dict.fromkeys(
+        ["apply", "mark_written", "enter_scope", "exit_scope"],
+        "the surface for libraries (autodiff.extend): runs a row, or bookkeeping",
+    ),
+    **dict.fromkeys(
+        ["Tensor.raw", "Tensor.raw_grad", "Tensor.op_params"],
+        "the raw array, gradient or params: no op",
+    ),
     **dict.fromkeys(
         [
             "nn.functional.relu",

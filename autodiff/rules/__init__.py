@@ -6,7 +6,7 @@ The rows live by family (`elementwise`, `reductions`, `shape`, `linalg`, `window
 particular op is kept anywhere else: interop's numpy routes (`NUMPY`), the elementwise ops
 whose local derivative drawings show as numbers (`ELEMENTWISE`), the Tensor methods backed by a
 primitive (`METHODS`) are all derived here from the rows. To add a primitive, see
-docs/add_a_primitive.md.
+CONTRIBUTING.md (Adding a primitive).
 
 `batch` is vmap's batching rule (autodiff/rules/batching.py): given on the rows that need
 their own, and for every other elementwise row the category's default, filled in below.
@@ -61,6 +61,14 @@ from .table import OPS, Op, call, linear_jvp, register
 from .windows import fold2d, unfold2d
 
 # --- lists derived from the rows ----------------------------------------------------------------
+
+# Every row is `rules.<its name in its family file>`: the imports above name the rows of this
+# version for readers and type checkers; this loop makes a row added later reachable the same
+# way with no edit here (see CONTRIBUTING.md (Adding a primitive)).
+for _family in (elementwise, reductions, shape, linalg, windows, losses):
+    for _name, _row in vars(_family).items():
+        if isinstance(_row, Op) and not _name.startswith("_"):
+            globals().setdefault(_name, _row)
 
 # The batching column's category default: an elementwise op batches by broadcasting (the batch
 # axis in front, unbatched inputs aligned on the right); rows with other needs name their rule.
@@ -175,3 +183,6 @@ __all__ = [
     "where",
     "windows",
 ]
+__all__ += sorted(
+    name for name, row in globals().items() if isinstance(row, Op) and name not in __all__
+)

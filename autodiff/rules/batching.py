@@ -104,6 +104,20 @@ def reduction(op: Op, reals: list, dims: list, size: int, **params: Any) -> Tens
     return _apply(op, [x], **params)
 
 
+def reduction_one_axis(
+    op: Op, reals: list, dims: list, size: int, *, axis: Any, keepdims: bool
+) -> Tensor:
+    """Reductions over one axis or all (prod): all of one example's axes are flattened into
+    one first, since a tuple of axes is not theirs to take."""
+    (x,) = reals
+    n = x.ndim - 1
+    if axis is None:
+        flat = _apply(OPS["reshape"], (x,), shape=(size, -1))
+        out = _apply(op, [flat], axis=1, keepdims=False)
+        return _apply(OPS["reshape"], (out,), shape=(size,) + (1,) * n) if keepdims else out
+    return _apply(op, [x], axis=axis % n + 1 if n else axis, keepdims=keepdims)
+
+
 def cumulative(op: Op, reals: list, dims: list, size: int, **params: Any) -> Tensor:
     (x,) = reals
     n = x.ndim - 1

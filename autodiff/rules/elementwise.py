@@ -393,6 +393,18 @@ tan = register(
     onnx="Tan",
 )
 
+arctan = register(
+    "arctan",
+    np.arctan,
+    lambda g, out, x: g / (1 + x * x),
+    jvp=lambda t, out, x: t / (1 + x * x),
+    elementwise=True,
+    numpy=(np.arctan,),
+    method="arctan",
+    formula="1 / (1 + x^2)",
+    onnx="Atan",
+)
+
 
 def _log1p_forward(x: Any) -> Any:
     with np.errstate(**QUIET):  # log1p(-1) = -inf quietly, as log(0)

@@ -192,7 +192,7 @@ prod = register(
     method="prod",
     formula="out / x",
     onnx="ReduceProd",
-    batch=batching.reduction,
+    batch=batching.reduction_one_axis,
 )
 
 

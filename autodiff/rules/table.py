@@ -67,7 +67,8 @@ class Op:
       (`cos(x)` for sin, `1 - out^2` for tanh, `b` and `a` for mul): identifiers, numbers,
       `+ - * / ^`, calls and parentheses, so that it can be rendered (MathML, a drawing).
     - `onnx`: the ONNX operator that computes it ("Sin"), or "none: <reason>".
-    - `batch`: the next column, reserved for `vmap`'s batching rule (None for every row).
+    - `batch`: `vmap`'s batching rule (autodiff/rules/batching.py); an elementwise row that
+      gives none gets its category's default (autodiff/rules/__init__.py).
     """
 
     __slots__ = (
@@ -150,6 +151,11 @@ def call(op: Op, *inputs: Any, **params: Any) -> Any:
     """Run a primitive on whatever the rule has: numpy values go straight to its forward (a
     plain backward pass), and if any input is a Tensor (create_graph, forward mode on
     Tensors) the op is recorded by `engine.apply`, the other inputs lifted to constants."""
+    for x in inputs:
+        if not isinstance(x, Node):
+            break
+    else:  # all tensors: nn's layers, every step
+        return engine.apply(op, inputs, **params)
     for like in inputs:
         if isinstance(like, Node):
             return engine.apply(op, tuple(lift(x, like) for x in inputs), **params)

@@ -143,9 +143,9 @@ def test_jacobian_picks_the_cheaper_mode(monkeypatch):
     import autodiff.func as func
 
     calls = []
-    real_rev, real_fwd = func.jacrev, func.jacfwd
-    monkeypatch.setattr(func, "jacrev", lambda *a: calls.append("rev") or real_rev(*a))
-    monkeypatch.setattr(func, "jacfwd", lambda *a: calls.append("fwd") or real_fwd(*a))
+    real_rev, real_fwd = func._jacrev, func._jacfwd
+    monkeypatch.setattr(func, "_jacrev", lambda *a: calls.append("rev") or real_rev(*a))
+    monkeypatch.setattr(func, "_jacfwd", lambda *a: calls.append("fwd") or real_fwd(*a))
     wide = jacobian(lambda x: x.sum(keepdims=True))(np.ones(5))  # 1 output, 5 inputs
     tall = jacobian(lambda x: x * Tensor(np.ones((6, 1))))(np.ones(2))  # 12 outputs, 2 inputs
     assert calls == ["rev", "fwd"]
@@ -416,8 +416,9 @@ def test_jvp_and_vjp_give_a_namedtuple_result_back_as_that_namedtuple():
     x, v = np.array([1.0, 2.0]), np.array([0.5, -1.0])
     out, tangent = ad.jvp(lambda a: Pair(a * a, a * 2), (x,), (v,))
     assert type(out) is Pair and type(tangent) is Pair
-    np.testing.assert_allclose(tangent.value.numpy(), 2 * x * v)
-    np.testing.assert_allclose(tangent.double.numpy(), 2 * v)
+    # numpy primals: the tangents come back as arrays (results answer in kind)
+    np.testing.assert_allclose(np.asarray(tangent.value), 2 * x * v)
+    np.testing.assert_allclose(np.asarray(tangent.double), 2 * v)
     value, pullback = func.vjp(lambda a: Pair(a * a, a * 2), x)
     assert type(value) is Pair
     np.testing.assert_allclose(value.value, x * x)
@@ -488,7 +489,7 @@ def test_jacfwd_replays_the_modules_a_lambda_names_and_refuses_what_it_cannot_re
     holder = types.SimpleNamespace(net=_dropout_net())
     with pytest.raises(RuntimeError, match="jacfwd: f gave a different value"):
         func.jacfwd(lambda a: holder.net(a))(x)
-    with pytest.raises(RuntimeError, match="jacfwd: f gave a different value"):
+    with pytest.raises(RuntimeError, match="hessian: f gave a different value"):
         func.hessian(lambda a: holder.net(a).sum())(x)
     # Deterministic in evaluation mode: fine, and as jacrev.
     holder.net.eval()
@@ -816,8 +817,9 @@ def test_checkpoint_with_integer_labels_and_a_frozen_parameter():
     assert len(ours) == 4
     for mine, ref in zip(ours, expected, strict=True):
         np.testing.assert_allclose(mine, ref, rtol=1e-12)
-    with pytest.raises(TypeError, match=r"^checkpoint: f must return one Tensor, got tuple"):
-        F.checkpoint(lambda t: (t, t))(Tensor(np.ones(2), requires_grad=True))
+    # (a tuple of Tensors is a tree checkpoint now returns; a string is still refused)
+    with pytest.raises(TypeError, match=r"^checkpoint: f must return a Tensor"):
+        F.checkpoint(lambda t: "y")(Tensor(np.ones(2), requires_grad=True))
 
 
 @pytest.mark.parametrize("own_generator", [False, True])
@@ -973,10 +975,14 @@ def test_an_exception_inside_a_transform_leaves_no_state_behind(name, grad_mode)
 def test_results_that_are_not_tensors_are_refused_by_name(result, who, call):
     """f returning ((a, 2a), 3a) gave jvp tangents (zeros, 3v): the inner tuple was taken
     for a constant; a dict made grad and jacrev answer zeros (np.size of a dict is 1) and
-    jvp fail with "float() argument must be ... not 'dict'".
+    jvp fail with "float() argument must be ... not 'dict'". Dicts and nested tuples are
+    trees now (tests/autodiff/test_trees.py): only grad, whose f must give one scalar,
+    still refuses them here.
 
     Found in the attack round (forward mode, transforms, conv, export).
     """
+    if result in ("dict", "nested_tuple") and who != "grad":
+        pytest.skip("a tree of Tensors is a valid result (tests/autodiff/test_trees.py)")
     with pytest.raises(TypeError, match=f"^{who}: f must return "):
         call(BAD_RESULTS[result], np.ones(2))
 

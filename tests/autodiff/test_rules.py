@@ -397,6 +397,7 @@ CASES = [
     Case("sin", lambda a: ad.sin(a), unary(), ("sin", "cos")),
     Case("cos", lambda a: a.cos(), unary(), ("cos", "sin")),
     Case("tan", lambda a: ad.tan(a), unary(-1.2, 1.2), ("tan",)),
+    Case("arctan", lambda a: a.arctan(), unary(), ("arctan",)),
     Case("sinh_cosh", lambda a: ad.sinh(a) * ad.cosh(a), unary(), ("sinh", "cosh")),
     Case("log1p", lambda a: ad.log1p(a), unary(-0.9, 3), ("log1p",)),
     # binary cross-entropy's primitive, probabilities away from the floors at 0 and 1

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import autodiff as ad
@@ -19,6 +19,7 @@ from autodiff import conv, engine, rules
 from autodiff import functions as F
 from autodiff import vmap as vmap_module_function
 from autodiff.func import grad, hessian, jacfwd, jacrev, jvp, vjp
+from tests.autodiff.test_rules import CASES as RULE_CASES
 
 vmod = __import__("autodiff.vmap", fromlist=["LOOP_FALLBACK"])
 vmap = vmap_module_function
@@ -155,7 +156,9 @@ def test_every_row_has_a_rule_or_a_documented_loop():
 
 
 def test_every_row_has_a_sweep_case():
-    assert set(rules.OPS) <= set(CASES), sorted(set(rules.OPS) - set(CASES))
+    # here, or through its Case in test_rules (swept below by test_every_rules_case_...)
+    covered = set(CASES) | {name for case in RULE_CASES for name in case.covers}
+    assert set(rules.OPS) <= covered, sorted(set(rules.OPS) - covered)
 
 
 def _ops_of(f, args) -> set[str]:
@@ -806,3 +809,76 @@ def test_trees_of_parameters_through_grad_vjp_and_jvp_inside_vmap():
     pair = Pair(ad.tensor(rng.normal(size=(3, B))), ad.tensor(rng.normal(size=3)))
     out = vmap(lambda p: p.a * p.b, in_axes=(Pair(1, None),))(pair)
     np.testing.assert_allclose(out.numpy(), pair.a.numpy().T * pair.b.numpy())
+
+
+# --- every case of the rules' table (tests/autodiff/test_rules.py), batched -------------------
+# A row added by the checklist in CONTRIBUTING.md is swept here through its test_rules Case,
+# with no entry of its own: its drawn inputs, and two variations of them, make a batch of 3.
+
+
+# Cases no batching can exist for, refused with an error naming vmap: a boolean mask as an
+# index picks a different number of elements in each example (a ragged result).
+_NO_BATCH = {"getitem_bool"}
+
+
+def _variations(arrays: list, case) -> list[np.ndarray] | None:
+    batch = []
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype.kind == "f":
+            batch.append(np.stack([a * (1 + 0.01 * k) for k in range(3)]))
+        else:
+            batch.append(np.stack([a] * 3))
+    if case.valid is not None:
+        for k in range(3):
+            if not case.valid(tuple(b[k] for b in batch)):
+                return None
+    return batch
+
+
+@pytest.mark.parametrize("case", RULE_CASES, ids=lambda c: c.name)
+@settings(max_examples=8, suppress_health_check=[HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_every_rules_case_batches_like_the_loop(case, data):
+    if case.name in _NO_BATCH:  # its output's shape depends on each example's numbers
+        x = ad.tensor(np.ones((3, 2)))
+        with pytest.raises(TypeError, match="vmap"):
+            vmap(lambda a: case.fn(a))(x)
+        return
+    drawn = data.draw(case.inputs)
+    arrays, extras = list(drawn[: case.n_tensors]), drawn[case.n_tensors :]
+    batch = _variations(arrays, case)
+    assume(batch is not None)
+
+    def f(*ts):
+        return case.fn(*ts, *extras)
+
+    tensors = [ad.tensor(b) for b in batch]
+    for axes in [(0,) * len(tensors)] + (
+        [(0,) + (None,) * (len(tensors) - 1)] if len(tensors) > 1 else []
+    ):
+        args = [
+            t if ax == 0 else ad.tensor(np.asarray(arrays[i]))
+            for i, (t, ax) in enumerate(zip(tensors, axes, strict=True))
+        ]
+        got = vmap(f, in_axes=axes)(*args).detach().numpy()
+        want = np.stack(
+            [
+                f(*[a[k] if ax == 0 else a for a, ax in zip(args, axes, strict=True)])
+                .detach()
+                .numpy()
+                for k in range(3)
+            ]
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
+    if (
+        tensors[0].dtype.kind == "f"
+        and np.asarray(f(*[t[0] for t in tensors])._data).dtype.kind == "f"
+    ):
+
+        def scalar(*ts):
+            return f(*ts).sum()
+
+        g = vmap(grad(scalar))(*tensors).numpy()
+        gw = np.stack([grad(scalar)(*[t[k] for t in tensors]).numpy() for k in range(3)])
+        np.testing.assert_allclose(g, gw, rtol=1e-9, atol=1e-12, equal_nan=True)
