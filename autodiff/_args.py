@@ -13,7 +13,7 @@ import math
 import numbers
 import operator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -128,7 +128,7 @@ def _operand(value: Any, like: Tensor) -> Tensor:
     float32 when multiplied by 0.5), matching numpy 2's rules for Python scalars.
     """
     if isinstance(value, Node):
-        return value
+        return cast("Tensor", value)  # every tensor is the result class, Tensor
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         dtype = like._data.dtype
         if dtype.kind != "f":
@@ -268,7 +268,7 @@ def _lift(x: ArrayLike) -> Tensor:
     """`x` as a tensor: itself if it is one, else a new constant of its numbers (as
     `Tensor(x)`: the dtype policy, a copy of the caller's array, a birth number for drawings)."""
     if isinstance(x, Node):
-        return x
+        return cast("Tensor", x)
     t = engine.constant(_own_numbers(_as_array(x, None, "Tensor"), x))
     t._born = next(_births)
     return t
@@ -277,8 +277,10 @@ def _lift(x: ArrayLike) -> Tensor:
 def _pair(a: ArrayLike, b: ArrayLike) -> tuple[Tensor, Tensor]:
     """Two operands as Tensors; a Python number takes the other side's dtype (float32 stays)."""
     if isinstance(a, Node):
+        a = cast("Tensor", a)
         return a, _operand(b, a)
     if isinstance(b, Node):
+        b = cast("Tensor", b)
         return _operand(a, b), b
     like = _lift(np.asarray(a))
     return _operand(a, like), _operand(b, like)

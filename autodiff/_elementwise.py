@@ -4,7 +4,7 @@ class body, so readers and type checkers see it; the numbers come from the table
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -22,6 +22,15 @@ class ElementwiseMethods(Node):
 
     __slots__ = ()
 
+    if TYPE_CHECKING:  # pragma: no cover
+        # Tensor's own (autodiff/tensor.py), which these methods are part of.
+        @property
+        def shape(self) -> tuple[int, ...]: ...
+        @property
+        def ndim(self) -> int: ...
+        @property
+        def dtype(self) -> np.dtype: ...
+
     def _floating(self) -> Tensor:
         """This tensor, or its numbers in float64 if they are integers or booleans.
 
@@ -30,7 +39,7 @@ class ElementwiseMethods(Node):
         float16 for exp of uint8. Integer tensors are constants, so nothing is lost.
         """
         if self._data.dtype.kind == "f":
-            return self
+            return cast("Tensor", self)  # a mixin of Tensor: self is one
         return _lift(np.asarray(self._data).astype(np.float64))
 
     def exp(self) -> Tensor:
@@ -65,7 +74,7 @@ class ElementwiseMethods(Node):
         """
         lo, hi = (_clip_bound(b, name, self.shape) for b, name in ((min, "min"), (max, "max")))
         if lo is None and hi is None:
-            return self
+            return cast("Tensor", self)
         data = np.clip(self._data, lo, hi)
         if self._data.dtype.kind != "f" and data.dtype.kind == "f":
             # Integers or booleans clipped to fractional bounds: the answer has fractions
@@ -88,7 +97,7 @@ class ElementwiseMethods(Node):
         if target.kind not in "biuf":
             raise TypeError(f"astype: unsupported dtype {target} (numbers only)")
         if target == self.dtype:
-            return self
+            return cast("Tensor", self)
         if target.kind != "f":
             return _lift(np.asarray(self._data).astype(target))
         return apply(rules.cast, (self,), dtype=target)

@@ -29,6 +29,17 @@ class ReductionMethods(Node):
 
     __slots__ = ()
 
+    if TYPE_CHECKING:  # pragma: no cover
+        # Tensor's own (autodiff/tensor.py), which these methods are part of.
+        @property
+        def shape(self) -> tuple[int, ...]: ...
+        @property
+        def ndim(self) -> int: ...
+        @property
+        def dtype(self) -> np.dtype: ...
+        def _floating(self) -> Tensor: ...
+        def astype(self, dtype: Any) -> Tensor: ...
+
     def sum(
         self,
         axis: Axis = None,
@@ -101,7 +112,7 @@ class ReductionMethods(Node):
             axis, keepdims = _torch_names(op.name, axis, keepdims, dim, keepdim)
             values = self._extremum(op, axis, keepdims)
             pick = self.argmax if op is rules.max_ else self.argmin
-            return ValuesIndices(values, pick(axis=axis, keepdims=keepdims))
+            return ValuesIndices(values, pick(axis=int(dim), keepdims=keepdims))
         if keepdim is not None:
             keepdims = bool(keepdim)
         axes = _axes(axis, self.ndim, op.name)

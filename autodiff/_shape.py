@@ -23,6 +23,15 @@ class ShapeMethods(Node):
 
     __slots__ = ()
 
+    if TYPE_CHECKING:  # pragma: no cover
+        # Tensor's own (autodiff/tensor.py), which these methods are part of.
+        @property
+        def shape(self) -> tuple[int, ...]: ...
+        @property
+        def ndim(self) -> int: ...
+        @property
+        def dtype(self) -> np.dtype: ...
+
     def reshape(self, *shape: Any) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])

@@ -31,7 +31,10 @@ def op_name(t: Tensor) -> str:
     """The name of the op that made `t` as the user wrote it: a composite's ("mean") while
     `t` still holds the node the composite made, else the engine's op ("mul")."""
     named = getattr(t, "_composite", None)
-    return named[0] if named is not None and named[1] is t._op else t._op.name
+    if named is not None and named[1] is t._op:
+        return named[0]
+    assert t._op is not None, "op_name of a leaf"
+    return t._op.name
 
 
 def exp(x: ArrayLike) -> Tensor:

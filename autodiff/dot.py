@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import graphviz
 import numpy as np
@@ -141,7 +141,7 @@ def _box_of(graph: Graph) -> dict[str, str | None]:
     for cid in graph.clusters:
         chain = [cid]
         while graph.clusters[chain[-1]].parent is not None:
-            chain.append(graph.clusters[chain[-1]].parent)
+            chain.append(cast(str, graph.clusters[chain[-1]].parent))  # not None: see while
         chain.reverse()  # outermost first
         if chain[0] not in has_children:
             boxes[cid] = chain[0]

@@ -21,14 +21,15 @@ import threading
 import traceback
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from .rules import Op
+    from .tensor import Tensor
 
 
 class Node:
@@ -62,6 +63,23 @@ class Node:
         "_composite",
         "__weakref__",
     )
+
+    # The slots' types (annotations only: a class value would clash with the slot).
+    _data: Any  # an ndarray, or a numpy scalar for a 0-d tensor (see Tensor)
+    _grad: Any  # None, or the gradient as _data is (a Tensor under create_graph)
+    requires_grad: bool
+    name: str | None
+    _op: Op | None
+    _in0: Node | None
+    _in1: Node | None
+    _ins: tuple[Node, ...] | None
+    _params: Mapping[str, Any]
+    _scope: tuple[Any, ...] | None
+    _clock: int
+    _modified: int
+    _origin: str
+    _born: int
+    _composite: tuple[str, Op | None]
 
     # The class of op outputs and constants (Tensor): set by its class statement.
     _result: type[Node]
@@ -265,6 +283,9 @@ def is_grad_enabled() -> bool:
     return state.grad_enabled
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])  # a decorated function keeps its signature
+
+
 class _GradMode(contextlib.ContextDecorator):
     """`with no_grad():` and `@no_grad()`: the mode to restore is kept per thread and per use.
 
@@ -280,7 +301,7 @@ class _GradMode(contextlib.ContextDecorator):
     def _recreate_cm(self) -> _GradMode:
         return _GradMode(self.enabled)
 
-    def __call__(self, func: Callable) -> Callable:
+    def __call__(self, func: _F) -> _F:
         if not inspect.isgeneratorfunction(func):
             return super().__call__(func)
         enabled = self.enabled
@@ -308,7 +329,7 @@ class _GradMode(contextlib.ContextDecorator):
                 except BaseException as exc:  # noqa: BLE001 (passed on to the generator)
                     thrown = exc
 
-        return generator
+        return cast(_F, generator)  # wraps(func): the same signature
 
     def __enter__(self) -> None:
         stack = self._local.__dict__.setdefault("saved", [])
@@ -328,7 +349,7 @@ class _SetGradEnabled(_GradMode):
         self._previous = state.grad_enabled
         state.grad_enabled = enabled
 
-    def __call__(self, func: Callable) -> Callable:
+    def __call__(self, func: _F) -> _F:
         # Used as a decorator: the switch belongs to each call, not to the definition.
         state.grad_enabled = self._previous
         return super().__call__(func)
@@ -495,7 +516,7 @@ def _check_finite(value: Any, what: str, origin: str | None) -> None:
 # The params of every node that has none: one shared, read-only mapping instead of an empty
 # dict per node (a node is then a single object for the collector to track).
 NO_PARAMS: Any = MappingProxyType({})
-_new = object.__new__
+_new: Callable[[type[Node]], Any] = object.__new__  # typed: it makes the result class
 
 # How many interpreters are active in all threads (vmap, autodiff/vmap.py): while it is 0,
 # `apply` pays one global read for them. An interpreter in `state.interpreters` gets every
@@ -504,12 +525,12 @@ _new = object.__new__
 interpreting = 0
 
 
-def apply(op: Op, parents: tuple[Node, ...], **params: Any) -> Node:
+def apply(op: Op, parents: tuple[Node, ...], **params: Any) -> Tensor:
     """Run `op` forward on the parents' data and, when gradients are wanted, record the node."""
     if interpreting and state.interpreters:
-        out = state.interpreters[-1].process(op, parents, params)
-        if out is not NotImplemented:
-            return out
+        handled = state.interpreters[-1].process(op, parents, params)
+        if handled is not NotImplemented:
+            return handled
     # Positional calls for the common shapes: unpacking a map or a **{} costs more than a
     # scalar op's arithmetic.
     first = parents[0]
@@ -532,7 +553,7 @@ def apply(op: Op, parents: tuple[Node, ...], **params: Any) -> Node:
     if op.saves:
         data, params["saved"] = data
     grad_enabled, anomaly, scope, forward = state.mode
-    out = _new(first._result)
+    out: Tensor = _new(first._result)
     out._data = data
     out._grad = None
     out.name = None
@@ -727,6 +748,7 @@ def backward(
             if node._clock < _last_write:
                 _check_not_stale(node)
             first, second, many = node._in0, node._in1, node._ins
+            assert op is not None and first is not None  # a computed node (leaves wait below)
             parents = many or ((first,) if second is None else (first, second))
             if create_graph:
                 out: Any = node
@@ -743,7 +765,7 @@ def backward(
                     args = tuple(map(_data_of, parents))
             params = node._params
             rules = op.vjps
-            contributions = [] if on_step is not None else None
+            contributions: list[tuple[int, Node, Any]] | None = [] if on_step is not None else None
             following = None  # the latest of the parents this node reached first
             for index, parent in enumerate(parents):
                 if not parent.requires_grad:
@@ -789,6 +811,7 @@ def backward(
                 else:
                     push(queue, (-parent._clock, parent))
             if on_step is not None:
+                assert contributions is not None  # made a list when on_step is given
                 on_step(node, grad, contributions)
             # Next: the latest node waiting. In a chain that is the parent just reached, which
             # then never goes through the heap.
@@ -836,6 +859,7 @@ def _check_not_stale(node: Node) -> None:
         or _written_since(node._data, clock)
         or any(_written_since(p._data, clock) for p in parents)
     ):
+        assert node._op is not None  # only computed nodes are checked
         raise _stale_error(node._op, parents)
 
 
@@ -883,7 +907,7 @@ def _store_grad(node: Node, grad: Any, create_graph: bool, handed: set[int]) -> 
         if node._op is None and isinstance(grad, Node) and grad.requires_grad:
             # leaf -> .grad -> graph -> leaf: inherent to a differentiable .grad, so warned
             # of (as PyTorch does) rather than broken; autodiff.grad returns it instead.
-            warnings.warn(_CYCLE_WARNING.format(shape=node.shape), stacklevel=5)
+            warnings.warn(_CYCLE_WARNING.format(shape=node._data.shape), stacklevel=5)
         node._grad = _own_tensor(grad, handed, node._op is None)
         return
     if previous is not None:
@@ -909,15 +933,15 @@ def _own_tensor(grad: Any, handed: set[int], differentiable: bool) -> Any:
         return _own(grad, handed)
     key = id(_owner(grad._data))
     if key in handed:
-        grad = grad.clone() if differentiable else constant(np.array(grad._data))
+        grad = cast("Tensor", grad).clone() if differentiable else constant(np.array(grad._data))
         key = id(_owner(grad._data))
     handed.add(key)
     return grad
 
 
-def constant(data: Any) -> Node:
+def constant(data: Any) -> Tensor:
     """Wrap an array the engine made as a Tensor outside any graph (no copy, no checks)."""
-    t = _new(Node._result)
+    t: Tensor = _new(Node._result)
     t._data = data
     t._grad = None
     t.requires_grad = False
@@ -983,6 +1007,7 @@ def _push(
         args = [p._data for p in parents]
         result = out._data
         ts = [t._data if isinstance(t, Node) else t for t in tangents]
+    assert op.jvps is not None  # the caller refused an op without them
     if op.variadic:
         zeros = [np.zeros_like(p._data) for p in parents]
         filled = [z if t is None else t for t, z in zip(ts, zeros, strict=True)]
@@ -1008,6 +1033,7 @@ def fit_tangent(tangent: Any, like: Any) -> Any:
     """A tangent in its output's shape and dtype: the forward counterpart of unbroadcast."""
     shape, dtype = np.shape(like), np.result_type(like)
     if isinstance(tangent, Node):
+        tangent = cast("Tensor", tangent)
         if tangent.shape != shape:
             tangent = tangent.broadcast_to(shape)
         return tangent if tangent.dtype == dtype else tangent.astype(dtype)

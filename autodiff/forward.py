@@ -131,7 +131,7 @@ def _fresh_input(p: Any, i: int, who: str) -> Tensor:
 
 def _tangent_for(x: Tensor, t: Any, i: int, who: str) -> Any:
     if isinstance(t, Tensor):
-        value = t if t.dtype == x.dtype else t.astype(x.dtype)
+        value: Any = t if t.dtype == x.dtype else t.astype(x.dtype)
     else:
         # A copy, as Tensor(x) copies the primal: a tangent that comes out as a view of this
         # one (f = reshape) may be written into by the caller, never into their array.

@@ -32,7 +32,7 @@ import contextlib
 import inspect
 import numbers
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -742,6 +742,7 @@ def _jacfwd(f: Callable[..., Any], argnums: Argnums, who: str) -> Callable[..., 
                 row.append(_export(jac, _kind([x])))
             blocks.append(row)
         if replay:
+            assert after is not None  # replay is set with it
             _restore(after)
         return _jacobian_tree(blocks, outdef, spec, argnums)
 
@@ -1122,6 +1123,7 @@ def _replayed(states: list[tuple[np.random.Generator, dict]]) -> Iterator[None]:
     """Run with the generators back at `states`; afterwards they continue where they were, so
     recomputing leaves the user's random stream untouched."""
     now = [(g, g.bit_generator.state) for g, _ in states]
+    state: Mapping[str, Any]
     for g, state in states:
         g.bit_generator.state = state
     try:
@@ -1173,9 +1175,9 @@ def _no_foreign_leaves(out: Tensor, leaves: Sequence[Tensor]) -> None:
     for node in engine.toposort(out):
         if node._op is None and id(node) not in ours:
             raise RuntimeError(
-                f"checkpoint: f uses a tensor of shape {node.shape} that requires grad but is "
-                "not an argument of f, so its gradient would be lost; pass it as an argument "
-                "(or checkpoint an nn.Module, whose parameters are found for you)"
+                f"checkpoint: f uses a tensor of shape {node._data.shape} that requires grad "
+                "but is not an argument of f, so its gradient would be lost; pass it as an "
+                "argument (or checkpoint an nn.Module, whose parameters are found for you)"
             )
 
 
@@ -1218,6 +1220,7 @@ def gradients(
         raise ValueError(f"grad: {len(outs)} outputs but {len(grad_outputs)} grad_outputs")
     seeds = [out._seed(g, "grad", create_graph) for out, g in zip(outs, grad_outputs, strict=True)]
     found = engine.backward(outs, seeds, create_graph=create_graph, accumulate=False, inputs=ins)
+    assert found is not None  # a list when inputs= is given
     results = []
     handed: set[int] = set()  # gradients handed out never share memory with each other
     for t, g in zip(ins, found, strict=True):

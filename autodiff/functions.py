@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -459,7 +459,7 @@ def flip(x: Any, axis: Axis = None, *, dims: Axis = None) -> Tensor:
     """Reverse the order along `axis` (PyTorch's `dims`); along every axis by default."""
     x = _lift(x)
     axis = _dim("flip", axis, dims)
-    axes = _axes(axis, x.ndim, "flip")
+    axes: Sequence[int] | None = _axes(axis, x.ndim, "flip")
     axes = range(x.ndim) if axes is None else axes
     return x[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))]
 
@@ -494,7 +494,7 @@ def tile(x: Any, reps: int | Sequence[int]) -> Tensor:
     reps = (1,) * (ndim - len(reps)) + reps
     index = tuple(
         np.tile(np.arange(n), r).reshape((-1,) + (1,) * (ndim - 1 - i))
-        for i, (n, r) in enumerate(zip(x.shape, reps, strict=True))
+        for i, (n, r) in enumerate(zip(x.shape, cast("tuple[int, ...]", reps), strict=True))
     )
     return x[index]
 

@@ -7,8 +7,9 @@ module call. It imports no drawing library, so it works without graphviz.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -51,7 +52,8 @@ class OpNode:
 class Edge(NamedTuple):
     source: str
     target: str
-    index: int | None  # argument position for tensor -> op; None for op -> its output
+    # The field shadows tuple.index(), which mypy cannot accept; renaming it would break users.
+    index: int | None  # type: ignore[assignment]  # argument position for tensor -> op; None for op -> its output
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Graph:
         return self._inputs.get(op_id, [])
 
 
-def node_id(t: Tensor) -> str:
+def node_id(t: engine.Node) -> str:
     return f"t{id(t)}"
 
 
@@ -111,7 +113,7 @@ def _number(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
-def _format_params(params: dict[str, Any]) -> dict[str, str]:
+def _format_params(params: Mapping[str, Any]) -> dict[str, str]:
     shown = {}
     for key, value in params.items():
         # `saved` is a forward intermediate, not a parameter; defaults are noise in a drawing.
@@ -198,6 +200,7 @@ class _Calls:
             cid = f"cluster_{len(self.clusters)}"
             self.clusters[cid] = Cluster(cid, "", modules[-1], parent, len(modules) - 1)
             call = self._open[path] = {"id": cid, "direct": None, "children": set()}
+        assert call is not None  # found or made above
         if direct is not None:
             call["direct"] = direct
         if child is not None:
@@ -249,9 +252,9 @@ def trace(root: Tensor, names: dict[int, str] | None = None, model: Any = None) 
     computed = engine.toposort(root) if root.requires_grad else [root]
     ordered: dict[int, Tensor] = {}
     for t in computed:
-        for p in t._parents:
-            ordered.setdefault(id(p), p)
-        ordered.setdefault(id(t), t)
+        for p in t.parents:
+            ordered.setdefault(id(p), cast(Tensor, p))
+        ordered.setdefault(id(t), cast(Tensor, t))
 
     calls = _Calls()
     cluster_of = {key: calls.cluster_of(t._scope) for key, t in ordered.items()}
@@ -259,6 +262,7 @@ def trace(root: Tensor, names: dict[int, str] | None = None, model: Any = None) 
     _label_clusters(calls.clusters, roots, model)
 
     labels = dict(names or {})
+    name: str | None
     for top in [model, *roots]:
         for key, name in parameter_names(top).items():
             labels.setdefault(key, name)

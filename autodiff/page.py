@@ -25,9 +25,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -57,6 +58,7 @@ def _input_names(op: Any, count: int) -> list[str]:
     names: list[str] = []
     rules = getattr(op, "vjps", ())
     if rules and not getattr(op, "variadic", False):
+        parameters: Iterable[inspect.Parameter]
         try:
             parameters = inspect.signature(rules[0]).parameters.values()
         except (TypeError, ValueError):
@@ -327,13 +329,13 @@ def _tensors_of(roots: list[Tensor]) -> dict[str, Tensor]:
     for root in roots:
         computed = engine.toposort(root) if root.requires_grad else [root]
         for t in computed:
-            for p in t._parents:
-                found.setdefault(node_id(p), p)
-            found.setdefault(node_id(t), t)
+            for p in t.parents:
+                found.setdefault(node_id(p), cast(Tensor, p))
+            found.setdefault(node_id(t), cast(Tensor, t))
     return found
 
 
-def _local(op: Any, index: int, parents: tuple, out: Any, params: dict) -> Any:
+def _local(op: Any, index: int, parents: tuple, out: Any, params: Mapping[str, Any]) -> Any:
     """The local derivative of an elementwise op for one input, as numbers (output-shaped):
     the op's own JVP rule applied to a tangent of ones, which is exact (no division by the
     upstream gradient, which may be 0). None for other ops (their Jacobian is a matrix)."""

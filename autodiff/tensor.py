@@ -117,22 +117,6 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
         data = self._data
         return tracked.view_of(data) if type(data) is np.ndarray else data
 
-    def raw(self) -> Any:
-        """This tensor's own array (a numpy scalar for a 0-d tensor): not a copy, and not the
-        tracked view `.data` hands out, so reading it costs nothing. For libraries on a hot
-        path (nn's layers and optimizers); after writing into it in place, call
-        `autodiff.mark_written(t)` so that backward refuses graphs that saved the old numbers
-        (see autodiff/extend.py)."""
-        return self._data
-
-    def raw_grad(self) -> Any:
-        """The gradient's array as backward stored it (None before a backward reached this
-        tensor), without wrapping it in a Tensor as `.grad` does on first read: for an
-        optimizer's step, which reads every parameter's gradient every step. Read it only: it
-        may be a read-only view that backward handed to several tensors."""
-        g = self._grad
-        return g._data if isinstance(g, engine.Node) else g
-
     @data.setter
     def data(self, value: ArrayLike) -> None:
         """Replace the numbers (`p.data = p.data - lr * p.grad`, micrograd style).
@@ -158,6 +142,22 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
         self._data = array
         self._modified = engine.mark_written(None)
 
+    def raw(self) -> Any:
+        """This tensor's own array (a numpy scalar for a 0-d tensor): not a copy, and not the
+        tracked view `.data` hands out, so reading it costs nothing. For libraries on a hot
+        path (nn's layers and optimizers); after writing into it in place, call
+        `autodiff.mark_written(t)` so that backward refuses graphs that saved the old numbers
+        (see autodiff/extend.py)."""
+        return self._data
+
+    def raw_grad(self) -> Any:
+        """The gradient's array as backward stored it (None before a backward reached this
+        tensor), without wrapping it in a Tensor as `.grad` does on first read: for an
+        optimizer's step, which reads every parameter's gradient every step. Read it only: it
+        may be a read-only view that backward handed to several tensors."""
+        g = self._grad
+        return g._data if isinstance(g, engine.Node) else g
+
     @property
     def grad(self) -> Tensor | None:
         """The gradient from the last backward pass (None before one reaches this tensor)."""
@@ -171,7 +171,7 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
         return g
 
     @grad.setter
-    def grad(self, value: Tensor | None) -> None:
+    def grad(self, value: ArrayLike | None) -> None:
         # A gradient is in its tensor's dtype (backward keeps it so): an assigned float64 one
         # on a float32 tensor would stay float64 and make every later backward add in float64.
         # Plain data (a list, an array) is converted, as Tensor(data, dtype=...) would; a
@@ -734,7 +734,9 @@ class _Size(int):
         return self._shape[_axis(dim, len(self._shape), "size")]
 
 
-def _rebuild_leaf(cls: type, data: Any, requires_grad: bool, name: str | None, grad: Any) -> Tensor:
+def _rebuild_leaf(
+    cls: type[Tensor], data: Any, requires_grad: bool, name: str | None, grad: Any
+) -> Tensor:
     t = cls.__new__(cls)
     Tensor.__init__(t, data, name=name)
     t.requires_grad = requires_grad

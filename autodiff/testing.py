@@ -159,6 +159,7 @@ def gradcheck(
 
     numeric = numerical_grad(value, arrays, eps)
     for mode in modes:
+        analytic: list[Tensor] | list[np.ndarray]
         if mode == "rev":
             # An output that does not depend on the inputs at all (the gradient of a linear
             # function, in gradgradcheck) has zero gradients; the numerical side must agree.

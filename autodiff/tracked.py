@@ -18,7 +18,7 @@ Reading answers with plain ndarrays, so the subclass never spreads into the user
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -64,7 +64,8 @@ class DataArray(np.ndarray):
             return out[0] if len(out) == 1 else out
         return result
 
-    def __array_function__(self, func: Any, types: tuple, args: tuple, kwargs: dict) -> Any:
+    # numpy passes a tuple and a dict (NEP 18); its stub declares any Iterable and Mapping.
+    def __array_function__(self, func: Any, types: tuple, args: tuple, kwargs: dict) -> Any:  # type: ignore[override]
         out = kwargs.get("out")
         if func is np.dot and len(args) > 2:
             out = args[2]
@@ -101,13 +102,13 @@ class DataArray(np.ndarray):
         _writable(self).put(*args, **kwargs)
 
     # Copies are the user's own arrays: plain and writable.
-    def copy(self, order: str = "C") -> np.ndarray:
+    def copy(self, order: Literal["K", "A", "C", "F"] | None = "C") -> np.ndarray:
         return np.ndarray.copy(self.view(np.ndarray), order)
 
     def __copy__(self) -> np.ndarray:
         return self.copy()
 
-    def __deepcopy__(self, memo: dict) -> np.ndarray:
+    def __deepcopy__(self, memo: dict[int, Any] | None) -> np.ndarray:
         return self.copy()
 
     def astype(self, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -128,12 +129,12 @@ class DataArray(np.ndarray):
 
 def view_of(array: np.ndarray) -> DataArray:
     """The view of `array` that `Tensor.data` hands out: read-only for numpy, tracked here."""
-    return read_only(array, DataArray)
+    return cast(DataArray, read_only(array, DataArray))
 
 
 def read_only(array: np.ndarray, kind: type = np.ndarray) -> np.ndarray:
     """A view of `array` (as `kind`) that numpy refuses to write through."""
-    view = array.view(kind)
+    view: np.ndarray = array.view(kind)
     view.flags.writeable = False
     return view
 

@@ -24,10 +24,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import graphviz
 import numpy as np
+import numpy.typing as npt
 from graphviz.backend import dot_command, execute
 from graphviz.backend import rendering as gv_rendering
 
@@ -149,6 +150,7 @@ def _render_file(
         outfile = gv_rendering.get_outfile(
             filepath, format=format, renderer=renderer, formatter=formatter
         )
+    outfile = Path(outfile)  # graphviz is untyped: its get_outfile's answer as a Path
     if outfile.resolve() == filepath.resolve() and not overwrite_filepath:
         raise ValueError(f"render: the output {outfile} would overwrite the DOT source")
     if raise_if_result_exists and outfile.exists():
@@ -540,7 +542,7 @@ def _edge_attrs(
     if index is not None and len(graph.inputs(target)) > 1:
         attrs["label"] = str(index)  # argument order matters for sub, div, matmul, ...
     flow = frame.flows.get((source, index)) if frame is not None and index is not None else None
-    if flow is not None and graph.ops[target].output == frame.current:
+    if flow is not None and frame is not None and graph.ops[target].output == frame.current:
         # The gradient flowing back along this edge during the current step.
         attrs.update(
             color=COLORS["current"],
@@ -596,7 +598,7 @@ def _collapsed(graph: Graph, options: _Options, frame: _Frame | None) -> _Scene:
             scene.nodes[op_id] = _op_attrs(graph, op_id, frame)
             scene.home[op_id] = op.cluster
         else:
-            visible[op_id] = box[op_id]
+            visible[op_id] = cast(str, box[op_id])  # not None: see the if
     for cid in dict.fromkeys(b for b in box.values() if b is not None):
         scene.nodes[cid] = _box_attrs(graph, cid, box, frame)
         scene.home[cid] = graph.clusters[cid].parent
@@ -789,6 +791,7 @@ def explain_backward(
     paths: dict[str, int] = {}
     rows = BackwardRows()
     for number, step in enumerate(_steps(root, grad, accumulate, "explain_backward"), 1):
+        assert step.node._op is not None  # a step is a computed node
         op = step.node._op.name  # the primitive: its rule says whether `local` is a number
         formula = _formula(graph, step.node)
         for index, parent, contribution in step.contributions:
@@ -986,7 +989,7 @@ def _write_gif(path: Path, pngs: list[bytes], fps: float) -> None:
     images = [imageio.imread(io.BytesIO(png)) for png in pngs]
     height = max(im.shape[0] for im in images)
     width = max(im.shape[1] for im in images)
-    padded = []
+    padded: list[npt.ArrayLike] = []
     for im in images:
         rgb = im[..., :3] if im.ndim == 3 else np.stack([im] * 3, axis=-1)
         # Frames differ a little in size as gradients fill in: centre each on a white canvas

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -433,6 +434,7 @@ def _train(settings: dict[str, Any], wall_start: float) -> dict[str, Any]:
     out_features = 1 if regression or binary else n_classes
     output_activation = "sigmoid" if (settings["loss"] == "mse" and not regression) else None
     lenet = settings.get("model") == "lenet"
+    model: nn.Module
     if lenet:
         model = nn.LeNet5(n_classes, rng=settings["seed"])
     else:
@@ -448,6 +450,7 @@ def _train(settings: dict[str, Any], wall_start: float) -> dict[str, Any]:
     if lenet:
         x, xt = (x - MNIST_MEAN) / MNIST_STD, (xt - MNIST_MEAN) / MNIST_STD
 
+    loss_fn: Callable[..., Any]  # mse_loss or cross_entropy
     if regression:
         targets, test_targets = y.astype(np.float32), yt.astype(np.float32)
         loss_fn, metric = nn.F.mse_loss, None

@@ -162,6 +162,11 @@ class _BatchNorm(Module):
     biased one, exactly as PyTorch does, so the two agree step by step.
     """
 
+    # The buffers register_buffer makes (with track_running_stats), for type checkers.
+    running_mean: Tensor
+    running_var: Tensor
+    num_batches_tracked: Tensor
+
     _ndims: tuple[int, ...] = (2,)
 
     def __init__(
@@ -220,6 +225,7 @@ class _BatchNorm(Module):
             centred = x - mean
         out = centred / (var + self.eps).sqrt()
         if self.affine:
+            assert self.weight is not None and self.bias is not None  # made with affine
             out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
         return out
 

@@ -340,6 +340,7 @@ def read_idx(source: str | os.PathLike[str] | bytes, *, max_bytes: int = 1 << 30
     checked against the bytes actually present before any array is made, and no more than
     `max_bytes` are ever decompressed, so hostile headers cannot cause huge allocations.
     """
+    stream: BinaryIO
     if isinstance(source, (bytes, bytearray, memoryview)):
         name, stream = "<bytes>", io.BytesIO(source)
     else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -146,7 +146,8 @@ def _conv(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
     if m.padding == "same":  # as autodiff.conv pads (and PyTorch): the odd zero at the end
         # A Conv1d is a conv2d of height 1: pad as one, keep the width.
         kernel, dilations = (1, *m.kernel_size)[-2:], (1, *dilation)[-2:]
-        before, after = (list(side[2 - n :]) for side in same_padding(kernel, dilations))
+        pads = same_padding(cast("tuple[int, int]", kernel), cast("tuple[int, int]", dilations))
+        before, after = (list(side[2 - n :]) for side in pads)
     else:
         before = after = [0] * n if m.padding == "valid" else _ints(m.padding, n)
     bias = [g.parameter(m.bias)] if m.bias is not None else []
@@ -225,9 +226,9 @@ def _lenet(g: _Graph, m: Any, where: str, x: str, rank: int) -> tuple[str, int]:
 TRANSLATORS: dict[type, Translator] = {
     layers.Linear: _linear,
     # The activations' ONNX operators are their rows' `onnx` column (autodiff.rules).
-    layers.ReLU: _elementwise(rules.relu.onnx),
-    layers.Sigmoid: _elementwise(rules.sigmoid.onnx),
-    layers.Tanh: _elementwise(rules.tanh.onnx),
+    layers.ReLU: _elementwise(cast(str, rules.relu.onnx)),  # these rows name an operator
+    layers.Sigmoid: _elementwise(cast(str, rules.sigmoid.onnx)),
+    layers.Tanh: _elementwise(cast(str, rules.tanh.onnx)),
     layers.LeakyReLU: _elementwise("LeakyRelu", alpha=lambda m: m.negative_slope),
     layers.Softmax: _elementwise("Softmax", axis=lambda m: m.axis),
     layers.Identity: _elementwise("Identity"),
@@ -264,12 +265,13 @@ def _elementwise_chain(module: Any, rank: int, dtype: np.dtype) -> list[str] | N
             node = module(probe)
     except Exception:  # noqa: BLE001 - a forward that needs other sizes: not a chain
         return None
-    chain = []
+    chain: list[str] = []
     while node is not probe:
         row = rules.OPS.get(node.op) if isinstance(node, Tensor) and node.op else None
         if (
             row is None
             or not row.elementwise
+            or row.onnx is None
             or row.onnx.startswith("none")
             or node.op_params
             or len(node.parents) != 1
@@ -311,7 +313,7 @@ def to_onnx(
     onnx = _onnx()
     if not isinstance(model, Module):
         raise TypeError(f"export_onnx: expected an nn Module, got {type(model).__name__}")
-    params = model.parameters()
+    params: list[Tensor] = list(model.parameters())  # a list of Tensors: buffers join it
     # Floating-point buffers count too: a BatchNorm without affine parameters has only its
     # running statistics, and a float64 one must not be exported as float32.
     buffers = [b for _, b in model.named_buffers()] if hasattr(model, "named_buffers") else []

@@ -237,7 +237,9 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             for name, (dtype, shape, begin, end) in entries.items():
                 array = np.empty(shape, dtype=dtype)
                 f.seek(start + begin)
-                if f.readinto(memoryview(array.reshape(-1)).cast("B")) != end - begin:
+                # numpy's stubs give ndarray __buffer__ only from Python 3.12 (mypy checks 3.10).
+                view = memoryview(array.reshape(-1))  # type: ignore[arg-type]
+                if f.readinto(view.cast("B")) != end - begin:
                     raise SafetensorsError(f"tensor {name!r} is cut short")
                 # Native byte order for the caller; a no-op on little-endian machines.
                 arrays[name] = array.astype(dtype.newbyteorder("="), copy=False)

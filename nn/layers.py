@@ -111,6 +111,8 @@ class Tanh(Module):
 
 
 class LeakyReLU(Module):
+    negative_slope: float
+
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):

@@ -291,7 +291,7 @@ class ReduceLROnPlateau(LRScheduler):
             return value < (best * (1 - th) if self.threshold_mode == "rel" else best - th)
         return value > (best * (1 + th) if self.threshold_mode == "rel" else best + th)
 
-    def step(self, metrics: Any = None) -> None:  # type: ignore[override]
+    def step(self, metrics: Any = None) -> None:
         """One step with the watched number (the validation loss, say)."""
         if metrics is None:
             raise TypeError(

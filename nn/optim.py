@@ -137,20 +137,20 @@ class Optimizer:
                 f"{name}: params is the function {what} itself, not what it "
                 f"returns; call it: {name}(model.{what}(), lr=...)"
             )
-        params = list(params)
+        items: list[Any] = list(params)  # a list of its own: len() and [0] below
         settings: dict[str, Any] = {"lr": lr, **defaults}
-        if params and all(isinstance(g, dict) for g in params):
-            if len(params) > 1:
+        if items and all(isinstance(g, dict) for g in items):
+            if len(items) > 1:
                 raise ValueError(
                     f"{name}: only one parameter group is supported, got "
-                    f"{len(params)}; make one optimizer per group"
+                    f"{len(items)}; make one optimizer per group"
                 )
-            group = dict(params[0])
+            group = dict(items[0])
             if "params" not in group:
                 raise KeyError(f"{name}: the parameter group has no 'params' entry")
             params = group.pop("params")
             # PyTorch takes a lone tensor as a group's params; list() would split it in rows.
-            params = [params] if isinstance(params, Tensor) else list(params)
+            items = [params] if isinstance(params, Tensor) else list(params)
             unknown = sorted(set(group) - set(settings), key=str)
             if unknown:
                 raise ValueError(
@@ -163,9 +163,9 @@ class Optimizer:
             raise TypeError(
                 f"{name}: no learning rate: pass lr= or give the parameter group an 'lr'"
             )
-        if not params:
+        if not items:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        for i, p in enumerate(params):
+        for i, p in enumerate(items):
             # A frozen Parameter (requires_grad_(False)) is welcome: it gets no gradient,
             # so steps leave it alone, and it trains again once unfrozen.
             if not isinstance(p, Tensor) or not (
@@ -175,10 +175,10 @@ class Optimizer:
                     f"{type(self).__name__}: parameter {i} is not a Tensor that requires grad"
                 )
         # A weight shared by two layers, listed twice, must still get one update per step.
-        unique = list({id(p): p for p in params}.values())
-        if len(unique) < len(params):
+        unique = list({id(p): p for p in items}.values())
+        if len(unique) < len(items):
             warnings.warn(
-                f"{name}: {len(params) - len(unique)} parameter(s) were listed more "
+                f"{name}: {len(items) - len(unique)} parameter(s) were listed more "
                 f"than once (shared weights?); each is updated once per step",
                 stacklevel=3,
             )
@@ -221,7 +221,8 @@ class Optimizer:
         if not isinstance(state, dict):
             raise TypeError(f"{name}: expected a dict of arrays, got {type(state).__name__}")
         own = set(self._settings())
-        settings, buffers = {}, {}
+        settings: dict[str, Any] = {}
+        buffers: dict[int, dict[str, Any]] = {}
         for key, value in state.items():
             value = np.asarray(value.raw() if isinstance(value, Tensor) else value)
             match = re.fullmatch(r"param_groups\.0\.(\w+)|state\.(\d+)\.(\w+)", str(key))
@@ -277,7 +278,7 @@ class Optimizer:
             )
         if "param_groups.0.params" not in state:
             raise KeyError(f"{name}: no 'param_groups.0.params' entry")
-        converted = {}
+        converted: dict[str, Any] = {}
         for key, value in settings.items():
             current = self.param_groups[0][key]
             if isinstance(current, tuple) and value.shape == (len(current),):
@@ -451,7 +452,9 @@ class Adam(Optimizer):
         if not (isinstance(betas, (tuple, list, np.ndarray)) and len(betas) == 2):
             raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
         if not all(
-            isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1 for b in betas
+            # typeshed gives numbers.Real no comparison with int (the numeric tower is untyped).
+            isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1  # type: ignore[operator]
+            for b in betas
         ):
             raise ValueError(f"{owner}: betas must be in [0, 1), got {tuple(betas)}")
         settings.update(

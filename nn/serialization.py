@@ -294,7 +294,7 @@ def save(module_or_state_dict: Any, path: str | os.PathLike[str]) -> Path:
 
 def write_atomic(
     path: str | os.PathLike[str],
-    write: Callable[[BinaryIO], None],
+    write: Callable[[BinaryIO], object],  # what it returns (a byte count) is unused
     who: str,
     check: Callable[[Path], None] | None = None,
 ) -> Path:

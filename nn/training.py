@@ -88,7 +88,8 @@ def _check_number(
     """Refuse a stopping rule that could never work (not a number, NaN, out of range)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise ValueError(f"fit: {name} must be a number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
+    # typeshed gives numbers.Real no comparison with float (the numeric tower is untyped).
+    if (low is not None and value < low) or (high is not None and value > high):  # type: ignore[operator]
         wanted = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"fit: {name} must be {wanted}, got {value!r}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def clip_grad_norm_(
     if not (norm_type > 0):
         raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
     params = _parameters_with_grads(parameters, "clip_grad_norm_")
-    grads = [np.asarray(p.grad.data, dtype=np.float64) for p in params]
+    grads = [np.asarray(cast(Tensor, p.grad).data, dtype=np.float64) for p in params]
     if not grads:
         return Tensor(0.0)
     if norm_type == math.inf:
@@ -63,6 +63,7 @@ def clip_grad_norm_(
     if scale < 1.0:
         for p in params:
             g = p.grad
+            assert g is not None  # only parameters with gradients
             p.grad = Tensor((g.data * scale).astype(g.dtype, copy=False))
     return Tensor(total)
 
@@ -74,6 +75,7 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
         raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")
     for p in _parameters_with_grads(parameters, "clip_grad_value_"):
         g = p.grad
+        assert g is not None  # only parameters with gradients
         p.grad = Tensor(np.clip(g.data, -clip_value, clip_value).astype(g.dtype, copy=False))
 
 

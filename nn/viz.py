@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
@@ -178,7 +178,7 @@ class WeightRecorder:
             self._record(epoch)
 
 
-def _evenly(items: Sequence[Any], n: int) -> list[Any]:
+def _evenly(items: Sequence[Any] | np.ndarray, n: int) -> list[Any]:
     """At most `n` items, evenly spaced, keeping the first and the last."""
     if n <= 0:
         return []
@@ -240,7 +240,7 @@ def _heatmap_panels(
     for ax, name, tile in zip(axes[0], names, tiled, strict=True):
         w = np.asarray(snapshot[name])
         limit = (limits or {}).get(name) or _limit([w])
-        shown = _tiles(w, image_shape) if tile else w
+        shown = _tiles(w, cast("tuple[int, int]", image_shape)) if tile else w  # tile: a shape
         image = ax.imshow(
             shown,
             cmap=cmap,
@@ -250,6 +250,7 @@ def _heatmap_panels(
             interpolation="nearest",
         )
         if tile:
+            assert image_shape is not None  # tiled: an image layer of that shape
             ax.set_title(
                 f"{name} {w.shape[0]}x{w.shape[1]}: each unit's weights as a "
                 f"{image_shape[0]}x{image_shape[1]} image",
@@ -365,7 +366,8 @@ def weight_heatmaps(
         fig.canvas.restore_region(background)
         for image, name in zip(artists, snapshot, strict=True):
             w = np.asarray(snapshot[name])
-            image.set_data(_tiles(w, image_shape) if _is_image_layer(w, image_shape) else w)
+            shape = cast("tuple[int, int]", image_shape)  # used only when it is an image layer
+            image.set_data(_tiles(w, shape) if _is_image_layer(w, image_shape) else w)
             image.axes.draw_artist(image)
         suptitle.set_text(_frame_title(label))
         fig.draw_artist(suptitle)
@@ -403,8 +405,8 @@ def _write_gif(frames: Sequence[np.ndarray], path: Path, fps: float) -> None:
 
 def prediction_gallery(
     images: np.ndarray,
-    predicted: Sequence[int],
-    true: Sequence[int],
+    predicted: Sequence[int] | np.ndarray,
+    true: Sequence[int] | np.ndarray,
     path: PathLike | None = None,
     n: int = 25,
     image_shape: tuple[int, int] = (28, 28),
@@ -438,7 +440,9 @@ def prediction_gallery(
         )
     predicted, true = _numbers(predicted), _numbers(true)
     if predicted.ndim == 2 and predicted.shape[0] == len(images):
-        predicted = predicted.argmax(axis=1)  # logits or probabilities, one row per image
+        predicted = cast(
+            np.ndarray, predicted.argmax(axis=1)
+        )  # logits or probabilities, one row per image
     if not (predicted.ndim == true.ndim == 1 and len(predicted) == len(true) == len(images)):
         raise ValueError(
             f"prediction_gallery: need one predicted and one true label per "
@@ -529,7 +533,7 @@ def decision_boundary(
     fig, ax = plt.subplots(figsize=(5, 4.2))
     if scores.ndim == 2 and scores.shape[1] > 1:
         field = scores.argmax(axis=1).reshape(gx.shape)
-        levels = np.arange(scores.shape[1] + 1) - 0.5
+        levels: np.ndarray | int = np.arange(scores.shape[1] + 1) - 0.5
         ax.contourf(gx, gy, field, levels=levels, cmap="coolwarm", alpha=0.35)
     else:
         field = scores.reshape(gx.shape)
@@ -634,6 +638,7 @@ def gradient_flow(
                 merged.setdefault(name, []).append(value)
         grad_history = merged
     fig, ax = plt.subplots(figsize=(6, 3.8))
+    values: Sequence[float] | np.ndarray
     for name, values in grad_history.items():
         values = np.asarray(values, dtype=np.float64)
         # A log scale cannot show 0, and matplotlib dropped those points without a word: a
@@ -706,6 +711,7 @@ def conv_filters(weight: Any, path: PathLike | None = None, title: str | None = 
                 ax.set_title(f"out {o}", fontsize=8)
             if o == 0 and in_ch > 1:
                 ax.set_ylabel(f"in {i}", fontsize=8)
+    assert image is not None  # a 4-d weight has at least one filter
     fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02)
     fig.suptitle(
         title

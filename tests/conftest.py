@@ -1,4 +1,12 @@
-"""Shared test set-up: hypothesis profiles and the location of the shared MNIST files."""
+"""Shared test set-up: hypothesis profiles, the shared MNIST files and the PyTorch oracle.
+
+Tests are filed by subject: tests/autodiff/test_<module>.py and tests/nn/test_<module>.py
+mirror the packages; files at this level cover what spans both (errors, examples, notebooks,
+the README, the bench, the PyTorch sweeps). Tests over ~1.5 s are marked `slow`:
+
+    python -m pytest -m "not slow" -n 2 -q      # the quick loop
+    HYPOTHESIS_PROFILE=ci python -m pytest -q   # everything, as CI runs it (-n 2 works too)
+"""
 
 import os
 from pathlib import Path

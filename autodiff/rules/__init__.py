@@ -22,6 +22,7 @@ from . import batching, elementwise, linalg, losses, reductions, shape, windows
 from .elementwise import (
     abs_,
     add,
+    arctan,
     cast,
     ceil,
     cos,
@@ -119,6 +120,7 @@ __all__ = [
     "_op",
     "abs_",
     "add",
+    "arctan",
     "batching",
     "binary_cross_entropy",
     "broadcast_to",

@@ -448,7 +448,7 @@ def along_axis(*names: str, axis: str) -> Callable[[Callable[..., Any]], Callabl
             bound.apply_defaults()
             call = dict(bound.arguments)
             first = call[names[0]]
-            n = first.ndim if isinstance(first, engine.Node) else np.ndim(first)
+            n = np.ndim(first._data) if isinstance(first, engine.Node) else np.ndim(first)
             for name in names:
                 value = call[name]
                 if isinstance(value, engine.Node):  # a Tensor

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .table import QUIET, call, register, value, zeros_like
+from .table import QUIET, Op, call, register, value, zeros_like
 
 add = register(
     "add",
@@ -346,7 +346,7 @@ sin = register(
     formula="cos(x)",
     onnx="Sin",
 )
-cos = register(
+cos: Op = register(  # typed: sin's rules name it before it is defined
     "cos",
     np.cos,
     lambda g, out, x: -g * call(sin, x),
@@ -370,7 +370,7 @@ sinh = register(
     formula="cosh(x)",
     onnx="Sinh",
 )
-cosh = register(
+cosh: Op = register(  # typed: sinh's rules name it before it is defined
     "cosh",
     np.cosh,
     lambda g, out, x: g * call(sinh, x),

@@ -4,7 +4,7 @@ the chain rule through a composite."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -122,7 +122,7 @@ def _bce_logs(p: Any) -> tuple[Any, Any]:
         with np.errstate(divide="ignore"):  # log(0) = -inf, floored just below
             return (
                 np.maximum(np.log(p), p.dtype.type(floor)),
-                np.maximum(np.log1p(-p), p.dtype.type(floor)),
+                np.maximum(np.log1p(-cast("np.ndarray | np.number", p)), p.dtype.type(floor)),
             )
     return (
         call(maximum, call(log, p), p.dtype.type(floor)),

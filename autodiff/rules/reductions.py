@@ -48,10 +48,11 @@ def _mean_forward(x: Any, *, axis: Any, keepdims: bool, count: int) -> Any:
     if x.dtype.char == "e":
         # float16 sums overflow at 65504 (the mean of 10,000 tens was inf): accumulate in
         # float32 and round once, as numpy's and PyTorch's means do.
-        total = np.add.reduce(x, axis=axis, keepdims=keepdims, dtype=np.float32)
+        # numpy's stub overloads keepdims as Literal[True] and Literal[False] only, not bool.
+        total = np.add.reduce(x, axis=axis, keepdims=keepdims, dtype=np.float32)  # type: ignore[call-overload]
         result = (total * (1.0 / count)).astype(x.dtype)
         return result if result.ndim else result[()]
-    return np.add.reduce(x, axis=axis, keepdims=keepdims) * (1.0 / count)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims) * (1.0 / count)  # type: ignore[call-overload]
 
 
 mean = register(
@@ -225,7 +226,7 @@ cumsum = register(
 )
 
 
-def _divides_exactly(x: np.ndarray, out: np.ndarray, other: Any) -> bool:
+def _divides_exactly(x: np.ndarray | np.generic, out: Any, other: Any) -> bool:
     """Whether dividing by x recovers cumprod's products to full precision: no zero in x, and
     no number involved below the smallest normal float, where digits are lost (at x ~ 1e-44 in
     float32 the quotient keeps 4 bits; a product that underflowed to 0 cannot be divided back).

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import batching
 from .elementwise import where
-from .table import call, is_basic_index, register, value
+from .table import Op, call, is_basic_index, register, value
 
 reshape = register(
     "reshape",
@@ -155,7 +155,7 @@ getitem = register(
     batch=batching.getitem,
 )
 # The adjoint of indexing (used by getitem's rule, so second derivatives through indexing work).
-scatter_add = register(
+scatter_add: Op = register(  # typed: getitem's rule names it before it is defined
     "scatter_add",
     _scatter_forward,
     lambda g, out, x, *, shape, index: call(getitem, g, index=index),

@@ -25,7 +25,7 @@ This module imports only the engine: it knows no Tensor class (a Tensor is recog
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -35,10 +35,16 @@ Node = engine.Node
 ARRAY = (np.ndarray, np.generic)
 PLAIN = (np.ndarray, np.generic, int, float)
 
+
+class _Quiet(TypedDict):  # QUIET's keys and values, typed for np.errstate(**QUIET)
+    divide: Literal["ignore"]
+    invalid: Literal["ignore"]
+
+
 # Where inf or NaN is the mathematical answer (1/0, log(0), log(-1), sqrt(-1)) numpy would
 # warn from inside a rule file, far from the user's line: forwards answer quietly instead
 # (overflow still warns) and `detect_anomaly` reports the line where the NaN is born.
-QUIET = {"divide": "ignore", "invalid": "ignore"}
+QUIET: _Quiet = {"divide": "ignore", "invalid": "ignore"}
 
 # A numpy entry of a row: the numpy callable, or (callable, how) where `how` names the calling
 # convention interop uses for it (see autodiff/interop.py) or the Tensor method it goes to.

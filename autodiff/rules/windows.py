@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import batching
-from .table import call, register
+from .table import Op, call, register
 
 Pair = tuple[int, int]
 
@@ -62,7 +62,7 @@ unfold2d = register(
     onnx="none: ONNX has no im2col; nn/export translates Conv and pooling layers whole",
     batch=batching.windows,
 )
-fold2d = register(
+fold2d: Op = register(  # typed: unfold2d's rule names it before it is defined
     "fold2d",
     _fold_forward,
     lambda g, out, cols, *, shape, **window: call(unfold2d, g, **window),

@@ -58,6 +58,7 @@ def _close(ours, theirs, dtype):
     np.testing.assert_allclose(np.asarray(ours), theirs.detach().numpy(), rtol=tol, atol=tol)
 
 
+@pytest.mark.slow
 @given(conv_setup())
 def test_conv2d_matches_pytorch_values_and_gradients(torch, s):
     TF = torch.nn.functional

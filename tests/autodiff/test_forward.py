@@ -365,6 +365,7 @@ def test_jvp_tangent_is_not_a_view_of_the_callers_array():
     np.testing.assert_array_equal(dy.data, [[1.0, 2.0], [3.0, 4.0]])
 
 
+@pytest.mark.slow
 def test_jvp_through_writing_numbers_and_arrays_into_a_tensor_matches_torch(torch):
     """Inside jvp, `b[1] = 7.0` (a number, not a Tensor, written into a tensor that carries a
     tangent) failed with "'float' object has no attribute '_data'" in write_tangents.

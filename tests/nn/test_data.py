@@ -631,6 +631,7 @@ def test_mini_mnist_file_is_small_and_verified(tmp_path, monkeypatch):
         data.load_mini_mnist()
 
 
+@pytest.mark.slow
 def test_mini_mnist_is_the_first_images_of_each_digit(shared):
     (x_all, y_all), (xt_all, yt_all) = shared
     (x, y), (xt, yt) = data.load_mini_mnist()
@@ -844,6 +845,7 @@ def test_toy_data_sets_still_give_the_same_points():
     np.testing.assert_allclose(yr, xr**2)
 
 
+@pytest.mark.slow
 def test_load_mnist_finds_files_under_kaggles_names(tmp_path, monkeypatch, mnist_dir):
     """Found in the nn hunt (adversarial testing of nn/)."""
     # Kaggle's MNIST names its files "train-images.idx3-ubyte" (a dot, not a hyphen, before
