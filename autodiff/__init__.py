@@ -100,6 +100,7 @@ from .functions import (
 from .functions import round_ as round  # noqa: A004
 from .tensor import Tensor
 from .trees import TreeDef, tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten
+from .vmap import vmap
 
 __all__ = [
     "Tensor",
@@ -142,6 +143,7 @@ __all__ = [
     "stack",
     "tanh",
     "tensor",
+    "vmap",
     "where",
     "zeros",
     "zeros_like",

@@ -160,7 +160,7 @@ class ReductionMethods(Node):
         # 1) the chain rule would give 0 * inf = NaN, and the mean inside var would spread it
         # into the whole tensor. There the gradient is taken as 0, a valid subgradient (as
         # PyTorch does). NaN variances stay NaN.
-        spread = ~np.asarray(var._data == 0)
+        spread = var._data != 0  # (a comparison, not numpy: vmap batches it)
         std = where(spread, where(spread, var, 1.0).sqrt(), 0.0)
         return _composite(std.astype(np.float16) if self.dtype == np.float16 else std, "std")
 

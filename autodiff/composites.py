@@ -126,6 +126,8 @@ def _unsigned(dtype: np.dtype) -> np.dtype:
 
 def softmax_cross_entropy(logits: Tensor, labels: ArrayLike) -> Tensor:
     """Mean cross-entropy of integer class labels under softmax(logits), fused and stable."""
+    if getattr(labels, "_batched", False):  # labels batched by vmap (autodiff/vmap.py)
+        return labels._vmap_cross_entropy(logits)
     logits = _lift(logits)
     labels = np.asarray(labels._data if isinstance(labels, Node) else labels)
     shape = logits._data.shape  # the array's, not Tensor.shape: this runs every step
@@ -159,6 +161,8 @@ def class_labels(who: str, labels: np.ndarray, classes: int) -> np.ndarray:
 
 
 def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:
+    if getattr(condition, "_batched", False):  # a mask inside vmap: batched (autodiff/vmap.py)
+        return condition._vmap_where(a, b)
     # A copy of the mask: the node keeps it for backward, and the caller may reuse their array.
     cond = np.array(condition._data if isinstance(condition, Node) else condition, dtype=bool)
     a_t, b_t = _pair(a, b)

@@ -112,6 +112,8 @@ class _State(threading.local):
     """
 
     mode: tuple[bool, bool, tuple | None, tuple] = (True, False, None, ())
+    # Active interpreters (vmap levels, innermost last); see `apply`.
+    interpreters: tuple = ()
 
     @property
     def grad_enabled(self) -> bool:
@@ -518,9 +520,19 @@ def _check_finite(value: Any, what: str, origin: str | None) -> None:
 NO_PARAMS: Any = MappingProxyType({})
 _new: Callable[[type[Node]], Any] = object.__new__  # typed: it makes the result class
 
+# How many interpreters are active in all threads (vmap, autodiff/vmap.py): while it is 0,
+# `apply` pays one global read for them. An interpreter in `state.interpreters` gets every
+# application first (`process`) and returns the output, or NotImplemented when none of the
+# parents is its own; the engine knows no interpreter and no op.
+interpreting = 0
+
 
 def apply(op: Op, parents: tuple[Node, ...], **params: Any) -> Tensor:
     """Run `op` forward on the parents' data and, when gradients are wanted, record the node."""
+    if interpreting and state.interpreters:
+        handled = state.interpreters[-1].process(op, parents, params)
+        if handled is not NotImplemented:
+            return handled
     # Positional calls for the common shapes: unpacking a map or a **{} costs more than a
     # scalar op's arithmetic.
     first = parents[0]

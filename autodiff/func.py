@@ -64,6 +64,15 @@ Argnums = int | tuple[int, ...]
 # --- inputs and outputs -------------------------------------------------------------------------
 
 
+def _batching() -> Any:
+    """The vmap level a transform called now works at, or None outside vmap: inside vmap a
+    transform is the same transform of the batched computation, which the level (the engine's
+    innermost interpreter, autodiff/vmap.py) runs."""
+    if engine.interpreting and engine.state.interpreters:
+        return engine.state.interpreters[-1].lowering()
+    return None
+
+
 def _kind(args: Sequence[Any]) -> str:
     if any(isinstance(a, Tensor) for a in args):
         return "tensor"
@@ -363,6 +372,8 @@ def _value_and_grad(
     f: Callable[..., Any], argnums: Argnums, has_aux: bool, who: str
 ) -> Callable[..., tuple[Any, Any]]:
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        if (level := _batching()) is not None:
+            return level.value_and_grad(f, argnums, has_aux, args, kwargs, who)
         nums = _argnums(argnums, len(args), who)
         caller_grad = engine.is_grad_enabled()
         result, leaves, spec = _call(f, args, kwargs, nums, who)
@@ -436,6 +447,8 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     """
     if not primals:
         raise ValueError("vjp: needs at least one primal")
+    if (level := _batching()) is not None:
+        return level.vjp(f, primals, has_aux)
     who = "vjp"
     nums = tuple(range(len(primals)))
     caller_grad = engine.is_grad_enabled()
@@ -521,6 +534,8 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
 
 def _jvp(f: Callable[..., Any], primals: Any, tangents: Any, who: str) -> tuple[Any, Any]:
     ps, ts = forward._as_tuple(primals), forward._as_tuple(tangents)
+    if (level := _batching()) is not None:
+        return level.jvp(f, ps, ts, who)
     outs, outdef, tans, kind = _jvp_raw(f, ps, ts, who)
     return (
         outdef.unflatten([_export(o, kind) for o in outs]),
@@ -589,6 +604,8 @@ def jacrev(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
 
 def _jacrev(f: Callable[..., Any], argnums: Argnums, who: str) -> Callable[..., Any]:
     def jacrev_f(*args: Any) -> Any:
+        if (level := _batching()) is not None:
+            return level.jacrev(f, argnums, args)
         nums = _argnums(argnums, len(args), who)
         caller_grad = engine.is_grad_enabled()
         out, leaves, spec = _call(f, args, {}, nums, who)
@@ -637,6 +654,8 @@ def jacfwd(f: Callable[..., Any], argnums: Argnums = 0) -> Callable[..., Any]:
 
 def _jacfwd(f: Callable[..., Any], argnums: Argnums, who: str) -> Callable[..., Any]:
     def jacfwd_f(*args: Any) -> Any:
+        if (level := _batching()) is not None:
+            return level.jacfwd(f, argnums, args)
         nums = _argnums(argnums, len(args), who)
         spec = _Args(args, nums)
         # f sees a Tensor at every differentiated position, also at those held constant while

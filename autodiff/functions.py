@@ -22,6 +22,7 @@ from . import engine, rules
 from ._args import Axis, _axes, _axis, _count, _dim, _float, _keep, _lift, _pair
 from .composites import concatenate, where
 from .engine import Node
+from .rules.batching import along_axis, over_axis  # (read numbers: batched inside vmap)
 from .rules.linalg import parse_einsum as _parse_einsum
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -226,6 +227,7 @@ def argmin(
     return _lift(x).argmin(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
+@over_axis
 def any_(
     x: Any,
     axis: Axis = None,
@@ -239,6 +241,7 @@ def any_(
     return _lift(np.any(x._data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
 
 
+@over_axis
 def all_(
     x: Any,
     axis: Axis = None,
@@ -252,6 +255,7 @@ def all_(
     return _lift(np.all(x._data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
 
 
+@over_axis
 def norm(
     x: Any,
     ord: float = 2,
@@ -360,6 +364,7 @@ def _order(data: Any, axis: int, descending: bool) -> np.ndarray:
     return np.flip(n - 1 - reversed_order, axis)
 
 
+@over_axis
 def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = None) -> Tensor:
     """Sorted values; each value's gradient goes back to where it came from.
 
@@ -373,6 +378,7 @@ def sort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = 
     return take_along_axis(x, _order(x._data, ax, descending), ax)
 
 
+@over_axis
 def argsort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None = None) -> Tensor:
     """The indices that sort `x` along `axis` (stable; an int64 constant, no gradient), as
     numpy's a.argsort() and PyTorch's t.argsort(dim=, descending=)."""
@@ -384,6 +390,7 @@ def argsort(x: Any, axis: int = -1, descending: bool = False, *, dim: int | None
     return _lift(np.asarray(_order(x._data, ax, descending), dtype=np.int64))
 
 
+@over_axis
 def topk(
     x: Any, k: int, axis: int = -1, largest: bool = True, *, dim: int | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -415,6 +422,7 @@ def _full_index(index: np.ndarray, axis: int, shape: tuple[int, ...]) -> tuple:
     return tuple(parts)
 
 
+@along_axis("x", "indices", axis="axis")
 def take_along_axis(
     x: Any, indices: Any, axis: int | None = None, *, dim: int | None = None
 ) -> Tensor:
@@ -449,6 +457,7 @@ def gather(x: Any, dim: int, index: Any) -> Tensor:
     return take_along_axis(x, index, dim)
 
 
+@along_axis("x", "index", "src", axis="dim")
 def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
     """PyTorch's scatter_add: a copy of x with src added at index along dim (repeats add up)."""
     x, src = _lift(x), _lift(src)
@@ -476,6 +485,8 @@ def scatter_add(x: Any, dim: int, index: Any, src: Any) -> Tensor:
 def masked_fill(x: Any, mask: Any, value: float) -> Tensor:
     """x with value where mask is true (the gradient there is 0)."""
     x = _lift(x)
+    if getattr(mask, "_batched", False):  # a mask batched by vmap: where batches it
+        return where(mask, value, x)
     return where(np.asarray(_numbers(mask), dtype=bool), value, x)
 
 

@@ -417,6 +417,13 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods, result=True):
     # --- in place ------------------------------------------------------------------------
 
     def __setitem__(self, index: Any, value: ArrayLike) -> None:
+        if getattr(value, "_batched", False):  # (a batched tensor writes through its own)
+            raise TypeError(
+                f"setitem: writing a value batched by vmap (one per example) into a tensor "
+                f"shared by every example (shape {self.shape}) in place; build a new "
+                "tensor from the batched value instead (t = x * 0 + ..., autodiff.where, "
+                "autodiff.concatenate)"
+            )
         recording = engine.is_grad_enabled()
         if self.requires_grad and self._op is None and recording:
             raise RuntimeError(

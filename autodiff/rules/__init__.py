@@ -8,8 +8,8 @@ whose local derivative drawings show as numbers (`ELEMENTWISE`), the Tensor meth
 primitive (`METHODS`) are all derived here from the rows. To add a primitive, see
 CONTRIBUTING.md (Adding a primitive).
 
-The next columns have their place in `Op`: `batch` (a batching rule, for vmap) is on every
-row and None for now.
+`batch` is vmap's batching rule (autodiff/rules/batching.py): given on the rows that need
+their own, and for every other elementwise row the category's default, filled in below.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import elementwise, linalg, losses, reductions, shape, windows
+from . import batching, elementwise, linalg, losses, reductions, shape, windows
 from .elementwise import (
     abs_,
     add,
@@ -71,6 +71,12 @@ for _family in (elementwise, reductions, shape, linalg, windows, losses):
         if isinstance(_row, Op) and not _name.startswith("_"):
             globals().setdefault(_name, _row)
 
+# The batching column's category default: an elementwise op batches by broadcasting (the batch
+# axis in front, unbatched inputs aligned on the right); rows with other needs name their rule.
+for _op in OPS.values():
+    if _op.batch is None and _op.elementwise:
+        _op.batch = batching.elementwise
+
 #: Ops whose output element i depends only on input element i (a diagonal Jacobian).
 ELEMENTWISE: frozenset[str] = frozenset(name for name, op in OPS.items() if op.elementwise)
 #: Ops linear in their inputs (their own JVP).
@@ -115,6 +121,7 @@ __all__ = [
     "abs_",
     "add",
     "arctan",
+    "batching",
     "binary_cross_entropy",
     "broadcast_to",
     "call",

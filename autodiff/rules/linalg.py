@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import batching
 from .table import ARRAY, call, register, swap
 
 
@@ -47,6 +48,7 @@ matmul = register(
     method="__matmul__",
     formula=("transpose(b)", "transpose(a)"),
     onnx="MatMul",
+    batch=batching.matmul,
 )
 
 
@@ -114,6 +116,7 @@ linear = register(
     ),
     formula=("w", "x", "1"),
     onnx=_linear_onnx,
+    batch=batching.linear,
 )
 
 
@@ -190,6 +193,7 @@ einsum = register(
     numpy=((np.einsum, "einsum"),),
     formula="einsum(g, others)",
     onnx=_einsum_onnx,
+    batch=batching.einsum,
 )
 
 
@@ -224,4 +228,5 @@ nuclear_norm = register(
     jvp=lambda t, out, x, *, saved: (t * saved).sum(axis=(-2, -1)),
     formula="polar(x)",
     onnx="none: ONNX has no singular value decomposition",
+    batch=batching.leading,
 )

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from . import batching
 from .elementwise import log, log1p, maximum
 from .linalg import grown
 from .table import ARRAY, call, register, value, wide_sum
@@ -107,6 +108,7 @@ softmax_cross_entropy = register(
     jvp=_cross_entropy_jvp,
     formula="(softmax(logits) - onehot(labels)) / n",
     onnx=_cross_entropy_onnx,
+    batch=batching.cross_entropy,
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import batching
 from .elementwise import exp, where
 from .shape import broadcast, broadcast_to
 from .table import ARRAY, NoOnnx, call, keepdims, register, value, wide_sum
@@ -64,6 +65,7 @@ sum_ = register(
     method="sum",
     formula="1",
     onnx=_sum_onnx,
+    batch=batching.reduction,
 )
 
 
@@ -97,6 +99,7 @@ mean = register(
     method="mean",
     formula="1 / count",
     onnx=_onnx_reduce("ReduceMean"),
+    batch=batching.reduction,
 )
 
 
@@ -123,6 +126,7 @@ max_ = register(
     method="max",
     formula="onehot(argmax(x)) / ties",
     onnx=_onnx_reduce("ReduceMax"),
+    batch=batching.reduction,
 )
 min_ = register(
     "min",
@@ -133,6 +137,7 @@ min_ = register(
     method="min",
     formula="onehot(argmin(x)) / ties",
     onnx=_onnx_reduce("ReduceMin"),
+    batch=batching.reduction,
 )
 
 
@@ -163,6 +168,7 @@ logsumexp = register(
     method="logsumexp",
     formula="exp(x - out)",
     onnx=_onnx_reduce("ReduceLogSumExp"),
+    batch=batching.reduction,
 )
 
 
@@ -215,6 +221,7 @@ prod = register(
     method="prod",
     formula="out / x",
     onnx=_onnx_reduce("ReduceProd"),
+    batch=batching.reduction_one_axis,
 )
 
 
@@ -249,6 +256,7 @@ cumsum = register(
     method="cumsum",
     formula="1",
     onnx=_cumsum_onnx,
+    batch=batching.cumulative,
 )
 
 
@@ -318,4 +326,5 @@ cumprod = register(
     method="cumprod",
     formula="out / x",
     onnx="none: ONNX has no cumulative product",
+    batch=batching.cumulative,
 )

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import batching
 from .elementwise import where
 from .table import NoOnnx, Op, call, is_basic_index, register, value
 
@@ -57,6 +58,7 @@ reshape = register(
     method="reshape",
     formula="1",
     onnx=_reshape_onnx,
+    batch=batching.reshape,
 )
 
 
@@ -74,6 +76,7 @@ transpose = register(
     method="transpose",
     formula="1",
     onnx=_transpose_onnx,
+    batch=batching.transpose,
 )
 
 
@@ -111,6 +114,7 @@ broadcast_to = register(
     method="broadcast_to",
     formula="1",
     onnx=_broadcast_onnx,
+    batch=batching.broadcast,
 )
 
 
@@ -208,6 +212,7 @@ setitem = register(
     method="__setitem__",
     formula=("1 - written", "1"),
     onnx=_setitem_onnx,
+    batch=batching.setitem,
 )
 
 
@@ -280,6 +285,7 @@ getitem = register(
     method="__getitem__",
     formula="1",
     onnx=_getitem_onnx,
+    batch=batching.getitem,
 )
 # The adjoint of indexing (used by getitem's rule, so second derivatives through indexing work).
 scatter_add: Op = register(  # typed: getitem's rule names it before it is defined
@@ -289,6 +295,7 @@ scatter_add: Op = register(  # typed: getitem's rule names it before it is defin
     linear=True,
     formula="1",
     onnx="none: scatter_add is the adjoint of indexing, met in backward graphs, not forwards",
+    batch=batching.scatter,
 )
 
 
@@ -311,4 +318,5 @@ concatenate = register(
     numpy=((np.concatenate, "concatenate"),),
     formula="1",
     onnx=_concatenate_onnx,
+    batch=batching.concatenate,
 )

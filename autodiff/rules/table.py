@@ -92,7 +92,8 @@ class Op:
       for a row whose node has no params and maps its inputs to the operator's in order),
       a translation function (an `OnnxTranslation`, defined beside its row, for a row that
       needs attributes, constant inputs or several operators), or "none: <reason>".
-    - `batch`: the next column, reserved for `vmap`'s batching rule (None for every row).
+    - `batch`: `vmap`'s batching rule (autodiff/rules/batching.py); an elementwise row that
+      gives none gets its category's default (autodiff/rules/__init__.py).
     """
 
     __slots__ = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import batching
 from .table import Op, call, register
 
 Pair = tuple[int, int]
@@ -59,6 +60,7 @@ unfold2d = register(
     linear=True,
     formula="1",
     onnx="none: ONNX has no im2col; nn/export translates Conv and pooling modules whole",
+    batch=batching.windows,
 )
 fold2d: Op = register(  # typed: unfold2d's rule names it before it is defined
     "fold2d",
@@ -67,4 +69,5 @@ fold2d: Op = register(  # typed: unfold2d's rule names it before it is defined
     linear=True,
     formula="1",
     onnx="none: ONNX's Col2Im needs opset 18 and export writes 17; fold2d is met in backward",
+    batch=batching.windows,
 )
