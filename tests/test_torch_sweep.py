@@ -901,6 +901,8 @@ NOT_OPS = {
     ),
     "manual_seed": "seeds the random constructors, computes nothing",
     "custom_op": "makes a user's primitive; tested in tests/autodiff/test_custom.py",
+    "vmap": "a transform, not an op: every row under it against the loop, and against "
+    "torch.func and jax, in tests/autodiff/test_vmap.py",
     **dict.fromkeys(
         [
             "nn.functional.max_pool2d",
