@@ -47,6 +47,7 @@ def test_the_readme_has_its_tutorial_blocks():
         "Forward mode, Jacobians and Hessians",
         "Forward mode, Jacobians and Hessians",
         "Forward mode, Jacobians and Hessians",
+        "Batching without loops: `vmap`",
         "Your own primitive: `custom_op`",
     ]
 
@@ -71,6 +72,8 @@ def test_every_readme_block_runs(index, tmp_path, monkeypatch, capsys):
 
         saved = nn.load(tmp_path / "mnist.npz")
         assert saved.keys() == scope["model"].state_dict().keys()
+    if heading == "Batching without loops: `vmap`":
+        assert printed.splitlines() == ["(8, 2) True", "(8, 2, 2)"]
     if heading == "Your own primitive: `custom_op`":
         assert printed.splitlines()[:3] == ["Tensor([0. , 0.5, 1. ])"] * 2 + ["True"]
     if heading == "Seeing backpropagation":
