@@ -4,12 +4,16 @@
 import re
 
 import numpy as np
-import onnx.defs
 import pytest
 
 import autodiff as ad
 from autodiff import Tensor, rules
 from autodiff.viz import explain_backward
+
+try:  # the export extra: without it the ONNX names are checked for form only
+    import onnx.defs as ONNX_DEFS
+except ImportError:  # pragma: no cover - CI installs it
+    ONNX_DEFS = None
 
 ROWS = sorted(rules.OPS.items())
 NAMES = [name for name, _ in ROWS]
@@ -55,7 +59,10 @@ def test_every_row_has_every_column(name):
     elif op.onnx.startswith("none: "):
         assert len(op.onnx) > len("none: ") + 10
     else:
-        assert onnx.defs.has(op.onnx), op.onnx
+        assert isinstance(op.onnx, str) and op.onnx[:1].isupper(), op.onnx
+        # The operator exists in the standard (checked where the export extra is installed).
+        if ONNX_DEFS is not None:
+            assert ONNX_DEFS.has(op.onnx), op.onnx
     # vmap's batching rule: every row has one (its own, or its category's default).
     assert callable(op.batch), op.name
 
