@@ -556,6 +556,8 @@ def repeat(x: Any, repeats: Any, axis: int | None = None) -> Tensor:
     `repeats` may give one count per element (a list or an integer array)."""
     x = _lift(x)
     counts = _whole_numbers(repeats, "repeat", "repeats")
+    if np.any(counts < 0):
+        raise ValueError(f"repeat: repeats must be non-negative integers, got {repeats!r}")
     if axis is None:
         x, axis = x.reshape(-1), 0
     ax = _axis(axis, x.ndim, "repeat")
