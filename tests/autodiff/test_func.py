@@ -369,7 +369,7 @@ def test_readme_forward_mode_examples_run():
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = text.split("## Forward mode, Jacobians and Hessians")[1].split("\n## ")[0]
     blocks = [b.split("```")[0] for b in section.split("```python\n")[1:]]
-    assert len(blocks) == 2
+    assert len(blocks) == 3  # forward mode, the transforms, trees with functional_call
     scope: dict = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
@@ -377,6 +377,7 @@ def test_readme_forward_mode_examples_run():
     assert scope["b"].item() == -2.0 and scope["db"].item() == 1.0
     assert scope["value"] == 9.0 and scope["aux"] == "aux"
     assert scope["jacrev"](scope["g"])(scope["x"]).shape == (3, 3, 3)
+    assert sorted(scope["grads"]) == sorted(dict(scope["model"].named_parameters()))
 
 
 def test_checkpoint_never_writes_into_the_callers_input():
