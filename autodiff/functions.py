@@ -236,9 +236,7 @@ def any_(
     dim: Axis = None,
     keepdim: bool | None = None,
 ) -> Tensor:
-    x = _lift(x)
-    axis, keepdims = _dim("any", axis, dim), _keep(keepdims, keepdim)
-    return _lift(np.any(x._data, axis=_axes(axis, x.ndim, "any"), keepdims=keepdims))
+    return _truth(np.any, "any", x, axis, keepdims, dim, keepdim)
 
 
 @over_axis
@@ -250,9 +248,17 @@ def all_(
     dim: Axis = None,
     keepdim: bool | None = None,
 ) -> Tensor:
+    return _truth(np.all, "all", x, axis, keepdims, dim, keepdim)
+
+
+def _truth(
+    reduce: Any, who: str, x: Any, axis: Axis, keepdims: bool, dim: Axis, keepdim: bool | None
+) -> Tensor:
+    """any / all: numpy's reduction of the truth values (a constant: no gradient), with
+    PyTorch's dim= and keepdim= spellings accepted."""
     x = _lift(x)
-    axis, keepdims = _dim("all", axis, dim), _keep(keepdims, keepdim)
-    return _lift(np.all(x._data, axis=_axes(axis, x.ndim, "all"), keepdims=keepdims))
+    axis, keepdims = _dim(who, axis, dim), _keep(keepdims, keepdim)
+    return _lift(reduce(x._data, axis=_axes(axis, x.ndim, who), keepdims=keepdims))
 
 
 @over_axis
